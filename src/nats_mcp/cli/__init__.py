@@ -1,0 +1,1 @@
+"""The command-line boundary: the `nats-mcp` command and its groups."""

@@ -1,0 +1,91 @@
+"""The CLI's shared plumbing: global options, loading settings once, printing and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from nats_mcp.config import ConfigError, LoadedSettings, load_settings, parse_set_options
+from nats_mcp.redact import redact
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+# Global flags and the setting each one sets (CLI flags have the highest precedence).
+FLAG_KEYS = {
+    "project_path": ("project.path", "--project-path"),
+    "nats_url": ("nats.url", "--nats-url"),
+    "namespace": ("namespace", "--namespace"),
+    "log_level": ("logging.level", "--log-level"),
+    "log_format": ("logging.format", "--log-format"),
+}
+
+
+@dataclass
+class CliState:
+    """What the root command collected: the config file and the setting overrides from flags."""
+
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)
+    _loaded: LoadedSettings | None = None
+
+    def load(self, extra: dict[str, Any] | None = None, extra_flags: dict[str, str] | None = None) -> LoadedSettings:
+        """The settings, or exit 2 with one clear message naming key, source and what is allowed."""
+        if self._loaded is not None and not extra:
+            return self._loaded
+        overrides = {**self.overrides, **{k: v for k, v in (extra or {}).items() if v is not None}}
+        try:
+            loaded = load_settings(overrides, config_file=self.config_file, flags={**self.flags, **(extra_flags or {})})
+        except ConfigError as exc:
+            fail(str(exc), code=EXIT_USAGE)
+        for warning in loaded.warnings:
+            err.print(f"[yellow]warning:[/] {redact(warning)}", highlight=False)
+        if not extra:
+            self._loaded = loaded
+        return loaded
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        obj = CliState()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def build_state(config: Path | None, sets: list[str], **flags: Any) -> CliState:
+    try:
+        overrides: dict[str, Any] = dict(parse_set_options(sets))
+    except ConfigError as exc:
+        fail(str(exc), code=EXIT_USAGE)
+    flag_names = {key: f"--set {key}" for key in overrides}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        key, flag = FLAG_KEYS[name]
+        overrides[key] = str(value)
+        flag_names[key] = flag
+    return CliState(config_file=config, overrides=overrides, flags=flag_names)
+
+
+def fail(message: str, code: int = EXIT_FAIL) -> NoReturn:
+    """Print one redacted error line to stderr and exit."""
+    err.print(f"[bold red]nats-mcp: error:[/] {redact(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    """Machine output: one JSON document on stdout, secrets already removed by the caller."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()

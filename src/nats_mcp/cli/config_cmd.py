@@ -1,0 +1,42 @@
+"""`nats-mcp config`: the effective settings, secrets redacted, with the source of each value."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from nats_mcp.cli.common import out, print_json, state
+from nats_mcp.config import effective_settings
+
+app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print every setting, where it came from, and its environment variable. Secrets are masked."""
+    loaded = state(ctx).load()
+    rows = effective_settings(loaded)
+    if as_json:
+        print_json({"settings": rows, "files": loaded.files})
+        return
+    table = Table(title="nats-mcp settings", show_lines=False)
+    for col in ("key", "value", "source", "env"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        value = row["value"]
+        if row["key"] == "channels":
+            shown = ", ".join(c["name"] for c in value) + "  (--json for limits)"
+        elif isinstance(value, list | dict):
+            shown = json.dumps(value)
+        else:
+            shown = "" if value is None else str(value)
+        table.add_row(row["key"], shown, row["source"], row["env"])
+    out.print(table)
+    if loaded.files:
+        out.print("files read: " + ", ".join(loaded.files), highlight=False)

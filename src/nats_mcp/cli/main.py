@@ -1,0 +1,61 @@
+"""The `nats-mcp` command: the root, its global options, and the command groups mounted on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nats_mcp import __version__
+from nats_mcp.cli import config_cmd
+from nats_mcp.cli.common import build_state
+
+app = typer.Typer(
+    name="nats-mcp",
+    help="MCP server that lets AI agents coordinate through NATS JetStream.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nats-mcp {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", envvar="NATS_MCP_CONFIG", help="YAML settings file.")
+    ] = None,
+    project_path: Annotated[str | None, typer.Option(help="Project directory (default: the working directory).")] = None,
+    nats_url: Annotated[str | None, typer.Option(help="NATS server URL(s), comma-separated; no credentials here.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (project) to work in.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="json or text.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Set any non-secret setting, e.g. nats.connect_timeout_s=3.")
+    ] = None,
+) -> None:
+    """nats-mcp: agents coordinating through NATS JetStream, behind one security pipeline."""
+    ctx.obj = build_state(
+        config, set_ or [], project_path=project_path, nats_url=nats_url, namespace=namespace,
+        log_level=log_level, log_format=log_format,
+    )
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
