@@ -112,9 +112,7 @@ class TlsSettings(_Section):
 
     @property
     def configured(self) -> bool:
-        return bool(
-            self.required or self.ca_file or self.cert_file or self.server_name or self.handshake_first
-        )
+        return bool(self.required or self.ca_file or self.cert_file or self.server_name or self.handshake_first)
 
 
 class NatsSettings(_Section):

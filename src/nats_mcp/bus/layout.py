@@ -41,9 +41,7 @@ def validate_name(value: object, what: str = "name") -> str:
 
 def validate_type_name(value: object, what: str = "name") -> str:
     """Validate a capability or agent type."""
-    return _check(
-        value, _TYPE_NAME, what, "use 1-63 characters a-z, 0-9, '-' and '_', starting with a letter or digit"
-    )
+    return _check(value, _TYPE_NAME, what, "use 1-63 characters a-z, 0-9, '-' and '_', starting with a letter or digit")
 
 
 def validate_guid(value: object, what: str = "agent GUID") -> str:

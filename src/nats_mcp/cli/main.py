@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nats_mcp import __version__
-from nats_mcp.cli import config_cmd
+from nats_mcp.cli import config_cmd, doctor_cmd, serve_cmd
 from nats_mcp.cli.common import build_state
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.command("serve")(serve_cmd.serve)
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def _version(value: bool) -> None:
@@ -36,19 +38,29 @@ def root(
     config: Annotated[
         Path | None, typer.Option("--config", envvar="NATS_MCP_CONFIG", help="YAML settings file.")
     ] = None,
-    project_path: Annotated[str | None, typer.Option(help="Project directory (default: the working directory).")] = None,
-    nats_url: Annotated[str | None, typer.Option(help="NATS server URL(s), comma-separated; no credentials here.")] = None,
+    project_path: Annotated[
+        str | None, typer.Option(help="Project directory (default: the working directory).")
+    ] = None,
+    nats_url: Annotated[
+        str | None, typer.Option(help="NATS server URL(s), comma-separated; no credentials here.")
+    ] = None,
     namespace: Annotated[str | None, typer.Option(help="Namespace (project) to work in.")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
     log_format: Annotated[str | None, typer.Option(help="json or text.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Set any non-secret setting, e.g. nats.connect_timeout_s=3.")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Set any non-secret setting, e.g. nats.connect_timeout_s=3."),
     ] = None,
 ) -> None:
     """nats-mcp: agents coordinating through NATS JetStream, behind one security pipeline."""
     ctx.obj = build_state(
-        config, set_ or [], project_path=project_path, nats_url=nats_url, namespace=namespace,
-        log_level=log_level, log_format=log_format,
+        config,
+        set_ or [],
+        project_path=project_path,
+        nats_url=nats_url,
+        namespace=namespace,
+        log_level=log_level,
+        log_format=log_format,
     )
 
 

@@ -1,0 +1,534 @@
+"""The NATS connection boundary: turns settings into one supervised nats-py connection, with every auth method.
+
+Auth: credentials in the URL (``nats://user:pass@h``, ``nats://token@h``), user/password, token, NKey
+seed file, creds file (JWT + seed), the embedded server's token. TLS: CA file, client certificate,
+server name, minimum version; a ``tls://``/``wss://`` URL or any TLS setting means TLS or failure, and a
+server that demands TLS from a client not configured for it is refused too, so credentials never
+cross in plaintext by surprise. The supervisor reconnects forever with exponential backoff and
+jitter; callers that need NATS while it is away get :class:`NatsUnavailableError` with a hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
+from nats_mcp.config import Settings
+from nats_mcp.redact import redact
+
+log = logging.getLogger("nats_mcp.bus")
+
+EventCallback = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class ConnectPlan:
+    """Everything needed to connect: servers without credentials, the auth method, TLS, and the options."""
+
+    servers: list[str]
+    method: str
+    tls: bool
+    options: dict[str, Any] = field(repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    embedded: bool = False
+
+    def describe(self) -> str:
+        return ", ".join(self.servers)
+
+    def scrub(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    tls = settings.nats.tls
+    try:
+        ctx = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
+        )
+        if tls.cert_file and tls.key_file:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise NatsConfigError(
+            f"cannot load the TLS files for NATS ({exc})",
+            "check nats.tls.ca_file / cert_file / key_file: they must be readable PEM files",
+        ) from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _readable(path: Path, what: str, setting: str) -> str:
+    try:
+        with path.expanduser().open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise NatsConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}", f"check {setting}") from None
+    return str(path.expanduser())
+
+
+def plan_connection(
+    settings: Settings, *, embedded_url: str | None = None, embedded_token: str | None = None
+) -> ConnectPlan:
+    """Turn settings (or the embedded server's url and token) into a :class:`ConnectPlan`; pure but for file checks."""
+    nats_cfg = settings.nats
+    urls = [embedded_url] if embedded_url else nats_cfg.servers
+    if not urls:
+        raise NatsConfigError("no NATS URL configured", "set nats.url (NATS_URL) or use the embedded server")
+    servers: list[str] = []
+    url_user: str | None = None
+    url_password: str | None = None
+    schemes: set[str] = set()
+    for url in urls:
+        parts = urlsplit(url)
+        schemes.add(parts.scheme)
+        if parts.username is not None:
+            user = unquote(parts.username)
+            password = unquote(parts.password) if parts.password is not None else None
+            if url_user is not None and (user, password) != (url_user, url_password):
+                raise NatsConfigError(
+                    "the NATS URLs carry different credentials", "put the same credentials on every URL, or none"
+                )
+            url_user, url_password = user, password
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        servers.append(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+    websocket = schemes & {"ws", "wss"}
+    if websocket and schemes - {"ws", "wss"}:
+        raise NatsConfigError("cannot mix WebSocket (ws://, wss://) and TCP (nats://, tls://) URLs", "use one kind")
+    tls_wanted = bool(schemes & {"tls", "wss"}) or nats_cfg.tls.configured
+    if "ws" in schemes and tls_wanted:
+        raise NatsConfigError("TLS is configured but a URL is ws:// (plaintext)", "use wss:// for WebSocket over TLS")
+    if tls_wanted and "nats" in schemes:
+        # A TLS setting with a nats:// URL: upgrade is enforced; say tls:// to be explicit.
+        servers = [("tls" + s[4:]) if s.startswith("nats://") else s for s in servers]
+
+    options: dict[str, Any] = {
+        "name": nats_cfg.client_name,
+        "connect_timeout": nats_cfg.connect_timeout_s,
+    }
+    secrets: list[str] = []
+    method = "none"
+    if embedded_url:
+        if embedded_token:
+            options["token"] = embedded_token
+            secrets.append(embedded_token)
+        method = "embedded token"
+    elif url_user is not None and url_password is not None:
+        options.update(user=url_user, password=url_password)
+        secrets.append(url_password)
+        method = "user/password (URL)"
+    elif url_user is not None and url_password is None and nats_cfg.password is not None:
+        # Warp's "mixed" form: user in the URL, password from NATS_PASS.
+        password = nats_cfg.password.get_secret_value()
+        options.update(user=url_user, password=password)
+        secrets.append(password)
+        method = "user/password"
+    elif url_user is not None:
+        options["token"] = url_user
+        secrets.append(url_user)
+        method = "token (URL)"
+    elif nats_cfg.creds_file is not None:
+        options["user_credentials"] = _readable(nats_cfg.creds_file, "creds file", "nats.creds_file")
+        method = "creds file (JWT)"
+    elif nats_cfg.nkey_seed_file is not None:
+        options["nkeys_seed"] = _readable(nats_cfg.nkey_seed_file, "NKey seed file", "nats.nkey_seed_file")
+        method = "nkey"
+    elif nats_cfg.token is not None:
+        token = nats_cfg.token.get_secret_value()
+        options["token"] = token
+        secrets.append(token)
+        method = "token"
+    elif nats_cfg.user is not None:
+        if nats_cfg.password is None:
+            raise NatsConfigError(
+                "nats.user is set without a password", "set NATS_PASS or NATS_MCP_NATS_PASSWORD(_FILE)"
+            )
+        password = nats_cfg.password.get_secret_value()
+        options.update(user=nats_cfg.user, password=password)
+        secrets.append(password)
+        method = "user/password"
+    if tls_wanted:
+        options["tls"] = _tls_context(settings)
+        if nats_cfg.tls.server_name:
+            options["tls_hostname"] = nats_cfg.tls.server_name
+        if nats_cfg.tls.handshake_first:
+            options["tls_handshake_first"] = True
+    return ConnectPlan(servers, method, tls_wanted, options, tuple(secrets), embedded=bool(embedded_url))
+
+
+def server_version(nc: Client) -> str:
+    """The connected server's version string, e.g. ``2.15.1``."""
+    sv = nc.connected_server_version
+    return f"{sv.major}.{sv.minor}.{sv.patch}"
+
+
+class TlsPolicyError(nats.errors.Error):
+    """The server's TLS stance does not match ours; raised before any credential is sent."""
+
+
+class _GuardedClient(Client):
+    """nats-py's client with one addition: TLS is enforced from the server's INFO, before CONNECT.
+
+    nats-py upgrades to TLS only when the server demands it, so a ``tls://`` URL against a plaintext
+    server would silently send credentials in clear; and a server that demands TLS from a client that
+    did not ask for it would be answered with the system trust store. Both are refused here.
+    """
+
+    tls_wanted: bool = False
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        server = self._current_server
+        if initial_connection and server is not None and server.uri.scheme in ("nats", "tls"):
+            offered = bool(info.get("tls_required") or info.get("tls_available"))
+            if self.tls_wanted and not self.options.get("tls_handshake_first"):
+                if not offered:
+                    raise TlsPolicyError("nats: TLS is required by this client but the server does not offer TLS")
+                info["tls_required"] = True  # upgrade even where TLS is merely available
+            elif not self.tls_wanted and info.get("tls_required"):
+                raise TlsPolicyError("nats: the server requires TLS but this client is not configured for TLS")
+        await super()._process_info(info, initial_connection)
+
+
+def classify(exc: BaseException, plan: ConnectPlan) -> NatsConnectError:
+    """A connection failure as a clear, secret-free message naming the method and a hint."""
+    servers = plan.describe()
+    text = plan.scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    if isinstance(exc, TlsPolicyError):
+        if "does not offer" in str(exc):
+            return NatsConnectError(
+                f"TLS is required (tls:// URL or TLS settings) but {servers} does not offer TLS; refusing to "
+                "continue in plaintext.",
+                "enable TLS on the server, or remove the TLS settings and use a nats:// URL",
+                kind="tls",
+                method=plan.method,
+            )
+        return NatsConnectError(
+            f"{servers} requires TLS but the client is not configured for TLS.",
+            "use a tls:// URL and set nats.tls.ca_file (NATS_MCP_NATS_TLS_CA_FILE) to the server's CA",
+            kind="tls",
+            method=plan.method,
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return NatsConnectError(
+            f"the TLS certificate of {servers} is not trusted ({exc.__class__.__name__}: "
+            f"{plan.scrub(getattr(exc, 'verify_message', '') or str(exc))}).",
+            "set nats.tls.ca_file to the CA that signed the server certificate, and nats.tls.server_name if "
+            "the certificate names another host",
+            kind="tls",
+            method=plan.method,
+        )
+    if isinstance(exc, ssl.SSLError):
+        return NatsConnectError(
+            f"TLS handshake with {servers} failed: {text}.",
+            "check the client certificate (nats.tls.cert_file/key_file), the minimum TLS version and the "
+            "server's TLS settings",
+            kind="tls",
+            method=plan.method,
+        )
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower():
+        what = plan.method if plan.method != "none" else "no credentials"
+        return NatsConnectError(
+            f"NATS at {servers} refused the {what} authentication (Authorization Violation).",
+            _AUTH_HINTS.get(
+                plan.method,
+                "configure credentials: NATS_URL with user:pass, NATS_MCP_NATS_TOKEN, nkey_seed_file or creds_file",
+            ),
+            kind="auth",
+            method=plan.method,
+        )
+    if isinstance(exc, ConnectionResetError) and plan.tls:
+        return NatsConnectError(
+            f"{servers} closed the TLS connection during the handshake ({text}); it may require a client "
+            "certificate this client did not present or did not trust.",
+            "set nats.tls.cert_file and nats.tls.key_file to a certificate signed by the server's client CA",
+            kind="tls",
+            method=plan.method,
+        )
+    return NatsConnectError(
+        f"cannot reach NATS at {servers} ({text}).",
+        "start NATS (for the embedded server: `nats-mcp nats start`), check nats.url, or run `nats-mcp doctor`",
+        kind="unreachable",
+        method=plan.method,
+    )
+
+
+_AUTH_HINTS = {
+    "user/password": "check NATS_USER / NATS_PASS (or NATS_MCP_NATS_PASSWORD_FILE)",
+    "user/password (URL)": "check the user:password in NATS_URL",
+    "token": "check NATS_MCP_NATS_TOKEN (or NATS_MCP_NATS_TOKEN_FILE)",
+    "token (URL)": "check the token in NATS_URL",
+    "nkey": "check that the seed in nats.nkey_seed_file belongs to a user the server knows",
+    "creds file (JWT)": "check nats.creds_file: the JWT must be signed by an account the server trusts",
+    "embedded token": "the embedded server's token file does not match: `nats-mcp nats stop` then start again",
+}
+
+
+def backoff_delay(attempt: int, low: float, high: float, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random, capped at ``high``."""
+    base = min(high, low * float(2 ** min(attempt, 30)))
+    return base / 2 + rand() * base / 2
+
+
+async def connect_once(plan: ConnectPlan, **callbacks: Any) -> Client:
+    """One connection attempt over every server of the plan; raises :class:`NatsConnectError` on failure."""
+    errors: list[BaseException] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = _GuardedClient()
+    nc.tls_wanted = plan.tls
+    try:
+        await nc.connect(
+            servers=plan.servers,
+            error_cb=on_error,
+            allow_reconnect=True,
+            max_reconnect_attempts=1,  # one pass: each server at most twice, then NoServersError
+            reconnect_time_wait=0,
+            **plan.options,
+            **callbacks,
+        )
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        cause = next((e for e in reversed(errors) if not isinstance(e, nats.errors.NoServersError)), exc)
+        raise classify(cause, plan) from None
+    return nc
+
+
+class NatsConnection:
+    """One supervised connection: starts without blocking, reconnects forever, reports its state.
+
+    ``client``/``jetstream`` raise :class:`NatsUnavailableError` while NATS is away; everything comes
+    back by itself when NATS returns. With no URL configured, the embedded local server is started
+    (or reused) first.
+    """
+
+    def __init__(self, settings: Settings, on_event: EventCallback | None = None) -> None:
+        self.settings = settings
+        self._on_event = on_event
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._plan: ConnectPlan | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closed_event = asyncio.Event()
+        self._stopping = False
+        self.last_error: NatsConnectError | None = None
+        self.reconnects = 0
+        self.attempts = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin connecting in the background (returns at once)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._supervise(), name="nats-supervisor")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once connected, False if ``timeout`` seconds pass first."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop reconnecting and drain the connection."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        nc, self._nc, self._js = self._nc, None, None
+        self._connected.clear()
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.drain(), 5)
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def __aenter__(self) -> NatsConnection:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- access --------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def client(self) -> Client:
+        """The live client, or :class:`NatsUnavailableError` with a hint."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise self.unavailable()
+        return nc
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        nc = self.client
+        if self._js is None:
+            self._js = nc.jetstream(domain=self.settings.nats.jetstream_domain)
+        return self._js
+
+    def unavailable(self) -> NatsUnavailableError:
+        where = self._plan.describe() if self._plan else "the configured NATS server"
+        detail = f" Last error: {self.last_error.message}" if self.last_error else ""
+        return NatsUnavailableError(
+            f"NATS is unavailable ({where}); this server keeps reconnecting and the call can be retried.{detail}",
+            (self.last_error.hint if self.last_error else None)
+            or "start NATS or check nats.url; `nats-mcp doctor` diagnoses the connection",
+        )
+
+    def status(self) -> dict[str, Any]:
+        """A secret-free snapshot for logs, health checks and metrics."""
+        nc = self._nc
+        return {
+            "connected": self.connected,
+            "servers": self._plan.servers if self._plan else [],
+            "connected_url": redact(str(nc.connected_url.geturl()))
+            if nc and nc.is_connected and nc.connected_url
+            else None,
+            "server_version": server_version(nc) if nc and nc.is_connected else None,
+            "auth_method": self._plan.method if self._plan else None,
+            "tls": self._plan.tls if self._plan else None,
+            "reconnects": self.reconnects,
+            "attempts": self.attempts,
+            "last_error": self.last_error.message if self.last_error else None,
+        }
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    async def resolve_plan(self) -> ConnectPlan:
+        """The plan for the next attempt (starting or finding the embedded server when no URL is set)."""
+        if self.settings.nats.servers:
+            return plan_connection(self.settings)
+        from nats_mcp.bus.embedded import EmbeddedNats
+
+        embedded = EmbeddedNats.from_settings(self.settings)
+        info = await asyncio.to_thread(embedded.ensure_running, 30.0)
+        return plan_connection(self.settings, embedded_url=info.url, embedded_token=info.token)
+
+    async def _emit(self, event: str, **data: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            result = self._on_event(event, data)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("NATS event observer failed")
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        cfg = self.settings.nats
+        while not self._stopping:
+            self._closed_event.clear()
+            started = time.monotonic()
+            try:
+                self.attempts += 1
+                self._plan = await self.resolve_plan()
+                nc = await connect_once(
+                    self._plan,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    closed_cb=self._on_closed,
+                    reconnect_to_server_handler=self._pick_server,
+                )
+            except asyncio.CancelledError:
+                raise
+            except (NatsConnectError, NatsConfigError) as exc:
+                err = (
+                    exc if isinstance(exc, NatsConnectError) else NatsConnectError(exc.message, exc.hint, kind="config")
+                )
+                changed = self.last_error is None or self.last_error.message != err.message
+                self.last_error = err
+                delay = backoff_delay(attempt, cfg.reconnect_backoff_min_s, cfg.reconnect_backoff_max_s)
+                attempt += 1
+                if changed:
+                    log.warning("NATS connection failed: %s (retrying in %.1fs)", err, delay)
+                await self._emit("connect_failed", kind=err.kind, message=err.message, retry_in=delay)
+                await asyncio.sleep(delay)
+                continue
+            except Exception as exc:
+                self.last_error = NatsConnectError(redact(str(exc)), "run `nats-mcp doctor`", kind="config")
+                delay = backoff_delay(attempt, cfg.reconnect_backoff_min_s, cfg.reconnect_backoff_max_s)
+                attempt += 1
+                log.warning("NATS connection failed: %s (retrying in %.1fs)", self.last_error, delay)
+                await asyncio.sleep(delay)
+                continue
+            nc.options["max_reconnect_attempts"] = -1  # from now on: reconnect forever (our handler paces it)
+            self._nc, self._js = nc, None
+            self.last_error = None
+            attempt = 0
+            self._connected.set()
+            log.info(
+                "NATS connected to %s (auth: %s, tls: %s, in %.0f ms)",
+                redact(str(nc.connected_url.geturl())) if nc.connected_url else "?",
+                self._plan.method,
+                self._plan.tls,
+                (time.monotonic() - started) * 1000,
+            )
+            await self._emit("connected", url=self._plan.describe(), method=self._plan.method)
+            await self._closed_event.wait()  # nats-py gave up on this connection (e.g. auth revoked)
+            self._connected.clear()
+            self._nc, self._js = None, None
+            if not self._stopping:
+                log.warning("NATS connection closed; starting over")
+                await self._emit("closed")
+
+    def _pick_server(self, servers: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
+        server = min(servers, key=lambda s: s.reconnects)
+        cfg = self.settings.nats
+        return server, backoff_delay(server.reconnects, cfg.reconnect_backoff_min_s, cfg.reconnect_backoff_max_s)
+
+    async def _on_disconnected(self) -> None:
+        self._connected.clear()
+        if self._nc is not None and not self._stopping:  # not for a failed first attempt
+            log.warning("NATS disconnected; reconnecting")
+            await self._emit("disconnected")
+
+    async def _on_reconnected(self) -> None:
+        self.reconnects += 1
+        self._connected.set()
+        nc = self._nc
+        log.info("NATS reconnected to %s", redact(str(nc.connected_url.geturl())) if nc and nc.connected_url else "?")
+        await self._emit("reconnected", reconnects=self.reconnects)
+
+    async def _on_closed(self) -> None:
+        self._closed_event.set()
+
+
+__all__ = [
+    "ConnectPlan",
+    "NatsConnection",
+    "TlsPolicyError",
+    "backoff_delay",
+    "classify",
+    "connect_once",
+    "plan_connection",
+    "server_version",
+]

@@ -1,0 +1,1 @@
+"""The transport boundary: each transport speaks its wire and turns a caller into a principal, nothing more."""
