@@ -1,0 +1,85 @@
+"""Boundary between pytest and the nats-server harness: function-scoped server fixtures with cleanup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.support.natsserver import (
+    NatsCluster,
+    NatsServer,
+    NKeyNatsServer,
+    TlsNatsServer,
+    TokenNatsServer,
+    UserPassNatsServer,
+    start_nats_cluster,
+    start_nats_mtls,
+    start_nats_nkey,
+    start_nats_server,
+    start_nats_tls,
+    start_nats_token,
+    start_nats_userpass,
+)
+
+_T = TypeVar("_T", bound=NatsServer | NatsCluster)
+
+
+def _serve(factory: Callable[[Path], _T], base_dir: Path) -> Iterator[_T]:
+    server = factory(base_dir)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """Plain nats-server with JetStream."""
+    yield from _serve(start_nats_server, tmp_path / "nats")
+
+
+@pytest.fixture
+def nats_userpass(tmp_path: Path) -> Iterator[UserPassNatsServer]:
+    yield from _serve(start_nats_userpass, tmp_path / "nats-userpass")
+
+
+@pytest.fixture
+def nats_token(tmp_path: Path) -> Iterator[TokenNatsServer]:
+    yield from _serve(start_nats_token, tmp_path / "nats-token")
+
+
+@pytest.fixture
+def nats_nkey(tmp_path: Path) -> Iterator[NKeyNatsServer]:
+    yield from _serve(start_nats_nkey, tmp_path / "nats-nkey")
+
+
+@pytest.fixture
+def nats_tls(tmp_path: Path) -> Iterator[TlsNatsServer]:
+    yield from _serve(start_nats_tls, tmp_path / "nats-tls")
+
+
+@pytest.fixture
+def nats_mtls(tmp_path: Path) -> Iterator[TlsNatsServer]:
+    yield from _serve(start_nats_mtls, tmp_path / "nats-mtls")
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """3-node JetStream cluster, meta leader elected. Tests using it should carry ``@pytest.mark.cluster``."""
+    yield from _serve(start_nats_cluster, tmp_path / "nats-cluster")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """On failure, attach the log tail of every nats-server the test used to the report."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            nodes = value.nodes if isinstance(value, NatsCluster) else [value]
+            for node in nodes:
+                if isinstance(node, NatsServer):
+                    report.sections.append((f"nats-server log: {name}/{node.name}", node.log_tail(80)))
+    return report
