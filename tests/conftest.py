@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.support.jwtauth import JwtNatsServer, start_nats_jwt
 from tests.support.natsserver import (
     NatsCluster,
     NatsServer,
@@ -83,3 +84,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 if isinstance(node, NatsServer):
                     report.sections.append((f"nats-server log: {name}/{node.name}", node.log_tail(80)))
     return report
+
+
+@pytest.fixture
+def nats_jwt(tmp_path: Path) -> Iterator[JwtNatsServer]:
+    """Operator-mode (JWT + creds file) server with JetStream."""
+    yield from _serve(start_nats_jwt, tmp_path / "nats-jwt")

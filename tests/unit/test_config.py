@@ -51,7 +51,9 @@ def test_precedence_of_every_layer(tmp_path: Path) -> None:
     assert url(config="1", NATS_URL="nats://warp-env:1") == ("nats://warp-env:1", "env NATS_URL")
     assert url(config="1", NATS_URL="nats://warp-env:1", NATS_MCP_NATS_URL="nats://ours:1")[0] == "nats://ours:1"
     loaded = load_settings(
-        {"nats.url": "nats://cli:1"}, environ={**e, "NATS_MCP_NATS_URL": "nats://ours:1"}, flags={"nats.url": "--nats-url"}
+        {"nats.url": "nats://cli:1"},
+        environ={**e, "NATS_MCP_NATS_URL": "nats://ours:1"},
+        flags={"nats.url": "--nats-url"},
     )
     assert (loaded.settings.nats.url, loaded.source_of("nats.url")) == ("nats://cli:1", "flag --nats-url")
     # Values from lower layers that nobody overrides survive the merge.
@@ -148,7 +150,7 @@ def test_secrets_from_file_variables(tmp_path: Path) -> None:
         ({"NATS_MCP_NAMESPACE": "Bad.NS"}, "namespace = Bad.NS (from env NATS_MCP_NAMESPACE)"),
         ({"NATS_MCP_NATS_TLS_CERT_FILE": "/x"}, "cert_file and key_file go together"),
         ({"NATS_MCP_NATS_TOKEN": "t", "NATS_MCP_NATS_CREDS_FILE": "/c"}, "choose one authentication method"),
-        ({"NATS_MCP_CHANNELS": "[{\"name\": \"a\", \"description\": \"x\", \"maxAge\": \"1h\"}]"}, "unknown setting"),
+        ({"NATS_MCP_CHANNELS": '[{"name": "a", "description": "x", "maxAge": "1h"}]'}, "unknown setting"),
     ],
 )
 def test_invalid_values_name_key_source_and_rule(tmp_path: Path, variables: dict[str, str], expected: str) -> None:
@@ -190,7 +192,12 @@ def test_effective_settings_mask_secrets(tmp_path: Path) -> None:
 
 def run_cli(args: list[str], environ: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nats_mcp.cli.main", *args], env=environ, cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "nats_mcp.cli.main", *args],
+        env=environ,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -202,8 +209,10 @@ def test_cli_invalid_value_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert "work.max_attempts" in lines[0] and "WORKQUEUE_MAX_ATTEMPTS" in lines[0] and ">= 1" in lines[0].replace(
-        "greater than or equal to 1", ">= 1"
+    assert (
+        "work.max_attempts" in lines[0]
+        and "WORKQUEUE_MAX_ATTEMPTS" in lines[0]
+        and ">= 1" in lines[0].replace("greater than or equal to 1", ">= 1")
     )
 
 
@@ -215,7 +224,12 @@ def test_cli_config_show_json_has_sources_and_no_secret(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "pa55word" not in proc.stdout + proc.stderr
     rows = {r["key"]: r for r in json.loads(proc.stdout)["settings"]}
-    assert rows["namespace"] == {"key": "namespace", "value": "cli-ns", "source": "flag --namespace", "env": "NATS_MCP_NAMESPACE"}
+    assert rows["namespace"] == {
+        "key": "namespace",
+        "value": "cli-ns",
+        "source": "flag --namespace",
+        "env": "NATS_MCP_NAMESPACE",
+    }
     assert rows["nats.password"]["value"] == "***" and rows["nats.password"]["source"] == "env NATS_PASS"
 
 

