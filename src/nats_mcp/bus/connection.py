@@ -195,7 +195,7 @@ class _BoundedTcpTransport(TcpTransport):
 
     async def wait_closed(self) -> None:
         with contextlib.suppress(TimeoutError, OSError):
-            await asyncio.wait_for(super().wait_closed(), 1.0)
+            await asyncio.wait_for(super().wait_closed(), 1.0)  # type: ignore[no-untyped-call]
 
 
 class _GuardedClient(Client):
@@ -307,12 +307,21 @@ def backoff_delay(attempt: int, low: float, high: float, rand: Callable[[], floa
     return base / 2 + rand() * base / 2
 
 
-async def connect_once(plan: ConnectPlan, **callbacks: Any) -> Client:
-    """One connection attempt over every server of the plan; raises :class:`NatsConnectError` on failure."""
+async def connect_once(
+    plan: ConnectPlan, *, later_errors: Callable[[Exception], Awaitable[None]] | None = None, **callbacks: Any
+) -> Client:
+    """One connection attempt over every server of the plan; raises :class:`NatsConnectError` on failure.
+
+    Errors during the attempt explain a failure; errors after it (reconnects) go to ``later_errors``.
+    """
     errors: list[BaseException] = []
+    connecting = True
 
     async def on_error(exc: Exception) -> None:
-        errors.append(exc)
+        if connecting:
+            errors.append(exc)
+        elif later_errors is not None:
+            await later_errors(exc)
 
     nc = _GuardedClient()
     nc.tls_wanted = plan.tls
@@ -336,6 +345,7 @@ async def connect_once(plan: ConnectPlan, **callbacks: Any) -> Client:
             await asyncio.wait_for(nc.close(), 5)
         cause = next((e for e in reversed(errors) if not isinstance(e, nats.errors.NoServersError)), exc)
         raise classify(cause, plan) from None
+    connecting = False
     return nc
 
 
@@ -482,6 +492,7 @@ class NatsConnection:
                     reconnected_cb=self._on_reconnected,
                     closed_cb=self._on_closed,
                     reconnect_to_server_handler=self._pick_server,
+                    later_errors=self._on_error,
                 )
             except asyncio.CancelledError:
                 raise
@@ -536,8 +547,18 @@ class NatsConnection:
             log.warning("NATS disconnected; reconnecting")
             await self._emit("disconnected")
 
+    async def _on_error(self, exc: Exception) -> None:
+        if self._plan is None or self.connected:
+            return
+        err = classify(exc, self._plan)
+        if self.last_error is None or self.last_error.message != err.message:
+            log.warning("NATS reconnect failed: %s", err)
+            await self._emit("connect_failed", kind=err.kind, message=err.message)
+        self.last_error = err
+
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
+        self.last_error = None
         self._connected.set()
         nc = self._nc
         log.info("NATS reconnected to %s", redact(str(nc.connected_url.geturl())) if nc and nc.connected_url else "?")
