@@ -1,0 +1,56 @@
+"""`nats-mcp serve` over stdio with the real SDK client: it answers MCP while NATS is down, then recovers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mcp import Client, StdioServerParameters, stdio_client
+
+from tests.support.env import isolated_env
+from tests.support.natsserver import NatsServer, wait_for_sync
+
+FAST = {"NATS_MCP_NATS_RECONNECT_BACKOFF_MIN_S": "0.05", "NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S": "0.5"}
+
+
+def _params(tmp_path: Path, **env: str) -> StdioServerParameters:
+    exe = shutil.which("nats-mcp")
+    assert exe, "nats-mcp is not installed in this environment"
+    return StdioServerParameters(command=exe, args=["serve"], env=isolated_env(tmp_path, **env), cwd=str(tmp_path))
+
+
+async def test_serves_mcp_while_nats_is_down_then_connects(tmp_path: Path, nats_server: NatsServer) -> None:
+    url = nats_server.url
+    nats_server.stop()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as errlog:
+        params = _params(tmp_path, NATS_URL=url, LOG_LEVEL="INFO", **FAST)
+        for mode, revision in (("auto", "2026-07-28"), ("legacy", "2025-11-25")):
+            async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
+                assert client.protocol_version == revision
+                tools = await client.list_tools()
+                assert tools.tools == []  # the tools arrive with the coordination issue
+        wait_for_sync(lambda: "NATS connection failed" in log_path.read_text(), 15, message=log_path.read_text)
+        text = log_path.read_text()
+        assert "cannot reach NATS" in text and "doctor" in text
+
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            wait_for_sync(lambda: log_path.read_text().count("NATS connection failed") >= 3, 15)
+            nats_server.restart()
+            wait_for_sync(lambda: "NATS connected to" in log_path.read_text(), 15, message=log_path.read_text)
+            assert (await client.list_tools()).tools == []
+
+
+async def test_logs_are_json_lines_on_stderr_without_secrets(tmp_path: Path, nats_server: NatsServer) -> None:
+    import json
+
+    log_path = tmp_path / "serve.log"
+    url = f"nats://agent:pw-should-not-appear@127.0.0.1:{nats_server.port}"  # accepted: the server has no auth
+    with log_path.open("w") as errlog:
+        async with Client(stdio_client(_params(tmp_path, NATS_URL=url, **FAST), errlog=errlog)) as client:
+            await client.list_tools()
+            wait_for_sync(lambda: "NATS connected" in log_path.read_text(), 15, message=log_path.read_text)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    assert "pw-should-not-appear" not in log_path.read_text()
