@@ -9,17 +9,19 @@ from typing import Annotated
 
 import typer
 
-from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.cli.common import fail, state
 from nats_mcp.config import Settings
-from nats_mcp.mcp.server import build_server
 from nats_mcp.observe.logging import setup_logging
-from nats_mcp.transports.stdio import serve_stdio
 
 log = logging.getLogger("nats_mcp.serve")
 
 
 async def _serve(settings: Settings) -> None:
+    # Imported here: the SDK costs ~0.75 s to import, which no other command should pay.
+    from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.mcp.server import build_server
+    from nats_mcp.transports.stdio import serve_stdio
+
     # MCP is answered at once; NATS connects (or keeps retrying) beside it.
     async with NatsConnection(settings):
         await serve_stdio(build_server())
