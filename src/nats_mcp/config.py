@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from nats_mcp.bus.layout import (
+from nats_mcp.names import (
     NAME_PATTERN,
     TYPE_NAME_PATTERN,
     InvalidNameError,

@@ -1,7 +1,8 @@
-"""The naming boundary: every NATS stream, bucket and subject name, and the validation of every token in one.
+"""The identifier boundary: the one definition of every user-supplied token's format, and its validation.
 
-User-supplied tokens (namespaces, channels, handles, capabilities, agent GUIDs) become NATS subject
-tokens; they are validated here and nowhere else, never escaped ad hoc.
+Namespaces, channels, handles, capabilities and agent GUIDs become NATS subject tokens, so they are
+validated here and nowhere else, never escaped ad hoc. This module imports nothing of the project:
+settings use it, and ``bus/layout.py`` (which builds every NATS name) builds only from validated tokens.
 """
 
 from __future__ import annotations
