@@ -288,3 +288,15 @@ async def test_untrusted_and_expired_creds_are_refused(tmp_path: Path, nats_jwt:
         assert "creds file (JWT)" in str(err)
         seed = creds.read_text().split("-----BEGIN USER NKEY SEED-----")[1].split()[0]
         assert seed not in str(err)
+
+
+async def test_tls_is_used_where_the_server_merely_offers_it(tmp_path: Path) -> None:
+    """allow_non_tls servers send tls_available: a client that wants TLS upgrades instead of staying plain."""
+    server = TlsNatsServer(tmp_path / "mixed", extra_config="allow_non_tls: true")
+    with server.start():
+        nc = await connect(tmp_path, NATS_URL=server.tls_url, NATS_MCP_NATS_TLS_CA_FILE=str(server.ca_file))
+        assert tls_details(nc) is not None
+        await assert_works(nc)
+        plain = await connect(tmp_path, NATS_URL=server.url)  # nobody asked for TLS: plaintext is allowed here
+        assert tls_details(plain) is None
+        await assert_works(plain)
