@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.support.env import isolated_env
+from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, TlsNatsServer, UserPassNatsServer
 
 
 def doctor(tmp_path: Path, *args: str, **env: str) -> tuple[int, dict[str, Any], str]:
-    exe = shutil.which("nats-mcp")
-    assert exe
+    exe = nats_mcp_exe()
     proc = subprocess.run(
         [exe, "doctor", "--json", "--timeout", "3", *args],
         env=isolated_env(tmp_path, **env),
@@ -95,8 +93,7 @@ def test_embedded_not_running(tmp_path: Path) -> None:
 
 
 def test_table_output(tmp_path: Path, nats_server: NatsServer) -> None:
-    exe = shutil.which("nats-mcp")
-    assert exe
+    exe = nats_mcp_exe()
     proc = subprocess.run(
         [exe, "doctor"], env=isolated_env(tmp_path, NATS_URL=nats_server.url, COLUMNS="200"),
         capture_output=True, text=True, timeout=90, check=False,

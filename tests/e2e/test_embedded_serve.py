@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 from mcp import Client, StdioServerParameters, stdio_client
 
 from nats_mcp.bus.embedded import EmbeddedNats
-from tests.support.env import isolated_env
+from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import wait_for_sync
 
 
 async def test_serve_starts_and_shares_the_embedded_server(tmp_path: Path) -> None:
-    exe = shutil.which("nats-mcp")
-    assert exe
+    exe = nats_mcp_exe()
     env = isolated_env(tmp_path)
     embedded = EmbeddedNats(Path(env["XDG_DATA_HOME"]) / "nats-mcp")
     log_path = tmp_path / "serve.log"

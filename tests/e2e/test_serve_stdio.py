@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from mcp import Client, StdioServerParameters, stdio_client
 
-from tests.support.env import isolated_env
+from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for_sync
 
 FAST = {"NATS_MCP_NATS_RECONNECT_BACKOFF_MIN_S": "0.05", "NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S": "0.5"}
 
 
 def _params(tmp_path: Path, **env: str) -> StdioServerParameters:
-    exe = shutil.which("nats-mcp")
-    assert exe, "nats-mcp is not installed in this environment"
+    exe = nats_mcp_exe()
     return StdioServerParameters(command=exe, args=["serve"], env=isolated_env(tmp_path, **env), cwd=str(tmp_path))
 
 

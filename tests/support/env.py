@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from nats_mcp.config import Settings, load_settings
+
+BIN_DIR = Path(sys.executable).parent
+"""The scripts directory of the interpreter running the tests (the venv's bin/, even when not activated)."""
+
+
+def nats_mcp_exe() -> str:
+    """The installed ``nats-mcp`` console script of this environment."""
+    exe = BIN_DIR / "nats-mcp"
+    assert exe.exists(), f"nats-mcp is not installed next to {sys.executable}: run scripts/bootstrap test"
+    return str(exe)
 
 
 def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -13,7 +24,7 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
     return {
-        "PATH": os.environ.get("PATH", ""),
+        "PATH": os.pathsep.join([str(BIN_DIR), os.environ.get("PATH", "")]),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
