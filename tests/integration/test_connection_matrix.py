@@ -300,3 +300,21 @@ async def test_tls_is_used_where_the_server_merely_offers_it(tmp_path: Path) -> 
         plain = await connect(tmp_path, NATS_URL=server.url)  # nobody asked for TLS: plaintext is allowed here
         assert tls_details(plain) is None
         await assert_works(plain)
+
+
+async def test_tls_server_name_is_what_the_certificate_is_checked_against(
+    tmp_path: Path, nats_tls: TlsNatsServer
+) -> None:
+    ca = str(nats_tls.ca_file)
+    nc = await connect(
+        tmp_path, NATS_URL=nats_tls.tls_url, NATS_MCP_NATS_TLS_CA_FILE=ca, NATS_MCP_NATS_TLS_SERVER_NAME="localhost"
+    )
+    await assert_works(nc)
+    err = await refused(
+        tmp_path,
+        NATS_URL=nats_tls.tls_url,
+        NATS_MCP_NATS_TLS_CA_FILE=ca,
+        NATS_MCP_NATS_TLS_SERVER_NAME="nats.example.org",
+    )
+    assert err.kind == "tls"
+    assert "not trusted" in str(err)

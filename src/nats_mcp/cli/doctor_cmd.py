@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nats_mcp.bus.diagnose import Check, run_checks
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_OK, out, print_json, state
 from nats_mcp.config import ConfigError, load_settings
 from nats_mcp.redact import redact
@@ -22,6 +21,8 @@ def doctor(
     timeout: Annotated[float, typer.Option(help="Seconds per network step.")] = 5.0,
 ) -> None:
     """Check settings, reachability, authentication, TLS, server version, JetStream and clock skew."""
+    from nats_mcp.bus.diagnose import Check, run_checks  # nats-py (+aiohttp) only for commands that talk to NATS
+
     st = state(ctx)
     checks: list[Check] = []
     try:
