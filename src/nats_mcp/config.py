@@ -271,6 +271,37 @@ class IdentitySettings(_Section):
         return None if value == "" else value
 
 
+class PresenceSettings(_Section):
+    """Heartbeats, when an agent reads as offline, and how long offline entries are kept."""
+
+    heartbeat_interval_s: float = Field(default=60.0, ge=0.05, le=3600)
+    stale_after_intervals: int = Field(default=3, ge=2, le=100)
+    retention_h: float = Field(default=24.0, gt=0, le=24 * 365)
+    gc_interval_s: float = Field(default=300.0, ge=0.1, le=86_400)
+
+    @property
+    def stale_after_s(self) -> float:
+        return self.heartbeat_interval_s * self.stale_after_intervals
+
+
+class LimitsSettings(_Section):
+    """Input size limits (over a limit: ``limit_exceeded``, nothing written)."""
+
+    message_bytes: int = Field(default=64 * 1024, ge=1, le=900 * 1024)
+    description_bytes: int = Field(default=8 * 1024, ge=1, le=900 * 1024)
+    metadata_bytes: int = Field(default=16 * 1024, ge=2, le=900 * 1024)
+    metadata_depth: int = Field(default=16, ge=1, le=64)
+    capabilities_max: int = Field(default=64, ge=1, le=1024)
+    inbox_max_messages: int = Field(default=1000, ge=1, le=1_000_000)
+    inbox_max_age: str = "7d"
+
+    @field_validator("inbox_max_age")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+
 class EmbeddedSettings(_Section):
     """The local nats-server used when no NATS URL is configured."""
 
@@ -300,6 +331,8 @@ class Settings(BaseSettings):
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     work: WorkSettings = Field(default_factory=WorkSettings)
+    presence: PresenceSettings = Field(default_factory=PresenceSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @classmethod
     def settings_customise_sources(

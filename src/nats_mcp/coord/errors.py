@@ -1,0 +1,62 @@
+"""The domain error boundary: every failure a tool can report, each with a stable code from the tool contract."""
+
+from __future__ import annotations
+
+from nats_mcp.bus.errors import BusError
+
+
+class CoordError(Exception):
+    """A domain failure; ``code`` is stable and ``message`` says what went wrong and what to do."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(CoordError):
+    code = "invalid_argument"
+
+
+class InvalidName(CoordError):
+    code = "invalid_name"
+
+
+class InvalidCursor(CoordError):
+    code = "invalid_cursor"
+
+
+class NotRegistered(CoordError):
+    code = "not_registered"
+
+
+class NotFound(CoordError):
+    code = "not_found"
+
+
+class Forbidden(CoordError):
+    code = "forbidden"
+
+
+class LimitExceeded(CoordError):
+    code = "limit_exceeded"
+
+
+class Conflict(CoordError):
+    code = "conflict"
+
+
+class NatsUnavailable(CoordError):
+    code = "nats_unavailable"
+
+
+def error_code(exc: BaseException) -> str:
+    """The stable code of any exception a tool may raise (bus errors keep theirs; anything else is internal)."""
+    if isinstance(exc, CoordError | BusError):
+        return exc.code
+    from nats_mcp.names import InvalidNameError
+
+    if isinstance(exc, InvalidNameError):
+        return "invalid_name"
+    return "internal"
