@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from nats_mcp.bus.connection import NatsConnection
+from tests.support.env import settings_for
 from tests.support.jwtauth import JwtNatsServer, start_nats_jwt
 from tests.support.natsserver import (
     NatsCluster,
@@ -90,3 +92,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def nats_jwt(tmp_path: Path) -> Iterator[JwtNatsServer]:
     """Operator-mode (JWT + creds file) server with JetStream."""
     yield from _serve(start_nats_jwt, tmp_path / "nats-jwt")
+
+
+@pytest.fixture
+async def nats_conn(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[NatsConnection]:
+    """A connected, supervised NatsConnection to a fresh plain server (settings isolated from the host)."""
+    conn = NatsConnection(settings_for(tmp_path, NATS_URL=nats_server.url))
+    conn.start()
+    assert await conn.wait_connected(10), conn.status()
+    try:
+        yield conn
+    finally:
+        await conn.close()
