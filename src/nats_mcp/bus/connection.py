@@ -359,7 +359,7 @@ class NatsConnection:
 
     def __init__(self, settings: Settings, on_event: EventCallback | None = None) -> None:
         self.settings = settings
-        self._on_event = on_event
+        self._listeners: list[EventCallback] = [on_event] if on_event else []
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._plan: ConnectPlan | None = None
@@ -467,15 +467,18 @@ class NatsConnection:
         info = await asyncio.to_thread(embedded.ensure_running, 30.0)
         return plan_connection(self.settings, embedded_url=info.url, embedded_token=info.token)
 
+    def add_listener(self, callback: EventCallback) -> None:
+        """Also tell ``callback`` of connection events (connected, reconnected, disconnected, ...)."""
+        self._listeners.append(callback)
+
     async def _emit(self, event: str, **data: Any) -> None:
-        if self._on_event is None:
-            return
-        try:
-            result = self._on_event(event, data)
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception:
-            log.exception("NATS event observer failed")
+        for listener in self._listeners:
+            try:
+                result = listener(event, data)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("NATS event observer failed")
 
     async def _supervise(self) -> None:
         attempt = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from typing import Annotated
 
 import typer
@@ -19,12 +20,27 @@ log = logging.getLogger("nats_mcp.serve")
 async def _serve(settings: Settings) -> None:
     # Imported here: the SDK costs ~0.75 s to import, which no other command should pay.
     from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.coord.service import Coordinator
     from nats_mcp.mcp.server import build_server
     from nats_mcp.transports.stdio import serve_stdio
 
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if main is not None:
+            loop.add_signal_handler(sig, main.cancel)  # clean shutdown: the finally below runs
+    conn = NatsConnection(settings)
+    coordinator = Coordinator(conn, settings)
+    conn.add_listener(coordinator.on_nats_event)
     # MCP is answered at once; NATS connects (or keeps retrying) beside it.
-    async with NatsConnection(settings):
-        await serve_stdio(build_server())
+    conn.start()
+    try:
+        await serve_stdio(build_server(coordinator, coordinator.local_caller, settings.tool_prefix))
+    except asyncio.CancelledError:
+        log.info("shutting down on a signal")
+    finally:
+        await coordinator.close()
+        await conn.close()
 
 
 def serve(

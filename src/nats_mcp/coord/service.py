@@ -1,0 +1,158 @@
+"""The domain facade: one object per server process that owns the coordination services and their lifecycle.
+
+NATS may be down when the process starts: the services come up when the connection does (and come
+back after a reconnect); calls made before that fail with ``nats_unavailable``. In local (stdio)
+mode the process acts as one agent, whose GUID comes from the identity service's live-instance lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import re
+import socket
+from typing import Any
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.errors import BusError, NatsUnavailableError
+from nats_mcp.bus.layout import Layout
+from nats_mcp.config import Settings
+from nats_mcp.coord.channels import ChannelService
+from nats_mcp.coord.context import Caller, owner_key
+from nats_mcp.coord.errors import InvalidName, NatsUnavailable, NotRegistered
+from nats_mcp.coord.identity import IdentityService
+from nats_mcp.coord.inbox import InboxService
+from nats_mcp.coord.presence import PresenceKeeper
+from nats_mcp.coord.registry import RegistryService
+from nats_mcp.names import InvalidNameError, validate_name
+
+log = logging.getLogger("nats_mcp.coord")
+
+READY_WAIT_S = 10.0
+
+
+def handle_from_agent_type(agent_type: str) -> str:
+    """Warp's automatic handle: lower case, runs of spaces/underscores to '-', other characters dropped."""
+    handle = re.sub(r"[\s_]+", "-", agent_type.strip().lower())
+    handle = re.sub(r"[^a-z0-9-]", "", handle).strip("-")[:63]
+    return handle or "agent"
+
+
+class Coordinator:
+    """Owns identity, registry, channels, inbox and presence for this process."""
+
+    def __init__(self, conn: NatsConnection, settings: Settings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.layout = Layout(settings.resolved_namespace)
+        self.identity = IdentityService(conn, settings, self.layout)
+        self.registry = RegistryService(conn, settings, self.layout)
+        self.channels = ChannelService(conn, settings, self.layout)
+        self.inbox = InboxService(conn, settings)
+        self.hostname = socket.gethostname()
+        self._local: Caller | None = None
+        self._presence: PresenceKeeper | None = None
+        self._ready = asyncio.Event()
+        self._setup_lock = asyncio.Lock()
+        self._setup_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def on_nats_event(self, event: str, _data: dict[str, Any]) -> None:
+        """Connection observer: (re)build the services whenever NATS (re)connects."""
+        if event in ("connected", "reconnected") and not self._closed:
+            self._setup_task = asyncio.get_running_loop().create_task(self._setup(), name="coord-setup")
+
+    async def _setup(self) -> None:
+        async with self._setup_lock:
+            try:
+                await self.channels.ensure_streams()
+                await self.registry.start()
+                if self._local is None:
+                    guid = await self.identity.acquire()
+                    self._local = self._make_caller(guid)
+                    log.info("acting as agent %s in namespace %s", guid, self.layout.namespace)
+                    self._presence = PresenceKeeper(
+                        self.identity, self.registry, self._local, self.settings.presence.heartbeat_interval_s
+                    )
+                    self._presence.start()
+                self._ready.set()
+            except (BusError, NatsUnavailableError) as exc:
+                log.warning("coordination setup waits for NATS: %s", exc)
+            except Exception:
+                log.exception("coordination setup failed; it is retried on the next reconnect")
+
+    def _make_caller(self, guid: str) -> Caller:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        # The personal-scope key of the local user: a hash, so no OS user name is ever stored.
+        return Caller(
+            guid=guid,
+            namespace=self.layout.namespace,
+            project_id=self.settings.resolved_project_id,
+            owner=owner_key(f"{self.hostname}/{user}"),
+            hostname=self.hostname,
+        )
+
+    async def local_caller(self) -> Caller:
+        """The agent this stdio process acts as, once NATS and the identity lease are there."""
+        if self._local is not None and self._ready.is_set():
+            return self._local
+        if not self.conn.connected:
+            raise NatsUnavailable(str(self.conn.unavailable()))
+        try:
+            await asyncio.wait_for(self._ready.wait(), READY_WAIT_S)
+        except TimeoutError:
+            raise NatsUnavailable(
+                "the coordination services are still starting (NATS setup did not finish); retry in a moment"
+            ) from None
+        assert self._local is not None
+        return self._local
+
+    async def close(self) -> None:
+        """Clean shutdown: mark the local agent offline, give the lease back, stop background work."""
+        self._closed = True
+        if self._setup_task is not None:
+            self._setup_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._setup_task
+        if self._presence is not None:
+            await self._presence.stop()
+        if self._local is not None and self.conn.connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.registry.mark_offline(self._local), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.identity.release(), 5)
+        with contextlib.suppress(Exception):
+            await self.registry.close()
+
+    # -- identity --------------------------------------------------------------------------------
+
+    async def set_handle(self, caller: Caller, handle: str) -> str:
+        try:
+            validate_name(handle, "handle")
+        except InvalidNameError as exc:
+            raise InvalidName(str(exc)) from None
+        await self.identity.set_handle(caller.guid, handle)
+        await self.registry.set_handle(caller, handle)
+        return handle
+
+    async def get_handle(self, caller: Caller) -> str | None:
+        return await self.identity.get_handle(caller.guid)
+
+    async def require_handle(self, caller: Caller) -> str:
+        handle = await self.get_handle(caller)
+        if handle is None:
+            raise NotRegistered("set a handle first with warp_handle_set (or register with warp_registry_register)")
+        return handle
+
+    async def require_registered_handle(self, caller: Caller) -> str:
+        record = await self.registry.own_record(caller)
+        if record is None:
+            raise NotRegistered("register first with warp_registry_register")
+        return record.handle

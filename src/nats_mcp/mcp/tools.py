@@ -1,0 +1,379 @@
+"""The tool contract boundary: names, descriptions, input/output schemas, annotations, and how results read.
+
+Each tool is an input model (validated here: ``invalid_argument``), a handler that calls the domain
+facade, an output model (the ``outputSchema``; results are validated against it before they leave),
+and a Markdown rendering for the text block. Names and argument names follow Warp's, so existing
+agent prompts keep working; the prefix (default ``warp_``) comes from settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import InvalidArgument
+from nats_mcp.coord.models import (
+    LEGACY_VISIBILITY,
+    AgentEntry,
+    ChannelInfo,
+    ChannelMessage,
+    ChannelStatus,
+    DirectMessage,
+    Scope,
+    Status,
+)
+from nats_mcp.coord.service import Coordinator, handle_from_agent_type
+from nats_mcp.names import GUID_PATTERN, NAME_PATTERN, TYPE_NAME_PATTERN
+
+# Patterns are published in the schemas to guide agents, but enforced by the domain (code invalid_name).
+_NAME: JsonDict = {"pattern": NAME_PATTERN}
+_TYPE: JsonDict = {"pattern": TYPE_NAME_PATTERN}
+_GUID: JsonDict = {"pattern": GUID_PATTERN}
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+
+
+class NoArgs(Args):
+    pass
+
+
+class HandleSetArgs(Args):
+    handle: str = Field(description="Your handle: lower-case letters, digits and '-'.", max_length=200,
+                        json_schema_extra=_NAME)  # fmt: skip
+
+
+class ChannelsSendArgs(Args):
+    channel: str = Field(description="A configured channel (see warp_channels_list).", max_length=200,
+                         json_schema_extra=_NAME)  # fmt: skip
+    message: str = Field(description="The message (Markdown). At most 64 KiB by default.")
+    scope: Scope | None = Field(default=None, description="Stored with the message for readers' information.")
+
+
+class ChannelsReadArgs(Args):
+    channel: str = Field(description="A configured channel.", max_length=200, json_schema_extra=_NAME)
+    limit: int = Field(default=50, ge=1, le=1000, description="Messages per page.")
+    cursor: str | None = Field(default=None, description="nextCursor of the previous page, to continue.")
+    afterSequence: int | None = Field(
+        default=None, ge=0, description="Poll: only messages after this sequence, oldest first."
+    )
+
+
+class ChannelsStatusArgs(Args):
+    channel: str | None = Field(default=None, description="One channel; all when omitted.", max_length=200,
+                                json_schema_extra=_NAME)  # fmt: skip
+
+
+class RegisterArgs(Args):
+    agentType: str = Field(description="What kind of agent you are, e.g. developer, reviewer.", max_length=200,
+                           json_schema_extra=_TYPE)  # fmt: skip
+    capabilities: list[str] = Field(default_factory=list, description="Capabilities, e.g. typescript, testing.")
+    scope: Scope | None = Field(
+        default=None, description="Who can see you: private, personal, team (default: same namespace), public."
+    )
+    visibility: Literal["private", "project-only", "user-only", "public"] | None = Field(
+        default=None, description="Deprecated alias of scope (Warp < 1.0)."
+    )
+
+
+class DiscoverArgs(Args):
+    agentType: str | None = Field(default=None, max_length=200)
+    capability: str | None = Field(default=None, max_length=200)
+    hostname: str | None = Field(default=None, max_length=255)
+    projectId: str | None = Field(default=None, max_length=64)
+    status: Status | None = None
+    scope: Scope | None = None
+    includeOffline: bool = Field(default=False, description="Also list agents whose heartbeats stopped.")
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, description="nextCursor of the previous page (same filters).")
+
+
+class GetInfoArgs(Args):
+    guid: str = Field(description="The agent's GUID (32 hex characters).", max_length=200, json_schema_extra=_GUID)
+
+
+class UpdatePresenceArgs(Args):
+    status: Status | None = None
+    currentTaskCount: int | None = Field(default=None, ge=0)
+    capabilities: list[str] | None = None
+
+
+class SendDirectArgs(Args):
+    recipientGuid: str = Field(description="The recipient's GUID.", max_length=200, json_schema_extra=_GUID)
+    message: str = Field(description="The message. At most 64 KiB by default.")
+    messageType: str = Field(default="text", max_length=200, json_schema_extra=_TYPE,
+                             description="e.g. text, work-offer, help-request.")  # fmt: skip
+    metadata: dict[str, Any] | None = Field(default=None, description="Any JSON object (at most 16 KiB).")
+
+
+class ReadDirectArgs(Args):
+    limit: int = Field(default=10, ge=1, le=100)
+    cursor: str | None = None
+    messageType: str | None = Field(default=None, max_length=200)
+    senderGuid: str | None = Field(default=None, max_length=200)
+
+
+# ---- outputs ------------------------------------------------------------------------------------
+
+
+class HandleOut(Out):
+    handle: str
+    agentGuid: str
+
+
+class HandleGetOut(Out):
+    handle: str | None
+    agentGuid: str
+
+
+class ChannelsListOut(Out):
+    channels: list[ChannelInfo]
+
+
+class ChannelsSendOut(Out):
+    channel: str
+    id: str
+    sequence: int
+    handle: str
+    senderGuid: str
+    timestamp: str
+
+
+class ChannelsReadOut(Out):
+    channel: str
+    messages: list[ChannelMessage]
+    nextCursor: str | None
+    hasMore: bool
+    total: int | None
+
+
+class ChannelsStatusOut(Out):
+    channels: list[ChannelStatus]
+
+
+class AgentOut(Out):
+    agent: AgentEntry
+
+
+class DiscoverOut(Out):
+    agents: list[AgentEntry]
+    nextCursor: str | None
+    hasMore: bool
+    total: int | None
+
+
+class UpdatePresenceOut(Out):
+    agent: AgentEntry
+    changed: list[str]
+
+
+class DeregisterOut(Out):
+    guid: str
+    status: Literal["offline"]
+
+
+class SendDirectOut(Out):
+    id: str
+    recipientGuid: str
+    recipientHandle: str
+    recipientStatus: Status
+
+
+class ReadDirectOut(Out):
+    messages: list[DirectMessage]
+    hasMore: bool
+    nextCursor: str | None
+
+
+# ---- handlers -----------------------------------------------------------------------------------
+
+Rendered = tuple[Out, str]
+Handler = Callable[[Coordinator, Caller, Any], Awaitable[Rendered]]
+
+
+def _agent_line(a: AgentEntry) -> str:
+    caps = f" [{', '.join(a.capabilities)}]" if a.capabilities else ""
+    return f"- **{a.handle}** ({a.agentType}) `{a.guid}` {a.status}{caps}, tasks {a.currentTaskCount}"
+
+
+def _more(next_cursor: str | None) -> str:
+    return f'\n\nMore: call again with `cursor: "{next_cursor}"`.' if next_cursor else ""
+
+
+async def handle_set(c: Coordinator, caller: Caller, a: HandleSetArgs) -> Rendered:
+    handle = await c.set_handle(caller, a.handle)
+    return HandleOut(handle=handle, agentGuid=caller.guid), f"Handle set to **{handle}** (agent `{caller.guid}`)."
+
+
+async def handle_get(c: Coordinator, caller: Caller, _a: NoArgs) -> Rendered:
+    handle = await c.get_handle(caller)
+    text = f"Your handle: **{handle}**" if handle else "No handle set yet: use warp_handle_set."
+    return HandleGetOut(handle=handle, agentGuid=caller.guid), f"{text} (agent `{caller.guid}`)"
+
+
+async def channels_list(c: Coordinator, _caller: Caller, _a: NoArgs) -> Rendered:
+    channels = c.channels.list()
+    lines = [f"- **{ch.name}**: {ch.description}" for ch in channels]
+    return ChannelsListOut(channels=channels), "Channels:\n" + "\n".join(lines)
+
+
+async def channels_send(c: Coordinator, caller: Caller, a: ChannelsSendArgs) -> Rendered:
+    handle = await c.require_handle(caller)
+    m = await c.channels.send(caller, handle, a.channel, a.message, a.scope)
+    out = ChannelsSendOut(channel=a.channel, id=m.id, sequence=m.sequence, handle=m.handle,
+                          senderGuid=m.senderGuid, timestamp=m.timestamp)  # fmt: skip
+    return out, f"Sent to #{a.channel} as **{m.handle}** (sequence {m.sequence})."
+
+
+async def channels_read(c: Coordinator, caller: Caller, a: ChannelsReadArgs) -> Rendered:
+    page = await c.channels.read(caller, a.channel, limit=a.limit, cursor=a.cursor, after_sequence=a.afterSequence)
+    out = ChannelsReadOut(channel=a.channel, messages=page.messages, nextCursor=page.next_cursor,
+                          hasMore=page.has_more, total=page.total)  # fmt: skip
+    if not page.messages:
+        return out, f"No messages in #{a.channel}" + (" after that point." if a.afterSequence is not None else ".")
+    lines = [f"[{m.sequence}] {m.timestamp} **{m.handle}**: {m.message}" for m in page.messages]
+    total = f" of {page.total}" if page.total is not None else ""
+    return out, f"#{a.channel} ({len(page.messages)}{total} messages):\n" + "\n".join(lines) + _more(page.next_cursor)
+
+
+async def channels_status(c: Coordinator, _caller: Caller, a: ChannelsStatusArgs) -> Rendered:
+    statuses = await c.channels.status(a.channel)
+    lines = [
+        f"- **{s.name}**: {s.messages} messages, {s.bytes} bytes, sequences {s.firstSequence}..{s.lastSequence}"
+        for s in statuses
+    ]
+    return ChannelsStatusOut(channels=statuses), "\n".join(lines) or "No channels."
+
+
+async def registry_register(c: Coordinator, caller: Caller, a: RegisterArgs) -> Rendered:
+    scope: Scope = a.scope or (LEGACY_VISIBILITY[a.visibility] if a.visibility else "team")
+    handle = await c.get_handle(caller)
+    if handle is None:
+        handle = await c.set_handle(caller, handle_from_agent_type(a.agentType))
+    entry = await c.registry.register(caller, handle=handle, agent_type=a.agentType,
+                                      capabilities=a.capabilities, scope=scope)  # fmt: skip
+    return AgentOut(agent=entry), f"Registered as **{entry.handle}** (`{entry.guid}`), scope {entry.scope}.\n" + (
+        _agent_line(entry)
+    )
+
+
+async def registry_discover(c: Coordinator, caller: Caller, a: DiscoverArgs) -> Rendered:
+    page = await c.registry.discover(
+        caller, agent_type=a.agentType, capability=a.capability, hostname=a.hostname, project_id=a.projectId,
+        status=a.status, scope=a.scope, include_offline=a.includeOffline, limit=a.limit, cursor=a.cursor,
+    )  # fmt: skip
+    out = DiscoverOut(agents=page.agents, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total)
+    if not page.agents:
+        return out, "No agents found."
+    head = f"{len(page.agents)} of {page.total} agent(s):\n" if page.total is not None else ""
+    return out, head + "\n".join(_agent_line(x) for x in page.agents) + _more(page.next_cursor)
+
+
+async def registry_get_info(c: Coordinator, caller: Caller, a: GetInfoArgs) -> Rendered:
+    entry = await c.registry.get_info(caller, a.guid)
+    fields = [f"- {k}: {v}" for k, v in entry.model_dump(exclude_none=True).items()]
+    return AgentOut(agent=entry), f"Agent **{entry.handle}**:\n" + "\n".join(fields)
+
+
+async def registry_update_presence(c: Coordinator, caller: Caller, a: UpdatePresenceArgs) -> Rendered:
+    if a.status is None and a.currentTaskCount is None and a.capabilities is None:
+        raise InvalidArgument("give at least one of status, currentTaskCount, capabilities")
+    entry, changed = await c.registry.update_presence(
+        caller, status=a.status, current_task_count=a.currentTaskCount, capabilities=a.capabilities
+    )
+    what = ", ".join(changed) if changed else "nothing (same values)"
+    return UpdatePresenceOut(agent=entry, changed=changed), f"Presence updated: {what}.\n" + _agent_line(entry)
+
+
+async def registry_deregister(c: Coordinator, caller: Caller, _a: NoArgs) -> Rendered:
+    await c.registry.deregister(caller)
+    return DeregisterOut(guid=caller.guid, status="offline"), f"Deregistered `{caller.guid}`: now offline."
+
+
+async def messages_send_direct(c: Coordinator, caller: Caller, a: SendDirectArgs) -> Rendered:
+    handle = await c.require_registered_handle(caller)
+    recipient = await c.registry.find_visible(caller, a.recipientGuid)
+    msg = await c.inbox.send(caller, handle, recipient, message_type=a.messageType, content=a.message,
+                             metadata=a.metadata)  # fmt: skip
+    status = c.registry.effective_status(recipient)
+    out = SendDirectOut(id=msg.id, recipientGuid=recipient.guid, recipientHandle=recipient.handle,
+                        recipientStatus=status)  # fmt: skip
+    note = "" if status == "online" else f" The recipient is {status}; it will read the message when it checks."
+    return out, f"Message `{msg.id}` delivered to **{recipient.handle}**'s inbox.{note}"
+
+
+async def messages_read_direct(c: Coordinator, caller: Caller, a: ReadDirectArgs) -> Rendered:
+    page = await c.inbox.read(caller, limit=a.limit, cursor=a.cursor, message_type=a.messageType,
+                              sender_guid=a.senderGuid)  # fmt: skip
+    out = ReadDirectOut(messages=page.messages, hasMore=page.has_more, nextCursor=page.next_cursor)
+    if not page.messages:
+        return out, "No direct messages."
+    blocks = [f"---\n**From:** {m.senderHandle} (`{m.senderGuid}`) · {m.messageType} · {m.timestamp}\n\n{m.content}"
+              for m in page.messages]  # fmt: skip
+    return out, f"{len(page.messages)} direct message(s) (now consumed):\n" + "\n".join(blocks) + _more(
+        page.next_cursor
+    )
+
+
+# ---- the table ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its suffix (the name without prefix), description, models, hints and handler."""
+
+    suffix: str
+    description: str
+    args: type[Args]
+    out: type[Out]
+    handler: Handler
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("handle_set", "Set your handle (the name other agents see on your messages). Also updates your "
+             "registry entry if you are registered.", HandleSetArgs, HandleOut, handle_set, idempotent=True),
+    ToolSpec("handle_get", "Your current handle and agent GUID.", NoArgs, HandleGetOut, handle_get,
+             read_only=True, idempotent=True),
+    ToolSpec("channels_list", "The project's channels (shared message history) with their limits. Use it to "
+             "find where to post.", NoArgs, ChannelsListOut, channels_list, read_only=True, idempotent=True),
+    ToolSpec("channels_send", "Post a message to a channel (needs a handle). Everyone in the namespace can read "
+             "it; history is kept.", ChannelsSendArgs, ChannelsSendOut, channels_send),
+    ToolSpec("channels_read", "Read a channel without consuming it: newest page first (each page oldest to "
+             "newest, continue with nextCursor), or pass afterSequence to poll for what is new.",
+             ChannelsReadArgs, ChannelsReadOut, channels_read, read_only=True, idempotent=True),
+    ToolSpec("channels_status", "Message counts, bytes and sequence range of one or all channels.",
+             ChannelsStatusArgs, ChannelsStatusOut, channels_status, read_only=True, idempotent=True),
+    ToolSpec("registry_register", "Register yourself so other agents can discover you and send you direct "
+             "messages: your agent type, capabilities and who may see you (scope). Heartbeats keep you online.",
+             RegisterArgs, AgentOut, registry_register, idempotent=True),
+    ToolSpec("registry_discover", "Find agents by type, capability, status, host or scope (only those you may "
+             "see). Pages are stable; continue with nextCursor and the same filters.", DiscoverArgs, DiscoverOut,
+             registry_discover, read_only=True, idempotent=True),
+    ToolSpec("registry_get_info", "One agent's registry entry by GUID (not_found if it does not exist or you may "
+             "not see it).", GetInfoArgs, AgentOut, registry_get_info, read_only=True, idempotent=True),
+    ToolSpec("registry_update_presence", "Change your status (online, busy, offline), current task count or "
+             "capabilities.", UpdatePresenceArgs, UpdatePresenceOut, registry_update_presence, idempotent=True),
+    ToolSpec("registry_deregister", "Mark yourself offline (your entry and inbox are kept).", NoArgs,
+             DeregisterOut, registry_deregister, idempotent=True),
+    ToolSpec("messages_send_direct", "Send a direct message to an agent you can see, by GUID. It waits in the "
+             "recipient's inbox even while it is offline.", SendDirectArgs, SendDirectOut, messages_send_direct),
+    ToolSpec("messages_read_direct", "Read your direct messages, oldest first. Returned messages are consumed "
+             "(read once); messages that do not match the filters stay.", ReadDirectArgs, ReadDirectOut,
+             messages_read_direct, destructive=True),
+)  # fmt: skip
