@@ -1,0 +1,186 @@
+"""The coordination scenario over stdio with the real SDK client and a real nats-server: three agents, two namespaces."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters, stdio_client
+
+from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.natsserver import NatsServer, wait_for
+
+TOOLS = {
+    "warp_handle_set", "warp_handle_get", "warp_channels_list", "warp_channels_send", "warp_channels_read",
+    "warp_channels_status", "warp_registry_register", "warp_registry_discover", "warp_registry_get_info",
+    "warp_registry_update_presence", "warp_registry_deregister", "warp_messages_send_direct",
+    "warp_messages_read_direct",
+}  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def agent(
+    tmp_path: Path, server: NatsServer, name: str, namespace: str, mode: str = "auto", **env: str
+) -> AsyncIterator[Client]:
+    """One agent = one `nats-mcp serve` process over stdio, with its own project directory."""
+    project = tmp_path / name
+    project.mkdir(exist_ok=True)
+    settings = {"NATS_URL": server.url, "NATS_MCP_NAMESPACE": namespace, "MCP_PROJECT_PATH": str(project), **env}
+    environment = isolated_env(tmp_path, **settings)
+    params = StdioServerParameters(command=nats_mcp_exe(), args=["serve"], env=environment, cwd=str(project))
+    with (tmp_path / f"{name}.log").open("a") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:  # type: ignore[arg-type]
+            yield client
+
+
+async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+    assert not result.is_error, f"{tool} failed: {text}"
+    assert isinstance(result.structured_content, dict)
+    assert text and not text.startswith("Error:")
+    return result.structured_content
+
+
+async def err(client: Client, tool: str, **args: Any) -> str:
+    result = await client.call_tool(tool, args)
+    assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith("Error: ")
+    assert isinstance(result.structured_content, dict)
+    code: str = result.structured_content["error"]["code"]
+    return code
+
+
+async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with (
+        agent(tmp_path, nats_server, "a", "team-a") as a,
+        agent(tmp_path, nats_server, "b", "team-a", mode="legacy") as b,
+        agent(tmp_path, nats_server, "c", "team-c") as c,
+    ):
+        assert {t.name for t in (await a.list_tools()).tools} == TOOLS
+        assert a.protocol_version == "2026-07-28"
+        assert b.protocol_version == "2025-11-25"
+
+        # identity and registration
+        await ok(a, "warp_handle_set", handle="alice")
+        ra = (await ok(a, "warp_registry_register", agentType="developer", capabilities=["python", "review"]))["agent"]
+        rb = (await ok(b, "warp_registry_register", agentType="code_reviewer"))["agent"]
+        rc = (await ok(c, "warp_registry_register", agentType="ops", scope="public"))["agent"]
+        assert ra["handle"] == "alice"
+        assert rb["handle"] == "code-reviewer"  # Warp's automatic handle
+        assert len({ra["guid"], rb["guid"], rc["guid"]}) == 3
+        assert (await ok(b, "warp_handle_get"))["agentGuid"] == rb["guid"]
+
+        # discover and get_info honour scopes: team = same namespace; public = everyone
+        seen_by_a = {x["guid"] for x in (await ok(a, "warp_registry_discover"))["agents"]}
+        assert seen_by_a == {ra["guid"], rb["guid"], rc["guid"]}
+        seen_by_c = {x["guid"] for x in (await ok(c, "warp_registry_discover"))["agents"]}
+        assert seen_by_c == {rc["guid"]}
+        info = (await ok(a, "warp_registry_get_info", guid=rb["guid"]))["agent"]
+        assert info["agentType"] == "code_reviewer"
+        assert await err(c, "warp_registry_get_info", guid=ra["guid"]) == "not_found"
+        python_devs = (await ok(b, "warp_registry_discover", capability="python"))["agents"]
+        assert [x["guid"] for x in python_devs] == [ra["guid"]]
+
+        # channels: 120 messages read back in pages of 50, no repeat, nothing missing
+        for i in range(120):
+            await ok(a, "warp_channels_send", channel="roadmap", message=f"m{i:03d}")
+        seen: list[str] = []
+        cursor = None
+        sizes = []
+        while True:
+            args: dict[str, Any] = {"channel": "roadmap", "limit": 50}
+            if cursor:
+                args["cursor"] = cursor
+            page = await ok(b, "warp_channels_read", **args)
+            sizes.append(len(page["messages"]))
+            seen = [m["message"] for m in page["messages"]] + seen
+            assert all(m["senderGuid"] == ra["guid"] and m["handle"] == "alice" for m in page["messages"])
+            cursor = page["nextCursor"]
+            if not page["hasMore"]:
+                break
+        assert sizes == [50, 50, 20]
+        assert seen == [f"m{i:03d}" for i in range(120)]
+        assert (await ok(c, "warp_channels_read", channel="roadmap"))["messages"] == []  # other namespace
+
+        # direct messages: delivered, read once, filters leave the rest
+        sent = await ok(a, "warp_messages_send_direct", recipientGuid=rb["guid"], message="hello B")
+        assert sent["recipientHandle"] == "code-reviewer"
+        first = (await ok(b, "warp_messages_read_direct"))["messages"]
+        assert [(m["content"], m["senderGuid"], m["senderHandle"]) for m in first] == [("hello B", ra["guid"], "alice")]
+        assert (await ok(b, "warp_messages_read_direct"))["messages"] == []
+        await ok(a, "warp_messages_send_direct", recipientGuid=rb["guid"], message="plain")
+        await ok(a, "warp_messages_send_direct", recipientGuid=rb["guid"], message="help!", messageType="help-request")
+        helped = (await ok(b, "warp_messages_read_direct", messageType="help-request"))["messages"]
+        assert [m["content"] for m in helped] == ["help!"]
+        rest = (await ok(b, "warp_messages_read_direct"))["messages"]
+        assert [m["content"] for m in rest] == ["plain"]
+        # C (public, other namespace) can be written to; C cannot see A (team), so cannot write to A
+        await ok(a, "warp_messages_send_direct", recipientGuid=rc["guid"], message="to the ops team")
+        assert [m["content"] for m in (await ok(c, "warp_messages_read_direct"))["messages"]] == ["to the ops team"]
+        assert await err(c, "warp_messages_send_direct", recipientGuid=ra["guid"], message="x") == "not_found"
+
+        # bad input: the spec's codes, and the server keeps serving
+        for bad in ("road.map", "a.>", "Roadmap", "road map", "*"):
+            assert await err(a, "warp_channels_send", channel=bad, message="x") == "invalid_name", bad
+        assert await err(a, "warp_handle_set", handle="Bad Handle") == "invalid_name"
+        assert await err(a, "warp_registry_register", agentType="dev", capabilities=["ok", "no.dots"]) == "invalid_name"
+        assert await err(a, "warp_channels_send", channel="roadmap", message="x" * (64 * 1024 + 1)) == "limit_exceeded"
+        assert await err(a, "warp_channels_send", channel="nope", message="x") == "not_found"
+        assert await err(a, "warp_channels_read", channel="roadmap", limit=0) == "invalid_argument"
+        assert await err(a, "warp_channels_read", channel="roadmap", cursor="garbage!") == "invalid_cursor"
+        assert await err(a, "warp_registry_get_info", guid="not-a-guid") == "invalid_name"
+        assert await err(a, "warp_registry_update_presence", currentTaskCount=-1) == "invalid_argument"
+        assert await err(a, "warp_no_such_tool") == "not_found"
+        assert (await ok(a, "warp_handle_get"))["handle"] == "alice"
+
+
+async def test_presence_offline_on_shutdown_and_guid_back_on_restart(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with agent(tmp_path, nats_server, "a", "team-p") as a:
+        guid_a = (await ok(a, "warp_registry_register", agentType="watcher"))["agent"]["guid"]
+        async with agent(tmp_path, nats_server, "b", "team-p") as b:
+            guid_b = (await ok(b, "warp_registry_register", agentType="worker"))["agent"]["guid"]
+            assert guid_b != guid_a
+
+        # B's stdin closed: it marked itself offline on the way out
+        async def b_offline() -> bool:
+            agents = (await ok(a, "warp_registry_discover", includeOffline=True))["agents"]
+            return any(x["guid"] == guid_b and x["status"] == "offline" for x in agents)
+
+        await wait_for(b_offline, 15, message="B was not marked offline on shutdown")
+        online = {x["guid"] for x in (await ok(a, "warp_registry_discover"))["agents"]}
+        assert guid_b not in online
+        async with agent(tmp_path, nats_server, "b", "team-p") as b_again:
+            assert (await ok(b_again, "warp_handle_get"))["agentGuid"] == guid_b
+
+
+async def test_same_project_twice_gets_two_identities(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with (
+        agent(tmp_path, nats_server, "same", "team-s") as one,
+        agent(tmp_path, nats_server, "same", "team-s") as two,
+    ):
+        g1 = (await ok(one, "warp_handle_get"))["agentGuid"]
+        g2 = (await ok(two, "warp_handle_get"))["agentGuid"]
+        assert g1 != g2
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_tools_answer_nats_unavailable_while_nats_is_down(
+    tmp_path: Path, nats_server: NatsServer, mode: str
+) -> None:
+    url = nats_server.url
+    nats_server.stop()
+    async with agent(tmp_path, nats_server, "down", "team-d", mode=mode, NATS_URL=url) as a:
+        assert await err(a, "warp_handle_get") == "nats_unavailable"
+        assert len((await a.list_tools()).tools) == len(TOOLS)
+        nats_server.restart()
+
+        async def works() -> bool:
+            result = await a.call_tool("warp_handle_get", {})
+            return not result.is_error
+
+        await wait_for(works, 20, message="tools did not recover after NATS came back")
