@@ -1,4 +1,4 @@
-"""The coordination scenario over stdio with the real SDK client and a real nats-server: three agents, two namespaces."""
+"""The coordination scenario over stdio with the real SDK client and nats-server: three agents, two namespaces."""
 
 from __future__ import annotations
 
