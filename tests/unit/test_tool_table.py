@@ -1,0 +1,57 @@
+"""Unit tests of the tool table: names, prefix, schemas that compile, truthful hints, the error shape."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from nats_mcp.mcp.server import ToolTable, error_result
+
+READ_ONLY = {
+    "handle_get",
+    "channels_list",
+    "channels_read",
+    "channels_status",
+    "registry_discover",
+    "registry_get_info",
+}
+
+
+def test_thirteen_tools_with_descriptions_and_compiling_schemas() -> None:
+    table = ToolTable("warp_")
+    assert len(table.tools) == 13
+    for tool in table.tools:
+        assert tool.description and len(tool.description) > 20, tool.name
+        for schema in (tool.input_schema, tool.output_schema):
+            assert schema is not None
+            jsonschema.Draft202012Validator.check_schema(schema)
+            assert schema["type"] == "object"
+        assert tool.input_schema.get("additionalProperties") is False, tool.name
+
+
+def test_hints_are_truthful() -> None:
+    for tool in ToolTable("warp_").tools:
+        suffix = tool.name.removeprefix("warp_")
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint is (suffix in READ_ONLY), tool.name
+        assert tool.annotations.destructive_hint is (suffix == "messages_read_direct"), tool.name
+
+
+def test_prefix_renames_every_tool() -> None:
+    names = {t.name for t in ToolTable("team_").tools}
+    assert all(n.startswith("team_") for n in names)
+    assert "team_channels_send" in names
+
+
+def test_name_patterns_are_published_for_agents() -> None:
+    table = {t.name: t for t in ToolTable("warp_").tools}
+    props = table["warp_channels_send"].input_schema["properties"]
+    assert props["channel"]["pattern"] == "^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+@pytest.mark.parametrize("code", ["invalid_name", "nats_unavailable"])
+def test_error_result_shape(code: str) -> None:
+    result = error_result(code, "it broke at nats://u:pw@h:1")
+    assert result.is_error is True
+    assert result.content[0].text.startswith("Error: ")  # type: ignore[union-attr]
+    assert result.structured_content == {"error": {"code": code, "message": "it broke at nats://u:***@h:1"}}
