@@ -246,7 +246,14 @@ async def channels_read(c: Coordinator, caller: Caller, a: ChannelsReadArgs) -> 
         return out, f"No messages in #{a.channel}" + (" after that point." if a.afterSequence is not None else ".")
     lines = [f"[{m.sequence}] {m.timestamp} **{m.handle}**: {m.message}" for m in page.messages]
     total = f" of {page.total}" if page.total is not None else ""
-    return out, f"#{a.channel} ({len(page.messages)}{total} messages):\n" + "\n".join(lines) + _more(page.next_cursor)
+    more = _more(page.next_cursor)
+    if a.afterSequence is not None:  # a forward cursor goes with the same afterSequence
+        more = (
+            more.replace("`cursor:", f"`afterSequence: {a.afterSequence}, cursor:")
+            if more
+            else (f"\n\nUp to date: poll again with `afterSequence: {page.messages[-1].sequence}`.")
+        )
+    return out, f"#{a.channel} ({len(page.messages)}{total} messages):\n" + "\n".join(lines) + more
 
 
 async def channels_status(c: Coordinator, _caller: Caller, a: ChannelsStatusArgs) -> Rendered:

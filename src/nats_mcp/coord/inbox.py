@@ -1,0 +1,528 @@
+"""The direct-message boundary: each agent's inbox, written by any visible sender and read exactly once by its owner.
+
+Storage: one stream per namespace, one subject per recipient (``Layout.inbox_subject``). A DM is
+stored whether or not its recipient is online; a full inbox refuses new mail (``limit_exceeded``)
+instead of evicting older mail.
+
+Reading never uses a consumer (Warp's durable inbox consumer raced the reader and ate every DM, M1).
+A read walks the owner's subject with batched direct gets from a start sequence and claims each
+message it returns by deleting it: ``STREAM.MSG.DELETE`` of one sequence succeeds for exactly one
+caller, so two concurrent readers never return the same message. Messages that do not match the
+filters are only looked at, never deleted (M2), and the cursor is a real position (M3). Nothing
+waits: an empty inbox answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.config import Settings, duration_seconds
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NatsUnavailable
+from nats_mcp.coord.models import AgentRecord, DirectMessage
+from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.names import InvalidNameError, validate_guid, validate_type_name
+
+log = logging.getLogger("nats_mcp.coord.inbox")
+
+READ_TOOL = "warp_messages_read_direct"
+"""Cursors of :meth:`InboxService.read` are bound to this tool name."""
+MAX_READ_LIMIT = 100
+FILTERED_BATCH = 100
+"""Messages fetched per direct-get request while a filtered read skips non-matching mail."""
+BATCH_MAX_BYTES = 2 * 1024 * 1024
+"""Upper bound of one direct-get batch (the server always sends at least one message)."""
+API_TIMEOUT_S = 5.0
+DEFAULT_DUPLICATE_WINDOW_S = 120.0
+
+# JetStream API error codes we act on.
+_ERR_PER_SUBJECT_FULL = "maximum messages per subject exceeded"
+_ERR_NO_MESSAGE_FOUND = 10037
+_ERR_SEQUENCE_NOT_FOUND = 10043
+_ERR_DELETE_FAILED = 10057
+"""A delete that failed in the store; "no message found" means another reader deleted it first."""
+_ERR_STREAM_NOT_FOUND = 10059
+_GONE = frozenset({_ERR_NO_MESSAGE_FOUND, _ERR_SEQUENCE_NOT_FOUND, _ERR_STREAM_NOT_FOUND})
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """One read: the consumed messages (oldest first) and whether matching mail is left."""
+
+    messages: list[DirectMessage]
+    next_cursor: str | None
+    has_more: bool
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+def check_message_type(message_type: object) -> str:
+    try:
+        return validate_type_name(message_type, "messageType")
+    except InvalidNameError as exc:
+        raise InvalidName(str(exc)) from None
+
+
+def check_sender_filter(sender_guid: object) -> str:
+    try:
+        return validate_guid(sender_guid, "senderGuid")
+    except InvalidNameError as exc:
+        raise InvalidName(str(exc)) from None
+
+
+def check_content(content: object, max_bytes: int) -> str:
+    if not isinstance(content, str) or not content:
+        raise InvalidArgument("message must be a non-empty string")
+    try:
+        size = len(content.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
+        raise InvalidArgument("message must be valid Unicode text") from None
+    if size > max_bytes:
+        raise LimitExceeded(
+            f"message is {size} bytes; the limit is {max_bytes} bytes (limits.message_bytes): "
+            "shorten it, or send a pointer to where the full text lives"
+        )
+    return content
+
+
+def json_depth(value: object, stop_after: int) -> int:
+    """Nesting depth of a JSON value (a scalar is 0, ``{}`` is 1); stops counting past ``stop_after``.
+
+    Iterative, so a hostile, deeply nested value cannot exhaust the recursion limit.
+    """
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterator[object] = iter(item.values())
+        elif isinstance(item, list | tuple):
+            children = iter(item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > stop_after:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_metadata(metadata: object, max_bytes: int, max_depth: int) -> dict[str, Any] | None:
+    """A metadata object that fits the limits, or the matching error (nothing is written on failure)."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InvalidArgument("metadata must be a JSON object")
+    depth = json_depth(metadata, max_depth)
+    if depth > max_depth:
+        raise LimitExceeded(f"metadata is nested more than {max_depth} levels deep (limits.metadata_depth)")
+    try:
+        size = len(_dumps(metadata))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"metadata must be plain JSON (objects, arrays, strings, numbers, booleans, null): {exc}"
+        ) from None
+    if size > max_bytes:
+        raise LimitExceeded(
+            f"metadata is {size} bytes serialized; the limit is {max_bytes} bytes (limits.metadata_bytes)"
+        )
+    return metadata
+
+
+def check_limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_READ_LIMIT:
+        raise InvalidArgument(f"limit must be an integer from 1 to {MAX_READ_LIMIT}")
+    return limit
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _timestamp() -> str:
+    """UTC, millisecond precision, ``Z`` suffix (the format Warp's DMs carry)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- stored messages -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Filters:
+    message_type: str | None = None
+    sender_guid: str | None = None
+
+    @classmethod
+    def of(cls, message_type: str | None, sender_guid: str | None) -> _Filters:
+        return cls(
+            check_message_type(message_type) if message_type is not None else None,
+            check_sender_filter(sender_guid) if sender_guid is not None else None,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.message_type is not None or self.sender_guid is not None
+
+    def matches(self, message: DirectMessage) -> bool:
+        return (self.message_type is None or message.messageType == self.message_type) and (
+            self.sender_guid is None or message.senderGuid == self.sender_guid
+        )
+
+    def binding(self, owner: str) -> dict[str, str | None]:
+        """What a cursor is bound to besides tool and namespace: the inbox owner and these filters."""
+        return {"owner": owner, "messageType": self.message_type, "senderGuid": self.sender_guid}
+
+
+@dataclass(frozen=True)
+class _Stored:
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class _Batch:
+    items: list[_Stored]
+    at_end: bool
+    """True when nothing is stored on the subject after the last item."""
+
+
+_FIELDS = ("id", "senderGuid", "senderHandle", "messageType", "content", "metadata", "timestamp")
+
+
+def parse_stored(data: bytes, owner: str) -> DirectMessage | None:
+    """The DM in a stored payload, or None when it is not one of ours (or not addressed to ``owner``).
+
+    Unknown fields are ignored, so mail written by a newer server version is still readable.
+    """
+    try:
+        body = json.loads(data)
+        if not isinstance(body, dict) or body.get("recipientGuid") != owner:
+            return None
+        return DirectMessage.model_validate({k: body[k] for k in _FIELDS if k in body})
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError and pydantic's ValidationError
+        return None
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+class InboxService:
+    """Send DMs into any namespace's inbox stream; read (and consume) the caller's own inbox."""
+
+    def __init__(self, conn: NatsConnection, settings: Settings) -> None:
+        self._conn = conn
+        self._limits = settings.limits
+        domain = settings.nats.jetstream_domain
+        self._api = f"$JS.{domain}.API" if domain else "$JS.API"
+        self._ready: set[str] = set()
+        """Inbox streams this process has created or brought to the configured limits."""
+
+    # -- send ------------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        caller: Caller,
+        sender_handle: str,
+        recipient: AgentRecord,
+        *,
+        message_type: str = "text",
+        content: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> DirectMessage:
+        """Store a DM in the recipient's inbox (in the recipient's namespace), online or not."""
+        limits = self._limits
+        message = DirectMessage(
+            id=str(uuid.uuid4()),
+            senderGuid=caller.guid,
+            senderHandle=sender_handle,
+            messageType=check_message_type(message_type),
+            content=check_content(content, limits.message_bytes),
+            metadata=check_metadata(metadata, limits.metadata_bytes, limits.metadata_depth),
+            timestamp=_timestamp(),
+        )
+        layout = Layout(recipient.namespace)
+        subject = layout.inbox_subject(recipient.guid)
+        payload = _dumps({**message.model_dump(), "recipientGuid": recipient.guid})
+        with _nats_errors():
+            await self._publish(layout, subject, payload, message.id, recipient)
+        return message
+
+    async def _publish(self, layout: Layout, subject: str, payload: bytes, msg_id: str, recipient: AgentRecord) -> None:
+        if layout.inbox_stream not in self._ready:
+            await self._ensure_inbox(layout)
+        try:
+            try:
+                await self._publish_once(layout, subject, payload, msg_id)
+            except NoStreamResponseError:
+                # Deleted behind our back (or a fresh server): create it again and retry once.
+                await self._ensure_inbox(layout)
+                await self._publish_once(layout, subject, payload, msg_id)
+            except nats.errors.TimeoutError:
+                # Same Nats-Msg-Id: if the first attempt was stored after all, the stream drops the copy.
+                await self._publish_once(layout, subject, payload, msg_id)
+        except APIError as exc:
+            if _ERR_PER_SUBJECT_FULL in (exc.description or ""):
+                raise LimitExceeded(
+                    f"the inbox of {recipient.handle} is full ({self._limits.inbox_max_messages} unread messages): "
+                    "the message was not stored; try again after the recipient has read its inbox"
+                ) from None
+            raise
+        except nats.errors.MaxPayloadError:
+            raise LimitExceeded("the message and its metadata are larger than the NATS server accepts") from None
+
+    async def _publish_once(self, layout: Layout, subject: str, payload: bytes, msg_id: str) -> None:
+        await self._conn.jetstream.publish(
+            subject, payload, timeout=API_TIMEOUT_S, stream=layout.inbox_stream, headers={"Nats-Msg-Id": msg_id}
+        )
+
+    async def _ensure_inbox(self, layout: Layout) -> None:
+        await ensure_stream(self._conn.jetstream, self.inbox_config(layout))
+        self._ready.add(layout.inbox_stream)
+
+    def inbox_config(self, layout: Layout) -> StreamConfig:
+        """The inbox stream of a namespace: per-recipient cap that refuses new mail rather than dropping old."""
+        max_age = duration_seconds(self._limits.inbox_max_age)
+        return stream_config(
+            name=layout.inbox_stream,
+            description=f"direct messages of namespace {layout.namespace}, one subject per recipient",
+            subjects=[layout.inbox_subjects],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_msgs_per_subject=self._limits.inbox_max_messages,
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+            max_age=max_age,
+            duplicate_window=min(DEFAULT_DUPLICATE_WINDOW_S, max_age),
+            allow_direct=True,
+        )
+
+    # -- read ------------------------------------------------------------------------------------
+
+    async def read(
+        self,
+        caller: Caller,
+        *,
+        limit: int = 10,
+        cursor: str | None = None,
+        message_type: str | None = None,
+        sender_guid: str | None = None,
+    ) -> InboxPage:
+        """Consume up to ``limit`` matching messages of the caller's own inbox, oldest first."""
+        check_limit(limit)
+        filters = _Filters.of(message_type, sender_guid)
+        binding = filters.binding(caller.guid)
+        after = 0
+        if cursor is not None:
+            after = int_position(read_cursor(cursor, READ_TOOL, caller.namespace, binding), "after")
+        scan = _Read(self, Layout(caller.namespace), caller.guid, filters, limit, after)
+        with _nats_errors():
+            await scan.run()
+        more_at = scan.more_at
+        return InboxPage(
+            messages=scan.messages(),
+            next_cursor=None
+            if more_at is None
+            else make_cursor(READ_TOOL, caller.namespace, binding, {"after": more_at - 1}),
+            has_more=more_at is not None or scan.interrupted,
+        )
+
+    # -- NATS primitives of a read ---------------------------------------------------------------
+
+    async def fetch(self, layout: Layout, subject: str, after: int, count: int) -> _Batch:
+        """Up to ``count`` messages stored on ``subject`` after sequence ``after``, in one direct-get request."""
+        nc = self._conn.client
+        collector = _BatchCollector()
+        sub = await nc.subscribe(nc.new_inbox(), cb=collector.on_msg)
+        request = {"seq": after + 1, "next_by_subj": subject, "batch": count, "max_bytes": BATCH_MAX_BYTES}
+        try:
+            await nc.publish(f"{self._api}.DIRECT.GET.{layout.inbox_stream}", _dumps(request), reply=sub.subject)
+            await asyncio.wait_for(collector.done, API_TIMEOUT_S)
+        finally:
+            await sub.unsubscribe()
+        if collector.status == "503":  # no responders: no such stream, or direct get not (yet) enabled
+            return await self._fetch_one_slowly(layout, subject, after)
+        if collector.status not in (None, "204", "404"):
+            raise APIError(code=int(collector.status), description=collector.description)
+        return _Batch(collector.items, collector.at_end)
+
+    async def _fetch_one_slowly(self, layout: Layout, subject: str, after: int) -> _Batch:
+        """Fallback through the stream leader's API (works without allow_direct); a missing stream is empty."""
+        try:
+            raw = await self._conn.jetstream.get_msg(layout.inbox_stream, seq=after + 1, subject=subject, next=True)
+        except NotFoundError:
+            return _Batch([], at_end=True)
+        assert raw.seq is not None
+        return _Batch([_Stored(raw.seq, raw.data or b"")], at_end=False)
+
+    async def claim(self, stream: str, seq: int) -> bool:
+        """Delete one message; True only for the one caller whose delete removed it (the consume-once claim).
+
+        ``no_erase``: a secure erase costs ~10x per delete on file storage. Consumed mail is unreachable
+        at once; its bytes stay in the block file until the block is compacted or dropped.
+        """
+        nc = self._conn.client
+        request = _dumps({"seq": seq, "no_erase": True})
+        reply = await nc.request(f"{self._api}.STREAM.MSG.DELETE.{stream}", request, timeout=API_TIMEOUT_S)
+        answer = json.loads(reply.data)
+        if answer.get("success") is True:
+            return True
+        error = answer.get("error") or {}
+        if _already_gone(error):
+            return False
+        raise APIError(
+            code=error.get("code"), description=error.get("description"), err_code=error.get("err_code"), stream=stream
+        )
+
+    async def claim_all(self, stream: str, seqs: Sequence[int]) -> list[bool | BaseException]:
+        """Claim several messages concurrently; each result is the claim's outcome or its error."""
+        return list(await asyncio.gather(*(self.claim(stream, seq) for seq in seqs), return_exceptions=True))
+
+
+class _BatchCollector:
+    """Receives the replies of one batched direct get: messages, then an end-of-batch or error status."""
+
+    def __init__(self) -> None:
+        self.items: list[_Stored] = []
+        self.status: str | None = None
+        self.description = ""
+        self.at_end = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_msg(self, msg: Msg) -> None:
+        if self.done.done():
+            return
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is not None:
+            self._end(status, headers)
+        elif not self._follows_on(headers):
+            # A reply went missing (slow consumer): keep the unbroken prefix; the next request resumes after it.
+            self.done.set_result(None)
+        else:
+            self.items.append(_Stored(int(headers["Nats-Sequence"]), msg.data))
+            if "Nats-Num-Pending" not in headers:
+                self.done.set_result(None)  # a server without batch support answers one message, no end-of-batch
+
+    def _follows_on(self, headers: Mapping[str, str]) -> bool:
+        """Each batched reply names the previous reply's sequence (0 for the first)."""
+        previous = str(self.items[-1].seq if self.items else 0)
+        return headers.get("Nats-Last-Sequence", previous) == previous
+
+    def _end(self, status: str, headers: Mapping[str, str]) -> None:
+        self.status, self.description = status, str(headers.get("Description", ""))
+        # 404: nothing (more) stored on the subject; 204 ends a batch and counts what comes after it.
+        self.at_end = status == "404" or (
+            status == "204" and headers.get("Nats-Num-Pending") == "0" and self._follows_on(headers)
+        )
+        self.done.set_result(None)
+
+
+def _already_gone(error: Mapping[str, Any]) -> bool:
+    """Whether a failed delete means the message was not there any more (someone else claimed it)."""
+    code = error.get("err_code")
+    description = str(error.get("description", "")).lower()
+    return code in _GONE or (
+        code == _ERR_DELETE_FAILED and ("no message found" in description or "not found" in description)
+    )
+
+
+@dataclass
+class _Read:
+    """One read call: walks the owner's subject forward, claiming matches until ``limit`` are won."""
+
+    service: InboxService
+    layout: Layout
+    owner: str
+    filters: _Filters
+    limit: int
+    position: int
+    """Every message at or below this sequence has been claimed, skipped as non-matching, or is gone."""
+    claimed: list[tuple[int, DirectMessage]] = field(default_factory=list)
+    more_at: int | None = None
+    """Sequence of the first matching message left for the next call (None: none found)."""
+    interrupted: bool = False
+
+    async def run(self) -> None:
+        subject = self.layout.inbox_subject(self.owner)
+        try:
+            while self.more_at is None:
+                batch = await self.service.fetch(self.layout, subject, self.position, self._batch_size())
+                await self._take(batch.items)
+                if batch.at_end or not batch.items:
+                    return
+        except Exception:
+            if not self.claimed:
+                raise
+            # Claimed messages exist nowhere else any more: hand them over rather than lose them.
+            log.warning(
+                "inbox read of %s stopped early; returning the %d claimed", self.owner, len(self.claimed), exc_info=True
+            )
+            self.interrupted = True
+
+    def _batch_size(self) -> int:
+        if self.filters.active:
+            return FILTERED_BATCH
+        return self.limit - len(self.claimed) + 1  # the extra one tells whether more is waiting
+
+    async def _take(self, items: list[_Stored]) -> None:
+        wanted: deque[tuple[int, DirectMessage]] = deque()
+        junk: list[int] = []
+        for stored in items:
+            message = parse_stored(stored.data, self.owner)
+            if message is None:
+                junk.append(stored.seq)
+            elif self.filters.matches(message):
+                wanted.append((stored.seq, message))
+        await self._drop(junk)
+        while wanted:
+            need = self.limit - len(self.claimed)
+            if need == 0:
+                self.more_at = wanted[0][0]
+                return
+            group = [wanted.popleft() for _ in range(min(need, len(wanted)))]
+            await self._claim(group)
+        if items:
+            self.position = items[-1].seq
+
+    async def _claim(self, group: list[tuple[int, DirectMessage]]) -> None:
+        outcomes = await self.service.claim_all(self.layout.inbox_stream, [seq for seq, _ in group])
+        self.claimed.extend(item for item, won in zip(group, outcomes, strict=True) if won is True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _drop(self, seqs: list[int]) -> None:
+        """Payloads that are not DMs to this owner (written around this server) are removed, not returned."""
+        if seqs:
+            log.warning("dropping %d malformed message(s) from the inbox of %s", len(seqs), self.owner)
+            await self.service.claim_all(self.layout.inbox_stream, seqs)
+
+    def messages(self) -> list[DirectMessage]:
+        return [message for _, message in sorted(self.claimed, key=lambda item: item[0])]
+
+
+@contextmanager
+def _nats_errors() -> Iterator[None]:
+    """NATS timeouts and lost connections become ``nats_unavailable`` (bus errors keep their own code)."""
+    try:
+        yield
+    except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoServersError) as exc:
+        raise NatsUnavailable(f"NATS did not answer in time ({type(exc).__name__}); the call can be retried") from None
