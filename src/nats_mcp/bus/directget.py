@@ -6,9 +6,14 @@ the server send, on the reply subject, up to K stored messages with sequence >= 
 are skipped), each with the headers ``Nats-Stream``, ``Nats-Subject``, ``Nats-Sequence``,
 ``Nats-Time-Stamp``, ``Nats-Num-Pending`` (messages after this one) and ``Nats-Last-Sequence`` (the
 sequence of the previous message of this batch, 0 for the first), then an end-of-batch status
-message ``204 EOB`` carrying ``Nats-Num-Pending`` and ``Nats-Last-Sequence``. When nothing is at or
-after N the server sends only ``404 Message Not Found``; ``408`` means a malformed request; ``503``
-(no responders) means the stream does not exist or does not allow direct gets.
+message ``204 EOB`` carrying ``Nats-Num-Pending`` and ``Nats-Last-Sequence``. ``"next_by_subj": S``
+keeps only messages on subject S (wildcards allowed; ``Nats-Num-Pending`` then counts matches only);
+``"max_bytes": B`` ends the batch once B bytes of messages are sent (at least one message is always
+sent). When nothing is at or after N the server sends only ``404 Message Not Found``; ``408`` means a
+malformed request; ``503`` (no responders) means the stream does not exist or does not allow direct
+gets (:func:`nats_mcp.bus.streamops.get_next` reads through the stream API instead). A server without
+batch support (nats-server < 2.11) answers a batch request with one message, without
+``Nats-Num-Pending`` and without an end-of-batch.
 ``{"multi_last": [subject], "up_to_seq": N, "batch": 1}`` returns the newest message of the subject
 at or before N (its end-of-batch also carries ``Nats-UpTo-Sequence``); N above the last sequence gets
 ``404 No Results`` and N = 0 means no bound.
@@ -62,10 +67,21 @@ class StoredMsg:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Messages in sequence order, and how many stored messages (matching the request) come after them."""
+    """Messages in sequence order, and how many stored messages (matching the request) come after them.
+
+    ``complete`` is False only for a ``partial=True`` request that stopped short: a message went missing in
+    transit (the batch is then the unbroken prefix before the gap), or the server answered one message
+    instead of a batch. More may then follow whatever ``pending`` says (it is 0: not known).
+    """
 
     messages: list[StoredMsg]
     pending: int
+    complete: bool = True
+
+    @property
+    def at_end(self) -> bool:
+        """Nothing matching the request was stored after these messages when the server answered."""
+        return self.complete and self.pending == 0
 
 
 def api_prefix(domain: str | None = None) -> str:
@@ -74,12 +90,35 @@ def api_prefix(domain: str | None = None) -> str:
 
 
 async def get_batch(
-    nc: Client, stream: str, seq: int, batch: int, *, prefix: str = "$JS.API", timeout: float = 5.0
+    nc: Client,
+    stream: str,
+    seq: int,
+    batch: int,
+    *,
+    subject: str | None = None,
+    max_bytes: int | None = None,
+    partial: bool = False,
+    prefix: str = "$JS.API",
+    timeout: float = 5.0,
 ) -> Batch:
-    """Up to ``batch`` stored messages with sequence >= ``seq``, oldest first, in one round trip."""
+    """Up to ``batch`` stored messages with sequence >= ``seq``, oldest first, in one round trip.
+
+    ``subject`` keeps only messages on that subject (wildcards allowed); ``max_bytes`` caps the batch's
+    size (the server still sends at least one message). A message lost in transit (the reply subscription
+    overflowed) raises :class:`DirectGetError`, as does a server that answers one message instead of a
+    batch; with ``partial`` both give an incomplete batch instead: the messages up to the gap, never one
+    past it. A stream that does not exist or denies direct gets raises :class:`DirectGetUnavailable`.
+    """
     if seq < 1 or batch < 1:
         raise ValueError("seq and batch must be at least 1")
-    return await _request(nc, f"{prefix}.DIRECT.GET.{stream}", {"seq": seq, "batch": batch}, timeout)
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError("max_bytes must be at least 1")
+    request: dict[str, Any] = {"seq": seq, "batch": batch}
+    if subject is not None:
+        request["next_by_subj"] = subject
+    if max_bytes is not None:
+        request["max_bytes"] = max_bytes
+    return await _request(nc, f"{prefix}.DIRECT.GET.{stream}", request, timeout, partial)
 
 
 async def last_at_or_before(
@@ -92,72 +131,86 @@ async def last_at_or_before(
     if seq < 1:
         return None  # up_to_seq 0 would mean "no bound" to the server
     request = {"multi_last": [subject], "up_to_seq": seq, "batch": 1}
-    found = await _request(nc, f"{prefix}.DIRECT.GET.{stream}", request, timeout)
+    found = await _request(nc, f"{prefix}.DIRECT.GET.{stream}", request, timeout, partial=False)
     return found.messages[-1] if found.messages else None
 
 
-async def _request(nc: Client, api_subject: str, request: dict[str, Any], timeout: float) -> Batch:
+async def _request(nc: Client, api_subject: str, request: dict[str, Any], timeout: float, partial: bool) -> Batch:
     collector = _Collector()
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, cb=collector.on_msg)
     try:
         await nc.publish(api_subject, json.dumps(request).encode(), reply=inbox)
         async with asyncio.timeout(timeout):
-            end = await collector.done
+            await collector.done
     except TimeoutError:
         raise nats.errors.TimeoutError from None
     finally:
         await sub.unsubscribe()
-    return _finish(api_subject, collector.messages, end)
+    return _finish(api_subject, collector, partial)
 
 
 class _Collector:
-    """Gathers a batch's messages until its closing status message arrives."""
+    """Gathers a batch's messages until its closing status message, a gap, or a reply that is not a batch."""
 
     def __init__(self) -> None:
-        self.messages: list[Msg] = []
-        self.done: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self.messages: list[StoredMsg] = []
+        self.end: dict[str, str] | None = None
+        """Headers of the closing status message, if one arrived."""
+        self.gap_before: int | None = None
+        """Sequence of the first message whose predecessor in the batch never arrived (slow consumer)."""
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_msg(self, msg: Msg) -> None:
         if self.done.done():
             return
+        headers = msg.headers or {}
         # A stored message always carries Nats-Sequence (and may carry any header of its own, even "Status").
-        if msg.headers and STATUS in msg.headers and SEQUENCE not in msg.headers:
-            self.done.set_result(msg)
+        if STATUS in headers and SEQUENCE not in headers:
+            self.end = headers
+        elif not self.follows_on(headers):
+            self.gap_before = int(headers[SEQUENCE])
         else:
-            self.messages.append(msg)
+            self.messages.append(_stored(msg, headers))
+            if NUM_PENDING in headers:
+                return
+            # else: a server without batch support answers one message and no end-of-batch
+        self.done.set_result(None)
+
+    def follows_on(self, headers: dict[str, str]) -> bool:
+        """Every batched reply names its predecessor in the batch: a dropped message is detected, not hidden."""
+        previous = self.messages[-1].seq if self.messages else 0
+        return int(headers.get(LAST_SEQUENCE, previous)) == previous
 
 
-def _finish(api_subject: str, raw: list[Msg], end: Msg) -> Batch:
-    headers = end.headers or {}
-    status = headers.get(STATUS, "")
-    if status == NOT_FOUND and not raw:
-        return Batch([], 0)
-    if status == NO_RESPONDERS:
-        raise DirectGetUnavailable(f"no responders for {api_subject}: the stream does not exist or denies direct gets")
-    if status != END_OF_BATCH:
-        raise DirectGetError(f"direct get on {api_subject} failed: {status} {headers.get(DESCRIPTION, '')}".rstrip())
-    messages = [_stored(m) for m in raw]
-    _check_chain(api_subject, messages, raw, headers)
-    return Batch(messages, int(headers.get(NUM_PENDING, "0")))
+def _finish(api_subject: str, collector: _Collector, partial: bool) -> Batch:
+    messages, end = collector.messages, collector.end
+    if end is not None:
+        status = end.get(STATUS, "")
+        if status == NOT_FOUND and not messages:
+            return Batch([], 0)
+        if status == NO_RESPONDERS:
+            raise DirectGetUnavailable(
+                f"no responders for {api_subject}: the stream does not exist or denies direct gets"
+            )
+        if status != END_OF_BATCH:
+            raise DirectGetError(f"direct get on {api_subject} failed: {status} {end.get(DESCRIPTION, '')}".rstrip())
+        if collector.follows_on(end):
+            return Batch(messages, int(end.get(NUM_PENDING, "0")))
+        problem = "lost messages at the end of the batch"
+    elif collector.gap_before is not None:
+        problem = f"lost a message before sequence {collector.gap_before}"
+    else:
+        problem = "got one message, not a batch (batched direct gets need nats-server 2.11 or later)"
+    if partial:
+        return Batch(messages, 0, complete=False)
+    raise DirectGetError(f"direct get on {api_subject} {problem}")
 
 
-def _stored(msg: Msg) -> StoredMsg:
-    headers = msg.headers or {}
+def _stored(msg: Msg, headers: dict[str, str]) -> StoredMsg:
     return StoredMsg(
         seq=int(headers[SEQUENCE]),
         subject=headers.get(SUBJECT, ""),
         data=msg.data,
         time=headers.get(TIME_STAMP, ""),
     )
-
-
-def _check_chain(api_subject: str, messages: list[StoredMsg], raw: list[Msg], end: dict[str, str]) -> None:
-    """Every message names its predecessor in the batch: a dropped message (slow consumer) is detected, not hidden."""
-    previous = 0
-    for msg, stored in zip(raw, messages, strict=True):
-        if int((msg.headers or {}).get(LAST_SEQUENCE, previous)) != previous:
-            raise DirectGetError(f"direct get on {api_subject} lost a message before sequence {stored.seq}")
-        previous = stored.seq
-    if int(end.get(LAST_SEQUENCE, previous)) != previous:
-        raise DirectGetError(f"direct get on {api_subject} lost messages at the end of the batch")

@@ -5,34 +5,35 @@ stored whether or not its recipient is online; a full inbox refuses new mail (``
 instead of evicting older mail.
 
 Reading never uses a consumer (Warp's durable inbox consumer raced the reader and ate every DM, M1).
-A read walks the owner's subject with batched direct gets from a start sequence and claims each
-message it returns by deleting it: ``STREAM.MSG.DELETE`` of one sequence succeeds for exactly one
-caller, so two concurrent readers never return the same message. Messages that do not match the
-filters are only looked at, never deleted (M2), and the cursor is a real position (M3). Nothing
-waits: an empty inbox answers at once.
+A read walks the owner's subject with batched direct gets (:func:`nats_mcp.bus.directget.get_batch`)
+from a start sequence and claims each message it returns by deleting it: a delete of one sequence
+succeeds for exactly one caller (:func:`nats_mcp.bus.streamops.delete_msg`), so two concurrent
+readers never return the same message. Messages that do not match the filters are only looked at,
+never deleted (M2), and the cursor is a real position (M3). Nothing waits: an empty inbox answers at
+once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
-from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config import Settings, duration_seconds
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NatsUnavailable
@@ -49,17 +50,13 @@ FILTERED_BATCH = 100
 """Messages fetched per direct-get request while a filtered read skips non-matching mail."""
 BATCH_MAX_BYTES = 2 * 1024 * 1024
 """Upper bound of one direct-get batch (the server always sends at least one message)."""
+MAX_EMPTY_RETRIES = 3
+"""How often a batch whose first message was lost in transit is asked for again before the read stops."""
 API_TIMEOUT_S = 5.0
 DEFAULT_DUPLICATE_WINDOW_S = 120.0
 
-# JetStream API error codes we act on.
+# The publish error of a full inbox (discard new per subject).
 _ERR_PER_SUBJECT_FULL = "maximum messages per subject exceeded"
-_ERR_NO_MESSAGE_FOUND = 10037
-_ERR_SEQUENCE_NOT_FOUND = 10043
-_ERR_DELETE_FAILED = 10057
-"""A delete that failed in the store; "no message found" means another reader deleted it first."""
-_ERR_STREAM_NOT_FOUND = 10059
-_GONE = frozenset({_ERR_NO_MESSAGE_FOUND, _ERR_SEQUENCE_NOT_FOUND, _ERR_STREAM_NOT_FOUND})
 
 
 @dataclass(frozen=True)
@@ -191,19 +188,6 @@ class _Filters:
         return {"owner": owner, "messageType": self.message_type, "senderGuid": self.sender_guid}
 
 
-@dataclass(frozen=True)
-class _Stored:
-    seq: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class _Batch:
-    items: list[_Stored]
-    at_end: bool
-    """True when nothing is stored on the subject after the last item."""
-
-
 _FIELDS = ("id", "senderGuid", "senderHandle", "messageType", "content", "metadata", "timestamp")
 
 
@@ -230,8 +214,7 @@ class InboxService:
     def __init__(self, conn: NatsConnection, settings: Settings) -> None:
         self._conn = conn
         self._limits = settings.limits
-        domain = settings.nats.jetstream_domain
-        self._api = f"$JS.{domain}.API" if domain else "$JS.API"
+        self._api = api_prefix(settings.nats.jetstream_domain)
         self._ready: set[str] = set()
         """Inbox streams this process has created or brought to the configured limits."""
 
@@ -346,102 +329,31 @@ class InboxService:
 
     # -- NATS primitives of a read ---------------------------------------------------------------
 
-    async def fetch(self, layout: Layout, subject: str, after: int, count: int) -> _Batch:
-        """Up to ``count`` messages stored on ``subject`` after sequence ``after``, in one direct-get request."""
-        nc = self._conn.client
-        collector = _BatchCollector()
-        sub = await nc.subscribe(nc.new_inbox(), cb=collector.on_msg)
-        request = {"seq": after + 1, "next_by_subj": subject, "batch": count, "max_bytes": BATCH_MAX_BYTES}
+    async def fetch(self, stream: str, subject: str, after: int, count: int) -> Batch:
+        """Up to ``count`` messages stored on ``subject`` after sequence ``after``: one batched direct get that
+        stops at a message lost in transit rather than skip past it, or (a stream without direct gets) one
+        message through the stream API. A missing stream reads as empty."""
+        nc, api = self._conn.client, self._api
         try:
-            await nc.publish(f"{self._api}.DIRECT.GET.{layout.inbox_stream}", _dumps(request), reply=sub.subject)
-            await asyncio.wait_for(collector.done, API_TIMEOUT_S)
-        finally:
-            await sub.unsubscribe()
-        if collector.status == "503":  # no responders: no such stream, or direct get not (yet) enabled
-            return await self._fetch_one_slowly(layout, subject, after)
-        if collector.status not in (None, "204", "404"):
-            raise APIError(code=int(collector.status), description=collector.description)
-        return _Batch(collector.items, collector.at_end)
-
-    async def _fetch_one_slowly(self, layout: Layout, subject: str, after: int) -> _Batch:
-        """Fallback through the stream leader's API (works without allow_direct); a missing stream is empty."""
-        try:
-            raw = await self._conn.jetstream.get_msg(layout.inbox_stream, seq=after + 1, subject=subject, next=True)
-        except NotFoundError:
-            return _Batch([], at_end=True)
-        assert raw.seq is not None
-        return _Batch([_Stored(raw.seq, raw.data or b"")], at_end=False)
-
-    async def claim(self, stream: str, seq: int) -> bool:
-        """Delete one message; True only for the one caller whose delete removed it (the consume-once claim).
-
-        ``no_erase``: a secure erase costs ~10x per delete on file storage. Consumed mail is unreachable
-        at once; its bytes stay in the block file until the block is compacted or dropped.
-        """
-        nc = self._conn.client
-        request = _dumps({"seq": seq, "no_erase": True})
-        reply = await nc.request(f"{self._api}.STREAM.MSG.DELETE.{stream}", request, timeout=API_TIMEOUT_S)
-        answer = json.loads(reply.data)
-        if answer.get("success") is True:
-            return True
-        error = answer.get("error") or {}
-        if _already_gone(error):
-            return False
-        raise APIError(
-            code=error.get("code"), description=error.get("description"), err_code=error.get("err_code"), stream=stream
-        )
+            return await get_batch(
+                nc,
+                stream,
+                after + 1,
+                count,
+                subject=subject,
+                max_bytes=BATCH_MAX_BYTES,
+                partial=True,
+                prefix=api,
+                timeout=API_TIMEOUT_S,
+            )
+        except DirectGetUnavailable:
+            found = await get_next(nc, stream, after + 1, subject, prefix=api, timeout=API_TIMEOUT_S)
+            return Batch([found], 0, complete=False) if found else Batch([], 0)
 
     async def claim_all(self, stream: str, seqs: Sequence[int]) -> list[bool | BaseException]:
-        """Claim several messages concurrently; each result is the claim's outcome or its error."""
-        return list(await asyncio.gather(*(self.claim(stream, seq) for seq in seqs), return_exceptions=True))
-
-
-class _BatchCollector:
-    """Receives the replies of one batched direct get: messages, then an end-of-batch or error status."""
-
-    def __init__(self) -> None:
-        self.items: list[_Stored] = []
-        self.status: str | None = None
-        self.description = ""
-        self.at_end = False
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def on_msg(self, msg: Msg) -> None:
-        if self.done.done():
-            return
-        headers = msg.headers or {}
-        status = headers.get("Status")
-        if status is not None:
-            self._end(status, headers)
-        elif not self._follows_on(headers):
-            # A reply went missing (slow consumer): keep the unbroken prefix; the next request resumes after it.
-            self.done.set_result(None)
-        else:
-            self.items.append(_Stored(int(headers["Nats-Sequence"]), msg.data))
-            if "Nats-Num-Pending" not in headers:
-                self.done.set_result(None)  # a server without batch support answers one message, no end-of-batch
-
-    def _follows_on(self, headers: Mapping[str, str]) -> bool:
-        """Each batched reply names the previous reply's sequence (0 for the first)."""
-        previous = str(self.items[-1].seq if self.items else 0)
-        return headers.get("Nats-Last-Sequence", previous) == previous
-
-    def _end(self, status: str, headers: Mapping[str, str]) -> None:
-        self.status, self.description = status, str(headers.get("Description", ""))
-        # 404: nothing (more) stored on the subject; 204 ends a batch and counts what comes after it.
-        self.at_end = status == "404" or (
-            status == "204" and headers.get("Nats-Num-Pending") == "0" and self._follows_on(headers)
-        )
-        self.done.set_result(None)
-
-
-def _already_gone(error: Mapping[str, Any]) -> bool:
-    """Whether a failed delete means the message was not there any more (someone else claimed it)."""
-    code = error.get("err_code")
-    description = str(error.get("description", "")).lower()
-    return code in _GONE or (
-        code == _ERR_DELETE_FAILED and ("no message found" in description or "not found" in description)
-    )
+        """Claim messages by deleting them: True only for the one caller whose delete removed a message, False
+        if another got there first; an error is returned, not raised. Consumed mail is unreachable at once."""
+        return await delete_msgs(self._conn.client, stream, seqs, prefix=self._api, timeout=API_TIMEOUT_S)
 
 
 @dataclass
@@ -462,11 +374,15 @@ class _Read:
 
     async def run(self) -> None:
         subject = self.layout.inbox_subject(self.owner)
+        lost_first = 0
         try:
             while self.more_at is None:
-                batch = await self.service.fetch(self.layout, subject, self.position, self._batch_size())
-                await self._take(batch.items)
-                if batch.at_end or not batch.items:
+                batch = await self.service.fetch(self.layout.inbox_stream, subject, self.position, self._batch_size())
+                if not batch.messages and not batch.complete and lost_first < MAX_EMPTY_RETRIES:
+                    lost_first += 1  # its first message was lost in transit: ask again, a bounded number of times
+                    continue
+                await self._take(batch.messages)
+                if batch.at_end or not batch.messages:
                     return
         except Exception:
             if not self.claimed:
@@ -482,7 +398,7 @@ class _Read:
             return FILTERED_BATCH
         return self.limit - len(self.claimed) + 1  # the extra one tells whether more is waiting
 
-    async def _take(self, items: list[_Stored]) -> None:
+    async def _take(self, items: list[StoredMsg]) -> None:
         wanted: deque[tuple[int, DirectMessage]] = deque()
         junk: list[int] = []
         for stored in items:
