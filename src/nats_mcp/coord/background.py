@@ -1,0 +1,22 @@
+"""The background-task boundary of the domain: stopping a loop task for sure.
+
+On Python 3.11 ``asyncio.wait_for`` (used inside nats-py for every request and watch read) can swallow
+a cancellation that arrives just as its inner call completes, so one ``cancel()`` may not stop a loop;
+a close that awaits such a task would hang. Loops also check their own stop flag for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+async def stop_task(task: asyncio.Task[None] | None, *, retry_s: float = 0.5) -> None:
+    """Cancel ``task`` until it is done (re-cancelling if a cancellation was swallowed), then reap it."""
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_s)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
