@@ -32,7 +32,43 @@ class NatsConnectError(NatsUnavailableError):
         self.method = method
 
 
+class PayloadTooLargeError(BusError):
+    """A message over the server's max_payload."""
+
+    code = "limit_exceeded"
+
+
 class NatsConfigError(BusError):
     """The NATS settings cannot work together (caught before any connection attempt)."""
 
     code = "invalid_argument"
+
+
+def translate(exc: BaseException) -> BusError | None:
+    """A nats-py failure met in the middle of a call, as a bus error (None: not a NATS availability problem).
+
+    Timeouts, a closed/draining/reconnecting connection, no responders and JetStream being unavailable
+    all mean the same to a caller: NATS cannot serve this right now, retry later.
+    """
+    import nats.errors
+    import nats.js.errors
+
+    transient = (
+        nats.errors.TimeoutError,
+        nats.errors.ConnectionClosedError,
+        nats.errors.ConnectionDrainingError,
+        nats.errors.ConnectionReconnectingError,
+        nats.errors.NoRespondersError,
+        nats.errors.FlushTimeoutError,
+        nats.errors.StaleConnectionError,
+        nats.errors.OutboundBufferLimitError,
+        nats.js.errors.ServiceUnavailableError,
+    )
+    if isinstance(exc, transient):
+        return NatsUnavailableError(
+            f"NATS did not complete the operation ({type(exc).__name__}).",
+            "retry in a moment; `nats-mcp doctor` checks the connection",
+        )
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return PayloadTooLargeError("the message is larger than the NATS server accepts (max_payload)")
+    return None

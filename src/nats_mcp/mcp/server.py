@@ -16,7 +16,7 @@ from mcp.server import Server, ServerRequestContext
 from pydantic import ValidationError
 
 from nats_mcp import __version__
-from nats_mcp.bus.errors import BusError
+from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
@@ -93,7 +93,10 @@ class ToolTable:
             return error_result(exc.code, exc.message)
         except InvalidNameError as exc:
             return error_result("invalid_name", str(exc))
-        except Exception:
+        except Exception as exc:
+            known = translate(exc)
+            if known is not None:
+                return error_result(known.code, str(known))
             log.exception("tool %s failed", name)
             return error_result("internal", "the server failed to complete this call; it has been logged")
         structured = out.model_dump(mode="json")
