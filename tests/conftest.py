@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from nats_mcp.bus.connection import NatsConnection
-from tests.support.env import settings_for
+from tests.support.env import connected
 from tests.support.jwtauth import JwtNatsServer, start_nats_jwt
 from tests.support.natsserver import (
     NatsCluster,
@@ -97,10 +97,5 @@ def nats_jwt(tmp_path: Path) -> Iterator[JwtNatsServer]:
 @pytest.fixture
 async def nats_conn(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[NatsConnection]:
     """A connected, supervised NatsConnection to a fresh plain server (settings isolated from the host)."""
-    conn = NatsConnection(settings_for(tmp_path, NATS_URL=nats_server.url))
-    conn.start()
-    assert await conn.wait_connected(10), conn.status()
-    try:
+    async with connected(tmp_path, nats_server.url) as conn:
         yield conn
-    finally:
-        await conn.close()

@@ -22,7 +22,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError, InvalidArgument, InvalidCursor, InvalidName, LimitExceeded
 from nats_mcp.coord.inbox import InboxPage, InboxService
 from nats_mcp.coord.models import AgentRecord, DirectMessage
-from tests.support.env import settings_for
+from tests.support.env import connected, settings_for
 from tests.support.natsserver import NatsServer
 
 NS = "team-a"
@@ -56,13 +56,8 @@ def inbox(nats_conn: NatsConnection) -> InboxService:
 @pytest.fixture
 async def second_conn(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[NatsConnection]:
     """Another connection to the same server: a second server process reading the same inbox."""
-    conn = NatsConnection(settings_for(tmp_path, NATS_URL=nats_server.url))
-    conn.start()
-    assert await conn.wait_connected(10), conn.status()
-    try:
+    async with connected(tmp_path, nats_server.url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def send_many(

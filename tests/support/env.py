@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.config import Settings, load_settings
 
 BIN_DIR = Path(sys.executable).parent
@@ -37,3 +40,15 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def settings_for(tmp_path: Path, **extra: str) -> Settings:
     """Settings as a process with this environment would load them."""
     return load_settings(environ=isolated_env(tmp_path, **extra)).settings
+
+
+@contextlib.asynccontextmanager
+async def connected(tmp_path: Path, url: str, **extra: str) -> AsyncIterator[NatsConnection]:
+    """A started, connected NatsConnection to ``url`` (closed on exit)."""
+    conn = NatsConnection(settings_for(tmp_path, NATS_URL=url, **extra))
+    conn.start()
+    try:
+        assert await conn.wait_connected(10), conn.status()
+        yield conn
+    finally:
+        await conn.close()
