@@ -29,7 +29,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.errors import Conflict, InvalidName
-from nats_mcp.coord.kvcache import Bucket
+from nats_mcp.coord.kvcache import Bucket, WatchedBucket
 from nats_mcp.names import InvalidNameError, validate_guid, validate_name
 
 MAX_CANDIDATES = 64
@@ -142,11 +142,32 @@ def lease_is_stale(lease: Lease, *, now: float, ttl_s: float, hostname: str, pid
 # -- the service ----------------------------------------------------------------------------------
 
 
+HANDLE_SYNC_S = 5.0
+"""How long a handle read waits for the first copy of the identity bucket before asking NATS directly."""
+
+
+def _decode_handle(key: str, raw: bytes) -> str | None:
+    """A handle value, or None for every other key of the bucket (leases, locks) and for foreign values."""
+    if not key.startswith("handle."):
+        return None
+    try:
+        return validate_name(raw.decode(), "handle")
+    except (InvalidNameError, UnicodeDecodeError):
+        return None  # not written by us
+
+
+def _ignore(_key: str, _value: str | None) -> None:
+    return None
+
+
 class IdentityService:
     """The local (stdio) agent's GUID, held by a lease while this process runs; handles of any GUID."""
 
     def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout) -> None:
+        self._conn = conn
         self._bucket = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
+        # Handles are read on every channel send: a watched copy answers without a round trip.
+        self._handles: WatchedBucket[str] = WatchedBucket(self._bucket, _decode_handle, _ignore)
         self._ttl_s = settings.presence.stale_after_s
         self.hostname = socket.gethostname()
         self._pid = os.getpid()
@@ -248,18 +269,25 @@ class IdentityService:
 
     async def get_handle(self, guid: str) -> str | None:
         key = Layout.handle_key(checked(validate_guid, guid, "agent GUID"))
-        kv = await self._bucket.kv()
+        _ = self._conn.jetstream  # NatsUnavailableError while NATS is away, as every other read
+        self._handles.start()
+        if await self._handles.wait_ready(HANDLE_SYNC_S):
+            found = self._handles.get(key)
+            return found[1] if found else None
+        kv = await self._bucket.kv()  # the copy is still loading: ask NATS directly
         try:
             entry = await kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             return None
-        try:
-            return validate_name((entry.value or b"").decode(), "handle")
-        except (InvalidNameError, UnicodeDecodeError):
-            return None  # not written by us
+        return _decode_handle(key, entry.value or b"")
 
     async def set_handle(self, guid: str, handle: str) -> None:
         key = Layout.handle_key(checked(validate_guid, guid, "agent GUID"))
         value = checked(validate_name, handle, "handle")
         kv = await self._bucket.kv()
-        await kv.put(key, value.encode())
+        revision = await kv.put(key, value.encode())
+        self._handles.apply(key, revision, value)  # write-through: the next read sees it at once
+
+    async def close(self) -> None:
+        """Stop the watched copy of the handles."""
+        await self._handles.close()

@@ -31,6 +31,7 @@ from nats_mcp.names import InvalidNameError, validate_name
 log = logging.getLogger("nats_mcp.coord")
 
 READY_WAIT_S = 10.0
+FIRST_CONNECT_WAIT_S = 3.0
 
 
 def handle_from_agent_type(agent_type: str) -> str:
@@ -103,7 +104,7 @@ class Coordinator:
         """The agent this stdio process acts as, once NATS and the identity lease are there."""
         if self._local is not None and self._ready.is_set():
             return self._local
-        if not self.conn.connected:
+        if not self.conn.connected and (self._local is not None or not await self._first_connection()):
             raise NatsUnavailable(str(self.conn.unavailable()))
         try:
             await asyncio.wait_for(self._ready.wait(), READY_WAIT_S)
@@ -113,6 +114,10 @@ class Coordinator:
             ) from None
         assert self._local is not None
         return self._local
+
+    async def _first_connection(self) -> bool:
+        """A call that arrives while the process is still making its first connection waits for it, briefly."""
+        return await self.conn.wait_connected(min(self.settings.nats.connect_timeout_s, FIRST_CONNECT_WAIT_S))
 
     async def close(self) -> None:
         """Clean shutdown: mark the local agent offline, give the lease back, stop background work."""
@@ -130,6 +135,8 @@ class Coordinator:
                 await asyncio.wait_for(self.identity.release(), 5)
         with contextlib.suppress(Exception):
             await self.registry.close()
+        with contextlib.suppress(Exception):
+            await self.identity.close()
 
     # -- identity --------------------------------------------------------------------------------
 
