@@ -55,3 +55,11 @@ def test_error_result_shape(code: str) -> None:
     assert result.is_error is True
     assert result.content[0].text.startswith("Error: ")  # type: ignore[union-attr]
     assert result.structured_content == {"error": {"code": code, "message": "it broke at nats://u:***@h:1"}}
+
+
+def test_schemas_have_no_refs_left() -> None:
+    import json
+
+    for tool in ToolTable("warp_").tools:
+        text = json.dumps([tool.input_schema, tool.output_schema])
+        assert "$ref" not in text and "$defs" not in text, tool.name

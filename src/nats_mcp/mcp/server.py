@@ -55,6 +55,33 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid arguments: " + "; ".join(parts)
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every local ``$ref`` replaced by its definition (ours are never recursive).
+
+    Clients validate each result against the output schema; resolving a ``$ref`` per list item made
+    that the largest cost of reading a channel page on the client side, and some clients do not
+    resolve ``$ref`` at all.
+    """
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                merged = {
+                    **walk(defs[ref.removeprefix("#/$defs/")]),
+                    **{k: walk(v) for k, v in node.items() if k != "$ref"},
+                }
+                return merged
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
 class ToolTable:
     """The tools under their configured names, their MCP descriptions, and the dispatch."""
 
@@ -67,8 +94,8 @@ class ToolTable:
         return types.Tool(
             name=name,
             description=spec.description,
-            input_schema=spec.args.model_json_schema(),
-            output_schema=spec.out.model_json_schema(),
+            input_schema=inline_refs(spec.args.model_json_schema()),
+            output_schema=inline_refs(spec.out.model_json_schema()),
             annotations=types.ToolAnnotations(
                 read_only_hint=spec.read_only,
                 destructive_hint=spec.destructive,
