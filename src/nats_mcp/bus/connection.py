@@ -292,7 +292,8 @@ def classify(exc: BaseException, plan: ConnectPlan) -> NatsConnectError:
             kind="auth",
             method=plan.method,
         )
-    if isinstance(exc, ConnectionResetError) and plan.tls:
+    # A server that demands a client certificate cuts the handshake: reset or broken pipe, by timing.
+    if isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError) and plan.tls:
         return NatsConnectError(
             f"{servers} closed the TLS connection during the handshake ({text}); it may require a client "
             "certificate this client did not present or did not trust.",
