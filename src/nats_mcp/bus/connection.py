@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 
+from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
 from nats_mcp.config import Settings
 from nats_mcp.redact import redact
@@ -408,10 +409,7 @@ class NatsConnection:
     async def close(self) -> None:
         """Stop reconnecting and drain the connection."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await stop_task(self._task)
         nc, self._nc, self._js = self._nc, None, None
         self._connected.clear()
         if nc is not None and not nc.is_closed:

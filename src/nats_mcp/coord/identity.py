@@ -26,10 +26,10 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.kvcache import Bucket, WatchedBucket
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.errors import Conflict, InvalidName
-from nats_mcp.coord.kvcache import Bucket, WatchedBucket
 from nats_mcp.names import InvalidNameError, validate_guid, validate_name
 
 MAX_CANDIDATES = 64

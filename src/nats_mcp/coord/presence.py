@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.errors import NatsUnavailableError
-from nats_mcp.coord.background import stop_task
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.registry import RegistryService

@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
+from nats_mcp.bus.kvcache import Bucket
+from nats_mcp.bus.kvlock import KvLock
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.agent_index import Filters, SortKey
-from nats_mcp.coord.background import stop_task
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import (
     Forbidden,
@@ -31,8 +33,6 @@ from nats_mcp.coord.errors import (
     NotRegistered,
 )
 from nats_mcp.coord.identity import checked
-from nats_mcp.coord.kvcache import Bucket
-from nats_mcp.coord.kvlock import KvLock
 from nats_mcp.coord.models import AgentEntry, AgentRecord, Scope, Status
 from nats_mcp.coord.pagination import make_cursor, read_cursor
 from nats_mcp.coord.registry_store import RegistryStore

@@ -18,10 +18,10 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.kvcache import Bucket, WatchedBucket
 from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, parse_directory_key
 from nats_mcp.coord.agent_index import AgentIndex
 from nats_mcp.coord.errors import Conflict, CoordError, NatsUnavailable
-from nats_mcp.coord.kvcache import Bucket, WatchedBucket
 from nats_mcp.coord.models import AgentRecord
 from nats_mcp.coord.visibility import MIRRORED_SCOPES, parse_time
 from nats_mcp.names import InvalidNameError, validate_guid, validate_name

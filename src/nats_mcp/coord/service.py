@@ -15,6 +15,7 @@ import re
 import socket
 from typing import Any
 
+from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import BusError, NatsUnavailableError
 from nats_mcp.bus.layout import Layout
@@ -122,10 +123,7 @@ class Coordinator:
     async def close(self) -> None:
         """Clean shutdown: mark the local agent offline, give the lease back, stop background work."""
         self._closed = True
-        if self._setup_task is not None:
-            self._setup_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._setup_task
+        await stop_task(self._setup_task)
         if self._presence is not None:
             await self._presence.stop()
         if self._local is not None and self.conn.connected:

@@ -13,8 +13,8 @@ import time
 
 import nats.js.errors
 
+from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
-from nats_mcp.coord.kvcache import Bucket
 
 
 class KvLock:

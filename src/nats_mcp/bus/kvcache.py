@@ -18,12 +18,12 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.setup import ensure_kv
-from nats_mcp.coord.background import stop_task
 
-log = logging.getLogger("nats_mcp.coord.kvcache")
+log = logging.getLogger("nats_mcp.bus.kvcache")
 
 T = TypeVar("T")
 Decode = Callable[[str, bytes], T | None]

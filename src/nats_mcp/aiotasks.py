@@ -1,4 +1,4 @@
-"""The background-task boundary of the domain: stopping a loop task for sure.
+"""The background-task boundary: stopping a loop task for sure (used by the bus and the domain alike).
 
 On Python 3.11 ``asyncio.wait_for`` (used inside nats-py for every request and watch read) can swallow
 a cancellation that arrives just as its inner call completes, so one ``cancel()`` may not stop a loop;
