@@ -27,7 +27,7 @@ from typing import Any
 
 import nats.errors
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
@@ -326,6 +326,51 @@ class InboxService:
             else make_cursor(READ_TOOL, caller.namespace, binding, {"after": more_at - 1}),
             has_more=more_at is not None or scan.interrupted,
         )
+
+    # -- peek ------------------------------------------------------------------------------------
+
+    async def peek(self, caller: Caller, *, limit: int = 20) -> tuple[int, list[DirectMessage]]:
+        """How many messages wait in the caller's own inbox, and the oldest ``limit`` of them; consumes nothing.
+
+        The same batched direct gets as :meth:`read`, without the claim: nothing is deleted, not even a
+        payload that is not a DM to the owner (it is skipped and not counted). The count is exact for the
+        part walked and comes from the batch's pending count for the rest (one round trip in the usual
+        case); when a batch stops short and the rest cannot be told from it, the stream is asked.
+        """
+        check_limit(limit)
+        layout = Layout(caller.namespace)
+        stream, subject = layout.inbox_stream, layout.inbox_subject(caller.guid)
+        found: list[DirectMessage] = []
+        walked = junk = position = lost_first = 0
+        with _nats_errors():
+            while True:
+                batch = await self.fetch(stream, subject, position, max(limit - len(found), 1))
+                if not batch.messages and not batch.complete and lost_first < MAX_EMPTY_RETRIES:
+                    lost_first += 1  # its first message was lost in transit: ask again, a bounded number of times
+                    continue
+                for stored in batch.messages:
+                    message = parse_stored(stored.data, caller.guid)
+                    if message is None:
+                        junk += 1
+                    elif len(found) < limit:
+                        found.append(message)
+                walked += len(batch.messages)
+                if batch.messages:
+                    position = batch.messages[-1].seq
+                if batch.at_end:
+                    return walked - junk, found
+                if batch.complete and len(found) >= limit:
+                    return walked - junk + batch.pending, found
+                if not batch.messages or len(found) >= limit:
+                    return max(await self._count(stream, subject) - junk, len(found)), found
+
+    async def _count(self, stream: str, subject: str) -> int:
+        """Messages stored on ``subject`` (0 when the stream does not exist yet)."""
+        try:
+            info = await self._conn.jetstream.stream_info(stream, subjects_filter=subject)
+        except NotFoundError:
+            return 0
+        return int((info.state.subjects or {}).get(subject, 0))
 
     # -- NATS primitives of a read ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import lifespan as default_lifespan
 from pydantic import ValidationError
 
 from nats_mcp import __version__
@@ -20,6 +21,7 @@ from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
+from nats_mcp.mcp.resources import ResourceSurface
 from nats_mcp.mcp.tools import TOOLS, ToolSpec
 from nats_mcp.names import InvalidNameError
 from nats_mcp.redact import redact
@@ -150,10 +152,19 @@ def build_server(
             return error_result("internal", "this server has no coordination services")
         return await table.call(coordinator, caller, params.name, params.arguments)
 
+    # Resources (channel history, inbox peek) and their change notifications: only with coordination services.
+    resources = ResourceSurface(coordinator, caller, prefix) if coordinator is not None and caller is not None else None
     return Server(
         "nats-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
+        lifespan=resources.lifespan if resources is not None else default_lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=resources.list_resources if resources is not None else None,
+        on_list_resource_templates=resources.list_templates if resources is not None else None,
+        on_read_resource=resources.read_resource if resources is not None else None,
+        on_subscribe_resource=resources.subscribe if resources is not None else None,
+        on_unsubscribe_resource=resources.unsubscribe if resources is not None else None,
+        on_subscriptions_listen=resources.listen if resources is not None else None,
     )
