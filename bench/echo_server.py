@@ -2,7 +2,8 @@
 
 Same SDK, server class and transport as `nats-mcp serve`, with no NATS and no work behind the tool.
 
-    python bench/echo_server.py    # speaks MCP on stdin/stdout until stdin closes
+    python bench/echo_server.py               # speaks MCP on stdin/stdout until stdin closes
+    python bench/echo_server.py --mcpserver   # the same tool on the SDK's high-level MCPServer, for comparison
 
 Its one tool, ``echo``, returns its ``text`` as a text block and as ``structuredContent`` that matches a
 declared output schema, so the client pays the same result validation as for the real tools.
@@ -60,5 +61,23 @@ async def main() -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
+def run_mcpserver() -> None:
+    """The same echo on MCPServer (decorator API, schemas inferred): what the low-level Server was chosen over."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("echo-mcpserver", version="0.0.1", log_level="WARNING")
+
+    @server.tool(description="Return the text it is given.")
+    def echo(text: str) -> str:
+        return text
+
+    server.run("stdio")
+
+
 if __name__ == "__main__":
-    anyio.run(main)
+    import sys
+
+    if "--mcpserver" in sys.argv[1:]:
+        run_mcpserver()
+    else:
+        anyio.run(main)

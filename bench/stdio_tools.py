@@ -523,12 +523,18 @@ async def throughput(ctx: Context, js: JetStreamContext, rows: list[Row]) -> flo
     subject, stream = layout.channel_subject(SEND_CHANNEL), layout.channel_stream(SEND_CHANNEL)
     async with (
         ctx.server("echo", [sys.executable, str(ECHO_SERVER)], NAMESPACE, needs_nats=False) as echo,
+        ctx.server(
+            "echo-mcpserver", [sys.executable, str(ECHO_SERVER), "--mcpserver"], NAMESPACE, needs_nats=False
+        ) as echo_high,  # fmt: skip
         ctx.server("serve", ctx.command.argv, NAMESPACE) as serve,
     ):
         await call(serve, "warp_handle_set", {"handle": "bench"})
 
         async def echo_call() -> object:
             return await call(echo, "echo", {"text": MESSAGE})
+
+        async def echo_high_call() -> object:
+            return await call(echo_high, "echo", {"text": MESSAGE})
 
         async def send_call() -> object:
             return await call(serve, "warp_channels_send", {"channel": SEND_CHANNEL, "message": MESSAGE})
@@ -541,7 +547,8 @@ async def throughput(ctx: Context, js: JetStreamContext, rows: list[Row]) -> flo
                     "timestamp": _now()}  # fmt: skip
             return await js.publish(subject, json.dumps(body).encode(), stream=stream)
 
-        loops = {"echo": echo_call, "send": send_call, "read": read_call, "publish": publish}
+        loops = {"echo": echo_call, "mcpserver": echo_high_call, "send": send_call, "read": read_call,
+                 "publish": publish}  # fmt: skip
         for fn in loops.values():
             if fn is publish:
                 await stored_messages(js, layout, SEND_CHANNEL)
@@ -554,6 +561,7 @@ async def throughput(ctx: Context, js: JetStreamContext, rows: list[Row]) -> flo
             print(f"  {name:<7} calls/s per run: {', '.join(f'{r:.0f}' for r in values)}", flush=True)
     base = ("echo tool", rates["echo"])
     rows.append(row("a. echo tool, low-level Server (baseline)", "calls/s", rates["echo"]))
+    rows.append(row("a. (choice) echo tool, MCPServer", "calls/s", rates["mcpserver"], base))
     rows.append(row("b. warp_channels_send", "calls/s", rates["send"], base, at_least=0.9))
     rows.append(row(f"b. warp_channels_read (limit {READ_LIMIT})", "calls/s", rates["read"], base))
     rows.append(row("b. (context) JetStream publish+ack, nats-py, no MCP", "calls/s", rates["publish"], base))
