@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
+from tests.support.history import fill_channel  # noqa: E402
+from tests.support.natsserver import NatsServer  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.directget import get_batch  # noqa: E402
@@ -60,23 +61,7 @@ async def sample(fn: Callable[[], Awaitable[object]], n: int) -> list[float]:
 
 
 async def fill(conn: NatsConnection, channel: str, n: int) -> None:
-    """Core publishes of well-formed stored messages (fast), then wait until the stream holds them."""
-    nc, stream = conn.client, LAYOUT.channel_stream(channel)
-    for i in range(n):
-        body = {
-            "id": str(uuid.uuid4()),
-            "handle": "bulk",
-            "senderGuid": "0" * 32,
-            "message": f"history {i} " + "x" * 100,
-            "timestamp": "2026-01-01T00:00:00.000Z",
-        }
-        await nc.publish(LAYOUT.channel_subject(channel), json.dumps(body).encode())
-    await nc.flush()
-
-    async def stored() -> bool:
-        return (await conn.jetstream.stream_info(stream)).state.messages >= n
-
-    await wait_for(stored, 60, message=f"{n} messages stored in {stream}")
+    await fill_channel(conn, LAYOUT, channel, n)
 
 
 def operations(

@@ -21,7 +21,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidCursor, InvalidName, LimitExceeded, NotFound
 from nats_mcp.coord.pagination import make_cursor
 from tests.support.env import settings_for
-from tests.support.natsserver import wait_for
+from tests.support.history import fill_channel
 
 NS = "chantest"
 LAYOUT = Layout(NS)
@@ -60,24 +60,7 @@ async def send_many(svc: ChannelService, caller: Caller, channel: str, n: int, s
 
 
 async def fill_raw(conn: NatsConnection, channel: str, n: int) -> None:
-    """Fast history: core publishes of well-formed stored messages, then wait until the stream holds them."""
-    nc, stream = conn.client, LAYOUT.channel_stream(channel)
-    before = (await conn.jetstream.stream_info(stream)).state.messages
-    for i in range(n):
-        body = {
-            "id": str(uuid.uuid4()),
-            "handle": "bulk",
-            "senderGuid": "0" * 32,
-            "message": f"history {i} " + "x" * 100,
-            "timestamp": "2026-01-01T00:00:00.000Z",
-        }
-        await nc.publish(LAYOUT.channel_subject(channel), json.dumps(body).encode())
-    await nc.flush()
-
-    async def stored() -> bool:
-        return (await conn.jetstream.stream_info(stream)).state.messages >= before + n
-
-    await wait_for(stored, 30, message=f"{n} messages stored in {stream}")
+    await fill_channel(conn, LAYOUT, channel, n, timeout=30)
 
 
 async def page_back(svc: ChannelService, caller: Caller, channel: str, limit: int) -> list[ChannelPage]:
