@@ -447,8 +447,8 @@ def where_time_goes(buckets: Buckets, calls: int, rate: float, plain_rate: float
         f"server's main thread was profiled around the loop only ({calls} calls), {total:.2f} s: {idle:.2f} s idle "
         f"in epoll waiting for the client or NATS, {startup:.2f} s importing, and {busy:.2f} s busy, about "
         f"{1e3 * busy / calls:.2f} ms per call. The busy time splits as: {shares}. Heaviest functions by own "
-        f"time: {heavy}. nats-mcp reads stdin on the event loop (the SDK echo server uses a worker thread, which cProfile would not see); ncalls of a "
-        "coroutine count each resumption."
+        f"time: {heavy}. nats-mcp reads stdin on the event loop (the SDK's own transport would use a worker "
+        "thread, which cProfile does not see); ncalls of a coroutine count each resumption."
     )
 
 
