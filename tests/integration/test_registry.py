@@ -14,6 +14,7 @@ import pytest
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout
+from nats_mcp.bus.setup import ensure_kv
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import (
     InvalidArgument,
@@ -215,6 +216,12 @@ async def test_gc_removes_old_offline_entries_under_one_lock(
     old_a, old_b, recent, live = caller(1), caller(2), caller(3), caller(4)
     for who in (old_a, old_b, recent, live):
         await register(first, who, scope="public")
+    identity = await ensure_kv(nats_conn.jetstream, Layout("alpha").identity_bucket)
+    for who in (old_a, live):
+        await identity.put(Layout.handle_key(who.guid), b"some-handle")
+    stale_lease = json.dumps({"instance": "x", "hostname": "elsewhere", "pid": 1, "pid_start": None, "pidns": None,
+                              "renewedAt": time.time() - 3600}).encode()  # fmt: skip
+    await identity.put(Layout.lease_key(old_a.guid), stale_lease)
     await first.deregister(old_a)
     await first.deregister(old_b)
     retention = 0.0002 * 3600
@@ -229,8 +236,11 @@ async def test_gc_removes_old_offline_entries_under_one_lock(
     assert set(await kv.keys()) == {recent.guid, live.guid}
     directory = await nats_conn.jetstream.key_value(DIRECTORY_BUCKET)
     assert set(await directory.keys()) == {f"alpha.{recent.guid}", f"alpha.{live.guid}"}
-    identity = await nats_conn.jetstream.key_value(Layout("alpha").identity_bucket)
-    assert "lock.gc" in await identity.keys()
+    identity_keys = set(await identity.keys())
+    assert "lock.gc" in identity_keys
+    assert Layout.handle_key(old_a.guid) not in identity_keys  # the expired agent's handle and lease went with it
+    assert Layout.lease_key(old_a.guid) not in identity_keys
+    assert Layout.handle_key(live.guid) in identity_keys
     assert await guids(first, caller(9), include_offline=True) == {recent.guid, live.guid}
 
 

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import nats.js.errors
+
 from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
@@ -32,7 +34,7 @@ from nats_mcp.coord.errors import (
     NotFound,
     NotRegistered,
 )
-from nats_mcp.coord.identity import checked
+from nats_mcp.coord.identity import Lease, checked
 from nats_mcp.coord.models import AgentEntry, AgentRecord, Scope, Status
 from nats_mcp.coord.pagination import make_cursor, read_cursor
 from nats_mcp.coord.registry_store import RegistryStore
@@ -73,8 +75,8 @@ class RegistryService:
         self._stale_after_s = settings.presence.stale_after_s
         self._store = RegistryStore(conn, layout)
         self._index = self._store.index
-        identity = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
-        self._gc_lock = KvLock(identity, "gc", ttl_s=2 * settings.presence.gc_interval_s)
+        self._identity = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
+        self._gc_lock = KvLock(self._identity, "gc", ttl_s=2 * settings.presence.gc_interval_s)
         self._gc_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -352,10 +354,29 @@ class RegistryService:
         for guid, revision, record in self._store.own_items():
             if self._expired(record, now) and await self._store.remove(guid, revision):
                 removed += 1
+                await self._forget_identity(guid, now)
         for key, revision, record in self._store.shared_items():
             if self._expired(record, now) and await self._store.unshare(key, revision):
                 removed += 1
         return removed
+
+    async def _forget_identity(self, guid: str, now: float) -> None:
+        """An expired agent's handle and lease go too, unless a live process still holds its lease."""
+        kv = await self._identity.kv()
+        lease_key = Layout.lease_key(guid)
+        try:
+            entry = await kv.get(lease_key)
+        except nats.js.errors.KeyNotFoundError:
+            entry = None
+        if entry is not None:
+            lease = Lease.decode(entry.value)
+            if lease is not None and now - lease.renewedAt <= self._stale_after_s:
+                return  # deregistered but still running: its handle stays
+            try:
+                await kv.delete(lease_key, last=entry.revision)
+            except nats.js.errors.APIError:
+                return  # renewed meanwhile: the agent is back
+        await kv.delete(Layout.handle_key(guid))
 
     async def _gc_loop(self) -> None:
         interval = self._settings.presence.gc_interval_s
