@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from nats_mcp.bus.errors import BusError
-
 
 class CoordError(Exception):
     """A domain failure; ``code`` is stable and ``message`` says what went wrong and what to do."""
@@ -49,14 +47,3 @@ class Conflict(CoordError):
 
 class NatsUnavailable(CoordError):
     code = "nats_unavailable"
-
-
-def error_code(exc: BaseException) -> str:
-    """The stable code of any exception a tool may raise (bus errors keep theirs; anything else is internal)."""
-    if isinstance(exc, CoordError | BusError):
-        return exc.code
-    from nats_mcp.names import InvalidNameError
-
-    if isinstance(exc, InvalidNameError):
-        return "invalid_name"
-    return "internal"
