@@ -15,11 +15,14 @@ TYPE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """capability, agentType (may also contain ``_``)."""
 GUID_PATTERN = r"^[0-9a-f]{32}$"
 PROJECT_ID_PATTERN = r"^[0-9a-f]{16}$"
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""message, work item and DLQ item ids (lowercase)."""
 
 _NAME = re.compile(NAME_PATTERN)
 _TYPE_NAME = re.compile(TYPE_NAME_PATTERN)
 _GUID = re.compile(GUID_PATTERN)
 _PROJECT_ID = re.compile(PROJECT_ID_PATTERN)
+_UUID = re.compile(UUID_PATTERN)
 
 
 class InvalidNameError(ValueError):
@@ -53,3 +56,8 @@ def validate_guid(value: object, what: str = "agent GUID") -> str:
 def validate_project_id(value: object, what: str = "project id") -> str:
     """Validate a project id (16 lowercase hex characters, as Warp derives it)."""
     return _check(value, _PROJECT_ID, what, "expected 16 lowercase hexadecimal characters")
+
+
+def validate_uuid(value: object, what: str = "id") -> str:
+    """Validate a message, work item or DLQ item id (a lowercase UUID)."""
+    return _check(value, _UUID, what, "expected a lowercase UUID such as 0f8fad5b-d9cb-469f-a165-70867728950e")

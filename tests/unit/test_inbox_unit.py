@@ -8,17 +8,10 @@ from typing import Any
 
 import pytest
 
+from nats_mcp.coord.checks import check_metadata, json_depth
+from nats_mcp.coord.checks import timestamp as _timestamp
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded
-from nats_mcp.coord.inbox import (
-    _Filters,
-    _timestamp,
-    check_content,
-    check_limit,
-    check_message_type,
-    check_metadata,
-    json_depth,
-    parse_stored,
-)
+from nats_mcp.coord.inbox import _Filters, check_content, check_limit, check_message_type, parse_stored
 from nats_mcp.coord.models import DirectMessage
 
 OWNER = "a" * 32

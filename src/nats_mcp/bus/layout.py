@@ -2,7 +2,7 @@
 
 Names are built only from tokens validated by :mod:`nats_mcp.names`, so a user-supplied value can
 never add a subject token, a wildcard or a stream-name collision. Everything is namespaced: a
-namespace isolates its channels, registry, inboxes (and later work queues and DLQ). The one shared
+namespace isolates its channels, registry, inboxes, work queues and dead-letter queue. The one shared
 bucket, the directory, holds copies of the registry entries that other namespaces may see.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nats_mcp.names import validate_guid, validate_name
+from nats_mcp.names import validate_guid, validate_name, validate_type_name, validate_uuid
 
 PREFIX = "nmcp"
 """Subject prefix of every project subject (keeps us clear of other applications on a shared NATS)."""
@@ -73,6 +73,91 @@ class Layout:
 
     def inbox_subject(self, guid: str) -> str:
         return f"{PREFIX}.{self.namespace}.inbox.{validate_guid(guid)}"
+
+    # -- work queues, dead-letter queue ------------------------------------------------------------
+    @property
+    def work_stream(self) -> str:
+        """WorkQueue stream of every capability's items; one subject per (capability, priority)."""
+        return f"{PREFIX}_{self.namespace}_work"
+
+    @property
+    def work_subjects(self) -> str:
+        return f"{PREFIX}.{self.namespace}.work.*.*"
+
+    def work_subject(self, capability: str, priority: int | str = "*") -> str:
+        """``priority`` "*" gives the wildcard over every priority of the capability."""
+        if priority != "*" and not (isinstance(priority, int) and 1 <= priority <= 10):
+            raise ValueError("priority must be an integer from 1 to 10")
+        return f"{PREFIX}.{self.namespace}.work.{validate_type_name(capability, 'capability')}.{priority}"
+
+    def parse_work_subject(self, subject: str) -> tuple[str, int] | None:
+        """(capability, priority) of a work subject of this namespace, or None."""
+        parts = subject.split(".")
+        if len(parts) != 5 or parts[:3] != [PREFIX, self.namespace, "work"] or not parts[4].isdigit():
+            return None
+        priority = int(parts[4])
+        return (parts[3], priority) if 1 <= priority <= 10 else None
+
+    @staticmethod
+    def work_consumer(capability: str, priority: int) -> str:
+        """Durable pull consumer of one (capability, priority): filters never overlap, as a WorkQueue requires."""
+        return f"w_{validate_type_name(capability, 'capability')}_{priority}"
+
+    @staticmethod
+    def parse_work_consumer(name: str) -> tuple[str, int] | None:
+        head, _, tail = name.rpartition("_")
+        if not head.startswith("w_") or not tail.isdigit() or not 1 <= int(tail) <= 10:
+            return None
+        return head[2:], int(tail)
+
+    @property
+    def work_state_bucket(self) -> str:
+        """KV: ``item.<id>`` each claimed item's state (the linearization point), ``requeue.<id>`` DLQ retries."""
+        return f"{PREFIX}_{self.namespace}_workstate"
+
+    @staticmethod
+    def item_key(item_id: str) -> str:
+        return f"item.{validate_uuid(item_id, 'workItemId')}"
+
+    @staticmethod
+    def requeue_key(item_id: str) -> str:
+        return f"requeue.{validate_uuid(item_id, 'itemId')}"
+
+    @property
+    def events_stream(self) -> str:
+        """WorkQueue stream capturing max-delivery advisories of the work stream and deadline timers."""
+        return f"{PREFIX}_{self.namespace}_workev"
+
+    @property
+    def max_deliveries_advisories(self) -> str:
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.work_stream}.*"
+
+    @property
+    def events_subjects(self) -> str:
+        return f"{PREFIX}.{self.namespace}.workev.>"
+
+    def deadline_timer_subject(self, item_id: str) -> str:
+        """Holds an item's scheduled deadline message (``Nats-Schedule: @at``) until it fires."""
+        return f"{PREFIX}.{self.namespace}.workev.at.{validate_uuid(item_id, 'workItemId')}"
+
+    def deadline_due_subject(self, item_id: str) -> str:
+        return f"{PREFIX}.{self.namespace}.workev.due.{validate_uuid(item_id, 'workItemId')}"
+
+    @property
+    def deadline_due_subjects(self) -> str:
+        return f"{PREFIX}.{self.namespace}.workev.due.*"
+
+    MOVER_CONSUMER = "mover"
+
+    @property
+    def dlq_stream(self) -> str:
+        return f"{PREFIX}_{self.namespace}_dlq"
+
+    def dlq_subject(self, capability: str = "*", item_id: str = "*") -> str:
+        """One subject per dead-lettered item, so an entry is created at most once and found by id."""
+        cap = capability if capability == "*" else validate_type_name(capability, "capability")
+        item = item_id if item_id == "*" else validate_uuid(item_id, "itemId")
+        return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}"
 
 
 def parse_directory_key(key: str) -> tuple[str, str]:

@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
@@ -35,6 +34,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config import Settings, duration_seconds
+from nats_mcp.coord.checks import check_metadata, dumps, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NatsUnavailable
 from nats_mcp.coord.models import AgentRecord, DirectMessage
@@ -100,63 +100,10 @@ def check_content(content: object, max_bytes: int) -> str:
     return content
 
 
-def json_depth(value: object, stop_after: int) -> int:
-    """Nesting depth of a JSON value (a scalar is 0, ``{}`` is 1); stops counting past ``stop_after``.
-
-    Iterative, so a hostile, deeply nested value cannot exhaust the recursion limit.
-    """
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterator[object] = iter(item.values())
-        elif isinstance(item, list | tuple):
-            children = iter(item)
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > stop_after:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def check_metadata(metadata: object, max_bytes: int, max_depth: int) -> dict[str, Any] | None:
-    """A metadata object that fits the limits, or the matching error (nothing is written on failure)."""
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict):
-        raise InvalidArgument("metadata must be a JSON object")
-    depth = json_depth(metadata, max_depth)
-    if depth > max_depth:
-        raise LimitExceeded(f"metadata is nested more than {max_depth} levels deep (limits.metadata_depth)")
-    try:
-        size = len(_dumps(metadata))
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(
-            f"metadata must be plain JSON (objects, arrays, strings, numbers, booleans, null): {exc}"
-        ) from None
-    if size > max_bytes:
-        raise LimitExceeded(
-            f"metadata is {size} bytes serialized; the limit is {max_bytes} bytes (limits.metadata_bytes)"
-        )
-    return metadata
-
-
 def check_limit(limit: object) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_READ_LIMIT:
         raise InvalidArgument(f"limit must be an integer from 1 to {MAX_READ_LIMIT}")
     return limit
-
-
-def _dumps(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def _timestamp() -> str:
-    """UTC, millisecond precision, ``Z`` suffix (the format Warp's DMs carry)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- stored messages -----------------------------------------------------------------------------
@@ -239,11 +186,11 @@ class InboxService:
             messageType=check_message_type(message_type),
             content=check_content(content, limits.message_bytes),
             metadata=check_metadata(metadata, limits.metadata_bytes, limits.metadata_depth),
-            timestamp=_timestamp(),
+            timestamp=timestamp(),
         )
         layout = Layout(recipient.namespace)
         subject = layout.inbox_subject(recipient.guid)
-        payload = _dumps({**message.model_dump(), "recipientGuid": recipient.guid})
+        payload = dumps({**message.model_dump(), "recipientGuid": recipient.guid})
         with _nats_errors():
             await self._publish(layout, subject, payload, message.id, recipient)
         return message
