@@ -39,10 +39,11 @@ class Bucket:
     connection. Every access goes through ``conn.jetstream``, so it raises NatsUnavailableError while NATS is away.
     """
 
-    def __init__(self, conn: NatsConnection, name: str, *, description: str = "") -> None:
+    def __init__(self, conn: NatsConnection, name: str, *, description: str = "", ttl_s: float | None = None) -> None:
         self.conn = conn
         self.name = name
         self._description = description
+        self._ttl_s = ttl_s
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
         self._lock = asyncio.Lock()
@@ -53,7 +54,7 @@ class Bucket:
             return self._kv
         async with self._lock:
             if self._kv is None or self._js is not js:
-                self._kv = await ensure_kv(js, self.name, description=self._description)
+                self._kv = await ensure_kv(js, self.name, ttl=self._ttl_s, description=self._description)
                 self._js = js
             return self._kv
 

@@ -140,3 +140,24 @@ async def ack(nc: Client, reply: str, kind: AckKind, *, delay_s: float | None = 
     if kind == "-NAK" and delay_s is not None and delay_s > 0:
         payload = b"-NAK " + json.dumps({"delay": int(delay_s * 1e9)}).encode()
     await nc.request(reply, payload, timeout=timeout)
+
+
+async def poke(nc: Client, stream: str, consumer: str, *, prefix: str = "$JS.API", timeout: float = 5.0) -> None:
+    """Make the consumer look at its redeliveries without taking any message.
+
+    A message whose last allowed delivery expired is only noticed (and its max-deliveries advisory sent)
+    when the consumer next serves a pull. This pull asks for at most 1 byte, which no message fits: the
+    server answers ``409 Message Size Exceeds MaxBytes`` (or ``404``) and delivers nothing, but runs that
+    check first (nats-server 2.15.1).
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    try:
+        request = {"batch": 1, "no_wait": True, "max_bytes": 1}
+        await nc.publish(f"{prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(request).encode(), reply=inbox)
+        msg = await sub.next_msg(timeout=timeout)
+        if not (msg.headers or {}).get("Status"):  # never expected: a message that fits in 1 byte
+            raise PullError("200", "a poke received a message")
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

@@ -61,3 +61,21 @@ def dumps(value: object) -> bytes:
 def timestamp() -> str:
     """UTC, millisecond precision, ``Z`` suffix (the format Warp's DMs carry)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_instant(text: object, what: str = "deadline") -> datetime:
+    """An ISO 8601 date-time as an aware UTC datetime (a value without an offset is taken as UTC)."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 64:
+        raise InvalidArgument(f"{what} must be an ISO 8601 date-time such as 2026-11-21T18:00:00Z")
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidArgument(f"{what} {text!r} is not an ISO 8601 date-time; use e.g. 2026-11-21T18:00:00Z") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def iso(value: datetime) -> str:
+    """UTC, millisecond precision, ``Z`` suffix."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

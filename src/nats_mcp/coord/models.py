@@ -90,3 +90,43 @@ class DirectMessage(_Model):
     content: str
     metadata: dict[str, Any] | None = None
     timestamp: str
+
+
+class WorkItem(_Model):
+    """A unit of work as broadcast, stored and handed to a claimer."""
+
+    id: str
+    taskId: str
+    capability: str
+    description: str
+    priority: int
+    offeredBy: str
+    offeredAt: str
+    attempts: int = 0
+    """Deliveries so far (the claim that returns the item counts)."""
+    deadline: str | None = None
+    contextData: dict[str, Any] | None = None
+    scope: Scope | None = None
+    leaseExpiresAt: str | None = None
+    """Set on a claimed item: when the claim runs out unless renewed with warp_work_progress."""
+
+
+class DlqItem(_Model):
+    """A dead-lettered work item, with why it failed and the errors of its attempts."""
+
+    id: str
+    workItem: WorkItem
+    reason: Literal["unrecoverable", "max_attempts", "deadline_passed"]
+    attempts: int
+    failedAt: str
+    errors: list[str] = Field(default_factory=list)
+
+
+class QueueStatus(_Model):
+    capability: str
+    pending: int
+    """Stored and not handed out: never claimed yet, or back in the queue."""
+    inFlight: int
+    """Handed out and not yet settled: claimed, lease ran out awaiting re-offer, or held back after a retryable fail."""
+    deadLettered: int
+    oldestPendingSeconds: float | None

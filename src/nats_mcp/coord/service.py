@@ -22,11 +22,13 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.context import Caller, owner_key
-from nats_mcp.coord.errors import InvalidName, NatsUnavailable, NotRegistered
+from nats_mcp.coord.errors import Forbidden, InvalidName, NatsUnavailable, NotRegistered
 from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.presence import PresenceKeeper
 from nats_mcp.coord.registry import RegistryService
+from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.work_events import WorkEvents
 from nats_mcp.names import InvalidNameError, validate_name
 
 log = logging.getLogger("nats_mcp.coord")
@@ -43,7 +45,7 @@ def handle_from_agent_type(agent_type: str) -> str:
 
 
 class Coordinator:
-    """Owns identity, registry, channels, inbox and presence for this process."""
+    """Owns identity, registry, channels, inbox, work queues and presence for this process."""
 
     def __init__(self, conn: NatsConnection, settings: Settings) -> None:
         self.conn = conn
@@ -53,6 +55,8 @@ class Coordinator:
         self.registry = RegistryService(conn, settings, self.layout)
         self.channels = ChannelService(conn, settings, self.layout)
         self.inbox = InboxService(conn, settings)
+        self.work = WorkService(conn, settings, self.layout)
+        self._work_events = WorkEvents(conn, self.work)
         self.hostname = socket.gethostname()
         self._local: Caller | None = None
         self._presence: PresenceKeeper | None = None
@@ -73,6 +77,8 @@ class Coordinator:
             try:
                 await self.channels.ensure_streams()
                 await self.registry.start()
+                await self.work.ensure()
+                self._work_events.start()
                 if self._local is None:
                     guid = await self.identity.acquire()
                     self._local = self._make_caller(guid)
@@ -124,6 +130,7 @@ class Coordinator:
         """Clean shutdown: mark the local agent offline, give the lease back, stop background work."""
         self._closed = True
         await stop_task(self._setup_task)
+        await self._work_events.stop()
         if self._presence is not None:
             await self._presence.stop()
         if self._local is not None and self.conn.connected:
@@ -161,3 +168,15 @@ class Coordinator:
         if record is None:
             raise NotRegistered("register first with warp_registry_register")
         return record.handle
+
+    async def require_capability(self, caller: Caller, capability: str) -> None:
+        """Claiming needs the caller registered with the capability (Warp's rule, checked against stored state)."""
+        record = await self.registry.own_record(caller)
+        if record is None:
+            raise NotRegistered("register first with warp_registry_register, listing the capabilities you can work on")
+        if capability not in record.capabilities:
+            caps = ", ".join(record.capabilities) or "none"
+            raise Forbidden(
+                f'you do not have the capability "{capability}" registered (yours: {caps}); add it with '
+                "warp_registry_update_presence"
+            )

@@ -1,0 +1,756 @@
+"""The work-distribution boundary: capability queues with priorities, deadlines, leases, completion and failure.
+
+Storage (all per namespace, names from :class:`~nats_mcp.bus.layout.Layout`):
+
+* one WorkQueue stream, one subject per (capability, priority), one durable pull consumer per subject
+  (``ack_wait`` = the lease, ``max_deliver`` = ``work.max_attempts``);
+* a state record per handed-out item (:mod:`nats_mcp.coord.work_store`), changed by compare-and-set:
+  the decision point of every transition;
+* the DLQ (:mod:`nats_mcp.coord.dlq`), and an events stream that durably captures the work stream's
+  max-delivery advisories and each item's deadline timer, for :mod:`nats_mcp.coord.work_events`.
+
+A claim asks the stream which priorities of the capability hold messages (one request) and pulls
+from the highest first, so its cost does not grow with the number of waiting items. Within a
+priority JetStream delivers oldest first. Nothing here needs a coordinator process: any server
+process can settle any item, because acknowledgements go to the reply subject kept in the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
+from nats.js.errors import NotFoundError
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
+from nats_mcp.bus.kvcache import Bucket
+from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, poke, pull
+from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.streamops import delete_msg, get_next
+from nats_mcp.config import Settings
+from nats_mcp.coord.checks import check_metadata, dumps, iso, parse_instant, timestamp
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.dlq import DlqService, check_capability, check_item_id
+from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NatsUnavailable, NotFound
+from nats_mcp.coord.models import DlqItem, QueueStatus, Scope, WorkItem
+from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.coord.work_store import ItemRecord, ItemRecords
+
+log = logging.getLogger("nats_mcp.coord.work")
+
+LIST_TOOL = "warp_work_list"
+API_TIMEOUT_S = 5.0
+STATE_TTL_S = 7 * 86_400.0
+"""Minimum life of an item's state record (at least the DLQ's TTL): a second complete within it is a conflict."""
+POLL_S = 0.5
+"""While items of the capability are in flight, a waiting claim looks again this often (re-offers are silent)."""
+MAX_CLAIM_TIMEOUT_MS = 30_000
+MAX_BATCH = 50
+MAX_LIST_LIMIT = 100
+MAX_LIST_SCAN = 2_000
+"""Messages a deadline-filtered list examines per call before it returns what it has, with a cursor."""
+MAX_TASK_ID = 256
+MAX_REASON = 2_048
+MAX_NOTE = 2_048
+PRIORITIES = range(10, 0, -1)
+
+Outcome = Literal["retrying", "dead_lettered"]
+
+
+@dataclass(frozen=True)
+class WorkPage:
+    items: list[WorkItem]
+    next_cursor: str | None
+    has_more: bool
+    total: int | None
+
+
+def parse_work(data: bytes) -> WorkItem | None:
+    """The item in a stored work message (``attempts`` there is the count carried over from a DLQ retry)."""
+    try:
+        return WorkItem.model_validate_json(data)
+    except ValueError:
+        return None
+
+
+def _nats_time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+class WorkService:
+    """Work queues, the DLQ and item state of one namespace."""
+
+    def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout) -> None:
+        self._conn = conn
+        self._settings = settings
+        self._work = settings.work
+        self._limits = settings.limits
+        self.layout = layout
+        self.api = api_prefix(settings.nats.jetstream_domain)
+        ttl = max(STATE_TTL_S, settings.work.dlq_ttl_ms / 1000)
+        self.state = Bucket(conn, layout.work_state_bucket, description="work item state", ttl_s=ttl)
+        self.records = ItemRecords(self.state)
+        self.dlq = DlqService(conn, settings, layout, self.state)
+        self._consumers: set[tuple[str, int]] = set()
+        """(capability, priority) consumers this process has created or brought to the configured settings."""
+
+    @property
+    def lease_s(self) -> float:
+        return self._work.ack_timeout_ms / 1000
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    async def ensure(self) -> None:
+        """Create (or bring to the settings) the work stream, the events stream and its consumer, the DLQ, the state
+        bucket. Runs when the server connects, so the DLQ and the advisory capture exist before any work does."""
+        js, lay = self._conn.jetstream, self.layout
+        self._consumers.clear()
+        await ensure_stream(
+            js,
+            stream_config(
+                name=lay.work_stream,
+                description=f"work queues of namespace {lay.namespace}: one subject per capability and priority",
+                subjects=[lay.work_subjects],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.WORK_QUEUE,
+                duplicate_window=120.0,
+                allow_direct=True,
+            ),
+        )
+        await ensure_stream(
+            js,
+            stream_config(
+                name=lay.events_stream,
+                description=f"max-delivery advisories and deadline timers of namespace {lay.namespace}'s work",
+                subjects=[lay.max_deliveries_advisories, lay.events_subjects],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.WORK_QUEUE,
+                allow_msg_schedules=True,
+            ),
+        )
+        await js.add_consumer(
+            lay.events_stream,
+            ConsumerConfig(
+                durable_name=Layout.MOVER_CONSUMER,
+                filter_subjects=[lay.max_deliveries_advisories, lay.deadline_due_subjects],
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30.0,
+                max_ack_pending=-1,
+            ),
+        )
+        await self.dlq.ensure()
+        await self.state.kv()
+
+    async def _ensure_consumer(self, capability: str, priority: int) -> None:
+        if (capability, priority) in self._consumers:
+            return
+        await self._conn.jetstream.add_consumer(
+            self.layout.work_stream,
+            ConsumerConfig(
+                durable_name=Layout.work_consumer(capability, priority),
+                filter_subject=self.layout.work_subject(capability, priority),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.lease_s,
+                max_deliver=self._work.max_attempts,
+                max_ack_pending=-1,
+            ),
+        )
+        self._consumers.add((capability, priority))
+
+    # -- broadcast -------------------------------------------------------------------------------
+
+    async def broadcast(
+        self,
+        caller: Caller,
+        *,
+        task_id: str,
+        description: str,
+        capability: str,
+        priority: int = 5,
+        deadline: str | None = None,
+        context_data: dict[str, Any] | None = None,
+        scope: Scope | None = None,
+    ) -> WorkItem:
+        """Queue a new item for agents with ``capability``; nothing is stored when an argument is bad."""
+        cap = check_capability(capability)
+        if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID:
+            raise InvalidArgument(f"taskId must be a non-empty string of at most {MAX_TASK_ID} characters")
+        if not isinstance(description, str) or not description.strip():
+            raise InvalidArgument("description must be a non-empty string")
+        size = len(description.encode("utf-8", "surrogatepass"))
+        if size > self._limits.description_bytes:
+            raise LimitExceeded(
+                f"description is {size} bytes; the limit is {self._limits.description_bytes} bytes "
+                "(limits.description_bytes): put the details in contextData or behind a link"
+            )
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 10:
+            raise InvalidArgument("priority must be an integer from 1 (lowest) to 10 (highest)")
+        due: datetime | None = None
+        if deadline is not None:
+            due = parse_instant(deadline)
+            if due.timestamp() <= time.time():
+                raise InvalidArgument(f"deadline {deadline} has already passed")
+        context = check_metadata(context_data, self._limits.metadata_bytes, self._limits.metadata_depth)
+        item = WorkItem(
+            id=str(uuid.uuid4()),
+            taskId=task_id,
+            capability=cap,
+            description=description,
+            priority=priority,
+            offeredBy=caller.guid,
+            offeredAt=timestamp(),
+            attempts=0,
+            deadline=iso(due) if due else None,
+            contextData=context,
+            scope=scope,
+        )
+        with nats_errors():
+            await self.publish(item, item.id)
+        return item
+
+    async def publish(self, item: WorkItem, msg_id: str) -> None:
+        """Put ``item`` on its queue (``Nats-Msg-Id`` ``msg_id`` drops a repeat) and arm its deadline timer."""
+        await self._ensure_consumer(item.capability, item.priority)
+        payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
+        subject = self.layout.work_subject(item.capability, item.priority)
+        try:
+            ack_ = await self._conn.jetstream.publish(
+                subject, payload, stream=self.layout.work_stream, headers={"Nats-Msg-Id": msg_id}, timeout=API_TIMEOUT_S
+            )
+        except nats.errors.MaxPayloadError:
+            raise LimitExceeded("the work item is larger than the NATS server accepts") from None
+        if item.deadline is not None:
+            await self._arm_deadline(item, ack_.seq)
+
+    async def _arm_deadline(self, item: WorkItem, seq: int) -> None:
+        """A scheduled message that the server itself publishes at the deadline, into the events stream: it fires
+        (and is kept until handled) whether or not any server process is running then."""
+        assert item.deadline is not None
+        at = datetime.fromtimestamp(math.ceil(parse_instant(item.deadline).timestamp()), UTC)
+        await self._conn.jetstream.publish(
+            self.layout.deadline_timer_subject(item.id),
+            json.dumps({"id": item.id, "seq": seq}).encode(),
+            stream=self.layout.events_stream,
+            headers={
+                "Nats-Schedule": f"@at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                "Nats-Schedule-Target": self.layout.deadline_due_subject(item.id),
+            },
+            timeout=API_TIMEOUT_S,
+        )
+
+    async def _disarm_deadline(self, item_id: str) -> None:
+        with contextlib.suppress(Exception):  # a timer that fires later finds the item settled and is dropped
+            await self._conn.jetstream.purge_stream(
+                self.layout.events_stream, subject=self.layout.deadline_timer_subject(item_id)
+            )
+
+    # -- claim -----------------------------------------------------------------------------------
+
+    async def claim(
+        self, caller: Caller, capability: str, *, max_items: int = 1, timeout_ms: int = 5000
+    ) -> list[WorkItem]:
+        """Take up to ``max_items`` items, highest priority first, waiting up to ``timeout_ms`` for the first."""
+        cap = check_capability(capability)
+        if not isinstance(max_items, int) or isinstance(max_items, bool) or not 1 <= max_items <= MAX_BATCH:
+            raise InvalidArgument(f"max must be an integer from 1 to {MAX_BATCH}")
+        if (
+            not isinstance(timeout_ms, int)
+            or isinstance(timeout_ms, bool)
+            or not 0 <= timeout_ms <= MAX_CLAIM_TIMEOUT_MS
+        ):
+            raise InvalidArgument(f"timeout must be an integer from 0 to {MAX_CLAIM_TIMEOUT_MS} ms")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_ms / 1000
+        arrived = asyncio.Event()
+
+        async def wake(_msg: Msg) -> None:
+            arrived.set()
+
+        with nats_errors():
+            sub = await self._conn.client.subscribe(self.layout.work_subject(cap), cb=wake) if timeout_ms else None
+            try:
+                while True:
+                    arrived.clear()
+                    got, waiting = await self._claim_pass(caller, cap, max_items)
+                    left = end - loop.time()
+                    if got or left <= 0:
+                        return got
+                    # New items announce themselves; re-offers (expired leases, retry backoffs) do not: poll for those.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(arrived.wait(), min(left, POLL_S) if waiting else left)
+            finally:
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+
+    async def _claim_pass(self, caller: Caller, cap: str, max_items: int) -> tuple[list[WorkItem], bool]:
+        """One look at every non-empty priority, highest first; also says whether any message is stored at all."""
+        counts = await self._subject_counts(cap)
+        got: list[WorkItem] = []
+        for priority in sorted(counts, reverse=True):
+            while len(got) < max_items:
+                want = max_items - len(got)
+                deliveries = await self._pull(cap, priority, want)
+                for delivery in deliveries:
+                    item = await self._take(caller, cap, delivery)
+                    if item is not None:
+                        got.append(item)
+                if len(deliveries) < want:
+                    break  # this priority has nothing more to hand out now
+            if len(got) >= max_items:
+                break
+        return got, any(counts.values())
+
+    async def _subject_counts(self, cap: str) -> dict[int, int]:
+        """Messages stored per priority of ``cap`` (handed-out ones included)."""
+        try:
+            info = await self._conn.jetstream.stream_info(
+                self.layout.work_stream, subjects_filter=self.layout.work_subject(cap)
+            )
+        except NotFoundError:
+            await self.ensure()
+            return {}
+        counts: dict[int, int] = {}
+        for subject, n in (info.state.subjects or {}).items():
+            parsed = self.layout.parse_work_subject(subject)
+            if parsed is not None and n > 0:
+                counts[parsed[1]] = n
+        return counts
+
+    async def _pull(self, cap: str, priority: int, batch: int) -> list[Delivery]:
+        consumer = Layout.work_consumer(cap, priority)
+        try:
+            return await pull(self._conn.client, self.layout.work_stream, consumer, batch, prefix=self.api)
+        except PullError:
+            self._consumers.discard((cap, priority))
+            await self._ensure_consumer(cap, priority)  # deleted, or items queued by a process that made none
+            return await pull(self._conn.client, self.layout.work_stream, consumer, batch, prefix=self.api)
+
+    async def _take(self, caller: Caller, cap: str, delivery: Delivery) -> WorkItem | None:
+        """Make a delivery the caller's claim, or settle it if it must not be handed out; None in that case."""
+        item = parse_work(delivery.data)
+        if item is None or item.capability != cap:
+            log.warning("terminating unreadable work message %d on %s", delivery.stream_seq, delivery.subject)
+            await self._ack(delivery.reply, "+TERM")
+            return None
+        now = time.time()
+        attempts = item.attempts + delivery.delivered
+        for _ in range(3):
+            record, revision = await self.records.read(item.id)
+            same = record is not None and record.seq == delivery.stream_seq
+            if record is not None and same and record.state == "done":
+                await self._ack(delivery.reply, "+ACK")  # completed through an older delivery
+                return None
+            if record is not None and same and record.state == "dead":
+                await self._settle_dead(item, record, reply=delivery.reply)
+                return None
+            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
+            base = ItemRecord(state="claimed", seq=delivery.stream_seq, errors=errors)
+            if record is not None and same and record.state == "claimed" and record.delivered < delivery.delivered:
+                base = base.with_error(
+                    f"{timestamp()} attempt {record.attempts}: lease expired (held by {record.claimer})"
+                )
+            if item.deadline is not None and parse_instant(item.deadline).timestamp() <= now:
+                if await self._dead_letter(item, base, revision, "deadline_passed", attempts - 1, reply=delivery.reply):
+                    return None
+                continue
+            if attempts > self._work.max_attempts:  # attempts carried over by a DLQ retry
+                if await self._dead_letter(item, base, revision, "max_attempts", attempts - 1, reply=delivery.reply):
+                    return None
+                continue
+            lease = now + self.lease_s
+            claimed = replace(
+                base, delivered=delivery.delivered, claimer=caller.guid, reply=delivery.reply,
+                lease_expires=lease, attempts=attempts,
+            )  # fmt: skip
+            if await self.records.write(item.id, claimed, revision) is not None:
+                return item.model_copy(update={"attempts": attempts, "leaseExpiresAt": iso(_utc(lease))})
+        log.warning("gave up claiming work item %s after repeated conflicts; it is offered again later", item.id)
+        return None
+
+    # -- settle ----------------------------------------------------------------------------------
+
+    async def _owned(self, caller: Caller, item_id: str) -> tuple[ItemRecord, int]:
+        """The caller's live claim on ``item_id``, or the error that says why it is not one."""
+        record, revision = await self.records.read(check_item_id(item_id, "workItemId"))
+        if record is None:
+            raise NotFound(f"no claimed work item {item_id}: claim it first with warp_work_claim")
+        if record.state == "done":
+            raise Conflict(f"work item {item_id} is already completed")
+        if record.state == "dead":
+            raise Conflict(f"work item {item_id} was dead-lettered ({record.reason}); see warp_dlq_list")
+        if record.claimer != caller.guid:
+            raise Forbidden(f"work item {item_id} is claimed by another agent; only its claimer may settle it")
+        if record.state != "claimed":
+            raise Conflict(f"work item {item_id} was released for a retry; claim it again to work on it")
+        return record, revision
+
+    async def progress(
+        self, caller: Caller, item_id: str, *, progress: int | None = None, note: str | None = None
+    ) -> str:
+        """Renew the caller's lease on an item (and record progress); returns the new expiry."""
+        if progress is not None and (
+            isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100
+        ):
+            raise InvalidArgument("progress must be an integer from 0 to 100")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise InvalidArgument(f"note must be a string of at most {MAX_NOTE} characters")
+        with nats_errors():
+            for _ in range(3):
+                record, revision = await self._owned(caller, item_id)
+                assert record.reply is not None
+                await self._ack(record.reply, "+WPI")
+                lease = time.time() + self.lease_s
+                updated = replace(
+                    record,
+                    lease_expires=lease,
+                    progress=progress if progress is not None else record.progress,
+                    note=note if note is not None else record.note,
+                )
+                if await self.records.write(item_id, updated, revision) is not None:
+                    return iso(_utc(lease))
+        raise Conflict(f"work item {item_id} keeps changing; try again")
+
+    async def complete(self, caller: Caller, item_id: str, result: Any = None) -> None:
+        """Finish the caller's item exactly once: the state record decides, then the message is acknowledged."""
+        if result is not None:
+            check_metadata({"result": result}, self._limits.metadata_bytes, self._limits.metadata_depth)
+        with nats_errors():
+            for _ in range(3):
+                record, revision = await self._owned(caller, item_id)
+                done = replace(record, state="done", settled_at=timestamp(), result=result, reply=None)
+                if await self.records.write(item_id, done, revision) is None:
+                    continue  # something changed: look again (a second complete now gets conflict)
+                assert record.reply is not None
+                try:
+                    await self._ack(record.reply, "+ACK")
+                except Exception:  # completed all the same: a re-delivery of it is dropped at claim
+                    log.warning("acknowledging completed work item %s failed", item_id, exc_info=True)
+                await self._disarm_deadline(item_id)
+                return
+        raise Conflict(f"work item {item_id} keeps changing; try again")
+
+    async def fail(self, caller: Caller, item_id: str, reason: str, *, recoverable: bool = True) -> tuple[Outcome, int]:
+        """Give an item back for a retry after a backoff, or dead-letter it (unrecoverable, or out of attempts)."""
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+            raise InvalidArgument(f"reason must be a non-empty string of at most {MAX_REASON} characters")
+        with nats_errors():
+            for _ in range(3):
+                record, revision = await self._owned(caller, item_id)
+                assert record.reply is not None
+                failed = record.with_error(f"{timestamp()} attempt {record.attempts} by {caller.guid}: {reason}")
+                if not recoverable or record.attempts >= self._work.max_attempts:
+                    stored = await self._load(record.seq)
+                    item = parse_work(stored.data) if stored is not None else None
+                    if item is None:
+                        raise NotFound(f"work item {item_id} is no longer queued")
+                    why: Literal["unrecoverable", "max_attempts"] = "max_attempts" if recoverable else "unrecoverable"
+                    if await self._dead_letter(item, failed, revision, why, record.attempts, reply=record.reply):
+                        return "dead_lettered", record.attempts
+                    continue
+                released = replace(failed, state="released", lease_expires=0.0)
+                if await self.records.write(item_id, released, revision) is None:
+                    continue
+                steps = self._work.retry_backoff_ms
+                delay = steps[min(record.attempts, len(steps)) - 1] / 1000
+                await self._ack(record.reply, "-NAK", delay_s=delay)
+                return "retrying", record.attempts
+        raise Conflict(f"work item {item_id} keeps changing; try again")
+
+    async def _dead_letter(
+        self,
+        item: WorkItem,
+        base: ItemRecord,
+        revision: int,
+        reason: Literal["unrecoverable", "max_attempts", "deadline_passed"],
+        attempts: int,
+        *,
+        reply: str | None = None,
+    ) -> bool:
+        """Decide (CAS) that the item is dead, then write its DLQ entry and remove it from the queue.
+
+        False when the record moved meanwhile (the caller looks again). Each later step can be repeated: a
+        crash after the decision is finished by whoever meets the item next (a claim or the events mover).
+        """
+        dead = replace(base, state="dead", reason=reason, attempts=max(attempts, 0), settled_at=timestamp(),
+                       claimer=None, reply=None)  # fmt: skip
+        if await self.records.write(item.id, dead, revision) is None:
+            return False
+        await self._settle_dead(item, dead, reply=reply)
+        return True
+
+    async def _settle_dead(self, item: WorkItem, record: ItemRecord, *, reply: str | None = None) -> None:
+        """The steps after the decision: the DLQ entry (written at most once), then the queue message goes."""
+        reason = (
+            record.reason if record.reason in ("unrecoverable", "max_attempts", "deadline_passed") else "max_attempts"
+        )
+        entry = DlqItem(
+            id=item.id,
+            workItem=item.model_copy(update={"attempts": record.attempts, "leaseExpiresAt": None}),
+            reason=reason,  # type: ignore[arg-type]
+            attempts=record.attempts,
+            failedAt=record.settled_at or timestamp(),
+            errors=list(record.errors),
+        )
+        await self.dlq.add(entry)
+        if reply is not None:
+            await self._ack(reply, "+TERM")  # on a WorkQueue stream, the message goes with it
+        else:
+            await delete_msg(self._conn.client, self.layout.work_stream, record.seq, prefix=self.api)
+        if item.deadline is not None:
+            await self._disarm_deadline(item.id)
+
+    async def _ack(self, reply: str, kind: AckKind, *, delay_s: float | None = None) -> None:
+        await ack(self._conn.client, reply, kind, delay_s=delay_s, timeout=API_TIMEOUT_S)
+
+    async def _load(self, seq: int) -> StoredMsg | None:
+        """The work message stored at ``seq`` (None once it is gone)."""
+        found = await get_next(self._conn.client, self.layout.work_stream, seq, self.layout.work_subjects,
+                               prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        return found if found is not None and found.seq == seq else None
+
+    # -- events (called by the mover) ------------------------------------------------------------
+
+    async def poke_consumers(self) -> int:
+        """Have every consumer with handed-out items check them, so a last lease that ran out raises its
+        max-deliveries advisory now (JetStream only checks when it next serves a pull). Returns how many."""
+        try:
+            consumers = await self._conn.jetstream.consumers_info(self.layout.work_stream)
+        except NotFoundError:
+            return 0
+        busy = [c.name for c in consumers if Layout.parse_work_consumer(c.name) and (c.num_ack_pending or 0) > 0]
+        await asyncio.gather(
+            *(poke(self._conn.client, self.layout.work_stream, name, prefix=self.api) for name in busy)
+        )
+        return len(busy)
+
+    async def on_max_deliveries(self, seq: int, deliveries: int) -> None:
+        """A message ran out of deliveries (its last lease expired): dead-letter it, once."""
+        stored = await self._load(seq)
+        item = parse_work(stored.data) if stored is not None else None
+        if item is None:
+            return  # settled already
+        for _ in range(3):
+            record, revision = await self.records.read(item.id)
+            same = record is not None and record.seq == seq
+            if record is not None and same and record.state == "done":
+                await delete_msg(self._conn.client, self.layout.work_stream, seq, prefix=self.api)
+                return
+            if record is not None and same and record.state == "dead":
+                await self._settle_dead(item, record)
+                return
+            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
+            base = ItemRecord(state="dead", seq=seq, errors=errors)
+            holder = record.claimer if record is not None and same else None
+            base = base.with_error(
+                f"{timestamp()} attempt {item.attempts + deliveries}: lease expired (held by {holder})"
+            )
+            if await self._dead_letter(item, base, revision, "max_attempts", item.attempts + deliveries):
+                return
+
+    async def on_deadline(self, item_id: str, seq: int) -> float | None:
+        """An item's deadline passed: dead-letter it unless it is settled. Returns a delay to look again after
+        when a claimer's lease is still running (it may still complete in time)."""
+        stored = await self._load(seq)
+        item = parse_work(stored.data) if stored is not None else None
+        if item is None or item.id != item_id:
+            return None
+        for _ in range(3):
+            record, revision = await self.records.read(item.id)
+            same = record is not None and record.seq == seq
+            if record is not None and same:
+                if record.state == "done":
+                    return None
+                if record.state == "dead":
+                    await self._settle_dead(item, record)
+                    return None
+                if record.state == "claimed" and record.lease_expires > time.time():
+                    return record.lease_expires - time.time() + 1.0
+            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
+            attempts = record.attempts if record is not None and same else item.attempts
+            base = ItemRecord(state="dead", seq=seq, errors=errors)
+            if await self._dead_letter(item, base, revision, "deadline_passed", attempts):
+                return None
+        return 1.0
+
+    # -- read-only views -------------------------------------------------------------------------
+
+    async def list_items(
+        self,
+        capability: str,
+        *,
+        min_priority: int | None = None,
+        max_priority: int | None = None,
+        deadline_before: str | None = None,
+        deadline_after: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> WorkPage:
+        """Queued items in claim order (priority, then age) without claiming any; O(limit) without deadline filters."""
+        cap = check_capability(capability)
+        low, high = min_priority or 1, max_priority or 10
+        for value in (low, high):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+                raise InvalidArgument("minPriority and maxPriority must be integers from 1 to 10")
+        if low > high:
+            raise InvalidArgument("minPriority cannot be greater than maxPriority")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgument(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+        before = parse_instant(deadline_before, "deadlineBefore").timestamp() if deadline_before is not None else None
+        after_t = parse_instant(deadline_after, "deadlineAfter").timestamp() if deadline_after is not None else None
+        binding = {"capability": cap, "min": low, "max": high, "before": before, "after": after_t}
+        priority, after = high, 0
+        if cursor is not None:
+            position = read_cursor(cursor, LIST_TOOL, self.layout.namespace, binding)
+            priority, after = int_position(position, "p", 1), int_position(position, "after")
+            if not low <= priority <= high:
+                raise InvalidArgument("the cursor does not fit these priorities; start over without it")
+
+        def wanted(item: WorkItem) -> bool:
+            if before is None and after_t is None:
+                return True
+            if item.deadline is None:
+                return False  # a deadline filter asks for items that have one
+            due = parse_instant(item.deadline).timestamp()
+            return (before is None or due < before) and (after_t is None or due > after_t)
+
+        filtered = before is not None or after_t is not None
+        found: list[tuple[int, WorkItem]] = []
+        scanned = 0
+        more: tuple[int, int] | None = None
+        with nats_errors():
+            counts = await self._subject_counts(cap)
+            while priority >= low and more is None:
+                if counts.get(priority, 0) == 0:
+                    priority, after = priority - 1, 0
+                    continue
+                # One more than needed tells whether a next page exists; a filtered list reads in larger steps.
+                batch = await self._list_batch(cap, priority, after, 100 if filtered else limit - len(found) + 1)
+                for stored in batch.messages:
+                    if len(found) == limit or scanned >= MAX_LIST_SCAN:
+                        more = (priority, after)
+                        break
+                    scanned += 1
+                    after = stored.seq
+                    item = parse_work(stored.data)
+                    if item is not None and wanted(item):
+                        found.append((stored.seq, item))
+                else:
+                    if batch.at_end or not batch.messages:
+                        priority, after = priority - 1, 0
+            items = await self._with_state(found)
+        total = sum(n for p, n in counts.items() if low <= p <= high) if before is None and after_t is None else None
+        next_cursor = (
+            make_cursor(LIST_TOOL, self.layout.namespace, binding, {"p": more[0], "after": more[1]}) if more else None
+        )
+        return WorkPage(items, next_cursor, more is not None, total)
+
+    async def _list_batch(self, cap: str, priority: int, after: int, count: int) -> Batch:
+        try:
+            return await get_batch(self._conn.client, self.layout.work_stream, after + 1, max(count, 1),
+                                   subject=self.layout.work_subject(cap, priority), max_bytes=4 * 1024 * 1024,
+                                   partial=True, prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        except DirectGetUnavailable:
+            return Batch([], 0)
+
+    async def _with_state(self, found: list[tuple[int, WorkItem]]) -> list[WorkItem]:
+        """Items as a claimer would see them now: attempts so far, and the lease of a claimed one."""
+        records = await asyncio.gather(*(self.records.read(item.id) for _, item in found))
+        shown: list[WorkItem] = []
+        for (seq, item), (record, _) in zip(found, records, strict=True):
+            if record is not None and record.seq == seq:
+                lease = iso(_utc(record.lease_expires)) if record.state == "claimed" else None
+                item = item.model_copy(update={"attempts": record.attempts, "leaseExpiresAt": lease})
+            shown.append(item)
+        return shown
+
+    async def status(self, capability: str | None = None) -> list[QueueStatus]:
+        """Pending, in flight, dead-lettered and oldest age per capability of the namespace (or just one)."""
+        cap = check_capability(capability) if capability is not None else None
+        js = self._conn.jetstream
+        with nats_errors():
+            try:
+                info = await js.stream_info(
+                    self.layout.work_stream,
+                    subjects_filter=self.layout.work_subject(cap) if cap else self.layout.work_subjects,
+                )
+                consumers = await js.consumers_info(self.layout.work_stream)
+            except NotFoundError:
+                info, consumers = None, []
+            stored: dict[str, int] = {}
+            for subject, n in ((info.state.subjects or {}) if info else {}).items():
+                parsed = self.layout.parse_work_subject(subject)
+                if parsed is not None:
+                    stored[parsed[0]] = stored.get(parsed[0], 0) + n
+            in_flight: dict[str, int] = {}
+            for consumer in consumers:
+                parsed = Layout.parse_work_consumer(consumer.name)
+                if parsed is not None:
+                    in_flight[parsed[0]] = in_flight.get(parsed[0], 0) + int(consumer.num_ack_pending or 0)
+            dead = await self.dlq.counts()
+            names = sorted((set(stored) | set(in_flight) | set(dead)) if cap is None else {cap})
+            if cap is not None:
+                names = [n for n in names if n == cap]
+            oldest = await asyncio.gather(*(self._oldest(name) if stored.get(name) else _none() for name in names))
+        return [
+            QueueStatus(
+                capability=name,
+                pending=max(stored.get(name, 0) - in_flight.get(name, 0), 0),
+                inFlight=min(in_flight.get(name, 0), stored.get(name, 0)),
+                deadLettered=dead.get(name, 0),
+                oldestPendingSeconds=age,
+            )
+            for name, age in zip(names, oldest, strict=True)
+        ]
+
+    async def _oldest(self, cap: str) -> float | None:
+        first = await get_next(self._conn.client, self.layout.work_stream, 1, self.layout.work_subject(cap),
+                               prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        stamp = _nats_time(first.time) if first is not None else None
+        return round(max(time.time() - stamp, 0.0), 3) if stamp is not None else None
+
+    # -- DLQ -------------------------------------------------------------------------------------
+
+    async def dlq_retry(self, item_id: str, reset_attempts: bool) -> WorkItem:
+        with nats_errors():
+            return await self.dlq.retry(item_id, reset_attempts, self.publish)
+
+    async def dlq_recover(self) -> int:
+        return await self.dlq.recover(self.publish)
+
+
+async def _none() -> None:
+    return None
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+@contextmanager
+def nats_errors() -> Iterator[None]:
+    """NATS timeouts and lost connections become ``nats_unavailable`` (domain errors keep their own code)."""
+    try:
+        yield
+    except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoServersError) as exc:
+        raise NatsUnavailable(f"NATS did not answer in time ({type(exc).__name__}); the call can be retried") from None

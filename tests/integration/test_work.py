@@ -1,0 +1,465 @@
+"""Work queues against a real nats-server: priority, deadlines, leases, retries, ownership, the DLQ and its feeding."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.js.errors import NotFoundError
+
+from nats_mcp.bus.layout import Layout
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import (
+    Conflict,
+    Forbidden,
+    InvalidArgument,
+    InvalidCursor,
+    InvalidName,
+    LimitExceeded,
+    NotFound,
+)
+from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.work_events import WorkEvents
+from tests.support.env import connected
+from tests.support.natsserver import NatsServer
+
+NS = "work-a"
+CAP = "python"
+
+FAST = {
+    "NATS_MCP_WORK_ACK_TIMEOUT_MS": "1000",
+    "NATS_MCP_WORK_MAX_ATTEMPTS": "3",
+    "NATS_MCP_WORK_RETRY_BACKOFF_MS": "300,600",
+    "NATS_MCP_NAMESPACE": NS,
+}
+
+
+def caller(namespace: str = NS) -> Caller:
+    return Caller(guid=uuid.uuid4().hex, namespace=namespace, project_id="0123456789abcdef", owner="o")
+
+
+@asynccontextmanager
+async def service(
+    tmp_path: Path, server: NatsServer, base: dict[str, str] = FAST, **env: str
+) -> AsyncIterator[WorkService]:
+    """A WorkService in its own connection: one server process."""
+    settings_env = {**base, **env}
+    async with connected(tmp_path / uuid.uuid4().hex[:8], server.url, **settings_env) as conn:
+        work = WorkService(conn, conn.settings, Layout(conn.settings.resolved_namespace))
+        await work.ensure()
+        yield work
+
+
+@pytest.fixture
+async def work(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[WorkService]:
+    async with service(tmp_path, nats_server) as w:
+        yield w
+
+
+async def offer(work: WorkService, task: str = "t", *, priority: int = 5, **kw: Any) -> str:
+    item = await work.broadcast(
+        caller(), task_id=task, description=f"do {task}", capability=CAP, priority=priority, **kw
+    )
+    return item.id
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{message} not met within {timeout}s")
+
+
+async def claim_one(work: WorkService, who: Caller, timeout_ms: int = 0) -> Any:
+    got = await work.claim(who, CAP, timeout_ms=timeout_ms)
+    return got[0] if got else None
+
+
+# -- priority and order -----------------------------------------------------------------------------
+
+
+async def test_higher_priority_first_then_oldest(work: WorkService) -> None:
+    ids = {}
+    for task, prio in [("low-1", 2), ("high-1", 9), ("mid", 5), ("high-2", 9), ("low-2", 2), ("top", 10)]:
+        ids[await offer(work, task, priority=prio)] = task
+    me = caller()
+    order = []
+    while (item := await claim_one(work, me)) is not None:
+        order.append(item.taskId)
+        await work.complete(me, item.id)
+    assert order == ["top", "high-1", "high-2", "mid", "low-1", "low-2"]
+
+
+async def test_claim_batch_follows_priority_and_stops_at_max(work: WorkService) -> None:
+    for i in range(5):
+        await offer(work, f"p3-{i}", priority=3)
+    await offer(work, "p8", priority=8)
+    got = await work.claim(caller(), CAP, max_items=4, timeout_ms=0)
+    assert [i.taskId for i in got] == ["p8", "p3-0", "p3-1", "p3-2"]
+    assert all(i.attempts == 1 and i.leaseExpiresAt for i in got)
+
+
+async def test_claim_waits_for_new_work_and_times_out_empty(work: WorkService) -> None:
+    me = caller()
+    start = time.monotonic()
+    assert await work.claim(me, CAP, timeout_ms=300) == []
+    assert time.monotonic() - start >= 0.29
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await offer(work, "arrives")
+
+    task = asyncio.create_task(later())
+    start = time.monotonic()
+    got = await work.claim(me, CAP, timeout_ms=5000)
+    await task
+    assert [i.taskId for i in got] == ["arrives"]
+    assert time.monotonic() - start < 3.0  # woken by the publish, not by the timeout
+
+
+# -- leases -----------------------------------------------------------------------------------------
+
+
+async def test_lease_expiry_reoffers_with_attempts_counted(work: WorkService) -> None:
+    item_id = await offer(work, "slow")
+    a, b = caller(), caller()
+    first = await claim_one(work, a)
+    assert first.id == item_id and first.attempts == 1
+    assert await claim_one(work, b) is None  # leased to a
+    second = await claim_one(work, b, timeout_ms=5000)  # the 1 s lease runs out
+    assert second is not None and second.id == item_id and second.attempts == 2
+    with pytest.raises(Forbidden):
+        await work.complete(a, item_id)  # a lost it
+    await work.complete(b, item_id)
+
+
+async def test_progress_renews_the_lease(work: WorkService) -> None:
+    item_id = await offer(work, "long")
+    a, b = caller(), caller()
+    assert (await claim_one(work, a)).id == item_id
+    for _ in range(4):  # 4 x 0.4 s = 1.6 s > the 1 s lease
+        await asyncio.sleep(0.4)
+        expires = await work.progress(a, item_id, progress=50, note="halfway")
+        assert datetime.fromisoformat(expires) > datetime.now(UTC)
+        assert await claim_one(work, b) is None
+    await work.complete(a, item_id)
+
+
+# -- completion, failure, ownership -----------------------------------------------------------------
+
+
+async def test_complete_exactly_once_and_only_by_the_claimer(work: WorkService) -> None:
+    item_id = await offer(work)
+    a, b = caller(), caller()
+    await claim_one(work, a)
+    for act in (
+        lambda: work.complete(b, item_id),
+        lambda: work.progress(b, item_id),
+        lambda: work.fail(b, item_id, "nope"),
+    ):
+        with pytest.raises(Forbidden):
+            await act()
+    await work.complete(a, item_id, result={"ok": True})
+    with pytest.raises(Conflict):
+        await work.complete(a, item_id)
+    status = await work.status(CAP)
+    assert (status[0].pending, status[0].inFlight) == (0, 0)
+
+
+async def test_unknown_and_malformed_ids(work: WorkService) -> None:
+    with pytest.raises(NotFound):
+        await work.complete(caller(), str(uuid.uuid4()))
+    with pytest.raises(InvalidArgument):
+        await work.complete(caller(), "not-a-uuid")
+
+
+async def test_recoverable_fail_backs_off_then_reoffers(work: WorkService) -> None:
+    item_id = await offer(work)
+    a = caller()
+    await claim_one(work, a)
+    assert await work.fail(a, item_id, "flaky network") == ("retrying", 1)
+    released = time.monotonic()
+    assert await claim_one(work, a) is None  # held back for the first backoff step (300 ms)
+    again = await claim_one(work, a, timeout_ms=5000)
+    assert again is not None and again.id == item_id and again.attempts == 2
+    assert time.monotonic() - released >= 0.25
+    assert await work.fail(a, item_id, "still flaky") == ("retrying", 2)
+    third = await claim_one(work, a, timeout_ms=5000)
+    assert third.attempts == 3
+    # the last allowed attempt fails: dead-lettered with the whole history
+    assert await work.fail(a, item_id, "gave up") == ("dead_lettered", 3)
+    page = await work.dlq.page(None, 10, None)
+    [entry] = page.items
+    assert entry.id == item_id and entry.reason == "max_attempts" and entry.attempts == 3
+    assert [e.split(": ", 1)[1] for e in entry.errors] == ["flaky network", "still flaky", "gave up"]
+    assert (await work.status(CAP))[0].model_dump() == {
+        "capability": CAP, "pending": 0, "inFlight": 0, "deadLettered": 1, "oldestPendingSeconds": None,
+    }  # fmt: skip
+
+
+async def test_unrecoverable_fail_dead_letters_at_once(work: WorkService) -> None:
+    item_id = await offer(work)
+    a = caller()
+    await claim_one(work, a)
+    assert await work.fail(a, item_id, "bad input", recoverable=False) == ("dead_lettered", 1)
+    entry = (await work.dlq.page(CAP, 10, None)).items[0]
+    assert entry.reason == "unrecoverable" and "bad input" in entry.errors[0]
+    assert await claim_one(work, a) is None
+    with pytest.raises(Conflict):
+        await work.complete(a, item_id)
+
+
+# -- dead letters without any call ------------------------------------------------------------------
+
+
+async def test_crashed_claimer_dead_letters_after_max_deliveries_with_no_process_running(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with service(tmp_path, nats_server) as w:
+        item_id = await offer(w)
+        for _ in range(3):  # three claimers that "crash": none of them settles the item
+            assert (await claim_one(w, caller(), timeout_ms=5000)).id == item_id
+    # every process is gone when the last lease runs out: the advisory waits in the events stream
+    await asyncio.sleep(1.5)
+    async with service(tmp_path, nats_server) as w:
+        events = WorkEvents(w._conn, w)
+
+        async def dead_lettered() -> bool:
+            await events.tick()
+            return bool((await w.dlq.page(None, 10, None)).items)
+
+        await eventually(dead_lettered, message="the item reaches the DLQ")
+        [entry] = (await w.dlq.page(None, 10, None)).items
+        assert entry.id == item_id and entry.reason == "max_attempts" and entry.attempts == 3
+        assert sum("lease expired" in e for e in entry.errors) == 3
+        status = (await w.status(CAP))[0]
+        assert (status.pending, status.inFlight, status.deadLettered) == (0, 0, 1)
+
+
+# -- deadlines --------------------------------------------------------------------------------------
+
+
+async def test_deadline_passed_item_is_never_handed_out(work: WorkService) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    item_id = await offer(work, "urgent", priority=9, deadline=soon)
+    later_id = await offer(work, "normal", priority=1)
+    await asyncio.sleep(1.2)
+    me = caller()
+    got = await claim_one(work, me)
+    assert got.id == later_id  # the expired one was skipped and dead-lettered
+    [entry] = (await work.dlq.page(None, 10, None)).items
+    assert entry.id == item_id and entry.reason == "deadline_passed" and entry.attempts == 0
+
+
+async def test_deadline_timer_dead_letters_an_unclaimed_item(work: WorkService) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    item_id = await offer(work, "urgent", deadline=soon)
+    events = WorkEvents(work._conn, work)
+
+    async def dead_lettered() -> bool:
+        await events.drain(wait_s=0.5)
+        return bool((await work.dlq.page(None, 10, None)).items)
+
+    await eventually(dead_lettered, message="the deadline timer fires")
+    assert (await work.dlq.page(None, 10, None)).items[0].id == item_id
+    assert (await work.status(CAP))[0].pending == 0
+
+
+async def test_deadline_in_the_past_or_malformed_is_refused(work: WorkService) -> None:
+    with pytest.raises(InvalidArgument):
+        await offer(work, deadline="2001-01-01T00:00:00Z")
+    with pytest.raises(InvalidArgument):
+        await offer(work, deadline="tomorrow")
+    assert await work.status() == []  # nothing was queued
+
+
+# -- DLQ retry / discard / list ---------------------------------------------------------------------
+
+
+async def dead(work: WorkService, n: int) -> list[str]:
+    ids = []
+    me = caller()
+    for i in range(n):
+        item_id = await offer(work, f"dead-{i}")
+        assert (await claim_one(work, me)).id == item_id
+        await work.fail(me, item_id, f"boom {i}", recoverable=False)
+        ids.append(item_id)
+    return ids
+
+
+async def test_dlq_retry_requeues_exactly_once(work: WorkService) -> None:
+    [item_id] = await dead(work, 1)
+    requeued = await work.dlq_retry(item_id, reset_attempts=False)
+    assert requeued.id == item_id and requeued.attempts == 1
+    assert (await work.dlq.page(None, 10, None)).items == []
+    with pytest.raises(NotFound):
+        await work.dlq_retry(item_id, reset_attempts=False)
+    me = caller()
+    again = await claim_one(work, me)
+    assert again.id == item_id and again.attempts == 2  # counted on from the DLQ entry
+    await work.complete(me, item_id)
+
+
+async def test_dlq_retry_with_reset_starts_attempts_over(work: WorkService) -> None:
+    [item_id] = await dead(work, 1)
+    await work.dlq_retry(item_id, reset_attempts=True)
+    assert (await claim_one(work, caller())).attempts == 1
+
+
+async def test_dlq_retry_interrupted_half_way_is_finished_by_recovery(work: WorkService) -> None:
+    [item_id] = await dead(work, 1)
+
+    async def crash(_item: Any, _msg_id: str) -> None:
+        raise RuntimeError("process died")
+
+    with pytest.raises(RuntimeError):
+        await work.dlq.retry(item_id, False, crash)
+    # neither in the DLQ nor in the queue, but not lost: the intent holds it
+    assert (await work.dlq.page(None, 10, None)).items == []
+    assert await claim_one(work, caller()) is None
+    assert await work.dlq.recover(work.publish, older_than_s=60) == 0  # too young to be abandoned
+    assert await work.dlq.recover(work.publish, older_than_s=0) == 1
+    assert (await claim_one(work, caller())).id == item_id
+    assert await work.dlq.recover(work.publish, older_than_s=0) == 0
+
+
+async def test_dlq_discard(work: WorkService) -> None:
+    a, b = await dead(work, 2)
+    await work.dlq.discard(a)
+    assert [e.id for e in (await work.dlq.page(None, 10, None)).items] == [b]
+    with pytest.raises(NotFound):
+        await work.dlq.discard(a)
+    with pytest.raises(NotFound):
+        await work.dlq_retry(a, False)
+
+
+async def test_dlq_list_pages_with_bound_cursors(work: WorkService) -> None:
+    ids = await dead(work, 5)
+    first = await work.dlq.page(None, 2, None)
+    assert [e.id for e in first.items] == ids[:2] and first.has_more and first.total == 5
+    second = await work.dlq.page(None, 2, first.next_cursor)
+    third = await work.dlq.page(None, 2, second.next_cursor)
+    assert [e.id for e in second.items + third.items] == ids[2:]
+    assert not third.has_more and third.next_cursor is None
+    with pytest.raises(InvalidCursor):
+        await work.dlq.page("other", 2, first.next_cursor)
+    assert (await work.dlq.page("other", 10, None)).items == []
+
+
+# -- list and status --------------------------------------------------------------------------------
+
+
+async def test_list_in_claim_order_never_claims_and_pages(work: WorkService) -> None:
+    for task, prio in [("a", 3), ("b", 7), ("c", 3), ("d", 10), ("e", 7)]:
+        await offer(work, task, priority=prio)
+    first = await work.list_items(CAP, limit=2)
+    assert [i.taskId for i in first.items] == ["d", "b"] and first.total == 5 and first.has_more
+    rest = await work.list_items(CAP, limit=10, cursor=first.next_cursor)
+    assert [i.taskId for i in rest.items] == ["e", "a", "c"] and not rest.has_more
+    ranged = await work.list_items(CAP, min_priority=4, max_priority=9)
+    assert [i.taskId for i in ranged.items] == ["b", "e"] and ranged.total == 2
+    with pytest.raises(InvalidCursor):
+        await work.list_items(CAP, min_priority=4, cursor=first.next_cursor)
+    with pytest.raises(InvalidArgument):
+        await work.list_items(CAP, min_priority=8, max_priority=2)
+    assert (await work.status(CAP))[0].pending == 5  # listing claimed nothing
+
+
+async def test_list_deadline_filters(work: WorkService) -> None:
+    now = datetime.now(UTC)
+    await offer(work, "none")
+    await offer(work, "near", deadline=(now + timedelta(hours=1)).isoformat())
+    await offer(work, "far", deadline=(now + timedelta(days=3)).isoformat())
+    before = (now + timedelta(days=1)).isoformat()
+    assert [i.taskId for i in (await work.list_items(CAP, deadline_before=before)).items] == ["near"]
+    assert [i.taskId for i in (await work.list_items(CAP, deadline_after=before)).items] == ["far"]
+
+
+async def test_status_counts_every_capability(work: WorkService) -> None:
+    await offer(work, "x")
+    await work.broadcast(caller(), task_id="y", description="y", capability="go_lang", priority=2)
+    await work.broadcast(caller(), task_id="z", description="z", capability="go_lang", priority=9)
+    me = caller()
+    await work.claim(me, "go_lang", timeout_ms=0)
+    statuses = {s.capability: s for s in await work.status()}
+    assert set(statuses) == {CAP, "go_lang"}
+    assert (statuses["go_lang"].pending, statuses["go_lang"].inFlight) == (1, 1)
+    assert statuses[CAP].pending == 1 and statuses[CAP].oldestPendingSeconds is not None
+
+
+# -- validation leaves nothing behind ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"capability": "Bad.Cap"}, InvalidName),
+        ({"capability": "x>"}, InvalidName),
+        ({"priority": 0}, InvalidArgument),
+        ({"priority": 11}, InvalidArgument),
+        ({"task_id": ""}, InvalidArgument),
+        ({"description": "  "}, InvalidArgument),
+        ({"description": "x" * 9000}, LimitExceeded),
+        ({"context_data": {"k": "v" * 20000}}, LimitExceeded),
+    ],
+)
+async def test_bad_broadcast_writes_nothing(work: WorkService, kwargs: dict[str, Any], error: type) -> None:
+    args: dict[str, Any] = {"task_id": "t", "description": "d", "capability": CAP, "priority": 5, **kwargs}
+    with pytest.raises(error):
+        await work.broadcast(caller(), **args)
+    info = await work._conn.jetstream.stream_info(work.layout.work_stream)
+    assert info.state.messages == 0
+
+
+# -- settings take effect ---------------------------------------------------------------------------
+
+
+async def test_ack_timeout_and_max_attempts_settings_reach_consumers(tmp_path: Path, nats_server: NatsServer) -> None:
+    warp_names = {"NATS_MCP_NAMESPACE": NS, "WORKQUEUE_ACK_TIMEOUT": "2500", "WORKQUEUE_MAX_ATTEMPTS": "7"}
+    async with service(tmp_path, nats_server, warp_names) as w:
+        await offer(w)
+        info = await w._conn.jetstream.consumer_info(w.layout.work_stream, Layout.work_consumer(CAP, 5))
+        assert (info.config.ack_wait, info.config.max_deliver) == (2.5, 7)
+    # a later process with other settings brings the existing consumer in line
+    warp_names.update(WORKQUEUE_ACK_TIMEOUT="1500", WORKQUEUE_MAX_ATTEMPTS="2")
+    async with service(tmp_path, nats_server, warp_names) as w:
+        await offer(w)
+        info = await w._conn.jetstream.consumer_info(w.layout.work_stream, Layout.work_consumer(CAP, 5))
+        assert (info.config.ack_wait, info.config.max_deliver) == (1.5, 2)
+
+
+async def test_max_attempts_setting_decides_when_lease_expiries_dead_letter(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with service(tmp_path, nats_server, NATS_MCP_WORK_MAX_ATTEMPTS="1") as w:
+        item_id = await offer(w)
+        assert (await claim_one(w, caller())).id == item_id
+        events = WorkEvents(w._conn, w)
+
+        async def dead_lettered() -> bool:
+            await events.tick()
+            return bool((await w.dlq.page(None, 10, None)).items)
+
+        await eventually(dead_lettered, message="one expired lease is enough with max attempts 1")
+
+
+# -- namespaces -------------------------------------------------------------------------------------
+
+
+async def test_namespaces_do_not_share_queues(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with service(tmp_path, nats_server) as a, service(tmp_path, nats_server, NATS_MCP_NAMESPACE="work-b") as b:
+        await offer(a, "only-in-a")
+        assert await b.claim(caller("work-b"), CAP, timeout_ms=0) == []
+        assert await b.status() == []
+        assert (await a.status(CAP))[0].pending == 1
+        with pytest.raises(NotFoundError):
+            await b._conn.jetstream.consumer_info(b.layout.work_stream, Layout.work_consumer(CAP, 5))
