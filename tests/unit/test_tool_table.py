@@ -14,12 +14,23 @@ READ_ONLY = {
     "channels_status",
     "registry_discover",
     "registry_get_info",
+    "work_list",
+    "work_queue_status",
+    "dlq_list",
 }
+DESTRUCTIVE = {"messages_read_direct", "dlq_discard"}
+SPEC_TOOLS = {
+    "handle_set", "handle_get", "channels_list", "channels_send", "channels_read", "channels_status",
+    "registry_register", "registry_discover", "registry_get_info", "registry_update_presence", "registry_deregister",
+    "messages_send_direct", "messages_read_direct",
+    "work_broadcast", "work_claim", "work_claim_batch", "work_progress", "work_complete", "work_fail", "work_list",
+    "work_queue_status", "dlq_list", "dlq_retry", "dlq_discard",
+}  # fmt: skip
 
 
-def test_thirteen_tools_with_descriptions_and_compiling_schemas() -> None:
+def test_the_spec_tools_with_descriptions_and_compiling_schemas() -> None:
     table = ToolTable("warp_")
-    assert len(table.tools) == 13
+    assert {t.name.removeprefix("warp_") for t in table.tools} == SPEC_TOOLS
     for tool in table.tools:
         assert tool.description and len(tool.description) > 20, tool.name
         for schema in (tool.input_schema, tool.output_schema):
@@ -34,7 +45,7 @@ def test_hints_are_truthful() -> None:
         suffix = tool.name.removeprefix("warp_")
         assert tool.annotations is not None
         assert tool.annotations.read_only_hint is (suffix in READ_ONLY), tool.name
-        assert tool.annotations.destructive_hint is (suffix == "messages_read_direct"), tool.name
+        assert tool.annotations.destructive_hint is (suffix in DESTRUCTIVE), tool.name
 
 
 def test_prefix_renames_every_tool() -> None:

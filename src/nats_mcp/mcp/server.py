@@ -22,7 +22,8 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.mcp.resources import ResourceSurface
-from nats_mcp.mcp.tools import TOOLS, ToolSpec
+from nats_mcp.mcp.toolbase import ToolSpec
+from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.names import InvalidNameError
 from nats_mcp.redact import redact
 

@@ -8,12 +8,9 @@ agent prompts keep working; the prefix (default ``warp_``) comes from settings.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
+from pydantic import Field
 
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument
@@ -28,43 +25,26 @@ from nats_mcp.coord.models import (
     Status,
 )
 from nats_mcp.coord.service import Coordinator, handle_from_agent_type
-from nats_mcp.names import GUID_PATTERN, NAME_PATTERN, TYPE_NAME_PATTERN
-
-# Patterns are published in the schemas to guide agents, but enforced by the domain (code invalid_name).
-_NAME: JsonDict = {"pattern": NAME_PATTERN}
-_TYPE: JsonDict = {"pattern": TYPE_NAME_PATTERN}
-_GUID: JsonDict = {"pattern": GUID_PATTERN}
-
-
-class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+from nats_mcp.mcp.toolbase import GUID, NAME, TYPE, Args, NoArgs, Out, Rendered, ToolSpec, more_hint
+from nats_mcp.mcp.work_tools import WORK_TOOLS
 
 # ---- inputs -------------------------------------------------------------------------------------
 
 
-class NoArgs(Args):
-    pass
-
-
 class HandleSetArgs(Args):
     handle: str = Field(description="Your handle: lower-case letters, digits and '-'.", max_length=200,
-                        json_schema_extra=_NAME)  # fmt: skip
+                        json_schema_extra=NAME)  # fmt: skip
 
 
 class ChannelsSendArgs(Args):
     channel: str = Field(description="A configured channel (see warp_channels_list).", max_length=200,
-                         json_schema_extra=_NAME)  # fmt: skip
+                         json_schema_extra=NAME)  # fmt: skip
     message: str = Field(description="The message (Markdown). At most 64 KiB by default.")
     scope: Scope | None = Field(default=None, description="Stored with the message for readers' information.")
 
 
 class ChannelsReadArgs(Args):
-    channel: str = Field(description="A configured channel.", max_length=200, json_schema_extra=_NAME)
+    channel: str = Field(description="A configured channel.", max_length=200, json_schema_extra=NAME)
     limit: int = Field(default=50, ge=1, le=1000, description="Messages per page.")
     cursor: str | None = Field(default=None, description="nextCursor of the previous page, to continue.")
     afterSequence: int | None = Field(
@@ -74,12 +54,12 @@ class ChannelsReadArgs(Args):
 
 class ChannelsStatusArgs(Args):
     channel: str | None = Field(default=None, description="One channel; all when omitted.", max_length=200,
-                                json_schema_extra=_NAME)  # fmt: skip
+                                json_schema_extra=NAME)  # fmt: skip
 
 
 class RegisterArgs(Args):
     agentType: str = Field(description="What kind of agent you are, e.g. developer, reviewer.", max_length=200,
-                           json_schema_extra=_TYPE)  # fmt: skip
+                           json_schema_extra=TYPE)  # fmt: skip
     capabilities: list[str] = Field(default_factory=list, description="Capabilities, e.g. typescript, testing.")
     scope: Scope | None = Field(
         default=None, description="Who can see you: private, personal, team (default: same namespace), public."
@@ -102,7 +82,7 @@ class DiscoverArgs(Args):
 
 
 class GetInfoArgs(Args):
-    guid: str = Field(description="The agent's GUID (32 hex characters).", max_length=200, json_schema_extra=_GUID)
+    guid: str = Field(description="The agent's GUID (32 hex characters).", max_length=200, json_schema_extra=GUID)
 
 
 class UpdatePresenceArgs(Args):
@@ -112,9 +92,9 @@ class UpdatePresenceArgs(Args):
 
 
 class SendDirectArgs(Args):
-    recipientGuid: str = Field(description="The recipient's GUID.", max_length=200, json_schema_extra=_GUID)
+    recipientGuid: str = Field(description="The recipient's GUID.", max_length=200, json_schema_extra=GUID)
     message: str = Field(description="The message. At most 64 KiB by default.")
-    messageType: str = Field(default="text", max_length=200, json_schema_extra=_TYPE,
+    messageType: str = Field(default="text", max_length=200, json_schema_extra=TYPE,
                              description="e.g. text, work-offer, help-request.")  # fmt: skip
     metadata: dict[str, Any] | None = Field(default=None, description="Any JSON object (at most 16 KiB).")
 
@@ -200,17 +180,10 @@ class ReadDirectOut(Out):
 
 # ---- handlers -----------------------------------------------------------------------------------
 
-Rendered = tuple[Out, str]
-Handler = Callable[[Coordinator, Caller, Any], Awaitable[Rendered]]
-
 
 def _agent_line(a: AgentEntry) -> str:
     caps = f" [{', '.join(a.capabilities)}]" if a.capabilities else ""
     return f"- **{a.handle}** ({a.agentType}) `{a.guid}` {a.status}{caps}, tasks {a.currentTaskCount}"
-
-
-def _more(next_cursor: str | None) -> str:
-    return f'\n\nMore: call again with `cursor: "{next_cursor}"`.' if next_cursor else ""
 
 
 async def handle_set(c: Coordinator, caller: Caller, a: HandleSetArgs) -> Rendered:
@@ -246,7 +219,7 @@ async def channels_read(c: Coordinator, caller: Caller, a: ChannelsReadArgs) -> 
         return out, f"No messages in #{a.channel}" + (" after that point." if a.afterSequence is not None else ".")
     lines = [f"[{m.sequence}] {m.timestamp} **{m.handle}**: {m.message}" for m in page.messages]
     total = f" of {page.total}" if page.total is not None else ""
-    more = _more(page.next_cursor)
+    more = more_hint(page.next_cursor)
     if a.afterSequence is not None:  # a forward cursor goes with the same afterSequence
         more = (
             more.replace("`cursor:", f"`afterSequence: {a.afterSequence}, cursor:")
@@ -286,7 +259,7 @@ async def registry_discover(c: Coordinator, caller: Caller, a: DiscoverArgs) -> 
     if not page.agents:
         return out, "No agents found."
     head = f"{len(page.agents)} of {page.total} agent(s):\n" if page.total is not None else ""
-    return out, head + "\n".join(_agent_line(x) for x in page.agents) + _more(page.next_cursor)
+    return out, head + "\n".join(_agent_line(x) for x in page.agents) + more_hint(page.next_cursor)
 
 
 async def registry_get_info(c: Coordinator, caller: Caller, a: GetInfoArgs) -> Rendered:
@@ -330,7 +303,7 @@ async def messages_read_direct(c: Coordinator, caller: Caller, a: ReadDirectArgs
         return out, "No direct messages."
     blocks = [f"---\n**From:** {m.senderHandle} (`{m.senderGuid}`) · {m.messageType} · {m.timestamp}\n\n{m.content}"
               for m in page.messages]  # fmt: skip
-    return out, f"{len(page.messages)} direct message(s) (now consumed):\n" + "\n".join(blocks) + _more(
+    return out, f"{len(page.messages)} direct message(s) (now consumed):\n" + "\n".join(blocks) + more_hint(
         page.next_cursor
     )
 
@@ -338,21 +311,7 @@ async def messages_read_direct(c: Coordinator, caller: Caller, a: ReadDirectArgs
 # ---- the table ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ToolSpec:
-    """One tool: its suffix (the name without prefix), description, models, hints and handler."""
-
-    suffix: str
-    description: str
-    args: type[Args]
-    out: type[Out]
-    handler: Handler
-    read_only: bool = False
-    destructive: bool = False
-    idempotent: bool = False
-
-
-TOOLS: tuple[ToolSpec, ...] = (
+CORE_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("handle_set", "Set your handle (the name other agents see on your messages). Also updates your "
              "registry entry if you are registered.", HandleSetArgs, HandleOut, handle_set, idempotent=True),
     ToolSpec("handle_get", "Your current handle and agent GUID.", NoArgs, HandleGetOut, handle_get,
@@ -384,3 +343,5 @@ TOOLS: tuple[ToolSpec, ...] = (
              "(read once); messages that do not match the filters stay.", ReadDirectArgs, ReadDirectOut,
              messages_read_direct, destructive=True),
 )  # fmt: skip
+
+TOOLS: tuple[ToolSpec, ...] = CORE_TOOLS + WORK_TOOLS
