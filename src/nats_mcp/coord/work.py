@@ -240,7 +240,10 @@ class WorkService:
         except nats.errors.MaxPayloadError:
             raise LimitExceeded("the work item is larger than the NATS server accepts") from None
         if item.deadline is not None:
-            await self._arm_deadline(item, ack_.seq)
+            try:
+                await self._arm_deadline(item, ack_.seq)
+            except Exception:  # the item is queued; a claim after the deadline still dead-letters it
+                log.warning("could not arm the deadline timer of work item %s", item.id, exc_info=True)
 
     async def _arm_deadline(self, item: WorkItem, seq: int) -> None:
         """A scheduled message that the server itself publishes at the deadline, into the events stream: it fires
