@@ -79,3 +79,8 @@ def parse_instant(text: object, what: str = "deadline") -> datetime:
 def iso(value: datetime) -> str:
     """UTC, millisecond precision, ``Z`` suffix."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_epoch(epoch: float) -> str:
+    """A Unix time as :func:`iso` writes it."""
+    return iso(datetime.fromtimestamp(epoch, UTC))

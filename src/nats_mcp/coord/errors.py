@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import nats.errors
+
 
 class CoordError(Exception):
     """A domain failure; ``code`` is stable and ``message`` says what went wrong and what to do."""
@@ -47,3 +52,12 @@ class Conflict(CoordError):
 
 class NatsUnavailable(CoordError):
     code = "nats_unavailable"
+
+
+@contextmanager
+def nats_errors() -> Iterator[None]:
+    """NATS timeouts and lost connections become ``nats_unavailable`` (domain errors keep their own code)."""
+    try:
+        yield
+    except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoServersError) as exc:
+        raise NatsUnavailable(f"NATS did not answer in time ({type(exc).__name__}); the call can be retried") from None

@@ -19,8 +19,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +35,7 @@ from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config import Settings, duration_seconds
 from nats_mcp.coord.checks import check_metadata, dumps, timestamp
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NatsUnavailable
+from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, nats_errors
 from nats_mcp.coord.models import AgentRecord, DirectMessage
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.names import InvalidNameError, validate_guid, validate_type_name
@@ -191,7 +190,7 @@ class InboxService:
         layout = Layout(recipient.namespace)
         subject = layout.inbox_subject(recipient.guid)
         payload = dumps({**message.model_dump(), "recipientGuid": recipient.guid})
-        with _nats_errors():
+        with nats_errors():
             await self._publish(layout, subject, payload, message.id, recipient)
         return message
 
@@ -263,7 +262,7 @@ class InboxService:
         if cursor is not None:
             after = int_position(read_cursor(cursor, READ_TOOL, caller.namespace, binding), "after")
         scan = _Read(self, Layout(caller.namespace), caller.guid, filters, limit, after)
-        with _nats_errors():
+        with nats_errors():
             await scan.run()
         more_at = scan.more_at
         return InboxPage(
@@ -289,7 +288,7 @@ class InboxService:
         stream, subject = layout.inbox_stream, layout.inbox_subject(caller.guid)
         found: list[DirectMessage] = []
         walked = junk = position = lost_first = 0
-        with _nats_errors():
+        with nats_errors():
             while True:
                 batch = await self.fetch(stream, subject, position, max(limit - len(found), 1))
                 if not batch.messages and not batch.complete and lost_first < MAX_EMPTY_RETRIES:
@@ -425,12 +424,3 @@ class _Read:
 
     def messages(self) -> list[DirectMessage]:
         return [message for _, message in sorted(self.claimed, key=lambda item: item[0])]
-
-
-@contextmanager
-def _nats_errors() -> Iterator[None]:
-    """NATS timeouts and lost connections become ``nats_unavailable`` (bus errors keep their own code)."""
-    try:
-        yield
-    except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoServersError) as exc:
-        raise NatsUnavailable(f"NATS did not answer in time ({type(exc).__name__}); the call can be retried") from None

@@ -110,6 +110,14 @@ class WorkItem(_Model):
     leaseExpiresAt: str | None = None
     """Set on a claimed item: when the claim runs out unless renewed with warp_work_progress."""
 
+    @classmethod
+    def parse(cls, data: bytes) -> WorkItem | None:
+        """The item in a stored work message (``attempts`` there: the count carried over by a DLQ retry)."""
+        try:
+            return cls.model_validate_json(data)
+        except ValueError:
+            return None
+
 
 class DlqItem(_Model):
     """A dead-lettered work item, with why it failed and the errors of its attempts."""

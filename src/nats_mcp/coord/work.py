@@ -24,9 +24,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,20 +34,20 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from nats.js.errors import NotFoundError
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
+from nats_mcp.bus.directget import StoredMsg, api_prefix
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, poke, pull
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config import Settings
-from nats_mcp.coord.checks import check_metadata, dumps, iso, parse_instant, timestamp
+from nats_mcp.coord.checks import check_metadata, dumps, iso, iso_epoch, parse_instant, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.dlq import DlqService, check_capability, check_item_id
-from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NatsUnavailable, NotFound
+from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
 from nats_mcp.coord.models import DlqItem, QueueStatus, Scope, WorkItem
-from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work_store import ItemRecord, ItemRecords
+from nats_mcp.coord.work_views import WorkPage, WorkViews
 
 log = logging.getLogger("nats_mcp.coord.work")
 
@@ -72,34 +70,12 @@ PRIORITIES = range(10, 0, -1)
 Outcome = Literal["retrying", "dead_lettered"]
 
 
-@dataclass(frozen=True)
-class WorkPage:
-    items: list[WorkItem]
-    next_cursor: str | None
-    has_more: bool
-    total: int | None
-
-
-def parse_work(data: bytes) -> WorkItem | None:
-    """The item in a stored work message (``attempts`` there is the count carried over from a DLQ retry)."""
-    try:
-        return WorkItem.model_validate_json(data)
-    except ValueError:
-        return None
-
-
-def _nats_time(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 class WorkService:
     """Work queues, the DLQ and item state of one namespace."""
 
     def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout) -> None:
         self._conn = conn
+        self.conn = conn
         self._settings = settings
         self._work = settings.work
         self._limits = settings.limits
@@ -111,6 +87,7 @@ class WorkService:
         self.dlq = DlqService(conn, settings, layout, self.state)
         self._consumers: set[tuple[str, int]] = set()
         """(capability, priority) consumers this process has created or brought to the configured settings."""
+        self.views = WorkViews(self)
 
     @property
     def lease_s(self) -> float:
@@ -308,7 +285,7 @@ class WorkService:
 
     async def _claim_pass(self, caller: Caller, cap: str, max_items: int) -> tuple[list[WorkItem], bool]:
         """One look at every non-empty priority, highest first; also says whether any message is stored at all."""
-        counts = await self._subject_counts(cap)
+        counts = await self.subject_counts(cap)
         got: list[WorkItem] = []
         for priority in sorted(counts, reverse=True):
             while len(got) < max_items:
@@ -324,7 +301,7 @@ class WorkService:
                 break
         return got, any(counts.values())
 
-    async def _subject_counts(self, cap: str) -> dict[int, int]:
+    async def subject_counts(self, cap: str) -> dict[int, int]:
         """Messages stored per priority of ``cap`` (handed-out ones included)."""
         try:
             info = await self._conn.jetstream.stream_info(
@@ -351,7 +328,7 @@ class WorkService:
 
     async def _take(self, caller: Caller, cap: str, delivery: Delivery) -> WorkItem | None:
         """Make a delivery the caller's claim, or settle it if it must not be handed out; None in that case."""
-        item = parse_work(delivery.data)
+        item = WorkItem.parse(delivery.data)
         if item is None or item.capability != cap:
             log.warning("terminating unreadable work message %d on %s", delivery.stream_seq, delivery.subject)
             await self._ack(delivery.reply, "+TERM")
@@ -387,7 +364,7 @@ class WorkService:
                 lease_expires=lease, attempts=attempts,
             )  # fmt: skip
             if await self.records.write(item.id, claimed, revision) is not None:
-                return item.model_copy(update={"attempts": attempts, "leaseExpiresAt": iso(_utc(lease))})
+                return item.model_copy(update={"attempts": attempts, "leaseExpiresAt": iso_epoch(lease)})
         log.warning("gave up claiming work item %s after repeated conflicts; it is offered again later", item.id)
         return None
 
@@ -431,7 +408,7 @@ class WorkService:
                     note=note if note is not None else record.note,
                 )
                 if await self.records.write(item_id, updated, revision) is not None:
-                    return iso(_utc(lease))
+                    return iso_epoch(lease)
         raise Conflict(f"work item {item_id} keeps changing; try again")
 
     async def complete(self, caller: Caller, item_id: str, result: Any = None) -> None:
@@ -464,7 +441,7 @@ class WorkService:
                 failed = record.with_error(f"{timestamp()} attempt {record.attempts} by {caller.guid}: {reason}")
                 if not recoverable or record.attempts >= self._work.max_attempts:
                     stored = await self._load(record.seq)
-                    item = parse_work(stored.data) if stored is not None else None
+                    item = WorkItem.parse(stored.data) if stored is not None else None
                     if item is None:
                         raise NotFound(f"work item {item_id} is no longer queued")
                     why: Literal["unrecoverable", "max_attempts"] = "max_attempts" if recoverable else "unrecoverable"
@@ -550,7 +527,7 @@ class WorkService:
     async def on_max_deliveries(self, seq: int, deliveries: int) -> None:
         """A message ran out of deliveries (its last lease expired): dead-letter it, once."""
         stored = await self._load(seq)
-        item = parse_work(stored.data) if stored is not None else None
+        item = WorkItem.parse(stored.data) if stored is not None else None
         if item is None:
             return  # settled already
         for _ in range(3):
@@ -575,7 +552,7 @@ class WorkService:
         """An item's deadline passed: dead-letter it unless it is settled. Returns a delay to look again after
         when a claimer's lease is still running (it may still complete in time)."""
         stored = await self._load(seq)
-        item = parse_work(stored.data) if stored is not None else None
+        item = WorkItem.parse(stored.data) if stored is not None else None
         if item is None or item.id != item_id:
             return None
         for _ in range(3):
@@ -596,141 +573,15 @@ class WorkService:
                 return None
         return 1.0
 
-    # -- read-only views -------------------------------------------------------------------------
+    # -- read-only views (coord/work_views.py) ---------------------------------------------------
 
-    async def list_items(
-        self,
-        capability: str,
-        *,
-        min_priority: int | None = None,
-        max_priority: int | None = None,
-        deadline_before: str | None = None,
-        deadline_after: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> WorkPage:
-        """Queued items in claim order (priority, then age) without claiming any; O(limit) without deadline filters."""
-        cap = check_capability(capability)
-        low, high = min_priority or 1, max_priority or 10
-        for value in (low, high):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
-                raise InvalidArgument("minPriority and maxPriority must be integers from 1 to 10")
-        if low > high:
-            raise InvalidArgument("minPriority cannot be greater than maxPriority")
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidArgument(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-        before = parse_instant(deadline_before, "deadlineBefore").timestamp() if deadline_before is not None else None
-        after_t = parse_instant(deadline_after, "deadlineAfter").timestamp() if deadline_after is not None else None
-        binding = {"capability": cap, "min": low, "max": high, "before": before, "after": after_t}
-        priority, after = high, 0
-        if cursor is not None:
-            position = read_cursor(cursor, LIST_TOOL, self.layout.namespace, binding)
-            priority, after = int_position(position, "p", 1), int_position(position, "after")
-            if not low <= priority <= high:
-                raise InvalidArgument("the cursor does not fit these priorities; start over without it")
-
-        def wanted(item: WorkItem) -> bool:
-            if before is None and after_t is None:
-                return True
-            if item.deadline is None:
-                return False  # a deadline filter asks for items that have one
-            due = parse_instant(item.deadline).timestamp()
-            return (before is None or due < before) and (after_t is None or due > after_t)
-
-        filtered = before is not None or after_t is not None
-        found: list[tuple[int, WorkItem]] = []
-        scanned = 0
-        more: tuple[int, int] | None = None
-        with nats_errors():
-            counts = await self._subject_counts(cap)
-            while priority >= low and more is None:
-                if counts.get(priority, 0) == 0:
-                    priority, after = priority - 1, 0
-                    continue
-                # One more than needed tells whether a next page exists; a filtered list reads in larger steps.
-                batch = await self._list_batch(cap, priority, after, 100 if filtered else limit - len(found) + 1)
-                for stored in batch.messages:
-                    if len(found) == limit or scanned >= MAX_LIST_SCAN:
-                        more = (priority, after)
-                        break
-                    scanned += 1
-                    after = stored.seq
-                    item = parse_work(stored.data)
-                    if item is not None and wanted(item):
-                        found.append((stored.seq, item))
-                else:
-                    if batch.at_end or not batch.messages:
-                        priority, after = priority - 1, 0
-            items = await self._with_state(found)
-        total = sum(n for p, n in counts.items() if low <= p <= high) if before is None and after_t is None else None
-        next_cursor = (
-            make_cursor(LIST_TOOL, self.layout.namespace, binding, {"p": more[0], "after": more[1]}) if more else None
-        )
-        return WorkPage(items, next_cursor, more is not None, total)
-
-    async def _list_batch(self, cap: str, priority: int, after: int, count: int) -> Batch:
-        try:
-            return await get_batch(self._conn.client, self.layout.work_stream, after + 1, max(count, 1),
-                                   subject=self.layout.work_subject(cap, priority), max_bytes=4 * 1024 * 1024,
-                                   partial=True, prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
-        except DirectGetUnavailable:
-            return Batch([], 0)
-
-    async def _with_state(self, found: list[tuple[int, WorkItem]]) -> list[WorkItem]:
-        """Items as a claimer would see them now: attempts so far, and the lease of a claimed one."""
-        records = await asyncio.gather(*(self.records.read(item.id) for _, item in found))
-        shown: list[WorkItem] = []
-        for (seq, item), (record, _) in zip(found, records, strict=True):
-            if record is not None and record.seq == seq:
-                lease = iso(_utc(record.lease_expires)) if record.state == "claimed" else None
-                item = item.model_copy(update={"attempts": record.attempts, "leaseExpiresAt": lease})
-            shown.append(item)
-        return shown
+    async def list_items(self, capability: str, **filters: Any) -> WorkPage:
+        """Queued items in claim order, without claiming any (see :meth:`WorkViews.list_items`)."""
+        return await self.views.list_items(capability, **filters)
 
     async def status(self, capability: str | None = None) -> list[QueueStatus]:
-        """Pending, in flight, dead-lettered and oldest age per capability of the namespace (or just one)."""
-        cap = check_capability(capability) if capability is not None else None
-        js = self._conn.jetstream
-        with nats_errors():
-            try:
-                info = await js.stream_info(
-                    self.layout.work_stream,
-                    subjects_filter=self.layout.work_subject(cap) if cap else self.layout.work_subjects,
-                )
-                consumers = await js.consumers_info(self.layout.work_stream)
-            except NotFoundError:
-                info, consumers = None, []
-            stored: dict[str, int] = {}
-            for subject, n in ((info.state.subjects or {}) if info else {}).items():
-                parsed = self.layout.parse_work_subject(subject)
-                if parsed is not None:
-                    stored[parsed[0]] = stored.get(parsed[0], 0) + n
-            in_flight: dict[str, int] = {}
-            for consumer in consumers:
-                parsed = Layout.parse_work_consumer(consumer.name)
-                if parsed is not None:
-                    in_flight[parsed[0]] = in_flight.get(parsed[0], 0) + int(consumer.num_ack_pending or 0)
-            dead = await self.dlq.counts()
-            names = sorted((set(stored) | set(in_flight) | set(dead)) if cap is None else {cap})
-            if cap is not None:
-                names = [n for n in names if n == cap]
-            oldest = await asyncio.gather(*(self._oldest(name) if stored.get(name) else _none() for name in names))
-        return [
-            QueueStatus(
-                capability=name,
-                pending=max(stored.get(name, 0) - in_flight.get(name, 0), 0),
-                inFlight=min(in_flight.get(name, 0), stored.get(name, 0)),
-                deadLettered=dead.get(name, 0),
-                oldestPendingSeconds=age,
-            )
-            for name, age in zip(names, oldest, strict=True)
-        ]
-
-    async def _oldest(self, cap: str) -> float | None:
-        first = await get_next(self._conn.client, self.layout.work_stream, 1, self.layout.work_subject(cap),
-                               prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
-        stamp = _nats_time(first.time) if first is not None else None
-        return round(max(time.time() - stamp, 0.0), 3) if stamp is not None else None
+        """Pending, in flight, dead-lettered and oldest age per capability (see :meth:`WorkViews.status`)."""
+        return await self.views.status(capability)
 
     # -- DLQ -------------------------------------------------------------------------------------
 
@@ -742,18 +593,5 @@ class WorkService:
         return await self.dlq.recover(self.publish)
 
 
-async def _none() -> None:
-    return None
-
-
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
-
-
-@contextmanager
-def nats_errors() -> Iterator[None]:
-    """NATS timeouts and lost connections become ``nats_unavailable`` (domain errors keep their own code)."""
-    try:
-        yield
-    except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoServersError) as exc:
-        raise NatsUnavailable(f"NATS did not answer in time ({type(exc).__name__}); the call can be retried") from None
