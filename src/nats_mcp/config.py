@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from nats_mcp.config_security import SecuritySettings
 from nats_mcp.names import (
     NAME_PATTERN,
     TYPE_NAME_PATTERN,
@@ -333,6 +334,7 @@ class Settings(BaseSettings):
     work: WorkSettings = Field(default_factory=WorkSettings)
     presence: PresenceSettings = Field(default_factory=PresenceSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @classmethod
     def settings_customise_sources(

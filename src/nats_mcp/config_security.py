@@ -1,0 +1,113 @@
+"""The security settings boundary: the ``security`` section of the settings (authentication, policy, limits, audit)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+"""Asymmetric algorithms only: a shared-secret (HS*) or ``none`` token is never accepted."""
+
+
+def _rs256() -> list[Algorithm]:
+    return ["RS256"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RateSettings(_Section):
+    """A token bucket: ``burst`` calls at once, refilled at ``rate_per_s``."""
+
+    rate_per_s: float = Field(default=20.0, gt=0, le=1_000_000)
+    burst: int = Field(default=40, ge=1, le=10_000_000)
+
+
+class LockoutSettings(_Section):
+    """Failed authentications per principal + address: after ``max_failures`` within ``window_s``, locked for
+    ``base_s`` doubling on each further failure up to ``max_s``."""
+
+    max_failures: int = Field(default=5, ge=1, le=10_000)
+    base_s: float = Field(default=2.0, gt=0, le=86_400)
+    max_s: float = Field(default=900.0, gt=0, le=7 * 86_400)
+    window_s: float = Field(default=900.0, gt=0, le=7 * 86_400)
+
+
+class JwtIssuerSettings(_Section):
+    """One trusted token issuer: where its keys are, which algorithms it may use, what audience it must name."""
+
+    issuer: str = Field(min_length=1, max_length=512)
+    audience: str = Field(min_length=1, max_length=512, description="this server's resource URL")
+    jwks_url: str | None = Field(default=None, max_length=2048)
+    public_key_files: list[Path] = Field(default_factory=list)
+    algorithms: list[Algorithm] = Field(default_factory=_rs256, min_length=1)
+    roles_claim: str = Field(default="roles", min_length=1, max_length=128)
+    leeway_s: float = Field(default=30.0, ge=0, le=300)
+    jwks_refresh_min_s: float = Field(default=60.0, ge=1, le=86_400)
+    """An unknown ``kid`` refetches the JWKS at most this often (a flood of made-up kids cannot hammer the IdP)."""
+
+
+class IntrospectionSettings(_Section):
+    """OAuth 2 token introspection (RFC 7662), used for opaque bearer tokens."""
+
+    url: str | None = Field(default=None, max_length=2048)
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    audience: str | None = None
+    cache_s: float = Field(default=30.0, ge=0, le=600)
+    cache_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class AuditSettings(_Section):
+    enabled: bool = True
+    stream: bool = True
+    """Write records to the deployment's audit stream in NATS."""
+    file: Path | None = None
+    """Also append them to this JSONL file."""
+
+
+class LocalPrincipalSettings(_Section):
+    """Who a stdio process acts as (the local user)."""
+
+    subject: str = Field(default="local", min_length=1, max_length=256)
+    roles: list[str] = Field(default_factory=lambda: ["agent"])
+
+
+class SecuritySettings(_Section):
+    """Authentication, authorization policy, abuse limits and audit: one pipeline for every transport."""
+
+    policy_file: Path | None = None
+    """YAML policy; without one, the built-in policy gives role ``agent`` every tool (fit for stdio only)."""
+    local: LocalPrincipalSettings = Field(default_factory=LocalPrincipalSettings)
+    rate_per_principal: RateSettings = Field(default_factory=RateSettings)
+    rate_per_address: RateSettings = Field(default_factory=lambda: RateSettings(rate_per_s=50.0, burst=100))
+    lockout: LockoutSettings = Field(default_factory=LockoutSettings)
+    ip_allow: list[str] = Field(default_factory=list)
+    """CIDRs (IPv4 or IPv6); when set, only these addresses get in."""
+    ip_deny: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    state_max_entries: int = Field(default=100_000, ge=100, le=10_000_000)
+    """Bound on the in-memory state of rate limits and lockouts (least recently used entries go first)."""
+    jwt_issuers: list[JwtIssuerSettings] = Field(default_factory=list)
+    dev_tokens: bool = False
+    """Trust tokens made by ``nats-mcp token issue`` (development only)."""
+    introspection: IntrospectionSettings = Field(default_factory=IntrospectionSettings)
+    api_keys: bool = True
+    """Accept API keys made with ``nats-mcp keys create``."""
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @field_validator("ip_allow", "ip_deny")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)") from None
+        return value

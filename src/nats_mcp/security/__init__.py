@@ -1,0 +1,1 @@
+"""The security pipeline: principals, authentication, policy, the guard, limits and the audit chain."""
