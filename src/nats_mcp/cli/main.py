@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from nats_mcp import __version__
-from nats_mcp.cli import config_cmd, doctor_cmd, nats_cmd, serve_cmd
+from nats_mcp.cli import (
+    audit_cmd,
+    config_cmd,
+    doctor_cmd,
+    keys_cmd,
+    nats_cmd,
+    perms_cmd,
+    policy_cmd,
+    serve_cmd,
+    token_cmd,
+)
 from nats_mcp.cli.common import build_state
 
 app = typer.Typer(
@@ -22,6 +32,11 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(nats_cmd.app, name="nats")
 app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor)
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(token_cmd.app, name="token")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(policy_cmd.app, name="policy")
+app.command("nats-permissions")(perms_cmd.nats_permissions)
 
 
 def _version(value: bool) -> None:
