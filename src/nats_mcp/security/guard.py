@@ -1,0 +1,217 @@
+"""The guard: the one place every tool call on every transport is admitted, limited, authorized and audited.
+
+Transports only say who the caller is (a :class:`~nats_mcp.security.principal.Principal`, from
+:meth:`Guard.authenticate` or the local identity) and hand each call to :meth:`Guard.call`. The order
+is fixed: address filter, rate limits (per principal and per address), request size and depth, the
+policy (default deny), then the call itself; every refusal and every call leaves one audit record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from nats_mcp.config_security import SecuritySettings
+from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.errors import AuthenticationError
+from nats_mcp.security.ipfilter import IpFilter
+from nats_mcp.security.limits import Lockout, RateLimiter, json_too_deep, value_too_deep
+from nats_mcp.security.policy import Policy
+from nats_mcp.security.principal import Principal
+
+log = logging.getLogger("nats_mcp.security")
+
+T = TypeVar("T")
+RefusalCode = Literal["forbidden", "rate_limited", "limit_exceeded"]
+AuditKind = Literal["tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded"]
+
+
+class Refused(Exception):
+    """A call the guard does not let through; ``code`` is the tool contract's error code."""
+
+    def __init__(self, code: RefusalCode, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.code: RefusalCode = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class AuditRecorder(Protocol):
+    """Where the guard's records go (the hash-chained audit log, or nothing)."""
+
+    def record(
+        self,
+        kind: AuditKind,
+        *,
+        principal: Principal | None,
+        transport: str,
+        peer: str | None,
+        tool: str | None = None,
+        namespace: str | None = None,
+        outcome: str,
+        latency_ms: float | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None: ...
+
+
+class NoAudit:
+    def record(self, kind: AuditKind, **_fields: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who calls, over what, acting in which namespace."""
+
+    principal: Principal
+    transport: str
+    namespace: str
+
+
+def _claimed(credentials: Credentials) -> str:
+    """Who a credential says it is, unverified: only a lockout key, never trusted for anything else."""
+    if credentials.api_key and credentials.api_key.startswith("nmk_"):
+        return "key:" + credentials.api_key.split("_")[1][:32]
+    if credentials.bearer and credentials.bearer.count(".") == 2:
+        try:
+            head = credentials.bearer.split(".")[1]
+            body = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+            return f"jwt:{str(body.get('iss'))[:200]}|{str(body.get('sub'))[:200]}"
+        except (ValueError, TypeError, AttributeError):
+            return "jwt:malformed"
+    if credentials.peer_cert:
+        return "cert"
+    return "anonymous"
+
+
+class Guard:
+    """Admission, limits, authorization and audit for one server process."""
+
+    def __init__(
+        self,
+        settings: SecuritySettings,
+        policy: Policy,
+        audit: AuditRecorder | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.audit: AuditRecorder = audit or NoAudit()
+        self.ip = IpFilter(settings.ip_allow, settings.ip_deny)
+        self.per_principal = RateLimiter(settings.rate_per_principal, settings.state_max_entries, clock)
+        self.per_address = RateLimiter(settings.rate_per_address, settings.state_max_entries, clock)
+        self.lockout = Lockout(settings.lockout, settings.state_max_entries, clock)
+
+    # -- authentication --------------------------------------------------------------------------
+
+    async def authenticate(self, provider: Provider, credentials: Credentials, transport: str) -> Principal:
+        """Authenticate through ``provider`` with the address filter and the lockout around it; audited on failure.
+
+        Raises AuthenticationError; its ``reason`` is for the audit log, the caller should answer generically.
+        """
+        peer = credentials.peer
+        if not self.ip.allowed(peer):
+            self.audit.record("denied", principal=None, transport=transport, peer=peer, outcome="forbidden",
+                              reason="address_denied")  # fmt: skip
+            raise AuthenticationError("address_denied")
+        key = f"{_claimed(credentials)}|{peer or '-'}"
+        locked = self.lockout.locked_for(key)
+        if locked > 0:
+            self.audit.record("locked_out", principal=None, transport=transport, peer=peer, outcome="forbidden",
+                              reason=f"locked for {locked:.0f}s")  # fmt: skip
+            raise AuthenticationError("locked_out", f"retry in {locked:.0f}s")
+        try:
+            principal = await provider.authenticate(credentials)
+        except AuthenticationError as exc:
+            lock = self.lockout.failure(key)
+            self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
+                              reason=exc.reason + (f"; now locked for {lock:.0f}s" if lock else ""))  # fmt: skip
+            raise
+        self.lockout.success(key)
+        return principal
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def visible(self, principal: Principal, tool: str) -> bool:
+        """Whether ``tools/list`` shows ``tool`` (a name without prefix) to this principal."""
+        return self.policy.tool_allowed(principal, tool)
+
+    def check_raw(self, ctx: CallContext, raw: bytes) -> None:
+        """Size and depth of a request body before it is parsed (network transports call this first)."""
+        limit = self.settings.max_request_bytes
+        if len(raw) > limit:
+            self._refuse(
+                ctx, None, "limit_exceeded", "limit_exceeded", f"the request is {len(raw)} bytes; the limit is {limit}"
+            )
+        if json_too_deep(raw, self.settings.max_json_depth):
+            self._refuse(ctx, None, "limit_exceeded", "limit_exceeded",
+                         f"the request nests deeper than {self.settings.max_json_depth} levels")  # fmt: skip
+
+    async def call(
+        self,
+        ctx: CallContext,
+        tool: str,
+        arguments: Mapping[str, Any] | None,
+        run: Callable[[], Awaitable[T]],
+        outcome_of: Callable[[T], str],
+    ) -> T:
+        """Admit, limit, authorize, run and audit one call of ``tool`` (its name without prefix)."""
+        args: Mapping[str, Any] = arguments or {}
+        principal, peer = ctx.principal, ctx.principal.peer
+        if not self.ip.allowed(peer):
+            self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed")
+        wait = self.per_principal.take(principal.key)
+        if not wait and peer:
+            wait = self.per_address.take(peer)
+        if wait:
+            self._refuse(ctx, tool, "rate_limited", "rate_limited",
+                         f"too many calls; retry in {wait:.2f}s", retry_after_s=wait)  # fmt: skip
+        self._check_size(ctx, tool, args)
+        decision = self.policy.decide(principal, tool, ctx.namespace, args)
+        if not decision.allowed:
+            self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args)
+        started = time.perf_counter()
+        outcome = "internal"
+        try:
+            result = await run()
+            outcome = outcome_of(result)
+            return result
+        finally:
+            self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=peer, tool=tool,
+                              namespace=ctx.namespace, outcome=outcome,
+                              latency_ms=(time.perf_counter() - started) * 1000, arguments=args)  # fmt: skip
+
+    def _check_size(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> None:
+        s = self.settings
+        if value_too_deep(args, s.max_json_depth):
+            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
+                         f"the arguments nest deeper than {s.max_json_depth} levels")  # fmt: skip
+        try:
+            size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        except (TypeError, ValueError):
+            size = 0
+        if size > s.max_request_bytes:
+            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
+                         f"the arguments are {size} bytes; the limit is {s.max_request_bytes}")  # fmt: skip
+
+    def _refuse(
+        self,
+        ctx: CallContext,
+        tool: str | None,
+        kind: AuditKind,
+        code: RefusalCode,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.audit.record(kind, principal=ctx.principal, transport=ctx.transport, peer=ctx.principal.peer, tool=tool,
+                          namespace=ctx.namespace, outcome=code, arguments=arguments, reason=message)  # fmt: skip
+        raise Refused(code, message, retry_after_s=retry_after_s)

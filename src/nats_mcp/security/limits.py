@@ -1,0 +1,160 @@
+"""The abuse-limits boundary: token-bucket rate limits, failed-authentication lockout, request size and depth limits.
+
+All state lives in memory and is bounded: each table keeps at most ``max_entries`` keys and drops the
+least recently used one first. (An attacker who floods with fresh keys can push an old key out and so
+reset its bucket; the per-address limit, which the attacker cannot multiply as easily, still applies.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from nats_mcp.config_security import LockoutSettings, RateSettings
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+class LruTable(Generic[T]):
+    """A dict bounded to ``max_entries``, evicting the least recently used entry."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, T] = OrderedDict()
+
+    def get(self, key: str) -> T | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: T) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """One token bucket per key: ``burst`` calls at once, refilled at ``rate_per_s``."""
+
+    def __init__(self, settings: RateSettings, max_entries: int, clock: Clock = time.monotonic) -> None:
+        self.rate = settings.rate_per_s
+        self.burst = float(settings.burst)
+        self._buckets: LruTable[_Bucket] = LruTable(max_entries)
+        self._clock = clock
+
+    def take(self, key: str) -> float:
+        """Spend one token: 0.0 if the call may go ahead, else the seconds until a token is back."""
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = _Bucket(self.burst, now)
+            self._buckets.put(key, bucket)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        bucket.stamp = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+
+@dataclass
+class _Failures:
+    count: int
+    first: float
+    locked_until: float
+
+
+class Lockout:
+    """Failed authentications per key (principal + address): locked after ``max_failures`` within ``window_s``,
+    for ``base_s`` doubling with every further failure, up to ``max_s``. A success clears the key."""
+
+    def __init__(self, settings: LockoutSettings, max_entries: int, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self._table: LruTable[_Failures] = LruTable(max_entries)
+        self._clock = clock
+
+    def locked_for(self, key: str) -> float:
+        """Seconds the key stays locked (0.0: not locked)."""
+        entry = self._table.get(key)
+        if entry is None:
+            return 0.0
+        return max(0.0, entry.locked_until - self._clock())
+
+    def failure(self, key: str) -> float:
+        """Count a failure; returns the lock it causes in seconds (0.0 while under the threshold)."""
+        s, now = self.settings, self._clock()
+        entry = self._table.get(key)
+        if entry is None or (now - entry.first > s.window_s and entry.locked_until <= now):
+            entry = _Failures(0, now, 0.0)
+        entry.count += 1
+        if entry.count >= s.max_failures:
+            lock = min(s.max_s, s.base_s * 2 ** (entry.count - s.max_failures))
+            entry.locked_until = now + lock
+        self._table.put(key, entry)
+        return max(0.0, entry.locked_until - now)
+
+    def success(self, key: str) -> None:
+        self._table.pop(key)
+
+
+def json_too_deep(raw: bytes | str, max_depth: int) -> bool:
+    """Whether a JSON text nests deeper than ``max_depth``, found by one scan before any parsing.
+
+    Brackets inside strings do not count; the scan stops at the first level past the limit, so a hostile
+    document costs no more than its size.
+    """
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def value_too_deep(value: object, max_depth: int) -> bool:
+    """Whether an already parsed JSON value nests deeper than ``max_depth`` (iterative, stops early)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        else:
+            continue
+        if depth + 1 > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

@@ -1,0 +1,221 @@
+"""The authorization policy boundary: roles and who holds them, loaded from YAML, deciding every call (default deny).
+
+A policy file::
+
+    version: 1
+    default_roles: []                  # roles every authenticated principal has
+    roles:
+      agent:
+        tools: ["*"]                   # globs over tool names without the prefix: channels_*, work_claim, ...
+        deny_tools: []                 # a tool denied by any role of the principal is denied
+        namespaces: ["team-a"]         # where the role may act
+        channels: {read: ["*"], send: ["general", "dev-*"]}
+        capabilities: {broadcast: ["*"], claim: ["python", "review"]}
+        admin: []                      # admin operations: dlq (retry, discard)
+        agents: ["*"]                  # agent names a gateway principal may act as
+    principals:                        # who holds which roles (globs; every given field must match)
+      - {issuer: "https://idp.example.com", subject: "ci-*", roles: [agent]}
+      - {method: mtls, subject: "spiffe://example.org/agent/*", roles: [agent]}
+    groups: {platform-admins: [admin]} # group / role claims of a token
+    scopes: {"mcp:agent": [agent]}     # OAuth scopes
+
+Everything not granted is denied. Without a policy file the built-in one gives the role ``agent`` every
+tool everywhere: right for a local stdio process, which acts for the user who started it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nats_mcp.security.principal import Principal
+
+AdminOp = Literal["dlq"]
+ADMIN_TOOLS: dict[str, AdminOp] = {"dlq_retry": "dlq", "dlq_discard": "dlq"}
+CHANNEL_SEND_TOOLS = frozenset({"channels_send"})
+CHANNEL_READ_TOOLS = frozenset({"channels_read", "channels_status"})
+CAPABILITY_TOOLS: dict[str, tuple[str, Literal["broadcast", "claim"]]] = {
+    "work_broadcast": ("requiredCapability", "broadcast"),
+    "work_claim": ("capability", "claim"),
+    "work_claim_batch": ("capability", "claim"),
+}
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message says where and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadSend(_Model):
+    read: list[str] = Field(default_factory=list)
+    send: list[str] = Field(default_factory=list)
+
+
+class BroadcastClaim(_Model):
+    broadcast: list[str] = Field(default_factory=list)
+    claim: list[str] = Field(default_factory=list)
+
+
+class Role(_Model):
+    tools: list[str] = Field(default_factory=list)
+    deny_tools: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+    channels: ReadSend = Field(default_factory=ReadSend)
+    capabilities: BroadcastClaim = Field(default_factory=BroadcastClaim)
+    admin: list[AdminOp] = Field(default_factory=list)
+    agents: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class PrincipalRule(_Model):
+    subject: str | None = None
+    issuer: str | None = None
+    method: str | None = None
+    roles: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> PrincipalRule:
+        if self.subject is None and self.issuer is None and self.method is None:
+            raise ValueError("a principals entry needs at least one of subject, issuer, method")
+        return self
+
+    def matches(self, p: Principal) -> bool:
+        return all(
+            pattern is None or fnmatch.fnmatchcase(value, pattern)
+            for pattern, value in ((self.subject, p.subject), (self.issuer, p.issuer), (self.method, p.method))
+        )
+
+
+class PolicyDoc(_Model):
+    version: Literal[1] = 1
+    default_roles: list[str] = Field(default_factory=list)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    principals: list[PrincipalRule] = Field(default_factory=list)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    scopes: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> PolicyDoc:
+        named = [("default_roles", r) for r in self.default_roles]
+        named += [(f"principals[{i}]", r) for i, rule in enumerate(self.principals) for r in rule.roles]
+        named += [(f"groups.{g}", r) for g, roles in self.groups.items() for r in roles]
+        named += [(f"scopes.{s}", r) for s, roles in self.scopes.items() for r in roles]
+        unknown = [f"{where}: {role!r}" for where, role in named if role not in self.roles]
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}; define them under roles")
+        return self
+
+
+BUILTIN = PolicyDoc(
+    roles={
+        "agent": Role(
+            tools=["*"],
+            namespaces=["*"],
+            channels=ReadSend(read=["*"], send=["*"]),
+            capabilities=BroadcastClaim(broadcast=["*"], claim=["*"]),
+            admin=["dlq"],
+        )
+    }
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+ALLOW = Decision(True)
+
+
+def _any(patterns: list[str], value: str) -> bool:
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+class Policy:
+    """A loaded policy, answering: which roles does a principal hold, and may it make this call?"""
+
+    def __init__(self, doc: PolicyDoc, source: str = "built-in") -> None:
+        self.doc = doc
+        self.source = source
+
+    @classmethod
+    def load(cls, path: Path | None) -> Policy:
+        if path is None:
+            return cls(BUILTIN)
+        return cls(parse_policy(path.read_text(encoding="utf-8"), str(path)), str(path))
+
+    def roles_of(self, p: Principal) -> list[Role]:
+        names = set(p.roles) | set(self.doc.default_roles)
+        names.update(r for rule in self.doc.principals if rule.matches(p) for r in rule.roles)
+        names.update(r for g in p.groups for r in self.doc.groups.get(g, ()))
+        names.update(r for s in p.scopes for r in self.doc.scopes.get(s, ()))
+        return [self.doc.roles[n] for n in sorted(names) if n in self.doc.roles]
+
+    def tool_allowed(self, p: Principal, tool: str, roles: list[Role] | None = None) -> bool:
+        """Whether the principal may call ``tool`` at all (what ``tools/list`` shows it)."""
+        roles = self.roles_of(p) if roles is None else roles
+        if any(_any(r.deny_tools, tool) for r in roles):
+            return False
+        if not any(_any(r.tools, tool) for r in roles):
+            return False
+        op = ADMIN_TOOLS.get(tool)
+        return op is None or any(op in r.admin for r in roles)
+
+    def namespace_allowed(self, p: Principal, namespace: str, roles: list[Role] | None = None) -> bool:
+        if p.namespaces is not None and namespace not in p.namespaces:
+            return False
+        roles = self.roles_of(p) if roles is None else roles
+        return any(_any(r.namespaces, namespace) for r in roles)
+
+    def agent_allowed(self, p: Principal, agent: str | None) -> bool:
+        """Whether a gateway principal may act as the agent named ``agent`` (None: its default agent)."""
+        return any(_any(r.agents, agent or "default") for r in self.roles_of(p))
+
+    def decide(self, p: Principal, tool: str, namespace: str, arguments: Mapping[str, Any]) -> Decision:
+        """May ``p`` call ``tool`` in ``namespace`` with these arguments? Default deny."""
+        roles = self.roles_of(p)
+        if not roles:
+            return Decision(False, "no role grants this principal anything")
+        if not self.tool_allowed(p, tool, roles):
+            return Decision(False, f"the policy does not allow {tool}")
+        if not self.namespace_allowed(p, namespace, roles):
+            return Decision(False, f"the policy does not allow namespace {namespace}")
+        channel = arguments.get("channel")
+        if tool in CHANNEL_SEND_TOOLS and not any(_any(r.channels.send, str(channel)) for r in roles):
+            return Decision(False, f"the policy does not allow sending to channel {channel}")
+        readable = channel is None or any(_any(r.channels.read, str(channel)) for r in roles)
+        if tool in CHANNEL_READ_TOOLS and not readable:
+            return Decision(False, f"the policy does not allow reading channel {channel}")
+        if tool in CAPABILITY_TOOLS:
+            field, action = CAPABILITY_TOOLS[tool]
+            capability = str(arguments.get(field))
+            if not any(_any(getattr(r.capabilities, action), capability) for r in roles):
+                return Decision(False, f"the policy does not allow {action} for capability {capability}")
+        return ALLOW
+
+
+def parse_policy(text: str, where: str = "policy") -> PolicyDoc:
+    """Parse and validate a policy document; PolicyError names the file and the problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{where}: expected a mapping with version, roles, principals")
+    try:
+        return PolicyDoc.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'policy'}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()[:10]
+        )
+        raise PolicyError(f"{where}: {problems}") from None
