@@ -76,6 +76,8 @@ class LocalPrincipalSettings(_Section):
 
     subject: str = Field(default="local", min_length=1, max_length=256)
     roles: list[str] = Field(default_factory=lambda: ["agent"])
+    rate_limited: bool = False
+    """Whether the per-principal rate limit applies to the local principal (a stdio process serves one user)."""
 
 
 class SecuritySettings(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from nats_mcp import __version__
 from nats_mcp.bus.errors import BusError, translate
+from nats_mcp.config_security import SecuritySettings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
@@ -26,17 +28,51 @@ from nats_mcp.mcp.toolbase import ToolSpec
 from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.names import InvalidNameError
 from nats_mcp.redact import redact
+from nats_mcp.security.guard import CallContext, Guard, Refused
+from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.mcp")
 
 INSTRUCTIONS = (
     "nats-mcp lets AI agents coordinate through NATS JetStream: channels (shared history), an agent "
-    "registry with presence, direct messages. Set a handle, register, then discover agents, post to "
-    "channels and send direct messages. Errors carry a stable code in structuredContent.error.code; "
+    "registry with presence, direct messages, and capability work queues with leases and a dead-letter "
+    "queue. Set a handle, register (with your capabilities), then discover agents, post to channels, send "
+    "direct messages, broadcast and claim work. Errors carry a stable code in structuredContent.error.code; "
     "nats_unavailable means NATS is unreachable right now and the call can be retried."
 )
 
 CallerProvider = Callable[[], Awaitable[Caller]]
+PrincipalProvider = Callable[[ServerRequestContext[Any]], Principal]
+"""Who is calling, from the request (a transport's authentication), or the local principal (stdio)."""
+
+
+@dataclass(frozen=True)
+class Security:
+    """The guard every call goes through, and how to learn who calls."""
+
+    guard: Guard
+    principal: PrincipalProvider
+    transport: str
+    namespace: str
+
+
+def local_security(guard: Guard, settings: SecuritySettings, namespace: str) -> Security:
+    """Stdio: every call is the local principal's (the user who started the process)."""
+    me = local_principal(settings)
+    return Security(guard, lambda _ctx: me, "stdio", namespace)
+
+
+def local_principal(settings: SecuritySettings) -> Principal:
+    return Principal(subject=settings.local.subject, issuer="local", method="local",
+                     roles=frozenset(settings.local.roles))  # fmt: skip
+
+
+def outcome_of(result: types.CallToolResult) -> str:
+    """What the audit log records of a call: ok, or the error code."""
+    if not result.is_error:
+        return "ok"
+    error = (result.structured_content or {}).get("error")
+    return str(error.get("code", "internal")) if isinstance(error, dict) else "internal"
 
 
 def error_result(code: str, message: str) -> types.CallToolResult:
@@ -91,6 +127,13 @@ class ToolTable:
     def __init__(self, prefix: str) -> None:
         self.by_name: dict[str, ToolSpec] = {prefix + spec.suffix: spec for spec in TOOLS}
         self.tools = [self._describe(name, spec) for name, spec in self.by_name.items()]
+        self.suffix_of = {tool.name: self.by_name[tool.name].suffix for tool in self.tools}
+
+    def visible(self, security: Security | None, principal: Principal | None) -> list[types.Tool]:
+        """The tools a principal may call (all of them without a guard)."""
+        if security is None or principal is None:
+            return self.tools
+        return [t for t in self.tools if security.guard.visible(principal, self.suffix_of[t.name])]
 
     @staticmethod
     def _describe(name: str, spec: ToolSpec) -> types.Tool:
@@ -138,20 +181,38 @@ class ToolTable:
 
 
 def build_server(
-    coordinator: Coordinator | None = None, caller: CallerProvider | None = None, prefix: str = "warp_"
+    coordinator: Coordinator | None = None,
+    caller: CallerProvider | None = None,
+    prefix: str = "warp_",
+    security: Security | None = None,
 ) -> Server[Any]:
-    """The server with every tool; without a coordinator (tests of the bare surface) calls answer an error."""
+    """The server with every tool; without a coordinator (tests of the bare surface) calls answer an error.
+
+    With ``security`` every call goes through its guard (DESIGN.md decision 3) and ``tools/list`` shows a
+    caller only what the policy lets it call.
+    """
     table = ToolTable(prefix)
 
     async def list_tools(
-        _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+        ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=table.tools)
+        principal = security.principal(ctx) if security is not None else None
+        return types.ListToolsResult(tools=table.visible(security, principal))
 
-    async def call_tool(_ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         if coordinator is None or caller is None:
             return error_result("internal", "this server has no coordination services")
-        return await table.call(coordinator, caller, params.name, params.arguments)
+        name, arguments = params.name, params.arguments
+        if security is None or name not in table.by_name:
+            return await table.call(coordinator, caller, name, arguments)
+        call = CallContext(security.principal(ctx), security.transport, security.namespace)
+        try:
+            return await security.guard.call(
+                call, table.suffix_of[name], arguments, lambda: table.call(coordinator, caller, name, arguments),
+                outcome_of,
+            )  # fmt: skip
+        except Refused as refused:
+            return error_result(refused.code, refused.message)
 
     # Resources (channel history, inbox peek) and their change notifications: only with coordination services.
     resources = ResourceSurface(coordinator, caller, prefix) if coordinator is not None and caller is not None else None

@@ -167,7 +167,8 @@ class Guard:
         principal, peer = ctx.principal, ctx.principal.peer
         if not self.ip.allowed(peer):
             self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed")
-        wait = self.per_principal.take(principal.key)
+        exempt = principal.method == "local" and not self.settings.local.rate_limited
+        wait = 0.0 if exempt else self.per_principal.take(principal.key)
         if not wait and peer:
             wait = self.per_address.take(peer)
         if wait:
