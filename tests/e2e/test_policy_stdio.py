@@ -6,6 +6,10 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from nats_mcp.mcp.resources import INBOX_URI, channel_uri
 from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
@@ -64,6 +68,13 @@ async def test_policy_hides_and_refuses_what_it_does_not_grant(tmp_path: Path, n
         )
         messages = (await ok(ro, "warp_channels_read", channel="roadmap"))["messages"]
         assert [m["message"] for m in messages] == ["hello"]
+
+        # resources are reads like any other: the same policy applies
+        assert "hello" in (await ro.read_resource(channel_uri("roadmap"))).contents[0].text  # type: ignore[union-attr]
+        for uri in (channel_uri("errors"), INBOX_URI):
+            with pytest.raises(MCPError) as caught:
+                await ro.read_resource(uri)
+            assert caught.value.error.data == {"code": "forbidden"}
         await ok(dev, "warp_work_complete", workItemId=claimed["id"])
 
 

@@ -33,7 +33,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import mcp_types as types
@@ -70,7 +70,9 @@ CLOSE_TIMEOUT_S = 5.0
 
 CallerProvider = Callable[[], Awaitable[Caller]]
 
-_CLIENT_FAULTS = frozenset({"invalid_name", "invalid_argument", "invalid_cursor", "not_found"})
+_CLIENT_FAULTS = frozenset(
+    {"invalid_name", "invalid_argument", "invalid_cursor", "not_found", "forbidden", "rate_limited", "limit_exceeded"}
+)
 
 
 # -- URIs -----------------------------------------------------------------------------------------
@@ -270,6 +272,37 @@ _PROCESS = object()
 # -- the surface ----------------------------------------------------------------------------------
 
 
+T = TypeVar("T")
+
+
+class Gate(Protocol):
+    """Runs a resource request as the tool call it amounts to, through the guard (which may refuse it)."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
+    ) -> T: ...
+
+
+class OpenGate:
+    """No guard: every request goes through (tests of the bare surface)."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
+    ) -> T:
+        return await run()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _as_tool(ref: ResourceRef) -> tuple[str, dict[str, Any]]:
+    """The tool a resource read amounts to, for the policy: a channel's history, or one's own inbox."""
+    if isinstance(ref, ChannelResource):
+        return "channels_read", {"channel": ref.channel}
+    return "messages_read_direct", {}
+
+
 class ResourceSurface:
     """The resource handlers of one server: list, templates, read, subscribe/unsubscribe, listen."""
 
@@ -281,7 +314,9 @@ class ResourceSurface:
         *,
         interval: float = NOTIFY_INTERVAL_S,
         watcher: ChangeWatcher | None = None,
+        gate: Gate | None = None,
     ) -> None:
+        self._gate: Gate = gate if gate is not None else OpenGate()
         self._coordinator = coordinator
         self._caller = caller
         self._prefix = prefix
@@ -351,9 +386,13 @@ class ResourceSurface:
         return ref
 
     async def read_resource(
-        self, _ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         ref = self.resolve(params.uri)
+        tool, args = _as_tool(ref)
+        return await self._gate(ctx, tool, args, lambda: self._read(ref))
+
+    async def _read(self, ref: ResourceRef) -> types.ReadResourceResult:
         try:
             caller = await self._caller()
             if isinstance(ref, ChannelResource):
@@ -391,6 +430,8 @@ class ResourceSurface:
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         ref = self.resolve(params.uri)
+        tool, args = _as_tool(ref)
+        await self._gate(ctx, tool, args, _nothing)
         await self._feed_of(ctx).add(ref)
         return types.EmptyResult()
 

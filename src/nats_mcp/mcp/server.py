@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import lifespan as default_lifespan
+from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from nats_mcp import __version__
@@ -32,6 +33,7 @@ from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.mcp")
+T = TypeVar("T")
 
 INSTRUCTIONS = (
     "nats-mcp lets AI agents coordinate through NATS JetStream: channels (shared history), an agent "
@@ -214,8 +216,23 @@ def build_server(
         except Refused as refused:
             return error_result(refused.code, refused.message)
 
+    async def gate(
+        ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
+    ) -> T:
+        if security is None:
+            return await run()
+        call = CallContext(security.principal(ctx), security.transport, security.namespace)
+        try:
+            return await security.guard.call(call, tool, args, run, lambda _result: "ok")
+        except Refused as refused:
+            raise MCPError(types.INVALID_PARAMS, refused.message, {"code": refused.code}) from None
+
     # Resources (channel history, inbox peek) and their change notifications: only with coordination services.
-    resources = ResourceSurface(coordinator, caller, prefix) if coordinator is not None and caller is not None else None
+    resources = (
+        ResourceSurface(coordinator, caller, prefix, gate=gate)
+        if coordinator is not None and caller is not None
+        else None
+    )
     return Server(
         "nats-mcp",
         version=__version__,
