@@ -26,6 +26,9 @@ tool everywhere: right for a local stdio process, which acts for the user who st
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,16 +139,25 @@ class Decision:
 ALLOW = Decision(True)
 
 
+@functools.lru_cache(maxsize=4096)
+def _glob(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled regex for a list of globs (compiled once per distinct list)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+
+
 def _any(patterns: list[str], value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+    return _glob(tuple(patterns)).match(value) is not None
 
 
 class Policy:
     """A loaded policy, answering: which roles does a principal hold, and may it make this call?"""
 
-    def __init__(self, doc: PolicyDoc, source: str = "built-in") -> None:
+    def __init__(self, doc: PolicyDoc, source: str = "built-in", cache_size: int = 10_000) -> None:
         self.doc = doc
         self.source = source
+        self._roles: OrderedDict[Principal, list[Role]] = OrderedDict()
+        self._tool_decisions: dict[tuple[Principal, str, str], Decision] = {}
+        self._cache_size = cache_size
 
     @classmethod
     def load(cls, path: Path | None) -> Policy:
@@ -154,6 +166,18 @@ class Policy:
         return cls(parse_policy(path.read_text(encoding="utf-8"), str(path)), str(path))
 
     def roles_of(self, p: Principal) -> list[Role]:
+        """The roles ``p`` holds (remembered per principal: a policy never changes once loaded)."""
+        cached = self._roles.get(p)
+        if cached is not None:
+            self._roles.move_to_end(p)
+            return cached
+        roles = self._resolve(p)
+        self._roles[p] = roles
+        if len(self._roles) > self._cache_size:
+            self._roles.popitem(last=False)
+        return roles
+
+    def _resolve(self, p: Principal) -> list[Role]:
         names = set(p.roles) | set(self.doc.default_roles)
         names.update(r for rule in self.doc.principals if rule.matches(p) for r in rule.roles)
         names.update(r for g in p.groups for r in self.doc.groups.get(g, ()))
@@ -180,22 +204,40 @@ class Policy:
         """Whether a gateway principal may act as the agent named ``agent`` (None: its default agent)."""
         return any(_any(r.agents, agent or "default") for r in self.roles_of(p))
 
+    def _tool_decision(self, p: Principal, tool: str, namespace: str, roles: list[Role]) -> Decision:
+        """The part of a decision that does not depend on arguments, remembered (bounded) per call site."""
+        key = (p, tool, namespace)
+        known = self._tool_decisions.get(key)
+        if known is not None:
+            return known
+        if not roles:
+            decision = Decision(False, "no role grants this principal anything")
+        elif not self.tool_allowed(p, tool, roles):
+            decision = Decision(False, f"the policy does not allow {tool}")
+        elif not self.namespace_allowed(p, namespace, roles):
+            decision = Decision(False, f"the policy does not allow namespace {namespace}")
+        else:
+            decision = ALLOW
+        if len(self._tool_decisions) >= self._cache_size:
+            self._tool_decisions.clear()
+        self._tool_decisions[key] = decision
+        return decision
+
     def decide(self, p: Principal, tool: str, namespace: str, arguments: Mapping[str, Any]) -> Decision:
         """May ``p`` call ``tool`` in ``namespace`` with these arguments? Default deny."""
         roles = self.roles_of(p)
-        if not roles:
-            return Decision(False, "no role grants this principal anything")
-        if not self.tool_allowed(p, tool, roles):
-            return Decision(False, f"the policy does not allow {tool}")
-        if not self.namespace_allowed(p, namespace, roles):
-            return Decision(False, f"the policy does not allow namespace {namespace}")
-        channel = arguments.get("channel")
-        if tool in CHANNEL_SEND_TOOLS and not any(_any(r.channels.send, str(channel)) for r in roles):
-            return Decision(False, f"the policy does not allow sending to channel {channel}")
-        readable = channel is None or any(_any(r.channels.read, str(channel)) for r in roles)
-        if tool in CHANNEL_READ_TOOLS and not readable:
-            return Decision(False, f"the policy does not allow reading channel {channel}")
-        if tool in CAPABILITY_TOOLS:
+        decision = self._tool_decision(p, tool, namespace, roles)
+        if not decision.allowed:
+            return decision
+        if tool in CHANNEL_SEND_TOOLS:
+            channel = arguments.get("channel")
+            if not any(_any(r.channels.send, str(channel)) for r in roles):
+                return Decision(False, f"the policy does not allow sending to channel {channel}")
+        elif tool in CHANNEL_READ_TOOLS:
+            channel = arguments.get("channel")
+            if channel is not None and not any(_any(r.channels.read, str(channel)) for r in roles):
+                return Decision(False, f"the policy does not allow reading channel {channel}")
+        elif tool in CAPABILITY_TOOLS:
             field, action = CAPABILITY_TOOLS[tool]
             capability = str(arguments.get(field))
             if not any(_any(getattr(r.capabilities, action), capability) for r in roles):

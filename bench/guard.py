@@ -1,0 +1,156 @@
+"""Benchmark boundary of the security guard: what one tool call costs with and without it, measured in one run.
+
+    .venv/bin/python bench/guard.py [--quick]
+
+The cheapest real tool (``warp_channels_list``: no NATS round trip) is called sequentially through the
+MCP SDK's in-memory client against the low-level server built three ways, sampled alternately:
+
+a. no guard (the baseline);
+b. the guard with the built-in policy and no audit sink: address filter, rate limits, size and depth
+   checks, the policy decision;
+c. as b, plus the hash-chained audit log writing to a JSONL file (when ``nats_mcp.security.audit`` exists).
+
+Reports the median calls/s of each and the time the guard adds per call, as a share of the baseline call
+(target: at most 15 % added). Writes bench/results/guard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mcp import Client  # noqa: E402
+
+from nats_mcp.bus.connection import NatsConnection  # noqa: E402
+from nats_mcp.config import load_settings  # noqa: E402
+from nats_mcp.coord.context import Caller  # noqa: E402
+from nats_mcp.coord.service import Coordinator  # noqa: E402
+from nats_mcp.mcp.server import build_server, local_principal, local_security  # noqa: E402
+from nats_mcp.security.guard import CallContext, Guard  # noqa: E402
+from nats_mcp.security.policy import Policy  # noqa: E402
+
+TOOL = "warp_channels_list"
+
+
+def make_audit(path: Path) -> Any:
+    """The real audit log over a JSONL file only, if this build has one (None otherwise)."""
+    try:
+        from nats_mcp.security import audit
+    except ImportError:
+        return None
+    factory = getattr(audit, "bench_file_log", None)
+    return factory(path) if factory is not None else None
+
+
+async def rate(client: Client, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        result = await client.call_tool(TOOL, {})
+        assert not result.is_error, result
+    return calls / (time.perf_counter() - started)
+
+
+async def guard_alone(settings: Any) -> float:
+    """Microseconds one Guard.call costs around a call that does nothing (median of 5 x 20,000)."""
+    guard = Guard(settings.security, Policy.load(None))
+    ctx = CallContext(local_principal(settings.security), "stdio", "bench")
+
+    async def nothing() -> str:
+        return "ok"
+
+    def outcome(result: str) -> str:
+        return result
+
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(20_000):
+            await guard.call(ctx, "channels_list", {}, nothing, outcome)
+        runs.append((time.perf_counter() - started) / 20_000 * 1e6)
+    return statistics.median(runs)
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="nmcp-guard-bench-"))
+    settings = load_settings(
+        environ={"HOME": str(tmp), "NATS_URL": "nats://127.0.0.1:1", "NATS_MCP_NAMESPACE": "bench"}
+    ).settings
+    conn = NatsConnection(settings)  # never started: the measured tool needs no NATS
+    coordinator = Coordinator(conn, settings)
+    me = Caller(guid="0" * 32, namespace="bench", project_id="0" * 16, owner="bench")
+
+    async def caller() -> Caller:
+        return me
+
+    policy = Policy.load(None)
+    variants: dict[str, Any] = {
+        "no guard": build_server(coordinator, caller, settings.tool_prefix),
+        "guard": build_server(
+            coordinator, caller, settings.tool_prefix,
+            local_security(Guard(settings.security, policy), settings.security, "bench"),
+        ),
+    }  # fmt: skip
+    audit = make_audit(tmp / "audit.jsonl")
+    if audit is not None:
+        guarded = Guard(settings.security, policy, audit)
+        variants["guard + audit (file)"] = build_server(
+            coordinator, caller, settings.tool_prefix, local_security(guarded, settings.security, "bench")
+        )
+    rounds, calls = (15, 200) if quick else (41, 300)
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            name: await stack.enter_async_context(Client(server, mode="legacy")) for name, server in variants.items()
+        }
+        for client in clients.values():
+            await rate(client, 50)  # warm up
+        for _ in range(rounds):
+            for name, client in clients.items():
+                samples[name].append(await rate(client, calls))
+    if audit is not None and hasattr(audit, "close"):
+        await audit.close()
+    # Paired: each round measured every variant back to back, so the ratio within a round cancels most of
+    # what the other tenants of this machine did to the round.
+    base = statistics.median(samples["no guard"])
+    paired = {
+        name: statistics.median(b / v - 1 for b, v in zip(samples["no guard"], values, strict=True))
+        for name, values in samples.items()
+    }
+    direct = await guard_alone(settings)
+    report: dict[str, Any] = {
+        "python": platform.python_version(), "rounds": rounds, "calls_per_round": calls, "tool": TOOL, "variants": {},
+    }  # fmt: skip
+    print(f"{'variant':24} {'median calls/s':>15} {'min..max':>17} {'added per call':>16}")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        added = paired[name]  # extra time per call as a share of the baseline call, median of paired rounds
+        report["variants"][name] = {"median": median, "min": min(values), "max": max(values), "added": added}
+        print(f"{name:24} {median:15.0f} {min(values):8.0f}..{max(values):<8.0f} {added * 100:15.1f}%")
+    report["guard_alone_us"] = direct
+    share = direct / (1e6 / base)
+    print(
+        f"the guard alone (no-op call, {direct:.1f} us) is {share * 100:.1f} % of a baseline call ({1e6 / base:.0f} us)"
+    )
+    print(f"target: the guard adds at most 15 % per call; measured {report['variants']['guard']['added'] * 100:.1f} %")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "guard.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
+    asyncio.run(main(parser.parse_args().quick))
