@@ -24,6 +24,7 @@ import logging
 import math
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -65,6 +66,11 @@ MAX_LIST_SCAN = 2_000
 MAX_TASK_ID = 256
 MAX_REASON = 2_048
 MAX_NOTE = 2_048
+MAX_REMEMBERED = 10_000
+"""Claims this process keeps in memory to settle them without a read."""
+FIRST_PULL_WAIT_S = 0.02
+"""A pull sent right after a publish can miss it (the consumer learns of new messages asynchronously,
+nats-server 2.15.1): the first look at a priority that holds messages waits this long for one."""
 PRIORITIES = range(10, 0, -1)
 
 Outcome = Literal["retrying", "dead_lettered"]
@@ -88,6 +94,7 @@ class WorkService:
         self._consumers: set[tuple[str, int]] = set()
         """(capability, priority) consumers this process has created or brought to the configured settings."""
         self.views = WorkViews(self)
+        self._claims: OrderedDict[str, tuple[ItemRecord, int]] = OrderedDict()
 
     @property
     def lease_s(self) -> float:
@@ -269,9 +276,11 @@ class WorkService:
         with nats_errors():
             sub = await self._conn.client.subscribe(self.layout.work_subject(cap), cb=wake) if timeout_ms else None
             try:
+                first = True
                 while True:
                     arrived.clear()
-                    got, waiting = await self._claim_pass(caller, cap, max_items)
+                    got, waiting = await self._claim_pass(caller, cap, max_items, first=first)
+                    first = False
                     left = end - loop.time()
                     if got or left <= 0:
                         return got
@@ -283,14 +292,20 @@ class WorkService:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
 
-    async def _claim_pass(self, caller: Caller, cap: str, max_items: int) -> tuple[list[WorkItem], bool]:
+    async def _claim_pass(
+        self, caller: Caller, cap: str, max_items: int, *, first: bool = False
+    ) -> tuple[list[WorkItem], bool]:
         """One look at every non-empty priority, highest first; also says whether any message is stored at all."""
         counts = await self.subject_counts(cap)
         got: list[WorkItem] = []
+        may_wait = first
         for priority in sorted(counts, reverse=True):
             while len(got) < max_items:
                 want = max_items - len(got)
                 deliveries = await self._pull(cap, priority, want)
+                if not deliveries and may_wait:  # see FIRST_PULL_WAIT_S; once per claim
+                    deliveries = await self._pull(cap, priority, want, wait_s=FIRST_PULL_WAIT_S)
+                may_wait = False
                 for delivery in deliveries:
                     item = await self._take(caller, cap, delivery)
                     if item is not None:
@@ -317,14 +332,14 @@ class WorkService:
                 counts[parsed[1]] = n
         return counts
 
-    async def _pull(self, cap: str, priority: int, batch: int) -> list[Delivery]:
-        consumer = Layout.work_consumer(cap, priority)
+    async def _pull(self, cap: str, priority: int, batch: int, *, wait_s: float = 0.0) -> list[Delivery]:
+        consumer, nc = Layout.work_consumer(cap, priority), self._conn.client
         try:
-            return await pull(self._conn.client, self.layout.work_stream, consumer, batch, prefix=self.api)
+            return await pull(nc, self.layout.work_stream, consumer, batch, wait_s=wait_s, prefix=self.api)
         except PullError:
             self._consumers.discard((cap, priority))
             await self._ensure_consumer(cap, priority)  # deleted, or items queued by a process that made none
-            return await pull(self._conn.client, self.layout.work_stream, consumer, batch, prefix=self.api)
+            return await pull(nc, self.layout.work_stream, consumer, batch, wait_s=wait_s, prefix=self.api)
 
     async def _take(self, caller: Caller, cap: str, delivery: Delivery) -> WorkItem | None:
         """Make a delivery the caller's claim, or settle it if it must not be handed out; None in that case."""
@@ -335,8 +350,12 @@ class WorkService:
             return None
         now = time.time()
         attempts = item.attempts + delivery.delivered
+        # A first delivery of a fresh item has no record yet: try to create one without reading first (a
+        # record that exists after all makes the create fail, and the next round reads it).
+        fresh = delivery.delivered == 1 and item.attempts == 0
         for _ in range(3):
-            record, revision = await self.records.read(item.id)
+            record, revision = (None, 0) if fresh else await self.records.read(item.id)
+            fresh = False
             same = record is not None and record.seq == delivery.stream_seq
             if record is not None and same and record.state == "done":
                 await self._ack(delivery.reply, "+ACK")  # completed through an older delivery
@@ -361,18 +380,32 @@ class WorkService:
             lease = now + self.lease_s
             claimed = replace(
                 base, delivered=delivery.delivered, claimer=caller.guid, reply=delivery.reply,
-                lease_expires=lease, attempts=attempts,
+                lease_expires=lease, attempts=attempts, deadline=item.deadline is not None,
             )  # fmt: skip
-            if await self.records.write(item.id, claimed, revision) is not None:
+            written = await self.records.write(item.id, claimed, revision)
+            if written is not None:
+                self._remember(item.id, claimed, written)
                 return item.model_copy(update={"attempts": attempts, "leaseExpiresAt": iso_epoch(lease)})
         log.warning("gave up claiming work item %s after repeated conflicts; it is offered again later", item.id)
         return None
 
     # -- settle ----------------------------------------------------------------------------------
 
-    async def _owned(self, caller: Caller, item_id: str) -> tuple[ItemRecord, int]:
+    def _remember(self, item_id: str, record: ItemRecord, revision: int) -> None:
+        """Keep this process's own claims at hand: settling one then needs no read (a stale copy only makes the
+        conditional write fail, and the caller reads again)."""
+        self._claims[item_id] = (record, revision)
+        self._claims.move_to_end(item_id)
+        while len(self._claims) > MAX_REMEMBERED:
+            self._claims.popitem(last=False)
+
+    async def _owned(self, caller: Caller, item_id: str, *, cached: bool = True) -> tuple[ItemRecord, int]:
         """The caller's live claim on ``item_id``, or the error that says why it is not one."""
-        record, revision = await self.records.read(check_item_id(item_id, "workItemId"))
+        check_item_id(item_id, "workItemId")
+        mine = self._claims.pop(item_id, None) if cached else None
+        if mine is not None and mine[0].claimer == caller.guid and mine[0].state == "claimed":
+            return mine
+        record, revision = await self.records.read(item_id)
         if record is None:
             raise NotFound(f"no claimed work item {item_id}: claim it first with warp_work_claim")
         if record.state == "done":
@@ -396,8 +429,8 @@ class WorkService:
         if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
             raise InvalidArgument(f"note must be a string of at most {MAX_NOTE} characters")
         with nats_errors():
-            for _ in range(3):
-                record, revision = await self._owned(caller, item_id)
+            for attempt in range(3):
+                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
                 assert record.reply is not None
                 await self._ack(record.reply, "+WPI")
                 lease = time.time() + self.lease_s
@@ -407,7 +440,9 @@ class WorkService:
                     progress=progress if progress is not None else record.progress,
                     note=note if note is not None else record.note,
                 )
-                if await self.records.write(item_id, updated, revision) is not None:
+                written = await self.records.write(item_id, updated, revision)
+                if written is not None:
+                    self._remember(item_id, updated, written)
                     return iso_epoch(lease)
         raise Conflict(f"work item {item_id} keeps changing; try again")
 
@@ -416,8 +451,8 @@ class WorkService:
         if result is not None:
             check_metadata({"result": result}, self._limits.metadata_bytes, self._limits.metadata_depth)
         with nats_errors():
-            for _ in range(3):
-                record, revision = await self._owned(caller, item_id)
+            for attempt in range(3):
+                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
                 done = replace(record, state="done", settled_at=timestamp(), result=result, reply=None)
                 if await self.records.write(item_id, done, revision) is None:
                     continue  # something changed: look again (a second complete now gets conflict)
@@ -426,7 +461,8 @@ class WorkService:
                     await self._ack(record.reply, "+ACK")
                 except Exception:  # completed all the same: a re-delivery of it is dropped at claim
                     log.warning("acknowledging completed work item %s failed", item_id, exc_info=True)
-                await self._disarm_deadline(item_id)
+                if record.deadline:
+                    await self._disarm_deadline(item_id)
                 return
         raise Conflict(f"work item {item_id} keeps changing; try again")
 
@@ -435,8 +471,8 @@ class WorkService:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
             raise InvalidArgument(f"reason must be a non-empty string of at most {MAX_REASON} characters")
         with nats_errors():
-            for _ in range(3):
-                record, revision = await self._owned(caller, item_id)
+            for attempt in range(3):
+                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
                 assert record.reply is not None
                 failed = record.with_error(f"{timestamp()} attempt {record.attempts} by {caller.guid}: {reason}")
                 if not recoverable or record.attempts >= self._work.max_attempts:

@@ -46,6 +46,8 @@ class ItemRecord:
     note: str | None = None
     result: Any = None
     settled_at: str | None = None
+    deadline: bool = False
+    """Whether the item has a deadline timer to disarm when it is settled."""
 
     def with_error(self, error: str) -> ItemRecord:
         errors = [*self.errors, error]
