@@ -6,21 +6,33 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nats.js.errors import NotFoundError
 
+from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, get_batch
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.streamops import get_next
 from nats_mcp.coord.checks import iso_epoch, parse_instant
-from nats_mcp.coord.dlq import check_capability
+from nats_mcp.coord.dlq import DlqService, check_capability
 from nats_mcp.coord.errors import InvalidArgument, nats_errors
 from nats_mcp.coord.models import QueueStatus, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.coord.work_store import ItemRecords
 
-if TYPE_CHECKING:
-    from nats_mcp.coord.work import WorkService
+
+class WorkSource(Protocol):
+    """What the views read through: the work service's connection, names, records and DLQ."""
+
+    conn: NatsConnection
+    layout: Layout
+    api: str
+    records: ItemRecords
+    dlq: DlqService
+
+    async def subject_counts(self, cap: str) -> dict[int, int]: ...
+
 
 LIST_TOOL = "warp_work_list"
 MAX_LIST_LIMIT = 100
@@ -51,7 +63,7 @@ async def _none() -> None:
 class WorkViews:
     """Read-only queries over one namespace's work stream, state records and DLQ."""
 
-    def __init__(self, work: WorkService) -> None:
+    def __init__(self, work: WorkSource) -> None:
         self._work = work
 
     async def list_items(
