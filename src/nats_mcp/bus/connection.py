@@ -126,6 +126,8 @@ def plan_connection(
         "name": nats_cfg.client_name,
         "connect_timeout": nats_cfg.connect_timeout_s,
     }
+    if nats_cfg.inbox_prefix:
+        options["inbox_prefix"] = nats_cfg.inbox_prefix
     secrets: list[str] = []
     method = "none"
     if embedded_url:
@@ -568,7 +570,14 @@ class NatsConnection:
             await self._emit("disconnected")
 
     async def _on_error(self, exc: Exception) -> None:
-        if self._plan is None or self.connected:
+        if self._plan is None:
+            return
+        if self.connected:
+            # The server refused something this process did (a subscribe or publish outside its permissions):
+            # say so, or the failure shows only as a timeout somewhere else.
+            if "permissions violation" in str(exc).lower():
+                log.warning("NATS refused an operation: %s (the NATS user lacks a permission; compare with "
+                            "`nats-mcp nats-permissions`)", redact(str(exc)))  # fmt: skip
             return
         err = classify(exc, self._plan)
         if self.last_error is None or self.last_error.message != err.message:

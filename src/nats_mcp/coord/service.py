@@ -34,6 +34,7 @@ from nats_mcp.names import InvalidNameError, validate_name
 log = logging.getLogger("nats_mcp.coord")
 
 READY_WAIT_S = 10.0
+SETUP_RETRY_MAX_S = 60.0
 FIRST_CONNECT_WAIT_S = 3.0
 
 
@@ -63,6 +64,7 @@ class Coordinator:
         self._ready = asyncio.Event()
         self._setup_lock = asyncio.Lock()
         self._setup_task: asyncio.Task[None] | None = None
+        self._setup_delay = 1.0
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -88,10 +90,27 @@ class Coordinator:
                     )
                     self._presence.start()
                 self._ready.set()
+                self._setup_delay = 1.0
             except (BusError, NatsUnavailableError) as exc:
                 log.warning("coordination setup waits for NATS: %s", exc)
+                self._retry_setup()
             except Exception:
-                log.exception("coordination setup failed; it is retried on the next reconnect")
+                log.exception("coordination setup failed; retrying in %.0fs", self._setup_delay)
+                self._retry_setup()
+
+    def _retry_setup(self) -> None:
+        """Try the setup again after a growing pause (1 s doubling to 60 s) while connected; a reconnect also does."""
+        if self._closed or not self.conn.connected:
+            return
+        delay = self._setup_delay
+        self._setup_delay = min(self._setup_delay * 2, SETUP_RETRY_MAX_S)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if not self._closed and self.conn.connected and not self._ready.is_set():
+                await self._setup()
+
+        self._setup_task = asyncio.get_running_loop().create_task(later(), name="coord-setup-retry")
 
     def _make_caller(self, guid: str) -> Caller:
         try:

@@ -128,6 +128,8 @@ class WorkService:
                 storage=StorageType.FILE,
                 retention=RetentionPolicy.WORK_QUEUE,
                 allow_msg_schedules=True,
+                duplicate_window=120.0,
+                allow_rollup_hdrs=True,  # the server turns it on with schedules; asking for it avoids an update
             ),
         )
         await js.add_consumer(
