@@ -14,7 +14,7 @@ import contextlib
 import json
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,9 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import StorageType
 
-from nats_mcp.bus.connection import ConnectPlan, NatsConnection
+from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import get_batch
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout
@@ -32,7 +32,6 @@ from nats_mcp.bus.pull import ack, pull
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msg
 from nats_mcp.config import Settings
-from nats_mcp.coord import work as work_module
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.service import Coordinator
@@ -94,17 +93,12 @@ class PermsNatsServer(NatsServer):
 
 
 class PrefixedConnection(NatsConnection):
-    """The supervised connection with the inbox prefix the permissions demand (connection.py has no setting for it
-    yet) and a record of every error the server sent after connecting (permissions violations among them)."""
+    """The supervised connection (its inbox prefix set through nats.inbox_prefix, as the permissions demand) with a
+    record of every error the server sent after connecting (permissions violations among them)."""
 
-    def __init__(self, settings: Settings, inbox_prefix: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.inbox_prefix = inbox_prefix
         self.errors: list[str] = []
-
-    async def resolve_plan(self) -> ConnectPlan:
-        plan = await super().resolve_plan()
-        return replace(plan, options={**plan.options, "inbox_prefix": self.inbox_prefix})
 
     async def _on_error(self, exc: Exception) -> None:
         self.errors.append(str(exc))
@@ -112,14 +106,15 @@ class PrefixedConnection(NatsConnection):
 
 
 def settings_of(tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, **extra: str) -> Settings:
-    return settings_for(tmp_path / user, NATS_URL=server.url_for(user), NATS_MCP_NAMESPACE=namespace, **extra)
+    return settings_for(tmp_path / user, NATS_URL=server.url_for(user), NATS_MCP_NAMESPACE=namespace,
+                        NATS_MCP_NATS_INBOX_PREFIX=USERS[user].perms.inbox_prefix, **extra)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
 async def connection(
     tmp_path: Path, server: PermsNatsServer, user: str, namespace: str
 ) -> AsyncIterator[PrefixedConnection]:
-    conn = PrefixedConnection(settings_of(tmp_path, server, user, namespace), USERS[user].perms.inbox_prefix)
+    conn = PrefixedConnection(settings_of(tmp_path, server, user, namespace))
     conn.start()
     try:
         assert await conn.wait_connected(10), conn.status()
@@ -134,7 +129,7 @@ async def coordinator(
 ) -> AsyncIterator[tuple[Coordinator, PrefixedConnection]]:
     """The real domain facade of one agent process, acting as ``guid`` (identity.agent_id pinned to it)."""
     settings = settings_of(tmp_path, server, user, namespace, LOOMINAL_AGENT_ID=guid)
-    conn = PrefixedConnection(settings, USERS[user].perms.inbox_prefix)
+    conn = PrefixedConnection(settings)
     coord = Coordinator(conn, settings)
     conn.add_listener(coord.on_nats_event)
     conn.start()
@@ -159,21 +154,6 @@ async def provision(tmp_path: Path, server: PermsNatsServer) -> None:
                                   deny_delete=True, deny_purge=True, allow_direct=True)  # fmt: skip
             await ensure_stream(conn.jetstream, audit)
             assert conn.errors == []
-
-
-@pytest.fixture(autouse=True)
-def events_stream_as_stored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The work-events stream as the server stores it. WorkService asks for it without a duplicate window and without
-    rollups, the server keeps 2 minutes and rollups on (schedules need them), so every start sends a STREAM.UPDATE,
-    which a runtime user may not. Filled in here until coord/work.py asks for what the server keeps."""
-
-    def as_stored(**params: Any) -> StreamConfig:
-        if str(params.get("name", "")).endswith("_workev"):
-            params.setdefault("duplicate_window", 120.0)
-            params.setdefault("allow_rollup_hdrs", True)
-        return stream_config(**params)
-
-    monkeypatch.setattr(work_module, "stream_config", as_stored)
 
 
 @pytest.fixture
