@@ -164,3 +164,15 @@ def parse_directory_key(key: str) -> tuple[str, str]:
     """``<namespace>.<guid>`` -> (namespace, guid), validated."""
     namespace, _, guid = key.partition(".")
     return validate_name(namespace, "namespace"), validate_guid(guid)
+
+
+# -- audit (per deployment, not per namespace) ----------------------------------------------------
+AUDIT_STREAM = f"{PREFIX}_audit"
+"""The deployment's audit stream: every server process's hash chain, one subject per chain."""
+
+AUDIT_SUBJECTS = f"{PREFIX}.audit.*"
+
+
+def audit_subject(chain: str) -> str:
+    """The subject of one audit chain (a chain id has the agent-GUID format: 32 lowercase hex characters)."""
+    return f"{PREFIX}.audit.{validate_guid(chain, 'audit chain id')}"

@@ -1,0 +1,121 @@
+"""Audit benchmark: records per second through ``AuditLog.record`` with the JetStream stream sink against a no-op
+sink, measured in the same run (medians and ratios; these machines are shared and noisy).
+
+    .venv/bin/python bench/audit.py [--records N] [--rounds R]
+
+Three figures per sink: ``record`` alone (the synchronous cost a tool call pays: digest, seal, queue), the same
+with the event loop given a turn after each record (as a server between calls: the writer runs alongside), and
+end to end (record N, then ``flush`` until all are stored). Prints a table and writes bench/results/audit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.env import connected  # noqa: E402
+from tests.support.natsserver import start_nats_server  # noqa: E402
+
+from nats_mcp.bus.connection import NatsConnection  # noqa: E402
+from nats_mcp.security.audit import AuditLog, AuditRecord  # noqa: E402
+from nats_mcp.security.audit_store import StreamSink  # noqa: E402
+from nats_mcp.security.principal import Principal  # noqa: E402
+
+PRINCIPAL = Principal(subject="bench", issuer="https://idp.example", method="jwt", peer="10.0.0.1")
+ARGS = {"channel": "general", "message": "x" * 200, "metadata": {"k": "v"}}
+
+
+class NoopSink:
+    name = "noop"
+
+    async def write(self, batch: Sequence[AuditRecord]) -> int:
+        return len(batch)
+
+    async def wait_ready(self, timeout: float) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def call(log: AuditLog, i: int) -> None:
+    log.record("tool_call", principal=PRINCIPAL, transport="http", tool="warp_channels_send", namespace="bench",
+               outcome="ok", latency_ms=0.5 + i % 7, arguments={**ARGS, "i": i})  # fmt: skip
+
+
+async def one_round(make: Any, n: int) -> dict[str, float]:
+    """records/s for: record alone, record + a loop turn, record then flush (end to end)."""
+    figures: dict[str, float] = {}
+    log: AuditLog = make(max_pending=n * 3 + 10)
+    t = time.perf_counter()
+    for i in range(n):
+        call(log, i)
+    figures["record"] = n / (time.perf_counter() - t)
+    assert await log.flush(120)
+    t = time.perf_counter()
+    for i in range(n):
+        call(log, i)
+        await asyncio.sleep(0)
+    figures["record+yield"] = n / (time.perf_counter() - t)
+    assert await log.flush(120)
+    t = time.perf_counter()
+    for i in range(n):
+        call(log, i)
+    assert await log.flush(120)
+    figures["end to end"] = n / (time.perf_counter() - t)
+    await log.close()
+    return figures
+
+
+async def main(n: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_nats_server(Path(tmp) / "nats")
+        try:
+            async with connected(Path(tmp), server.url) as conn:
+                await bench(conn, n, rounds)
+        finally:
+            server.close()
+
+
+async def bench(conn: NatsConnection, n: int, rounds: int) -> None:
+    sinks: dict[str, Any] = {
+        "noop": lambda **kw: AuditLog([NoopSink()], **kw),
+        "stream": lambda **kw: AuditLog([StreamSink(conn)], **kw),
+    }
+    await one_round(sinks["stream"], 50)  # warm-up: creates the stream
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in sinks}
+    for _ in range(rounds):
+        for name, make in sinks.items():  # alternate, so drift hits both alike
+            for key, value in (await one_round(make, n)).items():
+                samples[name].setdefault(key, []).append(value)
+    rows = []
+    print(f"audit: {n} records per round, {rounds} rounds, medians (records/s)")
+    print(f"{'measure':<14} {'noop sink':>12} {'stream sink':>12} {'stream/noop':>12}")
+    for key in samples["noop"]:
+        noop, stream = statistics.median(samples["noop"][key]), statistics.median(samples["stream"][key])
+        rows.append({"measure": key, "noop_per_s": noop, "stream_per_s": stream, "ratio": stream / noop})
+        print(f"{key:<14} {noop:>12,.0f} {stream:>12,.0f} {stream / noop:>12.2f}")
+    per_record_us = 1e6 / statistics.median(samples["noop"]["record"])
+    print(f"record() costs {per_record_us:.1f} µs per call (median, noop sink)")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "audit.json").write_text(json.dumps({"records": n, "rounds": rounds, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.records, args.rounds))
