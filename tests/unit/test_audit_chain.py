@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.security.audit import (
+from nats_mcp.security.audit import AuditLog
+from nats_mcp.security.audit_chain import (
     GENESIS,
-    AuditLog,
     AuditRecord,
     canonical_json,
     digest_arguments,

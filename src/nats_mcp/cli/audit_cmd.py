@@ -18,7 +18,7 @@ from nats_mcp.config import Settings
 
 if TYPE_CHECKING:
     from nats_mcp.bus.connection import NatsConnection
-    from nats_mcp.security.audit import VerifyResult
+    from nats_mcp.security.audit_chain import VerifyResult
 
 app = typer.Typer(
     help="The audit chain: tail it, verify it.\n\n"
@@ -218,7 +218,7 @@ def verify(
     Each record's hash must recompute, each prev must be the previous record's hash, and seq must run from 1
     without a gap: a record altered, removed, repeated or reordered breaks its chain.
     """
-    from nats_mcp.security.audit import parse_anchor
+    from nats_mcp.security.audit_chain import parse_anchor
     from nats_mcp.security.audit_store import verify_file
 
     try:

@@ -36,7 +36,7 @@ from nats_mcp.bus.directget import StoredMsg, api_prefix, get_batch
 from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.bus.layout import AUDIT_STREAM, AUDIT_SUBJECTS, audit_subject
 from nats_mcp.bus.setup import ensure_stream, stream_config
-from nats_mcp.security.audit import Anchor, AuditRecord, ChainDivergedError, Verifier, VerifyResult
+from nats_mcp.security.audit_chain import Anchor, AuditRecord, ChainDivergedError, Verifier, VerifyResult
 
 log = logging.getLogger("nats_mcp.security.audit")
 
