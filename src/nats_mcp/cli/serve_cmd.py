@@ -23,6 +23,7 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.service import Coordinator
     from nats_mcp.mcp.server import build_server, local_security
+    from nats_mcp.security.audit import AuditLog
     from nats_mcp.security.guard import Guard
     from nats_mcp.transports.stdio import serve_stdio
 
@@ -31,8 +32,9 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         if main is not None:
             loop.add_signal_handler(sig, main.cancel)  # clean shutdown: the finally below runs
-    guard = Guard(settings.security, policy)
     conn = NatsConnection(settings)
+    audit = AuditLog.from_settings(settings.security.audit, conn, transport=settings.transport)
+    guard = Guard(settings.security, policy, audit)
     coordinator = Coordinator(conn, settings)
     conn.add_listener(coordinator.on_nats_event)
     # MCP is answered at once; NATS connects (or keeps retrying) beside it.
@@ -44,6 +46,7 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         log.info("shutting down on a signal")
     finally:
         await coordinator.close()
+        await audit.close()
         await conn.close()
 
 

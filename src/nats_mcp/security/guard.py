@@ -125,14 +125,14 @@ class Guard:
         locked = self.lockout.locked_for(key)
         if locked > 0:
             self.audit.record("locked_out", principal=None, transport=transport, peer=peer, outcome="forbidden",
-                              reason=f"locked for {locked:.0f}s")  # fmt: skip
+                              reason="locked_out")  # fmt: skip
             raise AuthenticationError("locked_out", f"retry in {locked:.0f}s")
         try:
             principal = await provider.authenticate(credentials)
         except AuthenticationError as exc:
             lock = self.lockout.failure(key)
             self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
-                              reason=exc.reason + (f"; now locked for {lock:.0f}s" if lock else ""))  # fmt: skip
+                              reason=exc.reason + ("+locked" if lock else ""))  # fmt: skip
             raise
         self.lockout.success(key)
         return principal
@@ -147,12 +147,13 @@ class Guard:
         """Size and depth of a request body before it is parsed (network transports call this first)."""
         limit = self.settings.max_request_bytes
         if len(raw) > limit:
-            self._refuse(
-                ctx, None, "limit_exceeded", "limit_exceeded", f"the request is {len(raw)} bytes; the limit is {limit}"
-            )
+            self._refuse(ctx, None, "limit_exceeded", "limit_exceeded",
+                         f"the request is {len(raw)} bytes; the limit is {limit}",
+                         reason="request_too_large")  # fmt: skip
         if json_too_deep(raw, self.settings.max_json_depth):
             self._refuse(ctx, None, "limit_exceeded", "limit_exceeded",
-                         f"the request nests deeper than {self.settings.max_json_depth} levels")  # fmt: skip
+                         f"the request nests deeper than {self.settings.max_json_depth} levels",
+                         reason="request_too_deep")  # fmt: skip
 
     async def call(
         self,
@@ -166,18 +167,20 @@ class Guard:
         args: Mapping[str, Any] = arguments or {}
         principal, peer = ctx.principal, ctx.principal.peer
         if not self.ip.allowed(peer):
-            self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed")
+            self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed",
+                         reason="address_denied")  # fmt: skip
         exempt = principal.method == "local" and not self.settings.local.rate_limited
         wait = 0.0 if exempt else self.per_principal.take(principal.key)
         if not wait and peer:
             wait = self.per_address.take(peer)
         if wait:
             self._refuse(ctx, tool, "rate_limited", "rate_limited",
-                         f"too many calls; retry in {wait:.2f}s", retry_after_s=wait)  # fmt: skip
+                         f"too many calls; retry in {wait:.2f}s", retry_after_s=wait,
+                         reason="rate_limited")  # fmt: skip
         self._check_size(ctx, tool, args)
         decision = self.policy.decide(principal, tool, ctx.namespace, args)
         if not decision.allowed:
-            self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args)
+            self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
         started = time.perf_counter()
         outcome = "internal"
         try:
@@ -193,14 +196,16 @@ class Guard:
         s = self.settings
         if value_too_deep(args, s.max_json_depth):
             self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"the arguments nest deeper than {s.max_json_depth} levels")  # fmt: skip
+                         f"the arguments nest deeper than {s.max_json_depth} levels",
+                         reason="request_too_deep")  # fmt: skip
         try:
             size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False, default=str).encode())
         except (TypeError, ValueError):
             size = 0
         if size > s.max_request_bytes:
             self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"the arguments are {size} bytes; the limit is {s.max_request_bytes}")  # fmt: skip
+                         f"the arguments are {size} bytes; the limit is {s.max_request_bytes}",
+                         reason="request_too_large")  # fmt: skip
 
     def _refuse(
         self,
@@ -210,9 +215,11 @@ class Guard:
         code: RefusalCode,
         message: str,
         *,
+        reason: str,
         retry_after_s: float | None = None,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
+        """Audit the refusal with a short reason code (the message, for the caller, may hold details)."""
         self.audit.record(kind, principal=ctx.principal, transport=ctx.transport, peer=ctx.principal.peer, tool=tool,
-                          namespace=ctx.namespace, outcome=code, arguments=arguments, reason=message)  # fmt: skip
+                          namespace=ctx.namespace, outcome=code, arguments=arguments, reason=reason)  # fmt: skip
         raise Refused(code, message, retry_after_s=retry_after_s)
