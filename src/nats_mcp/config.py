@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.names import (
     NAME_PATTERN,
+    RESERVED_NAMESPACES,
     TYPE_NAME_PATTERN,
     InvalidNameError,
     validate_guid,
@@ -328,6 +329,14 @@ class Settings(BaseSettings):
     channels: list[ChannelSettings] = Field(default_factory=lambda: [c.model_copy() for c in DEFAULT_CHANNELS])
     tool_prefix: str = Field(default="warp_", pattern=r"^[a-z][a-z0-9_]{0,15}$")
     transport: Literal["stdio", "http", "grpc"] = "stdio"
+
+    @field_validator("namespace")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value in RESERVED_NAMESPACES:  # it would sit under a deployment-wide subject
+            raise ValueError(f"namespace {value!r} is reserved; choose another name")
+        return value
+
     nats: NatsSettings = Field(default_factory=NatsSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     project: ProjectSettings = Field(default_factory=ProjectSettings)

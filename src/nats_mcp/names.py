@@ -18,6 +18,9 @@ PROJECT_ID_PATTERN = r"^[0-9a-f]{16}$"
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 """message, work item and DLQ item ids (lowercase)."""
 
+RESERVED_NAMESPACES = frozenset({"audit"})
+"""Namespaces that would sit under a deployment-wide subject (``nmcp.audit.*``): refused."""
+
 _NAME = re.compile(NAME_PATTERN)
 _TYPE_NAME = re.compile(TYPE_NAME_PATTERN)
 _GUID = re.compile(GUID_PATTERN)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nats_mcp.names import validate_guid, validate_name, validate_type_name, validate_uuid
+from nats_mcp.names import (
+    RESERVED_NAMESPACES,
+    InvalidNameError,
+    validate_guid,
+    validate_name,
+    validate_type_name,
+    validate_uuid,
+)
 
 PREFIX = "nmcp"
 """Subject prefix of every project subject (keeps us clear of other applications on a shared NATS)."""
@@ -27,6 +34,8 @@ class Layout:
 
     def __post_init__(self) -> None:
         validate_name(self.namespace, "namespace")
+        if self.namespace in RESERVED_NAMESPACES:
+            raise InvalidNameError(f"namespace {self.namespace!r} is reserved; choose another name")
 
     # -- channels --------------------------------------------------------------------------------
     def channel_stream(self, channel: str) -> str:
@@ -167,6 +176,9 @@ def parse_directory_key(key: str) -> tuple[str, str]:
 
 
 # -- audit (per deployment, not per namespace) ----------------------------------------------------
+APIKEYS_BUCKET = f"{PREFIX}_apikeys"
+"""Deployment-wide KV bucket of API keys (salted hashes only), keyed by key id."""
+
 AUDIT_STREAM = f"{PREFIX}_audit"
 """The deployment's audit stream: every server process's hash chain, one subject per chain."""
 

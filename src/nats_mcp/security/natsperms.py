@@ -45,16 +45,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from nats_mcp.bus.layout import DIRECTORY_BUCKET, PREFIX, Layout
+from nats_mcp.bus.layout import APIKEYS_BUCKET, AUDIT_STREAM, AUDIT_SUBJECTS, DIRECTORY_BUCKET, PREFIX, Layout
 from nats_mcp.config import DEFAULT_CHANNELS
 from nats_mcp.names import validate_guid, validate_name
 
 Role = Literal["agent", "gateway", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
-AUDIT_STREAM = f"{PREFIX}_audit"
-"""The deployment's audit stream, one subject per hash chain (the same names as the audit store's)."""
-AUDIT_SUBJECTS = f"{PREFIX}.audit.*"
 
 DEFAULT_INBOX_PREFIX = "_INBOX"
 """nats-py's reply prefix: a user allowed ``_INBOX.>`` reads the replies of every client that keeps it."""
@@ -440,6 +437,8 @@ def build_permissions(
         _dm_targets(lists, api, dms)
         if audit or role == "gateway":
             _audit(lists, api)
+        if role == "gateway":
+            _kv(lists, api, APIKEYS_BUCKET, "API key", (), watch=False)  # authenticating callers reads key records
         if role == "agent" and guid is None:
             lists.caveat(
                 "no agent GUID: this user may act as any agent of its namespace (its inbox signals, registry entry, "

@@ -32,7 +32,7 @@ import nats.js.errors
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.kvcache import Bucket
-from nats_mcp.bus.layout import PREFIX
+from nats_mcp.bus.layout import APIKEYS_BUCKET
 from nats_mcp.names import InvalidNameError, validate_name
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
@@ -40,7 +40,6 @@ from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.security.authn.apikeys")
 
-APIKEYS_BUCKET = f"{PREFIX}_apikeys"
 """KV bucket of API key records, keyed by key id (deployment-wide: not namespaced)."""
 KEY_PREFIX = "nmk_"
 KEY_PATTERN = re.compile(r"^nmk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
