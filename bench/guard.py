@@ -8,7 +8,7 @@ MCP SDK's in-memory client against the low-level server built three ways, sample
 a. no guard (the baseline);
 b. the guard with the built-in policy and no audit sink: address filter, rate limits, size and depth
    checks, the policy decision;
-c. as b, plus the hash-chained audit log writing to a JSONL file (when ``nats_mcp.security.audit`` exists).
+c. as b, plus the hash-chained audit log writing to a JSONL file.
 
 Reports the median calls/s of each and the time the guard adds per call, as a share of the baseline call
 (target: at most 15 % added). Writes bench/results/guard.json.
@@ -35,23 +35,20 @@ from mcp import Client  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.config import load_settings  # noqa: E402
+from nats_mcp.config_security import AuditSettings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
 from nats_mcp.mcp.server import build_server, local_principal, local_security  # noqa: E402
+from nats_mcp.security.audit import AuditLog  # noqa: E402
 from nats_mcp.security.guard import CallContext, Guard  # noqa: E402
 from nats_mcp.security.policy import Policy  # noqa: E402
 
 TOOL = "warp_channels_list"
 
 
-def make_audit(path: Path) -> Any:
-    """The real audit log over a JSONL file only, if this build has one (None otherwise)."""
-    try:
-        from nats_mcp.security import audit
-    except ImportError:
-        return None
-    factory = getattr(audit, "bench_file_log", None)
-    return factory(path) if factory is not None else None
+def make_audit(path: Path) -> AuditLog:
+    """The real hash-chained audit log, writing to a JSONL file only (bench/audit.py measures the stream sink)."""
+    return AuditLog.from_settings(AuditSettings(stream=False, file=path), None, transport="stdio")
 
 
 async def rate(client: Client, calls: int) -> float:
@@ -103,11 +100,10 @@ async def main(quick: bool) -> dict[str, Any]:
         ),
     }  # fmt: skip
     audit = make_audit(tmp / "audit.jsonl")
-    if audit is not None:
-        guarded = Guard(settings.security, policy, audit)
-        variants["guard + audit (file)"] = build_server(
-            coordinator, caller, settings.tool_prefix, local_security(guarded, settings.security, "bench")
-        )
+    guarded = Guard(settings.security, policy, audit)
+    variants["guard + audit (file)"] = build_server(
+        coordinator, caller, settings.tool_prefix, local_security(guarded, settings.security, "bench")
+    )
     rounds, calls = (15, 200) if quick else (41, 300)
     samples: dict[str, list[float]] = {name: [] for name in variants}
     async with contextlib.AsyncExitStack() as stack:
@@ -119,8 +115,7 @@ async def main(quick: bool) -> dict[str, Any]:
         for _ in range(rounds):
             for name, client in clients.items():
                 samples[name].append(await rate(client, calls))
-    if audit is not None and hasattr(audit, "close"):
-        await audit.close()
+    await audit.close()
     # Paired: each round measured every variant back to back, so the ratio within a round cancels most of
     # what the other tenants of this machine did to the round.
     base = statistics.median(samples["no guard"])
