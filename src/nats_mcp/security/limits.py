@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from nats_mcp.config_security import LockoutSettings, RateSettings
+from nats_mcp.coord.checks import json_depth
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -145,16 +146,4 @@ def json_too_deep(raw: bytes | str, max_depth: int) -> bool:
 
 def value_too_deep(value: object, max_depth: int) -> bool:
     """Whether an already parsed JSON value nests deeper than ``max_depth`` (iterative, stops early)."""
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: list[object] = list(item.values())
-        elif isinstance(item, list | tuple):
-            children = list(item)
-        else:
-            continue
-        if depth + 1 > max_depth:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+    return json_depth(value, max_depth) > max_depth
