@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from nats_mcp.config_http import HttpSettings
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.names import (
     NAME_PATTERN,
@@ -346,6 +347,7 @@ class Settings(BaseSettings):
     presence: PresenceSettings = Field(default_factory=PresenceSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from nats_mcp.cli.common import fail, state
+from nats_mcp.cli.common import err, fail, out, state
 from nats_mcp.config import Settings
 from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.policy import Policy, PolicyError
@@ -50,23 +52,144 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         await conn.close()
 
 
+async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, quickstart: bool) -> None:
+    import socket
+
+    import uvicorn
+
+    from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.coord.service import Coordinator
+    from nats_mcp.mcp.server import Security, build_server
+    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.authn.apikeys import ApiKeys
+    from nats_mcp.security.authn.chain import Authenticator
+    from nats_mcp.security.guard import Guard
+    from nats_mcp.transports import http as web
+
+    http = settings.http
+    family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((http.host, http.port))
+    except OSError as exc:
+        fail(f"cannot listen on {http.host}:{http.port}: {exc.strerror}", code=1)
+    port = int(sock.getsockname()[1])
+    url = web.resource_url(settings, port)
+    conn = NatsConnection(settings)
+    audit = AuditLog.from_settings(settings.security.audit, conn, transport="http")
+    guard = Guard(settings.security, policy, audit)
+    coordinator = Coordinator(conn, settings, local_agent=False)
+    conn.add_listener(coordinator.on_nats_event)
+    conn.start()
+    authenticator = None
+    key_id: str | None = None
+    try:
+        if insecure:
+            source: web.PrincipalSource = web.InsecureDev()
+            verifier = None
+        else:
+            try:
+                authenticator = Authenticator.from_settings(settings, conn, dev_audiences=[url])
+            except ValueError as exc:
+                fail(str(exc), code=2)
+            verifier = web.GatewayVerifier(guard, authenticator, url)
+            source = verifier
+        current = source.current
+        security = Security(guard, lambda _ctx: current(), "http", coordinator.layout.namespace)
+        caller = web.gateway_caller(source, guard, settings, coordinator.touch)
+        app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
+                                 verifier)  # fmt: skip
+        if quickstart:
+            key_id = await _quickstart(ApiKeys(conn), conn, url)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", access_log=False,
+            ssl_certfile=str(http.tls_cert_file) if http.tls_cert_file else None,
+            ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        err.print(web.started(url, insecure), highlight=False)
+        if http.port_file is not None:
+            http.port_file.write_text(f"{port}\n")
+        await server.serve(sockets=[sock])  # Ctrl-C / SIGTERM: uvicorn stops gracefully, then the rest below
+    finally:
+        if key_id is not None:
+            with contextlib.suppress(Exception):
+                await ApiKeys(conn).revoke(key_id)
+        if authenticator is not None:
+            await authenticator.aclose()
+        await coordinator.close()
+        await audit.close()
+        await conn.close()
+
+
+async def _quickstart(keys: Any, conn: Any, url: str) -> str:
+    """A development API key for this run (revoked when the server stops) and the client configuration to paste."""
+    if not await conn.wait_connected(30):
+        fail("NATS did not come up within 30 s; try `nats-mcp doctor`", code=1)
+    key, record = await keys.create("quickstart", ["agent"])
+    config = {"mcpServers": {"nats-mcp": {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {key}"}}}}
+    out.print(
+        f"\nMCP server: {url}\nDevelopment API key (revoked when this server stops): {key}\n\n"
+        f"Claude Code:\n  claude mcp add --transport http nats-mcp {url} --header \"Authorization: Bearer {key}\"\n\n"
+        f"MCP client JSON:\n{json.dumps(config, indent=2)}\n\n"
+        f"MCP Inspector:\n  npx @modelcontextprotocol/inspector --cli {url} --transport http "
+        f"--header \"Authorization: Bearer {key}\" --method tools/list\n\nCtrl-C stops the server.\n",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    return str(record.id)
+
+
 def serve(
     ctx: typer.Context,
-    transport: Annotated[
-        str | None, typer.Option(help="stdio (default); http and grpc arrive with their issues.")
-    ] = None,
+    transport: Annotated[str | None, typer.Option(help="stdio (default) or http.")] = None,
+    host: Annotated[str | None, typer.Option(help="http: address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="http: port (default 8765; 0 picks a free one).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="http: TLS certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="http: TLS private key (PEM).")] = None,
+    insecure_dev: Annotated[
+        bool, typer.Option("--insecure-dev", help="http: no authentication (development only; loopback only).")
+    ] = False,
+    quickstart: Annotated[
+        bool, typer.Option("--quickstart", help="http: create a dev API key for this run and print client config.")
+    ] = False,
 ) -> None:
-    """Serve the MCP tools (stdio by default). Starts the embedded NATS if no NATS URL is configured."""
-    loaded = state(ctx).load({"transport": transport}, {"transport": "--transport"})
+    """Serve the MCP tools over stdio (default) or streamable HTTP. Starts the embedded NATS if no NATS URL is set."""
+    extra = {"transport": transport, "http.host": host, "http.port": port, "http.tls_cert_file": tls_cert,
+             "http.tls_key_file": tls_key}  # fmt: skip
+    flags = {"transport": "--transport", "http.host": "--host", "http.port": "--port",
+             "http.tls_cert_file": "--tls-cert", "http.tls_key_file": "--tls-key"}  # fmt: skip
+    loaded = state(ctx).load(extra, flags)
     settings = loaded.settings
     setup_logging(settings.logging)
-    if settings.transport != "stdio":
-        fail(f"transport {settings.transport!r} is not available in this version; use stdio", code=2)
+    if settings.transport not in ("stdio", "http"):
+        fail(f"transport {settings.transport!r} is not available in this version; use stdio or http", code=2)
+    if settings.transport != "http" and (insecure_dev or quickstart):
+        fail("--insecure-dev and --quickstart go with --transport http", code=2)
     try:
         policy = Policy.load(settings.security.policy_file)
     except PolicyError as exc:
         fail(str(exc), code=2)
     except OSError as exc:
         fail(f"cannot read the policy file {settings.security.policy_file}: {exc.strerror}", code=2)
+    if settings.transport == "http":
+        sec = settings.security
+        if insecure_dev and not loopback_host(settings.http.host):
+            fail(f"--insecure-dev serves without authentication and binds to loopback only, not {settings.http.host}",
+                 code=2)  # fmt: skip
+        if not insecure_dev and not (sec.jwt_issuers or sec.dev_tokens or sec.introspection.url or sec.api_keys):
+            fail("HTTP needs authentication: configure security.jwt_issuers, security.introspection.url or "
+                 "security.api_keys (or pass --insecure-dev for a loopback-only development server)",
+                 code=2)  # fmt: skip
+        if insecure_dev:
+            err.print("[bold red]WARNING: --insecure-dev: no authentication; anyone on this machine can act as any "
+                      "agent. Development only.[/]")  # fmt: skip
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve_http(settings, policy, insecure=insecure_dev, quickstart=quickstart))
+        return
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, policy))
+
+
+def loopback_host(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")

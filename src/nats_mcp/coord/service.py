@@ -13,6 +13,7 @@ import getpass
 import logging
 import re
 import socket
+import time
 from typing import Any
 
 from nats_mcp.aiotasks import stop_task
@@ -35,6 +36,7 @@ log = logging.getLogger("nats_mcp.coord")
 
 READY_WAIT_S = 10.0
 SETUP_RETRY_MAX_S = 60.0
+MAX_TRACKED_AGENTS = 100_000
 FIRST_CONNECT_WAIT_S = 3.0
 
 
@@ -48,8 +50,12 @@ def handle_from_agent_type(agent_type: str) -> str:
 class Coordinator:
     """Owns identity, registry, channels, inbox, work queues and presence for this process."""
 
-    def __init__(self, conn: NatsConnection, settings: Settings) -> None:
+    def __init__(self, conn: NatsConnection, settings: Settings, *, local_agent: bool = True) -> None:
         self.conn = conn
+        self.local_agent = local_agent
+        """False in gateway modes: callers are derived from principals, this process is nobody's agent."""
+        self._beats: dict[str, float] = {}
+        self._beat_tasks: set[asyncio.Task[None]] = set()
         self.settings = settings
         self.layout = Layout(settings.resolved_namespace)
         self.identity = IdentityService(conn, settings, self.layout)
@@ -81,7 +87,7 @@ class Coordinator:
                 await self.registry.start()
                 await self.work.ensure()
                 self._work_events.start()
-                if self._local is None:
+                if self.local_agent and self._local is None:
                     guid = await self.identity.acquire()
                     self._local = self._make_caller(guid)
                     log.info("acting as agent %s in namespace %s", guid, self.layout.namespace)
@@ -199,3 +205,22 @@ class Coordinator:
                 f'you do not have the capability "{capability}" registered (yours: {caps}); add it with '
                 "warp_registry_update_presence"
             )
+
+    def touch(self, caller: Caller) -> None:
+        """Gateway modes: a call from an agent counts as its heartbeat (written at most once an interval, in the
+        background), so agents that keep calling read as online without a process of their own."""
+        now = time.monotonic()
+        interval = self.settings.presence.heartbeat_interval_s
+        if now - self._beats.get(caller.guid, -interval) < interval:
+            return
+        self._beats[caller.guid] = now
+        if len(self._beats) > MAX_TRACKED_AGENTS:
+            self._beats.pop(next(iter(self._beats)))
+
+        async def beat() -> None:
+            with contextlib.suppress(Exception):  # not registered yet, or NATS away: the next call tries again
+                await self.registry.heartbeat(caller)
+
+        task = asyncio.get_running_loop().create_task(beat(), name="gateway-heartbeat")
+        self._beat_tasks.add(task)
+        task.add_done_callback(self._beat_tasks.discard)

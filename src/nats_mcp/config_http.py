@@ -1,0 +1,43 @@
+"""The HTTP settings boundary: the ``http`` section of the settings (bind address, TLS, public URL, host checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class HttpSettings(BaseModel):
+    """Streamable HTTP transport (``serve --transport http``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
+    port: int = Field(default=8765, ge=0, le=65535)
+    """0: an OS-assigned port (printed at start and written to ``port_file`` if set)."""
+    path: str = Field(default="/mcp", pattern=r"^/[A-Za-z0-9/_-]*$")
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    public_url: str | None = Field(default=None, max_length=2048)
+    """The URL clients use (the OAuth resource URL tokens must name); default ``http(s)://host:port/path``."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Extra Host header values accepted besides the bind address (DNS-rebinding protection)."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Origin header values accepted from browsers (any other Origin is refused with 403)."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    required_scopes: list[str] = Field(default_factory=list)
+    """OAuth scopes every token must carry (403 insufficient_scope otherwise); API keys carry none."""
+    authorization_servers: list[str] = Field(default_factory=list)
+    """Published in the protected-resource metadata; default: the configured JWT issuers."""
+    port_file: Path | None = None
+    """Write the bound port here once listening (tests and scripts with port 0)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> HttpSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None

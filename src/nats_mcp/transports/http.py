@@ -1,0 +1,201 @@
+"""The streamable HTTP transport: an OAuth 2.1 resource server in front of the MCP server, for many agents at once.
+
+Built on the SDK's low-level ``Server.streamable_http_app``: it answers both protocol revisions, checks
+Host and Origin (DNS-rebinding protection), serves the RFC 9728 protected-resource metadata, and
+answers 401 with a ``WWW-Authenticate`` that points at it (403 ``insufficient_scope`` with the scope
+needed). Tokens go through the security core: :class:`GatewayVerifier` is the SDK's ``TokenVerifier``
+seam over :meth:`Guard.authenticate` (address filter, lockout, audit) and the providers (JWT, OAuth
+introspection, API keys — ``Authorization: Bearer nmk_…``). The transport only says who calls; each
+principal acts as its own agent (:func:`nats_mcp.security.binding.caller_for`), and every call goes
+through the guard like on stdio. All state lives in NATS, so any number of these processes serve the
+same agents interchangeably.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server import Server
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nats_mcp.config import Settings
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import Forbidden, NotRegistered
+from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.binding import caller_for
+from nats_mcp.security.errors import AuthenticationError
+from nats_mcp.security.guard import Guard, Refused
+from nats_mcp.security.principal import Principal
+
+log = logging.getLogger("nats_mcp.http")
+
+AGENT_HEADER = "x-nats-mcp-agent"
+"""Optional: the agent name a principal acts as (one principal may run several agents the policy allows)."""
+MAX_PRINCIPALS = 10_000
+
+_peer: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_peer", default=None)
+_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_agent", default=None)
+
+
+class RequestFacts:
+    """ASGI middleware (outermost): remembers the client address and the agent header for the token check,
+    which the SDK's authentication backend runs with the token alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            _peer.set(client[0] if client else None)
+            agent = None
+            for name, value in scope.get("headers", ()):
+                if name == AGENT_HEADER.encode():
+                    agent = value.decode("latin-1")[:100]
+            _agent.set(agent)
+        await self.app(scope, receive, send)
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class GatewayVerifier:
+    """The SDK's ``TokenVerifier`` over the security core: None (401) for any refused credential."""
+
+    def __init__(self, guard: Guard, provider: Provider, resource_url: str) -> None:
+        self.guard = guard
+        self.provider = provider
+        self.resource_url = resource_url
+        self._principals: OrderedDict[str, Principal] = OrderedDict()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        peer, agent = _peer.get(), _agent.get()
+        if token.startswith("nmk_"):
+            credentials = Credentials(api_key=token, peer=peer, agent=agent)
+        else:
+            credentials = Credentials(bearer=token, peer=peer, agent=agent)
+        try:
+            principal = await self.guard.authenticate(self.provider, credentials, "http")
+        except AuthenticationError:
+            return None  # the guard has audited it; the client gets 401 and the metadata URL
+        key = _token_key(token)
+        self._principals[key] = principal
+        self._principals.move_to_end(key)
+        while len(self._principals) > MAX_PRINCIPALS:
+            self._principals.popitem(last=False)
+        expires = principal.claims.get("exp")
+        return AccessToken(
+            token=token,
+            client_id=principal.subject,
+            scopes=sorted(principal.scopes),
+            expires_at=int(expires) if isinstance(expires, int | float) else None,
+            resource=self.resource_url,  # the provider has checked the audience against this server's URL
+            subject=principal.subject,
+            claims={"iss": principal.issuer},
+        )
+
+    def current(self) -> Principal:
+        """The principal of the request being handled (its token was verified by this object)."""
+        access = get_access_token()
+        principal = self._principals.get(_token_key(access.token)) if access is not None else None
+        if principal is None:
+            raise NotRegistered("this request carries no verified credential")
+        return principal
+
+
+@dataclass(frozen=True)
+class InsecureDev:
+    """``--insecure-dev``: no authentication; every caller is a development principal, one agent per agent header."""
+
+    def current(self) -> Principal:
+        return Principal(subject="insecure-dev", issuer="insecure-dev", method="anonymous",
+                         roles=frozenset({"agent"}), agent=_agent.get(), peer=_peer.get())  # fmt: skip
+
+
+PrincipalSource = GatewayVerifier | InsecureDev
+
+
+def gateway_caller(
+    source: PrincipalSource, guard: Guard, settings: Settings, touch: Callable[[Caller], None]
+) -> Callable[[], Awaitable[Caller]]:
+    """The domain caller of the current request: the agent its principal acts as (never chosen by arguments)."""
+    namespace = settings.resolved_namespace
+    project_id = settings.resolved_project_id
+
+    async def caller() -> Caller:
+        principal = source.current()
+        try:
+            found = caller_for(principal, guard.policy, namespace, project_id)
+        except Refused as refused:
+            raise Forbidden(refused.message) from None
+        touch(found)
+        return found
+
+    return caller
+
+
+def resource_url(settings: Settings, port: int) -> str:
+    """The URL tokens must name: ``http.public_url``, else the bind address."""
+    http = settings.http
+    if http.public_url:
+        return http.public_url.rstrip("/")
+    scheme = "https" if http.tls else "http"
+    host = f"[{http.host}]" if ":" in http.host else http.host
+    return f"{scheme}://{host}:{port}{http.path}"
+
+
+def transport_security(settings: Settings, port: int) -> TransportSecuritySettings:
+    """Host and Origin checks on: the bind address (and loopback names for a loopback bind) plus settings."""
+    http = settings.http
+    hosts = [f"{http.host}:{port}", *http.allowed_hosts]
+    if http.host in ("127.0.0.1", "localhost", "::1"):
+        hosts += [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]
+    origins = list(http.allowed_origins)
+    for host in hosts:
+        origins += [f"http://{host}", f"https://{host}"]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def build_http_app(server: Server[Any], settings: Settings, port: int, verifier: GatewayVerifier | None) -> Starlette:
+    """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata."""
+    http = settings.http
+    url = resource_url(settings, port)
+    auth = None
+    if verifier is not None:
+        servers = http.authorization_servers or [i.issuer for i in settings.security.jwt_issuers] or [url]
+        auth = AuthSettings(
+            issuer_url=AnyHttpUrl(servers[0]),
+            resource_server_url=AnyHttpUrl(url),
+            required_scopes=http.required_scopes or None,
+            validate_token_resource=True,
+        )
+    app = server.streamable_http_app(
+        streamable_http_path=http.path,
+        max_request_body_size=http.max_body_bytes,
+        transport_security=transport_security(settings, port),
+        host=http.host,
+        auth=auth,
+        token_verifier=verifier,
+    )
+    app.add_middleware(RequestFacts)  # outermost: runs before the SDK's authentication
+    return app
+
+
+def started(url: str, insecure: bool) -> str:
+    """The line a starting server prints."""
+    note = " — INSECURE DEV MODE: no authentication, loopback only" if insecure else ""
+    return f"nats-mcp: serving MCP over streamable HTTP at {url}{note} (started {time.strftime('%H:%M:%S')})"
