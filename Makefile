@@ -1,5 +1,5 @@
 .PHONY: serve test lint
-serve:  ## install and serve MCP over stdio on the embedded NATS
+serve:  ## install and serve MCP over HTTP on 127.0.0.1 (embedded NATS, a dev API key, client config printed)
 	scripts/serve
 test:   ## install and run lint, type checks and the whole test suite
 	scripts/test
