@@ -259,12 +259,21 @@ def test_in_process_start_leaves_no_child_of_ours(sandbox: Sandbox) -> None:
 
 
 def test_restart_prefers_the_previous_port(sandbox: Sandbox) -> None:
-    first = sandbox.server.ensure_running(timeout=15)
-    sandbox.server.stop(timeout=15)
-    second = sandbox.server.ensure_running(timeout=15)
-    assert second.pid != first.pid
-    assert second.url == first.url
-    assert second.token == first.token
+    # A freed ephemeral port can be taken by any other process's outgoing connection before the restart
+    # (a shared 2-core machine running other suites does this now and then), and then a new port is the
+    # right answer. So: of three restarts, at least one must get the port back, and every one keeps the token.
+    kept = []
+    previous = sandbox.server.ensure_running(timeout=15)
+    for _ in range(3):
+        sandbox.server.stop(timeout=15)
+        current = sandbox.server.ensure_running(timeout=15)
+        assert current.pid != previous.pid
+        assert current.token == previous.token
+        kept.append(current.url == previous.url)
+        previous = current
+        if kept[-1]:
+            break
+    assert any(kept), "no restart got its previous port back"
 
 
 def test_token_file_readable_by_others_is_refused(sandbox: Sandbox) -> None:
