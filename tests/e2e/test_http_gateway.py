@@ -1,0 +1,499 @@
+"""Boundary of `nats-mcp serve --transport http` as a multi-agent gateway: real processes, nats-server, tokens, SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from nats_mcp.mcp.resources import channel_uri
+from nats_mcp.security.authn.apikeys import ApiKeys
+from tests.e2e.test_coordination_stdio import TOOLS, err, ok
+from tests.e2e.test_work_stdio import broadcast, claim, dlq, queues, register
+from tests.support.certs import client_ssl_context, make_tls_material
+from tests.support.env import connected, isolated_env, nats_mcp_exe
+from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
+
+AGENT_HEADER = "x-nats-mcp-agent"
+CAP = "python"
+POLICY = """
+version: 1
+roles:
+  agent:
+    tools: ["*"]
+    namespaces: ["*"]
+    channels: {read: ["*"], send: ["*"]}
+    capabilities: {broadcast: ["*"], claim: ["*"]}
+    admin: [dlq]
+  reader:
+    tools: ["handle_*", "registry_*", "channels_*"]
+    namespaces: ["*"]
+    channels: {read: ["*"], send: []}
+    agents: ["default"]
+groups: {agent: [agent]}
+scopes: {"mcp:agent": [agent]}
+"""
+KEY_RE = re.compile(r"nmk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
+INIT: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+# ---- harness: serve processes, clients, tokens ---------------------------------------------------------------------
+
+
+@dataclass
+class HttpServer:
+    """One `nats-mcp serve --transport http --port 0` child and where it listens."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    port: int
+    scheme: str
+    logs: tuple[Path, Path]
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    def stdout(self) -> str:
+        return self.logs[0].read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.logs[1].read_text(errors="replace")
+
+    async def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> int:
+        """Signal the process and wait for it; SIGINT (Ctrl-C) is the clean stop."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(f"serve {self.name} did not stop on {sig.name}:\n{self.stderr()[-3000:]}") from None
+
+
+def _log_files(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    return tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+
+
+def server_env(tmp_path: Path, nats_url: str, port_file: Path, **env: str) -> dict[str, str]:
+    return isolated_env(tmp_path, NATS_URL=nats_url, NATS_MCP_HTTP_PORT_FILE=str(port_file), **env)
+
+
+async def run_cli(tmp_path: Path, *args: str, timeout: float = 60, **env: str) -> tuple[int, str, str]:
+    """A short-lived `nats-mcp` command: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        nats_mcp_exe(), *args, env=isolated_env(tmp_path, **env), cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, error = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), error.decode()
+
+
+async def launch(tmp_path: Path, name: str, nats_url: str, *args: str, **env: str) -> HttpServer:
+    """Start a serve process on an OS-assigned port; return once it accepts connections."""
+    port_file = tmp_path / f"{name}.port"
+    port_file.unlink(missing_ok=True)
+    logs = _log_files(tmp_path, name)
+    with logs[0].open("wb") as out, logs[1].open("wb") as error:
+        proc = await asyncio.create_subprocess_exec(
+            nats_mcp_exe(), "serve", "--transport", "http", "--port", "0", *args,
+            env=server_env(tmp_path, nats_url, port_file, **env), cwd=tmp_path,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=error, preexec_fn=_pdeathsig_preexec(),
+        )  # fmt: skip
+    scheme = "https" if "--tls-cert" in args else "http"
+    server = HttpServer(name, proc, 0, scheme, logs)
+
+    def bound_port() -> int | None:
+        if proc.returncode is not None:
+            raise AssertionError(f"serve {name} exited with {proc.returncode}:\n{server.stderr()[-3000:]}")
+        text = port_file.read_text() if port_file.exists() else ""
+        return int(text) if text.endswith("\n") else None
+
+    try:
+        server.port = await wait_for(bound_port, 60, interval=0.05, message=f"serve {name} wrote no port file")
+
+        # The port file is written before uvicorn calls listen() (reported): wait until connections are accepted.
+        async def accepting() -> bool:
+            bound_port()
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.close()
+            return True
+
+        await wait_for(accepting, 30, interval=0.05, message=f"serve {name} never listened", ignore=(OSError,))
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    return server
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, name: str, nats_url: str, *args: str, **env: str) -> AsyncIterator[HttpServer]:
+    """A serve process for the block; stopped (Ctrl-C, then SIGKILL if need be) on the way out."""
+    server = await launch(tmp_path, name, nats_url, *args, **env)
+    try:
+        yield server
+    finally:
+        if server.proc.returncode is None:
+            await server.stop()
+
+
+def http_client(
+    token: str | None = None, agent: str | None = None, verify: ssl.SSLContext | bool = True, **kw: Any
+) -> httpx2.AsyncClient:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if agent is not None:
+        headers[AGENT_HEADER] = agent
+    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300), verify=verify,
+                              trust_env=False, **kw)  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(
+    url: str, token: str | None = None, *, agent: str | None = None, mode: str = "auto", verify: Any = True
+) -> AsyncIterator[Client]:
+    """The SDK client over streamable HTTP with a bearer token (and optionally the agent header)."""
+    hc = http_client(token, agent, verify)
+    async with hc, Client(streamable_http_client(url, http_client=hc), mode=mode) as client:  # type: ignore[arg-type]
+        assert client.protocol_version == ("2026-07-28" if mode == "auto" else "2025-11-25")
+        yield client
+
+
+async def api_key(tmp_path: Path, nats_url: str, name: str, *roles: str) -> tuple[str, str]:
+    """A real API key (as `nats-mcp keys create` makes it) in the deployment's NATS: (key, id)."""
+    async with connected(tmp_path, nats_url) as conn:
+        key, record = await ApiKeys(conn).create(name, list(roles or ("agent",)))
+    return key, record.id
+
+
+async def dev_jwt(tmp_path: Path, subject: str, *roles: str, audience: str | None = None) -> str:
+    """A dev JWT from `nats-mcp token issue` (signed with the dev key the servers of this test share)."""
+    args = ["token", "issue", "--subject", subject, *(a for r in roles for a in ("--role", r))]
+    if audience is not None:
+        args += ["--audience", audience]
+    code, out, error = await run_cli(tmp_path, *args)
+    assert code == 0, error
+    return out.strip()
+
+
+async def guid(client: Client) -> str:
+    found: str = (await ok(client, "warp_handle_get"))["agentGuid"]
+    assert len(found) == 32
+    return found
+
+
+async def post_init(hc: httpx2.AsyncClient, url: str, token: str | None = None, **headers: str) -> httpx2.Response:
+    """A raw initialize request: 200 once past authentication and the transport's checks."""
+    sent = dict(MCP_HEADERS, **headers)
+    if token is not None:
+        sent["authorization"] = f"Bearer {token}"
+    return await hc.post(url, json=INIT, headers=sent)
+
+
+def metadata_url(base: str) -> str:
+    return f"{base}/.well-known/oauth-protected-resource/mcp"
+
+
+def policy_file(tmp_path: Path) -> str:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    return str(path)
+
+
+# ---- 1. two principals through one server: the coordination and the work scenarios, both revisions -----------------
+
+
+async def test_two_principals_coordinate_and_work_through_one_server(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": "team-gw", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+           "NATS_MCP_SECURITY_DEV_TOKENS": "true"}  # fmt: skip
+    async with serving(tmp_path, "gw", nats_server.url, **env) as server:
+        key_a, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
+        jwt_b = await dev_jwt(tmp_path, "beta", "agent", audience=server.url)  # JWT roles are groups: policy maps them
+
+        # -- coordination: A (API key) on 2026-07-28, B (dev JWT) on the 2025-11-25 handshake
+        async with mcp_client(server.url, key_a) as a, mcp_client(server.url, jwt_b, mode="legacy") as b:
+            assert {t.name for t in (await a.list_tools()).tools} == TOOLS
+            assert {t.name for t in (await b.list_tools()).tools} == TOOLS
+            await ok(a, "warp_handle_set", handle="alice")
+            ra = (await ok(a, "warp_registry_register", agentType="developer", capabilities=["python", "review"]))[
+                "agent"
+            ]
+            rb = (await ok(b, "warp_registry_register", agentType="code_reviewer", capabilities=[CAP]))["agent"]
+            guid_a, guid_b = ra["guid"], rb["guid"]
+            assert guid_a != guid_b
+            assert ra["handle"] == "alice" and rb["handle"] == "code-reviewer"
+            assert (await guid(a), await guid(b)) == (guid_a, guid_b)
+            for client in (a, b):
+                seen = {x["guid"]: x for x in (await ok(client, "warp_registry_discover"))["agents"]}
+                assert set(seen) == {guid_a, guid_b}
+                assert seen[guid_a]["capabilities"] == ["python", "review"]
+            assert (await ok(b, "warp_registry_get_info", guid=guid_a))["agent"]["handle"] == "alice"
+            pythonistas = (await ok(a, "warp_registry_discover", capability="review"))["agents"]
+            assert [x["guid"] for x in pythonistas] == [guid_a]
+
+            # channel: A sends, B reads (tool and resource); the sender is the server's to say
+            await ok(a, "warp_channels_send", channel="roadmap", message="ship the gateway")
+            page = await ok(b, "warp_channels_read", channel="roadmap")
+            assert [(m["message"], m["senderGuid"], m["handle"]) for m in page["messages"]] == [
+                ("ship the gateway", guid_a, "alice")
+            ]
+            resource = await b.read_resource(channel_uri("roadmap"))
+            body = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
+            assert [m["message"] for m in body["messages"]] == ["ship the gateway"]
+
+            # DMs: only the recipient reads its inbox, once
+            sent = await ok(a, "warp_messages_send_direct", recipientGuid=guid_b, message="hello B")
+            assert sent["recipientHandle"] == "code-reviewer"
+            assert (await ok(a, "warp_messages_read_direct"))["messages"] == []
+            first = (await ok(b, "warp_messages_read_direct"))["messages"]
+            assert [(m["content"], m["senderGuid"], m["senderHandle"]) for m in first] == [("hello B", guid_a, "alice")]
+            assert (await ok(b, "warp_messages_read_direct"))["messages"] == []
+            await ok(b, "warp_messages_send_direct", recipientGuid=guid_a, message="hi A")
+
+            # the agent header: the same principal (A's key) acts as a second, separate agent
+            async with mcp_client(server.url, key_a, agent="alpha-2", mode="legacy") as a2:
+                guid_a2 = await guid(a2)
+                assert guid_a2 not in (guid_a, guid_b)
+                await ok(a2, "warp_registry_register", agentType="helper")
+                assert (await ok(a2, "warp_messages_read_direct"))["messages"] == []  # not A's inbox
+                assert (await ok(a2, "warp_handle_get"))["handle"] != "alice"
+                seen_by_b = {x["guid"] for x in (await ok(b, "warp_registry_discover"))["agents"]}
+                assert seen_by_b == {guid_a, guid_b, guid_a2}
+            assert [m["content"] for m in (await ok(a, "warp_messages_read_direct"))["messages"]] == ["hi A"]
+
+        # -- work: reconnected, revisions swapped; each principal is the same agent again
+        async with mcp_client(server.url, key_a, mode="legacy") as a, mcp_client(server.url, jwt_b) as b:
+            assert (await guid(a), await guid(b)) == (guid_a, guid_b)
+            assert (await ok(a, "warp_handle_get"))["handle"] == "alice"
+            first_id = await broadcast(a, "review-1", priority=8)
+            second_id = await broadcast(a, "review-2", priority=3)
+            item = await claim(b, timeout=2000)
+            assert item is not None and (item["id"], item["offeredBy"], item["attempts"]) == (first_id, guid_a, 1)
+            assert await err(a, "warp_work_complete", workItemId=first_id) == "forbidden"
+            assert await err(a, "warp_work_progress", workItemId=first_id, progress=10) == "forbidden"
+            progressed = await ok(b, "warp_work_progress", workItemId=first_id, progress=50, note="half")
+            assert progressed["workItemId"] == first_id
+            assert await ok(b, "warp_work_complete", workItemId=first_id, result={"ok": True}) == {
+                "workItemId": first_id, "status": "completed",
+            }  # fmt: skip
+            assert await err(b, "warp_work_complete", workItemId=first_id) == "conflict"
+
+            # fail to the DLQ, retry, claim again, complete
+            item = await claim(b, timeout=2000)
+            assert item is not None and item["id"] == second_id
+            failed = await ok(b, "warp_work_fail", workItemId=second_id, reason="flaky disk", recoverable=False)
+            assert failed == {"workItemId": second_id, "status": "dead_lettered", "attempts": 1}
+            [entry] = await dlq(a)
+            assert (entry["id"], entry["reason"]) == (second_id, "unrecoverable")
+            assert any("flaky disk" in e and guid_b in e for e in entry["errors"])
+            assert await queues(a, CAP) == {CAP: (0, 0, 1)}
+            assert await ok(a, "warp_dlq_retry", itemId=second_id) == {"itemId": second_id, "requeued": True}
+            again = await claim(b, timeout=5000)
+            assert again is not None and (again["id"], again["attempts"]) == (second_id, 2)
+            await ok(b, "warp_work_complete", workItemId=second_id)
+            assert await queues(a, CAP) == {CAP: (0, 0, 0)}
+            assert await dlq(a) == []
+
+
+# ---- 2. two servers, one NATS: interchangeable, and one may die ----------------------------------------------------
+
+
+async def test_two_servers_serve_the_same_agents_and_survive_a_kill(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": "team-pair"}
+    url = nats_server.url
+    (key_a, _), (key_b, _) = await asyncio.gather(api_key(tmp_path, url, "alpha"), api_key(tmp_path, url, "beta"))
+    s1, s2 = await asyncio.gather(launch(tmp_path, "s1", url, **env), launch(tmp_path, "s2", url, **env))
+    try:
+        assert s1.port != s2.port
+        async with mcp_client(s2.url, key_b) as b2:
+            dying = contextlib.AsyncExitStack()  # the clients of server 1, closed (in order) once it is dead
+            try:
+                a1 = await dying.enter_async_context(mcp_client(s1.url, key_a))
+                b1 = await dying.enter_async_context(mcp_client(s1.url, key_b, mode="legacy"))
+                guid_a = await register(a1)
+                guid_b = await register(b2, CAP)
+                assert await guid(b1) == guid_b  # the same principal is the same agent on either server
+                await ok(a1, "warp_handle_set", handle="alice")
+
+                # A sends through server 1, B reads through server 2
+                await ok(a1, "warp_messages_send_direct", recipientGuid=guid_b, message="via s1")
+                got = (await ok(b2, "warp_messages_read_direct"))["messages"]
+                assert [(m["content"], m["senderGuid"]) for m in got] == [("via s1", guid_a)]
+                await ok(a1, "warp_channels_send", channel="parallel-work", message="before the crash")
+
+                # broadcast through one, claim through the other (both ways)
+                first = await broadcast(a1, "t1", priority=9)
+                item = await claim(b2, timeout=2000)
+                assert item is not None and (item["id"], item["offeredBy"]) == (first, guid_a)
+                second = await broadcast(a1, "t2", priority=2)
+                item = await claim(b1, timeout=2000)
+                assert item is not None and item["id"] == second
+
+                # server 1 dies hard; its clients' sessions die with it
+                s1.proc.send_signal(signal.SIGKILL)
+                assert await s1.proc.wait() == -signal.SIGKILL
+            finally:
+                with contextlib.suppress(Exception):
+                    await dying.aclose()
+
+            # the agents carry on through server 2: same identities, same data, same claims
+            async with mcp_client(s2.url, key_a, mode="legacy") as a2:
+                assert await guid(a2) == guid_a
+                assert (await ok(a2, "warp_handle_get"))["handle"] == "alice"
+                page = await ok(b2, "warp_channels_read", channel="parallel-work")
+                assert [(m["message"], m["senderGuid"]) for m in page["messages"]] == [("before the crash", guid_a)]
+                assert await queues(a2, CAP) == {CAP: (0, 2, 0)}
+                assert await err(a2, "warp_work_complete", workItemId=second) == "forbidden"
+                for item_id in (first, second):  # the one claimed through the dead server too
+                    done = await ok(b2, "warp_work_complete", workItemId=item_id)
+                    assert done == {"workItemId": item_id, "status": "completed"}
+                assert await queues(a2, CAP) == {CAP: (0, 0, 0)}
+                await ok(b2, "warp_messages_send_direct", recipientGuid=guid_a, message="still here")
+                got = (await ok(a2, "warp_messages_read_direct"))["messages"]
+                assert [(m["content"], m["senderGuid"]) for m in got] == [("still here", guid_b)]
+                discovered = {x["guid"] for x in (await ok(a2, "warp_registry_discover"))["agents"]}
+                assert {guid_a, guid_b} <= discovered
+    finally:
+        for server in (s1, s2):
+            if server.proc.returncode is None:
+                await server.stop()
+    assert s2.proc.returncode == 0, s2.stderr()[-3000:]
+
+
+# ---- 3. refusing to start without authentication; --insecure-dev on loopback only ---------------------------------
+
+
+async def test_start_refusals_and_insecure_dev_on_loopback(tmp_path: Path, nats_server: NatsServer) -> None:
+    url = nats_server.url
+    port_file = str(tmp_path / "refused.port")
+    env = {"NATS_URL": url, "NATS_MCP_HTTP_PORT_FILE": port_file}
+    no_auth, public_dev = await asyncio.gather(
+        run_cli(tmp_path, "serve", "--transport", "http", "--port", "0", NATS_MCP_SECURITY_API_KEYS="false", **env),
+        run_cli(tmp_path, "serve", "--transport", "http", "--port", "0", "--host", "0.0.0.0", "--insecure-dev", **env),  # noqa: S104
+    )
+    code, _, error = no_auth
+    assert code == 2, error
+    assert "HTTP needs authentication" in error and "--insecure-dev" in error
+    code, _, error = public_dev
+    assert code == 2, error
+    assert "loopback" in error and "0.0.0.0" in error  # noqa: S104
+    assert not Path(port_file).exists()  # neither got as far as listening
+
+    async with serving(tmp_path, "dev", url, "--insecure-dev", NATS_MCP_NAMESPACE="team-dev") as server:
+        assert "INSECURE DEV MODE" in server.stderr() and "WARNING" in server.stderr()
+        async with mcp_client(server.url) as one, mcp_client(server.url, agent="two", mode="legacy") as two:
+            g1 = await register(one, CAP)
+            g2 = await register(two)
+            assert g1 != g2  # one dev agent per agent header
+            await ok(two, "warp_messages_send_direct", recipientGuid=g1, message="no token needed")
+            assert [m["content"] for m in (await ok(one, "warp_messages_read_direct"))["messages"]] == [
+                "no token needed"
+            ]
+        async with mcp_client(server.url) as again:
+            assert await guid(again) == g1
+        assert await server.stop() == 0
+
+
+# ---- 4. TLS ---------------------------------------------------------------------------------------------------------
+
+
+async def test_tls(tmp_path: Path, nats_server: NatsServer) -> None:
+    tls = make_tls_material(tmp_path / "tls")
+    key, _ = await api_key(tmp_path, nats_server.url, "secure")
+    args = ("--tls-cert", str(tls.server.cert_file), "--tls-key", str(tls.server.key_file))
+    async with serving(tmp_path, "tls", nats_server.url, *args, NATS_MCP_NAMESPACE="team-tls") as server:
+        assert server.url.startswith("https://")
+        trusted = client_ssl_context(tls.ca_file)
+        async with mcp_client(server.url, key, verify=trusted, mode="legacy") as client:
+            await register(client, CAP)
+            await ok(client, "warp_channels_send", channel="parallel-work", message="over TLS")
+        async with mcp_client(server.url, key, verify=trusted) as client:
+            messages = (await ok(client, "warp_channels_read", channel="parallel-work"))["messages"]
+            assert [m["message"] for m in messages] == ["over TLS"]
+        async with http_client(verify=trusted) as hc:
+            meta = await hc.get(metadata_url(server.base))
+            assert meta.status_code == 200 and meta.json()["resource"] == server.url
+            refused = await post_init(hc, server.url)
+            assert refused.status_code == 401
+            assert f'resource_metadata="{metadata_url(server.base)}"' in refused.headers["www-authenticate"]
+            assert (await post_init(hc, server.url, key)).status_code == 200
+        async with http_client(verify=client_ssl_context(tls.untrusted_ca_file)) as hc:
+            with pytest.raises(httpx2.ConnectError, match=r"(?i)certificate"):
+                await hc.get(metadata_url(server.base))
+        async with http_client() as hc:  # plain HTTP to the TLS port gets nowhere
+            try:
+                plain = await hc.get(metadata_url(f"http://127.0.0.1:{server.port}"))
+            except httpx2.HTTPError:
+                pass
+            else:
+                assert plain.status_code >= 400
+        assert await server.stop() == 0
+
+
+# ---- 5. the quick start: a printed key that works, revoked on Ctrl-C -------------------------------------------------
+
+
+async def test_quickstart_prints_a_working_key_revoked_on_ctrl_c(tmp_path: Path, nats_server: NatsServer) -> None:
+    url = nats_server.url
+    env = {"NATS_MCP_NAMESPACE": "team-qs"}
+    quick, other = await asyncio.gather(
+        launch(tmp_path, "quick", url, "--quickstart", **env), launch(tmp_path, "other", url, **env)
+    )
+    try:
+        printed = await wait_for(lambda: "Ctrl-C stops the server." in quick.stdout() and quick.stdout(), 30,
+                                 message=lambda: f"no quick-start text: {quick.stdout()!r}")  # fmt: skip
+        keys = set(KEY_RE.findall(printed))
+        assert len(keys) == 1, printed
+        key = keys.pop()
+        assert f"MCP server: {quick.url}" in printed
+        assert f'claude mcp add --transport http nats-mcp {quick.url} --header "Authorization: Bearer {key}"' in (
+            printed
+        )
+        config = json.loads(printed.split("MCP client JSON:\n", 1)[1].split("\n\n", 1)[0])
+        assert config == {"mcpServers": {"nats-mcp": {"type": "http", "url": quick.url,
+                                                      "headers": {"Authorization": f"Bearer {key}"}}}}  # fmt: skip
+        assert f"npx @modelcontextprotocol/inspector --cli {quick.url} --transport http" in printed
+        assert key not in quick.stderr()
+
+        async with mcp_client(quick.url, key) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            mine = await register(client, CAP)
+        async with mcp_client(other.url, key, mode="legacy") as client:  # a key is deployment-wide
+            assert await guid(client) == mine
+
+        assert await quick.stop(signal.SIGINT) == 0, quick.stderr()[-3000:]
+        async with http_client() as hc:
+            status = (await post_init(hc, other.url, key)).status_code
+        assert status == 401, f"the quick-start key still works after Ctrl-C ({status}):\n{quick.stderr()[-2000:]}"
+    finally:
+        for server in (quick, other):
+            if server.proc.returncode is None:
+                await server.stop()
