@@ -99,7 +99,7 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
         security = Security(guard, lambda _ctx: current(), "http", coordinator.layout.namespace)
         caller = web.gateway_caller(source, guard, settings, coordinator.touch)
         app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
-                                 verifier)  # fmt: skip
+                                 verifier, guard.audit)  # fmt: skip
         if quickstart:
             key_id = await _quickstart(ApiKeys(conn), conn, url)
         config = uvicorn.Config(
@@ -107,11 +107,19 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
             ssl_certfile=str(http.tls_cert_file) if http.tls_cert_file else None,
             ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
         )  # fmt: skip
-        server = uvicorn.Server(config)
-        err.print(web.started(url, insecure), highlight=False)
-        if http.port_file is not None:
-            http.port_file.write_text(f"{port}\n")
-        await server.serve(sockets=[sock])  # Ctrl-C / SIGTERM: uvicorn stops gracefully, then the rest below
+        server = web.QuietServer(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # graceful stop, then the cleanup below (uvicorn's own
+            loop.add_signal_handler(sig, server.stop)  # handling re-raised the signal and skipped it)
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
+        listening = asyncio.create_task(server.listening.wait())
+        await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if server.listening.is_set():
+            err.print(web.started(url, insecure), highlight=False)
+            if http.port_file is not None:
+                http.port_file.write_text(f"{port}\n")  # only once the socket listens
+        await serving
     finally:
         if key_id is not None:
             with contextlib.suppress(Exception):

@@ -13,15 +13,19 @@ same agents interchangeably.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import hashlib
 import logging
+import socket
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import uvicorn
 from mcp.server import Server
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -29,7 +33,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nats_mcp.config import Settings
 from nats_mcp.coord.context import Caller
@@ -37,7 +41,7 @@ from nats_mcp.coord.errors import Forbidden, NotRegistered
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError
-from nats_mcp.security.guard import Guard, Refused
+from nats_mcp.security.guard import AuditRecorder, Guard, Refused
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.http")
@@ -50,23 +54,50 @@ _peer: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_htt
 _agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_agent", default=None)
 
 
+_REFUSALS: dict[int, tuple[str, str, str]] = {
+    401: ("auth_failure", "unauthenticated", "missing_credentials"),
+    403: ("denied", "forbidden", "http_forbidden"),  # insufficient scope, or an Origin not allowed
+    413: ("limit_exceeded", "limit_exceeded", "body_too_large"),
+    421: ("denied", "forbidden", "host_not_allowed"),
+}
+_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("nats_mcp_http_audited", default=False)
+
+
 class RequestFacts:
     """ASGI middleware (outermost): remembers the client address and the agent header for the token check,
-    which the SDK's authentication backend runs with the token alone."""
+    which the SDK's authentication backend runs with the token alone; and audits the refusals the SDK answers
+    before any of our code sees the request (no credentials, scope, Origin, Host, body size)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditRecorder | None = None) -> None:
         self.app = app
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            client = scope.get("client")
-            _peer.set(client[0] if client else None)
-            agent = None
-            for name, value in scope.get("headers", ()):
-                if name == AGENT_HEADER.encode():
-                    agent = value.decode("latin-1")[:100]
-            _agent.set(agent)
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        _peer.set(peer)
+        agent = None
+        for name, value in scope.get("headers", ()):
+            if name == AGENT_HEADER.encode():
+                agent = value.decode("latin-1")[:100]
+        _agent.set(agent)
+        _audited.set(False)
+        audit = self.audit
+
+        async def watch(message: Message) -> None:
+            if audit is not None and message["type"] == "http.response.start" and not _audited.get():
+                refusal = _REFUSALS.get(int(message["status"]))
+                if refusal is not None:
+                    _audited.set(True)
+                    kind, outcome, reason = refusal
+                    audit.record(kind, principal=None, transport="http", peer=peer,  # type: ignore[arg-type]
+                                 outcome=outcome, reason=reason)  # fmt: skip
+            await send(message)
+
+        await self.app(scope, receive, watch)
 
 
 def _token_key(token: str) -> str:
@@ -91,6 +122,7 @@ class GatewayVerifier:
         try:
             principal = await self.guard.authenticate(self.provider, credentials, "http")
         except AuthenticationError:
+            _audited.set(True)
             return None  # the guard has audited it; the client gets 401 and the metadata URL
         key = _token_key(token)
         self._principals[key] = principal
@@ -148,6 +180,28 @@ def gateway_caller(
     return caller
 
 
+class QuietServer(uvicorn.Server):
+    """uvicorn's server without its signal handling: it re-raised SIGINT/SIGTERM after its graceful shutdown,
+    which cancelled or killed the process before our own shutdown (key revocation, audit chain end) could run.
+    The caller installs handlers that call :meth:`stop`."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self.listening.set()
+
+    def stop(self) -> None:
+        self.should_exit = True
+
+
 def resource_url(settings: Settings, port: int) -> str:
     """The URL tokens must name: ``http.public_url``, else the bind address."""
     http = settings.http
@@ -170,7 +224,13 @@ def transport_security(settings: Settings, port: int) -> TransportSecuritySettin
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def build_http_app(server: Server[Any], settings: Settings, port: int, verifier: GatewayVerifier | None) -> Starlette:
+def build_http_app(
+    server: Server[Any],
+    settings: Settings,
+    port: int,
+    verifier: GatewayVerifier | None,
+    audit: AuditRecorder | None = None,
+) -> Starlette:
     """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata."""
     http = settings.http
     url = resource_url(settings, port)
@@ -191,7 +251,7 @@ def build_http_app(server: Server[Any], settings: Settings, port: int, verifier:
         auth=auth,
         token_verifier=verifier,
     )
-    app.add_middleware(RequestFacts)  # outermost: runs before the SDK's authentication
+    app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
 
 
