@@ -1,0 +1,241 @@
+"""Conformance boundary: the official MCP conformance suite (npm @modelcontextprotocol/conformance) against HTTP serve.
+
+The suite (0.1.16, Node 22, both installed by ``scripts/node22``) tests HTTP servers only and has no option
+for request headers: its client connects with a bare URL. So the main run is against an ``--insecure-dev``
+server (no authentication, loopback only), and a second run against the authenticated server puts the
+bearer token on the suite's requests with a Node preload: a global undici dispatcher, which both the SDK
+client's ``fetch`` and the suite's raw ``undici.request`` probes go through. Scenarios that need the suite's
+own fixture tools, prompts and resources are listed in ``conformance-baseline.yml``; with it the suite exits
+0 only if every other scenario passes and every listed one still fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.natsserver import NatsServer, wait_for_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE22 = ROOT / "scripts" / "node22"
+BASELINE = Path(__file__).with_name("conformance-baseline.yml")
+CONFORMANCE_VERSION = "0.1.16"
+INSTALL_TIMEOUT_S = 300
+SERVER_START_TIMEOUT_S = 30
+SERVER_STOP_TIMEOUT_S = 15
+SUITE_TIMEOUT_S = 120
+
+ACTIVE_SCENARIOS = 30
+"""Scenarios in the suite's active server set (``conformance list --server`` lists 32; two are pending)."""
+MIN_PASSED = 10
+"""The active scenarios minus the baseline's 20: fewer passing is a regression (or the suite changed under us)."""
+
+_RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+
+# Puts the bearer token on every request the suite makes to the server under test: a global undici dispatcher,
+# used by Node's fetch (the SDK client) and by undici's request() (the suite's raw DNS-rebinding probes) alike.
+_AUTH_PRELOAD = """\
+import { createRequire } from "node:module";
+const { Agent, setGlobalDispatcher } = createRequire(process.env.NATS_MCP_CONFORMANCE_SCRIPT)("undici");
+const origin = process.env.NATS_MCP_CONFORMANCE_ORIGIN;
+const authorization = `Bearer ${process.env.NATS_MCP_CONFORMANCE_TOKEN}`;
+function withAuth(headers) {
+  if (headers == null) return { authorization };
+  if (Array.isArray(headers)) {
+    const pair = ["authorization", authorization];
+    return Array.isArray(headers[0]) ? [...headers, pair] : [...headers, ...pair];
+  }
+  if (typeof headers[Symbol.iterator] === "function") return [...headers, ["authorization", authorization]];
+  return { ...headers, authorization };
+}
+setGlobalDispatcher(new Agent().compose((dispatch) => (opts, handler) => {
+  const mine = opts.origin != null && new URL(String(opts.origin)).origin === origin;
+  return dispatch(mine ? { ...opts, headers: withAuth(opts.headers) } : opts, handler);
+}));
+"""
+
+
+def node22(*args: str) -> str:
+    """``scripts/node22 [args]``: installs Node 22, the Inspector and the conformance suite once; prints a path."""
+    try:
+        proc = subprocess.run(
+            [str(NODE22), *args], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"scripts/node22 {' '.join(args)} could not run: {exc!r}", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/node22 {' '.join(args)} exited {proc.returncode}\n{proc.stderr}", pytrace=False)
+    return proc.stdout.strip()
+
+
+@dataclass
+class HttpServer:
+    """A running ``nats-mcp serve --transport http --port 0`` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serve_http(tmp_path: Path, nats_url: str, *args: str, name: str = "serve") -> Iterator[HttpServer]:
+    """Start the HTTP server on an OS-assigned port (read from its port file) and stop it with SIGTERM."""
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    port_file = run_dir / "port"
+    log = run_dir / "serve.log"
+    env = isolated_env(tmp_path, NATS_URL=nats_url, NATS_MCP_HTTP_PORT_FILE=str(port_file))
+    cmd = [nats_mcp_exe(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", "0", *args]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+    try:
+
+        def bound_port() -> int | None:
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited {process.returncode} before listening:\n{log.read_text()}")
+            text = port_file.read_text() if port_file.exists() else ""
+            return int(text) if text.endswith("\n") else None
+
+        port = wait_for_sync(bound_port, SERVER_START_TIMEOUT_S, message=lambda: f"no port file\n{log.read_text()}")
+        yield HttpServer(process, f"http://127.0.0.1:{port}/mcp", log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(SERVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def create_api_key(tmp_path: Path, nats_url: str, name: str) -> str:
+    """``nats-mcp keys create --role agent`` against the server's NATS; the key alone is on stdout."""
+    made = subprocess.run(
+        [nats_mcp_exe(), "keys", "create", "--name", name, "--role", "agent"],
+        env=isolated_env(tmp_path, NATS_URL=nats_url),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Conformance:
+    node: str
+    script: str
+
+    def run(
+        self, tmp_path: Path, url: str, out_dir: Path, *args: str, **env: str
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, bool]]:
+        """``conformance server --url URL -o OUT [args]``; the exit status and, per scenario, whether it passed."""
+        cmd = [self.node, self.script, "server", "--url", url, "-o", str(out_dir), *args]
+        env = isolated_env(tmp_path, NO_COLOR="1", FORCE_COLOR="0", **env)
+        proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S)
+        return proc, scenario_results(out_dir)
+
+
+def scenario_results(out_dir: Path) -> dict[str, bool]:
+    """Scenario name → passed (no check with status FAILURE), from the ``checks.json`` the suite writes per scenario."""
+    results: dict[str, bool] = {}
+    for checks_file in sorted(out_dir.glob("*/checks.json")):
+        match = _RESULT_DIR.match(checks_file.parent.name)
+        assert match, f"unexpected result directory {checks_file.parent.name}"
+        checks = json.loads(checks_file.read_text())
+        results[match["scenario"]] = all(check["status"] != "FAILURE" for check in checks)
+    return results
+
+
+def failure_report(out_dir: Path, names: set[str]) -> str:
+    """The failed checks of these scenarios (id, message, details) for an assertion message."""
+    lines = []
+    for checks_file in sorted(out_dir.glob("*/checks.json")):
+        match = _RESULT_DIR.match(checks_file.parent.name)
+        if match and match["scenario"] in names:
+            for check in json.loads(checks_file.read_text()):
+                if check["status"] == "FAILURE":
+                    detail = json.dumps(check.get("details"))[:400]
+                    lines.append(f"{match['scenario']}: {check['id']}: {check.get('errorMessage')} {detail}")
+    return "\n".join(lines)
+
+
+def baseline() -> set[str]:
+    return set(yaml.safe_load(BASELINE.read_text())["server"])
+
+
+@pytest.fixture(scope="module")
+def conformance() -> Conformance:
+    """Node 22 + the conformance suite, installed on first use (fails, never skips, if that is impossible)."""
+    found = Conformance(node=node22(), script=node22("--conformance"))
+    version = subprocess.run([found.node, found.script, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == CONFORMANCE_VERSION, version
+    return found
+
+
+def check_suite_run(proc: subprocess.CompletedProcess[str], results: dict[str, bool], out_dir: Path) -> None:
+    expected_failures = baseline()
+    unexpected = {name for name, passed in results.items() if not passed} - expected_failures
+    stale = {name for name, passed in results.items() if passed} & expected_failures
+    summary = proc.stdout[proc.stdout.rfind("=== SUMMARY ===") :]
+    detail = f"unexpected failures: {sorted(unexpected)}\n{failure_report(out_dir, unexpected)}\n"
+    detail += f"stale baseline entries (now passing): {sorted(stale)}\n{summary}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"conformance exited {proc.returncode}\n{detail}"
+    assert not unexpected and not stale, detail
+    assert len(results) == ACTIVE_SCENARIOS, f"ran {sorted(results)}"
+    passed = sorted(name for name, ok in results.items() if ok)
+    assert len(passed) >= MIN_PASSED, f"only {len(passed)} scenarios passed: {passed}\n{detail}"
+    assert expected_failures <= set(results), (
+        f"baseline names no scenario of the suite: {expected_failures - set(results)}"
+    )
+
+
+def test_suite_against_insecure_dev_server(tmp_path: Path, nats_server: NatsServer, conformance: Conformance) -> None:
+    """The whole active suite with the baseline: exit 0, all 30 active scenarios ran, at least MIN_PASSED passed."""
+    out_dir = tmp_path / "results"
+    with serve_http(tmp_path, nats_server.url, "--insecure-dev") as server:
+        started = time.monotonic()
+        proc, results = conformance.run(tmp_path, server.url, out_dir, "--expected-failures", str(BASELINE))
+        elapsed = time.monotonic() - started
+        check_suite_run(proc, results, out_dir)
+    print(f"conformance (insecure dev): {sum(results.values())}/{len(results)} passed in {elapsed:.1f} s")
+
+
+def test_suite_against_authenticated_server(tmp_path: Path, nats_server: NatsServer, conformance: Conformance) -> None:
+    """The same suite through API-key authentication (token added by the dispatcher preload); without it, 401."""
+    key = create_api_key(tmp_path, nats_server.url, "conformance")
+    preload = tmp_path / "bearer.mjs"
+    preload.write_text(_AUTH_PRELOAD)
+    with serve_http(tmp_path, nats_server.url) as server:
+        origin = server.url.removesuffix("/mcp")
+        denied, denied_results = conformance.run(
+            tmp_path, server.url, tmp_path / "denied", "--scenario", "server-initialize"
+        )
+        assert denied.returncode == 1 and denied_results == {"server-initialize": False}, denied.stdout
+        assert "invalid_token" in failure_report(tmp_path / "denied", {"server-initialize"}), denied.stdout
+
+        out_dir = tmp_path / "results"
+        started = time.monotonic()
+        proc, results = conformance.run(
+            tmp_path, server.url, out_dir, "--expected-failures", str(BASELINE),
+            NODE_OPTIONS=f"--import={preload.as_uri()}", NATS_MCP_CONFORMANCE_SCRIPT=conformance.script,
+            NATS_MCP_CONFORMANCE_ORIGIN=origin, NATS_MCP_CONFORMANCE_TOKEN=key,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        check_suite_run(proc, results, out_dir)
+    print(f"conformance (API key): {sum(results.values())}/{len(results)} passed in {elapsed:.1f} s")
