@@ -8,6 +8,7 @@ structuredContent), which is exactly what the low-level handlers take.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import lifespan as default_lifespan
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from pydantic import ValidationError
 
 from nats_mcp import __version__
@@ -233,17 +234,34 @@ def build_server(
         if coordinator is not None and caller is not None
         else None
     )
-    return Server(
-        "nats-mcp",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        lifespan=resources.lifespan if resources is not None else default_lifespan,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=resources.list_resources if resources is not None else None,
-        on_list_resource_templates=resources.list_templates if resources is not None else None,
-        on_read_resource=resources.read_resource if resources is not None else None,
-        on_subscribe_resource=resources.subscribe if resources is not None else None,
-        on_unsubscribe_resource=resources.unsubscribe if resources is not None else None,
-        on_subscriptions_listen=resources.listen if resources is not None else None,
-    )
+
+    async def list_prompts(
+        _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[])  # no prompts (yet); an empty list, not "method not found"
+
+    async def set_logging_level(
+        _ctx: ServerRequestContext[Any], _params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        # Accepted for 2025-11-25 clients; this server sends no log notifications (logs go to the operator's
+        # stderr, at the level of logging.level), and one client must not change another's logging.
+        return types.EmptyResult()
+
+    with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28 but still part of 2025-11-25
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        return Server(
+            "nats-mcp",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            lifespan=resources.lifespan if resources is not None else default_lifespan,
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            on_list_resources=resources.list_resources if resources is not None else None,
+            on_list_resource_templates=resources.list_templates if resources is not None else None,
+            on_read_resource=resources.read_resource if resources is not None else None,
+            on_subscribe_resource=resources.subscribe if resources is not None else None,
+            on_unsubscribe_resource=resources.unsubscribe if resources is not None else None,
+            on_subscriptions_listen=resources.listen if resources is not None else None,
+            on_list_prompts=list_prompts,
+            on_set_logging_level=set_logging_level,
+        )
