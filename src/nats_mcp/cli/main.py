@@ -10,6 +10,8 @@ import typer
 from nats_mcp import __version__
 from nats_mcp.cli import (
     audit_cmd,
+    bridge_cmd,
+    certs_cmd,
     config_cmd,
     doctor_cmd,
     keys_cmd,
@@ -37,6 +39,8 @@ app.add_typer(token_cmd.app, name="token")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(policy_cmd.app, name="policy")
 app.command("nats-permissions")(perms_cmd.nats_permissions)
+app.add_typer(certs_cmd.app, name="certs")
+app.command("bridge")(bridge_cmd.bridge)
 
 
 def _version(value: bool) -> None:
