@@ -131,6 +131,66 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
         await conn.close()
 
 
+async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> None:
+    from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.coord.service import Coordinator
+    from nats_mcp.mcp.server import Security, build_server
+    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.authn.chain import Authenticator
+    from nats_mcp.security.guard import Guard
+    from nats_mcp.transports.grpc import server as rpc
+
+    g = settings.grpc
+    conn = NatsConnection(settings)
+    audit = AuditLog.from_settings(settings.security.audit, conn, transport="grpc")
+    guard = Guard(settings.security, policy, audit)
+    coordinator = Coordinator(conn, settings, local_agent=False)
+    conn.add_listener(coordinator.on_nats_event)
+    security = Security(guard, lambda _ctx: rpc.current_principal(), "grpc", coordinator.layout.namespace)
+    caller = rpc.grpc_caller(guard, settings, coordinator.touch)
+    admission = rpc.Admission(guard, settings)
+    transport = rpc.GrpcTransport(
+        rpc.McpGrpcService(build_server(coordinator, caller, settings.tool_prefix, security), admission),
+        insecure=insecure,
+    )
+    conn.add_listener(transport.on_nats_event)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # our own graceful stop, then the cleanup below
+        loop.add_signal_handler(sig, stop.set)
+    authenticator = None
+    try:
+        try:
+            port = await transport.bind()
+        except (OSError, RuntimeError, ValueError) as exc:
+            fail(f"cannot serve gRPC on {g.host}:{g.port}: {exc}", code=1)
+        if not insecure:
+            try:
+                authenticator = Authenticator.from_settings(
+                    settings, conn, dev_audiences=[rpc.resource_url(settings, port)]
+                )
+            except ValueError as exc:
+                fail(str(exc), code=2)
+            admission.provider = authenticator
+        conn.start()
+        await transport.serve()
+        host = f"[{g.host}]" if ":" in g.host else g.host
+        err.print(rpc.started(f"{host}:{port}", insecure, g.require_client_cert), highlight=False)
+        if g.port_file is not None:
+            g.port_file.write_text(f"{port}\n")  # only once the server listens
+        await stop.wait()
+        log.info("shutting down on a signal")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await transport.stop()
+        if authenticator is not None:
+            await authenticator.aclose()
+        await coordinator.close()
+        await audit.close()
+        await conn.close()
+
+
 async def _quickstart(keys: Any, conn: Any, url: str) -> str:
     """A development API key for this run (revoked when the server stops) and the client configuration to paste."""
     if not await conn.wait_connected(30):
@@ -150,30 +210,43 @@ async def _quickstart(keys: Any, conn: Any, url: str) -> str:
 
 def serve(
     ctx: typer.Context,
-    transport: Annotated[str | None, typer.Option(help="stdio (default) or http.")] = None,
-    host: Annotated[str | None, typer.Option(help="http: address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="http: port (default 8765; 0 picks a free one).")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="http: TLS certificate chain (PEM).")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="http: TLS private key (PEM).")] = None,
+    transport: Annotated[str | None, typer.Option(help="stdio (default), http or grpc.")] = None,
+    host: Annotated[str | None, typer.Option(help="http/grpc: address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="http/grpc: port (default 8765 for http, 8766 for grpc; 0 picks a free one).")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="http/grpc: TLS certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="http/grpc: TLS private key (PEM).")] = None,
+    client_ca: Annotated[
+        Path | None, typer.Option(help="grpc: CA bundle client certificates must chain to (mutual TLS).")
+    ] = None,
     insecure_dev: Annotated[
-        bool, typer.Option("--insecure-dev", help="http: no authentication (development only; loopback only).")
+        bool, typer.Option("--insecure-dev", help="http/grpc: no authentication (development only; loopback only).")
     ] = False,
     quickstart: Annotated[
         bool, typer.Option("--quickstart", help="http: create a dev API key for this run and print client config.")
     ] = False,
 ) -> None:
-    """Serve the MCP tools over stdio (default) or streamable HTTP. Starts the embedded NATS if no NATS URL is set."""
-    extra = {"transport": transport, "http.host": host, "http.port": port, "http.tls_cert_file": tls_cert,
-             "http.tls_key_file": tls_key}  # fmt: skip
-    flags = {"transport": "--transport", "http.host": "--host", "http.port": "--port",
-             "http.tls_cert_file": "--tls-cert", "http.tls_key_file": "--tls-key"}  # fmt: skip
+    """Serve the MCP tools over stdio (default), streamable HTTP or gRPC (mutual TLS). Starts the embedded NATS if no
+    NATS URL is set."""
+    section = "http"
+    if transport == "grpc" or (transport is None and any(v is not None for v in (host, port, tls_cert, tls_key))
+                               and state(ctx).load().settings.transport == "grpc"):  # fmt: skip
+        section = "grpc"  # --host/--port/--tls-* set the section of the transport being served
+    extra = {"transport": transport, f"{section}.host": host, f"{section}.port": port,
+             f"{section}.tls_cert_file": tls_cert, f"{section}.tls_key_file": tls_key,
+             "grpc.client_ca_file": client_ca}  # fmt: skip
+    flags = {"transport": "--transport", f"{section}.host": "--host", f"{section}.port": "--port",
+             f"{section}.tls_cert_file": "--tls-cert", f"{section}.tls_key_file": "--tls-key",
+             "grpc.client_ca_file": "--client-ca"}  # fmt: skip
     loaded = state(ctx).load(extra, flags)
     settings = loaded.settings
     setup_logging(settings.logging)
-    if settings.transport not in ("stdio", "http"):
-        fail(f"transport {settings.transport!r} is not available in this version; use stdio or http", code=2)
+    if settings.transport == "grpc":
+        _serve_grpc_checked(settings, insecure=insecure_dev, quickstart=quickstart)
+        return
     if settings.transport != "http" and (insecure_dev or quickstart):
-        fail("--insecure-dev and --quickstart go with --transport http", code=2)
+        fail("--insecure-dev and --quickstart go with --transport http or grpc", code=2)
     try:
         policy = Policy.load(settings.security.policy_file)
     except PolicyError as exc:
@@ -197,6 +270,44 @@ def serve(
         return
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, policy))
+
+
+def _serve_grpc_checked(settings: Settings, *, insecure: bool, quickstart: bool) -> None:
+    """Refuse a gRPC server that would serve without TLS or without a way to authenticate, then run it."""
+    g, sec = settings.grpc, settings.security
+    if quickstart:
+        fail("--quickstart goes with --transport http", code=2)
+    try:
+        policy = Policy.load(sec.policy_file)
+    except PolicyError as exc:
+        fail(str(exc), code=2)
+    except OSError as exc:
+        fail(f"cannot read the policy file {sec.policy_file}: {exc.strerror}", code=2)
+    if insecure:
+        if not loopback_host(g.host):
+            fail(f"--insecure-dev serves without TLS or authentication and binds to loopback only, not {g.host}",
+                 code=2)  # fmt: skip
+        err.print("[bold red]WARNING: --insecure-dev: no TLS, no authentication; anyone on this machine can act as "
+                  "any agent. Development only.[/]")  # fmt: skip
+    else:
+        if not g.tls:
+            fail("gRPC needs TLS: set grpc.tls_cert_file and grpc.tls_key_file (--tls-cert/--tls-key) and "
+                 "grpc.client_ca_file (--client-ca) for mutual TLS, or pass --insecure-dev for a loopback-only "
+                 "development server", code=2)  # fmt: skip
+        if g.require_client_cert and g.client_ca_file is None:
+            fail("gRPC requires client certificates (grpc.require_client_cert): set grpc.client_ca_file "
+                 "(--client-ca), or turn grpc.require_client_cert off and accept JWTs or API keys",
+                 code=2)  # fmt: skip
+        if not g.require_client_cert and not (sec.jwt_issuers or sec.dev_tokens or sec.introspection.url
+                                              or sec.api_keys):  # fmt: skip
+            fail("gRPC without client certificates needs JWTs or API keys: configure security.jwt_issuers, "
+                 "security.introspection.url or security.api_keys", code=2)  # fmt: skip
+        for name, path in (("tls_cert_file", g.tls_cert_file), ("tls_key_file", g.tls_key_file),
+                           ("client_ca_file", g.client_ca_file)):  # fmt: skip
+            if path is not None and not path.is_file():
+                fail(f"grpc.{name}: {path} is not a readable file", code=2)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_grpc(settings, policy, insecure=insecure))
 
 
 def loopback_host(host: str) -> bool:

@@ -1,0 +1,60 @@
+"""The gRPC settings boundary: the ``grpc`` section of the settings (bind address, mTLS, limits, keepalive)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class GrpcSettings(BaseModel):
+    """gRPC transport (``serve --transport grpc``): mutual TLS unless ``--insecure-dev`` on loopback."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
+    port: int = Field(default=8766, ge=0, le=65535)
+    """0: an OS-assigned port (printed at start and written to ``port_file`` if set)."""
+    tls_cert_file: Path | None = None
+    """The server's certificate chain (PEM). Re-read when it changes (rotation without restart)."""
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    """CA bundle client certificates must chain to (required while ``require_client_cert`` is on)."""
+    require_client_cert: bool = True
+    """Mutual TLS: refuse any connection without a client certificate from ``client_ca_file``. Off: clients
+    authenticate with a bearer JWT or API key in the ``authorization`` metadata instead."""
+    min_tls: Literal["1.2", "1.3"] = "1.2"
+    """Checked on every call (gRPC Python cannot set it on the handshake)."""
+    public_url: str | None = Field(default=None, max_length=2048)
+    """The URL tokens must name as audience (besides ``urn:nats-mcp:local``); default ``grpcs://host:port``."""
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest frame (one JSON-RPC message) accepted or sent; larger ones end the call with RESOURCE_EXHAUSTED."""
+    max_concurrent_streams: int = Field(default=100, ge=1, le=100_000)
+    """Calls (streams) in flight per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)."""
+    max_concurrent_rpcs: int | None = Field(default=1000, ge=1)
+    """Calls in flight in the whole server; further calls are refused with RESOURCE_EXHAUSTED."""
+    keepalive_time_s: float = Field(default=60, ge=1)
+    """The server pings an idle connection this often."""
+    keepalive_timeout_s: float = Field(default=20, ge=1)
+    """... and closes it when the ping is not answered within this."""
+    min_client_ping_interval_s: float = Field(default=10, ge=0)
+    """Clients pinging more often than this are disconnected (keepalive enforcement)."""
+    max_connection_age_s: float | None = Field(default=None, gt=0)
+    """Connections are closed (gracefully) after this long, so clients reconnect and rebalance; None: no limit."""
+    max_connection_age_grace_s: float = Field(default=30, ge=0)
+    max_connection_idle_s: float | None = Field(default=None, gt=0)
+    port_file: Path | None = None
+    """Write the bound port here once listening (tests and scripts with port 0)."""
+    reflection: bool = False
+    """Reserved: server reflection is not served (grpcio-reflection is not a dependency)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> GrpcSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
