@@ -481,3 +481,32 @@ async def test_serve_grpc_refuses_to_start_insecurely(
     _, error = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2, error.decode()
     assert needle in " ".join(error.decode().split())
+
+
+async def test_insecure_dev_serves_plaintext_on_loopback_and_stops_cleanly(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    trail = tmp_path / "audit.jsonl"
+    port_file = tmp_path / "dev.port"
+    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_GRPC_PORT_FILE=str(port_file),
+                       NATS_MCP_NAMESPACE="team-dev", NATS_MCP_SECURITY_AUDIT_FILE=str(trail))  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--insecure-dev", env=env, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_pdeathsig_preexec(),
+    )  # fmt: skip
+    try:
+        port = await wait_for(lambda: port_file.exists() and port_file.read_text().endswith("\n")
+                              and int(port_file.read_text()), 60, message="no port file")  # fmt: skip
+        dev = GrpcTarget(f"127.0.0.1:{port}", plaintext=True, agent="dev-1")
+        async with Client(grpc_transport(dev)) as client:  # type: ignore[arg-type]
+            guid = await register(client, CAP)
+        async with Client(grpc_transport(dev), mode="legacy") as client:  # type: ignore[arg-type]
+            assert (await ok(client, "warp_handle_get"))["agentGuid"] == guid  # same agent header, same agent
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, error = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, error.decode()[-2000:]
+    assert "INSECURE DEV MODE" in error.decode()
+    records = audit_records(trail)
+    assert any(r["kind"] == "tool_call" and r["tool"] == "registry_register" for r in records)
