@@ -130,7 +130,8 @@ class Guard:
         try:
             principal = await provider.authenticate(credentials)
         except AuthenticationError as exc:
-            lock = self.lockout.failure(key)
+            # A credential that could not be checked (NATS or the IdP away) is no evidence of an attack.
+            lock = self.lockout.failure(key) if exc.reason != "unavailable" else 0.0
             self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
                               reason=exc.reason + ("+locked" if lock else ""))  # fmt: skip
             raise
@@ -170,7 +171,8 @@ class Guard:
             self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed",
                          reason="address_denied")  # fmt: skip
         exempt = principal.method == "local" and not self.settings.local.rate_limited
-        wait = 0.0 if exempt else self.per_principal.take(principal.key)
+        # Per agent of a principal: one principal may run several agents (and dev mode shares one principal).
+        wait = 0.0 if exempt else self.per_principal.take(f"{principal.key}\0{principal.agent or ''}")
         if not wait and peer:
             wait = self.per_address.take(peer)
         if wait:
