@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from nats_mcp.config_security import LockoutSettings, RateSettings, SecuritySettings
+from nats_mcp.lru import LruTable
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.ipfilter import IpFilter, parse_peer
-from nats_mcp.security.limits import Lockout, LruTable, RateLimiter, json_too_deep, value_too_deep
+from nats_mcp.security.limits import Lockout, RateLimiter, json_too_deep, value_too_deep
 from nats_mcp.security.policy import Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal, agent_guid
 
@@ -174,7 +175,7 @@ def test_lockout_backs_off_exponentially_and_clears_on_success() -> None:
 
 
 def test_state_is_bounded() -> None:
-    table: LruTable[int] = LruTable(3)
+    table: LruTable[str, int] = LruTable(3)
     for i in range(10):
         table.put(str(i), i)
     assert len(table) == 3 and table.get("0") is None and table.get("9") == 9

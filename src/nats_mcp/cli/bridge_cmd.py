@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nats_mcp.cli.common import err, fail
+from nats_mcp.cli.common import err, fail, loopback_host
 
 if TYPE_CHECKING:
     from nats_mcp.transports.grpc.client import GrpcTarget
@@ -60,7 +60,7 @@ def bridge(
     if insecure_dev and (cert or token):
         fail("--insecure-dev sends plaintext: it does not go with --cert or --token-file", code=2)
     host = grpc_address.rsplit(":", 1)[0].strip("[]")
-    if insecure_dev and host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+    if insecure_dev and not loopback_host(host):
         fail("--insecure-dev is for a loopback server only", code=2)
     target = GrpcTarget(grpc_address, ca_file=ca, cert_file=cert, key_file=key, token=token, agent=agent,
                         server_name=server_name, plaintext=insecure_dev)  # fmt: skip

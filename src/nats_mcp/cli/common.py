@@ -89,3 +89,8 @@ def print_json(data: Any) -> None:
     """Machine output: one JSON document on stdout, secrets already removed by the caller."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (where --insecure-dev may run)."""
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")

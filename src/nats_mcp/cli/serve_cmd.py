@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nats_mcp.cli.common import err, fail, out, state
+from nats_mcp.cli.common import err, fail, loopback_host, out, state
 from nats_mcp.config import Settings
 from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.policy import Policy, PolicyError
@@ -311,7 +311,3 @@ def _serve_grpc_checked(settings: Settings, *, insecure: bool, quickstart: bool)
                 fail(f"grpc.{name}: {path} is not a readable file", code=2)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_grpc(settings, policy, insecure=insecure))
-
-
-def loopback_host(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")

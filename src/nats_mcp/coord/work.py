@@ -24,7 +24,6 @@ import logging
 import math
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -49,6 +48,7 @@ from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExc
 from nats_mcp.coord.models import DlqItem, QueueStatus, Scope, WorkItem
 from nats_mcp.coord.work_store import ItemRecord, ItemRecords
 from nats_mcp.coord.work_views import WorkPage, WorkViews
+from nats_mcp.lru import LruTable
 
 log = logging.getLogger("nats_mcp.coord.work")
 
@@ -94,7 +94,7 @@ class WorkService:
         self._consumers: set[tuple[str, int]] = set()
         """(capability, priority) consumers this process has created or brought to the configured settings."""
         self.views = WorkViews(self)
-        self._claims: OrderedDict[str, tuple[ItemRecord, int]] = OrderedDict()
+        self._claims: LruTable[str, tuple[ItemRecord, int]] = LruTable(MAX_REMEMBERED)
 
     @property
     def lease_s(self) -> float:
@@ -396,15 +396,12 @@ class WorkService:
     def _remember(self, item_id: str, record: ItemRecord, revision: int) -> None:
         """Keep this process's own claims at hand: settling one then needs no read (a stale copy only makes the
         conditional write fail, and the caller reads again)."""
-        self._claims[item_id] = (record, revision)
-        self._claims.move_to_end(item_id)
-        while len(self._claims) > MAX_REMEMBERED:
-            self._claims.popitem(last=False)
+        self._claims.put(item_id, (record, revision))
 
     async def _owned(self, caller: Caller, item_id: str, *, cached: bool = True) -> tuple[ItemRecord, int]:
         """The caller's live claim on ``item_id``, or the error that says why it is not one."""
         check_item_id(item_id, "workItemId")
-        mine = self._claims.pop(item_id, None) if cached else None
+        mine = self._claims.pop(item_id) if cached else None
         if mine is not None and mine[0].claimer == caller.guid and mine[0].state == "claimed":
             return mine
         record, revision = await self.records.read(item_id)

@@ -8,7 +8,6 @@ policy (default deny), then the call itself; every refusal and every call leaves
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -18,6 +17,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.authn.jwt import unverified_claims
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
 from nats_mcp.security.limits import Lockout, RateLimiter, json_too_deep, value_too_deep
@@ -79,12 +79,10 @@ def _claimed(credentials: Credentials) -> str:
     if credentials.api_key and credentials.api_key.startswith("nmk_"):
         return "key:" + credentials.api_key.split("_")[1][:32]
     if credentials.bearer and credentials.bearer.count(".") == 2:
-        try:
-            head = credentials.bearer.split(".")[1]
-            body = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-            return f"jwt:{str(body.get('iss'))[:200]}|{str(body.get('sub'))[:200]}"
-        except (ValueError, TypeError, AttributeError):
+        claims = unverified_claims(credentials.bearer)
+        if claims is None:
             return "jwt:malformed"
+        return f"jwt:{str(claims.get('iss'))[:200]}|{str(claims.get('sub'))[:200]}"
     if credentials.peer_cert:
         return "cert"
     return "anonymous"

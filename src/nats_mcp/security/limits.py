@@ -8,42 +8,16 @@ reset its bucket; the per-address limit, which the attacker cannot multiply as e
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from nats_mcp.config_security import LockoutSettings, RateSettings
 from nats_mcp.coord.checks import json_depth
+from nats_mcp.lru import LruTable
 
 T = TypeVar("T")
 Clock = Callable[[], float]
-
-
-class LruTable(Generic[T]):
-    """A dict bounded to ``max_entries``, evicting the least recently used entry."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._data: OrderedDict[str, T] = OrderedDict()
-
-    def get(self, key: str) -> T | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: T) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
-
-    def pop(self, key: str) -> None:
-        self._data.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @dataclass
@@ -58,7 +32,7 @@ class RateLimiter:
     def __init__(self, settings: RateSettings, max_entries: int, clock: Clock = time.monotonic) -> None:
         self.rate = settings.rate_per_s
         self.burst = float(settings.burst)
-        self._buckets: LruTable[_Bucket] = LruTable(max_entries)
+        self._buckets: LruTable[str, _Bucket] = LruTable(max_entries)
         self._clock = clock
 
     def take(self, key: str) -> float:
@@ -89,7 +63,7 @@ class Lockout:
 
     def __init__(self, settings: LockoutSettings, max_entries: int, clock: Clock = time.monotonic) -> None:
         self.settings = settings
-        self._table: LruTable[_Failures] = LruTable(max_entries)
+        self._table: LruTable[str, _Failures] = LruTable(max_entries)
         self._clock = clock
 
     def locked_for(self, key: str) -> float:

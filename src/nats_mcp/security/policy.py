@@ -28,7 +28,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nats_mcp.lru import LruTable
 from nats_mcp.security.principal import Principal
 
 AdminOp = Literal["dlq"]
@@ -155,7 +155,7 @@ class Policy:
     def __init__(self, doc: PolicyDoc, source: str = "built-in", cache_size: int = 10_000) -> None:
         self.doc = doc
         self.source = source
-        self._roles: OrderedDict[Principal, list[Role]] = OrderedDict()
+        self._roles: LruTable[Principal, list[Role]] = LruTable(cache_size)
         self._tool_decisions: dict[tuple[Principal, str, str], Decision] = {}
         self._cache_size = cache_size
 
@@ -168,14 +168,10 @@ class Policy:
     def roles_of(self, p: Principal) -> list[Role]:
         """The roles ``p`` holds (remembered per principal: a policy never changes once loaded)."""
         cached = self._roles.get(p)
-        if cached is not None:
-            self._roles.move_to_end(p)
-            return cached
-        roles = self._resolve(p)
-        self._roles[p] = roles
-        if len(self._roles) > self._cache_size:
-            self._roles.popitem(last=False)
-        return roles
+        if cached is None:
+            cached = self._resolve(p)
+            self._roles.put(p, cached)
+        return cached
 
     def _resolve(self, p: Principal) -> list[Role]:
         names = set(p.roles) | set(self.doc.default_roles)

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nats_mcp.config import Settings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
+from nats_mcp.lru import LruTable
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError
@@ -111,7 +111,7 @@ class GatewayVerifier:
         self.guard = guard
         self.provider = provider
         self.resource_url = resource_url
-        self._principals: OrderedDict[str, Principal] = OrderedDict()
+        self._principals: LruTable[str, Principal] = LruTable(MAX_PRINCIPALS)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         peer, agent = _peer.get(), _agent.get()
@@ -124,11 +124,7 @@ class GatewayVerifier:
         except AuthenticationError:
             _audited.set(True)
             return None  # the guard has audited it; the client gets 401 and the metadata URL
-        key = _token_key(token)
-        self._principals[key] = principal
-        self._principals.move_to_end(key)
-        while len(self._principals) > MAX_PRINCIPALS:
-            self._principals.popitem(last=False)
+        self._principals.put(_token_key(token), principal)
         expires = principal.claims.get("exp")
         return AccessToken(
             token=token,

@@ -310,15 +310,20 @@ def _words(value: object) -> frozenset[str]:
     return frozenset()
 
 
-def unverified_issuer(token: str) -> str | None:
-    """The ``iss`` a JWT claims (not verified: only for routing to the right verifier), or None if not a JWT."""
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The claims a JWT carries, NOT verified: only for routing and lockout keys; None if it is not a JWT."""
     if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
         return None
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return None
-    iss = claims.get("iss")
+    return claims
+
+
+def unverified_issuer(token: str) -> str | None:
+    """The ``iss`` a JWT claims (not verified: only for routing to the right verifier), or None if not a JWT."""
+    iss = (unverified_claims(token) or {}).get("iss")
     return iss if isinstance(iss, str) else None
 
 
