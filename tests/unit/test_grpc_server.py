@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import mcp_types as types
 import pytest
+import trustme
 
 from nats_mcp.config import Settings
 from nats_mcp.config_grpc import GrpcSettings
@@ -121,3 +122,17 @@ def test_certificate_reloader_serves_changed_files(tmp_path: Path) -> None:
     pki.issue("server", dns=["localhost"], ips=["127.0.0.1"])  # rotated in place
     assert reloader() is not None
     assert reloader() is None
+
+
+def test_a_rotation_caught_half_way_is_not_taken() -> None:
+    check_key_pair = rpc.check_key_pair
+    ca = trustme.CA()
+    old, new = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    chain, key = new.cert_chain_pems[0].bytes(), new.private_key_pem.bytes()
+    check_key_pair(chain, key, ca.cert_pem.bytes())  # a whole pair is taken
+    with pytest.raises(ValueError, match="not for this key"):
+        check_key_pair(old.cert_chain_pems[0].bytes(), key, None)  # the new key, the old certificate
+    # a truncated certificate, a truncated key, an empty CA file
+    for args in ((chain[:100], key, None), (chain, key[:60], None), (chain, key, b"")):
+        with pytest.raises(ValueError, match="Unable to load PEM"):
+            check_key_pair(*args)

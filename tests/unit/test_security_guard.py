@@ -341,3 +341,27 @@ async def test_lockout_after_failures_per_principal_and_address() -> None:
     clock.now += 61
     assert await g.authenticate(provider, good, "http")
     assert all("good-token" not in str(r) and "nope" not in str(r) for r in rec.records)
+
+
+async def test_lockout_keys_api_keys_by_id_whether_sent_as_api_key_or_bearer() -> None:
+    g, _, _ = guard()
+
+    class Keys:
+        async def authenticate(self, credentials: Credentials) -> Principal:
+            if (credentials.api_key or credentials.bearer) != "nmk_good_secret":
+                raise AuthenticationError("bad_signature")
+            return principal()
+
+    # gRPC sends API keys as bearers: guessing one key id must not lock another key out of the address
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            await g.authenticate(Keys(), Credentials(bearer="nmk_victim_guess", peer="10.0.0.7"), "grpc")
+    with pytest.raises(AuthenticationError) as info:
+        await g.authenticate(Keys(), Credentials(bearer="nmk_victim_guess", peer="10.0.0.7"), "grpc")
+    assert info.value.reason == "locked_out"
+    assert await g.authenticate(Keys(), Credentials(bearer="nmk_good_secret", peer="10.0.0.7"), "grpc")
+    assert await g.authenticate(Keys(), Credentials(api_key="nmk_good_secret", peer="10.0.0.7"), "http")
+    # the same key id guessed as an api_key shares the lock with its bearer form
+    with pytest.raises(AuthenticationError) as info:
+        await g.authenticate(Keys(), Credentials(api_key="nmk_victim_other", peer="10.0.0.7"), "http")
+    assert info.value.reason == "locked_out"

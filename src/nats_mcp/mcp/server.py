@@ -78,14 +78,28 @@ def outcome_of(result: types.CallToolResult) -> str:
     return str(error.get("code", "internal")) if isinstance(error, dict) else "internal"
 
 
-def error_result(code: str, message: str) -> types.CallToolResult:
-    """A tool error as the contract says: isError, text starting 'Error: ', structuredContent.error."""
+def error_result(code: str, message: str, *, retry_after_s: float | None = None) -> types.CallToolResult:
+    """A tool error as the contract says: isError, text starting 'Error: ', structuredContent.error.
+
+    A refusal for rate adds ``retryAfterS`` (seconds until a call would be admitted).
+    """
     message = redact(message)
+    error: dict[str, Any] = {"code": code, "message": message}
+    if retry_after_s is not None:
+        error["retryAfterS"] = round(retry_after_s, 3)
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=f"Error: {message}")],
-        structured_content={"error": {"code": code, "message": message}},
+        structured_content={"error": error},
         is_error=True,
     )
+
+
+def refusal_data(refused: Refused) -> dict[str, Any]:
+    """The ``data`` of a JSON-RPC error for a guard refusal (resource reads): its code, and when to retry."""
+    data: dict[str, Any] = {"code": refused.code}
+    if refused.retry_after_s is not None:
+        data["retryAfterS"] = round(refused.retry_after_s, 3)
+    return data
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -215,7 +229,7 @@ def build_server(
                 outcome_of,
             )  # fmt: skip
         except Refused as refused:
-            return error_result(refused.code, refused.message)
+            return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
 
     async def gate(
         ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
@@ -226,7 +240,7 @@ def build_server(
         try:
             return await security.guard.call(call, tool, args, run, lambda _result: "ok")
         except Refused as refused:
-            raise MCPError(types.INVALID_PARAMS, refused.message, {"code": refused.code}) from None
+            raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
 
     # Resources (channel history, inbox peek) and their change notifications: only with coordination services.
     resources = (

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.authn.apikeys import KEY_PREFIX
 from nats_mcp.security.authn.jwt import unverified_claims
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
@@ -76,8 +77,11 @@ class CallContext:
 
 def _claimed(credentials: Credentials) -> str:
     """Who a credential says it is, unverified: only a lockout key, never trusted for anything else."""
-    if credentials.api_key and credentials.api_key.startswith("nmk_"):
-        return "key:" + credentials.api_key.split("_")[1][:32]
+    # An API key may come as such (HTTP) or as a bearer (gRPC metadata): either way its id is the key, so one
+    # guessed key id never locks the others out of an address.
+    key = credentials.api_key or credentials.bearer
+    if key and key.startswith(KEY_PREFIX):
+        return "key:" + key.split("_")[1][:32]
     if credentials.bearer and credentials.bearer.count(".") == 2:
         claims = unverified_claims(credentials.bearer)
         if claims is None:

@@ -27,6 +27,7 @@ log = logging.getLogger("nats_mcp.grpc.client")
 
 SESSION_METHOD = "/nats_mcp.v1.McpTransport/Session"
 CALL_METHOD = "/nats_mcp.v1.McpTransport/Call"
+LISTEN_METHOD = "/nats_mcp.v1.McpTransport/Listen"
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 
 Streams = tuple[ContextReceiveStream[SessionMessage | Exception], ContextSendStream[SessionMessage]]

@@ -3,16 +3,18 @@
 The contract is ``proto/nats_mcp/v1/transport.proto``: every frame is one complete JSON-RPC message, byte for
 byte (the MCP spec's rule for custom transports). ``Session`` is a bidirectional stream served exactly like
 stdio — one SDK server loop per stream, both protocol revisions (2025-11-25 handshake, 2026-07-28 envelope);
-``Call`` carries one request and streams its notifications, then exactly one response.
+``Call`` carries one request and streams its notifications, then exactly one response; ``Listen`` carries one
+``subscriptions/listen`` request and streams its change notifications until the client cancels.
 
 Like the HTTP transport this one only says who calls: the verified client certificate (its SPIFFE ID or SAN,
 read from the TLS layer's ``auth_context``) and/or an ``authorization: Bearer`` JWT or API key in the call
 metadata go through :meth:`Guard.authenticate` (address filter, lockout, audit); each principal acts as its
 own agent (:func:`nats_mcp.security.binding.caller_for`) and every tool call goes through the guard. Refusals
-are gRPC statuses (UNAUTHENTICATED with a ``www-authenticate`` trailer, PERMISSION_DENIED, RESOURCE_EXHAUSTED,
-INVALID_ARGUMENT), each audited. Handshake refusals (no client certificate, an unknown CA, an expired
-certificate) happen inside the gRPC core before any call exists: the client sees UNAVAILABLE and no audit
-record can be written from Python.
+are gRPC statuses (UNAUTHENTICATED with a ``www-authenticate`` trailer, PERMISSION_DENIED, RESOURCE_EXHAUSTED
+with a ``retry-after`` trailer for rate limits, INVALID_ARGUMENT), each audited. On a ``Session`` stream a
+refusal of one request (policy, rate) is that request's error, so the other requests of the session carry on.
+Handshake refusals (no client certificate, an unknown CA, an expired certificate) happen inside the gRPC core
+before any call exists: the client sees UNAVAILABLE and no audit record can be written from Python.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -60,6 +63,7 @@ NAME_KEYS = ("mcp-name", "mcp-tool-name", "mcp-resource-uri")
 """``mcp-name`` and the aliases Google's Python transport uses."""
 ENVELOPE_VERSION = "io.modelcontextprotocol/protocolVersion"
 REALM = 'Bearer realm="nats-mcp"'
+LISTEN = "subscriptions/listen"
 _NAMED_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
                 "resources/subscribe": "uri", "resources/unsubscribe": "uri"}  # fmt: skip
 
@@ -69,15 +73,43 @@ _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("n
 class CallRefused(Exception):
     """A call ended with a gRPC status (already audited where it applies)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, www_authenticate: str | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        www_authenticate: str | None = None,
+        *,
+        trailers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.www_authenticate = www_authenticate
+        self.trailers = ((("www-authenticate", www_authenticate),) if www_authenticate else ()) + trailers
 
     async def abort(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        trailers = (("www-authenticate", self.www_authenticate),) if self.www_authenticate else ()
-        await context.abort(self.code, self.message, trailers)
+        await context.abort(self.code, self.message, self.trailers)
+
+
+def rate_limited(answer: types.JSONRPCResponse | types.JSONRPCError) -> tuple[str, str] | None:
+    """(message, retry-after seconds) when the guard refused a request for its rate, else None.
+
+    A tool call answers a tool error ``rate_limited`` (with ``retryAfterS``), a resource read a JSON-RPC error whose
+    data has that code; on ``Call`` and ``Listen`` both become RESOURCE_EXHAUSTED, as the contract says.
+    """
+    if isinstance(answer, types.JSONRPCError):
+        data = answer.error.data
+        error = data if isinstance(data, dict) else None
+        message = answer.error.message
+    else:
+        result = answer.result
+        content = result.get("structuredContent") if result.get("isError") else None
+        error = content.get("error") if isinstance(content, dict) else None
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    if not isinstance(error, dict) or error.get("code") != "rate_limited":
+        return None
+    retry = error.get("retryAfterS")
+    seconds = max(1, math.ceil(float(retry))) if isinstance(retry, int | float) else 1
+    return message or "too many calls", str(seconds)
 
 
 # ---- what the TLS layer says about the peer --------------------------------------------------------------------
@@ -138,6 +170,26 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
 # ---- credentials and rotation ------------------------------------------------------------------------------------
 
 
+def check_key_pair(chain: bytes, key: bytes, ca: bytes | None) -> None:
+    """ValueError unless ``chain`` starts with a certificate for ``key`` and ``ca`` holds certificates.
+
+    The gRPC core takes any bytes and fails handshakes later; a rotation caught half-way (a new key, the old
+    certificate) or a truncated file must instead keep the current configuration.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = x509.load_pem_x509_certificate(chain)
+    private = serialization.load_pem_private_key(key, password=None)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(serialization.Encoding.PEM, spki) != private.public_key().public_bytes(
+        serialization.Encoding.PEM, spki
+    ):
+        raise ValueError("the certificate is not for this key (a rotation half done?)")
+    if ca is not None and not x509.load_pem_x509_certificates(ca):
+        raise ValueError("the client CA file holds no certificate")
+
+
 class CertificateReloader:
     """Serves the certificate files' current content: a changed key pair or CA is used from the next handshake."""
 
@@ -157,6 +209,7 @@ class CertificateReloader:
     def _load(self) -> grpc.ServerCertificateConfiguration:
         chain, key = self.files[0].read_bytes(), self.files[1].read_bytes()
         ca = self.ca_file.read_bytes() if self.ca_file is not None else None
+        check_key_pair(chain, key, ca)
         return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=ca)
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
@@ -426,21 +479,36 @@ class McpGrpcService:
 
     async def call(self, request: Frame, context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
         """``Call``: one request; its notifications, then exactly one response. Cancelling the call cancels it."""
+        await self._one(request, context, listen=False)
+
+    async def listen(self, request: Frame, context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
+        """``Listen``: one ``subscriptions/listen`` request; change notifications until the client cancels."""
+        await self._one(request, context, listen=True)
+
+    async def _one(self, request: Frame, context: grpc.aio.ServicerContext[Frame, Frame], *, listen: bool) -> None:
         refusal: CallRefused | None = None
         try:
             principal = await self.admit(context)
             message = self._check_frame(principal, request.json)
             if not isinstance(message, types.JSONRPCRequest):
                 self._audit("denied", principal, principal.peer, "invalid_argument", "not_a_request")
-                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "Call carries one JSON-RPC request")
+                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "a call carries one JSON-RPC request")
+            if listen and message.method != LISTEN:
+                self._audit("denied", principal, principal.peer, "invalid_argument", "not_listen")
+                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"Listen carries one {LISTEN} request")
             self._check_metadata(principal, _metadata(context), message)
             async with self._loop(principal) as (to_server, from_server):
                 await to_server.send(SessionMessage(message))
                 async for out in from_server:
-                    await context.write(self._frame(out))
                     answer = out.message
                     if isinstance(answer, types.JSONRPCResponse | types.JSONRPCError) and answer.id == message.id:
+                        throttled = rate_limited(answer)
+                        if throttled is not None:  # the guard refused the request itself: a status, not a result
+                            raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, throttled[0],
+                                              trailers=(("retry-after", throttled[1]),))  # fmt: skip
+                        await context.write(self._frame(out))
                         break
+                    await context.write(self._frame(out))
         except* CallRefused as group:
             refusal = _refusal(group)
         if refusal is not None:  # aborted here: raised inside except* the abort would reach gRPC wrapped in a group
@@ -453,6 +521,7 @@ class McpGrpcService:
             {
                 "Session": grpc.stream_stream_rpc_method_handler(self.session, frame_in, frame_out),
                 "Call": grpc.unary_stream_rpc_method_handler(self.call, frame_in, frame_out),
+                "Listen": grpc.unary_stream_rpc_method_handler(self.listen, frame_in, frame_out),
             },
         )
 

@@ -72,7 +72,8 @@ class McpTransportServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Listen(self, request, context):
-        """Change notifications for subscriptions/listen (2026-07-28). Reserved: not implemented yet.
+        """One subscriptions/listen request (2026-07-28): the stream carries its acknowledgement and change
+        notifications (notifications/resources/updated, ...) until the client cancels the call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
