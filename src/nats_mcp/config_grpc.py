@@ -47,7 +47,10 @@ class GrpcSettings(BaseModel):
     port_file: Path | None = None
     """Write the bound port here once listening (tests and scripts with port 0)."""
     reflection: bool = False
-    """Reserved: server reflection is not served (grpcio-reflection is not a dependency)."""
+    """Serve gRPC server reflection (the services' descriptors, for grpcurl and the like). Off: callers must know
+    the contract (``proto/nats_mcp/v1/transport.proto``)."""
+    typed_service: bool = True
+    """Also serve Google's typed ``model_context_protocol.Mcp`` service (ListTools, CallTool) over the same security."""
 
     @model_validator(mode="after")
     def _pair(self) -> GrpcSettings:

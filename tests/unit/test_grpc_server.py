@@ -67,14 +67,14 @@ def test_metadata_must_agree_with_the_body() -> None:
     me = Principal(subject="s", issuer="i", method="mtls")
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
     call = _request("tools/call", {"name": "warp_handle_get", "_meta": meta})
-    svc._check_metadata(me, {"mcp-method": "tools/call", "mcp-name": "warp_handle_get",
+    svc.check_metadata(me, {"mcp-method": "tools/call", "mcp-name": "warp_handle_get",
                              "mcp-protocol-version": "2026-07-28"}, call)  # fmt: skip
     read = _request("resources/read", {"uri": "nats-mcp://channels/x"})
-    svc._check_metadata(me, {"mcp-resource-uri": "nats-mcp://channels/x"}, read)
+    svc.check_metadata(me, {"mcp-resource-uri": "nats-mcp://channels/x"}, read)
     for wrong in ({"mcp-method": "tools/list"}, {"mcp-name": "warp_other"}, {"mcp-protocol-version": "2025-11-25"},
                   {"mcp-resource-uri": "nats-mcp://channels/x"}):  # fmt: skip
         with pytest.raises(rpc.CallRefused) as refused:
-            svc._check_metadata(me, wrong, call)
+            svc.check_metadata(me, wrong, call)
         assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [fields["reason"] for _, fields in records.seen] == ["header_mismatch"] * 4
 
@@ -87,14 +87,14 @@ def test_frames_over_the_cap_or_not_jsonrpc_are_refused_and_audited() -> None:
     me = Principal(subject="s", issuer="i", method="mtls")
     cap = svc.grpc_settings.max_message_bytes
     with pytest.raises(rpc.CallRefused) as refused:
-        svc._check_frame(me, b"x" * (cap + 1))
+        svc.check_frame(me, b"x" * (cap + 1))
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     with pytest.raises(rpc.CallRefused) as refused:
-        svc._check_frame(me, b'{"hello": "world"}')
+        svc.check_frame(me, b'{"hello": "world"}')
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [(k, f["reason"]) for k, f in records.seen] == [("limit_exceeded", "frame_too_large"),
                                                            ("denied", "not_jsonrpc")]  # fmt: skip
-    message = svc._check_frame(me, b'{"jsonrpc":"2.0","id":3,"method":"ping"}')
+    message = svc.check_frame(me, b'{"jsonrpc":"2.0","id":3,"method":"ping"}')
     assert isinstance(message, types.JSONRPCRequest)
 
 

@@ -150,16 +150,16 @@ def _first(auth: Mapping[str, Any], key: str) -> bytes | None:
     return value if isinstance(value, bytes) else None
 
 
-def _refusal(group: BaseExceptionGroup[CallRefused]) -> CallRefused:
+def first_refusal(group: BaseExceptionGroup[CallRefused]) -> CallRefused:
     for exc in group.exceptions:
         if isinstance(exc, CallRefused):
             return exc
         if isinstance(exc, BaseExceptionGroup):
-            return _refusal(exc)
+            return first_refusal(exc)
     raise group
 
 
-def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+def call_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     for key, value in context.invocation_metadata() or ():
         if isinstance(value, str) and key not in found:
@@ -322,13 +322,13 @@ class McpGrpcService:
         self.init_options = server.create_initialization_options()
         self.lifespan_state: Any = None
 
-    def _audit(self, kind: Any, principal: Principal | None, peer: str | None, outcome: str, reason: str) -> None:
+    def audit(self, kind: Any, principal: Principal | None, peer: str | None, outcome: str, reason: str) -> None:
         self.guard.audit.record(kind, principal=principal, transport="grpc", peer=peer, namespace=self.namespace,
                                 outcome=outcome, reason=reason)  # fmt: skip
 
     async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         """Authenticate the call and check it may act at all; CallRefused (audited) otherwise."""
-        metadata = _metadata(context)
+        metadata = call_metadata(context)
         peer = peer_address(context.peer())
         agent = metadata.get(AGENT_KEY)
         agent = agent[:100] if agent is not None else None
@@ -340,7 +340,7 @@ class McpGrpcService:
         else:
             version = (_first(auth, "ssl_tls_version") or b"").decode("ascii", "replace")
             if self.grpc_settings.min_tls == "1.3" and version != "TLSv1.3":
-                self._audit("denied", None, peer, "forbidden", "tls_version")
+                self.audit("denied", None, peer, "forbidden", "tls_version")
                 raise CallRefused(
                     grpc.StatusCode.PERMISSION_DENIED, f"TLS 1.3 is required (this connection: {version})"
                 )
@@ -349,7 +349,7 @@ class McpGrpcService:
             if authorization is not None:
                 scheme, _, value = authorization.partition(" ")
                 if scheme.lower() != "bearer" or not value.strip():
-                    self._audit("auth_failure", None, peer, "unauthenticated", "malformed")
+                    self.audit("auth_failure", None, peer, "unauthenticated", "malformed")
                     raise CallRefused(grpc.StatusCode.UNAUTHENTICATED, "the authorization metadata must be "
                                       "'Bearer <token>'", f'{REALM}, error="invalid_request"')  # fmt: skip
                 bearer = value.strip()
@@ -364,15 +364,15 @@ class McpGrpcService:
         try:
             caller_for(principal, self.guard.policy, self.namespace, self.project_id)
         except Refused as refused:
-            self._audit("denied", principal, peer, "forbidden", "agent_denied")
+            self.audit("denied", principal, peer, "forbidden", "agent_denied")
             raise CallRefused(grpc.StatusCode.PERMISSION_DENIED, refused.message) from None
         return principal
 
-    def _check_frame(self, principal: Principal, raw: bytes) -> types.JSONRPCMessage:
-        """Size, depth and shape of one incoming frame."""
+    def check_frame(self, principal: Principal, raw: bytes) -> types.JSONRPCMessage:
+        """Size, depth and shape of one incoming JSON-RPC message (RESOURCE_EXHAUSTED / INVALID_ARGUMENT)."""
         limit = self.grpc_settings.max_message_bytes
         if len(raw) > limit:
-            self._audit("limit_exceeded", principal, principal.peer, "limit_exceeded", "frame_too_large")
+            self.audit("limit_exceeded", principal, principal.peer, "limit_exceeded", "frame_too_large")
             raise CallRefused(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"the frame is {len(raw)} bytes; the limit is {limit}"
             )
@@ -383,10 +383,10 @@ class McpGrpcService:
         try:
             return types.jsonrpc_message_adapter.validate_json(raw, by_name=False)
         except ValueError:
-            self._audit("denied", principal, principal.peer, "invalid_argument", "not_jsonrpc")
+            self.audit("denied", principal, principal.peer, "invalid_argument", "not_jsonrpc")
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "a frame must hold one JSON-RPC message") from None
 
-    def _check_metadata(self, principal: Principal, metadata: Mapping[str, str], message: types.JSONRPCMessage) -> None:
+    def check_metadata(self, principal: Principal, metadata: Mapping[str, str], message: types.JSONRPCMessage) -> None:
         """``mcp-method``, ``mcp-name`` (and aliases) and ``mcp-protocol-version`` must agree with the body."""
         method = getattr(message, "method", None)
         params = getattr(message, "params", None)
@@ -412,7 +412,7 @@ class McpGrpcService:
             if actual is not None and claimed != actual:
                 problems.append(f"{PROTOCOL_KEY} {claimed!r} but the body speaks {actual!r}")
         if problems:
-            self._audit("denied", principal, principal.peer, "invalid_argument", "header_mismatch")
+            self.audit("denied", principal, principal.peer, "invalid_argument", "header_mismatch")
             raise CallRefused(
                 grpc.StatusCode.INVALID_ARGUMENT, "metadata disagrees with the body: " + "; ".join(problems)
             )
@@ -451,7 +451,7 @@ class McpGrpcService:
         refusal: CallRefused | None = None
         try:
             principal = await self.admit(context)
-            metadata = _metadata(context)
+            metadata = call_metadata(context)
             # Admitted: say so at once. Clients wait for this before their first frame, since a write racing a
             # refusal makes grpc's Python client replace the refusal's status with INTERNAL.
             await context.send_initial_metadata(())
@@ -467,13 +467,13 @@ class McpGrpcService:
                     first = True
                     async with to_server:
                         async for frame in requests:
-                            message = self._check_frame(principal, frame.json)
+                            message = self.check_frame(principal, frame.json)
                             if first:
-                                self._check_metadata(principal, metadata, message)
+                                self.check_metadata(principal, metadata, message)
                                 first = False
                             await to_server.send(SessionMessage(message))
         except* CallRefused as group:
-            refusal = _refusal(group)
+            refusal = first_refusal(group)
         if refusal is not None:  # aborted here: raised inside except* the abort would reach gRPC wrapped in a group
             await refusal.abort(context)
 
@@ -489,30 +489,39 @@ class McpGrpcService:
         refusal: CallRefused | None = None
         try:
             principal = await self.admit(context)
-            message = self._check_frame(principal, request.json)
-            if not isinstance(message, types.JSONRPCRequest):
-                self._audit("denied", principal, principal.peer, "invalid_argument", "not_a_request")
-                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "a call carries one JSON-RPC request")
-            if listen and message.method != LISTEN:
-                self._audit("denied", principal, principal.peer, "invalid_argument", "not_listen")
+            message = self.check_frame(principal, request.json)
+            if listen and getattr(message, "method", None) != LISTEN:
+                self.audit("denied", principal, principal.peer, "invalid_argument", "not_listen")
                 raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"Listen carries one {LISTEN} request")
-            self._check_metadata(principal, _metadata(context), message)
-            async with self._loop(principal) as (to_server, from_server):
-                await to_server.send(SessionMessage(message))
-                async for out in from_server:
-                    answer = out.message
-                    if isinstance(answer, types.JSONRPCResponse | types.JSONRPCError) and answer.id == message.id:
-                        throttled = rate_limited(answer)
-                        if throttled is not None:  # the guard refused the request itself: a status, not a result
-                            raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, throttled[0],
-                                              trailers=(("retry-after", throttled[1]),))  # fmt: skip
-                        await context.write(self._frame(out))
-                        break
-                    await context.write(self._frame(out))
+            self.check_metadata(principal, call_metadata(context), message)
+            await self.exchange(principal, message, lambda out: context.write(self._frame(out)))
         except* CallRefused as group:
-            refusal = _refusal(group)
+            refusal = first_refusal(group)
         if refusal is not None:  # aborted here: raised inside except* the abort would reach gRPC wrapped in a group
             await refusal.abort(context)
+
+    async def exchange(
+        self, principal: Principal, message: types.JSONRPCMessage, emit: Callable[[SessionMessage], Awaitable[None]]
+    ) -> None:
+        """Run one checked request as ``principal``; ``emit`` gets its notifications, then its response.
+
+        CallRefused (audited) when ``message`` is not a request, or when the guard refused it for its rate.
+        """
+        if not isinstance(message, types.JSONRPCRequest):
+            self.audit("denied", principal, principal.peer, "invalid_argument", "not_a_request")
+            raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "a call carries one JSON-RPC request")
+        async with self._loop(principal) as (to_server, from_server):
+            await to_server.send(SessionMessage(message))
+            async for out in from_server:
+                answer = out.message
+                if isinstance(answer, types.JSONRPCResponse | types.JSONRPCError) and answer.id == message.id:
+                    throttled = rate_limited(answer)
+                    if throttled is not None:  # the guard refused the request itself: a status, not a result
+                        raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, throttled[0],
+                                          trailers=(("retry-after", throttled[1]),))  # fmt: skip
+                    await emit(out)
+                    return
+                await emit(out)
 
     def handler(self) -> grpc.GenericRpcHandler:
         frame_in, frame_out = Frame.FromString, Frame.SerializeToString
@@ -545,9 +554,20 @@ class GrpcTransport:
         """Bind (not serving yet) and return the port (the OS's choice for port 0)."""
         g = self.settings
         server = grpc.aio.server(options=server_options(g), maximum_concurrent_rpcs=g.max_concurrent_rpcs)
-        server.add_generic_rpc_handlers((self.service.handler(),))
+        handlers, names = [self.service.handler()], [SERVICE]
+        if g.typed_service:
+            from nats_mcp.transports.grpc.typed import TYPED_SERVICE, TypedMcpService
+
+            handlers.append(TypedMcpService(self.service).handler())
+            names.append(TYPED_SERVICE)
+        server.add_generic_rpc_handlers(handlers)
         await self.set_nats(False)  # until NATS says it is connected
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if g.reflection:
+            from grpc_reflection.v1alpha import reflection
+
+            reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                                 reflection.SERVICE_NAME], server)  # fmt: skip
         address = f"[{g.host}]:{g.port}" if ":" in g.host else f"{g.host}:{g.port}"
         if self.insecure:
             port = server.add_insecure_port(address)
