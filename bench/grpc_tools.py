@@ -15,6 +15,9 @@ b. ``nats-mcp serve --transport grpc`` with mutual TLS (client certificate ``age
    an agent role by a policy file), ``warp_channels_list`` (no NATS round trip) through the SDK ``mcp.Client`` over
    ``nats_mcp.transports.grpc.client.grpc_transport`` (one ``Session`` stream) — target >= 0.6x a;
    50 in flight = 50 asyncio tasks sharing that one client session (one stream);
+b2. the same server, ``Call`` RPCs with a prebuilt 2026-07-28 ``tools/call`` frame (no SDK client: the server's
+   cost next to the echo's, which has no MCP client either); 50 in flight = 50 concurrent calls on one channel;
+b3. the same server, Google's typed ``model_context_protocol.Mcp/CallTool`` (unary protobuf);
 c. ``nats-mcp serve --transport http`` with an API key (plaintext loopback; a credential checked on every request,
    the nearest HTTP kind to per-call mTLS identity), the same tool through the SDK client over
    ``streamable_http_client`` — b target >= 2x c;
@@ -62,10 +65,13 @@ from http_tools import (  # noqa: E402
 )
 from http_tools import launch as launch_http  # noqa: E402
 from mcp import Client  # noqa: E402
+from mcp_grpc_transport_proto import mcp_messages_pb2 as typed_pb  # noqa: E402
+from mcp_grpc_transport_proto import mcp_pb2_grpc as typed_grpc  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
-from nats_mcp.transports.grpc.client import GrpcTarget, grpc_transport  # noqa: E402
+from nats_mcp.transports.grpc.client import CALL_METHOD, GrpcTarget, grpc_transport, open_channel  # noqa: E402
+from nats_mcp.transports.grpc.gen.transport_pb2 import Frame  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 LIST_TOOL = "warp_channels_list"
@@ -195,10 +201,72 @@ async def echo_caller(port: int, certs: Path) -> AsyncIterator[Call]:
         yield call
 
 
+def grpc_target(port: int, certs: Path) -> GrpcTarget:
+    return GrpcTarget(f"127.0.0.1:{port}", ca_file=certs / "ca.pem", cert_file=certs / "clients" / f"{CLIENT}.pem",
+                      key_file=certs / "clients" / f"{CLIENT}-key.pem")  # fmt: skip
+
+
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+MODERN_CALL = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": LIST_TOOL, "arguments": {}, "_meta": ENVELOPE},
+    }
+).encode()
+
+
+@contextlib.asynccontextmanager
+async def raw_call_caller(port: int, certs: Path) -> AsyncIterator[Call]:
+    """``Call`` RPCs with a prebuilt 2026-07-28 request frame: the server's cost without the SDK client's."""
+    channel = open_channel(grpc_target(port, certs))
+    method = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
+                                  response_deserializer=Frame.FromString)  # fmt: skip
+    request = Frame(json=MODERN_CALL)
+
+    async def call() -> object:
+        last = b""
+        async for answer in method(request, timeout=30):
+            last = answer.json
+        if b'"isError":false' not in last:
+            raise BenchError(f"the Call answered {last[:200]!r}")
+        return last
+
+    try:
+        await call()
+        yield call
+    finally:
+        await channel.close()
+
+
+@contextlib.asynccontextmanager
+async def typed_caller(port: int, certs: Path) -> AsyncIterator[Call]:
+    """Google's typed ``model_context_protocol.Mcp/CallTool`` (unary protobuf)."""
+    channel = open_channel(grpc_target(port, certs))
+    stub = typed_grpc.McpStub(channel)
+    request = typed_pb.CallToolRequest(request=typed_pb.CallToolRequest.Request(name=LIST_TOOL))
+
+    async def call() -> object:
+        answer = await stub.CallTool(request, timeout=30)
+        if answer.is_error:
+            raise BenchError(f"the typed CallTool failed: {answer}")
+        return answer
+
+    try:
+        await call()
+        yield call
+    finally:
+        await channel.close()
+
+
 @contextlib.asynccontextmanager
 async def grpc_session(port: int, certs: Path) -> AsyncIterator[Client]:
-    target = GrpcTarget(f"127.0.0.1:{port}", ca_file=certs / "ca.pem", cert_file=certs / "clients" / f"{CLIENT}.pem",
-                        key_file=certs / "clients" / f"{CLIENT}-key.pem")  # fmt: skip
+    target = grpc_target(port, certs)
     async with Client(grpc_transport(target), mode=MODE) as client:  # type: ignore[arg-type]
         await client.list_tools()
         yield client
@@ -236,7 +304,9 @@ def make_cells() -> list[Cell]:
         c = Cell("c. nats-mcp HTTP, API key", "http key", width)
         dev = Cell("(ctx) nats-mcp HTTP, --insecure-dev", "http dev", width)
         b = Cell("b. nats-mcp gRPC, mTLS", "grpc", width, ((a.key, 0.6), (c.key, 2.0), (dev.key, None)))
-        cells += [a, b, c, dev]
+        raw = Cell("b2. gRPC Call, raw frames", "grpc call", width, ((a.key, 0.6), (c.key, 2.0)))
+        typed = Cell("b3. gRPC typed CallTool", "grpc typed", width, ((a.key, 0.6), (c.key, 2.0)))
+        cells += [a, b, raw, typed, c, dev]
     return cells
 
 
@@ -332,13 +402,20 @@ async def run(plan: Plan) -> list[Cell]:
                     proc = Proc(spec.name, spec.process, spec.port_file, spec.log)
                     await wait_port(proc)
                     spec.port = proc.port
-                pids = {"echo": echo.process.pid, "grpc": served.process.pid}
+                pids = {
+                    "echo": echo.process.pid,
+                    "grpc": served.process.pid,
+                    "grpc call": served.process.pid,
+                    "grpc typed": served.process.pid,
+                }
                 pids |= {spec.name: spec.process.pid for spec in http_specs if spec.process is not None}
                 cells = make_cells()
                 async with contextlib.AsyncExitStack() as stack:
                     calls: dict[str, Call] = {"echo": await stack.enter_async_context(echo_caller(echo.port, certs))}
                     client = await stack.enter_async_context(grpc_session(served.port, certs))
                     calls["grpc"] = caller(client, LIST_TOOL, {}, "grpc")
+                    calls["grpc call"] = await stack.enter_async_context(raw_call_caller(served.port, certs))
+                    calls["grpc typed"] = await stack.enter_async_context(typed_caller(served.port, certs))
                     for spec in http_specs:
                         http = await stack.enter_async_context(session(spec, MODE))
                         calls[spec.name] = caller(http, LIST_TOOL, {}, spec.name)
