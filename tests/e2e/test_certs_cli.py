@@ -21,9 +21,11 @@ from nats_mcp.bus.connection import connect_once, plan_connection
 from nats_mcp.bus.errors import NatsConnectError
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.mtls import MtlsAuthenticator, cert_identity
+from tests.e2e.test_grpc import Leaf, bridged, serving
+from tests.e2e.test_work_stdio import register
 from tests.support.certs import CertFiles, TlsMaterial
 from tests.support.env import isolated_env, nats_mcp_exe, settings_for
-from tests.support.natsserver import TlsNatsServer
+from tests.support.natsserver import NatsServer, TlsNatsServer
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -77,8 +79,9 @@ def test_init_writes_the_set(tmp_path: Path) -> None:
     assert data["stale_client_certs"] == []
     assert sorted(tree(d)) == [
         "README.txt", "ca-key.pem", "ca.pem", "clients/agent-1-key.pem", "clients/agent-1.pem",
-        "clients/ci-key.pem", "clients/ci.pem", "server-key.pem", "server.pem",
+        "clients/ci-key.pem", "clients/ci.pem", "policy.yaml", "server-key.pem", "server.pem",
     ]  # fmt: skip
+    assert data["policy"] == str(d / "policy.yaml") and mode(d / "policy.yaml") == 0o644
     assert mode(d) == 0o700 and mode(d / "clients") == 0o700
     for key in (data["ca"]["key"], data["server"]["key"], *(c["key"] for c in data["clients"])):
         assert mode(Path(key)) == 0o600
@@ -95,6 +98,7 @@ def test_text_output_says_development_and_how_to_use_it(tmp_path: Path) -> None:
     assert f"--ca '{d}/ca.pem' --cert '{d}/clients/agent-1.pem' --key '{d}/clients/agent-1-key.pem'" in out
     assert "spiffe://nats-mcp.dev/agent/agent-1" in out
     assert 'principals: [{method: mtls, subject: "spiffe://nats-mcp.dev/agent/*", roles: [agent]}]' in out
+    assert f"NATS_MCP_SECURITY_POLICY_FILE='{d}/policy.yaml' nats-mcp serve --transport grpc" in out
     assert "BEGIN" not in done.stdout + done.stderr  # no key material printed
 
 
@@ -285,3 +289,17 @@ async def test_nats_server_accepts_them(tmp_path: Path) -> None:
             nc = await connect_once(plan_connection(settings_for(tmp_path, **env(material.untrusted_client))))
             await nc.close()
         assert info.value.kind == "tls"
+
+
+async def test_the_printed_grpc_commands_work_as_printed(tmp_path: Path, nats_server: NatsServer) -> None:
+    """certs init, then serve with its development policy, then the bridge as agent-1: an agent over mTLS."""
+    data = init(tmp_path, "quick")
+    ca = Path(data["ca"]["cert"])
+    server = Leaf(ca, Path(data["server"]["cert"]), Path(data["server"]["key"]))
+    client = Leaf(ca, Path(data["clients"][0]["cert"]), Path(data["clients"][0]["key"]))
+    env = {"NATS_MCP_SECURITY_POLICY_FILE": data["policy"], "NATS_MCP_NAMESPACE": "team-quick"}
+    async with (
+        serving(tmp_path, "quick", nats_server.url, server, "--client-ca", str(ca), **env) as srv,
+        bridged(tmp_path, srv, client) as agent,
+    ):
+        assert len(await register(agent, "python")) == 32

@@ -19,6 +19,8 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from nats_mcp.security import devcerts
 from nats_mcp.security.devcerts import DevCertBundle, DevCertError, DevCertSpec
+from nats_mcp.security.policy import Policy, parse_policy
+from nats_mcp.security.principal import Principal
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -64,7 +66,7 @@ def test_defaults() -> None:
 def test_layout_and_key_material(bundle: DevCertBundle, spec: DevCertSpec) -> None:
     assert [f.relpath for f in bundle.files] == list(devcerts.layout(spec))
     assert set(files(bundle)) == {
-        "ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "README.txt",
+        "ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "README.txt", "policy.yaml",
         "clients/agent-1.pem", "clients/agent-1-key.pem", "clients/ci.pem", "clients/ci-key.pem",
     }  # fmt: skip
     assert {f.relpath for f in bundle.files if f.private} == {
@@ -189,6 +191,7 @@ def test_written_files_and_modes(tmp_path: Path, bundle: DevCertBundle, spec: De
         "ca-key.pem",
         "ca.pem",
         "clients",
+        "policy.yaml",
         "server-key.pem",
         "server.pem",
     ]  # fmt: skip  (no staging directory left behind)
@@ -340,3 +343,17 @@ def test_good_input_is_normalised() -> None:
     assert spec.client_identity("0agent") == "spiffe://corp_dev.example-1.org/agent/0agent"
     bundle = devcerts.issue(spec, now=NOW)
     store(bundle).build_client_verifier().verify(cert(bundle, f"clients/{'a' * 63}.pem"), [])
+
+
+def test_the_development_policy_makes_the_set_s_clients_agents_and_nobody_else(
+    bundle: DevCertBundle, spec: DevCertSpec
+) -> None:
+    policy = Policy(parse_policy(files(bundle)[devcerts.POLICY].decode()))
+    ours = Principal(subject=spec.client_identity("ci"), issuer="mtls", method="mtls")
+    assert [r.tools for r in policy.roles_of(ours)] == [["*"]]
+    assert policy.tool_allowed(ours, "work_claim")
+    for stranger in (
+        Principal(subject="spiffe://elsewhere.test/agent/ci", issuer="mtls", method="mtls"),
+        Principal(subject=spec.client_identity("ci"), issuer="https://idp.example", method="jwt"),
+    ):
+        assert policy.roles_of(stranger) == [] and not policy.tool_allowed(stranger, "channels_list")

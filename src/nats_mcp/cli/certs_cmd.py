@@ -112,6 +112,7 @@ def init(
                 },
                 "clients": clients,
                 "readme": at(devcerts.README),
+                "policy": at(devcerts.POLICY),
                 "policy_principal": {"method": "mtls", "subject": spec.principal_pattern, "roles": ["agent"]},
                 "stale_client_certs": [str(p) for p in stale],
             }
@@ -135,14 +136,14 @@ def init(
     lines += [f"  client  {c['cert']}, {Path(c['key']).name}  identity {c['identity']}" for c in clients]
     lines += [
         "",
-        "Serve gRPC with mutual TLS:",
-        f"  nats-mcp serve --transport grpc --tls-cert {q(devcerts.SERVER_CERT)} --tls-key {q(devcerts.SERVER_KEY)} "
-        f"--client-ca {q(devcerts.CA_CERT)}",
+        "Serve gRPC with mutual TLS (the development policy gives every client certificate the agent role):",
+        f"  NATS_MCP_SECURITY_POLICY_FILE={q(devcerts.POLICY)} nats-mcp serve --transport grpc "
+        f"--tls-cert {q(devcerts.SERVER_CERT)} --tls-key {q(devcerts.SERVER_KEY)} --client-ca {q(devcerts.CA_CERT)}",
         f"Connect as {first} (the stdio bridge):",
         f"  nats-mcp bridge --grpc localhost:PORT --ca {q(devcerts.CA_CERT)} "
         f"--cert {q(devcerts.client_cert_path(first))} --key {q(devcerts.client_key_path(first))}",
-        "Give the clients roles in the policy:",
-        f'  principals: [{{method: mtls, subject: "{spec.principal_pattern}", roles: [agent]}}]',
+        f"Your own policy gives them roles with: principals: [{{method: mtls, subject: "
+        f'"{spec.principal_pattern}", roles: [agent]}}]',
         f"More in {at(devcerts.README)}. Never trust this CA outside development.",
     ]
     out.print("\n".join(lines), markup=False, highlight=False)

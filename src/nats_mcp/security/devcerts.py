@@ -62,6 +62,7 @@ SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
 CLIENTS_DIR = "clients"
 README = "README.txt"
+POLICY = "policy.yaml"
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -132,7 +133,7 @@ def layout(spec: DevCertSpec) -> tuple[str, ...]:
     paths = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY]
     for client in spec.clients:
         paths += [client_cert_path(client), client_key_path(client)]
-    return (*paths, README)
+    return (*paths, POLICY, README)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -366,10 +367,29 @@ def issue(spec: DevCertSpec, now: datetime.datetime | None = None) -> DevCertBun
         ]
 
     fingerprint = _fingerprint(ca_cert)
+    files.append(BundleFile(POLICY, policy_text(spec).encode(), False))
     files.append(BundleFile(README, readme_text(spec, not_after, fingerprint).encode(), False))
     return DevCertBundle(
         spec=spec, files=tuple(files), not_before=not_before, not_after=not_after, ca_fingerprint=fingerprint
     )
+
+
+def policy_text(spec: DevCertSpec) -> str:
+    """A development policy (``security.policy_file``): every client certificate of the set acts as an agent."""
+    return f"""\
+# Development policy made by `nats-mcp certs init` ({DEV_LABEL}): every client certificate of this
+# trust domain may use every coordination tool in every namespace, as its own agent.
+version: 1
+roles:
+  agent:
+    tools: ["*"]
+    namespaces: ["*"]
+    channels: {{read: ["*"], send: ["*"]}}
+    capabilities: {{broadcast: ["*"], claim: ["*"]}}
+    admin: [dlq]
+principals:
+  - {{method: mtls, subject: "{spec.principal_pattern}", roles: [agent]}}
+"""
 
 
 def readme_text(spec: DevCertSpec, not_after: datetime.datetime, fingerprint: str) -> str:
@@ -400,13 +420,14 @@ Files
 
 From this directory:
 
-Server (mutual TLS; client certificates verified against ca.pem):
+Server (mutual TLS; client certificates verified against ca.pem; policy.yaml gives them the agent role):
+  NATS_MCP_SECURITY_POLICY_FILE=policy.yaml \\
   nats-mcp serve --transport grpc --tls-cert server.pem --tls-key server-key.pem --client-ca ca.pem
 
 Client (the stdio bridge for Claude Code, Claude Desktop or any stdio MCP client):
   nats-mcp bridge --grpc localhost:PORT --ca ca.pem --cert {client_cert_path(client)} --key {client_key_path(client)}
 
-A client certificate's identity is its SPIFFE ID; the policy gives it roles, e.g.
+A client certificate's identity is its SPIFFE ID; the policy (policy.yaml here) gives it roles:
   principals:
     - {{method: mtls, subject: "{spec.principal_pattern}", roles: [agent]}}
 
