@@ -302,3 +302,49 @@ async def test_listen_streams_changes_and_rotated_certificates_are_served_withou
             return "reload failed" in srv.stderr()
 
         await wait_for(broken_noticed, 15, interval=0.1, message="the broken certificate was not noticed")
+
+
+# ---- deadlines: a call past its deadline ends, and so does the request behind it -----------------------------------
+
+
+async def test_a_deadline_cancels_the_request_behind_the_call(tmp_path: Path, nats_server: NatsServer) -> None:
+    pki = Pki.create(tmp_path / "pki")
+    alice, bob = target_of(pki, "alice"), target_of(pki, "bob")
+    env = {"NATS_MCP_NAMESPACE": "team-deadline", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    async with serving(
+        tmp_path, "deadline", nats_server.url, pki.server(), "--client-ca", str(pki.ca_file), **env
+    ) as srv:
+        a, b = alice(srv), bob(srv)
+        for n, who in enumerate((a, b)):
+            code, _, received = await call_status(who, tool_call("warp_registry_register", n, agentType="worker",
+                                                                 capabilities=["python"]))  # fmt: skip
+            assert code == grpc.StatusCode.OK and json.loads(received[-1])["result"]["isError"] is False
+
+        # alice waits up to 30 s for work, but her call has a 1 s deadline
+        channel = open_channel(a)
+        try:
+            method = channel.unary_stream("/nats_mcp.v1.McpTransport/Call", request_serializer=Frame.SerializeToString,
+                                          response_deserializer=Frame.FromString)  # fmt: skip
+            started = time.monotonic()
+            waiting = method(tool_call("warp_work_claim", capability="python", timeout=30000), timeout=1.0,
+                             metadata=a.metadata())  # fmt: skip
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                async for _ in waiting:
+                    pass
+            assert await waiting.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 10
+        finally:
+            await channel.close()
+
+        # the claim behind it is gone too: work offered now goes to bob, not to a claim nobody waits for
+        code, _, received = await call_status(b, tool_call("warp_work_broadcast", 3, taskId="t-1", description="do t-1",
+                                                           requiredCapability="python"))  # fmt: skip
+        assert code == grpc.StatusCode.OK
+        code, _, received = await call_status(b, tool_call("warp_work_claim", 4, capability="python", timeout=5000))
+        item = json.loads(received[-1])["result"]["structuredContent"]["workItem"]
+        assert item is not None and item["taskId"] == "t-1"
+
+
+def target_of(pki: Pki, name: str) -> Any:
+    leaf = pki.client(name)
+    return lambda srv: target(srv, leaf)
