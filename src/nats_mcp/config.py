@@ -137,6 +137,9 @@ class NatsSettings(_Section):
     reconnect_backoff_min_s: float = Field(default=0.25, gt=0, le=60)
     reconnect_backoff_max_s: float = Field(default=10.0, gt=0, le=600)
     jetstream_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    replicas: int = Field(default=1, ge=1, le=5)
+    """JetStream replicas of every stream and KV bucket the server makes (1 on one server, 3 on a cluster);
+    existing ones are brought to this number when the server connects."""
     inbox_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=128)
     """Reply-subject prefix (default ``_INBOX``); least-privilege users get their own, see nats-permissions."""
     client_name: str = Field(default="nats-mcp", min_length=1, max_length=128)

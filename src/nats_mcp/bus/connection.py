@@ -442,6 +442,11 @@ class NatsConnection:
         return nc
 
     @property
+    def replicas(self) -> int:
+        """Replicas of the streams and buckets this deployment makes (``nats.replicas``)."""
+        return self.settings.nats.replicas
+
+    @property
     def jetstream(self) -> JetStreamContext:
         nc = self.client
         if self._js is None:

@@ -54,7 +54,9 @@ class Bucket:
             return self._kv
         async with self._lock:
             if self._kv is None or self._js is not js:
-                self._kv = await ensure_kv(js, self.name, ttl=self._ttl_s, description=self._description)
+                self._kv = await ensure_kv(
+                    js, self.name, ttl=self._ttl_s, description=self._description, replicas=self.conn.replicas
+                )
                 self._js = js
             return self._kv
 

@@ -53,8 +53,13 @@ def _differences(current: StreamConfig, wanted: StreamConfig) -> dict[str, tuple
     return diff
 
 
-async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> StreamInfo:
-    """Create ``wanted`` or update the existing stream's managed fields to match; returns the stream's info."""
+async def ensure_stream(js: JetStreamContext, wanted: StreamConfig, *, replicas: int | None = None) -> StreamInfo:
+    """Create ``wanted`` or update the existing stream's managed fields to match; returns the stream's info.
+
+    ``replicas`` (``nats.replicas``) overrides the config's; an existing stream is scaled to it.
+    """
+    if replicas is not None:
+        wanted = replace(wanted, num_replicas=replicas)
     assert wanted.name, "a stream config needs a name"
     try:
         info = await js.stream_info(wanted.name)
@@ -73,19 +78,28 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> StreamInf
 
 
 async def ensure_kv(
-    js: JetStreamContext, bucket: str, *, history: int = 1, ttl: float | None = None, description: str = ""
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    history: int = 1,
+    ttl: float | None = None,
+    description: str = "",
+    replicas: int = 1,
 ) -> KeyValue:
-    """Open a KV bucket, creating it if needed; history and TTL of an existing bucket are brought in line."""
+    """Open a KV bucket, creating it if needed; history, TTL and replicas of an existing bucket are brought in line."""
     try:
         kv = await js.key_value(bucket)
     except NotFoundError:
-        return await js.create_key_value(bucket=bucket, history=history, ttl=ttl, description=description or None)
+        return await js.create_key_value(
+            bucket=bucket, history=history, ttl=ttl, description=description or None, replicas=replicas
+        )
     stream = f"KV_{bucket}"
     info = await js.stream_info(stream)
     wanted = replace(
         info.config,
         max_msgs_per_subject=history,
         max_age=ttl if ttl is not None else info.config.max_age,
+        num_replicas=replicas,
     )
     if _differences(info.config, wanted):
         await ensure_stream(js, wanted)

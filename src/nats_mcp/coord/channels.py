@@ -122,7 +122,7 @@ class ChannelService:
 
     async def _ensure(self, channel: ChannelSettings) -> StreamState:
         with self._bus():
-            info = await ensure_stream(self._conn.jetstream, self.stream_config(channel))
+            info = await ensure_stream(self._conn.jetstream, self.stream_config(channel), replicas=self._conn.replicas)
         self._ready.add(channel.name)
         return info.state
 

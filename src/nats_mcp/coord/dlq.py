@@ -106,6 +106,7 @@ class DlqService:
                 duplicate_window=min(120.0, ttl),
                 allow_direct=True,
             ),
+            replicas=self._conn.replicas,
         )
 
     # -- writing ---------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ class InboxService:
         )
 
     async def _ensure_inbox(self, layout: Layout) -> None:
-        await ensure_stream(self._conn.jetstream, self.inbox_config(layout))
+        await ensure_stream(self._conn.jetstream, self.inbox_config(layout), replicas=self._conn.replicas)
         self._ready.add(layout.inbox_stream)
 
     def inbox_config(self, layout: Layout) -> StreamConfig:

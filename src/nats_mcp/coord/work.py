@@ -118,6 +118,7 @@ class WorkService:
                 duplicate_window=120.0,
                 allow_direct=True,
             ),
+            replicas=self._conn.replicas,
         )
         await ensure_stream(
             js,
@@ -131,6 +132,7 @@ class WorkService:
                 duplicate_window=120.0,
                 allow_rollup_hdrs=True,  # the server turns it on with schedules; asking for it avoids an update
             ),
+            replicas=self._conn.replicas,
         )
         await js.add_consumer(
             lay.events_stream,

@@ -132,7 +132,7 @@ class StreamSink:
         """Create the stream, or bring it to its settings; a least-privilege user (agent, gateway) may only look it
         up: then a stream made by an admin is written as it is, and a differing setting is logged once."""
         try:
-            await ensure_stream(js, audit_stream_config(self._replicas))
+            await ensure_stream(js, audit_stream_config(self._replicas or self._conn.replicas))
         except Exception as exc:
             try:
                 await js.stream_info(AUDIT_STREAM)
