@@ -9,10 +9,13 @@ import typer
 
 from nats_mcp import __version__
 from nats_mcp.cli import (
+    agents_cmd,
     audit_cmd,
     bridge_cmd,
     certs_cmd,
+    channels_cmd,
     config_cmd,
+    dlq_cmd,
     doctor_cmd,
     keys_cmd,
     nats_cmd,
@@ -20,6 +23,7 @@ from nats_mcp.cli import (
     policy_cmd,
     serve_cmd,
     token_cmd,
+    work_cmd,
 )
 from nats_mcp.cli.common import build_state
 
@@ -41,6 +45,10 @@ app.add_typer(policy_cmd.app, name="policy")
 app.command("nats-permissions")(perms_cmd.nats_permissions)
 app.add_typer(certs_cmd.app, name="certs")
 app.command("bridge")(bridge_cmd.bridge)
+app.add_typer(agents_cmd.app, name="agents")
+app.add_typer(channels_cmd.app, name="channels")
+app.add_typer(work_cmd.app, name="work")
+app.add_typer(dlq_cmd.app, name="dlq")
 
 
 def _version(value: bool) -> None:

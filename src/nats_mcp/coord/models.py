@@ -130,6 +130,24 @@ class DlqItem(_Model):
     errors: list[str] = Field(default_factory=list)
 
 
+class ItemStatus(_Model):
+    """Where one work item stands, for someone watching it (the human CLI's ``work watch``)."""
+
+    id: str
+    state: Literal["waiting", "claimed", "retrying", "completed", "dead_lettered"]
+    """waiting: queued and not claimed yet (or unknown here: an id of another namespace, or expired state);
+    retrying: released after a lease ran out or a recoverable fail, back in the queue."""
+    claimer: str | None = None
+    attempts: int = 0
+    progress: int | None = None
+    note: str | None = None
+    reason: str | None = None
+    """Why it was dead-lettered."""
+    errors: list[str] = Field(default_factory=list)
+    settledAt: str | None = None
+    result: Any = None
+
+
 class QueueStatus(_Model):
     capability: str
     pending: int

@@ -147,6 +147,14 @@ class Coordinator:
         assert self._local is not None
         return self._local
 
+    async def wait_ready(self, timeout: float) -> bool:
+        """Whether the services were set up (streams, buckets, the work mover) within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def _first_connection(self) -> bool:
         """A call that arrives while the process is still making its first connection waits for it, briefly."""
         return await self.conn.wait_connected(min(self.settings.nats.connect_timeout_s, FIRST_CONNECT_WAIT_S))

@@ -45,10 +45,11 @@ from nats_mcp.coord.checks import check_metadata, dumps, iso, iso_epoch, parse_i
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.dlq import DlqService, check_capability, check_item_id
 from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
-from nats_mcp.coord.models import DlqItem, QueueStatus, Scope, WorkItem
-from nats_mcp.coord.work_store import ItemRecord, ItemRecords
+from nats_mcp.coord.models import DlqItem, ItemStatus, QueueStatus, Scope, WorkItem
+from nats_mcp.coord.work_store import ItemRecord, ItemRecords, ItemState
 from nats_mcp.coord.work_views import WorkPage, WorkViews
 from nats_mcp.lru import LruTable
+from nats_mcp.names import validate_uuid
 
 log = logging.getLogger("nats_mcp.coord.work")
 
@@ -74,6 +75,11 @@ nats-server 2.15.1): the first look at a priority that holds messages waits this
 PRIORITIES = range(10, 0, -1)
 
 Outcome = Literal["retrying", "dead_lettered"]
+
+
+_WATCHED_STATE: dict[ItemState, Literal["claimed", "retrying", "completed", "dead_lettered"]] = {
+    "claimed": "claimed", "released": "retrying", "done": "completed", "dead": "dead_lettered"
+}  # fmt: skip
 
 
 class WorkService:
@@ -619,6 +625,23 @@ class WorkService:
     async def status(self, capability: str | None = None) -> list[QueueStatus]:
         """Pending, in flight, dead-lettered and oldest age per capability (see :meth:`WorkViews.status`)."""
         return await self.views.status(capability)
+
+    async def item_status(self, item_id: str) -> ItemStatus:
+        """Where ``item_id`` stands: its state record, else its DLQ entry, else waiting (never claimed yet)."""
+        validate_uuid(item_id, "workItemId")
+        with nats_errors():
+            record, _ = await self.records.read(item_id)
+            if record is None:
+                found = await self.dlq.find(item_id)
+                if found is None:
+                    return ItemStatus(id=item_id, state="waiting")
+                entry = found[1]
+                return ItemStatus(id=item_id, state="dead_lettered", attempts=entry.attempts, reason=entry.reason,
+                                  errors=entry.errors, settledAt=entry.failedAt)  # fmt: skip
+        state = _WATCHED_STATE[record.state]
+        return ItemStatus(id=item_id, state=state, claimer=record.claimer, attempts=record.attempts or record.delivered,
+                          progress=record.progress, note=record.note, reason=record.reason, errors=record.errors,
+                          settledAt=record.settled_at, result=record.result)  # fmt: skip
 
     # -- DLQ -------------------------------------------------------------------------------------
 

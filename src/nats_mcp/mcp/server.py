@@ -17,18 +17,14 @@ import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from pydantic import ValidationError
 
 from nats_mcp import __version__
-from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.mcp.resources import ResourceSurface
-from nats_mcp.mcp.toolbase import ToolSpec
+from nats_mcp.mcp.toolbase import ToolSpec, run_tool
 from nats_mcp.mcp.tools import TOOLS
-from nats_mcp.names import InvalidNameError
 from nats_mcp.redact import redact
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.principal import Principal
@@ -102,15 +98,6 @@ def refusal_data(refused: Refused) -> dict[str, Any]:
     return data
 
 
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}")
-    return "invalid arguments: " + "; ".join(parts)
-
-
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema with every local ``$ref`` replaced by its definition (ours are never recursive).
 
@@ -170,29 +157,16 @@ class ToolTable:
     async def call(
         self, coordinator: Coordinator, caller: CallerProvider, name: str, arguments: dict[str, Any] | None
     ) -> types.CallToolResult:
-        """Validate, run and render one call; every failure becomes a contract error, never a crash."""
+        """Validate, run and render one call (:func:`run_tool`) as an MCP result."""
         spec = self.by_name.get(name)
         if spec is None:
             return error_result("not_found", f"unknown tool {name!r}; list the tools to see what exists")
-        try:
-            args = spec.args.model_validate(arguments or {})
-            out, text = await spec.handler(coordinator, await caller(), args)
-        except ValidationError as exc:
-            return error_result("invalid_argument", _validation_message(exc))
-        except (CoordError, BusError) as exc:
-            return error_result(exc.code, exc.message)
-        except InvalidNameError as exc:
-            return error_result("invalid_name", str(exc))
-        except Exception as exc:
-            known = translate(exc)
-            if known is not None:
-                return error_result(known.code, str(known))
-            log.exception("tool %s failed", name)
-            return error_result("internal", "the server failed to complete this call; it has been logged")
-        structured = out.model_dump(mode="json")
+        outcome = await run_tool(spec, name, coordinator, caller, arguments)
+        if outcome.error is not None:
+            return error_result(*outcome.error)
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text)],
-            structured_content=structured,
+            content=[types.TextContent(type="text", text=outcome.text)],
+            structured_content=outcome.structured,
             is_error=False,
         )
 

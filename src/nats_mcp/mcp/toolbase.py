@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.config import JsonDict
 
+from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.names import GUID_PATTERN, NAME_PATTERN, TYPE_NAME_PATTERN, UUID_PATTERN
+from nats_mcp.names import GUID_PATTERN, NAME_PATTERN, TYPE_NAME_PATTERN, UUID_PATTERN, InvalidNameError
+from nats_mcp.redact import redact
+
+log = logging.getLogger("nats_mcp.mcp")
 
 # Patterns are published in the schemas to guide agents, but enforced by the domain (code invalid_name).
 NAME: JsonDict = {"pattern": NAME_PATTERN}
@@ -52,3 +58,55 @@ class ToolSpec:
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What one tool call produced: its structured result and Markdown text, or an error code and message."""
+
+    structured: dict[str, Any]
+    text: str
+    error: tuple[str, str] | None = None
+
+
+def failure(code: str, message: str) -> ToolOutcome:
+    message = redact(message)
+    return ToolOutcome({"error": {"code": code, "message": message}}, f"Error: {message}", (code, message))
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+async def run_tool(
+    spec: ToolSpec,
+    name: str,
+    coordinator: Coordinator,
+    caller: Callable[[], Awaitable[Caller]],
+    arguments: dict[str, Any] | None,
+) -> ToolOutcome:
+    """Validate, run and render one call of ``spec``; every failure becomes a contract error, never a crash.
+
+    The one dispatch of every tool: the MCP server wraps it in a ``CallToolResult``, the human CLI reads it as is.
+    """
+    try:
+        args = spec.args.model_validate(arguments or {})
+        out, text = await spec.handler(coordinator, await caller(), args)
+    except ValidationError as exc:
+        return failure("invalid_argument", validation_message(exc))
+    except (CoordError, BusError) as exc:
+        return failure(exc.code, exc.message)
+    except InvalidNameError as exc:
+        return failure("invalid_name", str(exc))
+    except Exception as exc:
+        known = translate(exc)
+        if known is not None:
+            return failure(known.code, str(known))
+        log.exception("tool %s failed", name)
+        return failure("internal", "the server failed to complete this call; it has been logged")
+    return ToolOutcome(out.model_dump(mode="json"), text)

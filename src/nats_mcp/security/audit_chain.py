@@ -50,7 +50,7 @@ FORMAT_VERSION: Final = 1
 GENESIS: Final = "0" * 64
 """``prev`` of the first record of a chain."""
 
-Transport = Literal["stdio", "http", "grpc"]
+Transport = Literal["stdio", "http", "grpc", "cli"]
 
 KINDS: Final = frozenset(
     {

@@ -1,0 +1,181 @@
+"""`nats-mcp work`: the command-line boundary of work queues for people (submit, list, watch an item to its end)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from nats_mcp.cli.common import EXIT_USAGE, err, fail, out, print_json
+from nats_mcp.cli.human import (
+    DEFAULT_AGENT,
+    EXIT_DEAD,
+    EXIT_TIMEOUT,
+    AsAgent,
+    HumanSession,
+    Json,
+    Timeout,
+    run,
+    settings_of,
+)
+from nats_mcp.config import duration_seconds
+
+app = typer.Typer(help="Submit work, list queues, watch an item until it completes or is dead-lettered.",
+                  no_args_is_help=True)  # fmt: skip
+WATCH_POLL_S = 0.5
+
+
+def deadline_of(text: str | None) -> str | None:
+    """An ISO 8601 instant as given, or one a duration (``30m``, ``2h``) from now."""
+    if text is None:
+        return None
+    try:
+        return (datetime.now(UTC) + timedelta(seconds=duration_seconds(text))).isoformat().replace("+00:00", "Z")
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--deadline: {text!r} is neither an ISO 8601 date-time nor a duration such as 30m", code=EXIT_USAGE)
+    return text
+
+
+@app.command("submit")
+def submit(
+    ctx: typer.Context,
+    capability: Annotated[str, typer.Argument(help="The capability a claimer needs.")],
+    description: Annotated[str, typer.Argument(help="What needs doing.")],
+    priority: Annotated[int, typer.Option("--priority", min=1, max=10, help="1 (lowest) to 10 (highest).")] = 5,
+    deadline: Annotated[
+        str | None, typer.Option("--deadline", help="ISO 8601 date-time, or a duration from now such as 30m.")
+    ] = None,
+    task_id: Annotated[str | None, typer.Option("--task-id", help="Your reference (default: a timestamp).")] = None,
+    context: Annotated[str | None, typer.Option("--context", help="A JSON object handed to the claimer.")] = None,
+    as_json: Json = False,
+    agent: AsAgent = DEFAULT_AGENT,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Offer a work item; prints its id on stdout (for `work watch`), details on stderr."""
+    context_data = None
+    if context is not None:
+        try:
+            context_data = json.loads(context)
+        except ValueError as exc:
+            fail(f"--context: not JSON ({exc})", code=EXIT_USAGE)
+        if not isinstance(context_data, dict):
+            fail("--context: a JSON object is needed", code=EXIT_USAGE)
+    due = deadline_of(deadline)
+    task = task_id or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+
+    async def action(s: HumanSession) -> dict[str, Any]:
+        await s.ensure_registered()
+        return await s.call("work_broadcast", taskId=task, description=description, requiredCapability=capability,
+                            priority=priority, deadline=due, contextData=context_data)  # fmt: skip
+
+    item = run(settings_of(ctx), agent, timeout, action)
+    if as_json:
+        print_json(item)
+        return
+    out.print(item["workItemId"], highlight=False)
+    due_text = f", deadline {item['deadline']}" if item.get("deadline") else ""
+    err.print(f"queued for {escape(item['capability'])} at priority {item['priority']}{due_text}", highlight=False)
+
+
+@app.command("list")
+def list_items(
+    ctx: typer.Context,
+    capability: Annotated[str, typer.Argument(help="The capability's queue.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="At most this many items.")] = 50,
+    as_json: Json = False,
+    agent: AsAgent = DEFAULT_AGENT,
+    timeout: Timeout = 10.0,
+) -> None:
+    """The queue of a capability in claim order (nothing is claimed), with its counts."""
+
+    async def action(s: HumanSession) -> tuple[dict[str, Any], dict[str, Any]]:
+        page = await s.call("work_list", capability=capability, limit=limit)
+        return page, await s.call("work_queue_status", capability=capability)
+
+    page, status = run(settings_of(ctx), agent, timeout, action)
+    if as_json:
+        print_json(page | {"queue": (status["queues"] or [None])[0]})
+        return
+    q = (status["queues"] or [{"pending": 0, "inFlight": 0, "deadLettered": 0}])[0]
+    table = Table(title=f"{capability}: {q['pending']} pending, {q['inFlight']} in flight, {q['deadLettered']} "
+                  "dead-lettered", title_justify="left")  # fmt: skip
+    for column in ("id", "task", "priority", "attempts", "deadline", "offered", "description"):
+        table.add_column(column, no_wrap=column == "id", overflow="fold")
+    for item in page["items"]:
+        table.add_row(item["id"], escape(item["taskId"]), str(item["priority"]), str(item["attempts"]),
+                      item.get("deadline") or "-", item["offeredAt"], escape(item["description"][:80]))  # fmt: skip
+    out.print(table)
+
+
+def _describe(status: dict[str, Any]) -> str:
+    state = status["state"]
+    if state == "claimed":
+        progress = f" {status['progress']}%" if status.get("progress") is not None else ""
+        note = f" — {status['note']}" if status.get("note") else ""
+        return f"claimed by {status['claimer']} (attempt {status['attempts']}){progress}{note}"
+    if state == "waiting":
+        return "waiting for a claimer"
+    if state == "retrying":
+        return f"back in the queue after attempt {status['attempts']}"
+    if state == "dead_lettered":
+        return f"dead-lettered ({status.get('reason')}) after {status['attempts']} attempt(s)"
+    return "completed"
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context,
+    item_id: Annotated[str, typer.Argument(help="The work item id (from `work submit`).")],
+    max_wait: Annotated[
+        str | None, typer.Option("--max-wait", help="Give up after this long, e.g. 10m (exit 7).")
+    ] = None,
+    as_json: Json = False,
+    agent: AsAgent = DEFAULT_AGENT,
+    timeout: Timeout = 10.0,
+) -> None:
+    """A live status line until the item completes (exit 0) or is dead-lettered (exit 6)."""
+    limit_s: float | None = None
+    if max_wait is not None:
+        try:
+            limit_s = duration_seconds(max_wait)
+        except ValueError as exc:
+            fail(f"--max-wait: {exc}", code=EXIT_USAGE)
+
+    async def action(s: HumanSession) -> dict[str, Any] | None:
+        ends = None if limit_s is None else time.monotonic() + limit_s
+        shown = ""
+        with err.status("watching…") as line:
+            while True:
+                status = (await s.query("work_status", {"workItemId": item_id},
+                                        lambda: s.coordinator.work.item_status(item_id))).model_dump()  # fmt: skip
+                text = _describe(status)
+                if text != shown:
+                    line.update(escape(text))
+                    if not as_json:
+                        err.print(f"[dim]{datetime.now(UTC):%H:%M:%S}[/] {escape(text)}", highlight=False)
+                    shown = text
+                if status["state"] in ("completed", "dead_lettered"):
+                    return status
+                if ends is not None and time.monotonic() >= ends:
+                    return None
+                await asyncio.sleep(WATCH_POLL_S)
+
+    final = run(settings_of(ctx), agent, timeout, action)
+    if final is None:
+        fail(f"{item_id} did not finish within {max_wait}", code=EXIT_TIMEOUT)
+    if as_json:
+        print_json(final)
+    elif final["state"] == "completed" and final.get("result") is not None:
+        out.print(json.dumps(final["result"], indent=2, ensure_ascii=False), highlight=False)
+    if final["state"] == "dead_lettered":
+        raise typer.Exit(EXIT_DEAD)
