@@ -70,6 +70,7 @@ from mcp_grpc_transport_proto import mcp_pb2_grpc as typed_grpc  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
+from nats_mcp.security.devcerts import agent_policy  # noqa: E402
 from nats_mcp.transports.grpc.client import CALL_METHOD, GrpcTarget, grpc_transport, open_channel  # noqa: E402
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame  # noqa: E402
 
@@ -80,17 +81,7 @@ MODE = "auto"
 START_TIMEOUT_S = 60.0
 CLIENT = "agent-1"
 TRUST_DOMAIN = "spiffe://nats-mcp.dev"
-POLICY = f"""
-version: 1
-roles:
-  agent:
-    tools: ["*"]
-    namespaces: ["*"]
-    channels: {{read: ["*"], send: ["*"]}}
-    capabilities: {{broadcast: ["*"], claim: ["*"]}}
-principals:
-  - {{method: mtls, subject: "{TRUST_DOMAIN}/agent/*", roles: [agent]}}
-"""
+POLICY = agent_policy(f"{TRUST_DOMAIN}/agent/*")
 ECHO_METHOD = "/bench.Echo/Echo"
 PAYLOAD = json.dumps(
     {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": LIST_TOOL, "arguments": {}}}

@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcp import Client, StdioServerParameters, stdio_client
 
+from nats_mcp.security.devcerts import agent_policy
 from nats_mcp.transports.grpc.client import CALL_METHOD, GrpcTarget, grpc_transport, open_channel, open_session
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
 from tests.e2e.test_coordination_stdio import TOOLS, err, ok
@@ -33,19 +34,7 @@ from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
 TRUST_DOMAIN = "spiffe://nats-mcp.test"
-POLICY = f"""
-version: 1
-roles:
-  agent:
-    tools: ["*"]
-    namespaces: ["*"]
-    channels: {{read: ["*"], send: ["*"]}}
-    capabilities: {{broadcast: ["*"], claim: ["*"]}}
-    admin: [dlq]
-principals:
-  - {{method: mtls, subject: "{TRUST_DOMAIN}/agent/*", roles: [agent]}}
-groups: {{agent: [agent]}}
-"""
+POLICY = agent_policy(f"{TRUST_DOMAIN}/agent/*") + "groups: {agent: [agent]}\n"
 CAP = "python"
 
 
@@ -272,6 +261,14 @@ async def call_status(
     t: GrpcTarget, request: Frame, metadata: Sequence[tuple[str, str]] = ()
 ) -> tuple[grpc.StatusCode, str, list[bytes]]:
     """One ``Call``: the final status, its details and the frames received."""
+    code, details, received, _ = await call_full(t, request, metadata)
+    return code, details, received
+
+
+async def call_full(
+    t: GrpcTarget, request: Frame, metadata: Sequence[tuple[str, str]] = ()
+) -> tuple[grpc.StatusCode, str, list[bytes], dict[str, str]]:
+    """One ``Call``: the final status, its details, the frames received and the trailing metadata."""
     channel = open_channel(t)
     try:
         method = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
@@ -281,7 +278,8 @@ async def call_status(
         with contextlib.suppress(grpc.aio.AioRpcError):
             async for answer in call:
                 received.append(answer.json)
-        return await call.code(), await call.details() or "", received
+        trailers = {k: str(v) for k, v in (await call.trailing_metadata() or ())}
+        return await call.code(), await call.details() or "", received, trailers
     finally:
         await channel.close()
 

@@ -33,6 +33,7 @@ from tests.e2e.test_grpc import (
     Leaf,
     Pki,
     audit_records,
+    call_full,
     call_status,
     frame,
     modern,
@@ -66,23 +67,6 @@ def confused_tokens(tmp_path: Path, audience: str) -> dict[str, str]:
 
 def tool_call(name: str, request_id: int = 7, **arguments: Any) -> Frame:
     return frame(modern("tools/call", {"name": name, "arguments": arguments}, request_id))
-
-
-async def call_trailers(t: Any, request: Frame) -> tuple[grpc.StatusCode, str, list[bytes], dict[str, str]]:
-    """One ``Call``: status, details, frames and trailing metadata."""
-    channel = open_channel(t)
-    try:
-        method = channel.unary_stream("/nats_mcp.v1.McpTransport/Call", request_serializer=Frame.SerializeToString,
-                                      response_deserializer=Frame.FromString)  # fmt: skip
-        call = method(request, metadata=t.metadata())
-        received: list[bytes] = []
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            async for answer in call:
-                received.append(answer.json)
-        trailers = {k: str(v) for k, v in (await call.trailing_metadata() or ())}
-        return await call.code(), await call.details() or "", received, trailers
-    finally:
-        await channel.close()
 
 
 # ---- forged tokens, rate limits and lockout ------------------------------------------------------------------------
@@ -124,9 +108,9 @@ async def test_forged_tokens_rate_limits_and_lockout_are_refused_with_their_stat
 
         # rate limit: a burst of 3 calls, then RESOURCE_EXHAUSTED with retry-after (Call)
         for n in range(3):
-            code, _, received, _ = await call_trailers(target(srv, None, busy), tool_call("warp_handle_get", n))
+            code, _, received, _ = await call_full(target(srv, None, busy), tool_call("warp_handle_get", n))
             assert code == grpc.StatusCode.OK and json.loads(received[-1])["result"]["isError"] is False
-        code, details, received, trailers = await call_trailers(target(srv, None, busy), tool_call("warp_handle_get"))
+        code, details, received, trailers = await call_full(target(srv, None, busy), tool_call("warp_handle_get"))
         assert (code, received) == (grpc.StatusCode.RESOURCE_EXHAUSTED, []), details
         assert "too many calls" in details and int(trailers["retry-after"]) >= 1
         # ...and on a Session the refused request is that request's error; the session carries on

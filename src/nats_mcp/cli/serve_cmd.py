@@ -152,10 +152,13 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
     security = Security(guard, lambda _ctx: rpc.current_principal(), "grpc", coordinator.layout.namespace)
     caller = rpc.grpc_caller(guard, settings, coordinator.touch)
     admission = rpc.Admission(guard, settings)
-    transport = rpc.GrpcTransport(
-        rpc.McpGrpcService(build_server(coordinator, caller, settings.tool_prefix, security), admission),
-        insecure=insecure,
-    )
+    service = rpc.McpGrpcService(build_server(coordinator, caller, settings.tool_prefix, security), admission)
+    extra = []
+    if g.typed_service:
+        from nats_mcp.transports.grpc.typed import TYPED_SERVICE, TypedMcpService
+
+        extra.append((TYPED_SERVICE, TypedMcpService(service).handler()))
+    transport = rpc.GrpcTransport(service, insecure=insecure, extra=extra)
     conn.add_listener(transport.on_nats_event)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

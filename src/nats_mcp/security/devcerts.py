@@ -374,12 +374,10 @@ def issue(spec: DevCertSpec, now: datetime.datetime | None = None) -> DevCertBun
     )
 
 
-def policy_text(spec: DevCertSpec) -> str:
-    """A development policy (``security.policy_file``): every client certificate of the set acts as an agent."""
-    return f"""\
-# Development policy made by `nats-mcp certs init` ({DEV_LABEL}): every client certificate of this
-# trust domain may use every coordination tool in every namespace, as its own agent.
-version: 1
+def agent_policy(principal_pattern: str, header: str = "") -> str:
+    """A policy where every mTLS client whose identity matches ``principal_pattern`` may use every coordination tool
+    in every namespace, as its own agent (development, tests and benchmarks)."""
+    return f"""{header}version: 1
 roles:
   agent:
     tools: ["*"]
@@ -388,8 +386,15 @@ roles:
     capabilities: {{broadcast: ["*"], claim: ["*"]}}
     admin: [dlq]
 principals:
-  - {{method: mtls, subject: "{spec.principal_pattern}", roles: [agent]}}
+  - {{method: mtls, subject: "{principal_pattern}", roles: [agent]}}
 """
+
+
+def policy_text(spec: DevCertSpec) -> str:
+    """The development policy (``security.policy_file``) written next to the certificates."""
+    header = (f"# Development policy made by `nats-mcp certs init` ({DEV_LABEL}): every client certificate of this\n"
+              "# trust domain may use every coordination tool in every namespace, as its own agent.\n")  # fmt: skip
+    return agent_policy(spec.principal_pattern, header)
 
 
 def readme_text(spec: DevCertSpec, not_after: datetime.datetime, fingerprint: str) -> str:

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -547,9 +547,17 @@ class McpGrpcService:
 class GrpcTransport:
     """A started ``grpc.aio`` server with the MCP service and ``grpc.health.v1`` (NATS connectivity)."""
 
-    def __init__(self, service: McpGrpcService, *, insecure: bool) -> None:
+    def __init__(
+        self,
+        service: McpGrpcService,
+        *,
+        insecure: bool,
+        extra: Sequence[tuple[str, grpc.GenericRpcHandler]] = (),
+    ) -> None:
         self.service = service
         self.insecure = insecure
+        self.extra = list(extra)
+        """More services on the same port and admission (the typed adapter): (full service name, handler)."""
         self.settings = service.grpc_settings
         self.health = health_aio.HealthServicer()
         self.port = 0
@@ -560,12 +568,8 @@ class GrpcTransport:
         """Bind (not serving yet) and return the port (the OS's choice for port 0)."""
         g = self.settings
         server = grpc.aio.server(options=server_options(g), maximum_concurrent_rpcs=g.max_concurrent_rpcs)
-        handlers, names = [self.service.handler()], [SERVICE]
-        if g.typed_service:
-            from nats_mcp.transports.grpc.typed import TYPED_SERVICE, TypedMcpService
-
-            handlers.append(TypedMcpService(self.service).handler())
-            names.append(TYPED_SERVICE)
+        handlers = [self.service.handler(), *(handler for _, handler in self.extra)]
+        names = [SERVICE, *(name for name, _ in self.extra)]
         server.add_generic_rpc_handlers(handlers)
         await self.set_nats(False)  # until NATS says it is connected
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
