@@ -1,0 +1,96 @@
+"""Hypothesis strategies from our tools' JSON input schemas: arguments a schema accepts, and arguments it should not.
+
+Our schemas are small (objects of strings, integers, booleans, enums, arrays, free objects and ``anyOf`` with
+null), so a direct translation is enough; hypothesis-jsonschema 0.23 does not run with this Hypothesis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+JSON_LEAVES = (
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | st.text(max_size=30)
+)
+JSON = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def valid(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values ``schema`` accepts (as far as JSON Schema says; the domain may still refuse them)."""
+    if "anyOf" in schema:
+        return st.one_of([valid(option) for option in schema["anyOf"]])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        props: dict[str, Any] = schema.get("properties", {})
+        if not props:
+            return st.dictionaries(st.text(max_size=10), JSON, max_size=4)
+        required = set(schema.get("required", ()))
+        return st.fixed_dictionaries(
+            {k: valid(v) for k, v in props.items() if k in required},
+            optional={k: valid(v) for k, v in props.items() if k not in required},
+        )
+    if kind == "string":
+        if "pattern" in schema:
+            text = st.from_regex(schema["pattern"], fullmatch=True)
+            return text.filter(lambda s: len(s) <= schema.get("maxLength", 10_000))
+        return st.text(max_size=min(schema.get("maxLength", 200), 200))
+    if kind == "integer":
+        return st.integers(schema.get("minimum", -(2**31)), schema.get("maximum", 2**31))
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "array":
+        return st.lists(valid(schema.get("items", {})), max_size=5)
+    if kind == "null":
+        return st.none()
+    return JSON
+
+
+def _wrong_for(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """A value of the wrong kind or out of bounds for one property."""
+    kind = schema.get("type")
+    options: list[st.SearchStrategy[Any]] = [
+        st.just({"nested": [1, {"deep": None}]}),
+        st.lists(st.integers(), max_size=3),
+    ]
+    if kind != "string" and "anyOf" not in schema:
+        options.append(st.text(max_size=20))
+    if kind == "integer":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None:
+            options.append(st.integers(max_value=low - 1))
+        if high is not None:
+            options.append(st.integers(min_value=high + 1))
+        options.append(st.floats(allow_nan=True))
+    if kind == "string":
+        options.append(st.integers())
+        options.append(st.text(alphabet=" .*>\x00\n\t/ÄÖ\u202e", min_size=1, max_size=20))  # never a valid name
+        options.append(st.just("x" * (schema.get("maxLength", 300) + 1)))
+    return st.one_of(options)
+
+
+@st.composite
+def invalid(draw: st.DrawFn, schema: dict[str, Any]) -> dict[str, Any]:
+    """An arguments object with one thing wrong: a bad value, an unknown key, or a required key missing."""
+    props: dict[str, Any] = schema.get("properties", {})
+    args: dict[str, Any] = draw(valid(schema)) if props else {}
+    choices = ["unknown"]
+    if props:
+        choices.append("bad_value")
+    if schema.get("required"):
+        choices.append("missing")
+    how = draw(st.sampled_from(choices))
+    if how == "unknown":
+        args[draw(st.text(min_size=1, max_size=12).filter(lambda k: k not in props))] = draw(JSON)
+    elif how == "bad_value":
+        key = draw(st.sampled_from(sorted(props)))
+        args[key] = draw(_wrong_for(props[key]))
+    else:
+        del args[draw(st.sampled_from(sorted(schema["required"])))]
+    return args
