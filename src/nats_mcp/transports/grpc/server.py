@@ -35,6 +35,7 @@ from urllib.parse import unquote
 import anyio
 import grpc
 import mcp_types as types
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from mcp.server import Server
@@ -114,6 +115,15 @@ def rate_limited(answer: types.JSONRPCResponse | types.JSONRPCError) -> tuple[st
 
 
 # ---- what the TLS layer says about the peer --------------------------------------------------------------------
+
+
+def read_frame(data: bytes) -> Frame | None:
+    """A ``Frame`` from the wire, or None for bytes that are not one: our handlers answer INVALID_ARGUMENT then,
+    where grpc's own deserializer failure is an UNKNOWN or INTERNAL status carrying the exception's text."""
+    try:
+        return Frame.FromString(data)
+    except DecodeError:
+        return None
 
 
 def peer_address(peer: str) -> str | None:
@@ -374,6 +384,13 @@ class McpGrpcService:
             raise CallRefused(grpc.StatusCode.PERMISSION_DENIED, refused.message) from None
         return principal
 
+    def json_of(self, principal: Principal, frame: Frame | None) -> bytes:
+        """The JSON of a frame; INVALID_ARGUMENT (audited) for bytes that were not a ``Frame`` at all."""
+        if frame is None:
+            self.audit("denied", principal, principal.peer, "invalid_argument", "not_a_frame")
+            raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "the message is not a nats_mcp.v1.Frame")
+        return frame.json
+
     def check_frame(self, principal: Principal, raw: bytes) -> types.JSONRPCMessage:
         """Size, depth and shape of one incoming JSON-RPC message (RESOURCE_EXHAUSTED / INVALID_ARGUMENT)."""
         limit = self.grpc_settings.max_message_bytes
@@ -452,7 +469,9 @@ class McpGrpcService:
     def _frame(message: SessionMessage) -> Frame:
         return Frame(json=message.message.model_dump_json(by_alias=True, exclude_unset=True).encode())
 
-    async def session(self, requests: AsyncIterator[Frame], context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
+    async def session(
+        self, requests: AsyncIterator[Frame | None], context: grpc.aio.ServicerContext[Frame, Frame]
+    ) -> None:
         """``Session``: frames in go to the server loop, its messages come back, until the client closes its side."""
         refusal: CallRefused | None = None
         try:
@@ -473,7 +492,7 @@ class McpGrpcService:
                     first = True
                     async with to_server:
                         async for frame in requests:
-                            message = self.check_frame(principal, frame.json)
+                            message = self.check_frame(principal, self.json_of(principal, frame))
                             if first:
                                 self.check_metadata(principal, metadata, message)
                                 first = False
@@ -483,19 +502,21 @@ class McpGrpcService:
         if refusal is not None:  # aborted here: raised inside except* the abort would reach gRPC wrapped in a group
             await refusal.abort(context)
 
-    async def call(self, request: Frame, context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
+    async def call(self, request: Frame | None, context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
         """``Call``: one request; its notifications, then exactly one response. Cancelling the call cancels it."""
         await self._one(request, context, listen=False)
 
-    async def listen(self, request: Frame, context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
+    async def listen(self, request: Frame | None, context: grpc.aio.ServicerContext[Frame, Frame]) -> None:
         """``Listen``: one ``subscriptions/listen`` request; change notifications until the client cancels."""
         await self._one(request, context, listen=True)
 
-    async def _one(self, request: Frame, context: grpc.aio.ServicerContext[Frame, Frame], *, listen: bool) -> None:
+    async def _one(
+        self, request: Frame | None, context: grpc.aio.ServicerContext[Frame, Frame], *, listen: bool
+    ) -> None:
         refusal: CallRefused | None = None
         try:
             principal = await self.admit(context)
-            message = self.check_frame(principal, request.json)
+            message = self.check_frame(principal, self.json_of(principal, request))
             if listen and getattr(message, "method", None) != LISTEN:
                 self.audit("denied", principal, principal.peer, "invalid_argument", "not_listen")
                 raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"Listen carries one {LISTEN} request")
@@ -530,7 +551,7 @@ class McpGrpcService:
                 await emit(out)
 
     def handler(self) -> grpc.GenericRpcHandler:
-        frame_in, frame_out = Frame.FromString, Frame.SerializeToString
+        frame_in, frame_out = read_frame, Frame.SerializeToString
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {

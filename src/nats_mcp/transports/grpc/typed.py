@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import mcp_types as types
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import DecodeError
 from mcp.shared.message import SessionMessage
 from mcp_grpc_transport_proto import mcp_messages_pb2 as pb
 
@@ -117,10 +118,14 @@ class TypedMcpService:
             raise CallRefused(_STATUS_OF.get(answer.error.code, grpc.StatusCode.INTERNAL), answer.error.message)
         raise CallRefused(grpc.StatusCode.INTERNAL, "the server gave no answer")
 
-    async def _serve(self, context: grpc.aio.ServicerContext[Any, Any], work: Any) -> Any:
+    async def _serve(self, context: grpc.aio.ServicerContext[Any, Any], request: Any, work: Any) -> Any:
         refusal: CallRefused | None = None
         try:
-            return await work(await self.tunnel.admit(context))
+            principal = await self.tunnel.admit(context)
+            if request is None:
+                self.tunnel.audit("denied", principal, principal.peer, "invalid_argument", "not_a_message")
+                raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"the message is not a {TYPED_SERVICE} request")
+            return await work(principal)
         except* CallRefused as group:
             refusal = first_refusal(group)
         if refusal is not None:
@@ -136,7 +141,7 @@ class TypedMcpService:
             result = await self._run(principal, request_json("tools/list", {}, request.common))
             return pb.ListToolsResponse(tools=[tool_message(t) for t in result.get("tools") or ()])
 
-        response: pb.ListToolsResponse = await self._serve(context, work)
+        response: pb.ListToolsResponse = await self._serve(context, request, work)
         return response
 
     async def call_tool(
@@ -158,7 +163,7 @@ class TypedMcpService:
             protocol = {k: v for k, v in metadata.items() if k == "mcp-protocol-version"}
             return call_tool_message(await self._run(principal, raw, protocol))
 
-        response: pb.CallToolResponse = await self._serve(context, work)
+        response: pb.CallToolResponse = await self._serve(context, request, work)
         return response
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -166,10 +171,22 @@ class TypedMcpService:
             TYPED_SERVICE,
             {
                 "ListTools": grpc.unary_unary_rpc_method_handler(
-                    self.list_tools, pb.ListToolsRequest.FromString, pb.ListToolsResponse.SerializeToString
+                    self.list_tools, tolerant(pb.ListToolsRequest), pb.ListToolsResponse.SerializeToString
                 ),
                 "CallTool": grpc.unary_unary_rpc_method_handler(
-                    self.call_tool, pb.CallToolRequest.FromString, pb.CallToolResponse.SerializeToString
+                    self.call_tool, tolerant(pb.CallToolRequest), pb.CallToolResponse.SerializeToString
                 ),
             },
         )
+
+
+def tolerant(kind: Any) -> Any:
+    """A deserializer that gives None for bytes that are not a ``kind`` (answered INVALID_ARGUMENT by us)."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return kind.FromString(data)
+        except DecodeError:
+            return None
+
+    return parse
