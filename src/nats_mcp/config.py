@@ -237,6 +237,10 @@ class WorkSettings(_Section):
     max_attempts: int = Field(default=3, ge=1, le=1000)
     dlq_ttl_ms: int = Field(default=604_800_000, ge=1000)
     retry_backoff_ms: list[int] = Field(default_factory=lambda: [5_000, 30_000, 120_000], min_length=1)
+    max_bytes: int | None = Field(default=128 * 1024 * 1024, ge=64 * 1024)
+    """Room for queued work per namespace (reserved in JetStream); when full, new work is refused with
+    ``limit_exceeded`` and claiming, completing and failing go on — the queue never takes the room its item
+    state needs. None: no limit of its own (then a full JetStream store could stop claims)."""
 
     @field_validator("retry_backoff_ms")
     @classmethod

@@ -226,6 +226,7 @@ class NatsServer:
         *,
         name: str = "nats",
         jetstream: bool = True,
+        jetstream_limits: str = "",
         extra_config: str = "",
         cluster_name: str | None = None,
         cluster_port: int | None = None,
@@ -238,6 +239,8 @@ class NatsServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.jetstream = jetstream
+        self.jetstream_limits = jetstream_limits
+        """Extra settings inside the jetstream block, e.g. ``max_file_store: 2MB``."""
         self.extra_config = extra_config
         self.cluster_name = cluster_name
         self.routes: list[str] = list(routes)
@@ -325,7 +328,8 @@ class NatsServer:
         if self.debug:
             lines += ["debug: true", "trace: false"]
         if self.jetstream:
-            lines.append(f"jetstream {{ store_dir: {_conf_str(self.store_dir)} }}")
+            limits = f", {self.jetstream_limits}" if self.jetstream_limits else ""
+            lines.append(f"jetstream {{ store_dir: {_conf_str(self.store_dir)}{limits} }}")
         if self.cluster_name is not None:
             cport = -1 if self._cluster_port is None else self._cluster_port
             routes = ", ".join(_conf_str(r) for r in self.routes)

@@ -38,6 +38,17 @@ class PayloadTooLargeError(BusError):
     code = "limit_exceeded"
 
 
+class StorageExhaustedError(BusError):
+    """JetStream has no room: the server's storage limits (or a stream's) refuse to store more."""
+
+    code = "limit_exceeded"
+
+
+STORAGE_ERR_CODES = frozenset({10023, 10047})
+"""JetStream API errors meaning "no room": insufficient resources, insufficient storage resources available."""
+_STORAGE_WORDS = ("insufficient", "maximum bytes exceeded", "maximum messages exceeded", "resource limits exceeded")
+
+
 class NatsConfigError(BusError):
     """The NATS settings cannot work together (caught before any connection attempt)."""
 
@@ -64,6 +75,15 @@ def translate(exc: BaseException) -> BusError | None:
         nats.errors.OutboundBufferLimitError,
         nats.js.errors.ServiceUnavailableError,
     )
+    # Before the transient check: a full store answers 503 (ServiceUnavailableError) too, and is no passing state.
+    if isinstance(exc, nats.js.errors.APIError):
+        description = str(exc.description or "")
+        if exc.err_code in STORAGE_ERR_CODES or any(w in description.lower() for w in _STORAGE_WORDS):
+            return StorageExhaustedError(
+                f"JetStream has no room for this: {description or 'storage limit reached'}.",
+                "free space, raise the server's or account's JetStream storage limit (max_file_store), or lower "
+                "what nats-mcp reserves: channels[].maxBytes, work.max_bytes",
+            )
     if isinstance(exc, transient):
         return NatsUnavailableError(
             f"NATS did not complete the operation ({type(exc).__name__}).",

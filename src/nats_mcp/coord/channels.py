@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamState
 from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch, last_at_or_before
-from nats_mcp.bus.errors import NatsUnavailableError
+from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.config import ChannelSettings, Settings
@@ -100,8 +101,19 @@ class ChannelService:
         ]
 
     async def ensure_streams(self) -> None:
-        """Create every configured channel's stream, or bring an existing one to the configured limits."""
-        await asyncio.gather(*(self._ensure(c) for c in self._channels.values()))
+        """Create every configured channel's stream, or bring an existing one to the configured limits.
+
+        A channel JetStream has no room for is left out (logged): every other service still starts, and that
+        channel's tools answer ``limit_exceeded`` with the reason (it is tried again on first use).
+        """
+        results = await asyncio.gather(*(self._ensure(c) for c in self._channels.values()), return_exceptions=True)
+        for channel, result in zip(self._channels.values(), results, strict=True):
+            if not isinstance(result, BaseException):
+                continue
+            known = result if isinstance(result, BusError) else translate(result)
+            if known is None or known.code != "limit_exceeded":
+                raise result
+            log.warning("channel %s has no stream yet: %s", channel.name, known)
 
     def stream_config(self, channel: ChannelSettings) -> StreamConfig:
         """The stream a channel is stored in: file storage, limits from settings, direct gets allowed."""
@@ -334,6 +346,11 @@ class ChannelService:
                 "JetStream is not answering; the call can be retried.",
                 "check that JetStream is enabled on the NATS server; in a cluster, wait for a leader to be elected",
             ) from exc
+        except nats.js.errors.APIError as exc:
+            known = translate(exc)
+            if known is None:
+                raise
+            raise known from exc
 
 
 def _name(value: object, what: str) -> str:

@@ -18,12 +18,12 @@ from typing import Any
 
 from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.bus.errors import BusError, NatsUnavailableError
+from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.context import Caller, owner_key
-from nats_mcp.coord.errors import Forbidden, InvalidName, NatsUnavailable, NotRegistered
+from nats_mcp.coord.errors import Forbidden, InvalidName, LimitExceeded, NatsUnavailable, NotRegistered
 from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.presence import PresenceKeeper
@@ -72,6 +72,8 @@ class Coordinator:
         self._setup_task: asyncio.Task[None] | None = None
         self._setup_delay = 1.0
         self._closed = False
+        self.setup_error: BusError | None = None
+        """Why the last setup attempt failed (None once it succeeded)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -97,11 +99,17 @@ class Coordinator:
                     self._presence.start()
                 self._ready.set()
                 self._setup_delay = 1.0
+                self.setup_error = None
             except (BusError, NatsUnavailableError) as exc:
+                self.setup_error = exc
                 log.warning("coordination setup waits for NATS: %s", exc)
                 self._retry_setup()
-            except Exception:
-                log.exception("coordination setup failed; retrying in %.0fs", self._setup_delay)
+            except Exception as exc:
+                self.setup_error = translate(exc)
+                if self.setup_error is not None:
+                    log.warning("coordination setup failed, retrying in %.0fs: %s", self._setup_delay, self.setup_error)
+                else:
+                    log.exception("coordination setup failed; retrying in %.0fs", self._setup_delay)
                 self._retry_setup()
 
     def _retry_setup(self) -> None:
@@ -141,6 +149,9 @@ class Coordinator:
         try:
             await asyncio.wait_for(self._ready.wait(), READY_WAIT_S)
         except TimeoutError:
+            failed = self.setup_error
+            if failed is not None and failed.code == "limit_exceeded":  # not going to pass by waiting
+                raise LimitExceeded(f"the coordination services cannot start: {failed}") from None
             raise NatsUnavailable(
                 "the coordination services are still starting (NATS setup did not finish); retry in a moment"
             ) from None

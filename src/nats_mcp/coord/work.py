@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError
 
 from nats_mcp.bus.connection import NatsConnection
@@ -123,6 +123,8 @@ class WorkService:
                 retention=RetentionPolicy.WORK_QUEUE,
                 duplicate_window=120.0,
                 allow_direct=True,
+                max_bytes=self._work.max_bytes or -1,
+                discard=DiscardPolicy.NEW,  # a full queue refuses new work; it never drops queued work
             ),
             replicas=self._conn.replicas,
         )
