@@ -14,7 +14,7 @@ import binascii
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import nats.errors
@@ -466,7 +466,7 @@ class OpsService:
         return KvEntry(
             bucket=bucket, key=entry.key, revision=int(entry.revision or 0),
             operation=op if op in ("PUT", "DEL", "PURGE") else "PUT",  # type: ignore[arg-type]
-            created=datetime.fromtimestamp(created / 1e9).astimezone().isoformat() if created else None,
+            created=_iso(datetime.fromtimestamp(created / 1e9, UTC) if isinstance(created, int) else created),
             payload=preview(entry.value or b"", offset, budget, encoding) if op == "PUT" else None,
         )  # fmt: skip
 

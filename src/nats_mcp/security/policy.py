@@ -81,7 +81,7 @@ NATS_TOOLS: dict[str, tuple[NatsNeed, tuple[tuple[str, NatsKind], ...]]] = {
     "nats_server_info": ("server", ()),
     "nats_stream_list": ("read", ()),
     "nats_stream_info": ("read", (("stream", "streams"),)),
-    "nats_stream_get_message": ("read", (("stream", "streams"), ("subject", "subjects"))),
+    "nats_stream_get_message": ("read", (("stream", "streams"), ("lastBySubject", "subjects"))),
     "nats_consumer_list": ("read", (("stream", "streams"),)),
     "nats_consumer_info": ("read", (("stream", "streams"),)),
     "nats_kv_list": ("read", ()),
