@@ -26,13 +26,15 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
         await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
     policy = {"NATS_MCP_SECURITY_POLICY_FILE": str(EXAMPLE_POLICY)}
     on = {"NATS_MCP_NATS_OPS_ENABLED": "true"}
+    reader = {"NATS_MCP_SECURITY_LOCAL_ROLES": '["nats-reader"]', **on, **policy}
+    admin = {"NATS_MCP_SECURITY_LOCAL_ROLES": '["nats-admin"]', **on, **policy}
     try:
         async with (
-            agent(tmp_path, nats_server, "off", NS, NATS_MCP_SECURITY_LOCAL_ROLES='["nats-admin"]', **policy) as off,
+            agent(tmp_path, nats_server, "off", NS, **{**admin, "NATS_MCP_NATS_OPS_ENABLED": "false"}) as off,
             agent(tmp_path, nats_server, "builtin", NS, **on) as builtin,
-            agent(tmp_path, nats_server, "ro", NS, NATS_MCP_SECURITY_LOCAL_ROLES='["nats-reader"]', **on, **policy) as ro,
-            agent(tmp_path, nats_server, "adm", NS, NATS_MCP_SECURITY_LOCAL_ROLES='["nats-admin"]', **on, **policy) as adm,
-        ):  # fmt: skip
+            agent(tmp_path, nats_server, "ro", NS, **reader) as ro,
+            agent(tmp_path, nats_server, "adm", NS, **admin) as adm,
+        ):
             # Not enabled: not listed and not callable, whatever the policy grants.
             assert _nats({t.name for t in (await off.list_tools()).tools}) == set()
             assert await err(off, "nats_stream_list") == "not_found"
