@@ -23,7 +23,7 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     for name in ("ORDERS_EU", "ORDERS_US", "ORDERS_ASIA", "PAYMENTS"):
-        await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
+        await js.add_stream(name=name, subjects=[f"{name.lower().replace('_', '.')}.>"])  # orders.eu.>, ...
     policy = {"NATS_MCP_SECURITY_POLICY_FILE": str(EXAMPLE_POLICY)}
     on = {"NATS_MCP_NATS_OPS_ENABLED": "true"}
     reader = {"NATS_MCP_SECURITY_LOCAL_ROLES": '["nats-reader"]', **on, **policy}
@@ -83,7 +83,7 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
             assert "PAYMENTS" not in names and len(names) == len(set(names))
 
             # A write the admin may make works end to end.
-            await ok(adm, "nats_publish", subject="orders_eu.created", payload='{"id": 1}')
+            await ok(adm, "nats_publish", subject="orders.eu.created", payload='{"id": 1}')
             message = (await ok(ro, "nats_stream_get_message", stream="ORDERS_EU", seq=1))["message"]
             assert message["payload"]["data"] == '{"id": 1}'
     finally:

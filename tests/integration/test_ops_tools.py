@@ -139,8 +139,18 @@ async def test_names_outside_the_allow_lists_are_denied(ops: OpsHarness) -> None
     assert await ops.err(R, "nats_consumer_list", stream="OTHER") == "forbidden"
     assert await ops.err(R, "nats_kv_get", bucket="secret", key="k") == "forbidden"
     assert await ops.err(R, "nats_kv_keys", bucket="secret") == "forbidden"
-    # the subject of a last-by-subject read is checked against subjects.read too
+    # the subject of a last-by-subject read is checked against subjects.read too, and so is a message's own subject
     assert await ops.err(R, "nats_stream_get_message", stream="APP_ORDERS", lastBySubject="other.x") == "forbidden"
+    js = ops.conn.jetstream
+    await js.add_stream(StreamConfig(name="APP_MIXED", subjects=["app.mixed", "hidden.mixed"]))
+    await js.publish("app.mixed", b"visible")
+    await js.publish("hidden.mixed", b"not for readers")
+    shown = await ops.ok(R, "nats_stream_get_message", stream="APP_MIXED", seq=1)
+    assert shown["message"]["payload"]["data"] == "visible"
+    assert await ops.err(R, "nats_stream_get_message", stream="APP_MIXED", seq=2) == "forbidden"
+    # JetStream control headers would turn a publish into a purge (rollup) or a message elsewhere (schedules)
+    assert await ops.err(W, "nats_publish", subject="app.x", payload="x", headers={"Nats-Rollup": "all"}) == "forbidden"
+    assert await ops.ok(W, "nats_publish", subject="app.x", payload="x", headers={"Nats-Msg-Id": "1"})
     assert await ops.err(W, "nats_publish", subject="billing.x", payload="x") == "forbidden"
     assert await ops.err(W, "nats_stream_create", name="NEW_X", subjects=["app.x", "billing.>"]) == "forbidden"
     assert await ops.err(W, "nats_stream_delete", name="OTHER") == "forbidden"

@@ -134,11 +134,16 @@ def bounded_headers(headers: dict[str, Any] | None) -> dict[str, str]:
 
 
 def check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Headers of a publish or request; JetStream's control headers (rollup, schedules, TTLs) are refused: they
+    would turn a publish into a purge or a message to another subject. Nats-Msg-Id and Nats-Expected-* stay."""
     if not headers:
         return None
     if len(headers) > MAX_HEADERS:
         raise LimitExceeded(f"at most {MAX_HEADERS} headers")
     for key, value in headers.items():
+        low = key.lower()
+        if low.startswith("nats-") and low != "nats-msg-id" and not low.startswith("nats-expected-"):
+            raise Forbidden(f"header {key[:100]} controls JetStream; only Nats-Msg-Id and Nats-Expected-* are allowed")
         if not key or any(c in key for c in ": \r\n") or len(key) > 256 or "\r" in value or "\n" in value:
             raise InvalidArgument(f"header {key[:100]!r} is not valid (no ':', spaces or line breaks; key ≤ 256)")
         if len(value) > 4096:
@@ -272,8 +277,10 @@ class OpsService:
         return self._detail(info)
 
     async def get_message(
-        self, stream: str, seq: int | None, last_by_subject: str | None, offset: int, encoding: PayloadEncoding
-    ) -> StoredMessage:
+        self, scope: NatsScope, stream: str, seq: int | None, last_by_subject: str | None, offset: int,
+        encoding: PayloadEncoding,
+    ) -> StoredMessage:  # fmt: skip
+        """One stored message, if its subject is on the caller's ``subjects.read`` list (a stream may hold more)."""
         check.stream_name(stream)
         if (seq is None) == (last_by_subject is None):
             raise InvalidArgument("give exactly one of seq and lastBySubject")
@@ -282,6 +289,8 @@ class OpsService:
         check.readable_content(stream=stream)
         with _nats(f"message of stream {stream}"):
             msg = await bus.get_message(self._conn.jetstream, stream, seq, last_by_subject)
+        if not scope.allows("subjects", "read", str(msg.subject)):
+            raise Forbidden(f"message {msg.seq} of {stream} is on subject {msg.subject}, which you may not read")
         return StoredMessage(
             stream=stream, seq=int(msg.seq or 0), subject=str(msg.subject or ""), time=_iso(msg.time),
             headers=bounded_headers(msg.headers),

@@ -289,8 +289,8 @@ async def stream_info(ops: OpsService, _scope: NatsScope, args: StreamArgs) -> R
     return StreamOut(stream=d), text
 
 
-async def stream_get_message(ops: OpsService, _scope: NatsScope, args: GetMessageArgs) -> Rendered:
-    m = await ops.get_message(args.stream, args.seq, args.lastBySubject, args.offset, args.encoding)
+async def stream_get_message(ops: OpsService, scope: NatsScope, args: GetMessageArgs) -> Rendered:
+    m = await ops.get_message(scope, args.stream, args.seq, args.lastBySubject, args.offset, args.encoding)
     head = "".join(f"\n- {k}: {v}" for k, v in m.headers.items())
     return MessageOut(message=m), f"**{m.stream}** #{m.seq} on `{m.subject}` at {m.time}{head}\n\n{_show(m.payload)}"
 
