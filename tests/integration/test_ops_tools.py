@@ -14,6 +14,8 @@ from nats.js.api import KeyValueConfig, StreamConfig
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import APIKEYS_BUCKET, Layout
+from nats_mcp.coord.ops import OpsService
+from tests.support.natsserver import NatsServer
 from tests.support.ops import OpsHarness
 
 R, W = "nats-reader", "nats-operator"
@@ -287,3 +289,19 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(ops: OpsHarness)
     assert await ops.err(W, "nats_stream_info", stream="APP_ORDERS", extra=1) == "invalid_argument"
     assert (await ops.conn.jetstream.stream_info("APP_ORDERS")).state.messages == 3
     assert "APP_BAD" not in {s["name"] for s in (await ops.ok(W, "nats_stream_list", limit=100))["streams"]}
+
+
+async def test_server_info_adds_the_monitoring_endpoint_when_configured(
+    nats_conn: NatsConnection, nats_server: NatsServer
+) -> None:
+    assert nats_server.monitor_url is not None
+    settings = nats_conn.settings.model_copy(deep=True)
+    settings.nats_ops.monitor_url = nats_server.monitor_url
+    ops = OpsHarness(nats_conn)
+    ops.ops = OpsService(nats_conn, settings)
+    info = await ops.ok(R, "nats_server_info")
+    assert info["monitor"]["connections"] >= 1 and info["monitor"]["jetstream"]["streams"] == 0
+    settings.nats_ops.monitor_url = "http://127.0.0.1:1"  # nothing listens: reported, not fatal
+    ops.ops = OpsService(nats_conn, settings)
+    info = await ops.ok(R, "nats_server_info")
+    assert "error" in info["monitor"] and info["server"]["version"]
