@@ -305,3 +305,13 @@ async def test_server_info_adds_the_monitoring_endpoint_when_configured(
     ops.ops = OpsService(nats_conn, settings)
     info = await ops.ok(R, "nats_server_info")
     assert "error" in info["monitor"] and info["server"]["version"]
+
+
+async def test_a_deleted_and_recreated_bucket_is_seen_as_it_is_now(ops: OpsHarness) -> None:
+    js = ops.conn.jetstream
+    assert (await ops.ok(R, "nats_kv_get", bucket="cfg", key="limits.rate"))["entry"]["payload"]["data"] == "100"
+    await js.delete_key_value("cfg")
+    assert await ops.err(R, "nats_kv_get", bucket="cfg", key="limits.rate") == "not_found"
+    kv = await js.create_key_value(KeyValueConfig(bucket="cfg", direct=False))
+    await kv.put("limits.rate", b"7")
+    assert (await ops.ok(R, "nats_kv_get", bucket="cfg", key="limits.rate"))["entry"]["payload"]["data"] == "7"

@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import nats.errors
 import nats.js.errors as jserr
+from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -30,6 +31,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
+from nats.js.kv import KeyValue
 
 from nats_mcp.bus import ops as bus
 from nats_mcp.bus.connection import NatsConnection
@@ -49,6 +51,7 @@ from nats_mcp.coord.ops_models import (
     StreamSummary,
 )
 from nats_mcp.coord.pagination import make_cursor, read_cursor
+from nats_mcp.lru import LruTable
 
 CURSOR_SCOPE = "nats-ops"
 """What cursors of the nats_* tools are bound to besides the tool and the filters (they are not namespaced)."""
@@ -200,6 +203,23 @@ class OpsService:
         self.limits = settings.nats_ops
         self._prefix = api_prefix(settings.nats.jetstream_domain)
         self._inbox_prefix = settings.nats.inbox_prefix
+        # Bound buckets (binding one costs a stream-info round trip), per JetStream context: a new connection
+        # rebinds; a failed call drops its bucket's binding (it may have been deleted or recreated).
+        self._buckets: LruTable[str, tuple[JetStreamContext, KeyValue]] = LruTable(256)
+
+    @contextlib.asynccontextmanager
+    async def _bucket(self, bucket: str, what: str) -> AsyncIterator[KeyValue]:
+        js = self._conn.jetstream
+        with _nats(what):
+            known = self._buckets.get(bucket)
+            if known is None or known[0] is not js:
+                known = (js, await bus.kv(js, bucket))
+                self._buckets.put(bucket, known)
+            try:
+                yield known[1]
+            except Exception:
+                self._buckets.pop(bucket)
+                raise
 
     # -- paging helpers ---------------------------------------------------------------------------
 
@@ -384,8 +404,7 @@ class OpsService:
         check.bucket_name(bucket)
         check.kv_key(key)
         check.readable_content(bucket=bucket)
-        with _nats(f"key {key} of bucket {bucket}"):
-            kv = await bus.kv(self._conn.jetstream, bucket)
+        async with self._bucket(bucket, f"key {key} of bucket {bucket}") as kv:
             entry = await kv.get(key, revision=revision)
         return self._entry(bucket, entry, offset, self.limits.preview_bytes, encoding)
 
@@ -403,8 +422,7 @@ class OpsService:
             before = read_cursor(cursor, "nats_kv_history", CURSOR_SCOPE, filters).get("before")
             if not isinstance(before, int) or isinstance(before, bool) or before < 1:
                 raise InvalidArgument("the cursor is malformed: pass back nextCursor exactly as returned")
-        with _nats(f"history of key {key} in bucket {bucket}"):
-            kv = await bus.kv(self._conn.jetstream, bucket)
+        async with self._bucket(bucket, f"history of key {key} in bucket {bucket}") as kv:
             entries = sorted(await kv.history(key), key=lambda e: -(e.revision or 0))
         if before is not None:
             entries = [e for e in entries if (e.revision or 0) < before]
@@ -422,8 +440,7 @@ class OpsService:
         check.subject(pattern, wildcards=True)
         check.readable_content(bucket=bucket)
         limit = self._limit(limit)
-        with _nats(f"keys of bucket {bucket}"):
-            kv = await bus.kv(self._conn.jetstream, bucket)
+        async with self._bucket(bucket, f"keys of bucket {bucket}") as kv:
             names = await bus.kv_keys(kv, pattern, self.limits.max_scan)
         listed = self._page("nats_kv_keys", {"bucket": bucket, "filter": pattern}, names, lambda _k: True, limit,
                             cursor)  # fmt: skip
@@ -432,15 +449,13 @@ class OpsService:
     async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
         check.writable_bucket(bucket)
         check.kv_key(key)
-        with _nats(f"putting key {key} in bucket {bucket}"):
-            kv = await bus.kv(self._conn.jetstream, bucket)
+        async with self._bucket(bucket, f"putting key {key} in bucket {bucket}") as kv:
             return await kv.put(key, value)
 
     async def kv_delete(self, bucket: str, key: str, purge: bool) -> None:
         check.writable_bucket(bucket)
         check.kv_key(key)
-        with _nats(f"deleting key {key} in bucket {bucket}"):
-            kv = await bus.kv(self._conn.jetstream, bucket)
+        async with self._bucket(bucket, f"deleting key {key} in bucket {bucket}") as kv:
             await (kv.purge(key) if purge else kv.delete(key))
 
     # -- core NATS --------------------------------------------------------------------------------
