@@ -138,7 +138,8 @@ async def run(server: NatsServer, tmp: Path, quick: bool) -> dict[str, Any]:
         tool_ms, bare_ms = statistics.median(s["tool"]) * 1e3, statistics.median(s["bare"]) * 1e3
         ratios = [t / b for t, b in zip(s["tool"], s["bare"], strict=True)]
         results[key] = {"tool_median_ms": round(tool_ms, 3), "bare_median_ms": round(bare_ms, 3),
-                        "ratio_median": round(statistics.median(ratios), 2), "rounds": rounds, "calls": calls}  # fmt: skip
+                        "ratio_median": round(statistics.median(ratios), 2), "rounds": rounds,
+                        "calls": calls}  # fmt: skip
     return {"machine": platform.platform(), "python": platform.python_version(), "results": results}
 
 
