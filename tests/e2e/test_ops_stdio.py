@@ -3,11 +3,15 @@ policy's reader and admin roles, the server's own streams refused even to '*', a
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import nats
 
+from nats_mcp.mcp.ops_tools import OPS_TOOLS
 from tests.e2e.test_coordination_stdio import agent, err, ok
+from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "docs" / "examples" / "nats-ops-policy.yaml"
@@ -88,3 +92,11 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
             assert message["payload"]["data"] == '{"id": 1}'
     finally:
         await nc.close()
+
+
+def test_policy_check_shows_the_nats_tools_a_role_may_call(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [nats_mcp_exe(), "policy", "check", str(EXAMPLE_POLICY), "--subject", "me", "--role", "nats-reader", "--json"],
+        env=isolated_env(tmp_path), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert set(json.loads(done.stdout)["tools"]) == {spec.suffix for spec in OPS_TOOLS if spec.read_only}

@@ -111,8 +111,11 @@ async def test_write_tools_happy_path(ops: OpsHarness) -> None:
     assert created["name"] == "NEW_LOGS" and created["maxMsgs"] == 100
     assert await ops.ok(W, "nats_stream_create", name="NEW_LOGS", subjects=["app.logs.*"], maxMsgs=100)  # idempotent
     assert await ops.err(W, "nats_stream_create", name="NEW_LOGS", subjects=["app.logs.*"], maxMsgs=5) == "conflict"
-    updated = (await ops.ok(W, "nats_stream_update", name="NEW_LOGS", maxMsgs=10, maxAgeSeconds=3600))["stream"]
-    assert updated["maxMsgs"] == 10 and updated["maxAgeSeconds"] == 3600 and updated["subjects"] == ["app.logs.*"]
+    updated = (await ops.ok(W, "nats_stream_update", name="NEW_LOGS", maxMsgs=10, maxAgeSeconds=3600, discard="new",
+                            subjects=["app.logs.*", "app.audit"]))["stream"]  # fmt: skip
+    assert updated["maxMsgs"] == 10 and updated["maxAgeSeconds"] == 3600 and updated["discard"] == "new"
+    assert updated["subjects"] == ["app.logs.*", "app.audit"] and updated["maxBytes"] == -1  # the rest kept
+    assert await ops.err(W, "nats_stream_update", name="NEW_LOGS", subjects=["billing.x"]) == "forbidden"
     for i in range(4):
         await ops.conn.jetstream.publish(f"app.logs.{i % 2}", b"line")
     purged = (await ops.ok(W, "nats_stream_purge", name="NEW_LOGS", subject="app.logs.0"))["stream"]
