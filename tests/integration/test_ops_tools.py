@@ -318,3 +318,15 @@ async def test_a_deleted_and_recreated_bucket_is_seen_as_it_is_now(ops: OpsHarne
     kv = await js.create_key_value(KeyValueConfig(bucket="cfg", direct=False))
     await kv.put("limits.rate", b"7")
     assert (await ops.ok(R, "nats_kv_get", bucket="cfg", key="limits.rate"))["entry"]["payload"]["data"] == "7"
+
+
+async def test_a_scan_stopped_at_its_cap_says_so(ops: OpsHarness) -> None:
+    kv = await ops.conn.jetstream.key_value("cfg")
+    await asyncio.gather(*(kv.put(f"bulk.{'a' if i < 110 else 'b'}.{i}", b"x") for i in range(120)))
+    settings = ops.conn.settings.model_copy(deep=True)
+    settings.nats_ops.max_scan = 100
+    ops.ops = OpsService(ops.conn, settings)
+    capped = await ops.ok(R, "nats_kv_keys", bucket="cfg", filter="bulk.>", limit=100)
+    assert len(capped["keys"]) == 100 and capped["total"] is None
+    narrower = await ops.ok(R, "nats_kv_keys", bucket="cfg", filter="bulk.b.*", limit=100)
+    assert narrower["keys"] == [f"bulk.b.{i}" for i in range(110, 120)] and narrower["total"] == 10

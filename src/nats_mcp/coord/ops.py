@@ -232,7 +232,10 @@ class OpsService:
         self, tool: str, filters: dict[str, Any], names: bus.Names, keep: Callable[[str], bool], limit: int,
         cursor: str | None,
     ) -> Listed:  # fmt: skip
-        """``limit`` names after the cursor's, of those ``keep`` accepts; the cursor holds the last name shown."""
+        """``limit`` names after the cursor's, of those ``keep`` accepts; the cursor holds the last name shown.
+
+        When the scan stopped at ``max_scan`` the pages cover the names scanned and ``total`` is None.
+        """
         after = ""
         if cursor is not None:
             position = read_cursor(cursor, tool, CURSOR_SCOPE, filters)
@@ -244,7 +247,7 @@ class OpsService:
         shown, more = rest[:limit], len(rest) > limit
         next_cursor = make_cursor(tool, CURSOR_SCOPE, filters, {"after": shown[-1]}) if more else None
         total = len(visible) if names.complete else None
-        return Listed(shown, Page(nextCursor=next_cursor, hasMore=more or not names.complete, total=total))
+        return Listed(shown, Page(nextCursor=next_cursor, hasMore=more, total=total))
 
     # -- server -----------------------------------------------------------------------------------
 
