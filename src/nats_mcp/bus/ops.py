@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
@@ -156,6 +155,8 @@ def connection_info(nc: Client) -> dict[str, Any]:
 
 async def monitor(url: str, endpoint: str) -> dict[str, Any]:
     """One JSON document from nats-server's HTTP monitoring port (``varz``, ``jsz``, ...)."""
+    import aiohttp  # only with a monitor_url: keeps it out of every server's start-up
+
     target = f"{url.rstrip('/')}/{endpoint}"
     timeout = aiohttp.ClientTimeout(total=MONITOR_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session, session.get(target) as response:
