@@ -37,11 +37,13 @@ def check(
     policy = Policy(doc, str(file))
     grants: list[str] | None = None
     if subject is not None:
+        from nats_mcp.mcp.ops_tools import OPS_TOOLS
         from nats_mcp.mcp.tools import TOOLS
 
         who = Principal(subject=subject, issuer=issuer, method=method,  # type: ignore[arg-type]
                         roles=frozenset(role or []), groups=frozenset(group or []))  # fmt: skip
-        grants = [spec.suffix for spec in TOOLS if policy.tool_allowed(who, spec.suffix)]
+        names = [spec.suffix for spec in TOOLS] + [spec.suffix for spec in OPS_TOOLS]
+        grants = [name for name in names if policy.tool_allowed(who, name)]
     if as_json:
         print_json({"file": str(file), "valid": True, "roles": sorted(doc.roles), "principals": len(doc.principals),
                     "tools": grants})  # fmt: skip

@@ -26,6 +26,7 @@ from nats_mcp.coord.context import Caller, owner_key
 from nats_mcp.coord.errors import Forbidden, InvalidName, LimitExceeded, NatsUnavailable, NotRegistered
 from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.inbox import InboxService
+from nats_mcp.coord.ops import OpsService
 from nats_mcp.coord.presence import PresenceKeeper
 from nats_mcp.coord.registry import RegistryService
 from nats_mcp.coord.work import WorkService
@@ -63,6 +64,7 @@ class Coordinator:
         self.channels = ChannelService(conn, settings, self.layout)
         self.inbox = InboxService(conn, settings)
         self.work = WorkService(conn, settings, self.layout)
+        self.ops = OpsService(conn, settings)
         self._work_events = WorkEvents(conn, self.work)
         self.hostname = socket.gethostname()
         self._local: Caller | None = None

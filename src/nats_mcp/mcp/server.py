@@ -22,11 +22,13 @@ from nats_mcp import __version__
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
+from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
 from nats_mcp.mcp.resources import ResourceSurface
-from nats_mcp.mcp.toolbase import ToolSpec, run_tool
+from nats_mcp.mcp.toolbase import Rendered, ToolSpec, run_rendered, run_tool
 from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.redact import redact
 from nats_mcp.security.guard import CallContext, Guard, Refused
+from nats_mcp.security.policy import NatsScope
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.mcp")
@@ -128,8 +130,10 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 class ToolTable:
     """The tools under their configured names, their MCP descriptions, and the dispatch."""
 
-    def __init__(self, prefix: str) -> None:
-        self.by_name: dict[str, ToolSpec] = {prefix + spec.suffix: spec for spec in TOOLS}
+    def __init__(self, prefix: str, ops: bool = False) -> None:
+        self.by_name: dict[str, ToolSpec | OpsSpec] = {prefix + spec.suffix: spec for spec in TOOLS}
+        if ops:  # the nats_* group: a fixed prefix (its suffixes carry it), only when enabled in settings
+            self.by_name.update({spec.suffix: spec for spec in OPS_TOOLS})
         self.tools = [self._describe(name, spec) for name, spec in self.by_name.items()]
         self.suffix_of = {tool.name: self.by_name[tool.name].suffix for tool in self.tools}
 
@@ -140,7 +144,7 @@ class ToolTable:
         return [t for t in self.tools if security.guard.visible(principal, self.suffix_of[t.name])]
 
     @staticmethod
-    def _describe(name: str, spec: ToolSpec) -> types.Tool:
+    def _describe(name: str, spec: ToolSpec | OpsSpec) -> types.Tool:
         return types.Tool(
             name=name,
             description=spec.description,
@@ -155,13 +159,26 @@ class ToolTable:
         )
 
     async def call(
-        self, coordinator: Coordinator, caller: CallerProvider, name: str, arguments: dict[str, Any] | None
+        self,
+        coordinator: Coordinator,
+        caller: CallerProvider,
+        name: str,
+        arguments: dict[str, Any] | None,
+        scope: NatsScope | None = None,
     ) -> types.CallToolResult:
         """Validate, run and render one call (:func:`run_tool`) as an MCP result."""
         spec = self.by_name.get(name)
         if spec is None:
             return error_result("not_found", f"unknown tool {name!r}; list the tools to see what exists")
-        outcome = await run_tool(spec, name, coordinator, caller, arguments)
+        if isinstance(spec, OpsSpec):  # acts as no agent: the ops facade and the caller's NATS scope
+            ops_spec = spec
+
+            async def run_ops(args: Any) -> Rendered:
+                return await ops_spec.handler(coordinator.ops, scope or NatsScope(), args)
+
+            outcome = await run_rendered(name, spec.args, run_ops, arguments)
+        else:
+            outcome = await run_tool(spec, name, coordinator, caller, arguments)
         if outcome.error is not None:
             return error_result(*outcome.error)
         return types.CallToolResult(
@@ -182,7 +199,8 @@ def build_server(
     With ``security`` every call goes through its guard (DESIGN.md decision 3) and ``tools/list`` shows a
     caller only what the policy lets it call.
     """
-    table = ToolTable(prefix)
+    ops = coordinator is not None and security is not None and coordinator.settings.nats_ops.enabled
+    table = ToolTable(prefix, ops=ops)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
@@ -197,10 +215,11 @@ def build_server(
         if security is None or name not in table.by_name:
             return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(ctx), security.transport, security.namespace)
+        scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
         try:
             return await security.guard.call(
-                call, table.suffix_of[name], arguments, lambda: table.call(coordinator, caller, name, arguments),
-                outcome_of,
+                call, table.suffix_of[name], arguments,
+                lambda: table.call(coordinator, caller, name, arguments, scope), outcome_of,
             )  # fmt: skip
         except Refused as refused:
             return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)

@@ -83,20 +83,15 @@ def validation_message(exc: ValidationError) -> str:
     return "invalid arguments: " + "; ".join(parts)
 
 
-async def run_tool(
-    spec: ToolSpec,
-    name: str,
-    coordinator: Coordinator,
-    caller: Callable[[], Awaitable[Caller]],
-    arguments: dict[str, Any] | None,
+async def run_rendered(
+    name: str, args_model: type[Args], run: Callable[[Any], Awaitable[Rendered]], arguments: dict[str, Any] | None
 ) -> ToolOutcome:
-    """Validate, run and render one call of ``spec``; every failure becomes a contract error, never a crash.
+    """Validate ``arguments`` with ``args_model``, run, render; every failure becomes a contract error, never a crash.
 
     The one dispatch of every tool: the MCP server wraps it in a ``CallToolResult``, the human CLI reads it as is.
     """
     try:
-        args = spec.args.model_validate(arguments or {})
-        out, text = await spec.handler(coordinator, await caller(), args)
+        out, text = await run(args_model.model_validate(arguments or {}))
     except ValidationError as exc:
         return failure("invalid_argument", validation_message(exc))
     except (CoordError, BusError) as exc:
@@ -110,3 +105,18 @@ async def run_tool(
         log.exception("tool %s failed", name)
         return failure("internal", "the server failed to complete this call; it has been logged")
     return ToolOutcome(out.model_dump(mode="json"), text)
+
+
+async def run_tool(
+    spec: ToolSpec,
+    name: str,
+    coordinator: Coordinator,
+    caller: Callable[[], Awaitable[Caller]],
+    arguments: dict[str, Any] | None,
+) -> ToolOutcome:
+    """One call of a coordination tool, as the agent ``caller`` gives (see :func:`run_rendered`)."""
+
+    async def run(args: Any) -> Rendered:
+        return await spec.handler(coordinator, await caller(), args)
+
+    return await run_rendered(name, spec.args, run, arguments)

@@ -13,6 +13,11 @@ A policy file::
         capabilities: {broadcast: ["*"], claim: ["python", "review"]}
         admin: []                      # admin operations: dlq (retry, discard)
         agents: ["*"]                  # agent names a gateway principal may act as
+        nats:                          # the nats_* operations tools (docs/nats-ops-tools.md); empty: none
+          server: false                # nats_server_info
+          subjects: {read: [], write: ["orders.*"]}   # globs; '*' also crosses dots
+          streams: {read: ["ORDERS*"], write: []}
+          buckets: {read: ["config"], write: []}
     principals:                        # who holds which roles (globs; every given field must match)
       - {issuer: "https://idp.example.com", subject: "ci-*", roles: [agent]}
       - {method: mtls, subject: "spiffe://example.org/agent/*", roles: [agent]}
@@ -68,6 +73,73 @@ class BroadcastClaim(_Model):
     claim: list[str] = Field(default_factory=list)
 
 
+NatsNeed = Literal["read", "write", "server"]
+NatsKind = Literal["subjects", "streams", "buckets"]
+NatsAccess = Literal["read", "write"]
+NATS_TOOLS: dict[str, tuple[NatsNeed, tuple[tuple[str, NatsKind], ...]]] = {
+    # tool: (what the role must grant at all, (argument, the allow-list its value(s) must match))
+    "nats_server_info": ("server", ()),
+    "nats_stream_list": ("read", ()),
+    "nats_stream_info": ("read", (("stream", "streams"),)),
+    "nats_stream_get_message": ("read", (("stream", "streams"), ("lastBySubject", "subjects"))),
+    "nats_consumer_list": ("read", (("stream", "streams"),)),
+    "nats_consumer_info": ("read", (("stream", "streams"),)),
+    "nats_kv_list": ("read", ()),
+    "nats_kv_get": ("read", (("bucket", "buckets"),)),
+    "nats_kv_history": ("read", (("bucket", "buckets"),)),
+    "nats_kv_keys": ("read", (("bucket", "buckets"),)),
+    "nats_publish": ("write", (("subject", "subjects"),)),
+    "nats_request": ("write", (("subject", "subjects"),)),
+    "nats_stream_create": ("write", (("name", "streams"), ("subjects", "subjects"))),
+    "nats_stream_update": ("write", (("name", "streams"), ("subjects", "subjects"))),
+    "nats_stream_purge": ("write", (("name", "streams"),)),
+    "nats_stream_delete": ("write", (("name", "streams"),)),
+    "nats_consumer_create": ("write", (("stream", "streams"),)),
+    "nats_consumer_delete": ("write", (("stream", "streams"),)),
+    "nats_kv_put": ("write", (("bucket", "buckets"),)),
+    "nats_kv_delete": ("write", (("bucket", "buckets"),)),
+}
+
+
+class ReadWrite(_Model):
+    """Globs of the names a role may read and write ('*' matches any run of characters, dots included)."""
+
+    read: list[str] = Field(default_factory=list)
+    write: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _plain_globs(self) -> ReadWrite:
+        # '?' and '[..]' could match a NATS wildcard character ('*', '>') in a subject and grant more than meant.
+        bad = [p for p in (*self.read, *self.write) if "?" in p or "[" in p]
+        if bad:
+            raise ValueError(f"nats globs may only use '*' as a wildcard: {', '.join(bad)}")
+        return self
+
+
+class NatsGrant(_Model):
+    """What a role may do with the ``nats_*`` operations tools; nothing unless listed."""
+
+    server: bool = False
+    subjects: ReadWrite = Field(default_factory=ReadWrite)
+    streams: ReadWrite = Field(default_factory=ReadWrite)
+    buckets: ReadWrite = Field(default_factory=ReadWrite)
+
+    def grants(self, need: NatsNeed) -> bool:
+        if need == "server":
+            return self.server
+        return any(getattr(rw, need) for rw in (self.subjects, self.streams, self.buckets))
+
+
+@dataclass(frozen=True)
+class NatsScope:
+    """The names one principal's ``nats_*`` calls may touch: the union of its roles' ``nats`` blocks."""
+
+    grants: tuple[NatsGrant, ...] = ()
+
+    def allows(self, kind: NatsKind, access: NatsAccess, name: str) -> bool:
+        return any(_any(getattr(getattr(g, kind), access), name) for g in self.grants)
+
+
 class Role(_Model):
     tools: list[str] = Field(default_factory=list)
     deny_tools: list[str] = Field(default_factory=list)
@@ -76,6 +148,7 @@ class Role(_Model):
     capabilities: BroadcastClaim = Field(default_factory=BroadcastClaim)
     admin: list[AdminOp] = Field(default_factory=list)
     agents: list[str] = Field(default_factory=lambda: ["*"])
+    nats: NatsGrant = Field(default_factory=NatsGrant)
 
 
 class PrincipalRule(_Model):
@@ -188,7 +261,16 @@ class Policy:
         if not any(_any(r.tools, tool) for r in roles):
             return False
         op = ADMIN_TOOLS.get(tool)
-        return op is None or any(op in r.admin for r in roles)
+        if op is not None and not any(op in r.admin for r in roles):
+            return False
+        nats = NATS_TOOLS.get(tool)
+        # A nats_* tool also needs a role that grants it by name *and* grants that kind of NATS access:
+        # "tools: ['*']" alone (the built-in role) opens none of them.
+        return nats is None or any(_any(r.tools, tool) and r.nats.grants(nats[0]) for r in roles)
+
+    def nats_scope(self, p: Principal) -> NatsScope:
+        """The names ``p``'s nats_* calls may touch (lists show only these)."""
+        return NatsScope(tuple(r.nats for r in self.roles_of(p)))
 
     def namespace_allowed(self, p: Principal, namespace: str, roles: list[Role] | None = None) -> bool:
         if p.namespaces is not None and namespace not in p.namespaces:
@@ -238,7 +320,23 @@ class Policy:
             capability = str(arguments.get(field))
             if not any(_any(getattr(r.capabilities, action), capability) for r in roles):
                 return Decision(False, f"the policy does not allow {action} for capability {capability}")
+        elif tool in NATS_TOOLS:
+            return _nats_decision(roles, tool, arguments)
         return ALLOW
+
+
+def _nats_decision(roles: list[Role], tool: str, arguments: Mapping[str, Any]) -> Decision:
+    """Every stream, bucket and subject a nats_* call names must be on its role's read (or write) list."""
+    need, checks = NATS_TOOLS[tool]
+    access: NatsAccess = "write" if need == "write" else "read"
+    scope = NatsScope(tuple(r.nats for r in roles))
+    for field, kind in checks:
+        value = arguments.get(field)
+        names = value if isinstance(value, list) else [] if value is None else [value]
+        for name in names:
+            if not scope.allows(kind, access, str(name)):
+                return Decision(False, f"the policy does not allow {access} access to {kind[:-1]} {str(name)[:200]}")
+    return ALLOW
 
 
 def parse_policy(text: str, where: str = "policy") -> PolicyDoc:
