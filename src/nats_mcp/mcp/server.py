@@ -29,6 +29,7 @@ from nats_mcp.mcp.resources import ResourceSurface
 from nats_mcp.mcp.toolbase import ToolSpec
 from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.names import InvalidNameError
+from nats_mcp.observe import tracing
 from nats_mcp.redact import redact
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.principal import Principal
@@ -209,13 +210,20 @@ def build_server(
         if security is None or name not in table.by_name:
             return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(ctx), security.transport, security.namespace)
-        try:
-            return await security.guard.call(
-                call, table.suffix_of[name], arguments, lambda: table.call(coordinator, caller, name, arguments),
-                outcome_of,
-            )  # fmt: skip
-        except Refused as refused:
-            return error_result(refused.code, refused.message)
+
+        async def guarded() -> types.CallToolResult:
+            try:
+                return await security.guard.call(
+                    call, table.suffix_of[name], arguments, lambda: table.call(coordinator, caller, name, arguments),
+                    outcome_of,
+                )  # fmt: skip
+            except Refused as refused:
+                return error_result(refused.code, refused.message)
+
+        if tracing.enabled():  # a span continuing the caller's trace (_meta.traceparent)
+            return await tracing.traced_call(table.suffix_of[name], call.transport, call.principal.subject,
+                                             params.meta, guarded, outcome_of)  # fmt: skip
+        return await guarded()
 
     async def gate(
         ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
