@@ -81,7 +81,7 @@ def test_burst_alerts_once_per_window_with_the_figures() -> None:
     traffic(d, clock, per_s=1, seconds=120)  # baseline ~10 a window
     traffic(d, clock, per_s=20, seconds=10)  # 200 in one window
     assert sink.anomalies() == ["burst"]
-    kind, fields = sink.records[0]
+    _kind, fields = sink.records[0]
     assert fields["principal"] is ALICE and fields["outcome"] == "alert" and fields["transport"] == "http"
     assert "calls in 10s" in fields["reason"] and "baseline 10" in fields["reason"]
     traffic(d, clock, per_s=20, seconds=10)  # still bursting: the next window alerts again (baseline lags)
@@ -174,9 +174,12 @@ def test_alerts_are_audited_and_counted_through_the_fanout() -> None:
     assert [k for k, _ in audit.records] == ["tool_call", "tool_call", "anomaly"]
     assert metrics.registry.get_sample_value("nats_mcp_anomalies_total", {"kind": "new_tool"}) == 1
     # The unknown tool is counted under "other": no label from outside the registered table.
-    assert metrics.registry.get_sample_value(
-        "nats_mcp_tool_calls_total", {"tool": "other", "transport": "http", "outcome": "ok"}
-    ) == 1
+    assert (
+        metrics.registry.get_sample_value(
+            "nats_mcp_tool_calls_total", {"tool": "other", "transport": "http", "outcome": "ok"}
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize("field", ["alpha", "window_s"])

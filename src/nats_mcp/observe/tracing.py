@@ -1,10 +1,11 @@
 """The tracing boundary: OpenTelemetry set-up (off by default) and the span of each tool call.
 
-With tracing on, every ``tools/call`` is a server span (tool, transport, principal, outcome) that
-continues the caller's trace when the request's ``_meta`` carries a W3C ``traceparent``; NATS requests
-and publishes made during the call are its child spans (``bus/connection.py``, through the OpenTelemetry
-API only). With tracing off nothing here runs: the MCP layer checks :func:`enabled` first, and the bus
-opens a span only inside a recording one, so the cost is a flag test per call.
+With tracing on, every ``tools/call`` gets a span (tool, transport, principal, outcome) in the caller's
+trace when the request's ``_meta`` carries a W3C ``traceparent``: the MCP SDK's own server span continues
+it, ours is that span's child (or continues the trace itself where the SDK opened none). NATS requests
+and publishes made during the call are child spans (``bus/connection.py``, through the OpenTelemetry API
+only). With tracing off no SDK provider is installed, every span is a no-op and the bus opens none (it
+checks for a recording parent first): the cost is a flag test and a context lookup per call.
 """
 
 from __future__ import annotations
@@ -68,7 +69,6 @@ def setup_tracing(cfg: TracingSettings, exporter: SpanExporter | None = None) ->
     """
     global _tracer
     if not cfg.enabled:
-        _tracer = None
         return None
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -126,10 +126,13 @@ async def traced_call(
     tracer = _tracer
     if tracer is None:
         return await run()
-    attributes = {"rpc.system": "mcp", "rpc.method": "tools/call", "mcp.tool.name": tool[:100],
-                  "nats_mcp.transport": transport, "enduser.id": subject[:200]}  # fmt: skip
-    with tracer.start_as_current_span(f"tools/call {tool[:100]}", context=parent_context(meta),
-                                      kind=SpanKind.SERVER, attributes=attributes) as span:  # fmt: skip
+    attributes = {"mcp.tool.name": tool[:100], "nats_mcp.transport": transport, "enduser.id": subject[:200]}
+    # The MCP SDK opens a server span per request, from _meta's traceparent, whenever an SDK provider is installed:
+    # ours is its child. Without one (another SDK version, a transport that skips it), ours continues the trace.
+    inside = trace.get_current_span().is_recording()
+    with tracer.start_as_current_span(f"tool {tool[:100]}", context=None if inside else parent_context(meta),
+                                      kind=SpanKind.INTERNAL if inside else SpanKind.SERVER,
+                                      attributes=attributes) as span:  # fmt: skip
         result = await run()
         outcome = outcome_of(result)
         span.set_attribute("nats_mcp.outcome", outcome)
