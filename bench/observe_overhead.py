@@ -10,16 +10,17 @@ a. observe off: the guard with no observer (the baseline);
 b. metrics: the Prometheus recorder on the guard's feed (what ``observe.metrics.enabled`` adds);
 c. metrics + anomaly detection (the default ``serve`` configuration).
 
-Then tracing is switched on (an SDK tracer provider with a batch processor and an exporter that drops
-spans, so export I/O is not measured) and, again alternately:
+Then an SDK tracer provider is installed (batch-free simple processor, an exporter that drops spans, so
+export I/O is not measured; a sampler that can be switched off) and, alternately within each round:
 
-d. metrics + anomaly with the SDK provider installed, our tool span off (the MCP SDK's own request span
-   is recorded as soon as any provider is installed);
-e. metrics + anomaly + tracing: our tool span as well.
+d. tracing off: no span of ours and the sampler drops every other span (the closest a process that has a
+   provider gets to having none);
+e. the provider recording: the MCP SDK's own request spans (client and server side of the in-memory pair);
+f. tracing on: our tool span as well (what ``observe.tracing.enabled`` adds over e).
 
-OpenTelemetry's provider is process-wide and cannot be removed, so d and e cannot alternate with a-c:
-their ratio to a compares medians of two phases (stated as such). Target: metrics on and tracing off
-cost at most 10 % per call. Writes bench/results/observe_overhead.json.
+OpenTelemetry's provider is process-wide and cannot be removed, so d-f cannot alternate with a-c; each
+phase is paired within itself. Target: metrics on and tracing off cost at most 10 % per call.
+Writes bench/results/observe_overhead.json.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mcp import Client  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.config import load_settings  # noqa: E402
@@ -59,6 +62,21 @@ from nats_mcp.security.observers import Fanout  # noqa: E402
 from nats_mcp.security.policy import Policy  # noqa: E402
 
 TOOL = "warp_channels_list"
+
+
+PHASE2 = ("p2: metrics + anomaly, sampler off", "p2: metrics + anomaly, SDK spans", "p2: metrics + anomaly + tracing")
+
+
+class Switch(Sampler):
+    """Records every span while ``on``, none while off."""
+
+    on = True
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return (ALWAYS_ON if self.on else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "switch"
 
 
 class Dropping(SpanExporter):
@@ -158,19 +176,24 @@ async def main(quick: bool) -> dict[str, Any]:
     direct = await guard_alone(settings, policy, fans)
 
     exporter = Dropping()
+    switch = Switch()
+    trace.set_tracer_provider(TracerProvider(sampler=switch))  # setup_tracing adds its exporter to this one
     tracing.setup_tracing(TracingSettings(enabled=True, exporter="none"), exporter)
-    tracing_on = server(True, True)
-    provider_only = server(True, True)
-    # Our tool span is opened when tracing.enabled(); switch it per variant around each measured batch.
-    second: dict[str, list[float]] = {"metrics + anomaly, SDK provider": [], "metrics + anomaly + tracing": []}
-    async with Client(provider_only, mode="legacy") as plain, Client(tracing_on, mode="legacy") as traced:
-        for client in (plain, traced):
+    tracer = tracing._tracer
+    plain, traced = server(True, True), server(True, True)
+    # Per batch: tracing off (no span of ours, every other span dropped by the sampler: as close to "no provider"
+    # as a process that has one gets), the provider recording (the SDK's spans), and tracing on (ours too).
+    second: dict[str, list[float]] = {name: [] for name in PHASE2}
+    async with Client(plain, mode="legacy") as a, Client(traced, mode="legacy") as b:
+        for client in (a, b):
             await rate(client, 50)
         for _ in range(rounds):
-            saved, tracing._tracer = tracing._tracer, None
-            second["metrics + anomaly, SDK provider"].append(await rate(plain, calls))
-            tracing._tracer = saved
-            second["metrics + anomaly + tracing"].append(await rate(traced, calls))
+            tracing._tracer, switch.on = None, False
+            second[PHASE2[0]].append(await rate(a, calls))
+            switch.on = True
+            second[PHASE2[1]].append(await rate(a, calls))
+            tracing._tracer = tracer
+            second[PHASE2[2]].append(await rate(b, calls))
     tracing.shutdown_tracing()
 
     base = first["observe off"]
@@ -180,14 +203,14 @@ async def main(quick: bool) -> dict[str, Any]:
     print(f"{'variant':34} {'median calls/s':>15} {'min..max':>17} {'added per call':>15}")
     for name, values in {**first, **second}.items():
         median = statistics.median(values)
-        added = paired(base, values) if name in first else base_median / median - 1
+        added = paired(base, values) if name in first else paired(second[PHASE2[0]], values)
         report["variants"][name] = {"median": median, "min": min(values), "max": max(values), "added": added,
                                     "paired": name in first}  # fmt: skip
-        note = "" if name in first else " (phase 2 vs phase 1 medians)"
+        note = "" if name in first else " (vs p2 sampler off)"
         print(f"{name:34} {median:15.0f} {min(values):8.0f}..{max(values):<8.0f} {added * 100:14.1f}%{note}")
-    span_cost = paired(second["metrics + anomaly, SDK provider"], second["metrics + anomaly + tracing"])
+    span_cost = paired(second[PHASE2[1]], second[PHASE2[2]])
     report["tool_span_added"] = span_cost
-    print(f"our tool span alone (paired within phase 2): {span_cost * 100:.1f} % per call; "
+    print(f"our tool span (and its attributes) alone: {span_cost * 100:.1f} % per call; "
           f"{exporter.spans} spans went through the exporter")  # fmt: skip
     report["guard_call_us"] = direct
     call_us = 1e6 / base_median

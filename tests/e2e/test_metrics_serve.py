@@ -3,13 +3,14 @@ processes, nats-server, API keys, the SDK client); stdio through ``observe.metri
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_coordination_stdio import agent, err, ok
-from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, policy_file, post_init, serving
+from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, policy_file, post_init, run_cli, serving
 from tests.support.natsserver import NatsServer, wait_for
 
 
@@ -82,3 +83,20 @@ async def test_stdio_serves_metrics_on_its_metrics_port(tmp_path: Path, nats_ser
         assert value(found, "nats_mcp_agents", status="online") == 1
         async with httpx2.AsyncClient(trust_env=False) as hc:
             assert (await hc.get(f"http://127.0.0.1:{port}/")).status_code == 404
+
+
+async def test_serve_refuses_a_busy_metrics_port_and_an_exporter_not_installed(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        code, _, error = await run_cli(tmp_path, "serve", "--metrics-port", str(port), NATS_URL=nats_server.url)
+        assert code == 1 and f"cannot serve metrics on 127.0.0.1:{port}" in error
+    finally:
+        busy.close()
+    code, _, error = await run_cli(tmp_path, "serve", NATS_URL=nats_server.url, NATS_MCP_OBSERVE_TRACING_ENABLED="1",
+                                   NATS_MCP_OBSERVE_TRACING_EXPORTER="otlp")  # fmt: skip
+    assert code == 2 and "opentelemetry-exporter-otlp" in error

@@ -96,7 +96,7 @@ def _claimed(credentials: Credentials) -> str:
 
 def credential_kind(credentials: Credentials) -> str:
     """What kind of credential was presented (a bounded label for metrics; never any of its content)."""
-    if credentials.api_key:
+    if credentials.api_key or (credentials.bearer or "").startswith("nmk_"):  # an API key may come as a bearer
         return "api_key"
     if credentials.bearer:
         return "jwt" if credentials.bearer.count(".") == 2 else "bearer"
