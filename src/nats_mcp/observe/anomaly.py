@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ log = logging.getLogger("nats_mcp.observe.anomaly")
 RATE_WARMUP_WINDOWS = 3
 """Active windows a principal's rate is learnt over before it can alert (a starting agent's pace is not known)."""
 _NOT_FROM_PRINCIPAL = frozenset({"auth_failure", "locked_out", "anomaly"})
+_NONE: tuple[Alert, ...] = ()
 
 
 @dataclass
@@ -82,7 +83,7 @@ class AnomalyDetector:
         self.cfg = cfg
         self.sink = sink
         self.clock = clock
-        self.principals: LruTable[str, PrincipalState] = LruTable(cfg.max_principals)
+        self.principals: LruTable[tuple[str, str, str | None], PrincipalState] = LruTable(cfg.max_principals)
         self.addresses: LruTable[str, Baseline] = LruTable(cfg.max_principals)
         self.alerts = 0
 
@@ -101,11 +102,12 @@ class AnomalyDetector:
             return
         now = self.clock()
         window = int(now // self.cfg.window_s)
-        found: list[Alert] = []
         if kind in ("auth_failure", "locked_out"):
-            found += self._auth_failure(peer or f"({transport or 'local'})", window)
+            found = self._auth_failure(peer or f"({transport or 'local'})", window)
         elif principal is not None and kind not in _NOT_FROM_PRINCIPAL:
-            found += self._call(principal, tool, now, window)
+            found = self._call(principal, tool, now, window)
+        else:
+            return
         for alert in found:
             self.alerts += 1
             log.warning("security anomaly: %s (principal %s, address %s)", alert.reason,
@@ -113,15 +115,17 @@ class AnomalyDetector:
             self.sink.record("anomaly", principal=principal, transport=transport or "none", peer=peer, tool=tool,
                              namespace=namespace, outcome="alert", reason=alert.reason)  # fmt: skip
 
-    def _call(self, principal: Principal, tool: str | None, now: float, window: int) -> list[Alert]:
+    def _call(self, principal: Principal, tool: str | None, now: float, window: int) -> Sequence[Alert]:
         cfg = self.cfg
-        key = f"{principal.key}\0{principal.agent or ''}"
+        key = (principal.issuer, principal.subject, principal.agent)  # per agent of a principal, as rate limits
         state = self.principals.get(key)
         if state is None:
             state = PrincipalState(first_seen=now)
             self.principals.put(key, state)
-        found: list[Alert] = []
         state.rate.hit(window, cfg.alpha)
+        if tool in state.tools and state.rate.count < cfg.burst_min:
+            return _NONE  # the common case: a known tool, a window below any threshold
+        found: list[Alert] = []
         if state.rate.over(cfg.burst_min, cfg.burst_factor, RATE_WARMUP_WINDOWS):
             found.append(Alert("burst", f"burst: {state.rate.count} calls in {cfg.window_s:g}s, baseline "
                                         f"{state.rate.baseline:.1f}"))  # fmt: skip
@@ -133,7 +137,7 @@ class AnomalyDetector:
                 found.append(Alert("new_tool", f"new_tool: {tool[:64]} first used after {now - state.first_seen:.0f}s"))
         return found
 
-    def _auth_failure(self, address: str, window: int) -> list[Alert]:
+    def _auth_failure(self, address: str, window: int) -> Sequence[Alert]:
         cfg = self.cfg
         state = self.addresses.get(address)
         if state is None:
@@ -143,4 +147,4 @@ class AnomalyDetector:
         if state.over(cfg.auth_failure_min, cfg.auth_failure_factor, 0):
             return [Alert("auth_failures", f"auth_failures: {state.count} in {cfg.window_s:g}s, baseline "
                                            f"{state.baseline:.1f}")]  # fmt: skip
-        return []
+        return _NONE
