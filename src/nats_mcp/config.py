@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from nats_mcp.config_grpc import GrpcSettings
 from nats_mcp.config_http import HttpSettings
+from nats_mcp.config_observe import ObserveSettings
 from nats_mcp.config_ops import NatsOpsSettings
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.names import (
@@ -359,6 +360,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     nats_ops: NatsOpsSettings = Field(default_factory=NatsOpsSettings)
+    observe: ObserveSettings = Field(default_factory=ObserveSettings)
 
     @classmethod
     def settings_customise_sources(

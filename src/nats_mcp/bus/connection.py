@@ -25,8 +25,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import nats
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
@@ -184,6 +187,13 @@ def server_version(nc: Client) -> str:
     return f"{sv.major}.{sv.minor}.{sv.patch}"
 
 
+_tracer = trace.get_tracer("nats_mcp.bus")
+
+
+def _span_attributes(subject: str) -> dict[str, str]:
+    return {"messaging.system": "nats", "messaging.destination.name": subject[:256]}
+
+
 class TlsPolicyError(nats.errors.Error):
     """The server's TLS stance does not match ours; raised before any credential is sent."""
 
@@ -229,6 +239,30 @@ class _GuardedClient(Client):
                 continue  # whitespace inside a header name: invalid, skipped as nats-py does
             out[key] = value.strip().decode("utf-8", "replace")
         return out
+
+    # Child spans of a traced tool call (observe/tracing.py); outside a recording span: one context lookup.
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float = 0.5,
+        old_style: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> Msg:
+        if not trace.get_current_span().is_recording():
+            return await super().request(subject, payload, timeout, old_style, headers)
+        with _tracer.start_as_current_span("nats request", kind=SpanKind.CLIENT, attributes=_span_attributes(subject)):
+            return await super().request(subject, payload, timeout, old_style, headers)
+
+    async def publish(
+        self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        if not trace.get_current_span().is_recording():
+            return await super().publish(subject, payload, reply, headers)
+        with _tracer.start_as_current_span(
+            "nats publish", kind=SpanKind.PRODUCER, attributes=_span_attributes(subject)
+        ):
+            return await super().publish(subject, payload, reply, headers)
 
     async def _connect_to_server(self, s: Any) -> None:
         await super()._connect_to_server(s)

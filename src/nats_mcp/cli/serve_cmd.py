@@ -36,17 +36,21 @@ async def _serve(settings: Settings, policy: Policy) -> None:
             loop.add_signal_handler(sig, main.cancel)  # clean shutdown: the finally below runs
     conn = NatsConnection(settings)
     audit = AuditLog.from_settings(settings.security.audit, conn, transport=settings.transport)
-    guard = Guard(settings.security, policy, audit)
+    obs = _observability(settings, audit)
+    guard = Guard(settings.security, policy, obs.recorder)
     coordinator = Coordinator(conn, settings)
     conn.add_listener(coordinator.on_nats_event)
+    conn.add_listener(obs.on_nats_event)
     # MCP is answered at once; NATS connects (or keeps retrying) beside it.
     conn.start()
     try:
+        await _start_observing(obs, coordinator)
         security = local_security(guard, settings.security, coordinator.layout.namespace)
         await serve_stdio(build_server(coordinator, coordinator.local_caller, settings.tool_prefix, security))
     except asyncio.CancelledError:
         log.info("shutting down on a signal")
     finally:
+        await obs.close()
         await coordinator.close()
         await audit.close()
         await conn.close()
@@ -80,13 +84,16 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
     url = web.resource_url(settings, port)
     conn = NatsConnection(settings)
     audit = AuditLog.from_settings(settings.security.audit, conn, transport="http")
-    guard = Guard(settings.security, policy, audit)
+    obs = _observability(settings, audit)
+    guard = Guard(settings.security, policy, obs.recorder)
     coordinator = Coordinator(conn, settings, local_agent=False)
     conn.add_listener(coordinator.on_nats_event)
+    conn.add_listener(obs.on_nats_event)
     conn.start()
     authenticator = None
     key_id: str | None = None
     try:
+        await _start_observing(obs, coordinator)
         if insecure:
             source: web.PrincipalSource = web.InsecureDev()
             verifier = None
@@ -101,7 +108,7 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
         security = Security(guard, lambda _ctx: current(), "http", coordinator.layout.namespace)
         caller = web.gateway_caller(source, guard, settings, coordinator.touch)
         app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
-                                 verifier, guard.audit)  # fmt: skip
+                                 verifier, guard.audit, extra_routes=obs.routes())  # fmt: skip
         if quickstart:
             key_id = await _quickstart(ApiKeys(conn), conn, url)
         config = uvicorn.Config(
@@ -129,6 +136,7 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
                 await ApiKeys(conn).revoke(key_id)
         if authenticator is not None:
             await authenticator.aclose()
+        await obs.close()
         await coordinator.close()
         await audit.close()
         await conn.close()
@@ -146,9 +154,11 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
     g = settings.grpc
     conn = NatsConnection(settings)
     audit = AuditLog.from_settings(settings.security.audit, conn, transport="grpc")
-    guard = Guard(settings.security, policy, audit)
+    obs = _observability(settings, audit)
+    guard = Guard(settings.security, policy, obs.recorder)
     coordinator = Coordinator(conn, settings, local_agent=False)
     conn.add_listener(coordinator.on_nats_event)
+    conn.add_listener(obs.on_nats_event)
     security = Security(guard, lambda _ctx: rpc.current_principal(), "grpc", coordinator.layout.namespace)
     caller = rpc.grpc_caller(guard, settings, coordinator.touch)
     admission = rpc.Admission(guard, settings)
@@ -179,6 +189,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
                 fail(str(exc), code=2)
             admission.provider = authenticator
         conn.start()
+        await _start_observing(obs, coordinator)
         await transport.serve()
         host = f"[{g.host}]" if ":" in g.host else g.host
         err.print(rpc.started(f"{host}:{port}", insecure, g.require_client_cert), highlight=False)
@@ -192,9 +203,30 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
         await transport.stop()
         if authenticator is not None:
             await authenticator.aclose()
+        await obs.close()
         await coordinator.close()
         await audit.close()
         await conn.close()
+
+
+def _observability(settings: Settings, audit: Any) -> Any:
+    """Metrics, anomaly detection and tracing as the ``observe`` settings say, over the audit log."""
+    from nats_mcp.mcp.tools import TOOLS
+    from nats_mcp.observe.assembly import Observability
+    from nats_mcp.observe.tracing import TracingError
+
+    try:
+        return Observability(settings, audit, [spec.suffix for spec in TOOLS])
+    except TracingError as exc:
+        fail(str(exc), code=2)
+
+
+async def _start_observing(obs: Any, coordinator: Any) -> None:
+    m = obs.settings.observe.metrics
+    try:
+        await obs.start(coordinator)
+    except OSError as exc:
+        fail(f"cannot serve metrics on {m.host}:{m.port}: {exc.strerror}", code=1)
 
 
 async def _quickstart(keys: Any, conn: Any, url: str) -> str:
@@ -232,6 +264,13 @@ def serve(
     quickstart: Annotated[
         bool, typer.Option("--quickstart", help="http: create a dev API key for this run and print client config.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus /metrics on this port (observe.metrics.host, loopback by default; 0 "
+            "picks a free one). HTTP also serves /metrics on its own port."
+        ),
+    ] = None,
 ) -> None:
     """Serve the MCP tools over stdio (default), streamable HTTP or gRPC (mutual TLS). Starts the embedded NATS if no
     NATS URL is set."""
@@ -241,10 +280,10 @@ def serve(
         section = "grpc"  # --host/--port/--tls-* set the section of the transport being served
     extra = {"transport": transport, f"{section}.host": host, f"{section}.port": port,
              f"{section}.tls_cert_file": tls_cert, f"{section}.tls_key_file": tls_key,
-             "grpc.client_ca_file": client_ca}  # fmt: skip
+             "grpc.client_ca_file": client_ca, "observe.metrics.port": metrics_port}  # fmt: skip
     flags = {"transport": "--transport", f"{section}.host": "--host", f"{section}.port": "--port",
              f"{section}.tls_cert_file": "--tls-cert", f"{section}.tls_key_file": "--tls-key",
-             "grpc.client_ca_file": "--client-ca"}  # fmt: skip
+             "grpc.client_ca_file": "--client-ca", "observe.metrics.port": "--metrics-port"}  # fmt: skip
     loaded = state(ctx).load(extra, flags)
     settings = loaded.settings
     setup_logging(settings.logging)

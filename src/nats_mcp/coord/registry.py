@@ -248,6 +248,16 @@ class RegistryService:
         """The status ``record`` reads as now (offline once its heartbeat is older than the stale threshold)."""
         return effective_status(record, time.time(), self._stale_after_s)
 
+    def status_counts(self) -> dict[str, int]:
+        """Agents of this namespace by the status they read as now, from the watched copy (no NATS round trip)."""
+        now = time.time()
+        counts: dict[str, int] = {}
+        for record in self._index.records():
+            if record.namespace == self.namespace:
+                status = effective_status(record, now, self._stale_after_s)
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
     async def find_visible(self, caller: Caller, guid: str) -> AgentRecord:
         """The stored entry of ``guid`` if the caller may see it (own namespace first); NotFound otherwise."""
         self._own_caller(caller)

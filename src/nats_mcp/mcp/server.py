@@ -26,6 +26,7 @@ from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
 from nats_mcp.mcp.resources import ResourceSurface
 from nats_mcp.mcp.toolbase import Rendered, ToolSpec, run_rendered, run_tool
 from nats_mcp.mcp.tools import TOOLS
+from nats_mcp.observe import tracing
 from nats_mcp.redact import redact
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.policy import NatsScope
@@ -216,13 +217,20 @@ def build_server(
             return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(ctx), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
-        try:
-            return await security.guard.call(
-                call, table.suffix_of[name], arguments,
-                lambda: table.call(coordinator, caller, name, arguments, scope), outcome_of,
-            )  # fmt: skip
-        except Refused as refused:
-            return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
+
+        async def guarded() -> types.CallToolResult:
+            try:
+                return await security.guard.call(
+                    call, table.suffix_of[name], arguments,
+                    lambda: table.call(coordinator, caller, name, arguments, scope), outcome_of,
+                )  # fmt: skip
+            except Refused as refused:
+                return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
+
+        if tracing.enabled():  # a span continuing the caller's trace (_meta.traceparent)
+            return await tracing.traced_call(table.suffix_of[name], call.transport, call.principal.subject,
+                                             params.meta, guarded, outcome_of)  # fmt: skip
+        return await guarded()
 
     async def gate(
         ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]

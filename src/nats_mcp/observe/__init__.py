@@ -1,1 +1,1 @@
-"""The observability boundary: logs (and later metrics, traces, anomaly detection), fed by the guard and the bus."""
+"""The observability boundary: logs, metrics, traces and anomaly detection, fed by the guard and the bus."""

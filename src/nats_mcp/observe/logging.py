@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from nats_mcp import reqctx
 from nats_mcp.config import LoggingSettings
 from nats_mcp.redact import redact, redact_mapping
 
@@ -27,6 +28,8 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = redact(record.getMessage())
         extra = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        for key, value in reqctx.current().items():  # the request being served, where known (set by the guard)
+            extra.setdefault(key, value)
         exc = redact(self.formatException(record.exc_info)) if record.exc_info else None
         if self.json:
             entry: dict[str, Any] = {

@@ -162,6 +162,7 @@ class AuditLog:
         arguments: Mapping[str, Any] | None = None,
         args_digest: str | None = None,
         reason: str | None = None,
+        method: str | None = None,  # the credential kind, for observers (metrics); not part of the record
     ) -> None:
         """Audit one tool call or security event (see :meth:`append`, which also returns the sealed record)."""
         self.append(kind, principal=principal, transport=transport, peer=peer, tool=tool, namespace=namespace,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from nats_mcp import reqctx
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.authn.apikeys import KEY_PREFIX
@@ -29,7 +30,7 @@ log = logging.getLogger("nats_mcp.security")
 
 T = TypeVar("T")
 RefusalCode = Literal["forbidden", "rate_limited", "limit_exceeded"]
-AuditKind = Literal["tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded"]
+AuditKind = Literal["tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded", "anomaly"]
 
 
 class Refused(Exception):
@@ -43,7 +44,11 @@ class Refused(Exception):
 
 
 class AuditRecorder(Protocol):
-    """Where the guard's records go (the hash-chained audit log, or nothing)."""
+    """Where the guard's records go (the hash-chained audit log, or nothing; or several: security/observers.py).
+
+    ``method`` is the kind of credential of an authentication failure (api_key, jwt, bearer, mtls, none), for
+    metrics; the audit chain does not store it.
+    """
 
     def record(
         self,
@@ -58,6 +63,7 @@ class AuditRecorder(Protocol):
         latency_ms: float | None = None,
         arguments: Mapping[str, Any] | None = None,
         reason: str | None = None,
+        method: str | None = None,
     ) -> None: ...
 
 
@@ -90,6 +96,15 @@ def _claimed(credentials: Credentials) -> str:
     if credentials.peer_cert:
         return "cert"
     return "anonymous"
+
+
+def credential_kind(credentials: Credentials) -> str:
+    """What kind of credential was presented (a bounded label for metrics; never any of its content)."""
+    if credentials.api_key or (credentials.bearer or "").startswith("nmk_"):  # an API key may come as a bearer
+        return "api_key"
+    if credentials.bearer:
+        return "jwt" if credentials.bearer.count(".") == 2 else "bearer"
+    return "mtls" if credentials.peer_cert else "none"
 
 
 class Guard:
@@ -127,7 +142,7 @@ class Guard:
         locked = self.lockout.locked_for(key)
         if locked > 0:
             self.audit.record("locked_out", principal=None, transport=transport, peer=peer, outcome="forbidden",
-                              reason="locked_out")  # fmt: skip
+                              reason="locked_out", method=credential_kind(credentials))  # fmt: skip
             raise AuthenticationError("locked_out", f"retry in {locked:.0f}s")
         try:
             principal = await provider.authenticate(credentials)
@@ -135,7 +150,8 @@ class Guard:
             # A credential that could not be checked (NATS or the IdP away) is no evidence of an attack.
             lock = self.lockout.failure(key) if exc.reason != "unavailable" else 0.0
             self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
-                              reason=exc.reason + ("+locked" if lock else ""))  # fmt: skip
+                              reason=exc.reason + ("+locked" if lock else ""),
+                              method=credential_kind(credentials))  # fmt: skip
             raise
         self.lockout.success(key)
         return principal
@@ -187,11 +203,13 @@ class Guard:
             self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
         started = time.perf_counter()
         outcome = "internal"
+        scope = reqctx.enter(principal.subject, tool)  # for log lines written during the call
         try:
             result = await run()
             outcome = outcome_of(result)
             return result
         finally:
+            reqctx.leave(scope)
             self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=peer, tool=tool,
                               namespace=ctx.namespace, outcome=outcome,
                               latency_ms=(time.perf_counter() - started) * 1000, arguments=args)  # fmt: skip

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nats_mcp.config import Settings
@@ -226,6 +227,7 @@ def build_http_app(
     port: int,
     verifier: GatewayVerifier | None,
     audit: AuditRecorder | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata."""
     http = settings.http
@@ -247,6 +249,7 @@ def build_http_app(
         auth=auth,
         token_verifier=verifier,
     )
+    app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
 
