@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from nats_mcp.config_dashboard import DashboardSettings
 from nats_mcp.config_grpc import GrpcSettings
 from nats_mcp.config_http import HttpSettings
 from nats_mcp.config_security import SecuritySettings
@@ -350,6 +351,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ A policy file::
         namespaces: ["team-a"]         # where the role may act
         channels: {read: ["*"], send: ["general", "dev-*"]}
         capabilities: {broadcast: ["*"], claim: ["python", "review"]}
-        admin: []                      # admin operations: dlq (retry, discard)
+        admin: []                      # admin operations: dlq (retry, discard), dashboard (the web page, top)
         agents: ["*"]                  # agent names a gateway principal may act as
     principals:                        # who holds which roles (globs; every given field must match)
       - {issuer: "https://idp.example.com", subject: "ci-*", roles: [agent]}
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nats_mcp.lru import LruTable
 from nats_mcp.security.principal import Principal
 
-AdminOp = Literal["dlq"]
+AdminOp = Literal["dlq", "dashboard"]
 ADMIN_TOOLS: dict[str, AdminOp] = {"dlq_retry": "dlq", "dlq_discard": "dlq"}
 CHANNEL_SEND_TOOLS = frozenset({"channels_send"})
 CHANNEL_READ_TOOLS = frozenset({"channels_read", "channels_status"})
@@ -124,7 +124,7 @@ BUILTIN = PolicyDoc(
             namespaces=["*"],
             channels=ReadSend(read=["*"], send=["*"]),
             capabilities=BroadcastClaim(broadcast=["*"], claim=["*"]),
-            admin=["dlq"],
+            admin=["dlq", "dashboard"],  # the quick start's key may open the dashboard; a policy file decides
         )
     }
 )
@@ -189,6 +189,10 @@ class Policy:
             return False
         op = ADMIN_TOOLS.get(tool)
         return op is None or any(op in r.admin for r in roles)
+
+    def admin_allowed(self, p: Principal, op: AdminOp) -> bool:
+        """Whether one of the principal's roles lists the admin operation ``op``."""
+        return any(op in r.admin for r in self.roles_of(p))
 
     def namespace_allowed(self, p: Principal, namespace: str, roles: list[Role] | None = None) -> bool:
         if p.namespaces is not None and namespace not in p.namespaces:

@@ -32,6 +32,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nats_mcp.config import Settings
@@ -226,8 +227,10 @@ def build_http_app(
     port: int,
     verifier: GatewayVerifier | None,
     audit: AuditRecorder | None = None,
+    extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
-    """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata."""
+    """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata;
+    ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only)."""
     http = settings.http
     url = resource_url(settings, port)
     auth = None
@@ -247,6 +250,7 @@ def build_http_app(
         auth=auth,
         token_verifier=verifier,
     )
+    app.router.routes.extend(extra_routes or ())
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
 
