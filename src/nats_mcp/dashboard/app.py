@@ -40,7 +40,7 @@ HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer made Chromium send "Origin: null" on the login POST
     "Cache-Control": "no-store",
 }
 LOGIN_MESSAGES = {

@@ -19,7 +19,7 @@ from nats_mcp.bus.directget import DirectGetUnavailable, api_prefix, get_batch
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.channels import ChannelService
-from nats_mcp.coord.models import ChannelMessage
+from nats_mcp.coord.channels import _decode_all as decode_messages  # the channel reader's own decoding
 from nats_mcp.coord.registry_store import RegistryStore
 from nats_mcp.coord.visibility import effective_status, format_time, parse_time
 from nats_mcp.coord.work import WorkService
@@ -152,12 +152,8 @@ class Dashboard:
         except DirectGetUnavailable:
             return []
         shown = []
-        for stored in batch.messages[-n:]:
-            try:
-                msg = ChannelMessage.model_validate_json(stored.data)
-            except ValueError:
-                continue
-            shown.append({"sequence": stored.seq, "handle": clip(msg.handle, 64), "message": clip(msg.message),
+        for msg in decode_messages(batch.messages[-n:]):
+            shown.append({"sequence": msg.sequence, "handle": clip(msg.handle, 64), "message": clip(msg.message),
                           "timestamp": msg.timestamp, "scope": msg.scope})  # fmt: skip
         return list(reversed(shown))
 
