@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
+import signal
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 
-from tests.e2e.test_http_gateway import HttpServer, api_key, http_client, launch, serving
-from tests.support.natsserver import NatsServer, wait_for
+from tests.e2e.test_http_gateway import HttpServer, api_key, http_client, launch, run_cli, serving
+from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
 POLICY = """
 version: 1
@@ -149,7 +153,7 @@ async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: Nat
             assert secret not in everything
 
 
-async def test_snapshot_escapes_nothing_but_the_page_renders_text_and_insecure_dev_has_no_dashboard(
+async def test_insecure_dev_has_no_dashboard_and_the_page_script_never_parses_html(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     # --insecure-dev has no authentication, so it has no dashboard at all.
@@ -163,3 +167,47 @@ async def test_snapshot_escapes_nothing_but_the_page_renders_text_and_insecure_d
     # The page's script sets everything as text: no innerHTML anywhere (the browser test sends markup).
     script = (Path(__file__).parents[2] / "src/nats_mcp/dashboard/static/app.js").read_text()
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", script)
+
+
+async def test_standalone_dashboard_command_serves_the_same_page_on_loopback(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    admin, _ = await api_key(tmp_path, nats_server.url, "ops", "admin")
+    agent, _ = await api_key(tmp_path, nats_server.url, "worker", "agent")
+    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="dash-alone",
+                       NATS_MCP_SECURITY_POLICY_FILE=str(policy))  # fmt: skip
+    errors = tmp_path / "dashboard.err"
+    with errors.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            nats_mcp_exe(), "dashboard", "--port", "0", env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=sink, preexec_fn=_pdeathsig_preexec(),
+        )  # fmt: skip
+    try:
+
+        def url() -> str | None:
+            assert proc.returncode is None, errors.read_text()
+            found = re.search(r"dashboard \(admins\) at (http://127\.0\.0\.1:\d+/dashboard)", errors.read_text())
+            return found.group(1) if found else None
+
+        dashboard = await wait_for(url, 30, message=lambda: f"no dashboard URL printed:\n{errors.read_text()}")
+        base = dashboard.removesuffix("/dashboard")
+        async with httpx2.AsyncClient(headers={"origin": base}, follow_redirects=False, trust_env=False) as hc:
+            assert (await hc.get(base + "/")).headers["location"] == "/dashboard"
+            assert (await hc.get(dashboard)).status_code == 303
+            assert (await hc.get(dashboard + "/api/snapshot")).status_code == 401
+            refused = await hc.post(dashboard + "/login", data={"credential": agent})
+            assert refused.headers["location"].endswith("?e=refused") and session_cookie(refused) is None
+            assert session_cookie(await hc.post(dashboard + "/login", data={"credential": admin})) is not None
+            snap = await hc.get(dashboard + "/api/snapshot")
+            assert snap.status_code == 200 and snap.json()["namespace"] == "dash-alone"
+        # Off loopback without TLS it refuses to start.
+        code, _, error = await run_cli(tmp_path, "dashboard", "--host", "192.0.2.1", "--port", "0",
+                                       NATS_URL=nats_server.url)  # fmt: skip
+        assert code == 2 and "only with TLS" in error
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert admin not in errors.read_text() and agent not in errors.read_text()

@@ -13,6 +13,7 @@ from nats_mcp.cli import (
     bridge_cmd,
     certs_cmd,
     config_cmd,
+    dashboard_cmd,
     doctor_cmd,
     keys_cmd,
     nats_cmd,
@@ -20,6 +21,7 @@ from nats_mcp.cli import (
     policy_cmd,
     serve_cmd,
     token_cmd,
+    top_cmd,
 )
 from nats_mcp.cli.common import build_state
 
@@ -41,6 +43,8 @@ app.add_typer(policy_cmd.app, name="policy")
 app.command("nats-permissions")(perms_cmd.nats_permissions)
 app.add_typer(certs_cmd.app, name="certs")
 app.command("bridge")(bridge_cmd.bridge)
+app.command("dashboard")(dashboard_cmd.dashboard)
+app.command("top")(top_cmd.top)
 
 
 def _version(value: bool) -> None:
