@@ -134,12 +134,10 @@ class Dashboard:
     # -- channels --------------------------------------------------------------------------------
 
     async def _channels(self) -> list[dict[str, Any]]:
-        out = []
-        for status in await self.channels.status():
-            recent = await self._recent(status.name, status.firstSequence, status.lastSequence)
-            out.append({"name": status.name, "messages": status.messages, "bytes": status.bytes,
-                        "lastSequence": status.lastSequence, "recent": recent})  # fmt: skip
-        return out
+        statuses = await self.channels.status()
+        recents = await asyncio.gather(*(self._recent(s.name, s.firstSequence, s.lastSequence) for s in statuses))
+        return [{"name": s.name, "messages": s.messages, "bytes": s.bytes, "lastSequence": s.lastSequence,
+                 "recent": recent} for s, recent in zip(statuses, recents, strict=True)]  # fmt: skip
 
     async def _recent(self, channel: str, first: int, last: int) -> list[dict[str, Any]]:
         n = self.cfg.messages_per_channel
@@ -163,16 +161,11 @@ class Dashboard:
         now = self._clock()
         out: list[dict[str, Any]] = []
         statuses = await self.work.views.status()
-        for q in statuses:
+        listed = await asyncio.gather(*(self._items(q.capability) if q.pending + q.inFlight else _nothing()
+                                        for q in statuses))  # fmt: skip
+        for q, items in zip(statuses, listed, strict=True):
             trend = self.trends.setdefault(q.capability, deque(maxlen=self.cfg.trend_points))
             trend.append([round(now, 3), q.pending, q.inFlight, q.deadLettered])
-            items = []
-            if self.cfg.items_per_queue and q.pending + q.inFlight:
-                page = await self.work.views.list_items(q.capability, limit=self.cfg.items_per_queue)
-                items = [{"id": i.id, "taskId": clip(i.taskId, 80), "description": clip(i.description, 120),
-                          "priority": i.priority, "attempts": i.attempts,
-                          "state": "claimed" if i.leaseExpiresAt else "pending",
-                          "leaseExpiresAt": i.leaseExpiresAt} for i in page.items]  # fmt: skip
             out.append({"capability": q.capability, "pending": q.pending, "inFlight": q.inFlight,
                         "deadLettered": q.deadLettered, "oldestPendingSeconds": q.oldestPendingSeconds,
                         "trend": list(trend), "items": items})  # fmt: skip
@@ -187,3 +180,16 @@ class Dashboard:
                         "oldestPendingSeconds": None, "trend": list(trend), "items": []})  # fmt: skip
         out.sort(key=lambda q: str(q["capability"]))
         return out
+
+    async def _items(self, capability: str) -> list[dict[str, Any]]:
+        """The first queued items of a capability in claim order, each pending or claimed (with its lease)."""
+        if not self.cfg.items_per_queue:
+            return []
+        page = await self.work.views.list_items(capability, limit=self.cfg.items_per_queue)
+        return [{"id": i.id, "taskId": clip(i.taskId, 80), "description": clip(i.description, 120),
+                 "priority": i.priority, "attempts": i.attempts, "state": "claimed" if i.leaseExpiresAt else "pending",
+                 "leaseExpiresAt": i.leaseExpiresAt} for i in page.items]  # fmt: skip
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
