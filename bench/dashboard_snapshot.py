@@ -115,8 +115,13 @@ async def run(rounds: int) -> dict[str, object]:
     medians = {op: round(statistics.median(v) * 1e3, 3) for op, v in samples.items()}
     base = medians["baseline_account_info"]
     return {
-        "seeded": {"agents": AGENTS, "messages_per_channel": MESSAGES, "capabilities": CAPS,
-                   "items_per_capability": ITEMS, "audit_records": AUDIT},  # fmt: skip
+        "seeded": dict(
+            agents=AGENTS,
+            messages_per_channel=MESSAGES,
+            capabilities=CAPS,
+            items_per_capability=ITEMS,
+            audit_records=AUDIT,
+        ),
         "first_build_ms": round(cold_ms, 1),
         "median_ms": medians,
         "ratio_to_baseline": {op: round(m / base, 1) for op, m in medians.items()},
