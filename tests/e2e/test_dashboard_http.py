@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.e2e.test_http_gateway import HttpServer, api_key, http_client, launch, run_cli, serving
+from tests.e2e.test_http_gateway import HttpServer, api_key, dev_jwt, http_client, launch, run_cli, serving
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
@@ -33,6 +33,7 @@ roles:
     channels: {read: ["*"], send: ["*"]}
     capabilities: {broadcast: ["*"], claim: ["*"]}
     admin: [dlq]
+groups: {admin: [admin], agent: [agent]}  # the role claims of (dev) JWTs
 """
 WRONG_KEY = "nmk_0123456789ab_" + "A" * 43
 COOKIE = "nmcp_dashboard"
@@ -63,7 +64,8 @@ async def deployment(tmp_path: Path, nats: NatsServer, namespace: str, **env: st
     agent, _ = await api_key(tmp_path, nats.url, "worker", "agent")
     trail = tmp_path / "audit.jsonl"
     settings = {"NATS_MCP_NAMESPACE": namespace, "NATS_MCP_SECURITY_POLICY_FILE": str(policy),
-                "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_DASHBOARD_REFRESH_S": "0.5", **env}  # fmt: skip
+                "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_DASHBOARD_REFRESH_S": "0.5",
+                "NATS_MCP_SECURITY_DEV_TOKENS": "true", **env}  # fmt: skip
     async with serving(tmp_path, "dash", nats.url, **settings) as server:
         yield Deployment(server, admin, agent, trail)
 
@@ -142,6 +144,15 @@ async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: Nat
         async with client(d, session=sid) as old:  # the id is dead on the server, not just dropped by the browser
             assert (await old.get(f"{d.dashboard}/api/snapshot")).status_code == 401
 
+        # A bearer token (a JWT naming this server) logs in as well, if its roles grant the dashboard.
+        async with client(d) as jwt_client:
+            admin_jwt = await dev_jwt(tmp_path, "ops-jwt", "admin", audience=d.server.url)
+            agent_jwt = await dev_jwt(tmp_path, "dev-jwt", "agent", audience=d.server.url)
+            assert session_cookie(await login(jwt_client, d, agent_jwt)) is None
+            assert session_cookie(await login(jwt_client, d, admin_jwt)) is not None
+            who = (await jwt_client.get(f"{d.dashboard}/api/snapshot")).json()["session"]["principal"]
+            assert who.startswith("ops-jwt (jwt")
+
         # The refusals are in the audit trail (reasons only), and no credential is anywhere in it or in the logs.
         def kinds() -> set[tuple[object, object]]:
             return {(r["kind"], r["reason"] if r["kind"] != "auth_failure" else "-") for r in d.audit()}
@@ -149,7 +160,7 @@ async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: Nat
         await wait_for(lambda: {("auth_failure", "-"), ("denied", "dashboard_not_allowed")} <= kinds() or None, 10,
                        message=lambda: f"audit has {kinds()}")  # fmt: skip
         everything = d.audit_file.read_text() + d.server.stdout() + d.server.stderr()
-        for secret in (d.admin_key, d.agent_key, WRONG_KEY, sid):
+        for secret in (d.admin_key, d.agent_key, WRONG_KEY, sid, admin_jwt, agent_jwt):
             assert secret not in everything
 
 

@@ -106,7 +106,8 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
 
             checks = web.transport_security(settings, port)
             dashboard = DashboardApp.create(conn, settings, guard, authenticator, hosts=checks.allowed_hosts,
-                                            origins=checks.allowed_origins, secure=http.tls)  # fmt: skip
+                                            origins=checks.allowed_origins,
+                                            secure=http.tls or url.startswith("https://"))  # fmt: skip
         app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
                                  verifier, guard.audit, dashboard.routes() if dashboard else None)  # fmt: skip
         if quickstart:
