@@ -108,6 +108,18 @@ async def test_the_feed_reads_only_new_records_of_a_file_and_counts_traffic(tmp_
     assert feed.security()["events"][0]["kind"] == "rate_limited"
 
 
+async def test_the_feed_keeps_its_namespace_and_namespaceless_events(tmp_path: Path) -> None:
+    trail = tmp_path / "audit.jsonl"
+    mine, theirs = {"namespace": "team-a"}, {"namespace": "team-b"}
+    write(trail, {**record("tool_call", tool="t1"), **mine}, {**record("tool_call", tool="t2"), **theirs},
+          {**record("denied", reason="policy_denied"), **theirs}, {**record("denied", reason="mine"), **mine},
+          record("auth_failure", subject=None, reason="bad"))  # fmt: skip
+    feed = AuditFeed(None, trail, events=10, window=10, namespace="team-a")
+    await feed.refresh()
+    assert [e["tool"] for e in feed.traffic()["edges"]] == ["t1"]
+    assert [e["reason"] for e in feed.security()["events"]] == ["bad", "mine"]
+
+
 async def test_the_feed_says_why_it_shows_nothing(tmp_path: Path) -> None:
     off = AuditFeed(None, None, events=5, window=10)
     await off.refresh()

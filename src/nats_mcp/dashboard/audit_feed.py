@@ -56,8 +56,11 @@ def security_event(record: dict[str, Any]) -> dict[str, Any]:
 class AuditFeed:
     """Keeps the newest security events and tool calls; :meth:`refresh` reads what was stored since last time."""
 
-    def __init__(self, conn: NatsConnection | None, file: Path | None, *, events: int, window: int) -> None:
+    def __init__(
+        self, conn: NatsConnection | None, file: Path | None, *, events: int, window: int, namespace: str | None = None
+    ) -> None:
         self._conn = conn
+        self._namespace = namespace
         self._file = file
         self.source: Source = "stream" if conn is not None else "file" if file is not None else "off"
         self.events: deque[dict[str, Any]] = deque(maxlen=events)
@@ -68,6 +71,10 @@ class AuditFeed:
         self.note = ""
 
     def absorb(self, record: dict[str, Any]) -> None:
+        # The audit is deployment-wide: keep this namespace's records and those made before a namespace was known
+        # (a refused login, a rate limit at the door), not other namespaces' calls.
+        if self._namespace is not None and record.get("namespace") not in (None, self._namespace):
+            return
         kind = record.get("kind")
         if kind in SECURITY_KINDS:
             self.events.append(security_event(record))

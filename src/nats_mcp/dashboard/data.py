@@ -51,7 +51,8 @@ class Dashboard:
         self.channels = ChannelService(conn, settings, self.layout)
         self.work = WorkService(conn, settings, self.layout)
         stream, file = audit_source(settings.security.audit, conn)
-        self.audit = AuditFeed(stream, file, events=self.cfg.security_events, window=self.cfg.traffic_window)
+        self.audit = AuditFeed(stream, file, events=self.cfg.security_events, window=self.cfg.traffic_window,
+                               namespace=self.layout.namespace)  # fmt: skip
         self.trends: dict[str, deque[list[float]]] = {}
         self._clock = clock
         self._lock = asyncio.Lock()
