@@ -70,6 +70,6 @@ async def test_top_once_json_and_text(tmp_path: Path, nats_server: NatsServer) -
 
 async def test_top_without_nats_fails_clearly(tmp_path: Path) -> None:
     code, out, error = await run_cli(tmp_path, "top", "--once", "--json", NATS_URL="nats://127.0.0.1:1",
-                                     NATS_MCP_NAMESPACE=NS)  # fmt: skip
+                                     NATS_MCP_NAMESPACE=NS, NATS_MCP_NATS_CONNECT_TIMEOUT_S="1")  # fmt: skip
     assert code == 1 and out == ""
     assert "cannot reach NATS" in error

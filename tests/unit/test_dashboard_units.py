@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.dashboard.audit_feed import AuditFeed
-from nats_mcp.dashboard.data import clip
+from nats_mcp.dashboard.data import Dashboard, clip
 from nats_mcp.dashboard.sessions import Sessions
 from nats_mcp.dashboard.terminal import plain, spark
 from nats_mcp.security.policy import BUILTIN, Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal
+from tests.support.env import settings_for
 
 WHO = Principal(subject="ops", issuer="nats-mcp", method="apikey", roles=frozenset({"admin"}), key_id="abc")
 
@@ -154,3 +156,19 @@ def test_dashboard_is_an_admin_op_the_builtin_policy_grants_and_a_policy_file_mu
     assert policy.admin_allowed(ops, "dashboard") and not policy.tool_allowed(ops, "channels_send")
     with pytest.raises(PolicyError, match="admin"):
         parse_policy("version: 1\nroles:\n  x: {admin: [everything]}\n")
+
+
+async def test_a_snapshot_without_nats_says_so_and_still_reads_an_audit_file(tmp_path: Path) -> None:
+    trail = tmp_path / "audit.jsonl"
+    write(trail, record("auth_failure", subject=None, reason="bad_signature"))
+    env = {"NATS_URL": "nats://127.0.0.1:1", "NATS_MCP_NAMESPACE": "team-a", "NATS_MCP_SECURITY_AUDIT_STREAM": "false",
+           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail)}  # fmt: skip
+    settings = settings_for(tmp_path, **env)
+    dash = Dashboard(NatsConnection(settings), settings)  # never started: not connected
+    snap = await dash.build()
+    assert snap["nats"] == {"connected": False} and snap["namespace"] == "team-a"
+    assert snap["errors"] == ["NATS is not connected; showing nothing until it is"]
+    assert (snap["agents"], snap["channels"], snap["queues"]) == ({"total": 0, "shown": []}, [], [])
+    assert snap["security"]["source"] == "file" and snap["security"]["events"][0]["reason"] == "bad_signature"
+    json.dumps(snap)  # what the page and `top --json` get is plain JSON
+    await dash.aclose()

@@ -77,8 +77,8 @@ class Dashboard:
         errors: list[str] = []
         connected = self.conn.connected
 
-        async def part(name: str, coro: Any, empty: Any) -> Any:
-            if not connected:
+        async def part(name: str, coro: Any, empty: Any, *, needs_nats: bool = True) -> Any:
+            if needs_nats and not connected:
                 coro.close()
                 return empty
             try:
@@ -92,7 +92,7 @@ class Dashboard:
             part("agents", self._agents(), {"total": 0, "shown": []}),
             part("channels", self._channels(), []),
             part("queues", self._queues(), []),
-            part("audit", self.audit.refresh(), None),
+            part("audit", self.audit.refresh(), None, needs_nats=self.audit.source == "stream"),
         )
         if not connected:
             errors.append("NATS is not connected; showing nothing until it is")
