@@ -20,7 +20,8 @@ A policy file::
     scopes: {"mcp:agent": [agent]}     # OAuth scopes
 
 Everything not granted is denied. Without a policy file the built-in one gives the role ``agent`` every
-tool everywhere: right for a local stdio process, which acts for the user who started it.
+tool everywhere (and the admin operations, the dashboard included): right for a local stdio process, which
+acts for the user who started it, and for the quick start's own key.
 """
 
 from __future__ import annotations
