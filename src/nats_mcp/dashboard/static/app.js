@@ -6,6 +6,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   let csrf = "";
   let refreshMs = 2000;
+  let leaving = false; // set on logout: a poll answered 401 meanwhile must not send the page elsewhere
 
   const $ = (id) => document.getElementById(id);
 
@@ -189,9 +190,12 @@
   }
 
   async function tick() {
+    if (leaving) return;
     try {
       const response = await fetch(`${prefix}/api/snapshot`, { credentials: "same-origin", cache: "no-store" });
+      if (leaving) return;
       if (response.status === 401) {
+        leaving = true;
         location.assign(`${prefix}/login?e=expired`);
         return;
       }
@@ -209,6 +213,7 @@
   }
 
   $("logout").addEventListener("click", async () => {
+    leaving = true;
     await fetch(`${prefix}/logout`, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
     location.assign(`${prefix}/login`);
   });
