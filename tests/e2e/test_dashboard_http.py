@@ -88,7 +88,10 @@ def session_cookie(response: httpx2.Response) -> str | None:
 
 
 async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: NatsServer) -> None:
-    async with deployment(tmp_path, nats_server, "dash-http") as d, client(d) as hc:
+    async with (
+        deployment(tmp_path, nats_server, "dash-http", NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES="3") as d,
+        client(d) as hc,
+    ):
         # Unauthenticated: the page redirects to the login form, the data endpoint answers 401.
         page = await hc.get(d.dashboard)
         assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
@@ -153,11 +156,18 @@ async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: Nat
             who = (await jwt_client.get(f"{d.dashboard}/api/snapshot")).json()["session"]["principal"]
             assert who.startswith("ops-jwt (jwt")
 
+        # Guessing: the lockout (3 failures here) answers "too many attempts" without checking the key again.
+        for _ in range(2):
+            assert (await login(hc, d, WRONG_KEY)).headers["location"].endswith("?e=refused")
+        assert (await login(hc, d, WRONG_KEY)).headers["location"].endswith("?e=busy")
+        assert "Too many attempts" in (await hc.get(f"{d.dashboard}/login?e=busy")).text
+
         # The refusals are in the audit trail (reasons only), and no credential is anywhere in it or in the logs.
         def kinds() -> set[tuple[object, object]]:
             return {(r["kind"], r["reason"] if r["kind"] != "auth_failure" else "-") for r in d.audit()}
 
-        await wait_for(lambda: {("auth_failure", "-"), ("denied", "dashboard_not_allowed")} <= kinds() or None, 10,
+        wanted = {("auth_failure", "-"), ("denied", "dashboard_not_allowed"), ("locked_out", "locked_out")}
+        await wait_for(lambda: wanted <= kinds() or None, 10,
                        message=lambda: f"audit has {kinds()}")  # fmt: skip
         everything = d.audit_file.read_text() + d.server.stdout() + d.server.stderr()
         for secret in (d.admin_key, d.agent_key, WRONG_KEY, sid, admin_jwt, agent_jwt):
