@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from nats_mcp.config_dashboard import DashboardSettings
 from nats_mcp.config_grpc import GrpcSettings
 from nats_mcp.config_http import HttpSettings
 from nats_mcp.config_observe import ObserveSettings
@@ -361,6 +362,7 @@ class Settings(BaseSettings):
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     nats_ops: NatsOpsSettings = Field(default_factory=NatsOpsSettings)
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @classmethod
     def settings_customise_sources(

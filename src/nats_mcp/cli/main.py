@@ -15,6 +15,7 @@ from nats_mcp.cli import (
     certs_cmd,
     channels_cmd,
     config_cmd,
+    dashboard_cmd,
     dlq_cmd,
     doctor_cmd,
     keys_cmd,
@@ -23,6 +24,7 @@ from nats_mcp.cli import (
     policy_cmd,
     serve_cmd,
     token_cmd,
+    top_cmd,
     work_cmd,
 )
 from nats_mcp.cli.common import build_state
@@ -49,6 +51,8 @@ app.add_typer(agents_cmd.app, name="agents")
 app.add_typer(channels_cmd.app, name="channels")
 app.add_typer(work_cmd.app, name="work")
 app.add_typer(dlq_cmd.app, name="dlq")
+app.command("dashboard")(dashboard_cmd.dashboard)
+app.command("top")(top_cmd.top)
 
 
 def _version(value: bool) -> None:

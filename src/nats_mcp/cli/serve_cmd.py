@@ -91,6 +91,7 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
     conn.add_listener(obs.on_nats_event)
     conn.start()
     authenticator = None
+    dashboard = None
     key_id: str | None = None
     try:
         await _start_observing(obs, coordinator)
@@ -107,8 +108,16 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
         current = source.current
         security = Security(guard, lambda _ctx: current(), "http", coordinator.layout.namespace)
         caller = web.gateway_caller(source, guard, settings, coordinator.touch)
+        if authenticator is not None and settings.dashboard.enabled:  # admins only; never without authentication
+            from nats_mcp.dashboard.app import DashboardApp
+
+            checks = web.transport_security(settings, port)
+            dashboard = DashboardApp.create(conn, settings, guard, authenticator, hosts=checks.allowed_hosts,
+                                            origins=checks.allowed_origins,
+                                            secure=http.tls or url.startswith("https://"))  # fmt: skip
         app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
-                                 verifier, guard.audit, extra_routes=obs.routes())  # fmt: skip
+                                 verifier, guard.audit,
+                                 extra_routes=[*obs.routes(), *(dashboard.routes() if dashboard else ())])  # fmt: skip
         if quickstart:
             key_id = await _quickstart(ApiKeys(conn), conn, url)
         config = uvicorn.Config(
@@ -127,6 +136,9 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
         listening.cancel()
         if server.listening.is_set():
             err.print(web.started(url, insecure), highlight=False)
+            if dashboard is not None:
+                base = url.removesuffix(http.path)
+                err.print(f"nats-mcp: dashboard (admins) at {base}{dashboard.prefix}", highlight=False)
             if http.port_file is not None:
                 http.port_file.write_text(f"{port}\n")  # only once the socket listens
         await serving
@@ -137,6 +149,8 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
         if authenticator is not None:
             await authenticator.aclose()
         await obs.close()
+        if dashboard is not None:
+            await dashboard.data.aclose()
         await coordinator.close()
         await audit.close()
         await conn.close()

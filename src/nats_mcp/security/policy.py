@@ -11,7 +11,7 @@ A policy file::
         namespaces: ["team-a"]         # where the role may act
         channels: {read: ["*"], send: ["general", "dev-*"]}
         capabilities: {broadcast: ["*"], claim: ["python", "review"]}
-        admin: []                      # admin operations: dlq (retry, discard)
+        admin: []                      # admin operations: dlq (retry, discard), dashboard (the web page, top)
         agents: ["*"]                  # agent names a gateway principal may act as
         nats:                          # the nats_* operations tools (docs/nats-ops-tools.md); empty: none
           server: false                # nats_server_info
@@ -25,7 +25,8 @@ A policy file::
     scopes: {"mcp:agent": [agent]}     # OAuth scopes
 
 Everything not granted is denied. Without a policy file the built-in one gives the role ``agent`` every
-tool everywhere: right for a local stdio process, which acts for the user who started it.
+tool everywhere (and the admin operations, the dashboard included): right for a local stdio process, which
+acts for the user who started it, and for the quick start's own key.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nats_mcp.lru import LruTable
 from nats_mcp.security.principal import Principal
 
-AdminOp = Literal["dlq"]
+AdminOp = Literal["dlq", "dashboard"]
 ADMIN_TOOLS: dict[str, AdminOp] = {"dlq_retry": "dlq", "dlq_discard": "dlq"}
 CHANNEL_SEND_TOOLS = frozenset({"channels_send"})
 CHANNEL_READ_TOOLS = frozenset({"channels_read", "channels_status"})
@@ -197,7 +198,7 @@ BUILTIN = PolicyDoc(
             namespaces=["*"],
             channels=ReadSend(read=["*"], send=["*"]),
             capabilities=BroadcastClaim(broadcast=["*"], claim=["*"]),
-            admin=["dlq"],
+            admin=["dlq", "dashboard"],  # the quick start's key may open the dashboard; a policy file decides
         )
     }
 )
@@ -271,6 +272,10 @@ class Policy:
     def nats_scope(self, p: Principal) -> NatsScope:
         """The names ``p``'s nats_* calls may touch (lists show only these)."""
         return NatsScope(tuple(r.nats for r in self.roles_of(p)))
+
+    def admin_allowed(self, p: Principal, op: AdminOp) -> bool:
+        """Whether one of the principal's roles lists the admin operation ``op``."""
+        return any(op in r.admin for r in self.roles_of(p))
 
     def namespace_allowed(self, p: Principal, namespace: str, roles: list[Role] | None = None) -> bool:
         if p.namespaces is not None and namespace not in p.namespaces:

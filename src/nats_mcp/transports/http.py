@@ -229,7 +229,8 @@ def build_http_app(
     audit: AuditRecorder | None = None,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata."""
+    """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata;
+    ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only)."""
     http = settings.http
     url = resource_url(settings, port)
     auth = None

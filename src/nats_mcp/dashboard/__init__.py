@@ -1,0 +1,1 @@
+"""The dashboard: a live admin web page (and ``nats-mcp top``) over read-only queries and the audit stream."""

@@ -1,0 +1,196 @@
+"""The dashboard's data boundary: one snapshot of a namespace (agents, channels, work queues, security, traffic).
+
+Read-only: the registry is watched through its own :class:`RegistryStore` copy, channels and queues are read
+with stream info and direct gets, never creating or changing anything. A snapshot is built at most once per
+refresh interval however many pages and ``top`` sessions ask (they share it); each part that fails (NATS
+away, a stream missing) is reported in ``errors`` while the rest is still shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import DirectGetUnavailable, api_prefix, get_batch
+from nats_mcp.bus.layout import Layout
+from nats_mcp.config import Settings
+from nats_mcp.coord.channels import ChannelService
+from nats_mcp.coord.channels import _decode_all as decode_messages  # the channel reader's own decoding
+from nats_mcp.coord.registry_store import RegistryStore
+from nats_mcp.coord.visibility import effective_status, format_time, parse_time
+from nats_mcp.coord.work import WorkService
+from nats_mcp.dashboard.audit_feed import AuditFeed, audit_source
+from nats_mcp.redact import redact
+
+log = logging.getLogger("nats_mcp.dashboard")
+
+MAX_TEXT = 300
+"""Characters of a message body (or description) shown: bodies are untrusted agent input, kept short."""
+PART_TIMEOUT_S = 5.0
+_STATUS_ORDER = {"online": 0, "busy": 1, "offline": 2}
+
+
+def clip(text: object, limit: int = MAX_TEXT) -> str:
+    value = str(text)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class Dashboard:
+    """Builds and shares snapshots of one namespace for the web page and ``top``."""
+
+    def __init__(self, conn: NatsConnection, settings: Settings, *, clock: Any = time.time) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.cfg = settings.dashboard
+        self.layout = Layout(settings.resolved_namespace)
+        self.registry = RegistryStore(conn, self.layout)
+        self.channels = ChannelService(conn, settings, self.layout)
+        self.work = WorkService(conn, settings, self.layout)
+        stream, file = audit_source(settings.security.audit, conn)
+        self.audit = AuditFeed(stream, file, events=self.cfg.security_events, window=self.cfg.traffic_window,
+                               namespace=self.layout.namespace)  # fmt: skip
+        self.trends: dict[str, deque[list[float]]] = {}
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._snapshot: dict[str, Any] | None = None
+        self._built_at = -1e18
+        self._started = False
+        self._api = api_prefix(settings.nats.jetstream_domain)
+
+    async def aclose(self) -> None:
+        if self._started:
+            await self.registry.close()
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The shared snapshot, rebuilt when older than half the refresh interval (one build at a time)."""
+        async with self._lock:
+            if self._snapshot is None or time.monotonic() - self._built_at >= self.cfg.refresh_s / 2:
+                self._snapshot = await self.build()
+                self._built_at = time.monotonic()
+            return self._snapshot
+
+    async def build(self) -> dict[str, Any]:
+        errors: list[str] = []
+        connected = self.conn.connected
+
+        async def part(name: str, coro: Any, empty: Any, *, needs_nats: bool = True) -> Any:
+            if needs_nats and not connected:
+                coro.close()
+                return empty
+            try:
+                return await asyncio.wait_for(coro, PART_TIMEOUT_S)
+            except Exception as exc:
+                log.debug("dashboard %s: %s", name, exc, exc_info=True)
+                errors.append(f"{name}: {redact(getattr(exc, 'message', None) or str(exc) or type(exc).__name__)}")
+                return empty
+
+        agents, channels, queues, _ = await asyncio.gather(
+            part("agents", self._agents(), {"total": 0, "shown": []}),
+            part("channels", self._channels(), []),
+            part("queues", self._queues(), []),
+            part("audit", self.audit.refresh(), None, needs_nats=self.audit.source == "stream"),
+        )
+        if not connected:
+            errors.append("NATS is not connected; showing nothing until it is")
+        now = self._clock()
+        return {
+            "generatedAt": format_time(now),
+            "namespace": self.layout.namespace,
+            "refreshS": self.cfg.refresh_s,
+            "nats": {"connected": connected},
+            "agents": agents,
+            "channels": channels,
+            "queues": queues,
+            "security": self.audit.security(),
+            "traffic": self.audit.traffic(),
+            "errors": errors,
+        }
+
+    # -- agents ----------------------------------------------------------------------------------
+
+    async def _agents(self) -> dict[str, Any]:
+        if not self._started:
+            self.registry.start()
+            self._started = True
+        await self.registry.ready(self.settings.nats.connect_timeout_s)
+        now = self._clock()
+        stale = self.settings.presence.stale_after_s
+        rows = []
+        for _, _, record in self.registry.own_items():
+            status = effective_status(record, now, stale)
+            seen = parse_time(record.lastHeartbeat)
+            rows.append({
+                "guid": record.guid, "handle": record.handle, "agentType": record.agentType, "status": status,
+                "capabilities": record.capabilities, "scope": record.scope, "lastSeen": record.lastHeartbeat,
+                "lastSeenAgoS": round(max(now - seen, 0.0), 1), "currentTaskCount": record.currentTaskCount,
+                "hostname": record.hostname,
+            })  # fmt: skip
+        rows.sort(key=lambda r: (_STATUS_ORDER.get(r["status"], 3), r["lastSeenAgoS"], r["handle"]))
+        return {"total": len(rows), "shown": rows[: self.cfg.agents_max]}
+
+    # -- channels --------------------------------------------------------------------------------
+
+    async def _channels(self) -> list[dict[str, Any]]:
+        statuses = await self.channels.status()
+        recents = await asyncio.gather(*(self._recent(s.name, s.firstSequence, s.lastSequence) for s in statuses))
+        return [{"name": s.name, "messages": s.messages, "bytes": s.bytes, "lastSequence": s.lastSequence,
+                 "recent": recent} for s, recent in zip(statuses, recents, strict=True)]  # fmt: skip
+
+    async def _recent(self, channel: str, first: int, last: int) -> list[dict[str, Any]]:
+        n = self.cfg.messages_per_channel
+        if n == 0 or last == 0:
+            return []
+        start = max(first, last - n + 1, 1)
+        try:
+            batch = await get_batch(self.conn.client, self.layout.channel_stream(channel), start, n,
+                                    prefix=self._api, timeout=PART_TIMEOUT_S)  # fmt: skip
+        except DirectGetUnavailable:
+            return []
+        shown = []
+        for msg in decode_messages(batch.messages[-n:]):
+            shown.append({"sequence": msg.sequence, "handle": clip(msg.handle, 64), "message": clip(msg.message),
+                          "timestamp": msg.timestamp, "scope": msg.scope})  # fmt: skip
+        return list(reversed(shown))
+
+    # -- work queues -----------------------------------------------------------------------------
+
+    async def _queues(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        out: list[dict[str, Any]] = []
+        statuses = await self.work.views.status()
+        listed = await asyncio.gather(*(self._items(q.capability) if q.pending + q.inFlight else _nothing()
+                                        for q in statuses))  # fmt: skip
+        for q, items in zip(statuses, listed, strict=True):
+            trend = self.trends.setdefault(q.capability, deque(maxlen=self.cfg.trend_points))
+            trend.append([round(now, 3), q.pending, q.inFlight, q.deadLettered])
+            out.append({"capability": q.capability, "pending": q.pending, "inFlight": q.inFlight,
+                        "deadLettered": q.deadLettered, "oldestPendingSeconds": q.oldestPendingSeconds,
+                        "trend": list(trend), "items": items})  # fmt: skip
+        # A queue that drained is no longer listed by the stream: keep its trend going down to zero, then drop it.
+        for cap in set(self.trends) - {q.capability for q in statuses}:
+            trend = self.trends[cap]
+            if not any(any(point[1:]) for point in trend):
+                del self.trends[cap]
+                continue
+            trend.append([round(now, 3), 0, 0, 0])
+            out.append({"capability": cap, "pending": 0, "inFlight": 0, "deadLettered": 0,
+                        "oldestPendingSeconds": None, "trend": list(trend), "items": []})  # fmt: skip
+        out.sort(key=lambda q: str(q["capability"]))
+        return out
+
+    async def _items(self, capability: str) -> list[dict[str, Any]]:
+        """The first queued items of a capability in claim order, each pending or claimed (with its lease)."""
+        if not self.cfg.items_per_queue:
+            return []
+        page = await self.work.views.list_items(capability, limit=self.cfg.items_per_queue)
+        return [{"id": i.id, "taskId": clip(i.taskId, 80), "description": clip(i.description, 120),
+                 "priority": i.priority, "attempts": i.attempts, "state": "claimed" if i.leaseExpiresAt else "pending",
+                 "leaseExpiresAt": i.leaseExpiresAt} for i in page.items]  # fmt: skip
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []

@@ -1,0 +1,88 @@
+"""The dashboard's terminal boundary: a snapshot rendered as rich tables for ``nats-mcp top``.
+
+Every value that came from agents (handles, messages, task ids) or from the audit is wrapped in ``Text``
+(no rich markup is parsed) after control characters are replaced, so nothing shown can restyle or
+drive the operator's terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+BARS = "▁▂▃▄▅▆▇█"
+STATUS_STYLE = {"online": "green", "busy": "yellow", "offline": "dim"}
+KIND_STYLE = {"auth_failure": "red", "locked_out": "red", "anomaly": "red"}
+
+
+def plain(value: object, limit: int = 80) -> Text:
+    """Untrusted text as inert terminal text: control characters replaced, clipped, never parsed as markup."""
+    text = "".join(
+        c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in str(value if value is not None else "")
+    )
+    return Text(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def spark(values: list[float]) -> str:
+    top = max(values, default=0) or 1
+    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1)))] for v in values[-30:])
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", expand=False, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("pending", "in flight", "DLQ", "calls", "errors",
+                                                                "messages") else "left")  # fmt: skip
+    return table
+
+
+def render(snap: dict[str, Any]) -> RenderableType:
+    """The whole snapshot: header, agents, queues, channels, security events, traffic."""
+    up = snap["nats"]["connected"]
+    header = Text("nats-mcp top", style="bold") + "  namespace " + Text(plain(snap["namespace"]).plain, style="bold")
+    header.append("  NATS connected  " if up else "  NATS disconnected  ", style="green" if up else "red")
+    header.append(f"updated {snap['generatedAt']}", style="dim")
+    parts: list[RenderableType] = [header]
+    for error in snap["errors"]:
+        parts.append(Text("! ", style="red") + plain(error, 200))
+
+    agents = snap["agents"]
+    table = _table(f"Agents ({agents['total']})", "agent", "type", "status", "capabilities", "last seen")
+    for a in agents["shown"]:
+        table.add_row(plain(a["handle"], 40), plain(a["agentType"], 30),
+                      Text(a["status"], style=STATUS_STYLE.get(a["status"], "")),
+                      plain(", ".join(a["capabilities"]), 60), f"{a['lastSeenAgoS']:.0f}s ago")  # fmt: skip
+    parts.append(table)
+
+    table = _table("Work queues", "capability", "pending", "in flight", "DLQ", "trend (pending)")
+    for q in snap["queues"]:
+        table.add_row(plain(q["capability"], 40), str(q["pending"]), str(q["inFlight"]), str(q["deadLettered"]),
+                      spark([p[1] for p in q["trend"]]))  # fmt: skip
+    parts.append(table)
+
+    table = _table("Channels", "channel", "messages", "latest")
+    for c in snap["channels"]:
+        latest = c["recent"][0] if c["recent"] else None
+        shown = plain(f"{latest['handle']}: {latest['message']}", 100) if latest else Text("—", style="dim")
+        table.add_row(plain(c["name"], 40), str(c["messages"]), shown)
+    parts.append(table)
+
+    security = snap["security"]
+    table = _table("Security events" + (f" — {security['note']}" if security["note"] else ""),
+                   "time", "kind", "who", "from", "reason")  # fmt: skip
+    for e in security["events"][:10]:
+        table.add_row(plain(e["time"], 30), Text(str(e["kind"]), style=KIND_STYLE.get(str(e["kind"]), "yellow")),
+                      plain(e["principal"] or "(unauthenticated)", 50), plain(e["peer"], 40),
+                      plain(e["reason"] or e["outcome"], 50))  # fmt: skip
+    parts.append(table)
+
+    traffic = snap["traffic"]
+    table = _table(f"Traffic: principal → tool (last {traffic['window']} calls)", "principal", "tool", "calls",
+                   "errors")  # fmt: skip
+    for edge in traffic["edges"][:15]:
+        table.add_row(plain(edge["principal"], 50), plain(edge["tool"], 40), str(edge["calls"]), str(edge["errors"]))
+    parts.append(table)
+    return Group(*parts)

@@ -1,0 +1,234 @@
+"""Boundary of the dashboard's login and data endpoints over real HTTP: sessions, refusals and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from tests.e2e.test_http_gateway import HttpServer, api_key, dev_jwt, http_client, launch, run_cli, serving
+from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
+
+POLICY = """
+version: 1
+roles:
+  admin:
+    tools: ["*"]
+    namespaces: ["*"]
+    channels: {read: ["*"], send: ["*"]}
+    capabilities: {broadcast: ["*"], claim: ["*"]}
+    admin: [dlq, dashboard]
+  agent:
+    tools: ["*"]
+    namespaces: ["*"]
+    channels: {read: ["*"], send: ["*"]}
+    capabilities: {broadcast: ["*"], claim: ["*"]}
+    admin: [dlq]
+groups: {admin: [admin], agent: [agent]}  # the role claims of (dev) JWTs
+"""
+WRONG_KEY = "nmk_0123456789ab_" + "A" * 43
+COOKIE = "nmcp_dashboard"
+
+
+@dataclass
+class Deployment:
+    server: HttpServer
+    admin_key: str
+    agent_key: str
+    audit_file: Path
+
+    @property
+    def dashboard(self) -> str:
+        return f"{self.server.base}/dashboard"
+
+    def audit(self) -> list[dict[str, object]]:
+        text = self.audit_file.read_text() if self.audit_file.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@contextlib.asynccontextmanager
+async def deployment(tmp_path: Path, nats: NatsServer, namespace: str, **env: str) -> AsyncIterator[Deployment]:
+    """A `serve --transport http` process with an admin key (role admin) and an agent key (no dashboard)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    admin, _ = await api_key(tmp_path, nats.url, "ops", "admin")
+    agent, _ = await api_key(tmp_path, nats.url, "worker", "agent")
+    trail = tmp_path / "audit.jsonl"
+    settings = {"NATS_MCP_NAMESPACE": namespace, "NATS_MCP_SECURITY_POLICY_FILE": str(policy),
+                "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_DASHBOARD_REFRESH_S": "0.5",
+                "NATS_MCP_SECURITY_DEV_TOKENS": "true", **env}  # fmt: skip
+    async with serving(tmp_path, "dash", nats.url, **settings) as server:
+        yield Deployment(server, admin, agent, trail)
+
+
+def client(d: Deployment, origin: str | None = None, session: str | None = None) -> httpx2.AsyncClient:
+    """A client as a browser on the dashboard's own origin sends requests (Origin on every request)."""
+    return httpx2.AsyncClient(headers={"origin": origin or d.server.base}, follow_redirects=False, trust_env=False,
+                              timeout=30, cookies={COOKIE: session} if session else None)  # fmt: skip
+
+
+async def login(hc: httpx2.AsyncClient, d: Deployment, credential: str) -> httpx2.Response:
+    return await hc.post(f"{d.dashboard}/login", data={"credential": credential})
+
+
+def session_cookie(response: httpx2.Response) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith(f"{COOKIE}="):
+            return header
+    return None
+
+
+async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with (
+        deployment(tmp_path, nats_server, "dash-http", NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES="3") as d,
+        client(d) as hc,
+    ):
+        # Unauthenticated: the page redirects to the login form, the data endpoint answers 401.
+        page = await hc.get(d.dashboard)
+        assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+        assert (await hc.get(f"{d.dashboard}/api/snapshot")).status_code == 401
+        form = await hc.get(f"{d.dashboard}/login")
+        assert form.status_code == 200 and 'name="credential"' in form.text
+        csp = form.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+        # A forged cookie is refused like none.
+        async with client(d, session="x" * 43) as forged:
+            assert (await forged.get(f"{d.dashboard}/api/snapshot")).status_code == 401
+            assert (await forged.get(d.dashboard)).status_code == 303
+
+        # A wrong key: back to the form with a generic message, no cookie, and an auth_failure audited.
+        wrong = await login(hc, d, WRONG_KEY)
+        assert wrong.status_code == 303 and wrong.headers["location"].endswith("?e=refused")
+        assert session_cookie(wrong) is None
+        # A valid key without the dashboard admin operation: refused as well, audited as denied.
+        agent = await login(hc, d, d.agent_key)
+        assert agent.status_code == 303 and agent.headers["location"].endswith("?e=refused")
+        assert session_cookie(agent) is None
+        # A login POST from another origin (CSRF) is refused before the credential is looked at.
+        async with client(d, "http://evil.example") as evil:
+            assert (await evil.post(f"{d.dashboard}/login", data={"credential": d.admin_key})).status_code == 403
+        # Another Host name (DNS rebinding) is refused.
+        assert (await hc.get(f"{d.dashboard}/login", headers={"host": "evil.example"})).status_code == 421
+
+        # The admin key: a session cookie with a random id only, HttpOnly, SameSite=Strict, Path=/dashboard.
+        ok = await login(hc, d, d.admin_key)
+        assert ok.status_code == 303 and ok.headers["location"] == "/dashboard"
+        cookie = session_cookie(ok)
+        assert cookie is not None
+        attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/dashboard"} <= attributes
+        assert "secure" not in attributes  # plain HTTP on loopback
+        sid = cookie.split(";")[0].split("=", 1)[1]
+        assert d.admin_key not in cookie and len(sid) >= 40
+        page = await hc.get(d.dashboard)
+        assert page.status_code == 200 and 'id="agents"' in page.text and d.admin_key not in page.text
+        snap = await hc.get(f"{d.dashboard}/api/snapshot")
+        assert snap.status_code == 200 and snap.headers["cache-control"] == "no-store"
+        data = snap.json()
+        assert data["namespace"] == "dash-http" and data["nats"]["connected"] is True
+        assert data["session"]["principal"].startswith("ops") or "ops" in data["session"]["principal"]
+        assert d.admin_key not in snap.text
+
+        # Logout needs the session's CSRF token; then the session is gone.
+        assert (await hc.post(f"{d.dashboard}/logout")).status_code == 403
+        async with client(d, "http://evil.example", session=sid) as evil:  # cross-origin logout: refused
+            assert (await evil.post(f"{d.dashboard}/logout")).status_code == 403
+        out = await hc.post(f"{d.dashboard}/logout", headers={"x-csrf-token": data["session"]["csrf"]})
+        assert out.status_code == 303
+        async with client(d, session=sid) as old:  # the id is dead on the server, not just dropped by the browser
+            assert (await old.get(f"{d.dashboard}/api/snapshot")).status_code == 401
+
+        # A bearer token (a JWT naming this server) logs in as well, if its roles grant the dashboard.
+        async with client(d) as jwt_client:
+            admin_jwt = await dev_jwt(tmp_path, "ops-jwt", "admin", audience=d.server.url)
+            agent_jwt = await dev_jwt(tmp_path, "dev-jwt", "agent", audience=d.server.url)
+            assert session_cookie(await login(jwt_client, d, agent_jwt)) is None
+            assert session_cookie(await login(jwt_client, d, admin_jwt)) is not None
+            who = (await jwt_client.get(f"{d.dashboard}/api/snapshot")).json()["session"]["principal"]
+            assert who.startswith("ops-jwt (jwt")
+
+        # Guessing: the lockout (3 failures here) answers "too many attempts" without checking the key again.
+        for _ in range(2):
+            assert (await login(hc, d, WRONG_KEY)).headers["location"].endswith("?e=refused")
+        assert (await login(hc, d, WRONG_KEY)).headers["location"].endswith("?e=busy")
+        assert "Too many attempts" in (await hc.get(f"{d.dashboard}/login?e=busy")).text
+
+        # The refusals are in the audit trail (reasons only), and no credential is anywhere in it or in the logs.
+        def kinds() -> set[tuple[object, object]]:
+            return {(r["kind"], r["reason"] if r["kind"] != "auth_failure" else "-") for r in d.audit()}
+
+        wanted = {("auth_failure", "-"), ("denied", "dashboard_not_allowed"), ("locked_out", "locked_out")}
+        await wait_for(lambda: wanted <= kinds() or None, 10,
+                       message=lambda: f"audit has {kinds()}")  # fmt: skip
+        everything = d.audit_file.read_text() + d.server.stdout() + d.server.stderr()
+        for secret in (d.admin_key, d.agent_key, WRONG_KEY, sid, admin_jwt, agent_jwt):
+            assert secret not in everything
+
+
+async def test_insecure_dev_has_no_dashboard_and_the_page_script_never_parses_html(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # --insecure-dev has no authentication, so it has no dashboard at all.
+    server = await launch(tmp_path, "dev", nats_server.url, "--insecure-dev", NATS_MCP_NAMESPACE="dash-dev")
+    try:
+        async with http_client() as hc:
+            assert (await hc.get(f"{server.base}/dashboard")).status_code == 404
+            assert (await hc.get(f"{server.base}/dashboard/api/snapshot")).status_code == 404
+    finally:
+        await server.stop()
+    # The page's script sets everything as text: no innerHTML anywhere (the browser test sends markup).
+    script = (Path(__file__).parents[2] / "src/nats_mcp/dashboard/static/app.js").read_text()
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", script)
+
+
+async def test_standalone_dashboard_command_serves_the_same_page_on_loopback(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    admin, _ = await api_key(tmp_path, nats_server.url, "ops", "admin")
+    agent, _ = await api_key(tmp_path, nats_server.url, "worker", "agent")
+    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="dash-alone",
+                       NATS_MCP_SECURITY_POLICY_FILE=str(policy))  # fmt: skip
+    errors = tmp_path / "dashboard.err"
+    with errors.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            nats_mcp_exe(), "dashboard", "--port", "0", env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=sink, preexec_fn=_pdeathsig_preexec(),
+        )  # fmt: skip
+    try:
+
+        def url() -> str | None:
+            assert proc.returncode is None, errors.read_text()
+            found = re.search(r"dashboard \(admins\) at (http://127\.0\.0\.1:\d+/dashboard)", errors.read_text())
+            return found.group(1) if found else None
+
+        dashboard = await wait_for(url, 30, message=lambda: f"no dashboard URL printed:\n{errors.read_text()}")
+        base = dashboard.removesuffix("/dashboard")
+        async with httpx2.AsyncClient(headers={"origin": base}, follow_redirects=False, trust_env=False) as hc:
+            assert (await hc.get(base + "/")).headers["location"] == "/dashboard"
+            assert (await hc.get(dashboard)).status_code == 303
+            assert (await hc.get(dashboard + "/api/snapshot")).status_code == 401
+            refused = await hc.post(dashboard + "/login", data={"credential": agent})
+            assert refused.headers["location"].endswith("?e=refused") and session_cookie(refused) is None
+            assert session_cookie(await hc.post(dashboard + "/login", data={"credential": admin})) is not None
+            snap = await hc.get(dashboard + "/api/snapshot")
+            assert snap.status_code == 200 and snap.json()["namespace"] == "dash-alone"
+        # Off loopback without TLS it refuses to start.
+        code, _, error = await run_cli(tmp_path, "dashboard", "--host", "192.0.2.1", "--port", "0",
+                                       NATS_URL=nats_server.url)  # fmt: skip
+        assert code == 2 and "only with TLS" in error
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert admin not in errors.read_text() and agent not in errors.read_text()
