@@ -3,11 +3,10 @@
 Run by the image's HEALTHCHECK (Kubernetes uses its own probes, see deploy/kubernetes/). It reads the settings
 exactly as ``nats-mcp serve`` does (environment, NATS_MCP_CONFIG, ...), then:
 
-* HTTP transport: GET the protected-resource metadata (``/.well-known/oauth-protected-resource<path>``), the one
-  route that answers without a token; 200 means the server is up. It does not say whether NATS is connected:
-  tool calls answer ``nats_unavailable`` meanwhile.
+* HTTP transport: GET ``/healthz``: 200 while the server is up and NATS connected, 503 without NATS.
 * gRPC transport: a TCP connection to the port. The gRPC port demands a client certificate, which this
-  container does not hold, so ``grpc.health.v1`` (which follows NATS) is for clients and probes that have one.
+  container does not hold; ``grpc.health_port`` serves ``grpc.health.v1`` (which follows NATS) without TLS
+  for probes (the Kubernetes manifests use it).
 
 Exit 0 healthy, 1 not. Standard library and the installed package only; nothing is written.
 """
@@ -52,7 +51,7 @@ def check() -> str | None:
     scheme = "https" if h.tls else "http"
     host = _loopback(h.host)
     host = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{host}:{h.port}/.well-known/oauth-protected-resource{h.path}"
+    url = f"{scheme}://{host}:{h.port}/healthz"
     context = None
     if h.tls:
         # Our own certificate names the public host, not loopback: this only checks that TLS is served.

@@ -49,6 +49,9 @@ class GrpcSettings(BaseModel):
     reflection: bool = False
     """Serve gRPC server reflection (the services' descriptors, for grpcurl and the like). Off: callers must know
     the contract (``proto/nats_mcp/v1/transport.proto``)."""
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """A second port serving only ``grpc.health.v1``, without TLS, for probes that cannot present a client
+    certificate (Kubernetes ``grpc:`` probes). Nothing else is served there. 0: an OS-assigned port (printed)."""
     typed_service: bool = True
     """Also serve Google's typed ``model_context_protocol.Mcp`` service (ListTools, CallTool) over the same security."""
 

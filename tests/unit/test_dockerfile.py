@@ -245,8 +245,12 @@ def test_the_dockerignore_evaluation_can_fail() -> None:
 
 
 class _Metadata(http.server.BaseHTTPRequestHandler):
+    """A stand-in for the server's ``/healthz``: ``healthy`` says what it answers (200, or 503 without NATS)."""
+
+    healthy = True
+
     def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/.well-known/oauth-protected-resource/mcp" else 404)
+        self.send_response((200 if _Metadata.healthy else 503) if self.path == "/healthz" else 404)
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:
@@ -298,13 +302,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_the_healthcheck_follows_the_http_servers_metadata_route(
+def test_the_healthcheck_follows_the_http_servers_healthz(
     health: Callable[..., str | None], metadata_server: int
 ) -> None:
     port = str(metadata_server)
     assert health(NATS_MCP_TRANSPORT="http", NATS_MCP_HTTP_PORT=port) is None
-    assert "HTTP Error 404" in str(health(NATS_MCP_HTTP_PATH="/other"))
-    assert "refused" in str(health(NATS_MCP_HTTP_PATH="/mcp", NATS_MCP_HTTP_PORT=str(_free_port())))
+    _Metadata.healthy = False  # the server is up but NATS is not
+    try:
+        assert "HTTP Error 503" in str(health(NATS_MCP_TRANSPORT="http", NATS_MCP_HTTP_PORT=port))
+    finally:
+        _Metadata.healthy = True
+    assert "refused" in str(health(NATS_MCP_TRANSPORT="http", NATS_MCP_HTTP_PORT=str(_free_port())))
 
 
 def test_the_healthcheck_of_grpc_needs_the_port_open(health: Callable[..., str | None]) -> None:

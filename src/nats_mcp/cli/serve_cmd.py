@@ -117,7 +117,8 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
                                             secure=http.tls or url.startswith("https://"))  # fmt: skip
         app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
                                  verifier, guard.audit,
-                                 extra_routes=[*obs.routes(), *(dashboard.routes() if dashboard else ())])  # fmt: skip
+                                 extra_routes=[web.health_route(lambda: conn.connected), *obs.routes(),
+                                               *(dashboard.routes() if dashboard else ())])  # fmt: skip
         if quickstart:
             key_id = await _quickstart(ApiKeys(conn), conn, url)
         config = uvicorn.Config(
@@ -207,6 +208,8 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
         await transport.serve()
         host = f"[{g.host}]" if ":" in g.host else g.host
         err.print(rpc.started(f"{host}:{port}", insecure, g.require_client_cert), highlight=False)
+        if transport.health_port is not None:
+            err.print(f"nats-mcp: grpc.health.v1 only, without TLS, at {host}:{transport.health_port}", highlight=False)
         if g.port_file is not None:
             g.port_file.write_text(f"{port}\n")  # only once the server listens
         await stop.wait()

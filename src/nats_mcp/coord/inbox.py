@@ -222,6 +222,10 @@ class InboxService:
             subject, payload, timeout=API_TIMEOUT_S, stream=layout.inbox_stream, headers={"Nats-Msg-Id": msg_id}
         )
 
+    async def ensure(self, layout: Layout) -> None:
+        """Create (or bring to the limits) the inbox stream of ``layout``'s namespace (``nats-mcp provision``)."""
+        await self._ensure_inbox(layout)
+
     async def _ensure_inbox(self, layout: Layout) -> None:
         await ensure_stream(self._conn.jetstream, self.inbox_config(layout), replicas=self._conn.replicas)
         self._ready.add(layout.inbox_stream)

@@ -32,7 +32,9 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nats_mcp.config import Settings
@@ -253,6 +255,20 @@ def build_http_app(
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
+
+
+def health_route(connected: Callable[[], bool]) -> BaseRoute:
+    """``GET /healthz``: 200 while NATS is connected, else 503 — for load balancers and Kubernetes probes.
+
+    Open to anyone (a probe has no credential) and says nothing but the two states.
+    """
+
+    async def healthz(_request: Request) -> Response:
+        up = connected()
+        body = {"status": "serving" if up else "not_serving", "nats": "connected" if up else "disconnected"}
+        return JSONResponse(body, status_code=200 if up else 503, headers={"cache-control": "no-store"})
+
+    return Route("/healthz", healthz, methods=["GET"])
 
 
 def started(url: str, insecure: bool) -> str:

@@ -582,7 +582,9 @@ class GrpcTransport:
         self.settings = service.grpc_settings
         self.health = health_aio.HealthServicer()
         self.port = 0
+        self.health_port: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._lifespan: contextlib.AsyncExitStack | None = None
 
     async def bind(self) -> int:
@@ -607,6 +609,19 @@ class GrpcTransport:
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         self._server, self.port = server, port
+        if g.health_port is not None:
+            self.health_port = self._bind_health(g)
+        return port
+
+    def _bind_health(self, g: GrpcSettings) -> int:
+        """The plaintext health-only server (the same health states; no MCP service, no reflection)."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=64)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        address = f"[{g.host}]:{g.health_port}" if ":" in g.host else f"{g.host}:{g.health_port}"
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address} (grpc.health_port)")
+        self._health_server = server
         return port
 
     async def serve(self) -> None:
@@ -617,6 +632,8 @@ class GrpcTransport:
         self.service.lifespan_state = await stack.enter_async_context(self.service.server.lifespan(self.service.server))
         self._lifespan = stack
         await self._server.start()
+        if self._health_server is not None:
+            await self._health_server.start()
 
     async def set_nats(self, connected: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if connected else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -639,6 +656,8 @@ class GrpcTransport:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         if self._lifespan is not None:
             await self._lifespan.aclose()
             self._lifespan = None
