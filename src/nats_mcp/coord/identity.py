@@ -178,14 +178,14 @@ class IdentityService:
         root = agent_id or derive_root_guid(self.hostname, str(settings.project.path))
         self.base_guid = derive_subagent_guid(root, subagent_type) if subagent_type else root
         self.explicit = bool(agent_id) and not subagent_type
-
-    async def ensure(self) -> None:
-        """Create the identity bucket now (``nats-mcp provision``), not on the first handle or lease."""
-        await self._bucket.kv()
         """An explicit id is taken as is or not at all (never a neighbour candidate)."""
         self.guid: str | None = None
         self._revision: int | None = None
         self._lock = asyncio.Lock()
+
+    async def ensure(self) -> None:
+        """Create the identity bucket now (``nats-mcp provision``), not on the first handle or lease."""
+        await self._bucket.kv()
 
     @property
     def held(self) -> bool:
