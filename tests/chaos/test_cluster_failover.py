@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from mcp import Client
 
+from tests.chaos.traffic import Tally, drain, round_trip
 from tests.e2e.test_coordination_stdio import agent
 from tests.e2e.test_work_stdio import register
 from tests.support.natsserver import NatsCluster
@@ -21,63 +20,6 @@ pytestmark = pytest.mark.cluster
 
 NS = "team-failover"
 ROUNDS_PER_PHASE = 12
-TRANSIENT = {"nats_unavailable", "timeout"}
-"""The codes a tool may answer while the cluster elects new leaders; anything else fails the test."""
-
-
-class Tally:
-    """What each tool call answered: the ok results, and the transient errors seen."""
-
-    def __init__(self) -> None:
-        self.transient: list[str] = []
-
-    async def call(self, client: Client, tool: str, **args: Any) -> dict[str, Any] | None:
-        result = await client.call_tool(tool, args)
-        content = result.structured_content or {}
-        if not result.is_error:
-            return content
-        code = content.get("error", {}).get("code")
-        assert code in TRANSIENT, (tool, content)
-        self.transient.append(f"{tool}: {code}")
-        return None
-
-
-async def round_trip(tally: Tally, a: Client, b: Client, b_guid: str, n: int, acked: dict[str, set[str]]) -> None:
-    """One round: a posts to a channel, a messages b, b offers a work item; what was acknowledged is remembered."""
-    text = f"m-{n}"
-    if await tally.call(a, "warp_channels_send", channel="roadmap", message=text) is not None:
-        acked["channel"].add(text)
-    if await tally.call(a, "warp_messages_send_direct", recipientGuid=b_guid, message=f"dm-{n}") is not None:
-        acked["dm"].add(f"dm-{n}")
-    offered = await tally.call(b, "warp_work_broadcast", taskId=f"t-{n}", description=f"do {n}",
-                               requiredCapability="python")  # fmt: skip
-    if offered is not None:
-        acked["work"].add(offered["workItemId"])
-
-
-async def drain(tally: Tally, a: Client, b: Client, acked: dict[str, set[str]], deadline: float) -> None:
-    """Read back everything: the channel, b's inbox, and every work item claimed and completed by a."""
-    seen_dm: set[str] = set()
-    done: set[str] = set()
-    while time.monotonic() < deadline and not (acked["dm"] <= seen_dm and acked["work"] <= done):
-        inbox = await tally.call(b, "warp_messages_read_direct", limit=100)
-        seen_dm |= {m["content"] for m in (inbox or {}).get("messages", [])}
-        claimed = await tally.call(a, "warp_work_claim", capability="python", timeout=1000)
-        item = (claimed or {}).get("workItem")
-        if item is not None and await tally.call(a, "warp_work_complete", workItemId=item["id"]) is not None:
-            done.add(item["id"])
-    assert acked["dm"] <= seen_dm, sorted(acked["dm"] - seen_dm)
-    assert acked["work"] <= done, sorted(acked["work"] - done)
-    history: set[str] = set()
-    cursor = None
-    while True:
-        page = await tally.call(a, "warp_channels_read", channel="roadmap", limit=1000, cursor=cursor)
-        assert page is not None
-        history |= {m["message"] for m in page["messages"]}
-        cursor = page.get("nextCursor")
-        if not cursor:
-            break
-    assert acked["channel"] <= history, sorted(acked["channel"] - history)
 
 
 async def test_a_node_killed_under_traffic_loses_nothing_acknowledged(
