@@ -326,6 +326,28 @@ async def test_two_principals_coordinate_and_work_through_one_server(tmp_path: P
 # ---- 2. two servers, one NATS: interchangeable, and one may die ----------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_one_key_running_several_agents_at_once_never_crosses_them(
+    tmp_path: Path, nats_server: NatsServer, mode: str
+) -> None:
+    """Found by the soak: the principal cache was keyed by token alone, so concurrent requests with one key and
+    different agent headers could act as each other's agent (and a claimer could not complete its own item)."""
+    key, _ = await api_key(tmp_path, nats_server.url, "fleet", "agent")
+    async with (
+        serving(tmp_path, "fleet", nats_server.url, NATS_MCP_NAMESPACE="team-fleet") as server,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        clients = [await stack.enter_async_context(mcp_client(server.url, key, agent=f"worker-{i}", mode=mode))
+                   for i in range(3)]  # fmt: skip
+
+        async def identities(client: Client) -> set[str]:
+            return {(await ok(client, "warp_handle_get"))["agentGuid"] for _ in range(25)}
+
+        seen = await asyncio.gather(*(identities(c) for c in clients))
+    assert all(len(s) == 1 for s in seen), seen
+    assert len(set().union(*seen)) == 3, seen
+
+
 async def test_two_servers_serve_the_same_agents_and_survive_a_kill(tmp_path: Path, nats_server: NatsServer) -> None:
     env = {"NATS_MCP_NAMESPACE": "team-pair"}
     url = nats_server.url

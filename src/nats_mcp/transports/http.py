@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import logging
 import socket
@@ -140,12 +141,20 @@ class GatewayVerifier:
         )
 
     def current(self) -> Principal:
-        """The principal of the request being handled (its token was verified by this object)."""
+        """The principal of the request being handled (its token was verified by this object).
+
+        Who the token names is cached by token; the agent and the address are this request's own (from its
+        headers and connection): requests with one token and different agent headers run at the same time,
+        and must never see each other's agent.
+        """
         access = get_access_token()
         principal = self._principals.get(_token_key(access.token)) if access is not None else None
         if principal is None:
             raise NotRegistered("this request carries no verified credential")
-        return principal
+        agent, peer = _agent.get(), _peer.get()
+        if principal.agent == agent and principal.peer == peer:
+            return principal
+        return dataclasses.replace(principal, agent=agent, peer=peer)
 
 
 @dataclass(frozen=True)
