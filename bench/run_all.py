@@ -1,0 +1,122 @@
+"""Benchmark boundary of the whole project: every bench script in one run, one table of ratios, one JSON file.
+
+    .venv/bin/python bench/run_all.py [--quick] [--only NAME ...]      (make bench / make bench-quick)
+
+Runs each script below one after the other (they share the machine, never the time), each measuring its own
+baseline in its own run, then reads the JSON each one writes to bench/results/ and prints every ratio it holds
+— the paired median where the script pairs rounds, else the ratio of medians — with its target and verdict
+where the script states one. Writes bench/results/summary.json with the date, the machine and every script's
+exit status and duration. A script that fails is reported and the others still run (exit 1 at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+
+SCRIPTS: dict[str, tuple[str, str]] = {
+    # name: (script, JSON it writes)
+    "foundation": ("foundation.py", "foundation.json"),
+    "guard": ("guard.py", "guard.json"),
+    "audit": ("audit.py", "audit.json"),
+    "stdio": ("stdio_tools.py", "stdio_tools.json"),
+    "channels_read": ("channels_read.py", "channels_read.json"),
+    "work": ("work.py", "work.json"),
+    "http": ("http_tools.py", "http.json"),
+    "grpc": ("grpc_tools.py", "grpc.json"),
+    "observe": ("observe_overhead.py", "observe_overhead.json"),
+    "ops": ("ops_tools.py", "ops_tools.json"),
+    "dashboard": ("dashboard_snapshot.py", "dashboard_snapshot.json"),
+}
+QUICK_FLAG = {"audit": ["--records", "300", "--rounds", "2"]}
+"""Scripts whose quick form is spelled differently."""
+
+
+def machine() -> dict[str, Any]:
+    cpus = os.cpu_count()
+    try:
+        mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem = "MemTotal: unknown"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": cpus,
+            "memory": mem.split(":", 1)[1].strip(), "load_at_start": load}  # fmt: skip
+
+
+def ratios(node: Any, path: str = "") -> list[dict[str, Any]]:
+    """Every ratio a script's JSON holds: dicts with ``paired`` or ``ratio`` (and maybe ``target``/``met``)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        value = node.get("paired", node.get("ratio"))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found.append({"where": path, "ratio": float(value), "target": node.get("target"), "met": node.get("met"),
+                          "baseline": node.get("baseline") or node.get("short")})  # fmt: skip
+        label = str(node.get("measure") or node.get("name") or node.get("label") or "")
+        load = str(node.get("load") or "")
+        for key, child in node.items():
+            here = " ".join(x for x in (path, label, load) if x) if key == "vs" else f"{path}/{key}".strip("/")
+            found += ratios(child, here)
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            found += ratios(child, path if isinstance(child, dict) else f"{path}[{i}]")
+    return found
+
+
+def run(name: str, quick: bool) -> dict[str, Any]:
+    script, out = SCRIPTS[name]
+    argv = [sys.executable, str(BENCH / script)]
+    if quick:
+        argv += QUICK_FLAG.get(name, ["--quick"])
+    log = RESULTS / f"{name}.log"
+    started = time.monotonic()
+    print(f"== {name}: {' '.join(argv[1:])} (log: {log.relative_to(BENCH.parent)})", flush=True)
+    with log.open("wb") as sink:
+        code = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=BENCH.parent, check=False).returncode
+    elapsed = time.monotonic() - started
+    result: dict[str, Any] = {"script": script, "exit": code, "seconds": round(elapsed, 1), "ratios": []}
+    data = RESULTS / out
+    if code == 0 and data.exists() and data.stat().st_mtime >= time.time() - elapsed - 1:
+        result["ratios"] = ratios(json.loads(data.read_text()))
+    print(f"   exit {code} in {elapsed:.0f} s, {len(result['ratios'])} ratios", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="every script's quick form (minutes, not tens)")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCRIPTS), help="these scripts only")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+                               "machine": machine(), "benches": {}}  # fmt: skip
+    for name in args.only or list(SCRIPTS):
+        summary["benches"][name] = run(name, args.quick)
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\n{'bench':<14} {'what':<78} {'ratio':>7} {'target':>8}")
+    failed = []
+    for name, bench in summary["benches"].items():
+        if bench["exit"] != 0:
+            failed.append(name)
+            print(f"{name:<14} FAILED (exit {bench['exit']}; see bench/results/{name}.log)")
+        for r in bench["ratios"]:
+            target = "" if r["target"] is None else f">={r['target']}x {'ok' if r['met'] else 'MISSED'}"
+            what = f"{r['where']} vs {r['baseline']}" if r["baseline"] else r["where"]
+            print(f"{name:<14} {what[:78]:<78} {r['ratio']:6.2f}x {target:>8}")
+    print(f"\nwrote {RESULTS / 'summary.json'} ({'quick' if args.quick else 'full'} run)")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
