@@ -54,23 +54,33 @@ def machine() -> dict[str, Any]:
             "memory": mem.split(":", 1)[1].strip(), "load_at_start": load}  # fmt: skip
 
 
+LABEL_KEYS = ("measure", "name", "label", "variant", "tool", "case", "mode", "load")
+
+
 def ratios(node: Any, path: str = "") -> list[dict[str, Any]]:
-    """Every ratio a script's JSON holds: dicts with ``paired`` or ``ratio`` (and maybe ``target``/``met``)."""
+    """Every ratio a script's JSON holds: dicts with ``paired`` or ``ratio`` (and maybe ``target``/``met``),
+    labelled by the row they belong to."""
     found: list[dict[str, Any]] = []
     if isinstance(node, dict):
-        value = node.get("paired", node.get("ratio"))
+        label = " ".join(str(node[k]) for k in LABEL_KEYS if node.get(k) not in (None, "")) or path
+        value = node.get("paired") if node.get("paired") is not None else node.get("ratio")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            found.append({"where": path, "ratio": float(value), "target": node.get("target"), "met": node.get("met"),
+            found.append({"where": label, "ratio": float(value), "target": node.get("target"), "met": node.get("met"),
                           "baseline": node.get("baseline") or node.get("short")})  # fmt: skip
-        label = str(node.get("measure") or node.get("name") or node.get("label") or "")
-        load = str(node.get("load") or "")
         for key, child in node.items():
-            here = " ".join(x for x in (path, label, load) if x) if key == "vs" else f"{path}/{key}".strip("/")
-            found += ratios(child, here)
+            found += ratios(child, label if key == "vs" else f"{path}/{key}".strip("/"))
     elif isinstance(node, list):
-        for i, child in enumerate(node):
-            found += ratios(child, path if isinstance(child, dict) else f"{path}[{i}]")
+        for child in node:
+            found += ratios(child, path)
     return found
+
+
+def verdict(r: dict[str, Any]) -> str:
+    target = r["target"]
+    if target is None:
+        return ""
+    wanted = target if isinstance(target, str) else f">= {target}x"
+    return f"{wanted} {'ok' if r['met'] else 'MISSED'}"
 
 
 def run(name: str, quick: bool) -> dict[str, Any]:
@@ -103,16 +113,15 @@ def main() -> None:
     for name in args.only or list(SCRIPTS):
         summary["benches"][name] = run(name, args.quick)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\n{'bench':<14} {'what':<78} {'ratio':>7} {'target':>8}")
+    print(f"\n{'bench':<14} {'what':<78} {'ratio':>7} {'target':>16}")
     failed = []
     for name, bench in summary["benches"].items():
         if bench["exit"] != 0:
             failed.append(name)
             print(f"{name:<14} FAILED (exit {bench['exit']}; see bench/results/{name}.log)")
         for r in bench["ratios"]:
-            target = "" if r["target"] is None else f">={r['target']}x {'ok' if r['met'] else 'MISSED'}"
             what = f"{r['where']} vs {r['baseline']}" if r["baseline"] else r["where"]
-            print(f"{name:<14} {what[:78]:<78} {r['ratio']:6.2f}x {target:>8}")
+            print(f"{name:<14} {what[:78]:<78} {r['ratio']:6.2f}x {verdict(r):>16}")
     print(f"\nwrote {RESULTS / 'summary.json'} ({'quick' if args.quick else 'full'} run)")
     if failed:
         sys.exit(1)
