@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import nats
+import nats.errors
 import pytest
 
 from nats_mcp.bus.connection import NatsConnection, connect_once, plan_connection
@@ -21,6 +22,7 @@ from tests.support.natsserver import (
     TlsNatsServer,
     TokenNatsServer,
     UserPassNatsServer,
+    wait_for,
 )
 
 
@@ -157,7 +159,13 @@ async def test_cluster_urls_fail_over(tmp_path: Path, nats_cluster: NatsCluster)
         assert await conn.wait_connected(10)
         js = conn.jetstream
         await js.add_stream(name="R3", subjects=["r3.>"], num_replicas=3)
-        await js.publish("r3.a", b"1")
+
+        async def published() -> bool:  # a new R3 stream answers once its leader is elected (no response before)
+            await js.publish("r3.a", b"1", timeout=2, headers={"Nats-Msg-Id": "r3-a"})  # retries dedupe
+            return True
+
+        await wait_for(published, 20, interval=0.1, message="the R3 stream never acknowledged",
+                       ignore=(nats.errors.Error,))  # fmt: skip
         connected = conn.client.connected_url
         assert connected is not None
         node = next(n for n in nats_cluster.nodes if n.port == connected.port)

@@ -16,7 +16,7 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import PubAck, StorageType, StreamConfig
 
 from tests.support.certs import client_ssl_context, make_nkey_user
 from tests.support.natsserver import (
@@ -75,7 +75,11 @@ async def assert_jetstream_roundtrip(nc: Client, stream: str = "HARNESS", replic
     await js.add_stream(
         StreamConfig(name=stream, subjects=[f"{stream.lower()}.>"], num_replicas=replicas, storage=StorageType.FILE)
     )
-    ack = await js.publish(f"{stream.lower()}.a", b"hello")
+
+    async def published() -> PubAck:  # a replicated stream answers once its leader is elected
+        return await js.publish(f"{stream.lower()}.a", b"hello", timeout=2, headers={"Nats-Msg-Id": "hello"})
+
+    ack = await wait_for(published, 20, interval=0.1, message=f"{stream} never acknowledged", ignore=REJECTED)
     assert ack.stream == stream
     msg = await js.get_msg(stream, ack.seq)
     assert msg.data == b"hello"
