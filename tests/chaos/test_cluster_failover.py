@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.traffic import Tally, drain, round_trip
+from tests.chaos.traffic import Tally, drain, register_when_ready, round_trip
 from tests.e2e.test_coordination_stdio import agent
-from tests.e2e.test_work_stdio import register
 from tests.support.natsserver import NatsCluster
 
 pytestmark = pytest.mark.cluster
@@ -34,8 +33,8 @@ async def test_a_node_killed_under_traffic_loses_nothing_acknowledged(
         agent(tmp_path, nats_cluster.nodes[0], "a", NS, **env) as a,
         agent(tmp_path, nats_cluster.nodes[0], "b", NS, **env) as b,
     ):
-        await register(a, "python")
-        b_guid = await register(b)
+        await register_when_ready(tally, a, "python")
+        b_guid = await register_when_ready(tally, b)
         n = 0
         for _ in range(ROUNDS_PER_PHASE):
             await round_trip(tally, a, b, b_guid, n := n + 1, acked)

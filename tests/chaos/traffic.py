@@ -65,3 +65,16 @@ async def drain(tally: Tally, a: Client, b: Client, acked: dict[str, set[str]], 
         if not cursor:
             break
     assert acked["channel"] <= history, sorted(acked["channel"] - history)
+
+
+async def register_when_ready(tally: Tally, client: Client, *capabilities: str, within_s: float = 30.0) -> str:
+    """Register (retrying transient errors: on a cluster, freshly made R3 streams answer once their leaders are
+    elected) and return the agent's GUID."""
+    deadline = time.monotonic() + within_s
+    args: dict[str, Any] = {"agentType": "worker", "capabilities": list(capabilities)}
+    while time.monotonic() < deadline:
+        found = await tally.call(client, "warp_registry_register", **args)
+        if found is not None:
+            guid: str = found["agent"]["guid"]
+            return guid
+    raise AssertionError(f"could not register within {within_s} s: {tally.transient[-3:]}")
