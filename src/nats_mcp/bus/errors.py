@@ -74,6 +74,8 @@ def translate(exc: BaseException) -> BusError | None:
         nats.errors.StaleConnectionError,
         nats.errors.OutboundBufferLimitError,
         nats.js.errors.ServiceUnavailableError,
+        # A publish no stream answered: on a cluster, a stream whose leader is being elected (a node died).
+        nats.js.errors.NoStreamResponseError,
     )
     # Before the transient check: a full store answers 503 (ServiceUnavailableError) too, and is no passing state.
     if isinstance(exc, nats.js.errors.APIError):
