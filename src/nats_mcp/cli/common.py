@@ -6,13 +6,16 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from nats_mcp.config import ConfigError, LoadedSettings, load_settings, parse_set_options
 from nats_mcp.redact import redact
+
+if TYPE_CHECKING:
+    from nats_mcp.security.policy import Policy
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -83,6 +86,18 @@ def fail(message: str, code: int = EXIT_FAIL) -> NoReturn:
     """Print one redacted error line to stderr and exit."""
     err.print(f"[bold red]nats-mcp: error:[/] {redact(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The authorization policy of the settings (built-in without a file), or exit 2 saying what is wrong."""
+    from nats_mcp.security.policy import Policy, PolicyError
+
+    try:
+        return Policy.load(path)
+    except PolicyError as exc:
+        fail(str(exc), code=EXIT_USAGE)
+    except OSError as exc:
+        fail(f"cannot read the policy file {path}: {exc.strerror}", code=EXIT_USAGE)
 
 
 def print_json(data: Any) -> None:

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from nats_mcp.cli.common import err, fail, loopback_host, state
+from nats_mcp.cli.common import err, fail, load_policy, loopback_host, state
 from nats_mcp.config import Settings
 from nats_mcp.observe.logging import setup_logging
-from nats_mcp.security.policy import Policy, PolicyError
+from nats_mcp.security.policy import Policy
 
 
 async def _run(settings: Settings, policy: Policy) -> None:
@@ -107,11 +107,6 @@ def dashboard(
     if not (sec.jwt_issuers or sec.dev_tokens or sec.introspection.url or sec.api_keys):
         fail("the dashboard needs a way to log in: security.api_keys, security.jwt_issuers or "
              "security.introspection.url", code=2)  # fmt: skip
-    try:
-        policy = Policy.load(sec.policy_file)
-    except PolicyError as exc:
-        fail(str(exc), code=2)
-    except OSError as exc:
-        fail(f"cannot read the policy file {sec.policy_file}: {exc.strerror}", code=2)
+    policy = load_policy(sec.policy_file)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(settings, policy))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, state
+from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, load_policy, state
 from nats_mcp.config import Settings
 
 if TYPE_CHECKING:
@@ -141,15 +141,9 @@ async def human_session(settings: Settings, agent: str, timeout: float) -> Async
     from nats_mcp.security.audit import AuditLog
     from nats_mcp.security.binding import caller_for
     from nats_mcp.security.guard import CallContext, Guard, Refused
-    from nats_mcp.security.policy import Policy, PolicyError
     from nats_mcp.security.principal import Principal
 
-    try:
-        policy = Policy.load(settings.security.policy_file)
-    except PolicyError as exc:
-        fail(str(exc), code=EXIT_USAGE)
-    except OSError as exc:
-        fail(f"cannot read the policy file {settings.security.policy_file}: {exc.strerror}", code=EXIT_USAGE)
+    policy = load_policy(settings.security.policy_file)
     local = settings.security.local
     principal = Principal(subject=local.subject, issuer="local", method="local", roles=frozenset(local.roles),
                           agent=agent)  # fmt: skip

@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from nats_mcp.cli.common import err, fail, loopback_host, out, state
+from nats_mcp.cli.common import err, fail, load_policy, loopback_host, out, state
 from nats_mcp.config import Settings
 from nats_mcp.observe.logging import setup_logging
-from nats_mcp.security.policy import Policy, PolicyError
+from nats_mcp.security.policy import Policy
 
 log = logging.getLogger("nats_mcp.serve")
 
@@ -309,12 +309,7 @@ def serve(
         return
     if settings.transport != "http" and (insecure_dev or quickstart):
         fail("--insecure-dev and --quickstart go with --transport http or grpc", code=2)
-    try:
-        policy = Policy.load(settings.security.policy_file)
-    except PolicyError as exc:
-        fail(str(exc), code=2)
-    except OSError as exc:
-        fail(f"cannot read the policy file {settings.security.policy_file}: {exc.strerror}", code=2)
+    policy = load_policy(settings.security.policy_file)
     if settings.transport == "http":
         sec = settings.security
         if insecure_dev and not loopback_host(settings.http.host):
@@ -339,12 +334,7 @@ def _serve_grpc_checked(settings: Settings, *, insecure: bool, quickstart: bool)
     g, sec = settings.grpc, settings.security
     if quickstart:
         fail("--quickstart goes with --transport http", code=2)
-    try:
-        policy = Policy.load(sec.policy_file)
-    except PolicyError as exc:
-        fail(str(exc), code=2)
-    except OSError as exc:
-        fail(f"cannot read the policy file {sec.policy_file}: {exc.strerror}", code=2)
+    policy = load_policy(sec.policy_file)
     if insecure:
         if not loopback_host(g.host):
             fail(f"--insecure-dev serves without TLS or authentication and binds to loopback only, not {g.host}",
