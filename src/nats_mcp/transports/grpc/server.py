@@ -53,6 +53,7 @@ from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.principal import Principal
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
+from nats_mcp.transports.grpc.single import answer
 
 log = logging.getLogger("nats_mcp.grpc")
 
@@ -537,18 +538,13 @@ class McpGrpcService:
         if not isinstance(message, types.JSONRPCRequest):
             self.audit("denied", principal, principal.peer, "invalid_argument", "not_a_request")
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, "a call carries one JSON-RPC request")
-        async with self._loop(principal) as (to_server, from_server):
-            await to_server.send(SessionMessage(message))
-            async for out in from_server:
-                answer = out.message
-                if isinstance(answer, types.JSONRPCResponse | types.JSONRPCError) and answer.id == message.id:
-                    throttled = rate_limited(answer)
-                    if throttled is not None:  # the guard refused the request itself: a status, not a result
-                        raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, throttled[0],
-                                          trailers=(("retry-after", throttled[1]),))  # fmt: skip
-                    await emit(out)
-                    return
-                await emit(out)
+        _principal.set(principal)  # read by the tool handlers through current_principal(), in this task's context
+        reply = await answer(self.server, self.lifespan_state, message, emit)
+        throttled = rate_limited(reply)
+        if throttled is not None:  # the guard refused the request itself: a status, not a result
+            retry_after = (("retry-after", throttled[1]),)
+            raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, throttled[0], trailers=retry_after)
+        await emit(SessionMessage(reply))
 
     def handler(self) -> grpc.GenericRpcHandler:
         frame_in, frame_out = read_frame, Frame.SerializeToString
