@@ -139,6 +139,9 @@ async def main(quick: bool) -> dict[str, Any]:
         f"the guard alone (no-op call, {direct:.1f} us) is {share * 100:.1f} % of a baseline call ({1e6 / base:.0f} us)"
     )
     print(f"target: the guard adds at most 15 % per call; measured {report['variants']['guard']['added'] * 100:.1f} %")
+    added = report["variants"]["guard"]["added"]
+    report["target"] = {"measure": "time per call with the guard (paired)", "baseline": "no guard",
+                        "ratio": 1 + added, "target": "<= 1.15x", "met": added <= 0.15}  # fmt: skip
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "guard.json").write_text(json.dumps(report, indent=2))

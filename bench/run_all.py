@@ -1,12 +1,14 @@
 """Benchmark boundary of the whole project: every bench script in one run, one table of ratios, one JSON file.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only NAME ...]      (make bench / make bench-quick)
+    .venv/bin/python bench/run_all.py [--quick] [--only NAME ...] [--record]   (make bench / make bench-quick)
 
 Runs each script below one after the other (they share the machine, never the time), each measuring its own
 baseline in its own run, then reads the JSON each one writes to bench/results/ and prints every ratio it holds
 — the paired median where the script pairs rounds, else the ratio of medians — with its target and verdict
 where the script states one. Writes bench/results/summary.json with the date, the machine and every script's
-exit status and duration. A script that fails is reported and the others still run (exit 1 at the end).
+exit status and duration, and the same table as Markdown to bench/results/summary.md. A script that fails is
+reported and the others still run (exit 1 at the end). ``--record`` also copies the summary, every script's JSON and
+the PNGs into bench/results/DATE-full (or -quick), the directory that is committed: the dated record of a run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -49,9 +52,14 @@ def machine() -> dict[str, Any]:
         mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     except (OSError, StopIteration):
         mem = "MemTotal: unknown"
+    try:
+        cpu = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = "model name: unknown"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": cpus,
-            "memory": mem.split(":", 1)[1].strip(), "load_at_start": load}  # fmt: skip
+            "cpu": cpu.split(":", 1)[1].strip(), "memory": mem.split(":", 1)[1].strip(),
+            "load_at_start": load}  # fmt: skip
 
 
 LABEL_KEYS = ("measure", "name", "label", "variant", "tool", "case", "mode", "load")
@@ -106,13 +114,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="every script's quick form (minutes, not tens)")
     parser.add_argument("--only", nargs="*", choices=sorted(SCRIPTS), help="these scripts only")
+    parser.add_argument("--record", action="store_true", help="also copy the results to bench/results/DATE-FORM/")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
                                "machine": machine(), "benches": {}}  # fmt: skip
     for name in args.only or list(SCRIPTS):
         summary["benches"][name] = run(name, args.quick)
+    summary["load_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / "summary.md").write_text(markdown(summary))
     print(f"\n{'bench':<14} {'what':<78} {'ratio':>7} {'target':>16}")
     failed = []
     for name, bench in summary["benches"].items():
@@ -120,11 +131,47 @@ def main() -> None:
             failed.append(name)
             print(f"{name:<14} FAILED (exit {bench['exit']}; see bench/results/{name}.log)")
         for r in bench["ratios"]:
-            what = f"{r['where']} vs {r['baseline']}" if r["baseline"] else r["where"]
-            print(f"{name:<14} {what[:78]:<78} {r['ratio']:6.2f}x {verdict(r):>16}")
-    print(f"\nwrote {RESULTS / 'summary.json'} ({'quick' if args.quick else 'full'} run)")
+            print(f"{name:<14} {what_of(r)[:78]:<78} {r['ratio']:6.2f}x {verdict(r):>16}")
+    print(f"\nwrote {RESULTS / 'summary.json'} and summary.md ({'quick' if args.quick else 'full'} run)")
+    if args.record:
+        print(f"recorded in {record(summary)}")
     if failed:
         sys.exit(1)
+
+
+def what_of(r: dict[str, Any]) -> str:
+    return f"{r['where']} vs {r['baseline']}" if r["baseline"] else str(r["where"])
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The table of one run as Markdown, headed by its date, form and machine."""
+    m = summary["machine"]
+    lines = [f"# Benchmarks, {summary['date']} ({'quick' if summary['quick'] else 'full'} run)", "",
+             f"Machine: {m['cpus']} CPUs ({m.get('cpu', '?')}), {m['memory']} memory, {m['platform']}, "
+             f"Python {m['python']}; load average at start {m['load_at_start']}, at end {summary.get('load_at_end')}.",
+             "", "Every ratio is against a baseline measured in the same run (medians; paired where the script "
+             "pairs rounds). Scripts and their JSON are in `bench/`; `make bench` repeats this run.", "",
+             "| bench | what | ratio | target |", "|---|---|---:|---|"]  # fmt: skip
+    for name, bench in summary["benches"].items():
+        if bench["exit"] != 0:
+            lines.append(f"| {name} | FAILED (exit {bench['exit']}) | | |")
+        for r in bench["ratios"]:
+            lines.append(f"| {name} | {what_of(r).replace('|', '/')} | {r['ratio']:.2f}x | {verdict(r)} |")
+    lines += ["", "| bench | seconds | exit |", "|---|---:|---:|"]
+    lines += [f"| {name} | {b['seconds']} | {b['exit']} |" for name, b in summary["benches"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def record(summary: dict[str, Any]) -> Path:
+    """Copy this run's summary, JSON and PNGs into bench/results/DATE-FORM/ (the committed record)."""
+    target = RESULTS / f"{summary['date'][:10]}-{'quick' if summary['quick'] else 'full'}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("summary.json", "summary.md", *(out for _, out in SCRIPTS.values())):
+        if (RESULTS / name).exists():
+            shutil.copy2(RESULTS / name, target / name)
+    for png in RESULTS.glob("*.png"):
+        shutil.copy2(png, target / png.name)
+    return target
 
 
 if __name__ == "__main__":
