@@ -1,15 +1,19 @@
 """A soak: agents of mixed load through one HTTP gateway for a while — every call answers ok, the server's memory
 does not grow past 10 %, and latency percentiles stay where they were. CI runs the short form; the long form is
-``NATS_MCP_SOAK_AGENTS=50 NATS_MCP_SOAK_SECONDS=600 pytest tests/soak -s`` (figures printed)."""
+``NATS_MCP_SOAK_AGENTS=50 NATS_MCP_SOAK_SECONDS=600 pytest tests/soak -s`` (figures printed, and recorded with the
+server's memory and the latency percentiles of every tenth of the run in tests/artifacts/soak-AGENTSxSECONDS.json)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import platform
 import random
 import statistics
 import time
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mcp import Client
@@ -65,6 +69,26 @@ async def agent_loop(client: Client, me: int, guids: list[str], ends: float, sam
     return calls
 
 
+async def sample_rss(pid: int, start: float, ends: float, into: list[tuple[float, int]]) -> None:
+    """The server's RSS every tenth of the run (a measurement running beside the load, not a synchronisation)."""
+    step = (ends - start) / 10
+    while (now := time.monotonic()) < ends:
+        into.append((round(now - start, 1), rss_kib(pid)))
+        await asyncio.sleep(min(step, ends - now))
+
+
+def windows(samples: list[tuple[float, float]], start: float) -> list[dict[str, float]]:
+    """Calls, p50 and p95 (ms) of every tenth of the run."""
+    step = SECONDS / 10
+    out = []
+    for i in range(10):
+        got = [d for t, d in samples if start + i * step <= t < start + (i + 1) * step]
+        if len(got) >= 2:
+            out.append({"from_s": round(i * step, 1), "calls": len(got), "p50_ms": round(percentile(got, 50) * 1e3, 2),
+                        "p95_ms": round(percentile(got, 95) * 1e3, 2)})  # fmt: skip
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) >= 2 else values[0]
 
@@ -85,9 +109,12 @@ async def test_soak_mixed_load_holds_memory_and_latency(tmp_path: Path, nats_ser
             start = time.monotonic()
             ends = start + SECONDS
             runs = [asyncio.create_task(agent_loop(c, i, guids, ends, samples)) for i, c in enumerate(clients)]
+            rss_series: list[tuple[float, int]] = []
+            sampler = asyncio.create_task(sample_rss(server.proc.pid, start, ends, rss_series))
             await asyncio.sleep(WARMUP_S)  # measuring, not synchronising: the load runs on its own meanwhile
             rss_after_warmup = rss_kib(server.proc.pid)
             calls = sum(await asyncio.gather(*runs))
+            await sampler
             rss_end = rss_kib(server.proc.pid)
     finally:
         assert await server.stop() == 0, server.stderr()[-2000:]
@@ -104,6 +131,17 @@ async def test_soak_mixed_load_holds_memory_and_latency(tmp_path: Path, nats_ser
         f"server RSS {rss_after_warmup / 1024:.1f} -> {rss_end / 1024:.1f} MiB ({growth:+.1%}); "
         f"p50 {p50[0] * 1000:.1f} -> {p50[1] * 1000:.1f} ms, p95 {p95[0] * 1000:.1f} -> {p95[1] * 1000:.1f} ms"
     )
+    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "agents": AGENTS, "seconds": SECONDS,
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "calls": calls,
+              "calls_per_s": round(calls / SECONDS, 1), "errors": 0, "warmup_s": WARMUP_S,
+              "rss_mib": {"after_warmup": round(rss_after_warmup / 1024, 1), "end": round(rss_end / 1024, 1),
+                          "growth": round(growth, 4)},
+              "halves_ms": {"p50": [round(v * 1e3, 2) for v in p50], "p95": [round(v * 1e3, 2) for v in p95]},
+              "rss_series_mib": [(t, round(k / 1024, 1)) for t, k in rss_series],
+              "windows": windows(samples, start)}  # fmt: skip
+    artifacts = Path(__file__).resolve().parents[1] / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / f"soak-{AGENTS}x{SECONDS:.0f}.json").write_text(json.dumps(record, indent=2) + "\n")
     assert growth < 0.10, f"server memory grew {growth:.1%}"
     # stable: the second half's percentiles within 2x the first's (noise on a shared 2-core machine included)
     assert p50[1] < 2 * p50[0] + 0.005 and p95[1] < 2 * p95[0] + 0.010, (p50, p95)
