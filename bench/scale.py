@@ -124,7 +124,7 @@ QUICK = Plan(history=(1_000, 10_000), agents=(10, 1_000), depths=(1, 1_000), mcp
              concurrency=(1, 10, 50), samples=40, warmup=10, rounds=1, window_s=1.5, memory_sessions=50)  # fmt: skip
 FULL = Plan(history=(1_000, 3_000, 10_000, 30_000, 100_000), agents=(10, 100, 1_000, 5_000),
             depths=(1, 100, 1_000, 10_000, 50_000), mcp_depths=(1, 100, 1_000, 10_000, 50_000),
-            concurrency=(1, 10, 50, 100, 200), samples=200, warmup=30, rounds=3, window_s=4.0,
+            concurrency=(1, 10, 50, 100, 200), samples=200, warmup=30, rounds=5, window_s=4.0,
             memory_sessions=100)  # fmt: skip
 
 
