@@ -130,8 +130,9 @@ def draw(report: dict[str, Any], out: Path) -> None:
     memory_panel(axes[1][2], report["memory"])
     m = report["machine"]
     form = "quick form" if report["quick"] else "full form"
-    fig.suptitle(f"nats-mcp-server scale curves ({form}) — {report['date']} — {m['cpus']} CPUs, {_gib(m['memory'])}"
-                 f" memory, Python {m['python']}", fontsize=13)  # fmt: skip
+    cpu = f" ({m['cpu']})" if m.get("cpu") else ""  # run_all.machine() names the CPU model on newer mains
+    fig.suptitle(f"nats-mcp-server scale curves ({form}) — {report['date']} — {m['cpus']} CPUs{cpu}, "
+                 f"{_gib(m['memory'])} memory, Python {m['python']}", fontsize=13)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
