@@ -6,6 +6,6 @@ test:   ## install and run lint, type checks and the whole test suite
 lint:
 	.venv/bin/ruff check src tests && .venv/bin/ruff format --check src tests && .venv/bin/mypy
 bench:  ## every benchmark, full form (tens of minutes): one table of ratios, bench/results/summary.json
-	scripts/bootstrap test && .venv/bin/python bench/run_all.py
+	scripts/bootstrap bench && .venv/bin/python bench/run_all.py
 bench-quick:  ## every benchmark, quick form (a few minutes)
-	scripts/bootstrap test && .venv/bin/python bench/run_all.py --quick
+	scripts/bootstrap bench && .venv/bin/python bench/run_all.py --quick
