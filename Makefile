@@ -5,7 +5,7 @@ test:   ## install and run lint, type checks and the whole test suite
 	scripts/test
 lint:
 	.venv/bin/ruff check src tests && .venv/bin/ruff format --check src tests && .venv/bin/mypy
-bench:  ## every benchmark, full form (tens of minutes): one table of ratios, bench/results/summary.json
-	scripts/bootstrap bench && .venv/bin/python bench/run_all.py
+bench:  ## every benchmark, full form (tens of minutes): one table of ratios, recorded in bench/results/DATE-full/
+	scripts/bootstrap bench && .venv/bin/python bench/run_all.py --record
 bench-quick:  ## every benchmark, quick form (a few minutes)
 	scripts/bootstrap bench && .venv/bin/python bench/run_all.py --quick
