@@ -106,7 +106,7 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
             verifier = web.GatewayVerifier(guard, authenticator, url)
             source = verifier
         current = source.current
-        security = Security(guard, lambda _ctx: current(), "http", coordinator.layout.namespace)
+        security = Security(guard, current, "http", coordinator.layout.namespace)
         caller = web.gateway_caller(source, guard, settings, coordinator.touch)
         if authenticator is not None and settings.dashboard.enabled:  # admins only; never without authentication
             from nats_mcp.dashboard.app import DashboardApp
@@ -174,7 +174,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
     coordinator = Coordinator(conn, settings, local_agent=False)
     conn.add_listener(coordinator.on_nats_event)
     conn.add_listener(obs.on_nats_event)
-    security = Security(guard, lambda _ctx: rpc.current_principal(), "grpc", coordinator.layout.namespace)
+    security = Security(guard, rpc.current_principal, "grpc", coordinator.layout.namespace)
     caller = rpc.grpc_caller(guard, settings, coordinator.touch)
     admission = rpc.Admission(guard, settings)
     service = rpc.McpGrpcService(build_server(coordinator, caller, settings.tool_prefix, security), admission)

@@ -44,8 +44,9 @@ INSTRUCTIONS = (
 )
 
 CallerProvider = Callable[[], Awaitable[Caller]]
-PrincipalProvider = Callable[[ServerRequestContext[Any]], Principal]
-"""Who is calling, from the request (a transport's authentication), or the local principal (stdio)."""
+PrincipalProvider = Callable[[], Principal]
+"""Who is calling: the request's principal (set in the request's context by the transport's authentication), or
+the local principal (stdio)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Security:
 def local_security(guard: Guard, settings: SecuritySettings, namespace: str) -> Security:
     """Stdio: every call is the local principal's (the user who started the process)."""
     me = local_principal(settings)
-    return Security(guard, lambda _ctx: me, "stdio", namespace)
+    return Security(guard, lambda: me, "stdio", namespace)
 
 
 def local_principal(settings: SecuritySettings) -> Principal:
@@ -137,6 +138,20 @@ class ToolTable:
             self.by_name.update({spec.suffix: spec for spec in OPS_TOOLS})
         self.tools = [self._describe(name, spec) for name, spec in self.by_name.items()]
         self.suffix_of = {tool.name: self.by_name[tool.name].suffix for tool in self.tools}
+        self._tool_of = {tool.name: tool for tool in self.tools}
+
+    def input_schema(self, security: Security | None, name: str) -> dict[str, Any] | None:
+        """The input schema of ``name`` if the caller may see it (None otherwise), without listing every tool.
+
+        The SDK checks the ``Mcp-Param-*`` headers of each 2026-07-28 HTTP ``tools/call`` against it; without
+        this lookup it ran the whole ``tools/list`` handler (and serialised the catalogue) on every such call.
+        """
+        tool = self._tool_of.get(name)
+        if tool is None or (
+            security is not None and not security.guard.visible(security.principal(), self.suffix_of[name])
+        ):
+            return None
+        return tool.input_schema
 
     def visible(self, security: Security | None, principal: Principal | None) -> list[types.Tool]:
         """The tools a principal may call (all of them without a guard)."""
@@ -206,7 +221,7 @@ def build_server(
     async def list_tools(
         ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        principal = security.principal(ctx) if security is not None else None
+        principal = security.principal() if security is not None else None
         return types.ListToolsResult(tools=table.visible(security, principal))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -215,7 +230,7 @@ def build_server(
         name, arguments = params.name, params.arguments
         if security is None or name not in table.by_name:
             return await table.call(coordinator, caller, name, arguments)
-        call = CallContext(security.principal(ctx), security.transport, security.namespace)
+        call = CallContext(security.principal(), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
 
         async def guarded() -> types.CallToolResult:
@@ -237,7 +252,7 @@ def build_server(
     ) -> T:
         if security is None:
             return await run()
-        call = CallContext(security.principal(ctx), security.transport, security.namespace)
+        call = CallContext(security.principal(), security.transport, security.namespace)
         try:
             return await security.guard.call(call, tool, args, run, lambda _result: "ok")
         except Refused as refused:
@@ -271,6 +286,7 @@ def build_server(
             lifespan=resources.lifespan if resources is not None else default_lifespan,
             on_list_tools=list_tools,
             on_call_tool=call_tool,
+            get_tool_input_schema=lambda name: table.input_schema(security, name),
             on_list_resources=resources.list_resources if resources is not None else None,
             on_list_resource_templates=resources.list_templates if resources is not None else None,
             on_read_resource=resources.read_resource if resources is not None else None,
