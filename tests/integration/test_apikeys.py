@@ -4,6 +4,7 @@ next call, on every server process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -61,6 +62,25 @@ async def test_a_valid_key_costs_one_scrypt_then_none(nats_conn: NatsConnection)
     for _ in range(5):
         await keys.verify(key)
     assert keys.derivations == 1
+
+
+async def test_concurrent_checks_of_one_key_share_one_scrypt_when_its_cache_entry_lapses(
+    nats_conn: NatsConnection,
+) -> None:
+    now = [1_000_000.0]
+    keys = ApiKeys(nats_conn, cache_ttl_s=60.0, clock=lambda: now[0])
+    key, record = await keys.create("svc", ["agent"])
+    await keys.verify(key)
+    assert keys.derivations == 1
+    now[0] += 61  # the verification cache entry lapses while 50 agents of the key are calling
+    wrong = key[:-5] + ("AAAAA" if not key.endswith("AAAAA") else "BBBBB")
+    results = await asyncio.gather(*(keys.verify(key) for _ in range(50)), refused(keys, wrong), refused(keys, wrong))
+    assert all(p.key_id == record.id for p in results[:50])
+    assert results[50].reason == results[51].reason == "bad_signature"
+    # One derivation for the 50 right ones, one shared by the two identical wrong ones: never 52.
+    assert keys.derivations == 1 + 2
+    await keys.verify(key)
+    assert keys.derivations == 3  # cached again
 
 
 async def test_wrong_secret_and_unknown_id_are_refused_alike(nats_conn: NatsConnection) -> None:

@@ -203,6 +203,9 @@ class ApiKeys:
         self.clock = clock
         self._verified: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
         self._scrypt = asyncio.Semaphore(MAX_CONCURRENT_SCRYPT)
+        self._deriving: dict[tuple[bytes, bytes, int, int, int], asyncio.Task[bytes]] = {}
+        """Derivations under way, by (digest of the presented key, salt, n, r, p): requests presenting the same key
+        at the same moment (many agents of one key when its cache entry lapses) share one scrypt."""
         self.derivations = 0
         """scrypt runs done while checking keys (for tests and metrics)."""
 
@@ -358,15 +361,32 @@ class ApiKeys:
             del self._verified[digest]
         salt, want = (record.salt, record.hash) if record is not None else (_DUMMY_SALT, _DUMMY_HASH)
         n, r, p = (record.n, record.r, record.p) if record is not None else (SCRYPT_N, SCRYPT_R, SCRYPT_P)
-        async with self._scrypt:
-            self.derivations += 1
-            got = await asyncio.to_thread(derive, secret, salt, n, r, p)
+        got = await self._derive_once(digest, secret, salt, n, r, p)
         if not hmac.compare_digest(got, want) or record is None:
             return False
         while len(self._verified) >= self.cache_max:
             self._verified.popitem(last=False)
         self._verified[digest] = (record.hash, now + self.cache_ttl_s)
         return True
+
+    async def _derive_once(self, digest: bytes, secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+        """scrypt of ``secret``, shared with every concurrent check of the same key (one derivation, not one each).
+
+        The derivation runs as its own task, so a requester that gives up (cancelled) does not cancel it for
+        the others; a wrong secret has another digest and never shares a derivation with the right one.
+        """
+        key = (digest, salt, n, r, p)
+        task = self._deriving.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._derive(secret, salt, n, r, p))
+            self._deriving[key] = task
+            task.add_done_callback(lambda done: self._deriving.pop(key) if self._deriving.get(key) is done else None)
+        return await asyncio.shield(task)
+
+    async def _derive(self, secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+        async with self._scrypt:
+            self.derivations += 1
+            return await asyncio.to_thread(derive, secret, salt, n, r, p)
 
 
 __all__ = ["APIKEYS_BUCKET", "ApiKeyError", "ApiKeyRecord", "ApiKeys", "check_new_key", "derive", "parse_key"]
