@@ -1,6 +1,6 @@
-"""Work and DLQ steps cut off by a dying process, against a real nats-server: each half-done state is made with the
-code's own first steps, then abandoned; what the next call (or the recovery) does with it must lose nothing and
-hand nothing out twice. Found while building tests/chaos/test_server_kill.py."""
+"""Boundary of work and DLQ steps a dying process cut off, against a real nats-server: each half-done state is made
+with the code's own first steps, then abandoned; what the next call (or the recovery) does with it must lose nothing
+and hand nothing out twice. Found while building tests/chaos/test_server_kill.py."""
 
 from __future__ import annotations
 
