@@ -38,7 +38,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.models import DlqItem
@@ -163,7 +163,7 @@ async def read_store(js: JetStreamContext, layout: Layout) -> Store:
     for key in keys:
         kind, _, item_id = key.partition(".")
         if kind == "item":
-            with contextlib.suppress(Exception):  # deleted since listed
+            with contextlib.suppress(KeyNotFoundError):  # deleted since listed
                 records[item_id] = ItemRecord.decode((await kv.get(key)).value)
         elif kind == "requeue":
             intents.append(item_id)
