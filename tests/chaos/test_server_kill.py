@@ -5,9 +5,10 @@ Agents (the real SDK client over streamable HTTP, one API key, an agent name eac
 a real nats-server: a producer keeps a backlog of items queued, workers claim them and complete them (or fail them,
 unrecoverably to the DLQ or for a retry), an operator lists the DLQ and retries entries (some with
 ``resetAttempts``). Meanwhile the test SIGKILLs the serving process ``NATS_MCP_CHAOS_KILLS`` times (6 in CI), each
-time aimed at a kind of call — a DLQ retry, a claim, a completion, in turn — either on the state write the server makes
-in the middle of one (the requeue intent, the ``claimed`` record, the ``done`` record) or at a random moment while one
-is under way, and records how many calls of each kind were in flight. A standby serve process
+time aimed at a kind of call — a DLQ retry, a claim, a completion, an unrecoverable fail, in turn — either on the
+state write the server makes in the middle of one (the requeue intent, the ``claimed``, ``done`` or ``dead`` record)
+or at a random moment while one is under way, and records how many calls of each kind were in flight (each of retry,
+claim and completion must have been in flight at one kill at least). A standby serve process
 takes over; every agent whose call was cut off reconnects and sends it again, as a real agent would (a claim is
 simply made again; a completion again with a new result nonce; a retry again, and its answer — requeued or
 ``not_found`` — is recorded). Leases are 2 s, so claims a kill cut off come back by themselves.
@@ -61,7 +62,11 @@ P_RETRYING = 0.1
 MAX_REQUEUES = 2
 """DLQ retries the operator makes per item; an item dead-lettered after that stays in the DLQ."""
 RETRIES_AT_ONCE = 4
-TARGETS = ("dlq_retry", "claim", "complete")
+TARGETS = ("dlq_retry", "claim", "complete", "fail")
+"""What the kills aim at, in turn: the three under test, and an unrecoverable fail (its dead-lettering is what a
+DLQ retry undoes: cut half way it left the item's queue message stored)."""
+WRITTEN = {"claim": "claimed", "complete": "done", "fail": "dead"}
+"""The state a record is written with in the middle of a call of each kind."""
 JITTER_S = 0.05
 """A kill lands up to this long after a call of its target kind went out (if one is still under way then)."""
 TARGET_WAIT_S = 60.0
@@ -132,23 +137,21 @@ class Store:
     dlq: dict[str, list[DlqItem]]
     queued: int
 
+    def settled(self, item_id: str) -> bool:
+        record = self.records.get(item_id)
+        return record is not None and (record.state == "done" or (record.state == "dead" and item_id in self.dlq))
+
     def final(self, items: set[str]) -> bool:
         """Nothing under way: every item done or dead-lettered, the queue empty, no retry half done."""
-        if self.queued or self.intents:
-            return False
-        for item_id in items:
-            record = self.records.get(item_id)
-            if record is None or record.state not in ("done", "dead"):
-                return False
-            if record.state == "dead" and item_id not in self.dlq:
-                return False
-        return True
+        return not self.queued and not self.intents and all(self.settled(i) for i in items)
 
     def describe(self, items: set[str]) -> str:
         states = Counter(r.state if r else None for i, r in self.records.items() if i in items)
         missing = len(items - set(self.records))
+        unsettled = [f"{i}: {r.state if (r := self.records.get(i)) else 'no record'}, {len(self.dlq.get(i, []))} "
+                     "DLQ entries" for i in sorted(items) if not self.settled(i)]  # fmt: skip
         return (f"records {dict(states)} (+{missing} without one), {len(self.dlq)} in the DLQ, {self.queued} queued, "
-                f"{len(self.intents)} requeue intents")  # fmt: skip
+                f"{len(self.intents)} requeue intents; unsettled: {unsettled[:3]}")  # fmt: skip
 
 
 async def read_store(js: JetStreamContext, layout: Layout) -> Store:
@@ -295,8 +298,8 @@ async def retry(agent: Agent, item_id: str, ledger: Ledger, rng: random.Random) 
 
 class Tripwire:
     """Fires on the state write a serve process makes in the middle of a call: a DLQ retry's requeue intent, a
-    claim's ``claimed`` record, a completion's ``done`` record (read from the KV stream as it is stored, with an
-    ordered consumer, so a kill fired from here lands among the steps that follow the write)."""
+    claim's ``claimed`` record, a completion's ``done`` record, a fail's ``dead`` record (read from the KV stream as
+    it is stored, with an ordered consumer, so a kill fired from here lands among the steps that follow the write)."""
 
     def __init__(self, layout: Layout, flight: Flight) -> None:
         self.prefix = f"$KV.{layout.work_state_bucket}."
@@ -324,7 +327,7 @@ class Tripwire:
             hit = key.startswith("requeue.")
         else:
             record = ItemRecord.decode(msg.data) if key.startswith("item.") else None
-            hit = record is not None and record.state == {"claim": "claimed", "complete": "done"}[target]
+            hit = record is not None and record.state == WRITTEN[target]
         if hit and self.flight.counts[target] > 0 and not fired.done():
             self._armed = None
             fired.set_result(None)  # the killer runs next, before this process reads anything else
@@ -441,7 +444,7 @@ async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_compl
     for kill in kills:
         hit.update(kill.in_flight)
     assert len(kills) == KILLS
-    assert all(hit[target] >= 1 for target in TARGETS), hit
+    assert all(hit[target] >= 1 for target in ("dlq_retry", "claim", "complete")), hit
     done = sum(1 for i in items if (r := store.records[i]) is not None and r.state == "done")
     cuts = sum((a.cuts for a in agents), Counter[str]())
     print(f"server-kill: {len(kills)} kills in {run_s:.1f} s, then drained in {drain_s:.1f} s "
