@@ -6,10 +6,13 @@ is dead-lettered at most once, and it is found by id without a scan. Entries exp
 ``work.dlq_ttl_ms``.
 
 A retry never leaves an item in both places and never loses it, even if the process dies half way:
-the item is first written to a ``requeue.<id>`` intent in the work-state bucket, then the DLQ entry
-is claimed by deleting it (only one caller can), then the item is published to the queue with a
-deterministic ``Nats-Msg-Id``, then the intent is removed. Any server process finishes intents left
-behind by a dead one (:meth:`DlqService.recover`).
+the item is first written to a ``requeue.<id>`` intent in the work-state bucket, then the queue
+message it was dead-lettered with is removed (a process that died after writing the DLQ entry may
+have left it stored), then the DLQ entry is claimed by deleting it (only one caller can), then the
+item is published to the queue with a deterministic ``Nats-Msg-Id``, then the intent is removed.
+Every step can be done again: a retry of the item sent again (the agent's call was cut off) finishes
+an intent it finds at once, and any server process finishes intents left behind by a dead one
+(:meth:`DlqService.recover`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nats.js.errors
 from nats.js.api import RetentionPolicy, StorageType
 from nats.js.errors import APIError, NotFoundError
+from nats.js.kv import KeyValue
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch
@@ -35,7 +40,7 @@ from nats_mcp.coord.checks import dumps, parse_instant
 from nats_mcp.coord.errors import Conflict, InvalidArgument, InvalidName, NotFound
 from nats_mcp.coord.models import DlqItem, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
-from nats_mcp.coord.work_store import ItemRecords
+from nats_mcp.coord.work_store import ItemRecords, delete_at
 from nats_mcp.names import InvalidNameError, validate_type_name, validate_uuid
 
 log = logging.getLogger("nats_mcp.coord.dlq")
@@ -198,40 +203,99 @@ class DlqService:
     # -- retry, discard --------------------------------------------------------------------------
 
     async def retry(self, item_id: str, reset_attempts: bool, publish: Publish) -> WorkItem:
-        """Move an entry back to its queue: exactly once, never in both places, never lost."""
+        """Move an entry back to its queue: exactly once, never in both places, never lost. A retry of the item that
+        a dying process left half done (the agent sends its call again) is finished instead."""
         check_item_id(item_id)
-        found = await self.find(item_id)
-        if found is None:
-            raise NotFound(f"no dead-lettered item {item_id} (see warp_dlq_list)")
-        stored, entry = found
-        item = entry.workItem.model_copy(update={"attempts": 0 if reset_attempts else entry.attempts})
-        if item.deadline is not None and _past(item.deadline):
-            item = item.model_copy(update={"deadline": None})  # a retry of a missed deadline gets no deadline
-        intent = {"dlqSeq": stored.seq, "reset": reset_attempts, "at": time.time(), "item": item.model_dump()}
         kv = await self._state.kv()
         key = Layout.requeue_key(item_id)
-        try:
-            await kv.create(key, dumps(intent))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise Conflict(f"a retry of item {item_id} is already in progress") from None
-        try:
-            if not await self._delete(stored.seq):
-                await kv.delete(key)
-                raise NotFound(f"dead-lettered item {item_id} was discarded or expired meanwhile")
-            await self._finish(item_id, stored.seq, reset_attempts, item, publish)
-        except NotFound:
-            raise
-        except Exception:
-            log.warning("retry of %s interrupted; the requeue intent finishes it later", item_id, exc_info=True)
-            raise
-        return item
+        for _ in range(3):
+            left = await self._intent(kv, key)
+            if left is not None:
+                finished = await self._take_over(kv, key, *left, publish)
+                if finished is not None:
+                    return finished
+                continue  # it moved on meanwhile: look again
+            found = await self.find(item_id)
+            if found is None:
+                raise NotFound(f"no dead-lettered item {item_id} (see warp_dlq_list)")
+            stored, entry = found
+            item = entry.workItem.model_copy(update={"attempts": 0 if reset_attempts else entry.attempts})
+            if item.deadline is not None and _past(item.deadline):
+                item = item.model_copy(update={"deadline": None})  # a retry of a missed deadline gets no deadline
+            intent = {"dlqSeq": stored.seq, "workSeq": await self._dead_seq(item_id), "reset": reset_attempts,
+                      "at": time.time(), "item": item.model_dump()}  # fmt: skip
+            try:
+                revision = await kv.create(key, dumps(intent))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue  # another retry of the item began meanwhile: finish that one
+            try:
+                await self._drop_stale(intent)
+                if not await self._delete(stored.seq):
+                    if await delete_at(kv, key, revision):
+                        raise NotFound(f"dead-lettered item {item_id} was discarded or expired meanwhile")
+                    return item  # a repeated retry took this one over (and took the entry): it finishes it
+                await self._requeue(kv, key, intent, publish)
+            except NotFound:
+                raise
+            except Exception:
+                log.warning("retry of %s interrupted; the requeue intent finishes it later", item_id, exc_info=True)
+                raise
+            return item
+        raise Conflict(f"item {item_id} keeps changing; try again")
 
-    async def _finish(self, item_id: str, dlq_seq: int, reset: bool, item: WorkItem, publish: Publish) -> None:
-        await publish(item, f"requeue-{item_id}-{dlq_seq}")
-        if reset:
-            await self._records.delete(item_id)
-        kv = await self._state.kv()
-        await kv.delete(Layout.requeue_key(item_id))
+    async def _intent(self, kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
+        """A requeue intent left under ``key`` and its revision (None: there is none; an unreadable one is dropped)."""
+        try:
+            found = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:  # also a deleted one
+            return None
+        try:
+            intent = json.loads(found.value or b"")
+            WorkItem.model_validate(intent["item"])
+            int(intent["dlqSeq"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping unreadable requeue intent %s", key)
+            await kv.delete(key)
+            return None
+        return intent, int(found.revision or 0)
+
+    async def _take_over(
+        self, kv: KeyValue, key: str, intent: dict[str, Any], revision: int, publish: Publish
+    ) -> WorkItem | None:
+        """Finish a retry another call began. Its intent is rewritten first (at the revision read), so a process
+        still on that retry that then finds the entry gone leaves the intent to this call rather than dropping it.
+        None when the intent moved meanwhile."""
+        try:
+            await kv.update(key, dumps(intent), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        await self._drop_stale(intent)
+        await self._delete(int(intent["dlqSeq"]))  # gone already when the other call got that far
+        await self._requeue(kv, key, intent, publish)
+        return WorkItem.model_validate(intent["item"])
+
+    async def _dead_seq(self, item_id: str) -> int | None:
+        """Work-stream sequence of the message the item was dead-lettered with (per its state record)."""
+        record, _ = await self._records.read(item_id)
+        return record.seq if record is not None and record.state == "dead" else None
+
+    async def _drop_stale(self, intent: dict[str, Any]) -> None:
+        """The dead item's queue message goes first: a process that died after writing the DLQ entry but before
+        removing it leaves it stored, and its next delivery would hand the item out beside the requeued copy."""
+        if intent.get("workSeq"):
+            await delete_msg(self._conn.client, self._layout.work_stream, int(intent["workSeq"]), prefix=self._api,
+                             timeout=API_TIMEOUT_S)  # fmt: skip
+
+    async def _requeue(self, kv: KeyValue, key: str, intent: dict[str, Any], publish: Publish) -> None:
+        """The last steps, each re-doable: forget the dead record (reset), publish (deduplicated), drop the intent."""
+        item = WorkItem.model_validate(intent["item"])
+        if intent.get("reset"):  # before the publish: no claim of the requeued copy can have written a record yet
+            record, revision = await self._records.read(item.id)
+            seq = intent.get("workSeq")
+            if record is not None and record.state == "dead" and (seq is None or record.seq == seq):
+                await self._records.delete(item.id, revision)
+        await publish(item, f"requeue-{item.id}-{int(intent['dlqSeq'])}")
+        await kv.delete(key)
 
     async def discard(self, item_id: str) -> None:
         check_item_id(item_id)
@@ -244,6 +308,7 @@ class DlqService:
             raise Conflict(f"item {item_id} is being retried; it is no longer in the DLQ")
         except nats.js.errors.KeyNotFoundError:
             pass
+        await self._drop_stale({"workSeq": await self._dead_seq(item_id)})
         if not await self._delete(found[0].seq):
             raise NotFound(f"dead-lettered item {item_id} was retried, discarded or expired meanwhile")
         try:
@@ -266,23 +331,13 @@ class DlqService:
         keys = [subject.removeprefix(prefix) for subject in (info.state.subjects or {})]
         finished = 0
         for key in keys:
-            try:
-                entry = await kv.get(key)
-                intent = json.loads(entry.value or b"")
-                if time.time() - float(intent["at"]) < older_than_s:
-                    continue
-                item = WorkItem.model_validate(intent["item"])
-                seq = int(intent["dlqSeq"])
-            except nats.js.errors.KeyNotFoundError:
+            left = await self._intent(kv, key)
+            if left is None or time.time() - float(left[0].get("at", 0)) < older_than_s:
                 continue
-            except (ValueError, KeyError, TypeError):
-                log.warning("dropping unreadable requeue intent %s", key)
-                await kv.delete(key)
-                continue
-            await self._delete(seq)  # gone already when the dead process got that far
-            await self._finish(item.id, seq, bool(intent.get("reset")), item, publish)
-            log.info("finished the interrupted retry of work item %s", item.id)
-            finished += 1
+            item = await self._take_over(kv, key, *left, publish)
+            if item is not None:
+                log.info("finished the interrupted retry of work item %s", item.id)
+                finished += 1
         return finished
 
 

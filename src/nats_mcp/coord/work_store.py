@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import nats.js.errors
+from nats.js.kv import KeyValue
 
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
@@ -22,6 +23,9 @@ from nats_mcp.bus.layout import Layout
 log = logging.getLogger("nats_mcp.coord.work")
 
 ItemState = Literal["claimed", "released", "done", "dead"]
+WRONG_LAST_SEQUENCE = (10071, 10164)
+"""JetStream's answers to a conditional write whose key moved on (nats-py turns them into KeyWrongLastSequenceError
+for create and update, not for delete)."""
 MAX_ERRORS_KEPT = 20
 """The error history of an item keeps its first and latest entries up to this many."""
 
@@ -98,6 +102,18 @@ class ItemRecords:
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
 
-    async def delete(self, item_id: str) -> None:
+    async def delete(self, item_id: str, revision: int | None = None) -> bool:
+        """Delete the record (only if still at ``revision``, when given); False if it moved meanwhile."""
         kv = await self.bucket.kv()
-        await kv.delete(Layout.item_key(item_id))
+        return await delete_at(kv, Layout.item_key(item_id), revision)
+
+
+async def delete_at(kv: KeyValue, key: str, revision: int | None) -> bool:
+    """Delete ``key`` if it is still at ``revision`` (any revision: None); False if it moved meanwhile."""
+    try:
+        await kv.delete(key, last=revision)
+    except nats.js.errors.APIError as exc:
+        if exc.err_code in WRONG_LAST_SEQUENCE:
+            return False
+        raise
+    return True
