@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc_tools
 import http_tools
@@ -30,7 +30,7 @@ import httpx2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from scale_procs import cpu_s, rss_mib
+from scale_procs import Memory, cpu_s, rss_mib
 from stdio_tools import register_agents
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import wait_for
@@ -39,7 +39,34 @@ from nats_mcp.transports.grpc.client import grpc_transport, open_channel
 from nats_mcp.transports.http import AGENT_HEADER
 
 if TYPE_CHECKING:
-    from scale import Run
+    from nats_mcp.config import Settings
+
+
+class GatewayPlan(Protocol):
+    """What the gateway curves read of scale.Plan."""
+
+    @property
+    def concurrency(self) -> tuple[int, ...]: ...
+    @property
+    def memory_sessions(self) -> int: ...
+    @property
+    def rounds(self) -> int: ...
+    @property
+    def window_s(self) -> float: ...
+
+
+class Run(Protocol):
+    """What the gateway curves use of scale.Run (declared here, so this module does not import its caller)."""
+
+    plan: GatewayPlan
+    base: Path
+    url: str
+    logs: dict[str, Path]
+    memory: Memory
+    pids: dict[str, int]
+
+    def settings(self, namespace: str) -> Settings: ...
+
 
 CHANNEL = "parallel-work"
 SEND = "warp_channels_send"
