@@ -67,7 +67,7 @@ from mcp import Client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
-from stdio_tools import IDLE, STARTUP, heaviest, row, time_buckets, top_cumulative  # noqa: E402
+from stdio_tools import IDLE, STARTUP, find_error, heaviest, row, time_buckets, top_cumulative  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
@@ -735,15 +735,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _bench_error(exc: BaseException) -> BenchError | None:
-    if isinstance(exc, BenchError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _bench_error(inner)
-            if found is not None:
-                return found
-    return None
+def _bench_error(exc: BaseException) -> BaseException | None:
+    return find_error(exc, (BenchError,))
 
 
 if __name__ == "__main__":

@@ -386,40 +386,14 @@ async def claim_curves(run: Run) -> tuple[Curve, Curve]:
         await queue(svc, depth_capability(depth), depth, rng)
         print(f"  queued {depth:,} items in {time.perf_counter() - started:.1f} s", flush=True)
 
-    async def replace(capability: str, priority: int) -> None:
-        await svc.broadcast(me, task_id="replacement", description=WORK_DESCRIPTION, capability=capability,
-                            priority=priority)  # fmt: skip
-
-    def by_service(capability: str) -> work.Sample:
-        async def sample() -> float:
-            start = time.perf_counter()
-            got = await svc.claim(me, capability, timeout_ms=work.CLAIM_TIMEOUT_MS)
-            took = time.perf_counter() - start
-            if not got:
-                raise BenchError(f"no item to claim in {capability}")
-            await svc.complete(me, got[0].id)
-            await replace(capability, got[0].priority)
-            return took
-
-        return sample
-
-    def by_mcp(mcp: work.Mcp, capability: str) -> work.Sample:
-        async def sample() -> float:
-            start = time.perf_counter()
-            got = await mcp.claim(capability)
-            took = time.perf_counter() - start
-            await mcp.complete(str(got["id"]))
-            await replace(capability, int(got["priority"]))
-            return took
-
-        return sample
+    constant = work.ConstantDepth(svc, me, WORK_DESCRIPTION)
 
     async with run.stdio("serve-work", namespace) as (client, _pid):
         capabilities = [depth_capability(d) for d in plan.depths]
         await call(client, "warp_registry_register", {"agentType": "bench-worker", "capabilities": capabilities})
         mcp = work.Mcp(client)
-        samplers = [by_service(depth_capability(d)) for d in plan.depths]
-        samplers += [by_mcp(mcp, depth_capability(d)) for d in plan.mcp_depths]
+        samplers = [constant.by_service(depth_capability(d)) for d in plan.depths]
+        samplers += [constant.by_mcp(mcp, depth_capability(d)) for d in plan.mcp_depths]
         results = await sample_points(plan, samplers)
     for depth, ms in zip(plan.depths, results[: len(plan.depths)], strict=True):
         svc_curve.points.append((depth, ms))
@@ -533,15 +507,7 @@ def _interrupt(*_: object) -> None:
 
 
 def _bench_error(exc: BaseException) -> BaseException | None:
-    """The bench error behind ``exc``, also from inside the SDK's task-group exception groups."""
-    if isinstance(exc, BENCH_ERRORS):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _bench_error(inner)
-            if found is not None:
-                return found
-    return None
+    return stdio_tools.find_error(exc, BENCH_ERRORS)
 
 
 if __name__ == "__main__":

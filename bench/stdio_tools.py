@@ -749,16 +749,20 @@ def main() -> None:
     print(f"\nwrote {RESULTS / 'stdio_tools.json'} in {report['elapsed_s']:.1f} s")
 
 
-def _bench_error(exc: BaseException) -> BenchError | None:
-    """The BenchError behind ``exc``, also from inside the SDK's task-group exception groups."""
-    if isinstance(exc, BenchError):
+def find_error(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of ``kinds`` behind ``exc``, also from inside the SDK's task-group exception groups."""
+    if isinstance(exc, kinds):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _bench_error(inner)
+            found = find_error(inner, kinds)
             if found is not None:
                 return found
     return None
+
+
+def _bench_error(exc: BaseException) -> BaseException | None:
+    return find_error(exc, (BenchError,))
 
 
 def _cpus() -> int:

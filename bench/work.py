@@ -50,6 +50,7 @@ import nats  # noqa: E402
 from mcp import Client, StdioServerParameters, stdio_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig  # noqa: E402
+from stdio_tools import find_error  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 
@@ -374,6 +375,44 @@ async def fill(work: WorkService, nc: Any, capability: str, total: int, rng: ran
         raise BenchError(f"{capability} holds {status.pending} pending items after the fill, expected {total}")
 
 
+@dataclass(frozen=True)
+class ConstantDepth:
+    """Claim samplers that time only the claim: the claimed item is completed and a replacement of the same
+    priority broadcast outside the timed part, so the queue depth stays constant."""
+
+    work: WorkService
+    me: Caller
+    description: str
+
+    async def replace(self, capability: str, priority: int) -> None:
+        await self.work.broadcast(self.me, task_id="replacement", description=self.description,
+                                  capability=capability, priority=priority)  # fmt: skip
+
+    def by_service(self, capability: str) -> Sample:
+        async def sample() -> float:
+            start = time.perf_counter()
+            got = await self.work.claim(self.me, capability, timeout_ms=CLAIM_TIMEOUT_MS)
+            took = time.perf_counter() - start
+            if not got:
+                raise BenchError(f"no item to claim in {capability}")
+            await self.work.complete(self.me, got[0].id)
+            await self.replace(capability, got[0].priority)
+            return took
+
+        return sample
+
+    def by_mcp(self, mcp: Mcp, capability: str) -> Sample:
+        async def sample() -> float:
+            start = time.perf_counter()
+            got = await mcp.claim(capability)
+            took = time.perf_counter() - start
+            await mcp.complete(str(got["id"]))
+            await self.replace(capability, int(got["priority"]))
+            return took
+
+        return sample
+
+
 async def claim_latency(ctx: Context, work: WorkService, mcp: Mcp, nc: Any, rows: list[Row]) -> None:
     """d: claim alone, 1 vs 10,000 pending, through WorkService and through MCP, all four sampled in turn."""
     plan = ctx.plan
@@ -384,35 +423,8 @@ async def claim_latency(ctx: Context, work: WorkService, mcp: Mcp, nc: Any, rows
     await fill(work, nc, DEEP, DEEP_ITEMS, rng)
     print(f"  queued {DEEP_ITEMS:,} items in {time.perf_counter() - started:.1f} s", flush=True)
 
-    async def replace(capability: str, priority: int) -> None:
-        await work.broadcast(me, task_id="replacement", description=DESCRIPTION, capability=capability,
-                             priority=priority)  # fmt: skip
-
-    def by_service(capability: str) -> Sample:
-        async def sample() -> float:
-            start = time.perf_counter()
-            got = await work.claim(me, capability, timeout_ms=CLAIM_TIMEOUT_MS)
-            took = time.perf_counter() - start
-            if not got:
-                raise BenchError(f"no item to claim in {capability}")
-            await work.complete(me, got[0].id)
-            await replace(capability, got[0].priority)
-            return took
-
-        return sample
-
-    def by_mcp(capability: str) -> Sample:
-        async def sample() -> float:
-            start = time.perf_counter()
-            got = await mcp.claim(capability)
-            took = time.perf_counter() - start
-            await mcp.complete(str(got["id"]))
-            await replace(capability, int(got["priority"]))
-            return took
-
-        return sample
-
-    samplers = [by_service(SHALLOW), by_service(DEEP), by_mcp(SHALLOW), by_mcp(DEEP)]
+    depth = ConstantDepth(work, me, DESCRIPTION)
+    samplers = [depth.by_service(SHALLOW), depth.by_service(DEEP), depth.by_mcp(mcp, SHALLOW), depth.by_mcp(mcp, DEEP)]
     for fn in samplers:
         for _ in range(plan.warmup):
             await fn()
@@ -506,16 +518,8 @@ def main() -> None:
     print(f"\nwrote {RESULTS / 'work.json'} in {report['elapsed_s']:.1f} s")
 
 
-def _bench_error(exc: BaseException) -> BenchError | None:
-    """The BenchError behind ``exc``, also from inside the SDK's task-group exception groups."""
-    if isinstance(exc, BenchError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _bench_error(inner)
-            if found is not None:
-                return found
-    return None
+def _bench_error(exc: BaseException) -> BaseException | None:
+    return find_error(exc, (BenchError,))
 
 
 if __name__ == "__main__":
