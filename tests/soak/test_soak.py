@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from mcp import Client
 
 from tests.e2e.test_http_gateway import api_key, launch, mcp_client
@@ -93,6 +94,9 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) >= 2 else values[0]
 
 
+@pytest.mark.timeout(
+    120 + 2 * SECONDS
+)  # the long form runs for minutes: the suite's 120 s per test is for the short one
 async def test_soak_mixed_load_holds_memory_and_latency(tmp_path: Path, nats_server: NatsServer) -> None:
     key, _ = await api_key(tmp_path, nats_server.url, "soak", "agent")
     server = await launch(tmp_path, "soak", nats_server.url, NATS_MCP_NAMESPACE="team-soak", **UNLIMITED)
