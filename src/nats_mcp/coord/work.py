@@ -112,7 +112,9 @@ class WorkService:
         """Create (or bring to the settings) the work stream, the events stream and its consumer, the DLQ, the state
         bucket. Runs when the server connects, so the DLQ and the advisory capture exist before any work does."""
         js, lay = self._conn.jetstream, self.layout
-        self._consumers.clear()
+        # The consumers this process made stay known across reconnects: making one again needs the meta leader,
+        # which is being elected right after a cluster node died, and broadcasts waited on it (a pull that finds
+        # a consumer gone makes it again, so a server that lost its store is still served).
         await ensure_stream(
             js,
             stream_config(
