@@ -80,7 +80,7 @@ from nats_mcp.config import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E
 from nats_mcp.coord.work import WorkService  # noqa: E402
 
 RESULTS = BENCH / "results"
-READ_LIMIT = 50
+READ_LIMIT = stdio_tools.READ_LIMIT  # the page checked_reader reads
 MESSAGE = "benchmark message: " + "x" * 80
 WORK_DESCRIPTION = work.DESCRIPTION
 FILL_BATCH = 100
@@ -274,16 +274,7 @@ async def read_curve(run: Run) -> Curve:
             started = time.perf_counter()
             await fill_channel(run.nats, layout, channel, size - 1, timeout=120)
             print(f"  {channel}: {size:,} messages in {time.perf_counter() - started:.1f} s", flush=True)
-            arguments = {"channel": channel, "limit": READ_LIMIT}
-            page = await call(client, "warp_channels_read", arguments)
-            if len(page.get("messages", [])) != READ_LIMIT or page.get("total", size) != size:
-                raise BenchError(f"read of {channel}: {len(page.get('messages', []))} messages, total "
-                                 f"{page.get('total')}; expected {READ_LIMIT} of {size}")  # fmt: skip
-
-            async def read(arguments: dict[str, Any] = arguments) -> object:
-                return await call(client, "warp_channels_read", arguments)
-
-            samplers.append(timed(read))
+            samplers.append(timed(await stdio_tools.checked_reader(client, channel, size)))
         for size, ms in zip(run.plan.history, await sample_points(run.plan, samplers), strict=True):
             curve.points.append((size, ms))
     return curve

@@ -568,6 +568,20 @@ async def throughput(ctx: Context, js: JetStreamContext, rows: list[Row]) -> flo
     return statistics.median(rates["send"])
 
 
+async def checked_reader(client: Client, channel: str, size: int) -> Call:
+    """A ``warp_channels_read`` (limit READ_LIMIT) of ``channel``, once checked to see a full page of ``size``."""
+    arguments = {"channel": channel, "limit": READ_LIMIT}
+    page = await call(client, "warp_channels_read", arguments)
+    if len(page.get("messages", [])) != READ_LIMIT or page.get("total", size) != size:
+        raise BenchError(f"read of {channel}: {len(page.get('messages', []))} messages, total "
+                         f"{page.get('total')}; expected {READ_LIMIT} of {size}")  # fmt: skip
+
+    async def read() -> object:
+        return await call(client, "warp_channels_read", arguments)
+
+    return read
+
+
 async def history(ctx: Context, js: JetStreamContext, rows: list[Row]) -> None:
     """c: the same read against 1,000 and 20,000 messages of history, sampled alternately."""
     layout = Layout(NAMESPACE)
@@ -577,16 +591,7 @@ async def history(ctx: Context, js: JetStreamContext, rows: list[Row]) -> None:
         for channel, size in (("bench-small", SMALL_HISTORY), ("bench-large", LARGE_HISTORY)):
             await call(serve, "warp_channels_send", {"channel": channel, "message": MESSAGE})
             await fill_history(js, layout, channel, size)
-            arguments = {"channel": channel, "limit": READ_LIMIT}
-            page = await call(serve, "warp_channels_read", arguments)
-            if len(page.get("messages", [])) != READ_LIMIT or page.get("total", size) != size:
-                raise BenchError(f"read of {channel}: {len(page.get('messages', []))} messages, total "
-                                 f"{page.get('total')}; expected {READ_LIMIT} of {size}")  # fmt: skip
-
-            async def read(arguments: dict[str, Any] = arguments) -> object:
-                return await call(serve, "warp_channels_read", arguments)
-
-            reads.append(read)
+            reads.append(await checked_reader(serve, channel, size))
         for fn in reads:
             await repeat(fn, ctx.plan.warmup)
         small, large = await alternate(reads[0], reads[1], ctx.plan.samples)
