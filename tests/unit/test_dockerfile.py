@@ -132,6 +132,13 @@ def check_dockerfile(text: str) -> list[str]:
         problems.append(f"EXPOSE {sorted(exposed)}, the server listens on {sorted(wanted)}")
     if not any(i.keyword == "ENTRYPOINT" and "nats-mcp" in i.args for i in final):
         problems.append("the entrypoint is not nats-mcp")
+    build = all_stages[0]
+    if not any(i.keyword == "COPY" and "uv.lock" in i.args.split() for i in build) or not any(
+        i.keyword == "RUN" and "uv sync --locked" in i.args for i in build
+    ):
+        problems.append("the build stage does not install from uv.lock (uv sync --locked)")
+    if any(i.keyword == "RUN" and re.search(r"pip install (?!.*--require-hashes)", i.args) for i in build):
+        problems.append("pip installs something without --require-hashes")
     return problems
 
 
@@ -166,6 +173,9 @@ BROKEN = [
     ("typo setting", lambda t: t.replace("NATS_MCP_HTTP_HOST=", "NATS_MCP_HTTP_HOSTNAME="), "not a setting"),
     ("nothing copied", lambda t: t.replace("COPY --from=build", "COPY"), "copies nothing"),
     ("unnamed build", lambda t: t.replace(" AS build", ""), "no name"),
+    ("no lock", lambda t: t.replace("uv sync --locked", "uv sync"), "uv.lock"),
+    ("lock not copied", lambda t: t.replace("COPY pyproject.toml uv.lock", "COPY pyproject.toml"), "uv.lock"),
+    ("pip resolves", lambda t: t.replace("RUN uv sync --locked", "RUN pip install . && uv sync --locked"), "hashes"),
 ]
 
 
@@ -213,7 +223,7 @@ def rules_of(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-MUST_REACH_THE_BUILD = ["pyproject.toml", "README.md", "src/nats_mcp/config.py", "src/nats_mcp/py.typed",
+MUST_REACH_THE_BUILD = ["pyproject.toml", "uv.lock", "scripts/uv-requirements.txt", "README.md", "src/nats_mcp/config.py", "src/nats_mcp/py.typed",
                         "src/nats_mcp/transports/grpc/gen/transport_pb2.pyi", "deploy/healthcheck.py"]  # fmt: skip
 MUST_NOT = [".env", ".env.local", "src/.env", "dev-certs/ca-key.pem", "src/nats_mcp/server.key", ".git/config",
             ".venv/bin/python", "tests/unit/test_config.py", ".cache/node/bin/node", "bench/results/http.json",

@@ -50,7 +50,10 @@ def test_peer_certificate_identity_prefers_spiffe(tmp_path: Path) -> None:
     assert cert_identity(cert) == ("spiffe://example.org/agent/7", "spiffe")
     assert ("DNS", "agent7.example.org") in cert["subjectAltName"]  # type: ignore[operator]
     assert ("IP Address", "10.0.0.7") in cert["subjectAltName"]  # type: ignore[operator]
+    dns_only = rpc.peer_cert(pki.issue("dns-holder", dns=["svc.example.org"]).cert_file.read_bytes())
+    assert cert_identity(dns_only) == ("svc.example.org", "dns")
     plain = rpc.peer_cert(pki.issue("cn-only").cert_file.read_bytes())
+    assert not plain.get("subjectAltName")  # no SAN extension: the shape real CAs issue for CN-only certificates
     assert cert_identity(plain) == ("cn-only", "cn")
 
 
