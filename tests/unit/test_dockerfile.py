@@ -223,7 +223,8 @@ def rules_of(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-MUST_REACH_THE_BUILD = ["pyproject.toml", "uv.lock", "scripts/uv-requirements.txt", "README.md", "src/nats_mcp/config.py", "src/nats_mcp/py.typed",
+MUST_REACH_THE_BUILD = ["pyproject.toml", "uv.lock", "scripts/uv-requirements.txt", "README.md",
+                        "src/nats_mcp/config.py", "src/nats_mcp/py.typed",
                         "src/nats_mcp/transports/grpc/gen/transport_pb2.pyi", "deploy/healthcheck.py"]  # fmt: skip
 MUST_NOT = [".env", ".env.local", "src/.env", "dev-certs/ca-key.pem", "src/nats_mcp/server.key", ".git/config",
             ".venv/bin/python", "tests/unit/test_config.py", ".cache/node/bin/node", "bench/results/http.json",
