@@ -480,21 +480,29 @@ async def test_tls(tmp_path: Path, nats_server: NatsServer) -> None:
         assert await server.stop() == 0
 
 
-# ---- 5. the quick start: a printed key that works, revoked on Ctrl-C -------------------------------------------------
+# ---- 5. the quick start: a printed key that works, kept across restarts, limits fit for a local team --------------
 
 
-async def test_quickstart_prints_a_working_key_revoked_on_ctrl_c(tmp_path: Path, nats_server: NatsServer) -> None:
+def quickstart_key(printed: str) -> str:
+    keys = set(KEY_RE.findall(printed))
+    assert len(keys) == 1, printed
+    return keys.pop()
+
+
+async def quickstart_banner(server: HttpServer) -> str:
+    return await wait_for(lambda: "Ctrl-C stops the server." in server.stdout() and server.stdout(), 30,
+                          message=lambda: f"no quick-start text: {server.stdout()!r}")  # fmt: skip
+
+
+async def test_quickstart_prints_a_working_key_kept_across_restarts(tmp_path: Path, nats_server: NatsServer) -> None:
     url = nats_server.url
     env = {"NATS_MCP_NAMESPACE": "team-qs"}
     quick, other = await asyncio.gather(
         launch(tmp_path, "quick", url, "--quickstart", **env), launch(tmp_path, "other", url, **env)
     )
     try:
-        printed = await wait_for(lambda: "Ctrl-C stops the server." in quick.stdout() and quick.stdout(), 30,
-                                 message=lambda: f"no quick-start text: {quick.stdout()!r}")  # fmt: skip
-        keys = set(KEY_RE.findall(printed))
-        assert len(keys) == 1, printed
-        key = keys.pop()
+        printed = await quickstart_banner(quick)
+        key = quickstart_key(printed)
         assert f"MCP server: {quick.url}" in printed
         assert f'claude mcp add --transport http nats-mcp {quick.url} --header "Authorization: Bearer {key}"' in (
             printed
@@ -502,20 +510,57 @@ async def test_quickstart_prints_a_working_key_revoked_on_ctrl_c(tmp_path: Path,
         config = json.loads(printed.split("MCP client JSON:\n", 1)[1].split("\n\n", 1)[0])
         assert config == {"mcpServers": {"nats-mcp": {"type": "http", "url": quick.url,
                                                       "headers": {"Authorization": f"Bearer {key}"}}}}  # fmt: skip
-        assert f"npx @modelcontextprotocol/inspector --cli {quick.url} --transport http" in printed
+        # A pinned Inspector: an unpinned npx on Node 20 picks 0.15.0, which refuses these arguments.
+        assert f"npx -y @modelcontextprotocol/inspector@2.12.0 --cli {quick.url} --transport http" in printed
+        assert "Rate limits: 200 calls/s with bursts of 400 for the key" in printed
+        assert "(new;" in printed
         assert key not in quick.stderr()
+        key_file = tmp_path / "home" / ".local" / "share" / "nats-mcp" / "quickstart.key"
+        assert key_file.read_text().strip() == key
+        assert key_file.stat().st_mode & 0o777 == 0o600
 
         async with mcp_client(quick.url, key) as client:
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
             mine = await register(client, CAP)
+            # A plain loop of one agent: the general default (20/s, burst 40) refused 150 of these 200.
+            refused = [r for r in [await client.call_tool("warp_channels_list", {}) for _ in range(200)] if r.is_error]
+            assert refused == [], refused[0]
         async with mcp_client(other.url, key, mode="legacy") as client:  # a key is deployment-wide
             assert await guid(client) == mine
 
         assert await quick.stop(signal.SIGINT) == 0, quick.stderr()[-3000:]
-        async with http_client() as hc:
-            status = (await post_init(hc, other.url, key)).status_code
-        assert status == 401, f"the quick-start key still works after Ctrl-C ({status}):\n{quick.stderr()[-2000:]}"
+        async with http_client() as hc:  # the pasted client configuration keeps working after Ctrl-C
+            assert (await post_init(hc, other.url, key)).status_code == 200
+
+        again = await launch(tmp_path, "again", url, "--quickstart", **env)
+        try:
+            printed = await quickstart_banner(again)
+            assert quickstart_key(printed) == key
+            assert "(kept from the last run;" in printed
+        finally:
+            assert await again.stop(signal.SIGINT) == 0, again.stderr()[-3000:]
+
+        rotated = await launch(tmp_path, "rotated", url, "--quickstart", "--rotate-key", **env)
+        try:
+            new_key = quickstart_key(await quickstart_banner(rotated))
+            assert new_key != key
+            assert key_file.read_text().strip() == new_key
+            async with http_client() as hc:
+                assert (await post_init(hc, other.url, key)).status_code == 401  # the rotated-out key is revoked
+                assert (await post_init(hc, other.url, new_key)).status_code == 200
+        finally:
+            assert await rotated.stop(signal.SIGINT) == 0, rotated.stderr()[-3000:]
     finally:
         for server in (quick, other):
             if server.proc.returncode is None:
                 await server.stop()
+
+
+async def test_quickstart_limits_yield_to_the_users_settings(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": "team-qs2", "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "5"}
+    async with serving(tmp_path, "quick", nats_server.url, "--quickstart", **env) as quick:
+        printed = await quickstart_banner(quick)
+        assert "Rate limits: 5 calls/s with bursts of 40 for the key" in printed
+    code, _, error = await run_cli(tmp_path, "serve", "--transport", "http", "--rotate-key", NATS_URL=nats_server.url)
+    assert code == 2
+    assert "--rotate-key goes with --quickstart" in error

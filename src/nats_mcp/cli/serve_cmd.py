@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 from pathlib import Path
@@ -56,7 +55,9 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         await conn.close()
 
 
-async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, quickstart: bool) -> None:
+async def _serve_http(
+    settings: Settings, policy: Policy, *, insecure: bool, quickstart: bool, rotate_key: bool = False
+) -> None:
     import socket
 
     import uvicorn
@@ -92,7 +93,6 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
     conn.start()
     authenticator = None
     dashboard = None
-    key_id: str | None = None
     try:
         await _start_observing(obs, coordinator)
         if insecure:
@@ -120,7 +120,7 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
                                  extra_routes=[web.health_route(lambda: conn.connected), *obs.routes(),
                                                *(dashboard.routes() if dashboard else ())])  # fmt: skip
         if quickstart:
-            key_id = await _quickstart(ApiKeys(conn), conn, url)
+            await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", access_log=False,
             timeout_keep_alive=75,  # longer than clients keep idle connections, so the client always lets go first
@@ -144,9 +144,6 @@ async def _serve_http(settings: Settings, policy: Policy, *, insecure: bool, qui
                 http.port_file.write_text(f"{port}\n")  # only once the socket listens
         await serving
     finally:
-        if key_id is not None:
-            with contextlib.suppress(Exception):
-                await ApiKeys(conn).revoke(key_id)
         if authenticator is not None:
             await authenticator.aclose()
         await obs.close()
@@ -246,21 +243,14 @@ async def _start_observing(obs: Any, coordinator: Any) -> None:
         fail(f"cannot serve metrics on {m.host}:{m.port}: {exc.strerror}", code=1)
 
 
-async def _quickstart(keys: Any, conn: Any, url: str) -> str:
-    """A development API key for this run (revoked when the server stops) and the client configuration to paste."""
+async def _quickstart(keys: Any, conn: Any, url: str, settings: Settings, *, rotate: bool) -> None:
+    """The development API key (kept across runs) and the client configuration to paste."""
+    from nats_mcp.cli import quickstart as qs
+
     if not await conn.wait_connected(30):
         fail("NATS did not come up within 30 s; try `nats-mcp doctor`", code=1)
-    key, record = await keys.create("quickstart", ["agent"])
-    config = {"mcpServers": {"nats-mcp": {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {key}"}}}}
-    out.print(
-        f"\nMCP server: {url}\nDevelopment API key (revoked when this server stops): {key}\n\n"
-        f"Claude Code:\n  claude mcp add --transport http nats-mcp {url} --header \"Authorization: Bearer {key}\"\n\n"
-        f"MCP client JSON:\n{json.dumps(config, indent=2)}\n\n"
-        f"MCP Inspector:\n  npx @modelcontextprotocol/inspector --cli {url} --transport http "
-        f"--header \"Authorization: Bearer {key}\" --method tools/list\n\nCtrl-C stops the server.\n",
-        highlight=False, soft_wrap=True,
-    )  # fmt: skip
-    return str(record.id)
+    dev = await qs.dev_key(keys, qs.key_file(settings), rotate=rotate)
+    out.print(qs.banner(url, dev, settings), highlight=False, soft_wrap=True)
 
 
 def serve(
@@ -279,7 +269,11 @@ def serve(
         bool, typer.Option("--insecure-dev", help="http/grpc: no authentication (development only; loopback only).")
     ] = False,
     quickstart: Annotated[
-        bool, typer.Option("--quickstart", help="http: create a dev API key for this run and print client config.")
+        bool, typer.Option("--quickstart", help="http: a development API key (kept across runs) and client config.")
+    ] = False,
+    rotate_key: Annotated[
+        bool,
+        typer.Option("--rotate-key", help="http --quickstart: revoke the kept development key and make a new one."),
     ] = False,
     metrics_port: Annotated[
         int | None,
@@ -322,8 +316,16 @@ def serve(
         if insecure_dev:
             err.print("[bold red]WARNING: --insecure-dev: no authentication; anyone on this machine can act as any "
                       "agent. Development only.[/]")  # fmt: skip
+        if rotate_key and not quickstart:
+            fail("--rotate-key goes with --quickstart", code=2)
+        if quickstart:
+            from nats_mcp.cli.quickstart import with_local_team_limits
+
+            settings = with_local_team_limits(loaded)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve_http(settings, policy, insecure=insecure_dev, quickstart=quickstart))
+            asyncio.run(
+                _serve_http(settings, policy, insecure=insecure_dev, quickstart=quickstart, rotate_key=rotate_key)
+            )
         return
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, policy))
