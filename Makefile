@@ -1,4 +1,4 @@
-.PHONY: serve test lint lock deps-latest bench bench-quick
+.PHONY: serve test lint lock deps-latest dist bench bench-quick
 serve:  ## install and serve MCP over HTTP on 127.0.0.1 (embedded NATS, a dev API key, client config printed)
 	scripts/serve
 test:   ## install and run lint, type checks and the whole test suite
@@ -7,6 +7,9 @@ lock:   ## re-resolve uv.lock from pyproject.toml, taking the newest allowed ver
 	scripts/bootstrap uv && .cache/uv/bin/uv lock --upgrade
 deps-latest:  ## the newest allowed versions in a scratch venv: what moved, then the unit and integration suites
 	scripts/deps-latest
+dist:   ## the sdist and wheel in dist/, and dist/constraints.txt (the lock's versions, for installs elsewhere)
+	scripts/bootstrap test && rm -rf dist && .cache/uv/bin/uv build --no-build-isolation --python .venv/bin/python \
+	  --out-dir dist && .cache/uv/bin/uv export --quiet --frozen --no-emit-project --no-hashes -o dist/constraints.txt
 lint:
 	.venv/bin/ruff check src tests && .venv/bin/ruff format --check src tests && .venv/bin/mypy
 bench:  ## every benchmark, full form (tens of minutes): one table of ratios, recorded in bench/results/DATE-full/
