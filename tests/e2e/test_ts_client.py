@@ -106,3 +106,25 @@ def test_http_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, ts
     with serve_http(tmp_path, nats_server.url) as server:
         answer = ts_client.run(tmp_path, {"transport": "http", "url": server.url, "bearer": key, "calls": calls})
         _check_error_results(answer)
+
+
+def test_http_wrong_key_says_the_key_is_invalid(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
+    """A key the server does not know, or none: the client's error says so, not "HTTP 404 … Not Found".
+
+    With the headers alone the SDK reports the 401's body. With an OAuth client provider, as OAuth-capable clients
+    (Claude Code) have, it runs OAuth discovery on the 401 instead; with API keys only there is no authorization
+    server, and the fallback registration endpoint answers an OAuth error saying the server takes API keys.
+    """
+    create_api_key(tmp_path, nats_server.url, "ts-client")  # the key store exists; this key is not presented
+    wrong = "nmk_000000000000_" + "A" * 43
+    cases = [(wrong, False, "unknown API key"), (None, False, "no credentials"),
+             (wrong, True, "does not use OAuth: it takes an API key"), (None, True, "does not use OAuth")]  # fmt: skip
+    with serve_http(tmp_path, nats_server.url) as server:
+        for bearer, oauth, words in cases:
+            spec = {"transport": "http", "url": server.url, "bearer": bearer, "oauth": oauth, "calls": []}
+            answer = ts_client.run(tmp_path, spec)
+            assert not answer["connected"], answer
+            message = answer["error"]["message"]
+            assert words in message, (bearer, oauth, answer)
+            assert "404" not in message and "Not Found" not in message, answer
+            assert "A" * 43 not in message, answer  # the secret is never echoed
