@@ -323,13 +323,16 @@ NO_OAUTH_PATHS = ("/register", "/token", "/authorize")
 (the 2025-03-26 fallback; the TypeScript SDK registers at ``/register`` first)."""
 
 
-def no_oauth_routes(url: str) -> list[Route]:
-    """An OAuth error on each fallback endpoint, which OAuth clients show; a 404 they report as a broken server."""
+def no_oauth_routes(url: str, takes: str) -> list[Route]:
+    """An OAuth error on each fallback endpoint, which OAuth clients show; a 404 they report as a broken server.
+
+    ``takes``: the credentials the server does accept, as the 401 says it.
+    """
     body = {
         "error": "access_denied",
-        "error_description": f"{url} does not use OAuth: it takes an API key (Authorization: Bearer nmk_...) and "
-        "refused the one presented as missing, unknown, revoked or expired; configure a valid key "
-        "(nats-mcp keys create)",
+        "error_description": f"{url} does not use OAuth: it takes {takes} (Authorization: Bearer ...) and refused "
+        "the one presented as missing, unknown, revoked or expired; configure a valid one (API keys: "
+        "nats-mcp keys create)",
     }
 
     async def refuse(_request: Request) -> Response:
@@ -398,7 +401,7 @@ def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:
     if replaced != 2:  # the SDK builds its app differently now: fail at start rather than serve its bare 401s
         raise RuntimeError(f"the SDK's app has no bearer-protected {http.path} route or no metadata route to replace")
     if not servers:
-        routes.extend(no_oauth_routes(url))
+        routes.extend(no_oauth_routes(url, takes))
 
 
 def health_route(connected: Callable[[], bool]) -> BaseRoute:
