@@ -61,6 +61,7 @@ from nats_mcp.bus.layout import Layout  # noqa: E402
 from nats_mcp.config import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller, owner_key  # noqa: E402
 from nats_mcp.coord.registry import RegistryService  # noqa: E402
+from nats_mcp.mcp.toolbase import ERROR_META  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ECHO_SERVER = ROOT / "bench" / "echo_server.py"
@@ -489,7 +490,7 @@ async def nats_ready(client: Client) -> bool:
     the first connection is made fails with ``nats_unavailable`` (retry later) rather than waiting.
     """
     result = await client.call_tool("warp_channels_status", {}, read_timeout_seconds=CALL_TIMEOUT_S)
-    error = (result.structured_content or {}).get("error") if result.is_error else None
+    error = (result.meta or {}).get(ERROR_META) if result.is_error else None
     if isinstance(error, dict) and error.get("code") == "nats_unavailable":
         return False
     if result.is_error:

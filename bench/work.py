@@ -60,6 +60,7 @@ from nats_mcp.config import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.models import WorkItem  # noqa: E402
 from nats_mcp.coord.work import WorkService  # noqa: E402
+from nats_mcp.mcp.toolbase import ERROR_META  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ECHO_SERVER = ROOT / "bench" / "echo_server.py"
@@ -202,7 +203,7 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str
 async def nats_ready(client: Client) -> bool:
     """True once a tool that needs NATS answers; False while the server says ``nats_unavailable``."""
     result = await client.call_tool("warp_work_queue_status", {}, read_timeout_seconds=CALL_TIMEOUT_S)
-    error = (result.structured_content or {}).get("error") if result.is_error else None
+    error = (result.meta or {}).get(ERROR_META) if result.is_error else None
     if isinstance(error, dict) and error.get("code") == "nats_unavailable":
         return False
     if result.is_error:

@@ -28,7 +28,8 @@ class HttpSettings(BaseModel):
     required_scopes: list[str] = Field(default_factory=list)
     """OAuth scopes every token must carry (403 insufficient_scope otherwise); API keys carry none."""
     authorization_servers: list[str] = Field(default_factory=list)
-    """Published in the protected-resource metadata; default: the configured JWT issuers."""
+    """Published in the protected-resource metadata; default: the configured JWT issuers (none for API keys and dev
+    tokens; introspection needs it said here, its settings name an endpoint, not an issuer)."""
     port_file: Path | None = None
     """Write the bound port here once listening (tests and scripts with port 0)."""
 

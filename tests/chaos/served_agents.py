@@ -30,6 +30,7 @@ from typing import Any
 
 from mcp import Client
 
+from nats_mcp.mcp.toolbase import ERROR_META
 from tests.chaos.traffic import TRANSIENT
 from tests.e2e.test_http_gateway import HttpServer, launch, mcp_client
 
@@ -233,10 +234,10 @@ class Agent:
             return Answer(cut=True)
         finally:
             self.flight.end(kind)
-        content = dict(result.structured_content or {})
         if result.is_error:
-            return Answer(content, str(content.get("error", {}).get("code")))
-        return Answer(content)
+            error = dict((result.meta or {}).get(ERROR_META) or {})
+            return Answer(error, str(error.get("code")))
+        return Answer(dict(result.structured_content or {}))
 
     async def ask(
         self, kind: str, tool: str, args: dict[str, Any] | Callable[[], dict[str, Any]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nats_mcp.mcp.toolbase import ERROR_META
 from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.e2e.test_work_stdio import claim, register
 from tests.support.natsserver import NatsServer
@@ -36,11 +37,10 @@ async def test_a_full_store_answers_limit_exceeded_and_damages_nothing(tmp_path:
                 result = await a.call_tool("warp_work_broadcast", {
                     "taskId": f"t-{n}", "description": "fill", "requiredCapability": "python",
                     "contextData": {"blob": "x" * 16_000}})  # fmt: skip
-                content = result.structured_content or {}
                 if result.is_error:
-                    refusal = content["error"]
+                    refusal = (result.meta or {})[ERROR_META]
                     break
-                stored.append(content["workItemId"])
+                stored.append((result.structured_content or {})["workItemId"])
             assert refusal is not None, "1 MB never filled up"
             assert refusal["code"] == "limit_exceeded" and "no room" in refusal["message"], refusal
             assert len(stored) > 5

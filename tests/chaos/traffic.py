@@ -8,6 +8,8 @@ from typing import Any
 
 from mcp import Client
 
+from nats_mcp.mcp.toolbase import ERROR_META
+
 TRANSIENT = {"nats_unavailable", "timeout"}
 """The codes a tool may answer while the cluster elects new leaders; anything else fails the test."""
 
@@ -20,11 +22,11 @@ class Tally:
 
     async def call(self, client: Client, tool: str, **args: Any) -> dict[str, Any] | None:
         result = await client.call_tool(tool, args)
-        content = result.structured_content or {}
         if not result.is_error:
-            return content
-        code = content.get("error", {}).get("code")
-        assert code in TRANSIENT, (tool, content)
+            return result.structured_content or {}
+        error = (result.meta or {}).get(ERROR_META) or {}
+        code = error.get("code")
+        assert code in TRANSIENT, (tool, error)
         self.transient.append(f"{tool}: {code}")
         return None
 

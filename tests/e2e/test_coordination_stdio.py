@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 
+from nats_mcp.mcp.toolbase import ERROR_META
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
@@ -51,9 +52,9 @@ async def err(client: Client, tool: str, **args: Any) -> str:
     result = await client.call_tool(tool, args)
     assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
     text = result.content[0].text  # type: ignore[union-attr]
-    assert text.startswith("Error: ")
-    assert isinstance(result.structured_content, dict)
-    code: str = result.structured_content["error"]["code"]
+    assert result.structured_content is None  # it would have to match the tool's outputSchema
+    code: str = (result.meta or {})[ERROR_META]["code"]
+    assert text.startswith(f"Error: [{code}] ")
     return code
 
 

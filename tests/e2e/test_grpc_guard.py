@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from mcp import Client
 
 from nats_mcp.mcp.resources import channel_uri
+from nats_mcp.mcp.toolbase import ERROR_META
 from nats_mcp.security import devtoken
 from nats_mcp.transports.grpc.client import LISTEN_METHOD, grpc_transport, open_channel
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
@@ -118,7 +119,7 @@ async def test_forged_tokens_rate_limits_and_lockout_are_refused_with_their_stat
             codes = []
             for _ in range(4):
                 result = await client.call_tool("warp_handle_get", {})
-                codes.append((result.structured_content or {}).get("error", {}).get("code"))
+                codes.append((result.meta or {}).get(ERROR_META, {}).get("code"))
             assert codes == [None, None, None, "rate_limited"]
             assert len((await client.list_tools()).tools) > 0
 

@@ -69,10 +69,12 @@ async def test_typed_list_tools_and_call_tool_share_the_policy_and_the_audit(
                 ("typed hello", "alice")
             ]
 
-            # a tool error is a response with is_error and the contract's error object
+            # a tool error is a response with is_error, no structured content, and the code in the metadata
             bad = await a.CallTool(call("warp_channels_read", channel="no such channel!"))
-            assert bad.is_error and bad.content[0].text.text.startswith("Error:")
-            assert structured(bad)["error"]["code"] in ("invalid_name", "invalid_argument")  # type: ignore[index]
+            assert bad.is_error and bad.content[0].text.text.startswith("Error: [invalid_name] ")
+            assert not bad.HasField("structured_content")
+            meta = json_format.MessageToDict(bad.common.metadata)
+            assert meta["io.nats-mcp/error"]["code"] == "invalid_name", meta
 
             # the tool-name metadata must agree with the request
             with pytest.raises(grpc.aio.AioRpcError) as refused:

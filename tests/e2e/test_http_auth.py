@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx2
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from nats_mcp.security import devtoken
 from nats_mcp.security.authn.apikeys import ApiKeys
@@ -87,7 +89,8 @@ async def test_authentication_failures_answer_401_403_413_and_are_audited(
             assert meta.status_code == 200
             doc = meta.json()
             assert doc["resource"] == server.url
-            assert doc["authorization_servers"] and doc["bearer_methods_supported"] == ["header"]
+            # API keys and dev tokens come from no authorization server: none is named
+            assert "authorization_servers" not in doc and doc["bearer_methods_supported"] == ["header"]
             assert (await post_init(hc, server.url, "not-a-jwt-nor-a-key")).status_code == 401
             assert (await post_init(hc, server.url, "Basic-ish")).status_code == 401
 
@@ -244,3 +247,61 @@ async def test_ctrl_c_and_sigterm_stop_cleanly_and_close_the_audit_chain(
         if code != 0 or kinds != ["tool_call", "chain_end"]:
             problems.append(f"{sig.name}: exit {code}, audit records {kinds}\n{server.stderr()[-1500:]}")
     assert not problems, "a stop signal skipped the clean shutdown:\n" + "\n".join(problems)
+
+
+# ---- what a 401 says, and which authorization servers the metadata names ---------------------------------------------
+
+
+def _description(refused: httpx2.Response) -> str:
+    """The 401's error_description, checked to be the same in WWW-Authenticate and in the body."""
+    assert refused.status_code == 401, refused.text
+    described: str = refused.json()["error_description"]
+    assert f'error="invalid_token", error_description="{described}"' in refused.headers["www-authenticate"]
+    return described
+
+
+async def test_a_401_says_what_is_wrong_and_names_only_real_authorization_servers(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    url = nats_server.url
+    revoked, revoked_id = await api_key(tmp_path, url, "revoked", "agent")
+    async with connected(tmp_path, url) as conn:  # made an hour ago for a minute: expired
+        expired, _ = await ApiKeys(conn, clock=lambda: time.time() - 3600).create("expired", ["agent"], ttl_s=60)
+        await ApiKeys(conn).revoke(revoked_id)
+    unknown = f"nmk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+    cases = [(None, "no credentials: send Authorization: Bearer with an API key"),
+             (unknown, "unknown API key"), ("nmk_not-a-key", "malformed API key"),
+             (revoked, "revoked API key"), (expired, "expired API key")]  # fmt: skip
+    async with serving(tmp_path, "keys-only", url, NATS_MCP_NAMESPACE="team-401") as server, http_client() as hc:
+        for token, words in cases:
+            described = _description(await post_init(hc, server.url, token))
+            assert described.startswith(words), (token, described)
+            if token is not None:
+                assert token.rsplit("_", 1)[1] not in described
+        # API keys come from no authorization server: the metadata names none (and not the MCP endpoint) ...
+        meta = (await hc.get(metadata_url(server.base))).json()
+        assert meta == {"resource": server.url, "bearer_methods_supported": ["header"]}
+        # ... and where an OAuth client then looks for one, it is told this server takes API keys
+        for path in ("/register", "/token"):
+            answer = await hc.post(server.base + path, json={"redirect_uris": ["http://127.0.0.1:1/cb"]})
+            assert answer.status_code == 400 and answer.json()["error"] == "access_denied", answer.text
+            assert "does not use OAuth: it takes an API key" in answer.json()["error_description"]
+
+    # a trusted JWT issuer: the metadata names it, the fallbacks are not served, a refused token says why
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    issuer = "https://idp.example.test/realms/agents"
+    issuers = json.dumps([{"issuer": issuer, "audience": "https://nats-mcp.example.test/mcp",
+                           "public_key_files": [str(pem)], "algorithms": ["ES256"]}])  # fmt: skip
+    now = int(time.time())
+    stale = jwt.encode({"iss": issuer, "sub": "someone", "aud": "https://nats-mcp.example.test/mcp",
+                        "iat": now - 7200, "exp": now - 3600}, private, algorithm="ES256")  # fmt: skip
+    env = {"NATS_MCP_NAMESPACE": "team-401", "NATS_MCP_SECURITY_JWT_ISSUERS": issuers}
+    async with serving(tmp_path, "issuer", url, **env) as server, http_client() as hc:
+        meta = (await hc.get(metadata_url(server.base))).json()
+        assert meta["authorization_servers"] == [issuer], meta
+        assert (await hc.post(server.base + "/register", json={})).status_code == 404
+        assert _description(await post_init(hc, server.url, stale)) == "expired token"
+        assert _description(await post_init(hc, server.url)).startswith("no credentials")

@@ -125,3 +125,25 @@ def test_tools_call_channels_list_returns_default_channels(
     channels = result["structuredContent"]["channels"]
     assert {channel["name"] for channel in channels} == DEFAULT_CHANNELS, channels
     assert result["content"] and result["content"][0]["type"] == "text", result
+
+
+def test_tools_call_error_shows_the_message_and_code(
+    tmp_path: Path, nats_server: NatsServer, inspector: Inspector
+) -> None:
+    """A tool error is a result the inspector shows (its SDK client checks structuredContent against the tool's
+    outputSchema even on errors: an error object there made it fail the call with -32602 instead)."""
+    proc = inspector.run(
+        tmp_path, nats_server.url, "--method", "tools/call", "--tool-name", "warp_channels_send",
+        "--tool-arg", "channel=roadmap", "--tool-arg", "message=hello",
+    )  # fmt: skip
+    detail = f"inspector exited {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+    # the inspector prints the result, then exits 5 saying the tool answered an error (not that the call failed)
+    assert proc.returncode == 5, detail
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["error"]["code"] == "tool_is_error", detail
+    result = json.loads(proc.stdout)["result"]
+    assert result.get("isError") is True, result
+    assert "structuredContent" not in result, result
+    text = result["content"][0]["text"]
+    assert text.startswith("Error: [not_registered] ") and "warp_handle_set" in text, result
+    assert result["_meta"]["io.nats-mcp/error"]["code"] == "not_registered", result
+    assert "-32602" not in proc.stdout + proc.stderr

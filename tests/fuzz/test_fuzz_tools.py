@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters, stdio_client
 
 from nats_mcp.mcp.server import ToolTable
+from nats_mcp.mcp.toolbase import ERROR_META
 from tests.fuzz.schemas import invalid, valid
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import start_nats_server
@@ -94,15 +95,17 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
 
 
 def check(result: types.CallToolResult, name: str, arguments: dict[str, Any]) -> str | None:
-    """The answer is well-formed: a result with structured content, or a contract error; returns the error code."""
-    structured = result.structured_content
-    assert isinstance(structured, dict), (name, arguments, result)
+    """The answer is well-formed: a result with structured content, or a contract error (its code in ``_meta``,
+    no structured content); returns the error code."""
     assert result.content and result.content[0].type == "text", (name, arguments)
     if not result.is_error:
+        assert isinstance(result.structured_content, dict), (name, arguments, result)
         return None
-    error = structured.get("error")
-    assert isinstance(error, dict) and result.content[0].text.startswith("Error:"), (name, arguments, structured)
-    assert error.get("code") in CONTRACT_CODES, (name, arguments, structured)
+    error = (result.meta or {}).get(ERROR_META)
+    assert result.structured_content is None, (name, arguments, result)
+    assert isinstance(error, dict), (name, arguments, result)
+    assert result.content[0].text.startswith(f"Error: [{error.get('code')}] "), (name, arguments, result)
+    assert error.get("code") in CONTRACT_CODES, (name, arguments, result)
     return str(error["code"])
 
 

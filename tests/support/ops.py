@@ -13,6 +13,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.config_security import SecuritySettings
 from nats_mcp.coord.ops import OpsService
 from nats_mcp.mcp.server import ToolTable, error_result, outcome_of
+from nats_mcp.mcp.toolbase import ERROR_META
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
@@ -94,7 +95,7 @@ class OpsHarness:
 
 def _result(result: types.CallToolResult) -> Result:
     text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-    data = result.structured_content or {}
     if result.is_error:
-        return Result(str(data["error"]["code"]), data, text)
-    return Result(None, data, text)
+        error = (result.meta or {})[ERROR_META]
+        return Result(str(error["code"]), error, text)
+    return Result(None, result.structured_content or {}, text)

@@ -6,6 +6,7 @@ import jsonschema
 import pytest
 
 from nats_mcp.mcp.server import ToolTable, error_result
+from nats_mcp.mcp.toolbase import ERROR_META, tool_error
 
 READ_ONLY = {
     "handle_get",
@@ -64,8 +65,12 @@ def test_name_patterns_are_published_for_agents() -> None:
 def test_error_result_shape(code: str) -> None:
     result = error_result(code, "it broke at nats://u:pw@h:1")
     assert result.is_error is True
-    assert result.content[0].text.startswith("Error: ")  # type: ignore[union-attr]
-    assert result.structured_content == {"error": {"code": code, "message": "it broke at nats://u:***@h:1"}}
+    assert result.content[0].text == f"Error: [{code}] it broke at nats://u:***@h:1"  # type: ignore[union-attr]
+    # no structuredContent: TypeScript-SDK clients check it against the tool's outputSchema even on errors
+    assert result.structured_content is None
+    assert result.meta == {ERROR_META: {"code": code, "message": "it broke at nats://u:***@h:1"}}
+    dumped = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert "structuredContent" not in dumped and tool_error(dumped) == result.meta[ERROR_META]
 
 
 def test_schemas_have_no_refs_left() -> None:

@@ -24,7 +24,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
 from nats_mcp.mcp.resources import ResourceSurface
-from nats_mcp.mcp.toolbase import Rendered, ToolSpec, run_rendered, run_tool
+from nats_mcp.mcp.toolbase import ERROR_META, Rendered, ToolSpec, error_text, run_rendered, run_tool
 from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.observe import tracing
 from nats_mcp.redact import redact
@@ -39,7 +39,8 @@ INSTRUCTIONS = (
     "nats-mcp lets AI agents coordinate through NATS JetStream: channels (shared history), an agent "
     "registry with presence, direct messages, and capability work queues with leases and a dead-letter "
     "queue. Set a handle, register (with your capabilities), then discover agents, post to channels, send "
-    "direct messages, broadcast and claim work. Errors carry a stable code in structuredContent.error.code; "
+    "direct messages, broadcast and claim work. A failed call is a result with isError whose text reads "
+    "'Error: [code] message' (the stable code also in _meta[\"io.nats-mcp/error\"].code); "
     "nats_unavailable means NATS is unreachable right now and the call can be retried."
 )
 
@@ -74,23 +75,24 @@ def outcome_of(result: types.CallToolResult) -> str:
     """What the audit log records of a call: ok, or the error code."""
     if not result.is_error:
         return "ok"
-    error = (result.structured_content or {}).get("error")
+    error = (result.meta or {}).get(ERROR_META)
     return str(error.get("code", "internal")) if isinstance(error, dict) else "internal"
 
 
 def error_result(code: str, message: str, *, retry_after_s: float | None = None) -> types.CallToolResult:
-    """A tool error as the contract says: isError, text starting 'Error: ', structuredContent.error.
+    """A tool error as the contract says: isError, text 'Error: [code] message', the code in ``_meta``.
 
-    A refusal for rate adds ``retryAfterS`` (seconds until a call would be admitted).
+    No ``structuredContent`` (see :data:`ERROR_META`). A refusal for rate adds ``retryAfterS`` (seconds until a
+    call would be admitted).
     """
     message = redact(message)
     error: dict[str, Any] = {"code": code, "message": message}
     if retry_after_s is not None:
         error["retryAfterS"] = round(retry_after_s, 3)
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=f"Error: {message}")],
-        structured_content={"error": error},
+        content=[types.TextContent(type="text", text=error_text(code, message))],
         is_error=True,
+        _meta={ERROR_META: error},
     )
 
 

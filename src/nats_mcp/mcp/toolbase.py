@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,31 @@ class ToolSpec:
     idempotent: bool = False
 
 
+ERROR_META = "io.nats-mcp/error"
+"""The ``_meta`` key of a tool error result: ``{"code", "message"[, "retryAfterS"]}``, the machine-readable form.
+
+An error result has no ``structuredContent``: it would have to match the tool's ``outputSchema``, and the
+TypeScript SDK (Claude Code, Cursor, VS Code, the Inspector) checks it even when ``isError`` is set, throwing
+away the whole result (``-32602``) when it does not match.
+"""
+
+
+def error_text(code: str, message: str) -> str:
+    """The text block of a tool error: the ``Error: `` prefix, then the stable code, so a model sees both."""
+    return f"Error: [{code}] {message}"
+
+
+def tool_error(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The error of a ``tools/call`` result as on the wire (``_meta``'s :data:`ERROR_META`), None for a success.
+
+    An error result from elsewhere (without our ``_meta``) reads as ``internal``.
+    """
+    if not result.get("isError"):
+        return None
+    error = (result.get("_meta") or {}).get(ERROR_META)
+    return error if isinstance(error, dict) else {"code": "internal", "message": ""}
+
+
 @dataclass(frozen=True)
 class ToolOutcome:
     """What one tool call produced: its structured result and Markdown text, or an error code and message."""
@@ -71,7 +96,7 @@ class ToolOutcome:
 
 def failure(code: str, message: str) -> ToolOutcome:
     message = redact(message)
-    return ToolOutcome({"error": {"code": code, "message": message}}, f"Error: {message}", (code, message))
+    return ToolOutcome({}, error_text(code, message), (code, message))
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -23,7 +23,8 @@ AuthFailure = Literal[
 
 
 class AuthenticationError(Exception):
-    """A credential was refused. ``reason`` goes to the audit log; callers only ever see a generic message."""
+    """A credential was refused. ``reason`` goes to the audit log; callers see at most a fixed text per reason
+    (HTTP's 401, ``transports/http.py``), never ``detail`` nor anything of the credential."""
 
     def __init__(self, reason: AuthFailure, detail: str = "", *, subject: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -2,13 +2,16 @@
 
 Built on the SDK's low-level ``Server.streamable_http_app``: it answers both protocol revisions, checks
 Host and Origin (DNS-rebinding protection), serves the RFC 9728 protected-resource metadata, and
-answers 401 with a ``WWW-Authenticate`` that points at it (403 ``insufficient_scope`` with the scope
-needed). Tokens go through the security core: :class:`GatewayVerifier` is the SDK's ``TokenVerifier``
-seam over :meth:`Guard.authenticate` (address filter, lockout, audit) and the providers (JWT, OAuth
-introspection, API keys — ``Authorization: Bearer nmk_…``). The transport only says who calls; each
-principal acts as its own agent (:func:`nats_mcp.security.binding.caller_for`), and every call goes
-through the guard like on stdio. All state lives in NATS, so any number of these processes serve the
-same agents interchangeably.
+answers 401 with a ``WWW-Authenticate`` that points at it and says what was wrong with the credential
+(403 ``insufficient_scope`` with the scope needed). The metadata names authorization servers only when
+there are real ones (configured, or the JWT issuers); with none (API keys, dev tokens) the endpoints an
+OAuth client falls back to at the origin (``/register``, ``/token``, ``/authorize``) answer an OAuth
+error saying this server takes API keys, not a 404. Tokens go through the security core:
+:class:`GatewayVerifier` is the SDK's ``TokenVerifier`` seam over :meth:`Guard.authenticate` (address
+filter, lockout, audit) and the providers (JWT, OAuth introspection, API keys — ``Authorization: Bearer
+nmk_…``). The transport only says who calls; each principal acts as its own agent
+(:func:`nats_mcp.security.binding.caller_for`), and every call goes through the guard like on stdio.
+All state lives in NATS, so any number of these processes serve the same agents interchangeably.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server import Server
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
@@ -44,7 +50,7 @@ from nats_mcp.coord.errors import Forbidden, NotRegistered
 from nats_mcp.lru import LruTable
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
-from nats_mcp.security.errors import AuthenticationError
+from nats_mcp.security.errors import AuthenticationError, AuthFailure
 from nats_mcp.security.guard import AuditRecorder, Guard, Refused
 from nats_mcp.security.principal import Principal
 
@@ -65,6 +71,41 @@ _REFUSALS: dict[int, tuple[str, str, str]] = {
     421: ("denied", "forbidden", "host_not_allowed"),
 }
 _audited: contextvars.ContextVar[bool] = contextvars.ContextVar("nats_mcp_http_audited", default=False)
+_refusal: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_refusal", default=None)
+"""Why this request's credential was refused (the 401's error_description), set by the token check."""
+
+# What a 401 says, by the reason the security core gives (security/errors.py). Fixed texts: nothing of the
+# credential is ever echoed, and none holds a '"' (they go in a quoted-string of WWW-Authenticate).
+_KEY_REFUSALS: dict[str, str] = {
+    "missing_credentials": "API keys are not accepted by this server",
+    "malformed": "malformed API key (expected nmk_<id>_<secret>)",
+    "bad_signature": "unknown API key (no key with this id and secret)",
+    "revoked": "revoked API key",
+    "expired": "expired API key",
+}
+_TOKEN_REFUSALS: dict[str, str] = {
+    "missing_credentials": "no credentials: send Authorization: Bearer <token>",
+    "malformed": "malformed bearer token (neither an nmk_ API key nor a token this server can check)",
+    "bad_signature": "the token's signature does not verify",
+    "unknown_key": "the token is signed with a key its issuer does not publish",
+    "bad_issuer": "the token's issuer is not trusted by this server",
+    "bad_audience": "the token was not issued for this server (audience)",
+    "algorithm_not_allowed": "the token's signing algorithm is not accepted",
+    "expired": "expired token",
+    "not_yet_valid": "the token is not valid yet",
+    "inactive": "the token is not active (revoked or expired at its authorization server)",
+}
+_ANY_REFUSALS: dict[str, str] = {
+    "unavailable": "the credential could not be checked right now (key store or issuer unreachable); retry",
+    "locked_out": "too many failed attempts for this credential from this address; retry later",
+    "address_denied": "this address may not connect",
+}
+
+
+def refusal_description(reason: AuthFailure, api_key: bool) -> str:
+    """What the 401 says about a refused credential: its kind and what was wrong, never any part of it."""
+    found = _ANY_REFUSALS.get(reason) or (_KEY_REFUSALS if api_key else _TOKEN_REFUSALS).get(reason)
+    return found or ("invalid API key" if api_key else "invalid bearer token")
 
 
 class RequestFacts:
@@ -89,6 +130,7 @@ class RequestFacts:
                 agent = value.decode("latin-1")[:100]
         _agent.set(agent)
         _audited.set(False)
+        _refusal.set(None)
         audit = self.audit
 
         async def watch(message: Message) -> None:
@@ -125,9 +167,10 @@ class GatewayVerifier:
             credentials = Credentials(bearer=token, peer=peer, agent=agent)
         try:
             principal = await self.guard.authenticate(self.provider, credentials, "http")
-        except AuthenticationError:
+        except AuthenticationError as exc:
             _audited.set(True)
-            return None  # the guard has audited it; the client gets 401 and the metadata URL
+            _refusal.set(refusal_description(exc.reason, token.startswith("nmk_")))
+            return None  # the guard has audited it; the client gets 401 saying why, and the metadata URL
         self._principals.put(_token_key(token), principal)
         expires = principal.claims.get("exp")
         return AccessToken(
@@ -232,6 +275,72 @@ def transport_security(settings: Settings, port: int) -> TransportSecuritySettin
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+class ExplainedAuth(RequireAuthMiddleware):
+    """The SDK's bearer requirement, whose 401 says what was wrong with the credential (or that there was none)."""
+
+    def __init__(self, app: Any, required_scopes: list[str], metadata_url: AnyHttpUrl, missing: str) -> None:
+        super().__init__(app, required_scopes, metadata_url)
+        self.missing = missing
+
+    async def _send_auth_error(self, send: Send, status_code: int, error: str, description: str) -> None:
+        if status_code == 401:
+            description = _refusal.get() or self.missing
+        await super()._send_auth_error(send, status_code, error, description)
+
+
+def authorization_servers(settings: Settings) -> list[str]:
+    """The authorization servers clients may get tokens from: configured, else the trusted JWT issuers.
+
+    API keys and dev tokens (``nats-mcp token issue``) come from no authorization server, and introspection's
+    settings name its endpoint, not its issuer (``http.authorization_servers`` does): none is made up.
+    """
+    return list(settings.http.authorization_servers) or [i.issuer for i in settings.security.jwt_issuers]
+
+
+def metadata_url(url: str) -> AnyHttpUrl:
+    """Where the protected-resource metadata of resource ``url`` is (RFC 9728: the path after the well-known)."""
+    return build_resource_metadata_url(AnyHttpUrl(url))
+
+
+def resource_metadata_route(url: str, servers: list[str], scopes: list[str]) -> Route:
+    """RFC 9728 protected-resource metadata; ``authorization_servers`` only when there are real ones (the field
+    is optional: naming the MCP endpoint instead sent OAuth clients to discover metadata it does not have)."""
+    document: dict[str, Any] = {"resource": url, "bearer_methods_supported": ["header"]}
+    if servers:
+        document["authorization_servers"] = servers
+    if scopes:
+        document["scopes_supported"] = scopes
+
+    async def metadata(_request: Request) -> Response:
+        return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+    path = urlsplit(str(metadata_url(url))).path
+    return Route(path, cors_middleware(metadata, ["GET", "OPTIONS"]), methods=["GET", "OPTIONS"])
+
+
+NO_OAUTH_PATHS = ("/register", "/token", "/authorize")
+"""Where an OAuth client looks for an authorization server at the resource's origin when the metadata names none
+(the 2025-03-26 fallback; the TypeScript SDK registers at ``/register`` first)."""
+
+
+def no_oauth_routes(url: str, takes: str) -> list[Route]:
+    """An OAuth error on each fallback endpoint, which OAuth clients show; a 404 they report as a broken server.
+
+    ``takes``: the credentials the server does accept, as the 401 says it.
+    """
+    body = {
+        "error": "access_denied",
+        "error_description": f"{url} does not use OAuth: it takes {takes} (Authorization: Bearer ...) and refused "
+        "the one presented as missing, unknown, revoked or expired; configure a valid one (API keys: "
+        "nats-mcp keys create)",
+    }
+
+    async def refuse(_request: Request) -> Response:
+        return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
+
+    return [Route(path, refuse, methods=["GET", "POST"]) for path in NO_OAUTH_PATHS]
+
+
 def build_http_app(
     server: Server[Any],
     settings: Settings,
@@ -246,9 +355,8 @@ def build_http_app(
     url = resource_url(settings, port)
     auth = None
     if verifier is not None:
-        servers = http.authorization_servers or [i.issuer for i in settings.security.jwt_issuers] or [url]
         auth = AuthSettings(
-            issuer_url=AnyHttpUrl(servers[0]),
+            issuer_url=AnyHttpUrl(url),  # used only for the SDK's metadata document, which _explain_refusals replaces
             resource_server_url=AnyHttpUrl(url),
             required_scopes=http.required_scopes or None,
             validate_token_resource=True,
@@ -261,9 +369,39 @@ def build_http_app(
         auth=auth,
         token_verifier=verifier,
     )
+    if auth is not None:
+        _explain_refusals(app, settings, url)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
+
+
+def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:
+    """Replace the SDK's bearer requirement (its 401 says only "Authentication required") and its metadata (which
+    must name an authorization server) with ours; with no authorization server, answer the OAuth fallbacks."""
+    http = settings.http
+    servers = authorization_servers(settings)
+    metadata = resource_metadata_route(url, servers, list(http.required_scopes))
+    takes = "an API key or token" if servers or settings.security.dev_tokens else "an API key"
+    missing = f"no credentials: send Authorization: Bearer with {takes}"
+    routes = app.router.routes
+    replaced = 0
+    for i, route in enumerate(routes):
+        if not isinstance(route, Route):
+            continue
+        if route.path == http.path and isinstance(route.endpoint, RequireAuthMiddleware):
+            sdk = route.endpoint
+            routes[i] = Route(
+                http.path, endpoint=ExplainedAuth(sdk.app, sdk.required_scopes, metadata_url(url), missing)
+            )
+            replaced += 1
+        elif route.path == metadata.path:
+            routes[i] = metadata
+            replaced += 1
+    if replaced != 2:  # the SDK builds its app differently now: fail at start rather than serve its bare 401s
+        raise RuntimeError(f"the SDK's app has no bearer-protected {http.path} route or no metadata route to replace")
+    if not servers:
+        routes.extend(no_oauth_routes(url, takes))
 
 
 def health_route(connected: Callable[[], bool]) -> BaseRoute:

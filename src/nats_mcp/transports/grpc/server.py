@@ -47,6 +47,7 @@ from nats_mcp.config import Settings
 from nats_mcp.config_grpc import GrpcSettings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
+from nats_mcp.mcp.toolbase import tool_error
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError
@@ -104,10 +105,8 @@ def rate_limited(answer: types.JSONRPCResponse | types.JSONRPCError) -> tuple[st
         error = data if isinstance(data, dict) else None
         message = answer.error.message
     else:
-        result = answer.result
-        content = result.get("structuredContent") if result.get("isError") else None
-        error = content.get("error") if isinstance(content, dict) else None
-        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+        error = tool_error(answer.result)
+        message = str(error.get("message", "")) if error is not None else ""
     if not isinstance(error, dict) or error.get("code") != "rate_limited":
         return None
     retry = error.get("retryAfterS")

@@ -81,13 +81,18 @@ def tool_message(tool: Mapping[str, Any]) -> pb.Tool:
 
 
 def call_tool_message(result: Mapping[str, Any]) -> pb.CallToolResponse:
-    """A ``tools/call`` result as the typed ``CallToolResponse`` (text content; our tools make no other kind)."""
+    """A ``tools/call`` result as the typed ``CallToolResponse`` (text content; our tools make no other kind).
+
+    The result's ``_meta`` (a tool error's code: ``io.nats-mcp/error``) goes in ``common.metadata``.
+    """
     content = []
     for block in result.get("content") or ():
         if block.get("type") != "text":
             raise CallRefused(grpc.StatusCode.INTERNAL, f"content of type {block.get('type')!r} has no typed form here")
         content.append(pb.CallToolResponse.Content(text=pb.TextContent(text=block.get("text", ""))))
+    meta = result.get("_meta")
     return pb.CallToolResponse(
+        common=pb.ResponseFields(metadata=_struct(meta)) if meta else None,
         content=content,
         structured_content=_struct(result.get("structuredContent")),
         is_error=bool(result.get("isError", False)),

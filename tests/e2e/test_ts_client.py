@@ -1,0 +1,130 @@
+"""Third-party client boundary: the official MCP TypeScript SDK's Client (what Claude Code, Cursor, VS Code and the
+Inspector are built on) against `nats-mcp serve` over stdio and streamable HTTP.
+
+The SDK checks every tool result's ``structuredContent`` against the tool's ``outputSchema`` — error results too,
+when they carry one — and throws ``McpError -32602`` on a mismatch, so a tool error the model should read must
+reach it as a result. ``tests/e2e/ts_client.mjs`` (run on Node 22, with the SDK ``scripts/node22`` pins) prints
+what the SDK returned or threw for each call.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_conformance_http import create_api_key, node22, serve_http
+from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.natsserver import NatsServer
+
+SCRIPT = Path(__file__).with_name("ts_client.mjs")
+TS_SDK_VERSION = "1.32.2"
+RUN_TIMEOUT_S = 90
+ERROR_META = "io.nats-mcp/error"
+
+# (call, the stable code it must fail with, words the message must contain)
+ERROR_CALLS: list[tuple[dict[str, Any], str, str]] = [
+    ({"name": "warp_channels_send", "arguments": {"channel": "roadmap", "message": "hi"}},
+     "not_registered", "warp_handle_set"),
+    ({"name": "warp_channels_read", "arguments": {"channel": "Not A Channel!"}}, "invalid_name", "channel"),
+    ({"name": "warp_work_claim", "arguments": {"capability": "reviews", "timeout": 0}}, "not_registered", "regist"),
+    ({"name": "warp_registry_get_info", "arguments": {"guid": "0" * 32}}, "not_found", "agent"),
+    ({"name": "warp_registry_get_info", "arguments": {"agentId": "0" * 32}}, "invalid_argument", "guid"),
+]  # fmt: skip
+SUCCESS_CALL = {"name": "warp_channels_list", "arguments": {}}
+
+
+@dataclass(frozen=True)
+class TsClient:
+    node: str
+    modules: str
+
+    def run(self, tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
+        """What the SDK returned or threw, per call (the script's one JSON line)."""
+        proc = subprocess.run(
+            [self.node, str(SCRIPT), self.modules, json.dumps(spec)],
+            env=isolated_env(tmp_path),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+        assert proc.returncode == 0, f"ts_client.mjs exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        found: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return found
+
+    def stdio(self, tmp_path: Path, nats_url: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        env = isolated_env(tmp_path, NATS_URL=nats_url)
+        spec = {"transport": "stdio", "command": nats_mcp_exe(), "args": ["serve"], "env": env, "cwd": str(tmp_path)}
+        return self.run(tmp_path, {**spec, "calls": calls})
+
+
+@pytest.fixture(scope="module")
+def ts_client() -> TsClient:
+    """Node 22 + the TypeScript SDK, installed on first use (fails, never skips, if that is impossible)."""
+    modules = node22("--ts-sdk")
+    package = json.loads((Path(modules) / "@modelcontextprotocol" / "sdk" / "package.json").read_text())
+    assert package["version"] == TS_SDK_VERSION
+    return TsClient(node=node22(), modules=modules)
+
+
+def _check_error_results(answer: dict[str, Any]) -> None:
+    """Each error call is a result the SDK accepted: isError, our message and code in the text and in ``_meta``."""
+    assert answer.get("connected"), answer
+    calls = answer["calls"]
+    assert len(calls) == len(ERROR_CALLS) + 1, answer
+    for (call, code, words), got in zip(ERROR_CALLS, calls, strict=False):
+        assert "error" not in got, f"{call['name']}: the SDK threw {got['error']}"  # e.g. McpError -32602
+        result = got["result"]
+        text = result["content"][0]["text"]
+        assert result["isError"] is True, (call, result)
+        assert "structuredContent" not in result, (call, result)
+        assert text.startswith(f"Error: [{code}] "), (call, text)
+        assert words in text, (call, text)
+        meta = result["_meta"][ERROR_META]
+        assert meta["code"] == code and meta["message"] in text, (call, result)
+    success = calls[-1]
+    assert "error" not in success, success
+    result = success["result"]
+    assert not result.get("isError"), result
+    # The SDK validated it against the output schema (it throws otherwise); it is the real structured result.
+    assert {ch["name"] for ch in result["structuredContent"]["channels"]} >= {"roadmap", "errors"}, result
+
+
+def test_stdio_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
+    calls = [call for call, _, _ in ERROR_CALLS] + [SUCCESS_CALL]
+    _check_error_results(ts_client.stdio(tmp_path, nats_server.url, calls))
+
+
+def test_http_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
+    key = create_api_key(tmp_path, nats_server.url, "ts-client")
+    calls = [call for call, _, _ in ERROR_CALLS] + [SUCCESS_CALL]
+    with serve_http(tmp_path, nats_server.url) as server:
+        answer = ts_client.run(tmp_path, {"transport": "http", "url": server.url, "bearer": key, "calls": calls})
+        _check_error_results(answer)
+
+
+def test_http_wrong_key_says_the_key_is_invalid(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
+    """A key the server does not know, or none: the client's error says so, not "HTTP 404 … Not Found".
+
+    With the headers alone the SDK reports the 401's body. With an OAuth client provider, as OAuth-capable clients
+    (Claude Code) have, it runs OAuth discovery on the 401 instead; with API keys only there is no authorization
+    server, and the fallback registration endpoint answers an OAuth error saying the server takes API keys.
+    """
+    create_api_key(tmp_path, nats_server.url, "ts-client")  # the key store exists; this key is not presented
+    wrong = "nmk_000000000000_" + "A" * 43
+    cases = [(wrong, False, "unknown API key"), (None, False, "no credentials"),
+             (wrong, True, "does not use OAuth: it takes an API key"), (None, True, "does not use OAuth")]  # fmt: skip
+    with serve_http(tmp_path, nats_server.url) as server:
+        for bearer, oauth, words in cases:
+            spec = {"transport": "http", "url": server.url, "bearer": bearer, "oauth": oauth, "calls": []}
+            answer = ts_client.run(tmp_path, spec)
+            assert not answer["connected"], answer
+            message = answer["error"]["message"]
+            assert words in message, (bearer, oauth, answer)
+            assert "404" not in message and "Not Found" not in message, answer
+            assert "A" * 43 not in message, answer  # the secret is never echoed

@@ -1,0 +1,92 @@
+// Test driver: the official MCP TypeScript SDK's Client against `nats-mcp serve`, as Claude Code, Cursor, VS Code
+// and the Inspector use it. Driven by tests/e2e/test_ts_client.py.
+//
+//   node ts_client.mjs SDK_NODE_MODULES SPEC_JSON
+//
+// SDK_NODE_MODULES: the node_modules holding @modelcontextprotocol/sdk (`scripts/node22 --ts-sdk`); ESM
+// imports do not read NODE_PATH, so the SDK's files are imported by path.
+// SPEC_JSON: {"transport": "stdio", "command": ..., "args": [...], "env": {...}, "cwd": ...}
+//         or {"transport": "http", "url": ..., "bearer": ... (optional), "oauth": true (optional)}
+//         plus "calls": [{"name": ..., "arguments": {...}}, ...].
+// "oauth" gives the transport an OAuth client provider holding no token, as OAuth-capable clients (Claude Code)
+// have: on a 401 the SDK then runs OAuth discovery instead of reporting the response.
+//
+// Prints one JSON object: {"connected": true, "calls": [{"result": ...} | {"error": ...}]} or
+// {"connected": false, "error": ...}. Every outcome exits 0; a non-zero exit means this script itself failed.
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const [modules, specJson] = process.argv.slice(2);
+const spec = JSON.parse(specJson);
+const sdk = (file) => import(pathToFileURL(join(modules, "@modelcontextprotocol/sdk/dist/esm", file)).href);
+const { Client } = await sdk("client/index.js");
+
+// What the SDK threw, with the fields its error classes carry (McpError: code, data; HTTP errors: code).
+function thrown(error) {
+  return {
+    name: error?.constructor?.name ?? typeof error,
+    message: String(error?.message ?? error),
+    code: error?.code ?? null,
+    data: error?.data ?? null,
+  };
+}
+
+async function transport() {
+  if (spec.transport === "stdio") {
+    const { StdioClientTransport } = await sdk("client/stdio.js");
+    return new StdioClientTransport({
+      command: spec.command,
+      args: spec.args ?? [],
+      env: spec.env,
+      cwd: spec.cwd,
+      stderr: "ignore",
+    });
+  }
+  const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
+  const headers = spec.bearer ? { Authorization: `Bearer ${spec.bearer}` } : {};
+  const options = { requestInit: { headers } };
+  if (spec.oauth) {
+    // An interactive client's provider before any login: no tokens, no registration, a loopback redirect.
+    let client;
+    options.authProvider = {
+      get redirectUrl() {
+        return "http://127.0.0.1:1/callback";
+      },
+      get clientMetadata() {
+        return { client_name: "nats-mcp ts_client", redirect_uris: ["http://127.0.0.1:1/callback"] };
+      },
+      clientInformation: () => client,
+      saveClientInformation: (info) => {
+        client = info;
+      },
+      tokens: () => undefined,
+      saveTokens: () => {},
+      redirectToAuthorization: () => {},
+      saveCodeVerifier: () => {},
+      codeVerifier: () => "",
+    };
+  }
+  return new StreamableHTTPClientTransport(new URL(spec.url), options);
+}
+
+const client = new Client({ name: "nats-mcp-ts-client", version: "0" });
+const out = { connected: false, calls: [] };
+try {
+  await client.connect(await transport());
+  out.connected = true;
+  // Clients list tools first; the SDK compiles each tool's outputSchema then and checks every result against it.
+  await client.listTools();
+  for (const call of spec.calls ?? []) {
+    try {
+      out.calls.push({ result: await client.callTool({ name: call.name, arguments: call.arguments ?? {} }) });
+    } catch (error) {
+      out.calls.push({ error: thrown(error) });
+    }
+  }
+} catch (error) {
+  out.error = thrown(error);
+} finally {
+  await client.close().catch(() => {});
+}
+process.stdout.write(JSON.stringify(out) + "\n");
+process.exit(0);
