@@ -151,6 +151,7 @@ class AuditFeed:
         info = await stream_info(self._conn)
         if info is None:
             self.note = "no audit stream yet: nothing has been audited on this NATS"
+            self._after = 0  # all it will hold is new: read it from its start
             return
         self.note = ""
         first, last = info.state.first_seq, info.state.last_seq
