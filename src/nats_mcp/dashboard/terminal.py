@@ -74,7 +74,7 @@ def render(snap: dict[str, Any]) -> RenderableType:
     table = _table(f"Security events ({security['total']})" + (f" — {security['note']}" if security["note"] else ""),
                    "last seen", "kind", "who", "from", "reason", "count")  # fmt: skip
     for e in security["events"][:10]:
-        who = (", ".join(e["agents"]) + f" via {e['principal']}") if e["agents"] else e["principal"]
+        who = (f"{e['principal']} (agents {', '.join(e['agents'])})") if e["agents"] else e["principal"]
         table.add_row(plain(e["lastSeen"], 30), Text(str(e["kind"]), style=KIND_STYLE.get(str(e["kind"]), "yellow")),
                       plain(who or "(unauthenticated)", 50), plain(e["peer"], 40),
                       plain(e["reason"] or e["outcome"], 50), str(e["count"]))  # fmt: skip

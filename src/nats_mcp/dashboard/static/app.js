@@ -125,12 +125,13 @@
     const s = data.security;
     $("security-note").textContent = s.note || "";
     // Identical events are one row: the server groups them and counts every one it read.
-    $("security-count").textContent = s.events.length < s.total ? `${s.total} events, ${s.events.length} kinds`
+    $("security-count").textContent = s.events.length < s.total ? `${s.total} events, ${s.events.length} distinct`
       : `${s.total}`;
     const rows = s.events.map((e) => {
       const seen = e.count > 1 ? el("div", "sub", `first ${clock(e.firstSeen)}`) : "";
-      const who = e.agents.length ? [el("div", "", e.agents.join(", ")), el("div", "sub", `via ${e.principal}`)]
-        : [e.principal || "(unauthenticated)"];
+      // The credential is what was refused; the agents it runs are what people know it by.
+      const who = [el("div", "", e.principal || "(unauthenticated)")];
+      if (e.agents.length) who.push(el("div", "sub", `agent${e.agents.length > 1 ? "s" : ""} ${e.agents.join(", ")}`));
       const tr = el("tr", "", el("td", "", clock(e.lastSeen), seen),
         el("td", "", el("span", `badge k-${e.kind}`, e.kind)), el("td", "", ...who),
         el("td", "", `${e.peer || ""} ${e.transport || ""}`), el("td", "", e.reason || e.outcome || ""),
