@@ -127,7 +127,7 @@ class AuditFeed:
 
     def _count(self, event: dict[str, Any], owner: str | None) -> None:
         self.total += 1
-        key = tuple(event[f] for f in GROUP_FIELDS)
+        key = (*(event[f] for f in GROUP_FIELDS), owner)  # owner: two issuers' same subject are two principals
         at = str(event["time"] or "")
         group = self.groups.pop(key, None)
         if group is None:

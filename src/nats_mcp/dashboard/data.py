@@ -37,7 +37,9 @@ IDLE_AFTER_INTERVALS = 1.5
 """An online or busy agent reads ``idle`` on the page once its last sign of life is older than this many heartbeat
 intervals: a local agent heartbeats every interval while its process lives; an HTTP or gRPC agent has no process
 of its own and its calls count as its heartbeat (written at most once an interval), so an agent that stopped
-calling reads idle after one to two intervals instead of online until it is stale (three intervals by default)."""
+calling reads idle after half an interval to 1.5 intervals instead of online until it is stale (three intervals by
+default). 1.5 stays below the smallest stale threshold allowed (two intervals). An HTTP agent calling only about
+once an interval or less often may read idle for a moment between its calls."""
 
 
 def clip(text: object, limit: int = MAX_TEXT) -> str:

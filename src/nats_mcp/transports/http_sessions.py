@@ -7,6 +7,10 @@ process exit does, instead of reading online until its last heartbeat goes stale
 crash, the SDK's idle timeout) and 2026-07-28 clients (no sessions: each request stands alone) still go
 stale by time; the dashboard shows them idle first. Which agents a session acted as is per process (the SDK
 keeps each session in the process that opened it); what readers see is the registry entry in NATS.
+
+Known limit: one agent (credential and agent name) with live sessions on two server processes at once reads
+offline when either session ends, and stays so until it registers again (an entry set offline is not
+heartbeated) — the same as a local agent that deregisters.
 """
 
 from __future__ import annotations
