@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -78,6 +79,8 @@ async def watch_live(browser: Browser, ops: BrowserContext, page: Page, d: Deplo
         row = page.locator(f'#agents tr[data-guid="{guid}"]')
         await expect(row).to_have_attribute("data-status", "online", timeout=SEEN_S * 1000)
         await expect(row).to_contain_text("python")
+        # Named by its handle, and by the key it came through (named "worker": see deployment()).
+        await expect(row.locator(".via")).to_have_text(re.compile(r"^via worker \[key \w+\]$"))
 
         # A channel message with markup is shown as text: nothing of it runs or becomes an element.
         await ok(agent, "warp_channels_send", channel="roadmap", message=XSS)
@@ -96,17 +99,23 @@ async def watch_live(browser: Browser, ops: BrowserContext, page: Page, d: Deplo
         await expect(item).to_have_attribute("data-state", "claimed")
         await expect(page.locator('#queues tr[data-capability="python"] td').nth(2)).to_have_text("1")
 
-    # Someone else tries a wrong key: refused at the form, and the operator sees it as a security event.
+    # Someone else tries a wrong key, three times: refused at the form, and the operator sees one security event
+    # counted three times (not three rows).
     intruder = await browser.new_context()
-    bad = await logged_in(intruder, d, WRONG_KEY)
-    await expect(bad).to_have_url(f"{d.dashboard}/login?e=refused")
-    await expect(bad.locator("#login-error")).to_contain_text("Login refused")
+    for _ in range(3):
+        bad = await logged_in(intruder, d, WRONG_KEY)
+        await expect(bad).to_have_url(f"{d.dashboard}/login?e=refused")
+        await expect(bad.locator("#login-error")).to_contain_text("Login refused")
+        await bad.close()
     assert await intruder.cookies() == []
     # A real key without the dashboard admin operation is refused too (audited as denied).
     agent_page = await logged_in(intruder, d, d.agent_key)
     await expect(agent_page).to_have_url(f"{d.dashboard}/login?e=refused")
     await intruder.close()
-    await expect(page.locator('#security tr[data-kind="auth_failure"]').first).to_be_visible()
+    refusals = page.locator('#security tr[data-kind="auth_failure"]')
+    await expect(refusals).to_have_attribute("data-count", "3")
+    await expect(refusals).to_have_count(1)
+    await expect(refusals).to_contain_text("×3")
     await expect(page.locator('#security tr[data-kind="denied"]').first).to_contain_text("dashboard_not_allowed")
     # The traffic graph has this agent's calls.
     await expect(page.locator("#traffic svg")).to_contain_text("registry_register")

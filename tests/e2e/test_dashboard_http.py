@@ -11,10 +11,22 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
-from tests.e2e.test_http_gateway import HttpServer, api_key, dev_jwt, http_client, launch, run_cli, serving
+from tests.e2e.test_coordination_stdio import ok
+from tests.e2e.test_http_gateway import (
+    HttpServer,
+    api_key,
+    dev_jwt,
+    http_client,
+    launch,
+    mcp_client,
+    post_init,
+    run_cli,
+    serving,
+)
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
@@ -232,3 +244,96 @@ async def test_standalone_dashboard_command_serves_the_same_page_on_loopback(
             proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     assert admin not in errors.read_text() and agent not in errors.read_text()
+
+
+async def snapshot(hc: httpx2.AsyncClient, d: Deployment) -> dict[str, Any]:
+    response = await hc.get(f"{d.dashboard}/api/snapshot")
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def test_repeated_refusals_are_one_row_with_the_true_count_and_agents_show_their_key(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # No lockout within the test (300 identical failures stay identical); a traffic window far below 300.
+    env = {"NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES": "10000", "NATS_MCP_DASHBOARD_TRAFFIC_WINDOW": "50"}
+    async with deployment(tmp_path, nats_server, "dash-groups", **env) as d, client(d) as hc:
+        assert session_cookie(await login(hc, d, d.admin_key)) is not None
+        await snapshot(hc, d)  # the feed's first look is behind us
+
+        # A client retrying a wrong key 300 times through the real MCP endpoint.
+        async with http_client(WRONG_KEY) as intruder:
+
+            async def attempt() -> int:
+                return (await post_init(intruder, d.server.url)).status_code
+
+            for _ in range(30):
+                assert set(await asyncio.gather(*(attempt() for _ in range(10)))) == {401}
+
+        def refusals(snap: dict[str, Any]) -> list[dict[str, Any]]:
+            return [e for e in snap["security"]["events"] if e["kind"] == "auth_failure" and e["transport"] == "http"]
+
+        seen: list[dict[str, Any]] = []
+
+        async def counted() -> dict[str, Any] | None:
+            seen[:] = [await snapshot(hc, d)]
+            rows = refusals(seen[0])
+            return seen[0] if rows and sum(r["count"] for r in rows) >= 300 else None
+
+        snap = await wait_for(counted, 30, interval=0.3,
+                              message=lambda: f"not all 300 refusals counted: {seen[0]['security']}")  # fmt: skip
+        [row] = refusals(snap)  # one row, not one per refusal
+        assert row["count"] == 300 and row["peer"] == "127.0.0.1" and row["principal"] is None
+        assert row["firstSeen"] <= row["lastSeen"] and row["time"] == row["lastSeen"]
+        # The total counts every event read (the refusals, and the anomaly the detector raised about them).
+        assert snap["security"]["total"] == sum(e["count"] for e in snap["security"]["events"])
+
+        # An agent: the page names it by its handle and by the key it came through (the key is named "worker").
+        async with mcp_client(d.server.url, d.agent_key, agent="docs") as agent:
+            guid = (await ok(agent, "warp_registry_register", agentType="docs-writer"))["agent"]["guid"]
+            await ok(agent, "warp_channels_send", channel="roadmap", message="hello")
+
+            async def named() -> dict[str, Any] | None:
+                snap = await snapshot(hc, d)
+                rows = [a for a in snap["agents"]["shown"] if a["guid"] == guid and a["via"]]
+                return snap if rows and snap["traffic"]["edges"] else None
+
+            snap = await wait_for(named, 30, interval=0.3, message="the agent was not named with its key")
+        [row] = [a for a in snap["agents"]["shown"] if a["guid"] == guid]
+        assert row["handle"] == "docs-writer" and re.fullmatch(r"worker \[key \w+\]", row["via"])
+        edges = [e for e in snap["traffic"]["edges"] if e["principal"] == row["via"]]
+        assert edges and all(e["agents"] == ["docs-writer"] for e in edges)
+
+
+async def test_an_http_agent_reads_offline_when_its_session_ends_and_idle_when_it_goes_quiet(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # Heartbeats every second, stale only after 100 s: within this test only a session's end makes "offline".
+    env = {"NATS_MCP_PRESENCE_HEARTBEAT_INTERVAL_S": "1", "NATS_MCP_PRESENCE_STALE_AFTER_INTERVALS": "100"}
+    async with deployment(tmp_path, nats_server, "dash-presence", **env) as d, client(d) as hc:
+        assert session_cookie(await login(hc, d, d.admin_key)) is not None
+
+        async def agent_row(guid: str, want: str, field: str = "status") -> dict[str, Any] | None:
+            rows = [a for a in (await snapshot(hc, d))["agents"]["shown"] if a["guid"] == guid]
+            return rows[0] if rows and rows[0][field] == want else None
+
+        # A 2025-11-25 client holds a session and ends it (DELETE) when it closes.
+        async with mcp_client(d.server.url, d.agent_key, agent="leaver", mode="legacy") as leaver:
+            left = (await ok(leaver, "warp_registry_register", agentType="leaver"))["agent"]["guid"]
+            await wait_for(lambda: agent_row(left, "online"), 10, interval=0.2, message="the agent is not online")
+        row = await wait_for(lambda: agent_row(left, "offline"), 10, interval=0.2,
+                             message="the agent still reads online after its session ended")  # fmt: skip
+        assert row["presence"] == "offline" and row["lastSeenAgoS"] < 100
+
+        # A 2026-07-28 client has no session: once it stops calling, the page shows it idle (it is not offline).
+        async with mcp_client(d.server.url, d.agent_key, agent="quiet") as quiet:
+            still = (await ok(quiet, "warp_registry_register", agentType="quiet"))["agent"]["guid"]
+        row = await wait_for(lambda: agent_row(still, "idle", "presence"), 10, interval=0.2,
+                             message="the quiet agent never read idle")  # fmt: skip
+        assert row["status"] == "online"
+        # It calls again: online again at once (its call is its heartbeat).
+        async with mcp_client(d.server.url, d.agent_key, agent="quiet") as quiet:
+            await ok(quiet, "warp_channels_send", channel="roadmap", message="back")
+            await wait_for(lambda: agent_row(still, "online", "presence"), 10, interval=0.2,
+                           message="the agent that called again is not online")  # fmt: skip

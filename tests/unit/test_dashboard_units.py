@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.coord.context import owner_key
 from nats_mcp.dashboard.audit_feed import AuditFeed
 from nats_mcp.dashboard.data import Dashboard, clip
 from nats_mcp.dashboard.sessions import Sessions
@@ -67,10 +68,11 @@ def test_sessions_are_bounded_and_can_be_dropped() -> None:
 
 
 def record(kind: str, *, subject: str | None = "agent-1", tool: str | None = None, outcome: str = "ok",
-           reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+           reason: str | None = None, peer: str = "127.0.0.1",
+           time: str = "2026-01-01T00:00:00.000Z") -> dict[str, Any]:  # fmt: skip
     principal = {"issuer": "i", "subject": subject, "method": "apikey", "key_id": "k1"} if subject else None
-    return {"time": "2026-01-01T00:00:00.000Z", "kind": kind, "principal": principal, "transport": "http",
-            "peer": "127.0.0.1", "tool": tool, "outcome": outcome, "reason": reason}  # fmt: skip
+    return {"time": time, "kind": kind, "principal": principal, "transport": "http",
+            "peer": peer, "tool": tool, "outcome": outcome, "reason": reason}  # fmt: skip
 
 
 def write(path: Path, *records: dict[str, Any], mode: str = "a") -> None:
@@ -91,8 +93,8 @@ async def test_the_feed_reads_only_new_records_of_a_file_and_counts_traffic(tmp_
     events = feed.security()["events"]
     assert [(e["kind"], e["principal"], e["reason"]) for e in events] == [
         ("anomaly", "agent-1 [key k1]", "burst"), ("auth_failure", None, "bad_key")]  # fmt: skip
-    assert feed.traffic()["edges"] == [{"principal": "agent-1 [key k1]", "tool": "channels_send", "calls": 2,
-                                        "errors": 1}]  # fmt: skip
+    assert feed.traffic()["edges"] == [{"principal": "agent-1 [key k1]", "agents": [], "tool": "channels_send",
+                                        "calls": 2, "errors": 1}]  # fmt: skip
     # A second look reads only what was appended (no double counting); a half-written line waits.
     write(trail, record("tool_call", tool="work_claim"))
     with trail.open("a") as fh:
@@ -108,6 +110,61 @@ async def test_the_feed_reads_only_new_records_of_a_file_and_counts_traffic(tmp_
     write(trail, record("rate_limited"), mode="w")
     await feed.refresh()
     assert feed.security()["events"][0]["kind"] == "rate_limited"
+
+
+async def test_identical_security_events_are_one_row_with_their_true_count_and_times(tmp_path: Path) -> None:
+    trail = tmp_path / "audit.jsonl"
+
+    def refusal(**where: str) -> dict[str, Any]:
+        return record("auth_failure", subject=None, reason="unknown_key", outcome="unauthenticated", **where)
+
+    write(trail, *(refusal(time=f"2026-01-01T00:00:{i // 10:02d}.{i % 10}00Z") for i in range(300)))
+    write(trail, refusal(peer="10.0.0.9"), record("denied", reason="policy_denied"))
+    feed = AuditFeed(None, trail, events=30, window=10)  # both bounds far below 300
+    await feed.refresh()
+    security = feed.security()
+    assert security["total"] == 302
+    # Another address, or another kind, is its own row; the 300 repeats are one, newest first.
+    assert [(e["kind"], e["peer"], e["count"]) for e in security["events"]] == [
+        ("denied", "127.0.0.1", 1), ("auth_failure", "10.0.0.9", 1), ("auth_failure", "127.0.0.1", 300)]  # fmt: skip
+    repeats = security["events"][2]
+    assert (repeats["firstSeen"], repeats["lastSeen"]) == ("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:29.900Z")
+    assert repeats["reason"] == "unknown_key" and repeats["principal"] is None
+
+    # A repeat seen again later moves its row to the top, counted on.
+    write(trail, *(record("rate_limited", reason=f"r{i}", time="2026-01-01T00:01:00.000Z") for i in range(27)))
+    write(trail, refusal(time="2026-01-01T00:02:00.000Z"))
+    await feed.refresh()
+    security = feed.security()
+    assert security["total"] == 330 and len(security["events"]) == 30
+    newest = security["events"][0]
+    assert (newest["kind"], newest["count"], newest["firstSeen"], newest["lastSeen"]) == (
+        "auth_failure", 301, "2026-01-01T00:00:00.000Z", "2026-01-01T00:02:00.000Z")  # fmt: skip
+    # More kinds of event than rows: the least recently seen rows go; the total still counts every event.
+    write(trail, *(record("anomaly", reason=f"a{i}", time="2026-01-01T00:03:00.000Z") for i in range(29)))
+    await feed.refresh()
+    security = feed.security()
+    assert security["total"] == 359 and len(security["events"]) == 30
+    assert [e["kind"] for e in security["events"]][-1] == "auth_failure"
+    assert sum(e["kind"] == "rate_limited" for e in security["events"]) == 0
+
+
+async def test_the_feed_names_the_agents_of_a_principal(tmp_path: Path) -> None:
+    trail = tmp_path / "audit.jsonl"
+    write(trail, record("tool_call", tool="work_claim"), record("denied", tool="dlq_list", reason="admin_only"))
+    feed = AuditFeed(None, trail, events=5, window=10)
+    await feed.refresh()
+    owner = owner_key("agent-1", "i")  # what binding.caller_for stores in the agent's registry entry
+    assert feed.via(owner) == "agent-1 [key k1]" and feed.via(owner_key("agent-1", "other")) is None
+    agents = {owner: ["builder", "tester"]}
+
+    def agents_of(key: str) -> list[str]:
+        return agents.get(key, [])
+
+    [edge] = feed.traffic(agents_of=agents_of)["edges"]
+    assert (edge["principal"], edge["agents"]) == ("agent-1 [key k1]", ["builder", "tester"])
+    [event] = feed.security(agents_of)["events"]
+    assert (event["principal"], event["agents"]) == ("agent-1 [key k1]", ["builder", "tester"])
 
 
 async def test_the_feed_keeps_its_namespace_and_namespaceless_events(tmp_path: Path) -> None:

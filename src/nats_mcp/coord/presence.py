@@ -1,15 +1,20 @@
-"""The presence boundary of a local agent process: the loop that renews its identity lease and heartbeats its entry.
+"""The presence boundary: how agents' registry entries learn they are alive, and that they left.
 
-Warp's heartbeat died on ``update_presence(offline)`` and never came back, and a crashed agent stayed
+A local agent process runs :class:`PresenceKeeper`, the loop that renews its identity lease and heartbeats its
+entry. Warp's heartbeat died on ``update_presence(offline)`` and never came back, and a crashed agent stayed
 online forever. Here the loop never stops on its own: the registry decides per beat whether to write
 (an agent set offline is not heartbeated; set online again, it is at the next beat), readers compute
 staleness from the last heartbeat, and every failure — NATS being away included — is logged once per
 kind and retried at the next beat.
+
+Agents of the gateways (HTTP, gRPC) have no process of their own: :class:`GatewayPresence` counts their calls
+as their heartbeat, and the end of their MCP session as their leaving, like a local agent's process exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -24,6 +29,7 @@ from nats_mcp.coord.registry import RegistryService
 log = logging.getLogger("nats_mcp.coord.presence")
 
 T = TypeVar("T")
+MAX_TRACKED_AGENTS = 100_000
 
 
 class PresenceKeeper:
@@ -85,3 +91,39 @@ class PresenceKeeper:
         self._failing[what] = text
         level = logging.DEBUG if repeated else logging.WARNING
         log.log(level, "presence %s of agent %s failed (retried each beat): %s", what, self.caller.guid, text)
+
+
+class GatewayPresence:
+    """Presence of the agents a gateway process serves: call it on every call (the heartbeat), :meth:`leave` when
+    an agent's session ends. All state that readers see is the registry entry in NATS; this object only remembers
+    when it last wrote each heartbeat, so that an agent calling often costs one write an interval."""
+
+    def __init__(self, registry: RegistryService, interval: float) -> None:
+        self.registry = registry
+        self.interval = interval
+        self._beats: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, caller: Caller) -> None:
+        """A call from an agent counts as its heartbeat (written at most once an interval, in the background), so
+        agents that keep calling read as online without a process of their own."""
+        now = time.monotonic()
+        if now - self._beats.get(caller.guid, -self.interval) < self.interval:
+            return
+        self._beats[caller.guid] = now
+        if len(self._beats) > MAX_TRACKED_AGENTS:
+            self._beats.pop(next(iter(self._beats)))
+
+        async def beat() -> None:
+            with contextlib.suppress(Exception):  # not registered yet, or NATS away: the next call tries again
+                await self.registry.heartbeat(caller)
+
+        task = asyncio.get_running_loop().create_task(beat(), name="gateway-heartbeat")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def leave(self, caller: Caller) -> None:
+        """The agent's session ended: mark its entry offline (as a local agent's process exit does). Like there,
+        it reads online again once it registers again; an entry set offline is not heartbeated."""
+        self._beats.pop(caller.guid, None)
+        await self.registry.mark_offline(caller)

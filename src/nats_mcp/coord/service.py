@@ -13,7 +13,6 @@ import getpass
 import logging
 import re
 import socket
-import time
 from typing import Any
 
 from nats_mcp.aiotasks import stop_task
@@ -27,7 +26,7 @@ from nats_mcp.coord.errors import Forbidden, InvalidName, LimitExceeded, NatsUna
 from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.ops import OpsService
-from nats_mcp.coord.presence import PresenceKeeper
+from nats_mcp.coord.presence import GatewayPresence, PresenceKeeper
 from nats_mcp.coord.registry import RegistryService
 from nats_mcp.coord.work import WorkService
 from nats_mcp.coord.work_events import WorkEvents
@@ -37,7 +36,6 @@ log = logging.getLogger("nats_mcp.coord")
 
 READY_WAIT_S = 10.0
 SETUP_RETRY_MAX_S = 60.0
-MAX_TRACKED_AGENTS = 100_000
 FIRST_CONNECT_WAIT_S = 3.0
 
 
@@ -55,12 +53,12 @@ class Coordinator:
         self.conn = conn
         self.local_agent = local_agent
         """False in gateway modes: callers are derived from principals, this process is nobody's agent."""
-        self._beats: dict[str, float] = {}
-        self._beat_tasks: set[asyncio.Task[None]] = set()
         self.settings = settings
         self.layout = Layout(settings.resolved_namespace)
         self.identity = IdentityService(conn, settings, self.layout)
         self.registry = RegistryService(conn, settings, self.layout)
+        self.touch = GatewayPresence(self.registry, settings.presence.heartbeat_interval_s)
+        """Gateway modes: call it with the caller of every call (its heartbeat); ``touch.leave`` when it leaves."""
         self.channels = ChannelService(conn, settings, self.layout)
         self.inbox = InboxService(conn, settings)
         self.work = WorkService(conn, settings, self.layout)
@@ -226,22 +224,3 @@ class Coordinator:
                 f'you do not have the capability "{capability}" registered (yours: {caps}); add it with '
                 "warp_registry_update_presence"
             )
-
-    def touch(self, caller: Caller) -> None:
-        """Gateway modes: a call from an agent counts as its heartbeat (written at most once an interval, in the
-        background), so agents that keep calling read as online without a process of their own."""
-        now = time.monotonic()
-        interval = self.settings.presence.heartbeat_interval_s
-        if now - self._beats.get(caller.guid, -interval) < interval:
-            return
-        self._beats[caller.guid] = now
-        if len(self._beats) > MAX_TRACKED_AGENTS:
-            self._beats.pop(next(iter(self._beats)))
-
-        async def beat() -> None:
-            with contextlib.suppress(Exception):  # not registered yet, or NATS away: the next call tries again
-                await self.registry.heartbeat(caller)
-
-        task = asyncio.get_running_loop().create_task(beat(), name="gateway-heartbeat")
-        self._beat_tasks.add(task)
-        task.add_done_callback(self._beat_tasks.discard)

@@ -20,10 +20,11 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.config import Settings
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.channels import _decode_all as decode_messages  # the channel reader's own decoding
+from nats_mcp.coord.models import AgentRecord
 from nats_mcp.coord.registry_store import RegistryStore
 from nats_mcp.coord.visibility import effective_status, format_time, parse_time
 from nats_mcp.coord.work import WorkService
-from nats_mcp.dashboard.audit_feed import AuditFeed, audit_source
+from nats_mcp.dashboard.audit_feed import AgentsOf, AuditFeed, audit_source
 from nats_mcp.redact import redact
 
 log = logging.getLogger("nats_mcp.dashboard")
@@ -31,7 +32,14 @@ log = logging.getLogger("nats_mcp.dashboard")
 MAX_TEXT = 300
 """Characters of a message body (or description) shown: bodies are untrusted agent input, kept short."""
 PART_TIMEOUT_S = 5.0
-_STATUS_ORDER = {"online": 0, "busy": 1, "offline": 2}
+_STATUS_ORDER = {"online": 0, "busy": 1, "idle": 2, "offline": 3}
+IDLE_AFTER_INTERVALS = 1.5
+"""An online or busy agent reads ``idle`` on the page once its last sign of life is older than this many heartbeat
+intervals: a local agent heartbeats every interval while its process lives; an HTTP or gRPC agent has no process
+of its own and its calls count as its heartbeat (written at most once an interval), so an agent that stopped
+calling reads idle after half an interval to 1.5 intervals instead of online until it is stale (three intervals by
+default). 1.5 stays below the smallest stale threshold allowed (two intervals). An HTTP agent calling only about
+once an interval or less often may read idle for a moment between its calls."""
 
 
 def clip(text: object, limit: int = MAX_TEXT) -> str:
@@ -96,6 +104,7 @@ class Dashboard:
         )
         if not connected:
             errors.append("NATS is not connected; showing nothing until it is")
+        agents_of = self._handles_by_owner()
         now = self._clock()
         return {
             "generatedAt": format_time(now),
@@ -105,8 +114,8 @@ class Dashboard:
             "agents": agents,
             "channels": channels,
             "queues": queues,
-            "security": self.audit.security(),
-            "traffic": self.audit.traffic(),
+            "security": self.audit.security(agents_of),
+            "traffic": self.audit.traffic(agents_of=agents_of),
             "errors": errors,
         }
 
@@ -118,19 +127,37 @@ class Dashboard:
             self._started = True
         await self.registry.ready(self.settings.nats.connect_timeout_s)
         now = self._clock()
-        stale = self.settings.presence.stale_after_s
+        presence = self.settings.presence
+        idle_after = presence.heartbeat_interval_s * IDLE_AFTER_INTERVALS
         rows = []
         for _, _, record in self.registry.own_items():
-            status = effective_status(record, now, stale)
-            seen = parse_time(record.lastHeartbeat)
+            status = effective_status(record, now, presence.stale_after_s)
+            ago = max(now - parse_time(record.lastHeartbeat), 0.0)
             rows.append({
                 "guid": record.guid, "handle": record.handle, "agentType": record.agentType, "status": status,
-                "capabilities": record.capabilities, "scope": record.scope, "lastSeen": record.lastHeartbeat,
-                "lastSeenAgoS": round(max(now - seen, 0.0), 1), "currentTaskCount": record.currentTaskCount,
-                "hostname": record.hostname,
+                "presence": "idle" if status != "offline" and ago > idle_after else status,
+                "via": self._via(record), "capabilities": record.capabilities, "scope": record.scope,
+                "lastSeen": record.lastHeartbeat, "lastSeenAgoS": round(ago, 1),
+                "currentTaskCount": record.currentTaskCount, "hostname": record.hostname,
             })  # fmt: skip
-        rows.sort(key=lambda r: (_STATUS_ORDER.get(r["status"], 3), r["lastSeenAgoS"], r["handle"]))
+        rows.sort(key=lambda r: (_STATUS_ORDER.get(r["presence"], 4), r["lastSeenAgoS"], r["handle"]))
         return {"total": len(rows), "shown": rows[: self.cfg.agents_max]}
+
+    def _via(self, record: AgentRecord) -> str | None:
+        """The credential an agent came through, as the audit names it (``worker [key 1a2b…]``): a gateway agent's
+        registry entry keeps only its owner key (a hash), matched against the principals of the audit records
+        read. A local (stdio) agent is a process on its host. None: no call of it in the audit read so far."""
+        if record.hostname:
+            return f"local process on {record.hostname}"
+        return self.audit.via(record.owner) if record.owner else None
+
+    def _handles_by_owner(self) -> AgentsOf:
+        """Owner key -> the handles of this namespace's agents acting for it (from the watched registry copy)."""
+        handles: dict[str, list[str]] = {}
+        for _, _, record in self.registry.own_items():
+            if record.owner:
+                handles.setdefault(record.owner, []).append(record.handle)
+        return lambda owner: sorted(set(handles.get(owner, ())))
 
     # -- channels --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 BARS = "▁▂▃▄▅▆▇█"
-STATUS_STYLE = {"online": "green", "busy": "yellow", "offline": "dim"}
+STATUS_STYLE = {"online": "green", "busy": "yellow", "idle": "dim italic", "offline": "dim"}
 KIND_STYLE = {"auth_failure": "red", "locked_out": "red", "anomaly": "red"}
 
 
@@ -35,7 +35,7 @@ def _table(title: str, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", expand=False, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(column, justify="right" if column in ("pending", "in flight", "DLQ", "calls", "errors",
-                                                                "messages") else "left")  # fmt: skip
+                                                                "messages", "count") else "left")  # fmt: skip
     return table
 
 
@@ -50,10 +50,10 @@ def render(snap: dict[str, Any]) -> RenderableType:
         parts.append(Text("! ", style="red") + plain(error, 200))
 
     agents = snap["agents"]
-    table = _table(f"Agents ({agents['total']})", "agent", "type", "status", "capabilities", "last seen")
+    table = _table(f"Agents ({agents['total']})", "agent", "via", "type", "status", "capabilities", "last seen")
     for a in agents["shown"]:
-        table.add_row(plain(a["handle"], 40), plain(a["agentType"], 30),
-                      Text(a["status"], style=STATUS_STYLE.get(a["status"], "")),
+        table.add_row(plain(a["handle"], 40), plain(a["via"] or "—", 40), plain(a["agentType"], 30),
+                      Text(a["presence"], style=STATUS_STYLE.get(a["presence"], "")),
                       plain(", ".join(a["capabilities"]), 60), f"{a['lastSeenAgoS']:.0f}s ago")  # fmt: skip
     parts.append(table)
 
@@ -71,18 +71,20 @@ def render(snap: dict[str, Any]) -> RenderableType:
     parts.append(table)
 
     security = snap["security"]
-    table = _table("Security events" + (f" — {security['note']}" if security["note"] else ""),
-                   "time", "kind", "who", "from", "reason")  # fmt: skip
+    table = _table(f"Security events ({security['total']})" + (f" — {security['note']}" if security["note"] else ""),
+                   "last seen", "kind", "who", "from", "reason", "count")  # fmt: skip
     for e in security["events"][:10]:
-        table.add_row(plain(e["time"], 30), Text(str(e["kind"]), style=KIND_STYLE.get(str(e["kind"]), "yellow")),
-                      plain(e["principal"] or "(unauthenticated)", 50), plain(e["peer"], 40),
-                      plain(e["reason"] or e["outcome"], 50))  # fmt: skip
+        who = (f"{e['principal']} (agents {', '.join(e['agents'])})") if e["agents"] else e["principal"]
+        table.add_row(plain(e["lastSeen"], 30), Text(str(e["kind"]), style=KIND_STYLE.get(str(e["kind"]), "yellow")),
+                      plain(who or "(unauthenticated)", 50), plain(e["peer"], 40),
+                      plain(e["reason"] or e["outcome"], 50), str(e["count"]))  # fmt: skip
     parts.append(table)
 
     traffic = snap["traffic"]
     table = _table(f"Traffic: principal → tool (last {traffic['window']} calls)", "principal", "tool", "calls",
                    "errors")  # fmt: skip
     for edge in traffic["edges"][:15]:
-        table.add_row(plain(edge["principal"], 50), plain(edge["tool"], 40), str(edge["calls"]), str(edge["errors"]))
+        who = (", ".join(edge["agents"]) + f" ({edge['principal']})") if edge["agents"] else edge["principal"]
+        table.add_row(plain(who, 50), plain(edge["tool"], 40), str(edge["calls"]), str(edge["errors"]))
     parts.append(table)
     return Group(*parts)

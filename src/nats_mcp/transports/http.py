@@ -47,12 +47,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nats_mcp.config import Settings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
+from nats_mcp.coord.presence import GatewayPresence
 from nats_mcp.lru import LruTable
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError, AuthFailure
 from nats_mcp.security.guard import AuditRecorder, Guard, Refused
 from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http_sessions import SessionAgents, SessionEnds
 
 log = logging.getLogger("nats_mcp.http")
 
@@ -158,6 +160,8 @@ class GatewayVerifier:
         self.provider = provider
         self.resource_url = resource_url
         self._principals: LruTable[str, Principal] = LruTable(MAX_PRINCIPALS)
+        self.sessions = SessionAgents()
+        """Which agents each MCP session acted as: its end marks them offline (transports/http_sessions.py)."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
         peer, agent = _peer.get(), _agent.get()
@@ -213,7 +217,7 @@ PrincipalSource = GatewayVerifier | InsecureDev
 
 
 def gateway_caller(
-    source: PrincipalSource, guard: Guard, settings: Settings, touch: Callable[[Caller], None]
+    source: PrincipalSource, guard: Guard, settings: Settings, touch: GatewayPresence
 ) -> Callable[[], Awaitable[Caller]]:
     """The domain caller of the current request: the agent its principal acts as (never chosen by arguments)."""
     namespace = settings.resolved_namespace
@@ -226,6 +230,8 @@ def gateway_caller(
         except Refused as refused:
             raise Forbidden(refused.message) from None
         touch(found)
+        if isinstance(source, GatewayVerifier):
+            source.sessions.bind(found, touch.leave)
         return found
 
     return caller
@@ -372,6 +378,8 @@ def build_http_app(
     if auth is not None:
         _explain_refusals(app, settings, url)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
+    if verifier is not None:
+        app.add_middleware(SessionEnds, agents=verifier.sessions)
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
 

@@ -50,14 +50,18 @@
     const a = data.agents;
     $("agents-count").textContent = a.total > a.shown.length ? `${a.shown.length} of ${a.total}` : `${a.total}`;
     const rows = a.shown.map((g) => {
+      // The handle is the agent's name; "via" is the credential (API key, token subject) it came through.
+      const via = el("div", "sub via", g.via ? `via ${g.via}` : "via (no call of it in the audit read)");
       const tr = el("tr", "",
-        el("td", "", el("strong", "", g.handle), el("div", "sub", `${g.agentType} · ${g.guid.slice(0, 8)}`)),
-        el("td", "", el("span", `badge st-${g.status}`, g.status)),
+        el("td", "", el("strong", "", g.handle), el("div", "sub", `${g.agentType} · ${g.guid.slice(0, 8)}`), via),
+        el("td", "", el("span", `badge st-${g.presence}`, g.presence)),
         el("td", "", ...g.capabilities.map((c) => el("span", "chip", c))),
         el("td", "", ago(g.lastSeenAgoS)));
       tr.dataset.guid = g.guid;
-      tr.dataset.status = g.status;
-      tr.title = `last heartbeat ${g.lastSeen}`;
+      tr.dataset.status = g.presence;
+      tr.title = g.presence === "idle"
+        ? `idle: no heartbeat or call since ${g.lastSeen} (status ${g.status})`
+        : `last heartbeat ${g.lastSeen}`;
       return tr;
     });
     fill($("agents").tBodies[0], rows, 4, "no agents registered");
@@ -120,16 +124,24 @@
   function security(data) {
     const s = data.security;
     $("security-note").textContent = s.note || "";
-    $("security-count").textContent = String(s.events.length);
+    // Identical events are one row: the server groups them and counts every one it read.
+    $("security-count").textContent = s.events.length < s.total ? `${s.total} events, ${s.events.length} distinct`
+      : `${s.total}`;
     const rows = s.events.map((e) => {
-      const tr = el("tr", "", el("td", "", clock(e.time)), el("td", "", el("span", `badge k-${e.kind}`, e.kind)),
-        el("td", "", e.principal || "(unauthenticated)"), el("td", "", `${e.peer || ""} ${e.transport || ""}`),
-        el("td", "", e.reason || e.outcome || ""));
+      const seen = e.count > 1 ? el("div", "sub", `first ${clock(e.firstSeen)}`) : "";
+      // The credential is what was refused; the agents it runs are what people know it by.
+      const who = [el("div", "", e.principal || "(unauthenticated)")];
+      if (e.agents.length) who.push(el("div", "sub", `agent${e.agents.length > 1 ? "s" : ""} ${e.agents.join(", ")}`));
+      const tr = el("tr", "", el("td", "", clock(e.lastSeen), seen),
+        el("td", "", el("span", `badge k-${e.kind}`, e.kind)), el("td", "", ...who),
+        el("td", "", `${e.peer || ""} ${e.transport || ""}`), el("td", "", e.reason || e.outcome || ""),
+        el("td", "num count-cell", `×${e.count}`));
       tr.dataset.kind = e.kind;
-      tr.title = e.time;
+      tr.dataset.count = String(e.count);
+      tr.title = `${e.count} × first ${e.firstSeen}, last ${e.lastSeen}`;
       return tr;
     });
-    fill($("security").tBodies[0], rows, 5, "no security events");
+    fill($("security").tBodies[0], rows, 6, "no security events");
   }
 
   function traffic(data) {
@@ -142,6 +154,9 @@
       return;
     }
     const principals = [...new Set(t.edges.map((e) => e.principal))];
+    // A principal's node names its agents (what people call them) and the credential they came through.
+    const names = new Map(t.edges.map((e) => [e.principal, e.agents.length ? `${e.agents.join(", ")} (${e.principal})`
+      : e.principal]));
     const tools = [...new Set(t.edges.map((e) => e.tool))];
     const row = 24, w = 900, h = Math.max(principals.length, tools.length) * row + 12;
     const left = 260, right = w - 260;
@@ -156,14 +171,15 @@
         "stroke-width": (1 + 7 * Math.sqrt(e.calls / max)).toFixed(1),
       });
       const tip = svg("title");
-      tip.textContent = `${e.principal} → ${e.tool}: ${e.calls} calls, ${e.errors} errors`;
+      tip.textContent = `${names.get(e.principal)} → ${e.tool}: ${e.calls} calls, ${e.errors} errors`;
       path.append(tip);
       chart.append(path);
     }
     for (const [list, x, anchor] of [[principals, left - 8, "end"], [tools, right + 8, "start"]]) {
       for (const name of list) {
         const label = svg("text", { x, y: yOf(list, name) + 4, "text-anchor": anchor });
-        label.textContent = name.length > 40 ? `${name.slice(0, 39)}…` : name;
+        const text = list === principals ? names.get(name) : name;
+        label.textContent = text.length > 40 ? `${text.slice(0, 39)}…` : text;
         chart.append(label);
       }
     }
