@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -143,7 +144,7 @@ def watch(
     agent: AsAgent = DEFAULT_AGENT,
     timeout: Timeout = 10.0,
 ) -> None:
-    """A live status line until the item completes (exit 0) or is dead-lettered (exit 6)."""
+    """A live status line until the item completes (exit 0) or is dead-lettered (exit 6); exit 3 if no such item."""
     limit_s: float | None = None
     if max_wait is not None:
         try:
@@ -154,10 +155,14 @@ def watch(
     async def action(s: HumanSession) -> dict[str, Any] | None:
         ends = None if limit_s is None else time.monotonic() + limit_s
         shown = ""
+        first = True
         with err.status("watching…") as line:
             while True:
-                status = (await s.query("work_status", {"workItemId": item_id},
-                                        lambda: s.coordinator.work.item_status(item_id))).model_dump()  # fmt: skip
+                # The first look also makes sure the id exists (an unknown one would read "waiting" for ever);
+                # that scans the queues, so later polls only read the item's state.
+                look = functools.partial(s.coordinator.work.item_status, item_id, must_exist=first)
+                first = False
+                status = (await s.query("work_status", {"workItemId": item_id}, look)).model_dump()
                 text = _describe(status)
                 if text != shown:
                     line.update(escape(text))
