@@ -26,7 +26,12 @@ def list_agents(
     """Agents with their status, capabilities and last heartbeat (exit 0; 4 if NATS is unreachable)."""
 
     async def action(s: HumanSession) -> dict[str, Any]:
-        return await s.call("registry_discover", capability=capability, includeOffline=include_offline, limit=limit)
+        found = await s.call("registry_discover", capability=capability, includeOffline=include_offline, limit=limit)
+        # Your own CLI entry (made private by `work submit`) is you, not an agent you are looking for.
+        agents = [a for a in found["agents"] if a["guid"] != s.caller.guid]
+        if len(agents) < len(found["agents"]) and isinstance(found.get("total"), int):
+            found["total"] -= 1
+        return found | {"agents": agents}
 
     found = run(settings_of(ctx), agent, timeout, action)
     if as_json:
