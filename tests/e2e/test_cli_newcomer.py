@@ -63,3 +63,39 @@ async def test_the_person_at_the_cli_is_not_an_agent_to_discover(tmp_path: Path,
         assert item is not None and item["id"] == item_id
         page = await ok(worker, "warp_channels_read", channel="roadmap")
         assert [(m["handle"], m["message"]) for m in page["messages"]] == [("human", "ship it")]
+
+
+async def test_lists_read_at_80_and_200_columns(tmp_path: Path, nats_server: NatsServer) -> None:
+    (tmp_path / "human").mkdir()
+    reason = "pytest: 3 of 120 tests failed in tests/unit/test_cli_tables.py"
+    async with agent(tmp_path, nats_server, "worker", NS) as worker:
+        worker_guid = await register(worker, "python", "typescript", "documentation")
+        handle = (await ok(worker, "warp_handle_get"))["handle"]
+        code, out, error = await cli(tmp_path, nats_server, "work", "submit", "python", "run the tests " * 10)
+        assert code == 0, error
+        failing = out.strip()
+        assert (await claim(worker, timeout=5000) or {}).get("id") == failing
+        await ok(worker, "warp_work_fail", workItemId=failing, reason=reason, recoverable=False)
+        code, out, error = await cli(tmp_path, nats_server, "work", "submit", "python", "write the docs " * 10)
+        queued = out.strip()
+
+        for width in (80, 200):
+            shown = {}
+            for listing in (("agents", "list"), ("work", "list", "python"), ("dlq", "list")):
+                code, out, error = await cli(tmp_path, nats_server, *listing, COLUMNS=str(width))
+                assert code == 0, error
+                assert all(len(line) <= width for line in out.splitlines()), out
+                shown[listing[0]] = out
+            assert any(line.startswith(f"{handle} ") for line in shown["agents"].splitlines()), shown["agents"]
+            assert (worker_guid in shown["agents"]) == (width == 200)
+            assert queued in shown["work"] and "write the docs write" in shown["work"]
+            assert failing in shown["dlq"] and "unrecoverable" in shown["dlq"]
+            # why it failed, whole and without the attempt's time and claimer: beside the row, or under it at 80
+            row = next(line for line in shown["dlq"].splitlines() if line.startswith(failing))
+            assert (reason in row) == (width == 200) and worker_guid not in shown["dlq"]
+            assert width == 200 or f"    {reason}" in shown["dlq"].splitlines()
+
+        listed = await cli_json(tmp_path, nats_server, "dlq", "list")  # --json: the entries as the tool gives them
+        assert [(d["id"], d["reason"], d["errors"][-1].endswith(reason)) for d in listed["items"]] == [
+            (failing, "unrecoverable", True)
+        ]

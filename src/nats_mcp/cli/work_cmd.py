@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.console import RenderableType
 from rich.markup import escape
-from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, out, print_json
 from nats_mcp.cli.human import (
@@ -25,6 +25,7 @@ from nats_mcp.cli.human import (
     run,
     settings_of,
 )
+from nats_mcp.cli.tables import Column, fit, one_line, show, when
 from nats_mcp.config import duration_seconds
 
 app = typer.Typer(help="Submit work, list queues, watch an item until it completes or is dead-lettered.",
@@ -108,14 +109,27 @@ def list_items(
         print_json(page | {"queue": (status["queues"] or [None])[0]})
         return
     q = (status["queues"] or [{"pending": 0, "inFlight": 0, "deadLettered": 0}])[0]
-    table = Table(title=f"{capability}: {q['pending']} pending, {q['inFlight']} in flight, {q['deadLettered']} "
-                  "dead-lettered", title_justify="left")  # fmt: skip
-    for column in ("id", "task", "priority", "attempts", "deadline", "offered", "description"):
-        table.add_column(column, no_wrap=column == "id", overflow="fold")
-    for item in page["items"]:
-        table.add_row(item["id"], escape(item["taskId"]), str(item["priority"]), str(item["attempts"]),
-                      item.get("deadline") or "-", item["offeredAt"], escape(item["description"][:80]))  # fmt: skip
-    out.print(table)
+    show(out, items_table(capability, q, page["items"], out.width))
+
+
+ITEM_COLUMNS = (
+    Column("id"),
+    Column("prio", justify="right"),
+    Column("description", flexible=True, min_width=24),
+    Column("offered", rank=1),
+    Column("deadline", rank=2),
+    Column("task", rank=3, flexible=True, min_width=10),
+    Column("attempts", rank=4, justify="right"),
+)
+
+
+def items_table(capability: str, queue: dict[str, Any], items: list[dict[str, Any]], width: int) -> RenderableType:
+    """A queue's items in claim order as a list ``width`` characters wide at most."""
+    title = (f"{capability}: {queue['pending']} pending, {queue['inFlight']} in flight, {queue['deadLettered']} "
+             "dead-lettered")  # fmt: skip
+    rows = [(i["id"], str(i["priority"]), one_line(i["description"]), when(i["offeredAt"]), when(i.get("deadline")),
+             one_line(i["taskId"]), str(i["attempts"])) for i in items]  # fmt: skip
+    return fit(title, ITEM_COLUMNS, rows, width)
 
 
 def _describe(status: dict[str, Any]) -> str:
