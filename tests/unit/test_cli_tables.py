@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from nats_mcp.cli.agents_cmd import agents_table
 from nats_mcp.cli.dlq_cmd import dead_table, why
 from nats_mcp.cli.tables import when
 from nats_mcp.cli.work_cmd import items_table
+from tests.support.env import isolated_env, nats_mcp_exe
 
 GUID = "7469cabe05f2a3c4d5e6f708192a3b4c"
 ITEM = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -109,3 +112,15 @@ def test_when_reads_as_an_age_or_a_countdown() -> None:
     assert when(iso(timedelta(minutes=-5, seconds=-59)), NOW) == "5m ago"
     assert when(iso(timedelta(days=3, minutes=1)), NOW) == "in 3d"
     assert when(None) == "-" and when("not a time") == "not a time"
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_config_show_reads_at_80_and_200_columns(tmp_path: Path, width: int) -> None:
+    env = isolated_env(tmp_path, COLUMNS=str(width), NATS_MCP_NAMESPACE="team-wide-enough-to-matter")
+    proc = subprocess.run([nats_mcp_exe(), "config", "show"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.rstrip() for line in proc.stdout.splitlines()]
+    assert all(len(line) <= width for line in lines), proc.stdout
+    row = next(line for line in lines if line.startswith("namespace "))
+    assert "team-wide-enough-to-matter" in row
+    assert ("NATS_MCP_NAMESPACE" in row) == (width == 200)

@@ -61,7 +61,7 @@ def fit(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], w
             shown.append(i)
     shown.sort()
     below = [i for i in details if i not in shown]
-    widths = _share(width - needed(shown), {i: least(i) for i in shown}, natural)
+    widths = _share(width - needed(shown), {i: least(i) for i in shown}, natural, columns)
 
     def line(row: Sequence[Text]) -> Text:
         parts = []
@@ -89,17 +89,12 @@ def fit(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], w
     return Group(*out)
 
 
-def _share(spare: int, widths: dict[int, int], natural: list[int]) -> dict[int, int]:
-    """The room left shared out evenly among the long-text columns that want more."""
-    wanting = [i for i in widths if widths[i] < natural[i]]
-    while spare > 0 and wanting:
-        share = max(1, spare // len(wanting))
-        for i in list(wanting):
-            grow = min(share, natural[i] - widths[i], spare)
-            widths[i] += grow
-            spare -= grow
-            if widths[i] == natural[i]:
-                wanting.remove(i)
+def _share(spare: int, widths: dict[int, int], natural: list[int], columns: Sequence[Column]) -> dict[int, int]:
+    """The room left goes to the long-text columns that want more, the most needed (lowest rank) first."""
+    for i in sorted(widths, key=lambda i: columns[i].rank):
+        grow = min(spare, natural[i] - widths[i])
+        widths[i] += grow
+        spare -= grow
     return widths
 
 
