@@ -57,7 +57,7 @@ def queued(description: str) -> dict[str, Any]:
 def test_agents_read_at_80_and_200_columns(width: int) -> None:
     page = {"agents": [agent("reviewer-of-pull-requests", ["python", "typescript", "testing", "documentation"])],
             "total": 1}  # fmt: skip
-    lines = rendered(agents_table(page, width), width)
+    lines = rendered(agents_table(page, width, NOW), width)
     header, row = lines[1], lines[3]
     assert row.startswith("reviewer-of-pull-requests") and "online" in row and "12s ago" in row
     assert "capabilities" in header and "python, typescript" in row
@@ -72,7 +72,7 @@ def test_agents_read_at_80_and_200_columns(width: int) -> None:
 def test_work_items_read_at_80_and_200_columns(width: int) -> None:
     description = "lint the repository\nand fix every warning you find in src and tests, then open a pull request"
     queue = {"pending": 1, "inFlight": 0, "deadLettered": 0}
-    lines = rendered(items_table("python", queue, [queued(description)], width), width)
+    lines = rendered(items_table("python", queue, [queued(description)], width, NOW), width)
     assert lines[0] == "python: 1 pending, 0 in flight, 0 dead-lettered"
     row = lines[3]
     assert row.startswith(ITEM) and "lint the repository and f" in row and "3m ago" in row
@@ -85,7 +85,7 @@ def test_work_items_read_at_80_and_200_columns(width: int) -> None:
 @pytest.mark.parametrize("width", [80, 200])
 def test_dead_letters_show_why_they_failed(width: int) -> None:
     entry = dead(f"2026-12-07T05:56:49.713Z attempt 3 by {GUID}: {WHY}")
-    lines = rendered(dead_table([entry], width), width)
+    lines = rendered(dead_table([entry], width, NOW), width)
     assert GUID not in "".join(lines)  # the claimer of the attempt is not the reason
     if width == 200:  # beside the row
         assert lines[3].startswith(f"{ITEM}  unrecoverable  {WHY}  python")

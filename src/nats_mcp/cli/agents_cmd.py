@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -57,11 +58,11 @@ COLUMNS = (
 _STATUS_STYLE = {"online": "green", "busy": "yellow", "offline": "dim"}
 
 
-def agents_table(found: dict[str, Any], width: int) -> RenderableType:
+def agents_table(found: dict[str, Any], width: int, now: datetime | None = None) -> RenderableType:
     """A ``registry_discover`` page as a list ``width`` characters wide at most."""
     rows = [
         (a["handle"], Text(a["status"], _STATUS_STYLE.get(a["status"], "")), ", ".join(a["capabilities"]) or "-",
-         when(a["lastHeartbeat"]), str(a["currentTaskCount"]), a["agentType"], a["guid"], a.get("hostname") or "-")
+         when(a["lastHeartbeat"], now), str(a["currentTaskCount"]), a["agentType"], a["guid"], a.get("hostname") or "-")
         for a in found["agents"]
     ]  # fmt: skip
     return fit(f"{found.get('total') or len(found['agents'])} agent(s)", COLUMNS, rows, width)

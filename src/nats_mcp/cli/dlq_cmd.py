@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -55,10 +56,11 @@ def why(error: str) -> str:
     return one_line(found["why"] if found else error)
 
 
-def dead_table(entries: list[dict[str, Any]], width: int) -> RenderableType:
+def dead_table(entries: list[dict[str, Any]], width: int, now: datetime | None = None) -> RenderableType:
     """Dead-lettered items, with why they failed, as a list ``width`` characters wide at most."""
     rows = [(e["id"], e["reason"], why(e["errors"][-1]) if e["errors"] else "-", e["workItem"]["capability"],
-             when(e["failedAt"]), str(e["attempts"]), one_line(e["workItem"]["taskId"])) for e in entries]  # fmt: skip
+             when(e["failedAt"], now), str(e["attempts"]), one_line(e["workItem"]["taskId"]))
+            for e in entries]  # fmt: skip
     return fit(f"{len(entries)} dead-lettered item(s)", DEAD_COLUMNS, rows, width)
 
 

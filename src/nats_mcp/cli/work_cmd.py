@@ -123,12 +123,14 @@ ITEM_COLUMNS = (
 )
 
 
-def items_table(capability: str, queue: dict[str, Any], items: list[dict[str, Any]], width: int) -> RenderableType:
+def items_table(
+    capability: str, queue: dict[str, Any], items: list[dict[str, Any]], width: int, now: datetime | None = None
+) -> RenderableType:
     """A queue's items in claim order as a list ``width`` characters wide at most."""
     title = (f"{capability}: {queue['pending']} pending, {queue['inFlight']} in flight, {queue['deadLettered']} "
              "dead-lettered")  # fmt: skip
-    rows = [(i["id"], str(i["priority"]), one_line(i["description"]), when(i["offeredAt"]), when(i.get("deadline")),
-             one_line(i["taskId"]), str(i["attempts"])) for i in items]  # fmt: skip
+    rows = [(i["id"], str(i["priority"]), one_line(i["description"]), when(i["offeredAt"], now),
+             when(i.get("deadline"), now), one_line(i["taskId"]), str(i["attempts"])) for i in items]  # fmt: skip
     return fit(title, ITEM_COLUMNS, rows, width)
 
 
