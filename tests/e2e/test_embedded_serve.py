@@ -25,6 +25,7 @@ async def test_serve_starts_and_shares_the_embedded_server(tmp_path: Path) -> No
                 await first.list_tools()
                 wait_for_sync(lambda: "NATS connected" in log_path.read_text(), 20, message=log_path.read_text)
                 assert "auth: embedded token" in log_path.read_text()
+                assert "exited at start" not in log_path.read_text()  # the first start raised no false alarm
                 first_pid = embedded.status().pid
                 # A second agent on the same laptop reuses the same server.
                 async with Client(stdio_client(params, errlog=errlog)) as second:

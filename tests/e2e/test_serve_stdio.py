@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 
+from tests.e2e.test_shutdown_signals import RawStdioAgent
 from tests.support.env import isolated_env, nats_mcp_exe
-from tests.support.natsserver import NatsServer, wait_for_sync
+from tests.support.natsserver import LOOPBACK, NatsServer, wait_for_sync
 
 FAST = {"NATS_MCP_NATS_RECONNECT_BACKOFF_MIN_S": "0.05", "NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S": "0.5"}
 
@@ -52,3 +59,42 @@ async def test_logs_are_json_lines_on_stderr_without_secrets(tmp_path: Path, nat
     records = [json.loads(line) for line in lines]
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
     assert "pw-should-not-appear" not in log_path.read_text()
+
+
+STOP_BOUND_S = 1.0
+"""How soon after its client closes stdin a server with NATS unreachable has to be gone (issue 17)."""
+
+
+@pytest.mark.parametrize("then", ["nothing", "SIGTERM"])
+async def test_stops_at_once_when_the_client_leaves_and_nats_is_unreachable(tmp_path: Path, then: str) -> None:
+    with socket.socket() as closed:  # bound, never listening: connections are refused, and no one else gets it
+        closed.bind((LOOPBACK, 0))
+        url = f"nats://{LOOPBACK}:{closed.getsockname()[1]}"
+        log_path = tmp_path / "serve.log"
+        with log_path.open("w") as errlog:
+            proc = subprocess.Popen([nats_mcp_exe(), "serve"], env=isolated_env(tmp_path, NATS_URL=url, **FAST),
+                                    cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=errlog)  # fmt: skip
+            try:
+                raw = RawStdioAgent(proc)
+                await raw.start()
+                result = await raw.request("tools/call", {"name": "warp_handle_get", "arguments": {}})
+                assert result["isError"]  # NATS is unavailable; the call's audit records cannot be written either
+                assert proc.stdin is not None
+                proc.stdin.close()
+                left = time.monotonic()
+                if then == "SIGTERM":  # a client that does not wait: a signal during the shutdown itself
+                    proc.send_signal(signal.SIGTERM)
+                code = await asyncio.to_thread(proc.wait, 30)
+                took = time.monotonic() - left
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert took < STOP_BOUND_S, f"stopped {took:.2f} s after stdin closed\n{text}"
+    assert "Traceback" not in text and "CancelledError" not in text
+    if then == "nothing":
+        lost = [line for line in text.splitlines() if "could not be written before shutdown" in line]
+        assert len(lost) == 1 and "sink stream failing" in lost[0], text

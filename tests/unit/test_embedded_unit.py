@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from nats_mcp.bus.embedded import (
     EmbeddedNats,
     InsecureFileError,
     ServerBinaryNotFoundError,
+    _exec_pending,
+    _in_exec,
 )
 
 
@@ -107,3 +111,32 @@ def test_default_server_bin_is_found(tmp_path: Path) -> None:
 def test_info_repr_hides_the_token(tmp_path: Path) -> None:
     info = EmbeddedInfo("nats://127.0.0.1:4222", 1, "s3cr3t-token", tmp_path, True)
     assert "s3cr3t-token" not in repr(info)
+
+
+def test_a_process_inside_execve_is_not_taken_for_one_that_exited() -> None:
+    # Right after the launcher's Popen returns, the server's /proc command line can still read empty: alive.
+    assert _in_exec(b"", "4242 (nats-server) R 1 4242 4242 0 -1") is True
+    assert _in_exec(b"", "4242 (nats) server) S 1 4242 4242 0 -1") is True  # the name may hold ") "
+    # An empty command line of a zombie or a dead task, or any command line at all, is no start in progress.
+    assert _in_exec(b"", "4242 (nats-server) Z 1 4242 4242 0 -1") is False
+    assert _in_exec(b"", "4242 (nats-server) X 1 4242 4242 0 -1") is False
+    assert _in_exec(b"/usr/bin/other\0", "4242 (other) S 1 4242 4242 0 -1") is False
+    assert _in_exec(b"", "") is False
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
+def test_exited_running_and_unknown_processes_are_not_pending() -> None:
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    running = subprocess.Popen([sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        os.waitid(os.P_PID, exited.pid, os.WEXITED | os.WNOWAIT)  # it has exited, and stays a zombie (not reaped)
+        assert _exec_pending(exited.pid) is False
+        assert running.stdout is not None and running.stdout.readline() == b"up\n"  # its execve is long done
+        assert _exec_pending(running.pid) is False
+    finally:
+        assert running.stdin is not None
+        running.stdin.close()
+        running.wait(10)
+        exited.wait(10)
+    assert _exec_pending(exited.pid) is False  # reaped: no such process

@@ -274,7 +274,7 @@ class EmbeddedNats:
             url = self._url_from_ports_file(pid)
             if url is not None:
                 return pid, url
-            if not self._is_ours(pid):
+            if not self._is_ours(pid) and not _exec_pending(pid):
                 raise _EarlyExit
             if time.monotonic() >= deadline:
                 self._terminate(pid, time.monotonic() + _TERM_GRACE)
@@ -499,6 +499,39 @@ def _runs_config(pid: int, config: str) -> bool:
         return False
     argv = raw.rstrip(b"\0").split(b"\0")
     return len(argv) == 3 and argv[1:] == [b"-c", os.fsencode(config)]
+
+
+def _exec_pending(pid: int) -> bool:
+    """Whether ``pid`` is alive but still inside ``execve``: its new command line is not readable yet.
+
+    The launcher prints the pid as soon as its ``Popen`` returns, which the kernel allows before the new program's
+    arguments are in place: ``/proc/<pid>/cmdline`` then reads empty, as a zombie's does. Taking that for an exit
+    made a first start report "nats-server exited at start" for a server that was up a moment later.
+    """
+    proc = Path(f"/proc/{pid}")
+    if not proc.parent.joinpath("self").exists():  # no /proc (macOS): ps shows the old command line meanwhile
+        return _alive_ps(pid)
+    try:
+        cmdline = (proc / "cmdline").read_bytes()
+        return _in_exec(cmdline, "" if cmdline else (proc / "stat").read_text())
+    except OSError:
+        return False
+
+
+def _in_exec(cmdline: bytes, stat_line: str) -> bool:
+    """From ``/proc/<pid>/cmdline`` and ``/proc/<pid>/stat``: an empty command line of a task that has not exited."""
+    if cmdline or ")" not in stat_line:
+        return False  # another program (the pid was reused), or ours, which the caller has already checked
+    return stat_line[stat_line.rindex(")") + 2 :][:1] not in ("Z", "X", "")  # zombie or dead: it has exited
+
+
+def _alive_ps(pid: int) -> bool:
+    try:
+        out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)],
+                             capture_output=True, text=True, timeout=5, check=False).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(out) and not out.startswith("Z")
 
 
 def _runs_config_ps(pid: int, config: str) -> bool:

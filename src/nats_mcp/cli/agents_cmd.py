@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import RenderableType
+from rich.text import Text
 
 from nats_mcp.cli.common import out, print_json
 from nats_mcp.cli.human import DEFAULT_AGENT, AsAgent, HumanSession, Json, Timeout, run, settings_of
+from nats_mcp.cli.tables import Column, fit, show, when
 
 app = typer.Typer(help="The agents registered in this namespace.", no_args_is_help=True)
 
@@ -26,20 +29,40 @@ def list_agents(
     """Agents with their status, capabilities and last heartbeat (exit 0; 4 if NATS is unreachable)."""
 
     async def action(s: HumanSession) -> dict[str, Any]:
-        return await s.call("registry_discover", capability=capability, includeOffline=include_offline, limit=limit)
+        found = await s.call("registry_discover", capability=capability, includeOffline=include_offline, limit=limit)
+        # Your own CLI entry (made private by `work submit`) is you, not an agent you are looking for.
+        agents = [a for a in found["agents"] if a["guid"] != s.caller.guid]
+        if len(agents) < len(found["agents"]) and isinstance(found.get("total"), int):
+            found["total"] -= 1
+        return found | {"agents": agents}
 
     found = run(settings_of(ctx), agent, timeout, action)
     if as_json:
         print_json(found)
         return
-    table = Table(title=f"{found.get('total') or len(found['agents'])} agent(s)", title_justify="left")
-    for column in ("handle", "type", "status", "capabilities", "tasks", "last seen", "host", "guid"):
-        table.add_column(column, no_wrap=column in ("guid", "last seen"))
-    for a in found["agents"]:
-        style = {"online": "green", "busy": "yellow", "offline": "dim"}.get(a["status"], "")
-        table.add_row(a["handle"], a["agentType"], f"[{style}]{a['status']}[/]" if style else a["status"],
-                      ", ".join(a["capabilities"]) or "-", str(a["currentTaskCount"]), a["lastHeartbeat"],
-                      a.get("hostname") or "-", a["guid"])  # fmt: skip
-    out.print(table)
+    show(out, agents_table(found, out.width))
     if found.get("hasMore"):
         out.print("[dim]more: raise --limit (at most 100) or filter with --capability[/]")
+
+
+COLUMNS = (
+    Column("handle"),
+    Column("status"),
+    Column("capabilities", rank=1, flexible=True, min_width=20),
+    Column("last seen", rank=2),
+    Column("tasks", rank=3, justify="right"),
+    Column("type", rank=4, flexible=True, min_width=8),
+    Column("guid", rank=5),
+    Column("host", rank=6, flexible=True, min_width=10),
+)
+_STATUS_STYLE = {"online": "green", "busy": "yellow", "offline": "dim"}
+
+
+def agents_table(found: dict[str, Any], width: int, now: datetime | None = None) -> RenderableType:
+    """A ``registry_discover`` page as a list ``width`` characters wide at most."""
+    rows = [
+        (a["handle"], Text(a["status"], _STATUS_STYLE.get(a["status"], "")), ", ".join(a["capabilities"]) or "-",
+         when(a["lastHeartbeat"], now), str(a["currentTaskCount"]), a["agentType"], a["guid"], a.get("hostname") or "-")
+        for a in found["agents"]
+    ]  # fmt: skip
+    return fit(f"{found.get('total') or len(found['agents'])} agent(s)", COLUMNS, rows, width)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from nats_mcp.cli.common import out, print_json
+from nats_mcp.cli.common import err, out, print_json
 from nats_mcp.cli.human import DEFAULT_AGENT, AsAgent, HumanSession, Json, Timeout, run, settings_of
 
 app = typer.Typer(help="Read, follow and post to channels.", no_args_is_help=True)
@@ -42,6 +42,10 @@ def read(
             return
         for m in messages:
             show(m)
+        if not messages and not as_json:
+            # On stderr, so stdout stays the messages alone (empty) for a script reading it.
+            waiting = " yet; waiting for new ones (Ctrl-C stops)" if follow else ""
+            err.print(f"no messages in #{escape(name)}{waiting}", highlight=False)
         if not follow:
             return
         last = max((m["sequence"] for m in messages), default=0)

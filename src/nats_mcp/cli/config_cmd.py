@@ -6,12 +6,18 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from nats_mcp.cli import tables
 from nats_mcp.cli.common import out, print_json, state
 from nats_mcp.config import effective_settings
 
 app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+COLUMNS = (
+    tables.Column("key"),
+    tables.Column("value", flexible=True, min_width=16),
+    tables.Column("source", rank=1, flexible=True, min_width=8),
+    tables.Column("env", rank=2),
+)
 
 
 @app.command("show")
@@ -25,9 +31,7 @@ def show(
     if as_json:
         print_json({"settings": rows, "files": loaded.files})
         return
-    table = Table(title="nats-mcp settings", show_lines=False)
-    for col in ("key", "value", "source", "env"):
-        table.add_column(col, overflow="fold")
+    cells = []
     for row in rows:
         value = row["value"]
         if row["key"] == "channels":
@@ -36,7 +40,7 @@ def show(
             shown = json.dumps(value)
         else:
             shown = "" if value is None else str(value)
-        table.add_row(row["key"], shown, row["source"], row["env"])
-    out.print(table)
+        cells.append((row["key"], shown, row["source"], row["env"]))
+    tables.show(out, tables.fit("nats-mcp settings", COLUMNS, cells, out.width))
     if loaded.files:
         out.print("files read: " + ", ".join(loaded.files), highlight=False)

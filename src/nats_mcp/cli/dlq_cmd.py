@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
+from rich.console import RenderableType
 
 from nats_mcp.cli.common import out, print_json
 from nats_mcp.cli.human import DEFAULT_AGENT, AsAgent, HumanSession, Json, Timeout, run, settings_of
+from nats_mcp.cli.tables import Column, fit, one_line, show, when
 
 app = typer.Typer(help="Dead-lettered work items: list, retry, discard.", no_args_is_help=True)
 
@@ -32,15 +34,34 @@ def list_dead(
     if as_json:
         print_json(page)
         return
-    table = Table(title=f"{len(page['items'])} dead-lettered item(s)", title_justify="left")
-    for column in ("id", "capability", "task", "reason", "attempts", "failed at", "last error"):
-        table.add_column(column, no_wrap=column == "id", overflow="fold")
-    for entry in page["items"]:
-        item = entry["workItem"]
-        last = entry["errors"][-1] if entry["errors"] else "-"
-        table.add_row(entry["id"], escape(item["capability"]), escape(item["taskId"]), entry["reason"],
-                      str(entry["attempts"]), entry["failedAt"], escape(last[:80]))  # fmt: skip
-    out.print(table)
+    show(out, dead_table(page["items"], out.width))
+
+
+DEAD_COLUMNS = (
+    Column("id"),
+    Column("reason"),
+    Column("last error", detail=True),
+    Column("capability", rank=1),
+    Column("failed", rank=2),
+    Column("attempts", rank=3, justify="right"),
+    Column("task", rank=4, flexible=True, min_width=10),
+)
+_ERROR = re.compile(r"\S+ attempt \d+(?: by \S+)?: (?P<why>.*)", re.DOTALL)
+"""An error entry as the work service writes it: ``<time> attempt <n> [by <guid>]: <why>``."""
+
+
+def why(error: str) -> str:
+    """The part of an error entry that says why (its time, attempt and claimer come first and are long)."""
+    found = _ERROR.fullmatch(error)
+    return one_line(found["why"] if found else error)
+
+
+def dead_table(entries: list[dict[str, Any]], width: int, now: datetime | None = None) -> RenderableType:
+    """Dead-lettered items, with why they failed, as a list ``width`` characters wide at most."""
+    rows = [(e["id"], e["reason"], why(e["errors"][-1]) if e["errors"] else "-", e["workItem"]["capability"],
+             when(e["failedAt"], now), str(e["attempts"]), one_line(e["workItem"]["taskId"]))
+            for e in entries]  # fmt: skip
+    return fit(f"{len(entries)} dead-lettered item(s)", DEAD_COLUMNS, rows, width)
 
 
 @app.command("retry")

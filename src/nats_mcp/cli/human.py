@@ -122,9 +122,11 @@ class HumanSession:
             await self.call("handle_set", handle=self.caller_name)
 
     async def ensure_registered(self) -> None:
-        """Offering work needs a registered sender: registered as agent type ``human`` (no capabilities)."""
+        """Offering work needs a registered sender: registered as agent type ``human`` (no capabilities), in
+        scope ``private`` — a person at the CLI is not an agent others should discover, message or wait for,
+        and a private entry is seen by no one but itself (``agents list`` leaves it out too)."""
         await self.ensure_handle()
-        await self.call("registry_register", agentType="human")
+        await self.call("registry_register", agentType="human", scope="private")
 
     @property
     def caller_name(self) -> str:

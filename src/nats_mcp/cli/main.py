@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperOption
 
 from nats_mcp import __version__
 from nats_mcp.cli import (
@@ -29,6 +30,18 @@ from nats_mcp.cli import (
     work_cmd,
 )
 from nats_mcp.cli.common import build_state
+
+_type_of_option = TyperOption.display_type_rich
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """No value placeholder for a flag: ``--json``, not ``--json <bool>``."""
+    return None if self.is_flag else _type_of_option(self, ctx)
+
+
+# typer 0.29's rich help prints every option's type, so a flag (which takes no value) read `--json <bool>`; its
+# plain help already skips flags. Mending the one method keeps the rich panels for everything else.
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="nats-mcp",

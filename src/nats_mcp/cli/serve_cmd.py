@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +19,11 @@ from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.policy import Policy
 
 log = logging.getLogger("nats_mcp.serve")
+
+AUDIT_DRAIN_S = 10.0
+"""At shutdown, how long queued audit records may take to reach their sinks."""
+AUDIT_DRAIN_OFFLINE_S = 0.25
+"""The same with NATS unreachable: long enough for the file sink, not a wait for NATS to come back."""
 
 
 async def _serve(settings: Settings, policy: Policy) -> None:
@@ -51,8 +58,14 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     finally:
         await obs.close()
         await coordinator.close()
-        await audit.close()
+        await _close_audit(audit, conn)
         await conn.close()
+
+
+async def _close_audit(audit: Any, conn: Any) -> None:
+    """Drain the audit log; with NATS unreachable only briefly, since waiting cannot bring it back: the client has
+    gone (stdio) and a stuck shutdown would be killed anyway — what is still queued is lost, and said so."""
+    await audit.close(timeout=AUDIT_DRAIN_S if conn.connected else AUDIT_DRAIN_OFFLINE_S)
 
 
 async def _serve_http(
@@ -327,8 +340,22 @@ def serve(
                 _serve_http(settings, policy, insecure=insecure_dev, quickstart=quickstart, rotate_key=rotate_key)
             )
         return
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, policy))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(settings, policy))
+    except asyncio.CancelledError:  # a signal during the shutdown itself (a client that stops waiting kills us)
+        log.warning("shutdown cut short by a signal; audit records not yet written are lost")
+    _exit_at_once()
+
+
+def _exit_at_once() -> None:
+    """End the process now that everything of ours is closed. The interpreter's own teardown — freeing the SDK's,
+    pydantic's and rich's objects one by one — takes most of a second on a busy machine, while a stdio client waits
+    for the process to end (and kills it if that takes too long)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _serve_grpc_checked(settings: Settings, *, insecure: bool, quickstart: bool) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.console import RenderableType
 from rich.markup import escape
-from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, out, print_json
 from nats_mcp.cli.human import (
@@ -24,6 +25,7 @@ from nats_mcp.cli.human import (
     run,
     settings_of,
 )
+from nats_mcp.cli.tables import Column, fit, one_line, show, when
 from nats_mcp.config import duration_seconds
 
 app = typer.Typer(help="Submit work, list queues, watch an item until it completes or is dead-lettered.",
@@ -107,14 +109,29 @@ def list_items(
         print_json(page | {"queue": (status["queues"] or [None])[0]})
         return
     q = (status["queues"] or [{"pending": 0, "inFlight": 0, "deadLettered": 0}])[0]
-    table = Table(title=f"{capability}: {q['pending']} pending, {q['inFlight']} in flight, {q['deadLettered']} "
-                  "dead-lettered", title_justify="left")  # fmt: skip
-    for column in ("id", "task", "priority", "attempts", "deadline", "offered", "description"):
-        table.add_column(column, no_wrap=column == "id", overflow="fold")
-    for item in page["items"]:
-        table.add_row(item["id"], escape(item["taskId"]), str(item["priority"]), str(item["attempts"]),
-                      item.get("deadline") or "-", item["offeredAt"], escape(item["description"][:80]))  # fmt: skip
-    out.print(table)
+    show(out, items_table(capability, q, page["items"], out.width))
+
+
+ITEM_COLUMNS = (
+    Column("id"),
+    Column("prio", justify="right"),
+    Column("description", flexible=True, min_width=24),
+    Column("offered", rank=1),
+    Column("deadline", rank=2),
+    Column("task", rank=3, flexible=True, min_width=10),
+    Column("attempts", rank=4, justify="right"),
+)
+
+
+def items_table(
+    capability: str, queue: dict[str, Any], items: list[dict[str, Any]], width: int, now: datetime | None = None
+) -> RenderableType:
+    """A queue's items in claim order as a list ``width`` characters wide at most."""
+    title = (f"{capability}: {queue['pending']} pending, {queue['inFlight']} in flight, {queue['deadLettered']} "
+             "dead-lettered")  # fmt: skip
+    rows = [(i["id"], str(i["priority"]), one_line(i["description"]), when(i["offeredAt"], now),
+             when(i.get("deadline"), now), one_line(i["taskId"]), str(i["attempts"])) for i in items]  # fmt: skip
+    return fit(title, ITEM_COLUMNS, rows, width)
 
 
 def _describe(status: dict[str, Any]) -> str:
@@ -143,7 +160,7 @@ def watch(
     agent: AsAgent = DEFAULT_AGENT,
     timeout: Timeout = 10.0,
 ) -> None:
-    """A live status line until the item completes (exit 0) or is dead-lettered (exit 6)."""
+    """A live status line until the item completes (exit 0) or is dead-lettered (exit 6); exit 3 if no such item."""
     limit_s: float | None = None
     if max_wait is not None:
         try:
@@ -154,10 +171,14 @@ def watch(
     async def action(s: HumanSession) -> dict[str, Any] | None:
         ends = None if limit_s is None else time.monotonic() + limit_s
         shown = ""
+        first = True
         with err.status("watching…") as line:
             while True:
-                status = (await s.query("work_status", {"workItemId": item_id},
-                                        lambda: s.coordinator.work.item_status(item_id))).model_dump()  # fmt: skip
+                # The first look also makes sure the id exists (an unknown one would read "waiting" for ever);
+                # that scans the queues, so later polls only read the item's state.
+                look = functools.partial(s.coordinator.work.item_status, item_id, must_exist=first)
+                first = False
+                status = (await s.query("work_status", {"workItemId": item_id}, look)).model_dump()
                 text = _describe(status)
                 if text != shown:
                     line.update(escape(text))

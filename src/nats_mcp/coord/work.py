@@ -630,13 +630,24 @@ class WorkService:
         """Pending, in flight, dead-lettered and oldest age per capability (see :meth:`WorkViews.status`)."""
         return await self.views.status(capability)
 
-    async def item_status(self, item_id: str) -> ItemStatus:
-        """Where ``item_id`` stands: its state record, else its DLQ entry, else waiting (never claimed yet)."""
+    async def item_status(self, item_id: str, *, must_exist: bool = False) -> ItemStatus:
+        """Where ``item_id`` stands: its state record, else its DLQ entry, else waiting (never claimed yet).
+
+        With ``must_exist``, an id that is in none of these nor in a queue is NotFound rather than "waiting"; that
+        costs a scan of the queues (:meth:`WorkViews.may_be_queued`), so a watcher asks it once, then polls.
+        """
         validate_uuid(item_id, "workItemId")
         with nats_errors():
             record, _ = await self.records.read(item_id)
+            found = None if record is not None else await self.dlq.find(item_id)
+            if record is None and found is None and must_exist and not await self.views.may_be_queued(item_id):
+                # Claimed (and maybe settled) while the queues were read: it left the queue but has a record now.
+                record, _ = await self.records.read(item_id)
+                found = None if record is not None else await self.dlq.find(item_id)
+                if record is None and found is None:
+                    raise NotFound(f"work item {item_id} not found: it was never queued in this namespace, or it "
+                                   "was settled long enough ago to be forgotten")  # fmt: skip
             if record is None:
-                found = await self.dlq.find(item_id)
                 if found is None:
                     return ItemStatus(id=item_id, state="waiting")
                 entry = found[1]

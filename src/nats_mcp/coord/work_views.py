@@ -38,6 +38,8 @@ LIST_TOOL = "warp_work_list"
 MAX_LIST_LIMIT = 100
 MAX_LIST_SCAN = 2_000
 """Messages a deadline-filtered list examines per call before it returns what it has, with a cursor."""
+MAX_FIND_SCAN = 100_000
+"""Messages :meth:`WorkViews.may_be_queued` examines before it gives up and answers "maybe"."""
 API_TIMEOUT_S = 5.0
 
 
@@ -137,6 +139,36 @@ class WorkViews:
             else None
         )
         return WorkPage(items, next_cursor, more is not None, total)
+
+    async def may_be_queued(self, item_id: str) -> bool:
+        """Whether ``item_id`` may be waiting in a queue: False only when a scan of every queue found no such item.
+
+        Queued items have no state record until claimed, and the stream has no index by item id, so this reads
+        the whole work stream (headers and bodies, in large batches): meant for a one-off question such as "does
+        this id exist?", not for polling. A stream too large to scan, or a batch that arrived broken, answers True.
+        """
+        needle = item_id.encode()
+        after, scanned = 0, 0
+        with nats_errors():
+            while scanned < MAX_FIND_SCAN:
+                try:
+                    batch = await get_batch(self._work.conn.client, self._work.layout.work_stream, after + 1, 1000,
+                                            subject=self._work.layout.work_subjects, max_bytes=4 * 1024 * 1024,
+                                            partial=True, prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+                except DirectGetUnavailable:
+                    return False  # no work stream: nothing was ever queued
+                for stored in batch.messages:
+                    if needle in stored.data:  # cheap test first; the id then has to be the item's own
+                        item = WorkItem.parse(stored.data)
+                        if item is not None and item.id == item_id:
+                            return True
+                scanned += len(batch.messages)
+                if batch.at_end:
+                    return False
+                if not batch.messages:
+                    return True  # a broken batch: cannot tell
+                after = batch.messages[-1].seq
+        return True
 
     async def _list_batch(self, cap: str, priority: int, after: int, count: int) -> Batch:
         try:

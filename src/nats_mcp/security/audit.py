@@ -383,7 +383,10 @@ class AuditLog:
             self._queue(self._own("chain_end", outcome="ok", reason="shutdown"))
         self._closing = True
         if not await self.flush(timeout):
-            log.error("audit: %d records could not be written before shutdown and are lost", len(self._pending))
+            target = self._base + len(self._pending)
+            behind = ", ".join(st.sink.name for st in self._sinks if st.offset < target)
+            log.error("audit: %d records could not be written before shutdown and are lost (sink %s failing)",
+                      len(self._pending), behind)  # fmt: skip
         for st in self._sinks:
             await stop_task(st.task)
             try:
