@@ -85,7 +85,7 @@ UNLIMITED = {
     f"NATS_MCP_SECURITY_RATE_PER_{who}_{what}": value
     for who in ("PRINCIPAL", "ADDRESS")
     for what, value in (("RATE_PER_S", "1000000"), ("BURST", "10000000"))
-}
+} | {"NATS_MCP_SECURITY_MAX_AGENTS_PER_PRINCIPAL": "100000"}  # one key runs every agent of a curve
 
 
 class BenchError(RuntimeError):

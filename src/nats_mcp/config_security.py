@@ -37,6 +37,25 @@ class LockoutSettings(_Section):
     window_s: float = Field(default=900.0, gt=0, le=7 * 86_400)
 
 
+class ShareSettings(_Section):
+    """A pool of long-lived resources the server holds for callers: at most ``total`` at once in this process, of
+    which one principal (whatever agent names it uses) holds at most ``per_principal``."""
+
+    total: int = Field(ge=1, le=1_000_000)
+    per_principal: int = Field(ge=1, le=1_000_000)
+
+
+class PoolSettings(_Section):
+    """The pooled resources a caller can hold open (each keeps NATS subscriptions and server memory)."""
+
+    listen: ShareSettings = Field(default_factory=lambda: ShareSettings(total=64, per_principal=8))
+    """``subscriptions/listen`` streams (2026-07-28, HTTP and gRPC ``Listen``)."""
+    watches: ShareSettings = Field(default_factory=lambda: ShareSettings(total=4096, per_principal=64))
+    """Resource subscriptions of 2025-11-25 connections (``resources/subscribe``, one per URI and connection)."""
+    claim_waits: ShareSettings = Field(default_factory=lambda: ShareSettings(total=1000, per_principal=32))
+    """Claims waiting for work (``work_claim`` / ``work_claim_batch`` with a timeout above 0)."""
+
+
 class JwtIssuerSettings(_Section):
     """One trusted token issuer: where its keys are, which algorithms it may use, what audience it must name."""
 
@@ -94,6 +113,12 @@ class SecuritySettings(_Section):
     ip_deny: list[str] = Field(default_factory=list)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_json_depth: int = Field(default=32, ge=2, le=256)
+    pools: PoolSettings = Field(default_factory=PoolSettings)
+    max_agents_per_principal: int = Field(default=16, ge=1, le=100_000)
+    """Distinct agent names (the ``x-nats-mcp-agent`` header) one principal may act as in this process; a role's
+    ``max_agents`` in the policy overrides it for the principals holding that role (the largest one counts)."""
+    agent_idle_s: float = Field(default=86_400.0, gt=0, le=365 * 86_400)
+    """An agent name unused this long no longer counts towards ``max_agents_per_principal``."""
     state_max_entries: int = Field(default=100_000, ge=100, le=10_000_000)
     """Bound on the in-memory state of rate limits and lockouts (least recently used entries go first)."""
     jwt_issuers: list[JwtIssuerSettings] = Field(default_factory=list)

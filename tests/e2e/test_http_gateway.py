@@ -333,8 +333,15 @@ async def test_one_key_running_several_agents_at_once_never_crosses_them(
     """Found by the soak: the principal cache was keyed by token alone, so concurrent requests with one key and
     different agent headers could act as each other's agent (and a claimer could not complete its own item)."""
     key, _ = await api_key(tmp_path, nats_server.url, "fleet", "agent")
+    # 75 calls at once from one key: its agents share one rate limit (the default burst is 40), so raise it here
     async with (
-        serving(tmp_path, "fleet", nats_server.url, NATS_MCP_NAMESPACE="team-fleet") as server,
+        serving(
+            tmp_path,
+            "fleet",
+            nats_server.url,
+            NATS_MCP_NAMESPACE="team-fleet",
+            NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST="200",
+        ) as server,
         contextlib.AsyncExitStack() as stack,
     ):
         clients = [await stack.enter_async_context(mcp_client(server.url, key, agent=f"worker-{i}", mode=mode))

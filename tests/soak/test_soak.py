@@ -30,6 +30,7 @@ sessions, caches and streams. (It was ``min(10 s, a quarter)``: in a 50-agent, 1
 taking on its 50 sessions at 10 s, 98 MiB, and steady from about 60 s, 115 MiB, ending at 117.7 MiB.)"""
 UNLIMITED = {f"NATS_MCP_SECURITY_RATE_PER_{who}_{what}": value for who in ("PRINCIPAL", "ADDRESS")
              for what, value in (("RATE_PER_S", "1000000"), ("BURST", "10000000"))}  # fmt: skip
+UNLIMITED["NATS_MCP_SECURITY_MAX_AGENTS_PER_PRINCIPAL"] = "100000"  # one key runs every agent of the soak
 
 
 def rss_kib(pid: int) -> int:

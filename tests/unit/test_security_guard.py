@@ -365,3 +365,109 @@ async def test_lockout_keys_api_keys_by_id_whether_sent_as_api_key_or_bearer() -
     with pytest.raises(AuthenticationError) as info:
         await g.authenticate(Keys(), Credentials(api_key="nmk_victim_other", peer="10.0.0.7"), "http")
     assert info.value.reason == "locked_out"
+
+
+# -- agent names, pooled resources, unknown tools, queue reads -------------------------------------
+
+
+async def test_agent_names_share_the_principals_rate_limit() -> None:
+    g, rec, _ = guard()
+    await call(g, principal(agent="a-1"), "channels_list")
+    await call(g, principal(agent="a-2"), "channels_list")
+    with pytest.raises(Refused) as info:  # a third name is no fresh bucket: the principal's burst (2) is spent
+        await call(g, principal(agent="a-3"), "channels_list")
+    assert info.value.code == "rate_limited" and rec.records[-1]["kind"] == "rate_limited"
+
+
+async def test_distinct_agent_names_are_capped_per_principal_and_forgotten_when_idle() -> None:
+    g, rec, clock = guard(max_agents_per_principal=2, agent_idle_s=60, rate_per_principal={"rate_per_s": 100,
+                          "burst": 100})  # fmt: skip
+    for name in ("a-1", "a-2", "a-1"):
+        await call(g, principal(agent=name), "channels_list")
+    with pytest.raises(Refused) as info:
+        await call(g, principal(agent="a-3"), "channels_list")
+    assert info.value.code == "limit_exceeded" and "2 agent names" in info.value.message
+    assert (rec.records[-1]["kind"], rec.records[-1]["reason"]) == ("limit_exceeded", "too_many_agents")
+    assert await call(g, principal("ci-2", agent="a-3"), "channels_list") == "ok"  # another principal: its own
+    clock.now += 61  # both names idle past the window: they no longer count
+    assert await call(g, principal(agent="a-3"), "channels_list") == "ok"
+
+
+def test_a_roles_max_agents_overrides_the_setting() -> None:
+    policy = Policy(parse_policy("version: 1\nroles: {fleet: {tools: ['*'], namespaces: ['*'], max_agents: 50}}\n"
+                                 "principals: [{subject: 'ci-*', roles: [fleet]}]\n"))  # fmt: skip
+    assert policy.max_agents(principal(), 16) == 50
+    assert policy.max_agents(principal("other"), 16) == 16
+
+
+async def test_one_principal_exhausting_its_share_of_a_pool_does_not_refuse_another() -> None:
+    g, rec, _ = guard(pools={"listen": {"total": 3, "per_principal": 2}})
+    ctx, other = CallContext(principal(), "http", "team-a"), CallContext(principal("ci-2"), "http", "team-a")
+    held = [g.acquire(ctx, "listen", "subscriptions_listen") for _ in range(2)]
+    with pytest.raises(Refused) as info:
+        g.acquire(ctx, "listen", "subscriptions_listen")
+    assert info.value.code == "limit_exceeded" and rec.records[-1]["reason"] == "listen_share_exhausted"
+    release = g.acquire(other, "listen", "subscriptions_listen")  # the other principal still gets one
+    with pytest.raises(Refused):  # ...and the process-wide cap holds for everyone
+        g.acquire(CallContext(principal("ci-3"), "http", "team-a"), "listen", "subscriptions_listen")
+    assert rec.records[-1]["reason"] == "listen_pool_exhausted"
+    held.pop()()
+    release()
+    g.acquire(ctx, "listen", "subscriptions_listen")  # given back: taken again
+
+
+async def test_waiting_claims_hold_a_slot_and_an_immediate_claim_does_not() -> None:
+    g, rec, _ = guard(pools={"claim_waits": {"total": 10, "per_principal": 1}},
+                      rate_per_principal={"rate_per_s": 100, "burst": 100})  # fmt: skip
+    ctx = CallContext(principal(), "http", "team-a")
+
+    async def inner_claim() -> str:  # while the first claim waits, a second one of the same principal is refused
+        with pytest.raises(Refused) as info:
+            await g.call(ctx, "work_claim", {"capability": "python"}, ok, outcome)
+        assert info.value.code == "limit_exceeded"
+        return await g.call(ctx, "work_claim", {"capability": "python", "timeout": 0}, ok, outcome)
+
+    assert await g.call(ctx, "work_claim", {"capability": "python", "timeout": 5000}, inner_claim, outcome) == "ok"
+    assert [r["reason"] for r in rec.records if r["kind"] == "limit_exceeded"] == ["claim_waits_share_exhausted"]
+    assert g.pools["claim_waits"].in_use == 0
+
+
+async def test_unknown_tools_are_rate_limited_and_audited() -> None:
+    g, rec, _ = guard()
+    ctx = CallContext(principal(), "http", "team-a")
+    g.admit(ctx, "nats_publish", {"subject": "x"}, "unknown_tool")
+    assert (rec.records[-1]["kind"], rec.records[-1]["tool"], rec.records[-1]["outcome"]) == (
+        "tool_call", "nats_publish", "unknown_tool")  # fmt: skip
+    g.admit(ctx, "x" * 1000, None, "unknown_tool")
+    assert len(rec.records[-1]["tool"]) == 128
+    with pytest.raises(Refused) as info:
+        g.admit(ctx, "nats_kv_get", None, "unknown_tool")
+    assert info.value.code == "rate_limited" and rec.records[-1]["kind"] == "rate_limited"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "allowed"),
+    [
+        ("work_list", {"capability": "python"}, True),  # claim grant
+        ("work_list", {"capability": "go"}, True),  # broadcast grant ('*')
+        ("work_queue_status", {}, True),
+        ("dlq_list", {"capability": "python"}, False),  # the role does not grant the dlq_* tools at all
+    ],
+)
+def test_queue_reads_need_a_claim_or_broadcast_grant(tool: str, args: dict[str, Any], allowed: bool) -> None:
+    policy = Policy(parse_policy(POLICY))
+    assert policy.decide(principal(), tool, "team-a", args).allowed is allowed
+
+
+def test_a_claim_only_role_reads_only_its_capabilities_queues() -> None:
+    policy = Policy(parse_policy("version: 1\nroles: {py: {tools: ['*'], namespaces: ['*'], capabilities: "
+                                 "{claim: ['python']}}}\nprincipals: [{subject: 'ci-*', roles: [py]}]\n"))  # fmt: skip
+    p = principal()
+    for tool in ("work_list", "work_queue_status", "dlq_list"):
+        assert policy.decide(p, tool, "team-a", {"capability": "python"}).allowed
+        refused = policy.decide(p, tool, "team-a", {"capability": "secret"})
+        assert not refused.allowed and "claim or broadcast grant" in refused.reason
+    assert policy.decide(p, "work_queue_status", "team-a", {}).allowed  # allowed, and narrowed to python:
+    readable = policy.capability_reader(p)
+    assert readable is not None and readable("python") and not readable("secret")
+    assert Policy(parse_policy(POLICY)).capability_reader(principal()) is None  # a '*' grant sees every queue

@@ -36,6 +36,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config import Settings
+from nats_mcp.coord import capscope
 from nats_mcp.coord.checks import dumps, parse_instant
 from nats_mcp.coord.errors import Conflict, InvalidArgument, InvalidName, NotFound
 from nats_mcp.coord.models import DlqItem, WorkItem
@@ -175,6 +176,10 @@ class DlqService:
         except DirectGetUnavailable:
             return DlqPage([], None, False, 0)
         items = [entry for stored in batch.messages if (entry := parse_entry(stored.data)) is not None]
+        # A caller granted only some capabilities sees only their entries, and no total that counts the others.
+        hidden = cap is None and capscope.narrowed()
+        if hidden:
+            items = [entry for entry in items if capscope.visible(entry.workItem.capability)]
         more = not batch.at_end and bool(batch.messages)
         last = batch.messages[-1].seq if batch.messages else after
         shown = seen + len(batch.messages)
@@ -184,7 +189,7 @@ class DlqService:
             if more
             else None,
             has_more=more,
-            total=shown + batch.pending if batch.complete else None,
+            total=shown + batch.pending if batch.complete and not hidden else None,
         )
 
     async def counts(self) -> dict[str, int]:

@@ -14,6 +14,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, get_batch
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.streamops import get_next
+from nats_mcp.coord import capscope
 from nats_mcp.coord.checks import iso_epoch, parse_instant
 from nats_mcp.coord.dlq import DlqService, check_capability
 from nats_mcp.coord.errors import InvalidArgument, nats_errors
@@ -214,6 +215,7 @@ class WorkViews:
                     in_flight[parsed[0]] = in_flight.get(parsed[0], 0) + int(consumer.num_ack_pending or 0)
             dead = await self._work.dlq.counts()
             names = sorted((set(stored) | set(in_flight) | set(dead)) if cap is None else {cap})
+            names = [n for n in names if capscope.visible(n)]  # the caller's policy may grant only some
             if cap is not None:
                 names = [n for n in names if n == cap]
             oldest = await asyncio.gather(*(self._oldest(name) if stored.get(name) else _none() for name in names))

@@ -21,6 +21,10 @@ subscriber, and reach the client by the revision's own means:
   watches and an SDK :class:`~mcp.server.subscriptions.ListenHandler` over a private bus (so one
   caller's inbox signals can never reach another caller's stream); they end with the stream.
 
+Every way in passes the guard as a read does: each URI of a subscribe or a listen is authorized, rate
+limited and audited as the read it amounts to (:data:`Gate`), and each subscription or listen stream takes
+a slot of its pool (:data:`Slot`: a per-principal share and a process-wide cap) until it ends.
+
 No NATS code here: subjects, subscriptions and reconnects belong to ``coord``.
 """
 
@@ -52,6 +56,7 @@ from nats_mcp.coord.watch import ChangeWatcher, Watch
 from nats_mcp.mcp.tools import ChannelsReadOut
 from nats_mcp.names import InvalidNameError, validate_name
 from nats_mcp.redact import redact
+from nats_mcp.security.guard import Pool
 
 log = logging.getLogger("nats_mcp.mcp.resources")
 
@@ -64,8 +69,8 @@ HISTORY_LIMIT = 20
 PEEK_LIMIT = 20
 NOTIFY_INTERVAL_S = 0.1
 MAX_URI_LENGTH = 512
-MAX_LISTEN_STREAMS = 64
-"""Concurrent ``subscriptions/listen`` streams one server process serves (each holds NATS subscriptions)."""
+LISTEN_TOOL = "subscriptions_listen"
+"""What the audit calls a listen stream that names no resource (each named resource is audited as its read)."""
 CLOSE_TIMEOUT_S = 5.0
 
 CallerProvider = Callable[[], Awaitable[Caller]]
@@ -203,10 +208,15 @@ class Throttle:
         await stop_task(self._task)
 
 
+def _nothing_held() -> None:
+    return None
+
+
 @dataclass
 class _Subscription:
     watch: Watch
     throttle: Throttle
+    release: Callable[[], None]
 
 
 class Feed:
@@ -222,9 +232,11 @@ class Feed:
     def uris(self) -> set[str]:
         return set(self._subs)
 
-    async def add(self, ref: ResourceRef) -> None:
+    async def add(self, ref: ResourceRef, release: Callable[[], None] = _nothing_held) -> None:
+        """Watch ``ref``; ``release`` gives back the pool slot taken for it (at once if it is watched already)."""
         async with self._lock:
             if ref.uri in self._subs:
+                release()
                 return
             uri = ref.uri
 
@@ -232,8 +244,12 @@ class Feed:
                 await self._send(uri)
 
             throttle = Throttle(self._surface.interval, send)
-            watch = await self._surface.watch(ref, throttle.poke)
-            self._subs[uri] = _Subscription(watch, throttle)
+            try:
+                watch = await self._surface.watch(ref, throttle.poke)
+            except BaseException:
+                release()
+                raise
+            self._subs[uri] = _Subscription(watch, throttle, release)
 
     async def remove(self, uri: str) -> None:
         async with self._lock:
@@ -249,6 +265,7 @@ class Feed:
 
 
 async def _end(sub: _Subscription) -> None:
+    sub.release()
     await sub.watch.close()
     await sub.throttle.close()
 
@@ -283,6 +300,20 @@ class Gate(Protocol):
     ) -> T: ...
 
 
+class Slot(Protocol):
+    """Takes one slot of a pool for the caller and returns what gives it back; refuses (INVALID_PARAMS with the
+    contract's ``limit_exceeded``) when the caller's share or the whole pool is taken. ``tool`` None: a listen
+    naming no resource, which the slot also limits and audits (no read was gated for it)."""
+
+    def __call__(self, ctx: ServerRequestContext[Any], pool: Pool, tool: str | None) -> Callable[[], None]: ...
+
+
+def no_slot(ctx: ServerRequestContext[Any], pool: Pool, tool: str | None) -> Callable[[], None]:
+    """No guard: slots are not counted (tests of the bare surface)."""
+    del ctx, pool, tool
+    return _nothing_held
+
+
 class OpenGate:
     """No guard: every request goes through (tests of the bare surface)."""
 
@@ -315,15 +346,16 @@ class ResourceSurface:
         interval: float = NOTIFY_INTERVAL_S,
         watcher: ChangeWatcher | None = None,
         gate: Gate | None = None,
+        slot: Slot | None = None,
     ) -> None:
         self._gate: Gate = gate if gate is not None else OpenGate()
+        self._slot: Slot = slot if slot is not None else no_slot
         self._coordinator = coordinator
         self._caller = caller
         self._prefix = prefix
         self.interval = interval
         self.watcher = watcher or ChangeWatcher(coordinator.conn, coordinator.layout)
         self._feeds: dict[object, Feed] = {}
-        self._listening = 0
 
     # -- listing ---------------------------------------------------------------------------------
 
@@ -432,7 +464,9 @@ class ResourceSurface:
         ref = self.resolve(params.uri)
         tool, args = _as_tool(ref)
         await self._gate(ctx, tool, args, _nothing)
-        await self._feed_of(ctx).add(ref)
+        feed = self._feed_of(ctx)
+        if ref.uri not in feed.uris:  # a repeated subscribe holds no second slot (add() re-checks under its lock)
+            await feed.add(ref, self._slot(ctx, "watches", tool))
         return types.EmptyResult()
 
     async def unsubscribe(
@@ -470,23 +504,28 @@ class ResourceSurface:
     async def listen(
         self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
     ) -> types.SubscriptionsListenResult:
-        """One listen stream: watches for its resource URIs, the SDK's handler for the stream itself."""
+        """One listen stream: watches for its resource URIs, the SDK's handler for the stream itself.
+
+        Each URI is authorized, rate limited and audited as the read it amounts to, as ``resources/subscribe`` is;
+        the stream takes a slot of the ``listen`` pool (the caller's share and the process's cap) until it ends.
+        """
         refs = {ref.uri: ref for ref in map(self.resolve, params.notifications.resource_subscriptions or ())}
-        if self._listening >= MAX_LISTEN_STREAMS:
-            raise MCPError(types.INTERNAL_ERROR, "Subscription limit reached")
+        for ref in refs.values():
+            tool, args = _as_tool(ref)
+            await self._gate(ctx, tool, args, _nothing)
+        release = self._slot(ctx, "listen", None if not refs else LISTEN_TOOL)
         bus = InMemorySubscriptionBus()
 
         async def send(uri: str) -> None:
             await bus.publish(ResourceUpdated(uri=uri))
 
         feed = Feed(self, send)
-        self._listening += 1
         try:
             for ref in refs.values():
                 await feed.add(ref)
             return await ListenHandler(bus, max_subscriptions=1)(ctx, params)
         finally:
-            self._listening -= 1
+            release()
             with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):  # runs when the client cancels the stream
                 await feed.close()
 

@@ -20,16 +20,17 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from nats_mcp import __version__
 from nats_mcp.config_security import SecuritySettings
+from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
-from nats_mcp.mcp.resources import ResourceSurface
+from nats_mcp.mcp.resources import LISTEN_TOOL, ResourceSurface
 from nats_mcp.mcp.toolbase import ERROR_META, Rendered, ToolSpec, error_text, run_rendered, run_tool
 from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.observe import tracing
 from nats_mcp.redact import redact
-from nats_mcp.security.guard import CallContext, Guard, Refused
-from nats_mcp.security.policy import NatsScope
+from nats_mcp.security.guard import CallContext, Guard, Pool, Refused
+from nats_mcp.security.policy import CAPABILITY_READ_TOOLS, NatsScope
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.mcp")
@@ -94,6 +95,10 @@ def error_result(code: str, message: str, *, retry_after_s: float | None = None)
         is_error=True,
         _meta={ERROR_META: error},
     )
+
+
+def _nothing() -> None:
+    return None
 
 
 def refusal_data(refused: Refused) -> dict[str, Any]:
@@ -230,17 +235,27 @@ def build_server(
         if coordinator is None or caller is None:
             return error_result("internal", "this server has no coordination services")
         name, arguments = params.name, params.arguments
+        if security is not None and name not in table.by_name:
+            try:  # a name that does not exist: limited and audited all the same (probing costs rate, leaves a trail)
+                security.guard.admit(CallContext(security.principal(), security.transport, security.namespace),
+                                     name, arguments, "unknown_tool")  # fmt: skip
+            except Refused as refused:
+                return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
         if security is None or name not in table.by_name:
             return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
+        suffix = table.suffix_of[name]
+        # Queue reads without a capability show only the capabilities the caller's policy grants.
+        readable = security.guard.policy.capability_reader(call.principal) if suffix in CAPABILITY_READ_TOOLS else None
+
+        async def run() -> types.CallToolResult:
+            with capscope.limited_to(readable):
+                return await table.call(coordinator, caller, name, arguments, scope)
 
         async def guarded() -> types.CallToolResult:
             try:
-                return await security.guard.call(
-                    call, table.suffix_of[name], arguments,
-                    lambda: table.call(coordinator, caller, name, arguments, scope), outcome_of,
-                )  # fmt: skip
+                return await security.guard.call(call, suffix, arguments, run, outcome_of)
             except Refused as refused:
                 return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
 
@@ -260,9 +275,20 @@ def build_server(
         except Refused as refused:
             raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
 
+    def slot(ctx: ServerRequestContext[Any], pool: Pool, tool: str | None) -> Callable[[], None]:
+        if security is None:
+            return _nothing
+        call = CallContext(security.principal(), security.transport, security.namespace)
+        try:
+            if tool is None:  # a listen naming no resource: nothing to authorize, limited and audited all the same
+                security.guard.admit(call, LISTEN_TOOL, {}, "ok")
+            return security.guard.acquire(call, pool, tool or LISTEN_TOOL)
+        except Refused as refused:
+            raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
+
     # Resources (channel history, inbox peek) and their change notifications: only with coordination services.
     resources = (
-        ResourceSurface(coordinator, caller, prefix, gate=gate)
+        ResourceSurface(coordinator, caller, prefix, gate=gate, slot=slot)
         if coordinator is not None and caller is not None
         else None
     )

@@ -117,7 +117,7 @@ class AnomalyDetector:
 
     def _call(self, principal: Principal, tool: str | None, now: float, window: int) -> Sequence[Alert]:
         cfg = self.cfg
-        key = (principal.issuer, principal.subject, principal.agent)  # per agent of a principal, as rate limits
+        key = (principal.issuer, principal.subject, principal.agent)  # per agent (the guard caps a principal's names)
         state = self.principals.get(key)
         if state is None:
             state = PrincipalState(first_seen=now)

@@ -2,16 +2,22 @@
 
 Transports only say who the caller is (a :class:`~nats_mcp.security.principal.Principal`, from
 :meth:`Guard.authenticate` or the local identity) and hand each call to :meth:`Guard.call`. The order
-is fixed: address filter, rate limits (per principal and per address), request size and depth, the
-policy (default deny), then the call itself; every refusal and every call leaves one audit record.
+is fixed: address filter, rate limits (per principal, whatever agent names it uses, and per address),
+the principal's cap on distinct agent names, request size and depth, the policy (default deny), a slot
+of a pooled resource where the call holds one (a waiting claim), then the call itself; every refusal and
+every call leaves one audit record. Calls of tool names that do not exist (:meth:`Guard.admit`) pass the
+same limits and are audited too. Long-lived holds (listen streams, resource subscriptions) take a slot
+with :meth:`Guard.hold`: one principal holds at most its share of each pool, so it cannot starve others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -22,7 +28,7 @@ from nats_mcp.security.authn.apikeys import KEY_PREFIX
 from nats_mcp.security.authn.jwt import unverified_claims
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
-from nats_mcp.security.limits import Lockout, RateLimiter, json_too_deep, value_too_deep
+from nats_mcp.security.limits import AgentNames, Lockout, RateLimiter, Shares, json_too_deep, value_too_deep
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal
 
@@ -31,6 +37,14 @@ log = logging.getLogger("nats_mcp.security")
 T = TypeVar("T")
 RefusalCode = Literal["forbidden", "rate_limited", "limit_exceeded"]
 AuditKind = Literal["tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded", "anomaly"]
+Pool = Literal["listen", "watches", "claim_waits"]
+WAITING_TOOLS: dict[str, tuple[str, int]] = {"work_claim": ("timeout", 5000), "work_claim_batch": ("timeout", 5000)}
+"""Tools whose call may wait (argument, its default): while it does, it holds a ``claim_waits`` slot."""
+MAX_AUDITED_NAME = 128
+
+
+_POOL_NAMES: dict[Pool, str] = {"listen": "listen streams", "watches": "resource subscriptions",
+                                 "claim_waits": "waiting claims"}  # fmt: skip
 
 
 class Refused(Exception):
@@ -125,6 +139,10 @@ class Guard:
         self.per_principal = RateLimiter(settings.rate_per_principal, settings.state_max_entries, clock)
         self.per_address = RateLimiter(settings.rate_per_address, settings.state_max_entries, clock)
         self.lockout = Lockout(settings.lockout, settings.state_max_entries, clock)
+        self.agent_names = AgentNames(settings.agent_idle_s, settings.state_max_entries, clock)
+        pools = settings.pools
+        self.pools: dict[Pool, Shares] = {"listen": Shares(pools.listen), "watches": Shares(pools.watches),
+                                          "claim_waits": Shares(pools.claim_waits)}  # fmt: skip
 
     # -- authentication --------------------------------------------------------------------------
 
@@ -185,34 +203,92 @@ class Guard:
         """Admit, limit, authorize, run and audit one call of ``tool`` (its name without prefix)."""
         args: Mapping[str, Any] = arguments or {}
         principal, peer = ctx.principal, ctx.principal.peer
+        self._limit(ctx, tool, args)
+        decision = self.policy.decide(principal, tool, ctx.namespace, args)
+        if not decision.allowed:
+            self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
+        waits = WAITING_TOOLS.get(tool)
+        holding = (
+            self.hold(ctx, "claim_waits", tool)
+            if waits is not None and args.get(waits[0], waits[1]) != 0
+            else contextlib.nullcontext()
+        )
+        with holding:
+            started = time.perf_counter()
+            outcome = "internal"
+            scope = reqctx.enter(principal.subject, tool)  # for log lines written during the call
+            try:
+                result = await run()
+                outcome = outcome_of(result)
+                return result
+            finally:
+                reqctx.leave(scope)
+                self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=peer, tool=tool,
+                                  namespace=ctx.namespace, outcome=outcome,
+                                  latency_ms=(time.perf_counter() - started) * 1000, arguments=args)  # fmt: skip
+
+    def admit(self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, outcome: str) -> None:
+        """Limit and audit a request that authorizes nothing: a call of a tool that does not exist (``outcome``
+        ``unknown_tool``; probing for names costs rate and leaves a record), a listen stream naming no resource.
+
+        Raises Refused like :meth:`call`; the transport then answers the request as it would anyway.
+        """
+        args: Mapping[str, Any] = arguments or {}
+        name = name[:MAX_AUDITED_NAME]
+        self._limit(ctx, name, args)
+        self.audit.record("tool_call", principal=ctx.principal, transport=ctx.transport, peer=ctx.principal.peer,
+                          tool=name, namespace=ctx.namespace, outcome=outcome, latency_ms=0.0,
+                          arguments=args)  # fmt: skip
+
+    def acquire(self, ctx: CallContext, pool: Pool, tool: str) -> Callable[[], None]:
+        """Take one slot of ``pool`` for the principal; returns what gives it back (call it exactly once).
+
+        ``limit_exceeded`` (audited) when the principal holds its whole share, or the process the whole pool.
+        """
+        shares, key = self.pools[pool], ctx.principal.key
+        exhausted = shares.take(key)
+        if exhausted == "share":
+            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
+                         f"this principal already holds {shares.held(key)} {_POOL_NAMES[pool]}, its share; "
+                         "end one first", reason=f"{pool}_share_exhausted")  # fmt: skip
+        elif exhausted == "pool":
+            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
+                         f"this server holds its maximum of {shares.total} {_POOL_NAMES[pool]}; try again later",
+                         reason=f"{pool}_pool_exhausted")  # fmt: skip
+        return functools.partial(shares.give, key)
+
+    @contextlib.contextmanager
+    def hold(self, ctx: CallContext, pool: Pool, tool: str) -> Iterator[None]:
+        """One slot of ``pool`` while the block runs (see :meth:`acquire`)."""
+        release = self.acquire(ctx, pool, tool)
+        try:
+            yield
+        finally:
+            release()
+
+    def _limit(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> None:
+        """Address filter, rate limits, the agent-name cap, size and depth: everything but the policy."""
+        principal, peer = ctx.principal, ctx.principal.peer
         if not self.ip.allowed(peer):
             self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed",
                          reason="address_denied")  # fmt: skip
         exempt = principal.method == "local" and not self.settings.local.rate_limited
-        # Per agent of a principal: one principal may run several agents (and dev mode shares one principal).
-        wait = 0.0 if exempt else self.per_principal.take(f"{principal.key}\0{principal.agent or ''}")
+        # Per principal, not per agent: agent names are the caller's choice, and must not multiply its rate.
+        wait = 0.0 if exempt else self.per_principal.take(principal.key)
         if not wait and peer:
             wait = self.per_address.take(peer)
         if wait:
             self._refuse(ctx, tool, "rate_limited", "rate_limited",
                          f"too many calls; retry in {wait:.2f}s", retry_after_s=wait,
                          reason="rate_limited")  # fmt: skip
+        limit = self.policy.max_agents(principal, self.settings.max_agents_per_principal)
+        others = self.agent_names.use(principal.key, principal.agent or "", limit)
+        if others:
+            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
+                         f"this principal already acts as {others} agent names, its limit; reuse one of them "
+                         f"(a name unused for {self.settings.agent_idle_s:g}s no longer counts)",
+                         reason="too_many_agents")  # fmt: skip
         self._check_size(ctx, tool, args)
-        decision = self.policy.decide(principal, tool, ctx.namespace, args)
-        if not decision.allowed:
-            self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
-        started = time.perf_counter()
-        outcome = "internal"
-        scope = reqctx.enter(principal.subject, tool)  # for log lines written during the call
-        try:
-            result = await run()
-            outcome = outcome_of(result)
-            return result
-        finally:
-            reqctx.leave(scope)
-            self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=peer, tool=tool,
-                              namespace=ctx.namespace, outcome=outcome,
-                              latency_ms=(time.perf_counter() - started) * 1000, arguments=args)  # fmt: skip
 
     def _check_size(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> None:
         s = self.settings

@@ -1,4 +1,4 @@
-"""The abuse-limits boundary: token-bucket rate limits, failed-authentication lockout, request size and depth limits.
+"""The abuse-limits boundary: rate limits, lockout, pooled-resource shares, agent-name caps, size and depth limits.
 
 All state lives in memory and is bounded: each table keeps at most ``max_entries`` keys and drops the
 least recently used one first. (An attacker who floods with fresh keys can push an old key out and so
@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from nats_mcp.config_security import LockoutSettings, RateSettings
+from nats_mcp.config_security import LockoutSettings, RateSettings, ShareSettings
 from nats_mcp.coord.checks import json_depth
 from nats_mcp.lru import LruTable
 
@@ -88,6 +88,75 @@ class Lockout:
 
     def success(self, key: str) -> None:
         self._table.pop(key)
+
+
+ShareRefusal = Literal["share", "pool"]
+
+
+class Shares:
+    """Slots of one pooled resource: ``total`` in all, at most ``per_principal`` held under one key.
+
+    Bounded by construction: a key is only kept while it holds a slot, and at most ``total`` slots are held.
+    """
+
+    def __init__(self, settings: ShareSettings) -> None:
+        self.total = settings.total
+        self.per_principal = min(settings.per_principal, settings.total)
+        self._held: dict[str, int] = {}
+        self.in_use = 0
+
+    def held(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+    def take(self, key: str) -> ShareRefusal | None:
+        """Take a slot for ``key``: None when taken, else what is exhausted (the key's share, or the pool)."""
+        mine = self._held.get(key, 0)
+        if mine >= self.per_principal:
+            return "share"
+        if self.in_use >= self.total:
+            return "pool"
+        self._held[key] = mine + 1
+        self.in_use += 1
+        return None
+
+    def give(self, key: str) -> None:
+        """Give back a slot :meth:`take` handed out."""
+        mine = self._held.get(key, 0)
+        if mine <= 0:
+            return
+        if mine == 1:
+            del self._held[key]
+        else:
+            self._held[key] = mine - 1
+        self.in_use -= 1
+
+
+class AgentNames:
+    """The distinct agent names each principal acts as: at most ``limit(key)`` at once; a name unused for
+    ``idle_s`` is forgotten (and no longer counts). Bounded: ``max_entries`` principals, ``limit`` names each."""
+
+    def __init__(self, idle_s: float, max_entries: int, clock: Clock = time.monotonic) -> None:
+        self.idle_s = idle_s
+        self._table: LruTable[str, dict[str, float]] = LruTable(max_entries)
+        self._clock = clock
+
+    def use(self, key: str, agent: str, limit: int) -> int:
+        """Record that ``key`` acts as ``agent``: 0 when it may, else how many other names it already uses."""
+        now = self._clock()
+        names = self._table.get(key)
+        if names is None:
+            names = {}
+            self._table.put(key, names)
+        if agent in names:
+            names[agent] = now
+            return 0
+        for name, seen in list(names.items()):
+            if now - seen > self.idle_s:
+                del names[name]
+        if len(names) >= limit:
+            return len(names)
+        names[agent] = now
+        return 0
 
 
 def json_too_deep(raw: bytes | str, max_depth: int) -> bool:

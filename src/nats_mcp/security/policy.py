@@ -10,9 +10,10 @@ A policy file::
         deny_tools: []                 # a tool denied by any role of the principal is denied
         namespaces: ["team-a"]         # where the role may act
         channels: {read: ["*"], send: ["general", "dev-*"]}
-        capabilities: {broadcast: ["*"], claim: ["python", "review"]}
+        capabilities: {broadcast: ["*"], claim: ["python", "review"]}   # reading a queue needs either
         admin: []                      # admin operations: dlq (retry, discard), dashboard (the web page, top)
         agents: ["*"]                  # agent names a gateway principal may act as
+        max_agents: 16                 # how many distinct agent names at once (default: the setting)
         nats:                          # the nats_* operations tools (docs/nats-ops-tools.md); empty: none
           server: false                # nats_server_info
           subjects: {read: [], write: ["orders.*"]}   # globs; '*' also crosses dots
@@ -34,7 +35,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,10 @@ CAPABILITY_TOOLS: dict[str, tuple[str, Literal["broadcast", "claim"]]] = {
     "work_claim": ("capability", "claim"),
     "work_claim_batch": ("capability", "claim"),
 }
+CAPABILITY_READ_TOOLS: dict[str, str] = {"work_list": "capability", "work_queue_status": "capability",
+                                         "dlq_list": "capability"}  # fmt: skip
+"""Reads of a capability's queue (its items' descriptions and context, its dead letters and their errors): they
+need a claim or a broadcast grant for it, and without a capability argument they show only those."""
 
 
 class PolicyError(ValueError):
@@ -149,6 +154,7 @@ class Role(_Model):
     capabilities: BroadcastClaim = Field(default_factory=BroadcastClaim)
     admin: list[AdminOp] = Field(default_factory=list)
     agents: list[str] = Field(default_factory=lambda: ["*"])
+    max_agents: int | None = Field(default=None, ge=1, le=100_000)
     nats: NatsGrant = Field(default_factory=NatsGrant)
 
 
@@ -287,6 +293,23 @@ class Policy:
         """Whether a gateway principal may act as the agent named ``agent`` (None: its default agent)."""
         return any(_any(r.agents, agent or "default") for r in self.roles_of(p))
 
+    def max_agents(self, p: Principal, default: int) -> int:
+        """How many distinct agent names ``p`` may act as: the largest ``max_agents`` of its roles, else ``default``."""
+        given = [r.max_agents for r in self.roles_of(p) if r.max_agents is not None]
+        return max(given) if given else default
+
+    def capability_readable(self, p: Principal, capability: str, roles: list[Role] | None = None) -> bool:
+        """Whether ``p`` may read ``capability``'s queue: a role grants it claim or broadcast."""
+        roles = self.roles_of(p) if roles is None else roles
+        return any(_any(r.capabilities.claim, capability) or _any(r.capabilities.broadcast, capability) for r in roles)
+
+    def capability_reader(self, p: Principal) -> Callable[[str], bool] | None:
+        """Which capabilities' queues ``p`` may read (None: every one, as a '*' grant says)."""
+        roles = self.roles_of(p)
+        if any("*" in r.capabilities.claim or "*" in r.capabilities.broadcast for r in roles):
+            return None
+        return functools.partial(self.capability_readable, p, roles=roles)
+
     def _tool_decision(self, p: Principal, tool: str, namespace: str, roles: list[Role]) -> Decision:
         """The part of a decision that does not depend on arguments, remembered (bounded) per call site."""
         key = (p, tool, namespace)
@@ -325,6 +348,11 @@ class Policy:
             capability = str(arguments.get(field))
             if not any(_any(getattr(r.capabilities, action), capability) for r in roles):
                 return Decision(False, f"the policy does not allow {action} for capability {capability}")
+        elif tool in CAPABILITY_READ_TOOLS:
+            queue = arguments.get(CAPABILITY_READ_TOOLS[tool])
+            if queue is not None and not self.capability_readable(p, str(queue), roles):
+                return Decision(False, f"the policy does not allow reading the queue of capability {queue} "
+                                       "(it needs a claim or broadcast grant)")  # fmt: skip
         elif tool in NATS_TOOLS:
             return _nats_decision(roles, tool, arguments)
         return ALLOW

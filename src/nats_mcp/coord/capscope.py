@@ -1,0 +1,38 @@
+"""The capability read-scope boundary: which capabilities' queues the running call may see, set per call by the server.
+
+Queue status and dead-letter listings without a capability argument span every capability of the namespace;
+the server narrows them to what the caller's policy grants (a claim or broadcast grant) around each such
+call. A contextvar, so concurrent calls never see each other's scope; unset (the CLI, the dashboard, tests
+of the domain) means every capability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+
+Readable = Callable[[str], bool]
+
+_readable: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_caps", default=None)
+
+
+def visible(capability: str) -> bool:
+    """Whether the running call may see ``capability``'s queue."""
+    readable = _readable.get()
+    return readable is None or readable(capability)
+
+
+def narrowed() -> bool:
+    """Whether the running call sees only some capabilities (a listing must not reveal totals over the rest)."""
+    return _readable.get() is not None
+
+
+@contextlib.contextmanager
+def limited_to(readable: Readable | None) -> Iterator[None]:
+    """Within the block, only capabilities ``readable`` accepts are visible (None: all of them)."""
+    token = _readable.set(readable)
+    try:
+        yield
+    finally:
+        _readable.reset(token)
