@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 
 from nats_mcp.mcp.toolbase import ERROR_META
 from tests.support.env import isolated_env, nats_mcp_exe
@@ -138,7 +140,9 @@ async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, na
         assert await err(a, "warp_channels_read", channel="roadmap", cursor="garbage!") == "invalid_cursor"
         assert await err(a, "warp_registry_get_info", guid="not-a-guid") == "invalid_name"
         assert await err(a, "warp_registry_update_presence", currentTaskCount=-1) == "invalid_argument"
-        assert await err(a, "warp_no_such_tool") == "not_found"
+        with pytest.raises(MCPError) as unknown:  # not a tool's failure: a protocol error (-32602)
+            await a.call_tool("warp_no_such_tool", {})
+        assert unknown.value.code == types.INVALID_PARAMS
         assert (await ok(a, "warp_handle_get"))["handle"] == "alice"
 
 

@@ -7,7 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import mcp_types as types
 import nats
+import pytest
+from mcp.shared.exceptions import MCPError
 
 from nats_mcp.mcp.ops_tools import OPS_TOOLS
 from tests.e2e.test_coordination_stdio import agent, err, ok
@@ -41,7 +44,9 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
         ):
             # Not enabled: not listed and not callable, whatever the policy grants.
             assert _nats({t.name for t in (await off.list_tools()).tools}) == set()
-            assert await err(off, "nats_stream_list") == "not_found"
+            with pytest.raises(MCPError) as unknown:  # an unknown tool there: a protocol error, not a tool result
+                await off.call_tool("nats_stream_list", {})
+            assert unknown.value.code == types.INVALID_PARAMS
             # Enabled but the built-in policy (no file): its role has tools ["*"] and no nats block.
             builtin_tools = {t.name for t in (await builtin.list_tools()).tools}
             assert _nats(builtin_tools) == set() and "warp_channels_send" in builtin_tools

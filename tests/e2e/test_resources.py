@@ -24,7 +24,7 @@ from mcp.client.session import IncomingMessage
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.mcp.resources import INBOX_URI, channel_uri
+from nats_mcp.mcp.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
@@ -155,19 +155,21 @@ async def test_list_read_and_peek(tmp_path: Path, nats_server: NatsServer, mode:
         assert peek["count"] == 23 and peek["hasMore"] is True
         assert [m["content"] for m in peek["messages"]] == [f"d{i:02d}" for i in range(20)]
 
-        # bad URIs are invalid params, and the server keeps serving
-        for bad in (
-            "nats-mcp://channels/nope",
-            "nats-mcp://channels/Road.Map",
-            "nats-mcp://channels/",
-            "nats-mcp://inbox/x",
-            "nats-mcp://channels/roadmap?limit=5",
-            "file:///etc/passwd",
-            "nats-mcp://" + "x" * 2000,
+        # URIs naming no resource are "not found" as the revision says (-32002 up to 2025-11-25, invalid params
+        # from 2026-07-28); one too long to look up is invalid params on both; the server keeps serving
+        missing = RESOURCE_NOT_FOUND if mode == "legacy" else types.INVALID_PARAMS
+        for bad, code in (
+            ("nats-mcp://channels/nope", missing),
+            ("nats-mcp://channels/Road.Map", missing),
+            ("nats-mcp://channels/", missing),
+            ("nats-mcp://inbox/x", missing),
+            ("nats-mcp://channels/roadmap?limit=5", missing),
+            ("file:///etc/passwd", missing),
+            ("nats-mcp://" + "x" * 2000, types.INVALID_PARAMS),
         ):
             with pytest.raises(MCPError) as caught:
                 await a.read_resource(bad)
-            assert caught.value.code == types.INVALID_PARAMS, bad
+            assert caught.value.code == code, bad
         assert (await read_json(a, ROADMAP))["total"] == 25
 
 

@@ -7,11 +7,12 @@
 // imports do not read NODE_PATH, so the SDK's files are imported by path.
 // SPEC_JSON: {"transport": "stdio", "command": ..., "args": [...], "env": {...}, "cwd": ...}
 //         or {"transport": "http", "url": ..., "bearer": ... (optional), "oauth": true (optional)}
-//         plus "calls": [{"name": ..., "arguments": {...}}, ...].
+//         plus "calls": [{"name": ..., "arguments": {...}}, ...]; a call may instead name another Client method
+//         and its one argument: {"op": "readResource", "params": {"uri": ...}} (listTools, readResource, ...).
 // "oauth" gives the transport an OAuth client provider holding no token, as OAuth-capable clients (Claude Code)
 // have: on a 401 the SDK then runs OAuth discovery instead of reporting the response.
 //
-// Prints one JSON object: {"connected": true, "calls": [{"result": ...} | {"error": ...}]} or
+// Prints one JSON object: {"connected": true, "serverInfo": ..., "calls": [{"result": ...} | {"error": ...}]} or
 // {"connected": false, "error": ...}. Every outcome exits 0; a non-zero exit means this script itself failed.
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -74,11 +75,15 @@ const out = { connected: false, calls: [] };
 try {
   await client.connect(await transport());
   out.connected = true;
+  out.serverInfo = client.getServerVersion() ?? null;
   // Clients list tools first; the SDK compiles each tool's outputSchema then and checks every result against it.
   await client.listTools();
   for (const call of spec.calls ?? []) {
     try {
-      out.calls.push({ result: await client.callTool({ name: call.name, arguments: call.arguments ?? {} }) });
+      const result = call.op
+        ? await client[call.op](call.params ?? {})
+        : await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
+      out.calls.push({ result });
     } catch (error) {
       out.calls.push({ error: thrown(error) });
     }

@@ -30,6 +30,9 @@ _STREAM = "Stream name (letters, digits, '_' and '-')."
 _BUCKET = "KV bucket name (letters, digits, '_' and '-')."
 _CURSOR = "nextCursor of the previous page (same other arguments)."
 _ENC = "How to show the payload: auto (text if printable UTF-8, else base64), base64 or hex."
+_DESC = "A human description."
+_REPLICAS = "Copies kept in a cluster."
+_DISCARD = "When full: old drops the oldest messages, new refuses new ones."
 PayloadEnc = Literal["auto", "base64", "hex"]
 InEnc = Literal["utf-8", "base64", "hex"]
 
@@ -112,30 +115,35 @@ class RequestArgs(PublishArgs):
 class StreamCreateArgs(Args):
     name: str = Field(description=_STREAM, max_length=255)
     subjects: list[str] = Field(min_length=1, max_length=64, description="Subjects the stream captures (wildcards ok).")
-    description: str | None = Field(default=None, max_length=1024)
-    storage: Literal["file", "memory"] = "file"
-    retention: Literal["limits", "interest", "workqueue"] = "limits"
-    replicas: int = Field(default=1, ge=1, le=5)
-    maxMsgs: int = Field(default=-1, ge=-1, description="-1: unlimited.")
-    maxBytes: int = Field(default=-1, ge=-1, description="-1: unlimited.")
-    maxAgeSeconds: float = Field(default=0, ge=0, description="0: unlimited.")
-    maxMsgSize: int = Field(default=-1, ge=-1)
-    maxMsgsPerSubject: int = Field(default=-1, ge=-1)
-    discard: Literal["old", "new"] = "old"
-    duplicateWindowSeconds: float | None = Field(default=None, ge=0)
+    description: str | None = Field(default=None, max_length=1024, description=_DESC)
+    storage: Literal["file", "memory"] = Field(default="file", description="Where messages are stored.")
+    retention: Literal["limits", "interest", "workqueue"] = Field(
+        default="limits", description="limits: keep up to the limits; interest: while consumers need them; "
+        "workqueue: until acknowledged once."
+    )  # fmt: skip
+    replicas: int = Field(default=1, ge=1, le=5, description=_REPLICAS)
+    maxMsgs: int = Field(default=-1, ge=-1, description="Most messages kept; -1: unlimited.")
+    maxBytes: int = Field(default=-1, ge=-1, description="Most bytes kept; -1: unlimited.")
+    maxAgeSeconds: float = Field(default=0, ge=0, description="Oldest message age kept, in seconds; 0: unlimited.")
+    maxMsgSize: int = Field(default=-1, ge=-1, description="Largest message accepted, in bytes; -1: unlimited.")
+    maxMsgsPerSubject: int = Field(default=-1, ge=-1, description="Most messages kept per subject; -1: unlimited.")
+    discard: Literal["old", "new"] = Field(default="old", description=_DISCARD)
+    duplicateWindowSeconds: float | None = Field(
+        default=None, ge=0, description="Window for deduplicating by Nats-Msg-Id, in seconds (server default: 120)."
+    )
 
 
 class StreamUpdateArgs(Args):
     name: str = Field(description=_STREAM, max_length=255)
-    subjects: list[str] | None = Field(default=None, min_length=1, max_length=64)
-    description: str | None = Field(default=None, max_length=1024)
-    maxMsgs: int | None = Field(default=None, ge=-1)
-    maxBytes: int | None = Field(default=None, ge=-1)
-    maxAgeSeconds: float | None = Field(default=None, ge=0)
-    maxMsgSize: int | None = Field(default=None, ge=-1)
-    maxMsgsPerSubject: int | None = Field(default=None, ge=-1)
-    discard: Literal["old", "new"] | None = None
-    replicas: int | None = Field(default=None, ge=1, le=5)
+    subjects: list[str] | None = Field(default=None, min_length=1, max_length=64, description="New subjects.")
+    description: str | None = Field(default=None, max_length=1024, description=_DESC)
+    maxMsgs: int | None = Field(default=None, ge=-1, description="Most messages kept; -1: unlimited.")
+    maxBytes: int | None = Field(default=None, ge=-1, description="Most bytes kept; -1: unlimited.")
+    maxAgeSeconds: float | None = Field(default=None, ge=0, description="Oldest age kept, in seconds; 0: unlimited.")
+    maxMsgSize: int | None = Field(default=None, ge=-1, description="Largest message accepted; -1: unlimited.")
+    maxMsgsPerSubject: int | None = Field(default=None, ge=-1, description="Most messages per subject; -1: unlimited.")
+    discard: Literal["old", "new"] | None = Field(default=None, description=_DISCARD)
+    replicas: int | None = Field(default=None, ge=1, le=5, description=_REPLICAS)
 
 
 class StreamPurgeArgs(Args):
@@ -150,14 +158,22 @@ class StreamDeleteArgs(Args):
 
 class ConsumerCreateArgs(StreamArgs):
     name: str = Field(description="Durable consumer name.", max_length=255)
-    filterSubjects: list[str] = Field(default_factory=list, max_length=64)
-    deliverPolicy: Literal["all", "last", "new", "by_start_sequence", "last_per_subject"] = "all"
-    optStartSeq: int | None = Field(default=None, ge=1)
-    ackPolicy: Literal["explicit", "none", "all"] = "explicit"
-    ackWaitSeconds: float | None = Field(default=None, gt=0, le=86_400)
-    maxDeliver: int | None = Field(default=None, ge=-1)
-    description: str | None = Field(default=None, max_length=1024)
-    inactiveThresholdSeconds: float | None = Field(default=None, gt=0)
+    filterSubjects: list[str] = Field(
+        default_factory=list, max_length=64, description="Only messages on these subjects (wildcards ok); all if empty."
+    )
+    deliverPolicy: Literal["all", "last", "new", "by_start_sequence", "last_per_subject"] = Field(
+        default="all", description="Where delivery starts (by_start_sequence: at optStartSeq)."
+    )
+    optStartSeq: int | None = Field(default=None, ge=1, description="The first sequence, for by_start_sequence.")
+    ackPolicy: Literal["explicit", "none", "all"] = Field(default="explicit", description="How messages are acked.")
+    ackWaitSeconds: float | None = Field(
+        default=None, gt=0, le=86_400, description="Seconds before an unacked message is redelivered."
+    )
+    maxDeliver: int | None = Field(default=None, ge=-1, description="Most deliveries of one message; -1: unlimited.")
+    description: str | None = Field(default=None, max_length=1024, description=_DESC)
+    inactiveThresholdSeconds: float | None = Field(
+        default=None, gt=0, description="Seconds without activity after which NATS deletes the consumer."
+    )
 
 
 class KvPutArgs(KvKeyArgs):
@@ -421,6 +437,7 @@ class OpsSpec:
     """One nats_* tool (the same shape as a ToolSpec; its handler gets the ops facade and the caller's scope)."""
 
     suffix: str
+    title: str
     description: str
     args: type[Args]
     out: type[Out]
@@ -432,51 +449,71 @@ class OpsSpec:
 
 _R = {"read_only": True, "idempotent": True}
 OPS_TOOLS: list[OpsSpec] = [
-    OpsSpec("nats_server_info", "The connected NATS server: version, cluster, JetStream on/off, the account's "
+    OpsSpec("nats_server_info", "NATS server info",
+            "The connected NATS server: version, cluster, JetStream on/off, the account's "
             "JetStream usage and limits, and monitoring figures if configured. Start here to check NATS health.",
             NoArgs, ServerInfoOut, server_info, **_R),
-    OpsSpec("nats_stream_list", "JetStream streams you may read, by name, with subjects, message counts and sizes. "
+    OpsSpec("nats_stream_list", "List streams",
+            "JetStream streams you may read, by name, with subjects, message counts and sizes. "
             "Paged (nextCursor). Use nats_stream_info for one stream's limits.", PageArgs, StreamListOut,
             stream_list, **_R),
-    OpsSpec("nats_stream_info", "One stream's configuration (limits, retention, storage) and state (messages, "
+    OpsSpec("nats_stream_info", "Stream info",
+            "One stream's configuration (limits, retention, storage) and state (messages, "
             "sequence range, consumers, cluster leader).", StreamArgs, StreamOut, stream_info, **_R),
-    OpsSpec("nats_stream_get_message", "Read one stored message of a stream without consuming it: by sequence, or "
+    OpsSpec("nats_stream_get_message", "Get stream message",
+            "Read one stored message of a stream without consuming it: by sequence, or "
             "the newest on a subject (lastBySubject). Payloads show as text or base64/hex, in slices (offset).",
             GetMessageArgs, MessageOut, stream_get_message, **_R),
-    OpsSpec("nats_consumer_list", "The consumers of a stream with their backlog (pending, unacked). Paged.",
+    OpsSpec("nats_consumer_list", "List consumers",
+            "The consumers of a stream with their backlog (pending, unacked). Paged.",
             StreamPageArgs, ConsumerListOut, consumer_list, **_R),
-    OpsSpec("nats_consumer_info", "One consumer's configuration and progress: pending, unacked and redelivered "
+    OpsSpec("nats_consumer_info", "Consumer info",
+            "One consumer's configuration and progress: pending, unacked and redelivered "
             "counts, delivered and ack-floor sequences. Use it to diagnose a stuck or lagging consumer.",
             ConsumerArgs, ConsumerOut, consumer_info, **_R),
-    OpsSpec("nats_kv_list", "KV buckets you may read, with value counts, sizes, history depth and TTL. Paged.",
+    OpsSpec("nats_kv_list", "List KV buckets",
+            "KV buckets you may read, with value counts, sizes, history depth and TTL. Paged.",
             PageArgs, BucketListOut, kv_list, **_R),
-    OpsSpec("nats_kv_get", "The current value of a key (or a past revision). Values show as text or base64/hex, in "
+    OpsSpec("nats_kv_get", "Get KV value",
+            "The current value of a key (or a past revision). Values show as text or base64/hex, in "
             "slices (offset).", KvGetArgs, KvEntryOut, kv_get, **_R),
-    OpsSpec("nats_kv_history", "Past revisions of one key, newest first (puts, deletes, purges). Paged.",
+    OpsSpec("nats_kv_history", "KV key history",
+            "Past revisions of one key, newest first (puts, deletes, purges). Paged.",
             KvHistoryArgs, KvHistoryOut, kv_history, **_R),
-    OpsSpec("nats_kv_keys", "Live keys of a bucket, sorted, optionally matching a pattern (orders.>). Paged.",
+    OpsSpec("nats_kv_keys", "List KV keys",
+            "Live keys of a bucket, sorted, optionally matching a pattern (orders.>). Paged.",
             KvKeysArgs, KvKeysOut, kv_keys, **_R),
-    OpsSpec("nats_publish", "Publish one message to a subject (core NATS; a stream capturing the subject stores it). "
+    OpsSpec("nats_publish", "Publish message",
+            "Publish one message to a subject (core NATS; a stream capturing the subject stores it). "
             "Fire and forget: use nats_request when you need an answer.", PublishArgs, PublishOut, publish),
-    OpsSpec("nats_request", "Send a request to a service subject and wait (timeoutMs) for its first reply. "
+    OpsSpec("nats_request", "Request and reply",
+            "Send a request to a service subject and wait (timeoutMs) for its first reply. "
             "not_found means no service listens there.", RequestArgs, RequestOut, request),
-    OpsSpec("nats_stream_create", "Create a stream capturing the given subjects, with limits. Fails with conflict if "
+    OpsSpec("nats_stream_create", "Create stream",
+            "Create a stream capturing the given subjects, with limits. Fails with conflict if "
             "the name exists with another configuration or the subjects overlap another stream.",
             StreamCreateArgs, StreamOut, stream_create, idempotent=True),
-    OpsSpec("nats_stream_update", "Change a stream's subjects or limits (only the settings you give). Lowering "
+    OpsSpec("nats_stream_update", "Update stream",
+            "Change a stream's subjects or limits (only the settings you give). Lowering "
             "limits can drop stored messages.", StreamUpdateArgs, StreamOut, stream_update, destructive=True,
             idempotent=True),
-    OpsSpec("nats_stream_purge", "Delete a stream's messages (all, one subject's, or all but the newest keep) and "
+    OpsSpec("nats_stream_purge", "Purge stream",
+            "Delete a stream's messages (all, one subject's, or all but the newest keep) and "
             "keep the stream. Cannot be undone.", StreamPurgeArgs, StreamOut, stream_purge, destructive=True),
-    OpsSpec("nats_stream_delete", "Delete a stream with all its messages and consumers. Cannot be undone.",
+    OpsSpec("nats_stream_delete", "Delete stream",
+            "Delete a stream with all its messages and consumers. Cannot be undone.",
             StreamDeleteArgs, DeletedOut, stream_delete, destructive=True),
-    OpsSpec("nats_consumer_create", "Create (or confirm) a durable pull consumer on a stream, optionally filtered "
+    OpsSpec("nats_consumer_create", "Create consumer",
+            "Create (or confirm) a durable pull consumer on a stream, optionally filtered "
             "by subjects. Push consumers are not offered.", ConsumerCreateArgs, ConsumerOut, consumer_create,
             idempotent=True),
-    OpsSpec("nats_consumer_delete", "Delete a consumer (its delivery state is lost; the messages stay).",
+    OpsSpec("nats_consumer_delete", "Delete consumer",
+            "Delete a consumer (its delivery state is lost; the messages stay).",
             ConsumerArgs, DeletedOut, consumer_delete, destructive=True),
-    OpsSpec("nats_kv_put", "Set a key's value in a KV bucket (a new revision; history is kept up to the bucket's "
+    OpsSpec("nats_kv_put", "Put KV value",
+            "Set a key's value in a KV bucket (a new revision; history is kept up to the bucket's "
             "depth).", KvPutArgs, KvPutOut, kv_put),
-    OpsSpec("nats_kv_delete", "Delete a key (a delete marker; history stays) or, with purge, drop its history too.",
+    OpsSpec("nats_kv_delete", "Delete KV key",
+            "Delete a key (a delete marker; history stays) or, with purge, drop its history too.",
             KvDeleteArgs, DeletedOut, kv_delete, destructive=True),
 ]  # fmt: skip

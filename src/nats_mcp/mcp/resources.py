@@ -8,7 +8,9 @@ Resources:
   of them. Reading it never consumes a message; the read-direct tool does.
 
 A URI that is malformed or names no configured channel is ``INVALID_PARAMS``; a domain failure keeps
-its stable code in the error's ``data.code`` (``nats_unavailable`` is retryable).
+its stable code in the error's ``data.code`` (``nats_unavailable`` is retryable). ``resources/read`` of a URI
+that names no resource answers as the negotiated revision says: ``-32002`` (resource not found) up to
+2025-11-25, ``INVALID_PARAMS`` from 2026-07-28 (SEP-2164); both with the URI in ``data.uri``.
 
 Change notifications (``notifications/resources/updated``) come from core-NATS change signals
 (:mod:`nats_mcp.coord.watch`), coalesced to at most one per URI per :data:`NOTIFY_INTERVAL_S` per
@@ -74,6 +76,11 @@ LISTEN_TOOL = "subscriptions_listen"
 CLOSE_TIMEOUT_S = 5.0
 
 CallerProvider = Callable[[], Awaitable[Caller]]
+
+RESOURCE_NOT_FOUND = -32002
+"""The 2025-11-25 code of a ``resources/read`` of a resource that does not exist (retired in 2026-07-28)."""
+NOT_FOUND_AS_INVALID_PARAMS = "2026-07-28"
+"""The first revision whose unknown-resource error is ``INVALID_PARAMS`` (revisions are dates: they sort)."""
 
 _CLIENT_FAULTS = frozenset(
     {"invalid_name", "invalid_argument", "invalid_cursor", "not_found", "forbidden", "rate_limited", "limit_exceeded"}
@@ -169,6 +176,18 @@ def mcp_error(exc: Exception) -> MCPError:
         return MCPError(types.INTERNAL_ERROR, "the server failed to complete this request; it has been logged")
     wire = types.INVALID_PARAMS if code in _CLIENT_FAULTS else types.INTERNAL_ERROR
     return MCPError(wire, redact(message), {"code": code})
+
+
+def not_found(exc: MCPError, uri: str, protocol_version: str) -> MCPError:
+    """A ``resources/read`` of a URI naming no resource, as the client's revision expects it.
+
+    Only an over-long URI stays a plain INVALID_PARAMS: it is refused before anything is looked up.
+    """
+    if len(uri) > MAX_URI_LENGTH:
+        return exc
+    code = types.INVALID_PARAMS if protocol_version >= NOT_FOUND_AS_INVALID_PARAMS else RESOURCE_NOT_FOUND
+    data = exc.error.data if isinstance(exc.error.data, dict) else {}
+    return MCPError(code, exc.error.message, {**data, "uri": uri})
 
 
 # -- notification plumbing ------------------------------------------------------------------------
@@ -420,7 +439,10 @@ class ResourceSurface:
     async def read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        ref = self.resolve(params.uri)
+        try:
+            ref = self.resolve(params.uri)
+        except MCPError as exc:
+            raise not_found(exc, params.uri, ctx.protocol_version) from None
         tool, args = _as_tool(ref)
         return await self._gate(ctx, tool, args, lambda: self._read(ref))
 

@@ -23,8 +23,10 @@ from nats_mcp.config_security import SecuritySettings
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
+from nats_mcp.mcp import about
 from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
 from nats_mcp.mcp.resources import LISTEN_TOOL, ResourceSurface
+from nats_mcp.mcp.schema import input_schema, output_schema
 from nats_mcp.mcp.toolbase import ERROR_META, Rendered, ToolSpec, error_text, run_rendered, run_tool
 from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.observe import tracing
@@ -109,33 +111,6 @@ def refusal_data(refused: Refused) -> dict[str, Any]:
     return data
 
 
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with every local ``$ref`` replaced by its definition (ours are never recursive).
-
-    Clients validate each result against the output schema; resolving a ``$ref`` per list item made
-    that the largest cost of reading a channel page on the client side, and some clients do not
-    resolve ``$ref`` at all.
-    """
-    defs = schema.get("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                merged = {
-                    **walk(defs[ref.removeprefix("#/$defs/")]),
-                    **{k: walk(v) for k, v in node.items() if k != "$ref"},
-                }
-                return merged
-            return {k: walk(v) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
-
-    result: dict[str, Any] = walk(schema)
-    return result
-
-
 class ToolTable:
     """The tools under their configured names, their MCP descriptions, and the dispatch."""
 
@@ -170,9 +145,10 @@ class ToolTable:
     def _describe(name: str, spec: ToolSpec | OpsSpec) -> types.Tool:
         return types.Tool(
             name=name,
+            title=spec.title,
             description=spec.description,
-            input_schema=inline_refs(spec.args.model_json_schema()),
-            output_schema=inline_refs(spec.out.model_json_schema()),
+            input_schema=input_schema(spec.args),
+            output_schema=output_schema(spec.out),
             annotations=types.ToolAnnotations(
                 read_only_hint=spec.read_only,
                 destructive_hint=spec.destructive,
@@ -226,22 +202,33 @@ def build_server(
     table = ToolTable(prefix, ops=ops)
 
     async def list_tools(
-        ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        if params is not None and params.cursor is not None:  # one page, so no cursor is ours: say so, not page 1
+            raise MCPError(
+                types.INVALID_PARAMS, "invalid cursor: tools/list has a single page", {"code": "invalid_cursor"}
+            )
         principal = security.principal() if security is not None else None
         return types.ListToolsResult(tools=table.visible(security, principal))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        name, arguments = params.name, params.arguments
+        if name not in table.by_name:  # a protocol error (the spec's "unknown tool"), not a tool's own failure
+            if security is not None:  # limited and audited all the same (probing costs rate, leaves a trail)
+                try:
+                    security.guard.admit(CallContext(security.principal(), security.transport, security.namespace),
+                                         name, arguments, "unknown_tool")  # fmt: skip
+                except Refused as refused:
+                    raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"Unknown tool: {shown!r}; list the tools to see what exists",
+                {"code": "not_found"},
+            )
         if coordinator is None or caller is None:
             return error_result("internal", "this server has no coordination services")
-        name, arguments = params.name, params.arguments
-        if security is not None and name not in table.by_name:
-            try:  # a name that does not exist: limited and audited all the same (probing costs rate, leaves a trail)
-                security.guard.admit(CallContext(security.principal(), security.transport, security.namespace),
-                                     name, arguments, "unknown_tool")  # fmt: skip
-            except Refused as refused:
-                return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
-        if security is None or name not in table.by_name:
+        if security is None:
             return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
@@ -308,8 +295,12 @@ def build_server(
     with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28 but still part of 2025-11-25
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         return Server(
-            "nats-mcp",
+            about.NAME,
             version=__version__,
+            title=about.TITLE,
+            description=about.DESCRIPTION,
+            website_url=about.WEBSITE_URL,
+            icons=about.ICONS,
             instructions=INSTRUCTIONS,
             lifespan=resources.lifespan if resources is not None else default_lifespan,
             on_list_tools=list_tools,

@@ -8,22 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.config import JsonDict
 
 from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.names import GUID_PATTERN, NAME_PATTERN, TYPE_NAME_PATTERN, UUID_PATTERN, InvalidNameError
+from nats_mcp.names import InvalidNameError
 from nats_mcp.redact import redact
 
 log = logging.getLogger("nats_mcp.mcp")
-
-# Patterns are published in the schemas to guide agents, but enforced by the domain (code invalid_name).
-NAME: JsonDict = {"pattern": NAME_PATTERN}
-TYPE: JsonDict = {"pattern": TYPE_NAME_PATTERN}
-GUID: JsonDict = {"pattern": GUID_PATTERN}
-UUID: JsonDict = {"pattern": UUID_PATTERN}
 
 
 class Args(BaseModel):
@@ -48,9 +41,10 @@ def more_hint(next_cursor: str | None) -> str:
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool: its suffix (the name without prefix), description, models, hints and handler."""
+    """One tool: its suffix (the name without prefix), human title, description, models, hints and handler."""
 
     suffix: str
+    title: str
     description: str
     args: type[Args]
     out: type[Out]

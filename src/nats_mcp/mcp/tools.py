@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument
@@ -25,85 +26,86 @@ from nats_mcp.coord.models import (
     Status,
 )
 from nats_mcp.coord.service import Coordinator, handle_from_agent_type
-from nats_mcp.mcp.toolbase import GUID, NAME, TYPE, Args, NoArgs, Out, Rendered, ToolSpec, more_hint
+from nats_mcp.mcp.schema import GuidStr, NameStr, ProjectIdStr, TypeStr
+from nats_mcp.mcp.toolbase import Args, NoArgs, Out, Rendered, ToolSpec, more_hint
 from nats_mcp.mcp.work_tools import WORK_TOOLS
 
 # ---- inputs -------------------------------------------------------------------------------------
 
+_CURSOR = "nextCursor of the previous page, to continue (same filters)."
+
 
 class HandleSetArgs(Args):
-    handle: str = Field(description="Your handle: lower-case letters, digits and '-'.", max_length=200,
-                        json_schema_extra=NAME)  # fmt: skip
+    handle: NameStr = Field(description="The name other agents see on your messages: a-z, 0-9 and '-'.")
 
 
 class ChannelsSendArgs(Args):
-    channel: str = Field(description="A configured channel (see warp_channels_list).", max_length=200,
-                         json_schema_extra=NAME)  # fmt: skip
+    channel: NameStr = Field(description="A configured channel (see warp_channels_list).")
     message: str = Field(description="The message (Markdown). At most 64 KiB by default.")
     scope: Scope | None = Field(default=None, description="Stored with the message for readers' information.")
 
 
 class ChannelsReadArgs(Args):
-    channel: str = Field(description="A configured channel.", max_length=200, json_schema_extra=NAME)
+    channel: NameStr = Field(description="A configured channel.")
     limit: int = Field(default=50, ge=1, le=1000, description="Messages per page.")
-    cursor: str | None = Field(default=None, description="nextCursor of the previous page, to continue.")
+    cursor: str | None = Field(default=None, description=_CURSOR)
     afterSequence: int | None = Field(
         default=None, ge=0, description="Poll: only messages after this sequence, oldest first."
     )
 
 
 class ChannelsStatusArgs(Args):
-    channel: str | None = Field(default=None, description="One channel; all when omitted.", max_length=200,
-                                json_schema_extra=NAME)  # fmt: skip
+    channel: NameStr | None = Field(default=None, description="One channel; all when omitted.")
 
 
 class RegisterArgs(Args):
-    agentType: str = Field(description="What kind of agent you are, e.g. developer, reviewer.", max_length=200,
-                           json_schema_extra=TYPE)  # fmt: skip
-    capabilities: list[str] = Field(default_factory=list, description="Capabilities, e.g. typescript, testing.")
+    agentType: TypeStr = Field(description="What kind of agent you are, e.g. developer, reviewer.")
+    capabilities: list[TypeStr] = Field(
+        default_factory=list, description="What you can do, e.g. typescript, testing (work is claimed by capability)."
+    )
     scope: Scope | None = Field(
         default=None, description="Who can see you: private, personal, team (default: same namespace), public."
     )
-    visibility: Literal["private", "project-only", "user-only", "public"] | None = Field(
-        default=None, description="Deprecated alias of scope (Warp < 1.0)."
-    )
+    # Warp < 1.0 sent this; still accepted, no longer advertised (scope replaces it).
+    visibility: SkipJsonSchema[Literal["private", "project-only", "user-only", "public"] | None] = None
 
 
 class DiscoverArgs(Args):
-    agentType: str | None = Field(default=None, max_length=200)
-    capability: str | None = Field(default=None, max_length=200)
-    hostname: str | None = Field(default=None, max_length=255)
-    projectId: str | None = Field(default=None, max_length=64)
-    status: Status | None = None
-    scope: Scope | None = None
+    agentType: TypeStr | None = Field(default=None, description="Only agents of this type.")
+    capability: TypeStr | None = Field(default=None, description="Only agents with this capability.")
+    hostname: str | None = Field(default=None, max_length=255, description="Only agents on this host.")
+    projectId: ProjectIdStr | None = Field(default=None, description="Only agents in this project (16 hex).")
+    status: Status | None = Field(default=None, description="Only agents with this status.")
+    scope: Scope | None = Field(default=None, description="Only agents registered with this scope.")
     includeOffline: bool = Field(default=False, description="Also list agents whose heartbeats stopped.")
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, description="nextCursor of the previous page (same filters).")
+    limit: int = Field(default=20, ge=1, le=100, description="Agents per page.")
+    cursor: str | None = Field(default=None, description=_CURSOR)
 
 
 class GetInfoArgs(Args):
-    guid: str = Field(description="The agent's GUID (32 hex characters).", max_length=200, json_schema_extra=GUID)
+    guid: GuidStr = Field(description="The agent's GUID (32 hex characters).")
 
 
 class UpdatePresenceArgs(Args):
-    status: Status | None = None
-    currentTaskCount: int | None = Field(default=None, ge=0)
-    capabilities: list[str] | None = None
+    status: Status | None = Field(default=None, description="Your new status.")
+    currentTaskCount: int | None = Field(default=None, ge=0, description="How many tasks you are working on.")
+    capabilities: list[TypeStr] | None = Field(
+        default=None, description="Your full new capability list (replaces the old one)."
+    )
 
 
 class SendDirectArgs(Args):
-    recipientGuid: str = Field(description="The recipient's GUID.", max_length=200, json_schema_extra=GUID)
+    recipientGuid: GuidStr = Field(description="The recipient's GUID.")
     message: str = Field(description="The message. At most 64 KiB by default.")
-    messageType: str = Field(default="text", max_length=200, json_schema_extra=TYPE,
-                             description="e.g. text, work-offer, help-request.")  # fmt: skip
+    messageType: TypeStr = Field(default="text", description="e.g. text, work-offer, help-request.")
     metadata: dict[str, Any] | None = Field(default=None, description="Any JSON object (at most 16 KiB).")
 
 
 class ReadDirectArgs(Args):
-    limit: int = Field(default=10, ge=1, le=100)
-    cursor: str | None = None
-    messageType: str | None = Field(default=None, max_length=200)
-    senderGuid: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=10, ge=1, le=100, description="At most this many messages (each is consumed).")
+    cursor: str | None = Field(default=None, description=_CURSOR)
+    messageType: TypeStr | None = Field(default=None, description="Only messages of this type.")
+    senderGuid: GuidStr | None = Field(default=None, description="Only messages from this agent.")
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -312,36 +314,42 @@ async def messages_read_direct(c: Coordinator, caller: Caller, a: ReadDirectArgs
 
 
 CORE_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("handle_set", "Set your handle (the name other agents see on your messages). Also updates your "
-             "registry entry if you are registered.", HandleSetArgs, HandleOut, handle_set, idempotent=True),
-    ToolSpec("handle_get", "Your current handle and agent GUID.", NoArgs, HandleGetOut, handle_get,
+    ToolSpec("handle_set", "Set handle", "Set your handle (the name other agents see on your messages). Also "
+             "updates your registry entry if you are registered.", HandleSetArgs, HandleOut, handle_set,
+             idempotent=True),
+    ToolSpec("handle_get", "Get handle", "Your current handle and agent GUID.", NoArgs, HandleGetOut, handle_get,
              read_only=True, idempotent=True),
-    ToolSpec("channels_list", "The project's channels (shared message history) with their limits. Use it to "
-             "find where to post.", NoArgs, ChannelsListOut, channels_list, read_only=True, idempotent=True),
-    ToolSpec("channels_send", "Post a message to a channel (needs a handle). Everyone in the namespace can read "
-             "it; history is kept.", ChannelsSendArgs, ChannelsSendOut, channels_send),
-    ToolSpec("channels_read", "Read a channel without consuming it: newest page first (each page oldest to "
-             "newest, continue with nextCursor), or pass afterSequence to poll for what is new.",
+    ToolSpec("channels_list", "List channels", "The project's channels (shared message history) with their "
+             "limits. Use it to find where to post.", NoArgs, ChannelsListOut, channels_list, read_only=True,
+             idempotent=True),
+    ToolSpec("channels_send", "Post to channel", "Post a message to a channel (needs a handle). Everyone in the "
+             "namespace can read it; history is kept.", ChannelsSendArgs, ChannelsSendOut, channels_send),
+    ToolSpec("channels_read", "Read channel", "Read a channel without consuming it: newest page first (each page "
+             "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new.",
              ChannelsReadArgs, ChannelsReadOut, channels_read, read_only=True, idempotent=True),
-    ToolSpec("channels_status", "Message counts, bytes and sequence range of one or all channels.",
-             ChannelsStatusArgs, ChannelsStatusOut, channels_status, read_only=True, idempotent=True),
-    ToolSpec("registry_register", "Register yourself so other agents can discover you and send you direct "
-             "messages: your agent type, capabilities and who may see you (scope). Heartbeats keep you online.",
-             RegisterArgs, AgentOut, registry_register, idempotent=True),
-    ToolSpec("registry_discover", "Find agents by type, capability, status, host or scope (only those you may "
-             "see). Pages are stable; continue with nextCursor and the same filters.", DiscoverArgs, DiscoverOut,
-             registry_discover, read_only=True, idempotent=True),
-    ToolSpec("registry_get_info", "One agent's registry entry by GUID (not_found if it does not exist or you may "
-             "not see it).", GetInfoArgs, AgentOut, registry_get_info, read_only=True, idempotent=True),
-    ToolSpec("registry_update_presence", "Change your status (online, busy, offline), current task count or "
-             "capabilities.", UpdatePresenceArgs, UpdatePresenceOut, registry_update_presence, idempotent=True),
-    ToolSpec("registry_deregister", "Mark yourself offline (your entry and inbox are kept).", NoArgs,
-             DeregisterOut, registry_deregister, idempotent=True),
-    ToolSpec("messages_send_direct", "Send a direct message to an agent you can see, by GUID. It waits in the "
-             "recipient's inbox even while it is offline.", SendDirectArgs, SendDirectOut, messages_send_direct),
-    ToolSpec("messages_read_direct", "Read your direct messages, oldest first. Returned messages are consumed "
-             "(read once); messages that do not match the filters stay.", ReadDirectArgs, ReadDirectOut,
-             messages_read_direct, destructive=True),
+    ToolSpec("channels_status", "Channel status", "Message counts, bytes and sequence range of one or all "
+             "channels.", ChannelsStatusArgs, ChannelsStatusOut, channels_status, read_only=True, idempotent=True),
+    ToolSpec("registry_register", "Register agent", "Register yourself so other agents can discover you and send "
+             "you direct messages: your agent type, capabilities and who may see you (scope). Heartbeats keep you "
+             "online. Needed to send DMs, broadcast or claim work.", RegisterArgs, AgentOut, registry_register,
+             idempotent=True),
+    ToolSpec("registry_discover", "Discover agents", "Find agents by type, capability, status, host, project or "
+             "scope (only those you may see). Pages are stable; continue with nextCursor and the same filters.",
+             DiscoverArgs, DiscoverOut, registry_discover, read_only=True, idempotent=True),
+    ToolSpec("registry_get_info", "Get agent info", "One agent's registry entry by GUID (not_found if it does not "
+             "exist or you may not see it).", GetInfoArgs, AgentOut, registry_get_info, read_only=True,
+             idempotent=True),
+    ToolSpec("registry_update_presence", "Update presence", "Change your status (online, busy, offline), current "
+             "task count or capabilities; give at least one.", UpdatePresenceArgs, UpdatePresenceOut,
+             registry_update_presence, idempotent=True),
+    ToolSpec("registry_deregister", "Deregister agent", "Mark yourself offline (your entry and inbox are kept).",
+             NoArgs, DeregisterOut, registry_deregister, idempotent=True),
+    ToolSpec("messages_send_direct", "Send direct message", "Send a direct message to an agent you can see, by "
+             "GUID (needs registration). It waits in the recipient's inbox even while it is offline.",
+             SendDirectArgs, SendDirectOut, messages_send_direct),
+    ToolSpec("messages_read_direct", "Read direct messages", "Read your direct messages, oldest first. Returned "
+             "messages are consumed (read once); messages that do not match the filters stay.", ReadDirectArgs,
+             ReadDirectOut, messages_read_direct, destructive=True),
 )  # fmt: skip
 
 TOOLS: tuple[ToolSpec, ...] = CORE_TOOLS + WORK_TOOLS

@@ -11,10 +11,13 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.dlq import check_capability
 from nats_mcp.coord.models import DlqItem, QueueStatus, Scope, WorkItem
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.mcp.toolbase import TYPE, UUID, Args, Out, Rendered, ToolSpec, more_hint
+from nats_mcp.mcp.schema import TypeStr, UuidStr
+from nats_mcp.mcp.toolbase import Args, Out, Rendered, ToolSpec, more_hint
 
 _CAP = "A capability, e.g. typescript or code-review (a-z, 0-9, '-', '_')."
 _ITEM = "The work item's id (workItemId from the claim)."
+_DLQ_ITEM = "The dead-lettered item's id (from warp_dlq_list)."
+_CURSOR = "nextCursor of the previous page, to continue (same filters)."
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -23,7 +26,7 @@ _ITEM = "The work item's id (workItemId from the claim)."
 class BroadcastArgs(Args):
     taskId: str = Field(description="Your own reference for the task (free text, at most 256 characters).")
     description: str = Field(description="What needs doing (at most 8 KiB by default).")
-    requiredCapability: str = Field(description=_CAP, max_length=200, json_schema_extra=TYPE)
+    requiredCapability: TypeStr = Field(description=_CAP)
     priority: int = Field(default=5, ge=1, le=10, description="1 (lowest) to 10 (highest); higher is claimed first.")
     deadline: str | None = Field(
         default=None, description="ISO 8601 date-time; after it the item is dead-lettered instead of handed out."
@@ -33,7 +36,7 @@ class BroadcastArgs(Args):
 
 
 class ClaimArgs(Args):
-    capability: str = Field(description=_CAP, max_length=200, json_schema_extra=TYPE)
+    capability: TypeStr = Field(description=_CAP + " You must have registered it.")
     timeout: int = Field(default=5000, ge=0, le=30000, description="How long to wait for work, in ms (0: do not wait).")
 
 
@@ -42,18 +45,18 @@ class ClaimBatchArgs(ClaimArgs):
 
 
 class ProgressArgs(Args):
-    workItemId: str = Field(description=_ITEM, max_length=64, json_schema_extra=UUID)
+    workItemId: UuidStr = Field(description=_ITEM)
     progress: int | None = Field(default=None, ge=0, le=100, description="Percent done.")
     note: str | None = Field(default=None, max_length=2048, description="A short status note.")
 
 
 class CompleteArgs(Args):
-    workItemId: str = Field(description=_ITEM, max_length=64, json_schema_extra=UUID)
+    workItemId: UuidStr = Field(description=_ITEM)
     result: Any = Field(default=None, description="Any JSON value describing the outcome (at most 16 KiB).")
 
 
 class FailArgs(Args):
-    workItemId: str = Field(description=_ITEM, max_length=64, json_schema_extra=UUID)
+    workItemId: UuidStr = Field(description=_ITEM)
     reason: str = Field(description="What went wrong (kept in the item's error history).", max_length=2048)
     recoverable: bool = Field(
         default=True, description="true: offer it again after a backoff; false: dead-letter it now."
@@ -61,34 +64,32 @@ class FailArgs(Args):
 
 
 class WorkListArgs(Args):
-    capability: str = Field(description=_CAP, max_length=200, json_schema_extra=TYPE)
-    minPriority: int | None = Field(default=None, ge=1, le=10)
-    maxPriority: int | None = Field(default=None, ge=1, le=10)
+    capability: TypeStr = Field(description=_CAP)
+    minPriority: int | None = Field(default=None, ge=1, le=10, description="Only items of at least this priority.")
+    maxPriority: int | None = Field(default=None, ge=1, le=10, description="Only items of at most this priority.")
     deadlineBefore: str | None = Field(default=None, description="Only items with a deadline before this (ISO 8601).")
     deadlineAfter: str | None = Field(default=None, description="Only items with a deadline after this (ISO 8601).")
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, description="nextCursor of the previous page (same filters).")
+    limit: int = Field(default=20, ge=1, le=100, description="Items per page.")
+    cursor: str | None = Field(default=None, description=_CURSOR)
 
 
 class QueueStatusArgs(Args):
-    capability: str | None = Field(
-        default=None, max_length=200, json_schema_extra=TYPE, description="One capability; all when omitted."
-    )
+    capability: TypeStr | None = Field(default=None, description="One capability; all when omitted.")
 
 
 class DlqListArgs(Args):
-    capability: str | None = Field(default=None, max_length=200, json_schema_extra=TYPE)
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, description="nextCursor of the previous page (same filter).")
+    capability: TypeStr | None = Field(default=None, description="Only items of this capability.")
+    limit: int = Field(default=20, ge=1, le=100, description="Items per page.")
+    cursor: str | None = Field(default=None, description=_CURSOR)
 
 
 class DlqRetryArgs(Args):
-    itemId: str = Field(description="The dead-lettered item's id.", max_length=64, json_schema_extra=UUID)
+    itemId: UuidStr = Field(description=_DLQ_ITEM)
     resetAttempts: bool = Field(default=False, description="Start counting attempts from zero again.")
 
 
 class DlqDiscardArgs(Args):
-    itemId: str = Field(description="The dead-lettered item's id.", max_length=64, json_schema_extra=UUID)
+    itemId: UuidStr = Field(description=_DLQ_ITEM)
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -297,30 +298,32 @@ async def dlq_discard(c: Coordinator, _caller: Caller, a: DlqDiscardArgs) -> Ren
 
 
 WORK_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("work_broadcast", "Offer a task to every agent with a capability (needs registration). Higher priority is "
-             "claimed first; an optional deadline dead-letters it if nobody gets to it in time.", BroadcastArgs,
-             BroadcastOut, work_broadcast),
-    ToolSpec("work_claim", "Take the next work item for one of your registered capabilities (highest priority, then "
-             "oldest). It is yours for a lease: renew with warp_work_progress, then warp_work_complete or "
-             "warp_work_fail. Waits up to timeout ms for work.", ClaimArgs, ClaimOut, work_claim),
-    ToolSpec("work_claim_batch", "Like warp_work_claim, for up to max items at once.", ClaimBatchArgs, ClaimBatchOut,
-             work_claim_batch),
-    ToolSpec("work_progress", "Renew your lease on a claimed item (and note progress), so it is not offered again.",
-             ProgressArgs, ProgressOut, work_progress, idempotent=True),
-    ToolSpec("work_complete", "Mark your claimed item done (exactly once: a second complete is a conflict).",
-             CompleteArgs, CompleteOut, work_complete),
-    ToolSpec("work_fail", "Report that your claimed item failed: recoverable (default) offers it again after a "
-             "backoff; otherwise, or on its last attempt, it goes to the dead-letter queue.", FailArgs, FailOut,
-             work_fail),
-    ToolSpec("work_list", "Preview a capability's queued items in claim order, without claiming any. Filters by "
-             "priority and deadline; pages with nextCursor.", WorkListArgs, WorkListOut, work_list,
+    ToolSpec("work_broadcast", "Broadcast work", "Offer a task to every agent with a capability (needs "
+             "registration). Higher priority is claimed first; an optional deadline dead-letters it if nobody gets "
+             "to it in time.", BroadcastArgs, BroadcastOut, work_broadcast),
+    ToolSpec("work_claim", "Claim work item", "Take the next work item for one of your registered capabilities "
+             "(highest priority, then oldest). It is yours for a lease: renew with warp_work_progress, then "
+             "warp_work_complete or warp_work_fail. Waits up to timeout ms for work.", ClaimArgs, ClaimOut,
+             work_claim),
+    ToolSpec("work_claim_batch", "Claim work items", "Like warp_work_claim, for up to max items at once.",
+             ClaimBatchArgs, ClaimBatchOut, work_claim_batch),
+    ToolSpec("work_progress", "Report work progress", "Renew your lease on a claimed item (and note progress), so "
+             "it is not offered again.", ProgressArgs, ProgressOut, work_progress, idempotent=True),
+    ToolSpec("work_complete", "Complete work item", "Mark your claimed item done (exactly once: a second complete "
+             "is a conflict).", CompleteArgs, CompleteOut, work_complete),
+    ToolSpec("work_fail", "Fail work item", "Report that your claimed item failed: recoverable (default) offers it "
+             "again after a backoff; otherwise, or on its last attempt, it goes to the dead-letter queue.",
+             FailArgs, FailOut, work_fail),
+    ToolSpec("work_list", "List queued work", "Preview a capability's queued items in claim order, without "
+             "claiming any. Filters by priority and deadline; pages with nextCursor.", WorkListArgs, WorkListOut,
+             work_list, read_only=True, idempotent=True),
+    ToolSpec("work_queue_status", "Work queue status", "Pending, in-flight and dead-lettered counts and the "
+             "oldest item's age, per capability.", QueueStatusArgs, QueueStatusOut, work_queue_status,
              read_only=True, idempotent=True),
-    ToolSpec("work_queue_status", "Pending, in-flight and dead-lettered counts and the oldest item's age, per "
-             "capability.", QueueStatusArgs, QueueStatusOut, work_queue_status, read_only=True, idempotent=True),
-    ToolSpec("dlq_list", "Dead-lettered work items with their reason and error history, oldest first.", DlqListArgs,
-             DlqListOut, dlq_list, read_only=True, idempotent=True),
-    ToolSpec("dlq_retry", "Put a dead-lettered item back on its queue (atomically: never in both places, never lost).",
-             DlqRetryArgs, DlqRetryOut, dlq_retry),
-    ToolSpec("dlq_discard", "Delete a dead-lettered item for good.", DlqDiscardArgs, DlqDiscardOut, dlq_discard,
-             destructive=True),
+    ToolSpec("dlq_list", "List dead letters", "Dead-lettered work items with their reason and error history, "
+             "oldest first.", DlqListArgs, DlqListOut, dlq_list, read_only=True, idempotent=True),
+    ToolSpec("dlq_retry", "Retry dead letter", "Put a dead-lettered item back on its queue (atomically: never in "
+             "both places, never lost).", DlqRetryArgs, DlqRetryOut, dlq_retry),
+    ToolSpec("dlq_discard", "Discard dead letter", "Delete a dead-lettered item for good.", DlqDiscardArgs,
+             DlqDiscardOut, dlq_discard, destructive=True),
 )  # fmt: skip

@@ -1,0 +1,31 @@
+"""Boundary between the tool definitions and docs/tools.md: the committed page is what the generator renders now."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from nats_mcp.mcp import contract
+from nats_mcp.mcp.server import ToolTable
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tools.md"
+
+
+def test_committed_page_matches_the_definitions() -> None:
+    assert DOC.read_text(encoding="utf-8") == contract.render(), (
+        f"{DOC} differs from the tool definitions: run {contract.COMMAND}"
+    )
+
+
+def test_the_command_writes_the_page() -> None:
+    proc = subprocess.run([sys.executable, "-m", "nats_mcp.mcp.contract"], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert proc.stdout == contract.render()
+
+
+def test_every_error_code_is_explained_and_every_tool_has_a_section() -> None:
+    assert set(contract.ERROR_CODES) == contract.error_codes()
+    page = contract.render()
+    for tool in ToolTable(contract.PREFIX, ops=True).tools:
+        assert f"`{tool.name}` — {tool.title}" in page, tool.name
