@@ -42,10 +42,11 @@ Pool = Literal["listen", "watches", "claim_waits"]
 WAITING_TOOLS: dict[str, tuple[str, int]] = {"work_claim": ("timeout", 5000), "work_claim_batch": ("timeout", 5000)}
 """Tools whose call may wait (argument, its default): while it does, it holds a ``claim_waits`` slot."""
 MAX_AUDITED_NAME = 128
-NOT_GUESSES = frozenset({"unavailable", "expired", "not_yet_valid", "revoked"})
-"""Failures that are no evidence of guessing, so do not count towards an address's lockout: a credential that could
-not be checked (NATS or the IdP away), or a genuine one past its time or withdrawn (a stale client retrying it must
-not lock out everyone behind its NAT). Only the holder of a real credential can produce them."""
+NOT_GUESSES = frozenset({"missing_credentials", "unavailable", "expired", "not_yet_valid", "revoked"})
+"""Failures that are no evidence of guessing, so do not count towards an address's lockout: no credential at all (an
+MCP client's first, discovery request), one that could not be checked (NATS or the IdP away), or a genuine one past
+its time or withdrawn (a stale client retrying it must not lock out everyone behind its NAT; only the holder of a
+real credential can produce these)."""
 
 
 _POOL_NAMES: dict[Pool, str] = {"listen": "listen streams", "watches": "resource subscriptions",
