@@ -154,3 +154,10 @@ def test_from_settings(tmp_path: Path) -> None:
     assert with_url.jwt is not None  # dev tokens on: the one-shot iterable fed both providers
     with pytest.raises(ValueError, match="audience"):
         Authenticator.from_settings(asks, conn)
+
+
+@pytest.mark.parametrize("issuer", ["apikey", "local", "mtls", "mtls-dns", "introspection:https://as.example.test"])
+def test_a_jwt_issuer_may_not_take_another_providers_issuer(issuer: str) -> None:
+    # issue 19 #5: its tokens' subjects would be those providers' principals (an API key, a certificate, ...)
+    with pytest.raises(ValueError, match="reserved"):
+        JwtIssuerSettings(issuer=issuer, audience=AUD, public_key_files=[Path("k.pem")])
