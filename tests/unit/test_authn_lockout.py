@@ -160,17 +160,24 @@ async def _always_revoked(credentials: Credentials) -> Principal:
     raise AuthenticationError("revoked")
 
 
-async def test_stale_genuine_credentials_do_not_lock_out_an_address() -> None:
+async def test_a_stale_genuine_credential_slows_only_itself_not_its_address() -> None:
     clock, rec = Clock(), Recorder()
     g = guard(clock, rec, max_failures=2)
 
     class Stale:
+        checks = 0
+
         async def authenticate(self, credentials: Credentials) -> Principal:
+            Stale.checks += 1
             raise AuthenticationError("expired")
 
-    for _ in range(20):  # a client behind the NAT retrying its expired token
-        assert await refused(g, Stale(), Credentials(bearer="expired-token", peer=NAT)) == "expired"
+    # a client behind the NAT retrying its expired token: that token is slowed (then refused unchecked)...
+    reasons = [await refused(g, Stale(), Credentials(bearer="expired-token", peer=NAT)) for _ in range(20)]
+    assert reasons[:2] == ["expired", "expired"] and set(reasons[2:]) == {"locked_out"}
+    assert Stale.checks == 2
+    # ...and nobody else behind the same address is: a credential never seen before gets in
     assert (await g.authenticate(Keys(), Credentials(api_key=VICTIM_KEY, peer=NAT), "http")).subject == "victim"
+    assert "expired-token" not in str(rec.records)
 
 
 def test_ipv6_senders_are_counted_per_64() -> None:

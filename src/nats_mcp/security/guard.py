@@ -47,6 +47,9 @@ NOT_GUESSES = frozenset({"missing_credentials", "unavailable", "expired", "not_y
 MCP client's first, discovery request), one that could not be checked (NATS or the IdP away), or a genuine one past
 its time or withdrawn (a stale client retrying it must not lock out everyone behind its NAT; only the holder of a
 real credential can produce these)."""
+STALE = frozenset({"expired", "not_yet_valid", "revoked"})
+"""Failures of a genuine credential: they count against that exact credential (its fingerprint), which no one but its
+holder can present, so retrying it is slowed without touching anyone else."""
 
 
 _POOL_NAMES: dict[Pool, str] = {"listen": "listen streams", "watches": "resource subscriptions",
@@ -186,8 +189,10 @@ class Guard:
         now = self._clock()
         known_until = self.known_good.get(digest) if digest is not None else None
         known = known_until is not None and known_until > now
-        locked = self.lockout.locked_for(key)
-        if locked > 0 and not known:
+        locked = 0.0 if known else self.lockout.locked_for(key)
+        if digest is not None and not locked:
+            locked = self.lockout.locked_for("cred:" + digest.hex())
+        if locked > 0:
             self.audit.record("locked_out", principal=None, transport=transport, peer=peer, outcome="forbidden",
                               reason="locked_out", method=credential_kind(credentials))  # fmt: skip
             raise AuthenticationError("locked_out", f"retry in {locked:.0f}s")
@@ -197,6 +202,8 @@ class Guard:
             if digest is not None:
                 self.known_good.pop(digest)  # revoked or expired since: no longer passes a lock
             lock = self.lockout.failure(key) if exc.reason not in NOT_GUESSES else 0.0
+            if digest is not None and exc.reason in STALE:
+                lock = self.lockout.failure("cred:" + digest.hex())
             self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
                               reason=exc.reason + ("+locked" if lock else ""),
                               method=credential_kind(credentials))  # fmt: skip
