@@ -28,8 +28,9 @@ class RateSettings(_Section):
 
 
 class LockoutSettings(_Section):
-    """Failed authentications per principal + address: after ``max_failures`` within ``window_s``, locked for
-    ``base_s`` doubling on each further failure up to ``max_s``."""
+    """Failed authentications per sender address (an IPv6 one by /64), whatever identity they claim: after
+    ``max_failures`` within ``window_s``, the address is locked for ``base_s`` doubling on each further failure up to
+    ``max_s``. A credential that verified within ``window_s`` still gets in from a locked address."""
 
     max_failures: int = Field(default=5, ge=1, le=10_000)
     base_s: float = Field(default=2.0, gt=0, le=86_400)
@@ -61,6 +62,16 @@ class JwtIssuerSettings(_Section):
 
     issuer: str = Field(min_length=1, max_length=512)
     audience: str = Field(min_length=1, max_length=512, description="this server's resource URL")
+
+    @field_validator("issuer")
+    @classmethod
+    def _not_another_providers(cls, value: str) -> str:
+        # These issuers belong to other providers' principals (API keys, certificates, introspected tokens, the
+        # local user): a JWT issuer named so would make its tokens' subjects those principals.
+        if value in ("apikey", "local") or value.startswith(("mtls", "introspection:", "introspection-")):
+            raise ValueError(f"issuer {value!r} is reserved for another authentication provider")
+        return value
+
     jwks_url: str | None = Field(default=None, max_length=2048)
     public_key_files: list[Path] = Field(default_factory=list)
     algorithms: list[Algorithm] = Field(default_factory=_rs256, min_length=1)

@@ -49,3 +49,25 @@ def test_invalid_policies_exit_2_with_the_reason(tmp_path: Path) -> None:
         assert done.returncode == 2 and expected in done.stderr, (name, done.stderr)
     missing = run(tmp_path, str(tmp_path / "absent.yaml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_rules_matching_across_providers_or_certificate_sources_are_warned_about(tmp_path: Path) -> None:
+    # issue 19 #3: a bare subject matches it from every provider; an mtls subject without a source prefix names no
+    # certificate (non-SPIFFE identities are dns:, cn:, uri:); a SPIFFE rule is fine as it was
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("""
+version: 1
+roles: {agent: {tools: ["*"]}}
+principals:
+  - {method: mtls, subject: "spiffe://example.org/agent/*", roles: [agent]}
+  - {subject: "alice", roles: [agent]}
+  - {method: mtls, subject: "agent-7.example.org", roles: [agent]}
+""")
+    done = run(tmp_path, str(policy))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2, done.stderr
+    assert warnings[0].startswith("warning: principals[1]: matches subjects of every provider")
+    assert warnings[1].startswith("warning: principals[2]: subject 'agent-7.example.org' matches no certificate")
+    report = json.loads(run(tmp_path, str(policy), "--json").stdout)
+    assert [w.split(":")[0] for w in report["warnings"]] == ["principals[1]", "principals[2]"]

@@ -59,7 +59,8 @@ def apikeys(tmp_path: Path) -> ApiKeys:
 @pytest.fixture
 def introspector() -> Introspector:
     return Introspector(IntrospectionSettings(url="https://as.example.test/introspect", client_id="c",
-                                              client_secret=SecretStr("s")))  # fmt: skip
+                                              client_secret=SecretStr("s")),
+                        resource_urls=["https://mcp.example.test/mcp"])  # fmt: skip
 
 
 def route(auth: Authenticator, **creds: Any) -> str:
@@ -144,3 +145,19 @@ def test_from_settings(tmp_path: Path) -> None:
     assert Authenticator.from_settings(settings).apikeys is None  # no connection, no API keys
     plain = Authenticator.from_settings(settings_for(tmp_path, NATS_MCP_SECURITY_API_KEYS="false"), conn, mtls=False)
     assert plain.jwt is None and plain.apikeys is None and plain.mtls is None
+    # introspection: the audience is this server's resource URL unless one is configured; neither: refused
+    asks = settings_for(tmp_path, NATS_MCP_SECURITY_INTROSPECTION_URL="https://as.example.test/introspect",
+                        NATS_MCP_SECURITY_DEV_TOKENS="true")  # fmt: skip
+    with_url = Authenticator.from_settings(asks, conn, dev_audiences=iter(["https://mcp.example.test/mcp"]))
+    assert with_url.introspection is not None
+    assert with_url.introspection.audiences == {"https://mcp.example.test/mcp"}
+    assert with_url.jwt is not None  # dev tokens on: the one-shot iterable fed both providers
+    with pytest.raises(ValueError, match="audience"):
+        Authenticator.from_settings(asks, conn)
+
+
+@pytest.mark.parametrize("issuer", ["apikey", "local", "mtls", "mtls-dns", "introspection:https://as.example.test"])
+def test_a_jwt_issuer_may_not_take_another_providers_issuer(issuer: str) -> None:
+    # issue 19 #5: its tokens' subjects would be those providers' principals (an API key, a certificate, ...)
+    with pytest.raises(ValueError, match="reserved"):
+        JwtIssuerSettings(issuer=issuer, audience=AUD, public_key_files=[Path("k.pem")])

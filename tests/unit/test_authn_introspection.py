@@ -24,6 +24,8 @@ from nats_mcp.security.errors import AuthenticationError
 CLIENT_ID = "nats-mcp"
 CLIENT_SECRET = "introspection-client-secret-1234"
 NOW = 1_800_000_000.0
+RESOURCE = "https://mcp.example.test/mcp"
+"""This server's resource URL: the audience an introspected token must name when none is configured."""
 
 
 @dataclass
@@ -78,11 +80,11 @@ def introspector(server: AuthServer, clock: Clock, secret: str = CLIENT_SECRET, 
     settings = IntrospectionSettings(
         url=server.url, client_id=CLIENT_ID, client_secret=SecretStr(secret), **{"cache_s": 30.0, **cfg}
     )
-    return Introspector(settings, clock=clock)
+    return Introspector(settings, clock=clock, resource_urls=[RESOURCE])
 
 
 def active(sub: str = "carol", **extra: Any) -> dict[str, Any]:
-    return {"active": True, "sub": sub, "exp": NOW + 3600, "iss": "https://as.example.test", **extra}
+    return {"active": True, "sub": sub, "exp": NOW + 3600, "iss": "https://as.example.test", "aud": RESOURCE, **extra}
 
 
 async def reason(intro: Introspector, token: str) -> str:
@@ -98,7 +100,7 @@ async def test_an_active_token_maps_to_a_principal_and_is_cached(auth_server: Au
     try:
         principal = await intro.authenticate(Credentials(bearer="opaque-1", agent="w", peer="::1"))
         assert principal.subject == "carol"
-        assert principal.issuer == "https://as.example.test"
+        assert principal.issuer == "introspection:https://as.example.test"  # its own namespace (issue 19 #5)
         assert principal.method == "introspection"
         assert principal.scopes == {"mcp:tools", "mcp:read"}
         assert principal.groups == {"agent"}
@@ -177,7 +179,7 @@ async def test_audience_is_checked_when_configured(auth_server: AuthServer) -> N
     aud = "https://mcp.example.test/mcp"
     auth_server.answers["ours"] = active(aud=[aud, "other"])
     auth_server.answers["theirs"] = active(aud="https://other.example.test")
-    auth_server.answers["no-aud"] = active()
+    auth_server.answers["no-aud"] = {k: v for k, v in active().items() if k != "aud"}
     intro = introspector(auth_server, Clock(), audience=aud)
     try:
         assert (await intro.verify("ours")).subject == "carol"
@@ -190,16 +192,16 @@ async def test_audience_is_checked_when_configured(auth_server: AuthServer) -> N
 async def test_expired_not_yet_valid_and_subjectless_answers_are_refused(auth_server: AuthServer) -> None:
     auth_server.answers["old"] = active(exp=NOW - 1)
     auth_server.answers["future"] = active(nbf=NOW + 100)
-    auth_server.answers["nobody"] = {"active": True, "exp": NOW + 100}
+    auth_server.answers["nobody"] = {"active": True, "exp": NOW + 100, "aud": RESOURCE}
     auth_server.answers["weird-exp"] = active(exp="tomorrow")
-    auth_server.answers["client"] = {"active": True, "client_id": "svc-1", "exp": NOW + 100}
+    auth_server.answers["client"] = {"active": True, "client_id": "svc-1", "exp": NOW + 100, "aud": RESOURCE}
     intro = introspector(auth_server, Clock())
     try:
         assert await reason(intro, "old") == "expired"
         assert await reason(intro, "future") == "not_yet_valid"
         assert await reason(intro, "nobody") == "malformed"
         assert await reason(intro, "weird-exp") == "malformed"
-        assert (await intro.verify("client")).subject == "svc-1"  # client-credentials token
+        assert (await intro.verify("client")).subject == "client:svc-1"  # client-credentials token: its own kind
     finally:
         await intro.aclose()
 
@@ -265,3 +267,52 @@ def test_the_endpoint_must_be_https_off_loopback() -> None:
         Introspector(IntrospectionSettings(url="http://as.example.test/introspect"))
     with pytest.raises(ValueError, match="not set"):
         Introspector(IntrospectionSettings())
+
+
+async def test_audience_defaults_to_this_servers_resource_url(auth_server: AuthServer) -> None:
+    # issue 19 #4: a token the authorization server issued for another API is not accepted here (no passthrough)
+    auth_server.answers["for-us"] = active()
+    auth_server.answers["for-another-api"] = active(aud="https://billing.example.test/api")
+    auth_server.answers["for-nobody"] = {k: v for k, v in active().items() if k != "aud"}
+    intro = introspector(auth_server, Clock())
+    try:
+        assert intro.audiences == {RESOURCE}
+        assert (await intro.verify("for-us")).subject == "carol"
+        assert await reason(intro, "for-another-api") == "bad_audience"
+        assert await reason(intro, "for-nobody") == "bad_audience"
+    finally:
+        await intro.aclose()
+    with pytest.raises(ValueError, match="audience"):  # nothing to compare with: refused at start, not open
+        Introspector(IntrospectionSettings(url=auth_server.url))
+
+
+async def test_subjects_and_issuers_of_answers_never_collide_with_another_kind_or_provider(
+    auth_server: AuthServer,
+) -> None:
+    # issue 19 #5: a client-only token "alice" is not the user "alice"; iss "apikey" is not the API key "alice"
+    auth_server.answers["user"] = active(sub="alice")
+    auth_server.answers["client-only"] = {**active(), "client_id": "alice"} | {"sub": None}
+    auth_server.answers["username-only"] = {**active(), "username": "alice"} | {"sub": None}
+    auth_server.answers["as-apikey"] = active(sub="alice", iss="apikey")
+    auth_server.answers["as-mtls"] = active(sub="spiffe://example.org/agent/alice", iss="mtls")
+    auth_server.answers["prefixed-sub"] = active(sub="client:alice")
+    auth_server.answers["no-iss"] = {k: v for k, v in active(sub="alice").items() if k != "iss"}
+    intro = introspector(auth_server, Clock())
+    try:
+        user = await intro.verify("user")
+        client = await intro.verify("client-only")
+        username = await intro.verify("username-only")
+        assert (user.subject, client.subject, username.subject) == ("alice", "client:alice", "username:alice")
+        assert len({user.key, client.key, username.key}) == 3
+        apikey = await intro.verify("as-apikey")
+        assert apikey.issuer == "introspection:apikey" and apikey.method == "introspection"
+        assert (await intro.verify("as-mtls")).issuer == "introspection:mtls"
+        assert (await intro.verify("no-iss")).issuer == "introspection:" + auth_server.url
+        # a sub spelled like another kind could not be told apart from it: refused, and not cached
+        assert await reason(intro, "prefixed-sub") == "malformed"
+    finally:
+        await intro.aclose()
+    from nats_mcp.security.principal import Principal
+
+    key = Principal(subject="alice", issuer="apikey", method="apikey")
+    assert all(p.key != key.key for p in (user, client, username, apikey))

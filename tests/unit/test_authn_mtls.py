@@ -19,8 +19,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.mtls import MtlsAuthenticator, cert_identity
 from nats_mcp.security.errors import AuthenticationError
+from nats_mcp.security.policy import Policy, cross_provider_warnings, parse_policy
+from nats_mcp.security.principal import agent_guid
 
 SPIFFE = "spiffe://example.org/ns/prod/sa/agent-7"
+POLICY = f"""
+version: 1
+roles: {{agent: {{tools: ["*"], namespaces: ["*"]}}}}
+principals: [{{method: mtls, subject: "{SPIFFE}", roles: [agent]}}]
+"""
+"""A policy naming the victim's SPIFFE ID, as policy files did before issue 19: it keeps working."""
 
 
 class Ca:
@@ -138,13 +146,17 @@ async def test_spiffe_id_wins(ca: Ca) -> None:
 
 
 async def test_other_uri_then_dns_then_common_name(ca: Ca) -> None:
+    # each source has its own namespace (issue 19 #3): prefixed subjects, issuers other than "mtls"
     uri = client_cert(ca, "cn-name", x509.DNSName("dns.example.org"), x509.UniformResourceIdentifier("urn:agent:1"))
-    assert (await principal_of(await handshake(ca, uri))).subject == "urn:agent:1"
+    principal = await principal_of(await handshake(ca, uri))
+    assert (principal.subject, principal.issuer) == ("uri:urn:agent:1", "mtls-uri")
+    assert principal.cert_identity == "urn:agent:1"
     dns = client_cert(ca, "cn-name", x509.DNSName("dns.example.org"), x509.DNSName("second.example.org"))
-    assert (await principal_of(await handshake(ca, dns))).subject == "dns.example.org"
+    principal = await principal_of(await handshake(ca, dns))
+    assert (principal.subject, principal.issuer) == ("dns:dns.example.org", "mtls-dns")
     cn = client_cert(ca, "cn-only-agent")
     principal = await principal_of(await handshake(ca, cn))
-    assert principal.subject == "cn-only-agent"
+    assert (principal.subject, principal.issuer) == ("cn:cn-only-agent", "mtls-cn")
     assert principal.claims["identity_source"] == "cn"
 
 
@@ -179,3 +191,42 @@ def test_identity_order_on_getpeercert_dicts() -> None:
     cert["subjectAltName"] = (("email", "a@b"), ("IP Address", "10.0.0.1"))
     assert cert_identity(cert) == ("cn", "cn")
     assert cert_identity({"subjectAltName": "not a tuple"}) is None
+
+
+async def test_a_dns_san_or_cn_spelling_a_spiffe_id_is_not_that_principal(ca: Ca) -> None:
+    # issue 19 #3: the attacker's CA-signed certificate names the victim's SPIFFE ID in a DNS SAN, or as its CN
+    victim = await principal_of(await handshake(ca, client_cert(ca, None, x509.UniformResourceIdentifier(SPIFFE))))
+    policy = Policy(parse_policy(POLICY))
+    assert policy.roles_of(victim)
+    for forged in (client_cert(ca, None, x509.DNSName(SPIFFE)), client_cert(ca, SPIFFE)):
+        attacker = await principal_of(await handshake(ca, forged))
+        assert attacker.cert_identity == SPIFFE  # the same string...
+        assert attacker.subject != victim.subject and attacker.issuer != victim.issuer  # ...another principal
+        assert attacker.key != victim.key and agent_guid(attacker, "a1") != agent_guid(victim, "a1")
+        assert not policy.roles_of(attacker)  # the policy naming the SPIFFE ID grants it nothing
+        assert not policy.tool_allowed(attacker, "channels_send")
+    # a URI SAN that is not SPIFFE cannot pose as one either
+    uri = {"subjectAltName": (("URI", "dns:" + SPIFFE),)}
+    assert (await principal_of(uri)).subject == "uri:dns:" + SPIFFE
+    assert (await principal_of({"subjectAltName": (("DNS", SPIFFE),)})).subject == "dns:" + SPIFFE
+
+
+def test_policy_check_warns_on_rules_matching_across_providers_or_sources() -> None:
+    doc = parse_policy("""
+version: 1
+roles: {agent: {tools: ["*"]}}
+principals:
+  - {method: mtls, subject: "spiffe://example.org/agent/*", roles: [agent]}
+  - {issuer: "https://idp.example.com", subject: "ci-*", roles: [agent]}
+  - {method: apikey, subject: "deployer", roles: [agent]}
+  - {method: mtls, subject: "dns:agent-7.example.org", roles: [agent]}
+  - {subject: "alice", roles: [agent]}
+  - {method: "*", subject: "bob", roles: [agent]}
+  - {method: mtls, subject: "*agent-7*", roles: [agent]}
+  - {method: mtls, subject: "agent-7.example.org", roles: [agent]}
+  - {method: mtls, roles: [agent]}
+""")
+    warnings = cross_provider_warnings(doc)
+    assert [w.split(":")[0] for w in warnings] == [f"principals[{i}]" for i in (4, 5, 6, 7, 8)], warnings
+    assert "every provider" in warnings[0] and "every provider" in warnings[1]
+    assert "every source" in warnings[2] and "matches no certificate" in warnings[3]

@@ -343,7 +343,9 @@ async def test_lockout_after_failures_per_principal_and_address() -> None:
     assert all("good-token" not in str(r) and "nope" not in str(r) for r in rec.records)
 
 
-async def test_lockout_keys_api_keys_by_id_whether_sent_as_api_key_or_bearer() -> None:
+async def test_lockout_counts_per_address_whether_keys_come_as_api_key_or_bearer() -> None:
+    # Changed by issue 19 #6: the lock was per claimed key id, so guessing a victim's id locked the victim out.
+    # Now failures count per address, and a key that verified gets in from a locked address in either form.
     g, _, _ = guard()
 
     class Keys:
@@ -352,7 +354,8 @@ async def test_lockout_keys_api_keys_by_id_whether_sent_as_api_key_or_bearer() -
                 raise AuthenticationError("bad_signature")
             return principal()
 
-    # gRPC sends API keys as bearers: guessing one key id must not lock another key out of the address
+    assert await g.authenticate(Keys(), Credentials(bearer="nmk_good_secret", peer="10.0.0.7"), "grpc")
+    # gRPC sends API keys as bearers: guesses count against the address whatever key id they name
     for _ in range(2):
         with pytest.raises(AuthenticationError):
             await g.authenticate(Keys(), Credentials(bearer="nmk_victim_guess", peer="10.0.0.7"), "grpc")
@@ -361,9 +364,9 @@ async def test_lockout_keys_api_keys_by_id_whether_sent_as_api_key_or_bearer() -
     assert info.value.reason == "locked_out"
     assert await g.authenticate(Keys(), Credentials(bearer="nmk_good_secret", peer="10.0.0.7"), "grpc")
     assert await g.authenticate(Keys(), Credentials(api_key="nmk_good_secret", peer="10.0.0.7"), "http")
-    # the same key id guessed as an api_key shares the lock with its bearer form
+    # another key id guessed as an api_key meets the same lock
     with pytest.raises(AuthenticationError) as info:
-        await g.authenticate(Keys(), Credentials(api_key="nmk_victim_other", peer="10.0.0.7"), "http")
+        await g.authenticate(Keys(), Credentials(api_key="nmk_other_guess", peer="10.0.0.7"), "http")
     assert info.value.reason == "locked_out"
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nats_mcp.cli.common import fail, out, print_json
-from nats_mcp.security.policy import Policy, PolicyError, parse_policy
+from nats_mcp.cli.common import err, fail, out, print_json
+from nats_mcp.security.policy import Policy, PolicyError, cross_provider_warnings, parse_policy
 from nats_mcp.security.principal import Principal
 
 app = typer.Typer(help="Authorization policy files: check one.", no_args_is_help=True)
@@ -35,6 +35,7 @@ def check(
     except PolicyError as exc:
         fail(str(exc), code=2)
     policy = Policy(doc, str(file))
+    warnings = cross_provider_warnings(doc)
     grants: list[str] | None = None
     if subject is not None:
         from nats_mcp.mcp.ops_tools import OPS_TOOLS
@@ -46,7 +47,7 @@ def check(
         grants = [name for name in names if policy.tool_allowed(who, name)]
     if as_json:
         print_json({"file": str(file), "valid": True, "roles": sorted(doc.roles), "principals": len(doc.principals),
-                    "tools": grants})  # fmt: skip
+                    "tools": grants, "warnings": warnings})  # fmt: skip
         return
     table = Table("role", "tools", "namespaces", "send to", "claim", "admin")
     for name, r in doc.roles.items():
@@ -55,5 +56,7 @@ def check(
                       ", ".join(r.admin) or "-")  # fmt: skip
     out.print(f"{file}: valid; {len(doc.roles)} role(s), {len(doc.principals)} principal rule(s)", highlight=False)
     out.print(table)
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     if grants is not None:
         out.print(f"{subject} may call: {', '.join(grants) or 'nothing (default deny)'}", highlight=False)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import ipaddress
 import json
 import logging
 import time
@@ -23,9 +25,8 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from nats_mcp import reqctx
 from nats_mcp.config_security import SecuritySettings
+from nats_mcp.lru import LruTable
 from nats_mcp.security.authn import Credentials, Provider
-from nats_mcp.security.authn.apikeys import KEY_PREFIX
-from nats_mcp.security.authn.jwt import unverified_claims
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
 from nats_mcp.security.limits import AgentNames, Lockout, RateLimiter, Shares, json_too_deep, value_too_deep
@@ -41,6 +42,14 @@ Pool = Literal["listen", "watches", "claim_waits"]
 WAITING_TOOLS: dict[str, tuple[str, int]] = {"work_claim": ("timeout", 5000), "work_claim_batch": ("timeout", 5000)}
 """Tools whose call may wait (argument, its default): while it does, it holds a ``claim_waits`` slot."""
 MAX_AUDITED_NAME = 128
+NOT_GUESSES = frozenset({"missing_credentials", "unavailable", "expired", "not_yet_valid", "revoked"})
+"""Failures that are no evidence of guessing, so do not count towards an address's lockout: no credential at all (an
+MCP client's first, discovery request), one that could not be checked (NATS or the IdP away), or a genuine one past
+its time or withdrawn (a stale client retrying it must not lock out everyone behind its NAT; only the holder of a
+real credential can produce these)."""
+STALE = frozenset({"expired", "not_yet_valid", "revoked"})
+"""Failures of a genuine credential: they count against that exact credential (its fingerprint), which no one but its
+holder can present, so retrying it is slowed without touching anyone else."""
 
 
 _POOL_NAMES: dict[Pool, str] = {"listen": "listen streams", "watches": "resource subscriptions",
@@ -95,21 +104,31 @@ class CallContext:
     namespace: str
 
 
-def _claimed(credentials: Credentials) -> str:
-    """Who a credential says it is, unverified: only a lockout key, never trusted for anything else."""
-    # An API key may come as such (HTTP) or as a bearer (gRPC metadata): either way its id is the key, so one
-    # guessed key id never locks the others out of an address.
-    key = credentials.api_key or credentials.bearer
-    if key and key.startswith(KEY_PREFIX):
-        return "key:" + key.split("_")[1][:32]
-    if credentials.bearer and credentials.bearer.count(".") == 2:
-        claims = unverified_claims(credentials.bearer)
-        if claims is None:
-            return "jwt:malformed"
-        return f"jwt:{str(claims.get('iss'))[:200]}|{str(claims.get('sub'))[:200]}"
+def address_key(peer: str | None) -> str:
+    """The lockout key of a sender: its address, an IPv6 one by its /64 (one host usually holds a whole /64, and
+    must not get a fresh failure budget per address in it)."""
+    if not peer:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def fingerprint(credentials: Credentials) -> bytes | None:
+    """SHA-256 of the presented credential (never the credential itself): how a credential that verified is
+    recognised again without verifying it first."""
+    secret = credentials.api_key or credentials.bearer
+    if secret:
+        return hashlib.sha256(b"s\0" + secret.encode()).digest()
     if credentials.peer_cert:
-        return "cert"
-    return "anonymous"
+        return hashlib.sha256(b"c\0" + json.dumps(credentials.peer_cert, sort_keys=True, default=str).encode()).digest()
+    return None
 
 
 def credential_kind(credentials: Credentials) -> str:
@@ -139,6 +158,9 @@ class Guard:
         self.per_principal = RateLimiter(settings.rate_per_principal, settings.state_max_entries, clock)
         self.per_address = RateLimiter(settings.rate_per_address, settings.state_max_entries, clock)
         self.lockout = Lockout(settings.lockout, settings.state_max_entries, clock)
+        self.known_good: LruTable[bytes, float] = LruTable(settings.state_max_entries)
+        """Fingerprints of credentials that verified, and until when (monotonic): they pass an address's lock."""
+        self._clock = clock
         self.agent_names = AgentNames(settings.agent_idle_s, settings.state_max_entries, clock)
         pools = settings.pools
         self.pools: dict[Pool, Shares] = {"listen": Shares(pools.listen), "watches": Shares(pools.watches),
@@ -147,7 +169,8 @@ class Guard:
     # -- authentication --------------------------------------------------------------------------
 
     async def authenticate(self, provider: Provider, credentials: Credentials, transport: str) -> Principal:
-        """Authenticate through ``provider`` with the address filter and the lockout around it; audited on failure.
+        """Authenticate through ``provider`` with the address filter and the per-address lockout around it; audited
+        on failure.
 
         Raises AuthenticationError; its ``reason`` is for the audit log, the caller should answer generically.
         """
@@ -156,8 +179,19 @@ class Guard:
             self.audit.record("denied", principal=None, transport=transport, peer=peer, outcome="forbidden",
                               reason="address_denied")  # fmt: skip
             raise AuthenticationError("address_denied")
-        key = f"{_claimed(credentials)}|{peer or '-'}"
-        locked = self.lockout.locked_for(key)
+        # Failures count per sender address, never per claimed identity: a claim is unverified, and keying on
+        # it let anyone name a victim (a forged JWT's iss/sub, a guessed key id) and lock the victim out. A locked
+        # address is refused before any verification (no scrypt, no introspection request), except for a
+        # credential that verified within the lockout window: the attacker's failures never shut out a working
+        # credential, even one sharing the attacker's address (NAT, an ingress).
+        key = address_key(peer)
+        digest = fingerprint(credentials)
+        now = self._clock()
+        known_until = self.known_good.get(digest) if digest is not None else None
+        known = known_until is not None and known_until > now
+        locked = 0.0 if known else self.lockout.locked_for(key)
+        if digest is not None and not locked:
+            locked = self.lockout.locked_for("cred:" + digest.hex())
         if locked > 0:
             self.audit.record("locked_out", principal=None, transport=transport, peer=peer, outcome="forbidden",
                               reason="locked_out", method=credential_kind(credentials))  # fmt: skip
@@ -165,13 +199,18 @@ class Guard:
         try:
             principal = await provider.authenticate(credentials)
         except AuthenticationError as exc:
-            # A credential that could not be checked (NATS or the IdP away) is no evidence of an attack.
-            lock = self.lockout.failure(key) if exc.reason != "unavailable" else 0.0
+            if digest is not None:
+                self.known_good.pop(digest)  # revoked or expired since: no longer passes a lock
+            lock = self.lockout.failure(key) if exc.reason not in NOT_GUESSES else 0.0
+            if digest is not None and exc.reason in STALE:
+                lock = self.lockout.failure("cred:" + digest.hex())
             self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
                               reason=exc.reason + ("+locked" if lock else ""),
                               method=credential_kind(credentials))  # fmt: skip
             raise
-        self.lockout.success(key)
+        # A success does not clear the address's failures: an attacker would interleave a key of its own.
+        if digest is not None:
+            self.known_good.put(digest, now + self.settings.lockout.window_s)
         return principal
 
     # -- calls -----------------------------------------------------------------------------------

@@ -58,8 +58,9 @@ class _Failures:
 
 
 class Lockout:
-    """Failed authentications per key (principal + address): locked after ``max_failures`` within ``window_s``,
-    for ``base_s`` doubling with every further failure, up to ``max_s``. A success clears the key."""
+    """Failed authentications per key (the guard uses the sender's address, never a claimed identity): locked after
+    ``max_failures`` within ``window_s``, for ``base_s`` doubling with every further failure, up to ``max_s``.
+    :meth:`success` clears a key (the guard does not call it: an attacker would clear its own address)."""
 
     def __init__(self, settings: LockoutSettings, max_entries: int, clock: Clock = time.monotonic) -> None:
         self.settings = settings

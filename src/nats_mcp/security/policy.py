@@ -372,6 +372,40 @@ def _nats_decision(roles: list[Role], tool: str, arguments: Mapping[str, Any]) -
     return ALLOW
 
 
+_CERT_SOURCES = ("spiffe://", "uri:", "dns:", "cn:")
+_WILD = "*?["
+
+
+def cross_provider_warnings(doc: PolicyDoc) -> list[str]:
+    """Principal rules that match identities of more than one provider or certificate source: a subject named by
+    one (a user ``alice``, a SPIFFE ID) would also grant its roles to the same string from another (an API key,
+    a client-credentials token, a DNS SAN). Not errors: such a rule may be meant, but it should be seen."""
+    warnings: list[str] = []
+    for i, rule in enumerate(doc.principals):
+        where = f"principals[{i}]"
+        methods = [m for m in ("jwt", "introspection", "apikey", "mtls", "local")
+                   if rule.method is None or fnmatch.fnmatchcase(m, rule.method)]  # fmt: skip
+        if rule.issuer is None and len(methods) > 1:
+            warnings.append(f"{where}: matches subjects of every provider ({', '.join(methods)}); "
+                            "add method or issuer")  # fmt: skip
+            continue
+        mtls_only = methods == ["mtls"] or (rule.issuer is not None and rule.issuer.startswith("mtls"))
+        subject = rule.subject
+        if not mtls_only or subject is None:
+            if mtls_only and rule.issuer is None:
+                warnings.append(f"{where}: matches certificate identities of every source (SPIFFE, URI, DNS, CN); "
+                                "name a subject or an issuer (mtls is SPIFFE IDs only)")  # fmt: skip
+            continue
+        if subject[:1] in _WILD:
+            if rule.issuer is None:
+                warnings.append(f"{where}: subject {subject!r} matches certificate identities of every source "
+                                "(SPIFFE, URI, DNS, CN); start it with spiffe://, uri:, dns: or cn:")  # fmt: skip
+        elif not subject.startswith(_CERT_SOURCES):
+            warnings.append(f"{where}: subject {subject!r} matches no certificate: non-SPIFFE identities are "
+                            "prefixed by their source (uri:, dns:, cn:)")  # fmt: skip
+    return warnings
+
+
 def parse_policy(text: str, where: str = "policy") -> PolicyDoc:
     """Parse and validate a policy document; PolicyError names the file and the problem."""
     try:

@@ -58,15 +58,18 @@ class Authenticator:
         mtls: bool = True,
     ) -> Authenticator:
         """Every provider the settings enable. API keys need ``conn`` (and ``security.api_keys``); JWT needs
-        ``security.jwt_issuers`` or ``security.dev_tokens``; ``dev_audiences`` adds the transport's own resource URL
-        to what a dev token may name. ValueError (naming the setting) when a provider is misconfigured."""
+        ``security.jwt_issuers`` or ``security.dev_tokens``; ``dev_audiences`` (the transport's own resource URL) is
+        what a dev token may name besides the local audience, and the audience an introspected token must name
+        unless ``security.introspection.audience`` is set. ValueError (naming the setting) when a provider is
+        misconfigured."""
         sec = settings.security
+        dev_audiences = tuple(dev_audiences)  # read twice
         verifier = None
         if sec.jwt_issuers or sec.dev_tokens:
             verifier = JwtVerifier.from_settings(settings, dev_audiences=dev_audiences)
         return cls(
             jwt=verifier,
-            introspection=Introspector.from_settings(settings),
+            introspection=Introspector.from_settings(settings, resource_urls=dev_audiences),
             apikeys=ApiKeys(conn) if sec.api_keys and conn is not None else None,
             mtls=MtlsAuthenticator() if mtls else None,
         )

@@ -1,8 +1,15 @@
 """The token-introspection boundary: opaque bearer tokens checked with the authorization server (RFC 7662) -> Principal.
 
 The token is POSTed (form body, never a query string) to ``security.introspection.url`` with HTTP Basic client
-credentials. ``active: false`` is refused as ``inactive``; ``exp``/``nbf`` are checked here too, and ``aud`` when an
-audience is configured (a missing ``aud`` then fails closed). Active answers are cached for
+credentials. ``active: false`` is refused as ``inactive``; ``exp``/``nbf`` are checked here too, and ``aud`` always:
+it must name ``security.introspection.audience`` or, when that is not set, this server's own resource URL (as for
+JWTs: a token issued for another API is never accepted here; a missing ``aud`` fails closed).
+
+Principals live in their own namespace, so no answer can make one equal a principal of another provider or another
+subject kind: the issuer is ``introspection:`` plus the answer's ``iss`` (else the endpoint URL), never ``apikey``
+or a JWT issuer; a ``sub`` is the subject as it is, a token naming only a ``username`` has subject
+``username:<name>`` and a client-credentials token (only ``client_id``) ``client:<id>``; a ``sub`` that itself starts
+with one of those prefixes is refused (it could not be told apart). Active answers are cached for
 ``min(cache_s, exp - now)`` in a bounded cache (oldest entries go first) keyed by the token's SHA-256, so the raw
 token is never kept; refusals are not cached. The token never appears in an error or a log line.
 """
@@ -14,7 +21,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,9 @@ log = logging.getLogger("nats_mcp.security.authn.introspection")
 
 MAX_RESPONSE_BYTES = 64 * 1024
 _SAFE_CLAIMS = ("sub", "iss", "aud", "exp", "client_id", "username")
+ISSUER_PREFIX = "introspection:"
+SUBJECT_KINDS = (("sub", ""), ("username", "username:"), ("client_id", "client:"))
+"""Where a subject comes from, in order, and the prefix that keeps each kind in its own namespace."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,14 @@ def _words(value: object) -> frozenset[str]:
 
 
 def _subject(claims: Mapping[str, Any]) -> str | None:
-    """Who the token is for: ``sub``, else ``username``, else ``client_id`` (a client-credentials token)."""
-    for name in ("sub", "username", "client_id"):
+    """Who the token is for, qualified by kind: ``sub``, else ``username:<username>``, else ``client:<client_id>``
+    (a client-credentials token); None when none is usable, or a ``sub`` wears another kind's prefix."""
+    for name, prefix in SUBJECT_KINDS:
         value = claims.get(name)
         if isinstance(value, str) and 0 < len(value) <= 256:
-            return value
+            if name == "sub" and value.startswith(tuple(p for _, p in SUBJECT_KINDS if p)):
+                return None
+            return prefix + value
     return None
 
 
@@ -73,12 +86,17 @@ class Introspector:
         self,
         cfg: IntrospectionSettings,
         *,
+        resource_urls: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
         client: httpx2.AsyncClient | None = None,
     ) -> None:
         if not cfg.url:
             raise ValueError("security.introspection.url is not set")
         self.url = secure_url(cfg.url, "security.introspection.url")
+        self.audiences = frozenset([cfg.audience] if cfg.audience is not None else resource_urls)
+        """What ``aud`` must name: the configured audience, else this server's resource URL(s)."""
+        if not self.audiences:
+            raise ValueError("security.introspection.audience is not set and this server's resource URL is unknown")
         self.cfg = cfg
         self.clock = clock
         self._client = client
@@ -88,10 +106,13 @@ class Introspector:
         """Introspection requests sent so far (for tests and metrics)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, client: httpx2.AsyncClient | None = None) -> Introspector | None:
-        """The introspector of ``security.introspection``, or None when no URL is configured."""
+    def from_settings(
+        cls, settings: Settings, *, resource_urls: Iterable[str] = (), client: httpx2.AsyncClient | None = None
+    ) -> Introspector | None:
+        """The introspector of ``security.introspection``, or None when no URL is configured. ``resource_urls``
+        (the transport's own URL) is the audience tokens must name unless ``security.introspection.audience`` is set."""
         cfg = settings.security.introspection
-        return cls(cfg, client=client) if cfg.url else None
+        return cls(cfg, resource_urls=resource_urls, client=client) if cfg.url else None
 
     @property
     def cached(self) -> int:
@@ -110,9 +131,11 @@ class Introspector:
             log.info("introspected token refused: %s%s", exc.reason, f" ({exc.detail})" if exc.detail else "")
             raise
         iss = claims.get("iss")
+        # The answer's iss only qualifies the namespace: it can never make the principal an API key ("apikey"),
+        # a certificate ("mtls") or a JWT issuer's user.
         return Principal(
             subject=_subject(claims) or "",
-            issuer=iss if isinstance(iss, str) and iss else self.url,
+            issuer=ISSUER_PREFIX + (iss if isinstance(iss, str) and iss and len(iss) <= 512 else self.url),
             method="introspection",
             scopes=_words(claims.get("scope")),
             groups=_words(claims.get("roles")) | _words(claims.get("groups")),
@@ -153,14 +176,14 @@ class Introspector:
             raise AuthenticationError("inactive", "the authorization server says the token is not active")
         sub = _subject(claims)
         if sub is None:
-            raise AuthenticationError("malformed", "no usable sub, username or client_id")
+            raise AuthenticationError("malformed", "no usable sub, username or client_id (or a sub with a kind prefix)")
         exp = _number(claims, "exp")
         if exp is not None and exp <= now:
             raise AuthenticationError("expired", subject=sub)
         nbf = _number(claims, "nbf")
         if nbf is not None and nbf > now:
             raise AuthenticationError("not_yet_valid", subject=sub)
-        if self.cfg.audience is not None and self.cfg.audience not in _words(claims.get("aud")):
+        if not self.audiences & _words(claims.get("aud")):  # no token passthrough: it must be for this server
             raise AuthenticationError("bad_audience", "token not issued for this server", subject=sub)
         return claims
 
@@ -207,4 +230,4 @@ class Introspector:
             self._client = None
 
 
-__all__ = ["Introspector"]
+__all__ = ["ISSUER_PREFIX", "Introspector"]

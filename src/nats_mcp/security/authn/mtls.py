@@ -1,7 +1,10 @@
 """The mTLS authentication boundary: a client certificate already verified by the TLS layer -> Principal.
 
 The identity is, in order: the SPIFFE ID (a URI SAN ``spiffe://...``), the first other URI SAN, the first DNS SAN,
-the subject common name. Roles come from the policy (which maps principals to roles), never from the certificate.
+the subject common name. Each source has its own namespace, so a value from one can never equal a value from another
+(a DNS SAN or CN spelling a victim's SPIFFE ID is not that victim): a SPIFFE ID is the subject as it is, with issuer
+``mtls``; the others are prefixed ``uri:``, ``dns:``, ``cn:``, with issuers ``mtls-uri``, ``mtls-dns``, ``mtls-cn``.
+Roles come from the policy (which maps principals to roles), never from the certificate.
 Only a certificate the transport's TLS handshake verified may be handed in (``getpeercert()`` returns an empty dict
 for an unverified one, which is refused here as missing).
 """
@@ -21,6 +24,17 @@ log = logging.getLogger("nats_mcp.security.authn.mtls")
 MTLS_ISSUER = "mtls"
 MAX_IDENTITY = 1024
 IdentitySource = Literal["spiffe", "uri", "dns", "cn"]
+SOURCE_ISSUERS: dict[IdentitySource, str] = {"spiffe": MTLS_ISSUER, "uri": "mtls-uri", "dns": "mtls-dns",
+                                             "cn": "mtls-cn"}  # fmt: skip
+"""The principal's issuer per identity source: only a URI SAN SPIFFE ID is issuer ``mtls``."""
+SOURCE_PREFIXES: dict[IdentitySource, str] = {"spiffe": "", "uri": "uri:", "dns": "dns:", "cn": "cn:"}
+"""The principal's subject prefix per source. A SPIFFE ID needs none (it starts ``spiffe://``, which no prefixed
+subject does), so policy files naming SPIFFE IDs keep working."""
+
+
+def principal_subject(identity: str, source: IdentitySource) -> str:
+    """The principal subject of a certificate identity: qualified by its source."""
+    return SOURCE_PREFIXES[source] + identity
 
 
 def _sans(cert: Mapping[str, object], kind: str) -> list[str]:
@@ -82,8 +96,8 @@ class MtlsAuthenticator:
         if isinstance(serial, str):
             claims["serial"] = serial
         return Principal(
-            subject=identity,
-            issuer=MTLS_ISSUER,
+            subject=principal_subject(identity, source),
+            issuer=SOURCE_ISSUERS[source],
             method="mtls",
             cert_identity=identity,
             peer=credentials.peer,
@@ -92,4 +106,4 @@ class MtlsAuthenticator:
         )
 
 
-__all__ = ["MTLS_ISSUER", "MtlsAuthenticator", "cert_identity"]
+__all__ = ["MTLS_ISSUER", "SOURCE_ISSUERS", "MtlsAuthenticator", "cert_identity", "principal_subject"]
