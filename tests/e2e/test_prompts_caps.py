@@ -251,3 +251,24 @@ async def test_rate_warning_over_http_on_2026(tmp_path: Path, nats_server: NatsS
             assert heard.events() == []
             assert not (await client.call_tool("warp_channels_list", {}, meta=meta)).is_error
             assert heard.events() == ["rate_limit_near"], heard.logs
+
+
+async def test_nats_events_over_http_honour_each_sessions_level(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Two 2025 sessions on one HTTP server: each hears the NATS events at the level it set, on its own stream."""
+    key, _ = await api_key(tmp_path, nats_server.url, "logs", "agent")
+    loud, warn = Inbox(), Inbox()
+    async with serving(tmp_path, "logs", nats_server.url, NATS_MCP_NAMESPACE="team-logs", **FAST) as server:
+        hl, hw = http_client(key), http_client(key)
+        async with (
+            hl, hw,
+            Client(streamable_http_client(server.url, http_client=hl), mode="legacy", message_handler=loud) as a,  # type: ignore[arg-type]
+            Client(streamable_http_client(server.url, http_client=hw), mode="legacy", message_handler=warn) as b,  # type: ignore[arg-type]
+        ):  # fmt: skip
+            await a.set_logging_level("info")
+            await b.set_logging_level("warning")
+            nats_server.restart()
+            await wait_for(lambda: loud.events() == ["nats_disconnected", "nats_reconnected"], 20,
+                           message=lambda: f"heard {loud.events()}")  # fmt: skip
+            await wait_for(lambda: warn.events() == ["nats_disconnected"], 10, message=lambda: f"{warn.events()}")
+            # the broadcast that sent loud the info event passed warn over: nothing more is on its way
+            assert warn.events() == ["nats_disconnected"]
