@@ -83,10 +83,11 @@ def _work_loop(p: str, a: Mapping[str, str]) -> str:
         f'1. Claim: {p}work_claim {{"capability": "{cap}", "timeout": {timeout}}} (timeout in ms, at most 30000; '
         "workItem null means the queue is empty for now).",
         f'2. While you work, report progress: {p}work_progress {{"workItemId": "<id>", "progress": <0-100>, '
-        '"note": "<what you did>"}} - this also renews the lease, so do it at least every minute.',
+        '"note": "<what you did>"} - this also renews your lease, so do it before the item\'s leaseExpiresAt '
+        "(an expired lease offers the item to others).",
         f'3. Done: {p}work_complete {{"workItemId": "<id>", "result": "<what you produced>"}}.',
         f'   Failed: {p}work_fail {{"workItemId": "<id>", "reason": "<why>", "recoverable": true}} - recoverable '
-        "true puts it back in the queue, false sends it to the dead-letter queue.",
+        "true offers it again after a backoff, false (or its last attempt) sends it to the dead-letter queue.",
         "Never leave a claimed item without completing or failing it.",
     ])  # fmt: skip
 
@@ -99,15 +100,15 @@ def _hand_off(p: str, a: Mapping[str, str]) -> str:
         lines += [
             f'1. Find the agent with handle "{to}" in {p}registry_discover {{}} (its agents list; take its guid).',
             f'2. Send it the task: {p}messages_send_direct {{"recipientGuid": "<guid>", "message": "<the task, '
-            'with all the context it needs>", "messageType": "task"}}.',
+            'with all the context it needs>", "messageType": "task"}.',
         ]
     if cap or not to:
         queue = cap or "<capability>"
         lines += [
-            f'{"3" if to else "1"}. Or broadcast it to whoever serves "{queue}": {p}work_broadcast {{"taskId": '
-            f'"<a short id>", "description": "<the task, self-contained>", "requiredCapability": "{queue}", '
-            '"priority": 5}}; find who serves it with '
-            f'{p}registry_discover {{"capability": "{queue}"}}.',
+            f'{"3. Or broadcast" if to else "Broadcast"} it to whoever serves "{queue}" (see who does with '
+            f'{p}registry_discover {{"capability": "{queue}"}}): {p}work_broadcast {{"taskId": "<a short id>", '
+            f'"description": "<the task, self-contained>", "requiredCapability": "{queue}", "priority": 5}} '
+            "(priority 1-10, higher is claimed first).",
         ]
     lines.append("Include everything the teammate needs: it has not seen this conversation.")
     return "\n".join(lines)
@@ -123,7 +124,7 @@ PROMPTS: tuple[PromptSpec, ...] = (
          ArgSpec("capabilities", "Comma-separated capabilities you can serve (work queues), e.g. python,review.",
                  False, "capability"),
          ArgSpec("channel", "A channel to read first.", False, "channel")),
-        ("handle_set", "registry_register", "channels_list", "channels_read"),
+        ("handle_set", "registry_register", "channels_list", "channels_read", "channels_send"),
         _join_team,
     ),
     PromptSpec(
