@@ -182,8 +182,9 @@ async def test_the_policy_hides_refuses_and_audits(tmp_path: Path, nats_server: 
         agent(tmp_path, nats_server, "ro", NATS_MCP_SECURITY_LOCAL_ROLES='["reader"]', **env) as ro,
         agent(tmp_path, nats_server, "w", NATS_MCP_SECURITY_LOCAL_ROLES='["worker"]', **env) as w,
     ):
-        # a reader may use no prompt: none listed, a get refused (and audited), no completions of them
+        # a reader may use no prompt: none listed (the listing audited), a get refused (and audited), no completions
         assert (await ro.list_prompts()).prompts == []
+        await audited(trail, "the listing", kind="tool_call", tool="prompts_list", outcome="ok")
         with pytest.raises(MCPError) as caught:
             await ro.get_prompt("join-team", {"handle": "mallory"})
         assert refused(caught) == "forbidden" and "handle_set" in caught.value.message
@@ -220,9 +221,9 @@ async def test_log_notifications_over_stdio(tmp_path: Path, nats_server: NatsSer
         agent(tmp_path, nats_server, "q", "legacy", quiet, **rate) as errors_only,
     ):
         assert listener.server_capabilities.logging is not None
-        await listener.set_logging_level("info")
+        await listener.set_logging_level("info")  # limited (it spends a token) and audited like the rest
         await errors_only.set_logging_level("error")
-        for _ in range(9):  # 1 of 10 tokens left: under 20 %
+        for _ in range(8):  # 1 of 10 tokens left: under 20 %
             await ok(listener, "warp_channels_list")
             await ok(errors_only, "warp_channels_list")
         await wait_for(lambda: "rate_limit_near" in heard.events(), 10, message="no rate warning")

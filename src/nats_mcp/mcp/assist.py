@@ -1,7 +1,8 @@
 """The MCP helper surface: prompts, completions, log notifications and claim progress, each through the guard.
 
-- ``prompts/list`` shows a caller the prompts of :mod:`nats_mcp.mcp.prompts` whose tools it may all call;
-  ``prompts/get`` is limited, authorized (the same rule) and audited as ``prompts_get``.
+- ``prompts/list`` shows a caller the prompts of :mod:`nats_mcp.mcp.prompts` whose tools it may all call (limited
+  and audited as ``prompts_list``); ``prompts/get`` is limited, authorized (the same rule) and audited as
+  ``prompts_get``. ``logging/setLevel`` is limited and audited as ``logging_set_level``.
 - ``completion/complete`` (audited as ``completion_complete``) completes the ``{channel}`` of the channel resource
   template (channels the caller may read) and prompt arguments: capabilities whose queue the caller may read,
   handles of agents it can discover, channels it may read. A caller never gets a value it could not use.
@@ -135,12 +136,13 @@ class Assist:
         except Refused as refused:
             raise _refusal(refused) from None
 
-    def _admit_unknown(self, name: str, args: Mapping[str, Any]) -> None:
-        """A request naming nothing that exists: limited and audited all the same (probing leaves a trail)."""
+    def _admit_unknown(self, name: str, args: Mapping[str, Any], outcome: str = "not_found") -> None:
+        """A request that authorizes nothing (names nothing that exists, or lists): limited and audited all the
+        same, so probing and listing leave a trail."""
         if self._guard is None or self._call_context is None:
             return
         try:
-            self._guard.admit(self._call_context(), name, args, "not_found")
+            self._guard.admit(self._call_context(), name, args, outcome)
         except Refused as refused:
             raise _refusal(refused) from None
 
@@ -151,6 +153,7 @@ class Assist:
     ) -> types.ListPromptsResult:
         if params is not None and params.cursor is not None:
             raise _invalid("invalid cursor: prompts/list has a single page", "invalid_cursor")
+        self._admit_unknown("prompts_list", {}, "ok")
         return types.ListPromptsResult(prompts=[spec.describe() for spec in PROMPTS if self._may_use(spec)])
 
     async def get_prompt(
@@ -267,6 +270,7 @@ class Assist:
 
     async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
         """This connection hears notifications at ``params.level`` and above (other connections keep theirs)."""
+        self._admit_unknown("logging_set_level", {"level": params.level}, "ok")
         connection = _connection_of(ctx)
         key = connection if connection is not None else _PROCESS
         if key not in self._levels and connection is not None:

@@ -240,8 +240,8 @@ def prompts_part() -> list[str]:
         "and arguments (Claude Code offers the prompts as slash commands). A caller is listed, and may get or "
         "complete, only the prompts whose tools its policy lets it call, every one of them; a refused get or "
         "completion is `-32602` with `data.code` `forbidden`. Gets and completions pass the guard's limits and "
-        "are audited (tool `prompts_get`, `completion_complete`); a missing required argument is `-32602` with "
-        "`invalid_argument`, an unknown prompt `not_found`.",
+        "are audited (tool `prompts_get`, `completion_complete`; listing as `prompts_list`); a missing required "
+        "argument is `-32602` with `invalid_argument`, an unknown prompt `not_found`.",
         "",
     ]
     for spec in PROMPTS:
