@@ -99,16 +99,18 @@ def refused(caught: pytest.ExceptionInfo[MCPError]) -> str:
     return code
 
 
-async def progress_of_a_waiting_claim(client: Client, capability: str) -> list[tuple[float, float | None, str]]:
+async def progress_of_a_waiting_claim(
+    client: Client, capability: str, tool: str = "warp_work_claim", timeout: int = 2500
+) -> list[tuple[float, float | None, str]]:
     seen: list[tuple[float, float | None, str]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message or ""))
 
-    result = await client.call_tool("warp_work_claim", {"capability": capability, "timeout": 2500},
+    result = await client.call_tool(tool, {"capability": capability, "timeout": timeout},
                                     progress_callback=on_progress)  # fmt: skip
     assert not result.is_error, result.content
-    assert result.structured_content == {"workItem": None}
+    assert result.structured_content in ({"workItem": None}, {"workItems": []})
     return seen
 
 
@@ -152,6 +154,9 @@ async def check_the_surface(client: Client) -> None:
     assert seen, "no progress while the claim waited"
     assert all(message == "waiting for work on python" and total == 2.5 for _, total, message in seen)
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
+    seen = await progress_of_a_waiting_claim(client, "review", "warp_work_claim_batch", 1500)
+    assert seen and all(message == "waiting for work on review" and total == 1.5 for _, total, message in seen)
+    assert not await progress_of_a_waiting_claim(client, "review", timeout=0)  # no wait, no progress
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
