@@ -15,7 +15,10 @@ from mcp.client.session import IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from nats_mcp.transports.grpc.client import grpc_transport
 from tests.e2e.test_coordination_stdio import ok
+from tests.e2e.test_grpc import Pki, policy_file, target
+from tests.e2e.test_grpc import serving as grpc_serving
 from tests.e2e.test_guard_shares import audited
 from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, serving
 from tests.support.env import isolated_env, nats_mcp_exe
@@ -278,3 +281,15 @@ async def test_nats_events_over_http_honour_each_sessions_level(tmp_path: Path, 
             await wait_for(lambda: warn.events() == ["nats_disconnected"], 10, message=lambda: f"{warn.events()}")
             # the broadcast that sent loud the info event passed warn over: nothing more is on its way
             assert warn.events() == ["nats_disconnected"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_prompts_completions_and_progress_over_grpc(tmp_path: Path, nats_server: NatsServer, mode: str) -> None:
+    """The Python client straight over gRPC (mTLS): the same surface, through the same guard."""
+    pki = Pki.create(tmp_path / "pki")
+    env = {"NATS_MCP_NAMESPACE": "team-grpc-pc", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    async with (
+        grpc_serving(tmp_path, "grpc", nats_server.url, pki.server(), "--client-ca", str(pki.ca_file), **env) as srv,
+        Client(grpc_transport(target(srv, pki.client("alice"))), mode=mode) as client,  # type: ignore[arg-type]
+    ):
+        await check_the_surface(client)
