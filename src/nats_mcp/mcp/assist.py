@@ -46,6 +46,7 @@ RATE_WARN_SHARE = 0.2
 RATE_WARN_EVERY_S = 5.0
 """At most one rate warning per connection this often: a caller near its limit makes many calls."""
 PROGRESS_INTERVAL_S = 1.0
+SEND_TIMEOUT_S = 5.0
 MAX_COMPLETIONS = 100
 """The spec's cap on ``values`` in one completion."""
 MAX_NAME_ARG = 64
@@ -119,6 +120,7 @@ class Assist:
         self._levels: dict[object, tuple[types.LoggingLevel, Any]] = {}
         self._rate_warned: dict[object, float] = {}
         self._nats_lost = False
+        self._last_post: asyncio.Task[None] | None = None
 
     # -- the guard -------------------------------------------------------------------------------
 
@@ -286,16 +288,25 @@ class Assist:
         """Connection observer: tell the connections that listen that NATS went away and came back."""
         if event == "disconnected" and not self._nats_lost:
             self._nats_lost = True
-            await self._broadcast("warning", {"event": "nats_disconnected", "message": "NATS connection lost; "
-                                  "calls answer nats_unavailable until it is back"})  # fmt: skip
+            self._post("warning", {"event": "nats_disconnected", "message": "NATS connection lost; "
+                                   "calls answer nats_unavailable until it is back"})  # fmt: skip
         elif event in ("connected", "reconnected") and self._nats_lost:
             self._nats_lost = False
-            await self._broadcast("info", {"event": "nats_reconnected", "message": "NATS connection is back"})
+            self._post("info", {"event": "nats_reconnected", "message": "NATS connection is back"})
 
-    async def _broadcast(self, level: types.LoggingLevel, data: dict[str, Any]) -> None:
-        for wanted, session in list(self._levels.values()):
-            if LEVELS.index(level) >= LEVELS.index(wanted):
-                await _send_log(session, level, data, None)
+    def _post(self, level: types.LoggingLevel, data: dict[str, Any]) -> None:
+        """Send in the background, in order: the NATS supervisor calling us must not wait on a slow client."""
+        previous = self._last_post
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            for wanted, session in list(self._levels.values()):
+                if LEVELS.index(level) >= LEVELS.index(wanted):
+                    with contextlib.suppress(TimeoutError):  # a client not reading is skipped, not waited for
+                        await asyncio.wait_for(_send_log(session, level, data, None), SEND_TIMEOUT_S)
+
+        self._last_post = asyncio.get_running_loop().create_task(run(), name="log-notify")
 
     async def after_call(self, ctx: ServerRequestContext[Any]) -> None:
         """After a call admitted by the guard: warn its connection when little of its rate burst is left."""
