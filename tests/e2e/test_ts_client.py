@@ -128,3 +128,29 @@ def test_http_wrong_key_says_the_key_is_invalid(tmp_path: Path, nats_server: Nat
             assert words in message, (bearer, oauth, answer)
             assert "404" not in message and "Not Found" not in message, answer
             assert "A" * 43 not in message, answer  # the secret is never echoed
+
+
+def test_stdio_prompts_completions_and_progress(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
+    """The SDK lists and gets a prompt, completes a channel and a prompt argument, and hears a claim wait."""
+    template = {"type": "ref/resource", "uri": "nats-mcp://channels/{channel}"}
+    calls: list[dict[str, Any]] = [
+        {"op": "listPrompts"},
+        {"op": "getPrompt", "params": {"name": "work-loop", "arguments": {"capability": "python"}}},
+        {"op": "complete", "params": {"ref": template, "argument": {"name": "channel", "value": "ro"}}},
+        {"name": "warp_registry_register", "arguments": {"agentType": "dev", "capabilities": ["python"]}},
+        {"op": "complete", "params": {"ref": {"type": "ref/prompt", "name": "work-loop"},
+                                      "argument": {"name": "capability", "value": "p"}}},
+        {"name": "warp_work_claim", "arguments": {"capability": "python", "timeout": 2500}, "progress": True},
+    ]  # fmt: skip
+    answer = ts_client.stdio(tmp_path, nats_server.url, calls)
+    assert answer.get("connected"), answer
+    got = answer["calls"]
+    assert all("error" not in call for call in got), got
+    listed, prompt, channels, _, capabilities, claim = (call["result"] for call in got)
+    assert {p["name"] for p in listed["prompts"]} == {"join-team", "work-loop", "hand-off"}
+    assert "warp_work_claim" in prompt["messages"][0]["content"]["text"]
+    assert channels["completion"]["values"] == ["roadmap"]
+    assert capabilities["completion"]["values"] == ["python"]
+    assert claim["structuredContent"] == {"workItem": None}
+    progress = got[-1]["progress"]
+    assert progress and all(p["message"] == "waiting for work on python" and p["total"] == 2.5 for p in progress)

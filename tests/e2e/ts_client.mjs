@@ -9,6 +9,7 @@
 //         or {"transport": "http", "url": ..., "bearer": ... (optional), "oauth": true (optional)}
 //         plus "calls": [{"name": ..., "arguments": {...}}, ...]; a call may instead name another Client method
 //         and its one argument: {"op": "readResource", "params": {"uri": ...}} (listTools, readResource, ...).
+//         A tool call with "progress": true asks for progress; what arrived is its "progress" list.
 // "oauth" gives the transport an OAuth client provider holding no token, as OAuth-capable clients (Claude Code)
 // have: on a 401 the SDK then runs OAuth discovery instead of reporting the response.
 //
@@ -80,10 +81,12 @@ try {
   await client.listTools();
   for (const call of spec.calls ?? []) {
     try {
+      const progress = [];
+      const options = call.progress ? { onprogress: (p) => progress.push(p) } : undefined;
       const result = call.op
         ? await client[call.op](call.params ?? {})
-        : await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
-      out.calls.push({ result });
+        : await client.callTool({ name: call.name, arguments: call.arguments ?? {} }, undefined, options);
+      out.calls.push(call.progress ? { result, progress } : { result });
     } catch (error) {
       out.calls.push({ error: thrown(error) });
     }

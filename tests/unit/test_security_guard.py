@@ -474,3 +474,39 @@ def test_a_claim_only_role_reads_only_its_capabilities_queues() -> None:
     readable = policy.capability_reader(p)
     assert readable is not None and readable("python") and not readable("secret")
     assert Policy(parse_policy(POLICY)).capability_reader(principal()) is None  # a '*' grant sees every queue
+
+
+def test_rate_left_reads_the_bucket_without_spending() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateSettings(rate_per_s=1, burst=4), 100, clock)
+    assert limiter.left("k") == 1.0  # never seen: a full burst
+    limiter.take("k")
+    limiter.take("k")
+    limiter.take("k")
+    assert limiter.left("k") == pytest.approx(0.25)
+    assert limiter.left("k") == pytest.approx(0.25)  # reading spends nothing
+    clock.now += 1
+    assert limiter.left("k") == pytest.approx(0.5)
+
+
+async def test_admit_uses_needs_every_tool_and_audits_either_way() -> None:
+    g, rec, clock = guard()
+    ctx = CallContext(principal(), "http", "team-a")
+    g.admit_uses(ctx, "prompts_get", {"name": "work-loop"}, ("work_claim", "work_complete"))
+    assert rec.records[-1]["kind"] == "tool_call"
+    assert rec.records[-1]["tool"] == "prompts_get" and rec.records[-1]["outcome"] == "ok"
+    with pytest.raises(Refused) as info:  # work_fail is denied to the role: the whole prompt is
+        g.admit_uses(ctx, "prompts_get", {"name": "work-loop"}, ("work_claim", "work_fail"))
+    assert info.value.code == "forbidden" and "work_fail" in info.value.message
+    assert rec.records[-1]["kind"] == "denied" and rec.records[-1]["reason"] == "policy_denied"
+    clock.now += 10  # the burst (2) is back
+    with pytest.raises(Refused) as info:  # a namespace the role does not have
+        g.admit_uses(CallContext(principal(), "http", "team-b"), "prompts_get", {}, ("work_claim",))
+    assert info.value.code == "forbidden"
+    g.admit_uses(ctx, "completion_complete", {}, ())
+    with pytest.raises(Refused) as info:  # and the rate limit: the burst is spent
+        g.admit_uses(ctx, "completion_complete", {}, ())
+    assert info.value.code == "rate_limited"
+    assert g.rate_left(principal()) == pytest.approx(0.0, abs=0.01)
+    local = Principal(subject="me", issuer="local", method="local")
+    assert g.rate_left(local) is None  # the local principal is not rate limited by default

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nats_mcp.mcp import contract
+from nats_mcp.mcp.prompts import PROMPTS
 from nats_mcp.mcp.server import ToolTable
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "tools.md"
@@ -29,3 +30,11 @@ def test_every_error_code_is_explained_and_every_tool_has_a_section() -> None:
     page = contract.render()
     for tool in ToolTable(contract.PREFIX, ops=True).tools:
         assert f"`{tool.name}` — {tool.title}" in page, tool.name
+
+
+def test_every_prompt_and_argument_is_documented() -> None:
+    page = contract.render()
+    for spec in PROMPTS:
+        section = page.split(f"### `{spec.name}` — {spec.title}", 1)[1].split("\n### ", 1)[0]
+        assert all(f"`{contract.PREFIX}{tool}`" in section for tool in spec.tools), spec.name
+        assert all(f"| `{arg.name}` | {'yes' if arg.required else 'no'} |" in section for arg in spec.args), spec.name

@@ -17,6 +17,8 @@ import mcp_types as types
 from nats_mcp.bus.errors import BusError
 from nats_mcp.coord.errors import CoordError
 from nats_mcp.mcp.about import TITLE
+from nats_mcp.mcp.assist import PROGRESS_INTERVAL_S, RATE_WARN_SHARE
+from nats_mcp.mcp.prompts import PROMPTS, Kind, PromptSpec
 from nats_mcp.mcp.resources import RESOURCE_NOT_FOUND
 from nats_mcp.mcp.server import ToolTable
 from nats_mcp.mcp.toolbase import ERROR_META
@@ -200,6 +202,71 @@ def tool_section(tool: types.Tool) -> list[str]:
     ]
 
 
+# -- prompts ---------------------------------------------------------------------------------------
+
+COMPLETES: dict[Kind, str] = {
+    "handle": "your current handle",
+    "capability": "capabilities whose queue you may read (claim or broadcast grant) that a discoverable agent "
+    "serves or your roles name; in a comma-separated list, its last item",
+    "channel": "channels you may read",
+    "agent_handle": "handles of the agents you can discover",
+    "text": "—",
+    "number": "—",
+}
+
+
+def prompt_section(spec: PromptSpec) -> list[str]:
+    tools = ", ".join(f"`{PREFIX}{t}`" for t in spec.tools)
+    return [
+        f"### `{spec.name}` — {spec.title}",
+        "",
+        spec.description,
+        "",
+        f"Needs: {tools}.",
+        "",
+        "| argument | required | description | completions |",
+        "|---|---|---|---|",
+        *(f"| `{a.name}` | {'yes' if a.required else 'no'} | {_cell(a.description)} | {COMPLETES[a.kind]} |"
+          for a in spec.args),
+        "",
+    ]  # fmt: skip
+
+
+def prompts_part() -> list[str]:
+    out = [
+        "## Prompts",
+        "",
+        "`prompts/get` answers one user message that walks the agent through these tools with their exact names "
+        "and arguments (Claude Code offers the prompts as slash commands). A caller is listed, and may get or "
+        "complete, only the prompts whose tools its policy lets it call, every one of them; a refused get or "
+        "completion is `-32602` with `data.code` `forbidden`. Gets and completions pass the guard's limits and "
+        "are audited (tool `prompts_get`, `completion_complete`; listing as `prompts_list`); a missing required "
+        "argument is `-32602` with `invalid_argument`, an unknown prompt `not_found`.",
+        "",
+    ]
+    for spec in PROMPTS:
+        out += prompt_section(spec)
+    out += [
+        "## Completions and notifications",
+        "",
+        "`completion/complete` completes the `{channel}` of the resource template `nats-mcp://channels/{channel}` "
+        "(channels you may read) and the prompt arguments above; values are prefix matches, case-insensitive.",
+        "",
+        "`notifications/message` (logger `nats-mcp`, `data.event` says what happened): on 2025-11-25 a connection "
+        "that sent `logging/setLevel` hears, at that level and above, `nats_disconnected` (warning) and "
+        "`nats_reconnected` (info); and `rate_limit_near` (warning) after a call that left under "
+        f"{RATE_WARN_SHARE:.0%} of the principal's rate burst. On 2026-07-28 a request that sets "
+        '`_meta["io.modelcontextprotocol/logLevel"]` gets `rate_limit_near` on its own stream; that revision has '
+        "no connection-wide channel for the NATS events.",
+        "",
+        f"`notifications/progress`: a `{PREFIX}work_claim` or `{PREFIX}work_claim_batch` that waits (timeout above "
+        f"0) and carries a `progressToken` reports about every {PROGRESS_INTERVAL_S:g} s: seconds waited of the "
+        "timeout's, with the message `waiting for work on CAPABILITY`.",
+        "",
+    ]
+    return out
+
+
 # -- the page -------------------------------------------------------------------------------------
 
 
@@ -241,6 +308,7 @@ def render() -> str:
         for tool in warp:
             if tool.name.removeprefix(PREFIX).startswith(head):
                 out += ["#" + line if line.startswith("### ") else line for line in tool_section(tool)]
+    out += prompts_part()
     out += [
         "## NATS operations tools",
         "",

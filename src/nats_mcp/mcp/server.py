@@ -24,6 +24,7 @@ from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.mcp import about
+from nats_mcp.mcp.assist import Assist
 from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
 from nats_mcp.mcp.resources import LISTEN_TOOL, ResourceSurface
 from nats_mcp.mcp.schema import input_schema, output_schema
@@ -200,6 +201,12 @@ def build_server(
     """
     ops = coordinator is not None and security is not None and coordinator.settings.nats_ops.enabled
     table = ToolTable(prefix, ops=ops)
+    # Prompts, completions, log notifications and claim progress (assist.py), through the same guard.
+    assist = Assist(prefix, coordinator, caller, security.guard if security is not None else None,
+                    (lambda: CallContext(security.principal(), security.transport, security.namespace))
+                    if security is not None else None)  # fmt: skip
+    if coordinator is not None:
+        coordinator.conn.add_listener(assist.on_nats_event)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -229,7 +236,8 @@ def build_server(
         if coordinator is None or caller is None:
             return error_result("internal", "this server has no coordination services")
         if security is None:
-            return await table.call(coordinator, caller, name, arguments)
+            async with assist.progress(ctx, table.suffix_of[name], arguments):
+                return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
         suffix = table.suffix_of[name]
@@ -238,13 +246,16 @@ def build_server(
 
         async def run() -> types.CallToolResult:
             with capscope.limited_to(readable):
-                return await table.call(coordinator, caller, name, arguments, scope)
+                async with assist.progress(ctx, suffix, arguments):
+                    return await table.call(coordinator, caller, name, arguments, scope)
 
         async def guarded() -> types.CallToolResult:
             try:
-                return await security.guard.call(call, suffix, arguments, run, outcome_of)
+                result = await security.guard.call(call, suffix, arguments, run, outcome_of)
             except Refused as refused:
                 return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
+            await assist.after_call(ctx)
+            return result
 
         if tracing.enabled():  # a span continuing the caller's trace (_meta.traceparent)
             return await tracing.traced_call(table.suffix_of[name], call.transport, call.principal.subject,
@@ -280,18 +291,6 @@ def build_server(
         else None
     )
 
-    async def list_prompts(
-        _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=[])  # no prompts (yet); an empty list, not "method not found"
-
-    async def set_logging_level(
-        _ctx: ServerRequestContext[Any], _params: types.SetLevelRequestParams
-    ) -> types.EmptyResult:
-        # Accepted for 2025-11-25 clients; this server sends no log notifications (logs go to the operator's
-        # stderr, at the level of logging.level), and one client must not change another's logging.
-        return types.EmptyResult()
-
     with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28 but still part of 2025-11-25
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         return Server(
@@ -312,6 +311,8 @@ def build_server(
             on_subscribe_resource=resources.subscribe if resources is not None else None,
             on_unsubscribe_resource=resources.unsubscribe if resources is not None else None,
             on_subscriptions_listen=resources.listen if resources is not None else None,
-            on_list_prompts=list_prompts,
-            on_set_logging_level=set_logging_level,
+            on_list_prompts=assist.list_prompts,
+            on_get_prompt=assist.get_prompt,
+            on_completion=assist.complete,
+            on_set_logging_level=assist.set_level,
         )

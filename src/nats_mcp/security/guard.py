@@ -19,7 +19,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -278,6 +278,31 @@ class Guard:
         self.audit.record("tool_call", principal=ctx.principal, transport=ctx.transport, peer=ctx.principal.peer,
                           tool=name, namespace=ctx.namespace, outcome=outcome, latency_ms=0.0,
                           arguments=args)  # fmt: skip
+
+    def admit_uses(
+        self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, tools: Iterable[str]
+    ) -> None:
+        """Limit, authorize and audit a request that runs no tool but helps use some (``prompts/get``,
+        ``completion/complete``): the principal must be allowed every tool of ``tools`` in its namespace.
+
+        Raises Refused (``forbidden``, audited as denied) like :meth:`call`; admitted, it is audited as ``ok``.
+        """
+        args: Mapping[str, Any] = arguments or {}
+        name = name[:MAX_AUDITED_NAME]
+        self._limit(ctx, name, args)
+        principal, policy = ctx.principal, self.policy
+        for tool in tools:
+            if not (policy.tool_allowed(principal, tool) and policy.namespace_allowed(principal, ctx.namespace)):
+                self._refuse(ctx, name, "denied", "forbidden", f"the policy does not allow {tool}, which this uses",
+                             arguments=args, reason="policy_denied")  # fmt: skip
+        self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=principal.peer, tool=name,
+                          namespace=ctx.namespace, outcome="ok", latency_ms=0.0, arguments=args)  # fmt: skip
+
+    def rate_left(self, principal: Principal) -> float | None:
+        """The share of its per-principal burst the principal has left (0..1), None when it is not limited."""
+        if principal.method == "local" and not self.settings.local.rate_limited:
+            return None
+        return self.per_principal.left(principal.key)
 
     def acquire(self, ctx: CallContext, pool: Pool, tool: str) -> Callable[[], None]:
         """Take one slot of ``pool`` for the principal; returns what gives it back (call it exactly once).

@@ -49,6 +49,14 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
+    def left(self, key: str) -> float:
+        """The share of the burst ``key`` could spend right now (1.0 for a key not seen), spending nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None or self.burst <= 0:
+            return 1.0
+        tokens = min(self.burst, bucket.tokens + (self._clock() - bucket.stamp) * self.rate)
+        return tokens / self.burst
+
 
 @dataclass
 class _Failures:

@@ -25,6 +25,10 @@ A policy file::
     groups: {platform-admins: [admin]} # group / role claims of a token
     scopes: {"mcp:agent": [agent]}     # OAuth scopes
 
+Prompts and completions (``mcp/assist.py``) need no grants of their own: a principal is listed, may get and may
+complete a prompt only if it may call every tool the prompt names, and completion values are only names it may use
+(channels it may read, capabilities whose queue it may read, agents it can discover).
+
 Everything not granted is denied. Without a policy file the built-in one gives the role ``agent`` every
 tool everywhere (and the admin operations, the dashboard included): right for a local stdio process, which
 acts for the user who started it, and for the quick start's own key.
