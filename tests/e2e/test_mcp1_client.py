@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ PROJECT = ROOT / "tests" / "clients" / "mcp1"
 SCRIPT = PROJECT / "mcp1_client.py"
 VENV = ROOT / ".cache" / "mcp1-venv"
 UV = ROOT / ".cache" / "uv" / "bin" / "uv"
-MCP1_VERSION = "1.30.0"
+MCP1_PIN: str = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["dependencies"][0]
+MCP1_VERSION = MCP1_PIN.removeprefix("mcp==")
 INSTALL_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 90
 
