@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nats_mcp.mcp.resources import INBOX_URI, channel_uri
+from nats_mcp.mcp.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
 from tests.e2e.test_coordination_stdio import TOOLS
 from tests.e2e.test_http_gateway import api_key, serving
 from tests.e2e.test_ts_client import ERROR_META, TsClient, ts_client  # noqa: F401 - the fixture
@@ -34,11 +34,13 @@ BURST = {"NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "200"}
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the scenario and what it must give: a tool result (``code`` None: success), or any result."""
+    """One step of the scenario and what it must give: a tool result (``code`` None: success), any other result,
+    or (``thrown``) the JSON-RPC error the SDK throws."""
 
     spec: dict[str, Any]
     code: str | None = None
     words: str = ""
+    thrown: int | None = None
 
     @property
     def tool(self) -> str | None:
@@ -120,6 +122,7 @@ SCENARIO: list[Step] = [
     op("listResourceTemplates"),
     op("readResource", uri=ROADMAP),
     op("readResource", uri=INBOX_URI),
+    Step({"op": "readResource", "params": {"uri": channel_uri("nope")}}, thrown=RESOURCE_NOT_FOUND),
     op("subscribeResource", uri=ROADMAP),
     ok("warp_channels_send", channel="roadmap", message="heard by the subscriber"),
     Step({"await": ROADMAP, "timeoutMs": 20000}),
@@ -151,6 +154,10 @@ def check_scenario(answer: dict[str, Any]) -> None:
     succeeded: set[str] = set()
     failed: set[str] = set()
     for step, got in zip(SCENARIO, answer["steps"], strict=True):
+        if step.thrown is not None:
+            assert got["error"]["code"] == step.thrown, (step.spec, got)
+            assert got["error"]["data"]["uri"] == step.spec["params"]["uri"], (step.spec, got)
+            continue
         assert "error" not in got, f"{step.spec}: the SDK threw {got['error']}"  # e.g. McpError -32602
         result = got["result"]
         if step.tool is None:
