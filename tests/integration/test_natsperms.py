@@ -27,7 +27,7 @@ from nats.js.api import StorageType
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import get_batch
 from nats_mcp.bus.kvcache import Bucket
-from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout
+from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, audit_subject, audit_writer
 from nats_mcp.bus.pull import ack, pull
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msg
@@ -230,7 +230,7 @@ class Raw:
 
 async def append_audit(conn: NatsConnection, chain: str) -> None:
     """What the audit stream sink does: publish expecting the chain's previous record, read the chain's last record."""
-    subject = f"nmcp.audit.{chain}"
+    subject = audit_subject(chain, audit_writer(conn.settings.nats.inbox_prefix))
     js = conn.jetstream
     first = await js.publish(subject, b'{"seq":1}', stream=AUDIT_STREAM, headers={EXPECTED_LAST: "0"})
     second = await js.publish(subject, b'{"seq":2}', stream=AUDIT_STREAM, headers={EXPECTED_LAST: str(first.seq)})

@@ -146,9 +146,10 @@ def test_dm_namespaces_get_send_and_stream_info_only() -> None:
 
 
 def test_audit_is_append_and_last_record_only_and_can_be_left_out() -> None:
-    with_audit = [s for s in agent().as_dict()["publish"]["allow"] if "audit" in s]
+    perms = agent()
+    with_audit = [s for s in perms.as_dict()["publish"]["allow"] if "audit" in s]
     assert with_audit == [
-        "nmcp.audit.*",
+        f"nmcp.audit.{perms.inbox_prefix}.*",  # its own writer token only: the subject proves who wrote a chain
         f"$JS.API.STREAM.INFO.{AUDIT_STREAM}",
         f"$JS.API.STREAM.MSG.GET.{AUDIT_STREAM}",
     ]
@@ -166,7 +167,7 @@ def test_a_gateway_serves_every_agent_of_each_of_its_namespaces() -> None:
         assert lay.inbox_subjects in subscribe
         assert f"$KV.{DIRECTORY_BUCKET}.{ns}.*" in perms.as_dict()["publish"]["allow"]
         assert f"$JS.API.DIRECT.GET.{lay.inbox_stream}" in perms.as_dict()["publish"]["allow"]
-    assert "nmcp.audit.*" in perms.as_dict()["publish"]["allow"]  # always, whatever audit says
+    assert f"nmcp.audit.{perms.inbox_prefix}.*" in perms.as_dict()["publish"]["allow"]  # always, whatever audit says
     assert any("the guard is what keeps" in c for c in perms.caveats)
     same = build_permissions("gateway", [NS, "b-team"], channels=CHANNELS)
     assert perms.inbox_prefix == same.inbox_prefix == default_inbox_prefix("gateway", [NS, "b-team"])

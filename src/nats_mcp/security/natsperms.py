@@ -33,7 +33,8 @@ What subject permissions cannot do (also printed as caveats with each block):
   any subject of the account, e.g. into another namespace's streams. Write isolation between
   namespaces therefore needs one NATS account per namespace; read isolation holds.
 * NATS does not stamp the publisher on a message: payload fields such as a DM's sender are not checked
-  by NATS.
+  by NATS. The audit stream is the exception by layout: each user may publish only under its own writer token
+  (``nmcp.audit.<writer>.<chain>``, the writer being its reply prefix), so the subject says which user wrote a chain.
 """
 
 from __future__ import annotations
@@ -45,7 +46,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from nats_mcp.bus.layout import APIKEYS_BUCKET, AUDIT_STREAM, AUDIT_SUBJECTS, DIRECTORY_BUCKET, PREFIX, Layout
+from nats_mcp.bus.layout import (
+    APIKEYS_BUCKET,
+    AUDIT_STREAM,
+    AUDIT_SUBJECTS,
+    DIRECTORY_BUCKET,
+    PREFIX,
+    Layout,
+    audit_writer,
+    audit_writer_subjects,
+)
 from nats_mcp.config import DEFAULT_CHANNELS
 from nats_mcp.names import validate_guid, validate_name
 
@@ -355,13 +365,23 @@ def _work(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     _kv(lists, api, lay.work_state_bucket, f"{ns} work-state", state_writes, watch=False)
 
 
-def _audit(lists: _Lists, api: str) -> None:
-    lists.allow_pub(AUDIT_SUBJECTS, "append audit records (each expecting its chain's previous one)")
+def _audit(lists: _Lists, api: str, inbox_prefix: str) -> None:
+    writer = audit_writer(inbox_prefix)
+    lists.allow_pub(
+        audit_writer_subjects(writer),
+        f"append audit records to this user's own chains (writer {writer}: the subject proves who wrote a chain)",
+    )
     lists.allow_pub(f"{api}.STREAM.INFO.{AUDIT_STREAM}", "open the audit stream (it must exist: created by admin)")
     lists.allow_pub(f"{api}.STREAM.MSG.GET.{AUDIT_STREAM}", "the last record of a chain, to resume it after a restart")
     lists.caveat(
         f"appending audit records needs {api}.STREAM.MSG.GET.{AUDIT_STREAM} (the chain's last record), which reads any "
         "record of the audit stream; deleting or purging records is not granted (and the stream refuses it)"
+    )
+    lists.caveat(
+        f"audit records are attributed to the NATS user, not to a principal: this user writes only chains under writer "
+        f"{writer} (`nats-mcp audit verify` names each chain's writer and refuses a chain found under two writers), "
+        "but what its records say (principal, tool, outcome) is what its process claims; give each NATS user its own "
+        "inbox prefix, or users sharing one share a writer"
     )
 
 
@@ -436,7 +456,7 @@ def build_permissions(
             _namespace(lists, scope, chans, jetstream_domain)
         _dm_targets(lists, api, dms)
         if audit or role == "gateway":
-            _audit(lists, api)
+            _audit(lists, api, prefix)
         if role == "gateway":
             _kv(lists, api, APIKEYS_BUCKET, "API key", (), watch=False)  # authenticating callers reads key records
         if role == "agent" and guid is None:
