@@ -125,10 +125,10 @@ async def connection(
 
 @contextlib.asynccontextmanager
 async def coordinator(
-    tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, guid: str
+    tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, guid: str, **extra: str
 ) -> AsyncIterator[tuple[Coordinator, PrefixedConnection]]:
     """The real domain facade of one agent process, acting as ``guid`` (identity.agent_id pinned to it)."""
-    settings = settings_of(tmp_path, server, user, namespace, LOOMINAL_AGENT_ID=guid)
+    settings = settings_of(tmp_path, server, user, namespace, LOOMINAL_AGENT_ID=guid, **extra)
     conn = PrefixedConnection(settings)
     coord = Coordinator(conn, settings)
     conn.add_listener(coord.on_nats_event)
@@ -451,6 +451,52 @@ async def test_an_isolated_inbox_is_read_only_through_its_own_consumer(
     assert [line for line in server.violations() if "agent-c" not in line] == []
 
 
+async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
+    tmp_path: Path, provisioned: PermsNatsServer
+) -> None:
+    """Issue 19 (also close): agent C runs the real inbox reader under exactly its printed isolate_inbox permissions
+    (nats.isolate_inbox on): it peeks, reads with and without filters, each DM once, and nothing is refused; the same
+    reader pointed at A's inbox is refused by the server, and A's mail stays unread."""
+    server = provisioned
+    team = Layout(NS)
+    async with (
+        coordinator(tmp_path, server, "agent-a", NS, A) as (coord_a, _conn_a),
+        coordinator(tmp_path, server, "agent-c", NS, C, NATS_MCP_NATS_ISOLATE_INBOX="true") as (coord_c, conn_c),
+    ):
+        alice, carol = await coord_a.local_caller(), await coord_c.local_caller()
+        await coord_a.registry.register(alice, handle="alice", agent_type="tester", capabilities=[], scope="team")
+        await coord_c.registry.register(carol, handle="carol", agent_type="tester", capabilities=[], scope="team")
+        to_carol = await wait_for(lambda: coord_a.registry.find_visible(alice, C), 10, ignore=(Exception,))
+        to_alice = await wait_for(lambda: coord_c.registry.find_visible(carol, A), 10, ignore=(Exception,))
+        sent = [await coord_a.inbox.send(alice, "alice", to_carol, content=f"hi {i}", message_type=kind)
+                for i, kind in enumerate(["text", "task", "text"])]  # fmt: skip
+        secret = await coord_c.inbox.send(carol, "carol", to_alice, content="alice's secret")
+        assert coord_c.inbox.isolated and not coord_a.inbox.isolated
+
+        count, peeked = await coord_c.inbox.peek(carol)
+        assert (count, [m.id for m in peeked]) == (3, [m.id for m in sent])
+        tasks = await coord_c.inbox.read(carol, message_type="task")
+        assert [m.id for m in tasks.messages] == [sent[1].id] and not tasks.has_more
+        first = await coord_c.inbox.read(carol, limit=1)
+        assert [m.id for m in first.messages] == [sent[0].id] and first.has_more and first.next_cursor
+        rest = await coord_c.inbox.read(carol, cursor=first.next_cursor)
+        assert [m.id for m in rest.messages] == [sent[2].id] and not rest.has_more
+        assert (await coord_c.inbox.read(carol)).messages == []
+        assert (await coord_c.inbox.peek(carol))[0] == 0
+        assert conn_c.errors == [] and server.violations() == []
+
+        # the attack: the same reader, walking and consuming A's inbox subject
+        with pytest.raises(Exception):  # noqa: B017, PT011 - a refused request times out
+            await coord_c.inbox.fetch(team.inbox_stream, team.inbox_subject(A), 0, 10)
+        outcomes = await coord_c.inbox.claim_all(team.inbox_stream, [1, 2, 3, 4, 5])  # every DM stored so far
+        assert all(isinstance(outcome, BaseException) for outcome in outcomes), outcomes
+        await wait_for(lambda: any("agent-c" in v and f"DIRECT.GET.{team.inbox_stream}" in v
+                                   for v in server.violations()), REFUSAL_WAIT_S)  # fmt: skip
+        got = await coord_a.inbox.read(alice)
+        assert [m.id for m in got.messages] == [secret.id]
+    assert all("agent-c" in v for v in server.violations()), server.violations()
+
+
 # -- what the permissions do not enforce (pinned, so a change shows up) -----------------------------
 
 
@@ -459,7 +505,7 @@ async def test_not_enforced_stream_wide_inbox_reads_within_a_namespace(
 ) -> None:
     """Without isolate_inbox an agent reads its inbox with batched direct gets and deletes by sequence: the subject is
     in the payload, so the same grants read and delete another agent's mail of the namespace. NATS subject
-    permissions cannot stop this; isolate_inbox (and a consumer-based reader) or a gateway can."""
+    permissions cannot stop this; isolate_inbox (with nats.isolate_inbox: the consumer reader) or a gateway can."""
     server = provisioned
     team = Layout(NS)
     async with Raw.of(server, "agent-a") as alice:

@@ -126,7 +126,7 @@ def test_an_isolated_inbox_is_reached_only_through_the_agents_own_filtered_consu
         assert f"$JS.API.{api}.{stream}" in deny
     assert f"$JS.API.DIRECT.GET.{stream}.>" in deny
     assert not any("not isolated between agents" in c for c in perms.caveats)
-    assert any("cannot read its inbox until" in c for c in perms.caveats)
+    assert any("NATS_MCP_NATS_ISOLATE_INBOX=true" in c for c in perms.caveats)
 
 
 def test_an_agent_without_guid_may_act_as_any_agent_of_its_namespace_and_is_told_so() -> None:

@@ -27,7 +27,7 @@ What subject permissions cannot do (also printed as caveats with each block):
   inbox that way can read and delete every inbox of its namespace. ``isolate_inbox`` denies those and
   grants instead one durable consumer per agent through the subject-filtered create API
   (``CONSUMER.CREATE.<stream>.inbox_<guid>.<own subject>``), which the server checks against the
-  request; the inbox reader of :mod:`nats_mcp.coord.inbox` does not read that way yet.
+  request; the inbox reader of :mod:`nats_mcp.coord.inbox` reads that way when ``nats.isolate_inbox`` is set.
 * A consumer's ``deliver_subject`` is not checked against its creator's permissions (nats-server
   issue 8274, still so in 2.15): whoever may create a consumer can have stream messages delivered to
   any subject of the account, e.g. into another namespace's streams. Write isolation between
@@ -285,8 +285,8 @@ def _inbox(lists: _Lists, scope: _Scope, domain: str | None) -> None:
             lists.caveat(
                 f"inbox reads are not isolated between agents of {scope.ns}: {api}.DIRECT.GET / STREAM.MSG.GET / "
                 f"STREAM.MSG.DELETE.{stream} carry the subject in the payload, so whoever may read its own inbox "
-                "that way may read and delete every inbox of the namespace (use isolate_inbox with a consumer-based "
-                "inbox reader, or serve inboxes through a gateway)"
+                "that way may read and delete every inbox of the namespace (give --isolate-inbox and run the agent "
+                "with nats.isolate_inbox, or serve inboxes through a gateway)"
             )
         return
     assert scope.guid is not None
@@ -303,9 +303,9 @@ def _inbox(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.CONSUMER.MSG.NEXT.{stream}.{consumer}", "read this agent's inbox")
     _acks(lists, stream, consumer, "consume this agent's inbox messages", domain)
     lists.caveat(
-        f"isolate_inbox: reads of the inbox go through consumer {consumer} only; nats_mcp.coord.inbox still reads "
-        "with direct gets and deletes by sequence, which this block denies, so this agent cannot read its inbox until "
-        "the inbox reader uses that consumer (or it is served through a gateway)"
+        f"isolate_inbox: this agent reads its inbox only through consumer {consumer}; run it with nats.isolate_inbox "
+        "true (NATS_MCP_NATS_ISOLATE_INBOX=true), or its reads are refused. It may not delete: consumed mail stays "
+        "stored until limits.inbox_max_age and counts towards the inbox's per-agent cap until then"
     )
 
 
