@@ -1,8 +1,8 @@
 """Least-privilege NATS permissions against a real nats-server: each user's block comes from the generator.
 
 The server's users get exactly what ``build_permissions`` prints: an admin (who provisions), agents of
-namespace ``team`` (one with an isolated inbox), an agent of namespace ``other`` and a gateway. Agents
-run the real domain code and must never be refused; then one of them attacks, and every attempt must
+namespace ``team`` (isolated inboxes, the default, and one shared), an agent of namespace ``other`` and a
+gateway. Agents run the real domain code and must never be refused; then one of them attacks, and every attempt must
 be refused by the server as a permissions violation. Two tests pin what the permissions do *not*
 enforce (stream-wide inbox reads, push-consumer delivery), so a server or design change shows up here.
 """
@@ -64,8 +64,8 @@ class User:
 USERS = {
     "admin": User("admin", "admin-pw", build_permissions("admin")),
     "agent-a": User("agent-a", "a-pw", build_permissions("agent", [NS], agent=A)),
-    "agent-b": User("agent-b", "b-pw", build_permissions("agent", [NS], agent=B)),
-    "agent-c": User("agent-c", "c-pw", build_permissions("agent", [NS], agent=C, isolate_inbox=True)),
+    "agent-b": User("agent-b", "b-pw", build_permissions("agent", [NS], agent=B, isolate_inbox=False)),
+    "agent-c": User("agent-c", "c-pw", build_permissions("agent", [NS], agent=C)),  # isolated: the default
     "agent-o": User("agent-o", "o-pw", build_permissions("agent", [OTHER], agent=D)),
     "gateway": User("gateway", "g-pw", build_permissions("gateway", [NS], dm_namespaces=[OTHER])),
 }
@@ -106,8 +106,12 @@ class PrefixedConnection(NatsConnection):
 
 
 def settings_of(tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, **extra: str) -> Settings:
+    """The settings an operator gives the process of ``user``: its inbox prefix, and isolated inbox reads when its
+    permissions are isolated (the default for an agent with a GUID)."""
+    perms = USERS[user].perms
+    isolated = {"NATS_MCP_NATS_ISOLATE_INBOX": "true"} if perms.isolate_inbox else {}
     return settings_for(tmp_path / user, NATS_URL=server.url_for(user), NATS_MCP_NAMESPACE=namespace,
-                        NATS_MCP_NATS_INBOX_PREFIX=USERS[user].perms.inbox_prefix, **extra)  # fmt: skip
+                        NATS_MCP_NATS_INBOX_PREFIX=perms.inbox_prefix, **{**isolated, **extra})  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -461,7 +465,7 @@ async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
     team = Layout(NS)
     async with (
         coordinator(tmp_path, server, "agent-a", NS, A) as (coord_a, _conn_a),
-        coordinator(tmp_path, server, "agent-c", NS, C, NATS_MCP_NATS_ISOLATE_INBOX="true") as (coord_c, conn_c),
+        coordinator(tmp_path, server, "agent-c", NS, C) as (coord_c, conn_c),
     ):
         alice, carol = await coord_a.local_caller(), await coord_c.local_caller()
         await coord_a.registry.register(alice, handle="alice", agent_type="tester", capabilities=[], scope="team")
@@ -471,7 +475,7 @@ async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
         sent = [await coord_a.inbox.send(alice, "alice", to_carol, content=f"hi {i}", message_type=kind)
                 for i, kind in enumerate(["text", "task", "text"])]  # fmt: skip
         secret = await coord_c.inbox.send(carol, "carol", to_alice, content="alice's secret")
-        assert coord_c.inbox.isolated and not coord_a.inbox.isolated
+        assert coord_c.inbox.isolated and coord_a.inbox.isolated
 
         count, peeked = await coord_c.inbox.peek(carol)
         assert (count, [m.id for m in peeked]) == (3, [m.id for m in sent])
@@ -503,9 +507,10 @@ async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
 async def test_not_enforced_stream_wide_inbox_reads_within_a_namespace(
     tmp_path: Path, provisioned: PermsNatsServer
 ) -> None:
-    """Without isolate_inbox an agent reads its inbox with batched direct gets and deletes by sequence: the subject is
-    in the payload, so the same grants read and delete another agent's mail of the namespace. NATS subject
-    permissions cannot stop this; isolate_inbox (with nats.isolate_inbox: the consumer reader) or a gateway can."""
+    """A shared-inbox agent (--shared-inbox) reads its inbox with batched direct gets and deletes by sequence: the
+    subject is in the payload, so the same grants read and delete another agent's mail of the namespace, even an
+    isolated agent's. NATS subject permissions cannot stop this: isolate every agent of the namespace (the default
+    with --agent), or serve inboxes through a gateway."""
     server = provisioned
     team = Layout(NS)
     async with Raw.of(server, "agent-a") as alice:

@@ -98,8 +98,14 @@ def test_an_agent_writes_only_its_own_keys() -> None:
     ]
 
 
+def test_an_agent_with_a_guid_is_isolated_by_default_and_shared_only_when_asked() -> None:
+    assert agent().isolate_inbox and agent().as_dict() == agent(isolate_inbox=True).as_dict()
+    assert not build_permissions("agent", [NS], channels=CHANNELS).isolate_inbox  # no GUID: no own consumer to use
+    assert not build_permissions("gateway", [NS], channels=CHANNELS).isolate_inbox
+
+
 def test_the_stream_wide_inbox_api_is_granted_and_said_to_be_unisolated() -> None:
-    perms = agent()
+    perms = agent(isolate_inbox=False)
     stream = Layout(NS).inbox_stream
     publish = perms.as_dict()["publish"]["allow"]
     for api in ("DIRECT.GET", "STREAM.MSG.GET", "STREAM.MSG.DELETE"):
@@ -187,7 +193,7 @@ def test_a_jetstream_domain_changes_the_api_prefix_and_adds_the_v2_ack_form() ->
     perms = agent(jetstream_domain="hub")
     publish = perms.as_dict()["publish"]["allow"]
     assert not [s for s in publish if s.startswith("$JS.API.")]
-    assert f"$JS.hub.API.DIRECT.GET.{Layout(NS).inbox_stream}" in publish
+    assert f"$JS.hub.API.DIRECT.GET.{Layout(NS).work_stream}" in publish
     assert f"$JS.hub.*.{Layout(NS).work_stream}.*.>".replace("$JS.hub", "$JS.ACK.hub") in publish
     assert build_permissions("admin", jetstream_domain="hub").as_dict()["publish"]["allow"][0] == "$JS.hub.API.>"
 

@@ -305,7 +305,9 @@ def _inbox(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     lists.caveat(
         f"isolate_inbox: this agent reads its inbox only through consumer {consumer}; run it with nats.isolate_inbox "
         "true (NATS_MCP_NATS_ISOLATE_INBOX=true), or its reads are refused. It may not delete: consumed mail stays "
-        "stored until limits.inbox_max_age and counts towards the inbox's per-agent cap until then"
+        "stored until limits.inbox_max_age and counts towards the inbox's per-agent cap until then. Its mail is "
+        "private from other agents only if none of them has the stream-wide inbox grants (--shared-inbox, or no "
+        "--agent); gateways have them"
     )
 
 
@@ -414,7 +416,7 @@ def build_permissions(
     dm_namespaces: Sequence[str] = (),
     inbox_prefix: str | None = None,
     jetstream_domain: str | None = None,
-    isolate_inbox: bool = False,
+    isolate_inbox: bool | None = None,
     audit: bool = True,
 ) -> NatsPermissions:
     """The permissions of one NATS user of ``role``; ValueError on arguments that do not fit the role.
@@ -424,8 +426,10 @@ def build_permissions(
     that GUID); without it an agent user is good for any agent of its namespace. ``channels``: the
     configured channel names (default: the built-in channels). ``dm_namespaces``: other namespaces
     whose agents may be sent DMs. ``inbox_prefix``: the reply prefix the client connects with (nats-py
-    ``inbox_prefix``; default from :func:`default_inbox_prefix`). ``audit``: agents append audit
-    records too (stdio runs the same guard); gateways always do.
+    ``inbox_prefix``; default from :func:`default_inbox_prefix`). ``isolate_inbox``: the agent reads only its
+    own inbox, through its own consumer (default: so when an agent GUID is given; the agent must then run with
+    ``nats.isolate_inbox``). ``audit``: agents append audit records too (stdio runs the same guard); gateways
+    always do.
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -436,6 +440,8 @@ def build_permissions(
     for channel in chans:
         validate_name(channel, "channel")
     api = api_prefix(jetstream_domain)
+    if isolate_inbox is None:
+        isolate_inbox = role == "agent" and guid is not None
     if role == "admin" and (spaces or dms or guid or isolate_inbox):
         raise ValueError("the admin role covers every namespace: give no namespace, agent or isolate_inbox")
     if role == "agent" and len(spaces) != 1:
