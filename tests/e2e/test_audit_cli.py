@@ -84,9 +84,11 @@ async def test_verify_passes_on_real_chains(tmp_path: Path, nats_server: NatsSer
     proc = audit(tmp_path, nats_server.url, "verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "13 records in 2 chains verified" in proc.stdout
+    assert "writer _INBOX: 2 chains" in proc.stdout  # who wrote them: the NATS user (by its reply prefix)
     proc = audit(tmp_path, nats_server.url, "verify", "--json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["ok"] and report["records"] == 13
+    assert {c["writer"] for c in report["chains"]} == {"_INBOX"}
     assert sorted(c["chain"] for c in report["chains"]) == sorted(chains) and report["open_chains"] == []
     anchor = next(f"{c['chain']}:{c['last_seq']}:{c['head']}" for c in report["chains"])
     assert audit(tmp_path, nats_server.url, "verify", "--anchor", anchor).returncode == 0

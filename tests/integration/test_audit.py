@@ -372,3 +372,31 @@ async def test_an_agent_cannot_write_another_writers_chain(tmp_path: Path) -> No
                 f"stream sequence {ack.seq}",
             )
             assert f"written by writer {agent_writer}, but the chain was written by writer {WRITER}" in problem["what"]
+
+
+async def test_chains_stored_before_writers_were_named_verify_without_a_writer(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Records on the old subject (``nmcp.audit.<chain>``) still verify, reported with no writer; the same chain found
+    under the old subject and a writer's fails: two writers."""
+    async with connected(tmp_path, nats_server.url) as conn:
+        log = writer(conn)
+        for i in range(3):
+            call(log, i)
+        await log.close()
+
+        def legacy(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+            return [(f"nmcp.audit.{subject.rsplit('.', 1)[1]}", data) for subject, data in messages]
+
+        await rewrite_stream(nats_server.url, legacy)
+        result = await verify_stream(conn)
+        assert result is not None and result.ok, result.summary
+        assert [(c.chain, c.writer) for c in result.chains] == [(log.chain, None)]
+
+        def doubled(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+            return [*messages, (audit_subject(log.chain, WRITER), messages[-1][1])]
+
+        await rewrite_stream(nats_server.url, doubled)
+        result = await verify_stream(conn)
+        assert result is not None and not result.ok and result.problem is not None
+        assert "written by writer _INBOX, but the chain was written by an unknown writer" in result.problem.what
