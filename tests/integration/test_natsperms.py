@@ -22,14 +22,13 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StorageType
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import get_batch
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, audit_subject, audit_writer
 from nats_mcp.bus.pull import ack, pull
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg
 from nats_mcp.config import Settings
 from nats_mcp.coord.channels import ChannelService
@@ -37,7 +36,8 @@ from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.watch import ChangeWatcher
 from nats_mcp.coord.work import WorkService
-from nats_mcp.security.natsperms import AUDIT_STREAM, AUDIT_SUBJECTS, NatsPermissions, build_permissions, inbox_consumer
+from nats_mcp.security.audit_store import audit_stream_config
+from nats_mcp.security.natsperms import AUDIT_STREAM, NatsPermissions, build_permissions, inbox_consumer
 from tests.support.env import settings_for
 from tests.support.natsserver import LOOPBACK, NatsServer, wait_for
 
@@ -154,9 +154,7 @@ async def provision(tmp_path: Path, server: PermsNatsServer) -> None:
             await ensure_stream(conn.jetstream, InboxService(conn, settings).inbox_config(layout))
             for bucket in (layout.registry_bucket, layout.identity_bucket, DIRECTORY_BUCKET):
                 await Bucket(conn, bucket).kv()
-            audit = stream_config(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS], storage=StorageType.FILE,
-                                  deny_delete=True, deny_purge=True, allow_direct=True)  # fmt: skip
-            await ensure_stream(conn.jetstream, audit)
+            await ensure_stream(conn.jetstream, audit_stream_config())  # as `nats-mcp provision` makes it
             assert conn.errors == []
 
 
