@@ -16,7 +16,10 @@ What the roles are:
   capture any subject of the account (another agent's replies included) into a stream it can read. It
   may create the work queues' durable consumers (new capabilities appear at run time) and the ordered
   consumers of its KV watches. With a GUID, it subscribes only to its own inbox subject and its own
-  reply prefix and writes only its own registry entry, lease, handle and directory copy.
+  reply prefix, writes only its own registry entry, lease, handle and directory copy, and (by default)
+  reads only its own inbox, through its own consumer (the process runs with ``nats.isolate_inbox``).
+* Every user appends audit records only under its own writer token (its reply prefix): the subject
+  a chain is stored on says which user wrote it.
 * ``gateway`` serves any agent of its namespaces: the agent's grants for every GUID, plus the audit stream.
 
 What subject permissions cannot do (also printed as caveats with each block):
