@@ -403,7 +403,8 @@ _COMMON_CAVEATS = (
     "a consumer's deliver_subject is not checked against its creator's permissions (nats-server issue 8274): this user "
     "can have messages of streams it may consume delivered to any subject of the account, so namespaces are isolated "
     "for reads, not for writes, unless each namespace has its own NATS account",
-    "NATS does not stamp the publisher on a message: sender fields in payloads are not checked by these permissions",
+    "NATS does not stamp the publisher on a message: sender fields in payloads (a DM's or channel message's "
+    "senderGuid) are set by nats-mcp servers, but this user can publish a message with any senderGuid directly",
     "agents of one namespace share its work queues, DLQ and work state: any of them may claim, settle or delete any "
     "item there, and purge the work-events stream",
     "the shared directory is readable by every user of the deployment (registry entries with scope public/personal)",
