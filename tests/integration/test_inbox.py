@@ -456,3 +456,5 @@ async def test_isolated_readers_return_each_message_exactly_once_in_order(
     assert ids(picked) == [m.id for m in offers[:2]] and picked.has_more
     assert ids(await other_process.read(receiver)) == [m.id for m in [offers[2], *texts]]
     assert await one.peek(receiver) == (0, [])
+    nobody, _ = agent(namespace="never-used-isolated")  # no inbox stream at all: empty at once, nothing created
+    assert (await one.read(nobody)).messages == [] and await one.peek(nobody) == (0, [])
