@@ -153,6 +153,7 @@ async def test_tail_prints_the_newest_records_and_never_a_secret(tmp_path: Path,
     assert text.returncode == 0 and len(lines) == 7
     assert lines[0].split()[1] == "tool_call" and "dan@https://idp.example (jwt)" in lines[0]
     assert "warp_channels_send" in lines[0] and "ns team" in lines[0] and f"[{chains[0][:8]}#1]" in lines[0]
+    assert all(line.endswith(" by _INBOX") for line in lines)  # the writer: the NATS user, by its subject
     assert "reason: bad_signature" in lines[5] and "from 198.51.100.7" in lines[5]
     everything = audit(tmp_path, nats_server.url, "tail", "-n", "100", "--json").stdout
     assert TOKEN not in everything and TOKEN not in text.stdout

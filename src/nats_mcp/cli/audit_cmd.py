@@ -83,7 +83,8 @@ def _line(data: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _show(raw: bytes, as_json: bool) -> None:
+def _show(raw: bytes, as_json: bool, subject: str = "") -> None:
+    """One record: as stored (``--json``), or as a line ending with its writer (from the subject it came on)."""
     try:
         data = json.loads(raw)
     except ValueError:
@@ -93,7 +94,11 @@ def _show(raw: bytes, as_json: bool) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
     elif isinstance(data, dict):
-        out.print(_line(data), markup=False, highlight=False)
+        from nats_mcp.bus.layout import parse_audit_subject
+
+        parsed = parse_audit_subject(subject)
+        writer = f" by {parsed[0]}" if parsed and parsed[0] else " by an unknown writer" if parsed else ""
+        out.print(_line(data) + writer, markup=False, highlight=False)
     else:
         out.print("(a message that is not an audit record)", markup=False, highlight=False)
 
@@ -110,10 +115,10 @@ async def _tail(settings: Settings, n: int, chain: str | None, follow: bool, as_
         except Exception as exc:
             fail(f"reading the audit stream failed: {_why(exc)}")
         for msg in records:
-            _show(msg.data, as_json)
+            _show(msg.data, as_json, msg.subject)
         if follow:
             async for msg in follow_records(conn, last, chain=chain):
-                _show(msg.data, as_json)
+                _show(msg.data, as_json, msg.subject)
 
 
 @app.command("tail")
