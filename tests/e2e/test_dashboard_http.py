@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,3 +339,54 @@ async def test_an_http_agent_reads_offline_when_its_session_ends_and_idle_when_i
             await ok(quiet, "warp_channels_send", channel="roadmap", message="back")
             await wait_for(lambda: agent_row(still, "online", "presence"), 10, interval=0.2,
                            message="the agent that called again is not online")  # fmt: skip
+
+
+async def test_a_revoked_key_ends_its_dashboard_session(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Issue 19 #9: a session lives no longer than the key that opened it. Revoked with `nats-mcp keys revoke`, the
+    next data request within the re-check interval is refused, the session is gone (the page sends the browser to
+    the login form), and the end is audited."""
+    async with deployment(tmp_path, nats_server, "dash-revoke") as d, client(d) as hc:
+        assert session_cookie(await login(hc, d, d.admin_key)) is not None
+        assert (await hc.get(f"{d.dashboard}/api/snapshot")).status_code == 200
+        key_id = d.admin_key.split("_")[1]
+        code, out, error = await run_cli(tmp_path, "keys", "revoke", key_id, NATS_URL=nats_server.url)
+        assert code == 0 and f"revoked {key_id}" in out, error
+        revoked_at = asyncio.get_running_loop().time()
+
+        async def refused() -> bool:
+            return (await hc.get(f"{d.dashboard}/api/snapshot")).status_code == 401
+
+        await wait_for(refused, 10, interval=0.1, message="the revoked key's session still gets data")
+        assert asyncio.get_running_loop().time() - revoked_at < 5  # RECHECK_S (1 s) and the round trips
+        page = await hc.get(d.dashboard)
+        assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"  # the session is gone
+        await wait_for(lambda: any(r["reason"] == "dashboard_session_revoked" for r in d.audit()), 10)
+        assert d.admin_key not in d.audit_file.read_text() + d.server.stdout() + d.server.stderr()
+
+
+async def test_a_session_never_outlives_its_tokens_expiry(tmp_path: Path, nats_server: NatsServer) -> None:
+    """A token past its exp but inside the issuer's leeway still logs in; its session is refused at the first data
+    request and dropped: a session lasts no longer than the token's exp."""
+    async with deployment(tmp_path, nats_server, "dash-exp") as d, client(d) as hc:
+        args = [
+            "token",
+            "issue",
+            "--subject",
+            "ops-brief",
+            "--role",
+            "admin",
+            "--ttl",
+            "1s",
+            "--audience",
+            d.server.url,
+        ]
+        code, out, error = await run_cli(tmp_path, *args)
+        assert code == 0, error
+        token = out.strip()
+        exp = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"]
+        await wait_for(lambda: time.time() > exp, 10)  # the token's own clock, not a fixed pause
+        assert session_cookie(await login(hc, d, token)) is not None  # within the verifier's leeway
+        assert (await hc.get(f"{d.dashboard}/api/snapshot")).status_code == 401
+        page = await hc.get(d.dashboard)
+        assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+        await wait_for(lambda: any(r["reason"] == "dashboard_session_expired" for r in d.audit()), 10)

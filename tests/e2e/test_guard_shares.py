@@ -304,3 +304,30 @@ async def test_unknown_tools_and_agent_names_count_against_the_principal(
             # another principal is refused nothing for it
             async with mcp_client(server.url, other, agent="w-9", mode="legacy") as o:
                 assert await code_of(o, "warp_handle_get") is None
+
+
+# ---- also close: channel counters only of the channels a role may read ------------------------------------------
+
+
+async def test_channel_status_shows_only_the_channels_a_role_may_read(tmp_path: Path, nats_server: NatsServer) -> None:
+    trail, env = audit_env(tmp_path)
+    url = nats_server.url
+    boss, _ = await api_key(tmp_path, url, "boss", "agent")
+    reader, reader_id = await api_key(tmp_path, url, "reader", "py")
+    async with (
+        serving(tmp_path, "chanstat", url, NATS_MCP_NAMESPACE="team-chanstat", **env) as server,
+        mcp_client(server.url, boss) as chief,
+        mcp_client(server.url, reader) as py,
+    ):
+        await register(chief)
+        await ok(chief, "warp_channels_send", channel="errors", message="a secret incident")
+
+        def counted(page: dict[str, Any]) -> dict[str, int]:
+            return {c["name"]: c["messages"] for c in page["channels"]}
+
+        # the attack: the counters of a channel the role may not read, asked by name or in the full listing
+        assert await err(py, "warp_channels_status", channel="errors") == "forbidden"
+        await audited(trail, "the refused status read", kind="denied", tool="channels_status", key_id=reader_id)
+        assert set(counted(await ok(py, "warp_channels_status"))) == {"roadmap", "parallel-work"}
+        everything = counted(await ok(chief, "warp_channels_status"))
+        assert everything["errors"] == 1 and {"roadmap", "parallel-work", "errors"} <= set(everything)

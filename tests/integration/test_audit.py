@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from nats.js.errors import APIError
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg
-from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject
+from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject, audit_writer
 from nats_mcp.security.audit import AuditLog, record_hash
 from nats_mcp.security.audit_store import (
     StreamSink,
@@ -29,11 +30,13 @@ from nats_mcp.security.audit_store import (
 )
 from nats_mcp.security.natsperms import build_permissions
 from nats_mcp.security.principal import Principal
-from tests.support.env import connected
+from tests.support.env import connected, isolated_env, nats_mcp_exe
 from tests.support.natsserver import LOOPBACK, NatsServer, wait_for
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYXJvbCJ9.c3VwZXItc2VjcmV0LXNpZ25hdHVyZQ"
 CAROL = Principal(subject="carol", issuer="https://idp.example", method="jwt", peer="192.0.2.10", key_id=None)
+WRITER = audit_writer(None)
+"""The writer token of a connection without an inbox prefix (these tests' default)."""
 
 
 def writer(conn: NatsConnection, **options: Any) -> AuditLog:
@@ -85,7 +88,7 @@ async def test_two_writers_land_in_two_chains_that_verify(tmp_path: Path, nats_s
         messages = await stored(conn_a)
         assert len(messages) == 122
         subjects = [m.subject for m in messages]
-        assert set(subjects) == {audit_subject(log_a.chain), audit_subject(log_b.chain)}
+        assert set(subjects) == {audit_subject(log_a.chain, WRITER), audit_subject(log_b.chain, WRITER)}
         assert subjects != sorted(subjects), "the two chains interleave in the stream"
         result = await verify_stream(conn_a)
         assert result is not None and result.ok, result.summary
@@ -135,7 +138,7 @@ async def test_a_rewritten_stream_fails_verification(tmp_path: Path, nats_server
             call(log, i)
             call(other, i)
         await asyncio.gather(log.close(), other.close())
-        target = [m for m in await stored(conn) if m.subject == audit_subject(log.chain)][2]  # seq 3 of `log`
+        target = [m for m in await stored(conn) if m.subject == audit_subject(log.chain, WRITER)][2]  # seq 3 of `log`
 
         def change(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
             at = next(i for i, (_, data) in enumerate(messages) if data == target.data)
@@ -173,7 +176,7 @@ async def test_a_record_forged_onto_a_live_chain_makes_the_writer_move_on(nats_c
     last = json.loads((await stored(nats_conn))[-1].data)
     forged = {**last, "seq": seq + 1, "prev": head, "outcome": "ok", "tool": "warp_forged"}
     forged["hash"] = record_hash(forged)
-    await nats_conn.jetstream.publish(audit_subject(first), json.dumps(forged).encode(), stream=AUDIT_STREAM)
+    await nats_conn.jetstream.publish(audit_subject(first, WRITER), json.dumps(forged).encode(), stream=AUDIT_STREAM)
     call(log, 3)
     assert await log.flush(10)
     await log.close()
@@ -303,3 +306,97 @@ async def test_an_agent_with_least_privilege_appends_to_a_provisioned_stream(tmp
             assert any(f"STREAM.MSG.DELETE.{AUDIT_STREAM}" in v for v in violations)
             if provisioned == "as nats-mcp would":  # nothing to update: the agent never asks for what it may not do
                 assert all(f"STREAM.MSG.DELETE.{AUDIT_STREAM}" in v for v in violations), violations
+
+
+ADMIN = Principal(subject="admin", issuer="nats-mcp", method="local", peer=None, key_id=None)
+
+
+def verify_cli(tmp_path: Path, url: str) -> tuple[int, dict[str, Any], str]:
+    """`nats-mcp audit verify --json` as an operator runs it: (exit code, report, stderr)."""
+    done = subprocess.run([nats_mcp_exe(), "audit", "verify", "--json"], env=isolated_env(tmp_path, NATS_URL=url),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+async def test_an_agent_cannot_write_another_writers_chain(tmp_path: Path) -> None:
+    """Issue 19 #7 against a real nats-server and the printed agent permissions: the agent's forged record on the
+    admin's chain subject is refused by the server; its own chain blaming the admin for a DLQ discard verifies, but
+    is reported as written by the agent's user; the admin's chain continued under the agent's subject fails verify,
+    naming both writers."""
+    agent_writer = audit_writer(AGENT_PERMS.inbox_prefix)
+    with LeastPrivilegeServer(tmp_path / "nats").start() as server:
+        async with connected(tmp_path / "admin", server.url_for("admin")) as admin:
+            await admin.jetstream.add_stream(audit_stream_config())
+            real = writer(admin)
+            call(real, 0)
+            await real.close()
+            admin_chain = real.chain
+            last = json.loads((await stored(admin))[-1].data)
+            extra = {"NATS_MCP_NATS_INBOX_PREFIX": AGENT_PERMS.inbox_prefix}
+            async with connected(tmp_path / "agent", server.url_for("agent"), **extra) as agent:
+                # 1. a continuation of the admin's chain, on the admin's own subject: the server refuses it
+                forged = {
+                    **last,
+                    "kind": "tool_call",
+                    "seq": last["seq"] + 1,
+                    "prev": last["hash"],
+                    "tool": "dlq_discard",
+                }
+                forged["hash"] = record_hash(forged)
+                target = audit_subject(admin_chain, WRITER)
+                await agent.client.publish(target, json.dumps(forged).encode())
+                await agent.client.flush()
+                await wait_for(lambda: any("Violation" in line and target in line
+                                           for line in server.log_text().splitlines()), 10)  # fmt: skip
+
+                # 2. a self-consistent chain of its own claiming the admin discarded a DLQ entry: stored, attributed
+                lie = AuditLog([StreamSink(agent)], transport="cli")
+                lie.record("tool_call", principal=ADMIN, tool="dlq_discard", namespace="team", outcome="ok",
+                           arguments={"id": "x"})  # fmt: skip
+                await lie.close()
+            code, report, _ = verify_cli(tmp_path / "cli1", server.url_for("admin"))
+            assert code == 0 and report["ok"], report
+            writers = {c["chain"]: c["writer"] for c in report["chains"]}
+            assert writers == {admin_chain: WRITER, lie.chain: agent_writer}
+
+            # 3. the admin's chain continued under the agent's own writer subject: verify exits 1 naming it
+            async with connected(tmp_path / "agent2", server.url_for("agent"), **extra) as agent:
+                ack = await agent.jetstream.publish(audit_subject(admin_chain, agent_writer),
+                                                    json.dumps(forged).encode(), stream=AUDIT_STREAM)  # fmt: skip
+            code, report, _ = verify_cli(tmp_path / "cli2", server.url_for("admin"))
+            assert code == 1 and not report["ok"], report
+            problem = report["problem"]
+            assert (problem["chain"], problem["seq"], problem["where"]) == (
+                admin_chain,
+                3,
+                f"stream sequence {ack.seq}",
+            )
+            assert f"written by writer {agent_writer}, but the chain was written by writer {WRITER}" in problem["what"]
+
+
+async def test_chains_stored_before_writers_were_named_verify_without_a_writer(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Records on the old subject (``nmcp.audit.<chain>``) still verify, reported with no writer; the same chain found
+    under the old subject and a writer's fails: two writers."""
+    async with connected(tmp_path, nats_server.url) as conn:
+        log = writer(conn)
+        for i in range(3):
+            call(log, i)
+        await log.close()
+
+        def legacy(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+            return [(f"nmcp.audit.{subject.rsplit('.', 1)[1]}", data) for subject, data in messages]
+
+        await rewrite_stream(nats_server.url, legacy)
+        result = await verify_stream(conn)
+        assert result is not None and result.ok, result.summary
+        assert [(c.chain, c.writer) for c in result.chains] == [(log.chain, None)]
+
+        def doubled(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+            return [*messages, (audit_subject(log.chain, WRITER), messages[-1][1])]
+
+        await rewrite_stream(nats_server.url, doubled)
+        result = await verify_stream(conn)
+        assert result is not None and not result.ok and result.problem is not None
+        assert "written by writer _INBOX, but the chain was written by an unknown writer" in result.problem.what

@@ -415,3 +415,46 @@ async def test_read_latency_does_not_grow_with_the_inbox(
             f"{statistics.median(big_ms):.2f} ms with 1000 (800..1000) messages; "
             f"filtered read past 810 non-matching: {filtered_ms:.2f} ms"
         )
+
+
+# -- isolated reads (nats.isolate_inbox): through the owner's own consumer -----------------------------------------
+
+
+def isolated(conn: NatsConnection) -> InboxService:
+    service = InboxService(conn, conn.settings)
+    service.isolated = True
+    return service
+
+
+async def test_isolated_readers_return_each_message_exactly_once_in_order(
+    inbox: InboxService, nats_conn: NatsConnection, second_conn: NatsConnection
+) -> None:
+    """Three concurrent readers (two processes) through one agent's consumer: nothing twice, nothing lost, each page
+    oldest first; filtered reads leave the rest for later; consumed mail stays stored (the agent may not delete)."""
+    one, other_process = isolated(nats_conn), isolated(second_conn)
+    sender, _ = agent()
+    receiver, record = agent()
+    for _round in range(3):
+        sent = {m.id for m in await send_many(inbox, sender, record, 30)}
+        pages = await asyncio.gather(
+            one.read(receiver, limit=20), other_process.read(receiver, limit=20), one.read(receiver, limit=20)
+        )
+        got = [mid for page in pages for mid in ids(page)]
+        assert len(got) == len(set(got)), "a message was returned twice"
+        rest = await one.read(receiver, limit=100)
+        got += ids(rest)
+        assert sorted(got) == sorted(sent) and not rest.has_more
+        for page in pages:
+            stamps = [int(m.content.split()[1]) for m in page.messages]
+            assert stamps == sorted(stamps)
+    assert await stored_count(nats_conn, NS) == 90
+
+    offers = await send_many(inbox, sender, record, 3, message_type="work-offer")
+    texts = await send_many(inbox, sender, record, 2)
+    assert await one.peek(receiver) == (5, [*offers, *texts])
+    picked = await one.read(receiver, message_type="work-offer", limit=2)
+    assert ids(picked) == [m.id for m in offers[:2]] and picked.has_more
+    assert ids(await other_process.read(receiver)) == [m.id for m in [offers[2], *texts]]
+    assert await one.peek(receiver) == (0, [])
+    nobody, _ = agent(namespace="never-used-isolated")  # no inbox stream at all: empty at once, nothing created
+    assert (await one.read(nobody)).messages == [] and await one.peek(nobody) == (0, [])

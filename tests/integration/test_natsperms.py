@@ -1,8 +1,8 @@
 """Least-privilege NATS permissions against a real nats-server: each user's block comes from the generator.
 
 The server's users get exactly what ``build_permissions`` prints: an admin (who provisions), agents of
-namespace ``team`` (one with an isolated inbox), an agent of namespace ``other`` and a gateway. Agents
-run the real domain code and must never be refused; then one of them attacks, and every attempt must
+namespace ``team`` (isolated inboxes, the default, and one shared), an agent of namespace ``other`` and a
+gateway. Agents run the real domain code and must never be refused; then one of them attacks, and every attempt must
 be refused by the server as a permissions violation. Two tests pin what the permissions do *not*
 enforce (stream-wide inbox reads, push-consumer delivery), so a server or design change shows up here.
 """
@@ -22,14 +22,13 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StorageType
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import get_batch
 from nats_mcp.bus.kvcache import Bucket
-from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout
+from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, audit_subject, audit_writer
 from nats_mcp.bus.pull import ack, pull
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg
 from nats_mcp.config import Settings
 from nats_mcp.coord.channels import ChannelService
@@ -37,7 +36,8 @@ from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.watch import ChangeWatcher
 from nats_mcp.coord.work import WorkService
-from nats_mcp.security.natsperms import AUDIT_STREAM, AUDIT_SUBJECTS, NatsPermissions, build_permissions, inbox_consumer
+from nats_mcp.security.audit_store import audit_stream_config
+from nats_mcp.security.natsperms import AUDIT_STREAM, NatsPermissions, build_permissions, inbox_consumer
 from tests.support.env import settings_for
 from tests.support.natsserver import LOOPBACK, NatsServer, wait_for
 
@@ -64,8 +64,8 @@ class User:
 USERS = {
     "admin": User("admin", "admin-pw", build_permissions("admin")),
     "agent-a": User("agent-a", "a-pw", build_permissions("agent", [NS], agent=A)),
-    "agent-b": User("agent-b", "b-pw", build_permissions("agent", [NS], agent=B)),
-    "agent-c": User("agent-c", "c-pw", build_permissions("agent", [NS], agent=C, isolate_inbox=True)),
+    "agent-b": User("agent-b", "b-pw", build_permissions("agent", [NS], agent=B, isolate_inbox=False)),
+    "agent-c": User("agent-c", "c-pw", build_permissions("agent", [NS], agent=C)),  # isolated: the default
     "agent-o": User("agent-o", "o-pw", build_permissions("agent", [OTHER], agent=D)),
     "gateway": User("gateway", "g-pw", build_permissions("gateway", [NS], dm_namespaces=[OTHER])),
 }
@@ -106,8 +106,12 @@ class PrefixedConnection(NatsConnection):
 
 
 def settings_of(tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, **extra: str) -> Settings:
+    """The settings an operator gives the process of ``user``: its inbox prefix, and isolated inbox reads when its
+    permissions are isolated (the default for an agent with a GUID)."""
+    perms = USERS[user].perms
+    isolated = {"NATS_MCP_NATS_ISOLATE_INBOX": "true"} if perms.isolate_inbox else {}
     return settings_for(tmp_path / user, NATS_URL=server.url_for(user), NATS_MCP_NAMESPACE=namespace,
-                        NATS_MCP_NATS_INBOX_PREFIX=USERS[user].perms.inbox_prefix, **extra)  # fmt: skip
+                        NATS_MCP_NATS_INBOX_PREFIX=perms.inbox_prefix, **{**isolated, **extra})  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -125,10 +129,10 @@ async def connection(
 
 @contextlib.asynccontextmanager
 async def coordinator(
-    tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, guid: str
+    tmp_path: Path, server: PermsNatsServer, user: str, namespace: str, guid: str, **extra: str
 ) -> AsyncIterator[tuple[Coordinator, PrefixedConnection]]:
     """The real domain facade of one agent process, acting as ``guid`` (identity.agent_id pinned to it)."""
-    settings = settings_of(tmp_path, server, user, namespace, LOOMINAL_AGENT_ID=guid)
+    settings = settings_of(tmp_path, server, user, namespace, LOOMINAL_AGENT_ID=guid, **extra)
     conn = PrefixedConnection(settings)
     coord = Coordinator(conn, settings)
     conn.add_listener(coord.on_nats_event)
@@ -150,9 +154,7 @@ async def provision(tmp_path: Path, server: PermsNatsServer) -> None:
             await ensure_stream(conn.jetstream, InboxService(conn, settings).inbox_config(layout))
             for bucket in (layout.registry_bucket, layout.identity_bucket, DIRECTORY_BUCKET):
                 await Bucket(conn, bucket).kv()
-            audit = stream_config(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS], storage=StorageType.FILE,
-                                  deny_delete=True, deny_purge=True, allow_direct=True)  # fmt: skip
-            await ensure_stream(conn.jetstream, audit)
+            await ensure_stream(conn.jetstream, audit_stream_config())  # as `nats-mcp provision` makes it
             assert conn.errors == []
 
 
@@ -230,7 +232,7 @@ class Raw:
 
 async def append_audit(conn: NatsConnection, chain: str) -> None:
     """What the audit stream sink does: publish expecting the chain's previous record, read the chain's last record."""
-    subject = f"nmcp.audit.{chain}"
+    subject = audit_subject(chain, audit_writer(conn.settings.nats.inbox_prefix))
     js = conn.jetstream
     first = await js.publish(subject, b'{"seq":1}', stream=AUDIT_STREAM, headers={EXPECTED_LAST: "0"})
     second = await js.publish(subject, b'{"seq":2}', stream=AUDIT_STREAM, headers={EXPECTED_LAST: str(first.seq)})
@@ -451,15 +453,62 @@ async def test_an_isolated_inbox_is_read_only_through_its_own_consumer(
     assert [line for line in server.violations() if "agent-c" not in line] == []
 
 
+async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
+    tmp_path: Path, provisioned: PermsNatsServer
+) -> None:
+    """Issue 19 (also close): agent C runs the real inbox reader under exactly its printed isolate_inbox permissions
+    (nats.isolate_inbox on): it peeks, reads with and without filters, each DM once, and nothing is refused; the same
+    reader pointed at A's inbox is refused by the server, and A's mail stays unread."""
+    server = provisioned
+    team = Layout(NS)
+    async with (
+        coordinator(tmp_path, server, "agent-a", NS, A) as (coord_a, _conn_a),
+        coordinator(tmp_path, server, "agent-c", NS, C) as (coord_c, conn_c),
+    ):
+        alice, carol = await coord_a.local_caller(), await coord_c.local_caller()
+        await coord_a.registry.register(alice, handle="alice", agent_type="tester", capabilities=[], scope="team")
+        await coord_c.registry.register(carol, handle="carol", agent_type="tester", capabilities=[], scope="team")
+        to_carol = await wait_for(lambda: coord_a.registry.find_visible(alice, C), 10, ignore=(Exception,))
+        to_alice = await wait_for(lambda: coord_c.registry.find_visible(carol, A), 10, ignore=(Exception,))
+        sent = [await coord_a.inbox.send(alice, "alice", to_carol, content=f"hi {i}", message_type=kind)
+                for i, kind in enumerate(["text", "task", "text"])]  # fmt: skip
+        secret = await coord_c.inbox.send(carol, "carol", to_alice, content="alice's secret")
+        assert coord_c.inbox.isolated and coord_a.inbox.isolated
+
+        count, peeked = await coord_c.inbox.peek(carol)
+        assert (count, [m.id for m in peeked]) == (3, [m.id for m in sent])
+        tasks = await coord_c.inbox.read(carol, message_type="task")
+        assert [m.id for m in tasks.messages] == [sent[1].id] and not tasks.has_more
+        first = await coord_c.inbox.read(carol, limit=1)
+        assert [m.id for m in first.messages] == [sent[0].id] and first.has_more and first.next_cursor
+        rest = await coord_c.inbox.read(carol, cursor=first.next_cursor)
+        assert [m.id for m in rest.messages] == [sent[2].id] and not rest.has_more
+        assert (await coord_c.inbox.read(carol)).messages == []
+        assert (await coord_c.inbox.peek(carol))[0] == 0
+        assert conn_c.errors == [] and server.violations() == []
+
+        # the attack: the same reader, walking and consuming A's inbox subject
+        with pytest.raises(Exception):  # noqa: B017, PT011 - a refused request times out
+            await coord_c.inbox.fetch(team.inbox_stream, team.inbox_subject(A), 0, 10)
+        outcomes = await coord_c.inbox.claim_all(team.inbox_stream, [1, 2, 3, 4, 5])  # every DM stored so far
+        assert all(isinstance(outcome, BaseException) for outcome in outcomes), outcomes
+        await wait_for(lambda: any("agent-c" in v and f"DIRECT.GET.{team.inbox_stream}" in v
+                                   for v in server.violations()), REFUSAL_WAIT_S)  # fmt: skip
+        got = await coord_a.inbox.read(alice)
+        assert [m.id for m in got.messages] == [secret.id]
+    assert all("agent-c" in v for v in server.violations()), server.violations()
+
+
 # -- what the permissions do not enforce (pinned, so a change shows up) -----------------------------
 
 
 async def test_not_enforced_stream_wide_inbox_reads_within_a_namespace(
     tmp_path: Path, provisioned: PermsNatsServer
 ) -> None:
-    """Without isolate_inbox an agent reads its inbox with batched direct gets and deletes by sequence: the subject is
-    in the payload, so the same grants read and delete another agent's mail of the namespace. NATS subject
-    permissions cannot stop this; isolate_inbox (and a consumer-based reader) or a gateway can."""
+    """A shared-inbox agent (--shared-inbox) reads its inbox with batched direct gets and deletes by sequence: the
+    subject is in the payload, so the same grants read and delete another agent's mail of the namespace, even an
+    isolated agent's. NATS subject permissions cannot stop this: isolate every agent of the namespace (the default
+    with --agent), or serve inboxes through a gateway."""
     server = provisioned
     team = Layout(NS)
     async with Raw.of(server, "agent-a") as alice:

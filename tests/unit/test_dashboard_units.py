@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from starlette.responses import Response
 
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.config_security import SecuritySettings
 from nats_mcp.coord.context import owner_key
+from nats_mcp.dashboard.app import RECHECK_S, DashboardApp
 from nats_mcp.dashboard.audit_feed import AuditFeed
 from nats_mcp.dashboard.data import Dashboard, clip
 from nats_mcp.dashboard.sessions import Sessions
 from nats_mcp.dashboard.terminal import plain, spark
+from nats_mcp.security.authn.apikeys import ApiKeyRecord
+from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import BUILTIN, Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal
 from tests.support.env import settings_for
@@ -229,3 +236,53 @@ async def test_a_snapshot_without_nats_says_so_and_still_reads_an_audit_file(tmp
     assert snap["security"]["source"] == "file" and snap["security"]["events"][0]["reason"] == "bad_signature"
     json.dumps(snap)  # what the page and `top --json` get is plain JSON
     await dash.aclose()
+
+
+# ---- a session re-checks its credential -------------------------------------------------------------------------
+
+
+class Keys:
+    """The API-key store as the dashboard sees it: a record by id, or a failure to read one."""
+
+    def __init__(self, record: ApiKeyRecord | None) -> None:
+        self.record = record
+        self.reads = 0
+        self.down = False
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        self.reads += 1
+        if self.down:
+            raise TimeoutError("NATS is away")
+        return self.record
+
+
+def key_record(**changes: Any) -> ApiKeyRecord:
+    base = ApiKeyRecord(id="abc", name="ops", roles=("admin",), namespaces=None, created=0.0, expires=None,
+                        revoked=False, revoked_at=None, salt=b"s", hash=b"h")  # fmt: skip
+    return replace(base, **changes)
+
+
+async def test_a_session_ends_with_its_key_and_survives_an_outage_of_the_key_store(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, NATS_URL="nats://127.0.0.1:1", NATS_MCP_NAMESPACE="team-a")
+    keys = Keys(key_record())
+    app = DashboardApp(Dashboard(NatsConnection(settings), settings), Guard(SecuritySettings(), Policy(BUILTIN)),
+                       SimpleNamespace(apikeys=keys), hosts=["h"], origins=["http://h"], secure=False)  # type: ignore[arg-type]  # fmt: skip
+    clock = Clock()
+    app.sessions = Sessions(idle_s=600, max_s=3600, max_entries=10, clock=clock)
+    sid, session = app.sessions.create(WHO)
+    request: Any = SimpleNamespace(cookies={"nmcp_dashboard": sid}, client=None)
+
+    assert await app._live_session(request) is session and keys.reads == 1
+    assert await app._live_session(request) is session and keys.reads == 1  # re-checked at most every RECHECK_S
+    clock.now += RECHECK_S
+    keys.down = True  # the key store unreachable: this request is refused, nobody is logged out
+    refused = await app._live_session(request)
+    assert isinstance(refused, Response) and refused.status_code == 503 and app.sessions.get(sid) is session
+    keys.down = False
+    keys.record = key_record(revoked=True, revoked_at=1.0)
+    assert await app._live_session(request) is None and app.sessions.get(sid) is None  # gone, not just refused
+    for gone in (None, key_record(expires=1.0)):  # a deleted record, an expired key
+        keys.record = gone
+        sid, _ = app.sessions.create(WHO)
+        request.cookies["nmcp_dashboard"] = sid
+        assert await app._live_session(request) is None and app.sessions.get(sid) is None

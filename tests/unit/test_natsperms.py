@@ -98,8 +98,14 @@ def test_an_agent_writes_only_its_own_keys() -> None:
     ]
 
 
+def test_an_agent_with_a_guid_is_isolated_by_default_and_shared_only_when_asked() -> None:
+    assert agent().isolate_inbox and agent().as_dict() == agent(isolate_inbox=True).as_dict()
+    assert not build_permissions("agent", [NS], channels=CHANNELS).isolate_inbox  # no GUID: no own consumer to use
+    assert not build_permissions("gateway", [NS], channels=CHANNELS).isolate_inbox
+
+
 def test_the_stream_wide_inbox_api_is_granted_and_said_to_be_unisolated() -> None:
-    perms = agent()
+    perms = agent(isolate_inbox=False)
     stream = Layout(NS).inbox_stream
     publish = perms.as_dict()["publish"]["allow"]
     for api in ("DIRECT.GET", "STREAM.MSG.GET", "STREAM.MSG.DELETE"):
@@ -126,7 +132,7 @@ def test_an_isolated_inbox_is_reached_only_through_the_agents_own_filtered_consu
         assert f"$JS.API.{api}.{stream}" in deny
     assert f"$JS.API.DIRECT.GET.{stream}.>" in deny
     assert not any("not isolated between agents" in c for c in perms.caveats)
-    assert any("cannot read its inbox until" in c for c in perms.caveats)
+    assert any("NATS_MCP_NATS_ISOLATE_INBOX=true" in c for c in perms.caveats)
 
 
 def test_an_agent_without_guid_may_act_as_any_agent_of_its_namespace_and_is_told_so() -> None:
@@ -146,9 +152,10 @@ def test_dm_namespaces_get_send_and_stream_info_only() -> None:
 
 
 def test_audit_is_append_and_last_record_only_and_can_be_left_out() -> None:
-    with_audit = [s for s in agent().as_dict()["publish"]["allow"] if "audit" in s]
+    perms = agent()
+    with_audit = [s for s in perms.as_dict()["publish"]["allow"] if "audit" in s]
     assert with_audit == [
-        "nmcp.audit.*",
+        f"nmcp.audit.{perms.inbox_prefix}.*",  # its own writer token only: the subject proves who wrote a chain
         f"$JS.API.STREAM.INFO.{AUDIT_STREAM}",
         f"$JS.API.STREAM.MSG.GET.{AUDIT_STREAM}",
     ]
@@ -166,7 +173,7 @@ def test_a_gateway_serves_every_agent_of_each_of_its_namespaces() -> None:
         assert lay.inbox_subjects in subscribe
         assert f"$KV.{DIRECTORY_BUCKET}.{ns}.*" in perms.as_dict()["publish"]["allow"]
         assert f"$JS.API.DIRECT.GET.{lay.inbox_stream}" in perms.as_dict()["publish"]["allow"]
-    assert "nmcp.audit.*" in perms.as_dict()["publish"]["allow"]  # always, whatever audit says
+    assert f"nmcp.audit.{perms.inbox_prefix}.*" in perms.as_dict()["publish"]["allow"]  # always, whatever audit says
     assert any("the guard is what keeps" in c for c in perms.caveats)
     same = build_permissions("gateway", [NS, "b-team"], channels=CHANNELS)
     assert perms.inbox_prefix == same.inbox_prefix == default_inbox_prefix("gateway", [NS, "b-team"])
@@ -186,7 +193,7 @@ def test_a_jetstream_domain_changes_the_api_prefix_and_adds_the_v2_ack_form() ->
     perms = agent(jetstream_domain="hub")
     publish = perms.as_dict()["publish"]["allow"]
     assert not [s for s in publish if s.startswith("$JS.API.")]
-    assert f"$JS.hub.API.DIRECT.GET.{Layout(NS).inbox_stream}" in publish
+    assert f"$JS.hub.API.DIRECT.GET.{Layout(NS).work_stream}" in publish
     assert f"$JS.hub.*.{Layout(NS).work_stream}.*.>".replace("$JS.hub", "$JS.ACK.hub") in publish
     assert build_permissions("admin", jetstream_domain="hub").as_dict()["publish"]["allow"][0] == "$JS.hub.API.>"
 

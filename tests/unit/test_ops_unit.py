@@ -35,7 +35,8 @@ def test_every_stream_and_bucket_the_layout_names_is_internal() -> None:
 def test_the_servers_subjects_and_natss_own_are_not_writable() -> None:
     subjects = [
         L.channel_subject("general"), L.inbox_subject("a" * 32), L.work_subject("python", 5),
-        L.deadline_due_subject("0" * 8 + "-0000-0000-0000-" + "0" * 12), L.dlq_subject(), audit_subject("b" * 32),
+        L.deadline_due_subject("0" * 8 + "-0000-0000-0000-" + "0" * 12), L.dlq_subject(),
+        audit_subject("b" * 32, "_INBOX_w"),
         "$JS.API.STREAM.DELETE.X", "$KV.cfg.k", "$SYS.REQ.SERVER.PING", "_INBOX.abc.def",
     ]  # fmt: skip
     for s in subjects:

@@ -8,6 +8,7 @@ bucket, the directory, holds copies of the registry entries that other namespace
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from nats_mcp.names import (
@@ -180,11 +181,58 @@ APIKEYS_BUCKET = f"{PREFIX}_apikeys"
 """Deployment-wide KV bucket of API keys (salted hashes only), keyed by key id."""
 
 AUDIT_STREAM = f"{PREFIX}_audit"
-"""The deployment's audit stream: every server process's hash chain, one subject per chain."""
+"""The deployment's audit stream: every server process's hash chain, one subject per writer and chain."""
 
-AUDIT_SUBJECTS = f"{PREFIX}.audit.*"
+AUDIT_SUBJECTS = f"{PREFIX}.audit.>"
+"""The audit stream's subjects: ``nmcp.audit.<writer>.<chain>`` (and ``nmcp.audit.<chain>``, where records were
+stored before writers were named: still read and verified, never written, their writer unknown)."""
+
+DEFAULT_REPLY_PREFIX = "_INBOX"
+"""nats-py's reply prefix, used when ``nats.inbox_prefix`` is not set."""
+
+_WRITER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-def audit_subject(chain: str) -> str:
-    """The subject of one audit chain (a chain id has the agent-GUID format: 32 lowercase hex characters)."""
-    return f"{PREFIX}.audit.{validate_guid(chain, 'audit chain id')}"
+def audit_writer(inbox_prefix: str | None) -> str:
+    """The writer token of a NATS user's audit chains: its reply prefix (one per user in the printed permissions,
+    which let it publish only under its own token), or ``h_<digest>`` of a multi-token prefix."""
+    prefix = inbox_prefix or DEFAULT_REPLY_PREFIX
+    if "." in prefix or not prefix or not set(prefix) <= _WRITER_CHARS:
+        return "h_" + hashlib.sha256(prefix.encode()).hexdigest()[:24]
+    return prefix
+
+
+def check_audit_writer(writer: str) -> str:
+    """A writer token as :func:`audit_writer` makes them (one subject token); InvalidNameError otherwise."""
+    if not writer or len(writer) > 128 or not set(writer) <= _WRITER_CHARS:
+        raise InvalidNameError(f"audit writer {writer!r} is not one subject token of letters, digits, '_' or '-'")
+    return writer
+
+
+def audit_writer_subjects(writer: str) -> str:
+    """Every chain subject of one writer (what its NATS user may publish to)."""
+    return f"{PREFIX}.audit.{check_audit_writer(writer)}.*"
+
+
+def audit_subject(chain: str, writer: str) -> str:
+    """The subject of one audit chain of one writer (a chain id has the agent-GUID format: 32 lowercase hex)."""
+    return f"{PREFIX}.audit.{check_audit_writer(writer)}.{validate_guid(chain, 'audit chain id')}"
+
+
+def audit_chain_filter(chain: str) -> str:
+    """A subject filter matching one chain whoever wrote it."""
+    return f"{PREFIX}.audit.*.{validate_guid(chain, 'audit chain id')}"
+
+
+def parse_audit_subject(subject: str) -> tuple[str | None, str] | None:
+    """``nmcp.audit.<writer>.<chain>`` -> (writer, chain); the older ``nmcp.audit.<chain>`` -> (None, chain);
+    None for anything else."""
+    parts = subject.split(".")
+    if len(parts) not in (3, 4) or parts[:2] != [PREFIX, "audit"]:
+        return None
+    try:
+        chain = validate_guid(parts[-1], "audit chain id")
+        writer = check_audit_writer(parts[2]) if len(parts) == 4 else None
+    except InvalidNameError:
+        return None
+    return writer, chain

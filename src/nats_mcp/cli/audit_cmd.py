@@ -83,7 +83,8 @@ def _line(data: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _show(raw: bytes, as_json: bool) -> None:
+def _show(raw: bytes, as_json: bool, subject: str = "") -> None:
+    """One record: as stored (``--json``), or as a line ending with its writer (from the subject it came on)."""
     try:
         data = json.loads(raw)
     except ValueError:
@@ -93,7 +94,11 @@ def _show(raw: bytes, as_json: bool) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
     elif isinstance(data, dict):
-        out.print(_line(data), markup=False, highlight=False)
+        from nats_mcp.bus.layout import parse_audit_subject
+
+        parsed = parse_audit_subject(subject)
+        writer = f" by {parsed[0]}" if parsed and parsed[0] else " by an unknown writer" if parsed else ""
+        out.print(_line(data) + writer, markup=False, highlight=False)
     else:
         out.print("(a message that is not an audit record)", markup=False, highlight=False)
 
@@ -110,10 +115,10 @@ async def _tail(settings: Settings, n: int, chain: str | None, follow: bool, as_
         except Exception as exc:
             fail(f"reading the audit stream failed: {_why(exc)}")
         for msg in records:
-            _show(msg.data, as_json)
+            _show(msg.data, as_json, msg.subject)
         if follow:
             async for msg in follow_records(conn, last, chain=chain):
-                _show(msg.data, as_json)
+                _show(msg.data, as_json, msg.subject)
 
 
 @app.command("tail")
@@ -156,6 +161,8 @@ def _report(result: VerifyResult, source: str, as_json: bool, verbose: bool) -> 
         out.print(f"({source}; {result.records} records read up to this one)", highlight=False)
         return
     out.print(f"[green]{result.summary}[/] ({source})", highlight=False)
+    if source.startswith("stream"):
+        _writers(result)
     open_chains = result.open_chains
     if open_chains:
         out.print(
@@ -165,15 +172,31 @@ def _report(result: VerifyResult, source: str, as_json: bool, verbose: bool) -> 
         )
     if verbose and result.chains:
         table = Table(title="audit chains")
-        for column in ("chain", "records", "first", "last", "end"):
+        for column in ("chain", "writer", "records", "first", "last", "end"):
             table.add_column(column, overflow="fold")
         for c in result.chains:
             end = "ended" if c.ended else "open"
-            table.add_row(c.chain, str(c.records), c.first_time or "", c.last_time or "", end)
+            table.add_row(c.chain, c.writer or "unknown", str(c.records), c.first_time or "", c.last_time or "", end)
         out.print(table)
         out.print("anchors (keep them elsewhere; --anchor checks a later verification against them):", highlight=False)
         for c in result.chains:
             out.print(f"{c.chain}:{c.last_seq}:{c.head}", markup=False, highlight=False)
+
+
+def _writers(result: VerifyResult) -> None:
+    """Who wrote the chains: the writer token of their subjects (the NATS user's reply prefix), never what the
+    records claim; chains stored before writers were named cannot be attributed, and are counted as such."""
+    by_writer: dict[str | None, int] = {}
+    for c in result.chains:
+        by_writer[c.writer] = by_writer.get(c.writer, 0) + 1
+    for writer, count in sorted(by_writer.items(), key=lambda item: (item[0] is None, item[0] or "")):
+        chains = f"{count} chain{'s' if count != 1 else ''}"
+        if writer is None:
+            text = (f"{chains} on subjects without a writer (stored before writers were named): anyone allowed to "
+                    "publish to the audit stream then may have written them")  # fmt: skip
+            out.print(text, markup=False, highlight=False)
+        else:
+            out.print(f"writer {writer}: {chains}", markup=False, highlight=False)
 
 
 async def _verify_stream(
@@ -216,7 +239,8 @@ def verify(
     """Verify the audit stream (or a JSONL file): exit 0 if every chain holds, else 1 and the first bad record.
 
     Each record's hash must recompute, each prev must be the previous record's hash, and seq must run from 1
-    without a gap: a record altered, removed, repeated or reordered breaks its chain.
+    without a gap: a record altered, removed, repeated or reordered breaks its chain. In the stream, each chain's
+    writer (the NATS user, by the subject it may publish to) is reported, and a chain found under two writers fails.
     """
     from nats_mcp.security.audit_chain import parse_anchor
     from nats_mcp.security.audit_store import verify_file

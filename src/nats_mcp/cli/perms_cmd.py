@@ -38,12 +38,14 @@ def nats_permissions(
         typer.Option("--dm-namespace", help="Another namespace whose agents may be sent DMs (repeat)."),
     ] = None,
     isolate_inbox: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--isolate-inbox",
-            help="Deny the stream-wide inbox API; the agent reads its inbox only through its own consumer.",
+            "--isolate-inbox/--shared-inbox",
+            help="Deny the stream-wide inbox API: the agent reads only its own inbox, through its own consumer (run it "
+            "with nats.isolate_inbox). Default: isolated when --agent is given.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Agents append to the audit stream.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (lists, reasons, caveats, the block).")] = False,
 ) -> None:

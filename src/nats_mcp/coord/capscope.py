@@ -1,9 +1,10 @@
-"""The capability read-scope boundary: which capabilities' queues the running call may see, set per call by the server.
+"""The read-scope boundary: which capabilities' queues and which channels the running call may see, set per call.
 
 Queue status and dead-letter listings without a capability argument span every capability of the namespace;
 the server narrows them to what the caller's policy grants (a claim or broadcast grant) around each such
-call. A contextvar, so concurrent calls never see each other's scope; unset (the CLI, the dashboard, tests
-of the domain) means every capability.
+call. Channel status without a channel argument likewise shows only the channels the policy lets the caller
+read. Contextvars, so concurrent calls never see each other's scope; unset (the CLI, the dashboard, tests
+of the domain) means every capability and every channel.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 Readable = Callable[[str], bool]
 
 _readable: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_caps", default=None)
+_channels: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_chans", default=None)
 
 
 def visible(capability: str) -> bool:
@@ -36,3 +38,19 @@ def limited_to(readable: Readable | None) -> Iterator[None]:
         yield
     finally:
         _readable.reset(token)
+
+
+def channel_visible(channel: str) -> bool:
+    """Whether the running call may see ``channel``'s counters."""
+    readable = _channels.get()
+    return readable is None or readable(channel)
+
+
+@contextlib.contextmanager
+def channels_limited_to(readable: Readable | None) -> Iterator[None]:
+    """Within the block, only channels ``readable`` accepts are visible (None: all of them)."""
+    token = _channels.set(readable)
+    try:
+        yield
+    finally:
+        _channels.reset(token)

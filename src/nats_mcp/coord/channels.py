@@ -33,6 +33,7 @@ from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.config import ChannelSettings, Settings
+from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NotFound
 from nats_mcp.coord.models import ChannelInfo, ChannelMessage, ChannelStatus, Scope
@@ -307,8 +308,12 @@ class ChannelService:
     # -- status --------------------------------------------------------------------------------
 
     async def status(self, channel: str | None = None) -> builtins.list[ChannelStatus]:
-        """Counters per channel (one or all configured); a channel whose stream does not exist yet reads as zeros."""
-        chans = [self._channel(channel)] if channel is not None else list(self._channels.values())
+        """Counters per channel (one, or all configured that the call may read: see :mod:`~nats_mcp.coord.capscope`);
+        a channel whose stream does not exist yet reads as zeros."""
+        if channel is not None:
+            chans = [self._channel(channel)]
+        else:
+            chans = [c for c in self._channels.values() if capscope.channel_visible(c.name)]
         return list(await asyncio.gather(*(self._status(c) for c in chans)))
 
     async def _status(self, channel: ChannelSettings) -> ChannelStatus:

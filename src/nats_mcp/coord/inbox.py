@@ -11,10 +11,19 @@ succeeds for exactly one caller (:func:`nats_mcp.bus.streamops.delete_msg`), so 
 readers never return the same message. Messages that do not match the filters are only looked at,
 never deleted (M2), and the cursor is a real position (M3). Nothing waits: an empty inbox answers at
 once.
+
+With ``nats.isolate_inbox`` (an agent whose NATS user may touch only its own inbox: the stream-wide direct-get
+and delete APIs name the stream, not the subject, so they cannot be scoped) the owner reads through its own
+durable consumer ``inbox_<guid>``, created through the subject-filtered create API whose subject the server
+checks against the filter. A read pulls, acknowledges each message it returns (one acknowledgement, confirmed
+by the server, consumes it: concurrent readers never get the same one) and offers the rest back (``-NAK``) when
+it ends. Consumed mail then stays stored until ``limits.inbox_max_age`` (the agent may not delete), and counts
+towards the inbox's cap until then; the cursor only says that more is waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -30,6 +39,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.pull import Delivery, ack, pull
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config import Settings, duration_seconds
@@ -53,6 +63,9 @@ MAX_EMPTY_RETRIES = 3
 """How often a batch whose first message was lost in transit is asked for again before the read stops."""
 API_TIMEOUT_S = 5.0
 DEFAULT_DUPLICATE_WINDOW_S = 120.0
+ISOLATED_ACK_WAIT_S = 30.0
+"""How long a message an isolated read holds stays away from other reads (a crashed reader's come back after it)."""
+_STREAM_NOT_FOUND = 10059
 
 # The publish error of a full inbox (discard new per subject).
 _ERR_PER_SUBJECT_FULL = "maximum messages per subject exceeded"
@@ -163,6 +176,9 @@ class InboxService:
         self._api = api_prefix(settings.nats.jetstream_domain)
         self._ready: set[str] = set()
         """Inbox streams this process has created or brought to the configured limits."""
+        self.isolated = settings.nats.isolate_inbox
+        self._consumers: set[str] = set()
+        """``<stream>.<consumer>`` of the isolated inbox consumers this process has created."""
 
     # -- send ------------------------------------------------------------------------------------
 
@@ -265,6 +281,11 @@ class InboxService:
         after = 0
         if cursor is not None:
             after = int_position(read_cursor(cursor, READ_TOOL, caller.namespace, binding), "after")
+        if self.isolated:
+            with nats_errors():
+                messages, more = await self._read_isolated(Layout(caller.namespace), caller.guid, filters, limit)
+            cursor_out = make_cursor(READ_TOOL, caller.namespace, binding, {"after": 0}) if more else None
+            return InboxPage(messages=messages, next_cursor=cursor_out, has_more=more)
         scan = _Read(self, Layout(caller.namespace), caller.guid, filters, limit, after)
         with nats_errors():
             await scan.run()
@@ -289,6 +310,9 @@ class InboxService:
         """
         check_limit(limit)
         layout = Layout(caller.namespace)
+        if self.isolated:
+            with nats_errors():
+                return await self._peek_isolated(layout, caller.guid, limit)
         stream, subject = layout.inbox_stream, layout.inbox_subject(caller.guid)
         found: list[DirectMessage] = []
         walked = junk = position = lost_first = 0
@@ -321,6 +345,104 @@ class InboxService:
         except NotFoundError:
             return 0
         return int((info.state.subjects or {}).get(subject, 0))
+
+    # -- isolated reads: through the owner's own consumer -----------------------------------------
+
+    async def _own_consumer(self, layout: Layout, owner: str) -> str | None:
+        """The owner's durable inbox consumer, created (idempotently) through ``CONSUMER.CREATE.<stream>.<name>.
+        <filter>``: the server refuses a body whose filter is not the one in the subject, which is what lets NATS
+        permissions scope an agent to its own inbox. None when the inbox stream does not exist yet."""
+        stream, name, subject = layout.inbox_stream, f"inbox_{owner}", layout.inbox_subject(owner)
+        if f"{stream}.{name}" in self._consumers:
+            return name
+        config = {"durable_name": name, "name": name, "filter_subject": subject, "ack_policy": "explicit",
+                  "ack_wait": int(ISOLATED_ACK_WAIT_S * 1e9), "deliver_policy": "all", "replay_policy": "instant",
+                  "max_ack_pending": self._limits.inbox_max_messages}  # fmt: skip
+        body = json.dumps({"stream_name": stream, "config": config}).encode()
+        reply = await self._conn.client.request(
+            f"{self._api}.CONSUMER.CREATE.{stream}.{name}.{subject}", body, timeout=API_TIMEOUT_S
+        )
+        answer = json.loads(reply.data or b"{}")
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if isinstance(error, dict):
+            if error.get("err_code") == _STREAM_NOT_FOUND:
+                return None
+            APIError.from_error(error)
+        self._consumers.add(f"{stream}.{name}")
+        return name
+
+    async def _pull(self, stream: str, name: str, batch: int) -> list[Delivery]:
+        return await pull(self._conn.client, stream, name, batch, prefix=self._api, timeout=API_TIMEOUT_S)
+
+    async def _offer_back(self, held: Sequence[Delivery]) -> None:
+        """Deliveries this read took but does not return: offered again at once (a lost ``-NAK`` only delays them
+        until the ack wait ends)."""
+        outcomes = await asyncio.gather(*(ack(self._conn.client, d.reply, "-NAK", timeout=API_TIMEOUT_S)
+                                          for d in held), return_exceptions=True)  # fmt: skip
+        if any(isinstance(o, BaseException) for o in outcomes):
+            log.warning("inbox: %d message(s) could not be offered back; they return after the ack wait",
+                        sum(isinstance(o, BaseException) for o in outcomes))  # fmt: skip
+
+    async def _read_isolated(
+        self, layout: Layout, owner: str, filters: _Filters, limit: int
+    ) -> tuple[list[DirectMessage], bool]:
+        """Consume up to ``limit`` matching messages through the owner's consumer: (oldest first, more waiting)."""
+        name = await self._own_consumer(layout, owner)
+        if name is None:
+            return [], False
+        stream, nc = layout.inbox_stream, self._conn.client
+        won: list[tuple[int, DirectMessage]] = []
+        held: list[Delivery] = []
+        more = False
+        try:
+            while not more:
+                size = FILTERED_BATCH if filters.active else limit - len(won) + 1  # one extra: is more waiting?
+                batch = await self._pull(stream, name, size)
+                taken: list[tuple[Delivery, DirectMessage | None]] = []
+                for delivery in batch:
+                    message = parse_stored(delivery.data, owner)
+                    if message is not None and not filters.matches(message):
+                        held.append(delivery)
+                    elif message is not None and len(won) + sum(m is not None for _, m in taken) >= limit:
+                        held.append(delivery)
+                        more = True
+                    else:
+                        taken.append((delivery, message))  # a match to return, or junk to acknowledge away
+                acks = await asyncio.gather(*(ack(nc, d.reply, "+ACK", timeout=API_TIMEOUT_S) for d, _ in taken),
+                                            return_exceptions=True)  # fmt: skip
+                for (delivery, message), outcome in zip(taken, acks, strict=True):
+                    if isinstance(outcome, BaseException):
+                        held.append(delivery)  # not known to be consumed: offered again rather than lost
+                    elif message is not None:
+                        won.append((delivery.stream_seq, message))
+                failed = next((o for o in acks if isinstance(o, BaseException)), None)
+                if failed is not None and not won:
+                    raise failed
+                if failed is not None or len(batch) < size:
+                    break
+        finally:
+            if held:
+                await self._offer_back(held)
+        return [m for _, m in sorted(won, key=lambda item: item[0])], more
+
+    async def _peek_isolated(self, layout: Layout, owner: str, limit: int) -> tuple[int, list[DirectMessage]]:
+        """The waiting count (the consumer's pending and held messages) and the oldest ``limit`` messages, taken
+        and offered straight back: a read running at that moment does not see them."""
+        name = await self._own_consumer(layout, owner)
+        if name is None:
+            return 0, []
+        stream = layout.inbox_stream
+        batch = await self._pull(stream, name, limit)
+        try:
+            reply = await self._conn.client.request(f"{self._api}.CONSUMER.INFO.{stream}.{name}", b"",
+                                                    timeout=API_TIMEOUT_S)  # fmt: skip
+            info = json.loads(reply.data or b"{}")
+        finally:
+            if batch:
+                await self._offer_back(batch)
+        count = int(info.get("num_pending", 0)) + int(info.get("num_ack_pending", 0))
+        found = [m for m in (parse_stored(d.data, owner) for d in batch) if m is not None]
+        return max(count, len(found)), found
 
     # -- NATS primitives of a read ---------------------------------------------------------------
 

@@ -6,12 +6,17 @@ namespace. The session cookie carries a random id only (``HttpOnly; SameSite=Str
 ``Secure`` over TLS); POSTs must come from an allowed Origin (and logout carries the session's CSRF token);
 every request must name an allowed Host (DNS rebinding). Responses carry a strict Content-Security-Policy:
 no inline script or style, nothing from another origin. The page polls the snapshot endpoint.
+
+A session lasts no longer than its credential: the page and every data request re-check it (an API key's record
+is read again, at most every :data:`RECHECK_S` seconds per session; a token's ``exp`` is compared), and a session
+whose key was revoked or expired, or whose token expired, is dropped there and then.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,8 +30,10 @@ from nats_mcp.config import Settings
 from nats_mcp.dashboard.data import Dashboard
 from nats_mcp.dashboard.sessions import COOKIE, Session, Sessions
 from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.authn.apikeys import ApiKeys
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import Guard
+from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.dashboard")
 
@@ -50,6 +57,8 @@ LOGIN_MESSAGES = {
     "expired": "Your session ended; log in again.",
     "empty": "Paste an API key (nmk_…) or a bearer token.",
 }
+RECHECK_S = 1.0
+"""How long a session's credential check is reused: bounds both the delay of a revocation and the KV reads."""
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 
 
@@ -120,8 +129,47 @@ class DashboardApp:
     def _origin_ok(self, request: Request) -> bool:
         return request.headers.get("origin", "") in self.origins
 
-    def _session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE))
+    async def _live_session(self, request: Request) -> Session | Response | None:
+        """The request's session if its credential still holds; None (and the session dropped) when it does not;
+        a 503 when the credential cannot be checked now (the session is kept: an outage logs nobody out)."""
+        session_id = request.cookies.get(COOKIE)
+        session = self.sessions.get(session_id)
+        if session is None:
+            return None
+        now = self.sessions.now()
+        if now - session.checked < RECHECK_S:
+            return session
+        try:
+            why = await self._credential_ended(session.principal)
+        except Exception as exc:  # the key store unreachable: refuse this request, decide on the next
+            log.warning("dashboard: cannot re-check the credential of %s: %s", session.principal.display,
+                        type(exc).__name__)  # fmt: skip
+            return self._refuse(503, "cannot check the session's credential now; try again")
+        if why is not None:
+            self.sessions.drop(session_id)
+            self.guard.audit.record("denied", principal=session.principal, transport=self.transport,
+                                    peer=_peer(request), namespace=self.data.layout.namespace,
+                                    outcome="unauthenticated", reason=f"dashboard_session_{why}")  # fmt: skip
+            log.info("dashboard session of %s ended: credential %s", session.principal.display, why)
+            return None
+        session.checked = now
+        return session
+
+    async def _credential_ended(self, principal: Principal) -> str | None:
+        """Why the credential behind ``principal`` no longer holds (``revoked``, ``expired``), or None."""
+        exp = principal.claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool) and exp <= time.time():
+            return "expired"
+        if principal.method != "apikey":
+            return None
+        keys: ApiKeys | None = getattr(self.provider, "apikeys", None)
+        if keys is None or principal.key_id is None:
+            return "revoked"  # an API-key session whose store is gone: nothing says the key still holds
+        record = await keys.get(principal.key_id)
+        if record is None:
+            return "revoked"
+        status = record.status()
+        return None if status == "active" else status
 
     def _refuse(self, status: int, error: str) -> Response:
         return self._respond(JSONResponse({"error": error}, status_code=status))
@@ -144,7 +192,10 @@ class DashboardApp:
     async def page(self, request: Request) -> Response:
         if not self._host_ok(request):
             return self._refuse(421, "host not allowed")
-        if self._session(request) is None:
+        session = await self._live_session(request)
+        if isinstance(session, Response):
+            return session
+        if session is None:
             return self._to_login()
         return self._respond(Response(self._pages["index.html"], media_type="text/html; charset=utf-8"))
 
@@ -225,7 +276,9 @@ class DashboardApp:
     async def snapshot(self, request: Request) -> Response:
         if not self._host_ok(request):
             return self._refuse(421, "host not allowed")
-        session = self._session(request)
+        session = await self._live_session(request)
+        if isinstance(session, Response):
+            return session
         if session is None:
             return self._refuse(401, "log in at " + self.prefix + "/login")
         data: dict[str, Any] = dict(await self.data.snapshot())

@@ -1,7 +1,8 @@
 """The dashboard session boundary: random session ids -> who logged in, bounded, with idle and absolute expiry.
 
 The cookie holds only a random id (256 bits); the table is keyed by its SHA-256, so neither the id nor the
-credential used to log in is kept in memory. Never the credential: a session remembers the principal.
+credential used to log in is kept in memory. Never the credential: a session remembers the principal, and the
+app re-checks the credential's record (an API key's, a token's expiry) at most every few seconds while it is used.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Session:
     created: float
     seen: float
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    checked: float = float("-inf")
+    """When the credential it was opened with was last found still valid (the clock of :class:`Sessions`)."""
 
 
 def _key(session_id: str) -> str:
@@ -60,6 +63,9 @@ class Sessions:
             return None
         session.seen = now
         return session
+
+    def now(self) -> float:
+        return self._clock()
 
     def drop(self, session_id: str | None) -> None:
         if session_id:

@@ -241,11 +241,12 @@ def build_server(
         call = CallContext(security.principal(), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
         suffix = table.suffix_of[name]
-        # Queue reads without a capability show only the capabilities the caller's policy grants.
+        # Queue reads without a capability (channel status without a channel) show only what the policy grants.
         readable = security.guard.policy.capability_reader(call.principal) if suffix in CAPABILITY_READ_TOOLS else None
+        channels = security.guard.policy.channel_reader(call.principal) if suffix == "channels_status" else None
 
         async def run() -> types.CallToolResult:
-            with capscope.limited_to(readable):
+            with capscope.limited_to(readable), capscope.channels_limited_to(channels):
                 async with assist.progress(ctx, suffix, arguments):
                     return await table.call(coordinator, caller, name, arguments, scope)
 

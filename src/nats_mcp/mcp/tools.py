@@ -325,7 +325,8 @@ CORE_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("channels_send", "Post to channel", "Post a message to a channel (needs a handle). Everyone in the "
              "namespace can read it; history is kept.", ChannelsSendArgs, ChannelsSendOut, channels_send),
     ToolSpec("channels_read", "Read channel", "Read a channel without consuming it: newest page first (each page "
-             "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new.",
+             "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new. Handles are "
+             "not unique: identify a sender by senderGuid, set by the server from the sender's identity.",
              ChannelsReadArgs, ChannelsReadOut, channels_read, read_only=True, idempotent=True),
     ToolSpec("channels_status", "Channel status", "Message counts, bytes and sequence range of one or all "
              "channels.", ChannelsStatusArgs, ChannelsStatusOut, channels_status, read_only=True, idempotent=True),
@@ -348,7 +349,8 @@ CORE_TOOLS: tuple[ToolSpec, ...] = (
              "GUID (needs registration). It waits in the recipient's inbox even while it is offline.",
              SendDirectArgs, SendDirectOut, messages_send_direct),
     ToolSpec("messages_read_direct", "Read direct messages", "Read your direct messages, oldest first. Returned "
-             "messages are consumed (read once); messages that do not match the filters stay.", ReadDirectArgs,
+             "messages are consumed (read once); messages that do not match the filters stay. Handles are not unique: "
+             "identify a sender by senderGuid, set by the server from the sender's identity.", ReadDirectArgs,
              ReadDirectOut, messages_read_direct, destructive=True),
 )  # fmt: skip
 

@@ -319,6 +319,9 @@ class ChainInfo:
     last_time: str | None = None
     ended: bool = False
     """The chain ends with its writer's ``chain_end`` record (a clean stop)."""
+    writer: str | None = None
+    """Who wrote it (the stream: the writer token of its subject, i.e. the NATS user; None in a file, or for chains
+    stored before writers were named)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -330,6 +333,7 @@ class ChainInfo:
             "first_time": self.first_time,
             "last_time": self.last_time,
             "ended": self.ended,
+            "writer": self.writer,
         }
 
 

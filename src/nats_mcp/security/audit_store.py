@@ -1,7 +1,10 @@
 """The audit storage boundary: where the audit chain is written (the deployment's JetStream stream, a JSONL file)
 and read back (verify, tail, follow).
 
-The stream (``nmcp_audit``, file storage, subjects ``nmcp.audit.<chain>``) refuses message deletes and purges.
+The stream (``nmcp_audit``, file storage, subjects ``nmcp.audit.<writer>.<chain>``) refuses message deletes and
+purges. The writer token is the NATS user's reply prefix (:func:`~nats_mcp.bus.layout.audit_writer`): the printed
+permissions let a user publish only under its own token, so the subject a chain is stored on proves which NATS user
+wrote it, and the stream verifier refuses a chain found under two writers.
 Each record is published with ``Nats-Expected-Last-Subject-Sequence`` set to the stream sequence of the
 previous record of its chain, so a chain cannot fork silently: if anything else was written on the chain's
 subject, or its last record removed, the publish fails, the last stored message is read, and unless it is the
@@ -35,7 +38,14 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg, api_prefix, get_batch
 from nats_mcp.bus.errors import BusError, translate
-from nats_mcp.bus.layout import AUDIT_STREAM, AUDIT_SUBJECTS, audit_subject
+from nats_mcp.bus.layout import (
+    AUDIT_STREAM,
+    AUDIT_SUBJECTS,
+    audit_chain_filter,
+    audit_subject,
+    audit_writer,
+    parse_audit_subject,
+)
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.security.audit_chain import Anchor, AuditRecord, ChainDivergedError, Verifier, VerifyResult
 
@@ -76,6 +86,8 @@ class StreamSink:
         self._replicas = replicas
         self._timeout = timeout
         self._ensured = False
+        self.writer = audit_writer(conn.settings.nats.inbox_prefix)
+        """This process's writer token: its chains go to ``nmcp.audit.<writer>.<chain>``."""
         self._last: dict[str, int] = {}
         """chain -> stream sequence of its last record written by this sink."""
         self._ready = asyncio.Event()
@@ -142,7 +154,7 @@ class StreamSink:
                         AUDIT_STREAM, _why(exc, "update refused"))  # fmt: skip
 
     async def _publish(self, js: Any, record: AuditRecord, written: int) -> None:
-        subject = audit_subject(record.chain)
+        subject = audit_subject(record.chain, self.writer)
         expected = self._last.get(record.chain)
         if expected is None and record.seq > 1:
             expected, stored = await self._resume(js, record, written)
@@ -168,7 +180,7 @@ class StreamSink:
     async def _last_on(self, js: Any, record: AuditRecord) -> tuple[int, dict[str, Any] | None] | None:
         """(stream seq, parsed record) of the last message on the record's chain subject; None if there is none."""
         try:
-            msg = await js.get_last_msg(AUDIT_STREAM, audit_subject(record.chain))
+            msg = await js.get_last_msg(AUDIT_STREAM, audit_subject(record.chain, self.writer))
         except NotFoundError:
             return None
         try:
@@ -337,26 +349,43 @@ async def verify_stream(
 ) -> VerifyResult | None:
     """Verify every record in the audit stream up to its last sequence now; None when there is no audit stream.
 
-    Beyond :func:`~nats_mcp.security.audit.verify`: each record must be on its own chain's subject, and a chain
-    that a writer reported as diverged must end where that writer had left it.
+    Beyond :func:`~nats_mcp.security.audit.verify`: each record must be on a subject of its own chain, and every
+    record of a chain under one writer (the first record's: each chain's writer is reported); a chain that a writer
+    reported as diverged must end where that writer had left it.
     """
     info = await stream_info(conn)
     if info is None:
         return None
     state = info.state
     verifier = Verifier(allow_expired_head=allow_expired_head, anchors=anchors, check_divergence=True)
+    writers: dict[str, str | None] = {}
     if state.messages:
         prefix = api_prefix(conn.settings.nats.jetstream_domain)
         async for msg in read_range(conn.client, state.first_seq, state.last_seq, prefix=prefix):
             where = f"stream sequence {msg.seq}"
+            record = _chain_of(msg.data)
+            if record is not None:  # the writer first: a forged record must be named as such, whatever else is wrong
+                chain, seq = record
+                parsed = parse_audit_subject(msg.subject)
+                raw = msg.data.decode(errors="replace")
+                if parsed is None or parsed[1] != chain:
+                    verifier.fail(chain, seq, where, f"stored on subject {msg.subject}, not its chain's", raw)
+                    break
+                owner = writers.setdefault(chain, parsed[0])
+                if owner != parsed[0]:
+                    what = (f"written by {_writer_name(parsed[0])}, but the chain was written by "
+                            f"{_writer_name(owner)}: a record forged onto another writer's chain")  # fmt: skip
+                    verifier.fail(chain, seq, where, what, raw)
+                    break
             if not verifier.add(msg.data, where):
                 break
-            record = verifier.problem is None and _chain_of(msg.data)
-            if record and msg.subject != audit_subject(record[0]):
-                verifier.fail(record[0], record[1], where, f"stored on subject {msg.subject}, not its chain's",
-                              msg.data.decode(errors="replace"))  # fmt: skip
-                break
+            if record is not None:
+                verifier.chains[record[0]].writer = writers[record[0]]
     return verifier.result()
+
+
+def _writer_name(writer: str | None) -> str:
+    return f"writer {writer}" if writer is not None else "an unknown writer (a subject without a writer token)"
 
 
 def _chain_of(data: bytes) -> tuple[str, int] | None:
@@ -375,7 +404,7 @@ async def newest(conn: NatsConnection, n: int, *, chain: str | None = None) -> t
     first, last = info.state.first_seq, info.state.last_seq
     if n <= 0 or not info.state.messages:
         return [], last
-    subject = audit_subject(chain) if chain else None
+    subject = audit_chain_filter(chain) if chain else None
     prefix = api_prefix(conn.settings.nats.jetstream_domain)
     window = max(n, 256)
     while True:
@@ -389,7 +418,7 @@ async def newest(conn: NatsConnection, n: int, *, chain: str | None = None) -> t
 async def follow(conn: NatsConnection, after: int, *, chain: str | None = None) -> AsyncIterator[StoredMsg]:
     """Records stored after stream sequence ``after``, as they arrive (forever). Live publishes on the chain
     subjects only ring the bell; what is yielded is always read from the stream, in order, without gaps."""
-    subject = audit_subject(chain) if chain else AUDIT_SUBJECTS
+    subject = audit_chain_filter(chain) if chain else AUDIT_SUBJECTS
     prefix = api_prefix(conn.settings.nats.jetstream_domain)
     bell = asyncio.Event()
 

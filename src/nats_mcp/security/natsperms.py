@@ -16,7 +16,10 @@ What the roles are:
   capture any subject of the account (another agent's replies included) into a stream it can read. It
   may create the work queues' durable consumers (new capabilities appear at run time) and the ordered
   consumers of its KV watches. With a GUID, it subscribes only to its own inbox subject and its own
-  reply prefix and writes only its own registry entry, lease, handle and directory copy.
+  reply prefix, writes only its own registry entry, lease, handle and directory copy, and (by default)
+  reads only its own inbox, through its own consumer (the process runs with ``nats.isolate_inbox``).
+* Every user appends audit records only under its own writer token (its reply prefix): the subject
+  a chain is stored on says which user wrote it.
 * ``gateway`` serves any agent of its namespaces: the agent's grants for every GUID, plus the audit stream.
 
 What subject permissions cannot do (also printed as caveats with each block):
@@ -27,13 +30,14 @@ What subject permissions cannot do (also printed as caveats with each block):
   inbox that way can read and delete every inbox of its namespace. ``isolate_inbox`` denies those and
   grants instead one durable consumer per agent through the subject-filtered create API
   (``CONSUMER.CREATE.<stream>.inbox_<guid>.<own subject>``), which the server checks against the
-  request; the inbox reader of :mod:`nats_mcp.coord.inbox` does not read that way yet.
+  request; the inbox reader of :mod:`nats_mcp.coord.inbox` reads that way when ``nats.isolate_inbox`` is set.
 * A consumer's ``deliver_subject`` is not checked against its creator's permissions (nats-server
   issue 8274, still so in 2.15): whoever may create a consumer can have stream messages delivered to
   any subject of the account, e.g. into another namespace's streams. Write isolation between
   namespaces therefore needs one NATS account per namespace; read isolation holds.
 * NATS does not stamp the publisher on a message: payload fields such as a DM's sender are not checked
-  by NATS.
+  by NATS. The audit stream is the exception by layout: each user may publish only under its own writer token
+  (``nmcp.audit.<writer>.<chain>``, the writer being its reply prefix), so the subject says which user wrote a chain.
 """
 
 from __future__ import annotations
@@ -45,7 +49,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from nats_mcp.bus.layout import APIKEYS_BUCKET, AUDIT_STREAM, AUDIT_SUBJECTS, DIRECTORY_BUCKET, PREFIX, Layout
+from nats_mcp.bus.layout import (
+    APIKEYS_BUCKET,
+    AUDIT_STREAM,
+    AUDIT_SUBJECTS,
+    DIRECTORY_BUCKET,
+    PREFIX,
+    Layout,
+    audit_writer,
+    audit_writer_subjects,
+)
 from nats_mcp.config import DEFAULT_CHANNELS
 from nats_mcp.names import validate_guid, validate_name
 
@@ -275,8 +288,8 @@ def _inbox(lists: _Lists, scope: _Scope, domain: str | None) -> None:
             lists.caveat(
                 f"inbox reads are not isolated between agents of {scope.ns}: {api}.DIRECT.GET / STREAM.MSG.GET / "
                 f"STREAM.MSG.DELETE.{stream} carry the subject in the payload, so whoever may read its own inbox "
-                "that way may read and delete every inbox of the namespace (use isolate_inbox with a consumer-based "
-                "inbox reader, or serve inboxes through a gateway)"
+                "that way may read and delete every inbox of the namespace (give --isolate-inbox and run the agent "
+                "with nats.isolate_inbox, or serve inboxes through a gateway)"
             )
         return
     assert scope.guid is not None
@@ -293,9 +306,11 @@ def _inbox(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.CONSUMER.MSG.NEXT.{stream}.{consumer}", "read this agent's inbox")
     _acks(lists, stream, consumer, "consume this agent's inbox messages", domain)
     lists.caveat(
-        f"isolate_inbox: reads of the inbox go through consumer {consumer} only; nats_mcp.coord.inbox still reads "
-        "with direct gets and deletes by sequence, which this block denies, so this agent cannot read its inbox until "
-        "the inbox reader uses that consumer (or it is served through a gateway)"
+        f"isolate_inbox: this agent reads its inbox only through consumer {consumer}; run it with nats.isolate_inbox "
+        "true (NATS_MCP_NATS_ISOLATE_INBOX=true), or its reads are refused. It may not delete: consumed mail stays "
+        "stored until limits.inbox_max_age and counts towards the inbox's per-agent cap until then. Its mail is "
+        "private from other agents only if none of them has the stream-wide inbox grants (--shared-inbox, or no "
+        "--agent); gateways have them"
     )
 
 
@@ -355,13 +370,23 @@ def _work(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     _kv(lists, api, lay.work_state_bucket, f"{ns} work-state", state_writes, watch=False)
 
 
-def _audit(lists: _Lists, api: str) -> None:
-    lists.allow_pub(AUDIT_SUBJECTS, "append audit records (each expecting its chain's previous one)")
+def _audit(lists: _Lists, api: str, inbox_prefix: str) -> None:
+    writer = audit_writer(inbox_prefix)
+    lists.allow_pub(
+        audit_writer_subjects(writer),
+        f"append audit records to this user's own chains (writer {writer}: the subject proves who wrote a chain)",
+    )
     lists.allow_pub(f"{api}.STREAM.INFO.{AUDIT_STREAM}", "open the audit stream (it must exist: created by admin)")
     lists.allow_pub(f"{api}.STREAM.MSG.GET.{AUDIT_STREAM}", "the last record of a chain, to resume it after a restart")
     lists.caveat(
         f"appending audit records needs {api}.STREAM.MSG.GET.{AUDIT_STREAM} (the chain's last record), which reads any "
         "record of the audit stream; deleting or purging records is not granted (and the stream refuses it)"
+    )
+    lists.caveat(
+        f"audit records are attributed to the NATS user, not to a principal: this user writes only chains under writer "
+        f"{writer} (`nats-mcp audit verify` names each chain's writer and refuses a chain found under two writers), "
+        "but what its records say (principal, tool, outcome) is what its process claims; give each NATS user its own "
+        "inbox prefix, or users sharing one share a writer"
     )
 
 
@@ -378,7 +403,8 @@ _COMMON_CAVEATS = (
     "a consumer's deliver_subject is not checked against its creator's permissions (nats-server issue 8274): this user "
     "can have messages of streams it may consume delivered to any subject of the account, so namespaces are isolated "
     "for reads, not for writes, unless each namespace has its own NATS account",
-    "NATS does not stamp the publisher on a message: sender fields in payloads are not checked by these permissions",
+    "NATS does not stamp the publisher on a message: sender fields in payloads (a DM's or channel message's "
+    "senderGuid) are set by nats-mcp servers, but this user can publish a message with any senderGuid directly",
     "agents of one namespace share its work queues, DLQ and work state: any of them may claim, settle or delete any "
     "item there, and purge the work-events stream",
     "the shared directory is readable by every user of the deployment (registry entries with scope public/personal)",
@@ -394,7 +420,7 @@ def build_permissions(
     dm_namespaces: Sequence[str] = (),
     inbox_prefix: str | None = None,
     jetstream_domain: str | None = None,
-    isolate_inbox: bool = False,
+    isolate_inbox: bool | None = None,
     audit: bool = True,
 ) -> NatsPermissions:
     """The permissions of one NATS user of ``role``; ValueError on arguments that do not fit the role.
@@ -404,8 +430,10 @@ def build_permissions(
     that GUID); without it an agent user is good for any agent of its namespace. ``channels``: the
     configured channel names (default: the built-in channels). ``dm_namespaces``: other namespaces
     whose agents may be sent DMs. ``inbox_prefix``: the reply prefix the client connects with (nats-py
-    ``inbox_prefix``; default from :func:`default_inbox_prefix`). ``audit``: agents append audit
-    records too (stdio runs the same guard); gateways always do.
+    ``inbox_prefix``; default from :func:`default_inbox_prefix`). ``isolate_inbox``: the agent reads only its
+    own inbox, through its own consumer (default: so when an agent GUID is given; the agent must then run with
+    ``nats.isolate_inbox``). ``audit``: agents append audit records too (stdio runs the same guard); gateways
+    always do.
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -416,6 +444,8 @@ def build_permissions(
     for channel in chans:
         validate_name(channel, "channel")
     api = api_prefix(jetstream_domain)
+    if isolate_inbox is None:
+        isolate_inbox = role == "agent" and guid is not None
     if role == "admin" and (spaces or dms or guid or isolate_inbox):
         raise ValueError("the admin role covers every namespace: give no namespace, agent or isolate_inbox")
     if role == "agent" and len(spaces) != 1:
@@ -436,7 +466,7 @@ def build_permissions(
             _namespace(lists, scope, chans, jetstream_domain)
         _dm_targets(lists, api, dms)
         if audit or role == "gateway":
-            _audit(lists, api)
+            _audit(lists, api, prefix)
         if role == "gateway":
             _kv(lists, api, APIKEYS_BUCKET, "API key", (), watch=False)  # authenticating callers reads key records
         if role == "agent" and guid is None:

@@ -314,6 +314,13 @@ class Policy:
             return None
         return functools.partial(self.capability_readable, p, roles=roles)
 
+    def channel_reader(self, p: Principal) -> Callable[[str], bool] | None:
+        """Which channels ``p`` may read (None: every one, as a '*' grant says)."""
+        roles = self.roles_of(p)
+        if any("*" in r.channels.read for r in roles):
+            return None
+        return lambda channel: any(_any(r.channels.read, channel) for r in roles)
+
     def _tool_decision(self, p: Principal, tool: str, namespace: str, roles: list[Role]) -> Decision:
         """The part of a decision that does not depend on arguments, remembered (bounded) per call site."""
         key = (p, tool, namespace)
