@@ -54,6 +54,7 @@ from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError, AuthFailure
 from nats_mcp.security.guard import AuditRecorder, Guard, Refused
 from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http_protocol import ProtocolGate, SessionCap
 from nats_mcp.transports.http_sessions import SessionAgents, SessionEnds
 
 log = logging.getLogger("nats_mcp.http")
@@ -377,6 +378,11 @@ def build_http_app(
     )
     if auth is not None:
         _explain_refusals(app, settings, url)
+    manager = server.session_manager
+    cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
+                     lambda: manager._server_instances, audit)  # fmt: skip
+    _gate(app, http.path, cap, verifier.current if verifier is not None else InsecureDev().current,
+          http.max_body_bytes)  # fmt: skip
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     if verifier is not None:
         app.add_middleware(SessionEnds, agents=verifier.sessions)
@@ -410,6 +416,20 @@ def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:
         raise RuntimeError(f"the SDK's app has no bearer-protected {http.path} route or no metadata route to replace")
     if not servers:
         routes.extend(no_oauth_routes(url, takes))
+
+
+def _gate(app: Starlette, path: str, cap: SessionCap, principal: Callable[[], Principal], max_body: int) -> None:
+    """Put the protocol gate (transports/http_protocol.py) between the bearer check and the SDK's session manager."""
+    for i, route in enumerate(app.router.routes):
+        if not isinstance(route, Route) or route.path != path:
+            continue
+        endpoint = route.endpoint
+        if isinstance(endpoint, RequireAuthMiddleware):
+            endpoint.app = ProtocolGate(endpoint.app, max_body, cap, principal)
+        else:
+            app.router.routes[i] = Route(path, endpoint=ProtocolGate(endpoint, max_body, cap, principal))
+        return
+    raise RuntimeError(f"the SDK's app has no {path} route to guard")
 
 
 def health_route(connected: Callable[[], bool]) -> BaseRoute:

@@ -1,0 +1,136 @@
+"""Boundary of the HTTP protocol gate: versions, batches per revision and sessions per principal, on real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, api_key, http_client, policy_file, serving
+from tests.support.natsserver import NatsServer, wait_for
+
+OLD_INIT: dict[str, Any] = dict(INIT, params=dict(INIT["params"], protocolVersion="2025-03-26"))
+
+
+def messages(response: httpx2.Response) -> list[Any]:
+    """The JSON-RPC messages of a response: its JSON body, or each SSE event's data."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        return [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:") and line[5:]]
+    return [response.json()]
+
+
+async def open_session(hc: httpx2.AsyncClient, url: str, body: dict[str, Any] = INIT) -> httpx2.Response:
+    return await hc.post(url, json=body, headers=MCP_HEADERS)
+
+
+async def test_unsupported_versions_and_batches_per_revision(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": "team-proto", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    key, _ = await api_key(tmp_path, nats_server.url, "proto", "agent")
+    async with serving(tmp_path, "proto", nats_server.url, **env) as server, http_client(key) as hc:
+        # an MCP-Protocol-Version this server does not speak: 400 naming the ones it does
+        for method in ("POST", "GET"):
+            refused = await hc.request(method, server.url, json=INIT if method == "POST" else None,
+                                       headers=dict(MCP_HEADERS, **{"mcp-protocol-version": "1999-01-01"}))  # fmt: skip
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == -32022
+            assert error["data"] == {"supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25",
+                                                   "2026-07-28"], "requested": "1999-01-01"}  # fmt: skip
+            assert "1999-01-01" in error["message"] and "2025-11-25" in error["message"]
+
+        # a 2025-11-25 session: a batch is a clear Invalid Request, not a validation dump
+        opened = await open_session(hc, server.url)
+        assert opened.status_code == 200
+        session = opened.headers["mcp-session-id"]
+        new = dict(MCP_HEADERS, **{"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+        ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+        refused = await hc.post(server.url, json=[ping], headers=new)
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["code"] == -32600
+        assert "batches are not part of MCP protocol revision 2025-11-25" in error["message"]
+        assert "validation" not in refused.text.lower()
+
+        # a 2025-03-26 session (its requests carry no version header): a batch is served, its answers in one array
+        opened = await open_session(hc, server.url, OLD_INIT)
+        assert opened.status_code == 200
+        assert messages(opened)[0]["result"]["protocolVersion"] == "2025-03-26"
+        old = dict(MCP_HEADERS, **{"mcp-session-id": opened.headers["mcp-session-id"]})
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await hc.post(server.url, json=[initialized], headers=old)).status_code == 202  # notifications only
+        batch = [{"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, {"jsonrpc": "2.0", "id": "p", "method": "ping"},
+                 {"jsonrpc": "2.0", "id": 4, "method": "no/such/method"}]  # fmt: skip
+        answered = await hc.post(server.url, json=batch, headers=old)
+        assert answered.status_code == 200, answered.text
+        assert answered.headers["content-type"].startswith("application/json")
+        by_id = {m["id"]: m for m in answered.json()}
+        assert set(by_id) == {2, "p", 4}
+        assert any(t["name"].endswith("registry_register") for t in by_id[2]["result"]["tools"])
+        assert by_id["p"]["result"] == {}
+        assert by_id[4]["error"]["code"] == -32601
+        # initialize may not be batched; an unknown session is still a 404
+        refused = await hc.post(server.url, json=[OLD_INIT], headers=MCP_HEADERS)
+        assert refused.status_code == 400 and "initialize must not be part" in refused.json()["error"]["message"]
+        gone = await hc.post(server.url, json=batch, headers=dict(old, **{"mcp-session-id": "0" * 32}))
+        assert gone.status_code == 404
+
+
+async def test_sessions_are_bounded_per_principal_in_count_and_rate(tmp_path: Path, nats_server: NatsServer) -> None:
+    trail = tmp_path / "audit.jsonl"
+    env = {"NATS_MCP_NAMESPACE": "team-cap", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "3",
+           "NATS_MCP_HTTP_INITIALIZE_RATE_BURST": "5", "NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S": "0.001"}  # fmt: skip
+    greedy, _ = await api_key(tmp_path, nats_server.url, "greedy", "agent")
+    modest, _ = await api_key(tmp_path, nats_server.url, "modest", "agent")
+    async with serving(tmp_path, "cap", nats_server.url, **env) as server, http_client(greedy) as hc:
+        sessions = []
+        for _ in range(3):
+            opened = await open_session(hc, server.url)
+            assert opened.status_code == 200, opened.text
+            sessions.append(opened.headers["mcp-session-id"])
+        # a fourth: refused, saying why; another key still initializes
+        refused = await open_session(hc, server.url)
+        assert refused.status_code == 429
+        body = refused.json()
+        assert body["id"] == 1 and body["error"]["data"]["code"] == "limit_exceeded"
+        assert "3 open MCP sessions" in body["error"]["message"]
+        async with http_client(modest) as other:
+            assert (await open_session(other, server.url)).status_code == 200
+        # the sessions still work; ending one makes room
+        headers = dict(MCP_HEADERS, **{"mcp-session-id": sessions[0], "mcp-protocol-version": "2025-11-25"})
+        assert (await hc.post(server.url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                              headers=headers)).status_code == 200  # fmt: skip
+        assert (await hc.delete(server.url, headers=headers)).status_code == 200
+        fourth = await open_session(hc, server.url)
+        assert fourth.status_code == 200
+        # the rate: a burst of 5 openings (the refused one spent none), then 429 with Retry-After
+        ended = dict(headers, **{"mcp-session-id": fourth.headers["mcp-session-id"]})
+        assert (await hc.delete(server.url, headers=ended)).status_code == 200
+        assert (await open_session(hc, server.url)).status_code == 200
+        refused = await open_session(hc, server.url)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["data"]["code"] == "limit_exceeded"  # the count again: 3 open
+        for sid in sessions[1:]:
+            gone = dict(headers, **{"mcp-session-id": sid})
+            assert (await hc.delete(server.url, headers=gone)).status_code == 200
+        refused = await open_session(hc, server.url)
+        assert refused.status_code == 429
+        data = refused.json()["error"]["data"]
+        assert data["code"] == "rate_limited" and data["retryAfterS"] > 0
+        assert int(refused.headers["retry-after"]) >= 1
+        async with http_client(modest) as other:
+            assert (await open_session(other, server.url)).status_code == 200
+
+        def audited() -> list[tuple[str, str, str]]:
+            records = [json.loads(line) for line in trail.read_text().splitlines()] if trail.exists() else []
+            return [(r["kind"], r["reason"], r["principal"]["subject"]) for r in records
+                    if r["reason"] in ("too_many_sessions", "initialize_rate_limited")]  # fmt: skip
+
+        await wait_for(lambda: len(audited()) == 3, 15, message="the refusals were not audited")
+        subjects = {s for _, _, s in audited()}
+        assert len(subjects) == 1
+        assert [(k, r) for k, r, _ in audited()] == [("limit_exceeded", "too_many_sessions")] * 2 + [
+            ("rate_limited", "initialize_rate_limited")
+        ]
