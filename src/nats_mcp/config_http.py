@@ -40,6 +40,13 @@ class HttpSettings(BaseModel):
     """How fast one credential may open MCP sessions in one server process (a token bucket); faster is answered 429
     with ``Retry-After`` (audited ``initialize_rate_limited``). Env: ``NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S``,
     ``NATS_MCP_HTTP_INITIALIZE_RATE_BURST``."""
+    sse_resume_s: float = Field(default=600.0, ge=0, le=86_400)
+    """How long SSE events are kept in NATS for a client to resume a dropped stream with ``Last-Event-ID`` (the age
+    limit of the namespace's ``nmcp_<namespace>_sse`` stream); 0: no event store, no resumption, no priming events.
+    Env: ``NATS_MCP_HTTP_SSE_RESUME_S``."""
+    sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    """The ``retry`` field of the priming event that starts each SSE stream (protocol 2025-11-25): how long a
+    client waits before it reconnects a dropped stream. Env: ``NATS_MCP_HTTP_SSE_RETRY_MS``."""
     port_file: Path | None = None
     """Write the bound port here once listening (tests and scripts with port 0)."""
 

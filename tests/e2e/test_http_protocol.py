@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx2
 
-from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, api_key, http_client, policy_file, serving
+from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
+from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.natsserver import NatsServer, wait_for
 
 OLD_INIT: dict[str, Any] = dict(INIT, params=dict(INIT["params"], protocolVersion="2025-03-26"))
@@ -134,3 +135,94 @@ async def test_sessions_are_bounded_per_principal_in_count_and_rate(tmp_path: Pa
         assert [(k, r) for k, r, _ in audited()] == [("limit_exceeded", "too_many_sessions")] * 2 + [
             ("rate_limited", "initialize_rate_limited")
         ]
+
+
+def sse_events(text: str) -> list[dict[str, str]]:
+    """The events of a raw SSE body, each as its fields (``data`` lines joined)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(":")
+            if name and not name.startswith(" "):
+                value = value.removeprefix(" ")
+                fields[name] = fields[name] + "\n" + value if name in fields else value
+        if fields:
+            events.append(fields)
+    return events
+
+
+async def first_event(response: httpx2.Response) -> dict[str, str]:
+    """Read a streaming SSE response up to the end of its first event."""
+    lines = []
+    async for line in response.aiter_lines():
+        if not line and lines:
+            break
+        lines.append(line)
+    return sse_events("\n".join(lines))[0]
+
+
+def call(request_id: int, tool: str, **arguments: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+
+
+async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": "team-sse", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+           "NATS_MCP_HTTP_SSE_RETRY_MS": "1500"}  # fmt: skip
+    worker, _ = await api_key(tmp_path, nats_server.url, "worker", "agent")
+    boss, _ = await api_key(tmp_path, nats_server.url, "boss", "agent")
+    async with (
+        serving(tmp_path, "sse-a", nats_server.url, **env) as a,
+        serving(tmp_path, "sse-b", nats_server.url, **env) as b,
+        http_client(worker, agent="w1") as hc,
+    ):
+        opened = await open_session(hc, a.url)
+        session = opened.headers["mcp-session-id"]
+        headers = dict(MCP_HEADERS, **{"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await hc.post(a.url, json=initialized, headers=headers)).status_code == 202
+
+        # every POST stream starts with a priming event: an id, empty data and the retry interval
+        registered = await hc.post(a.url, json=call(2, "warp_registry_register", agentType="worker",
+                                                    capabilities=["python"]), headers=headers)  # fmt: skip
+        events = sse_events(registered.text)
+        assert events[0]["data"] == "" and events[0]["id"].isdigit() and events[0]["retry"] == "1500"
+        assert json.loads(events[1]["data"])["id"] == 2 and int(events[1]["id"]) > int(events[0]["id"])
+
+        # a claim that waits for work: its stream drops after the priming event
+        async with hc.stream("POST", a.url, json=call(3, "warp_work_claim", capability="python", timeout=30000),
+                             headers=headers) as waiting:  # fmt: skip
+            assert waiting.status_code == 200
+            primed = await first_event(waiting)
+        assert primed["data"] == "" and primed["retry"] == "1500"
+
+        # work arrives meanwhile; the client reconnects with Last-Event-ID and gets the claim's answer
+        async with mcp_client(a.url, boss, agent="boss") as other:
+            await register(other)
+            await broadcast(other, "resume me", "python")
+        resume = {"accept": "text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25",
+                  "last-event-id": primed["id"]}  # fmt: skip
+        async with hc.stream("GET", a.url, headers=resume) as resumed:
+            assert resumed.status_code == 200
+            answer = await first_event(resumed)
+            while not answer.get("data"):
+                answer = await first_event(resumed)
+        result = json.loads(answer["data"])
+        assert result["id"] == 3, result
+        assert "resume me" in json.dumps(result["result"])
+        assert int(answer["id"]) > int(primed["id"])
+
+        # another session of the same credential cannot replay this session's events with their ids
+        other_session = (await open_session(hc, a.url)).headers["mcp-session-id"]
+        foreign = dict(resume, **{"mcp-session-id": other_session})
+        replayed = await hc.get(a.url, headers=foreign)
+        assert replayed.status_code == 200 and "data: {" not in replayed.text
+
+        # the events are in NATS, but the session lives in process A: process B does not know it (the SDK's
+        # sessions are per process), so a reconnect to B cannot resume
+        assert (await hc.get(b.url, headers=resume)).status_code == 404

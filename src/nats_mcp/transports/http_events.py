@@ -1,0 +1,126 @@
+"""The SSE event-store boundary: every SSE event of an MCP session kept in JetStream, so a dropped stream resumes.
+
+The SDK's ``EventStore`` seam: each event of a session's SSE streams (the priming event of a 2025-11-25 POST
+stream included) is published to ``nmcp.<namespace>.sse.<session>.<stream>`` of the namespace's SSE stream
+(``Layout.sse_stream``; ``http.sse_resume_s`` is its age limit) and its event id is the stored sequence. A client
+that reconnects with ``Last-Event-ID`` gets what followed on that stream, read back from NATS by direct get.
+
+One store per session (:meth:`NatsEventStore.bound`): the SDK hands the store no session, and a bare sequence
+must not let one session replay another's events — an event id whose message is not on the bound session's
+subjects replays nothing. Resumption works on the process that holds the session: the SDK keeps sessions in
+process memory, so another process answers 404 to the session id before the store is asked (the events are in
+NATS, but not the session they belong to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import DirectGetError, api_prefix, get_batch
+from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.setup import ensure_stream, stream_config
+
+log = logging.getLogger("nats_mcp.http")
+
+UNSTORED = "0"
+"""The event id of an event NATS did not take (not resumable; a replay after it finds nothing)."""
+REPLAY_BATCH = 256
+MAX_STREAM_BYTES = 256 * 1024 * 1024
+
+
+def _stream_token(stream_id: str) -> str:
+    """A subject token for an SDK stream id (a JSON-RPC request id: any string)."""
+    return hashlib.sha256(stream_id.encode()).hexdigest()[:32]
+
+
+class NatsEventStore(EventStore):
+    """The shared part: the connection and the stream, created on first use (NATS may come up after the server)."""
+
+    def __init__(self, conn: NatsConnection, layout: Layout, max_age_s: float) -> None:
+        self.conn = conn
+        self.layout = layout
+        self.max_age_s = max_age_s
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if not self._ready:
+                config = stream_config(
+                    name=self.layout.sse_stream, subjects=[self.layout.sse_subjects], max_age=self.max_age_s,
+                    max_bytes=MAX_STREAM_BYTES, allow_direct=True, description="SSE events of MCP sessions, "
+                    "for Last-Event-ID resumption",
+                )  # fmt: skip
+                await ensure_stream(self.conn.jetstream, config, replicas=self.conn.replicas)
+                self._ready = True
+
+    def bound(self, session: str) -> SessionEventStore:
+        return SessionEventStore(self, session)
+
+    # A store not bound to a session (the SDK's stateless path passes none) stores and replays nothing.
+    async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        return UNSTORED
+
+    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
+        return None
+
+
+class SessionEventStore(EventStore):
+    """The events of one MCP session."""
+
+    def __init__(self, shared: NatsEventStore, session: str) -> None:
+        self.shared = shared
+        self.prefix = shared.layout.sse_subject(session, "")
+
+    async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        body: dict[str, Any] = {"s": stream_id, "m": None}
+        if message is not None:
+            body["m"] = message.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        try:
+            await self.shared._ensure()
+            ack = await self.shared.conn.jetstream.publish(self.prefix + _stream_token(stream_id),
+                                                           json.dumps(body).encode(), timeout=5)  # fmt: skip
+        except Exception as exc:  # NATS away: the event is still sent, it just cannot be resumed after
+            log.warning("could not store an SSE event for resumption: %s", exc)
+            return UNSTORED
+        return str(ack.seq)
+
+    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
+        if not last_event_id.isdigit() or last_event_id == UNSTORED:
+            return None
+        seq = int(last_event_id)
+        shared = self.shared
+        nc, stream = shared.conn.client, shared.layout.sse_stream
+        prefix = api_prefix(shared.conn.settings.nats.jetstream_domain)
+        try:
+            first = await get_batch(nc, stream, seq, 1, prefix=prefix)
+        except DirectGetError:
+            return None  # expired, or never stored
+        if not first.messages or first.messages[0].seq != seq or not first.messages[0].subject.startswith(self.prefix):
+            return None  # not an event of this session: nothing to replay to it
+        subject = first.messages[0].subject
+        stream_id = str(json.loads(first.messages[0].data)["s"])
+        after = seq + 1
+        while True:
+            try:
+                found = await get_batch(nc, stream, after, REPLAY_BATCH, subject=subject, prefix=prefix)
+            except DirectGetError:
+                break  # nothing after it
+            for stored in found.messages:
+                message = json.loads(stored.data)["m"]
+                if message is not None:  # a priming event is only a cursor
+                    await send_callback(EventMessage(jsonrpc_message_adapter.validate_python(message), str(stored.seq)))
+                after = stored.seq + 1
+            if found.at_end or not found.messages:
+                break
+        return stream_id
