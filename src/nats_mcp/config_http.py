@@ -36,10 +36,11 @@ class HttpSettings(BaseModel):
     """Open MCP sessions (``Mcp-Session-Id``, protocol 2025-11-25 and earlier) one credential may hold in one server
     process; another ``initialize`` is answered 429 (audited ``too_many_sessions``) until one ends (``DELETE``, or
     idle for 30 minutes). Env: ``NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL``."""
-    initialize_rate: RateSettings = Field(default_factory=lambda: RateSettings(rate_per_s=1.0, burst=16))
-    """How fast one credential may open MCP sessions in one server process (a token bucket); faster is answered 429
-    with ``Retry-After`` (audited ``initialize_rate_limited``). Env: ``NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S``,
-    ``NATS_MCP_HTTP_INITIALIZE_RATE_BURST``."""
+    initialize_rate: RateSettings = Field(default_factory=lambda: RateSettings(rate_per_s=2.0, burst=32))
+    """How fast one credential may open MCP sessions in one server process (a token bucket: up to its cap at once, then
+    2 a second); faster is answered 429 with ``Retry-After`` (audited ``initialize_rate_limited``). Neither bound
+    applies with ``--insecure-dev``, where every client is the same principal.
+    Env: ``NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S``, ``NATS_MCP_HTTP_INITIALIZE_RATE_BURST``."""
     sse_resume_s: float = Field(default=600.0, ge=0, le=86_400)
     """How long SSE events are kept in NATS for a client to resume a dropped stream with ``Last-Event-ID`` (the age
     limit of the namespace's ``nmcp_<namespace>_sse`` stream); 0: no event store, no resumption, no priming events.

@@ -391,10 +391,12 @@ def build_http_app(
     manager = server.session_manager
     if events is not None:
         _bind_events(manager, events)
-    cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
-                     lambda: manager._server_instances, audit)  # fmt: skip
-    _gate(app, http.path, cap, verifier.current if verifier is not None else InsecureDev().current,
-          http.max_body_bytes)  # fmt: skip
+    # Per-principal session bounds only with authentication: in insecure dev mode every client is one principal.
+    cap = None
+    if verifier is not None:
+        cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
+                         lambda: manager._server_instances, audit)  # fmt: skip
+    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     if verifier is not None:
         app.add_middleware(SessionEnds, agents=verifier.sessions)
@@ -444,7 +446,9 @@ def _bind_events(manager: StreamableHTTPSessionManager, events: NatsEventStore) 
     manager._admit_session = admitting  # type: ignore[method-assign]
 
 
-def _gate(app: Starlette, path: str, cap: SessionCap, principal: Callable[[], Principal], max_body: int) -> None:
+def _gate(
+    app: Starlette, path: str, cap: SessionCap | None, principal: Callable[[], Principal] | None, max_body: int
+) -> None:
     """Put the protocol gate (transports/http_protocol.py) between the bearer check and the SDK's session manager."""
     for i, route in enumerate(app.router.routes):
         if not isinstance(route, Route) or route.path != path:
