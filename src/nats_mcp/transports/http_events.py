@@ -10,6 +10,9 @@ must not let one session replay another's events — an event id whose message i
 subjects replays nothing. Resumption works on the process that holds the session: the SDK keeps sessions in
 process memory, so another process answers 404 to the session id before the store is asked (the events are in
 NATS, but not the session they belong to).
+
+The gateway creates the stream on first use; a least-privilege gateway user (``nats-permissions --role gateway``)
+may only open it, so an admin process must create it first — until then events go out unstored (no resumption).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
@@ -33,6 +37,8 @@ log = logging.getLogger("nats_mcp.http")
 UNSTORED = "0"
 """The event id of an event NATS did not take (not resumable; a replay after it finds nothing)."""
 REPLAY_BATCH = 256
+STORE_TIMEOUT_S = 2.0
+RETRY_AFTER_FAILURE_S = 30.0
 MAX_STREAM_BYTES = 256 * 1024 * 1024
 
 
@@ -50,6 +56,17 @@ class NatsEventStore(EventStore):
         self.max_age_s = max_age_s
         self._ready = False
         self._lock = asyncio.Lock()
+        self._failed_until = 0.0
+
+    def available(self) -> bool:
+        """False for a while after a failure (NATS away, or a least-privilege user that may not create the stream):
+        events then go out unstored instead of each waiting for NATS and logging."""
+        return time.monotonic() >= self._failed_until
+
+    def failed(self, exc: Exception) -> None:
+        if self.available():
+            log.warning("SSE events are not stored for resumption for %.0fs: %s", RETRY_AFTER_FAILURE_S, exc)
+        self._failed_until = time.monotonic() + RETRY_AFTER_FAILURE_S
 
     async def _ensure(self) -> None:
         if self._ready:
@@ -86,12 +103,15 @@ class SessionEventStore(EventStore):
         body: dict[str, Any] = {"s": stream_id, "m": None}
         if message is not None:
             body["m"] = message.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        shared = self.shared
+        if not shared.available():
+            return UNSTORED
         try:
-            await self.shared._ensure()
-            ack = await self.shared.conn.jetstream.publish(self.prefix + _stream_token(stream_id),
-                                                           json.dumps(body).encode(), timeout=5)  # fmt: skip
-        except Exception as exc:  # NATS away: the event is still sent, it just cannot be resumed after
-            log.warning("could not store an SSE event for resumption: %s", exc)
+            await shared._ensure()
+            ack = await shared.conn.jetstream.publish(self.prefix + _stream_token(stream_id),
+                                                      json.dumps(body).encode(), timeout=STORE_TIMEOUT_S)  # fmt: skip
+        except Exception as exc:  # the event is still sent; it just cannot be resumed after
+            shared.failed(exc)
             return UNSTORED
         return str(ack.seq)
 
@@ -106,6 +126,9 @@ class SessionEventStore(EventStore):
             first = await get_batch(nc, stream, seq, 1, prefix=prefix)
         except DirectGetError:
             return None  # expired, or never stored
+        except Exception as exc:  # NATS away: nothing to resume from
+            log.warning("could not replay SSE events after %s: %s", seq, exc)
+            return None
         if not first.messages or first.messages[0].seq != seq or not first.messages[0].subject.startswith(self.prefix):
             return None  # not an event of this session: nothing to replay to it
         subject = first.messages[0].subject
@@ -116,6 +139,9 @@ class SessionEventStore(EventStore):
                 found = await get_batch(nc, stream, after, REPLAY_BATCH, subject=subject, prefix=prefix)
             except DirectGetError:
                 break  # nothing after it
+            except Exception as exc:  # the stream goes on live; what was stored after `after` is missed
+                log.warning("SSE replay cut short at %s: %s", after, exc)
+                break
             for stored in found.messages:
                 message = json.loads(stored.data)["m"]
                 if message is not None:  # a priming event is only a cursor
