@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
+from tests.e2e.test_conformance_http import node22
 from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
+from tests.e2e.test_ts_client import SUCCESS_CALL, TsClient
 from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.natsserver import NatsServer, wait_for
 
@@ -226,3 +230,40 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         # the events are in NATS, but the session lives in process A: process B does not know it (the SDK's
         # sessions are per process), so a reconnect to B cannot resume
         assert (await hc.get(b.url, headers=resume)).status_code == 404
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
+
+
+@pytest.fixture(scope="module")
+def ts() -> TsClient:
+    """Node 22 + the TypeScript SDK (tests/e2e/test_ts_client.py pins its version)."""
+    return TsClient(node=node22(), modules=node22("--ts-sdk"))
+
+
+async def test_real_clients_meet_the_session_bound(tmp_path: Path, nats_server: NatsServer, ts: TsClient) -> None:
+    """What the SDK clients show a user whose key holds all its sessions: the reason, not a bare status."""
+    env = {"NATS_MCP_NAMESPACE": "team-clients", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+           "NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "2"}  # fmt: skip
+    full, _ = await api_key(tmp_path, nats_server.url, "full", "agent")
+    free, _ = await api_key(tmp_path, nats_server.url, "free", "agent")
+    async with serving(tmp_path, "clients", nats_server.url, **env) as server, http_client(full) as hc:
+        for _ in range(2):
+            assert (await open_session(hc, server.url)).status_code == 200
+        spec = {"transport": "http", "url": server.url, "calls": [SUCCESS_CALL]}
+        refused = await asyncio.to_thread(ts.run, tmp_path, dict(spec, bearer=full))
+        assert refused["connected"] is False
+        assert "2 open MCP sessions" in refused["error"]["message"], refused
+        served = await asyncio.to_thread(ts.run, tmp_path, dict(spec, bearer=free))
+        assert served["connected"] is True and "error" not in served["calls"][0], served
+
+        with pytest.raises(BaseException) as python_refused:  # noqa: PT011 - the SDK's error type is not ours to pin
+            async with mcp_client(server.url, full, mode="legacy"):
+                pass
+        assert any("2 open MCP sessions" in str(e) for e in leaves(python_refused.value)), python_refused.value
+        async with mcp_client(server.url, free, mode="legacy") as client:  # its second session (the TS client's first)
+            assert (await client.list_tools()).tools
