@@ -221,6 +221,17 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         assert "resume me" in json.dumps(result["result"])
         assert int(answer["id"]) > int(primed["id"])
 
+        # the standalone stream (GET) starts with a priming event too, and resumes from it
+        listen = {k: v for k, v in resume.items() if k != "last-event-id"}
+        async with hc.stream("GET", a.url, headers=listen) as standalone:
+            assert standalone.status_code == 200
+            get_primed = await first_event(standalone)
+        assert get_primed["data"] == "" and get_primed["retry"] == "1500" and get_primed["id"].isdigit()
+        async with hc.stream("GET", a.url, headers=dict(listen, **{"last-event-id": get_primed["id"]})) as again:
+            assert again.status_code == 200
+            reprimed = await first_event(again)
+        assert reprimed["data"] == "" and int(reprimed["id"]) > int(get_primed["id"])
+
         # another session of the same credential cannot replay this session's events with their ids
         other_session = (await open_session(hc, a.url)).headers["mcp-session-id"]
         foreign = dict(resume, **{"mcp-session-id": other_session})

@@ -36,7 +36,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthorizationContext, Require
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
@@ -57,8 +57,8 @@ from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError, AuthFailure
 from nats_mcp.security.guard import AuditRecorder, Guard, Refused
 from nats_mcp.security.principal import Principal
-from nats_mcp.transports.http_events import NatsEventStore
-from nats_mcp.transports.http_protocol import ProtocolGate, SessionCap
+from nats_mcp.transports.http_events import UNSTORED, NatsEventStore, SessionEventStore
+from nats_mcp.transports.http_protocol import Primer, ProtocolGate, SessionCap
 from nats_mcp.transports.http_sessions import SessionAgents, SessionEnds
 
 log = logging.getLogger("nats_mcp.http")
@@ -396,7 +396,8 @@ def build_http_app(
     if verifier is not None:
         cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
                          lambda: manager._server_instances, audit)  # fmt: skip
-    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes)
+    prime = _primer(manager, http.sse_retry_ms) if events is not None else None
+    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     if verifier is not None:
         app.add_middleware(SessionEnds, agents=verifier.sessions)
@@ -446,8 +447,27 @@ def _bind_events(manager: StreamableHTTPSessionManager, events: NatsEventStore) 
     manager._admit_session = admitting  # type: ignore[method-assign]
 
 
+def _primer(manager: StreamableHTTPSessionManager, retry_ms: int) -> Primer:
+    """Priming events of standalone SSE streams, stored in the session's own event store."""
+
+    async def prime(session: str) -> tuple[str, int] | None:
+        transport = manager._server_instances.get(session)
+        store = transport._event_store if transport is not None else None
+        if not isinstance(store, SessionEventStore):
+            return None
+        event_id = await store.store_event(GET_STREAM_KEY, None)
+        return (event_id, retry_ms) if event_id != UNSTORED else None
+
+    return prime
+
+
 def _gate(
-    app: Starlette, path: str, cap: SessionCap | None, principal: Callable[[], Principal] | None, max_body: int
+    app: Starlette,
+    path: str,
+    cap: SessionCap | None,
+    principal: Callable[[], Principal] | None,
+    max_body: int,
+    prime: Primer | None,
 ) -> None:
     """Put the protocol gate (transports/http_protocol.py) between the bearer check and the SDK's session manager."""
     for i, route in enumerate(app.router.routes):
@@ -455,9 +475,9 @@ def _gate(
             continue
         endpoint = route.endpoint
         if isinstance(endpoint, RequireAuthMiddleware):
-            endpoint.app = ProtocolGate(endpoint.app, max_body, cap, principal)
+            endpoint.app = ProtocolGate(endpoint.app, max_body, cap, principal, prime)
         else:
-            app.router.routes[i] = Route(path, endpoint=ProtocolGate(endpoint, max_body, cap, principal))
+            app.router.routes[i] = Route(path, endpoint=ProtocolGate(endpoint, max_body, cap, principal, prime))
         return
     raise RuntimeError(f"the SDK's app has no {path} route to guard")
 

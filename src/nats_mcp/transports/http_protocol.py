@@ -19,7 +19,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
@@ -41,6 +41,11 @@ ASSUMED_VERSION = "2025-03-26"
 MAX_BATCH = 64
 """Messages in one batch: each is a request of its own, and the guard's rate limits count each."""
 MAX_TRACKED_PRINCIPALS = 10_000
+PRIMED_VERSION = "2025-11-25"
+"""The handshake revision whose SSE streams start with a priming event (the SDK's rule: 2025-11-25 and later)."""
+
+Primer = Callable[[str], Awaitable[tuple[str, int] | None]]
+"""Stores a priming event for a session's standalone SSE stream: (its event id, the retry interval), or None."""
 
 _VERSION_HEADER = b"mcp-protocol-version"
 _SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode()
@@ -122,11 +127,12 @@ class ProtocolGate:
     """ASGI wrapper of the SDK's ``/mcp`` app, inside its authentication (a request here has a verified principal)."""
 
     def __init__(self, app: ASGIApp, max_body: int, cap: SessionCap | None = None,
-                 principal: Callable[[], Principal] | None = None) -> None:  # fmt: skip
+                 principal: Callable[[], Principal] | None = None, prime: Primer | None = None) -> None:  # fmt: skip
         self.app = app
         self.max_body = max_body
         self.cap = cap
         self.principal = principal
+        self.prime = prime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,6 +144,9 @@ class ProtocolGate:
                 400, f"Unsupported MCP-Protocol-Version {version[:40]!r}: this server speaks "
                 f"{', '.join(SUPPORTED_VERSIONS)}", UNSUPPORTED_PROTOCOL_VERSION,
                 {"supported": list(SUPPORTED_VERSIONS), "requested": version[:40]}))  # fmt: skip
+            return
+        if scope.get("method") == "GET":
+            await self._get(scope, receive, send, version)
             return
         if scope.get("method") != "POST":
             await self.app(scope, receive, send)
@@ -154,6 +163,30 @@ class ProtocolGate:
             await self.app(scope, replay, send)
             return
         await self._open(scope, replay, send, parsed)
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send, version: str | None) -> None:
+        """The standalone SSE stream of a 2025-11-25 session starts with a priming event too (the SDK primes only the
+        streams of POSTs and of resumptions), so a client can resume it with ``Last-Event-ID`` from the start."""
+        session = _header(scope, _SESSION_HEADER)
+        prime = self.prime
+        if prime is None or session is None or version != PRIMED_VERSION or _header(scope, b"last-event-id"):
+            await self.app(scope, receive, send)
+            return
+
+        async def priming(message: Message) -> None:
+            await send(message)
+            if message["type"] != "http.response.start" or int(message["status"]) != 200:
+                return
+            kind = next((v for k, v in message.get("headers", ()) if k.lower() == b"content-type"), b"")
+            if not kind.startswith(b"text/event-stream"):
+                return
+            primed = await prime(session)
+            if primed is not None:
+                event_id, retry_ms = primed
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": f"id: {event_id}\ndata: \nretry: {retry_ms}\n\n".encode()})  # fmt: skip
+
+        await self.app(scope, receive, priming)
 
     async def _open(self, scope: Scope, receive: Receive, send: Send, parsed: Any) -> None:
         assert self.cap is not None and self.principal is not None
