@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,14 @@ from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, api_key, http_client,
 from tests.e2e.test_ts_client import SUCCESS_CALL, TsClient
 from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.natsserver import NatsServer, wait_for
+
+EVENT_ID = r"[0-9a-f]{32}-[0-9]+"
+
+
+def count(event_id: str) -> int:
+    """Where an event is in its session (event ids are ``<stream>-<n>``)."""
+    return int(event_id.rpartition("-")[2])
+
 
 OLD_INIT: dict[str, Any] = dict(INIT, params=dict(INIT["params"], protocolVersion="2025-03-26"))
 
@@ -195,8 +204,8 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         registered = await hc.post(a.url, json=call(2, "warp_registry_register", agentType="worker",
                                                     capabilities=["python"]), headers=headers)  # fmt: skip
         events = sse_events(registered.text)
-        assert events[0]["data"] == "" and events[0]["id"].isdigit() and events[0]["retry"] == "1500"
-        assert json.loads(events[1]["data"])["id"] == 2 and int(events[1]["id"]) > int(events[0]["id"])
+        assert events[0]["data"] == "" and re.fullmatch(EVENT_ID, events[0]["id"]) and events[0]["retry"] == "1500"
+        assert json.loads(events[1]["data"])["id"] == 2 and count(events[1]["id"]) > count(events[0]["id"])
 
         # a claim that waits for work: its stream drops after the priming event
         async with hc.stream("POST", a.url, json=call(3, "warp_work_claim", capability="python", timeout=30000),
@@ -219,18 +228,18 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         result = json.loads(answer["data"])
         assert result["id"] == 3, result
         assert "resume me" in json.dumps(result["result"])
-        assert int(answer["id"]) > int(primed["id"])
+        assert count(answer["id"]) > count(primed["id"])
 
         # the standalone stream (GET) starts with a priming event too, and resumes from it
         listen = {k: v for k, v in resume.items() if k != "last-event-id"}
         async with hc.stream("GET", a.url, headers=listen) as standalone:
             assert standalone.status_code == 200
             get_primed = await first_event(standalone)
-        assert get_primed["data"] == "" and get_primed["retry"] == "1500" and get_primed["id"].isdigit()
+        assert get_primed["data"] == "" and get_primed["retry"] == "1500" and re.fullmatch(EVENT_ID, get_primed["id"])
         async with hc.stream("GET", a.url, headers=dict(listen, **{"last-event-id": get_primed["id"]})) as again:
             assert again.status_code == 200
             reprimed = await first_event(again)
-        assert reprimed["data"] == "" and int(reprimed["id"]) > int(get_primed["id"])
+        assert reprimed["data"] == "" and count(reprimed["id"]) > count(get_primed["id"])
 
         # another session of the same credential cannot replay this session's events with their ids
         other_session = (await open_session(hc, a.url)).headers["mcp-session-id"]

@@ -2,14 +2,14 @@
 
 The SDK's ``EventStore`` seam: each event of a session's SSE streams (the priming event of a 2025-11-25 POST
 stream included) is published to ``nmcp.<namespace>.sse.<session>.<stream>`` of the namespace's SSE stream
-(``Layout.sse_stream``; ``http.sse_resume_s`` is its age limit) and its event id is the stored sequence. A client
-that reconnects with ``Last-Event-ID`` gets what followed on that stream, read back from NATS by direct get.
+(``Layout.sse_stream``; ``http.sse_resume_s`` is its age limit) with the session's count of events, which is in its
+event id. A client that reconnects with ``Last-Event-ID`` gets what followed on that stream, read back from NATS by
+direct get.
 
-One store per session (:meth:`NatsEventStore.bound`): the SDK hands the store no session, and a bare sequence
-must not let one session replay another's events — an event id whose message is not on the bound session's
-subjects replays nothing. Resumption works on the process that holds the session: the SDK keeps sessions in
-process memory, so another process answers 404 to the session id before the store is asked (the events are in
-NATS, but not the session they belong to).
+One store per session (:meth:`NatsEventStore.bound`): the SDK hands the store no session, and one session must not
+replay another's events by naming their ids — a session's store reads only its own subjects. Resumption works on
+the process that holds the session: the SDK keeps sessions in process memory, so another process answers 404 to
+the session id before the store is asked (the events are in NATS, but not the session they belong to).
 
 The gateway creates the stream on first use; a least-privilege gateway user (``nats-permissions --role gateway``)
 may only open it, so an admin process must create it first — until then events go out unstored (no resumption).
@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -37,9 +38,12 @@ log = logging.getLogger("nats_mcp.http")
 UNSTORED = "0"
 """The event id of an event NATS did not take (not resumable; a replay after it finds nothing)."""
 REPLAY_BATCH = 256
-STORE_TIMEOUT_S = 2.0
+FLUSH_TIMEOUT_S = 2
 RETRY_AFTER_FAILURE_S = 30.0
 MAX_STREAM_BYTES = 256 * 1024 * 1024
+
+
+_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 def _stream_token(stream_id: str) -> str:
@@ -93,60 +97,59 @@ class NatsEventStore(EventStore):
 
 
 class SessionEventStore(EventStore):
-    """The events of one MCP session."""
+    """The events of one MCP session: event ids ``<stream token>-<n>``, ``n`` counting the session's events."""
 
     def __init__(self, shared: NatsEventStore, session: str) -> None:
         self.shared = shared
         self.prefix = shared.layout.sse_subject(session, "")
+        self._count = 0
 
     async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
-        body: dict[str, Any] = {"s": stream_id, "m": None}
-        if message is not None:
-            body["m"] = message.model_dump(mode="json", by_alias=True, exclude_unset=True)
         shared = self.shared
         if not shared.available():
             return UNSTORED
+        self._count += 1
+        token = _stream_token(stream_id)
+        body: dict[str, Any] = {"s": stream_id, "n": self._count, "m": None}
+        if message is not None:
+            body["m"] = message.model_dump(mode="json", by_alias=True, exclude_unset=True)
         try:
-            await shared._ensure()
-            ack = await shared.conn.jetstream.publish(self.prefix + _stream_token(stream_id),
-                                                      json.dumps(body).encode(), timeout=STORE_TIMEOUT_S)  # fmt: skip
+            await shared._ensure()  # once per process
+            # A plain publish, which the stream captures all the same: waiting for a JetStream ack put two round
+            # trips to NATS (the priming event and the response) before every answer, halving calls per second.
+            await shared.conn.client.publish(self.prefix + token, json.dumps(body).encode())
         except Exception as exc:  # the event is still sent; it just cannot be resumed after
             shared.failed(exc)
             return UNSTORED
-        return str(ack.seq)
+        return f"{token}-{self._count}"
 
     async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
-        if not last_event_id.isdigit() or last_event_id == UNSTORED:
-            return None
-        seq = int(last_event_id)
+        token, _, count = last_event_id.partition("-")
+        if not count.isdigit() or not _TOKEN.fullmatch(token):
+            return None  # not an id this store gave (or UNSTORED)
+        after = int(count)
         shared = self.shared
         nc, stream = shared.conn.client, shared.layout.sse_stream
         prefix = api_prefix(shared.conn.settings.nats.jetstream_domain)
+        subject = self.prefix + token  # only this session's subjects: another session's ids find nothing here
+        stream_id: str | None = None
+        seq = 1
         try:
-            first = await get_batch(nc, stream, seq, 1, prefix=prefix)
-        except DirectGetError:
-            return None  # expired, or never stored
-        except Exception as exc:  # NATS away: nothing to resume from
-            log.warning("could not replay SSE events after %s: %s", seq, exc)
-            return None
-        if not first.messages or first.messages[0].seq != seq or not first.messages[0].subject.startswith(self.prefix):
-            return None  # not an event of this session: nothing to replay to it
-        subject = first.messages[0].subject
-        stream_id = str(json.loads(first.messages[0].data)["s"])
-        after = seq + 1
-        while True:
-            try:
-                found = await get_batch(nc, stream, after, REPLAY_BATCH, subject=subject, prefix=prefix)
-            except DirectGetError:
-                break  # nothing after it
-            except Exception as exc:  # the stream goes on live; what was stored after `after` is missed
-                log.warning("SSE replay cut short at %s: %s", after, exc)
-                break
-            for stored in found.messages:
-                message = json.loads(stored.data)["m"]
-                if message is not None:  # a priming event is only a cursor
-                    await send_callback(EventMessage(jsonrpc_message_adapter.validate_python(message), str(stored.seq)))
-                after = stored.seq + 1
-            if found.at_end or not found.messages:
-                break
+            await nc.flush(timeout=FLUSH_TIMEOUT_S)  # this process's own publishes are in before reading them back
+            while True:
+                try:
+                    found = await get_batch(nc, stream, seq, REPLAY_BATCH, subject=subject, prefix=prefix)
+                except DirectGetError:
+                    break  # nothing (more) on the subject: expired, or never stored
+                for stored in found.messages:
+                    body = json.loads(stored.data)
+                    stream_id = str(body["s"])
+                    if body["n"] > after and body["m"] is not None:  # a priming event is only a cursor
+                        message = jsonrpc_message_adapter.validate_python(body["m"])
+                        await send_callback(EventMessage(message, f"{token}-{body['n']}"))
+                    seq = stored.seq + 1
+                if found.at_end or not found.messages:
+                    break
+        except Exception as exc:  # NATS away: the stream goes on live from here, without what was missed
+            log.warning("SSE replay after %s cut short: %s", last_event_id[:80], exc)
         return stream_id
