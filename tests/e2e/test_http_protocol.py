@@ -207,6 +207,14 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         assert events[0]["data"] == "" and re.fullmatch(EVENT_ID, events[0]["id"]) and events[0]["retry"] == "1500"
         assert json.loads(events[1]["data"])["id"] == 2 and count(events[1]["id"]) > count(events[0]["id"])
 
+        # a finished stream replays from NATS: the answer after its priming event, with the same event id
+        replay = {"accept": "text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25",
+                  "last-event-id": events[0]["id"]}  # fmt: skip
+        async with hc.stream("GET", a.url, headers=replay) as replayed:
+            assert replayed.status_code == 200
+            again = await first_event(replayed)
+        assert again["id"] == events[1]["id"] and json.loads(again["data"]) == json.loads(events[1]["data"])
+
         # a claim that waits for work: its stream drops after the priming event
         async with hc.stream("POST", a.url, json=call(3, "warp_work_claim", capability="python", timeout=30000),
                              headers=headers) as waiting:  # fmt: skip
