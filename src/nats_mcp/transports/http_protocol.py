@@ -10,7 +10,9 @@
   and in rate (429, audited like the guard's refusals) — the SDK's only bound was 10,000 sessions for
   everyone, which one key could fill.
 
-Sessions, like the SDK's, are per process: the count is of this process's open sessions.
+Sessions, like the SDK's, are per process: the count is of this process's open sessions, as the SDK's session
+table has them (so a session that ended by idle timeout or crash stops counting; :mod:`http_sessions` learns of a
+session only at its first tool call, too late to bound its opening).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types.jsonrpc import INVALID_REQUEST, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +33,7 @@ from nats_mcp.lru import LruTable
 from nats_mcp.security.guard import AuditRecorder
 from nats_mcp.security.limits import RateLimiter
 from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http_sessions import SESSION_HEADER
 
 SUPPORTED_VERSIONS: tuple[str, ...] = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
@@ -48,7 +50,7 @@ Primer = Callable[[str], Awaitable[tuple[str, int] | None]]
 """Stores a priming event for a session's standalone SSE stream: (its event id, the retry interval), or None."""
 
 _VERSION_HEADER = b"mcp-protocol-version"
-_SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode()
+_SESSION_HEADER = SESSION_HEADER
 
 
 def _error(status: int, message: str, code: int, data: Any = None, request_id: Any = None,
