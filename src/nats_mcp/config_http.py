@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nats_mcp.config_security import RateSettings
+
 
 class HttpSettings(BaseModel):
     """Streamable HTTP transport (``serve --transport http``)."""
@@ -30,6 +32,22 @@ class HttpSettings(BaseModel):
     authorization_servers: list[str] = Field(default_factory=list)
     """Published in the protected-resource metadata; default: the configured JWT issuers (none for API keys and dev
     tokens; introspection needs it said here, its settings name an endpoint, not an issuer)."""
+    max_sessions_per_principal: int = Field(default=32, ge=1, le=10_000)
+    """Open MCP sessions (``Mcp-Session-Id``, protocol 2025-11-25 and earlier) one credential may hold in one server
+    process; another ``initialize`` is answered 429 (audited ``too_many_sessions``) until one ends (``DELETE``, or
+    idle for 30 minutes). Env: ``NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL``."""
+    initialize_rate: RateSettings = Field(default_factory=lambda: RateSettings(rate_per_s=2.0, burst=32))
+    """How fast one credential may open MCP sessions in one server process (a token bucket: up to its cap at once, then
+    2 a second); faster is answered 429 with ``Retry-After`` (audited ``initialize_rate_limited``). Neither bound
+    applies with ``--insecure-dev``, where every client is the same principal.
+    Env: ``NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S``, ``NATS_MCP_HTTP_INITIALIZE_RATE_BURST``."""
+    sse_resume_s: float = Field(default=600.0, ge=0, le=86_400)
+    """How long SSE events are kept in NATS for a client to resume a dropped stream with ``Last-Event-ID`` (the age
+    limit of the namespace's ``nmcp_<namespace>_sse`` stream); 0: no event store, no resumption, no priming events.
+    Env: ``NATS_MCP_HTTP_SSE_RESUME_S``."""
+    sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    """The ``retry`` field of the priming event that starts each SSE stream (protocol 2025-11-25): how long a
+    client waits before it reconnects a dropped stream. Env: ``NATS_MCP_HTTP_SSE_RETRY_MS``."""
     port_file: Path | None = None
     """Write the bound port here once listening (tests and scripts with port 0)."""
 

@@ -98,7 +98,10 @@ def serve_http(tmp_path: Path, nats_url: str, *args: str, name: str = "serve") -
     run_dir.mkdir()
     port_file = run_dir / "port"
     log = run_dir / "serve.log"
-    env = isolated_env(tmp_path, NATS_URL=nats_url, NATS_MCP_HTTP_PORT_FILE=str(port_file))
+    # The suite opens a session per scenario (~40 in seconds) with one credential and ends none: beyond the
+    # per-credential session bounds, which tests/e2e/test_http_protocol.py tests.
+    bounds = {"NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "1000", "NATS_MCP_HTTP_INITIALIZE_RATE_BURST": "1000"}
+    env = isolated_env(tmp_path, NATS_URL=nats_url, NATS_MCP_HTTP_PORT_FILE=str(port_file), **bounds)
     cmd = [nats_mcp_exe(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", "0", *args]
     with log.open("wb") as sink:
         process = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)

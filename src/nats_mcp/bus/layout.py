@@ -169,6 +169,20 @@ class Layout:
         item = item_id if item_id == "*" else validate_uuid(item_id, "itemId")
         return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}"
 
+    # -- SSE events of HTTP sessions (transports/http_events.py) ------------------------------------
+    @property
+    def sse_stream(self) -> str:
+        """Limits stream (with an age limit) of the SSE events of MCP sessions, for ``Last-Event-ID`` resumption."""
+        return f"{PREFIX}_{self.namespace}_sse"
+
+    @property
+    def sse_subjects(self) -> str:
+        return f"{PREFIX}.{self.namespace}.sse.>"
+
+    def sse_subject(self, session: str, stream: str) -> str:
+        """One subject per (session, SSE stream); ``stream`` "" gives the session's prefix (ending in ".")."""
+        return f"{PREFIX}.{self.namespace}.sse.{validate_guid(session, 'session id')}.{stream}"
+
 
 def parse_directory_key(key: str) -> tuple[str, str]:
     """``<namespace>.<guid>`` -> (namespace, guid), validated."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -294,7 +295,7 @@ def build_server(
 
     with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28 but still part of 2025-11-25
         warnings.simplefilter("ignore", MCPDeprecationWarning)
-        return Server(
+        server = Server(
             about.NAME,
             version=__version__,
             title=about.TITLE,
@@ -317,3 +318,14 @@ def build_server(
             on_completion=assist.complete,
             on_set_logging_level=assist.set_level,
         )
+    if coordinator is not None:
+        _coordinators[server] = coordinator
+    return server
+
+
+_coordinators: weakref.WeakKeyDictionary[Server[Any], Coordinator] = weakref.WeakKeyDictionary()
+
+
+def coordinator_of(server: Server[Any]) -> Coordinator | None:
+    """The coordinator a server was built with (transports keep their own state in its NATS: http_events.py)."""
+    return _coordinators.get(server)

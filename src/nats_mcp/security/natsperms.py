@@ -395,6 +395,16 @@ def _namespace(lists: _Lists, scope: _Scope, channels: Sequence[str], domain: st
     _inbox(lists, scope, domain)
     _registry(lists, scope)
     _work(lists, scope, domain)
+    if scope.role == "gateway":
+        _sse_events(lists, scope)
+
+
+def _sse_events(lists: _Lists, scope: _Scope) -> None:
+    """The HTTP gateway's SSE events, kept for Last-Event-ID resumption (transports/http_events.py)."""
+    lay, api = scope.layout, scope.api
+    lists.allow_pub(lay.sse_subjects, f"store the SSE events of MCP sessions in {scope.ns}")
+    lists.allow_pub(f"{api}.STREAM.INFO.{lay.sse_stream}", "open the SSE-event stream")
+    lists.allow_pub(f"{api}.DIRECT.GET.{lay.sse_stream}", "replay a session's SSE events after a Last-Event-ID")
 
 
 _COMMON_CAVEATS = (

@@ -32,10 +32,12 @@ from urllib.parse import urlsplit
 import uvicorn
 from mcp.server import Server
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthorizationContext, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
@@ -49,11 +51,14 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
 from nats_mcp.coord.presence import GatewayPresence
 from nats_mcp.lru import LruTable
+from nats_mcp.mcp.server import coordinator_of
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError, AuthFailure
 from nats_mcp.security.guard import AuditRecorder, Guard, Refused
 from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http_events import UNSTORED, NatsEventStore, SessionEventStore
+from nats_mcp.transports.http_protocol import Primer, ProtocolGate, SessionCap
 from nats_mcp.transports.http_sessions import SessionAgents, SessionEnds
 
 log = logging.getLogger("nats_mcp.http")
@@ -367,8 +372,14 @@ def build_http_app(
             required_scopes=http.required_scopes or None,
             validate_token_resource=True,
         )
+    coordinator = coordinator_of(server)
+    events = None
+    if coordinator is not None and http.sse_resume_s > 0:
+        events = NatsEventStore(coordinator.conn, coordinator.layout, http.sse_resume_s)
     app = server.streamable_http_app(
         streamable_http_path=http.path,
+        event_store=events,
+        retry_interval=http.sse_retry_ms if events is not None else None,
         max_request_body_size=http.max_body_bytes,
         transport_security=transport_security(settings, port),
         host=http.host,
@@ -377,6 +388,16 @@ def build_http_app(
     )
     if auth is not None:
         _explain_refusals(app, settings, url)
+    manager = server.session_manager
+    if events is not None:
+        _bind_events(manager, events)
+    # Per-principal session bounds only with authentication: in insecure dev mode every client is one principal.
+    cap = None
+    if verifier is not None:
+        cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
+                         lambda: manager._server_instances, audit)  # fmt: skip
+    prime = _primer(manager, http.sse_retry_ms) if events is not None else None
+    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     if verifier is not None:
         app.add_middleware(SessionEnds, agents=verifier.sessions)
@@ -410,6 +431,55 @@ def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:
         raise RuntimeError(f"the SDK's app has no bearer-protected {http.path} route or no metadata route to replace")
     if not servers:
         routes.extend(no_oauth_routes(url, takes))
+
+
+def _bind_events(manager: StreamableHTTPSessionManager, events: NatsEventStore) -> None:
+    """Give each new session a store of its own events (the SDK gives every session the one store it was given, and
+    a store that knows no session would replay any session's events to whoever names their id)."""
+    admit = manager._admit_session
+
+    def admitting(requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
+        transport = admit(requestor)
+        if transport is not None and transport.mcp_session_id is not None:
+            transport._event_store = events.bound(transport.mcp_session_id)
+        return transport
+
+    manager._admit_session = admitting  # type: ignore[method-assign]
+
+
+def _primer(manager: StreamableHTTPSessionManager, retry_ms: int) -> Primer:
+    """Priming events of standalone SSE streams, stored in the session's own event store."""
+
+    async def prime(session: str) -> tuple[str, int] | None:
+        transport = manager._server_instances.get(session)
+        store = transport._event_store if transport is not None else None
+        if not isinstance(store, SessionEventStore):
+            return None
+        event_id = await store.store_event(GET_STREAM_KEY, None)
+        return (event_id, retry_ms) if event_id != UNSTORED else None
+
+    return prime
+
+
+def _gate(
+    app: Starlette,
+    path: str,
+    cap: SessionCap | None,
+    principal: Callable[[], Principal] | None,
+    max_body: int,
+    prime: Primer | None,
+) -> None:
+    """Put the protocol gate (transports/http_protocol.py) between the bearer check and the SDK's session manager."""
+    for i, route in enumerate(app.router.routes):
+        if not isinstance(route, Route) or route.path != path:
+            continue
+        endpoint = route.endpoint
+        if isinstance(endpoint, RequireAuthMiddleware):
+            endpoint.app = ProtocolGate(endpoint.app, max_body, cap, principal, prime)
+        else:
+            app.router.routes[i] = Route(path, endpoint=ProtocolGate(endpoint, max_body, cap, principal, prime))
+        return
+    raise RuntimeError(f"the SDK's app has no {path} route to guard")
 
 
 def health_route(connected: Callable[[], bool]) -> BaseRoute:
