@@ -29,7 +29,7 @@ async def test_provision_makes_every_resource_once_and_again(tmp_path: Path, nat
     for wanted in ("nmcp_team-prov_work", "nmcp_team-prov_workev", "nmcp_team-prov_dlq", "nmcp_team-prov_inbox",
                    "nmcp_team-prov_chan_roadmap", "nmcp_audit", "KV_nmcp_team-prov_registry",
                    "KV_nmcp_team-prov_identity", "KV_nmcp_team-prov_workstate", "KV_nmcp_apikeys",
-                   "KV_nmcp_directory"):  # fmt: skip
+                   "KV_nmcp_directory", "nmcp_team-prov_sse"):  # fmt: skip
         assert wanted in names, (wanted, sorted(names))
     code, again, error = await run_cli(tmp_path, "provision", "--json", **env)  # idempotent
     assert code == 0 and {r["name"] for r in json.loads(again)["resources"]} == names, error

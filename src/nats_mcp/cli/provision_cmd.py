@@ -3,8 +3,8 @@
 Least-privilege server users (``nats-permissions --role gateway|agent``) may use the streams and buckets but not
 create them; an operator runs this once per namespace as the admin user (a Kubernetes Job, a CI step). It makes
 everything a server would make on first use — channel, inbox, work, events and DLQ streams, the registry,
-directory, identity, work-state and API-key buckets, the audit stream — with ``nats.replicas``, or brings what
-exists to the settings. Idempotent.
+directory, identity, work-state and API-key buckets, the audit and SSE-event streams — with ``nats.replicas``,
+or brings what exists to the settings. Idempotent.
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
         await coordinator.inbox.ensure(coordinator.layout)
         await ApiKeys(conn).bucket.kv()
         await ensure_stream(conn.jetstream, audit_stream_config(), replicas=conn.replicas)
+        if settings.http.sse_resume_s > 0:  # a least-privilege gateway may only open it
+            from nats_mcp.transports.http_events import sse_stream_config
+
+            config = sse_stream_config(coordinator.layout, settings.http.sse_resume_s)
+            await ensure_stream(conn.jetstream, config, replicas=conn.replicas)
         ours = (f"nmcp_{coordinator.layout.namespace}_", "KV_nmcp_", "nmcp_audit")
         found = [s for s in await conn.jetstream.streams_info() if s.config.name and s.config.name.startswith(ours)]
         return sorted(

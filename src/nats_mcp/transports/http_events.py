@@ -12,7 +12,7 @@ the process that holds the session: the SDK keeps sessions in process memory, so
 the session id before the store is asked (the events are in NATS, but not the session they belong to).
 
 The gateway creates the stream on first use; a least-privilege gateway user (``nats-permissions --role gateway``)
-may only open it, so an admin process must create it first — until then events go out unstored (no resumption).
+may only open it, so `nats-mcp provision` (as admin) makes it first — until then events go out unstored (no resumption).
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ MAX_STREAM_BYTES = 256 * 1024 * 1024
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
+def sse_stream_config(layout: Layout, max_age_s: float) -> Any:
+    """The namespace's SSE-event stream (made by the gateway on first use, or by ``nats-mcp provision``)."""
+    return stream_config(
+        name=layout.sse_stream, subjects=[layout.sse_subjects], max_age=max_age_s, max_bytes=MAX_STREAM_BYTES,
+        allow_direct=True, description="SSE events of MCP sessions, for Last-Event-ID resumption",
+    )  # fmt: skip
+
+
 def _stream_token(stream_id: str) -> str:
     """A subject token for an SDK stream id (a JSON-RPC request id: any string)."""
     return hashlib.sha256(stream_id.encode()).hexdigest()[:32]
@@ -77,11 +85,7 @@ class NatsEventStore(EventStore):
             return
         async with self._lock:
             if not self._ready:
-                config = stream_config(
-                    name=self.layout.sse_stream, subjects=[self.layout.sse_subjects], max_age=self.max_age_s,
-                    max_bytes=MAX_STREAM_BYTES, allow_direct=True, description="SSE events of MCP sessions, "
-                    "for Last-Event-ID resumption",
-                )  # fmt: skip
+                config = sse_stream_config(self.layout, self.max_age_s)
                 await ensure_stream(self.conn.jetstream, config, replicas=self.conn.replicas)
                 self._ready = True
 
