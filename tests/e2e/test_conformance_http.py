@@ -276,3 +276,33 @@ def test_suite_against_authenticated_server(tmp_path: Path, nats_server: NatsSer
         elapsed = time.monotonic() - started
         check_suite_run(proc, results, out_dir)
     print(f"conformance (API key): {sum(results.values())}/{len(results)} passed in {elapsed:.1f} s")
+
+
+def listed_tools(out_dir: Path) -> list[str]:
+    """The tool names the ``tools-list`` scenario saw."""
+    (checks_file,) = out_dir.glob("server-tools-list-*/checks.json")
+    (check,) = json.loads(checks_file.read_text())
+    return list(check["details"]["tools"])
+
+
+def test_a_normal_serve_with_the_same_env_serves_no_fixtures(
+    tmp_path: Path, nats_server: NatsServer, conformance: Conformance
+) -> None:
+    """The same environment and policy without the checkout on the import path (an installed package's case):
+    the fixtures module is refused with a warning, and no test_* tool, prompt or resource is served."""
+    env = fixtures_env(tmp_path)
+    del env["PYTHONPATH"]
+    out_dir = tmp_path / "results"
+    with serve_http(tmp_path, nats_server.url, "--insecure-dev", **env) as server:
+        _proc, results = conformance.run(tmp_path, server.url, out_dir)
+        log = server.log_text()
+    assert "NATS_MCP_TEST_FIXTURES=tests.support.conformance_fixtures ignored" in log, log
+    assert "serving the test fixtures" not in log, log
+    tools = listed_tools(out_dir)
+    assert tools and not [name for name in tools if name.startswith("test_")], tools
+    for scenario in ("tools-call-simple-text", "resources-read-text", "prompts-get-simple", "completion-complete"):
+        assert results[scenario] is False, scenario
+    assert "Unknown tool: 'test_simple_text'" in failure_report(out_dir, {"tools-call-simple-text"})
+    assert results["tools-list"] and results["server-initialize"]
+    calls = audited_fixture_calls(tmp_path)  # probing an unknown name is audited, and nothing ran
+    assert ("test_simple_text", "unknown_tool") in calls and not [c for c in calls if c[1] == "ok"], calls
