@@ -84,6 +84,14 @@ SEP1330_SCHEMA: dict[str, Any] = {
                                                              {"const": "value2", "title": "Second"}]}},
     },
 }  # fmt: skip
+JSON_SCHEMA_2020_12: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+"""The pending scenario json-schema-2020-12: these keywords must reach the client unchanged."""
 USER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"username": {"type": "string", "description": "User's response"},
@@ -110,6 +118,8 @@ class ConformanceFixtures:
         _tool("test_elicitation", "Asks the user for input.", _string_arg("message", "The message to show")),
         _tool("test_elicitation_sep1034_defaults", "Elicitation with defaults of every primitive type."),
         _tool("test_elicitation_sep1330_enums", "Elicitation with every enum variant."),
+        _tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", JSON_SCHEMA_2020_12),
+        _tool("test_reconnection", "Closes its SSE stream before answering; the client resumes with Last-Event-ID."),
     )
     prompts = (
         types.Prompt(name="test_simple_prompt", description="A prompt without arguments."),
@@ -141,6 +151,12 @@ class ConformanceFixtures:
         self, ctx: ServerRequestContext[Any], name: str, arguments: Mapping[str, Any]
     ) -> types.CallToolResult:
         session: Any = ctx.session  # sampling, elicitation and logging are deprecated in 2026-07-28, not in 2025-11-25
+        if name == "json_schema_2020_12_tool":
+            return _text(f"Received: {dict(arguments)}")
+        if name == "test_reconnection":  # the pending scenario server-sse-polling (SEP-1699)
+            if ctx.close_sse_stream is not None:  # only with an event store to resume from
+                await ctx.close_sse_stream()
+            return _text("Reconnection test completed successfully")
         if name == "test_simple_text":
             return _text("This is a simple text response for testing.")
         if name == "test_image_content":

@@ -85,7 +85,9 @@ async def test_fixtures_are_listed_called_and_audited_when_the_policy_grants_the
     server = served(monkeypatch, "roles: {agent: {tools: ['test_*'], namespaces: ['*']}}", trail)
     async with Client(server) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {tool.name for tool in conformance_fixtures.FIXTURES.tools}  # the policy grants only these
+        fixtures = {tool.name for tool in conformance_fixtures.FIXTURES.tools}
+        assert tools == {name for name in fixtures if name.startswith("test_")}  # what the policy grants, no more
+        assert "json_schema_2020_12_tool" in fixtures
         result = await client.call_tool("test_simple_text", {})
         assert not result.is_error and isinstance(result.content[0], types.TextContent)
         failed = await client.call_tool("test_error_handling", {})
