@@ -26,6 +26,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.mcp import about
 from nats_mcp.mcp.assist import Assist
+from nats_mcp.mcp.fixtures import Fixtures, load_fixtures
 from nats_mcp.mcp.ops_tools import OPS_TOOLS, OpsSpec
 from nats_mcp.mcp.resources import LISTEN_TOOL, ResourceSurface
 from nats_mcp.mcp.schema import input_schema, output_schema
@@ -208,6 +209,13 @@ def build_server(
                     if security is not None else None)  # fmt: skip
     if coordinator is not None:
         coordinator.conn.add_listener(assist.on_nats_event)
+    # A test run's fixture tools, prompts and resources (mcp/fixtures.py): None unless loaded from a checkout's tests/.
+    fixtures = load_fixtures()
+    fixture_tools = {tool.name: tool for tool in fixtures.tools} if fixtures is not None else {}
+    fixture_prompts = {prompt.name: prompt for prompt in fixtures.prompts} if fixtures is not None else {}
+
+    def may_see(name: str) -> bool:
+        return security is None or security.guard.visible(security.principal(), name)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -217,10 +225,27 @@ def build_server(
                 types.INVALID_PARAMS, "invalid cursor: tools/list has a single page", {"code": "invalid_cursor"}
             )
         principal = security.principal() if security is not None else None
-        return types.ListToolsResult(tools=table.visible(security, principal))
+        extra = [tool for name, tool in fixture_tools.items() if may_see(name)]
+        return types.ListToolsResult(tools=[*table.visible(security, principal), *extra])
+
+    async def call_fixture(
+        ctx: ServerRequestContext[Any], fixtures: Fixtures, name: str, arguments: dict[str, Any]
+    ) -> types.CallToolResult:
+        async def run() -> types.CallToolResult:
+            return await fixtures.call_tool(ctx, name, arguments)
+
+        if security is None:
+            return await run()
+        call = CallContext(security.principal(), security.transport, security.namespace)
+        try:
+            return await security.guard.call(call, name, arguments, run, outcome_of)
+        except Refused as refused:
+            return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         name, arguments = params.name, params.arguments
+        if fixtures is not None and name in fixture_tools:
+            return await call_fixture(ctx, fixtures, name, dict(arguments or {}))
         if name not in table.by_name:  # a protocol error (the spec's "unknown tool"), not a tool's own failure
             if security is not None:  # limited and audited all the same (probing costs rate, leaves a trail)
                 try:
@@ -293,6 +318,23 @@ def build_server(
         else None
     )
 
+    handlers: dict[str, Any] = {
+        "on_list_prompts": assist.list_prompts,
+        "on_get_prompt": assist.get_prompt,
+        "on_completion": assist.complete,
+    }
+    if resources is not None:
+        handlers.update(on_list_resources=resources.list_resources, on_list_resource_templates=resources.list_templates,
+                        on_read_resource=resources.read_resource, on_subscribe_resource=resources.subscribe,
+                        on_unsubscribe_resource=resources.unsubscribe)  # fmt: skip
+    if fixtures is not None:
+        handlers.update(_fixture_handlers(fixtures, fixture_prompts, handlers, gate, may_see))
+
+    def input_schema_of(name: str) -> dict[str, Any] | None:
+        if name in fixture_tools:
+            return fixture_tools[name].input_schema if may_see(name) else None
+        return table.input_schema(security, name)
+
     with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28 but still part of 2025-11-25
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         server = Server(
@@ -306,17 +348,10 @@ def build_server(
             lifespan=resources.lifespan if resources is not None else default_lifespan,
             on_list_tools=list_tools,
             on_call_tool=call_tool,
-            get_tool_input_schema=lambda name: table.input_schema(security, name),
-            on_list_resources=resources.list_resources if resources is not None else None,
-            on_list_resource_templates=resources.list_templates if resources is not None else None,
-            on_read_resource=resources.read_resource if resources is not None else None,
-            on_subscribe_resource=resources.subscribe if resources is not None else None,
-            on_unsubscribe_resource=resources.unsubscribe if resources is not None else None,
+            get_tool_input_schema=input_schema_of,
             on_subscriptions_listen=resources.listen if resources is not None else None,
-            on_list_prompts=assist.list_prompts,
-            on_get_prompt=assist.get_prompt,
-            on_completion=assist.complete,
             on_set_logging_level=assist.set_level,
+            **handlers,
         )
     if coordinator is not None:
         _coordinators[server] = coordinator
@@ -329,3 +364,106 @@ _coordinators: weakref.WeakKeyDictionary[Server[Any], Coordinator] = weakref.Wea
 def coordinator_of(server: Server[Any]) -> Coordinator | None:
     """The coordinator a server was built with (transports keep their own state in its NATS: http_events.py)."""
     return _coordinators.get(server)
+
+
+Gate = Callable[[ServerRequestContext[Any], str, dict[str, Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+def _fixture_handlers(
+    fixtures: Fixtures,
+    prompts: dict[str, types.Prompt],
+    handlers: dict[str, Any],
+    gate: Gate,
+    may_see: Callable[[str], bool],
+) -> dict[str, Any]:
+    """The prompt, completion and resource handlers with a test run's fixtures beside ours, each through ``gate``
+    (limited, authorized by the fixture's own name, audited) like the real ones."""
+    list_prompts, get_prompt = handlers["on_list_prompts"], handlers["on_get_prompt"]
+    complete = handlers["on_completion"]
+    resource_tool, scheme = fixtures.resource_tool, fixtures.scheme
+
+    def fixture_uri(uri: object) -> bool:
+        return isinstance(uri, str) and uri.startswith(scheme)
+
+    async def on_list_prompts(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        ours: types.ListPromptsResult = await list_prompts(ctx, params)
+        return types.ListPromptsResult(prompts=[*ours.prompts, *(p for n, p in prompts.items() if may_see(n))])
+
+    async def on_get_prompt(
+        ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        if params.name not in prompts:
+            return await get_prompt(ctx, params)  # type: ignore[no-any-return]
+        args = dict(params.arguments or {})
+        result: types.GetPromptResult = await gate(ctx, params.name, {"arguments": args},
+                                                   lambda: fixtures.get_prompt(params.name, args))  # fmt: skip
+        return result
+
+    async def on_completion(
+        ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        ref, argument = params.ref, params.argument
+        if not isinstance(ref, types.PromptReference) or ref.name not in prompts:
+            return await complete(ctx, params)  # type: ignore[no-any-return]
+
+        async def run() -> types.CompleteResult:
+            values = fixtures.complete(ref.name, argument.name, argument.value)
+            return types.CompleteResult(completion=types.Completion(values=values, total=len(values), has_more=False))
+
+        result: types.CompleteResult = await gate(ctx, ref.name, {"argument": argument.name[:64]}, run)
+        return result
+
+    out: dict[str, Any] = {"on_list_prompts": on_list_prompts, "on_get_prompt": on_get_prompt,
+                           "on_completion": on_completion}  # fmt: skip
+    if "on_read_resource" not in handlers:
+        return out
+    list_resources, list_templates = handlers["on_list_resources"], handlers["on_list_resource_templates"]
+    read, subscribe, unsubscribe = (handlers["on_read_resource"], handlers["on_subscribe_resource"],
+                                    handlers["on_unsubscribe_resource"])  # fmt: skip
+
+    async def on_list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        ours: types.ListResourcesResult = await list_resources(ctx, params)
+        extra = fixtures.resources if may_see(resource_tool) else ()
+        return types.ListResourcesResult(resources=[*ours.resources, *extra])
+
+    async def on_list_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        ours: types.ListResourceTemplatesResult = await list_templates(ctx, params)
+        extra = fixtures.templates if may_see(resource_tool) else ()
+        return types.ListResourceTemplatesResult(resource_templates=[*ours.resource_templates, *extra])
+
+    async def on_read(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        if not fixture_uri(params.uri):
+            return await read(ctx, params)  # type: ignore[no-any-return]
+        result: types.ReadResourceResult = await gate(ctx, resource_tool, {"uri": params.uri},
+                                                      lambda: fixtures.read_resource(params.uri))  # fmt: skip
+        return result
+
+    async def nothing() -> types.EmptyResult:
+        return types.EmptyResult()
+
+    async def on_subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        if not fixture_uri(params.uri):
+            return await subscribe(ctx, params)  # type: ignore[no-any-return]
+        result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": True}, nothing)
+        return result
+
+    async def on_unsubscribe(
+        ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        if not fixture_uri(params.uri):
+            return await unsubscribe(ctx, params)  # type: ignore[no-any-return]
+        result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": False}, nothing)
+        return result
+
+    out.update(on_list_resources=on_list_resources, on_list_resource_templates=on_list_templates,
+               on_read_resource=on_read, on_subscribe_resource=on_subscribe,
+               on_unsubscribe_resource=on_unsubscribe)  # fmt: skip
+    return out
