@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports grpc: the harness forks children with a preexec_fn (PR_SET_PDEATHSIG) while gRPC threads of
+# earlier tests may still run in this process, and gRPC's fork support then acted in the child and aborted it
+# ("epoll_wait error: Bad file descriptor", exit -6; seen once in a clean CI run with xdist workers). The children
+# exec at once and need nothing of gRPC's state, so fork support is off in the test process.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar

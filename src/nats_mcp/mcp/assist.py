@@ -46,6 +46,9 @@ RATE_WARN_SHARE = 0.2
 RATE_WARN_EVERY_S = 5.0
 """At most one rate warning per connection this often: a caller near its limit makes many calls."""
 PROGRESS_INTERVAL_S = 1.0
+PROGRESS_FIRST_S = 0.25
+"""The first report comes soon (a claim that found work at once, within this, reports nothing), so a client sees a
+waiting claim as such well before its timeout, however short."""
 SEND_TIMEOUT_S = 5.0
 MAX_COMPLETIONS = 100
 """The spec's cap on ``values`` in one completion."""
@@ -351,8 +354,10 @@ class Assist:
 
         async def tick() -> None:
             started = time.monotonic()
+            pause = PROGRESS_FIRST_S
             while True:
-                await asyncio.sleep(PROGRESS_INTERVAL_S)  # the pace of the notifications, not a synchronisation
+                await asyncio.sleep(pause)  # the pace of the notifications, not a synchronisation
+                pause = PROGRESS_INTERVAL_S
                 waited = min(time.monotonic() - started, total)
                 try:
                     await ctx.session.report_progress(round(waited, 3), total, f"waiting for work on {capability}")
