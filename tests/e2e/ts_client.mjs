@@ -3,8 +3,7 @@
 //
 //   node ts_client.mjs SDK_NODE_MODULES SPEC_JSON
 //
-// SDK_NODE_MODULES: the node_modules holding @modelcontextprotocol/sdk (`scripts/node22 --ts-sdk`); ESM
-// imports do not read NODE_PATH, so the SDK's files are imported by path.
+// SDK_NODE_MODULES: the node_modules holding @modelcontextprotocol/sdk (`scripts/node22 --ts-sdk`).
 // SPEC_JSON: {"transport": "stdio", "command": ..., "args": [...], "env": {...}, "cwd": ...}
 //         or {"transport": "http", "url": ..., "bearer": ... (optional), "oauth": true (optional)}
 //         plus "calls": [{"name": ..., "arguments": {...}}, ...]; a call may instead name another Client method
@@ -15,66 +14,39 @@
 //
 // Prints one JSON object: {"connected": true, "serverInfo": ..., "calls": [{"result": ...} | {"error": ...}]} or
 // {"connected": false, "error": ...}. Every outcome exits 0; a non-zero exit means this script itself failed.
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { sdkLoader, thrown, transport } from "./ts_common.mjs";
 
 const [modules, specJson] = process.argv.slice(2);
 const spec = JSON.parse(specJson);
-const sdk = (file) => import(pathToFileURL(join(modules, "@modelcontextprotocol/sdk/dist/esm", file)).href);
+const sdk = sdkLoader(modules);
 const { Client } = await sdk("client/index.js");
 
-// What the SDK threw, with the fields its error classes carry (McpError: code, data; HTTP errors: code).
-function thrown(error) {
+// "oauth": an interactive client's provider before any login: no tokens, no registration, a loopback redirect.
+function oauthProvider() {
+  let client;
   return {
-    name: error?.constructor?.name ?? typeof error,
-    message: String(error?.message ?? error),
-    code: error?.code ?? null,
-    data: error?.data ?? null,
+    get redirectUrl() {
+      return "http://127.0.0.1:1/callback";
+    },
+    get clientMetadata() {
+      return { client_name: "nats-mcp ts_client", redirect_uris: ["http://127.0.0.1:1/callback"] };
+    },
+    clientInformation: () => client,
+    saveClientInformation: (info) => {
+      client = info;
+    },
+    tokens: () => undefined,
+    saveTokens: () => {},
+    redirectToAuthorization: () => {},
+    saveCodeVerifier: () => {},
+    codeVerifier: () => "",
   };
-}
-
-async function transport() {
-  if (spec.transport === "stdio") {
-    const { StdioClientTransport } = await sdk("client/stdio.js");
-    return new StdioClientTransport({
-      command: spec.command,
-      args: spec.args ?? [],
-      env: spec.env,
-      cwd: spec.cwd,
-      stderr: "ignore",
-    });
-  }
-  const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
-  const headers = spec.bearer ? { Authorization: `Bearer ${spec.bearer}` } : {};
-  const options = { requestInit: { headers } };
-  if (spec.oauth) {
-    // An interactive client's provider before any login: no tokens, no registration, a loopback redirect.
-    let client;
-    options.authProvider = {
-      get redirectUrl() {
-        return "http://127.0.0.1:1/callback";
-      },
-      get clientMetadata() {
-        return { client_name: "nats-mcp ts_client", redirect_uris: ["http://127.0.0.1:1/callback"] };
-      },
-      clientInformation: () => client,
-      saveClientInformation: (info) => {
-        client = info;
-      },
-      tokens: () => undefined,
-      saveTokens: () => {},
-      redirectToAuthorization: () => {},
-      saveCodeVerifier: () => {},
-      codeVerifier: () => "",
-    };
-  }
-  return new StreamableHTTPClientTransport(new URL(spec.url), options);
 }
 
 const client = new Client({ name: "nats-mcp-ts-client", version: "0" });
 const out = { connected: false, calls: [] };
 try {
-  await client.connect(await transport());
+  await client.connect(await transport(sdk, spec, spec.oauth ? oauthProvider() : undefined));
   out.connected = true;
   out.serverInfo = client.getServerVersion() ?? null;
   // Clients list tools first; the SDK compiles each tool's outputSchema then and checks every result against it.

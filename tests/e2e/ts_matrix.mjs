@@ -13,39 +13,13 @@
 //
 // Prints one JSON object: {"connected": true, "serverInfo", "capabilities", "protocolVersion",
 // "steps": [{"result": ...} | {"error": ...}]} or {"connected": false, "error": ...}. Exits 0 on every outcome.
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { sdkLoader, thrown, transport } from "./ts_common.mjs";
 
 const [modules, specJson] = process.argv.slice(2);
 const spec = JSON.parse(specJson);
-const sdk = (file) => import(pathToFileURL(join(modules, "@modelcontextprotocol/sdk/dist/esm", file)).href);
+const sdk = sdkLoader(modules);
 const { Client } = await sdk("client/index.js");
 const { ResourceUpdatedNotificationSchema } = await sdk("types.js");
-
-function thrown(error) {
-  return {
-    name: error?.constructor?.name ?? typeof error,
-    message: String(error?.message ?? error),
-    code: error?.code ?? null,
-    data: error?.data ?? null,
-  };
-}
-
-async function transport() {
-  if (spec.transport === "stdio") {
-    const { StdioClientTransport } = await sdk("client/stdio.js");
-    return new StdioClientTransport({
-      command: spec.command,
-      args: spec.args ?? [],
-      env: spec.env,
-      cwd: spec.cwd,
-      stderr: "ignore",
-    });
-  }
-  const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
-  const headers = spec.bearer ? { Authorization: `Bearer ${spec.bearer}` } : {};
-  return new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers } });
-}
 
 const saved = {};
 function substitute(value) {
@@ -84,7 +58,7 @@ const client = new Client({ name: "nats-mcp-ts-matrix", version: "0" });
 client.setNotificationHandler(ResourceUpdatedNotificationSchema, (note) => updated(note.params.uri));
 const out = { connected: false, steps: [] };
 try {
-  const link = await transport();
+  const link = await transport(sdk, spec);
   await client.connect(link);
   out.connected = true;
   out.serverInfo = client.getServerVersion() ?? null;
