@@ -5,17 +5,11 @@ principal, and the refusals are audited without any credential."""
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
-import pytest
-from aiohttp import web
 
 from tests.e2e.test_coordination_stdio import err, ok
 from tests.e2e.test_grpc import INIT, TRUST_DOMAIN, Pki, audit_records, frame, session_status, target
@@ -24,9 +18,8 @@ from tests.e2e.test_grpc import serving as grpc_serving
 from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, post_init
 from tests.e2e.test_http_gateway import serving as http_serving
 from tests.support.natsserver import NatsServer, wait_for
+from tests.unit.test_authn_introspection import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server  # noqa: F401 (fixture)
 
-CLIENT_ID = "nats-mcp-e2e"
-CLIENT_SECRET = "introspection-e2e-client-secret"
 POLICY = """
 version: 1
 roles:
@@ -67,40 +60,10 @@ async def test_a_dns_san_spelling_a_spiffe_id_is_not_that_agent(tmp_path: Path, 
 # ---- 4, 5. introspection: audience, subject kinds, issuers ----------------------------------------------------------
 
 
-@dataclass
-class AuthServer:
-    """A real RFC 7662 endpoint on a loopback port: token -> answer, Basic client authentication."""
-
-    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        if request.headers.get("Authorization") != expected:
-            return web.json_response({"error": "invalid_client"}, status=401)
-        form = await request.post()
-        return web.json_response(self.answers.get(str(form.get("token")), {"active": False}))
-
-
-@pytest.fixture
-async def auth_server() -> AsyncIterator[AuthServer]:
-    server = AuthServer()
-    app = web.Application()
-    app.router.add_post("/introspect", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.url = f"http://{host}:{port}/introspect"
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
-
-
 async def test_introspected_tokens_stay_in_their_own_namespace_and_audience(
-    tmp_path: Path, nats_server: NatsServer, auth_server: AuthServer
+    tmp_path: Path,
+    nats_server: NatsServer,
+    auth_server: AuthServer,  # noqa: F811
 ) -> None:
     trail = tmp_path / "audit.jsonl"
     policy = tmp_path / "policy.yaml"

@@ -21,28 +21,13 @@ from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import Guard, address_key
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal
+from tests.unit.test_security_guard import Clock, Recorder
 
 ISS = "https://idp.example.test"
 AUD = "https://mcp.example.test/mcp"
 NAT = "198.51.100.7"
 """The shared address (a NAT, an ingress) the attacker and the victim both come from."""
 VICTIM_KEY = "nmk_0123456789ab_" + "V" * 43
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, kind: str, **fields: Any) -> None:
-        self.records.append({"kind": kind, **fields})
 
 
 class Keys:
