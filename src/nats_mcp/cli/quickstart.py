@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nats_mcp.config import LoadedSettings, Settings
 from nats_mcp.config_security import RateSettings
-from nats_mcp.security.authn.apikeys import ApiKeys, parse_key
+from nats_mcp.security.authn.apikeys import ApiKeyError, ApiKeys, parse_key
 from nats_mcp.security.errors import AuthenticationError
 
 KEY_NAME = "quickstart"
@@ -64,7 +64,7 @@ async def dev_key(keys: ApiKeys, path: Path, *, rotate: bool = False) -> DevKey:
             if principal.key_id is not None:
                 return DevKey(old, principal.key_id, True, path)
     if old is not None and rotate and (parsed := parse_key(old)) is not None:
-        with contextlib.suppress(Exception):  # a key unknown to this NATS has nothing to revoke
+        with contextlib.suppress(ApiKeyError):  # a key unknown to this NATS has nothing to revoke
             await keys.revoke(parsed[0])
     key, record = await keys.create(KEY_NAME, ["agent"])
     _write_private(path, key + "\n")
@@ -97,10 +97,10 @@ def _write_private(path: Path, text: str) -> None:
 def self_command() -> str:
     """How to run this program again: ``nats-mcp`` when that is on PATH, else the path it was started by."""
     started = Path(sys.argv[0])
-    found = shutil.which("nats-mcp")
-    if found is not None and started.name == "nats-mcp" and Path(found).resolve() == started.resolve():
+    if started.name != "nats-mcp":  # run another way (python -m): the command's name is all we can say
         return "nats-mcp"
-    return str(started.resolve()) if started.name == "nats-mcp" else "nats-mcp"
+    found = shutil.which("nats-mcp")
+    return "nats-mcp" if found is not None and Path(found).resolve() == started.resolve() else str(started.resolve())
 
 
 def banner(url: str, dev: DevKey, settings: Settings) -> str:
