@@ -28,8 +28,8 @@ from tests.support.env import connected  # noqa: E402
 from tests.support.natsserver import start_nats_server  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
-from nats_mcp.security.audit import AuditLog, AuditRecord  # noqa: E402
-from nats_mcp.security.audit_store import StreamSink  # noqa: E402
+from nats_mcp.security.audit.log import AuditLog, AuditRecord  # noqa: E402
+from nats_mcp.security.audit.store import StreamSink  # noqa: E402
 from nats_mcp.security.principal import Principal  # noqa: E402
 
 PRINCIPAL = Principal(subject="bench", issuer="https://idp.example", method="jwt", peer="10.0.0.1")

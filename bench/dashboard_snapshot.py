@@ -29,13 +29,13 @@ from tests.support.natsserver import NatsServer  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config import load_settings  # noqa: E402
+from nats_mcp.config.settings import load_settings  # noqa: E402
 from nats_mcp.coord.channels import ChannelService  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
-from nats_mcp.coord.registry import RegistryService  # noqa: E402
-from nats_mcp.coord.work import WorkService  # noqa: E402
+from nats_mcp.coord.registry.service import RegistryService  # noqa: E402
+from nats_mcp.coord.work.service import WorkService  # noqa: E402
 from nats_mcp.dashboard.data import Dashboard  # noqa: E402
-from nats_mcp.security.audit import AuditLog  # noqa: E402
+from nats_mcp.security.audit.log import AuditLog  # noqa: E402
 from nats_mcp.security.principal import Principal  # noqa: E402
 
 NS = "bench"

@@ -70,7 +70,7 @@ from mcp_grpc_transport_proto import mcp_pb2_grpc as typed_grpc  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
-from nats_mcp.security.devcerts import agent_policy  # noqa: E402
+from nats_mcp.security.dev.certs import agent_policy  # noqa: E402
 from nats_mcp.transports.grpc.client import CALL_METHOD, GrpcTarget, grpc_transport, open_channel  # noqa: E402
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame  # noqa: E402
 

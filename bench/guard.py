@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 from mcp import Client  # noqa: E402
 
+from nats_mcp.api.server import build_server, local_principal, local_security  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
-from nats_mcp.config import load_settings  # noqa: E402
-from nats_mcp.config_security import AuditSettings  # noqa: E402
+from nats_mcp.config.security import AuditSettings  # noqa: E402
+from nats_mcp.config.settings import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
-from nats_mcp.mcp.server import build_server, local_principal, local_security  # noqa: E402
-from nats_mcp.security.audit import AuditLog  # noqa: E402
+from nats_mcp.security.audit.log import AuditLog  # noqa: E402
 from nats_mcp.security.guard import CallContext, Guard  # noqa: E402
 from nats_mcp.security.policy import Policy  # noqa: E402
 

@@ -47,13 +47,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult  # noqa: E402
 
+from nats_mcp.api.server import build_server, local_principal, local_security  # noqa: E402
+from nats_mcp.api.tools.coordination import TOOLS  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
-from nats_mcp.config import load_settings  # noqa: E402
-from nats_mcp.config_observe import AnomalySettings, TracingSettings  # noqa: E402
+from nats_mcp.config.observe import AnomalySettings, TracingSettings  # noqa: E402
+from nats_mcp.config.settings import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
-from nats_mcp.mcp.server import build_server, local_principal, local_security  # noqa: E402
-from nats_mcp.mcp.tools import TOOLS  # noqa: E402
 from nats_mcp.observe import tracing  # noqa: E402
 from nats_mcp.observe.anomaly import AnomalyDetector  # noqa: E402
 from nats_mcp.observe.metrics import Metrics  # noqa: E402

@@ -76,8 +76,8 @@ from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E402
-from nats_mcp.coord.work import WorkService  # noqa: E402
+from nats_mcp.config.settings import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E402
+from nats_mcp.coord.work.service import WorkService  # noqa: E402
 
 RESULTS = BENCH / "results"
 READ_LIMIT = stdio_tools.READ_LIMIT  # the page checked_reader reads

@@ -36,10 +36,10 @@ from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import wait_for
 
 from nats_mcp.transports.grpc.client import grpc_transport, open_channel
-from nats_mcp.transports.http import AGENT_HEADER
+from nats_mcp.transports.http.app import AGENT_HEADER
 
 if TYPE_CHECKING:
-    from nats_mcp.config import Settings
+    from nats_mcp.config.settings import Settings
 
 
 class GatewayPlan(Protocol):

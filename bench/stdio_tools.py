@@ -56,12 +56,12 @@ from nats.js.errors import NotFoundError  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 
+from nats_mcp.api.tools.base import ERROR_META  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E402
+from nats_mcp.config.settings import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller, owner_key  # noqa: E402
-from nats_mcp.coord.registry import RegistryService  # noqa: E402
-from nats_mcp.mcp.toolbase import ERROR_META  # noqa: E402
+from nats_mcp.coord.registry.service import RegistryService  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ECHO_SERVER = ROOT / "bench" / "echo_server.py"

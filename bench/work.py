@@ -54,13 +54,13 @@ from stdio_tools import find_error  # noqa: E402
 from tests.support.env import isolated_env, nats_mcp_exe  # noqa: E402
 from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 
+from nats_mcp.api.tools.base import ERROR_META  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config import load_settings  # noqa: E402
+from nats_mcp.config.settings import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.models import WorkItem  # noqa: E402
-from nats_mcp.coord.work import WorkService  # noqa: E402
-from nats_mcp.mcp.toolbase import ERROR_META  # noqa: E402
+from nats_mcp.coord.work.service import WorkService  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ECHO_SERVER = ROOT / "bench" / "echo_server.py"

@@ -30,7 +30,7 @@ from typing import Any
 
 from mcp import Client
 
-from nats_mcp.mcp.toolbase import ERROR_META
+from nats_mcp.api.tools.base import ERROR_META
 from tests.chaos.traffic import TRANSIENT
 from tests.e2e.test_http_gateway import HttpServer, launch, mcp_client
 

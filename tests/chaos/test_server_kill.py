@@ -43,7 +43,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.models import DlqItem
-from nats_mcp.coord.work_store import ItemRecord
+from nats_mcp.coord.work.store import ItemRecord
 from tests.chaos.served_agents import Agent, Flight, Gateway
 from tests.e2e.test_http_gateway import api_key
 from tests.support.natsserver import NatsServer, wait_for

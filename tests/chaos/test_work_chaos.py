@@ -21,8 +21,8 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.models import DlqItem
-from nats_mcp.coord.work import WorkService
-from nats_mcp.coord.work_events import WorkEvents
+from nats_mcp.coord.work.events import WorkEvents
+from nats_mcp.coord.work.service import WorkService
 from tests.chaos.work_worker import ANOMALY_BUCKET, CAPABILITY, DIED, DONE_BUCKET, INTENT_BUCKET, POISON
 from tests.support.env import connected
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for

@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp import Client
 
-from nats_mcp.mcp.toolbase import ERROR_META
+from nats_mcp.api.tools.base import ERROR_META
 
 TRANSIENT = {"nats_unavailable", "timeout"}
 """The codes a tool may answer while the cluster elects new leaders; anything else fails the test."""

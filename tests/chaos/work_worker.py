@@ -41,7 +41,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict, Forbidden, NatsUnavailable, NotFound
 from nats_mcp.coord.models import WorkItem
-from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.work.service import WorkService
 from tests.support.env import connected
 
 CAPABILITY = "chaos"

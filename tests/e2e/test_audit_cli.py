@@ -14,8 +14,8 @@ import nats
 import pytest
 
 from nats_mcp.bus.layout import AUDIT_STREAM
-from nats_mcp.security.audit import AuditLog
-from nats_mcp.security.audit_store import FileSink, StreamSink, audit_stream_config
+from nats_mcp.security.audit.log import AuditLog
+from nats_mcp.security.audit.store import FileSink, StreamSink, audit_stream_config
 from nats_mcp.security.principal import Principal
 from tests.support.env import connected, isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for_sync

@@ -9,7 +9,7 @@ client's ``fetch`` and the suite's raw ``undici.request`` probes go through.
 Many scenarios call the suite's own fixture tools, prompts and resources (``test_simple_text``,
 ``test_simple_prompt``, ``test://static-text``, ...). The server under test serves them from
 ``tests/support/conformance_fixtures.py`` (named in ``NATS_MCP_TEST_FIXTURES``, importable only with the
-checkout root on ``PYTHONPATH``; see ``nats_mcp.mcp.fixtures``), through the same transport, guard and audit
+checkout root on ``PYTHONPATH``; see ``nats_mcp.api.fixtures``), through the same transport, guard and audit
 as every tool: the policy below grants ``test_*``, and the audit trail holds their calls. Every active
 scenario must pass, with no expected failures.
 """

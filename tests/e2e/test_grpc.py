@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcp import Client, StdioServerParameters, stdio_client
 
-from nats_mcp.security.devcerts import agent_policy
+from nats_mcp.security.dev.certs import agent_policy
 from nats_mcp.transports.grpc.client import CALL_METHOD, GrpcTarget, grpc_transport, open_channel, open_session
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
 from tests.e2e.test_coordination_stdio import TOOLS, err, ok

@@ -24,9 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from mcp import Client
 
-from nats_mcp.mcp.resources import channel_uri
-from nats_mcp.mcp.toolbase import ERROR_META
-from nats_mcp.security import devtoken
+from nats_mcp.api.resources import channel_uri
+from nats_mcp.api.tools.base import ERROR_META
+from nats_mcp.security.dev import tokens as devtoken
 from nats_mcp.transports.grpc.client import LISTEN_METHOD, grpc_transport, open_channel
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
 from tests.e2e.test_grpc import (

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.mcp.resources import INBOX_URI, channel_uri
-from nats_mcp.mcp.toolbase import ERROR_META
+from nats_mcp.api.resources import INBOX_URI, channel_uri
+from nats_mcp.api.tools.base import ERROR_META
 from tests.e2e.test_coordination_stdio import err, ok
 from tests.e2e.test_grpc import Pki, audit_records, call_status, target
 from tests.e2e.test_grpc import serving as grpc_serving

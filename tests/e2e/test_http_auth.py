@@ -15,8 +15,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nats_mcp.security import devtoken
 from nats_mcp.security.authn.apikeys import ApiKeys
+from nats_mcp.security.dev import tokens as devtoken
 from tests.e2e.test_coordination_stdio import TOOLS, err, ok
 from tests.e2e.test_http_gateway import (
     INIT,

@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from nats_mcp.mcp.resources import channel_uri
+from nats_mcp.api.resources import channel_uri
 from nats_mcp.security.authn.apikeys import ApiKeys
 from tests.e2e.test_coordination_stdio import TOOLS, err, ok
 from tests.e2e.test_work_stdio import broadcast, claim, dlq, queues, register

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.mcp.tools import TOOLS
+from nats_mcp.api.tools.coordination import TOOLS
 from tests.e2e.test_conformance_http import HttpServer, create_api_key, node22, serve_http
 from tests.support.env import isolated_env
 from tests.support.natsserver import NatsServer

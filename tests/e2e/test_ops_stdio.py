@@ -12,7 +12,7 @@ import nats
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.mcp.ops_tools import OPS_TOOLS
+from nats_mcp.api.tools.natsops import OPS_TOOLS
 from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for

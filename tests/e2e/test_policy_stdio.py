@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.mcp.resources import INBOX_URI, channel_uri
+from nats_mcp.api.resources import INBOX_URI, channel_uri
 from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer

@@ -24,7 +24,7 @@ from mcp.client.session import IncomingMessage
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.mcp.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
+from nats_mcp.api.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
@@ -318,10 +318,10 @@ async def test_notifications_survive_a_nats_restart(tmp_path: Path, nats_server:
 
 async def test_a_2025_connection_takes_its_watches_with_it(tmp_path: Path, nats_server: NatsServer) -> None:
     """In process (SDK in-memory transport, real NATS): the watches hang on the connection and end with it."""
+    from nats_mcp.api.resources import _PROCESS, ResourceSurface
+    from nats_mcp.api.server import build_server
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.mcp.resources import _PROCESS, ResourceSurface
-    from nats_mcp.mcp.server import build_server
     from tests.support.env import settings_for
 
     settings = settings_for(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="team-i")

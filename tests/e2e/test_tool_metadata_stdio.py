@@ -17,8 +17,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.mcp.about import TITLE, WEBSITE_URL
-from nats_mcp.mcp.resources import RESOURCE_NOT_FOUND
+from nats_mcp.api.about import TITLE, WEBSITE_URL
+from nats_mcp.api.resources import RESOURCE_NOT_FOUND
 from tests.e2e.test_conformance_http import node22
 from tests.e2e.test_coordination_stdio import TOOLS, agent, ok
 from tests.e2e.test_ts_client import TsClient, ts_client  # noqa: F401  (a fixture)

@@ -10,8 +10,8 @@ from pathlib import Path
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.registry import RegistryService
-from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.registry.service import RegistryService
+from nats_mcp.coord.work.service import WorkService
 from tests.e2e.test_http_gateway import run_cli
 from tests.support.env import connected
 from tests.support.natsserver import NatsServer

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nats_mcp.mcp.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
+from nats_mcp.api.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
 from tests.e2e.test_coordination_stdio import TOOLS
 from tests.e2e.test_http_gateway import api_key, serving
 from tests.e2e.test_ts_client import ERROR_META, TsClient, ts_client  # noqa: F401 - the fixture

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters, stdio_client
 
-from nats_mcp.mcp.server import ToolTable
-from nats_mcp.mcp.toolbase import ERROR_META
+from nats_mcp.api.server import ToolTable
+from nats_mcp.api.tools.base import ERROR_META
 from tests.fuzz.schemas import invalid, valid
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import start_nats_server

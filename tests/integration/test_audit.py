@@ -19,8 +19,9 @@ from nats.js.errors import APIError
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg
 from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject, audit_writer
-from nats_mcp.security.audit import AuditLog, record_hash
-from nats_mcp.security.audit_store import (
+from nats_mcp.bus.natsperms import build_permissions
+from nats_mcp.security.audit.log import AuditLog, record_hash
+from nats_mcp.security.audit.store import (
     StreamSink,
     audit_stream_config,
     newest,
@@ -28,7 +29,6 @@ from nats_mcp.security.audit_store import (
     stream_info,
     verify_stream,
 )
-from nats_mcp.security.natsperms import build_permissions
 from nats_mcp.security.principal import Principal
 from tests.support.env import connected, isolated_env, nats_mcp_exe
 from tests.support.natsserver import LOOPBACK, NatsServer, wait_for

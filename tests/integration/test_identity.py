@@ -19,9 +19,9 @@ import pytest
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.errors import Conflict, InvalidName
-from nats_mcp.coord.identity import (
+from nats_mcp.coord.registry.identity import (
     IdentityService,
     Lease,
     candidate_guid,

@@ -12,7 +12,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.errors import Forbidden
 from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.models import AgentRecord
-from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.work.service import WorkService
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.guard import Refused
 from nats_mcp.security.policy import Policy, parse_policy

@@ -27,17 +27,17 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import get_batch
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, audit_subject, audit_writer
+from nats_mcp.bus.natsperms import AUDIT_STREAM, NatsPermissions, build_permissions, inbox_consumer
 from nats_mcp.bus.pull import ack, pull
 from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.inbox import InboxService
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.watch import ChangeWatcher
-from nats_mcp.coord.work import WorkService
-from nats_mcp.security.audit_store import audit_stream_config
-from nats_mcp.security.natsperms import AUDIT_STREAM, NatsPermissions, build_permissions, inbox_consumer
+from nats_mcp.coord.work.service import WorkService
+from nats_mcp.security.audit.store import audit_stream_config
 from tests.support.env import settings_for
 from tests.support.natsserver import LOOPBACK, NatsServer, wait_for
 

@@ -16,11 +16,11 @@ from mcp import Client
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from nats_mcp.api.server import build_server, local_security
+from nats_mcp.api.tools.coordination import TOOLS
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config_observe import TracingSettings
+from nats_mcp.config.observe import TracingSettings
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.mcp.server import build_server, local_security
-from nats_mcp.mcp.tools import TOOLS
 from nats_mcp.observe import tracing
 from nats_mcp.observe.assembly import Observability
 from nats_mcp.security.guard import Guard

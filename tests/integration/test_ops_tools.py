@@ -14,7 +14,7 @@ from nats.js.api import KeyValueConfig, StreamConfig
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import APIKEYS_BUCKET, Layout
-from nats_mcp.coord.ops import OpsService
+from nats_mcp.coord.natsops.service import OpsService
 from tests.support.natsserver import NatsServer
 from tests.support.ops import OpsHarness
 

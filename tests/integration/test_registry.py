@@ -24,11 +24,11 @@ from nats_mcp.coord.errors import (
     NotFound,
     NotRegistered,
 )
-from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.models import AgentEntry, AgentRecord, Scope
-from nats_mcp.coord.presence import PresenceKeeper
-from nats_mcp.coord.registry import RegistryService
-from nats_mcp.coord.visibility import parse_time
+from nats_mcp.coord.registry.identity import IdentityService
+from nats_mcp.coord.registry.presence import PresenceKeeper
+from nats_mcp.coord.registry.service import RegistryService
+from nats_mcp.coord.registry.visibility import parse_time
 from tests.support.env import settings_for
 from tests.support.natsserver import NatsServer, wait_for
 

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config_security import AuditSettings, JwtIssuerSettings, SecuritySettings
-from nats_mcp.security.audit import AuditLog
-from nats_mcp.security.audit_store import read_range, stream_info, verify_stream
+from nats_mcp.config.security import AuditSettings, JwtIssuerSettings, SecuritySettings
+from nats_mcp.security.audit.log import AuditLog
+from nats_mcp.security.audit.store import read_range, stream_info, verify_stream
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.apikeys import ApiKeys
 from nats_mcp.security.authn.chain import Authenticator

@@ -25,8 +25,8 @@ from nats_mcp.coord.errors import (
     LimitExceeded,
     NotFound,
 )
-from nats_mcp.coord.work import WorkService
-from nats_mcp.coord.work_events import WorkEvents
+from nats_mcp.coord.work.events import WorkEvents
+from nats_mcp.coord.work.service import WorkService
 from tests.support.env import connected
 from tests.support.natsserver import NatsServer
 

@@ -18,7 +18,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.checks import timestamp
 from nats_mcp.coord.errors import Conflict
 from nats_mcp.coord.models import DlqItem, WorkItem
-from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.work.service import WorkService
 from tests.integration.test_work import caller, claim_one, dead, offer, service
 from tests.support.natsserver import NatsServer
 

@@ -1,4 +1,4 @@
-"""Test boundary: the MCP conformance suite's fixture tools, prompts and resources, served by ``nats_mcp.mcp.fixtures``.
+"""Test boundary: the MCP conformance suite's fixture tools, prompts and resources, served by ``nats_mcp.api.fixtures``.
 
 Named by ``NATS_MCP_TEST_FIXTURES=tests.support.conformance_fixtures`` in tests/e2e/test_conformance_http.py only.
 Each fixture does what the scenario of @modelcontextprotocol/conformance 0.1.16 that calls it expects (read from
@@ -101,7 +101,7 @@ USER_SCHEMA: dict[str, Any] = {
 
 
 class ConformanceFixtures:
-    """The fixtures (see ``nats_mcp.mcp.fixtures.Fixtures``)."""
+    """The fixtures (see ``nats_mcp.api.fixtures.Fixtures``)."""
 
     scheme = "test://"
     resource_tool = "test_resources"

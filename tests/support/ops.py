@@ -9,11 +9,11 @@ from typing import Any
 
 import mcp_types as types
 
+from nats_mcp.api.server import ToolTable, error_result, outcome_of
+from nats_mcp.api.tools.base import ERROR_META
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config_security import SecuritySettings
-from nats_mcp.coord.ops import OpsService
-from nats_mcp.mcp.server import ToolTable, error_result, outcome_of
-from nats_mcp.mcp.toolbase import ERROR_META
+from nats_mcp.config.security import SecuritySettings
+from nats_mcp.coord.natsops.service import OpsService
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal

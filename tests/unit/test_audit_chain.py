@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.security.audit import AuditLog
-from nats_mcp.security.audit_chain import (
+from nats_mcp.security.audit.chain import (
     GENESIS,
     AuditRecord,
     canonical_json,
@@ -22,6 +21,7 @@ from nats_mcp.security.audit_chain import (
     record_hash,
     verify,
 )
+from nats_mcp.security.audit.log import AuditLog
 from nats_mcp.security.principal import Principal
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNlY3JldC12YWx1ZQ"

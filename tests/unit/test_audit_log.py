@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from nats_mcp.config_security import AuditSettings
-from nats_mcp.security.audit import AuditLog, AuditRecord, ChainDivergedError, digest_arguments, verify
-from nats_mcp.security.audit_store import FileSink, verify_file
+from nats_mcp.config.security import AuditSettings
+from nats_mcp.security.audit.log import AuditLog, AuditRecord, ChainDivergedError, digest_arguments, verify
+from nats_mcp.security.audit.store import FileSink, verify_file
 from nats_mcp.security.principal import Principal
 from tests.support.natsserver import wait_for
 
@@ -108,7 +108,7 @@ async def test_beyond_the_bound_records_are_dropped_counted_and_the_loss_is_audi
     sink = MemorySink()
     sink.up.clear()
     log = AuditLog([sink], max_pending=5)
-    with caplog.at_level(logging.ERROR, "nats_mcp.security.audit"):
+    with caplog.at_level(logging.ERROR, "nats_mcp.security.audit.log"):
         for i in range(12):
             call(log, i)
     assert log.pending == 5 and log.dropped_total == 7
@@ -149,7 +149,7 @@ async def test_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture
     sink.up.clear()
     log = AuditLog([sink])
     call(log, 1)
-    with caplog.at_level(logging.ERROR, "nats_mcp.security.audit"):
+    with caplog.at_level(logging.ERROR, "nats_mcp.security.audit.log"):
         await log.close(timeout=0.05)
     assert "could not be written before shutdown" in caplog.text
     assert sink.closed

@@ -14,14 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config_security import IntrospectionSettings, JwtIssuerSettings
-from nats_mcp.security import devtoken
+from nats_mcp.config.security import IntrospectionSettings, JwtIssuerSettings
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.apikeys import ApiKeys
 from nats_mcp.security.authn.chain import Authenticator
 from nats_mcp.security.authn.introspection import Introspector
 from nats_mcp.security.authn.jwt import JwtVerifier, TrustedIssuer
 from nats_mcp.security.authn.mtls import MtlsAuthenticator
+from nats_mcp.security.dev import tokens as devtoken
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.principal import Principal
 from tests.support.env import settings_for

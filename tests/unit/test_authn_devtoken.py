@@ -12,10 +12,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from nats_mcp.config import Settings
-from nats_mcp.config_security import JwtIssuerSettings
-from nats_mcp.security import devtoken
+from nats_mcp.config.security import JwtIssuerSettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.security.authn.jwt import JwtVerifier
+from nats_mcp.security.dev import tokens as devtoken
 from nats_mcp.security.errors import AuthenticationError
 from tests.support.env import settings_for
 

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from nats_mcp.config_security import IntrospectionSettings
+from nats_mcp.config.security import IntrospectionSettings
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.introspection import Introspector
 from nats_mcp.security.errors import AuthenticationError

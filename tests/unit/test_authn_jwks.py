@@ -20,7 +20,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from nats_mcp.config_security import JwtIssuerSettings
+from nats_mcp.config.security import JwtIssuerSettings
 from nats_mcp.security.authn.jwt import JwksCache, JwtVerifier, TrustedIssuer
 from nats_mcp.security.errors import AuthenticationError
 

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nats_mcp.config_security import JwtIssuerSettings
+from nats_mcp.config.security import JwtIssuerSettings
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.jwt import JwtVerifier, TrustedIssuer, key_fits, load_public_key_file, secure_url
 from nats_mcp.security.errors import AuthenticationError

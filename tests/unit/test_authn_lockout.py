@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from nats_mcp.config_security import JwtIssuerSettings, SecuritySettings
+from nats_mcp.config.security import JwtIssuerSettings, SecuritySettings
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.jwt import JwtVerifier, TrustedIssuer
 from nats_mcp.security.errors import AuthenticationError

@@ -8,7 +8,7 @@ import pytest
 
 from nats_mcp.bus.connection import backoff_delay, plan_connection
 from nats_mcp.bus.errors import NatsConfigError
-from nats_mcp.config import Settings, load_settings
+from nats_mcp.config.settings import Settings, load_settings
 
 
 def settings(tmp_path: Path, **environ: str) -> Settings:

@@ -12,7 +12,7 @@ import pytest
 from starlette.responses import Response
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config_security import SecuritySettings
+from nats_mcp.config.security import SecuritySettings
 from nats_mcp.coord.context import owner_key
 from nats_mcp.dashboard.app import RECHECK_S, DashboardApp
 from nats_mcp.dashboard.audit_feed import AuditFeed

@@ -21,8 +21,8 @@ import pytest
 import trustme
 import yaml
 
-from nats_mcp.config import DEFAULT_CHANNELS, load_settings
-from nats_mcp.security.natsperms import build_permissions
+from nats_mcp.bus.natsperms import build_permissions
+from nats_mcp.config.settings import DEFAULT_CHANNELS, load_settings
 from nats_mcp.security.policy import Policy
 from tests.support.natsserver import nats_server_binary
 

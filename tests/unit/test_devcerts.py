@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from nats_mcp.security import devcerts
-from nats_mcp.security.devcerts import DevCertBundle, DevCertError, DevCertSpec
+from nats_mcp.security.dev import certs as devcerts
+from nats_mcp.security.dev.certs import DevCertBundle, DevCertError, DevCertSpec
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
 

@@ -25,9 +25,9 @@ from types import ModuleType
 
 import pytest
 
-from nats_mcp.config import LEAVES, WARP_ENV
-from nats_mcp.config_grpc import GrpcSettings
-from nats_mcp.config_http import HttpSettings
+from nats_mcp.config.grpc import GrpcSettings
+from nats_mcp.config.http import HttpSettings
+from nats_mcp.config.settings import LEAVES, WARP_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -224,7 +224,7 @@ def rules_of(text: str) -> list[str]:
 
 
 MUST_REACH_THE_BUILD = ["pyproject.toml", "uv.lock", "scripts/uv-requirements.txt", "README.md",
-                        "src/nats_mcp/config.py", "src/nats_mcp/py.typed",
+                        "src/nats_mcp/config/settings.py", "src/nats_mcp/py.typed",
                         "src/nats_mcp/transports/grpc/gen/transport_pb2.pyi", "deploy/healthcheck.py"]  # fmt: skip
 MUST_NOT = [".env", ".env.local", "src/.env", "dev-certs/ca-key.pem", "src/nats_mcp/server.key", ".git/config",
             ".venv/bin/python", "tests/unit/test_config.py", ".cache/node/bin/node", "bench/results/http.json",
@@ -248,7 +248,7 @@ def test_the_dockerignore_evaluation_can_fail() -> None:
     rules = rules_of(DOCKERIGNORE.read_text(encoding="utf-8"))
     without_deny_all = [r for r in rules if r != "*"]
     assert not ignored(without_deny_all, ".git/config")
-    assert ignored([r for r in rules if r != "!src/"], "src/nats_mcp/config.py")
+    assert ignored([r for r in rules if r != "!src/"], "src/nats_mcp/config/settings.py")
     assert not ignored([*rules, "!**/*.pem"], "src/nats_mcp/x.pem")
 
 

@@ -12,9 +12,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 import nats_mcp
-from nats_mcp.config_security import SecuritySettings
-from nats_mcp.mcp.fixtures import ENV, load_fixtures
-from nats_mcp.mcp.server import Security, build_server
+from nats_mcp.api.fixtures import ENV, load_fixtures
+from nats_mcp.api.server import Security, build_server
+from nats_mcp.config.security import SecuritySettings
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
@@ -35,7 +35,7 @@ class Trail:
 
 
 def test_this_checkouts_fixtures_module_loads(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, "nats_mcp.mcp.fixtures"):
+    with caplog.at_level(logging.WARNING, "nats_mcp.api.fixtures"):
         assert load_fixtures({ENV: MODULE}) is conformance_fixtures.FIXTURES
     assert "serving the test fixtures" in caplog.text
 
@@ -61,7 +61,7 @@ def test_without_the_variable_nothing_loads() -> None:
 def test_anything_else_is_refused_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, package_file: str | None, why: str
 ) -> None:
-    with caplog.at_level(logging.WARNING, "nats_mcp.mcp.fixtures"):
+    with caplog.at_level(logging.WARNING, "nats_mcp.api.fixtures"):
         assert load_fixtures({ENV: name}, package_file and package_file.format(tmp=tmp_path)) is None
     assert f"{ENV}={name} ignored" in caplog.text and why in caplog.text, caplog.text
     assert "serving" not in caplog.text

@@ -10,8 +10,8 @@ import mcp_types as types
 import pytest
 import trustme
 
-from nats_mcp.config import Settings
-from nats_mcp.config_grpc import GrpcSettings
+from nats_mcp.config.grpc import GrpcSettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.security.authn.mtls import cert_identity
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy
@@ -28,7 +28,7 @@ class Records:
 
 
 def service(records: Records) -> rpc.McpGrpcService:
-    from nats_mcp.mcp.server import build_server
+    from nats_mcp.api.server import build_server
 
     settings = Settings()
     guard = Guard(settings.security, Policy.load(None), records)  # type: ignore[arg-type]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nats_mcp.config_security import RateSettings
+from nats_mcp.config.security import RateSettings
 from nats_mcp.security.principal import Principal
-from nats_mcp.transports.http_protocol import SessionCap
+from nats_mcp.transports.http.protocol import SessionCap
 
 ANN = Principal(subject="ann", issuer="keys", method="apikey", peer="10.0.0.1")
 BEN = Principal(subject="ben", issuer="keys", method="apikey", peer="10.0.0.2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import Receive, Scope, Send
 
 from nats_mcp.coord.context import Caller
-from nats_mcp.transports.http_sessions import SessionAgents, SessionEnds
+from nats_mcp.transports.http.sessions import SessionAgents, SessionEnds
 
 ALICE = Caller(guid="a" * 32, namespace="team", project_id="0123456789abcdef", owner="o1")
 BOB = Caller(guid="b" * 32, namespace="team", project_id="0123456789abcdef", owner="o2")

@@ -16,7 +16,7 @@ import pytest
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
-from nats_mcp.coord.identity import (
+from nats_mcp.coord.registry.identity import (
     MAX_CANDIDATES,
     IdentityService,
     Lease,

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout
-from nats_mcp.cli.main import app
-from nats_mcp.security.natsperms import (
+from nats_mcp.bus.natsperms import (
     AUDIT_STREAM,
     NatsPermissions,
     build_permissions,
@@ -21,6 +20,7 @@ from nats_mcp.security.natsperms import (
     default_inbox_prefix,
     inbox_consumer,
 )
+from nats_mcp.cli.main import app
 from tests.support.env import isolated_env
 
 NS = "team-a"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.config_observe import AnomalySettings
+from nats_mcp.config.observe import AnomalySettings
 from nats_mcp.observe.anomaly import AnomalyDetector
 from nats_mcp.observe.metrics import Metrics
 from nats_mcp.security.observers import Fanout

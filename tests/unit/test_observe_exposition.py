@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from nats_mcp.config_observe import MetricsSettings
+from nats_mcp.config.observe import MetricsSettings
 from nats_mcp.observe.exposition import MetricsListener, http_route
 from nats_mcp.observe.metrics import Metrics
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.config_security import SecuritySettings
-from nats_mcp.mcp.tools import TOOLS
+from nats_mcp.api.tools.coordination import TOOLS
+from nats_mcp.config.security import SecuritySettings
 from nats_mcp.observe.metrics import Metrics
 from nats_mcp.observe.sampler import Sampler
 from nats_mcp.security.authn import Credentials

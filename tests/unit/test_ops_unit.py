@@ -6,11 +6,11 @@ import base64
 
 import pytest
 
+from nats_mcp.api.tools.natsops import OPS_TOOLS
 from nats_mcp.bus.layout import APIKEYS_BUCKET, AUDIT_STREAM, DIRECTORY_BUCKET, Layout, audit_subject
-from nats_mcp.coord import ops_guard as check
 from nats_mcp.coord.errors import Forbidden, InvalidArgument
-from nats_mcp.coord.ops import preview
-from nats_mcp.mcp.ops_tools import OPS_TOOLS
+from nats_mcp.coord.natsops import guard as check
+from nats_mcp.coord.natsops.service import preview
 from nats_mcp.security.policy import BUILTIN, NATS_TOOLS, Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal
 

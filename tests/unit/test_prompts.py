@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from nats_mcp.mcp.prompts import PROMPTS, PromptSpec
-from nats_mcp.mcp.tools import TOOLS
+from nats_mcp.api.prompts import PROMPTS, PromptSpec
+from nats_mcp.api.tools.coordination import TOOLS
 
 ARGS = {spec.suffix: set(spec.args.model_fields) for spec in TOOLS}
 CALL = re.compile(r"warp_(\w+) (\{[^{}]*\})")

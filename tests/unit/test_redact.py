@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nats_mcp.redact import MASK, redact, redact_mapping
+from nats_mcp.core.redact import MASK, redact, redact_mapping
 
 SEED = "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY"
 JWT = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJqdGkiOiJBQkMifQ.c2lnbmF0dXJlLXZhbHVl"

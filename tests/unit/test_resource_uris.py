@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.coord.errors import InvalidArgument, NatsUnavailable, NotFound
-from nats_mcp.mcp.resources import (
+from nats_mcp.api.resources import (
     CHANNEL_TEMPLATE,
     INBOX_URI,
     MAX_URI_LENGTH,
@@ -23,7 +22,8 @@ from nats_mcp.mcp.resources import (
     mcp_error,
     parse_uri,
 )
-from nats_mcp.names import InvalidNameError
+from nats_mcp.coord.errors import InvalidArgument, NatsUnavailable, NotFound
+from nats_mcp.core.names import InvalidNameError
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.config_security import LockoutSettings, RateSettings, SecuritySettings
-from nats_mcp.lru import LruTable
+from nats_mcp.config.security import LockoutSettings, RateSettings, SecuritySettings
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nats_mcp.config_security import SecuritySettings
-from nats_mcp.mcp.server import Security, ToolTable, build_server
+from nats_mcp.api.server import Security, ToolTable, build_server
+from nats_mcp.config.security import SecuritySettings
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal

@@ -11,9 +11,9 @@ import mcp_types as types
 import pytest
 from pydantic import ValidationError
 
-from nats_mcp.mcp.schema import plain_optionals, without_titles
-from nats_mcp.mcp.server import ToolTable, build_server
-from nats_mcp.mcp.tools import RegisterArgs
+from nats_mcp.api.schema import plain_optionals, without_titles
+from nats_mcp.api.server import ToolTable, build_server
+from nats_mcp.api.tools.coordination import RegisterArgs
 
 TOOLS = ToolTable("warp_", ops=True).tools
 UNBOUNDED = 1 << 16

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from nats_mcp.mcp.server import ToolTable, error_result
-from nats_mcp.mcp.toolbase import ERROR_META, tool_error
+from nats_mcp.api.server import ToolTable, error_result
+from nats_mcp.api.tools.base import ERROR_META, tool_error
 
 READ_ONLY = {
     "handle_get",

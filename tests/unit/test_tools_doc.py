@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nats_mcp.mcp import contract
-from nats_mcp.mcp.prompts import PROMPTS
-from nats_mcp.mcp.server import ToolTable
+from nats_mcp.api import contract
+from nats_mcp.api.prompts import PROMPTS
+from nats_mcp.api.server import ToolTable
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "tools.md"
 
@@ -20,7 +20,7 @@ def test_committed_page_matches_the_definitions() -> None:
 
 
 def test_the_command_writes_the_page() -> None:
-    proc = subprocess.run([sys.executable, "-m", "nats_mcp.mcp.contract"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "nats_mcp.api.contract"], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert proc.stdout == contract.render()
 

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.coord.agent_index import AgentIndex, Filters, sort_key
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.models import AgentRecord
-from nats_mcp.coord.visibility import (
+from nats_mcp.coord.registry.index import AgentIndex, Filters, sort_key
+from nats_mcp.coord.registry.visibility import (
     SCOPES,
     can_see,
     effective_status,

@@ -31,10 +31,10 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
-from nats_mcp.config import Settings
-from nats_mcp.redact import redact
+from nats_mcp.config.settings import Settings
+from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.redact import redact
 
 log = logging.getLogger("nats_mcp.bus")
 

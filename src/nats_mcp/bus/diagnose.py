@@ -21,8 +21,8 @@ from nats.js.api import StorageType, StreamConfig
 
 from nats_mcp.bus.connection import ConnectPlan, connect_once, plan_connection, server_version
 from nats_mcp.bus.errors import BusError, NatsConnectError
-from nats_mcp.config import Settings
-from nats_mcp.redact import redact
+from nats_mcp.config.settings import Settings
+from nats_mcp.core.redact import redact
 
 Status = Literal["pass", "warn", "fail", "skip"]
 MIN_SERVER_VERSION = (2, 10, 0)

@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from nats_mcp.redact import redact
+from nats_mcp.core.redact import redact
 
 if TYPE_CHECKING:
-    from nats_mcp.config import Settings
+    from nats_mcp.config.settings import Settings
 
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "nats-mcp-embedded"

@@ -18,10 +18,10 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.setup import ensure_kv
+from nats_mcp.core.aiotasks import stop_task
 
 log = logging.getLogger("nats_mcp.bus.kvcache")
 

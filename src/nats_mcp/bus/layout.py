@@ -1,6 +1,6 @@
 """The NATS naming boundary: every stream, bucket and subject name of the project comes from here.
 
-Names are built only from tokens validated by :mod:`nats_mcp.names`, so a user-supplied value can
+Names are built only from tokens validated by :mod:`nats_mcp.core.names`, so a user-supplied value can
 never add a subject token, a wildcard or a stream-name collision. Everything is namespaced: a
 namespace isolates its channels, registry, inboxes, work queues and dead-letter queue. The one shared
 bucket, the directory, holds copies of the registry entries that other namespaces may see.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from nats_mcp.names import (
+from nats_mcp.core.names import (
     RESERVED_NAMESPACES,
     InvalidNameError,
     validate_guid,

@@ -26,9 +26,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
+from nats_mcp.core.aiotasks import stop_task
 
 log = logging.getLogger("nats_mcp.bus.subjects")
 

@@ -14,11 +14,11 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_OK, err, fail, out, print_json, state
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 
 if TYPE_CHECKING:
     from nats_mcp.bus.connection import NatsConnection
-    from nats_mcp.security.audit_chain import VerifyResult
+    from nats_mcp.security.audit.chain import VerifyResult
 
 app = typer.Typer(
     help="The audit chain: tail it, verify it.\n\n"
@@ -104,8 +104,8 @@ def _show(raw: bytes, as_json: bool, subject: str = "") -> None:
 
 
 async def _tail(settings: Settings, n: int, chain: str | None, follow: bool, as_json: bool, timeout: float) -> None:
-    from nats_mcp.security.audit_store import follow as follow_records
-    from nats_mcp.security.audit_store import newest
+    from nats_mcp.security.audit.store import follow as follow_records
+    from nats_mcp.security.audit.store import newest
 
     async with _connected(settings, timeout) as conn:
         try:
@@ -133,7 +133,7 @@ def tail(
     timeout: _Timeout = 5.0,
 ) -> None:
     """Show the newest records of the audit stream (all chains, oldest first), then follow with --follow."""
-    from nats_mcp.names import InvalidNameError, validate_guid
+    from nats_mcp.core.names import InvalidNameError, validate_guid
 
     if chain is not None:
         try:
@@ -202,7 +202,7 @@ def _writers(result: VerifyResult) -> None:
 async def _verify_stream(
     settings: Settings, allow_expired: bool, anchors: list[tuple[str, int, str]], timeout: float
 ) -> VerifyResult | None:
-    from nats_mcp.security.audit_store import verify_stream
+    from nats_mcp.security.audit.store import verify_stream
 
     async with _connected(settings, timeout) as conn:
         try:
@@ -242,8 +242,8 @@ def verify(
     without a gap: a record altered, removed, repeated or reordered breaks its chain. In the stream, each chain's
     writer (the NATS user, by the subject it may publish to) is reported, and a chain found under two writers fails.
     """
-    from nats_mcp.security.audit_chain import parse_anchor
-    from nats_mcp.security.audit_store import verify_file
+    from nats_mcp.security.audit.chain import parse_anchor
+    from nats_mcp.security.audit.store import verify_file
 
     try:
         anchors = [parse_anchor(a) for a in anchor or []]

@@ -12,8 +12,8 @@ import typer
 from rich.markup import escape
 
 from nats_mcp.cli.common import EXIT_USAGE, fail, out, print_json
-from nats_mcp.security import devcerts
-from nats_mcp.security.devcerts import DevCertError
+from nats_mcp.security.dev import certs as devcerts
+from nats_mcp.security.dev.certs import DevCertError
 
 app = typer.Typer(
     help="Development certificates for mTLS (gRPC transport): a CA, a server and clients.", no_args_is_help=True

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.console import Console
 
-from nats_mcp.config import ConfigError, LoadedSettings, load_settings, parse_set_options
-from nats_mcp.redact import redact
+from nats_mcp.config.settings import ConfigError, LoadedSettings, load_settings, parse_set_options
+from nats_mcp.core.redact import redact
 
 if TYPE_CHECKING:
     from nats_mcp.security.policy import Policy

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from nats_mcp.cli.common import err, fail, load_policy, loopback_host, state
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.policy import Policy
 
@@ -24,10 +24,10 @@ async def _run(settings: Settings, policy: Policy) -> None:
 
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.dashboard.app import DashboardApp
-    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.authn.chain import Authenticator
     from nats_mcp.security.guard import Guard
-    from nats_mcp.transports.http import QuietServer
+    from nats_mcp.transports.http.app import QuietServer
 
     d, http = settings.dashboard, settings.http
     family = socket.AF_INET6 if ":" in d.host else socket.AF_INET

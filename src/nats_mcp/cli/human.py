@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, load_policy, state
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 
 if TYPE_CHECKING:
+    from nats_mcp.api.tools.base import ToolSpec
     from nats_mcp.coord.context import Caller
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.mcp.toolbase import ToolSpec
     from nats_mcp.security.guard import CallContext, Guard
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class HumanSession:
 
     async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         """Run tool ``tool`` (its name without prefix); its structured result, or ToolFailed."""
-        from nats_mcp.mcp.toolbase import ToolOutcome, run_tool
+        from nats_mcp.api.tools.base import ToolOutcome, run_tool
         from nats_mcp.security.guard import Refused
 
         args = {k: v for k, v in arguments.items() if v is not None}
@@ -104,7 +104,7 @@ class HumanSession:
         """A read that no tool offers (``work watch``), authorized and audited like a tool named ``what``."""
         from nats_mcp.bus.errors import BusError
         from nats_mcp.coord.errors import CoordError
-        from nats_mcp.names import InvalidNameError
+        from nats_mcp.core.names import InvalidNameError
         from nats_mcp.security.guard import Refused
 
         try:
@@ -136,11 +136,11 @@ class HumanSession:
 @contextlib.asynccontextmanager
 async def human_session(settings: Settings, agent: str, timeout: float) -> AsyncIterator[HumanSession]:
     """Connect (the embedded server when no URL is set), assemble the stack a serve process has, yield a session."""
+    from nats_mcp.api.tools.coordination import TOOLS
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.errors import NatsUnavailable
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.mcp.tools import TOOLS
-    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.binding import caller_for
     from nats_mcp.security.guard import CallContext, Guard, Refused
     from nats_mcp.security.principal import Principal

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from nats_mcp.bus.natsperms import ROLES, Role, build_permissions
 from nats_mcp.cli.common import EXIT_USAGE, fail, print_json, state
-from nats_mcp.security.natsperms import ROLES, Role, build_permissions
 
 
 def nats_permissions(

@@ -38,8 +38,8 @@ def check(
     warnings = cross_provider_warnings(doc)
     grants: list[str] | None = None
     if subject is not None:
-        from nats_mcp.mcp.ops_tools import OPS_TOOLS
-        from nats_mcp.mcp.tools import TOOLS
+        from nats_mcp.api.tools.coordination import TOOLS
+        from nats_mcp.api.tools.natsops import OPS_TOOLS
 
         who = Principal(subject=subject, issuer=issuer, method=method,  # type: ignore[arg-type]
                         roles=frozenset(role or []), groups=frozenset(group or []))  # fmt: skip

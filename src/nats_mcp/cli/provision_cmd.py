@@ -54,7 +54,7 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
     from nats_mcp.bus.setup import ensure_stream
     from nats_mcp.coord.errors import NatsUnavailable
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.security.audit_store import audit_stream_config
+    from nats_mcp.security.audit.store import audit_stream_config
     from nats_mcp.security.authn.apikeys import ApiKeys
 
     conn = NatsConnection(settings)
@@ -72,7 +72,7 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
         await ApiKeys(conn).bucket.kv()
         await ensure_stream(conn.jetstream, audit_stream_config(), replicas=conn.replicas)
         if settings.http.sse_resume_s > 0:  # a least-privilege gateway may only open it
-            from nats_mcp.transports.http_events import sse_stream_config
+            from nats_mcp.transports.http.events import sse_stream_config
 
             config = sse_stream_config(coordinator.layout, settings.http.sse_resume_s)
             await ensure_stream(conn.jetstream, config, replicas=conn.replicas)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from nats_mcp.cli.common import err, fail, load_policy, loopback_host, out, state
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.policy import Policy
 
@@ -28,10 +28,10 @@ AUDIT_DRAIN_OFFLINE_S = 0.25
 
 async def _serve(settings: Settings, policy: Policy) -> None:
     # Imported here: the SDK costs ~0.75 s to import, which no other command should pay.
+    from nats_mcp.api.server import build_server, local_security
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.mcp.server import build_server, local_security
-    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.guard import Guard
     from nats_mcp.transports.stdio import serve_stdio
 
@@ -75,14 +75,14 @@ async def _serve_http(
 
     import uvicorn
 
+    from nats_mcp.api.server import Security, build_server
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.mcp.server import Security, build_server
-    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.authn.apikeys import ApiKeys
     from nats_mcp.security.authn.chain import Authenticator
     from nats_mcp.security.guard import Guard
-    from nats_mcp.transports import http as web
+    from nats_mcp.transports.http import app as web
 
     http = settings.http
     family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
@@ -168,10 +168,10 @@ async def _serve_http(
 
 
 async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> None:
+    from nats_mcp.api.server import Security, build_server
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.service import Coordinator
-    from nats_mcp.mcp.server import Security, build_server
-    from nats_mcp.security.audit import AuditLog
+    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.authn.chain import Authenticator
     from nats_mcp.security.guard import Guard
     from nats_mcp.transports.grpc import server as rpc
@@ -238,7 +238,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
 
 def _observability(settings: Settings, audit: Any) -> Any:
     """Metrics, anomaly detection and tracing as the ``observe`` settings say, over the audit log."""
-    from nats_mcp.mcp.tools import TOOLS
+    from nats_mcp.api.tools.coordination import TOOLS
     from nats_mcp.observe.assembly import Observability
     from nats_mcp.observe.tracing import TracingError
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, state
-from nats_mcp.config import duration_seconds
-from nats_mcp.names import InvalidNameError, validate_name
+from nats_mcp.config.settings import duration_seconds
+from nats_mcp.core.names import InvalidNameError, validate_name
 
 app = typer.Typer(
     help="Development tokens: issue a signed JWT for tests and the quick start (dev only).", no_args_is_help=True
@@ -39,7 +39,7 @@ def issue(
 
     Issuer urn:nats-mcp:dev, claim "dev": true; --role values go to the roles claim (the policy maps them to roles).
     """
-    from nats_mcp.security import devtoken
+    from nats_mcp.security.dev import tokens as devtoken
 
     settings = state(ctx).load().settings
     try:

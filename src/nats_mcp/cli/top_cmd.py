@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nats_mcp.cli.common import fail, out, print_json, state
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 
 
 async def _top(settings: Settings, interval: float, once: bool, as_json: bool) -> None:

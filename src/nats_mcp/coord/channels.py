@@ -32,13 +32,13 @@ from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, 
 from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
-from nats_mcp.config import ChannelSettings, Settings
+from nats_mcp.config.settings import ChannelSettings, Settings
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NotFound
 from nats_mcp.coord.models import ChannelInfo, ChannelMessage, ChannelStatus, Scope
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
-from nats_mcp.names import InvalidNameError, validate_name
+from nats_mcp.core.names import InvalidNameError, validate_name
 
 log = logging.getLogger("nats_mcp.coord.channels")
 

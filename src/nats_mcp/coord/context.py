@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from nats_mcp.names import validate_guid, validate_name
+from nats_mcp.core.names import validate_guid, validate_name
 
 
 @dataclass(frozen=True)

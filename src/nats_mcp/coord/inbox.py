@@ -42,13 +42,13 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import Delivery, ack, pull
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msgs, get_next
-from nats_mcp.config import Settings, duration_seconds
+from nats_mcp.config.settings import Settings, duration_seconds
 from nats_mcp.coord.checks import check_metadata, dumps, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, nats_errors
 from nats_mcp.coord.models import AgentRecord, DirectMessage
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
-from nats_mcp.names import InvalidNameError, validate_guid, validate_type_name
+from nats_mcp.core.names import InvalidNameError, validate_guid, validate_type_name
 
 log = logging.getLogger("nats_mcp.coord.inbox")
 

@@ -15,22 +15,22 @@ import re
 import socket
 from typing import Any
 
-from nats_mcp.aiotasks import stop_task
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.context import Caller, owner_key
 from nats_mcp.coord.errors import Forbidden, InvalidName, LimitExceeded, NatsUnavailable, NotRegistered
-from nats_mcp.coord.identity import IdentityService
 from nats_mcp.coord.inbox import InboxService
-from nats_mcp.coord.ops import OpsService
-from nats_mcp.coord.presence import GatewayPresence, PresenceKeeper
-from nats_mcp.coord.registry import RegistryService
-from nats_mcp.coord.work import WorkService
-from nats_mcp.coord.work_events import WorkEvents
-from nats_mcp.names import InvalidNameError, validate_name
+from nats_mcp.coord.natsops.service import OpsService
+from nats_mcp.coord.registry.identity import IdentityService
+from nats_mcp.coord.registry.presence import GatewayPresence, PresenceKeeper
+from nats_mcp.coord.registry.service import RegistryService
+from nats_mcp.coord.work.events import WorkEvents
+from nats_mcp.coord.work.service import WorkService
+from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.names import InvalidNameError, validate_name
 
 log = logging.getLogger("nats_mcp.coord")
 

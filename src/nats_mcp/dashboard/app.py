@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.dashboard.data import Dashboard
 from nats_mcp.dashboard.sessions import COOKIE, Session, Sessions
 from nats_mcp.security.authn import Credentials, Provider

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import api_prefix
-from nats_mcp.config_security import AuditSettings
+from nats_mcp.config.security import AuditSettings
 from nats_mcp.coord.context import owner_key
-from nats_mcp.lru import LruTable
-from nats_mcp.security.audit_store import read_range, stream_info
+from nats_mcp.core.lru import LruTable
+from nats_mcp.security.audit.store import read_range, stream_info
 
 SECURITY_KINDS = frozenset({"auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded", "anomaly"})
 GROUP_FIELDS = ("kind", "outcome", "reason", "principal", "tool", "peer", "transport")

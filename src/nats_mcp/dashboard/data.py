@@ -17,15 +17,15 @@ from typing import Any
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, api_prefix, get_batch
 from nats_mcp.bus.layout import Layout
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.channels import _decode_all as decode_messages  # the channel reader's own decoding
 from nats_mcp.coord.models import AgentRecord
-from nats_mcp.coord.registry_store import RegistryStore
-from nats_mcp.coord.visibility import effective_status, format_time, parse_time
-from nats_mcp.coord.work import WorkService
+from nats_mcp.coord.registry.store import RegistryStore
+from nats_mcp.coord.registry.visibility import effective_status, format_time, parse_time
+from nats_mcp.coord.work.service import WorkService
+from nats_mcp.core.redact import redact
 from nats_mcp.dashboard.audit_feed import AgentsOf, AuditFeed, audit_source
-from nats_mcp.redact import redact
 
 log = logging.getLogger("nats_mcp.dashboard")
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nats_mcp.lru import LruTable
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security.principal import Principal
 
 COOKIE = "nmcp_dashboard"

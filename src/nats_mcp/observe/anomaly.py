@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats_mcp.config_observe import AnomalySettings
-from nats_mcp.lru import LruTable
+from nats_mcp.config.observe import AnomalySettings
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security.guard import AuditRecorder
 from nats_mcp.security.principal import Principal
 

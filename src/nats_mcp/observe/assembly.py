@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 
-from nats_mcp.config import Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.observe import tracing
 from nats_mcp.observe.anomaly import AnomalyDetector
 from nats_mcp.observe.exposition import MetricsListener, http_route

@@ -11,9 +11,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from nats_mcp import reqctx
-from nats_mcp.config import LoggingSettings
-from nats_mcp.redact import redact, redact_mapping
+from nats_mcp.config.settings import LoggingSettings
+from nats_mcp.core import reqctx
+from nats_mcp.core.redact import redact, redact_mapping
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

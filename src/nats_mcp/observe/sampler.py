@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from nats_mcp.aiotasks import stop_task
+from nats_mcp.core.aiotasks import stop_task
 from nats_mcp.observe.metrics import Metrics
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ another principal's agent: the domain's ownership checks (inbox owner, work clai
 from __future__ import annotations
 
 from nats_mcp.coord.context import Caller, owner_key
-from nats_mcp.names import InvalidNameError, validate_name
+from nats_mcp.core.names import InvalidNameError, validate_name
 from nats_mcp.security.guard import Refused
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal, agent_guid

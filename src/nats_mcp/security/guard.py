@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from nats_mcp import reqctx
-from nats_mcp.config_security import SecuritySettings
-from nats_mcp.lru import LruTable
+from nats_mcp.config.security import SecuritySettings
+from nats_mcp.core import reqctx
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from nats_mcp.config_security import LockoutSettings, RateSettings, ShareSettings
+from nats_mcp.config.security import LockoutSettings, RateSettings, ShareSettings
 from nats_mcp.coord.checks import json_depth
-from nats_mcp.lru import LruTable
+from nats_mcp.core.lru import LruTable
 
 T = TypeVar("T")
 Clock = Callable[[], float]

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nats_mcp.lru import LruTable
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security.principal import Principal
 
 AdminOp = Literal["dlq", "dashboard"]

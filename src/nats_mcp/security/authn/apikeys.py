@@ -33,7 +33,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import APIKEYS_BUCKET
-from nats_mcp.names import InvalidNameError, validate_name
+from nats_mcp.core.names import InvalidNameError, validate_name
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.principal import Principal

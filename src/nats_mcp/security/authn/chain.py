@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from nats_mcp.config import Settings
-from nats_mcp.redact import redact
+from nats_mcp.config.settings import Settings
+from nats_mcp.core.redact import redact
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.authn.apikeys import KEY_PREFIX, ApiKeys
 from nats_mcp.security.authn.introspection import Introspector

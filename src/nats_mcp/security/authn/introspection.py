@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx2
 
-from nats_mcp.config import Settings
-from nats_mcp.config_security import IntrospectionSettings
-from nats_mcp.redact import redact
+from nats_mcp.config.security import IntrospectionSettings
+from nats_mcp.config.settings import Settings
+from nats_mcp.core.redact import redact
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.jwt import MAX_TOKEN_BYTES, secure_url
 from nats_mcp.security.errors import AuthenticationError

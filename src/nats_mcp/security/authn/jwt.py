@@ -26,11 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from nats_mcp.config import Settings
-from nats_mcp.config_security import JwtIssuerSettings
-from nats_mcp.redact import redact
-from nats_mcp.security import devtoken
+from nats_mcp.config.security import JwtIssuerSettings
+from nats_mcp.config.settings import Settings
+from nats_mcp.core.redact import redact
 from nats_mcp.security.authn import Credentials
+from nats_mcp.security.dev import tokens as devtoken
 from nats_mcp.security.errors import AuthenticationError, AuthFailure
 from nats_mcp.security.principal import Principal
 

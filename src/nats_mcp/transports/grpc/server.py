@@ -43,11 +43,11 @@ from mcp.server.runner import serve_dual_era_loop
 from mcp.shared._context_streams import ContextReceiveStream, ContextSendStream, create_context_streams
 from mcp.shared.message import SessionMessage
 
-from nats_mcp.config import Settings
-from nats_mcp.config_grpc import GrpcSettings
+from nats_mcp.api.tools.base import tool_error
+from nats_mcp.config.grpc import GrpcSettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
-from nats_mcp.mcp.toolbase import tool_error
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError

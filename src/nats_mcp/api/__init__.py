@@ -1,0 +1,1 @@
+"""The MCP surface: the server, tools, resources, prompts and completions built on the domain."""

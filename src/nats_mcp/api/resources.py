@@ -1,0 +1,568 @@
+"""The MCP resource boundary: channel history and a peek at one's own inbox as resources, with change notifications.
+
+Resources:
+
+- ``nats-mcp://channels/{channel}``: the newest :data:`HISTORY_LIMIT` messages of a configured channel,
+  as JSON with the shape of the channels-read tool's result (its ``nextCursor`` continues with that tool).
+- ``nats-mcp://inbox``: how many DMs wait in the caller's own inbox and the oldest :data:`PEEK_LIMIT`
+  of them. Reading it never consumes a message; the read-direct tool does.
+
+A URI that is malformed or names no configured channel is ``INVALID_PARAMS``; a domain failure keeps
+its stable code in the error's ``data.code`` (``nats_unavailable`` is retryable). ``resources/read`` of a URI
+that names no resource answers as the negotiated revision says: ``-32002`` (resource not found) up to
+2025-11-25, ``INVALID_PARAMS`` from 2026-07-28 (SEP-2164); both with the URI in ``data.uri``.
+
+Change notifications (``notifications/resources/updated``) come from core-NATS change signals
+(:mod:`nats_mcp.coord.watch`), coalesced to at most one per URI per :data:`NOTIFY_INTERVAL_S` per
+subscriber, and reach the client by the revision's own means:
+
+- 2025-11-25 (handshake): ``resources/subscribe`` / ``resources/unsubscribe``; notifications go out on
+  the connection's standalone channel. The watches of a connection end with it: they are registered on
+  the connection's exit stack (reached through the request's session, see :func:`_connection_of`).
+- 2026-07-28: ``subscriptions/listen`` with ``resourceSubscriptions``; each listen stream gets its own
+  watches and an SDK :class:`~mcp.server.subscriptions.ListenHandler` over a private bus (so one
+  caller's inbox signals can never reach another caller's stream); they end with the stream.
+
+Every way in passes the guard as a read does: each URI of a subscribe or a listen is authorized, rate
+limited and audited as the read it amounts to (:data:`Gate`), and each subscription or listen stream takes
+a slot of its pool (:data:`Slot`: a per-principal share and a process-wide cap) until it ends.
+
+No NATS code here: subjects, subscriptions and reconnects belong to ``coord``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, ConfigDict
+
+from nats_mcp.api.tools.coordination import ChannelsReadOut
+from nats_mcp.bus.errors import BusError, translate
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import CoordError
+from nats_mcp.coord.models import DirectMessage
+from nats_mcp.coord.service import Coordinator
+from nats_mcp.coord.watch import ChangeWatcher, Watch
+from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.names import InvalidNameError, validate_name
+from nats_mcp.core.redact import redact
+from nats_mcp.security.guard import Pool
+
+log = logging.getLogger("nats_mcp.api.resources")
+
+SCHEME = "nats-mcp://"
+CHANNEL_PREFIX = SCHEME + "channels/"
+CHANNEL_TEMPLATE = CHANNEL_PREFIX + "{channel}"
+INBOX_URI = SCHEME + "inbox"
+MIME_TYPE = "application/json"
+HISTORY_LIMIT = 20
+PEEK_LIMIT = 20
+NOTIFY_INTERVAL_S = 0.1
+MAX_URI_LENGTH = 512
+LISTEN_TOOL = "subscriptions_listen"
+"""What the audit calls a listen stream that names no resource (each named resource is audited as its read)."""
+CLOSE_TIMEOUT_S = 5.0
+
+CallerProvider = Callable[[], Awaitable[Caller]]
+
+RESOURCE_NOT_FOUND = -32002
+"""The 2025-11-25 code of a ``resources/read`` of a resource that does not exist (retired in 2026-07-28)."""
+NOT_FOUND_AS_INVALID_PARAMS = "2026-07-28"
+"""The first revision whose unknown-resource error is ``INVALID_PARAMS`` (revisions are dates: they sort)."""
+
+_CLIENT_FAULTS = frozenset(
+    {"invalid_name", "invalid_argument", "invalid_cursor", "not_found", "forbidden", "rate_limited", "limit_exceeded"}
+)
+
+
+# -- URIs -----------------------------------------------------------------------------------------
+
+
+class ResourceUriError(ValueError):
+    """Not a URI of this server."""
+
+
+@dataclass(frozen=True)
+class ChannelResource:
+    channel: str
+
+    @property
+    def uri(self) -> str:
+        return CHANNEL_PREFIX + self.channel
+
+
+@dataclass(frozen=True)
+class InboxResource:
+    @property
+    def uri(self) -> str:
+        return INBOX_URI
+
+
+ResourceRef = ChannelResource | InboxResource
+
+
+def channel_uri(channel: str) -> str:
+    return ChannelResource(validate_name(channel, "channel")).uri
+
+
+def parse_uri(uri: object) -> ResourceRef:
+    """The resource a URI names: exact forms only (no query, fragment, trailing slash or escapes)."""
+    if not isinstance(uri, str):
+        raise ResourceUriError("a resource URI must be a string")
+    if len(uri) > MAX_URI_LENGTH:
+        raise ResourceUriError(f"resource URI longer than {MAX_URI_LENGTH} characters")
+    if uri == INBOX_URI:
+        return InboxResource()
+    if uri.startswith(CHANNEL_PREFIX):
+        try:
+            return ChannelResource(validate_name(uri.removeprefix(CHANNEL_PREFIX), "channel"))
+        except InvalidNameError as exc:
+            raise ResourceUriError(f"{_shown(uri)}: {exc}") from None
+    raise ResourceUriError(f"unknown resource URI {_shown(uri)}; expected {CHANNEL_TEMPLATE} or {INBOX_URI}")
+
+
+def _shown(uri: str) -> str:
+    return repr(uri if len(uri) <= 80 else uri[:80] + "...")
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+
+class InboxPeek(BaseModel):
+    """The inbox resource: nothing in it has been consumed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agentGuid: str
+    count: int
+    messages: list[DirectMessage]
+    hasMore: bool
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def _invalid(message: str) -> MCPError:
+    return MCPError(types.INVALID_PARAMS, redact(message))
+
+
+def mcp_error(exc: Exception) -> MCPError:
+    """A failure as a JSON-RPC error: client faults are INVALID_PARAMS, the rest INTERNAL_ERROR; ``data.code``
+    carries the tool contract's stable code."""
+    if isinstance(exc, MCPError):
+        return exc
+    if isinstance(exc, ResourceUriError):
+        return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
+    if isinstance(exc, InvalidNameError):
+        return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
+    if isinstance(exc, CoordError | BusError):
+        code, message = exc.code, exc.message
+    elif (known := translate(exc)) is not None:
+        code, message = known.code, str(known)
+    else:
+        log.error("resource request failed", exc_info=exc)
+        return MCPError(types.INTERNAL_ERROR, "the server failed to complete this request; it has been logged")
+    wire = types.INVALID_PARAMS if code in _CLIENT_FAULTS else types.INTERNAL_ERROR
+    return MCPError(wire, redact(message), {"code": code})
+
+
+def not_found(exc: MCPError, uri: str, protocol_version: str) -> MCPError:
+    """A ``resources/read`` of a URI naming no resource, as the client's revision expects it.
+
+    Only an over-long URI stays a plain INVALID_PARAMS: it is refused before anything is looked up.
+    """
+    if len(uri) > MAX_URI_LENGTH:
+        return exc
+    code = types.INVALID_PARAMS if protocol_version >= NOT_FOUND_AS_INVALID_PARAMS else RESOURCE_NOT_FOUND
+    data = exc.error.data if isinstance(exc.error.data, dict) else {}
+    return MCPError(code, exc.error.message, {**data, "uri": uri})
+
+
+# -- notification plumbing ------------------------------------------------------------------------
+
+
+class Throttle:
+    """Calls ``send`` at most once per ``interval``: the first poke at once, a burst's rest once at its end."""
+
+    def __init__(self, interval: float, send: Callable[[], Awaitable[None]]) -> None:
+        self._interval = interval
+        self._send = send
+        self._dirty = False
+        self._last = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def poke(self) -> None:
+        self._dirty = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="resource-notify")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._dirty:
+            wait = self._last + self._interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._dirty = False  # pokes from here on get a send of their own
+            self._last = loop.time()
+            self.sent += 1
+            try:
+                await self._send()
+            except Exception as exc:  # the client went away; its watches end with its connection
+                log.debug("resource notification not delivered: %s", exc)
+
+    async def close(self) -> None:
+        await stop_task(self._task)
+
+
+def _nothing_held() -> None:
+    return None
+
+
+@dataclass
+class _Subscription:
+    watch: Watch
+    throttle: Throttle
+    release: Callable[[], None]
+
+
+class Feed:
+    """The subscriptions of one subscriber (a 2025 connection, or one 2026 listen stream): URI -> watch."""
+
+    def __init__(self, surface: ResourceSurface, send: Callable[[str], Awaitable[None]]) -> None:
+        self._surface = surface
+        self._send = send
+        self._subs: dict[str, _Subscription] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def uris(self) -> set[str]:
+        return set(self._subs)
+
+    async def add(self, ref: ResourceRef, release: Callable[[], None] = _nothing_held) -> None:
+        """Watch ``ref``; ``release`` gives back the pool slot taken for it (at once if it is watched already)."""
+        async with self._lock:
+            if ref.uri in self._subs:
+                release()
+                return
+            uri = ref.uri
+
+            async def send() -> None:
+                await self._send(uri)
+
+            throttle = Throttle(self._surface.interval, send)
+            try:
+                watch = await self._surface.watch(ref, throttle.poke)
+            except BaseException:
+                release()
+                raise
+            self._subs[uri] = _Subscription(watch, throttle, release)
+
+    async def remove(self, uri: str) -> None:
+        async with self._lock:
+            sub = self._subs.pop(uri, None)
+            if sub is not None:
+                await _end(sub)
+
+    async def close(self) -> None:
+        async with self._lock:
+            subs, self._subs = list(self._subs.values()), {}
+            for sub in subs:
+                await _end(sub)
+
+
+async def _end(sub: _Subscription) -> None:
+    sub.release()
+    await sub.watch.close()
+    await sub.throttle.close()
+
+
+def _connection_of(ctx: ServerRequestContext[Any]) -> Any | None:
+    """The SDK ``Connection`` a 2025-era request arrived on, or None.
+
+    The low-level request context exposes only the per-request session; the connection (whose exit
+    stack the SDK unwinds when the client goes: the place it documents for per-connection cleanup) is
+    the session's private ``_connection``. If a later SDK hides it, subscriptions fall back to one
+    process-wide feed (right for stdio: one connection per process), closed when the server stops.
+    """
+    connection = getattr(ctx.session, "_connection", None)
+    return connection if isinstance(getattr(connection, "exit_stack", None), AsyncExitStack) else None
+
+
+_PROCESS = object()
+"""Key of the process-wide feed used when the connection cannot be reached."""
+
+
+# -- the surface ----------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+class Gate(Protocol):
+    """Runs a resource request as the tool call it amounts to, through the guard (which may refuse it)."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
+    ) -> T: ...
+
+
+class Slot(Protocol):
+    """Takes one slot of a pool for the caller and returns what gives it back; refuses (INVALID_PARAMS with the
+    contract's ``limit_exceeded``) when the caller's share or the whole pool is taken. ``tool`` None: a listen
+    naming no resource, which the slot also limits and audits (no read was gated for it)."""
+
+    def __call__(self, ctx: ServerRequestContext[Any], pool: Pool, tool: str | None) -> Callable[[], None]: ...
+
+
+def no_slot(ctx: ServerRequestContext[Any], pool: Pool, tool: str | None) -> Callable[[], None]:
+    """No guard: slots are not counted (tests of the bare surface)."""
+    del ctx, pool, tool
+    return _nothing_held
+
+
+class OpenGate:
+    """No guard: every request goes through (tests of the bare surface)."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], tool: str, args: dict[str, Any], run: Callable[[], Awaitable[T]]
+    ) -> T:
+        return await run()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _as_tool(ref: ResourceRef) -> tuple[str, dict[str, Any]]:
+    """The tool a resource read amounts to, for the policy: a channel's history, or one's own inbox."""
+    if isinstance(ref, ChannelResource):
+        return "channels_read", {"channel": ref.channel}
+    return "messages_read_direct", {}
+
+
+class ResourceSurface:
+    """The resource handlers of one server: list, templates, read, subscribe/unsubscribe, listen."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        caller: CallerProvider,
+        prefix: str = "warp_",
+        *,
+        interval: float = NOTIFY_INTERVAL_S,
+        watcher: ChangeWatcher | None = None,
+        gate: Gate | None = None,
+        slot: Slot | None = None,
+    ) -> None:
+        self._gate: Gate = gate if gate is not None else OpenGate()
+        self._slot: Slot = slot if slot is not None else no_slot
+        self._coordinator = coordinator
+        self._caller = caller
+        self._prefix = prefix
+        self.interval = interval
+        self.watcher = watcher or ChangeWatcher(coordinator.conn, coordinator.layout)
+        self._feeds: dict[object, Feed] = {}
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    async def list_resources(
+        self, _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        p = self._prefix
+        resources = [
+            types.Resource(
+                uri=channel_uri(ch.name),
+                name=f"channel-{ch.name}",
+                title=f"#{ch.name}: recent history",
+                description=f"The newest {HISTORY_LIMIT} messages of #{ch.name} ({ch.description}), oldest first; "
+                f"page further back with {p}channels_read and nextCursor. Subscribe to hear of new messages.",
+                mime_type=MIME_TYPE,
+            )
+            for ch in self._coordinator.channels.list()
+        ]
+        resources.append(
+            types.Resource(
+                uri=INBOX_URI,
+                name="inbox",
+                title="Your inbox (peek)",
+                description=f"How many direct messages wait for you and the oldest {PEEK_LIMIT} of them. Reading "
+                f"this consumes nothing; {p}messages_read_direct reads and consumes. Subscribe to hear of new mail.",
+                mime_type=MIME_TYPE,
+            )
+        )
+        return types.ListResourcesResult(resources=resources)
+
+    async def list_templates(
+        self, _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        template = types.ResourceTemplate(
+            uri_template=CHANNEL_TEMPLATE,
+            name="channel",
+            title="A channel's recent history",
+            description=f"The newest {HISTORY_LIMIT} messages of a configured channel (see "
+            f"{self._prefix}channels_list), as JSON.",
+            mime_type=MIME_TYPE,
+        )
+        return types.ListResourceTemplatesResult(resource_templates=[template])
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def resolve(self, uri: object) -> ResourceRef:
+        """A URI of one of our resources (a configured channel or the inbox), or INVALID_PARAMS."""
+        try:
+            ref = parse_uri(uri)
+        except ResourceUriError as exc:
+            raise mcp_error(exc) from None
+        names = [c.name for c in self._coordinator.channels.list()]
+        if isinstance(ref, ChannelResource) and ref.channel not in names:
+            known = ", ".join(names) or "(none)"
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"channel {ref.channel!r} is not configured; configured channels: {known}",
+                {"code": "not_found"},
+            )
+        return ref
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        try:
+            ref = self.resolve(params.uri)
+        except MCPError as exc:
+            raise not_found(exc, params.uri, ctx.protocol_version) from None
+        tool, args = _as_tool(ref)
+        return await self._gate(ctx, tool, args, lambda: self._read(ref))
+
+    async def _read(self, ref: ResourceRef) -> types.ReadResourceResult:
+        try:
+            caller = await self._caller()
+            if isinstance(ref, ChannelResource):
+                page = await self._coordinator.channels.read(caller, ref.channel, limit=HISTORY_LIMIT)
+                body: BaseModel = ChannelsReadOut(
+                    channel=ref.channel, messages=page.messages, nextCursor=page.next_cursor,
+                    hasMore=page.has_more, total=page.total,
+                )  # fmt: skip
+            else:
+                count, messages = await self._coordinator.inbox.peek(caller, limit=PEEK_LIMIT)
+                body = InboxPeek(agentGuid=caller.guid, count=count, messages=messages, hasMore=count > len(messages))
+        except Exception as exc:
+            raise mcp_error(exc) from None
+        text = body.model_dump_json()
+        # Private and immediately stale: the inbox is the caller's own, and both change with every message.
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=ref.uri, mime_type=MIME_TYPE, text=text)],
+            ttl_ms=0,
+            cache_scope="private",
+        )
+
+    # -- change signals --------------------------------------------------------------------------
+
+    async def watch(self, ref: ResourceRef, listener: Callable[[], None]) -> Watch:
+        try:
+            if isinstance(ref, ChannelResource):
+                return await self.watcher.channel(ref.channel, listener)
+            return await self.watcher.inbox(await self._caller(), listener)
+        except Exception as exc:
+            raise mcp_error(exc) from None
+
+    # 2025-11-25: resources/subscribe and resources/unsubscribe
+
+    async def subscribe(
+        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        ref = self.resolve(params.uri)
+        tool, args = _as_tool(ref)
+        await self._gate(ctx, tool, args, _nothing)
+        feed = self._feed_of(ctx)
+        if ref.uri not in feed.uris:  # a repeated subscribe holds no second slot (add() re-checks under its lock)
+            await feed.add(ref, self._slot(ctx, "watches", tool))
+        return types.EmptyResult()
+
+    async def unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        ref = self.resolve(params.uri)
+        connection = _connection_of(ctx)
+        feed = self._feeds.get(connection if connection is not None else _PROCESS)
+        if feed is not None:
+            await feed.remove(ref.uri)
+        return types.EmptyResult()
+
+    def _feed_of(self, ctx: ServerRequestContext[Any]) -> Feed:
+        connection = _connection_of(ctx)
+        key = connection if connection is not None else _PROCESS
+        feed = self._feeds.get(key)
+        if feed is None:
+            session = ctx.session
+
+            async def send(uri: str) -> None:
+                await session.send_resource_updated(uri)
+
+            feed = self._feeds[key] = Feed(self, send)
+            if connection is not None:
+                connection.exit_stack.push_async_callback(self._drop_feed, key)
+        return feed
+
+    async def _drop_feed(self, key: object) -> None:
+        feed = self._feeds.pop(key, None)
+        if feed is not None:
+            await feed.close()
+
+    # 2026-07-28: subscriptions/listen
+
+    async def listen(
+        self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """One listen stream: watches for its resource URIs, the SDK's handler for the stream itself.
+
+        Each URI is authorized, rate limited and audited as the read it amounts to, as ``resources/subscribe`` is;
+        the stream takes a slot of the ``listen`` pool (the caller's share and the process's cap) until it ends.
+        """
+        refs = {ref.uri: ref for ref in map(self.resolve, params.notifications.resource_subscriptions or ())}
+        for ref in refs.values():
+            tool, args = _as_tool(ref)
+            await self._gate(ctx, tool, args, _nothing)
+        release = self._slot(ctx, "listen", None if not refs else LISTEN_TOOL)
+        bus = InMemorySubscriptionBus()
+
+        async def send(uri: str) -> None:
+            await bus.publish(ResourceUpdated(uri=uri))
+
+        feed = Feed(self, send)
+        try:
+            for ref in refs.values():
+                await feed.add(ref)
+            return await ListenHandler(bus, max_subscriptions=1)(ctx, params)
+        finally:
+            release()
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):  # runs when the client cancels the stream
+                await feed.close()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def close_feeds(self) -> None:
+        """End every 2025-era subscription (the server stopped)."""
+        for key in list(self._feeds):
+            await self._drop_feed(key)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        """Server lifespan: subscriptions do not outlive ``Server.run``."""
+        try:
+            yield {}
+        finally:
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await self.close_feeds()

@@ -1,0 +1,141 @@
+"""The tool-definition boundary: what every tool is made of (input and output models, handler, hints)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from nats_mcp.bus.errors import BusError, translate
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import CoordError
+from nats_mcp.coord.service import Coordinator
+from nats_mcp.core.names import InvalidNameError
+from nats_mcp.core.redact import redact
+
+log = logging.getLogger("nats_mcp.api")
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArgs(Args):
+    pass
+
+
+Rendered = tuple[Out, str]
+Handler = Callable[[Coordinator, Caller, Any], Awaitable[Rendered]]
+
+
+def more_hint(next_cursor: str | None) -> str:
+    return f'\n\nMore: call again with `cursor: "{next_cursor}"`.' if next_cursor else ""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its suffix (the name without prefix), human title, description, models, hints and handler."""
+
+    suffix: str
+    title: str
+    description: str
+    args: type[Args]
+    out: type[Out]
+    handler: Handler
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+
+
+ERROR_META = "io.nats-mcp/error"
+"""The ``_meta`` key of a tool error result: ``{"code", "message"[, "retryAfterS"]}``, the machine-readable form.
+
+An error result has no ``structuredContent``: it would have to match the tool's ``outputSchema``, and the
+TypeScript SDK (Claude Code, Cursor, VS Code, the Inspector) checks it even when ``isError`` is set, throwing
+away the whole result (``-32602``) when it does not match.
+"""
+
+
+def error_text(code: str, message: str) -> str:
+    """The text block of a tool error: the ``Error: `` prefix, then the stable code, so a model sees both."""
+    return f"Error: [{code}] {message}"
+
+
+def tool_error(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The error of a ``tools/call`` result as on the wire (``_meta``'s :data:`ERROR_META`), None for a success.
+
+    An error result from elsewhere (without our ``_meta``) reads as ``internal``.
+    """
+    if not result.get("isError"):
+        return None
+    error = (result.get("_meta") or {}).get(ERROR_META)
+    return error if isinstance(error, dict) else {"code": "internal", "message": ""}
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What one tool call produced: its structured result and Markdown text, or an error code and message."""
+
+    structured: dict[str, Any]
+    text: str
+    error: tuple[str, str] | None = None
+
+
+def failure(code: str, message: str) -> ToolOutcome:
+    message = redact(message)
+    return ToolOutcome({}, error_text(code, message), (code, message))
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+async def run_rendered(
+    name: str, args_model: type[Args], run: Callable[[Any], Awaitable[Rendered]], arguments: dict[str, Any] | None
+) -> ToolOutcome:
+    """Validate ``arguments`` with ``args_model``, run, render; every failure becomes a contract error, never a crash.
+
+    The one dispatch of every tool: the MCP server wraps it in a ``CallToolResult``, the human CLI reads it as is.
+    """
+    try:
+        out, text = await run(args_model.model_validate(arguments or {}))
+    except ValidationError as exc:
+        return failure("invalid_argument", validation_message(exc))
+    except (CoordError, BusError) as exc:
+        return failure(exc.code, exc.message)
+    except InvalidNameError as exc:
+        return failure("invalid_name", str(exc))
+    except Exception as exc:
+        known = translate(exc)
+        if known is not None:
+            return failure(known.code, str(known))
+        log.exception("tool %s failed", name)
+        return failure("internal", "the server failed to complete this call; it has been logged")
+    return ToolOutcome(out.model_dump(mode="json"), text)
+
+
+async def run_tool(
+    spec: ToolSpec,
+    name: str,
+    coordinator: Coordinator,
+    caller: Callable[[], Awaitable[Caller]],
+    arguments: dict[str, Any] | None,
+) -> ToolOutcome:
+    """One call of a coordination tool, as the agent ``caller`` gives (see :func:`run_rendered`)."""
+
+    async def run(args: Any) -> Rendered:
+        return await spec.handler(coordinator, await caller(), args)
+
+    return await run_rendered(name, spec.args, run, arguments)

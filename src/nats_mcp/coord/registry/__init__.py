@@ -1,0 +1,1 @@
+"""The agent registry: identities, handles, registration, presence and who may see whom."""

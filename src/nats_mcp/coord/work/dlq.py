@@ -1,0 +1,350 @@
+"""The dead-letter boundary: the namespace's DLQ stream, entries written once, listed in pages, retried or discarded.
+
+Each entry has its own subject (``Layout.dlq_subject(capability, item_id)``) and is written with
+``Nats-Expected-Last-Subject-Sequence: 0``, so however often a crashed mover repeats a step an item
+is dead-lettered at most once, and it is found by id without a scan. Entries expire after
+``work.dlq_ttl_ms``.
+
+A retry never leaves an item in both places and never loses it, even if the process dies half way:
+the item is first written to a ``requeue.<id>`` intent in the work-state bucket, then the queue
+message it was dead-lettered with is removed (a process that died after writing the DLQ entry may
+have left it stored), then the DLQ entry is claimed by deleting it (only one caller can), then the
+item is published to the queue with a deterministic ``Nats-Msg-Id``, then the intent is removed.
+Every step can be done again: a retry of the item sent again (the agent's call was cut off) finishes
+an intent it finds at once, and any server process finishes intents left behind by a dead one
+(:meth:`DlqService.recover`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats.js.errors
+from nats.js.api import RetentionPolicy, StorageType
+from nats.js.errors import APIError, NotFoundError
+from nats.js.kv import KeyValue
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch
+from nats_mcp.bus.kvcache import Bucket
+from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.streamops import delete_msg, get_next
+from nats_mcp.config.settings import Settings
+from nats_mcp.coord import capscope
+from nats_mcp.coord.checks import dumps, parse_instant
+from nats_mcp.coord.errors import Conflict, InvalidArgument, InvalidName, NotFound
+from nats_mcp.coord.models import DlqItem, WorkItem
+from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.coord.work.store import ItemRecords, delete_at
+from nats_mcp.core.names import InvalidNameError, validate_type_name, validate_uuid
+
+log = logging.getLogger("nats_mcp.coord.work.dlq")
+
+LIST_TOOL = "warp_dlq_list"
+MAX_LIST_LIMIT = 100
+API_TIMEOUT_S = 5.0
+BATCH_MAX_BYTES = 4 * 1024 * 1024
+RECOVER_AFTER_S = 15.0
+"""A requeue intent older than this is taken to be left behind by a process that died."""
+
+Publish = Callable[[WorkItem, str], Awaitable[None]]
+"""Put an item (back) on its queue with the given Nats-Msg-Id."""
+
+
+@dataclass(frozen=True)
+class DlqPage:
+    items: list[DlqItem]
+    next_cursor: str | None
+    has_more: bool
+    total: int | None
+
+
+def check_item_id(item_id: object, what: str = "itemId") -> str:
+    try:
+        return validate_uuid(item_id, what)
+    except InvalidNameError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def check_capability(capability: object) -> str:
+    try:
+        return validate_type_name(capability, "capability")
+    except InvalidNameError as exc:
+        raise InvalidName(str(exc)) from None
+
+
+def parse_entry(data: bytes) -> DlqItem | None:
+    try:
+        return DlqItem.model_validate_json(data)
+    except ValueError:
+        return None
+
+
+class DlqService:
+    """The DLQ of one namespace."""
+
+    def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout, state: Bucket) -> None:
+        self._conn = conn
+        self._settings = settings
+        self._layout = layout
+        self._state = state
+        self._records = ItemRecords(state)
+        self._api = api_prefix(settings.nats.jetstream_domain)
+
+    async def ensure(self) -> None:
+        ttl = self._settings.work.dlq_ttl_ms / 1000
+        await ensure_stream(
+            self._conn.jetstream,
+            stream_config(
+                name=self._layout.dlq_stream,
+                description=f"dead-lettered work items of namespace {self._layout.namespace}",
+                subjects=[self._layout.dlq_subject()],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+                max_age=ttl,
+                max_msgs_per_subject=1,
+                duplicate_window=min(120.0, ttl),
+                allow_direct=True,
+            ),
+            replicas=self._conn.replicas,
+        )
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def add(self, entry: DlqItem) -> bool:
+        """Store an entry unless the item already has one: True if this call stored it."""
+        subject = self._layout.dlq_subject(entry.workItem.capability, entry.id)
+        try:
+            await self._conn.jetstream.publish(
+                subject,
+                dumps(entry.model_dump(exclude_none=True)),
+                stream=self._layout.dlq_stream,
+                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+                timeout=API_TIMEOUT_S,
+            )
+        except APIError as exc:
+            if exc.err_code == 10071:  # wrong last sequence: the entry is there already
+                return False
+            raise
+        log.info("work item %s dead-lettered (%s)", entry.id, entry.reason)
+        return True
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def find(self, item_id: str) -> tuple[StoredMsg, DlqItem] | None:
+        stored = await get_next(
+            self._conn.client,
+            self._layout.dlq_stream,
+            1,
+            self._layout.dlq_subject("*", item_id),
+            prefix=self._api,
+            timeout=API_TIMEOUT_S,
+        )
+        if stored is None:
+            return None
+        entry = parse_entry(stored.data)
+        return (stored, entry) if entry is not None else None
+
+    async def page(self, capability: str | None, limit: int, cursor: str | None) -> DlqPage:
+        """Entries oldest first, ``limit`` at a time; a cursor is bound to the capability filter."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgument(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+        cap = check_capability(capability) if capability is not None else None
+        binding = {"capability": cap}
+        after = seen = 0
+        if cursor is not None:
+            position = read_cursor(cursor, LIST_TOOL, self._layout.namespace, binding)
+            after, seen = int_position(position, "after"), int_position(position, "seen")
+        try:
+            batch = await get_batch(
+                self._conn.client,
+                self._layout.dlq_stream,
+                after + 1,
+                limit,
+                subject=self._layout.dlq_subject(cap or "*"),
+                max_bytes=BATCH_MAX_BYTES,
+                partial=True,
+                prefix=self._api,
+                timeout=API_TIMEOUT_S,
+            )
+        except DirectGetUnavailable:
+            return DlqPage([], None, False, 0)
+        items = [entry for stored in batch.messages if (entry := parse_entry(stored.data)) is not None]
+        # A caller granted only some capabilities sees only their entries, and no total that counts the others.
+        hidden = cap is None and capscope.narrowed()
+        if hidden:
+            items = [entry for entry in items if capscope.visible(entry.workItem.capability)]
+        more = not batch.at_end and bool(batch.messages)
+        last = batch.messages[-1].seq if batch.messages else after
+        shown = seen + len(batch.messages)
+        return DlqPage(
+            items=items,
+            next_cursor=make_cursor(LIST_TOOL, self._layout.namespace, binding, {"after": last, "seen": shown})
+            if more
+            else None,
+            has_more=more,
+            total=shown + batch.pending if batch.complete and not hidden else None,
+        )
+
+    async def counts(self) -> dict[str, int]:
+        """Dead-lettered items per capability."""
+        try:
+            info = await self._conn.jetstream.stream_info(self._layout.dlq_stream, subjects_filter=">")
+        except NotFoundError:
+            return {}
+        counts: dict[str, int] = {}
+        for subject, n in (info.state.subjects or {}).items():
+            parts = subject.split(".")
+            if len(parts) == 5:
+                counts[parts[3]] = counts.get(parts[3], 0) + n
+        return counts
+
+    # -- retry, discard --------------------------------------------------------------------------
+
+    async def retry(self, item_id: str, reset_attempts: bool, publish: Publish) -> WorkItem:
+        """Move an entry back to its queue: exactly once, never in both places, never lost. A retry of the item that
+        a dying process left half done (the agent sends its call again) is finished instead."""
+        check_item_id(item_id)
+        kv = await self._state.kv()
+        key = Layout.requeue_key(item_id)
+        for _ in range(3):
+            left = await self._intent(kv, key)
+            if left is not None:
+                finished = await self._take_over(kv, key, *left, publish)
+                if finished is not None:
+                    return finished
+                continue  # it moved on meanwhile: look again
+            found = await self.find(item_id)
+            if found is None:
+                raise NotFound(f"no dead-lettered item {item_id} (see warp_dlq_list)")
+            stored, entry = found
+            item = entry.workItem.model_copy(update={"attempts": 0 if reset_attempts else entry.attempts})
+            if item.deadline is not None and _past(item.deadline):
+                item = item.model_copy(update={"deadline": None})  # a retry of a missed deadline gets no deadline
+            intent = {"dlqSeq": stored.seq, "workSeq": await self._dead_seq(item_id), "reset": reset_attempts,
+                      "at": time.time(), "item": item.model_dump()}  # fmt: skip
+            try:
+                revision = await kv.create(key, dumps(intent))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue  # another retry of the item began meanwhile: finish that one
+            try:
+                await self._drop_stale(intent)
+                if not await self._delete(stored.seq):
+                    if await delete_at(kv, key, revision):
+                        raise NotFound(f"dead-lettered item {item_id} was discarded or expired meanwhile")
+                    return item  # a repeated retry took this one over (and took the entry): it finishes it
+                await self._requeue(kv, key, intent, publish)
+            except NotFound:
+                raise
+            except Exception:
+                log.warning("retry of %s interrupted; the requeue intent finishes it later", item_id, exc_info=True)
+                raise
+            return item
+        raise Conflict(f"item {item_id} keeps changing; try again")
+
+    async def _intent(self, kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
+        """A requeue intent left under ``key`` and its revision (None: there is none; an unreadable one is dropped)."""
+        try:
+            found = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:  # also a deleted one
+            return None
+        try:
+            intent = json.loads(found.value or b"")
+            WorkItem.model_validate(intent["item"])
+            int(intent["dlqSeq"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping unreadable requeue intent %s", key)
+            await kv.delete(key)
+            return None
+        return intent, int(found.revision or 0)
+
+    async def _take_over(
+        self, kv: KeyValue, key: str, intent: dict[str, Any], revision: int, publish: Publish
+    ) -> WorkItem | None:
+        """Finish a retry another call began. Its intent is rewritten first (at the revision read), so a process
+        still on that retry that then finds the entry gone leaves the intent to this call rather than dropping it.
+        None when the intent moved meanwhile."""
+        try:
+            await kv.update(key, dumps(intent), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        await self._drop_stale(intent)
+        await self._delete(int(intent["dlqSeq"]))  # gone already when the other call got that far
+        await self._requeue(kv, key, intent, publish)
+        return WorkItem.model_validate(intent["item"])
+
+    async def _dead_seq(self, item_id: str) -> int | None:
+        """Work-stream sequence of the message the item was dead-lettered with (per its state record)."""
+        record, _ = await self._records.read(item_id)
+        return record.seq if record is not None and record.state == "dead" else None
+
+    async def _drop_stale(self, intent: dict[str, Any]) -> None:
+        """The dead item's queue message goes first: a process that died after writing the DLQ entry but before
+        removing it leaves it stored, and its next delivery would hand the item out beside the requeued copy."""
+        if intent.get("workSeq"):
+            await delete_msg(self._conn.client, self._layout.work_stream, int(intent["workSeq"]), prefix=self._api,
+                             timeout=API_TIMEOUT_S)  # fmt: skip
+
+    async def _requeue(self, kv: KeyValue, key: str, intent: dict[str, Any], publish: Publish) -> None:
+        """The last steps, each re-doable: forget the dead record (reset), publish (deduplicated), drop the intent."""
+        item = WorkItem.model_validate(intent["item"])
+        if intent.get("reset"):  # before the publish: no claim of the requeued copy can have written a record yet
+            record, revision = await self._records.read(item.id)
+            seq = intent.get("workSeq")
+            if record is not None and record.state == "dead" and (seq is None or record.seq == seq):
+                await self._records.delete(item.id, revision)
+        await publish(item, f"requeue-{item.id}-{int(intent['dlqSeq'])}")
+        await kv.delete(key)
+
+    async def discard(self, item_id: str) -> None:
+        check_item_id(item_id)
+        found = await self.find(item_id)
+        if found is None:
+            raise NotFound(f"no dead-lettered item {item_id} (see warp_dlq_list)")
+        kv = await self._state.kv()
+        try:
+            await kv.get(Layout.requeue_key(item_id))
+            raise Conflict(f"item {item_id} is being retried; it is no longer in the DLQ")
+        except nats.js.errors.KeyNotFoundError:
+            pass
+        await self._drop_stale({"workSeq": await self._dead_seq(item_id)})
+        if not await self._delete(found[0].seq):
+            raise NotFound(f"dead-lettered item {item_id} was retried, discarded or expired meanwhile")
+        try:
+            await self._records.delete(item_id)
+        except Exception:  # the record expires on its own
+            log.debug("could not delete the state record of %s", item_id, exc_info=True)
+
+    async def _delete(self, seq: int) -> bool:
+        return await delete_msg(
+            self._conn.client, self._layout.dlq_stream, seq, prefix=self._api, timeout=API_TIMEOUT_S
+        )
+
+    async def recover(self, publish: Publish, *, older_than_s: float = RECOVER_AFTER_S) -> int:
+        """Finish retries whose process died half way; returns how many were finished."""
+        kv = await self._state.kv()
+        # Asked of the stream, so the cost is the number of intents, not of all item records (nats-py's
+        # keys() would watch the whole bucket). Deleted intents leave markers: their get says not found.
+        prefix = f"$KV.{self._state.name}."
+        info = await self._conn.jetstream.stream_info(f"KV_{self._state.name}", subjects_filter=f"{prefix}requeue.*")
+        keys = [subject.removeprefix(prefix) for subject in (info.state.subjects or {})]
+        finished = 0
+        for key in keys:
+            left = await self._intent(kv, key)
+            if left is None or time.time() - float(left[0].get("at", 0)) < older_than_s:
+                continue
+            item = await self._take_over(kv, key, *left, publish)
+            if item is not None:
+                log.info("finished the interrupted retry of work item %s", item.id)
+                finished += 1
+        return finished
+
+
+def _past(deadline: str) -> bool:
+    return parse_instant(deadline).timestamp() <= time.time()

@@ -1,0 +1,672 @@
+"""The work-distribution boundary: capability queues with priorities, deadlines, leases, completion and failure.
+
+Storage (all per namespace, names from :class:`~nats_mcp.bus.layout.Layout`):
+
+* one WorkQueue stream, one subject per (capability, priority), one durable pull consumer per subject
+  (``ack_wait`` = the lease, ``max_deliver`` = ``work.max_attempts``);
+* a state record per handed-out item (:mod:`nats_mcp.coord.work.store`), changed by compare-and-set:
+  the decision point of every transition;
+* the DLQ (:mod:`nats_mcp.coord.work.dlq`), and an events stream that durably captures the work stream's
+  max-delivery advisories and each item's deadline timer, for :mod:`nats_mcp.coord.work.events`.
+
+A claim asks the stream which priorities of the capability hold messages (one request) and pulls
+from the highest first, so its cost does not grow with the number of waiting items. Within a
+priority JetStream delivers oldest first. Nothing here needs a coordinator process: any server
+process can settle any item, because acknowledgements go to the reply subject kept in the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
+from nats.js.errors import NotFoundError
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import StoredMsg, api_prefix
+from nats_mcp.bus.kvcache import Bucket
+from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, poke, pull
+from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.streamops import delete_msg, get_next
+from nats_mcp.config.settings import Settings
+from nats_mcp.coord.checks import check_metadata, dumps, iso, iso_epoch, parse_instant, timestamp
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
+from nats_mcp.coord.models import DlqItem, ItemStatus, QueueStatus, Scope, WorkItem
+from nats_mcp.coord.work.dlq import DlqService, check_capability, check_item_id
+from nats_mcp.coord.work.store import ItemRecord, ItemRecords, ItemState
+from nats_mcp.coord.work.views import WorkPage, WorkViews
+from nats_mcp.core.lru import LruTable
+from nats_mcp.core.names import validate_uuid
+
+log = logging.getLogger("nats_mcp.coord.work.service")
+
+LIST_TOOL = "warp_work_list"
+API_TIMEOUT_S = 5.0
+STATE_TTL_S = 7 * 86_400.0
+"""Minimum life of an item's state record (at least the DLQ's TTL): a second complete within it is a conflict."""
+POLL_S = 0.5
+"""While items of the capability are in flight, a waiting claim looks again this often (re-offers are silent)."""
+MAX_CLAIM_TIMEOUT_MS = 30_000
+MAX_BATCH = 50
+MAX_LIST_LIMIT = 100
+MAX_LIST_SCAN = 2_000
+"""Messages a deadline-filtered list examines per call before it returns what it has, with a cursor."""
+MAX_TASK_ID = 256
+MAX_REASON = 2_048
+MAX_NOTE = 2_048
+MAX_REMEMBERED = 10_000
+"""Claims this process keeps in memory to settle them without a read."""
+FIRST_PULL_WAIT_S = 0.02
+"""A pull sent right after a publish can miss it (the consumer learns of new messages asynchronously,
+nats-server 2.15.1): the first look at a priority that holds messages waits this long for one."""
+PRIORITIES = range(10, 0, -1)
+
+Outcome = Literal["retrying", "dead_lettered"]
+
+
+_WATCHED_STATE: dict[ItemState, Literal["claimed", "retrying", "completed", "dead_lettered"]] = {
+    "claimed": "claimed", "released": "retrying", "done": "completed", "dead": "dead_lettered"
+}  # fmt: skip
+
+
+class WorkService:
+    """Work queues, the DLQ and item state of one namespace."""
+
+    def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout) -> None:
+        self._conn = conn
+        self.conn = conn
+        self._settings = settings
+        self._work = settings.work
+        self._limits = settings.limits
+        self.layout = layout
+        self.api = api_prefix(settings.nats.jetstream_domain)
+        ttl = max(STATE_TTL_S, settings.work.dlq_ttl_ms / 1000)
+        self.state = Bucket(conn, layout.work_state_bucket, description="work item state", ttl_s=ttl)
+        self.records = ItemRecords(self.state)
+        self.dlq = DlqService(conn, settings, layout, self.state)
+        self._consumers: set[tuple[str, int]] = set()
+        """(capability, priority) consumers this process has created or brought to the configured settings."""
+        self.views = WorkViews(self)
+        self._claims: LruTable[str, tuple[ItemRecord, int]] = LruTable(MAX_REMEMBERED)
+
+    @property
+    def lease_s(self) -> float:
+        return self._work.ack_timeout_ms / 1000
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    async def ensure(self) -> None:
+        """Create (or bring to the settings) the work stream, the events stream and its consumer, the DLQ, the state
+        bucket. Runs when the server connects, so the DLQ and the advisory capture exist before any work does."""
+        js, lay = self._conn.jetstream, self.layout
+        # The consumers this process made stay known across reconnects: making one again needs the meta leader,
+        # which is being elected right after a cluster node died, and broadcasts waited on it (a pull that finds
+        # a consumer gone makes it again, so a server that lost its store is still served).
+        await ensure_stream(
+            js,
+            stream_config(
+                name=lay.work_stream,
+                description=f"work queues of namespace {lay.namespace}: one subject per capability and priority",
+                subjects=[lay.work_subjects],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.WORK_QUEUE,
+                duplicate_window=120.0,
+                allow_direct=True,
+                max_bytes=self._work.max_bytes or -1,
+                discard=DiscardPolicy.NEW,  # a full queue refuses new work; it never drops queued work
+            ),
+            replicas=self._conn.replicas,
+        )
+        await ensure_stream(
+            js,
+            stream_config(
+                name=lay.events_stream,
+                description=f"max-delivery advisories and deadline timers of namespace {lay.namespace}'s work",
+                subjects=[lay.max_deliveries_advisories, lay.events_subjects],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.WORK_QUEUE,
+                allow_msg_schedules=True,
+                duplicate_window=120.0,
+                allow_rollup_hdrs=True,  # the server turns it on with schedules; asking for it avoids an update
+            ),
+            replicas=self._conn.replicas,
+        )
+        await js.add_consumer(
+            lay.events_stream,
+            ConsumerConfig(
+                durable_name=Layout.MOVER_CONSUMER,
+                filter_subjects=[lay.max_deliveries_advisories, lay.deadline_due_subjects],
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30.0,
+                max_ack_pending=-1,
+            ),
+        )
+        await self.dlq.ensure()
+        await self.state.kv()
+
+    async def _ensure_consumer(self, capability: str, priority: int) -> None:
+        if (capability, priority) in self._consumers:
+            return
+        await self._conn.jetstream.add_consumer(
+            self.layout.work_stream,
+            ConsumerConfig(
+                durable_name=Layout.work_consumer(capability, priority),
+                filter_subject=self.layout.work_subject(capability, priority),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.lease_s,
+                max_deliver=self._work.max_attempts,
+                max_ack_pending=-1,
+            ),
+        )
+        self._consumers.add((capability, priority))
+
+    # -- broadcast -------------------------------------------------------------------------------
+
+    async def broadcast(
+        self,
+        caller: Caller,
+        *,
+        task_id: str,
+        description: str,
+        capability: str,
+        priority: int = 5,
+        deadline: str | None = None,
+        context_data: dict[str, Any] | None = None,
+        scope: Scope | None = None,
+    ) -> WorkItem:
+        """Queue a new item for agents with ``capability``; nothing is stored when an argument is bad."""
+        cap = check_capability(capability)
+        if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID:
+            raise InvalidArgument(f"taskId must be a non-empty string of at most {MAX_TASK_ID} characters")
+        if not isinstance(description, str) or not description.strip():
+            raise InvalidArgument("description must be a non-empty string")
+        size = len(description.encode("utf-8", "surrogatepass"))
+        if size > self._limits.description_bytes:
+            raise LimitExceeded(
+                f"description is {size} bytes; the limit is {self._limits.description_bytes} bytes "
+                "(limits.description_bytes): put the details in contextData or behind a link"
+            )
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 10:
+            raise InvalidArgument("priority must be an integer from 1 (lowest) to 10 (highest)")
+        due: datetime | None = None
+        if deadline is not None:
+            due = parse_instant(deadline)
+            if due.timestamp() <= time.time():
+                raise InvalidArgument(f"deadline {deadline} has already passed")
+        context = check_metadata(context_data, self._limits.metadata_bytes, self._limits.metadata_depth)
+        item = WorkItem(
+            id=str(uuid.uuid4()),
+            taskId=task_id,
+            capability=cap,
+            description=description,
+            priority=priority,
+            offeredBy=caller.guid,
+            offeredAt=timestamp(),
+            attempts=0,
+            deadline=iso(due) if due else None,
+            contextData=context,
+            scope=scope,
+        )
+        with nats_errors():
+            await self.publish(item, item.id)
+        return item
+
+    async def publish(self, item: WorkItem, msg_id: str) -> None:
+        """Put ``item`` on its queue (``Nats-Msg-Id`` ``msg_id`` drops a repeat) and arm its deadline timer."""
+        await self._ensure_consumer(item.capability, item.priority)
+        payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
+        subject = self.layout.work_subject(item.capability, item.priority)
+        try:
+            ack_ = await self._conn.jetstream.publish(
+                subject, payload, stream=self.layout.work_stream, headers={"Nats-Msg-Id": msg_id}, timeout=API_TIMEOUT_S
+            )
+        except nats.errors.MaxPayloadError:
+            raise LimitExceeded("the work item is larger than the NATS server accepts") from None
+        if item.deadline is not None:
+            try:
+                await self._arm_deadline(item, ack_.seq)
+            except Exception:  # the item is queued; a claim after the deadline still dead-letters it
+                log.warning("could not arm the deadline timer of work item %s", item.id, exc_info=True)
+
+    async def _arm_deadline(self, item: WorkItem, seq: int) -> None:
+        """A scheduled message that the server itself publishes at the deadline, into the events stream: it fires
+        (and is kept until handled) whether or not any server process is running then."""
+        assert item.deadline is not None
+        at = datetime.fromtimestamp(math.ceil(parse_instant(item.deadline).timestamp()), UTC)
+        await self._conn.jetstream.publish(
+            self.layout.deadline_timer_subject(item.id),
+            json.dumps({"id": item.id, "seq": seq}).encode(),
+            stream=self.layout.events_stream,
+            headers={
+                "Nats-Schedule": f"@at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                "Nats-Schedule-Target": self.layout.deadline_due_subject(item.id),
+            },
+            timeout=API_TIMEOUT_S,
+        )
+
+    async def _disarm_deadline(self, item_id: str) -> None:
+        with contextlib.suppress(Exception):  # a timer that fires later finds the item settled and is dropped
+            await self._conn.jetstream.purge_stream(
+                self.layout.events_stream, subject=self.layout.deadline_timer_subject(item_id)
+            )
+
+    # -- claim -----------------------------------------------------------------------------------
+
+    async def claim(
+        self, caller: Caller, capability: str, *, max_items: int = 1, timeout_ms: int = 5000
+    ) -> list[WorkItem]:
+        """Take up to ``max_items`` items, highest priority first, waiting up to ``timeout_ms`` for the first."""
+        cap = check_capability(capability)
+        if not isinstance(max_items, int) or isinstance(max_items, bool) or not 1 <= max_items <= MAX_BATCH:
+            raise InvalidArgument(f"max must be an integer from 1 to {MAX_BATCH}")
+        if (
+            not isinstance(timeout_ms, int)
+            or isinstance(timeout_ms, bool)
+            or not 0 <= timeout_ms <= MAX_CLAIM_TIMEOUT_MS
+        ):
+            raise InvalidArgument(f"timeout must be an integer from 0 to {MAX_CLAIM_TIMEOUT_MS} ms")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_ms / 1000
+        arrived = asyncio.Event()
+
+        async def wake(_msg: Msg) -> None:
+            arrived.set()
+
+        with nats_errors():
+            sub = await self._conn.client.subscribe(self.layout.work_subject(cap), cb=wake) if timeout_ms else None
+            try:
+                first = True
+                while True:
+                    arrived.clear()
+                    got, waiting = await self._claim_pass(caller, cap, max_items, first=first)
+                    first = False
+                    left = end - loop.time()
+                    if got or left <= 0:
+                        return got
+                    # New items announce themselves; re-offers (expired leases, retry backoffs) do not: poll for those.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(arrived.wait(), min(left, POLL_S) if waiting else left)
+            finally:
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+
+    async def _claim_pass(
+        self, caller: Caller, cap: str, max_items: int, *, first: bool = False
+    ) -> tuple[list[WorkItem], bool]:
+        """One look at every non-empty priority, highest first; also says whether any message is stored at all."""
+        counts = await self.subject_counts(cap)
+        got: list[WorkItem] = []
+        may_wait = first
+        for priority in sorted(counts, reverse=True):
+            while len(got) < max_items:
+                want = max_items - len(got)
+                deliveries = await self._pull(cap, priority, want)
+                if not deliveries and may_wait:  # see FIRST_PULL_WAIT_S; once per claim
+                    deliveries = await self._pull(cap, priority, want, wait_s=FIRST_PULL_WAIT_S)
+                may_wait = False
+                for delivery in deliveries:
+                    item = await self._take(caller, cap, delivery)
+                    if item is not None:
+                        got.append(item)
+                if len(deliveries) < want:
+                    break  # this priority has nothing more to hand out now
+            if len(got) >= max_items:
+                break
+        return got, any(counts.values())
+
+    async def subject_counts(self, cap: str) -> dict[int, int]:
+        """Messages stored per priority of ``cap`` (handed-out ones included)."""
+        try:
+            info = await self._conn.jetstream.stream_info(
+                self.layout.work_stream, subjects_filter=self.layout.work_subject(cap)
+            )
+        except NotFoundError:
+            await self.ensure()
+            return {}
+        counts: dict[int, int] = {}
+        for subject, n in (info.state.subjects or {}).items():
+            parsed = self.layout.parse_work_subject(subject)
+            if parsed is not None and n > 0:
+                counts[parsed[1]] = n
+        return counts
+
+    async def _pull(self, cap: str, priority: int, batch: int, *, wait_s: float = 0.0) -> list[Delivery]:
+        consumer, nc = Layout.work_consumer(cap, priority), self._conn.client
+        try:
+            return await pull(nc, self.layout.work_stream, consumer, batch, wait_s=wait_s, prefix=self.api)
+        except PullError:
+            self._consumers.discard((cap, priority))
+            await self._ensure_consumer(cap, priority)  # deleted, or items queued by a process that made none
+            return await pull(nc, self.layout.work_stream, consumer, batch, wait_s=wait_s, prefix=self.api)
+
+    async def _take(self, caller: Caller, cap: str, delivery: Delivery) -> WorkItem | None:
+        """Make a delivery the caller's claim, or settle it if it must not be handed out; None in that case."""
+        item = WorkItem.parse(delivery.data)
+        if item is None or item.capability != cap:
+            log.warning("terminating unreadable work message %d on %s", delivery.stream_seq, delivery.subject)
+            await self._ack(delivery.reply, "+TERM")
+            return None
+        now = time.time()
+        attempts = item.attempts + delivery.delivered
+        # A first delivery of a fresh item has no record yet: try to create one without reading first (a
+        # record that exists after all makes the create fail, and the next round reads it).
+        fresh = delivery.delivered == 1 and item.attempts == 0
+        for _ in range(3):
+            record, revision = (None, 0) if fresh else await self.records.read(item.id)
+            fresh = False
+            same = record is not None and record.seq == delivery.stream_seq
+            if record is not None and same and record.state == "done":
+                await self._ack(delivery.reply, "+ACK")  # completed through an older delivery
+                return None
+            if record is not None and same and record.state == "dead":
+                await self._settle_dead(item, record, reply=delivery.reply)
+                return None
+            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
+            base = ItemRecord(state="claimed", seq=delivery.stream_seq, errors=errors)
+            if record is not None and same and record.state == "claimed" and record.delivered < delivery.delivered:
+                base = base.with_error(
+                    f"{timestamp()} attempt {record.attempts}: lease expired (held by {record.claimer})"
+                )
+            if item.deadline is not None and parse_instant(item.deadline).timestamp() <= now:
+                if await self._dead_letter(item, base, revision, "deadline_passed", attempts - 1, reply=delivery.reply):
+                    return None
+                continue
+            if attempts > self._work.max_attempts:  # attempts carried over by a DLQ retry
+                if await self._dead_letter(item, base, revision, "max_attempts", attempts - 1, reply=delivery.reply):
+                    return None
+                continue
+            lease = now + self.lease_s
+            claimed = replace(
+                base, delivered=delivery.delivered, claimer=caller.guid, reply=delivery.reply,
+                lease_expires=lease, attempts=attempts, deadline=item.deadline is not None,
+            )  # fmt: skip
+            written = await self.records.write(item.id, claimed, revision)
+            if written is not None:
+                self._remember(item.id, claimed, written)
+                return item.model_copy(update={"attempts": attempts, "leaseExpiresAt": iso_epoch(lease)})
+        log.warning("gave up claiming work item %s after repeated conflicts; it is offered again later", item.id)
+        return None
+
+    # -- settle ----------------------------------------------------------------------------------
+
+    def _remember(self, item_id: str, record: ItemRecord, revision: int) -> None:
+        """Keep this process's own claims at hand: settling one then needs no read (a stale copy only makes the
+        conditional write fail, and the caller reads again)."""
+        self._claims.put(item_id, (record, revision))
+
+    async def _owned(self, caller: Caller, item_id: str, *, cached: bool = True) -> tuple[ItemRecord, int]:
+        """The caller's live claim on ``item_id``, or the error that says why it is not one."""
+        check_item_id(item_id, "workItemId")
+        mine = self._claims.pop(item_id) if cached else None
+        if mine is not None and mine[0].claimer == caller.guid and mine[0].state == "claimed":
+            return mine
+        record, revision = await self.records.read(item_id)
+        if record is None:
+            raise NotFound(f"no claimed work item {item_id}: claim it first with warp_work_claim")
+        if record.state == "done":
+            raise Conflict(f"work item {item_id} is already completed")
+        if record.state == "dead":
+            raise Conflict(f"work item {item_id} was dead-lettered ({record.reason}); see warp_dlq_list")
+        if record.claimer != caller.guid:
+            raise Forbidden(f"work item {item_id} is claimed by another agent; only its claimer may settle it")
+        if record.state != "claimed":
+            raise Conflict(f"work item {item_id} was released for a retry; claim it again to work on it")
+        return record, revision
+
+    async def progress(
+        self, caller: Caller, item_id: str, *, progress: int | None = None, note: str | None = None
+    ) -> str:
+        """Renew the caller's lease on an item (and record progress); returns the new expiry."""
+        if progress is not None and (
+            isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100
+        ):
+            raise InvalidArgument("progress must be an integer from 0 to 100")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise InvalidArgument(f"note must be a string of at most {MAX_NOTE} characters")
+        with nats_errors():
+            for attempt in range(3):
+                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
+                assert record.reply is not None
+                await self._ack(record.reply, "+WPI")
+                lease = time.time() + self.lease_s
+                updated = replace(
+                    record,
+                    lease_expires=lease,
+                    progress=progress if progress is not None else record.progress,
+                    note=note if note is not None else record.note,
+                )
+                written = await self.records.write(item_id, updated, revision)
+                if written is not None:
+                    self._remember(item_id, updated, written)
+                    return iso_epoch(lease)
+        raise Conflict(f"work item {item_id} keeps changing; try again")
+
+    async def complete(self, caller: Caller, item_id: str, result: Any = None) -> None:
+        """Finish the caller's item exactly once: the state record decides, then the message is acknowledged."""
+        if result is not None:
+            check_metadata({"result": result}, self._limits.metadata_bytes, self._limits.metadata_depth)
+        with nats_errors():
+            for attempt in range(3):
+                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
+                done = replace(record, state="done", settled_at=timestamp(), result=result, reply=None)
+                if await self.records.write(item_id, done, revision) is None:
+                    continue  # something changed: look again (a second complete now gets conflict)
+                assert record.reply is not None
+                try:
+                    await self._ack(record.reply, "+ACK")
+                except Exception:  # completed all the same: a re-delivery of it is dropped at claim
+                    log.warning("acknowledging completed work item %s failed", item_id, exc_info=True)
+                if record.deadline:
+                    await self._disarm_deadline(item_id)
+                return
+        raise Conflict(f"work item {item_id} keeps changing; try again")
+
+    async def fail(self, caller: Caller, item_id: str, reason: str, *, recoverable: bool = True) -> tuple[Outcome, int]:
+        """Give an item back for a retry after a backoff, or dead-letter it (unrecoverable, or out of attempts)."""
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+            raise InvalidArgument(f"reason must be a non-empty string of at most {MAX_REASON} characters")
+        with nats_errors():
+            for attempt in range(3):
+                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
+                assert record.reply is not None
+                failed = record.with_error(f"{timestamp()} attempt {record.attempts} by {caller.guid}: {reason}")
+                if not recoverable or record.attempts >= self._work.max_attempts:
+                    stored = await self._load(record.seq)
+                    item = WorkItem.parse(stored.data) if stored is not None else None
+                    if item is None:
+                        raise NotFound(f"work item {item_id} is no longer queued")
+                    why: Literal["unrecoverable", "max_attempts"] = "max_attempts" if recoverable else "unrecoverable"
+                    if await self._dead_letter(item, failed, revision, why, record.attempts, reply=record.reply):
+                        return "dead_lettered", record.attempts
+                    continue
+                released = replace(failed, state="released", lease_expires=0.0)
+                if await self.records.write(item_id, released, revision) is None:
+                    continue
+                steps = self._work.retry_backoff_ms
+                delay = steps[min(record.attempts, len(steps)) - 1] / 1000
+                await self._ack(record.reply, "-NAK", delay_s=delay)
+                return "retrying", record.attempts
+        raise Conflict(f"work item {item_id} keeps changing; try again")
+
+    async def _dead_letter(
+        self,
+        item: WorkItem,
+        base: ItemRecord,
+        revision: int,
+        reason: Literal["unrecoverable", "max_attempts", "deadline_passed"],
+        attempts: int,
+        *,
+        reply: str | None = None,
+    ) -> bool:
+        """Decide (CAS) that the item is dead, then write its DLQ entry and remove it from the queue.
+
+        False when the record moved meanwhile (the caller looks again). Each later step can be repeated: a
+        crash after the decision is finished by whoever meets the item next (a claim or the events mover).
+        """
+        dead = replace(base, state="dead", reason=reason, attempts=max(attempts, 0), settled_at=timestamp(),
+                       claimer=None, reply=None)  # fmt: skip
+        if await self.records.write(item.id, dead, revision) is None:
+            return False
+        await self._settle_dead(item, dead, reply=reply)
+        return True
+
+    async def _settle_dead(self, item: WorkItem, record: ItemRecord, *, reply: str | None = None) -> None:
+        """The steps after the decision: the DLQ entry (written at most once), then the queue message goes."""
+        reason = (
+            record.reason if record.reason in ("unrecoverable", "max_attempts", "deadline_passed") else "max_attempts"
+        )
+        entry = DlqItem(
+            id=item.id,
+            workItem=item.model_copy(update={"attempts": record.attempts, "leaseExpiresAt": None}),
+            reason=reason,  # type: ignore[arg-type]
+            attempts=record.attempts,
+            failedAt=record.settled_at or timestamp(),
+            errors=list(record.errors),
+        )
+        await self.dlq.add(entry)
+        if reply is not None:
+            await self._ack(reply, "+TERM")  # on a WorkQueue stream, the message goes with it
+        else:
+            await delete_msg(self._conn.client, self.layout.work_stream, record.seq, prefix=self.api)
+        if item.deadline is not None:
+            await self._disarm_deadline(item.id)
+
+    async def _ack(self, reply: str, kind: AckKind, *, delay_s: float | None = None) -> None:
+        await ack(self._conn.client, reply, kind, delay_s=delay_s, timeout=API_TIMEOUT_S)
+
+    async def _load(self, seq: int) -> StoredMsg | None:
+        """The work message stored at ``seq`` (None once it is gone)."""
+        found = await get_next(self._conn.client, self.layout.work_stream, seq, self.layout.work_subjects,
+                               prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        return found if found is not None and found.seq == seq else None
+
+    # -- events (called by the mover) ------------------------------------------------------------
+
+    async def poke_consumers(self) -> int:
+        """Have every consumer with handed-out items check them, so a last lease that ran out raises its
+        max-deliveries advisory now (JetStream only checks when it next serves a pull). Returns how many."""
+        try:
+            consumers = await self._conn.jetstream.consumers_info(self.layout.work_stream)
+        except NotFoundError:
+            return 0
+        busy = [c.name for c in consumers if Layout.parse_work_consumer(c.name) and (c.num_ack_pending or 0) > 0]
+        await asyncio.gather(
+            *(poke(self._conn.client, self.layout.work_stream, name, prefix=self.api) for name in busy)
+        )
+        return len(busy)
+
+    async def on_max_deliveries(self, seq: int, deliveries: int) -> None:
+        """A message ran out of deliveries (its last lease expired): dead-letter it, once."""
+        stored = await self._load(seq)
+        item = WorkItem.parse(stored.data) if stored is not None else None
+        if item is None:
+            return  # settled already
+        for _ in range(3):
+            record, revision = await self.records.read(item.id)
+            same = record is not None and record.seq == seq
+            if record is not None and same and record.state == "done":
+                await delete_msg(self._conn.client, self.layout.work_stream, seq, prefix=self.api)
+                return
+            if record is not None and same and record.state == "dead":
+                await self._settle_dead(item, record)
+                return
+            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
+            base = ItemRecord(state="dead", seq=seq, errors=errors)
+            holder = record.claimer if record is not None and same else None
+            base = base.with_error(
+                f"{timestamp()} attempt {item.attempts + deliveries}: lease expired (held by {holder})"
+            )
+            if await self._dead_letter(item, base, revision, "max_attempts", item.attempts + deliveries):
+                return
+
+    async def on_deadline(self, item_id: str, seq: int) -> float | None:
+        """An item's deadline passed: dead-letter it unless it is settled. Returns a delay to look again after
+        when a claimer's lease is still running (it may still complete in time)."""
+        stored = await self._load(seq)
+        item = WorkItem.parse(stored.data) if stored is not None else None
+        if item is None or item.id != item_id:
+            return None
+        for _ in range(3):
+            record, revision = await self.records.read(item.id)
+            same = record is not None and record.seq == seq
+            if record is not None and same:
+                if record.state == "done":
+                    return None
+                if record.state == "dead":
+                    await self._settle_dead(item, record)
+                    return None
+                if record.state == "claimed" and record.lease_expires > time.time():
+                    return record.lease_expires - time.time() + 1.0
+            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
+            attempts = record.attempts if record is not None and same else item.attempts
+            base = ItemRecord(state="dead", seq=seq, errors=errors)
+            if await self._dead_letter(item, base, revision, "deadline_passed", attempts):
+                return None
+        return 1.0
+
+    # -- read-only views (coord/work_views.py) ---------------------------------------------------
+
+    async def list_items(self, capability: str, **filters: Any) -> WorkPage:
+        """Queued items in claim order, without claiming any (see :meth:`WorkViews.list_items`)."""
+        return await self.views.list_items(capability, **filters)
+
+    async def status(self, capability: str | None = None) -> list[QueueStatus]:
+        """Pending, in flight, dead-lettered and oldest age per capability (see :meth:`WorkViews.status`)."""
+        return await self.views.status(capability)
+
+    async def item_status(self, item_id: str, *, must_exist: bool = False) -> ItemStatus:
+        """Where ``item_id`` stands: its state record, else its DLQ entry, else waiting (never claimed yet).
+
+        With ``must_exist``, an id that is in none of these nor in a queue is NotFound rather than "waiting"; that
+        costs a scan of the queues (:meth:`WorkViews.may_be_queued`), so a watcher asks it once, then polls.
+        """
+        validate_uuid(item_id, "workItemId")
+        with nats_errors():
+            record, _ = await self.records.read(item_id)
+            found = None if record is not None else await self.dlq.find(item_id)
+            if record is None and found is None and must_exist and not await self.views.may_be_queued(item_id):
+                # Claimed (and maybe settled) while the queues were read: it left the queue but has a record now.
+                record, _ = await self.records.read(item_id)
+                found = None if record is not None else await self.dlq.find(item_id)
+                if record is None and found is None:
+                    raise NotFound(f"work item {item_id} not found: it was never queued in this namespace, or it "
+                                   "was settled long enough ago to be forgotten")  # fmt: skip
+            if record is None:
+                if found is None:
+                    return ItemStatus(id=item_id, state="waiting")
+                entry = found[1]
+                return ItemStatus(id=item_id, state="dead_lettered", attempts=entry.attempts, reason=entry.reason,
+                                  errors=entry.errors, settledAt=entry.failedAt)  # fmt: skip
+        state = _WATCHED_STATE[record.state]
+        return ItemStatus(id=item_id, state=state, claimer=record.claimer, attempts=record.attempts or record.delivered,
+                          progress=record.progress, note=record.note, reason=record.reason, errors=record.errors,
+                          settledAt=record.settled_at, result=record.result)  # fmt: skip
+
+    # -- DLQ -------------------------------------------------------------------------------------
+
+    async def dlq_retry(self, item_id: str, reset_attempts: bool) -> WorkItem:
+        with nats_errors():
+            return await self.dlq.retry(item_id, reset_attempts, self.publish)
+
+    async def dlq_recover(self) -> int:
+        return await self.dlq.recover(self.publish)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

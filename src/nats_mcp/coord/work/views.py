@@ -1,0 +1,238 @@
+"""The work read-model boundary: previews of queued items and per-capability queue counts, never claiming anything."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from nats.js.errors import NotFoundError
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.directget import Batch, DirectGetUnavailable, get_batch
+from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.streamops import get_next
+from nats_mcp.coord import capscope
+from nats_mcp.coord.checks import iso_epoch, parse_instant
+from nats_mcp.coord.errors import InvalidArgument, nats_errors
+from nats_mcp.coord.models import QueueStatus, WorkItem
+from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.coord.work.dlq import DlqService, check_capability
+from nats_mcp.coord.work.store import ItemRecords
+
+
+class WorkSource(Protocol):
+    """What the views read through: the work service's connection, names, records and DLQ."""
+
+    conn: NatsConnection
+    layout: Layout
+    api: str
+    records: ItemRecords
+    dlq: DlqService
+
+    async def subject_counts(self, cap: str) -> dict[int, int]: ...
+
+
+LIST_TOOL = "warp_work_list"
+MAX_LIST_LIMIT = 100
+MAX_LIST_SCAN = 2_000
+"""Messages a deadline-filtered list examines per call before it returns what it has, with a cursor."""
+MAX_FIND_SCAN = 100_000
+"""Messages :meth:`WorkViews.may_be_queued` examines before it gives up and answers "maybe"."""
+API_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class WorkPage:
+    items: list[WorkItem]
+    next_cursor: str | None
+    has_more: bool
+    total: int | None
+
+
+def _nats_time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+async def _none() -> None:
+    return None
+
+
+class WorkViews:
+    """Read-only queries over one namespace's work stream, state records and DLQ."""
+
+    def __init__(self, work: WorkSource) -> None:
+        self._work = work
+
+    async def list_items(
+        self,
+        capability: str,
+        *,
+        min_priority: int | None = None,
+        max_priority: int | None = None,
+        deadline_before: str | None = None,
+        deadline_after: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> WorkPage:
+        """Queued items in claim order (priority, then age) without claiming any; O(limit) without deadline filters."""
+        cap = check_capability(capability)
+        low, high = min_priority or 1, max_priority or 10
+        for value in (low, high):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+                raise InvalidArgument("minPriority and maxPriority must be integers from 1 to 10")
+        if low > high:
+            raise InvalidArgument("minPriority cannot be greater than maxPriority")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgument(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+        before = parse_instant(deadline_before, "deadlineBefore").timestamp() if deadline_before is not None else None
+        after_t = parse_instant(deadline_after, "deadlineAfter").timestamp() if deadline_after is not None else None
+        binding = {"capability": cap, "min": low, "max": high, "before": before, "after": after_t}
+        priority, after = high, 0
+        if cursor is not None:
+            position = read_cursor(cursor, LIST_TOOL, self._work.layout.namespace, binding)
+            priority, after = int_position(position, "p", 1), int_position(position, "after")
+            if not low <= priority <= high:
+                raise InvalidArgument("the cursor does not fit these priorities; start over without it")
+
+        def wanted(item: WorkItem) -> bool:
+            if before is None and after_t is None:
+                return True
+            if item.deadline is None:
+                return False  # a deadline filter asks for items that have one
+            due = parse_instant(item.deadline).timestamp()
+            return (before is None or due < before) and (after_t is None or due > after_t)
+
+        filtered = before is not None or after_t is not None
+        found: list[tuple[int, WorkItem]] = []
+        scanned = 0
+        more: tuple[int, int] | None = None
+        with nats_errors():
+            counts = await self._work.subject_counts(cap)
+            while priority >= low and more is None:
+                if counts.get(priority, 0) == 0:
+                    priority, after = priority - 1, 0
+                    continue
+                # One more than needed tells whether a next page exists; a filtered list reads in larger steps.
+                batch = await self._list_batch(cap, priority, after, 100 if filtered else limit - len(found) + 1)
+                for stored in batch.messages:
+                    if len(found) == limit or scanned >= MAX_LIST_SCAN:
+                        more = (priority, after)
+                        break
+                    scanned += 1
+                    after = stored.seq
+                    item = WorkItem.parse(stored.data)
+                    if item is not None and wanted(item):
+                        found.append((stored.seq, item))
+                else:
+                    if batch.at_end or not batch.messages:
+                        priority, after = priority - 1, 0
+            items = await self._with_state(found)
+        total = sum(n for p, n in counts.items() if low <= p <= high) if before is None and after_t is None else None
+        next_cursor = (
+            make_cursor(LIST_TOOL, self._work.layout.namespace, binding, {"p": more[0], "after": more[1]})
+            if more
+            else None
+        )
+        return WorkPage(items, next_cursor, more is not None, total)
+
+    async def may_be_queued(self, item_id: str) -> bool:
+        """Whether ``item_id`` may be waiting in a queue: False only when a scan of every queue found no such item.
+
+        Queued items have no state record until claimed, and the stream has no index by item id, so this reads
+        the whole work stream (headers and bodies, in large batches): meant for a one-off question such as "does
+        this id exist?", not for polling. A stream too large to scan, or a batch that arrived broken, answers True.
+        """
+        needle = item_id.encode()
+        after, scanned = 0, 0
+        with nats_errors():
+            while scanned < MAX_FIND_SCAN:
+                try:
+                    batch = await get_batch(self._work.conn.client, self._work.layout.work_stream, after + 1, 1000,
+                                            subject=self._work.layout.work_subjects, max_bytes=4 * 1024 * 1024,
+                                            partial=True, prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+                except DirectGetUnavailable:
+                    return False  # no work stream: nothing was ever queued
+                for stored in batch.messages:
+                    if needle in stored.data:  # cheap test first; the id then has to be the item's own
+                        item = WorkItem.parse(stored.data)
+                        if item is not None and item.id == item_id:
+                            return True
+                scanned += len(batch.messages)
+                if batch.at_end:
+                    return False
+                if not batch.messages:
+                    return True  # a broken batch: cannot tell
+                after = batch.messages[-1].seq
+        return True
+
+    async def _list_batch(self, cap: str, priority: int, after: int, count: int) -> Batch:
+        try:
+            return await get_batch(self._work.conn.client, self._work.layout.work_stream, after + 1, max(count, 1),
+                                   subject=self._work.layout.work_subject(cap, priority), max_bytes=4 * 1024 * 1024,
+                                   partial=True, prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        except DirectGetUnavailable:
+            return Batch([], 0)
+
+    async def _with_state(self, found: list[tuple[int, WorkItem]]) -> list[WorkItem]:
+        """Items as a claimer would see them now: attempts so far, and the lease of a claimed one."""
+        records = await asyncio.gather(*(self._work.records.read(item.id) for _, item in found))
+        shown: list[WorkItem] = []
+        for (seq, item), (record, _) in zip(found, records, strict=True):
+            if record is not None and record.seq == seq:
+                lease = iso_epoch(record.lease_expires) if record.state == "claimed" else None
+                item = item.model_copy(update={"attempts": record.attempts, "leaseExpiresAt": lease})
+            shown.append(item)
+        return shown
+
+    async def status(self, capability: str | None = None) -> list[QueueStatus]:
+        """Pending, in flight, dead-lettered and oldest age per capability of the namespace (or just one)."""
+        cap = check_capability(capability) if capability is not None else None
+        js = self._work.conn.jetstream
+        with nats_errors():
+            try:
+                info = await js.stream_info(
+                    self._work.layout.work_stream,
+                    subjects_filter=self._work.layout.work_subject(cap) if cap else self._work.layout.work_subjects,
+                )
+                consumers = await js.consumers_info(self._work.layout.work_stream)
+            except NotFoundError:
+                info, consumers = None, []
+            stored: dict[str, int] = {}
+            for subject, n in ((info.state.subjects or {}) if info else {}).items():
+                parsed = self._work.layout.parse_work_subject(subject)
+                if parsed is not None:
+                    stored[parsed[0]] = stored.get(parsed[0], 0) + n
+            in_flight: dict[str, int] = {}
+            for consumer in consumers:
+                parsed = Layout.parse_work_consumer(consumer.name)
+                if parsed is not None:
+                    in_flight[parsed[0]] = in_flight.get(parsed[0], 0) + int(consumer.num_ack_pending or 0)
+            dead = await self._work.dlq.counts()
+            names = sorted((set(stored) | set(in_flight) | set(dead)) if cap is None else {cap})
+            names = [n for n in names if capscope.visible(n)]  # the caller's policy may grant only some
+            if cap is not None:
+                names = [n for n in names if n == cap]
+            oldest = await asyncio.gather(*(self._oldest(name) if stored.get(name) else _none() for name in names))
+        return [
+            QueueStatus(
+                capability=name,
+                pending=max(stored.get(name, 0) - in_flight.get(name, 0), 0),
+                inFlight=min(in_flight.get(name, 0), stored.get(name, 0)),
+                deadLettered=dead.get(name, 0),
+                oldestPendingSeconds=age,
+            )
+            for name, age in zip(names, oldest, strict=True)
+        ]
+
+    async def _oldest(self, cap: str) -> float | None:
+        layout = self._work.layout
+        first = await get_next(self._work.conn.client, layout.work_stream, 1, layout.work_subject(cap),
+                               prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        stamp = _nats_time(first.time) if first is not None else None
+        return round(max(time.time() - stamp, 0.0), 3) if stamp is not None else None

@@ -1,0 +1,1 @@
+"""Shared foundations every layer may use: names, redaction, request context, small async and cache helpers."""

@@ -1,0 +1,1 @@
+"""Streamable HTTP: the app, protocol checks, session bounds and the resumable event store."""

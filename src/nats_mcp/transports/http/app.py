@@ -1,0 +1,502 @@
+"""The streamable HTTP transport: an OAuth 2.1 resource server in front of the MCP server, for many agents at once.
+
+Built on the SDK's low-level ``Server.streamable_http_app``: it answers both protocol revisions, checks
+Host and Origin (DNS-rebinding protection), serves the RFC 9728 protected-resource metadata, and
+answers 401 with a ``WWW-Authenticate`` that points at it and says what was wrong with the credential
+(403 ``insufficient_scope`` with the scope needed). The metadata names authorization servers only when
+there are real ones (configured, or the JWT issuers); with none (API keys, dev tokens) the endpoints an
+OAuth client falls back to at the origin (``/register``, ``/token``, ``/authorize``) answer an OAuth
+error saying this server takes API keys, not a 404. Tokens go through the security core:
+:class:`GatewayVerifier` is the SDK's ``TokenVerifier`` seam over :meth:`Guard.authenticate` (address
+filter, lockout, audit) and the providers (JWT, OAuth introspection, API keys — ``Authorization: Bearer
+nmk_…``). The transport only says who calls; each principal acts as its own agent
+(:func:`nats_mcp.security.binding.caller_for`), and every call goes through the guard like on stdio.
+All state lives in NATS, so any number of these processes serve the same agents interchangeably.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from mcp.server import Server
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthorizationContext, RequireAuthMiddleware
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nats_mcp.api.server import coordinator_of
+from nats_mcp.config.settings import Settings
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import Forbidden, NotRegistered
+from nats_mcp.coord.registry.presence import GatewayPresence
+from nats_mcp.core.lru import LruTable
+from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.binding import caller_for
+from nats_mcp.security.errors import AuthenticationError, AuthFailure
+from nats_mcp.security.guard import AuditRecorder, Guard, Refused
+from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http.events import UNSTORED, NatsEventStore, SessionEventStore
+from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap
+from nats_mcp.transports.http.sessions import SessionAgents, SessionEnds
+
+log = logging.getLogger("nats_mcp.http")
+
+AGENT_HEADER = "x-nats-mcp-agent"
+"""Optional: the agent name a principal acts as (one principal may run several agents the policy allows)."""
+MAX_PRINCIPALS = 10_000
+
+_peer: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_peer", default=None)
+_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_agent", default=None)
+
+
+_REFUSALS: dict[int, tuple[str, str, str]] = {
+    401: ("auth_failure", "unauthenticated", "missing_credentials"),
+    403: ("denied", "forbidden", "http_forbidden"),  # insufficient scope, or an Origin not allowed
+    413: ("limit_exceeded", "limit_exceeded", "body_too_large"),
+    421: ("denied", "forbidden", "host_not_allowed"),
+}
+_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("nats_mcp_http_audited", default=False)
+_refusal: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_refusal", default=None)
+"""Why this request's credential was refused (the 401's error_description), set by the token check."""
+
+# What a 401 says, by the reason the security core gives (security/errors.py). Fixed texts: nothing of the
+# credential is ever echoed, and none holds a '"' (they go in a quoted-string of WWW-Authenticate).
+_KEY_REFUSALS: dict[str, str] = {
+    "missing_credentials": "API keys are not accepted by this server",
+    "malformed": "malformed API key (expected nmk_<id>_<secret>)",
+    "bad_signature": "unknown API key (no key with this id and secret)",
+    "revoked": "revoked API key",
+    "expired": "expired API key",
+}
+_TOKEN_REFUSALS: dict[str, str] = {
+    "missing_credentials": "no credentials: send Authorization: Bearer <token>",
+    "malformed": "malformed bearer token (neither an nmk_ API key nor a token this server can check)",
+    "bad_signature": "the token's signature does not verify",
+    "unknown_key": "the token is signed with a key its issuer does not publish",
+    "bad_issuer": "the token's issuer is not trusted by this server",
+    "bad_audience": "the token was not issued for this server (audience)",
+    "algorithm_not_allowed": "the token's signing algorithm is not accepted",
+    "expired": "expired token",
+    "not_yet_valid": "the token is not valid yet",
+    "inactive": "the token is not active (revoked or expired at its authorization server)",
+}
+_ANY_REFUSALS: dict[str, str] = {
+    "unavailable": "the credential could not be checked right now (key store or issuer unreachable); retry",
+    "locked_out": "too many failed attempts for this credential from this address; retry later",
+    "address_denied": "this address may not connect",
+}
+
+
+def refusal_description(reason: AuthFailure, api_key: bool) -> str:
+    """What the 401 says about a refused credential: its kind and what was wrong, never any part of it."""
+    found = _ANY_REFUSALS.get(reason) or (_KEY_REFUSALS if api_key else _TOKEN_REFUSALS).get(reason)
+    return found or ("invalid API key" if api_key else "invalid bearer token")
+
+
+class RequestFacts:
+    """ASGI middleware (outermost): remembers the client address and the agent header for the token check,
+    which the SDK's authentication backend runs with the token alone; and audits the refusals the SDK answers
+    before any of our code sees the request (no credentials, scope, Origin, Host, body size)."""
+
+    def __init__(self, app: ASGIApp, audit: AuditRecorder | None = None) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        _peer.set(peer)
+        agent = None
+        for name, value in scope.get("headers", ()):
+            if name == AGENT_HEADER.encode():
+                agent = value.decode("latin-1")[:100]
+        _agent.set(agent)
+        _audited.set(False)
+        _refusal.set(None)
+        audit = self.audit
+
+        async def watch(message: Message) -> None:
+            if audit is not None and message["type"] == "http.response.start" and not _audited.get():
+                refusal = _REFUSALS.get(int(message["status"]))
+                if refusal is not None:
+                    _audited.set(True)
+                    kind, outcome, reason = refusal
+                    audit.record(kind, principal=None, transport="http", peer=peer,  # type: ignore[arg-type]
+                                 outcome=outcome, reason=reason)  # fmt: skip
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class GatewayVerifier:
+    """The SDK's ``TokenVerifier`` over the security core: None (401) for any refused credential."""
+
+    def __init__(self, guard: Guard, provider: Provider, resource_url: str) -> None:
+        self.guard = guard
+        self.provider = provider
+        self.resource_url = resource_url
+        self._principals: LruTable[str, Principal] = LruTable(MAX_PRINCIPALS)
+        self.sessions = SessionAgents()
+        """Which agents each MCP session acted as: its end marks them offline (transports/http_sessions.py)."""
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        peer, agent = _peer.get(), _agent.get()
+        if token.startswith("nmk_"):
+            credentials = Credentials(api_key=token, peer=peer, agent=agent)
+        else:
+            credentials = Credentials(bearer=token, peer=peer, agent=agent)
+        try:
+            principal = await self.guard.authenticate(self.provider, credentials, "http")
+        except AuthenticationError as exc:
+            _audited.set(True)
+            _refusal.set(refusal_description(exc.reason, token.startswith("nmk_")))
+            return None  # the guard has audited it; the client gets 401 saying why, and the metadata URL
+        self._principals.put(_token_key(token), principal)
+        expires = principal.claims.get("exp")
+        return AccessToken(
+            token=token,
+            client_id=principal.subject,
+            scopes=sorted(principal.scopes),
+            expires_at=int(expires) if isinstance(expires, int | float) else None,
+            resource=self.resource_url,  # the provider has checked the audience against this server's URL
+            subject=principal.subject,
+            claims={"iss": principal.issuer},
+        )
+
+    def current(self) -> Principal:
+        """The principal of the request being handled (its token was verified by this object).
+
+        Who the token names is cached by token; the agent and the address are this request's own (from its
+        headers and connection): requests with one token and different agent headers run at the same time,
+        and must never see each other's agent.
+        """
+        access = get_access_token()
+        principal = self._principals.get(_token_key(access.token)) if access is not None else None
+        if principal is None:
+            raise NotRegistered("this request carries no verified credential")
+        agent, peer = _agent.get(), _peer.get()
+        if principal.agent == agent and principal.peer == peer:
+            return principal
+        return dataclasses.replace(principal, agent=agent, peer=peer)
+
+
+@dataclass(frozen=True)
+class InsecureDev:
+    """``--insecure-dev``: no authentication; every caller is a development principal, one agent per agent header."""
+
+    def current(self) -> Principal:
+        return Principal(subject="insecure-dev", issuer="insecure-dev", method="anonymous",
+                         roles=frozenset({"agent"}), agent=_agent.get(), peer=_peer.get())  # fmt: skip
+
+
+PrincipalSource = GatewayVerifier | InsecureDev
+
+
+def gateway_caller(
+    source: PrincipalSource, guard: Guard, settings: Settings, touch: GatewayPresence
+) -> Callable[[], Awaitable[Caller]]:
+    """The domain caller of the current request: the agent its principal acts as (never chosen by arguments)."""
+    namespace = settings.resolved_namespace
+    project_id = settings.resolved_project_id
+
+    async def caller() -> Caller:
+        principal = source.current()
+        try:
+            found = caller_for(principal, guard.policy, namespace, project_id)
+        except Refused as refused:
+            raise Forbidden(refused.message) from None
+        touch(found)
+        if isinstance(source, GatewayVerifier):
+            source.sessions.bind(found, touch.leave)
+        return found
+
+    return caller
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server without its signal handling: it re-raised SIGINT/SIGTERM after its graceful shutdown,
+    which cancelled or killed the process before our own shutdown (key revocation, audit chain end) could run.
+    The caller installs handlers that call :meth:`stop`."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self.listening.set()
+
+    def stop(self) -> None:
+        self.should_exit = True
+
+
+def resource_url(settings: Settings, port: int) -> str:
+    """The URL tokens must name: ``http.public_url``, else the bind address."""
+    http = settings.http
+    if http.public_url:
+        return http.public_url.rstrip("/")
+    scheme = "https" if http.tls else "http"
+    host = f"[{http.host}]" if ":" in http.host else http.host
+    return f"{scheme}://{host}:{port}{http.path}"
+
+
+def transport_security(settings: Settings, port: int) -> TransportSecuritySettings:
+    """Host and Origin checks on: the bind address (and loopback names for a loopback bind) plus settings."""
+    http = settings.http
+    hosts = [f"{http.host}:{port}", *http.allowed_hosts]
+    if http.host in ("127.0.0.1", "localhost", "::1"):
+        hosts += [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]
+    origins = list(http.allowed_origins)
+    for host in hosts:
+        origins += [f"http://{host}", f"https://{host}"]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+class ExplainedAuth(RequireAuthMiddleware):
+    """The SDK's bearer requirement, whose 401 says what was wrong with the credential (or that there was none)."""
+
+    def __init__(self, app: Any, required_scopes: list[str], metadata_url: AnyHttpUrl, missing: str) -> None:
+        super().__init__(app, required_scopes, metadata_url)
+        self.missing = missing
+
+    async def _send_auth_error(self, send: Send, status_code: int, error: str, description: str) -> None:
+        if status_code == 401:
+            description = _refusal.get() or self.missing
+        await super()._send_auth_error(send, status_code, error, description)
+
+
+def authorization_servers(settings: Settings) -> list[str]:
+    """The authorization servers clients may get tokens from: configured, else the trusted JWT issuers.
+
+    API keys and dev tokens (``nats-mcp token issue``) come from no authorization server, and introspection's
+    settings name its endpoint, not its issuer (``http.authorization_servers`` does): none is made up.
+    """
+    return list(settings.http.authorization_servers) or [i.issuer for i in settings.security.jwt_issuers]
+
+
+def metadata_url(url: str) -> AnyHttpUrl:
+    """Where the protected-resource metadata of resource ``url`` is (RFC 9728: the path after the well-known)."""
+    return build_resource_metadata_url(AnyHttpUrl(url))
+
+
+def resource_metadata_route(url: str, servers: list[str], scopes: list[str]) -> Route:
+    """RFC 9728 protected-resource metadata; ``authorization_servers`` only when there are real ones (the field
+    is optional: naming the MCP endpoint instead sent OAuth clients to discover metadata it does not have)."""
+    document: dict[str, Any] = {"resource": url, "bearer_methods_supported": ["header"]}
+    if servers:
+        document["authorization_servers"] = servers
+    if scopes:
+        document["scopes_supported"] = scopes
+
+    async def metadata(_request: Request) -> Response:
+        return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+    path = urlsplit(str(metadata_url(url))).path
+    return Route(path, cors_middleware(metadata, ["GET", "OPTIONS"]), methods=["GET", "OPTIONS"])
+
+
+NO_OAUTH_PATHS = ("/register", "/token", "/authorize")
+"""Where an OAuth client looks for an authorization server at the resource's origin when the metadata names none
+(the 2025-03-26 fallback; the TypeScript SDK registers at ``/register`` first)."""
+
+
+def no_oauth_routes(url: str, takes: str) -> list[Route]:
+    """An OAuth error on each fallback endpoint, which OAuth clients show; a 404 they report as a broken server.
+
+    ``takes``: the credentials the server does accept, as the 401 says it.
+    """
+    body = {
+        "error": "access_denied",
+        "error_description": f"{url} does not use OAuth: it takes {takes} (Authorization: Bearer ...) and refused "
+        "the one presented as missing, unknown, revoked or expired; configure a valid one (API keys: "
+        "nats-mcp keys create)",
+    }
+
+    async def refuse(_request: Request) -> Response:
+        return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
+
+    return [Route(path, refuse, methods=["GET", "POST"]) for path in NO_OAUTH_PATHS]
+
+
+def build_http_app(
+    server: Server[Any],
+    settings: Settings,
+    port: int,
+    verifier: GatewayVerifier | None,
+    audit: AuditRecorder | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata;
+    ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only)."""
+    http = settings.http
+    url = resource_url(settings, port)
+    auth = None
+    if verifier is not None:
+        auth = AuthSettings(
+            issuer_url=AnyHttpUrl(url),  # used only for the SDK's metadata document, which _explain_refusals replaces
+            resource_server_url=AnyHttpUrl(url),
+            required_scopes=http.required_scopes or None,
+            validate_token_resource=True,
+        )
+    coordinator = coordinator_of(server)
+    events = None
+    if coordinator is not None and http.sse_resume_s > 0:
+        events = NatsEventStore(coordinator.conn, coordinator.layout, http.sse_resume_s)
+    app = server.streamable_http_app(
+        streamable_http_path=http.path,
+        event_store=events,
+        retry_interval=http.sse_retry_ms if events is not None else None,
+        max_request_body_size=http.max_body_bytes,
+        transport_security=transport_security(settings, port),
+        host=http.host,
+        auth=auth,
+        token_verifier=verifier,
+    )
+    if auth is not None:
+        _explain_refusals(app, settings, url)
+    manager = server.session_manager
+    if events is not None:
+        _bind_events(manager, events)
+    # Per-principal session bounds only with authentication: in insecure dev mode every client is one principal.
+    cap = None
+    if verifier is not None:
+        cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
+                         lambda: manager._server_instances, audit)  # fmt: skip
+    prime = _primer(manager, http.sse_retry_ms) if events is not None else None
+    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime)
+    app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
+    if verifier is not None:
+        app.add_middleware(SessionEnds, agents=verifier.sessions)
+    app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
+    return app
+
+
+def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:
+    """Replace the SDK's bearer requirement (its 401 says only "Authentication required") and its metadata (which
+    must name an authorization server) with ours; with no authorization server, answer the OAuth fallbacks."""
+    http = settings.http
+    servers = authorization_servers(settings)
+    metadata = resource_metadata_route(url, servers, list(http.required_scopes))
+    takes = "an API key or token" if servers or settings.security.dev_tokens else "an API key"
+    missing = f"no credentials: send Authorization: Bearer with {takes}"
+    routes = app.router.routes
+    replaced = 0
+    for i, route in enumerate(routes):
+        if not isinstance(route, Route):
+            continue
+        if route.path == http.path and isinstance(route.endpoint, RequireAuthMiddleware):
+            sdk = route.endpoint
+            routes[i] = Route(
+                http.path, endpoint=ExplainedAuth(sdk.app, sdk.required_scopes, metadata_url(url), missing)
+            )
+            replaced += 1
+        elif route.path == metadata.path:
+            routes[i] = metadata
+            replaced += 1
+    if replaced != 2:  # the SDK builds its app differently now: fail at start rather than serve its bare 401s
+        raise RuntimeError(f"the SDK's app has no bearer-protected {http.path} route or no metadata route to replace")
+    if not servers:
+        routes.extend(no_oauth_routes(url, takes))
+
+
+def _bind_events(manager: StreamableHTTPSessionManager, events: NatsEventStore) -> None:
+    """Give each new session a store of its own events (the SDK gives every session the one store it was given, and
+    a store that knows no session would replay any session's events to whoever names their id)."""
+    admit = manager._admit_session
+
+    def admitting(requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
+        transport = admit(requestor)
+        if transport is not None and transport.mcp_session_id is not None:
+            transport._event_store = events.bound(transport.mcp_session_id)
+        return transport
+
+    manager._admit_session = admitting  # type: ignore[method-assign]
+
+
+def _primer(manager: StreamableHTTPSessionManager, retry_ms: int) -> Primer:
+    """Priming events of standalone SSE streams, stored in the session's own event store."""
+
+    async def prime(session: str) -> tuple[str, int] | None:
+        transport = manager._server_instances.get(session)
+        store = transport._event_store if transport is not None else None
+        if not isinstance(store, SessionEventStore):
+            return None
+        event_id = await store.store_event(GET_STREAM_KEY, None)
+        return (event_id, retry_ms) if event_id != UNSTORED else None
+
+    return prime
+
+
+def _gate(
+    app: Starlette,
+    path: str,
+    cap: SessionCap | None,
+    principal: Callable[[], Principal] | None,
+    max_body: int,
+    prime: Primer | None,
+) -> None:
+    """Put the protocol gate (transports/http_protocol.py) between the bearer check and the SDK's session manager."""
+    for i, route in enumerate(app.router.routes):
+        if not isinstance(route, Route) or route.path != path:
+            continue
+        endpoint = route.endpoint
+        if isinstance(endpoint, RequireAuthMiddleware):
+            endpoint.app = ProtocolGate(endpoint.app, max_body, cap, principal, prime)
+        else:
+            app.router.routes[i] = Route(path, endpoint=ProtocolGate(endpoint, max_body, cap, principal, prime))
+        return
+    raise RuntimeError(f"the SDK's app has no {path} route to guard")
+
+
+def health_route(connected: Callable[[], bool]) -> BaseRoute:
+    """``GET /healthz``: 200 while NATS is connected, else 503 — for load balancers and Kubernetes probes.
+
+    Open to anyone (a probe has no credential) and says nothing but the two states.
+    """
+
+    async def healthz(_request: Request) -> Response:
+        up = connected()
+        body = {"status": "serving" if up else "not_serving", "nats": "connected" if up else "disconnected"}
+        return JSONResponse(body, status_code=200 if up else 503, headers={"cache-control": "no-store"})
+
+    return Route("/healthz", healthz, methods=["GET"])
+
+
+def started(url: str, insecure: bool) -> str:
+    """The line a starting server prints."""
+    note = " — INSECURE DEV MODE: no authentication, loopback only" if insecure else ""
+    return f"nats-mcp: serving MCP over streamable HTTP at {url}{note} (started {time.strftime('%H:%M:%S')})"
