@@ -50,8 +50,16 @@ class NoopSink:
 
 
 def call(log: AuditLog, i: int) -> None:
-    log.record("tool_call", principal=PRINCIPAL, transport="http", tool="warp_channels_send", namespace="bench",
-               outcome="ok", latency_ms=0.5 + i % 7, arguments={**ARGS, "i": i})  # fmt: skip
+    log.record(
+        "tool_call",
+        principal=PRINCIPAL,
+        transport="http",
+        tool="warp_channels_send",
+        namespace="bench",
+        outcome="ok",
+        latency_ms=0.5 + i % 7,
+        arguments={**ARGS, "i": i},
+    )
 
 
 async def one_round(make: Any, n: int) -> dict[str, float]:

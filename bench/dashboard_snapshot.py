@@ -51,8 +51,9 @@ async def seed(conn: NatsConnection) -> None:
     registry = RegistryService(conn, settings, layout)
     await registry.start()
     for i in range(AGENTS):
-        await registry.register(caller(), handle=f"agent-{i}", agent_type="worker",
-                                capabilities=[f"cap{i % CAPS}"], scope="team")  # fmt: skip
+        await registry.register(
+            caller(), handle=f"agent-{i}", agent_type="worker", capabilities=[f"cap{i % CAPS}"], scope="team"
+        )
     await registry.close()
     channels = ChannelService(conn, settings, layout)
     await channels.ensure_streams()
@@ -68,11 +69,25 @@ async def seed(conn: NatsConnection) -> None:
     who = Principal(subject="bench-agent", issuer="bench", method="apikey", key_id="k")
     for i in range(AUDIT):
         if i % 40 == 0:
-            audit.record("auth_failure", principal=None, transport="http", peer="127.0.0.1", outcome="unauthenticated",
-                         reason="bad_signature")  # fmt: skip
+            audit.record(
+                "auth_failure",
+                principal=None,
+                transport="http",
+                peer="127.0.0.1",
+                outcome="unauthenticated",
+                reason="bad_signature",
+            )
         else:
-            audit.record("tool_call", principal=who, transport="http", peer="127.0.0.1", tool=f"tool_{i % 7}",
-                         namespace=NS, outcome="ok", latency_ms=1.0)  # fmt: skip
+            audit.record(
+                "tool_call",
+                principal=who,
+                transport="http",
+                peer="127.0.0.1",
+                tool=f"tool_{i % 7}",
+                namespace=NS,
+                outcome="ok",
+                latency_ms=1.0,
+            )
     await audit.close()
 
 

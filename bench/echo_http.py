@@ -42,8 +42,9 @@ class StaticTokenVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         if not hmac.compare_digest(token.encode(), self.token.encode()):
             return None
-        return AccessToken(token=token, client_id="bench", scopes=[], expires_at=None, resource=self.resource,
-                           subject="bench")  # fmt: skip
+        return AccessToken(
+            token=token, client_id="bench", scopes=[], expires_at=None, resource=self.resource, subject="bench"
+        )
 
 
 async def serve(port: int, port_file: Path, token: str | None, prebound: bool) -> None:
@@ -79,8 +80,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="port to bind on 127.0.0.1 (0: any free one)")
     parser.add_argument("--port-file", type=Path, required=True, help="write the bound port here once listening")
     parser.add_argument("--token", help="require this bearer token (default: no authentication)")
-    parser.add_argument("--prebound", action="store_true",
-                        help="bind the listening socket here and hand it to uvicorn, as serve_cmd.py does")  # fmt: skip
+    parser.add_argument(
+        "--prebound",
+        action="store_true",
+        help="bind the listening socket here and hand it to uvicorn, as serve_cmd.py does",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, args.port_file, args.token, args.prebound))

@@ -118,8 +118,15 @@ def main() -> None:
 
     def row(name: str, baseline_name: str, base: list[float], ours: list[float]) -> None:
         b, o = stats(base), stats(ours)
-        rows.append({"measure": name, "baseline": baseline_name, "baseline_stats": b, "stats": o,
-                     "ratio": o["median_ms"] / b["median_ms"]})  # fmt: skip
+        rows.append(
+            {
+                "measure": name,
+                "baseline": baseline_name,
+                "baseline_stats": b,
+                "stats": o,
+                "ratio": o["median_ms"] / b["median_ms"],
+            }
+        )
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -138,8 +145,10 @@ def main() -> None:
     for r in rows:
         s, b = r["stats"], r["baseline_stats"]
         assert isinstance(s, dict) and isinstance(b, dict)
-        print(f"{r['measure']:<44} {s['median_ms']:>10.2f} {s['min_ms']:>8.2f} {s['max_ms']:>8.2f}  "
-              f"{b['median_ms']:>13.2f} ms  {r['ratio']:.2f}x  (vs {r['baseline']})")  # fmt: skip
+        print(
+            f"{r['measure']:<44} {s['median_ms']:>10.2f} {s['min_ms']:>8.2f} {s['max_ms']:>8.2f}  "
+            f"{b['median_ms']:>13.2f} ms  {r['ratio']:.2f}x  (vs {r['baseline']})"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "foundation.json").write_text(json.dumps({"reps": reps, "rows": rows}, indent=2))

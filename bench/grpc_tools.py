@@ -161,8 +161,14 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 def make_certs(base: Path) -> Path:
     certs = base / "certs"
-    done = subprocess.run([nats_mcp_exe(), "certs", "init", str(certs)], env=isolated_env(base / "certs-home"),
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [nats_mcp_exe(), "certs", "init", str(certs)],
+        env=isolated_env(base / "certs-home"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if done.returncode != 0:
         raise BenchError(f"nats-mcp certs init failed: {done.stderr.strip()[-500:]}")
     return certs
@@ -193,8 +199,12 @@ async def echo_caller(port: int, certs: Path) -> AsyncIterator[Call]:
 
 
 def grpc_target(port: int, certs: Path) -> GrpcTarget:
-    return GrpcTarget(f"127.0.0.1:{port}", ca_file=certs / "ca.pem", cert_file=certs / "clients" / f"{CLIENT}.pem",
-                      key_file=certs / "clients" / f"{CLIENT}-key.pem")  # fmt: skip
+    return GrpcTarget(
+        f"127.0.0.1:{port}",
+        ca_file=certs / "ca.pem",
+        cert_file=certs / "clients" / f"{CLIENT}.pem",
+        key_file=certs / "clients" / f"{CLIENT}-key.pem",
+    )
 
 
 ENVELOPE = {
@@ -216,8 +226,9 @@ MODERN_CALL = json.dumps(
 async def raw_call_caller(port: int, certs: Path) -> AsyncIterator[Call]:
     """``Call`` RPCs with a prebuilt 2026-07-28 request frame: the server's cost without the SDK client's."""
     channel = open_channel(grpc_target(port, certs))
-    method = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
-                                  response_deserializer=Frame.FromString)  # fmt: skip
+    method = channel.unary_stream(
+        CALL_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+    )
     request = Frame(json=MODERN_CALL)
 
     async def call() -> object:
@@ -329,10 +340,16 @@ def lines_of(cells: list[Cell]) -> list[dict[str, Any]]:
         for key, target in cell.baselines:
             base = by_key[key]
             paired = statistics.median(x / y for x, y in zip(cell.rates, base.rates, strict=True))
-            line["vs"].append({"baseline": base.label, "short": base.short,
-                               "ratio": line["median"] / statistics.median(base.rates), "paired": paired,
-                               "target": target,
-                               "met": None if target is None else paired >= target})  # fmt: skip
+            line["vs"].append(
+                {
+                    "baseline": base.label,
+                    "short": base.short,
+                    "ratio": line["median"] / statistics.median(base.rates),
+                    "paired": paired,
+                    "target": target,
+                    "met": None if target is None else paired >= target,
+                }
+            )
         out.append(line)
     return out
 
@@ -341,17 +358,21 @@ def print_table(lines: list[dict[str, Any]]) -> None:
     print(f"\n{'measure':<38} {'load':<12} {'calls/s':>7} {'min..max':>13} {'srv ms':>6} {'cli ms':>6}")
     for x in lines:
         spread = f"{x['min']:.0f}..{x['max']:.0f}"
-        print(f"{x['measure']:<38} {x['load']:<12} {x['median']:7.0f} {spread:>13} {x['server_cpu_ms']:6.2f}"
-              f" {x['client_cpu_ms']:6.2f}")  # fmt: skip
+        print(
+            f"{x['measure']:<38} {x['load']:<12} {x['median']:7.0f} {spread:>13} {x['server_cpu_ms']:6.2f}"
+            f" {x['client_cpu_ms']:6.2f}"
+        )
     print(f"\n{'ratio':<64} {'medians':>7} {'paired':>7} {'target':>14}")
     for x in lines:
         for v in x["vs"]:
             what = f"{x['measure'][:2].strip('. ')}/{v['short']} ({x['load']}) vs {v['baseline']}"
             verdict = "" if v["target"] is None else f">= {v['target']:.1f}x {'ok' if v['met'] else 'MISSED'}"
             print(f"{what:<64} {v['ratio']:6.2f}x {v['paired']:6.2f}x {verdict:>14}")
-    print(f"(calls/s: median of the rounds; paired: median of per-round ratios, which targets are judged on;\n"
-          f" {IN_FLIGHT} in flight: {IN_FLIGHT} tasks on one channel (a) or one MCP client session (b, c);"
-          "\n srv/cli ms: CPU per call of the server process / of this process)")  # fmt: skip
+    print(
+        f"(calls/s: median of the rounds; paired: median of per-round ratios, which targets are judged on;\n"
+        f" {IN_FLIGHT} in flight: {IN_FLIGHT} tasks on one channel (a) or one MCP client session (b, c);"
+        "\n srv/cli ms: CPU per call of the server process / of this process)"
+    )
 
 
 async def run(plan: Plan) -> list[Cell]:
@@ -366,19 +387,52 @@ async def run(plan: Plan) -> list[Cell]:
             processes: list[subprocess.Popen[bytes]] = []
             http_specs = [Spec("http key", "nats-mcp"), Spec("http dev", "nats-mcp", insecure=True)]
             try:
-                echo = start("echo", [sys.executable, "-c", ECHO_SERVER, str(certs / "server.pem"),
-                                      str(certs / "server-key.pem"), str(certs / "ca.pem"), str(base / "echo.port")],
-                             {**os.environ}, base, base / "echo.port")  # fmt: skip
+                echo = start(
+                    "echo",
+                    [
+                        sys.executable,
+                        "-c",
+                        ECHO_SERVER,
+                        str(certs / "server.pem"),
+                        str(certs / "server-key.pem"),
+                        str(certs / "ca.pem"),
+                        str(base / "echo.port"),
+                    ],
+                    {**os.environ},
+                    base,
+                    base / "echo.port",
+                )
                 processes.append(echo.process)
                 project = base / "grpc-project"
                 project.mkdir()
-                env = isolated_env(project, NATS_URL=nats.url, NATS_MCP_NAMESPACE="bench",
-                                   NATS_MCP_GRPC_PORT_FILE=str(base / "grpc.port"),
-                                   NATS_MCP_SECURITY_POLICY_FILE=str(policy), **UNLIMITED)  # fmt: skip
-                served = start("grpc", [nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--tls-cert",
-                                        str(certs / "server.pem"), "--tls-key", str(certs / "server-key.pem"),
-                                        "--client-ca", str(certs / "ca.pem")],
-                               env, base, base / "grpc.port")  # fmt: skip
+                env = isolated_env(
+                    project,
+                    NATS_URL=nats.url,
+                    NATS_MCP_NAMESPACE="bench",
+                    NATS_MCP_GRPC_PORT_FILE=str(base / "grpc.port"),
+                    NATS_MCP_SECURITY_POLICY_FILE=str(policy),
+                    **UNLIMITED,
+                )
+                served = start(
+                    "grpc",
+                    [
+                        nats_mcp_exe(),
+                        "serve",
+                        "--transport",
+                        "grpc",
+                        "--port",
+                        "0",
+                        "--tls-cert",
+                        str(certs / "server.pem"),
+                        "--tls-key",
+                        str(certs / "server-key.pem"),
+                        "--client-ca",
+                        str(certs / "ca.pem"),
+                    ],
+                    env,
+                    base,
+                    base / "grpc.port",
+                )
                 processes.append(served.process)
                 for spec in http_specs:
                     launch_http(spec, base, nats.url)
@@ -410,8 +464,10 @@ async def run(plan: Plan) -> list[Cell]:
                     for spec in http_specs:
                         http = await stack.enter_async_context(session(spec, MODE))
                         calls[spec.name] = caller(http, LIST_TOOL, {}, spec.name)
-                    print(f"{len(pids)} servers up; {len(cells)} cells x {plan.rounds} rounds x {plan.sample_s} s",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"{len(pids)} servers up; {len(cells)} cells x {plan.rounds} rounds x {plan.sample_s} s",
+                        flush=True,
+                    )
                     await measure(plan, calls, pids, cells)
             except BaseException:
                 for log in sorted(base.glob("*.log")):  # noqa: ASYNC240 (reporting a failure)

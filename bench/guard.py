@@ -95,10 +95,12 @@ async def main(quick: bool) -> dict[str, Any]:
     variants: dict[str, Any] = {
         "no guard": build_server(coordinator, caller, settings.tool_prefix),
         "guard": build_server(
-            coordinator, caller, settings.tool_prefix,
+            coordinator,
+            caller,
+            settings.tool_prefix,
             local_security(Guard(settings.security, policy), settings.security, "bench"),
         ),
-    }  # fmt: skip
+    }
     audit = make_audit(tmp / "audit.jsonl")
     guarded = Guard(settings.security, policy, audit)
     variants["guard + audit (file)"] = build_server(
@@ -125,8 +127,12 @@ async def main(quick: bool) -> dict[str, Any]:
     }
     direct = await guard_alone(settings)
     report: dict[str, Any] = {
-        "python": platform.python_version(), "rounds": rounds, "calls_per_round": calls, "tool": TOOL, "variants": {},
-    }  # fmt: skip
+        "python": platform.python_version(),
+        "rounds": rounds,
+        "calls_per_round": calls,
+        "tool": TOOL,
+        "variants": {},
+    }
     print(f"{'variant':24} {'median calls/s':>15} {'min..max':>17} {'added per call':>16}")
     for name, values in samples.items():
         median = statistics.median(values)
@@ -140,8 +146,13 @@ async def main(quick: bool) -> dict[str, Any]:
     )
     print(f"target: the guard adds at most 15 % per call; measured {report['variants']['guard']['added'] * 100:.1f} %")
     added = report["variants"]["guard"]["added"]
-    report["target"] = {"measure": "time per call with the guard (paired)", "baseline": "no guard",
-                        "ratio": 1 + added, "target": "<= 1.15x", "met": added <= 0.15}  # fmt: skip
+    report["target"] = {
+        "measure": "time per call with the guard (paired)",
+        "baseline": "no guard",
+        "ratio": 1 + added,
+        "target": "<= 1.15x",
+        "met": added <= 0.15,
+    }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "guard.json").write_text(json.dumps(report, indent=2))

@@ -236,8 +236,14 @@ def log_tails(specs: list[Spec]) -> None:
 def create_api_key(base: Path, nats_url: str) -> str:
     """``nats-mcp keys create --name bench --role agent --json`` against the run's NATS."""
     env = isolated_env(base / "keys", NATS_URL=nats_url, NATS_MCP_NAMESPACE="bench")
-    done = subprocess.run([nats_mcp_exe(), "keys", "create", "--name", "bench", "--role", "agent", "--json"],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [nats_mcp_exe(), "keys", "create", "--name", "bench", "--role", "agent", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if done.returncode != 0:
         raise BenchError(f"nats-mcp keys create failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return str(json.loads(done.stdout)["key"])
@@ -439,14 +445,17 @@ def make_cells() -> list[Cell]:
             cells.append(Cell("d. nats-mcp API key, list", "nats-mcp key", mode, LIST_TOOL, width, b.key, 0.8))
             cells.append(Cell("c'. as c + TCP_NODELAY", "nats-mcp dev, nodelay", mode, LIST_TOOL, width, a.key, 0.8))
             cells.append(Cell("d'. as d + TCP_NODELAY", "nats-mcp key, nodelay", mode, LIST_TOOL, width, b.key, 0.8))
-            cells.append(Cell("(ctx) echo, socket as serve_cmd", "echo, serve_cmd socket", mode, ECHO_TOOL, width,
-                              a.key))  # fmt: skip
+            cells.append(
+                Cell("(ctx) echo, socket as serve_cmd", "echo, serve_cmd socket", mode, ECHO_TOOL, width, a.key)
+            )
             if mode == "auto":
-                cells.append(Cell("(ctx) d' without audit", "nats-mcp key, nodelay, no audit", mode, LIST_TOOL,
-                                  width, b.key))  # fmt: skip
+                cells.append(
+                    Cell("(ctx) d' without audit", "nats-mcp key, nodelay, no audit", mode, LIST_TOOL, width, b.key)
+                )
                 cells.append(Cell("(ctx) d, warp_channels_send", "nats-mcp key", mode, SEND_TOOL, width, b.key))
-                cells.append(Cell("(ctx) d', warp_channels_send", "nats-mcp key, nodelay", mode, SEND_TOOL, width,
-                                  b.key))  # fmt: skip
+                cells.append(
+                    Cell("(ctx) d', warp_channels_send", "nats-mcp key, nodelay", mode, SEND_TOOL, width, b.key)
+                )
     return cells
 
 
@@ -491,15 +500,13 @@ async def measure(plan: Plan, specs: dict[str, Spec], cells: list[Cell]) -> dict
 PROBES = (
     ("uvicorn: HTTP parsing (H11Protocol.data_received)", "uvicorn/protocols/http/h11_impl.py", "data_received"),
     ("uvicorn: the ASGI app, all of a request below (run_asgi)", "uvicorn/protocols/http/h11_impl.py", "run_asgi"),
-    ("  SDK bearer auth (BearerAuthBackend.authenticate)", "mcp/server/auth/middleware/bearer_auth.py",
-     "authenticate"),
+    ("  SDK bearer auth (BearerAuthBackend.authenticate)", "mcp/server/auth/middleware/bearer_auth.py", "authenticate"),
     ("    nats-mcp GatewayVerifier.verify_token", "nats_mcp/transports/http/app.py", "verify_token"),
     ("      Guard.authenticate (address filter, lockout, provider)", "nats_mcp/security/guard.py", "authenticate"),
     ("        ApiKeys.get: KV get of the key record", "nats_mcp/security/authn/apikeys.py", "get"),
     ("        ApiKeyRecord.decode", "nats_mcp/security/authn/apikeys.py", "decode"),
     ("        ApiKeys._matches (SHA-256, cached-hash compare)", "nats_mcp/security/authn/apikeys.py", "_matches"),
-    ("  SDK MCP handling (StreamableHTTPSessionManager.__call__)", "mcp/server/streamable_http_manager.py",
-     "__call__"),
+    ("  SDK MCP handling (StreamableHTTPSessionManager.__call__)", "mcp/server/streamable_http_manager.py", "__call__"),
     ("    SDK dispatch: OpenTelemetry middleware and the handler", "mcp/server/_otel.py", "__call__"),
     ("      nats-mcp call_tool (guard, tool, audit record)", "nats_mcp/api/server.py", "call_tool"),
     ("        Guard.call (limits, size/depth, policy, audit)", "nats_mcp/security/guard.py", "call"),
@@ -509,7 +516,7 @@ PROBES = (
     ("background: AuditLog._drain (audit records -> stream, ack)", "nats_mcp/security/audit/log.py", "_drain"),
     ("background: nats-py flusher (writes to NATS)", "nats/aio/client.py", "_flusher"),
     ("background: nats-py read loop (replies, acks)", "nats/aio/client.py", "_read_loop"),
-)  # fmt: skip
+)
 """(what, file, function): CPU per call of these functions, cumulative (with what they call). The profiler's timer
 is the main thread's CPU clock, so time a coroutine spends suspended, or the process spends preempted, is not in it."""
 
@@ -571,11 +578,13 @@ async def profile(plan: Plan, spec: Spec, client: Client) -> dict[str, Any]:
 
 def print_profile(prof: dict[str, Any]) -> None:
     rates = prof["rates_under_profiler"]
-    print(f"\nserver profile of d' (API key + TCP_NODELAY), auto mode: {prof['calls']} list calls in "
-          f"{prof['elapsed_s']:.1f} s ({rates['sequential']:.0f} seq, {rates['in_flight']:.0f} 10-in-flight calls/s "
-          f"under cProfile); process CPU {prof['process_cpu_ms_per_call']:.2f} ms/call, of it "
-          f"{prof['profiled_cpu_ms_per_call']:.2f} ms/call in profiled Python on the event loop thread.\n"
-          "The profiler inflates Python time: read shares, not absolutes.")  # fmt: skip
+    print(
+        f"\nserver profile of d' (API key + TCP_NODELAY), auto mode: {prof['calls']} list calls in "
+        f"{prof['elapsed_s']:.1f} s ({rates['sequential']:.0f} seq, {rates['in_flight']:.0f} 10-in-flight calls/s "
+        f"under cProfile); process CPU {prof['process_cpu_ms_per_call']:.2f} ms/call, of it "
+        f"{prof['profiled_cpu_ms_per_call']:.2f} ms/call in profiled Python on the event loop thread.\n"
+        "The profiler inflates Python time: read shares, not absolutes."
+    )
     for name, share in prof["shares"].items():
         if share >= 0.02:
             inside = sorted(prof["modules_s"].get(name, {}).items(), key=lambda kv: -kv[1])[:5]
@@ -621,9 +630,16 @@ def lines_of(cells: list[Cell]) -> list[Line]:
     out = []
     for cell in cells:
         r = row(cell.key, "calls/s", cell.rates)
-        line = Line(cell.label, cell.mode, "seq" if cell.width == 1 else f"{cell.width} in flight", r.median, r.min,
-                    r.max, statistics.median(s.server_ms for s in cell.samples),
-                    statistics.median(s.client_ms for s in cell.samples))  # fmt: skip
+        line = Line(
+            cell.label,
+            cell.mode,
+            "seq" if cell.width == 1 else f"{cell.width} in flight",
+            r.median,
+            r.min,
+            r.max,
+            statistics.median(s.server_ms for s in cell.samples),
+            statistics.median(s.client_ms for s in cell.samples),
+        )
         if cell.baseline is not None:
             base = by_key[cell.baseline]
             line.baseline, line.baseline_median = base.label, statistics.median(base.rates)
@@ -636,8 +652,10 @@ def lines_of(cells: list[Cell]) -> list[Line]:
 
 
 def print_table(lines: list[Line]) -> None:
-    print(f"\n{'measure':<36} {'mode':<6} {'load':<12} {'calls/s':>7} {'min..max':>11} {'base':>5} {'ratio':>6}"
-          f" {'paired':>6} {'target':>13} {'srv ms':>6} {'cli ms':>6}")  # fmt: skip
+    print(
+        f"\n{'measure':<36} {'mode':<6} {'load':<12} {'calls/s':>7} {'min..max':>11} {'base':>5} {'ratio':>6}"
+        f" {'paired':>6} {'target':>13} {'srv ms':>6} {'cli ms':>6}"
+    )
     for m in MODES:
         for load in ("seq", f"{IN_FLIGHT} in flight"):
             for x in (x for x in lines if x.mode == m and x.load == load):
@@ -646,8 +664,10 @@ def print_table(lines: list[Line]) -> None:
                 paired = f"{x.paired:5.2f}x" if x.paired is not None else f"{'':>6}"
                 verdict = "" if x.target is None else f"{x.target} {'ok' if x.met else 'MISSED'}"
                 spread = f"{x.min:.0f}..{x.max:.0f}"
-                print(f"{x.measure:<36} {x.mode:<6} {x.load:<12} {x.median:7.0f} {spread:>11} {base} {ratio} {paired}"
-                      f" {verdict:>13} {x.server_cpu_ms:6.2f} {x.client_cpu_ms:6.2f}")  # fmt: skip
+                print(
+                    f"{x.measure:<36} {x.mode:<6} {x.load:<12} {x.median:7.0f} {spread:>11} {base} {ratio} {paired}"
+                    f" {verdict:>13} {x.server_cpu_ms:6.2f} {x.client_cpu_ms:6.2f}"
+                )
     print(
         f"(calls/s: median of the rounds; base: the median of a for c, c' and the echo context row, of b for d, d'\n"
         " and the other context rows; ratio: of the medians; paired: median of the per-round ratios, which the\n"
@@ -673,8 +693,11 @@ async def run(plan: Plan) -> dict[str, Any]:
                     if spec.kind == "nats-mcp" and not spec.insecure:
                         spec.token = api_key
                 await wait_listening(list(specs.values()))
-                print(f"{len(specs)} servers listening after {time.perf_counter() - started:.1f} s; "
-                      f"{len(cells)} cells x {plan.rounds} rounds x {plan.sample_s} s", flush=True)  # fmt: skip
+                print(
+                    f"{len(specs)} servers listening after {time.perf_counter() - started:.1f} s; "
+                    f"{len(cells)} cells x {plan.rounds} rounds x {plan.sample_s} s",
+                    flush=True,
+                )
                 prof = await measure(plan, specs, cells)
             except BaseException:
                 log_tails(list(specs.values()))

@@ -168,11 +168,17 @@ async def main(quick: bool) -> dict[str, Any]:
         return build_server(coordinator, caller, settings.tool_prefix, security)
 
     rounds, calls = (11, 200) if quick else (31, 300)
-    first = await measure({"observe off": server(False, False), "metrics": server(True, False),
-                           "metrics + anomaly": server(True, True)}, rounds, calls)  # fmt: skip
+    first = await measure(
+        {"observe off": server(False, False), "metrics": server(True, False), "metrics + anomaly": server(True, True)},
+        rounds,
+        calls,
+    )
 
-    fans = {"observe off": recorder(False, False), "metrics": recorder(True, False),
-            "metrics + anomaly": recorder(True, True)}  # fmt: skip
+    fans = {
+        "observe off": recorder(False, False),
+        "metrics": recorder(True, False),
+        "metrics + anomaly": recorder(True, True),
+    }
     direct = await guard_alone(settings, policy, fans)
 
     exporter = Dropping()
@@ -198,20 +204,33 @@ async def main(quick: bool) -> dict[str, Any]:
 
     base = first["observe off"]
     base_median = statistics.median(base)
-    report: dict[str, Any] = {"python": platform.python_version(), "rounds": rounds, "calls_per_round": calls,
-                              "tool": TOOL, "spans_exported": exporter.spans, "variants": {}}  # fmt: skip
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "rounds": rounds,
+        "calls_per_round": calls,
+        "tool": TOOL,
+        "spans_exported": exporter.spans,
+        "variants": {},
+    }
     print(f"{'variant':34} {'median calls/s':>15} {'min..max':>17} {'added per call':>15}")
     for name, values in {**first, **second}.items():
         median = statistics.median(values)
         added = paired(base, values) if name in first else paired(second[PHASE2[0]], values)
-        report["variants"][name] = {"median": median, "min": min(values), "max": max(values), "added": added,
-                                    "paired": name in first}  # fmt: skip
+        report["variants"][name] = {
+            "median": median,
+            "min": min(values),
+            "max": max(values),
+            "added": added,
+            "paired": name in first,
+        }
         note = "" if name in first else " (vs p2 sampler off)"
         print(f"{name:34} {median:15.0f} {min(values):8.0f}..{max(values):<8.0f} {added * 100:14.1f}%{note}")
     span_cost = paired(second[PHASE2[1]], second[PHASE2[2]])
     report["tool_span_added"] = span_cost
-    print(f"our tool span (and its attributes) alone: {span_cost * 100:.1f} % per call; "
-          f"{exporter.spans} spans went through the exporter")  # fmt: skip
+    print(
+        f"our tool span (and its attributes) alone: {span_cost * 100:.1f} % per call; "
+        f"{exporter.spans} spans went through the exporter"
+    )
     report["guard_call_us"] = direct
     call_us = 1e6 / base_median
     print("one Guard.call around a no-op call: " + ", ".join(f"{n} {us:.1f} us" for n, us in direct.items()))
@@ -220,11 +239,17 @@ async def main(quick: bool) -> dict[str, Any]:
         share = extra / call_us * 100
         print(f"  {name} adds {extra:.1f} us per call = {share:.2f} % of a baseline call ({call_us:.0f} us)")
     metrics_cost = report["variants"]["metrics + anomaly"]["added"]
-    print(f"target: metrics on, tracing off at most 10 % per call; measured {metrics_cost * 100:.1f} % "
-          f"(metrics alone {report['variants']['metrics']['added'] * 100:.1f} %)")  # fmt: skip
-    report["target"] = {"measure": "time per call with metrics + anomaly detection on (paired)",
-                        "baseline": "observe off", "ratio": 1 + metrics_cost, "target": "<= 1.10x",
-                        "met": metrics_cost <= 0.10}  # fmt: skip
+    print(
+        f"target: metrics on, tracing off at most 10 % per call; measured {metrics_cost * 100:.1f} % "
+        f"(metrics alone {report['variants']['metrics']['added'] * 100:.1f} %)"
+    )
+    report["target"] = {
+        "measure": "time per call with metrics + anomaly detection on (paired)",
+        "baseline": "observe off",
+        "ratio": 1 + metrics_cost,
+        "target": "<= 1.10x",
+        "met": metrics_cost <= 0.10,
+    }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "observe_overhead.json").write_text(json.dumps(report, indent=2))

@@ -76,9 +76,14 @@ async def main(quick: bool) -> dict[str, Any]:
 
 async def run(server: NatsServer, tmp: Path, quick: bool) -> dict[str, Any]:
     def settings_for(role: str) -> Any:
-        env = {"HOME": str(tmp), "NATS_URL": server.url, "NATS_MCP_NAMESPACE": "bench",
-               "NATS_MCP_NATS_OPS_ENABLED": "true", "NATS_MCP_SECURITY_POLICY_FILE": str(POLICY),
-               "NATS_MCP_SECURITY_LOCAL_ROLES": json.dumps([role])}  # fmt: skip
+        env = {
+            "HOME": str(tmp),
+            "NATS_URL": server.url,
+            "NATS_MCP_NAMESPACE": "bench",
+            "NATS_MCP_NATS_OPS_ENABLED": "true",
+            "NATS_MCP_SECURITY_POLICY_FILE": str(POLICY),
+            "NATS_MCP_SECURITY_LOCAL_ROLES": json.dumps([role]),
+        }
         return load_settings(environ=env).settings
 
     reader, operator = settings_for("nats-reader"), settings_for("nats-operator")
@@ -102,8 +107,9 @@ async def run(server: NatsServer, tmp: Path, quick: bool) -> dict[str, Any]:
     for name, settings in (("reader", reader), ("operator", operator)):
         coordinator = Coordinator(conn, settings)
         guard = Guard(settings.security, Policy.load(settings.security.policy_file))
-        servers[name] = build_server(coordinator, caller, settings.tool_prefix,
-                                     local_security(guard, settings.security, "bench"))  # fmt: skip
+        servers[name] = build_server(
+            coordinator, caller, settings.tool_prefix, local_security(guard, settings.security, "bench")
+        )
 
     async def bare_list() -> object:
         names = json.loads((await nc.request("$JS.API.STREAM.NAMES", b'{"offset":0}', timeout=5)).data)["streams"]
@@ -118,11 +124,13 @@ async def run(server: NatsServer, tmp: Path, quick: bool) -> dict[str, Any]:
         w = await stack.enter_async_context(Client(servers["operator"], mode="legacy"))
         pairs: dict[str, tuple[Callable[[], Awaitable[object]], Callable[[], Awaitable[object]]]] = {
             "kv_get": (tool(r, "nats_kv_get", {"bucket": "config", "key": "feature.x"}), lambda: kv.get("feature.x")),
-            "stream_get_message": (tool(r, "nats_stream_get_message", {"stream": "ORDERS_BENCH", "seq": 500}),
-                                   lambda: js.get_msg("ORDERS_BENCH", seq=500)),
+            "stream_get_message": (
+                tool(r, "nats_stream_get_message", {"stream": "ORDERS_BENCH", "seq": 500}),
+                lambda: js.get_msg("ORDERS_BENCH", seq=500),
+            ),
             "stream_list_20_of_50": (tool(r, "nats_stream_list", {"limit": 20}), bare_list),
             "publish": (tool(w, "nats_publish", {"subject": "orders.bench.x", "payload": "hello"}), bare_publish),
-        }  # fmt: skip
+        }
         rounds, calls = (7, 30) if quick else (21, 60)
         samples: dict[str, dict[str, list[float]]] = {k: {"tool": [], "bare": []} for k in pairs}
         for tool_fn, bare_fn in pairs.values():  # warm up
@@ -137,9 +145,13 @@ async def run(server: NatsServer, tmp: Path, quick: bool) -> dict[str, Any]:
     for key, s in samples.items():
         tool_ms, bare_ms = statistics.median(s["tool"]) * 1e3, statistics.median(s["bare"]) * 1e3
         ratios = [t / b for t, b in zip(s["tool"], s["bare"], strict=True)]
-        results[key] = {"tool_median_ms": round(tool_ms, 3), "bare_median_ms": round(bare_ms, 3),
-                        "ratio_median": round(statistics.median(ratios), 2), "rounds": rounds,
-                        "calls": calls}  # fmt: skip
+        results[key] = {
+            "tool_median_ms": round(tool_ms, 3),
+            "bare_median_ms": round(bare_ms, 3),
+            "ratio_median": round(statistics.median(ratios), 2),
+            "rounds": rounds,
+            "calls": calls,
+        }
     return {"machine": platform.platform(), "python": platform.python_version(), "results": results}
 
 

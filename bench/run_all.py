@@ -58,9 +58,14 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         cpu = "model name: unknown"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": cpus,
-            "cpu": cpu.split(":", 1)[1].strip(), "memory": mem.split(":", 1)[1].strip(),
-            "load_at_start": load}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": cpus,
+        "cpu": cpu.split(":", 1)[1].strip(),
+        "memory": mem.split(":", 1)[1].strip(),
+        "load_at_start": load,
+    }
 
 
 LABEL_KEYS = ("measure", "name", "label", "variant", "tool", "case", "mode", "load")
@@ -74,8 +79,15 @@ def ratios(node: Any, path: str = "") -> list[dict[str, Any]]:
         label = " ".join(str(node[k]) for k in LABEL_KEYS if node.get(k) not in (None, "")) or path
         value = node.get("paired") if node.get("paired") is not None else node.get("ratio")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            found.append({"where": label, "ratio": float(value), "target": node.get("target"), "met": node.get("met"),
-                          "baseline": node.get("baseline") or node.get("short")})  # fmt: skip
+            found.append(
+                {
+                    "where": label,
+                    "ratio": float(value),
+                    "target": node.get("target"),
+                    "met": node.get("met"),
+                    "baseline": node.get("baseline") or node.get("short"),
+                }
+            )
         for key, child in node.items():
             found += ratios(child, label if key == "vs" else f"{path}/{key}".strip("/"))
     elif isinstance(node, list):
@@ -118,8 +130,12 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="also copy the results to bench/results/DATE-FORM/")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                               "machine": machine(), "benches": {}}  # fmt: skip
+    summary: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine(),
+        "benches": {},
+    }
     for name in args.only or list(SCRIPTS):
         summary["benches"][name] = run(name, args.quick)
     summary["load_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -147,12 +163,18 @@ def what_of(r: dict[str, Any]) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     """The table of one run as Markdown, headed by its date, form and machine."""
     m = summary["machine"]
-    lines = [f"# Benchmarks, {summary['date']} ({'quick' if summary['quick'] else 'full'} run)", "",
-             f"Machine: {m['cpus']} CPUs ({m.get('cpu', '?')}), {m['memory']} memory, {m['platform']}, "
-             f"Python {m['python']}; load average at start {m['load_at_start']}, at end {summary.get('load_at_end')}.",
-             "", "Every ratio is against a baseline measured in the same run (medians; paired where the script "
-             "pairs rounds). Scripts and their JSON are in `bench/`; `make bench` repeats this run.", "",
-             "| bench | what | ratio | target |", "|---|---|---:|---|"]  # fmt: skip
+    lines = [
+        f"# Benchmarks, {summary['date']} ({'quick' if summary['quick'] else 'full'} run)",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m.get('cpu', '?')}), {m['memory']} memory, {m['platform']}, "
+        f"Python {m['python']}; load average at start {m['load_at_start']}, at end {summary.get('load_at_end')}.",
+        "",
+        "Every ratio is against a baseline measured in the same run (medians; paired where the script "
+        "pairs rounds). Scripts and their JSON are in `bench/`; `make bench` repeats this run.",
+        "",
+        "| bench | what | ratio | target |",
+        "|---|---|---:|---|",
+    ]
     for name, bench in summary["benches"].items():
         if bench["exit"] != 0:
             lines.append(f"| {name} | FAILED (exit {bench['exit']}) | | |")

@@ -120,12 +120,30 @@ class Plan:
     """Sessions open for the memory figure."""
 
 
-QUICK = Plan(history=(1_000, 10_000), agents=(10, 1_000), depths=(1, 1_000), mcp_depths=(1, 1_000),
-             concurrency=(1, 10, 50), samples=40, warmup=10, rounds=1, window_s=1.5, memory_sessions=50)  # fmt: skip
-FULL = Plan(history=(1_000, 3_000, 10_000, 30_000, 100_000), agents=(10, 100, 1_000, 5_000),
-            depths=(1, 100, 1_000, 10_000, 50_000), mcp_depths=(1, 100, 1_000, 10_000, 50_000),
-            concurrency=(1, 10, 50, 100, 200), samples=200, warmup=30, rounds=5, window_s=4.0,
-            memory_sessions=100)  # fmt: skip
+QUICK = Plan(
+    history=(1_000, 10_000),
+    agents=(10, 1_000),
+    depths=(1, 1_000),
+    mcp_depths=(1, 1_000),
+    concurrency=(1, 10, 50),
+    samples=40,
+    warmup=10,
+    rounds=1,
+    window_s=1.5,
+    memory_sessions=50,
+)
+FULL = Plan(
+    history=(1_000, 3_000, 10_000, 30_000, 100_000),
+    agents=(10, 100, 1_000, 5_000),
+    depths=(1, 100, 1_000, 10_000, 50_000),
+    mcp_depths=(1, 100, 1_000, 10_000, 50_000),
+    concurrency=(1, 10, 50, 100, 200),
+    samples=200,
+    warmup=30,
+    rounds=5,
+    window_s=4.0,
+    memory_sessions=100,
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,11 +192,26 @@ class Run:
 
 def write_project_config(project: Path, history: tuple[int, ...]) -> None:
     """The default channels plus one channel per history length, large enough to keep it."""
-    channels = [{"name": c.name, "description": c.description, "maxMessages": c.max_messages,
-                 "maxBytes": c.max_bytes, "maxAge": c.max_age} for c in DEFAULT_CHANNELS]  # fmt: skip
+    channels = [
+        {
+            "name": c.name,
+            "description": c.description,
+            "maxMessages": c.max_messages,
+            "maxBytes": c.max_bytes,
+            "maxAge": c.max_age,
+        }
+        for c in DEFAULT_CHANNELS
+    ]
     for size in history:
-        channels.append({"name": history_channel(size), "description": f"benchmark history of {size} messages",
-                         "maxMessages": 2 * size, "maxBytes": 512 * 1024 * 1024, "maxAge": "24h"})  # fmt: skip
+        channels.append(
+            {
+                "name": history_channel(size),
+                "description": f"benchmark history of {size} messages",
+                "maxMessages": 2 * size,
+                "maxBytes": 512 * 1024 * 1024,
+                "maxAge": "24h",
+            }
+        )
     (project / ".mcp-config.json").write_text(json.dumps({"channels": channels}, indent=2))
 
 
@@ -229,18 +262,37 @@ class Curve:
             base = None if x == first_x else (load_label(first_x, self.unit_of_x), first)
             target = self.target if base is not None else None
             r = asdict(stdio_tools.row(self.measure, "ms", ms, base, at_most=target))
-            out.append({"measure": r.pop("measure"), "load": load_label(x, self.unit_of_x), **r, "n": len(ms),
-                        "note": self.note})  # fmt: skip
+            out.append(
+                {
+                    "measure": r.pop("measure"),
+                    "load": load_label(x, self.unit_of_x),
+                    **r,
+                    "n": len(ms),
+                    "note": self.note,
+                }
+            )
         return out
 
     def summary(self) -> dict[str, Any]:
         first = statistics.median(self.points[0][1])
         return {
-            "measure": self.measure, "note": self.note, "x": self.x_label, "unit": "ms",
+            "measure": self.measure,
+            "note": self.note,
+            "x": self.x_label,
+            "unit": "ms",
             "target_vs_first": self.target,
-            "points": [{"x": x, "median": statistics.median(ms), "min": min(ms), "max": max(ms), "n": len(ms),
-                        "vs_first": statistics.median(ms) / first} for x, ms in self.points],
-        }  # fmt: skip
+            "points": [
+                {
+                    "x": x,
+                    "median": statistics.median(ms),
+                    "min": min(ms),
+                    "max": max(ms),
+                    "n": len(ms),
+                    "vs_first": statistics.median(ms) / first,
+                }
+                for x, ms in self.points
+            ],
+        }
 
 
 def load_label(x: int, unit: str) -> str:
@@ -263,8 +315,14 @@ async def read_curve(run: Run) -> Curve:
     namespace = "scale-read"
     layout = Layout(namespace)
     note = f"limit {READ_LIMIT}, no cursor: the newest page; history filled by fill_channel"
-    curve = Curve("channels_read", f"warp_channels_read, newest page of {READ_LIMIT} (stdio)", "messages of history",
-                  "msgs", 1.2, note)  # fmt: skip
+    curve = Curve(
+        "channels_read",
+        f"warp_channels_read, newest page of {READ_LIMIT} (stdio)",
+        "messages of history",
+        "msgs",
+        1.2,
+        note,
+    )
     async with run.stdio("serve-read", namespace) as (client, _pid):
         await call(client, "warp_handle_set", {"handle": "scale-reader"})
         samplers = []
@@ -286,8 +344,14 @@ async def read_curve(run: Run) -> Curve:
 
 async def discover_curve(run: Run) -> Curve:
     note = "no arguments: the first page at the default limit (20); at 10 agents it holds 10"
-    curve = Curve("registry_discover", "warp_registry_discover, first page of 20 (stdio)", "registered agents",
-                  "agents", 2.0, note)  # fmt: skip
+    curve = Curve(
+        "registry_discover",
+        "warp_registry_discover, first page of 20 (stdio)",
+        "registered agents",
+        "agents",
+        2.0,
+        note,
+    )
     async with contextlib.AsyncExitStack() as stack:
         samplers, clients = [], []
         for count in run.plan.agents:
@@ -302,8 +366,9 @@ async def discover_curve(run: Run) -> Curve:
                     await register_agents(run.settings(namespace), count - 1)
             except TimeoutError as exc:
                 raise BenchError(f"registering {count - 1} agents in {namespace} took over {deadline:.0f} s") from exc
-            print(f"  {namespace}: {count - 1:,} agents registered in {time.perf_counter() - started:.1f} s",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {namespace}: {count - 1:,} agents registered in {time.perf_counter() - started:.1f} s", flush=True
+            )
 
             async def total(client: Client = client) -> int:
                 found = await call(client, "warp_registry_discover", {"limit": 1})
@@ -312,8 +377,11 @@ async def discover_curve(run: Run) -> Curve:
                 return int(found["total"])
 
             # The server learns of the other agents through its KV watch: poll until it counts them all.
-            await wait_for(lambda total=total, count=count: _at_least(total, count), 60,
-                           message=f"discover never counted {count} agents")  # fmt: skip
+            await wait_for(
+                lambda total=total, count=count: _at_least(total, count),
+                60,
+                message=f"discover never counted {count} agents",
+            )
             clients.append((count, total))
 
             async def discover(client: Client = client) -> object:
@@ -349,9 +417,18 @@ async def queue(svc: WorkService, capability: str, total: int, rng: random.Rando
         await svc.broadcast(offerer, task_id="only", description=WORK_DESCRIPTION, capability=capability)
     else:
         for first in range(0, total, FILL_BATCH):
-            await asyncio.gather(*(svc.broadcast(offerer, task_id=f"fill-{i}", description=WORK_DESCRIPTION,
-                                                 capability=capability, priority=rng.randint(1, 10))
-                                   for i in range(first, min(total, first + FILL_BATCH))))  # fmt: skip
+            await asyncio.gather(
+                *(
+                    svc.broadcast(
+                        offerer,
+                        task_id=f"fill-{i}",
+                        description=WORK_DESCRIPTION,
+                        capability=capability,
+                        priority=rng.randint(1, 10),
+                    )
+                    for i in range(first, min(total, first + FILL_BATCH))
+                )
+            )
     await check_depth(svc, capability, total)
 
 
@@ -434,9 +511,20 @@ def memory_rows(memory: Memory) -> list[dict[str, Any]]:
     servers = list(dict.fromkeys(server for server, _, _ in memory.figures))
     for server, state, mib in sorted(memory.figures, key=lambda f: servers.index(f[0])):  # stable: in order taken
         base = idle.setdefault(server, (state, mib))
-        row: dict[str, Any] = {"measure": f"server RSS, {server}", "load": state, "unit": "MiB", "median": mib,
-                               "min": mib, "max": mib, "baseline": None, "baseline_median": None, "ratio": None,
-                               "target": None, "met": None, "n": 1}  # fmt: skip
+        row: dict[str, Any] = {
+            "measure": f"server RSS, {server}",
+            "load": state,
+            "unit": "MiB",
+            "median": mib,
+            "min": mib,
+            "max": mib,
+            "baseline": None,
+            "baseline_median": None,
+            "ratio": None,
+            "target": None,
+            "met": None,
+            "n": 1,
+        }
         if (state, mib) != base:
             row |= {"baseline": base[0], "baseline_median": base[1], "ratio": mib / base[1]}
         rows.append(row)
@@ -444,13 +532,16 @@ def memory_rows(memory: Memory) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'measure':<50} {'load':<26} {'unit':>7} {'median':>9} {'min':>9} {'max':>9} {'n':>5} {'ratio':>7}"
-          "  target")  # fmt: skip
+    print(
+        f"\n{'measure':<50} {'load':<26} {'unit':>7} {'median':>9} {'min':>9} {'max':>9} {'n':>5} {'ratio':>7}  target"
+    )
     for r in rows:
         ratio = f"{r['ratio']:6.2f}x" if r.get("ratio") is not None else f"{'(base)':>7}"
         verdict = "" if r.get("target") is None else f"{r['target']} {'ok' if r['met'] else 'MISSED'}"
-        print(f"{r['measure'][:50]:<50} {r['load']:<26} {r['unit']:>7} {r['median']:9.2f} {r['min']:9.2f}"
-              f" {r['max']:9.2f} {r['n']:>5} {ratio}  {verdict}")  # fmt: skip
+        print(
+            f"{r['measure'][:50]:<50} {r['load']:<26} {r['unit']:>7} {r['median']:9.2f} {r['min']:9.2f}"
+            f" {r['max']:9.2f} {r['n']:>5} {ratio}  {verdict}"
+        )
     print(
         "(ratio: median / median of the curve's first point, or of the same server idle for RSS;"
         " ms: per call, lower is better; calls/s: aggregate, higher is better)"

@@ -126,8 +126,9 @@ async def window(calls: list[http_tools.Call], seconds: float, pid: int) -> Wind
 
     counts = await asyncio.gather(*(agent(c) for c in calls))
     elapsed = time.perf_counter() - start
-    return Window(len(calls), sum(counts), elapsed, latencies, cpu_s(pid) - server0,
-                  time.process_time() - client0, rss_mib(pid))  # fmt: skip
+    return Window(
+        len(calls), sum(counts), elapsed, latencies, cpu_s(pid) - server0, time.process_time() - client0, rss_mib(pid)
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,8 +168,9 @@ async def open_agents(
         agent = f"agent-{i}"
         client = await stack.enter_async_context(opener(agent))
         await http_tools.caller(client, "warp_handle_set", {"handle": agent}, f"{gateway.name} {agent}")()
-        gateway.calls.append(http_tools.caller(client, SEND, {"channel": CHANNEL, "message": MESSAGE},
-                                               f"{gateway.name} {agent}"))  # fmt: skip
+        gateway.calls.append(
+            http_tools.caller(client, SEND, {"channel": CHANNEL, "message": MESSAGE}, f"{gateway.name} {agent}")
+        )
         if i + 1 == remember_at:
             run.memory.add(gateway.name, f"+{remember_at} sessions", gateway.pid)
     print(f"  {gateway.name}: {count} agent sessions open in {time.perf_counter() - started:.1f} s", flush=True)
@@ -203,11 +205,28 @@ async def measure(run: Run) -> dict[str, Any]:
     policy.write_text(grpc_tools.POLICY)
     grpc_project = base / "grpc-project"
     grpc_project.mkdir()
-    env = isolated_env(grpc_project, NATS_URL=run.url, NATS_MCP_NAMESPACE=GRPC_NAMESPACE,
-                       NATS_MCP_GRPC_PORT_FILE=str(base / "scale-grpc.port"),
-                       NATS_MCP_SECURITY_POLICY_FILE=str(policy), **http_tools.UNLIMITED)  # fmt: skip
-    argv = [nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--tls-cert", str(certs / "server.pem"),
-            "--tls-key", str(certs / "server-key.pem"), "--client-ca", str(certs / "ca.pem")]  # fmt: skip
+    env = isolated_env(
+        grpc_project,
+        NATS_URL=run.url,
+        NATS_MCP_NAMESPACE=GRPC_NAMESPACE,
+        NATS_MCP_GRPC_PORT_FILE=str(base / "scale-grpc.port"),
+        NATS_MCP_SECURITY_POLICY_FILE=str(policy),
+        **http_tools.UNLIMITED,
+    )
+    argv = [
+        nats_mcp_exe(),
+        "serve",
+        "--transport",
+        "grpc",
+        "--port",
+        "0",
+        "--tls-cert",
+        str(certs / "server.pem"),
+        "--tls-key",
+        str(certs / "server-key.pem"),
+        "--client-ca",
+        str(certs / "ca.pem"),
+    ]
     spec = http_tools.Spec("scale-http", "nats-mcp")
     processes = []
     try:
@@ -221,14 +240,27 @@ async def measure(run: Run) -> dict[str, Any]:
         key = await asyncio.to_thread(http_tools.create_api_key, base, run.url)  # while the servers start
         await http_tools.wait_listening([spec])
         await grpc_tools.wait_port(served)
-        await wait_for(lambda: http_healthy(spec.port), START_TIMEOUT_S, message="the HTTP gateway never got healthy",
-                       ignore=(httpx2.TransportError,))  # fmt: skip
-        await wait_for(lambda: grpc_healthy(served.port, certs), START_TIMEOUT_S,
-                       message="the gRPC server never got healthy")  # fmt: skip
-        http = Gateway("HTTP gateway", "HTTP agents", "one API key; per agent an SDK session and x-nats-mcp-agent",
-                       spec.process.pid)  # fmt: skip
-        grpc = Gateway("gRPC server", "gRPC agents", "mTLS (agent-1 certificate); per agent a channel, Session "
-                       "stream and agent metadata", served.process.pid)  # fmt: skip
+        await wait_for(
+            lambda: http_healthy(spec.port),
+            START_TIMEOUT_S,
+            message="the HTTP gateway never got healthy",
+            ignore=(httpx2.TransportError,),
+        )
+        await wait_for(
+            lambda: grpc_healthy(served.port, certs), START_TIMEOUT_S, message="the gRPC server never got healthy"
+        )
+        http = Gateway(
+            "HTTP gateway",
+            "HTTP agents",
+            "one API key; per agent an SDK session and x-nats-mcp-agent",
+            spec.process.pid,
+        )
+        grpc = Gateway(
+            "gRPC server",
+            "gRPC agents",
+            "mTLS (agent-1 certificate); per agent a channel, Session stream and agent metadata",
+            served.process.pid,
+        )
         run.pids |= {"scale-http": http.pid, "scale-grpc": grpc.pid}
         for gateway in (http, grpc):
             run.memory.add(gateway.name, "idle", gateway.pid)
@@ -244,8 +276,9 @@ async def measure(run: Run) -> dict[str, Any]:
             run.memory.add(http.name, f"+{MEMORY_AGENTS:,} agents (1 session)", http.pid)
             sessions = max(most, plan.memory_sessions)
             await open_agents(stack, http, lambda a: http_agent(spec.url, key, a), sessions, plan.memory_sessions, run)
-            await open_agents(stack, grpc, lambda a: grpc_agent(served.port, certs, a), sessions,
-                              plan.memory_sessions, run)  # fmt: skip
+            await open_agents(
+                stack, grpc, lambda a: grpc_agent(served.port, certs, a), sessions, plan.memory_sessions, run
+            )
             for r in range(plan.rounds):
                 for n in plan.concurrency:
                     for gateway in (http, grpc) if (r + n) % 2 else (grpc, http):  # neither always goes first
@@ -257,8 +290,10 @@ async def measure(run: Run) -> dict[str, Any]:
     finally:
         grpc_tools.stop(processes)
     gateways = [http, grpc]
-    return {"rows": [r for g in gateways for r in rows(g)],
-            "curves": {f"{g.name.split()[0].lower()}_agents": curve(g) for g in gateways}}  # fmt: skip
+    return {
+        "rows": [r for g in gateways for r in rows(g)],
+        "curves": {f"{g.name.split()[0].lower()}_agents": curve(g) for g in gateways},
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,12 +308,18 @@ def point(windows: list[Window]) -> dict[str, Any]:
     rates = [w.rate for w in windows]
     latencies = [ms for w in windows for ms in w.latencies_ms]
     elapsed = sum(w.elapsed_s for w in windows)
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "n": len(rates),
-            "calls": sum(w.calls for w in windows), "p50_ms": percentile(latencies, 50),
-            "p95_ms": percentile(latencies, 95),
-            "server_cpu_cores": sum(w.server_cpu_s for w in windows) / elapsed,
-            "client_cpu_cores": sum(w.client_cpu_s for w in windows) / elapsed,
-            "rss_mib_after": [round(w.rss_mib, 1) for w in windows]}  # fmt: skip
+    return {
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "n": len(rates),
+        "calls": sum(w.calls for w in windows),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "server_cpu_cores": sum(w.server_cpu_s for w in windows) / elapsed,
+        "client_cpu_cores": sum(w.client_cpu_s for w in windows) / elapsed,
+        "rss_mib_after": [round(w.rss_mib, 1) for w in windows],
+    }
 
 
 def rows(gateway: Gateway) -> list[dict[str, Any]]:
@@ -288,13 +329,28 @@ def rows(gateway: Gateway) -> list[dict[str, Any]]:
     for n, windows in sorted(gateway.windows.items()):
         p = point(windows)
         base = n != first_n
-        out.append({"measure": f"{gateway.label}, {SEND}", "load": f"{n} agent{'s' if n > 1 else ''}",
-                    "unit": "calls/s", "median": p["median"], "min": p["min"], "max": p["max"],
-                    "baseline": f"{first_n} agent" if base else None, "baseline_median": first if base else None,
-                    "ratio": p["median"] / first if base else None, "target": None, "met": None, "n": p["n"],
-                    "p50_ms": p["p50_ms"], "p95_ms": p["p95_ms"], "server_cpu_cores": p["server_cpu_cores"],
-                    "client_cpu_cores": p["client_cpu_cores"], "rss_mib_after": p["rss_mib_after"],
-                    "note": gateway.note})  # fmt: skip
+        out.append(
+            {
+                "measure": f"{gateway.label}, {SEND}",
+                "load": f"{n} agent{'s' if n > 1 else ''}",
+                "unit": "calls/s",
+                "median": p["median"],
+                "min": p["min"],
+                "max": p["max"],
+                "baseline": f"{first_n} agent" if base else None,
+                "baseline_median": first if base else None,
+                "ratio": p["median"] / first if base else None,
+                "target": None,
+                "met": None,
+                "n": p["n"],
+                "p50_ms": p["p50_ms"],
+                "p95_ms": p["p95_ms"],
+                "server_cpu_cores": p["server_cpu_cores"],
+                "client_cpu_cores": p["client_cpu_cores"],
+                "rss_mib_after": p["rss_mib_after"],
+                "note": gateway.note,
+            }
+        )
     return out
 
 
@@ -304,8 +360,13 @@ def curve(gateway: Gateway) -> dict[str, Any]:
     for n, windows in sorted(gateway.windows.items()):
         p = point(windows)
         points.append({"x": n, **p, "vs_first": p["median"] / first})
-    return {"measure": f"{gateway.label}, {SEND}", "note": gateway.note, "x": "concurrent agents", "unit": "calls/s",
-            "points": points}  # fmt: skip
+    return {
+        "measure": f"{gateway.label}, {SEND}",
+        "note": gateway.note,
+        "x": "concurrent agents",
+        "unit": "calls/s",
+        "points": points,
+    }
 
 
 def verdict(points: list[dict[str, Any]]) -> str:
@@ -314,21 +375,27 @@ def verdict(points: list[dict[str, Any]]) -> str:
     last = points[-1]
     share = last["median"] / peak["median"]
     words = "holds" if share >= 0.8 else ("sags" if share >= 0.5 else "collapses")
-    return (f"{words} at {last['x']} agents: {last['median']:.0f} calls/s, {share:.0%} of the peak "
-            f"({peak['median']:.0f} at {peak['x']}); p95 {last['p95_ms']:.0f} ms vs {points[0]['p95_ms']:.1f} ms at "
-            f"{points[0]['x']}; server CPU {last['server_cpu_cores']:.2f} cores, this client "
-            f"{last['client_cpu_cores']:.2f}")  # fmt: skip
+    return (
+        f"{words} at {last['x']} agents: {last['median']:.0f} calls/s, {share:.0%} of the peak "
+        f"({peak['median']:.0f} at {peak['x']}); p95 {last['p95_ms']:.0f} ms vs {points[0]['p95_ms']:.1f} ms at "
+        f"{points[0]['x']}; server CPU {last['server_cpu_cores']:.2f} cores, this client "
+        f"{last['client_cpu_cores']:.2f}"
+    )
 
 
 def print_concurrency(result: dict[str, Any]) -> None:
-    print(f"\n{'concurrent agents, ' + SEND:<48} {'agents':>6} {'calls/s':>8} {'min..max':>11} {'ratio':>7}"
-          f" {'p50 ms':>7} {'p95 ms':>7} {'srv CPU':>7} {'cli CPU':>7}  server RSS MiB after each window")  # fmt: skip
+    print(
+        f"\n{'concurrent agents, ' + SEND:<48} {'agents':>6} {'calls/s':>8} {'min..max':>11} {'ratio':>7}"
+        f" {'p50 ms':>7} {'p95 ms':>7} {'srv CPU':>7} {'cli CPU':>7}  server RSS MiB after each window"
+    )
     for name, c in result["curves"].items():
         for p in c["points"]:
             spread = f"{p['min']:.0f}..{p['max']:.0f}"
-            print(f"{name:<48} {p['x']:>6} {p['median']:8.0f} {spread:>11} {p['vs_first']:6.2f}x {p['p50_ms']:7.1f}"
-                  f" {p['p95_ms']:7.1f} {p['server_cpu_cores']:7.2f} {p['client_cpu_cores']:7.2f}"
-                  f"  {' '.join(f'{m:.0f}' for m in p['rss_mib_after'])}")  # fmt: skip
+            print(
+                f"{name:<48} {p['x']:>6} {p['median']:8.0f} {spread:>11} {p['vs_first']:6.2f}x {p['p50_ms']:7.1f}"
+                f" {p['p95_ms']:7.1f} {p['server_cpu_cores']:7.2f} {p['client_cpu_cores']:7.2f}"
+                f"  {' '.join(f'{m:.0f}' for m in p['rss_mib_after'])}"
+            )
     for name, c in result["curves"].items():
         print(f"{name}: throughput {verdict(c['points'])}")
     print(

@@ -22,14 +22,23 @@ def _band(ax: Any, points: list[dict[str, Any]], label: str, color: str, target:
     xs = [p["x"] for p in points]
     medians = [p["median"] for p in points]
     ax.plot(xs, medians, marker="o", color=color, label=f"{label} (median)")
-    ax.fill_between(xs, [p["min"] for p in points], [p["max"] for p in points], color=color, alpha=0.15,
-                    label=f"{label} (min–max)")  # fmt: skip
+    ax.fill_between(
+        xs, [p["min"] for p in points], [p["max"] for p in points], color=color, alpha=0.15, label=f"{label} (min–max)"
+    )
     for p in points[1:]:
-        ax.annotate(f"{p['vs_first']:.2f}×", (p["x"], p["median"]), textcoords="offset points", xytext=(0, 7),
-                    ha="center", fontsize=8, color=color)  # fmt: skip
+        ax.annotate(
+            f"{p['vs_first']:.2f}×",
+            (p["x"], p["median"]),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+            color=color,
+        )
     if target is not None:
-        ax.axhline(target * medians[0], color=color, linestyle="--", linewidth=1,
-                   label=f"{label} target ≤ {target:g}× first")  # fmt: skip
+        ax.axhline(
+            target * medians[0], color=color, linestyle="--", linewidth=1, label=f"{label} target ≤ {target:g}× first"
+        )
     return max(medians)
 
 
@@ -53,8 +62,15 @@ def throughput_panel(ax: Any, http: dict[str, Any], grpc: dict[str, Any]) -> Non
         ax.plot(xs, [p["median"] for p in points], marker="o", color=color, label=f"{label} calls/s (median)")
         ax.fill_between(xs, [p["min"] for p in points], [p["max"] for p in points], color=color, alpha=0.15)
         for p in points[1:]:
-            ax.annotate(f"{p['vs_first']:.2f}×", (p["x"], p["median"]), textcoords="offset points", xytext=(0, 7),
-                        ha="center", fontsize=8, color=color)  # fmt: skip
+            ax.annotate(
+                f"{p['vs_first']:.2f}×",
+                (p["x"], p["median"]),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+                color=color,
+            )
     ax.set_xscale("log")
     ax.set_ylim(0, max(p["max"] for c in (http, grpc) for p in c["points"]) * 1.15)
     ax.set_xlabel("concurrent agents (one session each)")
@@ -97,8 +113,9 @@ def memory_panel(ax: Any, memory: list[dict[str, Any]]) -> None:
     ax.barh(ys, values, color=colors)
     ax.set_yticks(ys, labels, fontsize=8)
     for y, m in zip(ys, memory, strict=True):
-        ax.annotate(f" {m['mib']:.0f} MiB ({m['mib'] / idle[m['server']]:.2f}×)", (m["mib"], y), va="center",
-                    fontsize=8)  # fmt: skip
+        ax.annotate(
+            f" {m['mib']:.0f} MiB ({m['mib'] / idle[m['server']]:.2f}×)", (m["mib"], y), va="center", fontsize=8
+        )
     ax.set_xlim(0, max(values) * 1.5)
     ax.set_xlabel("RSS, MiB (ratio vs the same server's first figure)")
     ax.set_title("5. server memory (VmRSS)", fontsize=11)
@@ -119,20 +136,24 @@ def draw(report: dict[str, Any], out: Path) -> None:
 
     curves = report["curves"]
     fig, axes = plt.subplots(2, 3, figsize=(16, 10), dpi=100)
-    latency_panel(axes[0][0], "1. channels_read, newest 50, vs history",
-                  [("stdio", curves["channels_read"])])  # fmt: skip
-    latency_panel(axes[0][1], "2. registry_discover, first page, vs agents",
-                  [("stdio", curves["registry_discover"])])  # fmt: skip
-    latency_panel(axes[0][2], "3. work claim vs pending items",
-                  [("WorkService", curves["claim_service"]), ("MCP stdio", curves["claim_mcp"])])  # fmt: skip
+    latency_panel(axes[0][0], "1. channels_read, newest 50, vs history", [("stdio", curves["channels_read"])])
+    latency_panel(axes[0][1], "2. registry_discover, first page, vs agents", [("stdio", curves["registry_discover"])])
+    latency_panel(
+        axes[0][2],
+        "3. work claim vs pending items",
+        [("WorkService", curves["claim_service"]), ("MCP stdio", curves["claim_mcp"])],
+    )
     throughput_panel(axes[1][0], curves["http_agents"], curves["grpc_agents"])
     concurrency_latency_panel(axes[1][1], curves["http_agents"], curves["grpc_agents"])
     memory_panel(axes[1][2], report["memory"])
     m = report["machine"]
     form = "quick form" if report["quick"] else "full form"
     cpu = f" ({m['cpu']})" if m.get("cpu") else ""  # run_all.machine() names the CPU model on newer mains
-    fig.suptitle(f"nats-mcp-server scale curves ({form}) — {report['date']} — {m['cpus']} CPUs{cpu}, "
-                 f"{_gib(m['memory'])} memory, Python {m['python']}", fontsize=13)  # fmt: skip
+    fig.suptitle(
+        f"nats-mcp-server scale curves ({form}) — {report['date']} — {m['cpus']} CPUs{cpu}, "
+        f"{_gib(m['memory'])} memory, Python {m['python']}",
+        fontsize=13,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

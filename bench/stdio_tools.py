@@ -270,8 +270,13 @@ async def fill_history(js: JetStreamContext, layout: Layout, channel: str, total
     sender, stamp = uuid.uuid4().hex, _now()
     acks = []
     for i in range(have, total):
-        body = {"id": str(uuid.uuid4()), "handle": "filler", "senderGuid": sender,
-                "message": f"history message {i}: {MESSAGE}", "timestamp": stamp}  # fmt: skip
+        body = {
+            "id": str(uuid.uuid4()),
+            "handle": "filler",
+            "senderGuid": sender,
+            "message": f"history message {i}: {MESSAGE}",
+            "timestamp": stamp,
+        }
         acks.append(await js.publish_async(subject, json.dumps(body).encode(), stream=stream))
     await asyncio.gather(*acks)
     got = (await js.stream_info(stream)).state.messages
@@ -511,8 +516,15 @@ def write_project_config(project: Path) -> None:
         for c in DEFAULT_CHANNELS
     ]
     for name, size in (("bench-small", SMALL_HISTORY), ("bench-large", LARGE_HISTORY)):
-        channels.append({"name": name, "description": f"benchmark history of {size} messages",
-                         "maxMessages": 100_000, "maxBytes": 256 * 1024 * 1024, "maxAge": "24h"})  # fmt: skip
+        channels.append(
+            {
+                "name": name,
+                "description": f"benchmark history of {size} messages",
+                "maxMessages": 100_000,
+                "maxBytes": 256 * 1024 * 1024,
+                "maxAge": "24h",
+            }
+        )
     (project / ".mcp-config.json").write_text(json.dumps({"channels": channels}, indent=2))
 
 
@@ -526,7 +538,7 @@ async def throughput(ctx: Context, js: JetStreamContext, rows: list[Row]) -> flo
         ctx.server("echo", [sys.executable, str(ECHO_SERVER)], NAMESPACE, needs_nats=False) as echo,
         ctx.server(
             "echo-mcpserver", [sys.executable, str(ECHO_SERVER), "--mcpserver"], NAMESPACE, needs_nats=False
-        ) as echo_high,  # fmt: skip
+        ) as echo_high,
         ctx.server("serve", ctx.command.argv, NAMESPACE) as serve,
     ):
         await call(serve, "warp_handle_set", {"handle": "bench"})
@@ -544,12 +556,22 @@ async def throughput(ctx: Context, js: JetStreamContext, rows: list[Row]) -> flo
             return await call(serve, "warp_channels_read", {"channel": SEND_CHANNEL, "limit": READ_LIMIT})
 
         async def publish() -> object:  # the stream exists: send_call made it
-            body = {"id": str(uuid.uuid4()), "handle": "bench", "senderGuid": "0" * 32, "message": MESSAGE,
-                    "timestamp": _now()}  # fmt: skip
+            body = {
+                "id": str(uuid.uuid4()),
+                "handle": "bench",
+                "senderGuid": "0" * 32,
+                "message": MESSAGE,
+                "timestamp": _now(),
+            }
             return await js.publish(subject, json.dumps(body).encode(), stream=stream)
 
-        loops = {"echo": echo_call, "mcpserver": echo_high_call, "send": send_call, "read": read_call,
-                 "publish": publish}  # fmt: skip
+        loops = {
+            "echo": echo_call,
+            "mcpserver": echo_high_call,
+            "send": send_call,
+            "read": read_call,
+            "publish": publish,
+        }
         for fn in loops.values():
             if fn is publish:
                 await stored_messages(js, layout, SEND_CHANNEL)
@@ -574,8 +596,10 @@ async def checked_reader(client: Client, channel: str, size: int) -> Call:
     arguments = {"channel": channel, "limit": READ_LIMIT}
     page = await call(client, "warp_channels_read", arguments)
     if len(page.get("messages", [])) != READ_LIMIT or page.get("total", size) != size:
-        raise BenchError(f"read of {channel}: {len(page.get('messages', []))} messages, total "
-                         f"{page.get('total')}; expected {READ_LIMIT} of {size}")  # fmt: skip
+        raise BenchError(
+            f"read of {channel}: {len(page.get('messages', []))} messages, total "
+            f"{page.get('total')}; expected {READ_LIMIT} of {size}"
+        )
 
     async def read() -> object:
         return await call(client, "warp_channels_read", arguments)
@@ -664,9 +688,16 @@ async def profile(ctx: Context, send_rate: float, rows: list[Row]) -> dict[str, 
     buckets = time_buckets(stats)
     calls = ctx.plan.profile_calls + 1
     summary = where_time_goes(buckets, calls, rate, send_rate, heaviest(stats, 3))
-    return {"file": str(out), "calls_per_s": rate, "calls": calls, "top_cumulative": entries,
-            "buckets_s": buckets.seconds, "modules_s": buckets.modules, "summary": summary,
-            "pstats_text": text}  # fmt: skip
+    return {
+        "file": str(out),
+        "calls_per_s": rate,
+        "calls": calls,
+        "top_cumulative": entries,
+        "buckets_s": buckets.seconds,
+        "modules_s": buckets.modules,
+        "summary": summary,
+        "pstats_text": text,
+    }
 
 
 @contextlib.contextmanager

@@ -260,8 +260,11 @@ class Context:
                 if missing:
                     raise BenchError(f"the server has no {', '.join(sorted(missing))} tool")
                 await wait_for(lambda: nats_ready(client), 30, message=f"{name}: NATS never became available")
-                await call(client, "warp_registry_register",
-                           {"agentType": "bench-worker", "capabilities": [MCP_CYCLE, SHALLOW, DEEP]})  # fmt: skip
+                await call(
+                    client,
+                    "warp_registry_register",
+                    {"agentType": "bench-worker", "capabilities": [MCP_CYCLE, SHALLOW, DEEP]},
+                )
                 yield Mcp(client)
 
     @asynccontextmanager
@@ -297,15 +300,31 @@ async def throughput(ctx: Context, work: WorkService, mcp: Mcp, echo: Client, nc
     """a, b, c: one run of each loop in turn, ``runs`` times; and the MCP floor (three echo calls) beside them."""
     plan = ctx.plan
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name=RAW_STREAM, subjects=[RAW_SUBJECT], retention=RetentionPolicy.WORK_QUEUE,
-                                     storage=StorageType.FILE))  # fmt: skip
+    await js.add_stream(
+        StreamConfig(
+            name=RAW_STREAM, subjects=[RAW_SUBJECT], retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE
+        )
+    )
     psub = await js.pull_subscribe(
-        RAW_SUBJECT, durable=RAW_CONSUMER, stream=RAW_STREAM,
+        RAW_SUBJECT,
+        durable=RAW_CONSUMER,
+        stream=RAW_STREAM,
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=300.0, max_deliver=3),
-    )  # fmt: skip
+    )
     me = new_caller()
-    payload = WorkItem(id=str(uuid.uuid4()), taskId="raw", capability="raw", description=DESCRIPTION, priority=5,
-                       offeredBy=me.guid, offeredAt="2026-01-01T00:00:00.000Z").model_dump_json().encode()  # fmt: skip
+    payload = (
+        WorkItem(
+            id=str(uuid.uuid4()),
+            taskId="raw",
+            capability="raw",
+            description=DESCRIPTION,
+            priority=5,
+            offeredBy=me.guid,
+            offeredAt="2026-01-01T00:00:00.000Z",
+        )
+        .model_dump_json()
+        .encode()
+    )
     steps = Steps()
 
     async def raw() -> None:
@@ -314,8 +333,10 @@ async def throughput(ctx: Context, work: WorkService, mcp: Mcp, echo: Client, nc
         await msg.ack_sync(timeout=CALL_TIMEOUT_S)
 
     async def service() -> None:
-        item = await steps.timed("WorkService.broadcast", work.broadcast(
-            me, task_id="cycle", description=DESCRIPTION, capability=SERVICE_CYCLE))  # fmt: skip
+        item = await steps.timed(
+            "WorkService.broadcast",
+            work.broadcast(me, task_id="cycle", description=DESCRIPTION, capability=SERVICE_CYCLE),
+        )
         [got] = await steps.timed("WorkService.claim", work.claim(me, SERVICE_CYCLE, timeout_ms=CLAIM_TIMEOUT_MS))
         if got.id != item.id:
             raise BenchError(f"claimed {got.id}, broadcast {item.id}: the {SERVICE_CYCLE} queue was not empty")
@@ -358,18 +379,32 @@ async def fill(work: WorkService, nc: Any, capability: str, total: int, rng: ran
     consumer), then the stored message shape published straight to the queue's subjects."""
     offerer = new_caller()
     for priority in range(1, 11):
-        await work.broadcast(offerer, task_id=f"fill-{priority}", description=DESCRIPTION, capability=capability,
-                             priority=priority)  # fmt: skip
+        await work.broadcast(
+            offerer, task_id=f"fill-{priority}", description=DESCRIPTION, capability=capability, priority=priority
+        )
     js = nc.jetstream()
     layout = work.layout
     acks = []
     for i in range(total - 10):
         priority = rng.randint(1, 10)
-        item = WorkItem(id=str(uuid.uuid4()), taskId=f"fill-{i}", capability=capability, description=DESCRIPTION,
-                        priority=priority, offeredBy=offerer.guid, offeredAt="2026-01-01T00:00:00.000Z")  # fmt: skip
+        item = WorkItem(
+            id=str(uuid.uuid4()),
+            taskId=f"fill-{i}",
+            capability=capability,
+            description=DESCRIPTION,
+            priority=priority,
+            offeredBy=offerer.guid,
+            offeredAt="2026-01-01T00:00:00.000Z",
+        )
         body = item.model_dump_json(exclude_none=True, exclude={"leaseExpiresAt"}).encode()
-        acks.append(await js.publish_async(layout.work_subject(capability, priority), body, stream=layout.work_stream,
-                                           headers={"Nats-Msg-Id": item.id}))  # fmt: skip
+        acks.append(
+            await js.publish_async(
+                layout.work_subject(capability, priority),
+                body,
+                stream=layout.work_stream,
+                headers={"Nats-Msg-Id": item.id},
+            )
+        )
     await asyncio.gather(*acks)
     [status] = await work.status(capability)
     if status.pending != total:
@@ -386,8 +421,9 @@ class ConstantDepth:
     description: str
 
     async def replace(self, capability: str, priority: int) -> None:
-        await self.work.broadcast(self.me, task_id="replacement", description=self.description,
-                                  capability=capability, priority=priority)  # fmt: skip
+        await self.work.broadcast(
+            self.me, task_id="replacement", description=self.description, capability=capability, priority=priority
+        )
 
     def by_service(self, capability: str) -> Sample:
         async def sample() -> float:
@@ -435,11 +471,25 @@ async def claim_latency(ctx: Context, work: WorkService, mcp: Mcp, nc: Any, rows
         if (status.pending, status.inFlight) != (total, 0):
             raise BenchError(f"{capability}: {status.pending} pending, {status.inFlight} in flight after the samples")
     rows.append(row("d. WorkService claim, 1 pending", "ms", svc_one))
-    rows.append(row(f"d. WorkService claim, {DEEP_ITEMS:,} pending (p1..10)", "ms", svc_many,
-                    ("1 pending", svc_one), at_most=1.3))  # fmt: skip
+    rows.append(
+        row(
+            f"d. WorkService claim, {DEEP_ITEMS:,} pending (p1..10)",
+            "ms",
+            svc_many,
+            ("1 pending", svc_one),
+            at_most=1.3,
+        )
+    )
     rows.append(row("d. MCP warp_work_claim, 1 pending", "ms", mcp_one))
-    rows.append(row(f"d. MCP warp_work_claim, {DEEP_ITEMS:,} pending (p1..10)", "ms", mcp_many,
-                    ("1 pending", mcp_one), at_most=1.3))  # fmt: skip
+    rows.append(
+        row(
+            f"d. MCP warp_work_claim, {DEEP_ITEMS:,} pending (p1..10)",
+            "ms",
+            mcp_many,
+            ("1 pending", mcp_one),
+            at_most=1.3,
+        )
+    )
 
 
 @contextlib.contextmanager

@@ -25,8 +25,12 @@ async def test_a_node_killed_under_traffic_loses_nothing_acknowledged(
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
     urls = ",".join(nats_cluster.urls)
-    env = {"NATS_URL": urls, "NATS_MCP_NATS_REPLICAS": "3", "NATS_MCP_NATS_RECONNECT_BACKOFF_MIN_S": "0.05",
-           "NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S": "0.5"}  # fmt: skip
+    env = {
+        "NATS_URL": urls,
+        "NATS_MCP_NATS_REPLICAS": "3",
+        "NATS_MCP_NATS_RECONNECT_BACKOFF_MIN_S": "0.05",
+        "NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S": "0.5",
+    }
     tally = Tally()
     acked: dict[str, set[str]] = {"channel": set(), "dm": set(), "work": set()}
     async with (
@@ -57,8 +61,10 @@ async def test_a_node_killed_under_traffic_loses_nothing_acknowledged(
             down_rounds += 1
         assert not victim.is_running
         assert served_meanwhile(), (acked, tally.transient)
-        print(f"while {victim.name} was down: {[len(acked[k]) - before[k] for k in acked]} of {down_rounds} "
-              f"acknowledged; transient errors: {tally.transient}")  # fmt: skip
+        print(
+            f"while {victim.name} was down: {[len(acked[k]) - before[k] for k in acked]} of {down_rounds} "
+            f"acknowledged; transient errors: {tally.transient}"
+        )
 
         victim.restart()
         await asyncio.to_thread(nats_cluster.wait_ready)

@@ -148,10 +148,15 @@ class Store:
     def describe(self, items: set[str]) -> str:
         states = Counter(r.state if r else None for i, r in self.records.items() if i in items)
         missing = len(items - set(self.records))
-        unsettled = [f"{i}: {r.state if (r := self.records.get(i)) else 'no record'}, {len(self.dlq.get(i, []))} "
-                     "DLQ entries" for i in sorted(items) if not self.settled(i)]  # fmt: skip
-        return (f"records {dict(states)} (+{missing} without one), {len(self.dlq)} in the DLQ, {self.queued} queued, "
-                f"{len(self.intents)} requeue intents; unsettled: {unsettled[:3]}")  # fmt: skip
+        unsettled = [
+            f"{i}: {r.state if (r := self.records.get(i)) else 'no record'}, {len(self.dlq.get(i, []))} DLQ entries"
+            for i in sorted(items)
+            if not self.settled(i)
+        ]
+        return (
+            f"records {dict(states)} (+{missing} without one), {len(self.dlq)} in the DLQ, {self.queued} queued, "
+            f"{len(self.intents)} requeue intents; unsettled: {unsettled[:3]}"
+        )
 
 
 async def read_store(js: JetStreamContext, layout: Layout) -> Store:
@@ -187,8 +192,9 @@ async def read_store(js: JetStreamContext, layout: Layout) -> Store:
 
 
 async def register(agent: Agent, *capabilities: str) -> None:
-    answer, _ = await agent.ask("register", "warp_registry_register",
-                                {"agentType": "worker", "capabilities": list(capabilities)})  # fmt: skip
+    answer, _ = await agent.ask(
+        "register", "warp_registry_register", {"agentType": "worker", "capabilities": list(capabilities)}
+    )
     assert answer.error is None, answer
 
 
@@ -207,8 +213,12 @@ async def produce(agent: Agent, ledger: Ledger, phase: Phase, rng: random.Random
             continue
         for _ in range(BACKLOG - waiting):
             task = next(tasks)
-            args = {"taskId": task, "description": f"do {task}", "requiredCapability": CAP,
-                    "priority": rng.randint(1, 10)}  # fmt: skip
+            args = {
+                "taskId": task,
+                "description": f"do {task}",
+                "requiredCapability": CAP,
+                "priority": rng.randint(1, 10),
+            }
             answer, again = await agent.ask("broadcast", "warp_work_broadcast", args)
             if again:
                 ledger.cut_tasks.add(task)
@@ -400,8 +410,9 @@ async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_compl
             *(asyncio.create_task(work(w, ledger, phase, random.Random(rng.random()))) for w in workers),
         ]
         tripwire = Tripwire(layout, flight)
-        await nc.jetstream().subscribe(f"{tripwire.prefix}>", cb=tripwire.seen, ordered_consumer=True,
-                                       deliver_policy=DeliverPolicy.NEW)  # fmt: skip
+        await nc.jetstream().subscribe(
+            f"{tripwire.prefix}>", cb=tripwire.seen, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
         killer = asyncio.create_task(kill_aimed(gateway, flight, tripwire, rng, kills, phase))
         try:
             await watch(killer, roles)
@@ -447,16 +458,22 @@ async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_compl
     assert all(hit[target] >= 1 for target in ("dlq_retry", "claim", "complete")), hit
     done = sum(1 for i in items if (r := store.records[i]) is not None and r.state == "done")
     cuts = sum((a.cuts for a in agents), Counter[str]())
-    print(f"server-kill: {len(kills)} kills in {run_s:.1f} s, then drained in {drain_s:.1f} s "
-          f"(total {time.monotonic() - started:.1f} s); in flight at each kill (target: counts): "
-          f"{'; '.join(f'{k.target} ({k.how}): {k.in_flight}' for k in kills)}")  # fmt: skip
-    print(f"  requeue intents stored at the kills: {[k.intents for k in kills]}; intents taken over and finished: "
-          f"{tripwire.taken_over}")  # fmt: skip
+    print(
+        f"server-kill: {len(kills)} kills in {run_s:.1f} s, then drained in {drain_s:.1f} s "
+        f"(total {time.monotonic() - started:.1f} s); in flight at each kill (target: counts): "
+        f"{'; '.join(f'{k.target} ({k.how}): {k.in_flight}' for k in kills)}"
+    )
+    print(
+        f"  requeue intents stored at the kills: {[k.intents for k in kills]}; intents taken over and finished: "
+        f"{tripwire.taken_over}"
+    )
     print(f"  serve launches took {', '.join(f'{t:.1f}' for t in gateway.launch_s)} s")
     print(f"  calls in flight at kills, summed: {dict(hit)}; calls cut off and sent again: {dict(cuts)}")
-    print(f"  {len(items)} items ({len(ledger.acked)} acknowledged, {len(items) - len(ledger.acked)} from cut-off "
-          f"broadcasts): {done} completed, {len(items) - done} dead-lettered; {sum(ledger.requeues.values())} DLQ "
-          f"retries sent, cut-off retries answered {dict(Counter(ledger.cut_retries.values()))}")  # fmt: skip
+    print(
+        f"  {len(items)} items ({len(ledger.acked)} acknowledged, {len(items) - len(ledger.acked)} from cut-off "
+        f"broadcasts): {done} completed, {len(items) - done} dead-lettered; {sum(ledger.requeues.values())} DLQ "
+        f"retries sent, cut-off retries answered {dict(Counter(ledger.cut_retries.values()))}"
+    )
     print(f"  answers: {dict(sorted(ledger.answers.items()))}")
 
 

@@ -34,9 +34,15 @@ async def test_a_full_store_answers_limit_exceeded_and_damages_nothing(tmp_path:
             stored: list[str] = []
             refusal = None
             for n in range(200):
-                result = await a.call_tool("warp_work_broadcast", {
-                    "taskId": f"t-{n}", "description": "fill", "requiredCapability": "python",
-                    "contextData": {"blob": "x" * 16_000}})  # fmt: skip
+                result = await a.call_tool(
+                    "warp_work_broadcast",
+                    {
+                        "taskId": f"t-{n}",
+                        "description": "fill",
+                        "requiredCapability": "python",
+                        "contextData": {"blob": "x" * 16_000},
+                    },
+                )
                 if result.is_error:
                     refusal = (result.meta or {})[ERROR_META]
                     break
@@ -54,6 +60,7 @@ async def test_a_full_store_answers_limit_exceeded_and_damages_nothing(tmp_path:
                 await ok(a, "warp_work_complete", workItemId=item_id)
 
             # the work queue gave its room back
-            again = await ok(a, "warp_work_broadcast", taskId="after", description="fits again",
-                             requiredCapability="python")  # fmt: skip
+            again = await ok(
+                a, "warp_work_broadcast", taskId="after", description="fits again", requiredCapability="python"
+            )
             assert again["workItemId"]

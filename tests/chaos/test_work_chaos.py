@@ -77,17 +77,38 @@ class Pool:
         home = self.base / f"w{n}"
         home.mkdir(parents=True)
         argv = [
-            "-m", "tests.chaos.work_worker", "--url", self.url, "--dir", str(home), "--namespace", NAMESPACE,
-            "--seed", str(self.seed * 1000 + n), "--crash-rate", str(CRASH_RATE), "--die-share", str(DIE_SHARE),
-            "--stall-rate", str(STALL_RATE),
-            "--ack-timeout-ms", ENV["NATS_MCP_WORK_ACK_TIMEOUT_MS"],
-            "--max-attempts", ENV["NATS_MCP_WORK_MAX_ATTEMPTS"], "--backoff-ms", ENV["NATS_MCP_WORK_RETRY_BACKOFF_MS"],
-        ]  # fmt: skip
+            "-m",
+            "tests.chaos.work_worker",
+            "--url",
+            self.url,
+            "--dir",
+            str(home),
+            "--namespace",
+            NAMESPACE,
+            "--seed",
+            str(self.seed * 1000 + n),
+            "--crash-rate",
+            str(CRASH_RATE),
+            "--die-share",
+            str(DIE_SHARE),
+            "--stall-rate",
+            str(STALL_RATE),
+            "--ack-timeout-ms",
+            ENV["NATS_MCP_WORK_ACK_TIMEOUT_MS"],
+            "--max-attempts",
+            ENV["NATS_MCP_WORK_MAX_ATTEMPTS"],
+            "--backoff-ms",
+            ENV["NATS_MCP_WORK_RETRY_BACKOFF_MS"],
+        ]
         with (self.base / f"w{n}.stderr").open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                sys.executable,
+                *argv,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
                 preexec_fn=_pdeathsig_preexec(),  # never outlives the test, even one killed hard
-            )  # fmt: skip
+            )
         self.live[n] = proc
         task = asyncio.create_task(self.watch(n, proc))
         self.watchers.add(task)
@@ -148,8 +169,9 @@ async def broadcast_all(work: WorkService, rng: random.Random) -> dict[str, str]
 
     async def offer(task: str) -> None:
         priority = rng.randint(1, 10)
-        item = await work.broadcast(offerer, task_id=task, description=f"do {task}", capability=CAPABILITY,
-                                    priority=priority)  # fmt: skip
+        item = await work.broadcast(
+            offerer, task_id=task, description=f"do {task}", capability=CAPABILITY, priority=priority
+        )
         ids[item.id] = task
 
     for first in range(0, ITEMS, 100):
@@ -196,8 +218,10 @@ async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, n
         work = WorkService(conn, conn.settings, layout)
         await work.ensure()
         js = conn.jetstream
-        kvs = {name: await js.create_key_value(KeyValueConfig(bucket=name)) for name in
-               (INTENT_BUCKET, DONE_BUCKET, ANOMALY_BUCKET)}  # fmt: skip
+        kvs = {
+            name: await js.create_key_value(KeyValueConfig(bucket=name))
+            for name in (INTENT_BUCKET, DONE_BUCKET, ANOMALY_BUCKET)
+        }
         ids = await broadcast_all(work, rng)
         assert len(ids) == ITEMS
         [queued] = await work.status(CAPABILITY)

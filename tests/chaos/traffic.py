@@ -38,8 +38,9 @@ async def round_trip(tally: Tally, a: Client, b: Client, b_guid: str, n: int, ac
         acked["channel"].add(text)
     if await tally.call(a, "warp_messages_send_direct", recipientGuid=b_guid, message=f"dm-{n}") is not None:
         acked["dm"].add(f"dm-{n}")
-    offered = await tally.call(b, "warp_work_broadcast", taskId=f"t-{n}", description=f"do {n}",
-                               requiredCapability="python")  # fmt: skip
+    offered = await tally.call(
+        b, "warp_work_broadcast", taskId=f"t-{n}", description=f"do {n}", requiredCapability="python"
+    )
     if offered is not None:
         acked["work"].add(offered["workItemId"])
 

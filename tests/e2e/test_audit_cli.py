@@ -37,14 +37,23 @@ async def write_chains(
     """Real chains, as server processes write them: one AuditLog per process, each closed cleanly."""
     chains = []
     async with connected(tmp_path / "writer", url) as conn:
-        logs = [AuditLog([StreamSink(conn), *([FileSink(file)] if file else [])], transport="http")
-                for _ in range(writers)]  # fmt: skip
+        logs = [
+            AuditLog([StreamSink(conn), *([FileSink(file)] if file else [])], transport="http") for _ in range(writers)
+        ]
         for i in range(calls):
             for n, log in enumerate(logs):
-                log.record("tool_call", principal=DAN, tool="warp_channels_send", namespace="team", outcome="ok",
-                           latency_ms=2.0 + i, arguments={"i": i, "writer": n, "token": TOKEN})  # fmt: skip
-        logs[0].record("auth_failure", transport="http", peer="198.51.100.7", outcome="unauthenticated",
-                       reason="bad_signature")  # fmt: skip
+                log.record(
+                    "tool_call",
+                    principal=DAN,
+                    tool="warp_channels_send",
+                    namespace="team",
+                    outcome="ok",
+                    latency_ms=2.0 + i,
+                    arguments={"i": i, "writer": n, "token": TOKEN},
+                )
+        logs[0].record(
+            "auth_failure", transport="http", peer="198.51.100.7", outcome="unauthenticated", reason="bad_signature"
+        )
         for log in logs:
             chains.append(log.chain)
             await log.close()
@@ -124,8 +133,9 @@ async def test_verify_a_file_and_a_cut_tail_with_an_anchor(tmp_path: Path, nats_
     path.write_bytes(b"\n".join(lines[:-1]) + b"\n")  # cut the last record
     cut = audit(tmp_path, None, "verify", "--file", str(path))
     assert cut.returncode == 0 and "have no end record" in cut.stdout  # a bare chain cannot tell; it says so
-    anchored = audit(tmp_path, None, "verify", "--file", str(path), "--anchor",
-                     f"{head['chain']}:{head['last_seq']}:{head['head']}")  # fmt: skip
+    anchored = audit(
+        tmp_path, None, "verify", "--file", str(path), "--anchor", f"{head['chain']}:{head['last_seq']}:{head['head']}"
+    )
     assert anchored.returncode == 1 and "before the anchored seq 7" in anchored.stdout
     path.write_bytes(b"\n".join([lines[0], lines[2], *lines[3:]]) + b"\n")
     removed = audit(tmp_path, None, "verify", "--file", str(path))
@@ -165,8 +175,12 @@ async def test_tail_follow_shows_records_as_they_are_written(tmp_path: Path, nat
     env = isolated_env(tmp_path, NATS_URL=nats_server.url)
     proc = subprocess.Popen(
         [nats_mcp_exe(), "audit", "tail", "--follow", "--json", "-n", "1"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[dict[str, Any]] = []
 
     def reader() -> None:
@@ -182,8 +196,14 @@ async def test_tail_follow_shows_records_as_they_are_written(tmp_path: Path, nat
         async with connected(tmp_path / "live", nats_server.url) as conn:
             log = AuditLog([StreamSink(conn)])
             for i in range(3):
-                log.record("rate_limited", principal=DAN, tool="warp_channels_read", outcome="rate_limited",
-                           reason="too many calls", arguments={"i": i})  # fmt: skip
+                log.record(
+                    "rate_limited",
+                    principal=DAN,
+                    tool="warp_channels_read",
+                    outcome="rate_limited",
+                    reason="too many calls",
+                    arguments={"i": i},
+                )
             await log.close()
             await asyncio.to_thread(wait_for_sync, lambda: len(lines) >= 5, 30, message="live records followed")
         assert [r["kind"] for r in lines[1:5]] == ["rate_limited"] * 3 + ["chain_end"]

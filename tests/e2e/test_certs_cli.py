@@ -55,15 +55,32 @@ def mode(path: Path) -> int:
 
 
 def test_init_writes_the_set(tmp_path: Path) -> None:
-    data = init(tmp_path, "certs", "--client", "agent-1", "--client", "ci", "--server-name", "mcp.example.test",
-                "--server-ip", "10.9.8.7", "--trust-domain", "example.org", "--days", "7")  # fmt: skip
+    data = init(
+        tmp_path,
+        "certs",
+        "--client",
+        "agent-1",
+        "--client",
+        "ci",
+        "--server-name",
+        "mcp.example.test",
+        "--server-ip",
+        "10.9.8.7",
+        "--trust-domain",
+        "example.org",
+        "--days",
+        "7",
+    )
     d = tmp_path / "certs"
     assert data["directory"] == str(d) and data["development_only"] is True
     assert "NOT FOR PRODUCTION" in data["warning"] and "NOT FOR PRODUCTION" in data["ca"]["subject_cn"]
     assert data["trust_domain"] == "example.org"
     assert data["ca"] | {"sha256": None} == {
-        "cert": str(d / "ca.pem"), "key": str(d / "ca-key.pem"), "subject_cn": data["ca"]["subject_cn"], "sha256": None
-    }  # fmt: skip
+        "cert": str(d / "ca.pem"),
+        "key": str(d / "ca-key.pem"),
+        "subject_cn": data["ca"]["subject_cn"],
+        "sha256": None,
+    }
     assert data["server"] == {
         "cert": str(d / "server.pem"),
         "key": str(d / "server-key.pem"),
@@ -71,16 +88,28 @@ def test_init_writes_the_set(tmp_path: Path) -> None:
         "ip_addresses": ["127.0.0.1", "::1", "10.9.8.7"],
     }
     assert data["clients"] == [
-        {"name": n, "cert": str(d / f"clients/{n}.pem"), "key": str(d / f"clients/{n}-key.pem"),
-         "identity": f"spiffe://example.org/agent/{n}"}
+        {
+            "name": n,
+            "cert": str(d / f"clients/{n}.pem"),
+            "key": str(d / f"clients/{n}-key.pem"),
+            "identity": f"spiffe://example.org/agent/{n}",
+        }
         for n in ("agent-1", "ci")
-    ]  # fmt: skip
+    ]
     assert data["policy_principal"] == {"method": "mtls", "subject": "spiffe://example.org/agent/*", "roles": ["agent"]}
     assert data["stale_client_certs"] == []
     assert sorted(tree(d)) == [
-        "README.txt", "ca-key.pem", "ca.pem", "clients/agent-1-key.pem", "clients/agent-1.pem",
-        "clients/ci-key.pem", "clients/ci.pem", "policy.yaml", "server-key.pem", "server.pem",
-    ]  # fmt: skip
+        "README.txt",
+        "ca-key.pem",
+        "ca.pem",
+        "clients/agent-1-key.pem",
+        "clients/agent-1.pem",
+        "clients/ci-key.pem",
+        "clients/ci.pem",
+        "policy.yaml",
+        "server-key.pem",
+        "server.pem",
+    ]
     assert data["policy"] == str(d / "policy.yaml") and mode(d / "policy.yaml") == 0o644
     assert mode(d) == 0o700 and mode(d / "clients") == 0o700
     for key in (data["ca"]["key"], data["server"]["key"], *(c["key"] for c in data["clients"])):
@@ -155,9 +184,14 @@ class Outcome:
 
 
 def handshake(
-    server: dict[str, Any], client_ca: str, client: dict[str, Any] | None, *, host: str = "127.0.0.1",
-    server_hostname: str = "localhost", trust: str | None = None,
-) -> Outcome:  # fmt: skip
+    server: dict[str, Any],
+    client_ca: str,
+    client: dict[str, Any] | None,
+    *,
+    host: str = "127.0.0.1",
+    server_hostname: str = "localhost",
+    trust: str | None = None,
+) -> Outcome:
     """One TLS connection on loopback (port 0) between a server requiring client certificates and a client."""
     outcome = Outcome()
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

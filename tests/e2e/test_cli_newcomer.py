@@ -67,7 +67,7 @@ async def test_the_person_at_the_cli_is_not_an_agent_to_discover(tmp_path: Path,
 
 async def test_lists_read_at_80_and_200_columns(tmp_path: Path, nats_server: NatsServer) -> None:
     (tmp_path / "human").mkdir()
-    reason = "pytest: 3 of 120 tests failed in tests/unit/test_cli_tables.py"
+    reason = "pytest: 3 of 120 tests failed in tests/unit/cli/test_cli_tables.py"
     async with agent(tmp_path, nats_server, "worker", NS) as worker:
         worker_guid = await register(worker, "python", "typescript", "documentation")
         handle = (await ok(worker, "warp_handle_get"))["handle"]

@@ -265,8 +265,13 @@ def test_suite_against_insecure_dev_server(tmp_path: Path, nats_server: NatsServ
             assert [w for w in warned if w.split(": ")[1] not in tolerated] == [], warned
     # through the guard and into the audit trail, like any tool
     calls = audited_fixture_calls(tmp_path)
-    assert {("test_simple_text", "ok"), ("test_sampling", "ok"), ("test_simple_prompt", "ok"),
-            ("test_resources", "ok"), ("test_prompt_with_arguments", "ok")} <= calls, calls  # fmt: skip
+    assert {
+        ("test_simple_text", "ok"),
+        ("test_sampling", "ok"),
+        ("test_simple_prompt", "ok"),
+        ("test_resources", "ok"),
+        ("test_prompt_with_arguments", "ok"),
+    } <= calls, calls
     assert ("test_error_handling", "ok") not in calls, calls
     print(f"conformance (insecure dev): {sum(results.values())}/{len(results)} passed in {elapsed:.1f} s")
 
@@ -287,10 +292,14 @@ def test_suite_against_authenticated_server(tmp_path: Path, nats_server: NatsSer
         out_dir = tmp_path / "results"
         started = time.monotonic()
         proc, results = conformance.run(
-            tmp_path, server.url, out_dir,
-            NODE_OPTIONS=f"--import={preload.as_uri()}", NATS_MCP_CONFORMANCE_SCRIPT=conformance.script,
-            NATS_MCP_CONFORMANCE_ORIGIN=origin, NATS_MCP_CONFORMANCE_TOKEN=key,
-        )  # fmt: skip
+            tmp_path,
+            server.url,
+            out_dir,
+            NODE_OPTIONS=f"--import={preload.as_uri()}",
+            NATS_MCP_CONFORMANCE_SCRIPT=conformance.script,
+            NATS_MCP_CONFORMANCE_ORIGIN=origin,
+            NATS_MCP_CONFORMANCE_TOKEN=key,
+        )
         elapsed = time.monotonic() - started
         check_suite_run(proc, results, out_dir)
     print(f"conformance (API key): {sum(results.values())}/{len(results)} passed in {elapsed:.1f} s")

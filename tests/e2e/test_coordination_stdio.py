@@ -17,13 +17,31 @@ from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
 TOOLS = {
-    "warp_handle_set", "warp_handle_get", "warp_channels_list", "warp_channels_send", "warp_channels_read",
-    "warp_channels_status", "warp_registry_register", "warp_registry_discover", "warp_registry_get_info",
-    "warp_registry_update_presence", "warp_registry_deregister", "warp_messages_send_direct",
-    "warp_messages_read_direct", "warp_work_broadcast", "warp_work_claim", "warp_work_claim_batch",
-    "warp_work_progress", "warp_work_complete", "warp_work_fail", "warp_work_list", "warp_work_queue_status",
-    "warp_dlq_list", "warp_dlq_retry", "warp_dlq_discard",
-}  # fmt: skip
+    "warp_handle_set",
+    "warp_handle_get",
+    "warp_channels_list",
+    "warp_channels_send",
+    "warp_channels_read",
+    "warp_channels_status",
+    "warp_registry_register",
+    "warp_registry_discover",
+    "warp_registry_get_info",
+    "warp_registry_update_presence",
+    "warp_registry_deregister",
+    "warp_messages_send_direct",
+    "warp_messages_read_direct",
+    "warp_work_broadcast",
+    "warp_work_claim",
+    "warp_work_claim_batch",
+    "warp_work_progress",
+    "warp_work_complete",
+    "warp_work_fail",
+    "warp_work_list",
+    "warp_work_queue_status",
+    "warp_dlq_list",
+    "warp_dlq_retry",
+    "warp_dlq_discard",
+}
 
 
 @contextlib.asynccontextmanager

@@ -77,17 +77,27 @@ async def deployment(tmp_path: Path, nats: NatsServer, namespace: str, **env: st
     admin, _ = await api_key(tmp_path, nats.url, "ops", "admin")
     agent, _ = await api_key(tmp_path, nats.url, "worker", "agent")
     trail = tmp_path / "audit.jsonl"
-    settings = {"NATS_MCP_NAMESPACE": namespace, "NATS_MCP_SECURITY_POLICY_FILE": str(policy),
-                "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_DASHBOARD_REFRESH_S": "0.5",
-                "NATS_MCP_SECURITY_DEV_TOKENS": "true", **env}  # fmt: skip
+    settings = {
+        "NATS_MCP_NAMESPACE": namespace,
+        "NATS_MCP_SECURITY_POLICY_FILE": str(policy),
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_DASHBOARD_REFRESH_S": "0.5",
+        "NATS_MCP_SECURITY_DEV_TOKENS": "true",
+        **env,
+    }
     async with serving(tmp_path, "dash", nats.url, **settings) as server:
         yield Deployment(server, admin, agent, trail)
 
 
 def client(d: Deployment, origin: str | None = None, session: str | None = None) -> httpx2.AsyncClient:
     """A client as a browser on the dashboard's own origin sends requests (Origin on every request)."""
-    return httpx2.AsyncClient(headers={"origin": origin or d.server.base}, follow_redirects=False, trust_env=False,
-                              timeout=30, cookies={COOKIE: session} if session else None)  # fmt: skip
+    return httpx2.AsyncClient(
+        headers={"origin": origin or d.server.base},
+        follow_redirects=False,
+        trust_env=False,
+        timeout=30,
+        cookies={COOKIE: session} if session else None,
+    )
 
 
 async def login(hc: httpx2.AsyncClient, d: Deployment, credential: str) -> httpx2.Response:
@@ -181,8 +191,7 @@ async def test_login_sessions_and_every_refusal(tmp_path: Path, nats_server: Nat
             return {(r["kind"], r["reason"] if r["kind"] != "auth_failure" else "-") for r in d.audit()}
 
         wanted = {("auth_failure", "-"), ("denied", "dashboard_not_allowed"), ("locked_out", "locked_out")}
-        await wait_for(lambda: wanted <= kinds() or None, 10,
-                       message=lambda: f"audit has {kinds()}")  # fmt: skip
+        await wait_for(lambda: wanted <= kinds() or None, 10, message=lambda: f"audit has {kinds()}")
         everything = d.audit_file.read_text() + d.server.stdout() + d.server.stderr()
         for secret in (d.admin_key, d.agent_key, WRONG_KEY, sid, admin_jwt, agent_jwt):
             assert secret not in everything
@@ -211,14 +220,23 @@ async def test_standalone_dashboard_command_serves_the_same_page_on_loopback(
     policy.write_text(POLICY)
     admin, _ = await api_key(tmp_path, nats_server.url, "ops", "admin")
     agent, _ = await api_key(tmp_path, nats_server.url, "worker", "agent")
-    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="dash-alone",
-                       NATS_MCP_SECURITY_POLICY_FILE=str(policy))  # fmt: skip
+    env = isolated_env(
+        tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="dash-alone", NATS_MCP_SECURITY_POLICY_FILE=str(policy)
+    )
     errors = tmp_path / "dashboard.err"
     with errors.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "dashboard", "--port", "0", env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=sink, preexec_fn=_pdeathsig_preexec(),
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "dashboard",
+            "--port",
+            "0",
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            preexec_fn=_pdeathsig_preexec(),
+        )
     try:
 
         def url() -> str | None:
@@ -238,8 +256,9 @@ async def test_standalone_dashboard_command_serves_the_same_page_on_loopback(
             snap = await hc.get(dashboard + "/api/snapshot")
             assert snap.status_code == 200 and snap.json()["namespace"] == "dash-alone"
         # Off loopback without TLS it refuses to start.
-        code, _, error = await run_cli(tmp_path, "dashboard", "--host", "192.0.2.1", "--port", "0",
-                                       NATS_URL=nats_server.url)  # fmt: skip
+        code, _, error = await run_cli(
+            tmp_path, "dashboard", "--host", "192.0.2.1", "--port", "0", NATS_URL=nats_server.url
+        )
         assert code == 2 and "only with TLS" in error
     finally:
         if proc.returncode is None:
@@ -283,8 +302,9 @@ async def test_repeated_refusals_are_one_row_with_the_true_count_and_agents_show
             rows = refusals(seen[0])
             return seen[0] if rows and sum(r["count"] for r in rows) >= 300 else None
 
-        snap = await wait_for(counted, 30, interval=0.3,
-                              message=lambda: f"not all 300 refusals counted: {seen[0]['security']}")  # fmt: skip
+        snap = await wait_for(
+            counted, 30, interval=0.3, message=lambda: f"not all 300 refusals counted: {seen[0]['security']}"
+        )
         [row] = refusals(snap)  # one row, not one per refusal
         assert row["count"] == 300 and row["peer"] == "127.0.0.1" and row["principal"] is None
         assert row["firstSeen"] <= row["lastSeen"] and row["time"] == row["lastSeen"]
@@ -324,21 +344,30 @@ async def test_an_http_agent_reads_offline_when_its_session_ends_and_idle_when_i
         async with mcp_client(d.server.url, d.agent_key, agent="leaver", mode="legacy") as leaver:
             left = (await ok(leaver, "warp_registry_register", agentType="leaver"))["agent"]["guid"]
             await wait_for(lambda: agent_row(left, "online"), 10, interval=0.2, message="the agent is not online")
-        row = await wait_for(lambda: agent_row(left, "offline"), 10, interval=0.2,
-                             message="the agent still reads online after its session ended")  # fmt: skip
+        row = await wait_for(
+            lambda: agent_row(left, "offline"),
+            10,
+            interval=0.2,
+            message="the agent still reads online after its session ended",
+        )
         assert row["presence"] == "offline" and row["lastSeenAgoS"] < 100
 
         # A 2026-07-28 client has no session: once it stops calling, the page shows it idle (it is not offline).
         async with mcp_client(d.server.url, d.agent_key, agent="quiet") as quiet:
             still = (await ok(quiet, "warp_registry_register", agentType="quiet"))["agent"]["guid"]
-        row = await wait_for(lambda: agent_row(still, "idle", "presence"), 10, interval=0.2,
-                             message="the quiet agent never read idle")  # fmt: skip
+        row = await wait_for(
+            lambda: agent_row(still, "idle", "presence"), 10, interval=0.2, message="the quiet agent never read idle"
+        )
         assert row["status"] == "online"
         # It calls again: online again at once (its call is its heartbeat).
         async with mcp_client(d.server.url, d.agent_key, agent="quiet") as quiet:
             await ok(quiet, "warp_channels_send", channel="roadmap", message="back")
-            await wait_for(lambda: agent_row(still, "online", "presence"), 10, interval=0.2,
-                           message="the agent that called again is not online")  # fmt: skip
+            await wait_for(
+                lambda: agent_row(still, "online", "presence"),
+                10,
+                interval=0.2,
+                message="the agent that called again is not online",
+            )
 
 
 async def test_a_revoked_key_ends_its_dashboard_session(tmp_path: Path, nats_server: NatsServer) -> None:

@@ -34,8 +34,15 @@ def test_all_checks_pass_on_a_healthy_server(tmp_path: Path, nats_server: NatsSe
     assert code == 0 and report["ok"] is True
     assert [c["status"] for c in report["checks"]] == ["pass"] * len(report["checks"])
     assert set(checks) == {
-        "settings", "target", "reachability", "authentication", "tls", "server version", "jetstream", "clock skew"
-    }  # fmt: skip
+        "settings",
+        "target",
+        "reachability",
+        "authentication",
+        "tls",
+        "server version",
+        "jetstream",
+        "clock skew",
+    }
     assert "2.1" in checks["server version"]["detail"]
 
 
@@ -95,8 +102,12 @@ def test_embedded_not_running(tmp_path: Path) -> None:
 def test_table_output(tmp_path: Path, nats_server: NatsServer) -> None:
     exe = nats_mcp_exe()
     proc = subprocess.run(
-        [exe, "doctor"], env=isolated_env(tmp_path, NATS_URL=nats_server.url, COLUMNS="200"),
-        capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
+        [exe, "doctor"],
+        env=isolated_env(tmp_path, NATS_URL=nats_server.url, COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert proc.returncode == 0
     assert "all checks passed" in proc.stdout and "jetstream" in proc.stdout

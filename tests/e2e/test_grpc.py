@@ -73,16 +73,31 @@ class Pki:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"nats-mcp test {name}")])
         now = datetime.datetime.now(datetime.UTC)
         cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
-        )  # fmt: skip
+        )
         pki = cls(directory, name, key, cert)
         _write(pki.ca_file, cert.public_bytes(serialization.Encoding.PEM))
         return pki
@@ -109,18 +124,24 @@ class Pki:
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(self.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now + valid_from).not_valid_after(now + valid_from + valid_for)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + valid_from)
+            .not_valid_after(now + valid_from + valid_for)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
-        )  # fmt: skip
+        )
         if sans:  # a CN-only certificate has no SAN extension at all (RFC 5280 forbids an empty one)
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())  # fmt: skip
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         return Leaf(
             self.ca_file,
             _write(self.directory / f"{name}-cert.pem", cert.public_bytes(serialization.Encoding.PEM)),
@@ -172,10 +193,24 @@ async def launch(tmp_path: Path, name: str, nats_url: str, server_cert: Leaf, *a
     environment = isolated_env(tmp_path, NATS_URL=nats_url, NATS_MCP_GRPC_PORT_FILE=str(port_file), **env)
     with logs[0].open("wb") as out, logs[1].open("wb") as error:
         proc = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--tls-cert", str(server_cert.cert_file),
-            "--tls-key", str(server_cert.key_file), *args, env=environment, cwd=tmp_path,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=error, preexec_fn=_pdeathsig_preexec(),
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "serve",
+            "--transport",
+            "grpc",
+            "--port",
+            "0",
+            "--tls-cert",
+            str(server_cert.cert_file),
+            "--tls-key",
+            str(server_cert.key_file),
+            *args,
+            env=environment,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=error,
+            preexec_fn=_pdeathsig_preexec(),
+        )
     server = GrpcServer(proc, 0, logs, server_cert.ca_file)
 
     def bound_port() -> int | None:
@@ -210,8 +245,17 @@ async def serving(
 @contextlib.asynccontextmanager
 async def bridged(tmp_path: Path, server: GrpcServer, leaf: Leaf, mode: str = "auto") -> AsyncIterator[Client]:
     """The SDK client over stdio to `nats-mcp bridge`, which forwards over gRPC with this client certificate."""
-    args = ["bridge", "--grpc", server.address, "--ca", str(server.ca_file), "--cert", str(leaf.cert_file),
-            "--key", str(leaf.key_file)]  # fmt: skip
+    args = [
+        "bridge",
+        "--grpc",
+        server.address,
+        "--ca",
+        str(server.ca_file),
+        "--cert",
+        str(leaf.cert_file),
+        "--key",
+        str(leaf.key_file),
+    ]
     params = StdioServerParameters(command=nats_mcp_exe(), args=args, env=isolated_env(tmp_path), cwd=str(tmp_path))
     with (tmp_path / f"bridge-{leaf.cert_file.stem}.log").open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:  # type: ignore[arg-type]
@@ -219,8 +263,14 @@ async def bridged(tmp_path: Path, server: GrpcServer, leaf: Leaf, mode: str = "a
 
 
 def target(server: GrpcServer, leaf: Leaf | None, token: str | None = None, **kw: Any) -> GrpcTarget:
-    return GrpcTarget(server.address, ca_file=server.ca_file, cert_file=leaf.cert_file if leaf else None,
-                      key_file=leaf.key_file if leaf else None, token=token, **kw)  # fmt: skip
+    return GrpcTarget(
+        server.address,
+        ca_file=server.ca_file,
+        cert_file=leaf.cert_file if leaf else None,
+        key_file=leaf.key_file if leaf else None,
+        token=token,
+        **kw,
+    )
 
 
 def frame(message: dict[str, Any]) -> Frame:
@@ -228,15 +278,21 @@ def frame(message: dict[str, Any]) -> Frame:
 
 
 CLIENT_INFO = {"name": "raw", "version": "1"}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": CLIENT_INFO}}  # fmt: skip
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": CLIENT_INFO},
+}
 
 
 def modern(method: str, params: dict[str, Any] | None = None, request_id: int = 7) -> dict[str, Any]:
     """A 2026-07-28 request: the per-request envelope in _meta."""
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {}}  # fmt: skip
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta}}
 
 
@@ -272,8 +328,9 @@ async def call_full(
     """One ``Call``: the final status, its details, the frames received and the trailing metadata."""
     channel = open_channel(t)
     try:
-        method = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
-                                      response_deserializer=Frame.FromString)  # fmt: skip
+        method = channel.unary_stream(
+            CALL_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+        )
         call = method(request, metadata=(*t.metadata(), *metadata))
         received: list[bytes] = []
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -358,12 +415,20 @@ async def test_mtls_refusals_have_the_right_status_and_are_audited(tmp_path: Pat
     trail = tmp_path / "audit.jsonl"
     alice = pki.client("alice")
     stranger = pki.issue("stranger", uris=["spiffe://elsewhere.test/agent/stranger"])  # the CA's, unknown to policy
-    expired = pki.issue("old", uris=[f"{TRUST_DOMAIN}/agent/old"], valid_from=datetime.timedelta(days=-3),
-                        valid_for=datetime.timedelta(days=1))  # fmt: skip
+    expired = pki.issue(
+        "old",
+        uris=[f"{TRUST_DOMAIN}/agent/old"],
+        valid_from=datetime.timedelta(days=-3),
+        valid_for=datetime.timedelta(days=1),
+    )
     foreign = other.client("alice")  # the right name from the wrong CA
-    env = {"NATS_MCP_NAMESPACE": "team-attack", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_GRPC_MAX_MESSAGE_BYTES": "4096",
-           "GRPC_VERBOSITY": "NONE"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-attack",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_GRPC_MAX_MESSAGE_BYTES": "4096",
+        "GRPC_VERBOSITY": "NONE",
+    }
     async with serving(tmp_path, "grpc", nats_server.url, pki.server(), "--client-ca", str(pki.ca_file), **env) as srv:
         init = frame(INIT)
         # handshake refusals: the gRPC core closes the connection before any call exists (no status of ours)
@@ -389,14 +454,19 @@ async def test_mtls_refusals_have_the_right_status_and_are_audited(tmp_path: Pat
         [answer] = [json.loads(r) for r in received]
         assert answer["id"] == 7 and {t["name"] for t in answer["result"]["tools"]} == TOOLS
         call = frame(modern("tools/call", {"name": "warp_handle_get", "arguments": {}}))
-        mismatches = ([("mcp-method", "tools/list")], [("mcp-name", "warp_work_claim")],
-                      [("mcp-tool-name", "warp_dlq_discard")], [("mcp-protocol-version", "2025-11-25")])  # fmt: skip
+        mismatches = (
+            [("mcp-method", "tools/list")],
+            [("mcp-name", "warp_work_claim")],
+            [("mcp-tool-name", "warp_dlq_discard")],
+            [("mcp-protocol-version", "2025-11-25")],
+        )
         for metadata in mismatches:
             code, details, received = await call_status(target(srv, alice), call, metadata)
             assert (code, received) == (grpc.StatusCode.INVALID_ARGUMENT, []), metadata
             assert "disagrees with the body" in details
-        code, _, received = await call_status(target(srv, alice), call, [("mcp-method", "tools/call"),
-                                                                         ("mcp-name", "warp_handle_get")])  # fmt: skip
+        code, _, received = await call_status(
+            target(srv, alice), call, [("mcp-method", "tools/call"), ("mcp-name", "warp_handle_get")]
+        )
         assert code == grpc.StatusCode.OK
         assert json.loads(received[-1])["result"]["isError"] is False
         await wait_for(lambda: '"handle_get"' in trail.read_text(), 15, message="the last call was not audited")
@@ -420,9 +490,13 @@ async def test_bearer_tokens_missing_expired_or_for_another_audience_are_unauthe
 ) -> None:
     pki = Pki.create(tmp_path / "pki")
     trail = tmp_path / "audit.jsonl"
-    env = {"NATS_MCP_NAMESPACE": "team-bearer", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_SECURITY_DEV_TOKENS": "true",
-           "NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-bearer",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_SECURITY_DEV_TOKENS": "true",
+        "NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false",
+    }
     async with serving(tmp_path, "grpc", nats_server.url, pki.server(), **env) as srv:
         audience = f"grpcs://127.0.0.1:{srv.port}"
         good = signed(tmp_path, "carol", audience, roles=("agent",))
@@ -462,21 +536,29 @@ NO_TOKENS = {"NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false", "NATS_MCP_SECURITY_AP
     [
         ((), {}, "gRPC needs TLS"),
         (("--tls-cert", "CERT", "--tls-key", "KEY"), {}, "set grpc.client_ca_file (--client-ca)"),
-        (("--tls-cert", "CERT", "--tls-key", "KEY"), NO_TOKENS,
-         "needs JWTs or API keys"),
+        (("--tls-cert", "CERT", "--tls-key", "KEY"), NO_TOKENS, "needs JWTs or API keys"),
         (("--insecure-dev", "--host", "0.0.0.0"), {}, "loopback only"),  # noqa: S104
     ],
-)  # fmt: skip
+)
 async def test_serve_grpc_refuses_to_start_insecurely(
     tmp_path: Path, nats_server: NatsServer, args: tuple[str, ...], env: dict[str, str], needle: str
 ) -> None:
     server = Pki.create(tmp_path / "pki").server()
     argv = [str(server.cert_file) if a == "CERT" else str(server.key_file) if a == "KEY" else a for a in args]
     proc = await asyncio.create_subprocess_exec(
-        nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", *argv,
-        env=isolated_env(tmp_path, NATS_URL=nats_server.url, **env), cwd=tmp_path,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        nats_mcp_exe(),
+        "serve",
+        "--transport",
+        "grpc",
+        "--port",
+        "0",
+        *argv,
+        env=isolated_env(tmp_path, NATS_URL=nats_server.url, **env),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _, error = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2, error.decode()
     assert needle in " ".join(error.decode().split())
@@ -487,15 +569,34 @@ async def test_insecure_dev_serves_plaintext_on_loopback_and_stops_cleanly(
 ) -> None:
     trail = tmp_path / "audit.jsonl"
     port_file = tmp_path / "dev.port"
-    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_GRPC_PORT_FILE=str(port_file),
-                       NATS_MCP_NAMESPACE="team-dev", NATS_MCP_SECURITY_AUDIT_FILE=str(trail))  # fmt: skip
+    env = isolated_env(
+        tmp_path,
+        NATS_URL=nats_server.url,
+        NATS_MCP_GRPC_PORT_FILE=str(port_file),
+        NATS_MCP_NAMESPACE="team-dev",
+        NATS_MCP_SECURITY_AUDIT_FILE=str(trail),
+    )
     proc = await asyncio.create_subprocess_exec(
-        nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--insecure-dev", env=env, cwd=tmp_path,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_pdeathsig_preexec(),
-    )  # fmt: skip
+        nats_mcp_exe(),
+        "serve",
+        "--transport",
+        "grpc",
+        "--port",
+        "0",
+        "--insecure-dev",
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_pdeathsig_preexec(),
+    )
     try:
-        port = await wait_for(lambda: port_file.exists() and port_file.read_text().endswith("\n")
-                              and int(port_file.read_text()), 60, message="no port file")  # fmt: skip
+        port = await wait_for(
+            lambda: port_file.exists() and port_file.read_text().endswith("\n") and int(port_file.read_text()),
+            60,
+            message="no port file",
+        )
         dev = GrpcTarget(f"127.0.0.1:{port}", plaintext=True, agent="dev-1")
         async with Client(grpc_transport(dev)) as client:  # type: ignore[arg-type]
             guid = await register(client, CAP)

@@ -56,8 +56,17 @@ def confused_tokens(tmp_path: Path, audience: str) -> dict[str, str]:
     """Tokens whose claims are fine but whose algorithm is an attack: unsigned, and HMAC keyed with the public key."""
     key = dev_key(tmp_path)
     now = int(time.time())
-    claims = {"iss": devtoken.DEV_ISSUER, "sub": "mallory", "aud": audience, "iat": now, "nbf": now,
-              "exp": now + 600, "jti": secrets.token_hex(8), "dev": True, "roles": ["agent"]}  # fmt: skip
+    claims = {
+        "iss": devtoken.DEV_ISSUER,
+        "sub": "mallory",
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "jti": secrets.token_hex(8),
+        "dev": True,
+        "roles": ["agent"],
+    }
     body = _b64(json.dumps(claims).encode())
     unsigned = f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT', 'kid': key.kid}).encode())}.{body}."
     public = key.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -78,12 +87,17 @@ async def test_forged_tokens_rate_limits_and_lockout_are_refused_with_their_stat
 ) -> None:
     pki = Pki.create(tmp_path / "pki")
     trail = tmp_path / "audit.jsonl"
-    env = {"NATS_MCP_NAMESPACE": "team-guard", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_SECURITY_DEV_TOKENS": "true",
-           "NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false",
-           "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "0.01",
-           "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "3",
-           "NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES": "5", "NATS_MCP_SECURITY_LOCKOUT_BASE_S": "120"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-guard",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_SECURITY_DEV_TOKENS": "true",
+        "NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "0.01",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "3",
+        "NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES": "5",
+        "NATS_MCP_SECURITY_LOCKOUT_BASE_S": "120",
+    }
     url = nats_server.url
     busy, _ = await api_key(tmp_path, url, "busy", "agent")
     chatty, _ = await api_key(tmp_path, url, "chatty", "agent")
@@ -160,8 +174,9 @@ async def test_forged_tokens_rate_limits_and_lockout_are_refused_with_their_stat
 async def listening(t: Any, uris: list[str]) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
     """A ``Listen`` call for ``uris``; its frames arrive on the queue until the block ends (which cancels the call)."""
     channel = open_channel(t)
-    method = channel.unary_stream(LISTEN_METHOD, request_serializer=Frame.SerializeToString,
-                                  response_deserializer=Frame.FromString)  # fmt: skip
+    method = channel.unary_stream(
+        LISTEN_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+    )
     request = modern("subscriptions/listen", {"notifications": {"resourceSubscriptions": uris}}, 99)
     call = method(frame(request), metadata=(*t.metadata(), ("mcp-method", "subscriptions/listen")))
     frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -231,8 +246,10 @@ async def test_listen_streams_changes_and_rotated_certificates_are_served_withou
         async with listening(me, [roadmap]) as frames:
             ack = await next_frame(frames, "notifications/subscriptions/acknowledged")
             assert ack["params"]["notifications"]["resourceSubscriptions"] == [roadmap]
-            steps = [("warp_handle_set", {"handle": "alice"}),
-                     ("warp_channels_send", {"channel": "roadmap", "message": "listen over gRPC"})]  # fmt: skip
+            steps = [
+                ("warp_handle_set", {"handle": "alice"}),
+                ("warp_channels_send", {"channel": "roadmap", "message": "listen over gRPC"}),
+            ]
             for n, (name, args) in enumerate(steps):
                 code, _, received = await call_status(me, tool_call(name, n, **args))
                 assert code == grpc.StatusCode.OK and json.loads(received[-1])["result"]["isError"] is False
@@ -241,8 +258,9 @@ async def test_listen_streams_changes_and_rotated_certificates_are_served_withou
         # Listen carries subscriptions/listen only
         channel = open_channel(me)
         try:
-            method = channel.unary_stream(LISTEN_METHOD, request_serializer=Frame.SerializeToString,
-                                          response_deserializer=Frame.FromString)  # fmt: skip
+            method = channel.unary_stream(
+                LISTEN_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+            )
             wrong = method(tool_call("warp_handle_get"), metadata=me.metadata())
             with contextlib.suppress(grpc.aio.AioRpcError):
                 async for _ in wrong:
@@ -259,13 +277,17 @@ async def test_listen_streams_changes_and_rotated_certificates_are_served_withou
         assert (await session_status(target(srv, carol), frame(INIT)))[0] == grpc.StatusCode.UNAVAILABLE
         kept = open_channel(me)  # a connection made before the rotation keeps working after it
         try:
-            first = kept.unary_stream("/nats_mcp.v1.McpTransport/Call", request_serializer=Frame.SerializeToString,
-                                      response_deserializer=Frame.FromString)  # fmt: skip
+            first = kept.unary_stream(
+                "/nats_mcp.v1.McpTransport/Call",
+                request_serializer=Frame.SerializeToString,
+                response_deserializer=Frame.FromString,
+            )
             [answer] = [f async for f in first(tool_call("warp_handle_get"), metadata=me.metadata())]
             assert json.loads(answer.json)["result"]["isError"] is False
 
-            renewed = pki.issue("server-renewed", dns=["localhost"], ips=["127.0.0.1"],
-                                valid_for=datetime.timedelta(days=2))  # fmt: skip
+            renewed = pki.issue(
+                "server-renewed", dns=["localhost"], ips=["127.0.0.1"], valid_for=datetime.timedelta(days=2)
+            )
             bundle = tmp_path / "bundle.pem"
             bundle.write_bytes(pki.ca_file.read_bytes() + other.ca_file.read_bytes())
             replace(key, renewed.key_file)
@@ -309,18 +331,23 @@ async def test_a_deadline_cancels_the_request_behind_the_call(tmp_path: Path, na
     ) as srv:
         a, b = alice(srv), bob(srv)
         for n, who in enumerate((a, b)):
-            code, _, received = await call_status(who, tool_call("warp_registry_register", n, agentType="worker",
-                                                                 capabilities=["python"]))  # fmt: skip
+            code, _, received = await call_status(
+                who, tool_call("warp_registry_register", n, agentType="worker", capabilities=["python"])
+            )
             assert code == grpc.StatusCode.OK and json.loads(received[-1])["result"]["isError"] is False
 
         # alice waits up to 30 s for work, but her call has a 1 s deadline
         channel = open_channel(a)
         try:
-            method = channel.unary_stream("/nats_mcp.v1.McpTransport/Call", request_serializer=Frame.SerializeToString,
-                                          response_deserializer=Frame.FromString)  # fmt: skip
+            method = channel.unary_stream(
+                "/nats_mcp.v1.McpTransport/Call",
+                request_serializer=Frame.SerializeToString,
+                response_deserializer=Frame.FromString,
+            )
             started = time.monotonic()
-            waiting = method(tool_call("warp_work_claim", capability="python", timeout=30000), timeout=1.0,
-                             metadata=a.metadata())  # fmt: skip
+            waiting = method(
+                tool_call("warp_work_claim", capability="python", timeout=30000), timeout=1.0, metadata=a.metadata()
+            )
             with contextlib.suppress(grpc.aio.AioRpcError):
                 async for _ in waiting:
                     pass
@@ -330,8 +357,9 @@ async def test_a_deadline_cancels_the_request_behind_the_call(tmp_path: Path, na
             await channel.close()
 
         # the claim behind it is gone too: work offered now goes to bob, not to a claim nobody waits for
-        code, _, received = await call_status(b, tool_call("warp_work_broadcast", 3, taskId="t-1", description="do t-1",
-                                                           requiredCapability="python"))  # fmt: skip
+        code, _, received = await call_status(
+            b, tool_call("warp_work_broadcast", 3, taskId="t-1", description="do t-1", requiredCapability="python")
+        )
         assert code == grpc.StatusCode.OK
         code, _, received = await call_status(b, tool_call("warp_work_claim", 4, capability="python", timeout=5000))
         item = json.loads(received[-1])["result"]["structuredContent"]["workItem"]

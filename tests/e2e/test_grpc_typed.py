@@ -48,8 +48,12 @@ async def test_typed_list_tools_and_call_tool_share_the_policy_and_the_audit(
     alice, bob = pki.client("alice"), pki.client("bob")
     stranger = pki.issue("stranger", uris=["spiffe://elsewhere.test/agent/stranger"])
     trail = tmp_path / "audit.jsonl"
-    env = {"NATS_MCP_NAMESPACE": "team-typed", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_GRPC_REFLECTION": "true"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-typed",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_GRPC_REFLECTION": "true",
+    }
     async with serving(tmp_path, "typed", nats_server.url, pki.server(), "--client-ca", str(pki.ca_file), **env) as srv:
         a_channel, b_channel = open_channel(target(srv, alice)), open_channel(target(srv, bob))
         try:
@@ -117,8 +121,11 @@ async def test_typed_list_tools_and_call_tool_share_the_policy_and_the_audit(
 async def test_reflection_is_off_by_default(tmp_path: Path, nats_server: NatsServer) -> None:
     pki = Pki.create(tmp_path / "pki")
     alice = pki.client("alice")
-    env = {"NATS_MCP_NAMESPACE": "team-noreflect", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_GRPC_TYPED_SERVICE": "false"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-noreflect",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_GRPC_TYPED_SERVICE": "false",
+    }
     async with serving(tmp_path, "plain", nats_server.url, pki.server(), "--client-ca", str(pki.ca_file), **env) as srv:
         channel = open_channel(target(srv, alice))
         try:

@@ -94,10 +94,13 @@ async def test_listen_and_subscribe_are_authorized_audited_and_shared_per_princi
     alice, alice_id = await api_key(tmp_path, url, "alice", "py")
     bob, _ = await api_key(tmp_path, url, "bob", "py")
     ghost, ghost_id = await api_key(tmp_path, url, "ghost", "nobody")
-    env |= {"NATS_MCP_NAMESPACE": "team-listen",
-            "NATS_MCP_SECURITY_POOLS_LISTEN_TOTAL": "3", "NATS_MCP_SECURITY_POOLS_LISTEN_PER_PRINCIPAL": "2",
-            "NATS_MCP_SECURITY_POOLS_WATCHES_TOTAL": "100",
-            "NATS_MCP_SECURITY_POOLS_WATCHES_PER_PRINCIPAL": "2"}  # fmt: skip
+    env |= {
+        "NATS_MCP_NAMESPACE": "team-listen",
+        "NATS_MCP_SECURITY_POOLS_LISTEN_TOTAL": "3",
+        "NATS_MCP_SECURITY_POOLS_LISTEN_PER_PRINCIPAL": "2",
+        "NATS_MCP_SECURITY_POOLS_WATCHES_TOTAL": "100",
+        "NATS_MCP_SECURITY_POOLS_WATCHES_PER_PRINCIPAL": "2",
+    }
     async with serving(tmp_path, "shares", url, **env) as server:
         async with mcp_client(server.url, alice) as a, mcp_client(server.url, ghost) as g:
             assert a.protocol_version == "2026-07-28"
@@ -106,8 +109,15 @@ async def test_listen_and_subscribe_are_authorized_audited_and_shared_per_princi
                 async with listen(a, ROADMAP, ERRORS):
                     pass
             assert refusal(caught) == "forbidden" and "channel errors" in caught.value.message
-            await audited(trail, "the denied listen", kind="denied", tool="channels_read", reason="policy_denied",
-                          transport="http", key_id=alice_id)  # fmt: skip
+            await audited(
+                trail,
+                "the denied listen",
+                kind="denied",
+                tool="channels_read",
+                reason="policy_denied",
+                transport="http",
+                key_id=alice_id,
+            )
             for uris in ([ROADMAP], [INBOX_URI]):
                 with pytest.raises(MCPError) as caught:
                     async with listen(g, *uris):
@@ -117,8 +127,9 @@ async def test_listen_and_subscribe_are_authorized_audited_and_shared_per_princi
 
             # the readable channel is served, and audited as the read it amounts to
             async with listen(a, ROADMAP):
-                await audited(trail, "the allowed listen", kind="tool_call", tool="channels_read", outcome="ok",
-                              key_id=alice_id)  # fmt: skip
+                await audited(
+                    trail, "the allowed listen", kind="tool_call", tool="channels_read", outcome="ok", key_id=alice_id
+                )
 
             # one principal holding its share (2) of listen streams is refused a third; another principal is not
             async with contextlib.AsyncExitStack() as held:
@@ -128,8 +139,13 @@ async def test_listen_and_subscribe_are_authorized_audited_and_shared_per_princi
                     async with listen(a, ROADMAP):
                         pass
                 assert refusal(caught) == "limit_exceeded" and "its share" in caught.value.message
-                await audited(trail, "the exhausted share", kind="limit_exceeded", reason="listen_share_exhausted",
-                              key_id=alice_id)  # fmt: skip
+                await audited(
+                    trail,
+                    "the exhausted share",
+                    kind="limit_exceeded",
+                    reason="listen_share_exhausted",
+                    key_id=alice_id,
+                )
                 async with mcp_client(server.url, bob) as b, listen(b, ROADMAP):
                     pass
 
@@ -151,8 +167,13 @@ async def test_listen_and_subscribe_are_authorized_audited_and_shared_per_princi
             with pytest.raises(MCPError) as caught:
                 await a1.subscribe_resource(INBOX_URI)
             assert refusal(caught) == "limit_exceeded"
-            await audited(trail, "the exhausted watch share", kind="limit_exceeded", reason="watches_share_exhausted",
-                          key_id=alice_id)  # fmt: skip
+            await audited(
+                trail,
+                "the exhausted watch share",
+                kind="limit_exceeded",
+                reason="watches_share_exhausted",
+                key_id=alice_id,
+            )
             await b1.subscribe_resource(ROADMAP)  # bob's share is his own
             await a1.unsubscribe_resource(PARALLEL)
             await a1.subscribe_resource(INBOX_URI)  # given back on unsubscribe
@@ -178,24 +199,40 @@ async def test_grpc_listen_is_authorized_audited_and_shared_per_principal(
     url = nats_server.url
     alice, alice_id = await api_key(tmp_path, url, "alice", "py")
     bob, _ = await api_key(tmp_path, url, "bob", "py")
-    env |= {"NATS_MCP_NAMESPACE": "team-glisten", "NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false",
-            "NATS_MCP_SECURITY_POOLS_LISTEN_TOTAL": "3",
-            "NATS_MCP_SECURITY_POOLS_LISTEN_PER_PRINCIPAL": "1"}  # fmt: skip
+    env |= {
+        "NATS_MCP_NAMESPACE": "team-glisten",
+        "NATS_MCP_GRPC_REQUIRE_CLIENT_CERT": "false",
+        "NATS_MCP_SECURITY_POOLS_LISTEN_TOTAL": "3",
+        "NATS_MCP_SECURITY_POOLS_LISTEN_PER_PRINCIPAL": "1",
+    }
     async with grpc_serving(tmp_path, "glisten", url, pki.server(), **env) as srv:
         a, b = target(srv, None, alice), target(srv, None, bob)
         async with listening(a, [ERRORS]) as frames:  # a channel alice's role may not read
             answer = await first_answer(frames)
         assert answer["error"]["code"] == types.INVALID_PARAMS and answer["error"]["data"]["code"] == "forbidden"
-        await audited(trail, "the denied Listen", kind="denied", tool="channels_read", reason="policy_denied",
-                      transport="grpc", key_id=alice_id)  # fmt: skip
+        await audited(
+            trail,
+            "the denied Listen",
+            kind="denied",
+            tool="channels_read",
+            reason="policy_denied",
+            transport="grpc",
+            key_id=alice_id,
+        )
 
         async with listening(a, [ROADMAP]) as held:
             await next_frame(held, "notifications/subscriptions/acknowledged")
             async with listening(a, [ROADMAP]) as frames:  # alice's share is 1
                 answer = await first_answer(frames)
             assert answer["error"]["data"]["code"] == "limit_exceeded"
-            await audited(trail, "the exhausted share", kind="limit_exceeded", reason="listen_share_exhausted",
-                          transport="grpc", key_id=alice_id)  # fmt: skip
+            await audited(
+                trail,
+                "the exhausted share",
+                kind="limit_exceeded",
+                reason="listen_share_exhausted",
+                transport="grpc",
+                key_id=alice_id,
+            )
             async with listening(b, [ROADMAP]) as frames:  # bob is not refused for alice's streams
                 await next_frame(frames, "notifications/subscriptions/acknowledged")
             # and alice's stream still hears of changes
@@ -237,8 +274,9 @@ async def test_queue_reads_are_limited_to_the_capabilities_a_role_is_granted(
         assert await err(py, "warp_work_list", capability="secret") == "forbidden"
         assert await err(py, "warp_dlq_list", capability="secret") == "forbidden"
         assert await err(py, "warp_work_queue_status", capability="secret") == "forbidden"
-        await audited(trail, "the refused queue read", kind="denied", tool="work_list", reason="policy_denied",
-                      key_id=worker_id)  # fmt: skip
+        await audited(
+            trail, "the refused queue read", kind="denied", tool="work_list", reason="policy_denied", key_id=worker_id
+        )
         # ...and without a capability argument, only what the role may see
         assert set(await queues(py)) == {"python"}
         assert set(await queues(chief)) == {"python", "secret"}
@@ -276,28 +314,40 @@ async def test_unknown_tools_and_agent_names_count_against_the_principal(
     prober, prober_id = await api_key(tmp_path, url, "prober", "agent")
     fleet, fleet_id = await api_key(tmp_path, url, "fleet", "agent")
     other, _ = await api_key(tmp_path, url, "other", "agent")
-    env |= {"NATS_MCP_NAMESPACE": "team-names", "NATS_MCP_SECURITY_MAX_AGENTS_PER_PRINCIPAL": "4",
-            "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "0.01",
-            "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "12"}  # fmt: skip
+    env |= {
+        "NATS_MCP_NAMESPACE": "team-names",
+        "NATS_MCP_SECURITY_MAX_AGENTS_PER_PRINCIPAL": "4",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "0.01",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "12",
+    }
     async with serving(tmp_path, "names", url, **env) as server:
         # probing for tool names: every call is audited, and the principal's rate limit applies to them
         async with mcp_client(server.url, prober, mode="legacy") as p:
             codes = [await code_of(p, name) for name in [f"nats_probe_{i}" for i in range(14)]]
             assert "rate_limited" in codes and codes.index("rate_limited") <= 12, codes
-            await audited(trail, "an unknown tool", kind="tool_call", tool="nats_probe_0", outcome="unknown_tool",
-                          key_id=prober_id)  # fmt: skip
+            await audited(
+                trail,
+                "an unknown tool",
+                kind="tool_call",
+                tool="nats_probe_0",
+                outcome="unknown_tool",
+                key_id=prober_id,
+            )
             await audited(trail, "a refused probe", kind="rate_limited", reason="rate_limited", key_id=prober_id)
 
         # agent names: they share the principal's rate limit, and only 4 distinct names are accepted
         async with contextlib.AsyncExitStack() as stack:
-            agents = [await stack.enter_async_context(mcp_client(server.url, fleet, agent=f"w-{i}", mode="legacy"))
-                      for i in range(6)]  # fmt: skip
+            agents = [
+                await stack.enter_async_context(mcp_client(server.url, fleet, agent=f"w-{i}", mode="legacy"))
+                for i in range(6)
+            ]
             codes = [await code_of(c, "warp_handle_get") for c in agents]
             assert codes[:4] == [None] * 4 and codes[4:] == ["limit_exceeded"] * 2, codes
             result = await agents[5].call_tool("warp_handle_get", {})
             assert "agent names" in result.content[0].text  # type: ignore[union-attr]
-            await audited(trail, "the refused agent name", kind="limit_exceeded", reason="too_many_agents",
-                          key_id=fleet_id)  # fmt: skip
+            await audited(
+                trail, "the refused agent name", kind="limit_exceeded", reason="too_many_agents", key_id=fleet_id
+            )
             # the 4 names draw on one bucket of 12 (7 tokens spent above, refusals included), not on 4 x 12
             spent = [await code_of(agents[i % 4], "warp_handle_get") for i in range(12)]
             assert "rate_limited" in spent and spent.index("rate_limited") <= 6, spent

@@ -26,10 +26,20 @@ async def test_provision_makes_every_resource_once_and_again(tmp_path: Path, nat
     code, out, error = await run_cli(tmp_path, "provision", "--json", **env)
     assert code == 0, error
     names = {r["name"] for r in json.loads(out)["resources"]}
-    for wanted in ("nmcp_team-prov_work", "nmcp_team-prov_workev", "nmcp_team-prov_dlq", "nmcp_team-prov_inbox",
-                   "nmcp_team-prov_chan_roadmap", "nmcp_audit", "KV_nmcp_team-prov_registry",
-                   "KV_nmcp_team-prov_identity", "KV_nmcp_team-prov_workstate", "KV_nmcp_apikeys",
-                   "KV_nmcp_directory", "nmcp_team-prov_sse"):  # fmt: skip
+    for wanted in (
+        "nmcp_team-prov_work",
+        "nmcp_team-prov_workev",
+        "nmcp_team-prov_dlq",
+        "nmcp_team-prov_inbox",
+        "nmcp_team-prov_chan_roadmap",
+        "nmcp_audit",
+        "KV_nmcp_team-prov_registry",
+        "KV_nmcp_team-prov_identity",
+        "KV_nmcp_team-prov_workstate",
+        "KV_nmcp_apikeys",
+        "KV_nmcp_directory",
+        "nmcp_team-prov_sse",
+    ):
         assert wanted in names, (wanted, sorted(names))
     code, again, error = await run_cli(tmp_path, "provision", "--json", **env)  # idempotent
     assert code == 0 and {r["name"] for r in json.loads(again)["resources"]} == names, error
@@ -38,8 +48,14 @@ async def test_provision_makes_every_resource_once_and_again(tmp_path: Path, nat
 
 
 async def test_http_healthz_follows_nats(tmp_path: Path, nats_server: NatsServer) -> None:
-    server = await launch(tmp_path, "health", nats_server.url, "--insecure-dev", NATS_MCP_NAMESPACE="team-health",
-                          NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S="0.5")  # fmt: skip
+    server = await launch(
+        tmp_path,
+        "health",
+        nats_server.url,
+        "--insecure-dev",
+        NATS_MCP_NAMESPACE="team-health",
+        NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S="0.5",
+    )
     try:
         async with httpx2.AsyncClient(timeout=10) as client:
 
@@ -60,18 +76,37 @@ async def test_http_healthz_follows_nats(tmp_path: Path, nats_server: NatsServer
 
 async def test_grpc_health_port_serves_only_health_without_tls(tmp_path: Path, nats_server: NatsServer) -> None:
     port_file = tmp_path / "grpc.port"
-    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="team-health",
-                       NATS_MCP_GRPC_PORT_FILE=str(port_file), NATS_MCP_GRPC_HEALTH_PORT="0",
-                       NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S="0.5")  # fmt: skip
+    env = isolated_env(
+        tmp_path,
+        NATS_URL=nats_server.url,
+        NATS_MCP_NAMESPACE="team-health",
+        NATS_MCP_GRPC_PORT_FILE=str(port_file),
+        NATS_MCP_GRPC_HEALTH_PORT="0",
+        NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S="0.5",
+    )
     errlog = tmp_path / "grpc.err"
     with errlog.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--insecure-dev", env=env, cwd=tmp_path,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_pdeathsig_preexec(),
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "serve",
+            "--transport",
+            "grpc",
+            "--port",
+            "0",
+            "--insecure-dev",
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=_pdeathsig_preexec(),
+        )
     try:
-        line = await wait_for(lambda: re.search(r"health.v1 only, without TLS, at 127\.0\.0\.1:(\d+)",
-                                                errlog.read_text()), 60, message="no health port line")  # fmt: skip
+        line = await wait_for(
+            lambda: re.search(r"health.v1 only, without TLS, at 127\.0\.0\.1:(\d+)", errlog.read_text()),
+            60,
+            message="no health port line",
+        )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{line.group(1)}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
 
@@ -82,8 +117,9 @@ async def test_grpc_health_port_serves_only_health_without_tls(tmp_path: Path, n
             serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
             await wait_for(lambda: health_is(serving), 30, message="never SERVING")
             # nothing but health there: the MCP service is not served on this port
-            call = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
-                                        response_deserializer=Frame.FromString)(Frame(json=b"{}"))  # fmt: skip
+            call = channel.unary_stream(
+                CALL_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+            )(Frame(json=b"{}"))
             try:
                 async for _ in call:
                     pass

@@ -43,15 +43,30 @@ def dev_key(tmp_path: Path) -> devtoken.DevKey:
     return devtoken.load_or_create_key(tmp_path / "home" / ".local" / "share" / "nats-mcp" / devtoken.KEY_FILE_NAME)
 
 
-def signed(tmp_path: Path, subject: str, audience: str, *, scope: str | None = None, issued: float | None = None,
-           ttl_s: int = 3600, roles: tuple[str, ...] = ()) -> str:  # fmt: skip
+def signed(
+    tmp_path: Path,
+    subject: str,
+    audience: str,
+    *,
+    scope: str | None = None,
+    issued: float | None = None,
+    ttl_s: int = 3600,
+    roles: tuple[str, ...] = (),
+) -> str:
     """A dev JWT with claims `nats-mcp token issue` cannot make (a past issue time, an OAuth scope)."""
     key = dev_key(tmp_path)
     now = int(time.time() if issued is None else issued)
     claims: dict[str, Any] = {
-        "iss": devtoken.DEV_ISSUER, "sub": subject, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_s,
-        "jti": secrets.token_hex(8), "dev": True, "roles": list(roles),
-    }  # fmt: skip
+        "iss": devtoken.DEV_ISSUER,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_s,
+        "jti": secrets.token_hex(8),
+        "dev": True,
+        "roles": list(roles),
+    }
     if scope is not None:
         claims["scope"] = scope
     return jwt.encode(claims, key.private_key, algorithm=devtoken.DEV_ALGORITHM, headers={"kid": key.kid})
@@ -64,10 +79,15 @@ async def test_authentication_failures_answer_401_403_413_and_are_audited(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     trail = tmp_path / "audit.jsonl"
-    env = {"NATS_MCP_NAMESPACE": "team-auth", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_DEV_TOKENS": "true", "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
-           "NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES": "8", "NATS_MCP_SECURITY_LOCKOUT_BASE_S": "120",
-           "NATS_MCP_HTTP_MAX_BODY_BYTES": "4096"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-auth",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_DEV_TOKENS": "true",
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_SECURITY_LOCKOUT_MAX_FAILURES": "8",
+        "NATS_MCP_SECURITY_LOCKOUT_BASE_S": "120",
+        "NATS_MCP_HTTP_MAX_BODY_BYTES": "4096",
+    }
     url = nats_server.url
     good, _ = await api_key(tmp_path, url, "good", "agent")
     reader, _ = await api_key(tmp_path, url, "reader", "reader")
@@ -174,21 +194,28 @@ async def test_authentication_failures_answer_401_403_413_and_are_audited(
     records = [json.loads(line) for line in text.splitlines()]
     assert records and all(r["transport"] == "http" for r in records)
     failures = [r for r in records if r["kind"] == "auth_failure"]
-    assert all(r["principal"] is None and r["peer"] in ("127.0.0.1", "127.0.0.3") and r["outcome"] == "unauthenticated"
-               for r in failures)  # fmt: skip
+    assert all(
+        r["principal"] is None and r["peer"] in ("127.0.0.1", "127.0.0.3") and r["outcome"] == "unauthenticated"
+        for r in failures
+    )
     reasons = [r["reason"] for r in failures]
     for reason in ("expired", "bad_audience", "bad_signature", "revoked", "malformed"):
         assert reason in reasons, reasons
     assert reasons.count("bad_signature+locked") == 1, reasons
     locked = [r for r in records if r["kind"] == "locked_out"]
     assert [(r["peer"], r["outcome"], r["reason"]) for r in locked] == [("127.0.0.3", "forbidden", "locked_out")]
-    denied = [(r["tool"], r["reason"], r["principal"]["subject"]) for r in records
-              if r["kind"] == "denied" and r["principal"]]  # fmt: skip
+    denied = [
+        (r["tool"], r["reason"], r["principal"]["subject"]) for r in records if r["kind"] == "denied" and r["principal"]
+    ]
     # refusals the SDK answers before a token is looked at are audited too, without a principal
     http_level = {(r["kind"], r["reason"]) for r in records if r["principal"] is None and r["kind"] != "auth_failure"}
     http_level |= {(r["kind"], r["reason"]) for r in failures if r["reason"] == "missing_credentials"}
-    assert {("auth_failure", "missing_credentials"), ("denied", "http_forbidden"), ("denied", "host_not_allowed"),
-            ("limit_exceeded", "body_too_large")} <= http_level, http_level  # fmt: skip
+    assert {
+        ("auth_failure", "missing_credentials"),
+        ("denied", "http_forbidden"),
+        ("denied", "host_not_allowed"),
+        ("limit_exceeded", "body_too_large"),
+    } <= http_level, http_level
     assert ("work_broadcast", "policy_denied", "reader") in denied
     assert ("channels_send", "policy_denied", "reader") in denied
     calls = [(r["tool"], r["outcome"], r["principal"]["subject"]) for r in records if r["kind"] == "tool_call"]
@@ -203,8 +230,12 @@ async def test_authentication_failures_answer_401_403_413_and_are_audited(
 
 
 async def test_required_scope_403_insufficient_scope(tmp_path: Path, nats_server: NatsServer) -> None:
-    env = {"NATS_MCP_NAMESPACE": "team-scope", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_DEV_TOKENS": "true", "NATS_MCP_HTTP_REQUIRED_SCOPES": '["mcp:agent"]'}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-scope",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_DEV_TOKENS": "true",
+        "NATS_MCP_HTTP_REQUIRED_SCOPES": '["mcp:agent"]',
+    }
     key, _ = await api_key(tmp_path, nats_server.url, "keyholder", "agent")
     async with serving(tmp_path, "scoped", nats_server.url, **env) as server:
         scoped = signed(tmp_path, "scoped-dev", server.url, scope="openid mcp:agent")
@@ -235,11 +266,18 @@ async def test_ctrl_c_and_sigterm_stop_cleanly_and_close_the_audit_chain(
     key, _ = await api_key(tmp_path, nats_server.url, "stopper")
     sigs = (signal.SIGINT, signal.SIGTERM)
     trails = {sig: tmp_path / f"audit-{sig.name}.jsonl" for sig in sigs}
-    servers = await asyncio.gather(*(
-        launch(tmp_path, sig.name, nats_server.url, NATS_MCP_NAMESPACE="team-stop",
-               NATS_MCP_SECURITY_AUDIT_FILE=str(trails[sig]))
-        for sig in sigs
-    ))  # fmt: skip
+    servers = await asyncio.gather(
+        *(
+            launch(
+                tmp_path,
+                sig.name,
+                nats_server.url,
+                NATS_MCP_NAMESPACE="team-stop",
+                NATS_MCP_SECURITY_AUDIT_FILE=str(trails[sig]),
+            )
+            for sig in sigs
+        )
+    )
     try:
         for server in servers:
             async with mcp_client(server.url, key) as client:
@@ -274,9 +312,13 @@ async def test_a_401_says_what_is_wrong_and_names_only_real_authorization_server
         expired, _ = await ApiKeys(conn, clock=lambda: time.time() - 3600).create("expired", ["agent"], ttl_s=60)
         await ApiKeys(conn).revoke(revoked_id)
     unknown = f"nmk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
-    cases = [(None, "no credentials: send Authorization: Bearer with an API key"),
-             (unknown, "unknown API key"), ("nmk_not-a-key", "malformed API key"),
-             (revoked, "revoked API key"), (expired, "expired API key")]  # fmt: skip
+    cases = [
+        (None, "no credentials: send Authorization: Bearer with an API key"),
+        (unknown, "unknown API key"),
+        ("nmk_not-a-key", "malformed API key"),
+        (revoked, "revoked API key"),
+        (expired, "expired API key"),
+    ]
     async with serving(tmp_path, "keys-only", url, NATS_MCP_NAMESPACE="team-401") as server, http_client() as hc:
         for token, words in cases:
             described = _description(await post_init(hc, server.url, token))
@@ -295,14 +337,32 @@ async def test_a_401_says_what_is_wrong_and_names_only_real_authorization_server
     # a trusted JWT issuer: the metadata names it, the fallbacks are not served, a refused token says why
     private = ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "issuer.pem"
-    pem.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    pem.write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     issuer = "https://idp.example.test/realms/agents"
-    issuers = json.dumps([{"issuer": issuer, "audience": "https://nats-mcp.example.test/mcp",
-                           "public_key_files": [str(pem)], "algorithms": ["ES256"]}])  # fmt: skip
+    issuers = json.dumps(
+        [
+            {
+                "issuer": issuer,
+                "audience": "https://nats-mcp.example.test/mcp",
+                "public_key_files": [str(pem)],
+                "algorithms": ["ES256"],
+            }
+        ]
+    )
     now = int(time.time())
-    stale = jwt.encode({"iss": issuer, "sub": "someone", "aud": "https://nats-mcp.example.test/mcp",
-                        "iat": now - 7200, "exp": now - 3600}, private, algorithm="ES256")  # fmt: skip
+    stale = jwt.encode(
+        {
+            "iss": issuer,
+            "sub": "someone",
+            "aud": "https://nats-mcp.example.test/mcp",
+            "iat": now - 7200,
+            "exp": now - 3600,
+        },
+        private,
+        algorithm="ES256",
+    )
     env = {"NATS_MCP_NAMESPACE": "team-401", "NATS_MCP_SECURITY_JWT_ISSUERS": issuers}
     async with serving(tmp_path, "issuer", url, **env) as server, http_client() as hc:
         meta = (await hc.get(metadata_url(server.base))).json()

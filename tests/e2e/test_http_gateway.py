@@ -106,9 +106,14 @@ def server_env(tmp_path: Path, nats_url: str, port_file: Path, **env: str) -> di
 async def run_cli(tmp_path: Path, *args: str, timeout: float = 60, **env: str) -> tuple[int, str, str]:
     """A short-lived `nats-mcp` command: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
-        nats_mcp_exe(), *args, env=isolated_env(tmp_path, **env), cwd=tmp_path,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        nats_mcp_exe(),
+        *args,
+        env=isolated_env(tmp_path, **env),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, error = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), error.decode()
@@ -121,10 +126,20 @@ async def launch(tmp_path: Path, name: str, nats_url: str, *args: str, **env: st
     logs = _log_files(tmp_path, name)
     with logs[0].open("wb") as out, logs[1].open("wb") as error:
         proc = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "serve", "--transport", "http", "--port", "0", *args,
-            env=server_env(tmp_path, nats_url, port_file, **env), cwd=tmp_path,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=error, preexec_fn=_pdeathsig_preexec(),
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "serve",
+            "--transport",
+            "http",
+            "--port",
+            "0",
+            *args,
+            env=server_env(tmp_path, nats_url, port_file, **env),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=error,
+            preexec_fn=_pdeathsig_preexec(),
+        )
     scheme = "https" if "--tls-cert" in args else "http"
     server = HttpServer(name, proc, 0, scheme, logs)
 
@@ -172,8 +187,9 @@ def http_client(
         headers["Authorization"] = f"Bearer {token}"
     if agent is not None:
         headers[AGENT_HEADER] = agent
-    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300), verify=verify,
-                              trust_env=False, **kw)  # fmt: skip
+    return httpx2.AsyncClient(
+        headers=headers, timeout=httpx2.Timeout(30, read=300), verify=verify, trust_env=False, **kw
+    )
 
 
 @contextlib.asynccontextmanager
@@ -232,8 +248,11 @@ def policy_file(tmp_path: Path) -> str:
 
 
 async def test_two_principals_coordinate_and_work_through_one_server(tmp_path: Path, nats_server: NatsServer) -> None:
-    env = {"NATS_MCP_NAMESPACE": "team-gw", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_DEV_TOKENS": "true"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-gw",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_DEV_TOKENS": "true",
+    }
     async with serving(tmp_path, "gw", nats_server.url, **env) as server:
         key_a, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
         jwt_b = await dev_jwt(tmp_path, "beta", "agent", audience=server.url)  # JWT roles are groups: policy maps them
@@ -302,8 +321,9 @@ async def test_two_principals_coordinate_and_work_through_one_server(tmp_path: P
             progressed = await ok(b, "warp_work_progress", workItemId=first_id, progress=50, note="half")
             assert progressed["workItemId"] == first_id
             assert await ok(b, "warp_work_complete", workItemId=first_id, result={"ok": True}) == {
-                "workItemId": first_id, "status": "completed",
-            }  # fmt: skip
+                "workItemId": first_id,
+                "status": "completed",
+            }
             assert await err(b, "warp_work_complete", workItemId=first_id) == "conflict"
 
             # fail to the DLQ, retry, claim again, complete
@@ -344,8 +364,10 @@ async def test_one_key_running_several_agents_at_once_never_crosses_them(
         ) as server,
         contextlib.AsyncExitStack() as stack,
     ):
-        clients = [await stack.enter_async_context(mcp_client(server.url, key, agent=f"worker-{i}", mode=mode))
-                   for i in range(3)]  # fmt: skip
+        clients = [
+            await stack.enter_async_context(mcp_client(server.url, key, agent=f"worker-{i}", mode=mode))
+            for i in range(3)
+        ]
 
         async def identities(client: Client) -> set[str]:
             return {(await ok(client, "warp_handle_get"))["agentGuid"] for _ in range(25)}
@@ -497,8 +519,11 @@ def quickstart_key(printed: str) -> str:
 
 
 async def quickstart_banner(server: HttpServer) -> str:
-    return await wait_for(lambda: "Ctrl-C stops the server." in server.stdout() and server.stdout(), 30,
-                          message=lambda: f"no quick-start text: {server.stdout()!r}")  # fmt: skip
+    return await wait_for(
+        lambda: "Ctrl-C stops the server." in server.stdout() and server.stdout(),
+        30,
+        message=lambda: f"no quick-start text: {server.stdout()!r}",
+    )
 
 
 async def test_quickstart_prints_a_working_key_kept_across_restarts(tmp_path: Path, nats_server: NatsServer) -> None:
@@ -515,8 +540,11 @@ async def test_quickstart_prints_a_working_key_kept_across_restarts(tmp_path: Pa
             printed
         )
         config = json.loads(printed.split("MCP client JSON:\n", 1)[1].split("\n\n", 1)[0])
-        assert config == {"mcpServers": {"nats-mcp": {"type": "http", "url": quick.url,
-                                                      "headers": {"Authorization": f"Bearer {key}"}}}}  # fmt: skip
+        assert config == {
+            "mcpServers": {
+                "nats-mcp": {"type": "http", "url": quick.url, "headers": {"Authorization": f"Bearer {key}"}}
+            }
+        }
         # A pinned Inspector: an unpinned npx on Node 20 picks 0.15.0, which refuses these arguments.
         assert f"npx -y @modelcontextprotocol/inspector@2.12.0 --cli {quick.url} --transport http" in printed
         assert "Rate limits: 200 calls/s with bursts of 400 for the key" in printed

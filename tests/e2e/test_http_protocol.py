@@ -45,13 +45,19 @@ async def test_unsupported_versions_and_batches_per_revision(tmp_path: Path, nat
     async with serving(tmp_path, "proto", nats_server.url, **env) as server, http_client(key) as hc:
         # an MCP-Protocol-Version this server does not speak: 400 naming the ones it does
         for method in ("POST", "GET"):
-            refused = await hc.request(method, server.url, json=INIT if method == "POST" else None,
-                                       headers=dict(MCP_HEADERS, **{"mcp-protocol-version": "1999-01-01"}))  # fmt: skip
+            refused = await hc.request(
+                method,
+                server.url,
+                json=INIT if method == "POST" else None,
+                headers=dict(MCP_HEADERS, **{"mcp-protocol-version": "1999-01-01"}),
+            )
             assert refused.status_code == 400, refused.text
             error = refused.json()["error"]
             assert error["code"] == -32022
-            assert error["data"] == {"supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25",
-                                                   "2026-07-28"], "requested": "1999-01-01"}  # fmt: skip
+            assert error["data"] == {
+                "supported": ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
+                "requested": "1999-01-01",
+            }
             assert "1999-01-01" in error["message"] and "2025-11-25" in error["message"]
 
         # a 2025-11-25 session: a batch is a clear Invalid Request, not a validation dump
@@ -74,8 +80,11 @@ async def test_unsupported_versions_and_batches_per_revision(tmp_path: Path, nat
         old = dict(MCP_HEADERS, **{"mcp-session-id": opened.headers["mcp-session-id"]})
         initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert (await hc.post(server.url, json=[initialized], headers=old)).status_code == 202  # notifications only
-        batch = [{"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, {"jsonrpc": "2.0", "id": "p", "method": "ping"},
-                 {"jsonrpc": "2.0", "id": 4, "method": "no/such/method"}]  # fmt: skip
+        batch = [
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": "p", "method": "ping"},
+            {"jsonrpc": "2.0", "id": 4, "method": "no/such/method"},
+        ]
         answered = await hc.post(server.url, json=batch, headers=old)
         assert answered.status_code == 200, answered.text
         assert answered.headers["content-type"].startswith("application/json")
@@ -93,9 +102,14 @@ async def test_unsupported_versions_and_batches_per_revision(tmp_path: Path, nat
 
 async def test_sessions_are_bounded_per_principal_in_count_and_rate(tmp_path: Path, nats_server: NatsServer) -> None:
     trail = tmp_path / "audit.jsonl"
-    env = {"NATS_MCP_NAMESPACE": "team-cap", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_SECURITY_AUDIT_FILE": str(trail), "NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "3",
-           "NATS_MCP_HTTP_INITIALIZE_RATE_BURST": "5", "NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S": "0.001"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-cap",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_AUDIT_FILE": str(trail),
+        "NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "3",
+        "NATS_MCP_HTTP_INITIALIZE_RATE_BURST": "5",
+        "NATS_MCP_HTTP_INITIALIZE_RATE_RATE_PER_S": "0.001",
+    }
     greedy, _ = await api_key(tmp_path, nats_server.url, "greedy", "agent")
     modest, _ = await api_key(tmp_path, nats_server.url, "modest", "agent")
     async with serving(tmp_path, "cap", nats_server.url, **env) as server, http_client(greedy) as hc:
@@ -114,8 +128,9 @@ async def test_sessions_are_bounded_per_principal_in_count_and_rate(tmp_path: Pa
             assert (await open_session(other, server.url)).status_code == 200
         # the sessions still work; ending one makes room
         headers = dict(MCP_HEADERS, **{"mcp-session-id": sessions[0], "mcp-protocol-version": "2025-11-25"})
-        assert (await hc.post(server.url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
-                              headers=headers)).status_code == 200  # fmt: skip
+        assert (
+            await hc.post(server.url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=headers)
+        ).status_code == 200
         assert (await hc.delete(server.url, headers=headers)).status_code == 200
         fourth = await open_session(hc, server.url)
         assert fourth.status_code == 200
@@ -139,8 +154,11 @@ async def test_sessions_are_bounded_per_principal_in_count_and_rate(tmp_path: Pa
 
         def audited() -> list[tuple[str, str, str]]:
             records = [json.loads(line) for line in trail.read_text().splitlines()] if trail.exists() else []
-            return [(r["kind"], r["reason"], r["principal"]["subject"]) for r in records
-                    if r["reason"] in ("too_many_sessions", "initialize_rate_limited")]  # fmt: skip
+            return [
+                (r["kind"], r["reason"], r["principal"]["subject"])
+                for r in records
+                if r["reason"] in ("too_many_sessions", "initialize_rate_limited")
+            ]
 
         await wait_for(lambda: len(audited()) == 3, 15, message="the refusals were not audited")
         subjects = {s for _, _, s in audited()}
@@ -185,8 +203,11 @@ def call(request_id: int, tool: str, **arguments: Any) -> dict[str, Any]:
 
 
 async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_server: NatsServer) -> None:
-    env = {"NATS_MCP_NAMESPACE": "team-sse", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_HTTP_SSE_RETRY_MS": "1500"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-sse",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_HTTP_SSE_RETRY_MS": "1500",
+    }
     worker, _ = await api_key(tmp_path, nats_server.url, "worker", "agent")
     boss, _ = await api_key(tmp_path, nats_server.url, "boss", "agent")
     async with (
@@ -201,23 +222,29 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         assert (await hc.post(a.url, json=initialized, headers=headers)).status_code == 202
 
         # every POST stream starts with a priming event: an id, empty data and the retry interval
-        registered = await hc.post(a.url, json=call(2, "warp_registry_register", agentType="worker",
-                                                    capabilities=["python"]), headers=headers)  # fmt: skip
+        registered = await hc.post(
+            a.url, json=call(2, "warp_registry_register", agentType="worker", capabilities=["python"]), headers=headers
+        )
         events = sse_events(registered.text)
         assert events[0]["data"] == "" and re.fullmatch(EVENT_ID, events[0]["id"]) and events[0]["retry"] == "1500"
         assert json.loads(events[1]["data"])["id"] == 2 and count(events[1]["id"]) > count(events[0]["id"])
 
         # a finished stream replays from NATS: the answer after its priming event, with the same event id
-        replay = {"accept": "text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25",
-                  "last-event-id": events[0]["id"]}  # fmt: skip
+        replay = {
+            "accept": "text/event-stream",
+            "mcp-session-id": session,
+            "mcp-protocol-version": "2025-11-25",
+            "last-event-id": events[0]["id"],
+        }
         async with hc.stream("GET", a.url, headers=replay) as replayed:
             assert replayed.status_code == 200
             again = await first_event(replayed)
         assert again["id"] == events[1]["id"] and json.loads(again["data"]) == json.loads(events[1]["data"])
 
         # a claim that waits for work: its stream drops after the priming event
-        async with hc.stream("POST", a.url, json=call(3, "warp_work_claim", capability="python", timeout=30000),
-                             headers=headers) as waiting:  # fmt: skip
+        async with hc.stream(
+            "POST", a.url, json=call(3, "warp_work_claim", capability="python", timeout=30000), headers=headers
+        ) as waiting:
             assert waiting.status_code == 200
             primed = await first_event(waiting)
         assert primed["data"] == "" and primed["retry"] == "1500"
@@ -226,8 +253,12 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         async with mcp_client(a.url, boss, agent="boss") as other:
             await register(other)
             await broadcast(other, "resume me", "python")
-        resume = {"accept": "text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25",
-                  "last-event-id": primed["id"]}  # fmt: skip
+        resume = {
+            "accept": "text/event-stream",
+            "mcp-session-id": session,
+            "mcp-protocol-version": "2025-11-25",
+            "last-event-id": primed["id"],
+        }
         async with hc.stream("GET", a.url, headers=resume) as resumed:
             assert resumed.status_code == 200
             answer = await first_event(resumed)
@@ -275,8 +306,11 @@ def ts() -> TsClient:
 
 async def test_real_clients_meet_the_session_bound(tmp_path: Path, nats_server: NatsServer, ts: TsClient) -> None:
     """What the SDK clients show a user whose key holds all its sessions: the reason, not a bare status."""
-    env = {"NATS_MCP_NAMESPACE": "team-clients", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "2"}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-clients",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL": "2",
+    }
     full, _ = await api_key(tmp_path, nats_server.url, "full", "agent")
     free, _ = await api_key(tmp_path, nats_server.url, "free", "agent")
     async with serving(tmp_path, "clients", nats_server.url, **env) as server, http_client(full) as hc:

@@ -43,8 +43,18 @@ async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nat
         assert [(a["guid"], a["capabilities"]) for a in agents["agents"]] == [(worker_guid, ["python"])]
 
         # submit prints the id; watch follows it until the agent completes it
-        code, out, error = await cli(tmp_path, nats_server, "work", "submit", "python", "lint the repo",
-                                     "--priority", "8", "--context", '{"path": "src"}')  # fmt: skip
+        code, out, error = await cli(
+            tmp_path,
+            nats_server,
+            "work",
+            "submit",
+            "python",
+            "lint the repo",
+            "--priority",
+            "8",
+            "--context",
+            '{"path": "src"}',
+        )
         assert code == 0, error
         item_id = out.strip()
         assert len(item_id) == 36 and "queued for python at priority 8" in error
@@ -53,9 +63,19 @@ async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nat
 
         env = isolated_env(tmp_path / "human", NATS_URL=nats_server.url, NATS_MCP_NAMESPACE=NS)
         watcher = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "work", "watch", item_id, "--json", "--max-wait", "60s", env=env, cwd=tmp_path / "human",
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "work",
+            "watch",
+            item_id,
+            "--json",
+            "--max-wait",
+            "60s",
+            env=env,
+            cwd=tmp_path / "human",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             item = await claim(worker, timeout=5000)
             assert item is not None and item["id"] == item_id and item["contextData"] == {"path": "src"}
@@ -96,8 +116,11 @@ async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nat
         assert code == 3 and "not_found" in error
 
     # the person's calls are audited as the local principal's agent "human", over the cli transport
-    await wait_for(lambda: trail(tmp_path).exists() and "dlq_discard" in trail(tmp_path).read_text(), 15,
-                   message="the CLI's calls were not audited")  # fmt: skip
+    await wait_for(
+        lambda: trail(tmp_path).exists() and "dlq_discard" in trail(tmp_path).read_text(),
+        15,
+        message="the CLI's calls were not audited",
+    )
     records = [json.loads(line) for line in trail(tmp_path).read_text().splitlines()]
     assert {r["transport"] for r in records} == {"cli"}
     tools = {r["tool"] for r in records if r["kind"] == "tool_call"}
@@ -107,10 +130,12 @@ async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nat
 async def test_bad_input_and_an_unreachable_nats_have_their_exit_codes(tmp_path: Path, nats_server: NatsServer) -> None:
     (tmp_path / "human").mkdir()
     # bad input: exit 2, and nothing was queued
-    for args in (("work", "submit", "python", "x", "--deadline", "someday"),
-                 ("work", "submit", "python", "x", "--context", "[1, 2]"),
-                 ("work", "submit", "bad capability!", "x"),
-                 ("work", "watch", "not-a-uuid")):  # fmt: skip
+    for args in (
+        ("work", "submit", "python", "x", "--deadline", "someday"),
+        ("work", "submit", "python", "x", "--context", "[1, 2]"),
+        ("work", "submit", "bad capability!", "x"),
+        ("work", "watch", "not-a-uuid"),
+    ):
         code, _, error = await cli(tmp_path, nats_server, *args)
         assert code == 2, (args, error)
         assert "nats-mcp: error:" in error and "Traceback" not in error

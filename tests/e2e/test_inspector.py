@@ -133,9 +133,17 @@ def test_tools_call_error_shows_the_message_and_code(
     """A tool error is a result the inspector shows (its SDK client checks structuredContent against the tool's
     outputSchema even on errors: an error object there made it fail the call with -32602 instead)."""
     proc = inspector.run(
-        tmp_path, nats_server.url, "--method", "tools/call", "--tool-name", "warp_channels_send",
-        "--tool-arg", "channel=roadmap", "--tool-arg", "message=hello",
-    )  # fmt: skip
+        tmp_path,
+        nats_server.url,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "warp_channels_send",
+        "--tool-arg",
+        "channel=roadmap",
+        "--tool-arg",
+        "message=hello",
+    )
     detail = f"inspector exited {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
     # the inspector prints the result, then exits 5 saying the tool answered an error (not that the call failed)
     assert proc.returncode == 5, detail

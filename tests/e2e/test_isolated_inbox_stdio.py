@@ -22,8 +22,12 @@ def as_user(server: PermsNatsServer, user: str, guid: str) -> dict[str, str]:
     """What an operator sets for one stdio agent: its NATS user, its inbox prefix, isolated reads, its GUID."""
     perms = USERS[user].perms
     assert perms.isolate_inbox and perms.agent == guid
-    return {"NATS_URL": server.url_for(user), "NATS_MCP_NATS_INBOX_PREFIX": perms.inbox_prefix,
-            "NATS_MCP_NATS_ISOLATE_INBOX": "true", "LOOMINAL_AGENT_ID": guid}  # fmt: skip
+    return {
+        "NATS_URL": server.url_for(user),
+        "NATS_MCP_NATS_INBOX_PREFIX": perms.inbox_prefix,
+        "NATS_MCP_NATS_ISOLATE_INBOX": "true",
+        "LOOMINAL_AGENT_ID": guid,
+    }
 
 
 @pytest.fixture
@@ -56,8 +60,9 @@ async def test_stdio_agents_read_their_own_inbox_under_isolated_permissions(
             # the attack, with carol's NATS credentials: alice's inbox through the stream-wide API
             team = Layout(NS)
             async with Raw.of(server, "agent-c") as raw:
-                await raw.refused_request(f"$JS.API.DIRECT.GET.{team.inbox_stream}",
-                                          {"seq": 1, "next_by_subj": team.inbox_subject(A)})  # fmt: skip
+                await raw.refused_request(
+                    f"$JS.API.DIRECT.GET.{team.inbox_stream}", {"seq": 1, "next_by_subj": team.inbox_subject(A)}
+                )
                 await raw.refused_request(f"$JS.API.STREAM.MSG.DELETE.{team.inbox_stream}", {"seq": 1})
             mine = await ok(alice, "warp_messages_read_direct")
             assert [m["content"] for m in mine["messages"]] == ["alice's secret"]  # still there, read once

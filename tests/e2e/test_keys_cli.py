@@ -29,8 +29,22 @@ def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
 
 async def test_create_list_revoke(tmp_path: Path, nats_server: NatsServer) -> None:
     url = nats_server.url
-    made = cli(tmp_path, "keys", "create", "--name", "ci-bot", "--role", "agent", "--role", "reader",
-               "--namespace", "proj-a", "--expires", "30d", NATS_URL=url)  # fmt: skip
+    made = cli(
+        tmp_path,
+        "keys",
+        "create",
+        "--name",
+        "ci-bot",
+        "--role",
+        "agent",
+        "--role",
+        "reader",
+        "--namespace",
+        "proj-a",
+        "--expires",
+        "30d",
+        NATS_URL=url,
+    )
     assert made.returncode == 0, made.stderr
     lines = made.stdout.splitlines()
     assert len(lines) == 1  # the key alone on stdout: KEY=$(nats-mcp keys create ...) works
@@ -97,8 +111,20 @@ def test_usage_errors_and_failures(tmp_path: Path, nats_server: NatsServer) -> N
 
 async def test_token_issue_makes_a_dev_token_the_server_accepts(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
-    issued = cli(tmp_path, "token", "issue", "--subject", "dev-erin", "--role", "agent", "--namespace", "proj-b",
-                 "--ttl", "15m", NATS_MCP_EMBEDDED_DATA_DIR=data)  # fmt: skip
+    issued = cli(
+        tmp_path,
+        "token",
+        "issue",
+        "--subject",
+        "dev-erin",
+        "--role",
+        "agent",
+        "--namespace",
+        "proj-b",
+        "--ttl",
+        "15m",
+        NATS_MCP_EMBEDDED_DATA_DIR=data,
+    )
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip()
     assert token.count(".") == 2 and "\n" not in token
@@ -116,8 +142,15 @@ async def test_token_issue_makes_a_dev_token_the_server_accepts(tmp_path: Path) 
         await JwtVerifier.from_settings(off).verify(token)
     assert info.value.reason == "bad_issuer"
 
-    quiet = cli(tmp_path, "token", "issue", "--subject", "x", NATS_MCP_EMBEDDED_DATA_DIR=data,
-                NATS_MCP_SECURITY_DEV_TOKENS="true")  # fmt: skip
+    quiet = cli(
+        tmp_path,
+        "token",
+        "issue",
+        "--subject",
+        "x",
+        NATS_MCP_EMBEDDED_DATA_DIR=data,
+        NATS_MCP_SECURITY_DEV_TOKENS="true",
+    )
     assert quiet.returncode == 0 and "development token" in quiet.stderr and "does not trust" not in quiet.stderr
 
 

@@ -42,7 +42,7 @@ CALLS: list[tuple[dict[str, Any], str | None]] = [
     ({"name": "warp_channels_read", "arguments": {"channel": "Not A Channel!"}}, "invalid_name"),
     ({"name": "warp_channels_read", "arguments": {"channel": "roadmap"}}, None),
     ({"name": "warp_registry_get_info", "arguments": {"guid": "0" * 32}}, "not_found"),
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,12 @@ def mcp1_client() -> Mcp1Client:
     try:
         proc = subprocess.run(
             [str(UV), "sync", "--frozen", "--quiet", "--project", str(PROJECT)],
-            env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.fail(f"uv sync of {PROJECT} could not run: {exc!r}", pytrace=False)
     if proc.returncode != 0:

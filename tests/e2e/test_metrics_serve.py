@@ -15,8 +15,11 @@ from tests.support.natsserver import NatsServer, wait_for
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
@@ -25,8 +28,11 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
 
 async def test_http_serves_metrics_of_calls_and_failed_logins(tmp_path: Path, nats_server: NatsServer) -> None:
     listener_file = tmp_path / "listener.port"
-    env = {"NATS_MCP_NAMESPACE": "team-m", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
-           "NATS_MCP_OBSERVE_METRICS_PORT_FILE": str(listener_file)}  # fmt: skip
+    env = {
+        "NATS_MCP_NAMESPACE": "team-m",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_OBSERVE_METRICS_PORT_FILE": str(listener_file),
+    }
     async with serving(tmp_path, "metrics", nats_server.url, "--metrics-port", "0", **env) as server:
         key, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
         async with mcp_client(server.url, key) as client:
@@ -65,8 +71,11 @@ async def test_http_serves_metrics_of_calls_and_failed_logins(tmp_path: Path, na
 
 async def test_stdio_serves_metrics_on_its_metrics_port(tmp_path: Path, nats_server: NatsServer) -> None:
     port_file = tmp_path / "stdio-metrics.port"
-    env = {"NATS_MCP_OBSERVE_METRICS_PORT": "0", "NATS_MCP_OBSERVE_METRICS_PORT_FILE": str(port_file),
-           "NATS_MCP_OBSERVE_METRICS_SAMPLE_INTERVAL_S": "0.2"}  # fmt: skip
+    env = {
+        "NATS_MCP_OBSERVE_METRICS_PORT": "0",
+        "NATS_MCP_OBSERVE_METRICS_PORT_FILE": str(port_file),
+        "NATS_MCP_OBSERVE_METRICS_SAMPLE_INTERVAL_S": "0.2",
+    }
     async with agent(tmp_path, nats_server, "solo", "team-s", **env) as client:
         await ok(client, "warp_registry_register", agentType="developer", capabilities=["rust"])
         await ok(client, "warp_work_broadcast", taskId="t-1", description="do it", requiredCapability="rust")
@@ -97,6 +106,11 @@ async def test_serve_refuses_a_busy_metrics_port_and_an_exporter_not_installed(
         assert code == 1 and f"cannot serve metrics on 127.0.0.1:{port}" in error
     finally:
         busy.close()
-    code, _, error = await run_cli(tmp_path, "serve", NATS_URL=nats_server.url, NATS_MCP_OBSERVE_TRACING_ENABLED="1",
-                                   NATS_MCP_OBSERVE_TRACING_EXPORTER="otlp")  # fmt: skip
+    code, _, error = await run_cli(
+        tmp_path,
+        "serve",
+        NATS_URL=nats_server.url,
+        NATS_MCP_OBSERVE_TRACING_ENABLED="1",
+        NATS_MCP_OBSERVE_TRACING_EXPORTER="otlp",
+    )
     assert code == 2 and "opentelemetry-exporter-otlp" in error

@@ -55,10 +55,17 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
             # The reader sees the read tools only, with truthful hints, and gets refused a write.
             ro_tools = {t.name: t for t in (await ro.list_tools()).tools if t.name.startswith("nats_")}
             assert set(ro_tools) == {
-                "nats_server_info", "nats_stream_list", "nats_stream_info", "nats_stream_get_message",
-                "nats_consumer_list", "nats_consumer_info", "nats_kv_list", "nats_kv_get", "nats_kv_history",
+                "nats_server_info",
+                "nats_stream_list",
+                "nats_stream_info",
+                "nats_stream_get_message",
+                "nats_consumer_list",
+                "nats_consumer_info",
+                "nats_kv_list",
+                "nats_kv_get",
+                "nats_kv_history",
                 "nats_kv_keys",
-            }  # fmt: skip
+            }
             assert all(t.annotations and t.annotations.read_only_hint for t in ro_tools.values())
             assert await err(ro, "nats_publish", subject="orders.x", payload="x") == "forbidden"
             assert await err(ro, "nats_stream_info", stream="PAYMENTS") == "forbidden"
@@ -102,6 +109,10 @@ async def test_ops_group_off_by_default_and_scoped_by_the_policy(tmp_path: Path,
 def test_policy_check_shows_the_nats_tools_a_role_may_call(tmp_path: Path) -> None:
     done = subprocess.run(
         [nats_mcp_exe(), "policy", "check", str(EXAMPLE_POLICY), "--subject", "me", "--role", "nats-reader", "--json"],
-        env=isolated_env(tmp_path), capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert set(json.loads(done.stdout)["tools"]) == {spec.suffix for spec in OPS_TOOLS if spec.read_only}

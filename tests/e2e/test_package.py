@@ -31,9 +31,14 @@ MUST_SHIP = [
 
 
 def uv(*args: str, cwd: Path = ROOT) -> str:
-    proc = subprocess.run([str(UV), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**isolated_env(cwd), "UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM_CERTS": "1",
-                               **_uv_cache()})  # fmt: skip
+    proc = subprocess.run(
+        [str(UV), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**isolated_env(cwd), "UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM_CERTS": "1", **_uv_cache()},
+    )
     assert proc.returncode == 0, f"uv {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -57,8 +62,16 @@ def install(wheel: Path, where: Path) -> Path:
     constraints.write_text(uv("export", "--frozen", "--no-emit-project", "--no-hashes", "--no-header"))
     venv = where / "venv"
     uv("venv", "--python", "python3", str(venv), cwd=where)
-    uv("pip", "install", "--python", str(venv / "bin" / "python"), "--constraints", str(constraints), str(wheel),
-       cwd=where)  # fmt: skip
+    uv(
+        "pip",
+        "install",
+        "--python",
+        str(venv / "bin" / "python"),
+        "--constraints",
+        str(constraints),
+        str(wheel),
+        cwd=where,
+    )
     return venv
 
 
@@ -75,12 +88,19 @@ async def test_the_wheel_runs_without_the_repository(tmp_path: Path, nats_server
     exe = venv / "bin" / "nats-mcp"
     env = isolated_env(elsewhere, NATS_URL=nats_server.url)
     env["PATH"] = str(venv / "bin") + ":/usr/bin:/bin"  # not the checkout's .venv
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import nats_mcp; print(nats_mcp.__file__)"],
-                           capture_output=True, text=True, env=env, cwd=elsewhere, check=True).stdout  # fmt: skip
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import nats_mcp; print(nats_mcp.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=elsewhere,
+        check=True,
+    ).stdout
     assert where.startswith(str(venv)), where  # the installed copy, not the source tree
 
-    doctor = subprocess.run([str(exe), "doctor", "--json"], capture_output=True, text=True, env=env, cwd=elsewhere,
-                            timeout=120)  # fmt: skip
+    doctor = subprocess.run(
+        [str(exe), "doctor", "--json"], capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120
+    )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     report = json.loads(doctor.stdout)
     assert report["ok"] is True and {c["status"] for c in report["checks"]} == {"pass"}, doctor.stdout

@@ -19,9 +19,13 @@ principals:
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [nats_mcp_exe(), "policy", "check", *args], env=isolated_env(tmp_path), capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        [nats_mcp_exe(), "policy", "check", *args],
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_valid_policy_and_what_a_principal_may_call(tmp_path: Path) -> None:

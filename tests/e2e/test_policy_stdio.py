@@ -83,9 +83,14 @@ async def test_a_broken_policy_file_stops_the_server(tmp_path: Path, nats_server
     policy.write_text("roles: {a: {tools: ['*']}}\nprincipals: [{subject: x, roles: [nope]}]\n")
     environment = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_SECURITY_POLICY_FILE=str(policy))
     proc = await asyncio.create_subprocess_exec(
-        nats_mcp_exe(), "serve", env=environment, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=os.fspath(tmp_path),
-    )  # fmt: skip
+        nats_mcp_exe(),
+        "serve",
+        env=environment,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=os.fspath(tmp_path),
+    )
     _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"unknown role" in stderr and b"nope" in stderr

@@ -70,8 +70,9 @@ async def agent(
     project = tmp_path / name
     project.mkdir(exist_ok=True)
     settings = {"NATS_URL": server.url, "NATS_MCP_NAMESPACE": "team-pc", "MCP_PROJECT_PATH": str(project), **env}
-    params = StdioServerParameters(command=nats_mcp_exe(), args=["serve"], env=isolated_env(tmp_path, **settings),
-                                   cwd=str(project))  # fmt: skip
+    params = StdioServerParameters(
+        command=nats_mcp_exe(), args=["serve"], env=isolated_env(tmp_path, **settings), cwd=str(project)
+    )
     with (tmp_path / f"{name}.log").open("a") as errlog:
         client = Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=inbox)  # type: ignore[arg-type]
         async with client:
@@ -91,8 +92,9 @@ def text_of(result: types.GetPromptResult) -> str:
     return content.text
 
 
-async def values(client: Client, ref: types.PromptReference | types.ResourceTemplateReference, arg: str,
-                 value: str = "") -> list[str]:  # fmt: skip
+async def values(
+    client: Client, ref: types.PromptReference | types.ResourceTemplateReference, arg: str, value: str = ""
+) -> list[str]:
     return (await client.complete(ref, {"name": arg, "value": value})).completion.values
 
 
@@ -110,8 +112,7 @@ async def progress_of_a_waiting_claim(
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message or ""))
 
-    result = await client.call_tool(tool, {"capability": capability, "timeout": timeout},
-                                    progress_callback=on_progress)  # fmt: skip
+    result = await client.call_tool(tool, {"capability": capability, "timeout": timeout}, progress_callback=on_progress)
     assert not result.is_error, result.content
     assert result.structured_content in ({"workItem": None}, {"workItems": []})
     return seen
@@ -178,10 +179,10 @@ async def test_prompts_completions_and_progress_over_http(tmp_path: Path, nats_s
         mcp_client(server.url, key, mode=mode) as client,
     ):
         await check_the_surface(client)
-        await audited(trail, "a prompt", kind="tool_call", tool="prompts_get", outcome="ok", transport="http",
-                      key_id=key_id)  # fmt: skip
-        await audited(trail, "a completion", kind="tool_call", tool="completion_complete", outcome="ok",
-                      key_id=key_id)  # fmt: skip
+        await audited(
+            trail, "a prompt", kind="tool_call", tool="prompts_get", outcome="ok", transport="http", key_id=key_id
+        )
+        await audited(trail, "a completion", kind="tool_call", tool="completion_complete", outcome="ok", key_id=key_id)
 
 
 async def test_the_policy_hides_refuses_and_audits(tmp_path: Path, nats_server: NatsServer) -> None:
@@ -221,8 +222,11 @@ async def test_the_policy_hides_refuses_and_audits(tmp_path: Path, nats_server: 
 
 async def test_log_notifications_over_stdio(tmp_path: Path, nats_server: NatsServer) -> None:
     """NATS lost and back reaches a 2025 connection that set a level; the rate warning honours the level."""
-    rate = {"NATS_MCP_SECURITY_LOCAL_RATE_LIMITED": "true", "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "0.01",
-            "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "10"}  # fmt: skip
+    rate = {
+        "NATS_MCP_SECURITY_LOCAL_RATE_LIMITED": "true",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "0.01",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "10",
+    }
     heard, quiet = Inbox(), Inbox()
     async with (
         agent(tmp_path, nats_server, "l", "legacy", heard, **FAST, **rate) as listener,
@@ -239,8 +243,11 @@ async def test_log_notifications_over_stdio(tmp_path: Path, nats_server: NatsSer
         assert warning.level == "warning" and warning.logger == "nats-mcp" and "burst left" in warning.data["message"]
 
         nats_server.restart()
-        await wait_for(lambda: heard.events()[-2:] == ["nats_disconnected", "nats_reconnected"], 20,
-                       message=lambda: f"heard {heard.events()}")  # fmt: skip
+        await wait_for(
+            lambda: heard.events()[-2:] == ["nats_disconnected", "nats_reconnected"],
+            20,
+            message=lambda: f"heard {heard.events()}",
+        )
         assert [p.level for p in heard.logs[-2:]] == ["warning", "info"]
         assert quiet.events() == []  # the same events and warning, below the level it set
 
@@ -269,15 +276,19 @@ async def test_nats_events_over_http_honour_each_sessions_level(tmp_path: Path, 
     async with serving(tmp_path, "logs", nats_server.url, NATS_MCP_NAMESPACE="team-logs", **FAST) as server:
         hl, hw = http_client(key), http_client(key)
         async with (
-            hl, hw,
+            hl,
+            hw,
             Client(streamable_http_client(server.url, http_client=hl), mode="legacy", message_handler=loud) as a,  # type: ignore[arg-type]
             Client(streamable_http_client(server.url, http_client=hw), mode="legacy", message_handler=warn) as b,  # type: ignore[arg-type]
-        ):  # fmt: skip
+        ):
             await a.set_logging_level("info")
             await b.set_logging_level("warning")
             nats_server.restart()
-            await wait_for(lambda: loud.events() == ["nats_disconnected", "nats_reconnected"], 20,
-                           message=lambda: f"heard {loud.events()}")  # fmt: skip
+            await wait_for(
+                lambda: loud.events() == ["nats_disconnected", "nats_reconnected"],
+                20,
+                message=lambda: f"heard {loud.events()}",
+            )
             await wait_for(lambda: warn.events() == ["nats_disconnected"], 10, message=lambda: f"{warn.events()}")
             # the broadcast that sent loud the info event passed warn over: nothing more is on its way
             assert warn.events() == ["nats_disconnected"]

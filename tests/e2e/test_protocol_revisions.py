@@ -59,9 +59,15 @@ def check(revision: str, expected: str, init: dict[str, Any], tools: dict[str, A
 async def stdio_serve(tmp_path: Path, nats_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
     with (tmp_path / "serve.log").open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "serve", env=isolated_env(tmp_path, NATS_URL=nats_url), cwd=tmp_path,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, preexec_fn=_pdeathsig_preexec(),
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "serve",
+            env=isolated_env(tmp_path, NATS_URL=nats_url),
+            cwd=tmp_path,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            preexec_fn=_pdeathsig_preexec(),
+        )
     try:
         yield proc
     finally:

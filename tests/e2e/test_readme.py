@@ -52,8 +52,13 @@ def make_targets() -> set[str]:
 
 
 def cli_help(*path: str) -> str:
-    proc = subprocess.run([nats_mcp_exe(), *path, "--help"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})  # fmt: skip
+    proc = subprocess.run(
+        [nats_mcp_exe(), *path, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
+    )
     assert proc.returncode == 0, f"nats-mcp {' '.join(path)} --help: {proc.stderr}"
     return proc.stdout
 
@@ -80,8 +85,11 @@ def nats_mcp_problems(args: list[str]) -> list[str]:
     if subcommands(cli_help(*path)) and (not rest or not rest[0].startswith("-")):
         return [f"nats-mcp {' '.join(args)}: no subcommand {rest[0] if rest else ''}"]
     options = set(re.findall(r"--[a-z][a-z0-9-]*", cli_help(*path) + root))
-    return [f"nats-mcp {' '.join(path)}: no option {flag}" for flag in
-            (t.split("=", 1)[0] for t in rest if t.startswith("--")) if flag not in options]  # fmt: skip
+    return [
+        f"nats-mcp {' '.join(path)}: no option {flag}"
+        for flag in (t.split("=", 1)[0] for t in rest if t.startswith("--"))
+        if flag not in options
+    ]
 
 
 def command_problems(line: str) -> list[str]:
@@ -154,8 +162,9 @@ async def test_make_serve_runs_as_printed_on_a_fresh_checkout(tmp_path: Path) ->
     home = tmp_path / "home"
     home.mkdir()
     port_file = tmp_path / "http.port"
-    uv_cache = subprocess.run([str(ROOT / ".cache/uv/bin/uv"), "cache", "dir"], capture_output=True, text=True,
-                              check=True).stdout.strip()  # fmt: skip
+    uv_cache = subprocess.run(
+        [str(ROOT / ".cache/uv/bin/uv"), "cache", "dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -171,18 +180,32 @@ async def test_make_serve_runs_as_printed_on_a_fresh_checkout(tmp_path: Path) ->
             env[passthrough] = os.environ[passthrough]
     (tmp_path / "out").touch()
     with (tmp_path / "out").open("wb") as out, (tmp_path / "err").open("wb") as err:
-        proc = await asyncio.create_subprocess_exec("make", "serve", cwd=clone, env=env, stdout=out, stderr=err,
-                                                    stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            "make",
+            "serve",
+            cwd=clone,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         printed = await wait_for(
             lambda: "Ctrl-C stops the server." in (tmp_path / "out").read_text() and (tmp_path / "out").read_text(),
-            240, interval=0.2,
+            240,
+            interval=0.2,
             message=lambda: f"no banner; stderr:\n{(tmp_path / 'err').read_text()[-3000:]}",
-        )  # fmt: skip
+        )
         assert proc.returncode is None
         (key,) = set(KEY_RE.findall(printed))
-        port = int(await wait_for(lambda: port_file.exists() and port_file.read_text().endswith("\n") and
-                                  port_file.read_text(), 60, message="no port file"))  # fmt: skip
+        port = int(
+            await wait_for(
+                lambda: port_file.exists() and port_file.read_text().endswith("\n") and port_file.read_text(),
+                60,
+                message="no port file",
+            )
+        )
         assert f"http://127.0.0.1:{port}/mcp" in printed
         async with httpx2.AsyncClient(timeout=30) as hc:
             assert (await post_init(hc, f"http://127.0.0.1:{port}/mcp", key)).status_code == 200
@@ -191,13 +214,25 @@ async def test_make_serve_runs_as_printed_on_a_fresh_checkout(tmp_path: Path) ->
         if proc.returncode is None:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches the whole foreground group
         code = await asyncio.wait_for(proc.wait(), 60)
-        stop = subprocess.run([str(clone / ".venv/bin/nats-mcp"), "nats", "stop"], cwd=clone, env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        stop = subprocess.run(
+            [str(clone / ".venv/bin/nats-mcp"), "nats", "stop"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     # make itself dies of the SIGINT it got with its child (that is make's way); the server under it stopped cleanly.
     assert code in (0, -signal.SIGINT), (tmp_path / "err").read_text()[-3000:]
     assert "StreamableHTTP session manager shutting down" in (tmp_path / "err").read_text()
     assert "Traceback" not in (tmp_path / "err").read_text()
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    status = subprocess.run([str(clone / ".venv/bin/nats-mcp"), "nats", "status", "--json"], cwd=clone, env=env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    status = subprocess.run(
+        [str(clone / ".venv/bin/nats-mcp"), "nats", "status", "--json"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert '"running": false' in status.stdout, status.stdout + status.stderr

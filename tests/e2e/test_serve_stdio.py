@@ -72,9 +72,14 @@ async def test_stops_at_once_when_the_client_leaves_and_nats_is_unreachable(tmp_
         url = f"nats://{LOOPBACK}:{closed.getsockname()[1]}"
         log_path = tmp_path / "serve.log"
         with log_path.open("w") as errlog:
-            proc = subprocess.Popen([nats_mcp_exe(), "serve"], env=isolated_env(tmp_path, NATS_URL=url, **FAST),
-                                    cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=errlog)  # fmt: skip
+            proc = subprocess.Popen(
+                [nats_mcp_exe(), "serve"],
+                env=isolated_env(tmp_path, NATS_URL=url, **FAST),
+                cwd=tmp_path,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errlog,
+            )
             try:
                 raw = RawStdioAgent(proc)
                 await raw.start()

@@ -41,8 +41,14 @@ class RawStdioAgent:
         self.proc.stdin.flush()
 
     async def start(self) -> None:
-        await self.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                          "clientInfo": {"name": "signal-test", "version": "1"}})  # fmt: skip
+        await self.request(
+            "initialize",
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "signal-test", "version": "1"},
+            },
+        )
         self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
 
@@ -52,8 +58,14 @@ async def test_signal_marks_offline(tmp_path: Path, nats_server: NatsServer, sig
     project.mkdir()
     env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="team-sig", MCP_PROJECT_PATH=str(project))
     with (tmp_path / "victim.log").open("w") as errlog:
-        proc = subprocess.Popen([nats_mcp_exe(), "serve"], env=env, cwd=project, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=errlog)  # fmt: skip
+        proc = subprocess.Popen(
+            [nats_mcp_exe(), "serve"],
+            env=env,
+            cwd=project,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errlog,
+        )
         try:
             raw = RawStdioAgent(proc)
             await raw.start()

@@ -49,8 +49,11 @@ async def _unknown_tool(client: Client) -> MCPError:
 async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server: NatsServer) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(EVERYTHING_POLICY)
-    everything = {"NATS_MCP_NATS_OPS_ENABLED": "true", "NATS_MCP_SECURITY_POLICY_FILE": str(policy),
-                  "NATS_MCP_SECURITY_LOCAL_ROLES": '["all"]'}  # fmt: skip
+    everything = {
+        "NATS_MCP_NATS_OPS_ENABLED": "true",
+        "NATS_MCP_SECURITY_POLICY_FILE": str(policy),
+        "NATS_MCP_SECURITY_LOCAL_ROLES": '["all"]',
+    }
     async with agent(tmp_path, nats_server, "lister", "team-m", **everything) as client:
         listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
@@ -58,8 +61,9 @@ async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server
     assert all(t.get("title") for t in tools)
     tools_file = tmp_path / "tools.json"
     tools_file.write_text(json.dumps(tools))
-    proc = subprocess.run([node22(), str(AJV_SCRIPT), node22("--ts-sdk"), str(tools_file)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [node22(), str(AJV_SCRIPT), node22("--ts-sdk"), str(tools_file)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["failures"] == [], report["failures"]

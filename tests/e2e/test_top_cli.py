@@ -28,8 +28,9 @@ async def seed(tmp_path: Path, url: str) -> tuple[str, str]:
         registry = RegistryService(conn, conn.settings, layout)
         await registry.start()
         try:
-            await registry.register(caller, handle="builder", agent_type="worker", capabilities=["python"],
-                                    scope="team")  # fmt: skip
+            await registry.register(
+                caller, handle="builder", agent_type="worker", capabilities=["python"], scope="team"
+            )
         finally:
             await registry.close()
         await ChannelService(conn, conn.settings, layout).send(caller, "builder", "roadmap", HOSTILE)
@@ -49,7 +50,11 @@ async def test_top_once_json_and_text(tmp_path: Path, nats_server: NatsServer) -
     assert snap["namespace"] == NS and snap["nats"]["connected"] is True and snap["errors"] == []
     [agent] = snap["agents"]["shown"]
     assert (agent["guid"], agent["handle"], agent["status"], agent["capabilities"]) == (
-        guid, "builder", "online", ["python"])  # fmt: skip
+        guid,
+        "builder",
+        "online",
+        ["python"],
+    )
     [queue] = snap["queues"]
     assert (queue["capability"], queue["pending"], queue["inFlight"], queue["deadLettered"]) == ("python", 1, 0, 0)
     assert [(i["id"], i["state"]) for i in queue["items"]] == [(item_id, "pending")]
@@ -69,7 +74,14 @@ async def test_top_once_json_and_text(tmp_path: Path, nats_server: NatsServer) -
 
 
 async def test_top_without_nats_fails_clearly(tmp_path: Path) -> None:
-    code, out, error = await run_cli(tmp_path, "top", "--once", "--json", NATS_URL="nats://127.0.0.1:1",
-                                     NATS_MCP_NAMESPACE=NS, NATS_MCP_NATS_CONNECT_TIMEOUT_S="1")  # fmt: skip
+    code, out, error = await run_cli(
+        tmp_path,
+        "top",
+        "--once",
+        "--json",
+        NATS_URL="nats://127.0.0.1:1",
+        NATS_MCP_NAMESPACE=NS,
+        NATS_MCP_NATS_CONNECT_TIMEOUT_S="1",
+    )
     assert code == 1 and out == ""
     assert "cannot reach NATS" in error

@@ -28,13 +28,16 @@ ERROR_META = "io.nats-mcp/error"
 
 # (call, the stable code it must fail with, words the message must contain)
 ERROR_CALLS: list[tuple[dict[str, Any], str, str]] = [
-    ({"name": "warp_channels_send", "arguments": {"channel": "roadmap", "message": "hi"}},
-     "not_registered", "warp_handle_set"),
+    (
+        {"name": "warp_channels_send", "arguments": {"channel": "roadmap", "message": "hi"}},
+        "not_registered",
+        "warp_handle_set",
+    ),
     ({"name": "warp_channels_read", "arguments": {"channel": "Not A Channel!"}}, "invalid_name", "channel"),
     ({"name": "warp_work_claim", "arguments": {"capability": "reviews", "timeout": 0}}, "not_registered", "regist"),
     ({"name": "warp_registry_get_info", "arguments": {"guid": "0" * 32}}, "not_found", "agent"),
     ({"name": "warp_registry_get_info", "arguments": {"agentId": "0" * 32}}, "invalid_argument", "guid"),
-]  # fmt: skip
+]
 SUCCESS_CALL = {"name": "warp_channels_list", "arguments": {}}
 
 
@@ -117,8 +120,12 @@ def test_http_wrong_key_says_the_key_is_invalid(tmp_path: Path, nats_server: Nat
     """
     create_api_key(tmp_path, nats_server.url, "ts-client")  # the key store exists; this key is not presented
     wrong = "nmk_000000000000_" + "A" * 43
-    cases = [(wrong, False, "unknown API key"), (None, False, "no credentials"),
-             (wrong, True, "does not use OAuth: it takes an API key"), (None, True, "does not use OAuth")]  # fmt: skip
+    cases = [
+        (wrong, False, "unknown API key"),
+        (None, False, "no credentials"),
+        (wrong, True, "does not use OAuth: it takes an API key"),
+        (None, True, "does not use OAuth"),
+    ]
     with serve_http(tmp_path, nats_server.url) as server:
         for bearer, oauth, words in cases:
             spec = {"transport": "http", "url": server.url, "bearer": bearer, "oauth": oauth, "calls": []}
@@ -138,10 +145,15 @@ def test_stdio_prompts_completions_and_progress(tmp_path: Path, nats_server: Nat
         {"op": "getPrompt", "params": {"name": "work-loop", "arguments": {"capability": "python"}}},
         {"op": "complete", "params": {"ref": template, "argument": {"name": "channel", "value": "ro"}}},
         {"name": "warp_registry_register", "arguments": {"agentType": "dev", "capabilities": ["python"]}},
-        {"op": "complete", "params": {"ref": {"type": "ref/prompt", "name": "work-loop"},
-                                      "argument": {"name": "capability", "value": "p"}}},
+        {
+            "op": "complete",
+            "params": {
+                "ref": {"type": "ref/prompt", "name": "work-loop"},
+                "argument": {"name": "capability", "value": "p"},
+            },
+        },
         {"name": "warp_work_claim", "arguments": {"capability": "python", "timeout": 2500}, "progress": True},
-    ]  # fmt: skip
+    ]
     answer = ts_client.stdio(tmp_path, nats_server.url, calls)
     assert answer.get("connected"), answer
     got = answer["calls"]

@@ -88,8 +88,14 @@ SCENARIO: list[Step] = [
     fails("warp_messages_send_direct", "not_found", "", recipientGuid=UNKNOWN_GUID, message="x"),
     ok("warp_messages_read_direct"),
     fails("warp_messages_read_direct", "invalid_argument", "limit", limit=0),
-    ok("warp_work_broadcast", {"first": "structuredContent.workItemId"}, taskId="t1", description="do t1",
-       requiredCapability=CAP, priority=9),
+    ok(
+        "warp_work_broadcast",
+        {"first": "structuredContent.workItemId"},
+        taskId="t1",
+        description="do t1",
+        requiredCapability=CAP,
+        priority=9,
+    ),
     fails("warp_work_broadcast", "invalid_name", "", taskId="t", description="d", requiredCapability="Bad Cap"),
     ok("warp_work_list", capability=CAP),
     fails("warp_work_list", "invalid_argument", "limit", capability=CAP, limit=0),
@@ -103,8 +109,13 @@ SCENARIO: list[Step] = [
     fails("warp_work_complete", "conflict", "", workItemId="$first"),
     ok("warp_work_broadcast", taskId="t2", description="do t2", requiredCapability=CAP, priority=5),
     ok("warp_work_broadcast", taskId="t3", description="do t3", requiredCapability=CAP, priority=4),
-    ok("warp_work_claim_batch", {"second": "structuredContent.workItems.0.id",
-                                 "third": "structuredContent.workItems.1.id"}, capability=CAP, max=5, timeout=0),
+    ok(
+        "warp_work_claim_batch",
+        {"second": "structuredContent.workItems.0.id", "third": "structuredContent.workItems.1.id"},
+        capability=CAP,
+        max=5,
+        timeout=0,
+    ),
     fails("warp_work_claim_batch", "invalid_argument", "max", capability=CAP, max=0, timeout=0),
     ok("warp_work_fail", workItemId="$second", reason="cannot", recoverable=False),
     fails("warp_work_fail", "not_found", "", workItemId=UNKNOWN_ID, reason="x"),
@@ -128,7 +139,7 @@ SCENARIO: list[Step] = [
     Step({"await": ROADMAP, "timeoutMs": 20000}),
     op("unsubscribeResource", uri=ROADMAP),
     op("listPrompts"),
-]  # fmt: skip
+]
 
 
 def run_matrix(ts: TsClient, tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:

@@ -32,9 +32,14 @@ async def register(client: Client, *capabilities: str) -> str:
 
 async def broadcast(client: Client, task: str, capability: str = CAP, priority: int = 5, **args: Any) -> str:
     out = await ok(
-        client, "warp_work_broadcast", taskId=task, description=f"do {task}", requiredCapability=capability,
-        priority=priority, **args,
-    )  # fmt: skip
+        client,
+        "warp_work_broadcast",
+        taskId=task,
+        description=f"do {task}",
+        requiredCapability=capability,
+        priority=priority,
+        **args,
+    )
     assert (out["taskId"], out["capability"], out["priority"]) == (task, capability, priority)
     item_id: str = out["workItemId"]
     return item_id
@@ -86,8 +91,9 @@ async def test_priority_order_offered_by_and_exactly_once_completion(tmp_path: P
         assert guid_a != guid_b
 
         # offeredBy is the server's to write: an argument trying to set it is refused, nothing queued
-        code = await err(a, "warp_work_broadcast", taskId="x", description="x", requiredCapability=CAP,
-                         offeredBy=guid_b)  # fmt: skip
+        code = await err(
+            a, "warp_work_broadcast", taskId="x", description="x", requiredCapability=CAP, offeredBy=guid_b
+        )
         assert code == "invalid_argument"
         assert await queues(a) == {}
 

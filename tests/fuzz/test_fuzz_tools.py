@@ -27,8 +27,17 @@ from tests.support.natsserver import start_nats_server
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("NATS_MCP_FUZZ_EXAMPLES", "12"))
 CALL_TIMEOUT_S = 30.0
-CONTRACT_CODES = {"invalid_argument", "invalid_name", "invalid_cursor", "not_registered", "not_found", "forbidden",
-                  "limit_exceeded", "conflict", "rate_limited"}  # fmt: skip
+CONTRACT_CODES = {
+    "invalid_argument",
+    "invalid_name",
+    "invalid_cursor",
+    "not_registered",
+    "not_found",
+    "forbidden",
+    "limit_exceeded",
+    "conflict",
+    "rate_limited",
+}
 """What a tool may answer to arguments a fuzzer makes (``internal`` would be a crash; NATS is up throughout)."""
 TABLE = ToolTable("warp_")
 SCHEMAS = {tool.name: tool.input_schema for tool in TABLE.tools}
@@ -84,8 +93,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
     server = start_nats_server(base / "nats")
     agent = LiveAgent(base, server.url)
     try:
-        setup = [("warp_handle_set", {"handle": "fuzzer"}),
-                 ("warp_registry_register", {"agentType": "fuzzer", "capabilities": ["python"]})]  # fmt: skip
+        setup = [
+            ("warp_handle_set", {"handle": "fuzzer"}),
+            ("warp_registry_register", {"agentType": "fuzzer", "capabilities": ["python"]}),
+        ]
         for name, args in setup:
             assert not agent.call(name, args).is_error
         yield agent
@@ -109,9 +120,17 @@ def check(result: types.CallToolResult, name: str, arguments: dict[str, Any]) ->
     return str(error["code"])
 
 
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.filter_too_much, HealthCheck.data_too_large])  # fmt: skip
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))

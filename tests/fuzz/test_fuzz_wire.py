@@ -28,13 +28,30 @@ from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
 EXAMPLES = int(os.environ.get("NATS_MCP_FUZZ_EXAMPLES", "12"))
-WIRE = settings(max_examples=EXAMPLES * 2, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+WIRE = settings(
+    max_examples=EXAMPLES * 2,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 ANSWER_TIMEOUT_S = 30.0
 
-METHODS = st.sampled_from(["initialize", "tools/call", "tools/list", "resources/read", "resources/subscribe",
-                           "subscriptions/listen", "prompts/get", "logging/setLevel", "ping", "nope/nothing",
-                           "notifications/initialized", "notifications/cancelled"])  # fmt: skip
+METHODS = st.sampled_from(
+    [
+        "initialize",
+        "tools/call",
+        "tools/list",
+        "resources/read",
+        "resources/subscribe",
+        "subscriptions/listen",
+        "prompts/get",
+        "logging/setLevel",
+        "ping",
+        "nope/nothing",
+        "notifications/initialized",
+        "notifications/cancelled",
+    ]
+)
 IDS = st.none() | st.integers() | st.text(max_size=8) | st.floats(allow_nan=False) | st.lists(st.integers(), max_size=2)
 JSONRPC_ISH = st.fixed_dictionaries(
     {"method": METHODS},
@@ -58,8 +75,14 @@ class RawStdio:
     def __init__(self, base: Path, nats_url: str) -> None:
         env = isolated_env(base, NATS_URL=nats_url, NATS_MCP_NAMESPACE="team-wire")
         self.errlog = (base / "serve.log").open("ab")
-        self.proc = subprocess.Popen([nats_mcp_exe(), "serve"], env=env, cwd=base, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.errlog)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [nats_mcp_exe(), "serve"],
+            env=env,
+            cwd=base,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errlog,
+        )
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -138,13 +161,15 @@ async def http(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[HttpSer
         assert await server.stop() == 0, server.stderr()[-2000:]
 
 
-HEADER_SETS = st.sampled_from([
-    MCP_HEADERS,
-    MCP_HEADERS | {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"},
-    MCP_HEADERS | {"mcp-protocol-version": "1999-01-01"},
-    {"content-type": "text/plain"},
-    {"accept": "image/png", "content-type": "application/json"},
-])  # fmt: skip
+HEADER_SETS = st.sampled_from(
+    [
+        MCP_HEADERS,
+        MCP_HEADERS | {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"},
+        MCP_HEADERS | {"mcp-protocol-version": "1999-01-01"},
+        {"content-type": "text/plain"},
+        {"accept": "image/png", "content-type": "application/json"},
+    ]
+)
 
 
 @WIRE
@@ -174,16 +199,34 @@ async def grpc_target(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[
     import signal
 
     port_file = tmp_path / "grpc.port"
-    env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="team-wire",
-                       NATS_MCP_GRPC_PORT_FILE=str(port_file), GRPC_VERBOSITY="NONE")  # fmt: skip
+    env = isolated_env(
+        tmp_path,
+        NATS_URL=nats_server.url,
+        NATS_MCP_NAMESPACE="team-wire",
+        NATS_MCP_GRPC_PORT_FILE=str(port_file),
+        GRPC_VERBOSITY="NONE",
+    )
     with (tmp_path / "grpc.err").open("wb") as errlog:
         proc = await asyncio.create_subprocess_exec(
-            nats_mcp_exe(), "serve", "--transport", "grpc", "--port", "0", "--insecure-dev", env=env, cwd=tmp_path,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
-        )  # fmt: skip
+            nats_mcp_exe(),
+            "serve",
+            "--transport",
+            "grpc",
+            "--port",
+            "0",
+            "--insecure-dev",
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+        )
     try:
-        port = await wait_for(lambda: port_file.exists() and port_file.read_text().endswith("\n")
-                              and int(port_file.read_text()), 60, message="no port file")  # fmt: skip
+        port = await wait_for(
+            lambda: port_file.exists() and port_file.read_text().endswith("\n") and int(port_file.read_text()),
+            60,
+            message="no port file",
+        )
         yield GrpcTarget(f"127.0.0.1:{port}", plaintext=True, agent="fuzzer")
     finally:
         if proc.returncode is None:
@@ -194,14 +237,21 @@ async def grpc_target(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[
 async def still_serves(target: GrpcTarget) -> None:
     channel = open_channel(target)
     try:
-        call = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
-                                    response_deserializer=Frame.FromString)  # fmt: skip
-        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientInfo": {"name": "fuzz", "version": "1"},
-                "io.modelcontextprotocol/clientCapabilities": {}}  # fmt: skip
+        call = channel.unary_stream(
+            CALL_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+        )
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "fuzz", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
         request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}
-        frames = [f.json async for f in call(Frame(json=json.dumps(request).encode()), metadata=target.metadata(),
-                                               timeout=ANSWER_TIMEOUT_S)]  # fmt: skip
+        frames = [
+            f.json
+            async for f in call(
+                Frame(json=json.dumps(request).encode()), metadata=target.metadata(), timeout=ANSWER_TIMEOUT_S
+            )
+        ]
         assert len(json.loads(frames[-1])["result"]["tools"]) == 24
     finally:
         await channel.close()
@@ -215,8 +265,9 @@ async def test_grpc_answers_garbage_frames_and_bytes_with_a_status_and_keeps_ser
     channel = open_channel(grpc_target)
     try:
         # a Call with one random frame
-        call = channel.unary_stream(CALL_METHOD, request_serializer=Frame.SerializeToString,
-                                    response_deserializer=Frame.FromString)  # fmt: skip
+        call = channel.unary_stream(
+            CALL_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+        )
         one = call(Frame(json=frames[0]), metadata=grpc_target.metadata(), timeout=ANSWER_TIMEOUT_S)
         try:
             async for answer in one:
@@ -226,10 +277,12 @@ async def test_grpc_answers_garbage_frames_and_bytes_with_a_status_and_keeps_ser
         assert await one.code() in OURS, (frames[0], await one.details())
 
         # a Session fed random frames
-        session = channel.stream_stream(SESSION_METHOD, request_serializer=Frame.SerializeToString,
-                                        response_deserializer=Frame.FromString)  # fmt: skip
-        stream = session(iter([Frame(json=f) for f in frames]), metadata=grpc_target.metadata(),
-                         timeout=ANSWER_TIMEOUT_S)  # fmt: skip
+        session = channel.stream_stream(
+            SESSION_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
+        )
+        stream = session(
+            iter([Frame(json=f) for f in frames]), metadata=grpc_target.metadata(), timeout=ANSWER_TIMEOUT_S
+        )
         try:
             async for answer in stream:
                 assert json.loads(answer.json)["jsonrpc"] == "2.0"

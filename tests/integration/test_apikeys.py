@@ -104,8 +104,16 @@ async def test_wrong_secret_and_unknown_id_are_refused_alike(nats_conn: NatsConn
 
 async def test_malformed_keys_are_refused_without_a_lookup(nats_conn: NatsConnection) -> None:
     keys = ApiKeys(nats_conn)
-    for key in ("", "nmk_", "nmk_xyz_abc", "nmk_0123456789AB_" + "a" * 43, "nmk_0123456789ab_" + "a" * 42,
-                "nmk_0123456789ab_" + "a" * 42 + "!", "sk_live_0123", "nmk_0123456789ab_" + "a" * 500):  # fmt: skip
+    for key in (
+        "",
+        "nmk_",
+        "nmk_xyz_abc",
+        "nmk_0123456789AB_" + "a" * 43,
+        "nmk_0123456789ab_" + "a" * 42,
+        "nmk_0123456789ab_" + "a" * 42 + "!",
+        "sk_live_0123",
+        "nmk_0123456789ab_" + "a" * 500,
+    ):
         assert (await refused(keys, key)).reason == "malformed"
     assert keys.derivations == 0
 

@@ -44,8 +44,15 @@ def writer(conn: NatsConnection, **options: Any) -> AuditLog:
 
 
 def call(log: AuditLog, i: int, **extra: Any) -> None:
-    log.record("tool_call", principal=CAROL, tool="warp_send_message", namespace="team", outcome="ok",
-               latency_ms=1.5, arguments={"i": i, **extra})  # fmt: skip
+    log.record(
+        "tool_call",
+        principal=CAROL,
+        tool="warp_send_message",
+        namespace="team",
+        outcome="ok",
+        latency_ms=1.5,
+        arguments={"i": i, **extra},
+    )
 
 
 async def stored(conn: NatsConnection) -> list[StoredMsg]:
@@ -235,8 +242,13 @@ async def test_nats_restart_with_records_queued_loses_nothing(tmp_path: Path, na
 async def test_no_secret_in_the_stored_bytes(nats_conn: NatsConnection) -> None:
     log = writer(nats_conn)
     call(log, 0, token=TOKEN, authorization=f"Bearer {TOKEN}")
-    log.record("auth_failure", transport="http", peer="198.51.100.4", outcome="unauthenticated",
-               reason=f"bad_signature for {TOKEN}")  # fmt: skip
+    log.record(
+        "auth_failure",
+        transport="http",
+        peer="198.51.100.4",
+        outcome="unauthenticated",
+        reason=f"bad_signature for {TOKEN}",
+    )
     log.record("denied", principal=CAROL, tool=TOKEN, outcome="forbidden", reason="tool not allowed")
     await log.close()
     raw = b"".join(m.data for m in await stored(nats_conn))
@@ -313,8 +325,14 @@ ADMIN = Principal(subject="admin", issuer="nats-mcp", method="local", peer=None,
 
 def verify_cli(tmp_path: Path, url: str) -> tuple[int, dict[str, Any], str]:
     """`nats-mcp audit verify --json` as an operator runs it: (exit code, report, stderr)."""
-    done = subprocess.run([nats_mcp_exe(), "audit", "verify", "--json"], env=isolated_env(tmp_path, NATS_URL=url),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [nats_mcp_exe(), "audit", "verify", "--json"],
+        env=isolated_env(tmp_path, NATS_URL=url),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
@@ -346,13 +364,20 @@ async def test_an_agent_cannot_write_another_writers_chain(tmp_path: Path) -> No
                 target = audit_subject(admin_chain, WRITER)
                 await agent.client.publish(target, json.dumps(forged).encode())
                 await agent.client.flush()
-                await wait_for(lambda: any("Violation" in line and target in line
-                                           for line in server.log_text().splitlines()), 10)  # fmt: skip
+                await wait_for(
+                    lambda: any("Violation" in line and target in line for line in server.log_text().splitlines()), 10
+                )
 
                 # 2. a self-consistent chain of its own claiming the admin discarded a DLQ entry: stored, attributed
                 lie = AuditLog([StreamSink(agent)], transport="cli")
-                lie.record("tool_call", principal=ADMIN, tool="dlq_discard", namespace="team", outcome="ok",
-                           arguments={"id": "x"})  # fmt: skip
+                lie.record(
+                    "tool_call",
+                    principal=ADMIN,
+                    tool="dlq_discard",
+                    namespace="team",
+                    outcome="ok",
+                    arguments={"id": "x"},
+                )
                 await lie.close()
             code, report, _ = verify_cli(tmp_path / "cli1", server.url_for("admin"))
             assert code == 0 and report["ok"], report
@@ -361,8 +386,9 @@ async def test_an_agent_cannot_write_another_writers_chain(tmp_path: Path) -> No
 
             # 3. the admin's chain continued under the agent's own writer subject: verify exits 1 naming it
             async with connected(tmp_path / "agent2", server.url_for("agent"), **extra) as agent:
-                ack = await agent.jetstream.publish(audit_subject(admin_chain, agent_writer),
-                                                    json.dumps(forged).encode(), stream=AUDIT_STREAM)  # fmt: skip
+                ack = await agent.jetstream.publish(
+                    audit_subject(admin_chain, agent_writer), json.dumps(forged).encode(), stream=AUDIT_STREAM
+                )
             code, report, _ = verify_cli(tmp_path / "cli2", server.url_for("admin"))
             assert code == 1 and not report["ok"], report
             problem = report["problem"]

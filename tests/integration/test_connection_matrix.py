@@ -164,8 +164,9 @@ async def test_cluster_urls_fail_over(tmp_path: Path, nats_cluster: NatsCluster)
             await js.publish("r3.a", b"1", timeout=2, headers={"Nats-Msg-Id": "r3-a"})  # retries dedupe
             return True
 
-        await wait_for(published, 20, interval=0.1, message="the R3 stream never acknowledged",
-                       ignore=(nats.errors.Error,))  # fmt: skip
+        await wait_for(
+            published, 20, interval=0.1, message="the R3 stream never acknowledged", ignore=(nats.errors.Error,)
+        )
         connected = conn.client.connected_url
         assert connected is not None
         node = next(n for n in nats_cluster.nodes if n.port == connected.port)

@@ -37,9 +37,14 @@ class Sandbox:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "nats_mcp.cli.main", *args], cwd=self.root, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, "-m", "nats_mcp.cli.main", *args],
+            cwd=self.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         proc = self.popen(*args)
@@ -59,8 +64,9 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
     for name in ("home", "config", "data"):
         (tmp_path / name).mkdir()
-    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
-               XDG_DATA_HOME=str(tmp_path / "data"))  # fmt: skip
+    env.update(
+        HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data")
+    )
     box = Sandbox(tmp_path, env, tmp_path / "data" / "nats-mcp")
     try:
         yield box
@@ -154,9 +160,18 @@ def test_files_are_private_and_the_token_never_shows(sandbox: Sandbox) -> None:
     status = sandbox.cli("nats", "status", "--json")
     table = sandbox.cli("nats", "status")
     (pid,) = server_pids(server)
-    for text in (start.stdout, start.stderr, status.stdout, status.stderr, table.stdout, table.stderr,
-                 Path(f"/proc/{pid}/cmdline").read_text(), Path(f"/proc/{pid}/environ").read_text(),
-                 server.state_path.read_text(), server.log_path.read_text()):  # fmt: skip
+    for text in (
+        start.stdout,
+        start.stderr,
+        status.stdout,
+        status.stderr,
+        table.stdout,
+        table.stderr,
+        Path(f"/proc/{pid}/cmdline").read_text(),
+        Path(f"/proc/{pid}/environ").read_text(),
+        server.state_path.read_text(),
+        server.log_path.read_text(),
+    ):
         assert token not in text
     assert json.loads(status.stdout)["running"] is True
 
@@ -175,8 +190,9 @@ async def test_token_grants_jetstream_and_its_absence_is_refused(sandbox: Sandbo
 
     for kwargs in ({}, {"token": "not-the-token"}):
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-            await nats.connect(info.url, allow_reconnect=False, connect_timeout=5, max_reconnect_attempts=0,
-                               error_cb=quiet, **kwargs)  # fmt: skip
+            await nats.connect(
+                info.url, allow_reconnect=False, connect_timeout=5, max_reconnect_attempts=0, error_cb=quiet, **kwargs
+            )
 
 
 def test_stop_stops_it_and_a_second_stop_is_fine(sandbox: Sandbox) -> None:

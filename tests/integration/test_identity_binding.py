@@ -52,8 +52,14 @@ async def test_another_principals_inbox_and_work_stay_out_of_reach(nats_conn: Na
     alice = caller_for(who("alice"), POLICY, "team-b", "0" * 16)
     mallory = caller_for(who("mallory"), POLICY, "team-b", "0" * 16)
     inbox = InboxService(nats_conn, settings)
-    record = AgentRecord(guid=alice.guid, namespace="team-b", handle="alice", agentType="dev",
-                         lastHeartbeat="2026-01-01T00:00:00Z", registeredAt="2026-01-01T00:00:00Z")  # fmt: skip
+    record = AgentRecord(
+        guid=alice.guid,
+        namespace="team-b",
+        handle="alice",
+        agentType="dev",
+        lastHeartbeat="2026-01-01T00:00:00Z",
+        registeredAt="2026-01-01T00:00:00Z",
+    )
     await inbox.send(mallory, "mallory", record, content="for alice only")
     # mallory reads "her" inbox: the read is always the caller's own GUID's subject, never alice's
     assert (await inbox.read(mallory)).messages == []
@@ -64,8 +70,11 @@ async def test_another_principals_inbox_and_work_stay_out_of_reach(nats_conn: Na
     item = await work.broadcast(mallory, task_id="t", description="d", capability="python")
     assert item.offeredBy == mallory.guid
     [claimed] = await work.claim(alice, "python", timeout_ms=0)
-    for act in (work.complete(mallory, claimed.id), work.progress(mallory, claimed.id),
-                work.fail(mallory, claimed.id, "sabotage", recoverable=False)):  # fmt: skip
+    for act in (
+        work.complete(mallory, claimed.id),
+        work.progress(mallory, claimed.id),
+        work.fail(mallory, claimed.id, "sabotage", recoverable=False),
+    ):
         with pytest.raises(Forbidden):
             await act
     await work.complete(alice, claimed.id)

@@ -110,8 +110,13 @@ def settings_of(tmp_path: Path, server: PermsNatsServer, user: str, namespace: s
     permissions are isolated (the default for an agent with a GUID)."""
     perms = USERS[user].perms
     isolated = {"NATS_MCP_NATS_ISOLATE_INBOX": "true"} if perms.isolate_inbox else {}
-    return settings_for(tmp_path / user, NATS_URL=server.url_for(user), NATS_MCP_NAMESPACE=namespace,
-                        NATS_MCP_NATS_INBOX_PREFIX=perms.inbox_prefix, **{**isolated, **extra})  # fmt: skip
+    return settings_for(
+        tmp_path / user,
+        NATS_URL=server.url_for(user),
+        NATS_MCP_NAMESPACE=namespace,
+        NATS_MCP_NATS_INBOX_PREFIX=perms.inbox_prefix,
+        **{**isolated, **extra},
+    )
 
 
 @contextlib.asynccontextmanager
@@ -191,9 +196,11 @@ class Raw:
             errors.put_nowait(str(exc))
 
         nc = await nats.connect(
-            server.url_for(user), inbox_prefix=USERS[user].perms.inbox_prefix, error_cb=on_error,
+            server.url_for(user),
+            inbox_prefix=USERS[user].perms.inbox_prefix,
+            error_cb=on_error,
             allow_reconnect=False,
-        )  # fmt: skip
+        )
         try:
             yield cls(nc, errors)
         finally:
@@ -258,8 +265,9 @@ async def test_agents_with_generated_permissions_do_their_own_work(
     ):
         alice, bob = await coord_a.local_caller(), await coord_b.local_caller()
         assert (alice.guid, bob.guid) == (A, B)
-        await coord_a.registry.register(alice, handle="alice", agent_type="tester", capabilities=["review"],
-                                        scope="team")  # fmt: skip
+        await coord_a.registry.register(
+            alice, handle="alice", agent_type="tester", capabilities=["review"], scope="team"
+        )
         await coord_b.registry.register(bob, handle="bob", agent_type="tester", capabilities=["review"], scope="public")
         assert await coord_a.set_handle(alice, "alice") == "alice"
         assert await coord_b.set_handle(bob, "bob") == "bob"
@@ -287,8 +295,9 @@ async def test_agents_with_generated_permissions_do_their_own_work(
         await watcher.close()
 
         # work: broadcast with a deadline, claim, complete; a second item dead-lettered, listed, retried
-        item = await coord_a.work.broadcast(alice, task_id="t1", description="review it", capability="review",
-                                            deadline=in_an_hour())  # fmt: skip
+        item = await coord_a.work.broadcast(
+            alice, task_id="t1", description="review it", capability="review", deadline=in_an_hour()
+        )
         assert [i.id for i in (await coord_b.work.list_items("review")).items] == [item.id]
         claimed = await coord_b.work.claim(bob, "review", timeout_ms=5000)
         assert [i.id for i in claimed] == [item.id]
@@ -316,8 +325,9 @@ async def test_a_gateway_serves_agents_of_its_namespace(tmp_path: Path, provisio
     server = provisioned
     async with coordinator(tmp_path, server, "gateway", NS, G) as (coord, conn):
         caller = await coord.local_caller()
-        await coord.registry.register(caller, handle="gw-agent", agent_type="tester", capabilities=["build"],
-                                      scope="team")  # fmt: skip
+        await coord.registry.register(
+            caller, handle="gw-agent", agent_type="tester", capabilities=["build"], scope="team"
+        )
         await coord.channels.send(caller, "gw-agent", "errors", "it broke")
         me = await wait_for(lambda: coord.registry.find_visible(caller, G), 10, ignore=(Exception,))
         dm = await coord.inbox.send(caller, "gw-agent", me, content="note to self")
@@ -355,8 +365,14 @@ async def test_an_agent_cannot_reach_other_agents_or_namespaces(tmp_path: Path, 
             await bob.nc.jetstream().publish(team.inbox_subject(A), b"to alice", stream=team.inbox_stream)
             await bob.nc.flush()
             assert spy.pending_msgs == 0
-            for subject in (team.inbox_subjects, f"nmcp.{NS}.>", ">", f"{USERS['agent-a'].perms.inbox_prefix}.>",
-                            "_INBOX.>", other.channel_subject("roadmap")):  # fmt: skip
+            for subject in (
+                team.inbox_subjects,
+                f"nmcp.{NS}.>",
+                ">",
+                f"{USERS['agent-a'].perms.inbox_prefix}.>",
+                "_INBOX.>",
+                other.channel_subject("roadmap"),
+            ):
                 await bob.refused_subscription(subject)
 
             # another namespace's streams: no info, no reads, no consumers, no KV reads
@@ -424,8 +440,10 @@ async def test_an_isolated_inbox_is_read_only_through_its_own_consumer(
         await carol.refused_request(f"$JS.API.STREAM.MSG.DELETE.{stream}", {"seq": 1})
         await carol.refused_request(f"$JS.API.STREAM.PURGE.{stream}", {"filter": team.inbox_subject(A)})
         own, theirs = inbox_consumer(C), inbox_consumer(A)
-        body_a = {"stream_name": stream, "config": {"durable_name": theirs, "filter_subject": team.inbox_subject(A),
-                                                    "ack_policy": "explicit"}}  # fmt: skip
+        body_a = {
+            "stream_name": stream,
+            "config": {"durable_name": theirs, "filter_subject": team.inbox_subject(A), "ack_policy": "explicit"},
+        }
         await carol.refused_request(f"$JS.API.CONSUMER.CREATE.{stream}.{theirs}.{team.inbox_subject(A)}", body_a)
         await carol.refused_request(f"$JS.API.CONSUMER.CREATE.{stream}", body_a)
         await carol.refused_request(f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{own}", body_a)
@@ -470,8 +488,10 @@ async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
         await coord_c.registry.register(carol, handle="carol", agent_type="tester", capabilities=[], scope="team")
         to_carol = await wait_for(lambda: coord_a.registry.find_visible(alice, C), 10, ignore=(Exception,))
         to_alice = await wait_for(lambda: coord_c.registry.find_visible(carol, A), 10, ignore=(Exception,))
-        sent = [await coord_a.inbox.send(alice, "alice", to_carol, content=f"hi {i}", message_type=kind)
-                for i, kind in enumerate(["text", "task", "text"])]  # fmt: skip
+        sent = [
+            await coord_a.inbox.send(alice, "alice", to_carol, content=f"hi {i}", message_type=kind)
+            for i, kind in enumerate(["text", "task", "text"])
+        ]
         secret = await coord_c.inbox.send(carol, "carol", to_alice, content="alice's secret")
         assert coord_c.inbox.isolated and coord_a.inbox.isolated
 
@@ -492,8 +512,10 @@ async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
             await coord_c.inbox.fetch(team.inbox_stream, team.inbox_subject(A), 0, 10)
         outcomes = await coord_c.inbox.claim_all(team.inbox_stream, [1, 2, 3, 4, 5])  # every DM stored so far
         assert all(isinstance(outcome, BaseException) for outcome in outcomes), outcomes
-        await wait_for(lambda: any("agent-c" in v and f"DIRECT.GET.{team.inbox_stream}" in v
-                                   for v in server.violations()), REFUSAL_WAIT_S)  # fmt: skip
+        await wait_for(
+            lambda: any("agent-c" in v and f"DIRECT.GET.{team.inbox_stream}" in v for v in server.violations()),
+            REFUSAL_WAIT_S,
+        )
         got = await coord_a.inbox.read(alice)
         assert [m.id for m in got.messages] == [secret.id]
     assert all("agent-c" in v for v in server.violations()), server.violations()
@@ -532,10 +554,16 @@ async def test_not_enforced_push_consumer_delivery_writes_outside_the_namespace(
     async with Raw.of(server, "agent-b") as bob:
         await bob.refused_request(other.channel_subject("roadmap"), b"direct attempt")
         await bob.nc.jetstream().publish(forged, b"forged into other")  # no Nats-Expected-Stream: it travels along
-        config = {"durable_name": "forge", "filter_subject": forged, "ack_policy": "explicit",
-                  "deliver_subject": other.channel_subject("roadmap")}  # fmt: skip
-        created = await bob.api(f"$JS.API.CONSUMER.DURABLE.CREATE.{team.work_stream}.forge",
-                                {"stream_name": team.work_stream, "config": config})  # fmt: skip
+        config = {
+            "durable_name": "forge",
+            "filter_subject": forged,
+            "ack_policy": "explicit",
+            "deliver_subject": other.channel_subject("roadmap"),
+        }
+        created = await bob.api(
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{team.work_stream}.forge",
+            {"stream_name": team.work_stream, "config": config},
+        )
         assert "error" not in created, created
     async with Raw.of(server, "admin") as admin:
         js = admin.nc.jetstream()

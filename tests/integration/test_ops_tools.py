@@ -58,8 +58,14 @@ async def test_read_tools_happy_path(ops: OpsHarness) -> None:
 
     first = (await ops.ok(R, "nats_stream_get_message", stream="APP_ORDERS", seq=1))["message"]
     assert first["subject"] == "app.orders.0" and first["headers"]["Trace"] == "t0"
-    assert first["payload"] == {"encoding": "utf-8", "data": '{"order": 0}', "size": 12, "offset": 0,
-                                "truncated": False, "nextOffset": None}  # fmt: skip
+    assert first["payload"] == {
+        "encoding": "utf-8",
+        "data": '{"order": 0}',
+        "size": 12,
+        "offset": 0,
+        "truncated": False,
+        "nextOffset": None,
+    }
     last = (await ops.ok(R, "nats_stream_get_message", stream="APP_ORDERS", lastBySubject="app.orders.2"))["message"]
     assert last["seq"] == 3
     assert await ops.err(R, "nats_stream_get_message", stream="APP_ORDERS", seq=99) == "not_found"
@@ -111,8 +117,17 @@ async def test_write_tools_happy_path(ops: OpsHarness) -> None:
     assert created["name"] == "NEW_LOGS" and created["maxMsgs"] == 100
     assert await ops.ok(W, "nats_stream_create", name="NEW_LOGS", subjects=["app.logs.*"], maxMsgs=100)  # idempotent
     assert await ops.err(W, "nats_stream_create", name="NEW_LOGS", subjects=["app.logs.*"], maxMsgs=5) == "conflict"
-    updated = (await ops.ok(W, "nats_stream_update", name="NEW_LOGS", maxMsgs=10, maxAgeSeconds=3600, discard="new",
-                            subjects=["app.logs.*", "app.audit"]))["stream"]  # fmt: skip
+    updated = (
+        await ops.ok(
+            W,
+            "nats_stream_update",
+            name="NEW_LOGS",
+            maxMsgs=10,
+            maxAgeSeconds=3600,
+            discard="new",
+            subjects=["app.logs.*", "app.audit"],
+        )
+    )["stream"]
     assert updated["maxMsgs"] == 10 and updated["maxAgeSeconds"] == 3600 and updated["discard"] == "new"
     assert updated["subjects"] == ["app.logs.*", "app.audit"] and updated["maxBytes"] == -1  # the rest kept
     assert await ops.err(W, "nats_stream_update", name="NEW_LOGS", subjects=["billing.x"]) == "forbidden"

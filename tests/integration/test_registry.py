@@ -82,8 +82,9 @@ async def guids(registry: RegistryService, who: Caller, **filters: object) -> se
 async def test_register_round_trip(open_registry: OpenRegistry) -> None:
     registry = await open_registry()
     me = caller(1)
-    entry = await registry.register(me, handle="alice", agent_type="coder", capabilities=["py", "go", "py"],
-                                    scope="team")  # fmt: skip
+    entry = await registry.register(
+        me, handle="alice", agent_type="coder", capabilities=["py", "go", "py"], scope="team"
+    )
     assert entry.guid == me.guid and entry.handle == "alice" and entry.status == "online"
     assert entry.capabilities == ["py", "go"]
     assert entry.registeredAt is not None and entry.hostname == "host-a" and entry.projectId == PROJECT["alpha"]
@@ -119,8 +120,13 @@ async def test_update_presence(open_registry: OpenRegistry) -> None:
     assert (entry.status, entry.currentTaskCount, changed) == ("busy", 3, ["status", "currentTaskCount"])
     entry, changed = await registry.update_presence(me, status="busy", capabilities=["rs"])
     assert changed == ["capabilities"] and entry.capabilities == ["rs"]
-    for bad in ({}, {"current_task_count": -1}, {"current_task_count": 1.5}, {"current_task_count": True},
-                {"status": "asleep"}):  # fmt: skip
+    for bad in (
+        {},
+        {"current_task_count": -1},
+        {"current_task_count": 1.5},
+        {"current_task_count": True},
+        {"status": "asleep"},
+    ):
         with pytest.raises(InvalidArgument):
             await registry.update_presence(me, **bad)  # type: ignore[arg-type]
 
@@ -219,8 +225,16 @@ async def test_gc_removes_old_offline_entries_under_one_lock(
     identity = await ensure_kv(nats_conn.jetstream, Layout("alpha").identity_bucket)
     for who in (old_a, live):
         await identity.put(Layout.handle_key(who.guid), b"some-handle")
-    stale_lease = json.dumps({"instance": "x", "hostname": "elsewhere", "pid": 1, "pid_start": None, "pidns": None,
-                              "renewedAt": time.time() - 3600}).encode()  # fmt: skip
+    stale_lease = json.dumps(
+        {
+            "instance": "x",
+            "hostname": "elsewhere",
+            "pid": 1,
+            "pid_start": None,
+            "pidns": None,
+            "renewedAt": time.time() - 3600,
+        }
+    ).encode()
     await identity.put(Layout.lease_key(old_a.guid), stale_lease)
     await first.deregister(old_a)
     await first.deregister(old_b)

@@ -99,9 +99,13 @@ async def pipeline(tmp_path: Path, nats_conn: NatsConnection, idp_key: rsa.RSAPr
     keys = ApiKeys(nats_conn)
     auth = Authenticator(jwt=JwtVerifier([issuer]), apikeys=keys)
     settings = SecuritySettings.model_validate(
-        {"rate_per_principal": {"rate_per_s": 5, "burst": 5}, "lockout": {"max_failures": 3, "base_s": 30},
-         "max_request_bytes": 4096, "max_json_depth": 8}
-    )  # fmt: skip
+        {
+            "rate_per_principal": {"rate_per_s": 5, "burst": 5},
+            "lockout": {"max_failures": 3, "base_s": 30},
+            "max_request_bytes": 4096,
+            "max_json_depth": 8,
+        }
+    )
     audit = AuditLog.from_settings(AuditSettings(file=tmp_path / "audit.jsonl"), nats_conn, transport="http")
     guard = Guard(settings, Policy(parse_policy(POLICY)), audit)
     yield Pipeline(guard, auth, keys, audit, nats_conn)
@@ -127,7 +131,7 @@ async def test_every_attack_is_refused_and_audited(
         "alg none": f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload}.",
         "unknown kid": token(other_key, headers={"kid": "rotated-away"}),
         "tampered signature": f"{header}.{tampered_payload}.{signature}",
-    }  # fmt: skip
+    }
     # PyJWT refuses to HMAC-sign with a PEM key, so the confused token is built by hand, as an attacker would.
     signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{payload}"
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()

@@ -202,8 +202,12 @@ async def test_recoverable_fail_backs_off_then_reoffers(work: WorkService) -> No
     assert entry.id == item_id and entry.reason == "max_attempts" and entry.attempts == 3
     assert [e.split(": ", 1)[1] for e in entry.errors] == ["flaky network", "still flaky", "gave up"]
     assert (await work.status(CAP))[0].model_dump() == {
-        "capability": CAP, "pending": 0, "inFlight": 0, "deadLettered": 1, "oldestPendingSeconds": None,
-    }  # fmt: skip
+        "capability": CAP,
+        "pending": 0,
+        "inFlight": 0,
+        "deadLettered": 1,
+        "oldestPendingSeconds": None,
+    }
 
 
 async def test_unrecoverable_fail_dead_letters_at_once(work: WorkService) -> None:

@@ -56,11 +56,18 @@ async def cut_dead_letter(work: WorkService) -> str:
     item = await claim_one(work, caller())
     record, revision = await work.records.read(item_id)
     assert record is not None
-    dead_record = replace(record, state="dead", reason="unrecoverable", settled_at=timestamp(), claimer=None,
-                          reply=None)  # fmt: skip
+    dead_record = replace(
+        record, state="dead", reason="unrecoverable", settled_at=timestamp(), claimer=None, reply=None
+    )
     assert await work.records.write(item_id, dead_record, revision)
-    entry = DlqItem(id=item_id, workItem=item.model_copy(update={"leaseExpiresAt": None}), reason="unrecoverable",
-                    attempts=1, failedAt=timestamp(), errors=[])  # fmt: skip
+    entry = DlqItem(
+        id=item_id,
+        workItem=item.model_copy(update={"leaseExpiresAt": None}),
+        reason="unrecoverable",
+        attempts=1,
+        failedAt=timestamp(),
+        errors=[],
+    )
     assert await work.dlq.add(entry)
     assert await queued(work) == 1  # the dead item's message is still stored, and comes back when its lease ends
     return item_id

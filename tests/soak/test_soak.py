@@ -28,8 +28,11 @@ WARMUP_S = max(5.0, SECONDS / 10)
 """Memory and latency are compared from here on: the first tenth of the run (at least 5 s) fills the server's
 sessions, caches and streams. (It was ``min(10 s, a quarter)``: in a 50-agent, 10-minute run the server was still
 taking on its 50 sessions at 10 s, 98 MiB, and steady from about 60 s, 115 MiB, ending at 117.7 MiB.)"""
-UNLIMITED = {f"NATS_MCP_SECURITY_RATE_PER_{who}_{what}": value for who in ("PRINCIPAL", "ADDRESS")
-             for what, value in (("RATE_PER_S", "1000000"), ("BURST", "10000000"))}  # fmt: skip
+UNLIMITED = {
+    f"NATS_MCP_SECURITY_RATE_PER_{who}_{what}": value
+    for who in ("PRINCIPAL", "ADDRESS")
+    for what, value in (("RATE_PER_S", "1000000"), ("BURST", "10000000"))
+}
 UNLIMITED["NATS_MCP_SECURITY_MAX_AGENTS_PER_PRINCIPAL"] = "100000"  # one key runs every agent of the soak
 
 
@@ -62,8 +65,9 @@ async def agent_loop(client: Client, me: int, guids: list[str], ends: float, sam
         elif step == 3:
             await call_ok(client, "warp_messages_read_direct", limit=20)
         elif step == 4:
-            await call_ok(client, "warp_work_broadcast", taskId=f"{me}-{calls}", description="soak",
-                          requiredCapability="soak")  # fmt: skip
+            await call_ok(
+                client, "warp_work_broadcast", taskId=f"{me}-{calls}", description="soak", requiredCapability="soak"
+            )
             claimed = (await call_ok(client, "warp_work_claim", capability="soak"))["workItem"]
             if isinstance(claimed, dict):
                 await call_ok(client, "warp_work_complete", workItemId=claimed["id"])
@@ -89,8 +93,14 @@ def windows(samples: list[tuple[float, float]], start: float) -> list[dict[str, 
     for i in range(10):
         got = [d for t, d in samples if start + i * step <= t < start + (i + 1) * step]
         if len(got) >= 2:
-            out.append({"from_s": round(i * step, 1), "calls": len(got), "p50_ms": round(percentile(got, 50) * 1e3, 2),
-                        "p95_ms": round(percentile(got, 95) * 1e3, 2)})  # fmt: skip
+            out.append(
+                {
+                    "from_s": round(i * step, 1),
+                    "calls": len(got),
+                    "p50_ms": round(percentile(got, 50) * 1e3, 2),
+                    "p95_ms": round(percentile(got, 95) * 1e3, 2),
+                }
+            )
     return out
 
 
@@ -105,8 +115,9 @@ async def test_soak_mixed_load_holds_memory_and_latency(tmp_path: Path, nats_ser
     server = await launch(tmp_path, "soak", nats_server.url, NATS_MCP_NAMESPACE="team-soak", **UNLIMITED)
     try:
         async with AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(mcp_client(server.url, key, agent=f"soak-{i}"))
-                       for i in range(AGENTS)]  # fmt: skip
+            clients = [
+                await stack.enter_async_context(mcp_client(server.url, key, agent=f"soak-{i}")) for i in range(AGENTS)
+            ]
             guids = []
             for client in clients:
                 await call_ok(client, "warp_handle_set", handle="soaker")
@@ -138,14 +149,24 @@ async def test_soak_mixed_load_holds_memory_and_latency(tmp_path: Path, nats_ser
         f"server RSS {rss_after_warmup / 1024:.1f} -> {rss_end / 1024:.1f} MiB ({growth:+.1%}); "
         f"p50 {p50[0] * 1000:.1f} -> {p50[1] * 1000:.1f} ms, p95 {p95[0] * 1000:.1f} -> {p95[1] * 1000:.1f} ms"
     )
-    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "agents": AGENTS, "seconds": SECONDS,
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "calls": calls,
-              "calls_per_s": round(calls / SECONDS, 1), "errors": 0, "warmup_s": WARMUP_S,
-              "rss_mib": {"after_warmup": round(rss_after_warmup / 1024, 1), "end": round(rss_end / 1024, 1),
-                          "growth": round(growth, 4)},
-              "halves_ms": {"p50": [round(v * 1e3, 2) for v in p50], "p95": [round(v * 1e3, 2) for v in p95]},
-              "rss_series_mib": [(t, round(k / 1024, 1)) for t, k in rss_series],
-              "windows": windows(samples, start)}  # fmt: skip
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "agents": AGENTS,
+        "seconds": SECONDS,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "calls": calls,
+        "calls_per_s": round(calls / SECONDS, 1),
+        "errors": 0,
+        "warmup_s": WARMUP_S,
+        "rss_mib": {
+            "after_warmup": round(rss_after_warmup / 1024, 1),
+            "end": round(rss_end / 1024, 1),
+            "growth": round(growth, 4),
+        },
+        "halves_ms": {"p50": [round(v * 1e3, 2) for v in p50], "p95": [round(v * 1e3, 2) for v in p95]},
+        "rss_series_mib": [(t, round(k / 1024, 1)) for t, k in rss_series],
+        "windows": windows(samples, start),
+    }
     artifacts = Path(__file__).resolve().parents[1] / "artifacts"
     artifacts.mkdir(exist_ok=True)
     (artifacts / f"soak-{AGENTS}x{SECONDS:.0f}.json").write_text(json.dumps(record, indent=2) + "\n")

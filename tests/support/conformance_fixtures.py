@@ -67,23 +67,31 @@ SEP1034_SCHEMA: dict[str, Any] = {
         "name": {"type": "string", "description": "User name", "default": "John Doe"},
         "age": {"type": "integer", "description": "User age", "default": 30},
         "score": {"type": "number", "description": "User score", "default": 95.5},
-        "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"],
-                   "default": "active"},
+        "status": {
+            "type": "string",
+            "description": "User status",
+            "enum": ["active", "inactive", "pending"],
+            "default": "active",
+        },
         "verified": {"type": "boolean", "description": "Verification status", "default": True},
     },
-}  # fmt: skip
+}
 SEP1330_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
-        "titledSingle": {"type": "string", "oneOf": [{"const": "value1", "title": "First"},
-                                                     {"const": "value2", "title": "Second"}]},
+        "titledSingle": {
+            "type": "string",
+            "oneOf": [{"const": "value1", "title": "First"}, {"const": "value2", "title": "Second"}],
+        },
         "legacyEnum": {"type": "string", "enum": ["opt1", "opt2"], "enumNames": ["Option one", "Option two"]},
         "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
-        "titledMulti": {"type": "array", "items": {"anyOf": [{"const": "value1", "title": "First"},
-                                                             {"const": "value2", "title": "Second"}]}},
+        "titledMulti": {
+            "type": "array",
+            "items": {"anyOf": [{"const": "value1", "title": "First"}, {"const": "value2", "title": "Second"}]},
+        },
     },
-}  # fmt: skip
+}
 JSON_SCHEMA_2020_12: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -94,10 +102,12 @@ JSON_SCHEMA_2020_12: dict[str, Any] = {
 """The pending scenario json-schema-2020-12: these keywords must reach the client unchanged."""
 USER_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"username": {"type": "string", "description": "User's response"},
-                   "email": {"type": "string", "description": "User's email address"}},
+    "properties": {
+        "username": {"type": "string", "description": "User's response"},
+        "email": {"type": "string", "description": "User's email address"},
+    },
     "required": ["username", "email"],
-}  # fmt: skip
+}
 
 
 class ConformanceFixtures:
@@ -164,14 +174,17 @@ class ConformanceFixtures:
         if name == "test_audio_content":
             return types.CallToolResult(content=[types.AudioContent(type="audio", data=WAV, mime_type="audio/wav")])
         if name == "test_embedded_resource":
-            return types.CallToolResult(content=[_embedded("test://embedded-resource", "text/plain",
-                                                           "This is an embedded resource content.")])  # fmt: skip
+            return types.CallToolResult(
+                content=[_embedded("test://embedded-resource", "text/plain", "This is an embedded resource content.")]
+            )
         if name == "test_multiple_content_types":
-            return types.CallToolResult(content=[
-                types.TextContent(type="text", text="Multiple content types test:"),
-                types.ImageContent(type="image", data=PNG, mime_type="image/png"),
-                _embedded("test://mixed-content-resource", "application/json", '{"test":"data","value":123}'),
-            ])  # fmt: skip
+            return types.CallToolResult(
+                content=[
+                    types.TextContent(type="text", text="Multiple content types test:"),
+                    types.ImageContent(type="image", data=PNG, mime_type="image/png"),
+                    _embedded("test://mixed-content-resource", "application/json", '{"test":"data","value":123}'),
+                ]
+            )
         if name == "test_error_handling":
             return _text("This tool intentionally returns an error for testing", error=True)
         if name == "test_tool_with_logging":
@@ -180,8 +193,9 @@ class ConformanceFixtures:
                     await asyncio.sleep(STEP_S)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", MCPDeprecationWarning)
-                    await session.send_log_message("info", message, logger="conformance",
-                                                   related_request_id=ctx.request_id)  # fmt: skip
+                    await session.send_log_message(
+                        "info", message, logger="conformance", related_request_id=ctx.request_id
+                    )
             return _text("Logging test completed")
         if name == "test_tool_with_progress":
             for i, done in enumerate((0, 50, 100)):
@@ -193,10 +207,14 @@ class ConformanceFixtures:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
                 sampled = await session.create_message(
-                    [types.SamplingMessage(role="user",
-                                           content=types.TextContent(type="text", text=str(arguments["prompt"])))],
-                    max_tokens=100, related_request_id=ctx.request_id,
-                )  # fmt: skip
+                    [
+                        types.SamplingMessage(
+                            role="user", content=types.TextContent(type="text", text=str(arguments["prompt"]))
+                        )
+                    ],
+                    max_tokens=100,
+                    related_request_id=ctx.request_id,
+                )
             content = sampled.content
             return _text(f"LLM response: {content.text if isinstance(content, types.TextContent) else content}")
         if name in ("test_elicitation", "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums"):
@@ -215,8 +233,10 @@ class ConformanceFixtures:
                 type="text", text="This is a simple prompt for testing."
             )
         elif name == "test_prompt_with_arguments":
-            content = types.TextContent(type="text", text=f"Prompt with arguments: arg1='{arguments.get('arg1')}', "
-                                        f"arg2='{arguments.get('arg2')}'")  # fmt: skip
+            content = types.TextContent(
+                type="text",
+                text=f"Prompt with arguments: arg1='{arguments.get('arg1')}', arg2='{arguments.get('arg2')}'",
+            )
         elif name == "test_prompt_with_embedded_resource":
             uri = arguments.get("resourceUri", "test://example-resource")
             content = _embedded(uri, "text/plain", "Embedded resource content for testing.")
@@ -232,16 +252,18 @@ class ConformanceFixtures:
     async def read_resource(self, uri: str) -> types.ReadResourceResult:
         contents: types.TextResourceContents | types.BlobResourceContents
         if uri == "test://static-text":
-            contents = types.TextResourceContents(uri=uri, mime_type="text/plain",
-                                                  text="This is the content of the static text resource.")  # fmt: skip
+            contents = types.TextResourceContents(
+                uri=uri, mime_type="text/plain", text="This is the content of the static text resource."
+            )
         elif uri == "test://static-binary":
             contents = types.BlobResourceContents(uri=uri, mime_type="image/png", blob=PNG)
         elif uri == "test://watched-resource":
             contents = types.TextResourceContents(uri=uri, mime_type="text/plain", text="Watched resource content.")
         elif uri.startswith("test://template/") and uri.endswith("/data"):
             ident = uri.removeprefix("test://template/").removesuffix("/data")
-            contents = types.TextResourceContents(uri=uri, mime_type="application/json",
-                                                  text=f'{{"id":"{ident}","templateTest":true}}')  # fmt: skip
+            contents = types.TextResourceContents(
+                uri=uri, mime_type="application/json", text=f'{{"id":"{ident}","templateTest":true}}'
+            )
         else:
             raise MCPError(-32002, f"no fixture resource {uri!r}", {"uri": uri})
         return types.ReadResourceResult(contents=[contents])

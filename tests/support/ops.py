@@ -73,9 +73,12 @@ class OpsHarness:
 
         try:
             result = await self.guard.call(
-                CallContext(principal, "stdio", "team-ops"), tool, args,
-                lambda: self.table.call(coordinator, no_caller, tool, args, scope), outcome_of,
-            )  # fmt: skip
+                CallContext(principal, "stdio", "team-ops"),
+                tool,
+                args,
+                lambda: self.table.call(coordinator, no_caller, tool, args, scope),
+                outcome_of,
+            )
         except Refused as refused:
             result = error_result(refused.code, refused.message)
         return _result(result)

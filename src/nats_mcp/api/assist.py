@@ -197,8 +197,9 @@ class Assist:
             audited = {"ref": ref.uri[:200], "argument": argument.name[:64]}
             if ref.uri != CHANNEL_TEMPLATE:
                 self._admit_unknown("completion_complete", audited)
-                raise _invalid(f"no resource template {ref.uri[:80]!r}; the one template is {CHANNEL_TEMPLATE}",
-                               "not_found")  # fmt: skip
+                raise _invalid(
+                    f"no resource template {ref.uri[:80]!r}; the one template is {CHANNEL_TEMPLATE}", "not_found"
+                )
             self._admit("completion_complete", audited, ("channels_read",))
             kind = "channel" if argument.name == "channel" else "text"
         value = argument.value
@@ -236,8 +237,11 @@ class Assist:
     def _readable_channels(self) -> list[str]:
         if self._coordinator is None:
             return []
-        return [c.name for c in self._coordinator.channels.list()
-                if self._principal_decides("channels_read", {"channel": c.name})]  # fmt: skip
+        return [
+            c.name
+            for c in self._coordinator.channels.list()
+            if self._principal_decides("channels_read", {"channel": c.name})
+        ]
 
     async def _agents(self) -> list[tuple[str, list[str]]]:
         """(handle, capabilities) of the agents the caller can discover (none if it may not discover)."""
@@ -291,8 +295,13 @@ class Assist:
         """Connection observer: tell the connections that listen that NATS went away and came back."""
         if event == "disconnected" and not self._nats_lost:
             self._nats_lost = True
-            self._post("warning", {"event": "nats_disconnected", "message": "NATS connection lost; "
-                                   "calls answer nats_unavailable until it is back"})  # fmt: skip
+            self._post(
+                "warning",
+                {
+                    "event": "nats_disconnected",
+                    "message": "NATS connection lost; calls answer nats_unavailable until it is back",
+                },
+            )
         elif event in ("connected", "reconnected") and self._nats_lost:
             self._nats_lost = False
             self._post("info", {"event": "nats_reconnected", "message": "NATS connection is back"})
@@ -329,9 +338,12 @@ class Assist:
         if now - self._rate_warned.get(key, -RATE_WARN_EVERY_S) < RATE_WARN_EVERY_S:
             return
         self._rate_warned[key] = now
-        data = {"event": "rate_limit_near", "leftShare": round(left, 3),
-                "message": f"rate limit close: {left:.0%} of the burst left; slow down or calls are refused "
-                "with rate_limited"}  # fmt: skip
+        data = {
+            "event": "rate_limit_near",
+            "leftShare": round(left, 3),
+            "message": f"rate limit close: {left:.0%} of the burst left; slow down or calls are refused "
+            "with rate_limited",
+        }
         await _send_log(ctx.session, "warning", data, ctx.request_id)
 
     # -- progress --------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The tool reference boundary: ``docs/tools.md``, rendered from the tool definitions by ``python -m`` this module.
 
 Everything in it comes from what ``tools/list`` serves (names, titles, descriptions, schemas, annotations) and from
-the error classes (the codes), so it cannot say what the server does not do; ``tests/unit/test_tools_doc.py``
+the error classes (the codes), so it cannot say what the server does not do; ``tests/unit/api/test_tools_doc.py``
 regenerates it and fails when the committed file differs.
 """
 
@@ -226,10 +226,12 @@ def prompt_section(spec: PromptSpec) -> list[str]:
         "",
         "| argument | required | description | completions |",
         "|---|---|---|---|",
-        *(f"| `{a.name}` | {'yes' if a.required else 'no'} | {_cell(a.description)} | {COMPLETES[a.kind]} |"
-          for a in spec.args),
+        *(
+            f"| `{a.name}` | {'yes' if a.required else 'no'} | {_cell(a.description)} | {COMPLETES[a.kind]} |"
+            for a in spec.args
+        ),
         "",
-    ]  # fmt: skip
+    ]
 
 
 def prompts_part() -> list[str]:

@@ -452,9 +452,12 @@ class ResourceSurface:
             if isinstance(ref, ChannelResource):
                 page = await self._coordinator.channels.read(caller, ref.channel, limit=HISTORY_LIMIT)
                 body: BaseModel = ChannelsReadOut(
-                    channel=ref.channel, messages=page.messages, nextCursor=page.next_cursor,
-                    hasMore=page.has_more, total=page.total,
-                )  # fmt: skip
+                    channel=ref.channel,
+                    messages=page.messages,
+                    nextCursor=page.next_cursor,
+                    hasMore=page.has_more,
+                    total=page.total,
+                )
             else:
                 count, messages = await self._coordinator.inbox.peek(caller, limit=PEEK_LIMIT)
                 body = InboxPeek(agentGuid=caller.guid, count=count, messages=messages, hasMore=count > len(messages))

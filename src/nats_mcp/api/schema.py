@@ -17,7 +17,7 @@ class Token:
     """A token's published format: its pattern and the longest string the pattern allows, side by side.
 
     Only published: the domain enforces both (``invalid_name``), so a bad token gets the contract's code, not
-    pydantic's. ``tests/unit/test_tool_schemas.py`` checks every maxLength against its pattern's own maximum.
+    pydantic's. ``tests/unit/api/test_tool_schemas.py`` checks every maxLength against its pattern's own maximum.
     """
 
     pattern: str

@@ -73,8 +73,9 @@ def local_security(guard: Guard, settings: SecuritySettings, namespace: str) -> 
 
 
 def local_principal(settings: SecuritySettings) -> Principal:
-    return Principal(subject=settings.local.subject, issuer="local", method="local",
-                     roles=frozenset(settings.local.roles))  # fmt: skip
+    return Principal(
+        subject=settings.local.subject, issuer="local", method="local", roles=frozenset(settings.local.roles)
+    )
 
 
 def outcome_of(result: types.CallToolResult) -> str:
@@ -204,9 +205,15 @@ def build_server(
     ops = coordinator is not None and security is not None and coordinator.settings.nats_ops.enabled
     table = ToolTable(prefix, ops=ops)
     # Prompts, completions, log notifications and claim progress (assist.py), through the same guard.
-    assist = Assist(prefix, coordinator, caller, security.guard if security is not None else None,
-                    (lambda: CallContext(security.principal(), security.transport, security.namespace))
-                    if security is not None else None)  # fmt: skip
+    assist = Assist(
+        prefix,
+        coordinator,
+        caller,
+        security.guard if security is not None else None,
+        (lambda: CallContext(security.principal(), security.transport, security.namespace))
+        if security is not None
+        else None,
+    )
     if coordinator is not None:
         coordinator.conn.add_listener(assist.on_nats_event)
     # A test run's fixture tools, prompts and resources (mcp/fixtures.py): None unless loaded from a checkout's tests/.
@@ -249,8 +256,12 @@ def build_server(
         if name not in table.by_name:  # a protocol error (the spec's "unknown tool"), not a tool's own failure
             if security is not None:  # limited and audited all the same (probing costs rate, leaves a trail)
                 try:
-                    security.guard.admit(CallContext(security.principal(), security.transport, security.namespace),
-                                         name, arguments, "unknown_tool")  # fmt: skip
+                    security.guard.admit(
+                        CallContext(security.principal(), security.transport, security.namespace),
+                        name,
+                        arguments,
+                        "unknown_tool",
+                    )
                 except Refused as refused:
                     raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
             shown = name if len(name) <= 80 else name[:80] + "..."
@@ -285,8 +296,9 @@ def build_server(
             return result
 
         if tracing.enabled():  # a span continuing the caller's trace (_meta.traceparent)
-            return await tracing.traced_call(table.suffix_of[name], call.transport, call.principal.subject,
-                                             params.meta, guarded, outcome_of)  # fmt: skip
+            return await tracing.traced_call(
+                table.suffix_of[name], call.transport, call.principal.subject, params.meta, guarded, outcome_of
+            )
         return await guarded()
 
     async def gate(
@@ -324,9 +336,13 @@ def build_server(
         "on_completion": assist.complete,
     }
     if resources is not None:
-        handlers.update(on_list_resources=resources.list_resources, on_list_resource_templates=resources.list_templates,
-                        on_read_resource=resources.read_resource, on_subscribe_resource=resources.subscribe,
-                        on_unsubscribe_resource=resources.unsubscribe)  # fmt: skip
+        handlers.update(
+            on_list_resources=resources.list_resources,
+            on_list_resource_templates=resources.list_templates,
+            on_read_resource=resources.read_resource,
+            on_subscribe_resource=resources.subscribe,
+            on_unsubscribe_resource=resources.unsubscribe,
+        )
     if fixtures is not None:
         handlers.update(_fixture_handlers(fixtures, fixture_prompts, handlers, gate, may_see))
 
@@ -397,8 +413,9 @@ def _fixture_handlers(
         if params.name not in prompts:
             return await get_prompt(ctx, params)  # type: ignore[no-any-return]
         args = dict(params.arguments or {})
-        result: types.GetPromptResult = await gate(ctx, params.name, {"arguments": args},
-                                                   lambda: fixtures.get_prompt(params.name, args))  # fmt: skip
+        result: types.GetPromptResult = await gate(
+            ctx, params.name, {"arguments": args}, lambda: fixtures.get_prompt(params.name, args)
+        )
         return result
 
     async def on_completion(
@@ -415,13 +432,19 @@ def _fixture_handlers(
         result: types.CompleteResult = await gate(ctx, ref.name, {"argument": argument.name[:64]}, run)
         return result
 
-    out: dict[str, Any] = {"on_list_prompts": on_list_prompts, "on_get_prompt": on_get_prompt,
-                           "on_completion": on_completion}  # fmt: skip
+    out: dict[str, Any] = {
+        "on_list_prompts": on_list_prompts,
+        "on_get_prompt": on_get_prompt,
+        "on_completion": on_completion,
+    }
     if "on_read_resource" not in handlers:
         return out
     list_resources, list_templates = handlers["on_list_resources"], handlers["on_list_resource_templates"]
-    read, subscribe, unsubscribe = (handlers["on_read_resource"], handlers["on_subscribe_resource"],
-                                    handlers["on_unsubscribe_resource"])  # fmt: skip
+    read, subscribe, unsubscribe = (
+        handlers["on_read_resource"],
+        handlers["on_subscribe_resource"],
+        handlers["on_unsubscribe_resource"],
+    )
 
     async def on_list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -442,8 +465,9 @@ def _fixture_handlers(
     ) -> types.ReadResourceResult:
         if not fixture_uri(params.uri):
             return await read(ctx, params)  # type: ignore[no-any-return]
-        result: types.ReadResourceResult = await gate(ctx, resource_tool, {"uri": params.uri},
-                                                      lambda: fixtures.read_resource(params.uri))  # fmt: skip
+        result: types.ReadResourceResult = await gate(
+            ctx, resource_tool, {"uri": params.uri}, lambda: fixtures.read_resource(params.uri)
+        )
         return result
 
     async def nothing() -> types.EmptyResult:
@@ -463,7 +487,11 @@ def _fixture_handlers(
         result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": False}, nothing)
         return result
 
-    out.update(on_list_resources=on_list_resources, on_list_resource_templates=on_list_templates,
-               on_read_resource=on_read, on_subscribe_resource=on_subscribe,
-               on_unsubscribe_resource=on_unsubscribe)  # fmt: skip
+    out.update(
+        on_list_resources=on_list_resources,
+        on_list_resource_templates=on_list_templates,
+        on_read_resource=on_read,
+        on_subscribe_resource=on_subscribe,
+        on_unsubscribe_resource=on_unsubscribe,
+    )
     return out

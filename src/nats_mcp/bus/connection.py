@@ -615,8 +615,11 @@ class NatsConnection:
             # The server refused something this process did (a subscribe or publish outside its permissions):
             # say so, or the failure shows only as a timeout somewhere else.
             if "permissions violation" in str(exc).lower():
-                log.warning("NATS refused an operation: %s (the NATS user lacks a permission; compare with "
-                            "`nats-mcp nats-permissions`)", redact(str(exc)))  # fmt: skip
+                log.warning(
+                    "NATS refused an operation: %s (the NATS user lacks a permission; compare with "
+                    "`nats-mcp nats-permissions`)",
+                    redact(str(exc)),
+                )
             return
         err = classify(exc, self._plan)
         if self.last_error is None or self.last_error.message != err.message:

@@ -109,9 +109,14 @@ class EmbeddedStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "running": self.running, "url": self.url, "pid": self.pid, "data_dir": str(self.data_dir),
-            "version": self.version, "started_at": self.started_at, "detail": self.detail,
-        }  # fmt: skip
+            "running": self.running,
+            "url": self.url,
+            "pid": self.pid,
+            "data_dir": str(self.data_dir),
+            "version": self.version,
+            "started_at": self.started_at,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -192,9 +197,14 @@ class EmbeddedNats:
         if found is None:
             return EmbeddedStatus(False, None, None, self.data_dir)
         return EmbeddedStatus(
-            found.reachable, found.url, found.pid, self.data_dir, found.version, found.started_at,
+            found.reachable,
+            found.url,
+            found.pid,
+            self.data_dir,
+            found.version,
+            found.started_at,
             None if found.reachable else "the process is alive but does not answer on its URL",
-        )  # fmt: skip
+        )
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """Stop the server (SIGTERM, then SIGKILL); True if one was running. Idempotent."""
@@ -250,22 +260,40 @@ class EmbeddedNats:
     def _record(self, pid: int, url: str, version: str | None) -> None:
         port = urlsplit(url).port
         state = {
-            "pid": pid, "url": url, "port": port, "version": version,
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "config": str(self.config_path),
-        }  # fmt: skip
+            "pid": pid,
+            "url": url,
+            "port": port,
+            "version": version,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": str(self.config_path),
+        }
         _write_private(self.state_path, json.dumps(state, indent=2) + "\n")
         _write_private(self.last_port_path, f"{port}\n")
 
     def _spawn(self, binary: Path, token: str, port: int, deadline: float) -> tuple[int, str]:
         _write_private(self.config_path, self._config_text(token, port))
         env = {k: v for k, v in os.environ.items() if k in _ENV_PASSTHROUGH or k.startswith("GO")}
-        argv = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(self.log_path), str(binary), "-c",
-                str(self.config_path)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _LAUNCHER,
+            str(self.log_path),
+            str(binary),
+            "-c",
+            str(self.config_path),
+        ]
         try:
             launched = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                timeout=max(0.5, deadline - time.monotonic()), check=True,
-            )  # fmt: skip
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=max(0.5, deadline - time.monotonic()),
+                check=True,
+            )
             pid = int(launched.stdout.strip())
         except (subprocess.SubprocessError, ValueError, OSError) as exc:
             raise EmbeddedNatsError(f"could not launch {binary}: {redact(str(exc))}") from None
@@ -278,8 +306,9 @@ class EmbeddedNats:
                 raise _EarlyExit
             if time.monotonic() >= deadline:
                 self._terminate(pid, time.monotonic() + _TERM_GRACE)
-                raise EmbeddedNatsError(f"nats-server (pid {pid}) did not start listening in time; "
-                                        f"log: {self._log_tail()}")  # fmt: skip
+                raise EmbeddedNatsError(
+                    f"nats-server (pid {pid}) did not start listening in time; log: {self._log_tail()}"
+                )
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
@@ -327,8 +356,13 @@ class EmbeddedNats:
             until = min(deadline, time.monotonic() + grace)
             info = _read_info(url, until) if url is not None else None
             version = info.get("version") if info is not None else None
-            return _Found(pid, url, version if isinstance(version, str) else None,
-                          started_at if isinstance(started_at, str) else None, info is not None)  # fmt: skip
+            return _Found(
+                pid,
+                url,
+                version if isinstance(version, str) else None,
+                started_at if isinstance(started_at, str) else None,
+                info is not None,
+            )
         return None
 
     def _read_state(self) -> dict[str, Any] | None:
@@ -359,8 +393,11 @@ class EmbeddedNats:
         if not proc.is_dir():
             return []
         own = os.getpid()
-        return [int(p.name) for p in proc.iterdir() if p.name.isdigit() and int(p.name) != own
-                and self._is_ours(int(p.name))]  # fmt: skip
+        return [
+            int(p.name)
+            for p in proc.iterdir()
+            if p.name.isdigit() and int(p.name) != own and self._is_ours(int(p.name))
+        ]
 
     def _url_from_ports_file(self, pid: int) -> str | None:
         for path in self.data_dir.glob(f"*_{pid}.ports"):
@@ -428,8 +465,9 @@ class EmbeddedNats:
     def _token(self) -> str:
         """The token, made (O_EXCL, 0600) on first start and reused afterwards."""
         try:
-            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         _PRIVATE_FILE)  # fmt: skip
+            fd = os.open(
+                self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE
+            )
         except FileExistsError:
             return self._read_token()
         token = secrets.token_urlsafe(32)
@@ -527,8 +565,9 @@ def _in_exec(cmdline: bytes, stat_line: str) -> bool:
 
 def _alive_ps(pid: int) -> bool:
     try:
-        out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)],
-                             capture_output=True, text=True, timeout=5, check=False).stdout.strip()  # fmt: skip
+        out = subprocess.run(
+            ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return False
     return bool(out) and not out.startswith("Z")
@@ -537,8 +576,13 @@ def _alive_ps(pid: int) -> bool:
 def _runs_config_ps(pid: int, config: str) -> bool:
     """Without /proc (macOS): ps's command line, which must end with ``-c <config>``."""
     try:
-        out = subprocess.run(["ps", "-ww", "-o", "stat=", "-o", "command=", "-p", str(pid)],
-                             capture_output=True, text=True, timeout=5, check=False).stdout.strip()  # fmt: skip
+        out = subprocess.run(
+            ["ps", "-ww", "-o", "stat=", "-o", "command=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return False
     return bool(out) and not out.startswith("Z") and out.endswith(f" -c {config}")

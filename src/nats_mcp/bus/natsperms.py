@@ -324,16 +324,28 @@ def _dm_targets(lists: _Lists, api: str, namespaces: Sequence[str]) -> None:
 def _registry(lists: _Lists, scope: _Scope) -> None:
     lay, api, who = scope.layout, scope.api, scope.who
     whom = "this agent's" if scope.guid else "any agent's"
-    _kv(lists, api, lay.registry_bucket, f"{scope.ns} registry",
-        [(who, f"write {whom} registry entry (compare-and-set)")], watch=True)  # fmt: skip
+    _kv(
+        lists,
+        api,
+        lay.registry_bucket,
+        f"{scope.ns} registry",
+        [(who, f"write {whom} registry entry (compare-and-set)")],
+        watch=True,
+    )
     identity_writes = [
         (f"lease.{who}", f"hold {whom} live-instance lease"),
         (f"handle.{who}", f"set {whom} handle"),
         ("lock.*", "the namespace's maintenance locks (registry GC)"),
     ]
     _kv(lists, api, lay.identity_bucket, f"{scope.ns} identity", identity_writes, watch=True)
-    _kv(lists, api, DIRECTORY_BUCKET, "shared directory",
-        [(f"{scope.ns}.{who}", f"{whom} copy in the shared directory")], watch=True)  # fmt: skip
+    _kv(
+        lists,
+        api,
+        DIRECTORY_BUCKET,
+        "shared directory",
+        [(f"{scope.ns}.{who}", f"{whom} copy in the shared directory")],
+        watch=True,
+    )
     if scope.guid is not None:
         lists.caveat(
             "registry GC removes other agents' expired entries, leases, handles and directory copies; this agent may "

@@ -148,8 +148,20 @@ async def request(nc: Client, subject: str, payload: bytes, headers: dict[str, s
 def connection_info(nc: Client) -> dict[str, Any]:
     """What the connected server said about itself in its INFO (no credentials are in it)."""
     info: dict[str, Any] = getattr(nc, "_server_info", None) or {}
-    keep = ("server_id", "server_name", "version", "go", "cluster", "domain", "jetstream", "max_payload",
-            "proto", "headers", "tls_required", "connect_urls")  # fmt: skip
+    keep = (
+        "server_id",
+        "server_name",
+        "version",
+        "go",
+        "cluster",
+        "domain",
+        "jetstream",
+        "max_payload",
+        "proto",
+        "headers",
+        "tls_required",
+        "connect_urls",
+    )
     return {k: info[k] for k in keep if k in info}
 
 

@@ -61,8 +61,16 @@ _STATUS_STYLE = {"online": "green", "busy": "yellow", "offline": "dim"}
 def agents_table(found: dict[str, Any], width: int, now: datetime | None = None) -> RenderableType:
     """A ``registry_discover`` page as a list ``width`` characters wide at most."""
     rows = [
-        (a["handle"], Text(a["status"], _STATUS_STYLE.get(a["status"], "")), ", ".join(a["capabilities"]) or "-",
-         when(a["lastHeartbeat"], now), str(a["currentTaskCount"]), a["agentType"], a["guid"], a.get("hostname") or "-")
+        (
+            a["handle"],
+            Text(a["status"], _STATUS_STYLE.get(a["status"], "")),
+            ", ".join(a["capabilities"]) or "-",
+            when(a["lastHeartbeat"], now),
+            str(a["currentTaskCount"]),
+            a["agentType"],
+            a["guid"],
+            a.get("hostname") or "-",
+        )
         for a in found["agents"]
-    ]  # fmt: skip
+    ]
     return fit(f"{found.get('total') or len(found['agents'])} agent(s)", COLUMNS, rows, width)

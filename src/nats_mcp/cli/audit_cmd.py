@@ -41,8 +41,10 @@ async def _connected(settings: Settings, timeout: float) -> AsyncIterator[NatsCo
 
         status = EmbeddedNats.from_settings(settings).status()
         if not status.running:
-            fail("no NATS URL is configured and the embedded server is not running: set NATS_URL or run "
-                 "`nats-mcp nats start`")  # fmt: skip
+            fail(
+                "no NATS URL is configured and the embedded server is not running: set NATS_URL or run "
+                "`nats-mcp nats start`"
+            )
     conn = NatsConnection(settings)
     conn.start()
     try:
@@ -192,8 +194,10 @@ def _writers(result: VerifyResult) -> None:
     for writer, count in sorted(by_writer.items(), key=lambda item: (item[0] is None, item[0] or "")):
         chains = f"{count} chain{'s' if count != 1 else ''}"
         if writer is None:
-            text = (f"{chains} on subjects without a writer (stored before writers were named): anyone allowed to "
-                    "publish to the audit stream then may have written them")  # fmt: skip
+            text = (
+                f"{chains} on subjects without a writer (stored before writers were named): anyone allowed to "
+                "publish to the audit stream then may have written them"
+            )
             out.print(text, markup=False, highlight=False)
         else:
             out.print(f"writer {writer}: {chains}", markup=False, highlight=False)
@@ -264,6 +268,8 @@ def verify(
         source = "stream nmcp_audit"
     _report(result, source, as_json, verbose)
     if not result.ok and result.problem and result.problem.what.startswith("the chain starts at seq"):
-        err.print("hint: if the stream has age or size limits, its oldest records expired: use --allow-expired",
-                  highlight=False)  # fmt: skip
+        err.print(
+            "hint: if the stream has age or size limits, its oldest records expired: use --allow-expired",
+            highlight=False,
+        )
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAIL)

@@ -62,8 +62,16 @@ def bridge(
     host = grpc_address.rsplit(":", 1)[0].strip("[]")
     if insecure_dev and not loopback_host(host):
         fail("--insecure-dev is for a loopback server only", code=2)
-    target = GrpcTarget(grpc_address, ca_file=ca, cert_file=cert, key_file=key, token=token, agent=agent,
-                        server_name=server_name, plaintext=insecure_dev)  # fmt: skip
+    target = GrpcTarget(
+        grpc_address,
+        ca_file=ca,
+        cert_file=cert,
+        key_file=key,
+        token=token,
+        agent=agent,
+        server_name=server_name,
+        plaintext=insecure_dev,
+    )
     ended = None
     with contextlib.suppress(KeyboardInterrupt):
         ended = asyncio.run(_run(target))

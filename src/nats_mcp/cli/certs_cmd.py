@@ -62,9 +62,12 @@ def init(
     key is written unprotected next to the certificates. Existing files are never replaced without --force."""
     try:
         spec = devcerts.make_spec(
-            server_names=server_name or (), server_ips=server_ip or (), clients=client or (),
-            trust_domain=trust_domain, days=days,
-        )  # fmt: skip
+            server_names=server_name or (),
+            server_ips=server_ip or (),
+            clients=client or (),
+            trust_domain=trust_domain,
+            days=days,
+        )
     except DevCertError as exc:
         fail(str(exc), code=EXIT_USAGE)
     target = Path(os.path.abspath(directory))

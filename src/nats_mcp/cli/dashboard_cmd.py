@@ -55,18 +55,22 @@ async def _run(settings: Settings, policy: Policy) -> None:
             authenticator = Authenticator.from_settings(settings, conn, dev_audiences=[base + "/dashboard"])
         except ValueError as exc:
             fail(str(exc), code=2)
-        dashboard = DashboardApp.create(conn, settings, guard, authenticator, hosts=hosts, origins=origins,
-                                        secure=http.tls)  # fmt: skip
+        dashboard = DashboardApp.create(
+            conn, settings, guard, authenticator, hosts=hosts, origins=origins, secure=http.tls
+        )
 
         async def home(_request: object) -> RedirectResponse:
             return RedirectResponse(dashboard.prefix if dashboard else "/", 303)
 
         app = Starlette(routes=[Route("/", home), *dashboard.routes()])
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False,
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
             ssl_certfile=str(http.tls_cert_file) if http.tls_cert_file else None,
             ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
-        )  # fmt: skip
+        )
         server = QuietServer(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -96,17 +100,24 @@ def dashboard(
 
     The same page `serve --transport http` mounts at /dashboard. Off loopback it needs TLS (http.tls_cert_file and
     http.tls_key_file), since a session cookie would otherwise cross the network in clear."""
-    loaded = state(ctx).load({"dashboard.host": host, "dashboard.port": port},
-                             {"dashboard.host": "--host", "dashboard.port": "--port"})  # fmt: skip
+    loaded = state(ctx).load(
+        {"dashboard.host": host, "dashboard.port": port}, {"dashboard.host": "--host", "dashboard.port": "--port"}
+    )
     settings = loaded.settings
     setup_logging(settings.logging)
     if not loopback_host(settings.dashboard.host) and not settings.http.tls:
-        fail(f"the dashboard binds to {settings.dashboard.host} only with TLS: set http.tls_cert_file and "
-             "http.tls_key_file, or keep the loopback default", code=2)  # fmt: skip
+        fail(
+            f"the dashboard binds to {settings.dashboard.host} only with TLS: set http.tls_cert_file and "
+            "http.tls_key_file, or keep the loopback default",
+            code=2,
+        )
     sec = settings.security
     if not (sec.jwt_issuers or sec.dev_tokens or sec.introspection.url or sec.api_keys):
-        fail("the dashboard needs a way to log in: security.api_keys, security.jwt_issuers or "
-             "security.introspection.url", code=2)  # fmt: skip
+        fail(
+            "the dashboard needs a way to log in: security.api_keys, security.jwt_issuers or "
+            "security.introspection.url",
+            code=2,
+        )
     policy = load_policy(sec.policy_file)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(settings, policy))

@@ -58,9 +58,18 @@ def why(error: str) -> str:
 
 def dead_table(entries: list[dict[str, Any]], width: int, now: datetime | None = None) -> RenderableType:
     """Dead-lettered items, with why they failed, as a list ``width`` characters wide at most."""
-    rows = [(e["id"], e["reason"], why(e["errors"][-1]) if e["errors"] else "-", e["workItem"]["capability"],
-             when(e["failedAt"], now), str(e["attempts"]), one_line(e["workItem"]["taskId"]))
-            for e in entries]  # fmt: skip
+    rows = [
+        (
+            e["id"],
+            e["reason"],
+            why(e["errors"][-1]) if e["errors"] else "-",
+            e["workItem"]["capability"],
+            when(e["failedAt"], now),
+            str(e["attempts"]),
+            one_line(e["workItem"]["taskId"]),
+        )
+        for e in entries
+    ]
     return fit(f"{len(entries)} dead-lettered item(s)", DEAD_COLUMNS, rows, width)
 
 

@@ -92,8 +92,9 @@ class HumanSession:
             return await run_tool(spec, self.prefix + tool, self.coordinator, me, args)
 
         try:
-            outcome = await self.guard.call(self.context, tool, args, run_it,
-                                            lambda o: "ok" if o.error is None else o.error[0])  # fmt: skip
+            outcome = await self.guard.call(
+                self.context, tool, args, run_it, lambda o: "ok" if o.error is None else o.error[0]
+            )
         except Refused as refused:
             raise ToolFailed(refused.code, refused.message) from None
         if outcome.error is not None:
@@ -147,8 +148,9 @@ async def human_session(settings: Settings, agent: str, timeout: float) -> Async
 
     policy = load_policy(settings.security.policy_file)
     local = settings.security.local
-    principal = Principal(subject=local.subject, issuer="local", method="local", roles=frozenset(local.roles),
-                          agent=agent)  # fmt: skip
+    principal = Principal(
+        subject=local.subject, issuer="local", method="local", roles=frozenset(local.roles), agent=agent
+    )
     namespace, project_id = settings.resolved_namespace, settings.resolved_project_id
     try:
         caller = caller_for(principal, policy, namespace, project_id)
@@ -167,8 +169,14 @@ async def human_session(settings: Settings, agent: str, timeout: float) -> Async
             if not await coordinator.wait_ready(timeout):
                 raise NatsUnavailable("the coordination services did not finish their setup in NATS; retry")
         guard = Guard(settings.security, policy, audit)
-        yield HumanSession(coordinator, guard, {spec.suffix: spec for spec in TOOLS},
-                           CallContext(principal, "cli", namespace), caller, settings.tool_prefix)  # fmt: skip
+        yield HumanSession(
+            coordinator,
+            guard,
+            {spec.suffix: spec for spec in TOOLS},
+            CallContext(principal, "cli", namespace),
+            caller,
+            settings.tool_prefix,
+        )
     finally:
         await coordinator.close()
         await audit.close()

@@ -42,8 +42,16 @@ def start(ctx: typer.Context, timeout: _Timeout = DEFAULT_TIMEOUT, as_json: _Jso
     except EmbeddedNatsError as exc:
         fail(str(exc))
     if as_json:
-        print_json({"running": True, "url": info.url, "pid": info.pid, "data_dir": str(info.data_dir),
-                    "version": info.version, "started": info.started})  # fmt: skip
+        print_json(
+            {
+                "running": True,
+                "url": info.url,
+                "pid": info.pid,
+                "data_dir": str(info.data_dir),
+                "version": info.version,
+                "started": info.started,
+            }
+        )
         return
     verb = "started" if info.started else "already running"
     out.print(f"nats-server {verb}: {info.url} (pid {info.pid}, data {info.data_dir})", highlight=False)
@@ -67,8 +75,14 @@ def status(ctx: typer.Context, as_json: _Json = False) -> None:
     table.add_column("key")
     table.add_column("value", overflow="fold")
     table.add_row("running", "[green]yes[/]" if st.running else "[red]no[/]")
-    for key, value in (("url", st.url), ("pid", st.pid), ("version", st.version), ("started at", st.started_at),
-                       ("data dir", st.data_dir), ("note", st.detail)):  # fmt: skip
+    for key, value in (
+        ("url", st.url),
+        ("pid", st.pid),
+        ("version", st.version),
+        ("started at", st.started_at),
+        ("data dir", st.data_dir),
+        ("note", st.detail),
+    ):
         if value is not None:
             table.add_row(key, str(value))
     out.print(table)

@@ -41,19 +41,37 @@ def check(
         from nats_mcp.api.tools.coordination import TOOLS
         from nats_mcp.api.tools.natsops import OPS_TOOLS
 
-        who = Principal(subject=subject, issuer=issuer, method=method,  # type: ignore[arg-type]
-                        roles=frozenset(role or []), groups=frozenset(group or []))  # fmt: skip
+        who = Principal(
+            subject=subject,
+            issuer=issuer,
+            method=method,  # type: ignore[arg-type]
+            roles=frozenset(role or []),
+            groups=frozenset(group or []),
+        )
         names = [spec.suffix for spec in TOOLS] + [spec.suffix for spec in OPS_TOOLS]
         grants = [name for name in names if policy.tool_allowed(who, name)]
     if as_json:
-        print_json({"file": str(file), "valid": True, "roles": sorted(doc.roles), "principals": len(doc.principals),
-                    "tools": grants, "warnings": warnings})  # fmt: skip
+        print_json(
+            {
+                "file": str(file),
+                "valid": True,
+                "roles": sorted(doc.roles),
+                "principals": len(doc.principals),
+                "tools": grants,
+                "warnings": warnings,
+            }
+        )
         return
     table = Table("role", "tools", "namespaces", "send to", "claim", "admin")
     for name, r in doc.roles.items():
-        table.add_row(name, ", ".join(r.tools) or "-", ", ".join(r.namespaces) or "-",
-                      ", ".join(r.channels.send) or "-", ", ".join(r.capabilities.claim) or "-",
-                      ", ".join(r.admin) or "-")  # fmt: skip
+        table.add_row(
+            name,
+            ", ".join(r.tools) or "-",
+            ", ".join(r.namespaces) or "-",
+            ", ".join(r.channels.send) or "-",
+            ", ".join(r.capabilities.claim) or "-",
+            ", ".join(r.admin) or "-",
+        )
     out.print(f"{file}: valid; {len(doc.roles)} role(s), {len(doc.principals)} principal rule(s)", highlight=False)
     out.print(table)
     for warning in warnings:

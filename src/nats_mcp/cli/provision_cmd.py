@@ -40,8 +40,9 @@ def provision(
     if as_json:
         print_json({"namespace": settings.resolved_namespace, "resources": made})
         return
-    table = Table(title=f"namespace {settings.resolved_namespace}: {len(made)} streams and buckets ready",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title=f"namespace {settings.resolved_namespace}: {len(made)} streams and buckets ready", title_justify="left"
+    )
     for column in ("stream", "replicas", "messages"):
         table.add_column(column)
     for r in made:
@@ -79,10 +80,12 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
         ours = (f"nmcp_{coordinator.layout.namespace}_", "KV_nmcp_", "nmcp_audit")
         found = [s for s in await conn.jetstream.streams_info() if s.config.name and s.config.name.startswith(ours)]
         return sorted(
-            ({"name": s.config.name, "replicas": s.config.num_replicas or 1, "messages": s.state.messages}
-             for s in found),
+            (
+                {"name": s.config.name, "replicas": s.config.num_replicas or 1, "messages": s.state.messages}
+                for s in found
+            ),
             key=lambda r: str(r["name"]),
-        )  # fmt: skip
+        )
     finally:
         await coordinator.close()
         await conn.close()

@@ -125,21 +125,38 @@ async def _serve_http(
             from nats_mcp.dashboard.app import DashboardApp
 
             checks = web.transport_security(settings, port)
-            dashboard = DashboardApp.create(conn, settings, guard, authenticator, hosts=checks.allowed_hosts,
-                                            origins=checks.allowed_origins,
-                                            secure=http.tls or url.startswith("https://"))  # fmt: skip
-        app = web.build_http_app(build_server(coordinator, caller, settings.tool_prefix, security), settings, port,
-                                 verifier, guard.audit,
-                                 extra_routes=[web.health_route(lambda: conn.connected), *obs.routes(),
-                                               *(dashboard.routes() if dashboard else ())])  # fmt: skip
+            dashboard = DashboardApp.create(
+                conn,
+                settings,
+                guard,
+                authenticator,
+                hosts=checks.allowed_hosts,
+                origins=checks.allowed_origins,
+                secure=http.tls or url.startswith("https://"),
+            )
+        app = web.build_http_app(
+            build_server(coordinator, caller, settings.tool_prefix, security),
+            settings,
+            port,
+            verifier,
+            guard.audit,
+            extra_routes=[
+                web.health_route(lambda: conn.connected),
+                *obs.routes(),
+                *(dashboard.routes() if dashboard else ()),
+            ],
+        )
         if quickstart:
             await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", access_log=False,
+            app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
             timeout_keep_alive=75,  # longer than clients keep idle connections, so the client always lets go first
             ssl_certfile=str(http.tls_cert_file) if http.tls_cert_file else None,
             ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
-        )  # fmt: skip
+        )
         server = web.QuietServer(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # graceful stop, then the cleanup below (uvicorn's own
@@ -299,15 +316,30 @@ def serve(
     """Serve the MCP tools over stdio (default), streamable HTTP or gRPC (mutual TLS). Starts the embedded NATS if no
     NATS URL is set."""
     section = "http"
-    if transport == "grpc" or (transport is None and any(v is not None for v in (host, port, tls_cert, tls_key))
-                               and state(ctx).load().settings.transport == "grpc"):  # fmt: skip
+    if transport == "grpc" or (
+        transport is None
+        and any(v is not None for v in (host, port, tls_cert, tls_key))
+        and state(ctx).load().settings.transport == "grpc"
+    ):
         section = "grpc"  # --host/--port/--tls-* set the section of the transport being served
-    extra = {"transport": transport, f"{section}.host": host, f"{section}.port": port,
-             f"{section}.tls_cert_file": tls_cert, f"{section}.tls_key_file": tls_key,
-             "grpc.client_ca_file": client_ca, "observe.metrics.port": metrics_port}  # fmt: skip
-    flags = {"transport": "--transport", f"{section}.host": "--host", f"{section}.port": "--port",
-             f"{section}.tls_cert_file": "--tls-cert", f"{section}.tls_key_file": "--tls-key",
-             "grpc.client_ca_file": "--client-ca", "observe.metrics.port": "--metrics-port"}  # fmt: skip
+    extra = {
+        "transport": transport,
+        f"{section}.host": host,
+        f"{section}.port": port,
+        f"{section}.tls_cert_file": tls_cert,
+        f"{section}.tls_key_file": tls_key,
+        "grpc.client_ca_file": client_ca,
+        "observe.metrics.port": metrics_port,
+    }
+    flags = {
+        "transport": "--transport",
+        f"{section}.host": "--host",
+        f"{section}.port": "--port",
+        f"{section}.tls_cert_file": "--tls-cert",
+        f"{section}.tls_key_file": "--tls-key",
+        "grpc.client_ca_file": "--client-ca",
+        "observe.metrics.port": "--metrics-port",
+    }
     loaded = state(ctx).load(extra, flags)
     settings = loaded.settings
     setup_logging(settings.logging)
@@ -320,15 +352,21 @@ def serve(
     if settings.transport == "http":
         sec = settings.security
         if insecure_dev and not loopback_host(settings.http.host):
-            fail(f"--insecure-dev serves without authentication and binds to loopback only, not {settings.http.host}",
-                 code=2)  # fmt: skip
+            fail(
+                f"--insecure-dev serves without authentication and binds to loopback only, not {settings.http.host}",
+                code=2,
+            )
         if not insecure_dev and not (sec.jwt_issuers or sec.dev_tokens or sec.introspection.url or sec.api_keys):
-            fail("HTTP needs authentication: configure security.jwt_issuers, security.introspection.url or "
-                 "security.api_keys (or pass --insecure-dev for a loopback-only development server)",
-                 code=2)  # fmt: skip
+            fail(
+                "HTTP needs authentication: configure security.jwt_issuers, security.introspection.url or "
+                "security.api_keys (or pass --insecure-dev for a loopback-only development server)",
+                code=2,
+            )
         if insecure_dev:
-            err.print("[bold red]WARNING: --insecure-dev: no authentication; anyone on this machine can act as any "
-                      "agent. Development only.[/]")  # fmt: skip
+            err.print(
+                "[bold red]WARNING: --insecure-dev: no authentication; anyone on this machine can act as any "
+                "agent. Development only.[/]"
+            )
         if rotate_key and not quickstart:
             fail("--rotate-key goes with --quickstart", code=2)
         if quickstart:
@@ -366,25 +404,40 @@ def _serve_grpc_checked(settings: Settings, *, insecure: bool, quickstart: bool)
     policy = load_policy(sec.policy_file)
     if insecure:
         if not loopback_host(g.host):
-            fail(f"--insecure-dev serves without TLS or authentication and binds to loopback only, not {g.host}",
-                 code=2)  # fmt: skip
-        err.print("[bold red]WARNING: --insecure-dev: no TLS, no authentication; anyone on this machine can act as "
-                  "any agent. Development only.[/]")  # fmt: skip
+            fail(
+                f"--insecure-dev serves without TLS or authentication and binds to loopback only, not {g.host}", code=2
+            )
+        err.print(
+            "[bold red]WARNING: --insecure-dev: no TLS, no authentication; anyone on this machine can act as "
+            "any agent. Development only.[/]"
+        )
     else:
         if not g.tls:
-            fail("gRPC needs TLS: set grpc.tls_cert_file and grpc.tls_key_file (--tls-cert/--tls-key) and "
-                 "grpc.client_ca_file (--client-ca) for mutual TLS, or pass --insecure-dev for a loopback-only "
-                 "development server", code=2)  # fmt: skip
+            fail(
+                "gRPC needs TLS: set grpc.tls_cert_file and grpc.tls_key_file (--tls-cert/--tls-key) and "
+                "grpc.client_ca_file (--client-ca) for mutual TLS, or pass --insecure-dev for a loopback-only "
+                "development server",
+                code=2,
+            )
         if g.require_client_cert and g.client_ca_file is None:
-            fail("gRPC requires client certificates (grpc.require_client_cert): set grpc.client_ca_file "
-                 "(--client-ca), or turn grpc.require_client_cert off and accept JWTs or API keys",
-                 code=2)  # fmt: skip
-        if not g.require_client_cert and not (sec.jwt_issuers or sec.dev_tokens or sec.introspection.url
-                                              or sec.api_keys):  # fmt: skip
-            fail("gRPC without client certificates needs JWTs or API keys: configure security.jwt_issuers, "
-                 "security.introspection.url or security.api_keys", code=2)  # fmt: skip
-        for name, path in (("tls_cert_file", g.tls_cert_file), ("tls_key_file", g.tls_key_file),
-                           ("client_ca_file", g.client_ca_file)):  # fmt: skip
+            fail(
+                "gRPC requires client certificates (grpc.require_client_cert): set grpc.client_ca_file "
+                "(--client-ca), or turn grpc.require_client_cert off and accept JWTs or API keys",
+                code=2,
+            )
+        if not g.require_client_cert and not (
+            sec.jwt_issuers or sec.dev_tokens or sec.introspection.url or sec.api_keys
+        ):
+            fail(
+                "gRPC without client certificates needs JWTs or API keys: configure security.jwt_issuers, "
+                "security.introspection.url or security.api_keys",
+                code=2,
+            )
+        for name, path in (
+            ("tls_cert_file", g.tls_cert_file),
+            ("tls_key_file", g.tls_key_file),
+            ("client_ca_file", g.client_ca_file),
+        ):
             if path is not None and not path.is_file():
                 fail(f"grpc.{name}: {path} is not a readable file", code=2)
     with contextlib.suppress(KeyboardInterrupt):

@@ -28,8 +28,9 @@ from nats_mcp.cli.human import (
 from nats_mcp.cli.tables import Column, fit, one_line, show, when
 from nats_mcp.config.settings import duration_seconds
 
-app = typer.Typer(help="Submit work, list queues, watch an item until it completes or is dead-lettered.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Submit work, list queues, watch an item until it completes or is dead-lettered.", no_args_is_help=True
+)
 WATCH_POLL_S = 0.5
 
 
@@ -77,8 +78,15 @@ def submit(
 
     async def action(s: HumanSession) -> dict[str, Any]:
         await s.ensure_registered()
-        return await s.call("work_broadcast", taskId=task, description=description, requiredCapability=capability,
-                            priority=priority, deadline=due, contextData=context_data)  # fmt: skip
+        return await s.call(
+            "work_broadcast",
+            taskId=task,
+            description=description,
+            requiredCapability=capability,
+            priority=priority,
+            deadline=due,
+            contextData=context_data,
+        )
 
     item = run(settings_of(ctx), agent, timeout, action)
     if as_json:
@@ -127,10 +135,22 @@ def items_table(
     capability: str, queue: dict[str, Any], items: list[dict[str, Any]], width: int, now: datetime | None = None
 ) -> RenderableType:
     """A queue's items in claim order as a list ``width`` characters wide at most."""
-    title = (f"{capability}: {queue['pending']} pending, {queue['inFlight']} in flight, {queue['deadLettered']} "
-             "dead-lettered")  # fmt: skip
-    rows = [(i["id"], str(i["priority"]), one_line(i["description"]), when(i["offeredAt"], now),
-             when(i.get("deadline"), now), one_line(i["taskId"]), str(i["attempts"])) for i in items]  # fmt: skip
+    title = (
+        f"{capability}: {queue['pending']} pending, {queue['inFlight']} in flight, {queue['deadLettered']} "
+        "dead-lettered"
+    )
+    rows = [
+        (
+            i["id"],
+            str(i["priority"]),
+            one_line(i["description"]),
+            when(i["offeredAt"], now),
+            when(i.get("deadline"), now),
+            one_line(i["taskId"]),
+            str(i["attempts"]),
+        )
+        for i in items
+    ]
     return fit(title, ITEM_COLUMNS, rows, width)
 
 

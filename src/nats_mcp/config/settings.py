@@ -593,10 +593,14 @@ def yaml_layer(path: Path) -> Layer:
 
 
 _WARP_TOP = {"namespace", "channels", "natsUrl", "logging", "workQueue", "$schema"}
-_WARP_CHANNEL = {"name": "name", "description": "description", "maxMessages": "max_messages",
-                 "maxBytes": "max_bytes", "maxAge": "max_age"}  # fmt: skip
-_WARP_WORK = {"ackTimeoutMs": "ack_timeout_ms", "maxDeliveryAttempts": "max_attempts",
-              "deadLetterTTLMs": "dlq_ttl_ms"}  # fmt: skip
+_WARP_CHANNEL = {
+    "name": "name",
+    "description": "description",
+    "maxMessages": "max_messages",
+    "maxBytes": "max_bytes",
+    "maxAge": "max_age",
+}
+_WARP_WORK = {"ackTimeoutMs": "ack_timeout_ms", "maxDeliveryAttempts": "max_attempts", "deadLetterTTLMs": "dlq_ttl_ms"}
 
 
 def warp_layer(path: Path, name: str) -> Layer:
@@ -626,8 +630,10 @@ def warp_layer(path: Path, name: str) -> Layer:
                 raise ConfigError(f"{label}: channels[{i}] has unknown key(s) {', '.join(bad)}")
             mapped.append({_WARP_CHANNEL[k]: v for k, v in item.items()})
         layer.set(("channels",), mapped, label)
-    for block, table, section in (("logging", {"level": "level", "format": "format"}, "logging"),
-                                  ("workQueue", _WARP_WORK, "work")):  # fmt: skip
+    for block, table, section in (
+        ("logging", {"level": "level", "format": "format"}, "logging"),
+        ("workQueue", _WARP_WORK, "work"),
+    ):
         if block not in data:
             continue
         if not isinstance(data[block], dict):
@@ -840,6 +846,7 @@ def effective_settings(loaded: LoadedSettings) -> list[dict[str, Any]]:
         if leaf.secret_bearing and isinstance(value, str):
             value = redact(value)
         rows.append({"key": leaf.key, "value": value, "source": loaded.source_of(leaf.key), "env": leaf.env})
-    rows.append({"key": "namespace (resolved)", "value": loaded.settings.resolved_namespace,
-                 "source": "derived", "env": ""})  # fmt: skip
+    rows.append(
+        {"key": "namespace (resolved)", "value": loaded.settings.resolved_namespace, "source": "derived", "env": ""}
+    )
     return rows

@@ -284,9 +284,13 @@ class ChannelService:
         try:
             with self._bus():
                 got = await get_batch(
-                    self._client(), self._layout.channel_stream(channel.name), seq, count, prefix=self._api,
+                    self._client(),
+                    self._layout.channel_stream(channel.name),
+                    seq,
+                    count,
+                    prefix=self._api,
                     timeout=REQUEST_TIMEOUT_S,
-                )  # fmt: skip
+                )
         except DirectGetUnavailable:
             self._ready.discard(channel.name)  # the stream is gone: recreated on next use, reads as empty
             return [], 0
@@ -296,9 +300,13 @@ class ChannelService:
         try:
             with self._bus():
                 return await last_at_or_before(
-                    self._client(), self._layout.channel_stream(channel.name),
-                    self._layout.channel_subject(channel.name), seq - 1, prefix=self._api, timeout=REQUEST_TIMEOUT_S,
-                )  # fmt: skip
+                    self._client(),
+                    self._layout.channel_stream(channel.name),
+                    self._layout.channel_subject(channel.name),
+                    seq - 1,
+                    prefix=self._api,
+                    timeout=REQUEST_TIMEOUT_S,
+                )
         except DirectGetUnavailable:
             return None
 

@@ -355,9 +355,16 @@ class InboxService:
         stream, name, subject = layout.inbox_stream, f"inbox_{owner}", layout.inbox_subject(owner)
         if f"{stream}.{name}" in self._consumers:
             return name
-        config = {"durable_name": name, "name": name, "filter_subject": subject, "ack_policy": "explicit",
-                  "ack_wait": int(ISOLATED_ACK_WAIT_S * 1e9), "deliver_policy": "all", "replay_policy": "instant",
-                  "max_ack_pending": self._limits.inbox_max_messages}  # fmt: skip
+        config = {
+            "durable_name": name,
+            "name": name,
+            "filter_subject": subject,
+            "ack_policy": "explicit",
+            "ack_wait": int(ISOLATED_ACK_WAIT_S * 1e9),
+            "deliver_policy": "all",
+            "replay_policy": "instant",
+            "max_ack_pending": self._limits.inbox_max_messages,
+        }
         body = json.dumps({"stream_name": stream, "config": config}).encode()
         reply = await self._conn.client.request(
             f"{self._api}.CONSUMER.CREATE.{stream}.{name}.{subject}", body, timeout=API_TIMEOUT_S
@@ -377,11 +384,14 @@ class InboxService:
     async def _offer_back(self, held: Sequence[Delivery]) -> None:
         """Deliveries this read took but does not return: offered again at once (a lost ``-NAK`` only delays them
         until the ack wait ends)."""
-        outcomes = await asyncio.gather(*(ack(self._conn.client, d.reply, "-NAK", timeout=API_TIMEOUT_S)
-                                          for d in held), return_exceptions=True)  # fmt: skip
+        outcomes = await asyncio.gather(
+            *(ack(self._conn.client, d.reply, "-NAK", timeout=API_TIMEOUT_S) for d in held), return_exceptions=True
+        )
         if any(isinstance(o, BaseException) for o in outcomes):
-            log.warning("inbox: %d message(s) could not be offered back; they return after the ack wait",
-                        sum(isinstance(o, BaseException) for o in outcomes))  # fmt: skip
+            log.warning(
+                "inbox: %d message(s) could not be offered back; they return after the ack wait",
+                sum(isinstance(o, BaseException) for o in outcomes),
+            )
 
     async def _read_isolated(
         self, layout: Layout, owner: str, filters: _Filters, limit: int
@@ -408,8 +418,9 @@ class InboxService:
                         more = True
                     else:
                         taken.append((delivery, message))  # a match to return, or junk to acknowledge away
-                acks = await asyncio.gather(*(ack(nc, d.reply, "+ACK", timeout=API_TIMEOUT_S) for d, _ in taken),
-                                            return_exceptions=True)  # fmt: skip
+                acks = await asyncio.gather(
+                    *(ack(nc, d.reply, "+ACK", timeout=API_TIMEOUT_S) for d, _ in taken), return_exceptions=True
+                )
                 for (delivery, message), outcome in zip(taken, acks, strict=True):
                     if isinstance(outcome, BaseException):
                         held.append(delivery)  # not known to be consumed: offered again rather than lost
@@ -434,8 +445,9 @@ class InboxService:
         stream = layout.inbox_stream
         batch = await self._pull(stream, name, limit)
         try:
-            reply = await self._conn.client.request(f"{self._api}.CONSUMER.INFO.{stream}.{name}", b"",
-                                                    timeout=API_TIMEOUT_S)  # fmt: skip
+            reply = await self._conn.client.request(
+                f"{self._api}.CONSUMER.INFO.{stream}.{name}", b"", timeout=API_TIMEOUT_S
+            )
             info = json.loads(reply.data or b"{}")
         finally:
             if batch:

@@ -142,14 +142,21 @@ class DashboardApp:
         try:
             why = await self._credential_ended(session.principal)
         except Exception as exc:  # the key store unreachable: refuse this request, decide on the next
-            log.warning("dashboard: cannot re-check the credential of %s: %s", session.principal.display,
-                        type(exc).__name__)  # fmt: skip
+            log.warning(
+                "dashboard: cannot re-check the credential of %s: %s", session.principal.display, type(exc).__name__
+            )
             return self._refuse(503, "cannot check the session's credential now; try again")
         if why is not None:
             self.sessions.drop(session_id)
-            self.guard.audit.record("denied", principal=session.principal, transport=self.transport,
-                                    peer=_peer(request), namespace=self.data.layout.namespace,
-                                    outcome="unauthenticated", reason=f"dashboard_session_{why}")  # fmt: skip
+            self.guard.audit.record(
+                "denied",
+                principal=session.principal,
+                transport=self.transport,
+                peer=_peer(request),
+                namespace=self.data.layout.namespace,
+                outcome="unauthenticated",
+                reason=f"dashboard_session_{why}",
+            )
             log.info("dashboard session of %s ended: credential %s", session.principal.display, why)
             return None
         session.checked = now
@@ -228,8 +235,14 @@ class DashboardApp:
         peer = _peer(request)
         wait = self.guard.per_address.take(peer) if peer else 0.0
         if wait:
-            self.guard.audit.record("rate_limited", principal=None, transport=self.transport, peer=peer,
-                                    outcome="rate_limited", reason="dashboard_login")  # fmt: skip
+            self.guard.audit.record(
+                "rate_limited",
+                principal=None,
+                transport=self.transport,
+                peer=peer,
+                outcome="rate_limited",
+                reason="dashboard_login",
+            )
             return self._to_login("busy")
         if credential.startswith("nmk_"):
             credentials = Credentials(api_key=credential, peer=peer)
@@ -244,9 +257,15 @@ class DashboardApp:
             policy.admin_allowed(principal, "dashboard")
             and policy.namespace_allowed(principal, self.data.layout.namespace)
         ):
-            self.guard.audit.record("denied", principal=principal, transport=self.transport, peer=peer,
-                                    namespace=self.data.layout.namespace, outcome="forbidden",
-                                    reason="dashboard_not_allowed")  # fmt: skip
+            self.guard.audit.record(
+                "denied",
+                principal=principal,
+                transport=self.transport,
+                peer=peer,
+                namespace=self.data.layout.namespace,
+                outcome="forbidden",
+                reason="dashboard_not_allowed",
+            )
             return self._to_login("refused")
         session_id, _ = self.sessions.create(principal)
         log.info("dashboard login: %s from %s", principal.display, peer)

@@ -209,19 +209,30 @@ class AuditFeed:
             if not call.ok:
                 errors[(call.principal, call.tool)] += 1
         edges = [
-            {"principal": p, "agents": _agents(agents_of, owners.get(p)), "tool": t, "calls": n,
-             "errors": errors[(p, t)]}
+            {
+                "principal": p,
+                "agents": _agents(agents_of, owners.get(p)),
+                "tool": t,
+                "calls": n,
+                "errors": errors[(p, t)],
+            }
             for (p, t), n in calls.most_common(top)
-        ]  # fmt: skip
+        ]
         return {"window": len(self.calls), "edges": edges}
 
     def security(self, agents_of: AgentsOf | None = None) -> dict[str, Any]:
         """The groups, the most recently seen first: each one row with its count, first and last time."""
         rows = [
-            {**g.fields, "agents": _agents(agents_of, g.owner), "count": g.count, "firstSeen": g.first,
-             "lastSeen": g.last, "time": g.last}
+            {
+                **g.fields,
+                "agents": _agents(agents_of, g.owner),
+                "count": g.count,
+                "firstSeen": g.first,
+                "lastSeen": g.last,
+                "time": g.last,
+            }
             for g in reversed(self.groups.values())
-        ]  # fmt: skip
+        ]
         return {"source": self.source, "note": self.note, "total": self.total, "events": rows}
 
     def via(self, owner: str) -> str | None:

@@ -59,8 +59,13 @@ class Dashboard:
         self.channels = ChannelService(conn, settings, self.layout)
         self.work = WorkService(conn, settings, self.layout)
         stream, file = audit_source(settings.security.audit, conn)
-        self.audit = AuditFeed(stream, file, events=self.cfg.security_events, window=self.cfg.traffic_window,
-                               namespace=self.layout.namespace)  # fmt: skip
+        self.audit = AuditFeed(
+            stream,
+            file,
+            events=self.cfg.security_events,
+            window=self.cfg.traffic_window,
+            namespace=self.layout.namespace,
+        )
         self.trends: dict[str, deque[list[float]]] = {}
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -133,13 +138,22 @@ class Dashboard:
         for _, _, record in self.registry.own_items():
             status = effective_status(record, now, presence.stale_after_s)
             ago = max(now - parse_time(record.lastHeartbeat), 0.0)
-            rows.append({
-                "guid": record.guid, "handle": record.handle, "agentType": record.agentType, "status": status,
-                "presence": "idle" if status != "offline" and ago > idle_after else status,
-                "via": self._via(record), "capabilities": record.capabilities, "scope": record.scope,
-                "lastSeen": record.lastHeartbeat, "lastSeenAgoS": round(ago, 1),
-                "currentTaskCount": record.currentTaskCount, "hostname": record.hostname,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "guid": record.guid,
+                    "handle": record.handle,
+                    "agentType": record.agentType,
+                    "status": status,
+                    "presence": "idle" if status != "offline" and ago > idle_after else status,
+                    "via": self._via(record),
+                    "capabilities": record.capabilities,
+                    "scope": record.scope,
+                    "lastSeen": record.lastHeartbeat,
+                    "lastSeenAgoS": round(ago, 1),
+                    "currentTaskCount": record.currentTaskCount,
+                    "hostname": record.hostname,
+                }
+            )
         rows.sort(key=lambda r: (_STATUS_ORDER.get(r["presence"], 4), r["lastSeenAgoS"], r["handle"]))
         return {"total": len(rows), "shown": rows[: self.cfg.agents_max]}
 
@@ -164,8 +178,10 @@ class Dashboard:
     async def _channels(self) -> list[dict[str, Any]]:
         statuses = await self.channels.status()
         recents = await asyncio.gather(*(self._recent(s.name, s.firstSequence, s.lastSequence) for s in statuses))
-        return [{"name": s.name, "messages": s.messages, "bytes": s.bytes, "lastSequence": s.lastSequence,
-                 "recent": recent} for s, recent in zip(statuses, recents, strict=True)]  # fmt: skip
+        return [
+            {"name": s.name, "messages": s.messages, "bytes": s.bytes, "lastSequence": s.lastSequence, "recent": recent}
+            for s, recent in zip(statuses, recents, strict=True)
+        ]
 
     async def _recent(self, channel: str, first: int, last: int) -> list[dict[str, Any]]:
         n = self.cfg.messages_per_channel
@@ -173,14 +189,27 @@ class Dashboard:
             return []
         start = max(first, last - n + 1, 1)
         try:
-            batch = await get_batch(self.conn.client, self.layout.channel_stream(channel), start, n,
-                                    prefix=self._api, timeout=PART_TIMEOUT_S)  # fmt: skip
+            batch = await get_batch(
+                self.conn.client,
+                self.layout.channel_stream(channel),
+                start,
+                n,
+                prefix=self._api,
+                timeout=PART_TIMEOUT_S,
+            )
         except DirectGetUnavailable:
             return []
         shown = []
         for msg in decode_messages(batch.messages[-n:]):
-            shown.append({"sequence": msg.sequence, "handle": clip(msg.handle, 64), "message": clip(msg.message),
-                          "timestamp": msg.timestamp, "scope": msg.scope})  # fmt: skip
+            shown.append(
+                {
+                    "sequence": msg.sequence,
+                    "handle": clip(msg.handle, 64),
+                    "message": clip(msg.message),
+                    "timestamp": msg.timestamp,
+                    "scope": msg.scope,
+                }
+            )
         return list(reversed(shown))
 
     # -- work queues -----------------------------------------------------------------------------
@@ -189,14 +218,23 @@ class Dashboard:
         now = self._clock()
         out: list[dict[str, Any]] = []
         statuses = await self.work.views.status()
-        listed = await asyncio.gather(*(self._items(q.capability) if q.pending + q.inFlight else _nothing()
-                                        for q in statuses))  # fmt: skip
+        listed = await asyncio.gather(
+            *(self._items(q.capability) if q.pending + q.inFlight else _nothing() for q in statuses)
+        )
         for q, items in zip(statuses, listed, strict=True):
             trend = self.trends.setdefault(q.capability, deque(maxlen=self.cfg.trend_points))
             trend.append([round(now, 3), q.pending, q.inFlight, q.deadLettered])
-            out.append({"capability": q.capability, "pending": q.pending, "inFlight": q.inFlight,
-                        "deadLettered": q.deadLettered, "oldestPendingSeconds": q.oldestPendingSeconds,
-                        "trend": list(trend), "items": items})  # fmt: skip
+            out.append(
+                {
+                    "capability": q.capability,
+                    "pending": q.pending,
+                    "inFlight": q.inFlight,
+                    "deadLettered": q.deadLettered,
+                    "oldestPendingSeconds": q.oldestPendingSeconds,
+                    "trend": list(trend),
+                    "items": items,
+                }
+            )
         # A queue that drained is no longer listed by the stream: keep its trend going down to zero, then drop it.
         for cap in set(self.trends) - {q.capability for q in statuses}:
             trend = self.trends[cap]
@@ -204,8 +242,17 @@ class Dashboard:
                 del self.trends[cap]
                 continue
             trend.append([round(now, 3), 0, 0, 0])
-            out.append({"capability": cap, "pending": 0, "inFlight": 0, "deadLettered": 0,
-                        "oldestPendingSeconds": None, "trend": list(trend), "items": []})  # fmt: skip
+            out.append(
+                {
+                    "capability": cap,
+                    "pending": 0,
+                    "inFlight": 0,
+                    "deadLettered": 0,
+                    "oldestPendingSeconds": None,
+                    "trend": list(trend),
+                    "items": [],
+                }
+            )
         out.sort(key=lambda q: str(q["capability"]))
         return out
 
@@ -214,9 +261,18 @@ class Dashboard:
         if not self.cfg.items_per_queue:
             return []
         page = await self.work.views.list_items(capability, limit=self.cfg.items_per_queue)
-        return [{"id": i.id, "taskId": clip(i.taskId, 80), "description": clip(i.description, 120),
-                 "priority": i.priority, "attempts": i.attempts, "state": "claimed" if i.leaseExpiresAt else "pending",
-                 "leaseExpiresAt": i.leaseExpiresAt} for i in page.items]  # fmt: skip
+        return [
+            {
+                "id": i.id,
+                "taskId": clip(i.taskId, 80),
+                "description": clip(i.description, 120),
+                "priority": i.priority,
+                "attempts": i.attempts,
+                "state": "claimed" if i.leaseExpiresAt else "pending",
+                "leaseExpiresAt": i.leaseExpiresAt,
+            }
+            for i in page.items
+        ]
 
 
 async def _nothing() -> list[dict[str, Any]]:

@@ -34,8 +34,12 @@ def spark(values: list[float]) -> str:
 def _table(title: str, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", expand=False, show_edge=False, pad_edge=False)
     for column in columns:
-        table.add_column(column, justify="right" if column in ("pending", "in flight", "DLQ", "calls", "errors",
-                                                                "messages", "count") else "left")  # fmt: skip
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("pending", "in flight", "DLQ", "calls", "errors", "messages", "count")
+            else "left",
+        )
     return table
 
 
@@ -52,15 +56,25 @@ def render(snap: dict[str, Any]) -> RenderableType:
     agents = snap["agents"]
     table = _table(f"Agents ({agents['total']})", "agent", "via", "type", "status", "capabilities", "last seen")
     for a in agents["shown"]:
-        table.add_row(plain(a["handle"], 40), plain(a["via"] or "—", 40), plain(a["agentType"], 30),
-                      Text(a["presence"], style=STATUS_STYLE.get(a["presence"], "")),
-                      plain(", ".join(a["capabilities"]), 60), f"{a['lastSeenAgoS']:.0f}s ago")  # fmt: skip
+        table.add_row(
+            plain(a["handle"], 40),
+            plain(a["via"] or "—", 40),
+            plain(a["agentType"], 30),
+            Text(a["presence"], style=STATUS_STYLE.get(a["presence"], "")),
+            plain(", ".join(a["capabilities"]), 60),
+            f"{a['lastSeenAgoS']:.0f}s ago",
+        )
     parts.append(table)
 
     table = _table("Work queues", "capability", "pending", "in flight", "DLQ", "trend (pending)")
     for q in snap["queues"]:
-        table.add_row(plain(q["capability"], 40), str(q["pending"]), str(q["inFlight"]), str(q["deadLettered"]),
-                      spark([p[1] for p in q["trend"]]))  # fmt: skip
+        table.add_row(
+            plain(q["capability"], 40),
+            str(q["pending"]),
+            str(q["inFlight"]),
+            str(q["deadLettered"]),
+            spark([p[1] for p in q["trend"]]),
+        )
     parts.append(table)
 
     table = _table("Channels", "channel", "messages", "latest")
@@ -71,18 +85,31 @@ def render(snap: dict[str, Any]) -> RenderableType:
     parts.append(table)
 
     security = snap["security"]
-    table = _table(f"Security events ({security['total']})" + (f" — {security['note']}" if security["note"] else ""),
-                   "last seen", "kind", "who", "from", "reason", "count")  # fmt: skip
+    table = _table(
+        f"Security events ({security['total']})" + (f" — {security['note']}" if security["note"] else ""),
+        "last seen",
+        "kind",
+        "who",
+        "from",
+        "reason",
+        "count",
+    )
     for e in security["events"][:10]:
         who = (f"{e['principal']} (agents {', '.join(e['agents'])})") if e["agents"] else e["principal"]
-        table.add_row(plain(e["lastSeen"], 30), Text(str(e["kind"]), style=KIND_STYLE.get(str(e["kind"]), "yellow")),
-                      plain(who or "(unauthenticated)", 50), plain(e["peer"], 40),
-                      plain(e["reason"] or e["outcome"], 50), str(e["count"]))  # fmt: skip
+        table.add_row(
+            plain(e["lastSeen"], 30),
+            Text(str(e["kind"]), style=KIND_STYLE.get(str(e["kind"]), "yellow")),
+            plain(who or "(unauthenticated)", 50),
+            plain(e["peer"], 40),
+            plain(e["reason"] or e["outcome"], 50),
+            str(e["count"]),
+        )
     parts.append(table)
 
     traffic = snap["traffic"]
-    table = _table(f"Traffic: principal → tool (last {traffic['window']} calls)", "principal", "tool", "calls",
-                   "errors")  # fmt: skip
+    table = _table(
+        f"Traffic: principal → tool (last {traffic['window']} calls)", "principal", "tool", "calls", "errors"
+    )
     for edge in traffic["edges"][:15]:
         who = (", ".join(edge["agents"]) + f" ({edge['principal']})") if edge["agents"] else edge["principal"]
         table.add_row(plain(who, 50), plain(edge["tool"], 40), str(edge["calls"]), str(edge["errors"]))

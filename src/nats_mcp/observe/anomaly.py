@@ -110,10 +110,22 @@ class AnomalyDetector:
             return
         for alert in found:
             self.alerts += 1
-            log.warning("security anomaly: %s (principal %s, address %s)", alert.reason,
-                        principal.subject if principal else "-", peer or "-")  # fmt: skip
-            self.sink.record("anomaly", principal=principal, transport=transport or "none", peer=peer, tool=tool,
-                             namespace=namespace, outcome="alert", reason=alert.reason)  # fmt: skip
+            log.warning(
+                "security anomaly: %s (principal %s, address %s)",
+                alert.reason,
+                principal.subject if principal else "-",
+                peer or "-",
+            )
+            self.sink.record(
+                "anomaly",
+                principal=principal,
+                transport=transport or "none",
+                peer=peer,
+                tool=tool,
+                namespace=namespace,
+                outcome="alert",
+                reason=alert.reason,
+            )
 
     def _call(self, principal: Principal, tool: str | None, now: float, window: int) -> Sequence[Alert]:
         cfg = self.cfg
@@ -127,8 +139,11 @@ class AnomalyDetector:
             return _NONE  # the common case: a known tool, a window below any threshold
         found: list[Alert] = []
         if state.rate.over(cfg.burst_min, cfg.burst_factor, RATE_WARMUP_WINDOWS):
-            found.append(Alert("burst", f"burst: {state.rate.count} calls in {cfg.window_s:g}s, baseline "
-                                        f"{state.rate.baseline:.1f}"))  # fmt: skip
+            found.append(
+                Alert(
+                    "burst", f"burst: {state.rate.count} calls in {cfg.window_s:g}s, baseline {state.rate.baseline:.1f}"
+                )
+            )
         if tool is not None and tool not in state.tools:
             known = bool(state.tools)  # a principal's very first tool is never "new"
             if len(state.tools) < 256:  # tool names are the registered table's; a bound all the same
@@ -145,6 +160,9 @@ class AnomalyDetector:
             self.addresses.put(address, state)
         state.hit(window, cfg.alpha)
         if state.over(cfg.auth_failure_min, cfg.auth_failure_factor, 0):
-            return [Alert("auth_failures", f"auth_failures: {state.count} in {cfg.window_s:g}s, baseline "
-                                           f"{state.baseline:.1f}")]  # fmt: skip
+            return [
+                Alert(
+                    "auth_failures", f"auth_failures: {state.count} in {cfg.window_s:g}s, baseline {state.baseline:.1f}"
+                )
+            ]
         return _NONE

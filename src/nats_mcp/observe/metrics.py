@@ -36,31 +36,57 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.tools = frozenset(tools)
         r = self.registry
-        self.tool_calls = Counter("nats_mcp_tool_calls", "Tool calls, by tool, transport and outcome (ok or the "
-                                  "error code).", ["tool", "transport", "outcome"], registry=r)  # fmt: skip
-        self.tool_latency = Histogram("nats_mcp_tool_call_duration_seconds", "Tool call latency inside the guard.",
-                                      ["tool", "transport"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.auth_failures = Counter("nats_mcp_auth_failures", "Authentication failures, by credential kind and "
-                                     "reason.", ["method", "reason", "transport"], registry=r)  # fmt: skip
-        self.refusals = Counter("nats_mcp_refusals", "Calls and connections refused by the guard: denied, "
-                                "rate_limited, locked_out, limit_exceeded.", ["kind", "reason", "transport"],
-                                registry=r)  # fmt: skip
-        self.anomalies = Counter("nats_mcp_anomalies", "Security events raised by anomaly detection, by kind.",
-                                 ["kind"], registry=r)  # fmt: skip
-        self.agents = Gauge("nats_mcp_agents", "Registered agents of the namespace, by status.", ["status"],
-                            registry=r)  # fmt: skip
-        self.work_pending = Gauge("nats_mcp_work_pending", "Work items waiting to be claimed, by capability.",
-                                  ["capability"], registry=r)  # fmt: skip
-        self.work_in_flight = Gauge("nats_mcp_work_in_flight", "Work items claimed and not settled, by capability.",
-                                    ["capability"], registry=r)  # fmt: skip
-        self.work_dead = Gauge("nats_mcp_work_dead_lettered", "Work items in the dead-letter queue, by capability.",
-                               ["capability"], registry=r)  # fmt: skip
+        self.tool_calls = Counter(
+            "nats_mcp_tool_calls",
+            "Tool calls, by tool, transport and outcome (ok or the error code).",
+            ["tool", "transport", "outcome"],
+            registry=r,
+        )
+        self.tool_latency = Histogram(
+            "nats_mcp_tool_call_duration_seconds",
+            "Tool call latency inside the guard.",
+            ["tool", "transport"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "nats_mcp_auth_failures",
+            "Authentication failures, by credential kind and reason.",
+            ["method", "reason", "transport"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "nats_mcp_refusals",
+            "Calls and connections refused by the guard: denied, rate_limited, locked_out, limit_exceeded.",
+            ["kind", "reason", "transport"],
+            registry=r,
+        )
+        self.anomalies = Counter(
+            "nats_mcp_anomalies", "Security events raised by anomaly detection, by kind.", ["kind"], registry=r
+        )
+        self.agents = Gauge("nats_mcp_agents", "Registered agents of the namespace, by status.", ["status"], registry=r)
+        self.work_pending = Gauge(
+            "nats_mcp_work_pending", "Work items waiting to be claimed, by capability.", ["capability"], registry=r
+        )
+        self.work_in_flight = Gauge(
+            "nats_mcp_work_in_flight", "Work items claimed and not settled, by capability.", ["capability"], registry=r
+        )
+        self.work_dead = Gauge(
+            "nats_mcp_work_dead_lettered",
+            "Work items in the dead-letter queue, by capability.",
+            ["capability"],
+            registry=r,
+        )
         self.nats_connected = Gauge("nats_mcp_nats_connected", "1 while the NATS connection is up.", registry=r)
         self.nats_reconnects = Counter("nats_mcp_nats_reconnects", "NATS reconnections since start.", registry=r)
-        self.sample_errors = Counter("nats_mcp_sampler_errors", "Gauge samples that failed (NATS away, ...).",
-                                     registry=r)  # fmt: skip
-        self.sample_age = Gauge("nats_mcp_sampler_last_success_timestamp_seconds", "When the agent and work gauges "
-                                "were last read successfully (unix time).", registry=r)  # fmt: skip
+        self.sample_errors = Counter(
+            "nats_mcp_sampler_errors", "Gauge samples that failed (NATS away, ...).", registry=r
+        )
+        self.sample_age = Gauge(
+            "nats_mcp_sampler_last_success_timestamp_seconds",
+            "When the agent and work gauges were last read successfully (unix time).",
+            registry=r,
+        )
         # Label children cached: .labels() validates and locks on every call; the hot path skips that.
         self._calls: dict[tuple[str, str, str], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
@@ -143,7 +169,12 @@ class Metrics:
     def names(self) -> set[str]:
         """Every series name the registry can expose (``_total``, ``_bucket``, ... included), labelled children or
         not yet: what a dashboard query may name."""
-        suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-                    "gauge": ("",), "summary": ("", "_sum", "_count", "_created")}  # fmt: skip
-        return {family.name + suffix for family in self.registry.collect()
-                for suffix in suffixes.get(family.type, ("",))}  # fmt: skip
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+            "gauge": ("",),
+            "summary": ("", "_sum", "_count", "_created"),
+        }
+        return {
+            family.name + suffix for family in self.registry.collect() for suffix in suffixes.get(family.type, ("",))
+        }

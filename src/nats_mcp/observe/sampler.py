@@ -90,5 +90,11 @@ def coordinator_sampler(metrics: Metrics, coord: Coordinator, interval_s: float,
     async def work() -> list[WorkRow]:
         return [(q.capability, q.pending, q.inFlight, q.deadLettered) for q in await coord.work.status()]
 
-    return Sampler(metrics, connected=lambda: coord.conn.connected, agents=coord.registry.status_counts, work=work,
-                   interval_s=interval_s, max_capabilities=max_capabilities)  # fmt: skip
+    return Sampler(
+        metrics,
+        connected=lambda: coord.conn.connected,
+        agents=coord.registry.status_counts,
+        work=work,
+        interval_s=interval_s,
+        max_capabilities=max_capabilities,
+    )

@@ -48,8 +48,10 @@ def _exporter(cfg: TracingSettings) -> SpanExporter | None:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter(out=sys.stderr)  # never stdout: in stdio mode it carries the MCP protocol
-    for module in ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
-                   "opentelemetry.exporter.otlp.proto.http.trace_exporter"):  # fmt: skip
+    for module in (
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    ):
         try:
             otlp = importlib.import_module(module)  # optional: installed by the operator who wants OTLP
         except ImportError:
@@ -57,8 +59,9 @@ def _exporter(cfg: TracingSettings) -> SpanExporter | None:
         # Endpoint, headers, TLS: the standard OTEL_EXPORTER_OTLP_* variables.
         exporter: SpanExporter = otlp.OTLPSpanExporter()
         return exporter
-    raise TracingError("observe.tracing.exporter is otlp but no OTLP exporter is installed: "
-                       "pip install opentelemetry-exporter-otlp")  # fmt: skip
+    raise TracingError(
+        "observe.tracing.exporter is otlp but no OTLP exporter is installed: pip install opentelemetry-exporter-otlp"
+    )
 
 
 def setup_tracing(cfg: TracingSettings, exporter: SpanExporter | None = None) -> TracerProvider | None:
@@ -130,9 +133,12 @@ async def traced_call(
     # The MCP SDK opens a server span per request, from _meta's traceparent, whenever an SDK provider is installed:
     # ours is its child. Without one (another SDK version, a transport that skips it), ours continues the trace.
     inside = trace.get_current_span().is_recording()
-    with tracer.start_as_current_span(f"tool {tool[:100]}", context=None if inside else parent_context(meta),
-                                      kind=SpanKind.INTERNAL if inside else SpanKind.SERVER,
-                                      attributes=attributes) as span:  # fmt: skip
+    with tracer.start_as_current_span(
+        f"tool {tool[:100]}",
+        context=None if inside else parent_context(meta),
+        kind=SpanKind.INTERNAL if inside else SpanKind.SERVER,
+        attributes=attributes,
+    ) as span:
         result = await run()
         outcome = outcome_of(result)
         span.set_attribute("nats_mcp.outcome", outcome)

@@ -52,8 +52,11 @@ STALE = frozenset({"expired", "not_yet_valid", "revoked"})
 holder can present, so retrying it is slowed without touching anyone else."""
 
 
-_POOL_NAMES: dict[Pool, str] = {"listen": "listen streams", "watches": "resource subscriptions",
-                                 "claim_waits": "waiting claims"}  # fmt: skip
+_POOL_NAMES: dict[Pool, str] = {
+    "listen": "listen streams",
+    "watches": "resource subscriptions",
+    "claim_waits": "waiting claims",
+}
 
 
 class Refused(Exception):
@@ -163,8 +166,11 @@ class Guard:
         self._clock = clock
         self.agent_names = AgentNames(settings.agent_idle_s, settings.state_max_entries, clock)
         pools = settings.pools
-        self.pools: dict[Pool, Shares] = {"listen": Shares(pools.listen), "watches": Shares(pools.watches),
-                                          "claim_waits": Shares(pools.claim_waits)}  # fmt: skip
+        self.pools: dict[Pool, Shares] = {
+            "listen": Shares(pools.listen),
+            "watches": Shares(pools.watches),
+            "claim_waits": Shares(pools.claim_waits),
+        }
 
     # -- authentication --------------------------------------------------------------------------
 
@@ -176,8 +182,9 @@ class Guard:
         """
         peer = credentials.peer
         if not self.ip.allowed(peer):
-            self.audit.record("denied", principal=None, transport=transport, peer=peer, outcome="forbidden",
-                              reason="address_denied")  # fmt: skip
+            self.audit.record(
+                "denied", principal=None, transport=transport, peer=peer, outcome="forbidden", reason="address_denied"
+            )
             raise AuthenticationError("address_denied")
         # Failures count per sender address, never per claimed identity: a claim is unverified, and keying on
         # it let anyone name a victim (a forged JWT's iss/sub, a guessed key id) and lock the victim out. A locked
@@ -193,8 +200,15 @@ class Guard:
         if digest is not None and not locked:
             locked = self.lockout.locked_for("cred:" + digest.hex())
         if locked > 0:
-            self.audit.record("locked_out", principal=None, transport=transport, peer=peer, outcome="forbidden",
-                              reason="locked_out", method=credential_kind(credentials))  # fmt: skip
+            self.audit.record(
+                "locked_out",
+                principal=None,
+                transport=transport,
+                peer=peer,
+                outcome="forbidden",
+                reason="locked_out",
+                method=credential_kind(credentials),
+            )
             raise AuthenticationError("locked_out", f"retry in {locked:.0f}s")
         try:
             principal = await provider.authenticate(credentials)
@@ -204,9 +218,15 @@ class Guard:
             lock = self.lockout.failure(key) if exc.reason not in NOT_GUESSES else 0.0
             if digest is not None and exc.reason in STALE:
                 lock = self.lockout.failure("cred:" + digest.hex())
-            self.audit.record("auth_failure", principal=None, transport=transport, peer=peer, outcome="unauthenticated",
-                              reason=exc.reason + ("+locked" if lock else ""),
-                              method=credential_kind(credentials))  # fmt: skip
+            self.audit.record(
+                "auth_failure",
+                principal=None,
+                transport=transport,
+                peer=peer,
+                outcome="unauthenticated",
+                reason=exc.reason + ("+locked" if lock else ""),
+                method=credential_kind(credentials),
+            )
             raise
         # A success does not clear the address's failures: an attacker would interleave a key of its own.
         if digest is not None:
@@ -223,13 +243,23 @@ class Guard:
         """Size and depth of a request body before it is parsed (network transports call this first)."""
         limit = self.settings.max_request_bytes
         if len(raw) > limit:
-            self._refuse(ctx, None, "limit_exceeded", "limit_exceeded",
-                         f"the request is {len(raw)} bytes; the limit is {limit}",
-                         reason="request_too_large")  # fmt: skip
+            self._refuse(
+                ctx,
+                None,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"the request is {len(raw)} bytes; the limit is {limit}",
+                reason="request_too_large",
+            )
         if json_too_deep(raw, self.settings.max_json_depth):
-            self._refuse(ctx, None, "limit_exceeded", "limit_exceeded",
-                         f"the request nests deeper than {self.settings.max_json_depth} levels",
-                         reason="request_too_deep")  # fmt: skip
+            self._refuse(
+                ctx,
+                None,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"the request nests deeper than {self.settings.max_json_depth} levels",
+                reason="request_too_deep",
+            )
 
     async def call(
         self,
@@ -262,9 +292,17 @@ class Guard:
                 return result
             finally:
                 reqctx.leave(scope)
-                self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=peer, tool=tool,
-                                  namespace=ctx.namespace, outcome=outcome,
-                                  latency_ms=(time.perf_counter() - started) * 1000, arguments=args)  # fmt: skip
+                self.audit.record(
+                    "tool_call",
+                    principal=principal,
+                    transport=ctx.transport,
+                    peer=peer,
+                    tool=tool,
+                    namespace=ctx.namespace,
+                    outcome=outcome,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    arguments=args,
+                )
 
     def admit(self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, outcome: str) -> None:
         """Limit and audit a request that authorizes nothing: a call of a tool that does not exist (``outcome``
@@ -275,9 +313,17 @@ class Guard:
         args: Mapping[str, Any] = arguments or {}
         name = name[:MAX_AUDITED_NAME]
         self._limit(ctx, name, args)
-        self.audit.record("tool_call", principal=ctx.principal, transport=ctx.transport, peer=ctx.principal.peer,
-                          tool=name, namespace=ctx.namespace, outcome=outcome, latency_ms=0.0,
-                          arguments=args)  # fmt: skip
+        self.audit.record(
+            "tool_call",
+            principal=ctx.principal,
+            transport=ctx.transport,
+            peer=ctx.principal.peer,
+            tool=name,
+            namespace=ctx.namespace,
+            outcome=outcome,
+            latency_ms=0.0,
+            arguments=args,
+        )
 
     def admit_uses(
         self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, tools: Iterable[str]
@@ -293,10 +339,26 @@ class Guard:
         principal, policy = ctx.principal, self.policy
         for tool in tools:
             if not (policy.tool_allowed(principal, tool) and policy.namespace_allowed(principal, ctx.namespace)):
-                self._refuse(ctx, name, "denied", "forbidden", f"the policy does not allow {tool}, which this uses",
-                             arguments=args, reason="policy_denied")  # fmt: skip
-        self.audit.record("tool_call", principal=principal, transport=ctx.transport, peer=principal.peer, tool=name,
-                          namespace=ctx.namespace, outcome="ok", latency_ms=0.0, arguments=args)  # fmt: skip
+                self._refuse(
+                    ctx,
+                    name,
+                    "denied",
+                    "forbidden",
+                    f"the policy does not allow {tool}, which this uses",
+                    arguments=args,
+                    reason="policy_denied",
+                )
+        self.audit.record(
+            "tool_call",
+            principal=principal,
+            transport=ctx.transport,
+            peer=principal.peer,
+            tool=name,
+            namespace=ctx.namespace,
+            outcome="ok",
+            latency_ms=0.0,
+            arguments=args,
+        )
 
     def rate_left(self, principal: Principal) -> float | None:
         """The share of its per-principal burst the principal has left (0..1), None when it is not limited."""
@@ -312,13 +374,23 @@ class Guard:
         shares, key = self.pools[pool], ctx.principal.key
         exhausted = shares.take(key)
         if exhausted == "share":
-            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"this principal already holds {shares.held(key)} {_POOL_NAMES[pool]}, its share; "
-                         "end one first", reason=f"{pool}_share_exhausted")  # fmt: skip
+            self._refuse(
+                ctx,
+                tool,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"this principal already holds {shares.held(key)} {_POOL_NAMES[pool]}, its share; end one first",
+                reason=f"{pool}_share_exhausted",
+            )
         elif exhausted == "pool":
-            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"this server holds its maximum of {shares.total} {_POOL_NAMES[pool]}; try again later",
-                         reason=f"{pool}_pool_exhausted")  # fmt: skip
+            self._refuse(
+                ctx,
+                tool,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"this server holds its maximum of {shares.total} {_POOL_NAMES[pool]}; try again later",
+                reason=f"{pool}_pool_exhausted",
+            )
         return functools.partial(shares.give, key)
 
     @contextlib.contextmanager
@@ -334,40 +406,62 @@ class Guard:
         """Address filter, rate limits, the agent-name cap, size and depth: everything but the policy."""
         principal, peer = ctx.principal, ctx.principal.peer
         if not self.ip.allowed(peer):
-            self._refuse(ctx, tool, "denied", "forbidden", "calls from this address are not allowed",
-                         reason="address_denied")  # fmt: skip
+            self._refuse(
+                ctx, tool, "denied", "forbidden", "calls from this address are not allowed", reason="address_denied"
+            )
         exempt = principal.method == "local" and not self.settings.local.rate_limited
         # Per principal, not per agent: agent names are the caller's choice, and must not multiply its rate.
         wait = 0.0 if exempt else self.per_principal.take(principal.key)
         if not wait and peer:
             wait = self.per_address.take(peer)
         if wait:
-            self._refuse(ctx, tool, "rate_limited", "rate_limited",
-                         f"too many calls; retry in {wait:.2f}s", retry_after_s=wait,
-                         reason="rate_limited")  # fmt: skip
+            self._refuse(
+                ctx,
+                tool,
+                "rate_limited",
+                "rate_limited",
+                f"too many calls; retry in {wait:.2f}s",
+                retry_after_s=wait,
+                reason="rate_limited",
+            )
         limit = self.policy.max_agents(principal, self.settings.max_agents_per_principal)
         others = self.agent_names.use(principal.key, principal.agent or "", limit)
         if others:
-            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"this principal already acts as {others} agent names, its limit; reuse one of them "
-                         f"(a name unused for {self.settings.agent_idle_s:g}s no longer counts)",
-                         reason="too_many_agents")  # fmt: skip
+            self._refuse(
+                ctx,
+                tool,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"this principal already acts as {others} agent names, its limit; reuse one of them "
+                f"(a name unused for {self.settings.agent_idle_s:g}s no longer counts)",
+                reason="too_many_agents",
+            )
         self._check_size(ctx, tool, args)
 
     def _check_size(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> None:
         s = self.settings
         if value_too_deep(args, s.max_json_depth):
-            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"the arguments nest deeper than {s.max_json_depth} levels",
-                         reason="request_too_deep")  # fmt: skip
+            self._refuse(
+                ctx,
+                tool,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"the arguments nest deeper than {s.max_json_depth} levels",
+                reason="request_too_deep",
+            )
         try:
             size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False, default=str).encode())
         except (TypeError, ValueError):
             size = 0
         if size > s.max_request_bytes:
-            self._refuse(ctx, tool, "limit_exceeded", "limit_exceeded",
-                         f"the arguments are {size} bytes; the limit is {s.max_request_bytes}",
-                         reason="request_too_large")  # fmt: skip
+            self._refuse(
+                ctx,
+                tool,
+                "limit_exceeded",
+                "limit_exceeded",
+                f"the arguments are {size} bytes; the limit is {s.max_request_bytes}",
+                reason="request_too_large",
+            )
 
     def _refuse(
         self,
@@ -382,6 +476,15 @@ class Guard:
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
         """Audit the refusal with a short reason code (the message, for the caller, may hold details)."""
-        self.audit.record(kind, principal=ctx.principal, transport=ctx.transport, peer=ctx.principal.peer, tool=tool,
-                          namespace=ctx.namespace, outcome=code, arguments=arguments, reason=reason)  # fmt: skip
+        self.audit.record(
+            kind,
+            principal=ctx.principal,
+            transport=ctx.transport,
+            peer=ctx.principal.peer,
+            tool=tool,
+            namespace=ctx.namespace,
+            outcome=code,
+            arguments=arguments,
+            reason=reason,
+        )
         raise Refused(code, message, retry_after_s=retry_after_s)

@@ -59,8 +59,11 @@ CAPABILITY_TOOLS: dict[str, tuple[str, Literal["broadcast", "claim"]]] = {
     "work_claim": ("capability", "claim"),
     "work_claim_batch": ("capability", "claim"),
 }
-CAPABILITY_READ_TOOLS: dict[str, str] = {"work_list": "capability", "work_queue_status": "capability",
-                                         "dlq_list": "capability"}  # fmt: skip
+CAPABILITY_READ_TOOLS: dict[str, str] = {
+    "work_list": "capability",
+    "work_queue_status": "capability",
+    "dlq_list": "capability",
+}
 """Reads of a capability's queue (its items' descriptions and context, its dead letters and their errors): they
 need a claim or a broadcast grant for it, and without a capability argument they show only those."""
 
@@ -362,8 +365,11 @@ class Policy:
         elif tool in CAPABILITY_READ_TOOLS:
             queue = arguments.get(CAPABILITY_READ_TOOLS[tool])
             if queue is not None and not self.capability_readable(p, str(queue), roles):
-                return Decision(False, f"the policy does not allow reading the queue of capability {queue} "
-                                       "(it needs a claim or broadcast grant)")  # fmt: skip
+                return Decision(
+                    False,
+                    f"the policy does not allow reading the queue of capability {queue} "
+                    "(it needs a claim or broadcast grant)",
+                )
         elif tool in NATS_TOOLS:
             return _nats_decision(roles, tool, arguments)
         return ALLOW
@@ -394,26 +400,34 @@ def cross_provider_warnings(doc: PolicyDoc) -> list[str]:
     warnings: list[str] = []
     for i, rule in enumerate(doc.principals):
         where = f"principals[{i}]"
-        methods = [m for m in ("jwt", "introspection", "apikey", "mtls", "local")
-                   if rule.method is None or fnmatch.fnmatchcase(m, rule.method)]  # fmt: skip
+        methods = [
+            m
+            for m in ("jwt", "introspection", "apikey", "mtls", "local")
+            if rule.method is None or fnmatch.fnmatchcase(m, rule.method)
+        ]
         if rule.issuer is None and len(methods) > 1:
-            warnings.append(f"{where}: matches subjects of every provider ({', '.join(methods)}); "
-                            "add method or issuer")  # fmt: skip
+            warnings.append(f"{where}: matches subjects of every provider ({', '.join(methods)}); add method or issuer")
             continue
         mtls_only = methods == ["mtls"] or (rule.issuer is not None and rule.issuer.startswith("mtls"))
         subject = rule.subject
         if not mtls_only or subject is None:
             if mtls_only and rule.issuer is None:
-                warnings.append(f"{where}: matches certificate identities of every source (SPIFFE, URI, DNS, CN); "
-                                "name a subject or an issuer (mtls is SPIFFE IDs only)")  # fmt: skip
+                warnings.append(
+                    f"{where}: matches certificate identities of every source (SPIFFE, URI, DNS, CN); "
+                    "name a subject or an issuer (mtls is SPIFFE IDs only)"
+                )
             continue
         if subject[:1] in _WILD:
             if rule.issuer is None:
-                warnings.append(f"{where}: subject {subject!r} matches certificate identities of every source "
-                                "(SPIFFE, URI, DNS, CN); start it with spiffe://, uri:, dns: or cn:")  # fmt: skip
+                warnings.append(
+                    f"{where}: subject {subject!r} matches certificate identities of every source "
+                    "(SPIFFE, URI, DNS, CN); start it with spiffe://, uri:, dns: or cn:"
+                )
         elif not subject.startswith(_CERT_SOURCES):
-            warnings.append(f"{where}: subject {subject!r} matches no certificate: non-SPIFFE identities are "
-                            "prefixed by their source (uri:, dns:, cn:)")  # fmt: skip
+            warnings.append(
+                f"{where}: subject {subject!r} matches no certificate: non-SPIFFE identities are "
+                "prefixed by their source (uri:, dns:, cn:)"
+            )
     return warnings
 
 

@@ -208,15 +208,17 @@ async def channels_list(c: Coordinator, _caller: Caller, _a: NoArgs) -> Rendered
 async def channels_send(c: Coordinator, caller: Caller, a: ChannelsSendArgs) -> Rendered:
     handle = await c.require_handle(caller)
     m = await c.channels.send(caller, handle, a.channel, a.message, a.scope)
-    out = ChannelsSendOut(channel=a.channel, id=m.id, sequence=m.sequence, handle=m.handle,
-                          senderGuid=m.senderGuid, timestamp=m.timestamp)  # fmt: skip
+    out = ChannelsSendOut(
+        channel=a.channel, id=m.id, sequence=m.sequence, handle=m.handle, senderGuid=m.senderGuid, timestamp=m.timestamp
+    )
     return out, f"Sent to #{a.channel} as **{m.handle}** (sequence {m.sequence})."
 
 
 async def channels_read(c: Coordinator, caller: Caller, a: ChannelsReadArgs) -> Rendered:
     page = await c.channels.read(caller, a.channel, limit=a.limit, cursor=a.cursor, after_sequence=a.afterSequence)
-    out = ChannelsReadOut(channel=a.channel, messages=page.messages, nextCursor=page.next_cursor,
-                          hasMore=page.has_more, total=page.total)  # fmt: skip
+    out = ChannelsReadOut(
+        channel=a.channel, messages=page.messages, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total
+    )
     if not page.messages:
         return out, f"No messages in #{a.channel}" + (" after that point." if a.afterSequence is not None else ".")
     lines = [f"[{m.sequence}] {m.timestamp} **{m.handle}**: {m.message}" for m in page.messages]
@@ -245,8 +247,9 @@ async def registry_register(c: Coordinator, caller: Caller, a: RegisterArgs) -> 
     handle = await c.get_handle(caller)
     if handle is None:
         handle = await c.set_handle(caller, handle_from_agent_type(a.agentType))
-    entry = await c.registry.register(caller, handle=handle, agent_type=a.agentType,
-                                      capabilities=a.capabilities, scope=scope)  # fmt: skip
+    entry = await c.registry.register(
+        caller, handle=handle, agent_type=a.agentType, capabilities=a.capabilities, scope=scope
+    )
     return AgentOut(agent=entry), f"Registered as **{entry.handle}** (`{entry.guid}`), scope {entry.scope}.\n" + (
         _agent_line(entry)
     )
@@ -254,9 +257,17 @@ async def registry_register(c: Coordinator, caller: Caller, a: RegisterArgs) -> 
 
 async def registry_discover(c: Coordinator, caller: Caller, a: DiscoverArgs) -> Rendered:
     page = await c.registry.discover(
-        caller, agent_type=a.agentType, capability=a.capability, hostname=a.hostname, project_id=a.projectId,
-        status=a.status, scope=a.scope, include_offline=a.includeOffline, limit=a.limit, cursor=a.cursor,
-    )  # fmt: skip
+        caller,
+        agent_type=a.agentType,
+        capability=a.capability,
+        hostname=a.hostname,
+        project_id=a.projectId,
+        status=a.status,
+        scope=a.scope,
+        include_offline=a.includeOffline,
+        limit=a.limit,
+        cursor=a.cursor,
+    )
     out = DiscoverOut(agents=page.agents, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total)
     if not page.agents:
         return out, "No agents found."
@@ -288,23 +299,28 @@ async def registry_deregister(c: Coordinator, caller: Caller, _a: NoArgs) -> Ren
 async def messages_send_direct(c: Coordinator, caller: Caller, a: SendDirectArgs) -> Rendered:
     handle = await c.require_registered_handle(caller)
     recipient = await c.registry.find_visible(caller, a.recipientGuid)
-    msg = await c.inbox.send(caller, handle, recipient, message_type=a.messageType, content=a.message,
-                             metadata=a.metadata)  # fmt: skip
+    msg = await c.inbox.send(
+        caller, handle, recipient, message_type=a.messageType, content=a.message, metadata=a.metadata
+    )
     status = c.registry.effective_status(recipient)
-    out = SendDirectOut(id=msg.id, recipientGuid=recipient.guid, recipientHandle=recipient.handle,
-                        recipientStatus=status)  # fmt: skip
+    out = SendDirectOut(
+        id=msg.id, recipientGuid=recipient.guid, recipientHandle=recipient.handle, recipientStatus=status
+    )
     note = "" if status == "online" else f" The recipient is {status}; it will read the message when it checks."
     return out, f"Message `{msg.id}` delivered to **{recipient.handle}**'s inbox.{note}"
 
 
 async def messages_read_direct(c: Coordinator, caller: Caller, a: ReadDirectArgs) -> Rendered:
-    page = await c.inbox.read(caller, limit=a.limit, cursor=a.cursor, message_type=a.messageType,
-                              sender_guid=a.senderGuid)  # fmt: skip
+    page = await c.inbox.read(
+        caller, limit=a.limit, cursor=a.cursor, message_type=a.messageType, sender_guid=a.senderGuid
+    )
     out = ReadDirectOut(messages=page.messages, hasMore=page.has_more, nextCursor=page.next_cursor)
     if not page.messages:
         return out, "No direct messages."
-    blocks = [f"---\n**From:** {m.senderHandle} (`{m.senderGuid}`) · {m.messageType} · {m.timestamp}\n\n{m.content}"
-              for m in page.messages]  # fmt: skip
+    blocks = [
+        f"---\n**From:** {m.senderHandle} (`{m.senderGuid}`) · {m.messageType} · {m.timestamp}\n\n{m.content}"
+        for m in page.messages
+    ]
     return out, f"{len(page.messages)} direct message(s) (now consumed):\n" + "\n".join(blocks) + more_hint(
         page.next_cursor
     )
@@ -314,44 +330,136 @@ async def messages_read_direct(c: Coordinator, caller: Caller, a: ReadDirectArgs
 
 
 CORE_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("handle_set", "Set handle", "Set your handle (the name other agents see on your messages). Also "
-             "updates your registry entry if you are registered.", HandleSetArgs, HandleOut, handle_set,
-             idempotent=True),
-    ToolSpec("handle_get", "Get handle", "Your current handle and agent GUID.", NoArgs, HandleGetOut, handle_get,
-             read_only=True, idempotent=True),
-    ToolSpec("channels_list", "List channels", "The project's channels (shared message history) with their "
-             "limits. Use it to find where to post.", NoArgs, ChannelsListOut, channels_list, read_only=True,
-             idempotent=True),
-    ToolSpec("channels_send", "Post to channel", "Post a message to a channel (needs a handle). Everyone in the "
-             "namespace can read it; history is kept.", ChannelsSendArgs, ChannelsSendOut, channels_send),
-    ToolSpec("channels_read", "Read channel", "Read a channel without consuming it: newest page first (each page "
-             "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new. Handles are "
-             "not unique: identify a sender by senderGuid, set by the server from the sender's identity.",
-             ChannelsReadArgs, ChannelsReadOut, channels_read, read_only=True, idempotent=True),
-    ToolSpec("channels_status", "Channel status", "Message counts, bytes and sequence range of one or all "
-             "channels.", ChannelsStatusArgs, ChannelsStatusOut, channels_status, read_only=True, idempotent=True),
-    ToolSpec("registry_register", "Register agent", "Register yourself so other agents can discover you and send "
-             "you direct messages: your agent type, capabilities and who may see you (scope). Heartbeats keep you "
-             "online. Needed to send DMs, broadcast or claim work.", RegisterArgs, AgentOut, registry_register,
-             idempotent=True),
-    ToolSpec("registry_discover", "Discover agents", "Find agents by type, capability, status, host, project or "
-             "scope (only those you may see). Pages are stable; continue with nextCursor and the same filters.",
-             DiscoverArgs, DiscoverOut, registry_discover, read_only=True, idempotent=True),
-    ToolSpec("registry_get_info", "Get agent info", "One agent's registry entry by GUID (not_found if it does not "
-             "exist or you may not see it).", GetInfoArgs, AgentOut, registry_get_info, read_only=True,
-             idempotent=True),
-    ToolSpec("registry_update_presence", "Update presence", "Change your status (online, busy, offline), current "
-             "task count or capabilities; give at least one.", UpdatePresenceArgs, UpdatePresenceOut,
-             registry_update_presence, idempotent=True),
-    ToolSpec("registry_deregister", "Deregister agent", "Mark yourself offline (your entry and inbox are kept).",
-             NoArgs, DeregisterOut, registry_deregister, idempotent=True),
-    ToolSpec("messages_send_direct", "Send direct message", "Send a direct message to an agent you can see, by "
-             "GUID (needs registration). It waits in the recipient's inbox even while it is offline.",
-             SendDirectArgs, SendDirectOut, messages_send_direct),
-    ToolSpec("messages_read_direct", "Read direct messages", "Read your direct messages, oldest first. Returned "
-             "messages are consumed (read once); messages that do not match the filters stay. Handles are not unique: "
-             "identify a sender by senderGuid, set by the server from the sender's identity.", ReadDirectArgs,
-             ReadDirectOut, messages_read_direct, destructive=True),
-)  # fmt: skip
+    ToolSpec(
+        "handle_set",
+        "Set handle",
+        "Set your handle (the name other agents see on your messages). Also "
+        "updates your registry entry if you are registered.",
+        HandleSetArgs,
+        HandleOut,
+        handle_set,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "handle_get",
+        "Get handle",
+        "Your current handle and agent GUID.",
+        NoArgs,
+        HandleGetOut,
+        handle_get,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "channels_list",
+        "List channels",
+        "The project's channels (shared message history) with their limits. Use it to find where to post.",
+        NoArgs,
+        ChannelsListOut,
+        channels_list,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "channels_send",
+        "Post to channel",
+        "Post a message to a channel (needs a handle). Everyone in the namespace can read it; history is kept.",
+        ChannelsSendArgs,
+        ChannelsSendOut,
+        channels_send,
+    ),
+    ToolSpec(
+        "channels_read",
+        "Read channel",
+        "Read a channel without consuming it: newest page first (each page "
+        "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new. Handles are "
+        "not unique: identify a sender by senderGuid, set by the server from the sender's identity.",
+        ChannelsReadArgs,
+        ChannelsReadOut,
+        channels_read,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "channels_status",
+        "Channel status",
+        "Message counts, bytes and sequence range of one or all channels.",
+        ChannelsStatusArgs,
+        ChannelsStatusOut,
+        channels_status,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "registry_register",
+        "Register agent",
+        "Register yourself so other agents can discover you and send "
+        "you direct messages: your agent type, capabilities and who may see you (scope). Heartbeats keep you "
+        "online. Needed to send DMs, broadcast or claim work.",
+        RegisterArgs,
+        AgentOut,
+        registry_register,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "registry_discover",
+        "Discover agents",
+        "Find agents by type, capability, status, host, project or "
+        "scope (only those you may see). Pages are stable; continue with nextCursor and the same filters.",
+        DiscoverArgs,
+        DiscoverOut,
+        registry_discover,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "registry_get_info",
+        "Get agent info",
+        "One agent's registry entry by GUID (not_found if it does not exist or you may not see it).",
+        GetInfoArgs,
+        AgentOut,
+        registry_get_info,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "registry_update_presence",
+        "Update presence",
+        "Change your status (online, busy, offline), current task count or capabilities; give at least one.",
+        UpdatePresenceArgs,
+        UpdatePresenceOut,
+        registry_update_presence,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "registry_deregister",
+        "Deregister agent",
+        "Mark yourself offline (your entry and inbox are kept).",
+        NoArgs,
+        DeregisterOut,
+        registry_deregister,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "messages_send_direct",
+        "Send direct message",
+        "Send a direct message to an agent you can see, by "
+        "GUID (needs registration). It waits in the recipient's inbox even while it is offline.",
+        SendDirectArgs,
+        SendDirectOut,
+        messages_send_direct,
+    ),
+    ToolSpec(
+        "messages_read_direct",
+        "Read direct messages",
+        "Read your direct messages, oldest first. Returned "
+        "messages are consumed (read once); messages that do not match the filters stay. Handles are not unique: "
+        "identify a sender by senderGuid, set by the server from the sender's identity.",
+        ReadDirectArgs,
+        ReadDirectOut,
+        messages_read_direct,
+        destructive=True,
+    ),
+)
 
 TOOLS: tuple[ToolSpec, ...] = CORE_TOOLS + WORK_TOOLS

@@ -118,9 +118,10 @@ class StreamCreateArgs(Args):
     description: str | None = Field(default=None, max_length=1024, description=_DESC)
     storage: Literal["file", "memory"] = Field(default="file", description="Where messages are stored.")
     retention: Literal["limits", "interest", "workqueue"] = Field(
-        default="limits", description="limits: keep up to the limits; interest: while consumers need them; "
-        "workqueue: until acknowledged once."
-    )  # fmt: skip
+        default="limits",
+        description="limits: keep up to the limits; interest: while consumers need them; "
+        "workqueue: until acknowledged once.",
+    )
     replicas: int = Field(default=1, ge=1, le=5, description=_REPLICAS)
     maxMsgs: int = Field(default=-1, ge=-1, description="Most messages kept; -1: unlimited.")
     maxBytes: int = Field(default=-1, ge=-1, description="Most bytes kept; -1: unlimited.")
@@ -290,8 +291,11 @@ async def server_info(ops: OpsService, _scope: NatsScope, _args: NoArgs) -> Rend
 
 async def stream_list(ops: OpsService, scope: NatsScope, args: PageArgs) -> Rendered:
     streams, page = await ops.stream_list(scope, args.limit, args.cursor)
-    rows = [f"- **{s.name}**{' (internal)' if s.internal else ''}: {', '.join(s.subjects)} — {s.messages} msgs, "
-            f"{s.bytes} B, {s.consumers} consumers" for s in streams]  # fmt: skip
+    rows = [
+        f"- **{s.name}**{' (internal)' if s.internal else ''}: {', '.join(s.subjects)} — {s.messages} msgs, "
+        f"{s.bytes} B, {s.consumers} consumers"
+        for s in streams
+    ]
     return StreamListOut(streams=streams, **page.model_dump()), _page_text(
         rows, page.nextCursor, "No streams you may see."
     )
@@ -299,9 +303,11 @@ async def stream_list(ops: OpsService, scope: NatsScope, args: PageArgs) -> Rend
 
 async def stream_info(ops: OpsService, _scope: NatsScope, args: StreamArgs) -> Rendered:
     d = await ops.stream_info(args.stream)
-    text = (f"**{d.name}**{' (internal: read-only)' if d.internal else ''} — subjects {', '.join(d.subjects)}; "
-            f"{d.storage}, {d.retention}, R{d.replicas}; {d.messages} msgs ({d.firstSeq}..{d.lastSeq}), {d.bytes} B, "
-            f"{d.consumers} consumers")  # fmt: skip
+    text = (
+        f"**{d.name}**{' (internal: read-only)' if d.internal else ''} — subjects {', '.join(d.subjects)}; "
+        f"{d.storage}, {d.retention}, R{d.replicas}; {d.messages} msgs ({d.firstSeq}..{d.lastSeq}), {d.bytes} B, "
+        f"{d.consumers} consumers"
+    )
     return StreamOut(stream=d), text
 
 
@@ -319,16 +325,20 @@ async def consumer_list(ops: OpsService, _scope: NatsScope, args: StreamPageArgs
 
 async def consumer_info(ops: OpsService, _scope: NatsScope, args: ConsumerArgs) -> Rendered:
     c = await ops.consumer_info(args.stream, args.name)
-    text = (f"**{c.name}** on {c.stream}: filters {', '.join(c.filterSubjects) or 'none'}; {c.numPending} pending, "
-            f"{c.numAckPending} unacked, {c.numRedelivered} redelivered; "
-            f"delivered up to #{c.deliveredStreamSeq}")  # fmt: skip
+    text = (
+        f"**{c.name}** on {c.stream}: filters {', '.join(c.filterSubjects) or 'none'}; {c.numPending} pending, "
+        f"{c.numAckPending} unacked, {c.numRedelivered} redelivered; "
+        f"delivered up to #{c.deliveredStreamSeq}"
+    )
     return ConsumerOut(consumer=c), text
 
 
 async def kv_list(ops: OpsService, scope: NatsScope, args: PageArgs) -> Rendered:
     buckets, page = await ops.kv_list(scope, args.limit, args.cursor)
-    rows = [f"- **{b.bucket}**{' (internal)' if b.internal else ''}: {b.values} values, {b.bytes} B, "
-            f"history {b.history}" for b in buckets]  # fmt: skip
+    rows = [
+        f"- **{b.bucket}**{' (internal)' if b.internal else ''}: {b.values} values, {b.bytes} B, history {b.history}"
+        for b in buckets
+    ]
     return BucketListOut(buckets=buckets, **page.model_dump()), _page_text(
         rows, page.nextCursor, "No buckets you may see."
     )
@@ -341,8 +351,10 @@ async def kv_get(ops: OpsService, _scope: NatsScope, args: KvGetArgs) -> Rendere
 
 async def kv_history(ops: OpsService, _scope: NatsScope, args: KvHistoryArgs) -> Rendered:
     entries, page = await ops.kv_history(args.bucket, args.key, args.limit, args.cursor, args.encoding)
-    rows = [f"- revision {e.revision} {e.operation} at {e.created}: "
-            f"{e.payload.data[:80] if e.payload else ''}" for e in entries]  # fmt: skip
+    rows = [
+        f"- revision {e.revision} {e.operation} at {e.created}: {e.payload.data[:80] if e.payload else ''}"
+        for e in entries
+    ]
     return KvHistoryOut(entries=entries, **page.model_dump()), _page_text(rows, page.nextCursor, "No history.")
 
 
@@ -367,18 +379,35 @@ async def request(ops: OpsService, _scope: NatsScope, args: RequestArgs) -> Rend
 
 async def stream_create(ops: OpsService, _scope: NatsScope, args: StreamCreateArgs) -> Rendered:
     config = stream_config(
-        args.name, args.subjects, description=args.description, storage=args.storage, retention=args.retention,
-        replicas=args.replicas, max_msgs=args.maxMsgs, max_bytes=args.maxBytes, max_age_s=args.maxAgeSeconds,
-        max_msg_size=args.maxMsgSize, max_msgs_per_subject=args.maxMsgsPerSubject, discard=args.discard,
+        args.name,
+        args.subjects,
+        description=args.description,
+        storage=args.storage,
+        retention=args.retention,
+        replicas=args.replicas,
+        max_msgs=args.maxMsgs,
+        max_bytes=args.maxBytes,
+        max_age_s=args.maxAgeSeconds,
+        max_msg_size=args.maxMsgSize,
+        max_msgs_per_subject=args.maxMsgsPerSubject,
+        discard=args.discard,
         duplicate_window_s=args.duplicateWindowSeconds,
-    )  # fmt: skip
+    )
     d = await ops.stream_create(config)
     return StreamOut(stream=d), f"Created stream **{d.name}** on {', '.join(d.subjects)}."
 
 
-_UPDATE_FIELDS = {"subjects": "subjects", "description": "description", "maxMsgs": "max_msgs", "maxBytes": "max_bytes",
-                  "maxAgeSeconds": "max_age", "maxMsgSize": "max_msg_size", "maxMsgsPerSubject": "max_msgs_per_subject",
-                  "discard": "discard", "replicas": "num_replicas"}  # fmt: skip
+_UPDATE_FIELDS = {
+    "subjects": "subjects",
+    "description": "description",
+    "maxMsgs": "max_msgs",
+    "maxBytes": "max_bytes",
+    "maxAgeSeconds": "max_age",
+    "maxMsgSize": "max_msg_size",
+    "maxMsgsPerSubject": "max_msgs_per_subject",
+    "discard": "discard",
+    "replicas": "num_replicas",
+}
 
 
 async def stream_update(ops: OpsService, _scope: NatsScope, args: StreamUpdateArgs) -> Rendered:
@@ -401,10 +430,16 @@ async def stream_delete(ops: OpsService, _scope: NatsScope, args: StreamDeleteAr
 
 async def consumer_create(ops: OpsService, _scope: NatsScope, args: ConsumerCreateArgs) -> Rendered:
     config = consumer_config(
-        args.name, filter_subjects=args.filterSubjects, deliver_policy=args.deliverPolicy,
-        opt_start_seq=args.optStartSeq, ack_policy=args.ackPolicy, ack_wait_s=args.ackWaitSeconds,
-        max_deliver=args.maxDeliver, description=args.description, inactive_threshold_s=args.inactiveThresholdSeconds,
-    )  # fmt: skip
+        args.name,
+        filter_subjects=args.filterSubjects,
+        deliver_policy=args.deliverPolicy,
+        opt_start_seq=args.optStartSeq,
+        ack_policy=args.ackPolicy,
+        ack_wait_s=args.ackWaitSeconds,
+        max_deliver=args.maxDeliver,
+        description=args.description,
+        inactive_threshold_s=args.inactiveThresholdSeconds,
+    )
     c = await ops.consumer_create(args.stream, config)
     return ConsumerOut(consumer=c), f"Consumer **{c.name}** on {c.stream}: {c.numPending} pending."
 
@@ -449,71 +484,192 @@ class OpsSpec:
 
 _R = {"read_only": True, "idempotent": True}
 OPS_TOOLS: list[OpsSpec] = [
-    OpsSpec("nats_server_info", "NATS server info",
-            "The connected NATS server: version, cluster, JetStream on/off, the account's "
-            "JetStream usage and limits, and monitoring figures if configured. Start here to check NATS health.",
-            NoArgs, ServerInfoOut, server_info, **_R),
-    OpsSpec("nats_stream_list", "List streams",
-            "JetStream streams you may read, by name, with subjects, message counts and sizes. "
-            "Paged (nextCursor). Use nats_stream_info for one stream's limits.", PageArgs, StreamListOut,
-            stream_list, **_R),
-    OpsSpec("nats_stream_info", "Stream info",
-            "One stream's configuration (limits, retention, storage) and state (messages, "
-            "sequence range, consumers, cluster leader).", StreamArgs, StreamOut, stream_info, **_R),
-    OpsSpec("nats_stream_get_message", "Get stream message",
-            "Read one stored message of a stream without consuming it: by sequence, or "
-            "the newest on a subject (lastBySubject). Payloads show as text or base64/hex, in slices (offset).",
-            GetMessageArgs, MessageOut, stream_get_message, **_R),
-    OpsSpec("nats_consumer_list", "List consumers",
-            "The consumers of a stream with their backlog (pending, unacked). Paged.",
-            StreamPageArgs, ConsumerListOut, consumer_list, **_R),
-    OpsSpec("nats_consumer_info", "Consumer info",
-            "One consumer's configuration and progress: pending, unacked and redelivered "
-            "counts, delivered and ack-floor sequences. Use it to diagnose a stuck or lagging consumer.",
-            ConsumerArgs, ConsumerOut, consumer_info, **_R),
-    OpsSpec("nats_kv_list", "List KV buckets",
-            "KV buckets you may read, with value counts, sizes, history depth and TTL. Paged.",
-            PageArgs, BucketListOut, kv_list, **_R),
-    OpsSpec("nats_kv_get", "Get KV value",
-            "The current value of a key (or a past revision). Values show as text or base64/hex, in "
-            "slices (offset).", KvGetArgs, KvEntryOut, kv_get, **_R),
-    OpsSpec("nats_kv_history", "KV key history",
-            "Past revisions of one key, newest first (puts, deletes, purges). Paged.",
-            KvHistoryArgs, KvHistoryOut, kv_history, **_R),
-    OpsSpec("nats_kv_keys", "List KV keys",
-            "Live keys of a bucket, sorted, optionally matching a pattern (orders.>). Paged.",
-            KvKeysArgs, KvKeysOut, kv_keys, **_R),
-    OpsSpec("nats_publish", "Publish message",
-            "Publish one message to a subject (core NATS; a stream capturing the subject stores it). "
-            "Fire and forget: use nats_request when you need an answer.", PublishArgs, PublishOut, publish),
-    OpsSpec("nats_request", "Request and reply",
-            "Send a request to a service subject and wait (timeoutMs) for its first reply. "
-            "not_found means no service listens there.", RequestArgs, RequestOut, request),
-    OpsSpec("nats_stream_create", "Create stream",
-            "Create a stream capturing the given subjects, with limits. Fails with conflict if "
-            "the name exists with another configuration or the subjects overlap another stream.",
-            StreamCreateArgs, StreamOut, stream_create, idempotent=True),
-    OpsSpec("nats_stream_update", "Update stream",
-            "Change a stream's subjects or limits (only the settings you give). Lowering "
-            "limits can drop stored messages.", StreamUpdateArgs, StreamOut, stream_update, destructive=True,
-            idempotent=True),
-    OpsSpec("nats_stream_purge", "Purge stream",
-            "Delete a stream's messages (all, one subject's, or all but the newest keep) and "
-            "keep the stream. Cannot be undone.", StreamPurgeArgs, StreamOut, stream_purge, destructive=True),
-    OpsSpec("nats_stream_delete", "Delete stream",
-            "Delete a stream with all its messages and consumers. Cannot be undone.",
-            StreamDeleteArgs, DeletedOut, stream_delete, destructive=True),
-    OpsSpec("nats_consumer_create", "Create consumer",
-            "Create (or confirm) a durable pull consumer on a stream, optionally filtered "
-            "by subjects. Push consumers are not offered.", ConsumerCreateArgs, ConsumerOut, consumer_create,
-            idempotent=True),
-    OpsSpec("nats_consumer_delete", "Delete consumer",
-            "Delete a consumer (its delivery state is lost; the messages stay).",
-            ConsumerArgs, DeletedOut, consumer_delete, destructive=True),
-    OpsSpec("nats_kv_put", "Put KV value",
-            "Set a key's value in a KV bucket (a new revision; history is kept up to the bucket's "
-            "depth).", KvPutArgs, KvPutOut, kv_put),
-    OpsSpec("nats_kv_delete", "Delete KV key",
-            "Delete a key (a delete marker; history stays) or, with purge, drop its history too.",
-            KvDeleteArgs, DeletedOut, kv_delete, destructive=True),
-]  # fmt: skip
+    OpsSpec(
+        "nats_server_info",
+        "NATS server info",
+        "The connected NATS server: version, cluster, JetStream on/off, the account's "
+        "JetStream usage and limits, and monitoring figures if configured. Start here to check NATS health.",
+        NoArgs,
+        ServerInfoOut,
+        server_info,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_stream_list",
+        "List streams",
+        "JetStream streams you may read, by name, with subjects, message counts and sizes. "
+        "Paged (nextCursor). Use nats_stream_info for one stream's limits.",
+        PageArgs,
+        StreamListOut,
+        stream_list,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_stream_info",
+        "Stream info",
+        "One stream's configuration (limits, retention, storage) and state (messages, "
+        "sequence range, consumers, cluster leader).",
+        StreamArgs,
+        StreamOut,
+        stream_info,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_stream_get_message",
+        "Get stream message",
+        "Read one stored message of a stream without consuming it: by sequence, or "
+        "the newest on a subject (lastBySubject). Payloads show as text or base64/hex, in slices (offset).",
+        GetMessageArgs,
+        MessageOut,
+        stream_get_message,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_consumer_list",
+        "List consumers",
+        "The consumers of a stream with their backlog (pending, unacked). Paged.",
+        StreamPageArgs,
+        ConsumerListOut,
+        consumer_list,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_consumer_info",
+        "Consumer info",
+        "One consumer's configuration and progress: pending, unacked and redelivered "
+        "counts, delivered and ack-floor sequences. Use it to diagnose a stuck or lagging consumer.",
+        ConsumerArgs,
+        ConsumerOut,
+        consumer_info,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_kv_list",
+        "List KV buckets",
+        "KV buckets you may read, with value counts, sizes, history depth and TTL. Paged.",
+        PageArgs,
+        BucketListOut,
+        kv_list,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_kv_get",
+        "Get KV value",
+        "The current value of a key (or a past revision). Values show as text or base64/hex, in slices (offset).",
+        KvGetArgs,
+        KvEntryOut,
+        kv_get,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_kv_history",
+        "KV key history",
+        "Past revisions of one key, newest first (puts, deletes, purges). Paged.",
+        KvHistoryArgs,
+        KvHistoryOut,
+        kv_history,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_kv_keys",
+        "List KV keys",
+        "Live keys of a bucket, sorted, optionally matching a pattern (orders.>). Paged.",
+        KvKeysArgs,
+        KvKeysOut,
+        kv_keys,
+        **_R,
+    ),
+    OpsSpec(
+        "nats_publish",
+        "Publish message",
+        "Publish one message to a subject (core NATS; a stream capturing the subject stores it). "
+        "Fire and forget: use nats_request when you need an answer.",
+        PublishArgs,
+        PublishOut,
+        publish,
+    ),
+    OpsSpec(
+        "nats_request",
+        "Request and reply",
+        "Send a request to a service subject and wait (timeoutMs) for its first reply. "
+        "not_found means no service listens there.",
+        RequestArgs,
+        RequestOut,
+        request,
+    ),
+    OpsSpec(
+        "nats_stream_create",
+        "Create stream",
+        "Create a stream capturing the given subjects, with limits. Fails with conflict if "
+        "the name exists with another configuration or the subjects overlap another stream.",
+        StreamCreateArgs,
+        StreamOut,
+        stream_create,
+        idempotent=True,
+    ),
+    OpsSpec(
+        "nats_stream_update",
+        "Update stream",
+        "Change a stream's subjects or limits (only the settings you give). Lowering limits can drop stored messages.",
+        StreamUpdateArgs,
+        StreamOut,
+        stream_update,
+        destructive=True,
+        idempotent=True,
+    ),
+    OpsSpec(
+        "nats_stream_purge",
+        "Purge stream",
+        "Delete a stream's messages (all, one subject's, or all but the newest keep) and "
+        "keep the stream. Cannot be undone.",
+        StreamPurgeArgs,
+        StreamOut,
+        stream_purge,
+        destructive=True,
+    ),
+    OpsSpec(
+        "nats_stream_delete",
+        "Delete stream",
+        "Delete a stream with all its messages and consumers. Cannot be undone.",
+        StreamDeleteArgs,
+        DeletedOut,
+        stream_delete,
+        destructive=True,
+    ),
+    OpsSpec(
+        "nats_consumer_create",
+        "Create consumer",
+        "Create (or confirm) a durable pull consumer on a stream, optionally filtered "
+        "by subjects. Push consumers are not offered.",
+        ConsumerCreateArgs,
+        ConsumerOut,
+        consumer_create,
+        idempotent=True,
+    ),
+    OpsSpec(
+        "nats_consumer_delete",
+        "Delete consumer",
+        "Delete a consumer (its delivery state is lost; the messages stay).",
+        ConsumerArgs,
+        DeletedOut,
+        consumer_delete,
+        destructive=True,
+    ),
+    OpsSpec(
+        "nats_kv_put",
+        "Put KV value",
+        "Set a key's value in a KV bucket (a new revision; history is kept up to the bucket's depth).",
+        KvPutArgs,
+        KvPutOut,
+        kv_put,
+    ),
+    OpsSpec(
+        "nats_kv_delete",
+        "Delete KV key",
+        "Delete a key (a delete marker; history stays) or, with purge, drop its history too.",
+        KvDeleteArgs,
+        DeletedOut,
+        kv_delete,
+        destructive=True,
+    ),
+]

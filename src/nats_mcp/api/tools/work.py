@@ -179,11 +179,22 @@ def _item_text(item: WorkItem) -> str:
 async def work_broadcast(c: Coordinator, caller: Caller, a: BroadcastArgs) -> Rendered:
     await c.require_registered_handle(caller)
     item = await c.work.broadcast(
-        caller, task_id=a.taskId, description=a.description, capability=a.requiredCapability, priority=a.priority,
-        deadline=a.deadline, context_data=a.contextData, scope=a.scope,
-    )  # fmt: skip
-    out = BroadcastOut(workItemId=item.id, taskId=item.taskId, capability=item.capability, priority=item.priority,
-                       deadline=item.deadline)  # fmt: skip
+        caller,
+        task_id=a.taskId,
+        description=a.description,
+        capability=a.requiredCapability,
+        priority=a.priority,
+        deadline=a.deadline,
+        context_data=a.contextData,
+        scope=a.scope,
+    )
+    out = BroadcastOut(
+        workItemId=item.id,
+        taskId=item.taskId,
+        capability=item.capability,
+        priority=item.priority,
+        deadline=item.deadline,
+    )
     due = f", deadline {item.deadline}" if item.deadline else ""
     return (
         out,
@@ -240,9 +251,14 @@ async def work_fail(c: Coordinator, caller: Caller, a: FailArgs) -> Rendered:
 
 async def work_list(c: Coordinator, _caller: Caller, a: WorkListArgs) -> Rendered:
     page = await c.work.list_items(
-        a.capability, min_priority=a.minPriority, max_priority=a.maxPriority, deadline_before=a.deadlineBefore,
-        deadline_after=a.deadlineAfter, limit=a.limit, cursor=a.cursor,
-    )  # fmt: skip
+        a.capability,
+        min_priority=a.minPriority,
+        max_priority=a.maxPriority,
+        deadline_before=a.deadlineBefore,
+        deadline_after=a.deadlineAfter,
+        limit=a.limit,
+        cursor=a.cursor,
+    )
     out = WorkListOut(items=page.items, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total)
     if not page.items:
         return out, f'No queued work for "{a.capability}" matches.'
@@ -278,8 +294,10 @@ async def dlq_list(c: Coordinator, _caller: Caller, a: DlqListArgs) -> Rendered:
     blocks = []
     for e in page.items:
         errors = "\n".join(f"  - {err}" for err in e.errors[-5:])
-        blocks.append(f"- **{e.workItem.taskId}** `{e.id}` ({e.workItem.capability}): {e.reason} after "
-                      f"{e.attempts} attempt(s), {e.failedAt}" + (f"\n{errors}" if errors else ""))  # fmt: skip
+        blocks.append(
+            f"- **{e.workItem.taskId}** `{e.id}` ({e.workItem.capability}): {e.reason} after "
+            f"{e.attempts} attempt(s), {e.failedAt}" + (f"\n{errors}" if errors else "")
+        )
     total = f" of {page.total}" if page.total is not None else ""
     return out, f"{len(page.items)}{total} dead-lettered item(s):\n" + "\n".join(blocks) + more_hint(page.next_cursor)
 
@@ -298,32 +316,106 @@ async def dlq_discard(c: Coordinator, _caller: Caller, a: DlqDiscardArgs) -> Ren
 
 
 WORK_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("work_broadcast", "Broadcast work", "Offer a task to every agent with a capability (needs "
-             "registration). Higher priority is claimed first; an optional deadline dead-letters it if nobody gets "
-             "to it in time.", BroadcastArgs, BroadcastOut, work_broadcast),
-    ToolSpec("work_claim", "Claim work item", "Take the next work item for one of your registered capabilities "
-             "(highest priority, then oldest). It is yours for a lease: renew with warp_work_progress, then "
-             "warp_work_complete or warp_work_fail. Waits up to timeout ms for work.", ClaimArgs, ClaimOut,
-             work_claim),
-    ToolSpec("work_claim_batch", "Claim work items", "Like warp_work_claim, for up to max items at once.",
-             ClaimBatchArgs, ClaimBatchOut, work_claim_batch),
-    ToolSpec("work_progress", "Report work progress", "Renew your lease on a claimed item (and note progress), so "
-             "it is not offered again.", ProgressArgs, ProgressOut, work_progress, idempotent=True),
-    ToolSpec("work_complete", "Complete work item", "Mark your claimed item done (exactly once: a second complete "
-             "is a conflict).", CompleteArgs, CompleteOut, work_complete),
-    ToolSpec("work_fail", "Fail work item", "Report that your claimed item failed: recoverable (default) offers it "
-             "again after a backoff; otherwise, or on its last attempt, it goes to the dead-letter queue.",
-             FailArgs, FailOut, work_fail),
-    ToolSpec("work_list", "List queued work", "Preview a capability's queued items in claim order, without "
-             "claiming any. Filters by priority and deadline; pages with nextCursor.", WorkListArgs, WorkListOut,
-             work_list, read_only=True, idempotent=True),
-    ToolSpec("work_queue_status", "Work queue status", "Pending, in-flight and dead-lettered counts and the "
-             "oldest item's age, per capability.", QueueStatusArgs, QueueStatusOut, work_queue_status,
-             read_only=True, idempotent=True),
-    ToolSpec("dlq_list", "List dead letters", "Dead-lettered work items with their reason and error history, "
-             "oldest first.", DlqListArgs, DlqListOut, dlq_list, read_only=True, idempotent=True),
-    ToolSpec("dlq_retry", "Retry dead letter", "Put a dead-lettered item back on its queue (atomically: never in "
-             "both places, never lost).", DlqRetryArgs, DlqRetryOut, dlq_retry),
-    ToolSpec("dlq_discard", "Discard dead letter", "Delete a dead-lettered item for good.", DlqDiscardArgs,
-             DlqDiscardOut, dlq_discard, destructive=True),
-)  # fmt: skip
+    ToolSpec(
+        "work_broadcast",
+        "Broadcast work",
+        "Offer a task to every agent with a capability (needs "
+        "registration). Higher priority is claimed first; an optional deadline dead-letters it if nobody gets "
+        "to it in time.",
+        BroadcastArgs,
+        BroadcastOut,
+        work_broadcast,
+    ),
+    ToolSpec(
+        "work_claim",
+        "Claim work item",
+        "Take the next work item for one of your registered capabilities "
+        "(highest priority, then oldest). It is yours for a lease: renew with warp_work_progress, then "
+        "warp_work_complete or warp_work_fail. Waits up to timeout ms for work.",
+        ClaimArgs,
+        ClaimOut,
+        work_claim,
+    ),
+    ToolSpec(
+        "work_claim_batch",
+        "Claim work items",
+        "Like warp_work_claim, for up to max items at once.",
+        ClaimBatchArgs,
+        ClaimBatchOut,
+        work_claim_batch,
+    ),
+    ToolSpec(
+        "work_progress",
+        "Report work progress",
+        "Renew your lease on a claimed item (and note progress), so it is not offered again.",
+        ProgressArgs,
+        ProgressOut,
+        work_progress,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "work_complete",
+        "Complete work item",
+        "Mark your claimed item done (exactly once: a second complete is a conflict).",
+        CompleteArgs,
+        CompleteOut,
+        work_complete,
+    ),
+    ToolSpec(
+        "work_fail",
+        "Fail work item",
+        "Report that your claimed item failed: recoverable (default) offers it "
+        "again after a backoff; otherwise, or on its last attempt, it goes to the dead-letter queue.",
+        FailArgs,
+        FailOut,
+        work_fail,
+    ),
+    ToolSpec(
+        "work_list",
+        "List queued work",
+        "Preview a capability's queued items in claim order, without "
+        "claiming any. Filters by priority and deadline; pages with nextCursor.",
+        WorkListArgs,
+        WorkListOut,
+        work_list,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "work_queue_status",
+        "Work queue status",
+        "Pending, in-flight and dead-lettered counts and the oldest item's age, per capability.",
+        QueueStatusArgs,
+        QueueStatusOut,
+        work_queue_status,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "dlq_list",
+        "List dead letters",
+        "Dead-lettered work items with their reason and error history, oldest first.",
+        DlqListArgs,
+        DlqListOut,
+        dlq_list,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "dlq_retry",
+        "Retry dead letter",
+        "Put a dead-lettered item back on its queue (atomically: never in both places, never lost).",
+        DlqRetryArgs,
+        DlqRetryOut,
+        dlq_retry,
+    ),
+    ToolSpec(
+        "dlq_discard",
+        "Discard dead letter",
+        "Delete a dead-lettered item for good.",
+        DlqDiscardArgs,
+        DlqDiscardOut,
+        dlq_discard,
+        destructive=True,
+    ),
+)

@@ -108,8 +108,14 @@ def preview(data: bytes, offset: int, limit: int, encoding: PayloadEncoding = "a
         text = chunk.hex() if shown == "hex" else base64.b64encode(chunk).decode()
     end = offset + len(chunk)
     more = end < len(data)
-    return Payload(encoding=shown, data=text, size=len(data), offset=offset, truncated=more or offset > 0,
-                   nextOffset=end if more else None)  # fmt: skip
+    return Payload(
+        encoding=shown,
+        data=text,
+        size=len(data),
+        offset=offset,
+        truncated=more or offset > 0,
+        nextOffset=end if more else None,
+    )
 
 
 def decode_payload(data: str, encoding: Literal["utf-8", "base64", "hex"], limit: int) -> bytes:
@@ -229,9 +235,14 @@ class OpsService:
         return limit
 
     def _page(
-        self, tool: str, filters: dict[str, Any], names: bus.Names, keep: Callable[[str], bool], limit: int,
+        self,
+        tool: str,
+        filters: dict[str, Any],
+        names: bus.Names,
+        keep: Callable[[str], bool],
+        limit: int,
         cursor: str | None,
-    ) -> Listed:  # fmt: skip
+    ) -> Listed:
         """``limit`` names after the cursor's, of those ``keep`` accepts; the cursor holds the last name shown.
 
         When the scan stopped at ``max_scan`` the pages cover the names scanned and ``total`` is None.
@@ -258,26 +269,40 @@ class OpsService:
             account = await self._conn.jetstream.account_info()
             limits = account.limits
             info["account"] = {
-                "memory": account.memory, "storage": account.storage, "streams": account.streams,
-                "consumers": account.consumers, "domain": account.domain,
-                "limits": {"maxMemory": limits.max_memory, "maxStorage": limits.max_storage,
-                           "maxStreams": limits.max_streams, "maxConsumers": limits.max_consumers},
+                "memory": account.memory,
+                "storage": account.storage,
+                "streams": account.streams,
+                "consumers": account.consumers,
+                "domain": account.domain,
+                "limits": {
+                    "maxMemory": limits.max_memory,
+                    "maxStorage": limits.max_storage,
+                    "maxStreams": limits.max_streams,
+                    "maxConsumers": limits.max_consumers,
+                },
                 "api": {"total": account.api.total, "errors": account.api.errors},
-            }  # fmt: skip
+            }
         url = self.limits.monitor_url
         if url:
             try:
                 varz = await bus.monitor(url, "varz")
                 jsz = await bus.monitor(url, "jsz")
                 info["monitor"] = {
-                    "uptime": varz.get("uptime"), "connections": varz.get("connections"),
-                    "totalConnections": varz.get("total_connections"), "inMsgs": varz.get("in_msgs"),
-                    "outMsgs": varz.get("out_msgs"), "inBytes": varz.get("in_bytes"), "outBytes": varz.get("out_bytes"),
-                    "slowConsumers": varz.get("slow_consumers"), "mem": varz.get("mem"), "cpu": varz.get("cpu"),
+                    "uptime": varz.get("uptime"),
+                    "connections": varz.get("connections"),
+                    "totalConnections": varz.get("total_connections"),
+                    "inMsgs": varz.get("in_msgs"),
+                    "outMsgs": varz.get("out_msgs"),
+                    "inBytes": varz.get("in_bytes"),
+                    "outBytes": varz.get("out_bytes"),
+                    "slowConsumers": varz.get("slow_consumers"),
+                    "mem": varz.get("mem"),
+                    "cpu": varz.get("cpu"),
                     "cluster": (varz.get("cluster") or {}).get("name"),
-                    "jetstream": {k: jsz.get(k) for k in ("streams", "consumers", "messages", "bytes", "memory",
-                                                         "storage", "api")},
-                }  # fmt: skip
+                    "jetstream": {
+                        k: jsz.get(k) for k in ("streams", "consumers", "messages", "bytes", "memory", "storage", "api")
+                    },
+                }
             except Exception as exc:  # the monitor is an extra: its absence is reported, never fatal
                 info["monitor"] = {"error": f"{type(exc).__name__}: monitoring endpoint not readable"}
         return info
@@ -288,8 +313,9 @@ class OpsService:
         limit = self._limit(limit)
         with _nats("listing streams"):
             names = await bus.stream_names(self._conn.client, self._prefix, self.limits.max_scan)
-            listed = self._page("nats_stream_list", {}, names, lambda n: scope.allows("streams", "read", n), limit,
-                                cursor)  # fmt: skip
+            listed = self._page(
+                "nats_stream_list", {}, names, lambda n: scope.allows("streams", "read", n), limit, cursor
+            )
             infos = await bus.stream_infos(self._conn.jetstream, listed.names)
         return [self._summary(i) for i in infos], listed.page
 
@@ -300,9 +326,14 @@ class OpsService:
         return self._detail(info)
 
     async def get_message(
-        self, scope: NatsScope, stream: str, seq: int | None, last_by_subject: str | None, offset: int,
+        self,
+        scope: NatsScope,
+        stream: str,
+        seq: int | None,
+        last_by_subject: str | None,
+        offset: int,
         encoding: PayloadEncoding,
-    ) -> StoredMessage:  # fmt: skip
+    ) -> StoredMessage:
         """One stored message, if its subject is on the caller's ``subjects.read`` list (a stream may hold more)."""
         check.stream_name(stream)
         if (seq is None) == (last_by_subject is None):
@@ -315,10 +346,13 @@ class OpsService:
         if not scope.allows("subjects", "read", str(msg.subject)):
             raise Forbidden(f"message {msg.seq} of {stream} is on subject {msg.subject}, which you may not read")
         return StoredMessage(
-            stream=stream, seq=int(msg.seq or 0), subject=str(msg.subject or ""), time=_iso(msg.time),
+            stream=stream,
+            seq=int(msg.seq or 0),
+            subject=str(msg.subject or ""),
+            time=_iso(msg.time),
             headers=bounded_headers(msg.headers),
             payload=preview(msg.data or b"", offset, self.limits.preview_bytes, encoding),
-        )  # fmt: skip
+        )
 
     async def stream_create(self, config: StreamConfig) -> StreamDetail:
         name = check.writable_stream(config.name or "")
@@ -359,9 +393,7 @@ class OpsService:
 
     # -- consumers --------------------------------------------------------------------------------
 
-    async def consumer_list(
-        self, stream: str, limit: int, cursor: str | None
-    ) -> tuple[list[ConsumerSummary], Page]:  # fmt: skip
+    async def consumer_list(self, stream: str, limit: int, cursor: str | None) -> tuple[list[ConsumerSummary], Page]:
         check.stream_name(stream)
         limit = self._limit(limit)
         with _nats(f"consumers of stream {stream}"):
@@ -397,13 +429,15 @@ class OpsService:
         with _nats("listing buckets"):
             names = await bus.stream_names(self._conn.client, self._prefix, self.limits.max_scan)
             buckets = bus.Names([n[3:] for n in names.names if n.startswith("KV_")], names.complete)
-            listed = self._page("nats_kv_list", {}, buckets, lambda b: scope.allows("buckets", "read", b), limit,
-                                cursor)  # fmt: skip
+            listed = self._page(
+                "nats_kv_list", {}, buckets, lambda b: scope.allows("buckets", "read", b), limit, cursor
+            )
             infos = await bus.stream_infos(self._conn.jetstream, [f"KV_{b}" for b in listed.names])
         return [_bucket(i) for i in infos], listed.page
 
-    async def kv_get(self, bucket: str, key: str, revision: int | None, offset: int,
-                     encoding: PayloadEncoding) -> KvEntry:  # fmt: skip
+    async def kv_get(
+        self, bucket: str, key: str, revision: int | None, offset: int, encoding: PayloadEncoding
+    ) -> KvEntry:
         check.bucket_name(bucket)
         check.kv_key(key)
         check.readable_content(bucket=bucket)
@@ -445,8 +479,9 @@ class OpsService:
         limit = self._limit(limit)
         async with self._bucket(bucket, f"keys of bucket {bucket}") as kv:
             names = await bus.kv_keys(kv, pattern, self.limits.max_scan)
-        listed = self._page("nats_kv_keys", {"bucket": bucket, "filter": pattern}, names, lambda _k: True, limit,
-                            cursor)  # fmt: skip
+        listed = self._page(
+            "nats_kv_keys", {"bucket": bucket, "filter": pattern}, names, lambda _k: True, limit, cursor
+        )
         return listed.names, listed.page
 
     async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
@@ -482,8 +517,11 @@ class OpsService:
             raise NotFound(f"no service is listening on {subject} (no responders)") from None
         except nats.errors.TimeoutError:
             raise NatsUnavailable(f"no reply on {subject} within {timeout_ms} ms; the call can be retried") from None
-        return reply.subject, bounded_headers(reply.headers), preview(reply.data, 0, self.limits.preview_bytes,
-                                                                       encoding)  # fmt: skip
+        return (
+            reply.subject,
+            bounded_headers(reply.headers),
+            preview(reply.data, 0, self.limits.preview_bytes, encoding),
+        )
 
     # -- rendering --------------------------------------------------------------------------------
 
@@ -491,34 +529,53 @@ class OpsService:
         op = str(entry.operation or "PUT")
         created = entry.created
         return KvEntry(
-            bucket=bucket, key=entry.key, revision=int(entry.revision or 0),
+            bucket=bucket,
+            key=entry.key,
+            revision=int(entry.revision or 0),
             operation=op if op in ("PUT", "DEL", "PURGE") else "PUT",  # type: ignore[arg-type]
             created=_iso(datetime.fromtimestamp(created / 1e9, UTC) if isinstance(created, int) else created),
             payload=preview(entry.value or b"", offset, budget, encoding) if op == "PUT" else None,
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _summary(info: StreamInfo) -> StreamSummary:
         c, s = info.config, info.state
         return StreamSummary(
-            name=str(c.name), description=c.description, subjects=list(c.subjects or []),
-            storage=_enum(c.storage, "file"), retention=_enum(c.retention, "limits"), replicas=c.num_replicas or 1,
-            messages=s.messages, bytes=s.bytes, firstSeq=s.first_seq, lastSeq=s.last_seq, consumers=s.consumer_count,
-            created=_iso(getattr(info, "created", None)), internal=check.internal_stream(str(c.name)),
-        )  # fmt: skip
+            name=str(c.name),
+            description=c.description,
+            subjects=list(c.subjects or []),
+            storage=_enum(c.storage, "file"),
+            retention=_enum(c.retention, "limits"),
+            replicas=c.num_replicas or 1,
+            messages=s.messages,
+            bytes=s.bytes,
+            firstSeq=s.first_seq,
+            lastSeq=s.last_seq,
+            consumers=s.consumer_count,
+            created=_iso(getattr(info, "created", None)),
+            internal=check.internal_stream(str(c.name)),
+        )
 
     def _detail(self, info: StreamInfo) -> StreamDetail:
         c, s = info.config, info.state
         return StreamDetail(
             **self._summary(info).model_dump(),
-            maxMsgs=_num(c.max_msgs), maxBytes=_num(c.max_bytes),
-            maxAgeSeconds=float(c.max_age or 0), maxMsgSize=_num(c.max_msg_size),
-            maxMsgsPerSubject=c.max_msgs_per_subject, discard=_enum(c.discard, "old"),
-            duplicateWindowSeconds=float(c.duplicate_window or 0), numSubjects=getattr(s, "num_subjects", None),
-            numDeleted=s.num_deleted, allowDirect=bool(c.allow_direct), sealed=bool(c.sealed),
-            denyDelete=bool(c.deny_delete), denyPurge=bool(c.deny_purge),
-            cluster=info.cluster.name if info.cluster else None, leader=info.cluster.leader if info.cluster else None,
-        )  # fmt: skip
+            maxMsgs=_num(c.max_msgs),
+            maxBytes=_num(c.max_bytes),
+            maxAgeSeconds=float(c.max_age or 0),
+            maxMsgSize=_num(c.max_msg_size),
+            maxMsgsPerSubject=c.max_msgs_per_subject,
+            discard=_enum(c.discard, "old"),
+            duplicateWindowSeconds=float(c.duplicate_window or 0),
+            numSubjects=getattr(s, "num_subjects", None),
+            numDeleted=s.num_deleted,
+            allowDirect=bool(c.allow_direct),
+            sealed=bool(c.sealed),
+            denyDelete=bool(c.deny_delete),
+            denyPurge=bool(c.deny_purge),
+            cluster=info.cluster.name if info.cluster else None,
+            leader=info.cluster.leader if info.cluster else None,
+        )
 
 
 def _config_dict(changes: dict[str, Any]) -> dict[str, Any]:
@@ -534,56 +591,103 @@ def _consumer(info: ConsumerInfo) -> ConsumerSummary:
     c = info.config
     filters = list(c.filter_subjects or ([c.filter_subject] if c.filter_subject else []))
     return ConsumerSummary(
-        stream=info.stream_name, name=info.name, durable=bool(c.durable_name), description=c.description,
-        filterSubjects=filters, deliverPolicy=_enum(c.deliver_policy, "all"), ackPolicy=_enum(c.ack_policy, "explicit"),
-        numPending=info.num_pending or 0, numAckPending=info.num_ack_pending or 0,
-        numRedelivered=info.num_redelivered or 0, numWaiting=info.num_waiting or 0,
+        stream=info.stream_name,
+        name=info.name,
+        durable=bool(c.durable_name),
+        description=c.description,
+        filterSubjects=filters,
+        deliverPolicy=_enum(c.deliver_policy, "all"),
+        ackPolicy=_enum(c.ack_policy, "explicit"),
+        numPending=info.num_pending or 0,
+        numAckPending=info.num_ack_pending or 0,
+        numRedelivered=info.num_redelivered or 0,
+        numWaiting=info.num_waiting or 0,
         deliveredStreamSeq=info.delivered.stream_seq if info.delivered else 0,
         ackFloorStreamSeq=info.ack_floor.stream_seq if info.ack_floor else 0,
         created=_iso(getattr(info, "created", None)),
-    )  # fmt: skip
+    )
 
 
 def _bucket(info: StreamInfo) -> BucketSummary:
     c, s = info.config, info.state
     name = str(c.name)[3:]
     return BucketSummary(
-        bucket=name, values=s.messages, bytes=s.bytes, history=c.max_msgs_per_subject,
-        ttlSeconds=float(c.max_age or 0), storage=_enum(c.storage, "file"), replicas=c.num_replicas or 1,
+        bucket=name,
+        values=s.messages,
+        bytes=s.bytes,
+        history=c.max_msgs_per_subject,
+        ttlSeconds=float(c.max_age or 0),
+        storage=_enum(c.storage, "file"),
+        replicas=c.num_replicas or 1,
         internal=check.internal_bucket(name),
-    )  # fmt: skip
+    )
 
 
 def stream_config(
-    name: str, subjects: list[str], *, description: str | None = None, storage: str = "file",
-    retention: str = "limits", replicas: int = 1, max_msgs: int = -1, max_bytes: int = -1,
-    max_age_s: float = 0, max_msg_size: int = -1, max_msgs_per_subject: int = -1, discard: str = "old",
-    duplicate_window_s: float | None = None, allow_direct: bool = True,
-) -> StreamConfig:  # fmt: skip
+    name: str,
+    subjects: list[str],
+    *,
+    description: str | None = None,
+    storage: str = "file",
+    retention: str = "limits",
+    replicas: int = 1,
+    max_msgs: int = -1,
+    max_bytes: int = -1,
+    max_age_s: float = 0,
+    max_msg_size: int = -1,
+    max_msgs_per_subject: int = -1,
+    discard: str = "old",
+    duplicate_window_s: float | None = None,
+    allow_direct: bool = True,
+) -> StreamConfig:
     """A StreamConfig from plain arguments (nothing else of a stream, e.g. sources or republish, is settable)."""
     return StreamConfig(
-        name=name, subjects=subjects, description=description, storage=StorageType(storage),
-        retention=RetentionPolicy(retention), num_replicas=replicas, max_msgs=max_msgs, max_bytes=max_bytes,
-        max_age=max_age_s, max_msg_size=max_msg_size, max_msgs_per_subject=max_msgs_per_subject,
-        discard=DiscardPolicy(discard), duplicate_window=duplicate_window_s or 0, allow_direct=allow_direct,
-    )  # fmt: skip
+        name=name,
+        subjects=subjects,
+        description=description,
+        storage=StorageType(storage),
+        retention=RetentionPolicy(retention),
+        num_replicas=replicas,
+        max_msgs=max_msgs,
+        max_bytes=max_bytes,
+        max_age=max_age_s,
+        max_msg_size=max_msg_size,
+        max_msgs_per_subject=max_msgs_per_subject,
+        discard=DiscardPolicy(discard),
+        duplicate_window=duplicate_window_s or 0,
+        allow_direct=allow_direct,
+    )
 
 
 def consumer_config(
-    name: str, *, filter_subjects: list[str], deliver_policy: str = "all", opt_start_seq: int | None = None,
-    ack_policy: str = "explicit", ack_wait_s: float | None = None, max_deliver: int | None = None,
-    description: str | None = None, inactive_threshold_s: float | None = None,
-) -> ConsumerConfig:  # fmt: skip
+    name: str,
+    *,
+    filter_subjects: list[str],
+    deliver_policy: str = "all",
+    opt_start_seq: int | None = None,
+    ack_policy: str = "explicit",
+    ack_wait_s: float | None = None,
+    max_deliver: int | None = None,
+    description: str | None = None,
+    inactive_threshold_s: float | None = None,
+) -> ConsumerConfig:
     """A durable pull consumer: no deliver subject, so it cannot push messages to a subject the policy did not allow."""
     if deliver_policy == "by_start_sequence" and not opt_start_seq:
         raise InvalidArgument("deliverPolicy by_start_sequence needs optStartSeq")
     if opt_start_seq and deliver_policy != "by_start_sequence":
         raise InvalidArgument("optStartSeq is only used with deliverPolicy by_start_sequence")
     return ConsumerConfig(
-        name=name, durable_name=name, description=description, deliver_policy=DeliverPolicy(deliver_policy),
-        opt_start_seq=opt_start_seq, ack_policy=AckPolicy(ack_policy), ack_wait=ack_wait_s, max_deliver=max_deliver,
-        filter_subjects=filter_subjects or None, inactive_threshold=inactive_threshold_s,
-    )  # fmt: skip
+        name=name,
+        durable_name=name,
+        description=description,
+        deliver_policy=DeliverPolicy(deliver_policy),
+        opt_start_seq=opt_start_seq,
+        ack_policy=AckPolicy(ack_policy),
+        ack_wait=ack_wait_s,
+        max_deliver=max_deliver,
+        filter_subjects=filter_subjects or None,
+        inactive_threshold=inactive_threshold_s,
+    )
 
 
 __all__ = ["Forbidden", "NatsScope", "OpsService", "consumer_config", "preview", "stream_config"]

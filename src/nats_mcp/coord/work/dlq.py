@@ -227,8 +227,13 @@ class DlqService:
             item = entry.workItem.model_copy(update={"attempts": 0 if reset_attempts else entry.attempts})
             if item.deadline is not None and _past(item.deadline):
                 item = item.model_copy(update={"deadline": None})  # a retry of a missed deadline gets no deadline
-            intent = {"dlqSeq": stored.seq, "workSeq": await self._dead_seq(item_id), "reset": reset_attempts,
-                      "at": time.time(), "item": item.model_dump()}  # fmt: skip
+            intent = {
+                "dlqSeq": stored.seq,
+                "workSeq": await self._dead_seq(item_id),
+                "reset": reset_attempts,
+                "at": time.time(),
+                "item": item.model_dump(),
+            }
             try:
                 revision = await kv.create(key, dumps(intent))
             except nats.js.errors.KeyWrongLastSequenceError:
@@ -288,8 +293,13 @@ class DlqService:
         """The dead item's queue message goes first: a process that died after writing the DLQ entry but before
         removing it leaves it stored, and its next delivery would hand the item out beside the requeued copy."""
         if intent.get("workSeq"):
-            await delete_msg(self._conn.client, self._layout.work_stream, int(intent["workSeq"]), prefix=self._api,
-                             timeout=API_TIMEOUT_S)  # fmt: skip
+            await delete_msg(
+                self._conn.client,
+                self._layout.work_stream,
+                int(intent["workSeq"]),
+                prefix=self._api,
+                timeout=API_TIMEOUT_S,
+            )
 
     async def _requeue(self, kv: KeyValue, key: str, intent: dict[str, Any], publish: Publish) -> None:
         """The last steps, each re-doable: forget the dead record (reset), publish (deduplicated), drop the intent."""

@@ -78,8 +78,11 @@ Outcome = Literal["retrying", "dead_lettered"]
 
 
 _WATCHED_STATE: dict[ItemState, Literal["claimed", "retrying", "completed", "dead_lettered"]] = {
-    "claimed": "claimed", "released": "retrying", "done": "completed", "dead": "dead_lettered"
-}  # fmt: skip
+    "claimed": "claimed",
+    "released": "retrying",
+    "done": "completed",
+    "dead": "dead_lettered",
+}
 
 
 class WorkService:
@@ -393,9 +396,14 @@ class WorkService:
                 continue
             lease = now + self.lease_s
             claimed = replace(
-                base, delivered=delivery.delivered, claimer=caller.guid, reply=delivery.reply,
-                lease_expires=lease, attempts=attempts, deadline=item.deadline is not None,
-            )  # fmt: skip
+                base,
+                delivered=delivery.delivered,
+                claimer=caller.guid,
+                reply=delivery.reply,
+                lease_expires=lease,
+                attempts=attempts,
+                deadline=item.deadline is not None,
+            )
             written = await self.records.write(item.id, claimed, revision)
             if written is not None:
                 self._remember(item.id, claimed, written)
@@ -519,8 +527,15 @@ class WorkService:
         False when the record moved meanwhile (the caller looks again). Each later step can be repeated: a
         crash after the decision is finished by whoever meets the item next (a claim or the events mover).
         """
-        dead = replace(base, state="dead", reason=reason, attempts=max(attempts, 0), settled_at=timestamp(),
-                       claimer=None, reply=None)  # fmt: skip
+        dead = replace(
+            base,
+            state="dead",
+            reason=reason,
+            attempts=max(attempts, 0),
+            settled_at=timestamp(),
+            claimer=None,
+            reply=None,
+        )
         if await self.records.write(item.id, dead, revision) is None:
             return False
         await self._settle_dead(item, dead, reply=reply)
@@ -552,8 +567,14 @@ class WorkService:
 
     async def _load(self, seq: int) -> StoredMsg | None:
         """The work message stored at ``seq`` (None once it is gone)."""
-        found = await get_next(self._conn.client, self.layout.work_stream, seq, self.layout.work_subjects,
-                               prefix=self.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        found = await get_next(
+            self._conn.client,
+            self.layout.work_stream,
+            seq,
+            self.layout.work_subjects,
+            prefix=self.api,
+            timeout=API_TIMEOUT_S,
+        )
         return found if found is not None and found.seq == seq else None
 
     # -- events (called by the mover) ------------------------------------------------------------
@@ -645,18 +666,35 @@ class WorkService:
                 record, _ = await self.records.read(item_id)
                 found = None if record is not None else await self.dlq.find(item_id)
                 if record is None and found is None:
-                    raise NotFound(f"work item {item_id} not found: it was never queued in this namespace, or it "
-                                   "was settled long enough ago to be forgotten")  # fmt: skip
+                    raise NotFound(
+                        f"work item {item_id} not found: it was never queued in this namespace, or it "
+                        "was settled long enough ago to be forgotten"
+                    )
             if record is None:
                 if found is None:
                     return ItemStatus(id=item_id, state="waiting")
                 entry = found[1]
-                return ItemStatus(id=item_id, state="dead_lettered", attempts=entry.attempts, reason=entry.reason,
-                                  errors=entry.errors, settledAt=entry.failedAt)  # fmt: skip
+                return ItemStatus(
+                    id=item_id,
+                    state="dead_lettered",
+                    attempts=entry.attempts,
+                    reason=entry.reason,
+                    errors=entry.errors,
+                    settledAt=entry.failedAt,
+                )
         state = _WATCHED_STATE[record.state]
-        return ItemStatus(id=item_id, state=state, claimer=record.claimer, attempts=record.attempts or record.delivered,
-                          progress=record.progress, note=record.note, reason=record.reason, errors=record.errors,
-                          settledAt=record.settled_at, result=record.result)  # fmt: skip
+        return ItemStatus(
+            id=item_id,
+            state=state,
+            claimer=record.claimer,
+            attempts=record.attempts or record.delivered,
+            progress=record.progress,
+            note=record.note,
+            reason=record.reason,
+            errors=record.errors,
+            settledAt=record.settled_at,
+            result=record.result,
+        )
 
     # -- DLQ -------------------------------------------------------------------------------------
 

@@ -153,9 +153,17 @@ class WorkViews:
         with nats_errors():
             while scanned < MAX_FIND_SCAN:
                 try:
-                    batch = await get_batch(self._work.conn.client, self._work.layout.work_stream, after + 1, 1000,
-                                            subject=self._work.layout.work_subjects, max_bytes=4 * 1024 * 1024,
-                                            partial=True, prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+                    batch = await get_batch(
+                        self._work.conn.client,
+                        self._work.layout.work_stream,
+                        after + 1,
+                        1000,
+                        subject=self._work.layout.work_subjects,
+                        max_bytes=4 * 1024 * 1024,
+                        partial=True,
+                        prefix=self._work.api,
+                        timeout=API_TIMEOUT_S,
+                    )
                 except DirectGetUnavailable:
                     return False  # no work stream: nothing was ever queued
                 for stored in batch.messages:
@@ -173,9 +181,17 @@ class WorkViews:
 
     async def _list_batch(self, cap: str, priority: int, after: int, count: int) -> Batch:
         try:
-            return await get_batch(self._work.conn.client, self._work.layout.work_stream, after + 1, max(count, 1),
-                                   subject=self._work.layout.work_subject(cap, priority), max_bytes=4 * 1024 * 1024,
-                                   partial=True, prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+            return await get_batch(
+                self._work.conn.client,
+                self._work.layout.work_stream,
+                after + 1,
+                max(count, 1),
+                subject=self._work.layout.work_subject(cap, priority),
+                max_bytes=4 * 1024 * 1024,
+                partial=True,
+                prefix=self._work.api,
+                timeout=API_TIMEOUT_S,
+            )
         except DirectGetUnavailable:
             return Batch([], 0)
 
@@ -232,7 +248,13 @@ class WorkViews:
 
     async def _oldest(self, cap: str) -> float | None:
         layout = self._work.layout
-        first = await get_next(self._work.conn.client, layout.work_stream, 1, layout.work_subject(cap),
-                               prefix=self._work.api, timeout=API_TIMEOUT_S)  # fmt: skip
+        first = await get_next(
+            self._work.conn.client,
+            layout.work_stream,
+            1,
+            layout.work_subject(cap),
+            prefix=self._work.api,
+            timeout=API_TIMEOUT_S,
+        )
         stamp = _nats_time(first.time) if first is not None else None
         return round(max(time.time() - stamp, 0.0), 3) if stamp is not None else None

@@ -201,9 +201,25 @@ class AuditRecord:
 
     def body(self) -> dict[str, Any]:
         """Every field but ``hash``: what the hash is computed over (keys in sorted order)."""
-        return _body(self.args_digest, self.chain, self.count, self.kind, self.latency_ms, self.namespace,
-                     self.outcome, self.peer, self.prev, self.principal, self.reason, self.ref, self.seq, self.time,
-                     self.tool, self.transport, self.v)  # fmt: skip
+        return _body(
+            self.args_digest,
+            self.chain,
+            self.count,
+            self.kind,
+            self.latency_ms,
+            self.namespace,
+            self.outcome,
+            self.peer,
+            self.prev,
+            self.principal,
+            self.reason,
+            self.ref,
+            self.seq,
+            self.time,
+            self.tool,
+            self.transport,
+            self.v,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.body(), "hash": self.hash}
@@ -225,9 +241,25 @@ class _Chain:
 
     def seal(self, fields: Mapping[str, Any]) -> AuditRecord:
         f, seq = fields, self.seq + 1
-        body = _body(f["args_digest"], self.id, f["count"], f["kind"], f["latency_ms"], f["namespace"], f["outcome"],
-                     f["peer"], self.head, f["principal"], f["reason"], f["ref"], seq, f["time"], f["tool"],
-                     f["transport"], FORMAT_VERSION)  # fmt: skip
+        body = _body(
+            f["args_digest"],
+            self.id,
+            f["count"],
+            f["kind"],
+            f["latency_ms"],
+            f["namespace"],
+            f["outcome"],
+            f["peer"],
+            self.head,
+            f["principal"],
+            f["reason"],
+            f["ref"],
+            seq,
+            f["time"],
+            f["tool"],
+            f["transport"],
+            FORMAT_VERSION,
+        )
         digest = hashlib.sha256(_PRESORTED.encode(body).encode()).hexdigest()
         record = AuditRecord(**fields, chain=self.id, seq=seq, prev=self.head, hash=digest)
         self.seq, self.head = seq, digest

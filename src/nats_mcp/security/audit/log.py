@@ -165,9 +165,19 @@ class AuditLog:
         method: str | None = None,  # the credential kind, for observers (metrics); not part of the record
     ) -> None:
         """Audit one tool call or security event (see :meth:`append`, which also returns the sealed record)."""
-        self.append(kind, principal=principal, transport=transport, peer=peer, tool=tool, namespace=namespace,
-                    outcome=outcome, latency_ms=latency_ms, arguments=arguments, args_digest=args_digest,
-                    reason=reason)  # fmt: skip
+        self.append(
+            kind,
+            principal=principal,
+            transport=transport,
+            peer=peer,
+            tool=tool,
+            namespace=namespace,
+            outcome=outcome,
+            latency_ms=latency_ms,
+            arguments=arguments,
+            args_digest=args_digest,
+            reason=reason,
+        )
 
     def append(
         self,
@@ -232,11 +242,24 @@ class AuditLog:
         self._last_principal = (principal, who)
         return who
 
-    def _own(self, kind: str, *, outcome: str, reason: str | None = None, count: int | None = None,
-             ref: str | None = None) -> AuditRecord:  # fmt: skip
-        fields = {"time": _now(), "kind": kind, "principal": None, "transport": self.transport, "peer": None,
-                  "tool": None, "namespace": None, "outcome": outcome, "latency_ms": None, "args_digest": None,
-                  "reason": reason, "count": count, "ref": ref}  # fmt: skip
+    def _own(
+        self, kind: str, *, outcome: str, reason: str | None = None, count: int | None = None, ref: str | None = None
+    ) -> AuditRecord:
+        fields = {
+            "time": _now(),
+            "kind": kind,
+            "principal": None,
+            "transport": self.transport,
+            "peer": None,
+            "tool": None,
+            "namespace": None,
+            "outcome": outcome,
+            "latency_ms": None,
+            "args_digest": None,
+            "reason": reason,
+            "count": count,
+            "ref": ref,
+        }
         return self._chain.seal(fields)
 
     def _drop(self) -> None:
@@ -340,8 +363,13 @@ class AuditLog:
         for _ in tail:
             self._pending.pop()
         self._chain = _Chain()
-        log.error("audit chain %s diverged in the stream after seq %d (%s); continuing in chain %s",
-                  old, good, detail, self._chain.id)  # fmt: skip
+        log.error(
+            "audit chain %s diverged in the stream after seq %d (%s); continuing in chain %s",
+            old,
+            good,
+            detail,
+            self._chain.id,
+        )
         marker = self._own(
             "chain_conflict", outcome="rechained", reason="stream_diverged", count=len(tail), ref=f"{old}:{good}"
         )
@@ -385,8 +413,11 @@ class AuditLog:
         if not await self.flush(timeout):
             target = self._base + len(self._pending)
             behind = ", ".join(st.sink.name for st in self._sinks if st.offset < target)
-            log.error("audit: %d records could not be written before shutdown and are lost (sink %s failing)",
-                      len(self._pending), behind)  # fmt: skip
+            log.error(
+                "audit: %d records could not be written before shutdown and are lost (sink %s failing)",
+                len(self._pending),
+                behind,
+            )
         for st in self._sinks:
             await stop_task(st.task)
             try:

@@ -150,8 +150,11 @@ class StreamSink:
                 await js.stream_info(AUDIT_STREAM)
             except Exception:
                 raise exc from None
-            log.warning("audit stream: cannot bring %s to its settings (%s); writing to it as it is",
-                        AUDIT_STREAM, _why(exc, "update refused"))  # fmt: skip
+            log.warning(
+                "audit stream: cannot bring %s to its settings (%s); writing to it as it is",
+                AUDIT_STREAM,
+                _why(exc, "update refused"),
+            )
 
     async def _publish(self, js: Any, record: AuditRecord, written: int) -> None:
         subject = audit_subject(record.chain, self.writer)
@@ -373,8 +376,10 @@ async def verify_stream(
                     break
                 owner = writers.setdefault(chain, parsed[0])
                 if owner != parsed[0]:
-                    what = (f"written by {_writer_name(parsed[0])}, but the chain was written by "
-                            f"{_writer_name(owner)}: a record forged onto another writer's chain")  # fmt: skip
+                    what = (
+                        f"written by {_writer_name(parsed[0])}, but the chain was written by "
+                        f"{_writer_name(owner)}: a record forged onto another writer's chain"
+                    )
                     verifier.fail(chain, seq, where, what, raw)
                     break
             if not verifier.add(msg.data, where):
@@ -432,9 +437,14 @@ async def follow(conn: NatsConnection, after: int, *, chain: str | None = None) 
             bell.clear()
             try:
                 batch = await get_batch(
-                    conn.client, AUDIT_STREAM, seq, READ_BATCH, subject=None if chain is None else subject,
-                    max_bytes=READ_MAX_BYTES, prefix=prefix,
-                )  # fmt: skip
+                    conn.client,
+                    AUDIT_STREAM,
+                    seq,
+                    READ_BATCH,
+                    subject=None if chain is None else subject,
+                    max_bytes=READ_MAX_BYTES,
+                    prefix=prefix,
+                )
             except (BusError, nats.errors.Error) as exc:
                 log.debug("audit follow: %s", exc)
                 batch = None

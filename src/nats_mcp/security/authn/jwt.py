@@ -86,8 +86,9 @@ def load_public_key_file(path: Path) -> PublicKey:
             key = serialization.load_pem_public_key(data)
     except ValueError:
         raise ValueError(f"{path} is not a PEM public key or certificate") from None
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-                      | ed448.Ed448PublicKey):  # fmt: skip
+    if not isinstance(
+        key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+    ):
         raise ValueError(f"{path} holds a key type JWTs are not verified with here")
     return key
 

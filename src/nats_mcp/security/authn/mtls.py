@@ -24,8 +24,12 @@ log = logging.getLogger("nats_mcp.security.authn.mtls")
 MTLS_ISSUER = "mtls"
 MAX_IDENTITY = 1024
 IdentitySource = Literal["spiffe", "uri", "dns", "cn"]
-SOURCE_ISSUERS: dict[IdentitySource, str] = {"spiffe": MTLS_ISSUER, "uri": "mtls-uri", "dns": "mtls-dns",
-                                             "cn": "mtls-cn"}  # fmt: skip
+SOURCE_ISSUERS: dict[IdentitySource, str] = {
+    "spiffe": MTLS_ISSUER,
+    "uri": "mtls-uri",
+    "dns": "mtls-dns",
+    "cn": "mtls-cn",
+}
 """The principal's issuer per identity source: only a URI SAN SPIFFE ID is issuer ``mtls``."""
 SOURCE_PREFIXES: dict[IdentitySource, str] = {"spiffe": "", "uri": "uri:", "dns": "dns:", "cn": "cn:"}
 """The principal's subject prefix per source. A SPIFFE ID needs none (it starts ``spiffe://``, which no prefixed
@@ -41,8 +45,11 @@ def _sans(cert: Mapping[str, object], kind: str) -> list[str]:
     sans = cert.get("subjectAltName")
     if not isinstance(sans, tuple | list):
         return []
-    return [v for item in sans if isinstance(item, tuple | list) and len(item) == 2 and item[0] == kind
-            and isinstance(v := item[1], str) and v]  # fmt: skip
+    return [
+        v
+        for item in sans
+        if isinstance(item, tuple | list) and len(item) == 2 and item[0] == kind and isinstance(v := item[1], str) and v
+    ]
 
 
 def _common_name(cert: Mapping[str, object]) -> str | None:

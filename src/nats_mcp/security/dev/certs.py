@@ -349,9 +349,15 @@ def issue(spec: DevCertSpec, now: datetime.datetime | None = None) -> DevCertBun
     server_sans: list[x509.GeneralName] = [x509.DNSName(n) for n in spec.dns_names]
     server_sans += [x509.IPAddress(ip) for ip in spec.ips]
     server_cert = _leaf(
-        ca_cert, ca_key, server_key, spec.dns_names[0], server_sans, ExtendedKeyUsageOID.SERVER_AUTH,
-        not_before, not_after,
-    )  # fmt: skip
+        ca_cert,
+        ca_key,
+        server_key,
+        spec.dns_names[0],
+        server_sans,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        not_before,
+        not_after,
+    )
     files += [
         BundleFile(SERVER_CERT, _cert_pem(server_cert), False),
         BundleFile(SERVER_KEY, _key_pem(server_key), True),
@@ -392,8 +398,10 @@ principals:
 
 def policy_text(spec: DevCertSpec) -> str:
     """The development policy (``security.policy_file``) written next to the certificates."""
-    header = (f"# Development policy made by `nats-mcp certs init` ({DEV_LABEL}): every client certificate of this\n"
-              "# trust domain may use every coordination tool in every namespace, as its own agent.\n")  # fmt: skip
+    header = (
+        f"# Development policy made by `nats-mcp certs init` ({DEV_LABEL}): every client certificate of this\n"
+        "# trust domain may use every coordination tool in every namespace, as its own agent.\n"
+    )
     return agent_policy(spec.principal_pattern, header)
 
 

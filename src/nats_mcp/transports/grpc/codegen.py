@@ -1,6 +1,6 @@
 """The code-generation boundary of the gRPC contract: ``proto/nats_mcp/v1/transport.proto`` -> ``gen/``.
 
-The generated modules are committed (a fresh machine needs no protoc); ``tests/unit/test_grpc_codegen.py``
+The generated modules are committed (a fresh machine needs no protoc); ``tests/unit/transports/test_grpc_codegen.py``
 regenerates them into a temporary folder and fails on any drift. Regenerate after editing the proto with
 ``python -m nats_mcp.transports.grpc.codegen`` (needs ``grpcio-tools``, in the ``test`` extra).
 """
@@ -25,8 +25,14 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["grpc_tools.protoc", f"-I{proto_root}", f"--python_out={tmp}", f"--pyi_out={tmp}",
-                f"--grpc_python_out={tmp}", str(proto_root / PROTO)]  # fmt: skip
+        args = [
+            "grpc_tools.protoc",
+            f"-I{proto_root}",
+            f"--python_out={tmp}",
+            f"--pyi_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            str(proto_root / PROTO),
+        ]
         code = protoc.main(args)
         if code != 0:
             raise RuntimeError(f"protoc failed with exit code {code} on {proto_root / PROTO}")

@@ -68,8 +68,13 @@ NAME_KEYS = ("mcp-name", "mcp-tool-name", "mcp-resource-uri")
 ENVELOPE_VERSION = "io.modelcontextprotocol/protocolVersion"
 REALM = 'Bearer realm="nats-mcp"'
 LISTEN = "subscriptions/listen"
-_NAMED_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
-                "resources/subscribe": "uri", "resources/unsubscribe": "uri"}  # fmt: skip
+_NAMED_PARAM = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "resources/subscribe": "uri",
+    "resources/unsubscribe": "uri",
+}
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("nats_mcp_grpc_principal", default=None)
 
@@ -339,8 +344,15 @@ class McpGrpcService:
         self.lifespan_state: Any = None
 
     def audit(self, kind: Any, principal: Principal | None, peer: str | None, outcome: str, reason: str) -> None:
-        self.guard.audit.record(kind, principal=principal, transport="grpc", peer=peer, namespace=self.namespace,
-                                outcome=outcome, reason=reason)  # fmt: skip
+        self.guard.audit.record(
+            kind,
+            principal=principal,
+            transport="grpc",
+            peer=peer,
+            namespace=self.namespace,
+            outcome=outcome,
+            reason=reason,
+        )
 
     async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         """Authenticate the call and check it may act at all; CallRefused (audited) otherwise."""
@@ -351,8 +363,14 @@ class McpGrpcService:
         auth = context.auth_context()
         provider = self.admission.provider
         if provider is None:  # --insecure-dev: loopback only, no authentication
-            principal = Principal(subject="insecure-dev", issuer="insecure-dev", method="anonymous",
-                                  roles=frozenset({"agent"}), agent=agent, peer=peer)  # fmt: skip
+            principal = Principal(
+                subject="insecure-dev",
+                issuer="insecure-dev",
+                method="anonymous",
+                roles=frozenset({"agent"}),
+                agent=agent,
+                peer=peer,
+            )
         else:
             version = (_first(auth, "ssl_tls_version") or b"").decode("ascii", "replace")
             if self.grpc_settings.min_tls == "1.3" and version != "TLSv1.3":
@@ -366,8 +384,11 @@ class McpGrpcService:
                 scheme, _, value = authorization.partition(" ")
                 if scheme.lower() != "bearer" or not value.strip():
                     self.audit("auth_failure", None, peer, "unauthenticated", "malformed")
-                    raise CallRefused(grpc.StatusCode.UNAUTHENTICATED, "the authorization metadata must be "
-                                      "'Bearer <token>'", f'{REALM}, error="invalid_request"')  # fmt: skip
+                    raise CallRefused(
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        "the authorization metadata must be 'Bearer <token>'",
+                        f'{REALM}, error="invalid_request"',
+                    )
                 bearer = value.strip()
             pem = _first(auth, "x509_pem_cert")
             cert = peer_cert(pem) if pem else None  # only present once the handshake verified it against the CA
@@ -462,8 +483,9 @@ class McpGrpcService:
                 stream.close()
 
     async def _run_loop(self, read: Any, write: Any) -> None:
-        await serve_dual_era_loop(self.server, read, write, lifespan_state=self.lifespan_state,
-                                  init_options=self.init_options)  # fmt: skip
+        await serve_dual_era_loop(
+            self.server, read, write, lifespan_state=self.lifespan_state, init_options=self.init_options
+        )
 
     @staticmethod
     def _frame(message: SessionMessage) -> Frame:
@@ -594,8 +616,9 @@ class GrpcTransport:
         if g.reflection:
             from grpc_reflection.v1alpha import reflection
 
-            reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                                 reflection.SERVICE_NAME], server)  # fmt: skip
+            reflection.enable_server_reflection(
+                [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+            )
         address = f"[{g.host}]:{g.port}" if ":" in g.host else f"{g.host}:{g.port}"
         if self.insecure:
             port = server.add_insecure_port(address)
@@ -660,6 +683,11 @@ class GrpcTransport:
 
 def started(address: str, insecure: bool, mutual: bool) -> str:
     """The line a starting server prints."""
-    note = (" — INSECURE DEV MODE: no TLS, no authentication, loopback only" if insecure
-            else " with mutual TLS" if mutual else " with TLS (bearer tokens, no client certificates)")  # fmt: skip
+    note = (
+        " — INSECURE DEV MODE: no TLS, no authentication, loopback only"
+        if insecure
+        else " with mutual TLS"
+        if mutual
+        else " with TLS (bearer tokens, no client certificates)"
+    )
     return f"nats-mcp: serving MCP over gRPC at {address}{note} (started {time.strftime('%H:%M:%S')})"

@@ -146,8 +146,14 @@ class RequestFacts:
                 if refusal is not None:
                     _audited.set(True)
                     kind, outcome, reason = refusal
-                    audit.record(kind, principal=None, transport="http", peer=peer,  # type: ignore[arg-type]
-                                 outcome=outcome, reason=reason)  # fmt: skip
+                    audit.record(
+                        kind,  # type: ignore[arg-type]
+                        principal=None,
+                        transport="http",
+                        peer=peer,
+                        outcome=outcome,
+                        reason=reason,
+                    )
             await send(message)
 
         await self.app(scope, receive, watch)
@@ -214,8 +220,14 @@ class InsecureDev:
     """``--insecure-dev``: no authentication; every caller is a development principal, one agent per agent header."""
 
     def current(self) -> Principal:
-        return Principal(subject="insecure-dev", issuer="insecure-dev", method="anonymous",
-                         roles=frozenset({"agent"}), agent=_agent.get(), peer=_peer.get())  # fmt: skip
+        return Principal(
+            subject="insecure-dev",
+            issuer="insecure-dev",
+            method="anonymous",
+            roles=frozenset({"agent"}),
+            agent=_agent.get(),
+            peer=_peer.get(),
+        )
 
 
 PrincipalSource = GatewayVerifier | InsecureDev
@@ -394,8 +406,9 @@ def build_http_app(
     # Per-principal session bounds only with authentication: in insecure dev mode every client is one principal.
     cap = None
     if verifier is not None:
-        cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate,
-                         lambda: manager._server_instances, audit)  # fmt: skip
+        cap = SessionCap(
+            http.max_sessions_per_principal, http.initialize_rate, lambda: manager._server_instances, audit
+        )
     prime = _primer(manager, http.sse_retry_ms) if events is not None else None
     _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)

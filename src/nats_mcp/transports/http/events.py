@@ -49,9 +49,13 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 def sse_stream_config(layout: Layout, max_age_s: float) -> Any:
     """The namespace's SSE-event stream (made by the gateway on first use, or by ``nats-mcp provision``)."""
     return stream_config(
-        name=layout.sse_stream, subjects=[layout.sse_subjects], max_age=max_age_s, max_bytes=MAX_STREAM_BYTES,
-        allow_direct=True, description="SSE events of MCP sessions, for Last-Event-ID resumption",
-    )  # fmt: skip
+        name=layout.sse_stream,
+        subjects=[layout.sse_subjects],
+        max_age=max_age_s,
+        max_bytes=MAX_STREAM_BYTES,
+        allow_direct=True,
+        description="SSE events of MCP sessions, for Last-Event-ID resumption",
+    )
 
 
 def _stream_token(stream_id: str) -> str:

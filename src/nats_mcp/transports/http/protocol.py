@@ -53,8 +53,14 @@ _VERSION_HEADER = b"mcp-protocol-version"
 _SESSION_HEADER = SESSION_HEADER
 
 
-def _error(status: int, message: str, code: int, data: Any = None, request_id: Any = None,
-           headers: Iterable[tuple[bytes, bytes]] = ()) -> tuple[int, list[tuple[bytes, bytes]], bytes]:  # fmt: skip
+def _error(
+    status: int,
+    message: str,
+    code: int,
+    data: Any = None,
+    request_id: Any = None,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
@@ -78,8 +84,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class SessionCap:
     """Open MCP sessions per principal in this process, and the rate at which a principal may open them."""
 
-    def __init__(self, max_per_principal: int, rate: RateSettings, open_sessions: Callable[[], Any],
-                 audit: AuditRecorder | None, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        max_per_principal: int,
+        rate: RateSettings,
+        open_sessions: Callable[[], Any],
+        audit: AuditRecorder | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_per_principal = max_per_principal
         self.rate = RateLimiter(rate, MAX_TRACKED_PRINCIPALS, clock)
         self.open_sessions = open_sessions
@@ -100,13 +112,21 @@ class SessionCap:
         """None if the principal may open a session now; else (audit kind, reason, message, retry after)."""
         key = principal.key
         if self.count(key) >= self.max_per_principal:
-            return ("limit_exceeded", "too_many_sessions",
-                    f"this credential already has {self.max_per_principal} open MCP sessions on this server, its "
-                    "limit: end one (DELETE with its Mcp-Session-Id) or reuse it", None)  # fmt: skip
+            return (
+                "limit_exceeded",
+                "too_many_sessions",
+                f"this credential already has {self.max_per_principal} open MCP sessions on this server, its "
+                "limit: end one (DELETE with its Mcp-Session-Id) or reuse it",
+                None,
+            )
         wait = self.rate.take(key)
         if wait:
-            return ("rate_limited", "initialize_rate_limited",
-                    f"too many new sessions from this credential; retry in {wait:.2f}s", wait)  # fmt: skip
+            return (
+                "rate_limited",
+                "initialize_rate_limited",
+                f"too many new sessions from this credential; retry in {wait:.2f}s",
+                wait,
+            )
         self._opening[key] = self._opening.get(key, 0) + 1
         return None
 
@@ -128,8 +148,14 @@ class SessionCap:
 class ProtocolGate:
     """ASGI wrapper of the SDK's ``/mcp`` app, inside its authentication (a request here has a verified principal)."""
 
-    def __init__(self, app: ASGIApp, max_body: int, cap: SessionCap | None = None,
-                 principal: Callable[[], Principal] | None = None, prime: Primer | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int,
+        cap: SessionCap | None = None,
+        principal: Callable[[], Principal] | None = None,
+        prime: Primer | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.cap = cap
@@ -142,10 +168,16 @@ class ProtocolGate:
             return
         version = _header(scope, _VERSION_HEADER)
         if version is not None and version not in SUPPORTED_VERSIONS:
-            await _answer(send, _error(
-                400, f"Unsupported MCP-Protocol-Version {version[:40]!r}: this server speaks "
-                f"{', '.join(SUPPORTED_VERSIONS)}", UNSUPPORTED_PROTOCOL_VERSION,
-                {"supported": list(SUPPORTED_VERSIONS), "requested": version[:40]}))  # fmt: skip
+            await _answer(
+                send,
+                _error(
+                    400,
+                    f"Unsupported MCP-Protocol-Version {version[:40]!r}: this server speaks "
+                    f"{', '.join(SUPPORTED_VERSIONS)}",
+                    UNSUPPORTED_PROTOCOL_VERSION,
+                    {"supported": list(SUPPORTED_VERSIONS), "requested": version[:40]},
+                ),
+            )
             return
         if scope.get("method") == "GET":
             await self._get(scope, receive, send, version)
@@ -185,8 +217,13 @@ class ProtocolGate:
             primed = await prime(session)
             if primed is not None:
                 event_id, retry_ms = primed
-                await send({"type": "http.response.body", "more_body": True,
-                            "body": f"id: {event_id}\ndata: \nretry: {retry_ms}\n\n".encode()})  # fmt: skip
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "more_body": True,
+                        "body": f"id: {event_id}\ndata: \nretry: {retry_ms}\n\n".encode(),
+                    }
+                )
 
         await self.app(scope, receive, priming)
 
@@ -197,8 +234,14 @@ class ProtocolGate:
         if refused is not None:
             kind, reason, message, wait = refused
             if self.cap.audit is not None:
-                self.cap.audit.record(kind, principal=principal, transport="http", peer=principal.peer,  # type: ignore[arg-type]
-                                      outcome="rate_limited" if wait else "limit_exceeded", reason=reason)  # fmt: skip
+                self.cap.audit.record(
+                    kind,  # type: ignore[arg-type]
+                    principal=principal,
+                    transport="http",
+                    peer=principal.peer,
+                    outcome="rate_limited" if wait else "limit_exceeded",
+                    reason=reason,
+                )
             data: dict[str, Any] = {"code": "rate_limited" if wait else "limit_exceeded", "message": message}
             headers = []
             if wait:
@@ -225,20 +268,29 @@ class ProtocolGate:
     async def _batch(self, scope: Scope, batch: list[Any], version: str | None, send: Send) -> None:
         revision = version or ASSUMED_VERSION
         if revision not in BATCH_VERSIONS:
-            message = (f"Invalid Request: JSON-RPC batches are not part of MCP protocol revision {revision} (only "
-                       "2025-03-26 and earlier allowed them); send each message in its own POST")  # fmt: skip
+            message = (
+                f"Invalid Request: JSON-RPC batches are not part of MCP protocol revision {revision} (only "
+                "2025-03-26 and earlier allowed them); send each message in its own POST"
+            )
             await _answer(send, _error(400, message, INVALID_REQUEST))
             return
         if not batch or len(batch) > MAX_BATCH:
-            await _answer(send, _error(400, f"Invalid Request: a batch holds 1 to {MAX_BATCH} messages",
-                                       INVALID_REQUEST))  # fmt: skip
+            await _answer(
+                send, _error(400, f"Invalid Request: a batch holds 1 to {MAX_BATCH} messages", INVALID_REQUEST)
+            )
             return
         if _header(scope, _SESSION_HEADER) is None or any(
             isinstance(m, dict) and m.get("method") == "initialize" for m in batch
         ):
-            await _answer(send, _error(400, "Invalid Request: initialize must not be part of a JSON-RPC batch "
-                                       "(2025-03-26); send it alone, then batch with its Mcp-Session-Id",
-                                       INVALID_REQUEST))  # fmt: skip
+            await _answer(
+                send,
+                _error(
+                    400,
+                    "Invalid Request: initialize must not be part of a JSON-RPC batch "
+                    "(2025-03-26); send it alone, then batch with its Mcp-Session-Id",
+                    INVALID_REQUEST,
+                ),
+            )
             return
         # Each message is a request of its own to the SDK (which takes one message per POST), all at once: a
         # batch's messages may be served in any order, and a waiting one must not hold up the others.

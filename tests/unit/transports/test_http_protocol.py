@@ -1,0 +1,62 @@
+"""Boundary of the HTTP session bound's accounting: what counts as a principal's open session, and when it stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nats_mcp.config.security import RateSettings
+from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http.protocol import SessionCap
+
+ANN = Principal(subject="ann", issuer="keys", method="apikey", peer="10.0.0.1")
+BEN = Principal(subject="ben", issuer="keys", method="apikey", peer="10.0.0.2")
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, Any]]] = []
+
+    def record(self, kind: str, **fields: Any) -> None:
+        self.records.append((kind, fields))
+
+
+def cap(live: set[str], now: list[float], limit: int = 2, rate: float = 1.0, burst: int = 10) -> SessionCap:
+    return SessionCap(limit, RateSettings(rate_per_s=rate, burst=burst), lambda: live, Audit(), clock=lambda: now[0])
+
+
+def test_sessions_the_sdk_no_longer_holds_stop_counting() -> None:
+    live: set[str] = set()
+    bound = cap(live, [0.0])
+    for session in ("s1", "s2"):
+        assert bound.admit(ANN) is None
+        live.add(session)
+        bound.opened(ANN.key, session)
+    refused = bound.admit(ANN)
+    assert refused is not None and refused[:2] == ("limit_exceeded", "too_many_sessions")
+    assert bound.admit(BEN) is None  # another principal is not affected
+    bound.opened(BEN.key, None)  # its handshake failed: nothing opened, nothing held
+    assert bound.count(BEN.key) == 0
+    live.discard("s1")  # ended by its idle timeout, a crash or a DELETE: the SDK no longer holds it
+    assert bound.count(ANN.key) == 1
+    assert bound.admit(ANN) is None
+
+
+def test_handshakes_in_flight_count_until_they_end() -> None:
+    bound = cap(set(), [0.0])
+    assert bound.admit(ANN) is None and bound.admit(ANN) is None  # two at once, neither answered yet
+    assert bound.admit(ANN) is not None
+    bound.opened(ANN.key, None)
+    assert bound.count(ANN.key) == 1
+
+
+def test_the_rate_refuses_with_the_time_to_wait_and_refills() -> None:
+    now = [100.0]
+    bound = cap(set(), now, limit=100, rate=0.5, burst=2)
+    for _ in range(2):
+        assert bound.admit(ANN) is None
+        bound.opened(ANN.key, None)
+    refused = bound.admit(ANN)
+    assert refused is not None and refused[:2] == ("rate_limited", "initialize_rate_limited")
+    assert refused[3] == 2.0  # one token at 0.5 a second
+    now[0] += 2.0
+    assert bound.admit(ANN) is None
