@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from nats_mcp.core.errors import NatsMcpError
 
-class BusError(Exception):
-    """A NATS-level failure. ``code`` is stable (the MCP layer maps it to a tool error)."""
 
-    code = "internal"
+class BusError(NatsMcpError):
+    """A NATS-level failure. ``code`` is stable (the MCP layer maps it to a tool error); ``hint`` is for humans."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.hint = hint
 
     def __str__(self) -> str:

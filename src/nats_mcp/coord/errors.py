@@ -7,15 +7,11 @@ from contextlib import contextmanager
 
 import nats.errors
 
+from nats_mcp.core.errors import NatsMcpError
 
-class CoordError(Exception):
+
+class CoordError(NatsMcpError):
     """A domain failure; ``code`` is stable and ``message`` says what went wrong and what to do."""
-
-    code = "internal"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class InvalidArgument(CoordError):

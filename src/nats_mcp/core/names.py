@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from nats_mcp.core.errors import NatsMcpError
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """handle, channel, namespace."""
 TYPE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -28,7 +30,7 @@ _PROJECT_ID = re.compile(PROJECT_ID_PATTERN)
 _UUID = re.compile(UUID_PATTERN)
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(NatsMcpError, ValueError):
     """A token that may not become part of a NATS subject or resource name."""
 
     code = "invalid_name"

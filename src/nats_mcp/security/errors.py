@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from nats_mcp.core.errors import NatsMcpError
+
 AuthFailure = Literal[
     "missing_credentials",
     "malformed",
@@ -22,12 +24,16 @@ AuthFailure = Literal[
 ]
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(NatsMcpError):
     """A credential was refused. ``reason`` goes to the audit log; callers see at most a fixed text per reason
-    (HTTP's 401, ``transports/http.py``), never ``detail`` nor anything of the credential."""
+    (HTTP's 401, ``transports/http/app.py``), never ``detail`` nor anything of the credential: ``message`` is that
+    fixed, safe text, while ``str()`` (for logs) names the reason and detail."""
+
+    code = "unauthenticated"
 
     def __init__(self, reason: AuthFailure, detail: str = "", *, subject: str | None = None) -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        super().__init__("authentication failed")
+        self.args = (f"{reason}: {detail}" if detail else reason,)
         self.reason: AuthFailure = reason
         self.detail = detail
         self.subject = subject

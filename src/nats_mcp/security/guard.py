@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.core import reqctx
+from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.errors import AuthenticationError
@@ -59,13 +60,12 @@ _POOL_NAMES: dict[Pool, str] = {
 }
 
 
-class Refused(Exception):
+class Refused(NatsMcpError):
     """A call the guard does not let through; ``code`` is the tool contract's error code."""
 
     def __init__(self, code: RefusalCode, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code: RefusalCode = code
-        self.message = message
         self.retry_after_s = retry_after_s
 
 

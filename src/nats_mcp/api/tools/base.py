@@ -9,11 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nats_mcp.bus.errors import BusError, translate
+from nats_mcp.bus.errors import translate
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import CoordError
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.core.names import InvalidNameError
+from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.redact import redact
 
 log = logging.getLogger("nats_mcp.api")
@@ -113,10 +112,8 @@ async def run_rendered(
         out, text = await run(args_model.model_validate(arguments or {}))
     except ValidationError as exc:
         return failure("invalid_argument", validation_message(exc))
-    except (CoordError, BusError) as exc:
+    except NatsMcpError as exc:
         return failure(exc.code, exc.message)
-    except InvalidNameError as exc:
-        return failure("invalid_name", str(exc))
     except Exception as exc:
         known = translate(exc)
         if known is not None:
