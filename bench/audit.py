@@ -28,6 +28,7 @@ from tests.support.env import connected  # noqa: E402
 from tests.support.natsserver import start_nats_server  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
+from nats_mcp.security.audit.event import AuditEvent  # noqa: E402
 from nats_mcp.security.audit.log import AuditLog, AuditRecord  # noqa: E402
 from nats_mcp.security.audit.store import StreamSink  # noqa: E402
 from nats_mcp.security.principal import Principal  # noqa: E402
@@ -51,14 +52,16 @@ class NoopSink:
 
 def call(log: AuditLog, i: int) -> None:
     log.record(
-        "tool_call",
-        principal=PRINCIPAL,
-        transport="http",
-        tool="warp_channels_send",
-        namespace="bench",
-        outcome="ok",
-        latency_ms=0.5 + i % 7,
-        arguments={**ARGS, "i": i},
+        AuditEvent(
+            "tool_call",
+            principal=PRINCIPAL,
+            transport="http",
+            tool="warp_channels_send",
+            namespace="bench",
+            outcome="ok",
+            latency_ms=0.5 + i % 7,
+            arguments={**ARGS, "i": i},
+        ),
     )
 
 

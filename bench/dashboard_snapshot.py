@@ -35,6 +35,7 @@ from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.registry.service import RegistryService  # noqa: E402
 from nats_mcp.coord.work.service import WorkService  # noqa: E402
 from nats_mcp.dashboard.data import Dashboard  # noqa: E402
+from nats_mcp.security.audit.event import AuditEvent  # noqa: E402
 from nats_mcp.security.audit.log import AuditLog  # noqa: E402
 from nats_mcp.security.principal import Principal  # noqa: E402
 
@@ -70,23 +71,27 @@ async def seed(conn: NatsConnection) -> None:
     for i in range(AUDIT):
         if i % 40 == 0:
             audit.record(
-                "auth_failure",
-                principal=None,
-                transport="http",
-                peer="127.0.0.1",
-                outcome="unauthenticated",
-                reason="bad_signature",
+                AuditEvent(
+                    "auth_failure",
+                    principal=None,
+                    transport="http",
+                    peer="127.0.0.1",
+                    outcome="unauthenticated",
+                    reason="bad_signature",
+                ),
             )
         else:
             audit.record(
-                "tool_call",
-                principal=who,
-                transport="http",
-                peer="127.0.0.1",
-                tool=f"tool_{i % 7}",
-                namespace=NS,
-                outcome="ok",
-                latency_ms=1.0,
+                AuditEvent(
+                    "tool_call",
+                    principal=who,
+                    transport="http",
+                    peer="127.0.0.1",
+                    tool=f"tool_{i % 7}",
+                    namespace=NS,
+                    outcome="ok",
+                    latency_ms=1.0,
+                ),
             )
     await audit.close()
 

@@ -57,7 +57,8 @@ from nats_mcp.coord.service import Coordinator  # noqa: E402
 from nats_mcp.observe import tracing  # noqa: E402
 from nats_mcp.observe.anomaly import AnomalyDetector  # noqa: E402
 from nats_mcp.observe.metrics import Metrics  # noqa: E402
-from nats_mcp.security.guard import CallContext, Guard, NoAudit  # noqa: E402
+from nats_mcp.security.audit.event import NoAudit  # noqa: E402
+from nats_mcp.security.guard import CallContext, Guard  # noqa: E402
 from nats_mcp.security.observers import Fanout  # noqa: E402
 from nats_mcp.security.policy import Policy  # noqa: E402
 

@@ -14,6 +14,7 @@ import nats
 import pytest
 
 from nats_mcp.bus.layout import AUDIT_STREAM
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog
 from nats_mcp.security.audit.store import FileSink, StreamSink, audit_stream_config
 from nats_mcp.security.principal import Principal
@@ -43,16 +44,20 @@ async def write_chains(
         for i in range(calls):
             for n, log in enumerate(logs):
                 log.record(
-                    "tool_call",
-                    principal=DAN,
-                    tool="warp_channels_send",
-                    namespace="team",
-                    outcome="ok",
-                    latency_ms=2.0 + i,
-                    arguments={"i": i, "writer": n, "token": TOKEN},
+                    AuditEvent(
+                        "tool_call",
+                        principal=DAN,
+                        tool="warp_channels_send",
+                        namespace="team",
+                        outcome="ok",
+                        latency_ms=2.0 + i,
+                        arguments={"i": i, "writer": n, "token": TOKEN},
+                    ),
                 )
         logs[0].record(
-            "auth_failure", transport="http", peer="198.51.100.7", outcome="unauthenticated", reason="bad_signature"
+            AuditEvent(
+                "auth_failure", transport="http", peer="198.51.100.7", outcome="unauthenticated", reason="bad_signature"
+            )
         )
         for log in logs:
             chains.append(log.chain)
@@ -197,12 +202,14 @@ async def test_tail_follow_shows_records_as_they_are_written(tmp_path: Path, nat
             log = AuditLog([StreamSink(conn)])
             for i in range(3):
                 log.record(
-                    "rate_limited",
-                    principal=DAN,
-                    tool="warp_channels_read",
-                    outcome="rate_limited",
-                    reason="too many calls",
-                    arguments={"i": i},
+                    AuditEvent(
+                        "rate_limited",
+                        principal=DAN,
+                        tool="warp_channels_read",
+                        outcome="rate_limited",
+                        reason="too many calls",
+                        arguments={"i": i},
+                    ),
                 )
             await log.close()
             await asyncio.to_thread(wait_for_sync, lambda: len(lines) >= 5, 30, message="live records followed")

@@ -20,6 +20,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg
 from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject, audit_writer
 from nats_mcp.bus.natsperms import build_permissions
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog, record_hash
 from nats_mcp.security.audit.store import (
     StreamSink,
@@ -45,13 +46,15 @@ def writer(conn: NatsConnection, **options: Any) -> AuditLog:
 
 def call(log: AuditLog, i: int, **extra: Any) -> None:
     log.record(
-        "tool_call",
-        principal=CAROL,
-        tool="warp_send_message",
-        namespace="team",
-        outcome="ok",
-        latency_ms=1.5,
-        arguments={"i": i, **extra},
+        AuditEvent(
+            "tool_call",
+            principal=CAROL,
+            tool="warp_send_message",
+            namespace="team",
+            outcome="ok",
+            latency_ms=1.5,
+            arguments={"i": i, **extra},
+        ),
     )
 
 
@@ -243,13 +246,15 @@ async def test_no_secret_in_the_stored_bytes(nats_conn: NatsConnection) -> None:
     log = writer(nats_conn)
     call(log, 0, token=TOKEN, authorization=f"Bearer {TOKEN}")
     log.record(
-        "auth_failure",
-        transport="http",
-        peer="198.51.100.4",
-        outcome="unauthenticated",
-        reason=f"bad_signature for {TOKEN}",
+        AuditEvent(
+            "auth_failure",
+            transport="http",
+            peer="198.51.100.4",
+            outcome="unauthenticated",
+            reason=f"bad_signature for {TOKEN}",
+        ),
     )
-    log.record("denied", principal=CAROL, tool=TOKEN, outcome="forbidden", reason="tool not allowed")
+    log.record(AuditEvent("denied", principal=CAROL, tool=TOKEN, outcome="forbidden", reason="tool not allowed"))
     await log.close()
     raw = b"".join(m.data for m in await stored(nats_conn))
     assert raw.count(b'"seq"') == 4
@@ -371,12 +376,14 @@ async def test_an_agent_cannot_write_another_writers_chain(tmp_path: Path) -> No
                 # 2. a self-consistent chain of its own claiming the admin discarded a DLQ entry: stored, attributed
                 lie = AuditLog([StreamSink(agent)], transport="cli")
                 lie.record(
-                    "tool_call",
-                    principal=ADMIN,
-                    tool="dlq_discard",
-                    namespace="team",
-                    outcome="ok",
-                    arguments={"id": "x"},
+                    AuditEvent(
+                        "tool_call",
+                        principal=ADMIN,
+                        tool="dlq_discard",
+                        namespace="team",
+                        outcome="ok",
+                        arguments={"id": "x"},
+                    ),
                 )
                 await lie.close()
             code, report, _ = verify_cli(tmp_path / "cli1", server.url_for("admin"))

@@ -29,6 +29,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.config.settings import Settings
 from nats_mcp.dashboard.data import Dashboard
 from nats_mcp.dashboard.sessions import COOKIE, Session, Sessions
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.authn.apikeys import ApiKeys
 from nats_mcp.security.errors import AuthenticationError
@@ -149,13 +150,15 @@ class DashboardApp:
         if why is not None:
             self.sessions.drop(session_id)
             self.guard.audit.record(
-                "denied",
-                principal=session.principal,
-                transport=self.transport,
-                peer=_peer(request),
-                namespace=self.data.layout.namespace,
-                outcome="unauthenticated",
-                reason=f"dashboard_session_{why}",
+                AuditEvent(
+                    "denied",
+                    principal=session.principal,
+                    transport=self.transport,
+                    peer=_peer(request),
+                    namespace=self.data.layout.namespace,
+                    outcome="unauthenticated",
+                    reason=f"dashboard_session_{why}",
+                ),
             )
             log.info("dashboard session of %s ended: credential %s", session.principal.display, why)
             return None
@@ -236,12 +239,14 @@ class DashboardApp:
         wait = self.guard.per_address.take(peer) if peer else 0.0
         if wait:
             self.guard.audit.record(
-                "rate_limited",
-                principal=None,
-                transport=self.transport,
-                peer=peer,
-                outcome="rate_limited",
-                reason="dashboard_login",
+                AuditEvent(
+                    "rate_limited",
+                    principal=None,
+                    transport=self.transport,
+                    peer=peer,
+                    outcome="rate_limited",
+                    reason="dashboard_login",
+                ),
             )
             return self._to_login("busy")
         if credential.startswith("nmk_"):
@@ -258,13 +263,15 @@ class DashboardApp:
             and policy.namespace_allowed(principal, self.data.layout.namespace)
         ):
             self.guard.audit.record(
-                "denied",
-                principal=principal,
-                transport=self.transport,
-                peer=peer,
-                namespace=self.data.layout.namespace,
-                outcome="forbidden",
-                reason="dashboard_not_allowed",
+                AuditEvent(
+                    "denied",
+                    principal=principal,
+                    transport=self.transport,
+                    peer=peer,
+                    namespace=self.data.layout.namespace,
+                    outcome="forbidden",
+                    reason="dashboard_not_allowed",
+                ),
             )
             return self._to_login("refused")
         session_id, _ = self.sessions.create(principal)

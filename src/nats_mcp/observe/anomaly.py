@@ -15,11 +15,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from nats_mcp.config.observe import AnomalySettings
 from nats_mcp.core.lru import LruTable
-from nats_mcp.security.guard import AuditRecorder
+from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.observe.anomaly")
@@ -87,17 +86,9 @@ class AnomalyDetector:
         self.addresses: LruTable[str, Baseline] = LruTable(cfg.max_principals)
         self.alerts = 0
 
-    def record(
-        self,
-        kind: str,
-        *,
-        principal: Principal | None = None,
-        transport: str | None = None,
-        peer: str | None = None,
-        tool: str | None = None,
-        namespace: str | None = None,
-        **_fields: Any,
-    ) -> None:
+    def record(self, event: AuditEvent) -> None:
+        kind, principal, transport, peer, tool = event.kind, event.principal, event.transport, event.peer, event.tool
+        namespace = event.namespace
         if not self.cfg.enabled or kind == "anomaly":
             return
         now = self.clock()
@@ -117,14 +108,16 @@ class AnomalyDetector:
                 peer or "-",
             )
             self.sink.record(
-                "anomaly",
-                principal=principal,
-                transport=transport or "none",
-                peer=peer,
-                tool=tool,
-                namespace=namespace,
-                outcome="alert",
-                reason=alert.reason,
+                AuditEvent(
+                    "anomaly",
+                    principal=principal,
+                    transport=transport or "none",
+                    peer=peer,
+                    tool=tool,
+                    namespace=namespace,
+                    outcome="alert",
+                    reason=alert.reason,
+                ),
             )
 
     def _call(self, principal: Principal, tool: str | None, now: float, window: int) -> Sequence[Alert]:

@@ -16,7 +16,7 @@ from nats_mcp.observe.anomaly import AnomalyDetector
 from nats_mcp.observe.exposition import MetricsListener, http_route
 from nats_mcp.observe.metrics import Metrics
 from nats_mcp.observe.sampler import Sampler, coordinator_sampler
-from nats_mcp.security.guard import AuditRecorder, NoAudit
+from nats_mcp.security.audit.event import AuditRecorder, NoAudit
 from nats_mcp.security.observers import Fanout
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from nats_mcp.security.principal import Principal
+from nats_mcp.security.audit.event import AuditEvent
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OTHER = "other"
@@ -93,20 +93,10 @@ class Metrics:
 
     # -- the audit feed (AuditRecorder) ----------------------------------------------------------
 
-    def record(
-        self,
-        kind: str,
-        *,
-        principal: Principal | None = None,
-        transport: str | None = None,
-        tool: str | None = None,
-        outcome: str = "ok",
-        latency_ms: float | None = None,
-        reason: str | None = None,
-        method: str | None = None,
-        **_fields: Any,
-    ) -> None:
-        via = transport or "none"
+    def record(self, event: AuditEvent) -> None:
+        kind, tool, outcome, latency_ms = event.kind, event.tool, event.outcome, event.latency_ms
+        reason, method = event.reason, event.method
+        via = event.transport or "none"
         if kind == "tool_call":
             name = tool if tool in self.tools else OTHER
             key = (name, via, outcome)

@@ -21,12 +21,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.core import reqctx
 from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.lru import LruTable
+from nats_mcp.security.audit.event import AuditEvent, AuditKind, AuditRecorder, NoAudit
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
@@ -38,7 +39,6 @@ log = logging.getLogger("nats_mcp.security")
 
 T = TypeVar("T")
 RefusalCode = Literal["forbidden", "rate_limited", "limit_exceeded"]
-AuditKind = Literal["tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded", "anomaly"]
 Pool = Literal["listen", "watches", "claim_waits"]
 WAITING_TOOLS: dict[str, tuple[str, int]] = {"work_claim": ("timeout", 5000), "work_claim_batch": ("timeout", 5000)}
 """Tools whose call may wait (argument, its default): while it does, it holds a ``claim_waits`` slot."""
@@ -67,35 +67,6 @@ class Refused(NatsMcpError):
         super().__init__(message)
         self.code: RefusalCode = code
         self.retry_after_s = retry_after_s
-
-
-class AuditRecorder(Protocol):
-    """Where the guard's records go (the hash-chained audit log, or nothing; or several: security/observers.py).
-
-    ``method`` is the kind of credential of an authentication failure (api_key, jwt, bearer, mtls, none), for
-    metrics; the audit chain does not store it.
-    """
-
-    def record(
-        self,
-        kind: AuditKind,
-        *,
-        principal: Principal | None,
-        transport: str,
-        peer: str | None,
-        tool: str | None = None,
-        namespace: str | None = None,
-        outcome: str,
-        latency_ms: float | None = None,
-        arguments: Mapping[str, Any] | None = None,
-        reason: str | None = None,
-        method: str | None = None,
-    ) -> None: ...
-
-
-class NoAudit:
-    def record(self, kind: AuditKind, **_fields: Any) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -183,7 +154,14 @@ class Guard:
         peer = credentials.peer
         if not self.ip.allowed(peer):
             self.audit.record(
-                "denied", principal=None, transport=transport, peer=peer, outcome="forbidden", reason="address_denied"
+                AuditEvent(
+                    "denied",
+                    principal=None,
+                    transport=transport,
+                    peer=peer,
+                    outcome="forbidden",
+                    reason="address_denied",
+                )
             )
             raise AuthenticationError("address_denied")
         # Failures count per sender address, never per claimed identity: a claim is unverified, and keying on
@@ -201,13 +179,15 @@ class Guard:
             locked = self.lockout.locked_for("cred:" + digest.hex())
         if locked > 0:
             self.audit.record(
-                "locked_out",
-                principal=None,
-                transport=transport,
-                peer=peer,
-                outcome="forbidden",
-                reason="locked_out",
-                method=credential_kind(credentials),
+                AuditEvent(
+                    "locked_out",
+                    principal=None,
+                    transport=transport,
+                    peer=peer,
+                    outcome="forbidden",
+                    reason="locked_out",
+                    method=credential_kind(credentials),
+                ),
             )
             raise AuthenticationError("locked_out", f"retry in {locked:.0f}s")
         try:
@@ -219,13 +199,15 @@ class Guard:
             if digest is not None and exc.reason in STALE:
                 lock = self.lockout.failure("cred:" + digest.hex())
             self.audit.record(
-                "auth_failure",
-                principal=None,
-                transport=transport,
-                peer=peer,
-                outcome="unauthenticated",
-                reason=exc.reason + ("+locked" if lock else ""),
-                method=credential_kind(credentials),
+                AuditEvent(
+                    "auth_failure",
+                    principal=None,
+                    transport=transport,
+                    peer=peer,
+                    outcome="unauthenticated",
+                    reason=exc.reason + ("+locked" if lock else ""),
+                    method=credential_kind(credentials),
+                ),
             )
             raise
         # A success does not clear the address's failures: an attacker would interleave a key of its own.
@@ -293,15 +275,17 @@ class Guard:
             finally:
                 reqctx.leave(scope)
                 self.audit.record(
-                    "tool_call",
-                    principal=principal,
-                    transport=ctx.transport,
-                    peer=peer,
-                    tool=tool,
-                    namespace=ctx.namespace,
-                    outcome=outcome,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    arguments=args,
+                    AuditEvent(
+                        "tool_call",
+                        principal=principal,
+                        transport=ctx.transport,
+                        peer=peer,
+                        tool=tool,
+                        namespace=ctx.namespace,
+                        outcome=outcome,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                        arguments=args,
+                    ),
                 )
 
     def admit(self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, outcome: str) -> None:
@@ -314,15 +298,17 @@ class Guard:
         name = name[:MAX_AUDITED_NAME]
         self._limit(ctx, name, args)
         self.audit.record(
-            "tool_call",
-            principal=ctx.principal,
-            transport=ctx.transport,
-            peer=ctx.principal.peer,
-            tool=name,
-            namespace=ctx.namespace,
-            outcome=outcome,
-            latency_ms=0.0,
-            arguments=args,
+            AuditEvent(
+                "tool_call",
+                principal=ctx.principal,
+                transport=ctx.transport,
+                peer=ctx.principal.peer,
+                tool=name,
+                namespace=ctx.namespace,
+                outcome=outcome,
+                latency_ms=0.0,
+                arguments=args,
+            ),
         )
 
     def admit_uses(
@@ -349,15 +335,17 @@ class Guard:
                     reason="policy_denied",
                 )
         self.audit.record(
-            "tool_call",
-            principal=principal,
-            transport=ctx.transport,
-            peer=principal.peer,
-            tool=name,
-            namespace=ctx.namespace,
-            outcome="ok",
-            latency_ms=0.0,
-            arguments=args,
+            AuditEvent(
+                "tool_call",
+                principal=principal,
+                transport=ctx.transport,
+                peer=principal.peer,
+                tool=name,
+                namespace=ctx.namespace,
+                outcome="ok",
+                latency_ms=0.0,
+                arguments=args,
+            ),
         )
 
     def rate_left(self, principal: Principal) -> float | None:
@@ -477,14 +465,16 @@ class Guard:
     ) -> None:
         """Audit the refusal with a short reason code (the message, for the caller, may hold details)."""
         self.audit.record(
-            kind,
-            principal=ctx.principal,
-            transport=ctx.transport,
-            peer=ctx.principal.peer,
-            tool=tool,
-            namespace=ctx.namespace,
-            outcome=code,
-            arguments=arguments,
-            reason=reason,
+            AuditEvent(
+                kind,
+                principal=ctx.principal,
+                transport=ctx.transport,
+                peer=ctx.principal.peer,
+                tool=tool,
+                namespace=ctx.namespace,
+                outcome=code,
+                arguments=arguments,
+                reason=reason,
+            ),
         )
         raise Refused(code, message, retry_after_s=retry_after_s)

@@ -8,9 +8,8 @@ recorders of :mod:`nats_mcp.observe` are plugged in where the server is assemble
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from nats_mcp.security.guard import AuditKind, AuditRecorder
+from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 
 log = logging.getLogger("nats_mcp.security")
 
@@ -26,10 +25,10 @@ class Fanout:
     def add(self, observer: AuditRecorder) -> None:
         self.observers.append(observer)
 
-    def record(self, kind: AuditKind, **fields: Any) -> None:
-        self.audit.record(kind, **fields)
+    def record(self, event: AuditEvent) -> None:
+        self.audit.record(event)
         for observer in self.observers:
             try:
-                observer.record(kind, **fields)
+                observer.record(event)
             except Exception:
                 log.exception("audit observer %s failed", type(observer).__name__)

@@ -15,6 +15,7 @@ import nats_mcp
 from nats_mcp.api.fixtures import ENV, load_fixtures
 from nats_mcp.api.server import Security, build_server
 from nats_mcp.config.security import SecuritySettings
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
@@ -30,8 +31,8 @@ class Trail:
     def __init__(self) -> None:
         self.records: list[tuple[str, str | None, str | None]] = []
 
-    def record(self, kind: str, **fields: Any) -> None:
-        self.records.append((kind, fields.get("tool"), fields.get("outcome")))
+    def record(self, event: AuditEvent) -> None:
+        self.records.append((event.kind, event.tool, event.outcome))
 
 
 def test_this_checkouts_fixtures_module_loads(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,6 +10,7 @@ import pytest
 from nats_mcp.config.observe import AnomalySettings
 from nats_mcp.observe.anomaly import AnomalyDetector
 from nats_mcp.observe.metrics import Metrics
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.observers import Fanout
 from nats_mcp.security.principal import Principal
 
@@ -29,8 +30,8 @@ class Sink:
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
 
-    def record(self, kind: str, **fields: Any) -> None:
-        self.records.append((kind, fields))
+    def record(self, event: AuditEvent) -> None:
+        self.records.append((event.kind, event.fields()))
 
     def anomalies(self) -> list[str]:
         return [f["reason"].split(":")[0] for k, f in self.records if k == "anomaly"]
@@ -51,7 +52,7 @@ def traffic(
     step = 1 / per_s
     end = clock.now + seconds
     while clock.now < end:
-        d.record("tool_call", principal=who, transport="http", peer=who.peer, tool=tool, outcome="ok")
+        d.record(AuditEvent("tool_call", principal=who, transport="http", peer=who.peer, tool=tool, outcome="ok"))
         clock.now += step
 
 
@@ -116,7 +117,9 @@ def test_new_tool_after_warm_up_alerts_once() -> None:
     assert sink.anomalies() == ["new_tool"]
     assert sink.records[0][1]["tool"] == "dlq_discard"
     # A refused call names a tool too: probing a tool never used counts.
-    d.record("denied", principal=ALICE, transport="http", peer=ALICE.peer, tool="work_claim", outcome="forbidden")
+    d.record(
+        AuditEvent("denied", principal=ALICE, transport="http", peer=ALICE.peer, tool="work_claim", outcome="forbidden")
+    )
     assert sink.anomalies() == ["new_tool", "new_tool"]
 
 
@@ -130,11 +133,15 @@ def test_new_tool_alerts_can_be_turned_off() -> None:
 def test_failed_login_storm_from_one_address_alerts() -> None:
     d, sink, clock = detector()
     for _ in range(4):  # a few typos: below the minimum
-        d.record("auth_failure", principal=None, transport="http", peer="10.9.9.9", outcome="unauthenticated")
+        d.record(
+            AuditEvent("auth_failure", principal=None, transport="http", peer="10.9.9.9", outcome="unauthenticated")
+        )
         clock.now += 30
     assert sink.anomalies() == []
     for _ in range(40):
-        d.record("auth_failure", principal=None, transport="http", peer="10.6.6.6", outcome="unauthenticated")
+        d.record(
+            AuditEvent("auth_failure", principal=None, transport="http", peer="10.6.6.6", outcome="unauthenticated")
+        )
         clock.now += 0.1
     assert sink.anomalies() == ["auth_failures"]
     assert sink.records[0][1]["peer"] == "10.6.6.6" and sink.records[0][1]["principal"] is None
@@ -151,8 +158,10 @@ def test_state_is_bounded() -> None:
     d, _sink, clock = detector(max_principals=10)
     for i in range(100):
         who = Principal(subject=f"p{i}", issuer="idp", method="jwt")
-        d.record("tool_call", principal=who, transport="http", tool="channels_read", outcome="ok")
-        d.record("auth_failure", principal=None, transport="http", peer=f"10.0.1.{i}", outcome="unauthenticated")
+        d.record(AuditEvent("tool_call", principal=who, transport="http", tool="channels_read", outcome="ok"))
+        d.record(
+            AuditEvent("auth_failure", principal=None, transport="http", peer=f"10.0.1.{i}", outcome="unauthenticated")
+        )
         clock.now += 1
     assert len(d.principals) == 10 and len(d.addresses) == 10
 
@@ -168,7 +177,9 @@ def test_alerts_are_audited_and_counted_through_the_fanout() -> None:
 
     def call(tool: str) -> None:
         fan.record(
-            "tool_call", principal=ALICE, transport="http", peer=ALICE.peer, tool=tool, outcome="ok", latency_ms=1.0
+            AuditEvent(
+                "tool_call", principal=ALICE, transport="http", peer=ALICE.peer, tool=tool, outcome="ok", latency_ms=1.0
+            )
         )
 
     call("channels_read")

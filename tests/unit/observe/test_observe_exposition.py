@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from nats_mcp.config.observe import MetricsSettings
 from nats_mcp.observe.exposition import MetricsListener, http_route
 from nats_mcp.observe.metrics import Metrics
+from nats_mcp.security.audit.event import AuditEvent
 
 
 async def raw(port: int, request: bytes) -> tuple[str, bytes]:
@@ -29,7 +30,7 @@ async def raw(port: int, request: bytes) -> tuple[str, bytes]:
 @pytest.fixture
 def metrics() -> Metrics:
     m = Metrics(["channels_list"])
-    m.record("tool_call", transport="stdio", tool="channels_list", outcome="ok", latency_ms=2.0)
+    m.record(AuditEvent("tool_call", transport="stdio", tool="channels_list", outcome="ok", latency_ms=2.0))
     return m
 
 

@@ -15,6 +15,7 @@ from nats_mcp.api.tools.coordination import TOOLS
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.observe.metrics import Metrics
 from nats_mcp.observe.sampler import Sampler
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused
@@ -109,8 +110,8 @@ async def test_scripted_scenario_counts_every_call_refusal_and_failure() -> None
 def test_labels_are_bounded() -> None:
     metrics = Metrics(["channels_list"])
     for i in range(50):
-        metrics.record("tool_call", transport="http", tool=f"made_up_{i}", outcome="ok", latency_ms=1)
-        metrics.record("auth_failure", transport="http", reason="r" * 500, method="jwt")
+        metrics.record(AuditEvent("tool_call", transport="http", tool=f"made_up_{i}", outcome="ok", latency_ms=1))
+        metrics.record(AuditEvent("auth_failure", transport="http", reason="r" * 500, method="jwt"))
     assert value(metrics, "nats_mcp_tool_calls_total", tool="other", transport="http", outcome="ok") == 50
     assert "made_up" not in metrics.exposition().decode()
     assert value(metrics, "nats_mcp_auth_failures_total", method="jwt", reason="r" * 48, transport="http") == 50

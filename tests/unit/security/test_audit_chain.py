@@ -21,6 +21,7 @@ from nats_mcp.security.audit.chain import (
     record_hash,
     verify,
 )
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog
 from nats_mcp.security.principal import Principal
 
@@ -49,14 +50,16 @@ def sealed(n: int, chain: str | None = None) -> list[AuditRecord]:
     out = []
     for i in range(n):
         record = log.append(
-            "tool_call",
-            principal=ALICE,
-            transport="http",
-            tool=f"tool_{i % 3}",
-            namespace="ns-a",
-            outcome="ok" if i % 4 else "not_found",
-            latency_ms=i * 1.25,
-            arguments={"i": i},
+            AuditEvent(
+                "tool_call",
+                principal=ALICE,
+                transport="http",
+                tool=f"tool_{i % 3}",
+                namespace="ns-a",
+                outcome="ok" if i % 4 else "not_found",
+                latency_ms=i * 1.25,
+                arguments={"i": i},
+            ),
         )
         assert record is not None
         out.append(record)
@@ -128,13 +131,15 @@ def test_records_chain_from_genesis() -> None:
 def test_secrets_never_reach_a_record() -> None:
     log = AuditLog([_Discard()])
     record = log.append(
-        "denied",
-        principal=ALICE,
-        tool=f"send {TOKEN}",  # a caller-chosen name: only its digest is kept
-        namespace="NOT A NAME",
-        outcome="forbidden",
-        arguments={"token": TOKEN, "message": f"Bearer {TOKEN}"},
-        reason=f"refused token {TOKEN} (Authorization: Bearer {TOKEN})",
+        AuditEvent(
+            "denied",
+            principal=ALICE,
+            tool=f"send {TOKEN}",  # a caller-chosen name: only its digest is kept
+            namespace="NOT A NAME",
+            outcome="forbidden",
+            arguments={"token": TOKEN, "message": f"Bearer {TOKEN}"},
+            reason=f"refused token {TOKEN} (Authorization: Bearer {TOKEN})",
+        ),
     )
     assert record is not None
     stored = record.to_json().decode()
@@ -146,18 +151,18 @@ def test_secrets_never_reach_a_record() -> None:
 
 
 def test_a_latency_json_cannot_express_is_left_out() -> None:
-    record = AuditLog([_Discard()]).append("tool_call", latency_ms=float("nan"))
+    record = AuditLog([_Discard()]).append(AuditEvent("tool_call", latency_ms=float("nan")))
     assert record is not None and record.latency_ms is None and verify([record]).ok
 
 
 def test_an_unknown_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="invalid audit kind"):
-        AuditLog([_Discard()]).append("Tool Call")
+        AuditLog([_Discard()]).append(AuditEvent("Tool Call"))
 
 
 def test_disabled_or_sinkless_logs_record_nothing() -> None:
-    assert AuditLog([_Discard()], enabled=False).append("tool_call") is None
-    assert AuditLog([]).append("tool_call") is None
+    assert AuditLog([_Discard()], enabled=False).append(AuditEvent("tool_call")) is None
+    assert AuditLog([]).append(AuditEvent("tool_call")) is None
 
 
 # -- verification ------------------------------------------------------------------------------------
@@ -283,7 +288,7 @@ async def test_a_closed_chain_ends_and_nothing_may_follow_its_end() -> None:
 
     sink = Keep()
     log = AuditLog([sink])
-    log.record("tool_call", tool="a")
+    log.record(AuditEvent("tool_call", tool="a"))
     await log.close()
     assert [r.kind for r in sink.records] == ["tool_call", "chain_end"]
     result = verify(sink.records)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nats_mcp.config.security import AuditSettings
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog, AuditRecord, ChainDivergedError, digest_arguments, verify
 from nats_mcp.security.audit.store import FileSink, verify_file
 from nats_mcp.security.principal import Principal
@@ -58,7 +59,9 @@ class MemorySink:
 
 def call(log: AuditLog, i: int) -> None:
     log.record(
-        "tool_call", principal=BOB, tool="echo", namespace="ns", outcome="ok", latency_ms=0.5, arguments={"i": i}
+        AuditEvent(
+            "tool_call", principal=BOB, tool="echo", namespace="ns", outcome="ok", latency_ms=0.5, arguments={"i": i}
+        )
     )
 
 
@@ -154,7 +157,7 @@ async def test_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture
         await log.close(timeout=0.05)
     assert "could not be written before shutdown" in caplog.text
     assert sink.closed
-    assert log.append("tool_call") is None  # closed: nothing more is recorded
+    assert log.append(AuditEvent("tool_call")) is None  # closed: nothing more is recorded
 
 
 async def test_one_failing_sink_does_not_hold_the_other_back() -> None:
@@ -178,8 +181,8 @@ async def test_file_sink_appends_verifiable_lines_private_to_the_user(tmp_path: 
     path = tmp_path / "audit" / "audit.jsonl"
     log = AuditLog([FileSink(path)])
     for i in range(10):
-        log.record("tool_call", principal=BOB, tool="send", arguments={"i": i, "token": TOKEN})
-    log.record("auth_failure", outcome="unauthenticated", peer="192.0.2.7", reason="bad_signature")
+        log.record(AuditEvent("tool_call", principal=BOB, tool="send", arguments={"i": i, "token": TOKEN}))
+    log.record(AuditEvent("auth_failure", outcome="unauthenticated", peer="192.0.2.7", reason="bad_signature"))
     await log.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     raw = path.read_bytes()

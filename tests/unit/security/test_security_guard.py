@@ -10,6 +10,7 @@ import pytest
 
 from nats_mcp.config.security import LockoutSettings, RateSettings, SecuritySettings
 from nats_mcp.core.lru import LruTable
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused
@@ -59,8 +60,8 @@ class Recorder:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def record(self, kind: str, **fields: Any) -> None:
-        self.records.append({"kind": kind, **fields})
+    def record(self, event: AuditEvent) -> None:
+        self.records.append({"kind": event.kind, **event.fields()})
 
 
 # -- policy ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import trustme
 
 from nats_mcp.config.grpc import GrpcSettings
 from nats_mcp.config.settings import Settings
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn.mtls import cert_identity
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy
@@ -23,8 +24,8 @@ class Records:
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict[str, Any]]] = []
 
-    def record(self, kind: str, **fields: Any) -> None:
-        self.seen.append((kind, fields))
+    def record(self, event: AuditEvent) -> None:
+        self.seen.append((event.kind, event.fields()))
 
 
 def service(records: Records) -> rpc.McpGrpcService:

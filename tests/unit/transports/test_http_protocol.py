@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nats_mcp.config.security import RateSettings
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.principal import Principal
 from nats_mcp.transports.http.protocol import SessionCap
 
@@ -16,8 +17,8 @@ class Audit:
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
 
-    def record(self, kind: str, **fields: Any) -> None:
-        self.records.append((kind, fields))
+    def record(self, event: AuditEvent) -> None:
+        self.records.append((event.kind, event.fields()))
 
 
 def cap(live: set[str], now: list[float], limit: int = 2, rate: float = 1.0, burst: int = 10) -> SessionCap:

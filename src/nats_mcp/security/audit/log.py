@@ -11,7 +11,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +41,7 @@ from nats_mcp.security.audit.chain import (  # noqa: F401 - the public names are
     record_hash,
     verify,
 )
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -148,58 +149,18 @@ class AuditLog:
         """(chain, seq, hash) of the last sealed record: an anchor."""
         return self._chain.id, self._chain.seq, self._chain.head
 
-    def record(
-        self,
-        kind: str,
-        *,
-        principal: Principal | None = None,
-        transport: str | None = None,
-        peer: str | None = None,
-        tool: str | None = None,
-        namespace: str | None = None,
-        outcome: str = "ok",
-        latency_ms: float | None = None,
-        arguments: Mapping[str, Any] | None = None,
-        args_digest: str | None = None,
-        reason: str | None = None,
-        method: str | None = None,  # the credential kind, for observers (metrics); not part of the record
-    ) -> None:
+    def record(self, event: AuditEvent) -> None:
         """Audit one tool call or security event (see :meth:`append`, which also returns the sealed record)."""
-        self.append(
-            kind,
-            principal=principal,
-            transport=transport,
-            peer=peer,
-            tool=tool,
-            namespace=namespace,
-            outcome=outcome,
-            latency_ms=latency_ms,
-            arguments=arguments,
-            args_digest=args_digest,
-            reason=reason,
-        )
+        self.append(event)
 
-    def append(
-        self,
-        kind: str,
-        *,
-        principal: Principal | None = None,
-        transport: str | None = None,
-        peer: str | None = None,
-        tool: str | None = None,
-        namespace: str | None = None,
-        outcome: str = "ok",
-        latency_ms: float | None = None,
-        arguments: Mapping[str, Any] | None = None,
-        args_digest: str | None = None,
-        reason: str | None = None,
-    ) -> AuditRecord | None:
+    def append(self, event: AuditEvent) -> AuditRecord | None:
         """Seal and queue one record; returns it, or None when auditing is off or the record was dropped.
         Call it from the event loop's thread (it wakes the writers).
 
         ``arguments`` are digested here and never kept (or pass ``args_digest`` from :func:`digest_arguments`).
         ``peer`` defaults to the principal's; ``transport`` to the log's. Never raises for data (bad kinds do).
         """
+        kind, principal, peer, args_digest = event.kind, event.principal, event.peer, event.args_digest
         if not _KIND.fullmatch(kind):
             raise ValueError(f"invalid audit kind {kind!r}")
         if not self.enabled:
@@ -213,20 +174,20 @@ class AuditLog:
             return None
         if self._dropped:
             self._seal_dropped()
-        if arguments is not None and args_digest is None:
-            args_digest = digest_arguments(arguments)
+        if event.arguments is not None and args_digest is None:
+            args_digest = digest_arguments(event.arguments)
         fields = {
             "time": _now(),
             "kind": kind,
             "principal": self._principal(principal),
-            "transport": _text(transport or self.transport, 16),
+            "transport": _text(event.transport or self.transport, 16),
             "peer": _text(peer if peer is not None else (principal.peer if principal else None), 64),
-            "tool": _token(tool, _TOOL),
-            "namespace": _token(namespace, _NAMESPACE),
-            "outcome": _text(outcome, 64) or "",
-            "latency_ms": round(latency_ms, 3) if latency_ms is not None and math.isfinite(latency_ms) else None,
+            "tool": _token(event.tool, _TOOL),
+            "namespace": _token(event.namespace, _NAMESPACE),
+            "outcome": _text(event.outcome, 64) or "",
+            "latency_ms": _latency(event.latency_ms),
             "args_digest": args_digest if args_digest is None or _HEX64.fullmatch(args_digest) else None,
-            "reason": _text(reason, 200),
+            "reason": _text(event.reason, 200),
             "count": None,
             "ref": None,
         }
@@ -439,3 +400,7 @@ class AuditLog:
             "dropped": self.dropped_total,
             "sinks": {st.sink.name: {"written": st.written, "failing": st.failing} for st in self._sinks},
         }
+
+
+def _latency(ms: float | None) -> float | None:
+    return round(ms, 3) if ms is not None and math.isfinite(ms) else None

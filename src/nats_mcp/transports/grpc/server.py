@@ -48,6 +48,7 @@ from nats_mcp.config.grpc import GrpcSettings
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError
@@ -345,13 +346,15 @@ class McpGrpcService:
 
     def audit(self, kind: Any, principal: Principal | None, peer: str | None, outcome: str, reason: str) -> None:
         self.guard.audit.record(
-            kind,
-            principal=principal,
-            transport="grpc",
-            peer=peer,
-            namespace=self.namespace,
-            outcome=outcome,
-            reason=reason,
+            AuditEvent(
+                kind,
+                principal=principal,
+                transport="grpc",
+                peer=peer,
+                namespace=self.namespace,
+                outcome=outcome,
+                reason=reason,
+            ),
         )
 
     async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:

@@ -52,10 +52,11 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
 from nats_mcp.coord.registry.presence import GatewayPresence
 from nats_mcp.core.lru import LruTable
+from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.binding import caller_for
 from nats_mcp.security.errors import AuthenticationError, AuthFailure
-from nats_mcp.security.guard import AuditRecorder, Guard, Refused
+from nats_mcp.security.guard import Guard, Refused
 from nats_mcp.security.principal import Principal
 from nats_mcp.transports.http.events import UNSTORED, NatsEventStore, SessionEventStore
 from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap
@@ -147,12 +148,14 @@ class RequestFacts:
                     _audited.set(True)
                     kind, outcome, reason = refusal
                     audit.record(
-                        kind,  # type: ignore[arg-type]
-                        principal=None,
-                        transport="http",
-                        peer=peer,
-                        outcome=outcome,
-                        reason=reason,
+                        AuditEvent(
+                            kind,  # type: ignore[arg-type]
+                            principal=None,
+                            transport="http",
+                            peer=peer,
+                            outcome=outcome,
+                            reason=reason,
+                        ),
                     )
             await send(message)
 

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nats_mcp.config.security import RateSettings
 from nats_mcp.core.lru import LruTable
-from nats_mcp.security.guard import AuditRecorder
+from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 from nats_mcp.security.limits import RateLimiter
 from nats_mcp.security.principal import Principal
 from nats_mcp.transports.http.sessions import SESSION_HEADER
@@ -235,12 +235,14 @@ class ProtocolGate:
             kind, reason, message, wait = refused
             if self.cap.audit is not None:
                 self.cap.audit.record(
-                    kind,  # type: ignore[arg-type]
-                    principal=principal,
-                    transport="http",
-                    peer=principal.peer,
-                    outcome="rate_limited" if wait else "limit_exceeded",
-                    reason=reason,
+                    AuditEvent(
+                        kind,  # type: ignore[arg-type]
+                        principal=principal,
+                        transport="http",
+                        peer=principal.peer,
+                        outcome="rate_limited" if wait else "limit_exceeded",
+                        reason=reason,
+                    ),
                 )
             data: dict[str, Any] = {"code": "rate_limited" if wait else "limit_exceeded", "message": message}
             headers = []
