@@ -1,7 +1,5 @@
 """The composition root boundary: one process's NATS connection, audit log, observability, guard and coordinator.
 
-All of them opened and closed in one order.
-
 Every entry point (``serve`` on each transport, the human CLI, the dashboard) builds a :class:`Runtime` and adds only
 what is its own — a transport, a web app — inside ``async with runtime``::
 
@@ -11,11 +9,11 @@ what is its own — a transport, a web app — inside ``async with runtime``::
         ...                                                  # the transport, using runtime.guard, .coordinator
     # closed: observability, coordinator, audit log (drained), connection — also on errors and cancellation
 
-Built in this order: connection → audit log (over the connection) → observability (over the audit log) → guard
-(recording to observability's fan-out, or straight to the audit log without observability) → coordinator; the
-coordinator and observability listen to the connection's events. Closed in the reverse order of what runs:
-observability first (it samples the coordinator), then the coordinator (it marks the local agent offline over
-NATS), the audit log (its last records go to NATS), the connection last.
+One order for every entry point. Built: connection → audit log (over the connection) → observability (over the
+audit log) → guard (recording to observability's fan-out, or straight to the audit log without observability) →
+coordinator; the coordinator and observability listen to the connection's events. Closed in the reverse order of
+what runs: observability first (it samples the coordinator), then the coordinator (it marks the local agent offline
+over NATS), the audit log (its last records go to NATS), the connection last.
 """
 
 from __future__ import annotations
