@@ -33,7 +33,8 @@ from tests.support.natsserver import NatsServer  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.directget import get_batch  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config.settings import ChannelSettings, load_settings  # noqa: E402
+from nats_mcp.config.coordination import ChannelSettings  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.coord.channels import ChannelService  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 

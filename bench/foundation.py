@@ -27,7 +27,7 @@ from tests.support.natsserver import NatsServer  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection, connect_once, plan_connection  # noqa: E402
 from nats_mcp.bus.embedded import EmbeddedNats  # noqa: E402
-from nats_mcp.config.settings import load_settings  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
 
 
 def stats(samples: list[float]) -> dict[str, float]:

@@ -35,8 +35,8 @@ from mcp import Client  # noqa: E402
 
 from nats_mcp.api.server import build_server, local_principal, local_security  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.config.security import AuditSettings  # noqa: E402
-from nats_mcp.config.settings import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
 from nats_mcp.security.audit.log import AuditLog  # noqa: E402

@@ -50,8 +50,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, Sam
 from nats_mcp.api.server import build_server, local_principal, local_security  # noqa: E402
 from nats_mcp.api.tools.coordination import TOOLS  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.config.observe import AnomalySettings, TracingSettings  # noqa: E402
-from nats_mcp.config.settings import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
 from nats_mcp.observe import tracing  # noqa: E402

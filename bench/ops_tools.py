@@ -38,7 +38,7 @@ from tests.support.natsserver import NatsServer  # noqa: E402
 
 from nats_mcp.api.server import build_server, local_security  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
-from nats_mcp.config.settings import load_settings  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
 from nats_mcp.security.guard import Guard  # noqa: E402

@@ -59,7 +59,9 @@ from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 from nats_mcp.api.tools.base import ERROR_META  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config.settings import DEFAULT_CHANNELS, Settings, load_settings  # noqa: E402
+from nats_mcp.config.coordination import DEFAULT_CHANNELS  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
+from nats_mcp.config.settings import Settings  # noqa: E402
 from nats_mcp.coord.context import Caller, owner_key  # noqa: E402
 from nats_mcp.coord.registry.service import RegistryService  # noqa: E402
 

@@ -57,7 +57,7 @@ from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 from nats_mcp.api.tools.base import ERROR_META  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.bus.layout import Layout  # noqa: E402
-from nats_mcp.config.settings import load_settings  # noqa: E402
+from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.models import WorkItem  # noqa: E402
 from nats_mcp.coord.work.service import WorkService  # noqa: E402

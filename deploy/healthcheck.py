@@ -18,7 +18,7 @@ import ssl
 import sys
 import urllib.request
 
-from nats_mcp.config.settings import ConfigError, load_settings
+from nats_mcp.config.loader import ConfigError, load_settings
 
 TIMEOUT_S = 4.0
 

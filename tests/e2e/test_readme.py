@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from nats_mcp.config.settings import LEAVES
+from nats_mcp.config.leaves import LEAVES
 from tests.e2e.test_http_gateway import KEY_RE, post_init
 from tests.support.env import nats_mcp_exe
 from tests.support.natsserver import wait_for

@@ -15,7 +15,8 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import get_batch, last_at_or_before
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.layout import Layout
-from nats_mcp.config.settings import ChannelSettings, Settings
+from nats_mcp.config.coordination import ChannelSettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.channels import ChannelPage, ChannelService
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidCursor, InvalidName, LimitExceeded, NotFound

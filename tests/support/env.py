@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.config.settings import Settings, load_settings
+from nats_mcp.config.loader import load_settings
+from nats_mcp.config.settings import Settings
 
 BIN_DIR = Path(sys.executable).parent
 """The scripts directory of the interpreter running the tests (the venv's bin/, even when not activated)."""

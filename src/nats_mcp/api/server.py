@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -369,17 +368,7 @@ def build_server(
             on_set_logging_level=assist.set_level,
             **handlers,
         )
-    if coordinator is not None:
-        _coordinators[server] = coordinator
     return server
-
-
-_coordinators: weakref.WeakKeyDictionary[Server[Any], Coordinator] = weakref.WeakKeyDictionary()
-
-
-def coordinator_of(server: Server[Any]) -> Coordinator | None:
-    """The coordinator a server was built with (transports keep their own state in its NATS: http_events.py)."""
-    return _coordinators.get(server)
 
 
 Gate = Callable[[ServerRequestContext[Any], str, dict[str, Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]

@@ -59,7 +59,7 @@ from nats_mcp.bus.layout import (
     audit_writer,
     audit_writer_subjects,
 )
-from nats_mcp.config.settings import DEFAULT_CHANNELS
+from nats_mcp.config.coordination import DEFAULT_CHANNELS
 from nats_mcp.core.names import validate_guid, validate_name
 
 Role = Literal["agent", "gateway", "admin"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.console import Console
 
-from nats_mcp.config.settings import ConfigError, LoadedSettings, load_settings, parse_set_options
+from nats_mcp.config.loader import ConfigError, LoadedSettings, load_settings, parse_set_options
 from nats_mcp.core.redact import redact
 
 if TYPE_CHECKING:

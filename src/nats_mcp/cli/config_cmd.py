@@ -9,7 +9,7 @@ import typer
 
 from nats_mcp.cli import tables
 from nats_mcp.cli.common import out, print_json, state
-from nats_mcp.config.settings import effective_settings
+from nats_mcp.config.loader import effective_settings
 
 app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 COLUMNS = (

@@ -13,22 +13,11 @@ import typer
 from nats_mcp.cli.common import err, fail, load_policy, loopback_host, state
 from nats_mcp.config.settings import Settings
 from nats_mcp.observe.logging import setup_logging
+from nats_mcp.runtime import Runtime
 from nats_mcp.security.policy import Policy
 
 
 async def _run(settings: Settings, policy: Policy) -> None:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.responses import RedirectResponse
-    from starlette.routing import Route
-
-    from nats_mcp.bus.connection import NatsConnection
-    from nats_mcp.dashboard.app import DashboardApp
-    from nats_mcp.security.audit.log import AuditLog
-    from nats_mcp.security.authn.chain import Authenticator
-    from nats_mcp.security.guard import Guard
-    from nats_mcp.transports.http.app import QuietServer
-
     d, http = settings.dashboard, settings.http
     family = socket.AF_INET6 if ":" in d.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -44,10 +33,22 @@ async def _run(settings: Settings, policy: Policy) -> None:
     if loopback_host(d.host):
         hosts += [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]
     origins = [*http.allowed_origins, *(f"{scheme}://{h}" for h in hosts for scheme in ("http", "https"))]
-    conn = NatsConnection(settings)
-    audit = AuditLog.from_settings(settings.security.audit, conn, transport="http")
-    guard = Guard(settings.security, policy, audit)
-    conn.start()
+    # Neither coordinator nor observability: the dashboard reads NATS itself and audits its logins.
+    async with Runtime(settings, policy, transport="http", observe=False, coordinate=False) as runtime:
+        await _serve(runtime, sock, base, hosts, origins)
+
+
+async def _serve(runtime: Runtime, sock: socket.socket, base: str, hosts: list[str], origins: list[str]) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Route
+
+    from nats_mcp.dashboard.app import DashboardApp
+    from nats_mcp.security.authn.chain import Authenticator
+    from nats_mcp.transports.http.app import QuietServer
+
+    settings, conn, guard, http = runtime.settings, runtime.conn, runtime.guard, runtime.settings.http
     authenticator = None
     dashboard = None
     try:
@@ -87,8 +88,6 @@ async def _run(settings: Settings, policy: Policy) -> None:
             await dashboard.data.aclose()
         if authenticator is not None:
             await authenticator.aclose()
-        await audit.close()
-        await conn.close()
 
 
 def dashboard(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_OK, out, print_json, state
-from nats_mcp.config.settings import ConfigError, load_settings
+from nats_mcp.config.loader import ConfigError, load_settings
 from nats_mcp.core.redact import redact
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}

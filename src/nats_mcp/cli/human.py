@@ -20,6 +20,7 @@ import typer
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, load_policy, state
 from nats_mcp.config.settings import Settings
+from nats_mcp.runtime import Runtime
 
 if TYPE_CHECKING:
     from nats_mcp.api.tools.base import ToolSpec
@@ -138,12 +139,9 @@ class HumanSession:
 async def human_session(settings: Settings, agent: str, timeout: float) -> AsyncIterator[HumanSession]:
     """Connect (the embedded server when no URL is set), assemble the stack a serve process has, yield a session."""
     from nats_mcp.api.tools.coordination import TOOLS
-    from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.errors import NatsUnavailable
-    from nats_mcp.coord.service import Coordinator
-    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.binding import caller_for
-    from nats_mcp.security.guard import CallContext, Guard, Refused
+    from nats_mcp.security.guard import CallContext, Refused
     from nats_mcp.security.principal import Principal
 
     policy = load_policy(settings.security.policy_file)
@@ -157,30 +155,22 @@ async def human_session(settings: Settings, agent: str, timeout: float) -> Async
     except Refused as refused:
         fail(refused.message, code=EXIT_DENIED)
     logging.getLogger("nats_mcp.bus").setLevel(logging.ERROR)  # the error below says it once
-    conn = NatsConnection(settings)
-    audit = AuditLog.from_settings(settings.security.audit, conn, transport="cli")
-    coordinator = Coordinator(conn, settings, local_agent=False)
-    conn.add_listener(coordinator.on_nats_event)
-    conn.start()
-    try:
+    # No observability: a command's few calls are audited (transport cli), not measured.
+    async with Runtime(settings, policy, transport="cli", observe=False) as runtime:
+        conn, coordinator = runtime.conn, runtime.coordinator
         with err.status("connecting to NATS…"):
             if not await conn.wait_connected(timeout):
                 raise NatsUnavailable(str(conn.unavailable()))
             if not await coordinator.wait_ready(timeout):
                 raise NatsUnavailable("the coordination services did not finish their setup in NATS; retry")
-        guard = Guard(settings.security, policy, audit)
         yield HumanSession(
             coordinator,
-            guard,
+            runtime.guard,
             {spec.suffix: spec for spec in TOOLS},
             CallContext(principal, "cli", namespace),
             caller,
             settings.tool_prefix,
         )
-    finally:
-        await coordinator.close()
-        await audit.close()
-        await conn.close()
 
 
 def run(settings: Settings, agent: str, timeout: float, action: Callable[[HumanSession], Awaitable[T]]) -> T:

@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, out, print_json, state
-from nats_mcp.config.settings import Settings, duration_seconds
+from nats_mcp.config.section import duration_seconds
+from nats_mcp.config.settings import Settings
 
 if TYPE_CHECKING:
     from nats_mcp.security.authn.apikeys import ApiKeys

@@ -10,8 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from nats_mcp.config.loader import LoadedSettings
 from nats_mcp.config.security import RateSettings
-from nats_mcp.config.settings import LoadedSettings, Settings
+from nats_mcp.config.settings import Settings
 from nats_mcp.security.authn.apikeys import ApiKeyError, ApiKeys, parse_key
 from nats_mcp.security.errors import AuthenticationError
 

@@ -16,56 +16,37 @@ import typer
 from nats_mcp.cli.common import err, fail, load_policy, loopback_host, out, state
 from nats_mcp.config.settings import Settings
 from nats_mcp.observe.logging import setup_logging
+from nats_mcp.runtime import Runtime
+from nats_mcp.security.audit.chain import Transport
 from nats_mcp.security.policy import Policy
 
 log = logging.getLogger("nats_mcp.serve")
 
-AUDIT_DRAIN_S = 10.0
-"""At shutdown, how long queued audit records may take to reach their sinks."""
 AUDIT_DRAIN_OFFLINE_S = 0.25
-"""The same with NATS unreachable: long enough for the file sink, not a wait for NATS to come back."""
+"""At a stdio shutdown with NATS unreachable, how long queued audit records may take to reach their sinks: long
+enough for the file sink, not a wait for NATS to come back (the client has gone)."""
 
 
 async def _serve(settings: Settings, policy: Policy) -> None:
     # Imported here: the SDK costs ~0.75 s to import, which no other command should pay.
     from nats_mcp.api.server import build_server, local_security
-    from nats_mcp.bus.connection import NatsConnection
-    from nats_mcp.coord.service import Coordinator
-    from nats_mcp.security.audit.log import AuditLog
-    from nats_mcp.security.guard import Guard
     from nats_mcp.transports.stdio import serve_stdio
 
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         if main is not None:
-            loop.add_signal_handler(sig, main.cancel)  # clean shutdown: the finally below runs
-    conn = NatsConnection(settings)
-    audit = AuditLog.from_settings(settings.security.audit, conn, transport=settings.transport)
-    obs = _observability(settings, audit)
-    guard = Guard(settings.security, policy, obs.recorder)
-    coordinator = Coordinator(conn, settings)
-    conn.add_listener(coordinator.on_nats_event)
-    conn.add_listener(obs.on_nats_event)
+            loop.add_signal_handler(sig, main.cancel)  # clean shutdown: the runtime closes
+    runtime = _runtime(settings, policy, transport="stdio", local_agent=True, offline_drain_s=AUDIT_DRAIN_OFFLINE_S)
     # MCP is answered at once; NATS connects (or keeps retrying) beside it.
-    conn.start()
-    try:
-        await _start_observing(obs, coordinator)
-        security = local_security(guard, settings.security, coordinator.layout.namespace)
-        await serve_stdio(build_server(coordinator, coordinator.local_caller, settings.tool_prefix, security))
-    except asyncio.CancelledError:
-        log.info("shutting down on a signal")
-    finally:
-        await obs.close()
-        await coordinator.close()
-        await _close_audit(audit, conn)
-        await conn.close()
-
-
-async def _close_audit(audit: Any, conn: Any) -> None:
-    """Drain the audit log; with NATS unreachable only briefly, since waiting cannot bring it back: the client has
-    gone (stdio) and a stuck shutdown would be killed anyway — what is still queued is lost, and said so."""
-    await audit.close(timeout=AUDIT_DRAIN_S if conn.connected else AUDIT_DRAIN_OFFLINE_S)
+    async with runtime:
+        try:
+            await _start_observing(runtime)
+            coordinator = runtime.coordinator
+            security = local_security(runtime.guard, settings.security, coordinator.layout.namespace)
+            await serve_stdio(build_server(coordinator, coordinator.local_caller, settings.tool_prefix, security))
+        except asyncio.CancelledError:
+            log.info("shutting down on a signal")
 
 
 async def _serve_http(
@@ -76,12 +57,8 @@ async def _serve_http(
     import uvicorn
 
     from nats_mcp.api.server import Security, build_server
-    from nats_mcp.bus.connection import NatsConnection
-    from nats_mcp.coord.service import Coordinator
-    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.authn.apikeys import ApiKeys
     from nats_mcp.security.authn.chain import Authenticator
-    from nats_mcp.security.guard import Guard
     from nats_mcp.transports.http import app as web
 
     http = settings.http
@@ -96,111 +73,95 @@ async def _serve_http(
         fail(f"cannot listen on {http.host}:{http.port}: {exc.strerror}", code=1)
     port = int(sock.getsockname()[1])
     url = web.resource_url(settings, port)
-    conn = NatsConnection(settings)
-    audit = AuditLog.from_settings(settings.security.audit, conn, transport="http")
-    obs = _observability(settings, audit)
-    guard = Guard(settings.security, policy, obs.recorder)
-    coordinator = Coordinator(conn, settings, local_agent=False)
-    conn.add_listener(coordinator.on_nats_event)
-    conn.add_listener(obs.on_nats_event)
-    conn.start()
-    authenticator = None
-    dashboard = None
-    try:
-        await _start_observing(obs, coordinator)
-        if insecure:
-            source: web.PrincipalSource = web.InsecureDev()
-            verifier = None
-        else:
-            try:
-                authenticator = Authenticator.from_settings(settings, conn, dev_audiences=[url])
-            except ValueError as exc:
-                fail(str(exc), code=2)
-            verifier = web.GatewayVerifier(guard, authenticator, url)
-            source = verifier
-        current = source.current
-        security = Security(guard, current, "http", coordinator.layout.namespace)
-        caller = web.gateway_caller(source, guard, settings, coordinator.touch)
-        if authenticator is not None and settings.dashboard.enabled:  # admins only; never without authentication
-            from nats_mcp.dashboard.app import DashboardApp
+    runtime = _runtime(settings, policy, transport="http")
+    async with runtime:
+        conn, guard, coordinator, obs = runtime.conn, runtime.guard, runtime.coordinator, runtime.obs
+        authenticator = None
+        dashboard = None
+        try:
+            await _start_observing(runtime)
+            if insecure:
+                source: web.PrincipalSource = web.InsecureDev()
+                verifier = None
+            else:
+                try:
+                    authenticator = Authenticator.from_settings(settings, conn, dev_audiences=[url])
+                except ValueError as exc:
+                    fail(str(exc), code=2)
+                verifier = web.GatewayVerifier(guard, authenticator, url)
+                source = verifier
+            current = source.current
+            security = Security(guard, current, "http", coordinator.layout.namespace)
+            caller = web.gateway_caller(source, guard, settings, coordinator.touch)
+            if authenticator is not None and settings.dashboard.enabled:  # admins only; never without authentication
+                from nats_mcp.dashboard.app import DashboardApp
 
-            checks = web.transport_security(settings, port)
-            dashboard = DashboardApp.create(
-                conn,
+                checks = web.transport_security(settings, port)
+                dashboard = DashboardApp.create(
+                    conn,
+                    settings,
+                    guard,
+                    authenticator,
+                    hosts=checks.allowed_hosts,
+                    origins=checks.allowed_origins,
+                    secure=http.tls or url.startswith("https://"),
+                )
+            app = web.build_http_app(
+                build_server(coordinator, caller, settings.tool_prefix, security),
                 settings,
-                guard,
-                authenticator,
-                hosts=checks.allowed_hosts,
-                origins=checks.allowed_origins,
-                secure=http.tls or url.startswith("https://"),
+                port,
+                verifier,
+                guard.audit,
+                extra_routes=[
+                    web.health_route(lambda: conn.connected),
+                    *(obs.routes() if obs is not None else ()),
+                    *(dashboard.routes() if dashboard else ()),
+                ],
+                coordinator=coordinator,
             )
-        app = web.build_http_app(
-            build_server(coordinator, caller, settings.tool_prefix, security),
-            settings,
-            port,
-            verifier,
-            guard.audit,
-            extra_routes=[
-                web.health_route(lambda: conn.connected),
-                *obs.routes(),
-                *(dashboard.routes() if dashboard else ()),
-            ],
-        )
-        if quickstart:
-            await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            lifespan="on",
-            access_log=False,
-            timeout_keep_alive=75,  # longer than clients keep idle connections, so the client always lets go first
-            ssl_certfile=str(http.tls_cert_file) if http.tls_cert_file else None,
-            ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
-        )
-        server = web.QuietServer(config)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # graceful stop, then the cleanup below (uvicorn's own
-            loop.add_signal_handler(sig, server.stop)  # handling re-raised the signal and skipped it)
-        serving = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
-        listening = asyncio.create_task(server.listening.wait())
-        await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
-        listening.cancel()
-        if server.listening.is_set():
-            err.print(web.started(url, insecure), highlight=False)
+            if quickstart:
+                await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
+            config = uvicorn.Config(
+                app,
+                log_level="warning",
+                lifespan="on",
+                access_log=False,
+                timeout_keep_alive=75,  # longer than clients keep idle connections, so the client always lets go first
+                ssl_certfile=str(http.tls_cert_file) if http.tls_cert_file else None,
+                ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
+            )
+            server = web.QuietServer(config)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):  # graceful stop, then the cleanup below (uvicorn's own
+                loop.add_signal_handler(sig, server.stop)  # handling re-raised the signal and skipped it)
+            serving = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
+            listening = asyncio.create_task(server.listening.wait())
+            await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
+            listening.cancel()
+            if server.listening.is_set():
+                err.print(web.started(url, insecure), highlight=False)
+                if dashboard is not None:
+                    base = url.removesuffix(http.path)
+                    err.print(f"nats-mcp: dashboard (admins) at {base}{dashboard.prefix}", highlight=False)
+                if http.port_file is not None:
+                    http.port_file.write_text(f"{port}\n")  # only once the socket listens
+            await serving
+        finally:  # ours first; then the runtime closes observability, coordinator, audit log, connection
+            if authenticator is not None:
+                await authenticator.aclose()
             if dashboard is not None:
-                base = url.removesuffix(http.path)
-                err.print(f"nats-mcp: dashboard (admins) at {base}{dashboard.prefix}", highlight=False)
-            if http.port_file is not None:
-                http.port_file.write_text(f"{port}\n")  # only once the socket listens
-        await serving
-    finally:
-        if authenticator is not None:
-            await authenticator.aclose()
-        await obs.close()
-        if dashboard is not None:
-            await dashboard.data.aclose()
-        await coordinator.close()
-        await audit.close()
-        await conn.close()
+                await dashboard.data.aclose()
 
 
 async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> None:
     from nats_mcp.api.server import Security, build_server
-    from nats_mcp.bus.connection import NatsConnection
-    from nats_mcp.coord.service import Coordinator
-    from nats_mcp.security.audit.log import AuditLog
     from nats_mcp.security.authn.chain import Authenticator
-    from nats_mcp.security.guard import Guard
     from nats_mcp.transports.grpc import server as rpc
 
     g = settings.grpc
-    conn = NatsConnection(settings)
-    audit = AuditLog.from_settings(settings.security.audit, conn, transport="grpc")
-    obs = _observability(settings, audit)
-    guard = Guard(settings.security, policy, obs.recorder)
-    coordinator = Coordinator(conn, settings, local_agent=False)
-    conn.add_listener(coordinator.on_nats_event)
-    conn.add_listener(obs.on_nats_event)
+    # NATS starts connecting only once the port is bound and the authenticator built (runtime.start below).
+    runtime = _runtime(settings, policy, transport="grpc", connect=False)
+    conn, guard, coordinator = runtime.conn, runtime.guard, runtime.coordinator
     security = Security(guard, rpc.current_principal, "grpc", coordinator.layout.namespace)
     caller = rpc.grpc_caller(guard, settings, coordinator.touch)
     admission = rpc.Admission(guard, settings)
@@ -216,59 +177,71 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # our own graceful stop, then the cleanup below
         loop.add_signal_handler(sig, stop.set)
-    authenticator = None
-    try:
+    async with runtime:
+        authenticator = None
         try:
-            port = await transport.bind()
-        except (OSError, RuntimeError, ValueError) as exc:
-            fail(f"cannot serve gRPC on {g.host}:{g.port}: {exc}", code=1)
-        if not insecure:
             try:
-                authenticator = Authenticator.from_settings(
-                    settings, conn, dev_audiences=[rpc.resource_url(settings, port)]
+                port = await transport.bind()
+            except (OSError, RuntimeError, ValueError) as exc:
+                fail(f"cannot serve gRPC on {g.host}:{g.port}: {exc}", code=1)
+            if not insecure:
+                try:
+                    authenticator = Authenticator.from_settings(
+                        settings, conn, dev_audiences=[rpc.resource_url(settings, port)]
+                    )
+                except ValueError as exc:
+                    fail(str(exc), code=2)
+                admission.provider = authenticator
+            runtime.start()
+            await _start_observing(runtime)
+            await transport.serve()
+            host = f"[{g.host}]" if ":" in g.host else g.host
+            err.print(rpc.started(f"{host}:{port}", insecure, g.require_client_cert), highlight=False)
+            if transport.health_port is not None:
+                err.print(
+                    f"nats-mcp: grpc.health.v1 only, without TLS, at {host}:{transport.health_port}", highlight=False
                 )
-            except ValueError as exc:
-                fail(str(exc), code=2)
-            admission.provider = authenticator
-        conn.start()
-        await _start_observing(obs, coordinator)
-        await transport.serve()
-        host = f"[{g.host}]" if ":" in g.host else g.host
-        err.print(rpc.started(f"{host}:{port}", insecure, g.require_client_cert), highlight=False)
-        if transport.health_port is not None:
-            err.print(f"nats-mcp: grpc.health.v1 only, without TLS, at {host}:{transport.health_port}", highlight=False)
-        if g.port_file is not None:
-            g.port_file.write_text(f"{port}\n")  # only once the server listens
-        await stop.wait()
-        log.info("shutting down on a signal")
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await transport.stop()
-        if authenticator is not None:
-            await authenticator.aclose()
-        await obs.close()
-        await coordinator.close()
-        await audit.close()
-        await conn.close()
+            if g.port_file is not None:
+                g.port_file.write_text(f"{port}\n")  # only once the server listens
+            await stop.wait()
+            log.info("shutting down on a signal")
+        finally:  # ours first; then the runtime closes observability, coordinator, audit log, connection
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await transport.stop()
+            if authenticator is not None:
+                await authenticator.aclose()
 
 
-def _observability(settings: Settings, audit: Any) -> Any:
-    """Metrics, anomaly detection and tracing as the ``observe`` settings say, over the audit log."""
-    from nats_mcp.api.tools.coordination import TOOLS
-    from nats_mcp.observe.assembly import Observability
+def _runtime(
+    settings: Settings,
+    policy: Policy,
+    *,
+    transport: Transport,
+    local_agent: bool = False,
+    connect: bool = True,
+    offline_drain_s: float | None = None,
+) -> Runtime:
+    """The process's :class:`~nats_mcp.runtime.Runtime`, observing; tracing that cannot be set up is a usage error."""
     from nats_mcp.observe.tracing import TracingError
 
     try:
-        return Observability(settings, audit, [spec.suffix for spec in TOOLS])
+        return Runtime(
+            settings,
+            policy,
+            transport=transport,
+            local_agent=local_agent,
+            connect=connect,
+            offline_drain_s=offline_drain_s,
+        )
     except TracingError as exc:
         fail(str(exc), code=2)
 
 
-async def _start_observing(obs: Any, coordinator: Any) -> None:
-    m = obs.settings.observe.metrics
+async def _start_observing(runtime: Runtime) -> None:
+    m = runtime.settings.observe.metrics
     try:
-        await obs.start(coordinator)
+        await runtime.start_observing()
     except OSError as exc:
         fail(f"cannot serve metrics on {m.host}:{m.port}: {exc.strerror}", code=1)
 

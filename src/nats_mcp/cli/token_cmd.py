@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, state
-from nats_mcp.config.settings import duration_seconds
+from nats_mcp.config.section import duration_seconds
 from nats_mcp.core.names import InvalidNameError, validate_name
 
 app = typer.Typer(

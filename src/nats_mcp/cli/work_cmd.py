@@ -26,7 +26,7 @@ from nats_mcp.cli.human import (
     settings_of,
 )
 from nats_mcp.cli.tables import Column, fit, one_line, show, when
-from nats_mcp.config.settings import duration_seconds
+from nats_mcp.config.section import duration_seconds
 
 app = typer.Typer(
     help="Submit work, list queues, watch an item until it completes or is dead-lettered.", no_args_is_help=True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from nats_mcp.config.section import Section
 
 
-class DashboardSettings(BaseModel):
+class DashboardSettings(Section):
     """The live dashboard at ``/dashboard`` (on ``serve --transport http``, or ``nats-mcp dashboard``) and ``top``."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     enabled: bool = True
     """Mount ``/dashboard`` on the authenticated HTTP transport (never in ``--insecure-dev``); admins only."""

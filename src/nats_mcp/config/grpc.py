@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from nats_mcp.config.section import Section
 
 
-class GrpcSettings(BaseModel):
+class GrpcSettings(Section):
     """gRPC transport (``serve --transport grpc``): mutual TLS unless ``--insecure-dev`` on loopback."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     port: int = Field(default=8766, ge=0, le=65535)

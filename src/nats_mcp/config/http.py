@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from nats_mcp.config.section import Section
 from nats_mcp.config.security import RateSettings
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     """Streamable HTTP transport (``serve --transport http``)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     port: int = Field(default=8765, ge=0, le=65535)

@@ -1,4 +1,4 @@
-"""The observability settings boundary: the ``observe`` section (metrics, tracing, anomaly detection)."""
+"""The observability settings boundary: the ``observe`` (metrics, tracing, anomalies) and ``logging`` sections."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from nats_mcp.config.section import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """Prometheus metrics: ``/metrics`` on the HTTP transport, and on ``port`` (``--metrics-port``) for any of them."""
 
     enabled: bool = True
@@ -41,7 +39,7 @@ class MetricsSettings(_Section):
         return value
 
 
-class TracingSettings(_Section):
+class TracingSettings(Section):
     """OpenTelemetry tracing (off by default): a span per tool call, child spans for NATS operations."""
 
     enabled: bool = False
@@ -50,7 +48,7 @@ class TracingSettings(_Section):
     service_name: str = Field(default="nats-mcp", min_length=1, max_length=100)
 
 
-class AnomalySettings(_Section):
+class AnomalySettings(Section):
     """Per-principal baselines of request rate and authentication failures, and first-seen tools."""
 
     enabled: bool = True
@@ -71,9 +69,29 @@ class AnomalySettings(_Section):
     max_principals: int = Field(default=10_000, ge=10, le=1_000_000)
 
 
-class ObserveSettings(_Section):
+class ObserveSettings(Section):
     """Metrics, tracing and anomaly detection (logs: the ``logging`` section)."""
 
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
+
+
+class LoggingSettings(Section):
+    """Log level and format (JSON lines on stderr by default)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return "WARNING" if value == "WARN" else value
+        return value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from nats_mcp.config.section import Section
 
 
-class NatsOpsSettings(BaseModel):
+class NatsOpsSettings(Section):
     """The ``nats_*`` operations tools. Off unless enabled here *and* granted by a policy role's ``nats`` block."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     enabled: bool = False
     """Register the ``nats_*`` tools (``NATS_MCP_NATS_OPS_ENABLED=true``)."""

@@ -6,7 +6,9 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
+
+from nats_mcp.config.section import Section
 
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 """Asymmetric algorithms only: a shared-secret (HS*) or ``none`` token is never accepted."""
@@ -16,18 +18,14 @@ def _rs256() -> list[Algorithm]:
     return ["RS256"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class RateSettings(_Section):
+class RateSettings(Section):
     """A token bucket: ``burst`` calls at once, refilled at ``rate_per_s``."""
 
     rate_per_s: float = Field(default=20.0, gt=0, le=1_000_000)
     burst: int = Field(default=40, ge=1, le=10_000_000)
 
 
-class LockoutSettings(_Section):
+class LockoutSettings(Section):
     """Failed authentications per sender address (an IPv6 one by /64), whatever identity they claim: after
     ``max_failures`` within ``window_s``, the address is locked for ``base_s`` doubling on each further failure up to
     ``max_s``. A credential that verified within ``window_s`` still gets in from a locked address."""
@@ -38,7 +36,7 @@ class LockoutSettings(_Section):
     window_s: float = Field(default=900.0, gt=0, le=7 * 86_400)
 
 
-class ShareSettings(_Section):
+class ShareSettings(Section):
     """A pool of long-lived resources the server holds for callers: at most ``total`` at once in this process, of
     which one principal (whatever agent names it uses) holds at most ``per_principal``."""
 
@@ -46,7 +44,7 @@ class ShareSettings(_Section):
     per_principal: int = Field(ge=1, le=1_000_000)
 
 
-class PoolSettings(_Section):
+class PoolSettings(Section):
     """The pooled resources a caller can hold open (each keeps NATS subscriptions and server memory)."""
 
     listen: ShareSettings = Field(default_factory=lambda: ShareSettings(total=64, per_principal=8))
@@ -57,7 +55,7 @@ class PoolSettings(_Section):
     """Claims waiting for work (``work_claim`` / ``work_claim_batch`` with a timeout above 0)."""
 
 
-class JwtIssuerSettings(_Section):
+class JwtIssuerSettings(Section):
     """One trusted token issuer: where its keys are, which algorithms it may use, what audience it must name."""
 
     issuer: str = Field(min_length=1, max_length=512)
@@ -81,7 +79,7 @@ class JwtIssuerSettings(_Section):
     """An unknown ``kid`` refetches the JWKS at most this often (a flood of made-up kids cannot hammer the IdP)."""
 
 
-class IntrospectionSettings(_Section):
+class IntrospectionSettings(Section):
     """OAuth 2 token introspection (RFC 7662), used for opaque bearer tokens."""
 
     url: str | None = Field(default=None, max_length=2048)
@@ -93,7 +91,7 @@ class IntrospectionSettings(_Section):
     timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
-class AuditSettings(_Section):
+class AuditSettings(Section):
     enabled: bool = True
     stream: bool = True
     """Write records to the deployment's audit stream in NATS."""
@@ -101,7 +99,7 @@ class AuditSettings(_Section):
     """Also append them to this JSONL file."""
 
 
-class LocalPrincipalSettings(_Section):
+class LocalPrincipalSettings(Section):
     """Who a stdio process acts as (the local user)."""
 
     subject: str = Field(default="local", min_length=1, max_length=256)
@@ -110,7 +108,7 @@ class LocalPrincipalSettings(_Section):
     """Whether the per-principal rate limit applies to the local principal (a stdio process serves one user)."""
 
 
-class SecuritySettings(_Section):
+class SecuritySettings(Section):
     """Authentication, authorization policy, abuse limits and audit: one pipeline for every transport."""
 
     policy_file: Path | None = None

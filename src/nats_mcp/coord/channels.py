@@ -32,7 +32,8 @@ from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, 
 from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream, stream_config
-from nats_mcp.config.settings import ChannelSettings, Settings
+from nats_mcp.config.coordination import ChannelSettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NotFound

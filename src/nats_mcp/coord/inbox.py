@@ -42,7 +42,8 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import Delivery, ack, pull
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.bus.streamops import delete_msgs, get_next
-from nats_mcp.config.settings import Settings, duration_seconds
+from nats_mcp.config.section import duration_seconds
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord.checks import check_metadata, dumps, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, nats_errors

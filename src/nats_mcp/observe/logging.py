@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from nats_mcp.config.settings import LoggingSettings
+from nats_mcp.config.observe import LoggingSettings
 from nats_mcp.core import reqctx
 from nats_mcp.core.redact import redact, redact_mapping
 

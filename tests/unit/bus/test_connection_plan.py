@@ -8,7 +8,8 @@ import pytest
 
 from nats_mcp.bus.connection import backoff_delay, plan_connection
 from nats_mcp.bus.errors import NatsConfigError
-from nats_mcp.config.settings import Settings, load_settings
+from nats_mcp.config.loader import load_settings
+from nats_mcp.config.settings import Settings
 
 
 def settings(tmp_path: Path, **environ: str) -> Settings:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nats_mcp.config.settings import ConfigError, effective_settings, load_settings
+from nats_mcp.config.loader import ConfigError, effective_settings, load_settings
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -10,7 +10,8 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg, api_prefix
 from nats_mcp.bus.layout import Layout
-from nats_mcp.config.settings import ChannelSettings, Settings
+from nats_mcp.config.coordination import ChannelSettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.coord import channels
 from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.errors import InvalidArgument

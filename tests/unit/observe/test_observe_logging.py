@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from nats_mcp.config.observe import LoggingSettings
 from nats_mcp.config.security import SecuritySettings
-from nats_mcp.config.settings import LoggingSettings
 from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.guard import CallContext, Guard
 from nats_mcp.security.policy import Policy, parse_policy

@@ -22,7 +22,8 @@ import trustme
 import yaml
 
 from nats_mcp.bus.natsperms import build_permissions
-from nats_mcp.config.settings import DEFAULT_CHANNELS, load_settings
+from nats_mcp.config.coordination import DEFAULT_CHANNELS
+from nats_mcp.config.loader import load_settings
 from nats_mcp.security.policy import Policy
 from tests.support.natsserver import nats_server_binary
 

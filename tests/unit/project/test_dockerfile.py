@@ -27,7 +27,7 @@ import pytest
 
 from nats_mcp.config.grpc import GrpcSettings
 from nats_mcp.config.http import HttpSettings
-from nats_mcp.config.settings import LEAVES, WARP_ENV
+from nats_mcp.config.leaves import LEAVES, WARP_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"

@@ -46,11 +46,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nats_mcp.api.server import coordinator_of
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, NotRegistered
 from nats_mcp.coord.registry.presence import GatewayPresence
+from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 from nats_mcp.security.authn import Credentials, Provider
@@ -374,9 +374,11 @@ def build_http_app(
     verifier: GatewayVerifier | None,
     audit: AuditRecorder | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    coordinator: Coordinator | None = None,
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata;
-    ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only)."""
+    ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only);
+    ``coordinator``: the server's, whose NATS keeps the SSE events for ``Last-Event-ID`` (none: no resumption)."""
     http = settings.http
     url = resource_url(settings, port)
     auth = None
@@ -387,7 +389,6 @@ def build_http_app(
             required_scopes=http.required_scopes or None,
             validate_token_resource=True,
         )
-    coordinator = coordinator_of(server)
     events = None
     if coordinator is not None and http.sse_resume_s > 0:
         events = NatsEventStore(coordinator.conn, coordinator.layout, http.sse_resume_s)
