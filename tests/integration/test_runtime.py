@@ -17,6 +17,7 @@ import pytest
 from nats_mcp.config.settings import Settings
 from nats_mcp.observe.assembly import Observability
 from nats_mcp.runtime import Runtime
+from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog
 from nats_mcp.security.audit.store import newest
 from nats_mcp.security.policy import Policy
@@ -64,7 +65,7 @@ async def test_a_runtime_opens_everything_and_closes_it_in_order(tmp_path: Path,
         metrics_port = runtime.obs.metrics_port
         assert metrics_port is not None and not _refused(metrics_port)
         guid = (await runtime.coordinator.local_caller()).guid
-        runtime.audit.record("tool_call", tool="runtime_probe", transport="stdio")
+        runtime.audit.record(AuditEvent("tool_call", tool="runtime_probe", transport="stdio"))
         chain = runtime.audit.chain
     assert not runtime.conn.connected
     assert _refused(metrics_port)
@@ -81,7 +82,7 @@ async def test_an_error_in_the_body_still_closes_everything(tmp_path: Path, nats
     with pytest.raises(ValueError, match="boom"):
         async with runtime:
             assert await runtime.coordinator.wait_ready(10)
-            runtime.audit.record("tool_call", tool="runtime_probe", transport="http")
+            runtime.audit.record(AuditEvent("tool_call", tool="runtime_probe", transport="http"))
             raise ValueError("boom")
     assert not runtime.conn.connected
     assert _file_kinds(tmp_path)[-1] == "chain_end"
@@ -96,7 +97,7 @@ async def test_a_cancelled_task_closes_its_runtime(tmp_path: Path, nats_server: 
     async def serve() -> None:
         async with runtime:
             assert await runtime.coordinator.wait_ready(10)
-            runtime.audit.record("tool_call", tool="runtime_probe", transport="grpc")
+            runtime.audit.record(AuditEvent("tool_call", tool="runtime_probe", transport="grpc"))
             ready.set()
             await asyncio.Event().wait()  # until cancelled, as a signal does to `serve`
 
