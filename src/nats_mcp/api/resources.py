@@ -48,7 +48,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, Res
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict
 
-from nats_mcp.api.tools.coordination import ChannelsReadOut
+from nats_mcp.api.tools.channels import ChannelsReadOut
 from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import CoordError
