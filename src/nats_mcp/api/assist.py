@@ -30,7 +30,8 @@ from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from nats_mcp.api.prompts import BY_NAME, PROMPTS, ArgSpec, PromptSpec
-from nats_mcp.api.resources import CHANNEL_TEMPLATE, _connection_of
+from nats_mcp.api.resource_feeds import _connection_of
+from nats_mcp.api.resource_uris import CHANNEL_TEMPLATE
 from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.registry.service import MAX_DISCOVER_LIMIT
