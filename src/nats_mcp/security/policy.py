@@ -25,7 +25,11 @@ A policy file::
     groups: {platform-admins: [admin]} # group / role claims of a token
     scopes: {"mcp:agent": [agent]}     # OAuth scopes
 
-Prompts and completions (``mcp/assist.py``) need no grants of their own: a principal is listed, may get and may
+What a call touches is not looked up here by tool name: each tool declares its needs beside its definition
+(:mod:`nats_mcp.security.needs`: the channel it sends to or reads, the capability queue it uses or reads, an admin
+operation, the NATS names it reads or writes) and :meth:`Policy.decide` checks the needs passed in with the call.
+
+Prompts and completions (``api/assist.py``) need no grants of their own: a principal is listed, may get and may
 complete a prompt only if it may call every tool the prompt names, and completion values are only names it may use
 (channels it may read, capabilities whose queue it may read, agents it can discover).
 
