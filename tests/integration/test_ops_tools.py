@@ -12,6 +12,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StreamConfig
 
+from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import APIKEYS_BUCKET, Layout
 from nats_mcp.coord.natsops.service import OpsService
@@ -194,7 +195,7 @@ async def test_write_tools_are_refused_to_the_read_only_role(ops: OpsHarness) ->
     }
     for tool, args in writes.items():
         assert await ops.err(R, tool, **args) == "forbidden", tool
-        assert not ops.guard.visible(ops.principal(R), tool), tool
+        assert not ops.guard.visible(ops.principal(R), tool, needs_of(tool)), tool
     assert (await ops.conn.jetstream.stream_info("APP_ORDERS")).state.messages == 3
     # The built-in role (tools: ["*"], no nats block) gets none of the group, read or write.
     assert await ops.err("agent", "nats_stream_list") == "forbidden"

@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.config.security import AuditSettings, JwtIssuerSettings, SecuritySettings
 from nats_mcp.security.audit.log import AuditLog
@@ -78,7 +79,9 @@ class Pipeline:
         async def run() -> str:
             return "ok"
 
-        return await self.guard.call(CallContext(principal, "http", namespace), tool, args, run, lambda r: r)
+        return await self.guard.call(
+            CallContext(principal, "http", namespace), tool, args, run, lambda r: r, needs=needs_of(tool)
+        )
 
     async def stored(self) -> list[bytes]:
         """Every stored audit record of this process's chain, as stored."""

@@ -11,6 +11,7 @@ import mcp_types as types
 
 from nats_mcp.api.server import ToolTable, error_result, outcome_of
 from nats_mcp.api.tools.base import ERROR_META
+from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.coord.natsops.service import OpsService
@@ -78,6 +79,7 @@ class OpsHarness:
                 args,
                 lambda: self.table.call(coordinator, no_caller, tool, args, scope),
                 outcome_of,
+                needs=needs_of(tool),
             )
         except Refused as refused:
             result = error_result(refused.code, refused.message)

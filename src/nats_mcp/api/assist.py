@@ -30,12 +30,15 @@ from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from nats_mcp.api.prompts import BY_NAME, PROMPTS, ArgSpec, PromptSpec
-from nats_mcp.api.resources import CHANNEL_TEMPLATE, _connection_of
+from nats_mcp.api.resource_feeds import _connection_of
+from nats_mcp.api.resource_uris import CHANNEL_TEMPLATE
+from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.registry.service import MAX_DISCOVER_LIMIT
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.aiotasks import stop_task
-from nats_mcp.security.guard import WAITING_TOOLS, CallContext, Guard, Refused
+from nats_mcp.security.guard import CallContext, Guard, Refused
+from nats_mcp.security.needs import waits
 
 log = logging.getLogger("nats_mcp.api.assist")
 
@@ -131,13 +134,13 @@ class Assist:
         if self._guard is None or self._call_context is None:
             return True
         principal = self._call_context().principal
-        return all(self._guard.visible(principal, tool) for tool in spec.tools)
+        return all(self._guard.visible(principal, tool, needs_of(tool)) for tool in spec.tools)
 
     def _admit(self, name: str, args: Mapping[str, Any], tools: Iterable[str]) -> None:
         if self._guard is None or self._call_context is None:
             return
         try:
-            self._guard.admit_uses(self._call_context(), name, args, tools)
+            self._guard.admit_uses(self._call_context(), name, args, [(tool, needs_of(tool)) for tool in tools])
         except Refused as refused:
             raise _refusal(refused) from None
 
@@ -232,7 +235,7 @@ class Assist:
         if self._guard is None or self._call_context is None:
             return True
         call = self._call_context()
-        return self._guard.policy.decide(call.principal, tool, call.namespace, args).allowed
+        return self._guard.policy.decide(call.principal, tool, call.namespace, args, needs_of(tool)).allowed
 
     def _readable_channels(self) -> list[str]:
         if self._coordinator is None:
@@ -353,11 +356,11 @@ class Assist:
         self, ctx: ServerRequestContext[Any], tool: str, arguments: Mapping[str, Any] | None
     ) -> AsyncIterator[None]:
         """While the block runs (a waiting claim), report progress every second if the client asked for it."""
-        waits = WAITING_TOOLS.get(tool)
+        wait = waits(needs_of(tool))
         args = arguments or {}
         meta: Mapping[str, Any] = ctx.meta or {}
         token = meta.get("progress_token", meta.get("progressToken"))  # the SDK validates _meta: its field name
-        timeout = args.get(waits[0], waits[1]) if waits is not None else 0
+        timeout = args.get(wait.arg, wait.default_ms) if wait is not None else 0
         if token is None or not isinstance(timeout, int) or timeout <= 0:
             yield
             return

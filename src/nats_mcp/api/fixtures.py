@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,3 +95,118 @@ def load_fixtures(environ: Mapping[str, str] | None = None, package_file: str | 
         return None
     log.warning("serving the test fixtures of %s: a test run, never a deployment", name)
     return fixtures  # type: ignore[no-any-return]
+
+
+Gate = Callable[[ServerRequestContext[Any], str, dict[str, Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+def fixture_handlers(
+    fixtures: Fixtures,
+    prompts: dict[str, types.Prompt],
+    handlers: dict[str, Any],
+    gate: Gate,
+    may_see: Callable[[str], bool],
+) -> dict[str, Any]:
+    """The prompt, completion and resource handlers with a test run's fixtures beside ours, each through ``gate``
+    (limited, authorized by the fixture's own name, audited) like the real ones."""
+    list_prompts, get_prompt = handlers["on_list_prompts"], handlers["on_get_prompt"]
+    complete = handlers["on_completion"]
+    resource_tool, scheme = fixtures.resource_tool, fixtures.scheme
+
+    def fixture_uri(uri: object) -> bool:
+        return isinstance(uri, str) and uri.startswith(scheme)
+
+    async def on_list_prompts(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        ours: types.ListPromptsResult = await list_prompts(ctx, params)
+        return types.ListPromptsResult(prompts=[*ours.prompts, *(p for n, p in prompts.items() if may_see(n))])
+
+    async def on_get_prompt(
+        ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        if params.name not in prompts:
+            return await get_prompt(ctx, params)  # type: ignore[no-any-return]
+        args = dict(params.arguments or {})
+        result: types.GetPromptResult = await gate(
+            ctx, params.name, {"arguments": args}, lambda: fixtures.get_prompt(params.name, args)
+        )
+        return result
+
+    async def on_completion(
+        ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        ref, argument = params.ref, params.argument
+        if not isinstance(ref, types.PromptReference) or ref.name not in prompts:
+            return await complete(ctx, params)  # type: ignore[no-any-return]
+
+        async def run() -> types.CompleteResult:
+            values = fixtures.complete(ref.name, argument.name, argument.value)
+            return types.CompleteResult(completion=types.Completion(values=values, total=len(values), has_more=False))
+
+        result: types.CompleteResult = await gate(ctx, ref.name, {"argument": argument.name[:64]}, run)
+        return result
+
+    out: dict[str, Any] = {
+        "on_list_prompts": on_list_prompts,
+        "on_get_prompt": on_get_prompt,
+        "on_completion": on_completion,
+    }
+    if "on_read_resource" not in handlers:
+        return out
+    list_resources, list_templates = handlers["on_list_resources"], handlers["on_list_resource_templates"]
+    read, subscribe, unsubscribe = (
+        handlers["on_read_resource"],
+        handlers["on_subscribe_resource"],
+        handlers["on_unsubscribe_resource"],
+    )
+
+    async def on_list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        ours: types.ListResourcesResult = await list_resources(ctx, params)
+        extra = fixtures.resources if may_see(resource_tool) else ()
+        return types.ListResourcesResult(resources=[*ours.resources, *extra])
+
+    async def on_list_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        ours: types.ListResourceTemplatesResult = await list_templates(ctx, params)
+        extra = fixtures.templates if may_see(resource_tool) else ()
+        return types.ListResourceTemplatesResult(resource_templates=[*ours.resource_templates, *extra])
+
+    async def on_read(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        if not fixture_uri(params.uri):
+            return await read(ctx, params)  # type: ignore[no-any-return]
+        result: types.ReadResourceResult = await gate(
+            ctx, resource_tool, {"uri": params.uri}, lambda: fixtures.read_resource(params.uri)
+        )
+        return result
+
+    async def nothing() -> types.EmptyResult:
+        return types.EmptyResult()
+
+    async def on_subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        if not fixture_uri(params.uri):
+            return await subscribe(ctx, params)  # type: ignore[no-any-return]
+        result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": True}, nothing)
+        return result
+
+    async def on_unsubscribe(
+        ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        if not fixture_uri(params.uri):
+            return await unsubscribe(ctx, params)  # type: ignore[no-any-return]
+        result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": False}, nothing)
+        return result
+
+    out.update(
+        on_list_resources=on_list_resources,
+        on_list_resource_templates=on_list_templates,
+        on_read_resource=on_read,
+        on_subscribe_resource=on_subscribe,
+        on_unsubscribe_resource=on_unsubscribe,
+    )
+    return out

@@ -32,13 +32,9 @@ No NATS code here: subjects, subscriptions and reconnects belong to ``coord``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -46,263 +42,48 @@ import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from nats_mcp.api.tools.coordination import ChannelsReadOut
-from nats_mcp.bus.errors import BusError, translate
+from nats_mcp.api.resource_feeds import _PROCESS, Feed, _connection_of, _nothing_held
+from nats_mcp.api.resource_uris import (
+    CHANNEL_TEMPLATE,
+    INBOX_URI,
+    RESOURCE_NOT_FOUND,
+    ChannelResource,
+    InboxPeek,
+    ResourceRef,
+    ResourceUriError,
+    channel_uri,
+    mcp_error,
+    not_found,
+    parse_uri,
+)
+from nats_mcp.api.tools.channels import ChannelsReadOut
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import CoordError
-from nats_mcp.coord.models import DirectMessage
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.watch import ChangeWatcher, Watch
-from nats_mcp.core.aiotasks import stop_task
-from nats_mcp.core.names import InvalidNameError, validate_name
-from nats_mcp.core.redact import redact
 from nats_mcp.security.guard import Pool
+
+__all__ = [
+    "CHANNEL_TEMPLATE",
+    "INBOX_URI",
+    "LISTEN_TOOL",
+    "RESOURCE_NOT_FOUND",
+    "ResourceSurface",
+    "channel_uri",
+]
 
 log = logging.getLogger("nats_mcp.api.resources")
 
-SCHEME = "nats-mcp://"
-CHANNEL_PREFIX = SCHEME + "channels/"
-CHANNEL_TEMPLATE = CHANNEL_PREFIX + "{channel}"
-INBOX_URI = SCHEME + "inbox"
 MIME_TYPE = "application/json"
 HISTORY_LIMIT = 20
 PEEK_LIMIT = 20
 NOTIFY_INTERVAL_S = 0.1
-MAX_URI_LENGTH = 512
 LISTEN_TOOL = "subscriptions_listen"
 """What the audit calls a listen stream that names no resource (each named resource is audited as its read)."""
 CLOSE_TIMEOUT_S = 5.0
 
 CallerProvider = Callable[[], Awaitable[Caller]]
-
-RESOURCE_NOT_FOUND = -32002
-"""The 2025-11-25 code of a ``resources/read`` of a resource that does not exist (retired in 2026-07-28)."""
-NOT_FOUND_AS_INVALID_PARAMS = "2026-07-28"
-"""The first revision whose unknown-resource error is ``INVALID_PARAMS`` (revisions are dates: they sort)."""
-
-_CLIENT_FAULTS = frozenset(
-    {"invalid_name", "invalid_argument", "invalid_cursor", "not_found", "forbidden", "rate_limited", "limit_exceeded"}
-)
-
-
-# -- URIs -----------------------------------------------------------------------------------------
-
-
-class ResourceUriError(ValueError):
-    """Not a URI of this server."""
-
-
-@dataclass(frozen=True)
-class ChannelResource:
-    channel: str
-
-    @property
-    def uri(self) -> str:
-        return CHANNEL_PREFIX + self.channel
-
-
-@dataclass(frozen=True)
-class InboxResource:
-    @property
-    def uri(self) -> str:
-        return INBOX_URI
-
-
-ResourceRef = ChannelResource | InboxResource
-
-
-def channel_uri(channel: str) -> str:
-    return ChannelResource(validate_name(channel, "channel")).uri
-
-
-def parse_uri(uri: object) -> ResourceRef:
-    """The resource a URI names: exact forms only (no query, fragment, trailing slash or escapes)."""
-    if not isinstance(uri, str):
-        raise ResourceUriError("a resource URI must be a string")
-    if len(uri) > MAX_URI_LENGTH:
-        raise ResourceUriError(f"resource URI longer than {MAX_URI_LENGTH} characters")
-    if uri == INBOX_URI:
-        return InboxResource()
-    if uri.startswith(CHANNEL_PREFIX):
-        try:
-            return ChannelResource(validate_name(uri.removeprefix(CHANNEL_PREFIX), "channel"))
-        except InvalidNameError as exc:
-            raise ResourceUriError(f"{_shown(uri)}: {exc}") from None
-    raise ResourceUriError(f"unknown resource URI {_shown(uri)}; expected {CHANNEL_TEMPLATE} or {INBOX_URI}")
-
-
-def _shown(uri: str) -> str:
-    return repr(uri if len(uri) <= 80 else uri[:80] + "...")
-
-
-# -- bodies ---------------------------------------------------------------------------------------
-
-
-class InboxPeek(BaseModel):
-    """The inbox resource: nothing in it has been consumed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    agentGuid: str
-    count: int
-    messages: list[DirectMessage]
-    hasMore: bool
-
-
-# -- errors ---------------------------------------------------------------------------------------
-
-
-def _invalid(message: str) -> MCPError:
-    return MCPError(types.INVALID_PARAMS, redact(message))
-
-
-def mcp_error(exc: Exception) -> MCPError:
-    """A failure as a JSON-RPC error: client faults are INVALID_PARAMS, the rest INTERNAL_ERROR; ``data.code``
-    carries the tool contract's stable code."""
-    if isinstance(exc, MCPError):
-        return exc
-    if isinstance(exc, ResourceUriError):
-        return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
-    if isinstance(exc, InvalidNameError):
-        return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
-    if isinstance(exc, CoordError | BusError):
-        code, message = exc.code, exc.message
-    elif (known := translate(exc)) is not None:
-        code, message = known.code, str(known)
-    else:
-        log.error("resource request failed", exc_info=exc)
-        return MCPError(types.INTERNAL_ERROR, "the server failed to complete this request; it has been logged")
-    wire = types.INVALID_PARAMS if code in _CLIENT_FAULTS else types.INTERNAL_ERROR
-    return MCPError(wire, redact(message), {"code": code})
-
-
-def not_found(exc: MCPError, uri: str, protocol_version: str) -> MCPError:
-    """A ``resources/read`` of a URI naming no resource, as the client's revision expects it.
-
-    Only an over-long URI stays a plain INVALID_PARAMS: it is refused before anything is looked up.
-    """
-    if len(uri) > MAX_URI_LENGTH:
-        return exc
-    code = types.INVALID_PARAMS if protocol_version >= NOT_FOUND_AS_INVALID_PARAMS else RESOURCE_NOT_FOUND
-    data = exc.error.data if isinstance(exc.error.data, dict) else {}
-    return MCPError(code, exc.error.message, {**data, "uri": uri})
-
-
-# -- notification plumbing ------------------------------------------------------------------------
-
-
-class Throttle:
-    """Calls ``send`` at most once per ``interval``: the first poke at once, a burst's rest once at its end."""
-
-    def __init__(self, interval: float, send: Callable[[], Awaitable[None]]) -> None:
-        self._interval = interval
-        self._send = send
-        self._dirty = False
-        self._last = -math.inf
-        self._task: asyncio.Task[None] | None = None
-        self.sent = 0
-
-    def poke(self) -> None:
-        self._dirty = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="resource-notify")
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._dirty:
-            wait = self._last + self._interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._dirty = False  # pokes from here on get a send of their own
-            self._last = loop.time()
-            self.sent += 1
-            try:
-                await self._send()
-            except Exception as exc:  # the client went away; its watches end with its connection
-                log.debug("resource notification not delivered: %s", exc)
-
-    async def close(self) -> None:
-        await stop_task(self._task)
-
-
-def _nothing_held() -> None:
-    return None
-
-
-@dataclass
-class _Subscription:
-    watch: Watch
-    throttle: Throttle
-    release: Callable[[], None]
-
-
-class Feed:
-    """The subscriptions of one subscriber (a 2025 connection, or one 2026 listen stream): URI -> watch."""
-
-    def __init__(self, surface: ResourceSurface, send: Callable[[str], Awaitable[None]]) -> None:
-        self._surface = surface
-        self._send = send
-        self._subs: dict[str, _Subscription] = {}
-        self._lock = asyncio.Lock()
-
-    @property
-    def uris(self) -> set[str]:
-        return set(self._subs)
-
-    async def add(self, ref: ResourceRef, release: Callable[[], None] = _nothing_held) -> None:
-        """Watch ``ref``; ``release`` gives back the pool slot taken for it (at once if it is watched already)."""
-        async with self._lock:
-            if ref.uri in self._subs:
-                release()
-                return
-            uri = ref.uri
-
-            async def send() -> None:
-                await self._send(uri)
-
-            throttle = Throttle(self._surface.interval, send)
-            try:
-                watch = await self._surface.watch(ref, throttle.poke)
-            except BaseException:
-                release()
-                raise
-            self._subs[uri] = _Subscription(watch, throttle, release)
-
-    async def remove(self, uri: str) -> None:
-        async with self._lock:
-            sub = self._subs.pop(uri, None)
-            if sub is not None:
-                await _end(sub)
-
-    async def close(self) -> None:
-        async with self._lock:
-            subs, self._subs = list(self._subs.values()), {}
-            for sub in subs:
-                await _end(sub)
-
-
-async def _end(sub: _Subscription) -> None:
-    sub.release()
-    await sub.watch.close()
-    await sub.throttle.close()
-
-
-def _connection_of(ctx: ServerRequestContext[Any]) -> Any | None:
-    """The SDK ``Connection`` a 2025-era request arrived on, or None.
-
-    The low-level request context exposes only the per-request session; the connection (whose exit
-    stack the SDK unwinds when the client goes: the place it documents for per-connection cleanup) is
-    the session's private ``_connection``. If a later SDK hides it, subscriptions fall back to one
-    process-wide feed (right for stdio: one connection per process), closed when the server stops.
-    """
-    connection = getattr(ctx.session, "_connection", None)
-    return connection if isinstance(getattr(connection, "exit_stack", None), AsyncExitStack) else None
-
-
-_PROCESS = object()
-"""Key of the process-wide feed used when the connection cannot be reached."""
 
 
 # -- the surface ----------------------------------------------------------------------------------

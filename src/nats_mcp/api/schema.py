@@ -10,6 +10,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from nats_mcp.core.names import GUID_PATTERN, NAME_PATTERN, PROJECT_ID_PATTERN, TYPE_NAME_PATTERN, UUID_PATTERN
+from nats_mcp.security.needs import Touches
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,19 @@ UuidStr = Annotated[str, Token(UUID_PATTERN, 36)]
 """A message, work item or DLQ item id."""
 ProjectIdStr = Annotated[str, Token(PROJECT_ID_PATTERN, 16)]
 """A project id (as Warp derives it)."""
+
+# Arguments naming a resource the policy guards: a tool with one must declare a need naming it (security/needs.py),
+# else it cannot be registered. The mark changes no schema.
+ChannelName = Annotated[NameStr, Touches("channel")]
+"""A channel (a ChannelSend or ChannelRead need)."""
+CapabilityName = Annotated[TypeStr, Touches("capability")]
+"""A capability whose work queue the call uses (a CapabilityUse or CapabilityRead need)."""
+StreamName = Annotated[str, Touches("stream")]
+"""A JetStream stream (a NatsAccess need's ``streams``)."""
+BucketName = Annotated[str, Touches("bucket")]
+"""A KV bucket (a NatsAccess need's ``buckets``)."""
+SubjectName = Annotated[str, Touches("subject")]
+"""A NATS subject (a NatsAccess need's ``subjects``)."""
 
 # Keywords whose value maps names to schemas (the names are data, never keywords to clean).
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})

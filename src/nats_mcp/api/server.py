@@ -21,12 +21,12 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from nats_mcp import __version__
 from nats_mcp.api import about
 from nats_mcp.api.assist import Assist
-from nats_mcp.api.fixtures import Fixtures, load_fixtures
+from nats_mcp.api.fixtures import Fixtures, fixture_handlers, load_fixtures
 from nats_mcp.api.resources import LISTEN_TOOL, ResourceSurface
 from nats_mcp.api.schema import input_schema, output_schema
-from nats_mcp.api.tools.base import ERROR_META, Rendered, ToolSpec, error_text, run_rendered, run_tool
-from nats_mcp.api.tools.coordination import TOOLS
-from nats_mcp.api.tools.natsops import OPS_TOOLS, OpsSpec
+from nats_mcp.api.tools.base import ERROR_META, OpsSpec, Rendered, ToolSpec, error_text, run_rendered, run_tool
+from nats_mcp.api.tools.coordination import TOOLS, needs_of
+from nats_mcp.api.tools.natsops import OPS_TOOLS
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
@@ -34,7 +34,8 @@ from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.redact import redact
 from nats_mcp.observe import tracing
 from nats_mcp.security.guard import CallContext, Guard, Pool, Refused
-from nats_mcp.security.policy import CAPABILITY_READ_TOOLS, NatsScope
+from nats_mcp.security.needs import Needs, reads_capabilities, reads_channels
+from nats_mcp.security.policy import NatsScope
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.api")
@@ -133,7 +134,7 @@ class ToolTable:
         """
         tool = self._tool_of.get(name)
         if tool is None or (
-            security is not None and not security.guard.visible(security.principal(), self.suffix_of[name])
+            security is not None and not security.guard.visible(security.principal(), *self._needing(name))
         ):
             return None
         return tool.input_schema
@@ -142,7 +143,11 @@ class ToolTable:
         """The tools a principal may call (all of them without a guard)."""
         if security is None or principal is None:
             return self.tools
-        return [t for t in self.tools if security.guard.visible(principal, self.suffix_of[t.name])]
+        return [t for t in self.tools if security.guard.visible(principal, *self._needing(t.name))]
+
+    def _needing(self, name: str) -> tuple[str, Needs]:
+        """The suffix of ``name`` and the needs its tool declares (what the guard checks)."""
+        return self.suffix_of[name], self.by_name[name].needs
 
     @staticmethod
     def _describe(name: str, spec: ToolSpec | OpsSpec) -> types.Tool:
@@ -221,7 +226,7 @@ def build_server(
     fixture_prompts = {prompt.name: prompt for prompt in fixtures.prompts} if fixtures is not None else {}
 
     def may_see(name: str) -> bool:
-        return security is None or security.guard.visible(security.principal(), name)
+        return security is None or security.guard.visible(security.principal(), name, ())
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -244,7 +249,7 @@ def build_server(
             return await run()
         call = CallContext(security.principal(), security.transport, security.namespace)
         try:
-            return await security.guard.call(call, name, arguments, run, outcome_of)
+            return await security.guard.call(call, name, arguments, run, outcome_of, needs=())
         except Refused as refused:
             return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
 
@@ -276,10 +281,11 @@ def build_server(
                 return await table.call(coordinator, caller, name, arguments)
         call = CallContext(security.principal(), security.transport, security.namespace)
         scope = security.guard.policy.nats_scope(call.principal) if name.startswith("nats_") else None
-        suffix = table.suffix_of[name]
+        suffix, needs = table.suffix_of[name], table.by_name[name].needs
         # Queue reads without a capability (channel status without a channel) show only what the policy grants.
-        readable = security.guard.policy.capability_reader(call.principal) if suffix in CAPABILITY_READ_TOOLS else None
-        channels = security.guard.policy.channel_reader(call.principal) if suffix == "channels_status" else None
+        policy = security.guard.policy
+        readable = policy.capability_reader(call.principal) if reads_capabilities(needs) else None
+        channels = policy.channel_reader(call.principal) if reads_channels(needs) else None
 
         async def run() -> types.CallToolResult:
             with capscope.limited_to(readable), capscope.channels_limited_to(channels):
@@ -288,7 +294,7 @@ def build_server(
 
         async def guarded() -> types.CallToolResult:
             try:
-                result = await security.guard.call(call, suffix, arguments, run, outcome_of)
+                result = await security.guard.call(call, suffix, arguments, run, outcome_of, needs=needs)
             except Refused as refused:
                 return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
             await assist.after_call(ctx)
@@ -307,7 +313,7 @@ def build_server(
             return await run()
         call = CallContext(security.principal(), security.transport, security.namespace)
         try:
-            return await security.guard.call(call, tool, args, run, lambda _result: "ok")
+            return await security.guard.call(call, tool, args, run, lambda _result: "ok", needs=needs_of(tool))
         except Refused as refused:
             raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
 
@@ -343,7 +349,7 @@ def build_server(
             on_unsubscribe_resource=resources.unsubscribe,
         )
     if fixtures is not None:
-        handlers.update(_fixture_handlers(fixtures, fixture_prompts, handlers, gate, may_see))
+        handlers.update(fixture_handlers(fixtures, fixture_prompts, handlers, gate, may_see))
 
     def input_schema_of(name: str) -> dict[str, Any] | None:
         if name in fixture_tools:
@@ -369,118 +375,3 @@ def build_server(
             **handlers,
         )
     return server
-
-
-Gate = Callable[[ServerRequestContext[Any], str, dict[str, Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]
-
-
-def _fixture_handlers(
-    fixtures: Fixtures,
-    prompts: dict[str, types.Prompt],
-    handlers: dict[str, Any],
-    gate: Gate,
-    may_see: Callable[[str], bool],
-) -> dict[str, Any]:
-    """The prompt, completion and resource handlers with a test run's fixtures beside ours, each through ``gate``
-    (limited, authorized by the fixture's own name, audited) like the real ones."""
-    list_prompts, get_prompt = handlers["on_list_prompts"], handlers["on_get_prompt"]
-    complete = handlers["on_completion"]
-    resource_tool, scheme = fixtures.resource_tool, fixtures.scheme
-
-    def fixture_uri(uri: object) -> bool:
-        return isinstance(uri, str) and uri.startswith(scheme)
-
-    async def on_list_prompts(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        ours: types.ListPromptsResult = await list_prompts(ctx, params)
-        return types.ListPromptsResult(prompts=[*ours.prompts, *(p for n, p in prompts.items() if may_see(n))])
-
-    async def on_get_prompt(
-        ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
-        if params.name not in prompts:
-            return await get_prompt(ctx, params)  # type: ignore[no-any-return]
-        args = dict(params.arguments or {})
-        result: types.GetPromptResult = await gate(
-            ctx, params.name, {"arguments": args}, lambda: fixtures.get_prompt(params.name, args)
-        )
-        return result
-
-    async def on_completion(
-        ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
-    ) -> types.CompleteResult:
-        ref, argument = params.ref, params.argument
-        if not isinstance(ref, types.PromptReference) or ref.name not in prompts:
-            return await complete(ctx, params)  # type: ignore[no-any-return]
-
-        async def run() -> types.CompleteResult:
-            values = fixtures.complete(ref.name, argument.name, argument.value)
-            return types.CompleteResult(completion=types.Completion(values=values, total=len(values), has_more=False))
-
-        result: types.CompleteResult = await gate(ctx, ref.name, {"argument": argument.name[:64]}, run)
-        return result
-
-    out: dict[str, Any] = {
-        "on_list_prompts": on_list_prompts,
-        "on_get_prompt": on_get_prompt,
-        "on_completion": on_completion,
-    }
-    if "on_read_resource" not in handlers:
-        return out
-    list_resources, list_templates = handlers["on_list_resources"], handlers["on_list_resource_templates"]
-    read, subscribe, unsubscribe = (
-        handlers["on_read_resource"],
-        handlers["on_subscribe_resource"],
-        handlers["on_unsubscribe_resource"],
-    )
-
-    async def on_list_resources(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        ours: types.ListResourcesResult = await list_resources(ctx, params)
-        extra = fixtures.resources if may_see(resource_tool) else ()
-        return types.ListResourcesResult(resources=[*ours.resources, *extra])
-
-    async def on_list_templates(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
-        ours: types.ListResourceTemplatesResult = await list_templates(ctx, params)
-        extra = fixtures.templates if may_see(resource_tool) else ()
-        return types.ListResourceTemplatesResult(resource_templates=[*ours.resource_templates, *extra])
-
-    async def on_read(
-        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        if not fixture_uri(params.uri):
-            return await read(ctx, params)  # type: ignore[no-any-return]
-        result: types.ReadResourceResult = await gate(
-            ctx, resource_tool, {"uri": params.uri}, lambda: fixtures.read_resource(params.uri)
-        )
-        return result
-
-    async def nothing() -> types.EmptyResult:
-        return types.EmptyResult()
-
-    async def on_subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
-        if not fixture_uri(params.uri):
-            return await subscribe(ctx, params)  # type: ignore[no-any-return]
-        result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": True}, nothing)
-        return result
-
-    async def on_unsubscribe(
-        ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
-    ) -> types.EmptyResult:
-        if not fixture_uri(params.uri):
-            return await unsubscribe(ctx, params)  # type: ignore[no-any-return]
-        result: types.EmptyResult = await gate(ctx, resource_tool, {"uri": params.uri, "subscribe": False}, nothing)
-        return result
-
-    out.update(
-        on_list_resources=on_list_resources,
-        on_list_resource_templates=on_list_templates,
-        on_read_resource=on_read,
-        on_subscribe_resource=on_subscribe,
-        on_unsubscribe_resource=on_unsubscribe,
-    )
-    return out

@@ -94,7 +94,7 @@ class HumanSession:
 
         try:
             outcome = await self.guard.call(
-                self.context, tool, args, run_it, lambda o: "ok" if o.error is None else o.error[0]
+                self.context, tool, args, run_it, lambda o: "ok" if o.error is None else o.error[0], needs=spec.needs
             )
         except Refused as refused:
             raise ToolFailed(refused.code, refused.message) from None
@@ -110,7 +110,7 @@ class HumanSession:
         from nats_mcp.security.guard import Refused
 
         try:
-            return await self.guard.call(self.context, what, arguments, run, lambda _r: "ok")
+            return await self.guard.call(self.context, what, arguments, run, lambda _r: "ok", needs=())
         except Refused as refused:
             raise ToolFailed(refused.code, refused.message) from None
         except (CoordError, BusError) as exc:

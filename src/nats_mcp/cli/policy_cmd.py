@@ -48,8 +48,8 @@ def check(
             roles=frozenset(role or []),
             groups=frozenset(group or []),
         )
-        names = [spec.suffix for spec in TOOLS] + [spec.suffix for spec in OPS_TOOLS]
-        grants = [name for name in names if policy.tool_allowed(who, name)]
+        tools = [(spec.suffix, spec.needs) for spec in TOOLS] + [(spec.suffix, spec.needs) for spec in OPS_TOOLS]
+        grants = [name for name, needs in tools if policy.tool_allowed(who, name, needs)]
     if as_json:
         print_json(
             {

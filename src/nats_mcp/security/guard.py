@@ -32,6 +32,7 @@ from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
 from nats_mcp.security.limits import AgentNames, Lockout, RateLimiter, Shares, json_too_deep, value_too_deep
+from nats_mcp.security.needs import Needs, waits
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal
 
@@ -40,8 +41,6 @@ log = logging.getLogger("nats_mcp.security")
 T = TypeVar("T")
 RefusalCode = Literal["forbidden", "rate_limited", "limit_exceeded"]
 Pool = Literal["listen", "watches", "claim_waits"]
-WAITING_TOOLS: dict[str, tuple[str, int]] = {"work_claim": ("timeout", 5000), "work_claim_batch": ("timeout", 5000)}
-"""Tools whose call may wait (argument, its default): while it does, it holds a ``claim_waits`` slot."""
 MAX_AUDITED_NAME = 128
 NOT_GUESSES = frozenset({"missing_credentials", "unavailable", "expired", "not_yet_valid", "revoked"})
 """Failures that are no evidence of guessing, so do not count towards an address's lockout: no credential at all (an
@@ -217,9 +216,9 @@ class Guard:
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def visible(self, principal: Principal, tool: str) -> bool:
-        """Whether ``tools/list`` shows ``tool`` (a name without prefix) to this principal."""
-        return self.policy.tool_allowed(principal, tool)
+    def visible(self, principal: Principal, tool: str, needs: Needs) -> bool:
+        """Whether ``tools/list`` shows ``tool`` (a name without prefix, declaring ``needs``) to this principal."""
+        return self.policy.tool_allowed(principal, tool, needs)
 
     def check_raw(self, ctx: CallContext, raw: bytes) -> None:
         """Size and depth of a request body before it is parsed (network transports call this first)."""
@@ -250,18 +249,21 @@ class Guard:
         arguments: Mapping[str, Any] | None,
         run: Callable[[], Awaitable[T]],
         outcome_of: Callable[[T], str],
+        *,
+        needs: Needs,
     ) -> T:
-        """Admit, limit, authorize, run and audit one call of ``tool`` (its name without prefix)."""
+        """Admit, limit, authorize, run and audit one call of ``tool`` (its name without prefix), checked against the
+        ``needs`` it declares (security/needs.py; ``()`` for a tool touching nothing the policy guards)."""
         args: Mapping[str, Any] = arguments or {}
         principal, peer = ctx.principal, ctx.principal.peer
         self._limit(ctx, tool, args)
-        decision = self.policy.decide(principal, tool, ctx.namespace, args)
+        decision = self.policy.decide(principal, tool, ctx.namespace, args, needs)
         if not decision.allowed:
             self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
-        waits = WAITING_TOOLS.get(tool)
+        wait = waits(needs)
         holding = (
             self.hold(ctx, "claim_waits", tool)
-            if waits is not None and args.get(waits[0], waits[1]) != 0
+            if wait is not None and args.get(wait.arg, wait.default_ms) != 0
             else contextlib.nullcontext()
         )
         with holding:
@@ -312,10 +314,15 @@ class Guard:
         )
 
     def admit_uses(
-        self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, tools: Iterable[str]
+        self,
+        ctx: CallContext,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        tools: Iterable[tuple[str, Needs]],
     ) -> None:
         """Limit, authorize and audit a request that runs no tool but helps use some (``prompts/get``,
-        ``completion/complete``): the principal must be allowed every tool of ``tools`` in its namespace.
+        ``completion/complete``): the principal must be allowed every tool of ``tools`` (name, its declared needs)
+        in its namespace.
 
         Raises Refused (``forbidden``, audited as denied) like :meth:`call`; admitted, it is audited as ``ok``.
         """
@@ -323,8 +330,8 @@ class Guard:
         name = name[:MAX_AUDITED_NAME]
         self._limit(ctx, name, args)
         principal, policy = ctx.principal, self.policy
-        for tool in tools:
-            if not (policy.tool_allowed(principal, tool) and policy.namespace_allowed(principal, ctx.namespace)):
+        for tool, needs in tools:
+            if not (policy.tool_allowed(principal, tool, needs) and policy.namespace_allowed(principal, ctx.namespace)):
                 self._refuse(
                     ctx,
                     name,

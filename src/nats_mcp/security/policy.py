@@ -25,7 +25,11 @@ A policy file::
     groups: {platform-admins: [admin]} # group / role claims of a token
     scopes: {"mcp:agent": [agent]}     # OAuth scopes
 
-Prompts and completions (``mcp/assist.py``) need no grants of their own: a principal is listed, may get and may
+What a call touches is not looked up here by tool name: each tool declares its needs beside its definition
+(:mod:`nats_mcp.security.needs`: the channel it sends to or reads, the capability queue it uses or reads, an admin
+operation, the NATS names it reads or writes) and :meth:`Policy.decide` checks the needs passed in with the call.
+
+Prompts and completions (``api/assist.py``) need no grants of their own: a principal is listed, may get and may
 complete a prompt only if it may call every tool the prompt names, and completion values are only names it may use
 (channels it may read, capabilities whose queue it may read, agents it can discover).
 
@@ -48,24 +52,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nats_mcp.core.lru import LruTable
+from nats_mcp.security.needs import (
+    Admin,
+    AdminOp,
+    CapabilityRead,
+    CapabilityUse,
+    ChannelRead,
+    ChannelSend,
+    NatsAccess,
+    NatsKind,
+    NatsNeed,
+    Need,
+    Needs,
+)
 from nats_mcp.security.principal import Principal
-
-AdminOp = Literal["dlq", "dashboard"]
-ADMIN_TOOLS: dict[str, AdminOp] = {"dlq_retry": "dlq", "dlq_discard": "dlq"}
-CHANNEL_SEND_TOOLS = frozenset({"channels_send"})
-CHANNEL_READ_TOOLS = frozenset({"channels_read", "channels_status"})
-CAPABILITY_TOOLS: dict[str, tuple[str, Literal["broadcast", "claim"]]] = {
-    "work_broadcast": ("requiredCapability", "broadcast"),
-    "work_claim": ("capability", "claim"),
-    "work_claim_batch": ("capability", "claim"),
-}
-CAPABILITY_READ_TOOLS: dict[str, str] = {
-    "work_list": "capability",
-    "work_queue_status": "capability",
-    "dlq_list": "capability",
-}
-"""Reads of a capability's queue (its items' descriptions and context, its dead letters and their errors): they
-need a claim or a broadcast grant for it, and without a capability argument they show only those."""
 
 
 class PolicyError(ValueError):
@@ -86,32 +86,7 @@ class BroadcastClaim(_Model):
     claim: list[str] = Field(default_factory=list)
 
 
-NatsNeed = Literal["read", "write", "server"]
-NatsKind = Literal["subjects", "streams", "buckets"]
-NatsAccess = Literal["read", "write"]
-NATS_TOOLS: dict[str, tuple[NatsNeed, tuple[tuple[str, NatsKind], ...]]] = {
-    # tool: (what the role must grant at all, (argument, the allow-list its value(s) must match))
-    "nats_server_info": ("server", ()),
-    "nats_stream_list": ("read", ()),
-    "nats_stream_info": ("read", (("stream", "streams"),)),
-    "nats_stream_get_message": ("read", (("stream", "streams"), ("lastBySubject", "subjects"))),
-    "nats_consumer_list": ("read", (("stream", "streams"),)),
-    "nats_consumer_info": ("read", (("stream", "streams"),)),
-    "nats_kv_list": ("read", ()),
-    "nats_kv_get": ("read", (("bucket", "buckets"),)),
-    "nats_kv_history": ("read", (("bucket", "buckets"),)),
-    "nats_kv_keys": ("read", (("bucket", "buckets"),)),
-    "nats_publish": ("write", (("subject", "subjects"),)),
-    "nats_request": ("write", (("subject", "subjects"),)),
-    "nats_stream_create": ("write", (("name", "streams"), ("subjects", "subjects"))),
-    "nats_stream_update": ("write", (("name", "streams"), ("subjects", "subjects"))),
-    "nats_stream_purge": ("write", (("name", "streams"),)),
-    "nats_stream_delete": ("write", (("name", "streams"),)),
-    "nats_consumer_create": ("write", (("stream", "streams"),)),
-    "nats_consumer_delete": ("write", (("stream", "streams"),)),
-    "nats_kv_put": ("write", (("bucket", "buckets"),)),
-    "nats_kv_delete": ("write", (("bucket", "buckets"),)),
-}
+NatsRW = Literal["read", "write"]
 
 
 class ReadWrite(_Model):
@@ -149,7 +124,7 @@ class NatsScope:
 
     grants: tuple[NatsGrant, ...] = ()
 
-    def allows(self, kind: NatsKind, access: NatsAccess, name: str) -> bool:
+    def allows(self, kind: NatsKind, access: NatsRW, name: str) -> bool:
         return any(_any(getattr(getattr(g, kind), access), name) for g in self.grants)
 
 
@@ -243,7 +218,7 @@ class Policy:
         self.doc = doc
         self.source = source
         self._roles: LruTable[Principal, list[Role]] = LruTable(cache_size)
-        self._tool_decisions: dict[tuple[Principal, str, str], Decision] = {}
+        self._tool_decisions: dict[tuple[Principal, str, str, Needs], Decision] = {}
         self._cache_size = cache_size
 
     @classmethod
@@ -267,20 +242,22 @@ class Policy:
         names.update(r for s in p.scopes for r in self.doc.scopes.get(s, ()))
         return [self.doc.roles[n] for n in sorted(names) if n in self.doc.roles]
 
-    def tool_allowed(self, p: Principal, tool: str, roles: list[Role] | None = None) -> bool:
-        """Whether the principal may call ``tool`` at all (what ``tools/list`` shows it)."""
+    def tool_allowed(self, p: Principal, tool: str, needs: Needs, roles: list[Role] | None = None) -> bool:
+        """Whether the principal may call ``tool``, which declares ``needs``, at all (what ``tools/list`` shows it)."""
         roles = self.roles_of(p) if roles is None else roles
         if any(_any(r.deny_tools, tool) for r in roles):
             return False
         if not any(_any(r.tools, tool) for r in roles):
             return False
-        op = ADMIN_TOOLS.get(tool)
-        if op is not None and not any(op in r.admin for r in roles):
-            return False
-        nats = NATS_TOOLS.get(tool)
-        # A nats_* tool also needs a role that grants it by name *and* grants that kind of NATS access:
-        # "tools: ['*']" alone (the built-in role) opens none of them.
-        return nats is None or any(_any(r.tools, tool) and r.nats.grants(nats[0]) for r in roles)
+        for need in needs:
+            if isinstance(need, Admin) and not any(need.op in r.admin for r in roles):
+                return False
+            # A nats_* tool also needs a role that grants it by name *and* grants that kind of NATS access:
+            # "tools: ['*']" alone (the built-in role) opens none of them.
+            nats = need.access if isinstance(need, NatsAccess) else None
+            if nats is not None and not any(_any(r.tools, tool) and r.nats.grants(nats) for r in roles):
+                return False
+        return True
 
     def nats_scope(self, p: Principal) -> NatsScope:
         """The names ``p``'s nats_* calls may touch (lists show only these)."""
@@ -324,15 +301,15 @@ class Policy:
             return None
         return lambda channel: any(_any(r.channels.read, channel) for r in roles)
 
-    def _tool_decision(self, p: Principal, tool: str, namespace: str, roles: list[Role]) -> Decision:
+    def _tool_decision(self, p: Principal, tool: str, namespace: str, needs: Needs, roles: list[Role]) -> Decision:
         """The part of a decision that does not depend on arguments, remembered (bounded) per call site."""
-        key = (p, tool, namespace)
+        key = (p, tool, namespace, needs)
         known = self._tool_decisions.get(key)
         if known is not None:
             return known
         if not roles:
             decision = Decision(False, "no role grants this principal anything")
-        elif not self.tool_allowed(p, tool, roles):
+        elif not self.tool_allowed(p, tool, needs, roles):
             decision = Decision(False, f"the policy does not allow {tool}")
         elif not self.namespace_allowed(p, namespace, roles):
             decision = Decision(False, f"the policy does not allow namespace {namespace}")
@@ -343,44 +320,56 @@ class Policy:
         self._tool_decisions[key] = decision
         return decision
 
-    def decide(self, p: Principal, tool: str, namespace: str, arguments: Mapping[str, Any]) -> Decision:
-        """May ``p`` call ``tool`` in ``namespace`` with these arguments? Default deny."""
+    def decide(self, p: Principal, tool: str, namespace: str, arguments: Mapping[str, Any], needs: Needs) -> Decision:
+        """May ``p`` call ``tool``, which declares ``needs``, in ``namespace`` with these arguments? Default deny."""
         roles = self.roles_of(p)
-        decision = self._tool_decision(p, tool, namespace, roles)
+        decision = self._tool_decision(p, tool, namespace, needs, roles)
         if not decision.allowed:
             return decision
-        if tool in CHANNEL_SEND_TOOLS:
-            channel = arguments.get("channel")
+        for need in needs:
+            decision = self._need_decision(p, need, arguments, roles)
+            if not decision.allowed:
+                return decision
+        return ALLOW
+
+    def _need_decision(
+        self,
+        p: Principal,
+        need: Need,
+        arguments: Mapping[str, Any],
+        roles: list[Role],
+    ) -> Decision:
+        """Whether the resources one declared need names in ``arguments`` are granted."""
+        if isinstance(need, ChannelSend):
+            channel = arguments.get(need.arg)
             if not any(_any(r.channels.send, str(channel)) for r in roles):
                 return Decision(False, f"the policy does not allow sending to channel {channel}")
-        elif tool in CHANNEL_READ_TOOLS:
-            channel = arguments.get("channel")
+        elif isinstance(need, ChannelRead):
+            channel = arguments.get(need.arg)
             if channel is not None and not any(_any(r.channels.read, str(channel)) for r in roles):
                 return Decision(False, f"the policy does not allow reading channel {channel}")
-        elif tool in CAPABILITY_TOOLS:
-            field, action = CAPABILITY_TOOLS[tool]
-            capability = str(arguments.get(field))
-            if not any(_any(getattr(r.capabilities, action), capability) for r in roles):
-                return Decision(False, f"the policy does not allow {action} for capability {capability}")
-        elif tool in CAPABILITY_READ_TOOLS:
-            queue = arguments.get(CAPABILITY_READ_TOOLS[tool])
+        elif isinstance(need, CapabilityUse):
+            capability = str(arguments.get(need.arg))
+            if not any(_any(getattr(r.capabilities, need.action), capability) for r in roles):
+                return Decision(False, f"the policy does not allow {need.action} for capability {capability}")
+        elif isinstance(need, CapabilityRead):
+            queue = arguments.get(need.arg)
             if queue is not None and not self.capability_readable(p, str(queue), roles):
                 return Decision(
                     False,
                     f"the policy does not allow reading the queue of capability {queue} "
                     "(it needs a claim or broadcast grant)",
                 )
-        elif tool in NATS_TOOLS:
-            return _nats_decision(roles, tool, arguments)
+        elif isinstance(need, NatsAccess):
+            return _nats_decision(roles, need, arguments)
         return ALLOW
 
 
-def _nats_decision(roles: list[Role], tool: str, arguments: Mapping[str, Any]) -> Decision:
+def _nats_decision(roles: list[Role], need: NatsAccess, arguments: Mapping[str, Any]) -> Decision:
     """Every stream, bucket and subject a nats_* call names must be on its role's read (or write) list."""
-    need, checks = NATS_TOOLS[tool]
-    access: NatsAccess = "write" if need == "write" else "read"
+    access: NatsRW = "write" if need.access == "write" else "read"
     scope = NatsScope(tuple(r.nats for r in roles))
-    for field, kind in checks:
+    for field, kind in need.checks:
         value = arguments.get(field)
         names = value if isinstance(value, list) else [] if value is None else [value]
         for name in names:

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.api.resources import (
+from nats_mcp.api.resource_feeds import Throttle
+from nats_mcp.api.resource_uris import (
     CHANNEL_TEMPLATE,
     INBOX_URI,
     MAX_URI_LENGTH,
     ChannelResource,
     InboxResource,
     ResourceUriError,
-    Throttle,
     channel_uri,
     mcp_error,
     parse_uri,

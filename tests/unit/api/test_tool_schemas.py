@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from nats_mcp.api.schema import plain_optionals, without_titles
 from nats_mcp.api.server import ToolTable, build_server
-from nats_mcp.api.tools.coordination import RegisterArgs
+from nats_mcp.api.tools.registry import RegisterArgs
 
 TOOLS = ToolTable("warp_", ops=True).tools
 UNBOUNDED = 1 << 16

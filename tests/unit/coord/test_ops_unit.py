@@ -6,15 +6,18 @@ import base64
 
 import pytest
 
+from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.api.tools.natsops import OPS_TOOLS
 from nats_mcp.bus.layout import APIKEYS_BUCKET, AUDIT_STREAM, DIRECTORY_BUCKET, Layout, audit_subject
 from nats_mcp.coord.errors import Forbidden, InvalidArgument
 from nats_mcp.coord.natsops import guard as check
 from nats_mcp.coord.natsops.service import preview
-from nats_mcp.security.policy import BUILTIN, NATS_TOOLS, Policy, PolicyError, parse_policy
+from nats_mcp.security.needs import NatsAccess
+from nats_mcp.security.policy import BUILTIN, Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal
 
 L = Layout("team-a")
+NATS_TOOLS = {spec.suffix: spec.needs for spec in OPS_TOOLS}
 
 
 def test_every_stream_and_bucket_the_layout_names_is_internal() -> None:
@@ -100,10 +103,10 @@ def test_preview_slices_text_and_binary() -> None:
 
 
 def test_policy_table_matches_the_tools() -> None:
-    """Every nats_* tool is in the policy's table, its checked arguments exist, and write tools need writes."""
-    assert {spec.suffix for spec in OPS_TOOLS} == set(NATS_TOOLS)
+    """Every nats_* tool declares one NatsAccess need, its checked arguments exist, and write tools need writes."""
     for spec in OPS_TOOLS:
-        need, checks = NATS_TOOLS[spec.suffix]
+        (declared,) = [n for n in spec.needs if isinstance(n, NatsAccess)]
+        need, checks = declared.access, declared.checks
         assert (need == "write") == (not spec.read_only), spec.suffix
         for field, _kind in checks:
             assert field in spec.args.model_fields, (spec.suffix, field)
@@ -117,9 +120,9 @@ def test_the_builtin_policy_grants_no_nats_tool() -> None:
     policy = Policy(BUILTIN)
     me = _principal("agent")
     for tool in NATS_TOOLS:
-        assert not policy.tool_allowed(me, tool)
-        assert not policy.decide(me, tool, "ns", {"stream": "X", "subject": "a", "bucket": "b"}).allowed
-    assert policy.tool_allowed(me, "channels_send")
+        assert not policy.tool_allowed(me, tool, needs_of(tool))
+        assert not policy.decide(me, tool, "ns", {"stream": "X", "subject": "a", "bucket": "b"}, needs_of(tool)).allowed
+    assert policy.tool_allowed(me, "channels_send", needs_of("channels_send"))
 
 
 def test_nats_blocks_grant_read_and_write_separately() -> None:
@@ -132,13 +135,15 @@ roles:
 """)
     )
     reader, writer = _principal("reader"), _principal("writer")
-    assert policy.decide(reader, "nats_stream_info", "ns", {"stream": "ORDERS"}).allowed
-    assert not policy.decide(reader, "nats_stream_info", "ns", {"stream": "PAY"}).allowed
-    assert not policy.tool_allowed(reader, "nats_publish") and not policy.tool_allowed(reader, "nats_server_info")
-    assert policy.decide(writer, "nats_publish", "ns", {"subject": "orders.new"}).allowed
-    assert not policy.decide(writer, "nats_publish", "ns", {"subject": "pay.new"}).allowed
-    assert not policy.tool_allowed(writer, "nats_stream_list")  # not named by its tools
-    assert not any(policy.tool_allowed(_principal("named-only"), t) for t in NATS_TOOLS)
+    assert policy.decide(reader, "nats_stream_info", "ns", {"stream": "ORDERS"}, needs_of("nats_stream_info")).allowed
+    assert not policy.decide(reader, "nats_stream_info", "ns", {"stream": "PAY"}, needs_of("nats_stream_info")).allowed
+    assert not policy.tool_allowed(reader, "nats_publish", needs_of("nats_publish")) and not policy.tool_allowed(
+        reader, "nats_server_info", needs_of("nats_server_info")
+    )
+    assert policy.decide(writer, "nats_publish", "ns", {"subject": "orders.new"}, needs_of("nats_publish")).allowed
+    assert not policy.decide(writer, "nats_publish", "ns", {"subject": "pay.new"}, needs_of("nats_publish")).allowed
+    assert not policy.tool_allowed(writer, "nats_stream_list", needs_of("nats_stream_list"))  # not named by its tools
+    assert not any(policy.tool_allowed(_principal("named-only"), t, needs_of(t)) for t in NATS_TOOLS)
     scope = policy.nats_scope(reader)
     assert scope.allows("streams", "read", "ORDERS") and not scope.allows("streams", "write", "ORDERS")
 

@@ -247,7 +247,7 @@ def test_dashboard_is_an_admin_op_the_builtin_policy_grants_and_a_policy_file_mu
     policy = Policy(doc)
     assert not policy.admin_allowed(agent, "dashboard") and policy.admin_allowed(agent, "dlq")
     ops = Principal(subject="o", issuer="i", method="apikey", roles=frozenset({"ops"}))
-    assert policy.admin_allowed(ops, "dashboard") and not policy.tool_allowed(ops, "channels_send")
+    assert policy.admin_allowed(ops, "dashboard") and not policy.tool_allowed(ops, "channels_send", ())
     with pytest.raises(PolicyError, match="admin"):
         parse_policy("version: 1\nroles:\n  x: {admin: [everything]}\n")
 

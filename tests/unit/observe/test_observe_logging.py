@@ -48,8 +48,8 @@ async def test_lines_carry_the_request_id_and_principal_of_the_call(stream: io.S
 
     log.info("before any call")
     ctx = CallContext(ALICE, "http", "team-a")
-    await guard.call(ctx, "channels_list", {}, run, lambda r: r)
-    await guard.call(ctx, "channels_list", {}, run, lambda r: r)
+    await guard.call(ctx, "channels_list", {}, run, lambda r: r, needs=())
+    await guard.call(ctx, "channels_list", {}, run, lambda r: r, needs=())
     log.info("after the calls")
     before, first, second, after = [line for line in lines(stream) if line["logger"] == "nats_mcp.test"]
     assert "request_id" not in before and "principal" not in before and "request_id" not in after

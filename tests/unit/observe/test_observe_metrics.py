@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.api.tools.coordination import TOOLS
+from nats_mcp.api.tools.coordination import TOOLS, needs_of
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.observe.metrics import Metrics
 from nats_mcp.observe.sampler import Sampler
@@ -67,13 +67,13 @@ async def test_scripted_scenario_counts_every_call_refusal_and_failure() -> None
         return "not_found"
 
     for run in (quick, quick, slow):
-        assert await guard.call(ctx, "channels_list", {}, run, lambda r: r) == "ok"
-    assert await guard.call(ctx, "registry_get_info", {"guid": "x"}, missing, lambda r: r) == "not_found"
+        assert await guard.call(ctx, "channels_list", {}, run, lambda r: r, needs=()) == "ok"
+    assert await guard.call(ctx, "registry_get_info", {"guid": "x"}, missing, lambda r: r, needs=()) == "not_found"
     for tool, args in (("dlq_discard", {"itemId": "x"}), ("channels_send", {"message": "x" * 4000})):
         with pytest.raises(Refused):
-            await guard.call(ctx, tool, args, quick, lambda r: r)  # denied by policy; too large
+            await guard.call(ctx, tool, args, quick, lambda r: r, needs=needs_of(tool))  # denied by policy; too large
     with pytest.raises(Refused):
-        await guard.call(ctx, "channels_list", {}, quick, lambda r: r)  # the 7th call within the burst of 6
+        await guard.call(ctx, "channels_list", {}, quick, lambda r: r, needs=())  # the 7th call within the burst of 6
     jwt_like = Credentials(bearer=f"eyJhbGciOi.{SECRET}.sig", peer="10.9.9.9")
     for _ in range(3):  # two failures, then locked out
         with pytest.raises(AuthenticationError):

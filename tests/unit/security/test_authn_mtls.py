@@ -204,7 +204,7 @@ async def test_a_dns_san_or_cn_spelling_a_spiffe_id_is_not_that_principal(ca: Ca
         assert attacker.subject != victim.subject and attacker.issuer != victim.issuer  # ...another principal
         assert attacker.key != victim.key and agent_guid(attacker, "a1") != agent_guid(victim, "a1")
         assert not policy.roles_of(attacker)  # the policy naming the SPIFFE ID grants it nothing
-        assert not policy.tool_allowed(attacker, "channels_send")
+        assert not policy.tool_allowed(attacker, "channels_send", ())
     # a URI SAN that is not SPIFFE cannot pose as one either
     uri = {"subjectAltName": (("URI", "dns:" + SPIFFE),)}
     assert (await principal_of(uri)).subject == "uri:dns:" + SPIFFE

@@ -361,9 +361,9 @@ def test_the_development_policy_makes_the_set_s_clients_agents_and_nobody_else(
     policy = Policy(parse_policy(files(bundle)[devcerts.POLICY].decode()))
     ours = Principal(subject=spec.client_identity("ci"), issuer="mtls", method="mtls")
     assert [r.tools for r in policy.roles_of(ours)] == [["*"]]
-    assert policy.tool_allowed(ours, "work_claim")
+    assert policy.tool_allowed(ours, "work_claim", ())
     for stranger in (
         Principal(subject="spiffe://elsewhere.test/agent/ci", issuer="mtls", method="mtls"),
         Principal(subject=spec.client_identity("ci"), issuer="https://idp.example", method="jwt"),
     ):
-        assert policy.roles_of(stranger) == [] and not policy.tool_allowed(stranger, "channels_list")
+        assert policy.roles_of(stranger) == [] and not policy.tool_allowed(stranger, "channels_list", ())

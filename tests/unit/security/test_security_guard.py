@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.config.security import LockoutSettings, RateSettings, SecuritySettings
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.audit.event import AuditEvent
@@ -16,7 +17,8 @@ from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.ipfilter import IpFilter, parse_peer
 from nats_mcp.security.limits import Lockout, RateLimiter, json_too_deep, value_too_deep
-from nats_mcp.security.policy import Policy, PolicyError, parse_policy
+from nats_mcp.security.needs import Needs
+from nats_mcp.security.policy import Decision, Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal, agent_guid
 
 POLICY = """
@@ -67,17 +69,27 @@ class Recorder:
 # -- policy ---------------------------------------------------------------------------------------
 
 
+def decide(policy: Policy, p: Principal, tool: str, namespace: str, args: Mapping[str, Any]) -> Decision:
+    """The policy's decision on a call of ``tool`` with the needs the tool declares."""
+    return policy.decide(p, tool, namespace, args, needs_of(tool))
+
+
+def uses(*tools: str) -> list[tuple[str, Needs]]:
+    """Tools a prompt or completion uses, with their declared needs."""
+    return [(tool, needs_of(tool)) for tool in tools]
+
+
 def test_policy_default_deny_and_role_sources() -> None:
     policy = Policy(parse_policy(POLICY))
-    assert policy.decide(principal("stranger"), "channels_read", "team-a", {}).allowed is False
-    assert policy.decide(principal(), "channels_read", "team-a", {"channel": "x"}).allowed
+    assert decide(policy, principal("stranger"), "channels_read", "team-a", {}).allowed is False
+    assert decide(policy, principal(), "channels_read", "team-a", {"channel": "x"}).allowed
     mtls = principal("spiffe://example.org/reader/7", "mtls", method="mtls")
-    assert policy.decide(mtls, "channels_read", "other", {"channel": "general"}).allowed
-    assert not policy.decide(mtls, "channels_read", "other", {"channel": "secret"}).allowed
+    assert decide(policy, mtls, "channels_read", "other", {"channel": "general"}).allowed
+    assert not decide(policy, mtls, "channels_read", "other", {"channel": "secret"}).allowed
     by_scope = principal("x", "y", scopes=frozenset({"mcp:read"}))
-    assert policy.decide(by_scope, "channels_list", "any", {}).allowed
+    assert decide(policy, by_scope, "channels_list", "any", {}).allowed
     by_group = principal("x", "y", groups=frozenset({"platform-admins"}))
-    assert policy.decide(by_group, "dlq_discard", "any", {"itemId": "i"}).allowed
+    assert decide(policy, by_group, "dlq_discard", "any", {"itemId": "i"}).allowed
 
 
 @pytest.mark.parametrize(
@@ -96,21 +108,21 @@ def test_policy_default_deny_and_role_sources() -> None:
     ],
 )
 def test_policy_resources(tool: str, namespace: str, args: dict[str, Any], allowed: bool) -> None:
-    assert Policy(parse_policy(POLICY)).decide(principal(), tool, namespace, args).allowed is allowed
+    assert decide(Policy(parse_policy(POLICY)), principal(), tool, namespace, args).allowed is allowed
 
 
 def test_credential_namespace_limit_narrows_the_policy() -> None:
     policy = Policy(parse_policy(POLICY))
     limited = principal(groups=frozenset({"platform-admins"}), namespaces=frozenset({"team-z"}))
-    assert policy.decide(limited, "channels_list", "team-z", {}).allowed
-    assert not policy.decide(limited, "channels_list", "team-a", {}).allowed
+    assert decide(policy, limited, "channels_list", "team-z", {}).allowed
+    assert not decide(policy, limited, "channels_list", "team-a", {}).allowed
 
 
 def test_builtin_policy_gives_agent_everything_and_others_nothing() -> None:
     policy = Policy.load(None)
     local = Principal("local", "local", "local", roles=frozenset({"agent"}))
-    assert policy.decide(local, "dlq_discard", "any", {}).allowed
-    assert not policy.decide(Principal("x", "y", "jwt"), "channels_list", "any", {}).allowed
+    assert decide(policy, local, "dlq_discard", "any", {}).allowed
+    assert not decide(policy, Principal("x", "y", "jwt"), "channels_list", "any", {}).allowed
 
 
 @pytest.mark.parametrize(
@@ -251,7 +263,7 @@ def outcome(result: str) -> str:
 
 
 async def call(g: Guard, p: Principal, tool: str, args: Mapping[str, Any] | None = None, ns: str = "team-a") -> str:
-    return await g.call(CallContext(p, "http", ns), tool, args or {}, ok, outcome)
+    return await g.call(CallContext(p, "http", ns), tool, args or {}, ok, outcome, needs=needs_of(tool))
 
 
 async def test_guard_allows_audits_and_refuses_a_denied_tool() -> None:
@@ -311,7 +323,7 @@ async def test_guard_audits_the_outcome_of_a_failing_call() -> None:
         raise RuntimeError("x")
 
     with pytest.raises(RuntimeError):
-        await g.call(CallContext(principal(), "stdio", "team-a"), "channels_list", {}, boom, outcome)
+        await g.call(CallContext(principal(), "stdio", "team-a"), "channels_list", {}, boom, outcome, needs=())
     assert rec.records[-1]["outcome"] == "internal"
 
 
@@ -437,11 +449,23 @@ async def test_waiting_claims_hold_a_slot_and_an_immediate_claim_does_not() -> N
 
     async def inner_claim() -> str:  # while the first claim waits, a second one of the same principal is refused
         with pytest.raises(Refused) as info:
-            await g.call(ctx, "work_claim", {"capability": "python"}, ok, outcome)
+            await g.call(ctx, "work_claim", {"capability": "python"}, ok, outcome, needs=needs_of("work_claim"))
         assert info.value.code == "limit_exceeded"
-        return await g.call(ctx, "work_claim", {"capability": "python", "timeout": 0}, ok, outcome)
+        return await g.call(
+            ctx, "work_claim", {"capability": "python", "timeout": 0}, ok, outcome, needs=needs_of("work_claim")
+        )
 
-    assert await g.call(ctx, "work_claim", {"capability": "python", "timeout": 5000}, inner_claim, outcome) == "ok"
+    assert (
+        await g.call(
+            ctx,
+            "work_claim",
+            {"capability": "python", "timeout": 5000},
+            inner_claim,
+            outcome,
+            needs=needs_of("work_claim"),
+        )
+        == "ok"
+    )
     assert [r["reason"] for r in rec.records if r["kind"] == "limit_exceeded"] == ["claim_waits_share_exhausted"]
     assert g.pools["claim_waits"].in_use == 0
 
@@ -473,7 +497,7 @@ async def test_unknown_tools_are_rate_limited_and_audited() -> None:
 )
 def test_queue_reads_need_a_claim_or_broadcast_grant(tool: str, args: dict[str, Any], allowed: bool) -> None:
     policy = Policy(parse_policy(POLICY))
-    assert policy.decide(principal(), tool, "team-a", args).allowed is allowed
+    assert decide(policy, principal(), tool, "team-a", args).allowed is allowed
 
 
 def test_a_claim_only_role_reads_only_its_capabilities_queues() -> None:
@@ -485,10 +509,10 @@ def test_a_claim_only_role_reads_only_its_capabilities_queues() -> None:
     )
     p = principal()
     for tool in ("work_list", "work_queue_status", "dlq_list"):
-        assert policy.decide(p, tool, "team-a", {"capability": "python"}).allowed
-        refused = policy.decide(p, tool, "team-a", {"capability": "secret"})
+        assert decide(policy, p, tool, "team-a", {"capability": "python"}).allowed
+        refused = decide(policy, p, tool, "team-a", {"capability": "secret"})
         assert not refused.allowed and "claim or broadcast grant" in refused.reason
-    assert policy.decide(p, "work_queue_status", "team-a", {}).allowed  # allowed, and narrowed to python:
+    assert decide(policy, p, "work_queue_status", "team-a", {}).allowed  # allowed, and narrowed to python:
     readable = policy.capability_reader(p)
     assert readable is not None and readable("python") and not readable("secret")
     assert Policy(parse_policy(POLICY)).capability_reader(principal()) is None  # a '*' grant sees every queue
@@ -510,20 +534,20 @@ def test_rate_left_reads_the_bucket_without_spending() -> None:
 async def test_admit_uses_needs_every_tool_and_audits_either_way() -> None:
     g, rec, clock = guard()
     ctx = CallContext(principal(), "http", "team-a")
-    g.admit_uses(ctx, "prompts_get", {"name": "work-loop"}, ("work_claim", "work_complete"))
+    g.admit_uses(ctx, "prompts_get", {"name": "work-loop"}, uses("work_claim", "work_complete"))
     assert rec.records[-1]["kind"] == "tool_call"
     assert rec.records[-1]["tool"] == "prompts_get" and rec.records[-1]["outcome"] == "ok"
     with pytest.raises(Refused) as info:  # work_fail is denied to the role: the whole prompt is
-        g.admit_uses(ctx, "prompts_get", {"name": "work-loop"}, ("work_claim", "work_fail"))
+        g.admit_uses(ctx, "prompts_get", {"name": "work-loop"}, uses("work_claim", "work_fail"))
     assert info.value.code == "forbidden" and "work_fail" in info.value.message
     assert rec.records[-1]["kind"] == "denied" and rec.records[-1]["reason"] == "policy_denied"
     clock.now += 10  # the burst (2) is back
     with pytest.raises(Refused) as info:  # a namespace the role does not have
-        g.admit_uses(CallContext(principal(), "http", "team-b"), "prompts_get", {}, ("work_claim",))
+        g.admit_uses(CallContext(principal(), "http", "team-b"), "prompts_get", {}, uses("work_claim"))
     assert info.value.code == "forbidden"
-    g.admit_uses(ctx, "completion_complete", {}, ())
+    g.admit_uses(ctx, "completion_complete", {}, uses())
     with pytest.raises(Refused) as info:  # and the rate limit: the burst is spent
-        g.admit_uses(ctx, "completion_complete", {}, ())
+        g.admit_uses(ctx, "completion_complete", {}, uses())
     assert info.value.code == "rate_limited"
     assert g.rate_left(principal()) == pytest.approx(0.0, abs=0.01)
     local = Principal(subject="me", issuer="local", method="local")

@@ -1,19 +1,27 @@
-"""The tool-definition boundary: what every tool is made of (input and output models, handler, hints)."""
+"""The tool-definition boundary: what every tool is made of (input and output models, handler, hints, needs).
+
+Adding a tool is one file: its family module (``api/tools/<family>.py``) defines the input model (arguments naming
+a guarded resource use the marked types of ``api/schema.py``), the output model, the handler, and a ``ToolSpec`` in
+the family's table with the ``needs`` it touches (security/needs.py); ``docs/tools.md`` is then regenerated
+(``python -m nats_mcp.api.contract``). A spec whose marked arguments and needs disagree cannot be built.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nats_mcp.bus.errors import translate
 from nats_mcp.coord.context import Caller
+from nats_mcp.coord.natsops.service import NatsScope, OpsService
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.redact import redact
+from nats_mcp.security.needs import Needs, ResourceKind, Touches, check_declared
 
 log = logging.getLogger("nats_mcp.api")
 
@@ -32,15 +40,35 @@ class NoArgs(Args):
 
 Rendered = tuple[Out, str]
 Handler = Callable[[Coordinator, Caller, Any], Awaitable[Rendered]]
+OpsHandler = Callable[[OpsService, NatsScope, Any], Awaitable[Rendered]]
 
 
 def more_hint(next_cursor: str | None) -> str:
     return f'\n\nMore: call again with `cursor: "{next_cursor}"`.' if next_cursor else ""
 
 
+def _touches(annotation: Any) -> ResourceKind | None:
+    """The resource kind an annotation is marked with (looking inside ``X | None``, ``list[X]``), None if unmarked."""
+    if get_origin(annotation) is Annotated:
+        kind = next((m.kind for m in annotation.__metadata__ if isinstance(m, Touches)), None)
+        if kind is not None:
+            return kind
+    return next((k for k in map(_touches, get_args(annotation)) if k is not None), None)
+
+
+def marked_args(model: type[BaseModel]) -> dict[str, ResourceKind | None]:
+    """Every argument of ``model`` with the kind of resource it is marked as naming (None: unmarked)."""
+    marked: dict[str, ResourceKind | None] = {}
+    for name, field in model.model_fields.items():
+        kind = next((m.kind for m in field.metadata if isinstance(m, Touches)), None)
+        marked[name] = kind if kind is not None else _touches(field.annotation)
+    return marked
+
+
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool: its suffix (the name without prefix), human title, description, models, hints and handler."""
+    """One tool: its suffix (the name without prefix), human title, description, models, hints, handler, and the
+    needs the guard checks each call against (security/needs.py)."""
 
     suffix: str
     title: str
@@ -51,6 +79,29 @@ class ToolSpec:
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+    needs: Needs = ()
+
+    def __post_init__(self) -> None:
+        check_declared(self.suffix, marked_args(self.args), self.needs)
+
+
+@dataclass(frozen=True)
+class OpsSpec:
+    """One nats_* tool (the same shape as a ToolSpec; its handler gets the ops facade and the caller's scope)."""
+
+    suffix: str
+    title: str
+    description: str
+    args: type[Args]
+    out: type[Out]
+    handler: OpsHandler
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    needs: Needs = ()
+
+    def __post_init__(self) -> None:
+        check_declared(self.suffix, marked_args(self.args), self.needs)
 
 
 ERROR_META = "io.nats-mcp/error"

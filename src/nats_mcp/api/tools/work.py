@@ -1,4 +1,4 @@
-"""The work and dead-letter tool contract: arguments, results and Markdown of the warp_work_* and warp_dlq_* tools."""
+"""The work tools: capability queues an agent broadcasts to, claims from under a lease, and reports on (warp_work_*)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from nats_mcp.api.schema import TypeStr, UuidStr
+from nats_mcp.api.schema import CapabilityName, UuidStr
 from nats_mcp.api.tools.base import Args, Out, Rendered, ToolSpec, more_hint
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.models import DlqItem, QueueStatus, Scope, WorkItem
+from nats_mcp.coord.models import QueueStatus, Scope, WorkItem
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.work.dlq import check_capability
+from nats_mcp.security.needs import CapabilityRead, CapabilityUse, Waits
 
 _CAP = "A capability, e.g. typescript or code-review (a-z, 0-9, '-', '_')."
 _ITEM = "The work item's id (workItemId from the claim)."
-_DLQ_ITEM = "The dead-lettered item's id (from warp_dlq_list)."
 _CURSOR = "nextCursor of the previous page, to continue (same filters)."
 
 
@@ -26,7 +26,7 @@ _CURSOR = "nextCursor of the previous page, to continue (same filters)."
 class BroadcastArgs(Args):
     taskId: str = Field(description="Your own reference for the task (free text, at most 256 characters).")
     description: str = Field(description="What needs doing (at most 8 KiB by default).")
-    requiredCapability: TypeStr = Field(description=_CAP)
+    requiredCapability: CapabilityName = Field(description=_CAP)
     priority: int = Field(default=5, ge=1, le=10, description="1 (lowest) to 10 (highest); higher is claimed first.")
     deadline: str | None = Field(
         default=None, description="ISO 8601 date-time; after it the item is dead-lettered instead of handed out."
@@ -36,7 +36,7 @@ class BroadcastArgs(Args):
 
 
 class ClaimArgs(Args):
-    capability: TypeStr = Field(description=_CAP + " You must have registered it.")
+    capability: CapabilityName = Field(description=_CAP + " You must have registered it.")
     timeout: int = Field(default=5000, ge=0, le=30000, description="How long to wait for work, in ms (0: do not wait).")
 
 
@@ -64,7 +64,7 @@ class FailArgs(Args):
 
 
 class WorkListArgs(Args):
-    capability: TypeStr = Field(description=_CAP)
+    capability: CapabilityName = Field(description=_CAP)
     minPriority: int | None = Field(default=None, ge=1, le=10, description="Only items of at least this priority.")
     maxPriority: int | None = Field(default=None, ge=1, le=10, description="Only items of at most this priority.")
     deadlineBefore: str | None = Field(default=None, description="Only items with a deadline before this (ISO 8601).")
@@ -74,22 +74,7 @@ class WorkListArgs(Args):
 
 
 class QueueStatusArgs(Args):
-    capability: TypeStr | None = Field(default=None, description="One capability; all when omitted.")
-
-
-class DlqListArgs(Args):
-    capability: TypeStr | None = Field(default=None, description="Only items of this capability.")
-    limit: int = Field(default=20, ge=1, le=100, description="Items per page.")
-    cursor: str | None = Field(default=None, description=_CURSOR)
-
-
-class DlqRetryArgs(Args):
-    itemId: UuidStr = Field(description=_DLQ_ITEM)
-    resetAttempts: bool = Field(default=False, description="Start counting attempts from zero again.")
-
-
-class DlqDiscardArgs(Args):
-    itemId: UuidStr = Field(description=_DLQ_ITEM)
+    capability: CapabilityName | None = Field(default=None, description="One capability; all when omitted.")
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -136,23 +121,6 @@ class WorkListOut(Out):
 
 class QueueStatusOut(Out):
     queues: list[QueueStatus]
-
-
-class DlqListOut(Out):
-    items: list[DlqItem]
-    nextCursor: str | None
-    hasMore: bool
-    total: int | None
-
-
-class DlqRetryOut(Out):
-    itemId: str
-    requeued: Literal[True]
-
-
-class DlqDiscardOut(Out):
-    itemId: str
-    discarded: Literal[True]
 
 
 # ---- rendering ----------------------------------------------------------------------------------
@@ -286,35 +254,6 @@ async def work_queue_status(c: Coordinator, _caller: Caller, a: QueueStatusArgs)
     return QueueStatusOut(queues=queues), "\n".join(lines)
 
 
-async def dlq_list(c: Coordinator, _caller: Caller, a: DlqListArgs) -> Rendered:
-    page = await c.work.dlq.page(a.capability, a.limit, a.cursor)
-    out = DlqListOut(items=page.items, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total)
-    if not page.items:
-        return out, "The dead-letter queue is empty" + (f" for {a.capability}." if a.capability else ".")
-    blocks = []
-    for e in page.items:
-        errors = "\n".join(f"  - {err}" for err in e.errors[-5:])
-        blocks.append(
-            f"- **{e.workItem.taskId}** `{e.id}` ({e.workItem.capability}): {e.reason} after "
-            f"{e.attempts} attempt(s), {e.failedAt}" + (f"\n{errors}" if errors else "")
-        )
-    total = f" of {page.total}" if page.total is not None else ""
-    return out, f"{len(page.items)}{total} dead-lettered item(s):\n" + "\n".join(blocks) + more_hint(page.next_cursor)
-
-
-async def dlq_retry(c: Coordinator, _caller: Caller, a: DlqRetryArgs) -> Rendered:
-    item = await c.work.dlq_retry(a.itemId, a.resetAttempts)
-    how = "with attempts reset" if a.resetAttempts else f"with {item.attempts} attempt(s) counted so far"
-    return DlqRetryOut(
-        itemId=a.itemId, requeued=True
-    ), f"Work item `{a.itemId}` is back in the **{item.capability}** queue, {how}."
-
-
-async def dlq_discard(c: Coordinator, _caller: Caller, a: DlqDiscardArgs) -> Rendered:
-    await c.work.dlq.discard(a.itemId)
-    return DlqDiscardOut(itemId=a.itemId, discarded=True), f"Dead-lettered item `{a.itemId}` deleted for good."
-
-
 WORK_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "work_broadcast",
@@ -325,6 +264,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         BroadcastArgs,
         BroadcastOut,
         work_broadcast,
+        needs=(CapabilityUse("requiredCapability", "broadcast"),),
     ),
     ToolSpec(
         "work_claim",
@@ -335,6 +275,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         ClaimArgs,
         ClaimOut,
         work_claim,
+        needs=(CapabilityUse("capability", "claim"), Waits("timeout", 5000)),
     ),
     ToolSpec(
         "work_claim_batch",
@@ -343,6 +284,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         ClaimBatchArgs,
         ClaimBatchOut,
         work_claim_batch,
+        needs=(CapabilityUse("capability", "claim"), Waits("timeout", 5000)),
     ),
     ToolSpec(
         "work_progress",
@@ -380,6 +322,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         work_list,
         read_only=True,
         idempotent=True,
+        needs=(CapabilityRead("capability"),),
     ),
     ToolSpec(
         "work_queue_status",
@@ -390,32 +333,6 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         work_queue_status,
         read_only=True,
         idempotent=True,
-    ),
-    ToolSpec(
-        "dlq_list",
-        "List dead letters",
-        "Dead-lettered work items with their reason and error history, oldest first.",
-        DlqListArgs,
-        DlqListOut,
-        dlq_list,
-        read_only=True,
-        idempotent=True,
-    ),
-    ToolSpec(
-        "dlq_retry",
-        "Retry dead letter",
-        "Put a dead-lettered item back on its queue (atomically: never in both places, never lost).",
-        DlqRetryArgs,
-        DlqRetryOut,
-        dlq_retry,
-    ),
-    ToolSpec(
-        "dlq_discard",
-        "Discard dead letter",
-        "Delete a dead-lettered item for good.",
-        DlqDiscardArgs,
-        DlqDiscardOut,
-        dlq_discard,
-        destructive=True,
+        needs=(CapabilityRead("capability"),),
     ),
 )
