@@ -23,15 +23,16 @@ from typing import Any, Literal, cast, get_args
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamState
 from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from pydantic import ValidationError
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch, last_at_or_before
 from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
 from nats_mcp.bus.layout import Layout
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_stream
+from nats_mcp.bus.specs import StreamConfig, StreamState
 from nats_mcp.config.settings import ChannelSettings, Settings
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
@@ -44,7 +45,6 @@ log = logging.getLogger("nats_mcp.coord.channels")
 
 READ_TOOL = "warp_channels_read"
 MAX_LIMIT = 1000
-DEFAULT_DUPLICATE_WINDOW_S = 120.0
 WINDOW_GROWTH_CAP = 4
 """A backward window spans at most this many times the messages still needed: wider windows save round
 trips over sparse history, but a window that turns out dense is fetched whole (bounded over-fetch)."""
@@ -118,19 +118,13 @@ class ChannelService:
 
     def stream_config(self, channel: ChannelSettings) -> StreamConfig:
         """The stream a channel is stored in: file storage, limits from settings, direct gets allowed."""
-        return stream_config(
-            name=self._layout.channel_stream(channel.name),
+        return specs.channel_stream(
+            self._layout,
+            channel.name,
             description=channel.description,
-            subjects=[self._layout.channel_subject(channel.name)],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            max_msgs=channel.max_messages,
+            max_messages=channel.max_messages,
             max_bytes=channel.max_bytes,
-            max_age=channel.max_age_seconds,
-            # The server refuses a dedupe window longer than max_age.
-            duplicate_window=min(DEFAULT_DUPLICATE_WINDOW_S, channel.max_age_seconds),
-            allow_direct=True,
+            max_age_s=channel.max_age_seconds,
         )
 
     async def _ensure(self, channel: ChannelSettings) -> StreamState:

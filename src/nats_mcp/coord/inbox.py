@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import Delivery, ack, pull
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_stream
+from nats_mcp.bus.specs import StreamConfig
 from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config.settings import Settings, duration_seconds
 from nats_mcp.coord.checks import check_metadata, dumps, timestamp
@@ -62,7 +63,6 @@ BATCH_MAX_BYTES = 2 * 1024 * 1024
 MAX_EMPTY_RETRIES = 3
 """How often a batch whose first message was lost in transit is asked for again before the read stops."""
 API_TIMEOUT_S = 5.0
-DEFAULT_DUPLICATE_WINDOW_S = 120.0
 ISOLATED_ACK_WAIT_S = 30.0
 """How long a message an isolated read holds stays away from other reads (a crashed reader's come back after it)."""
 _STREAM_NOT_FOUND = 10059
@@ -249,19 +249,7 @@ class InboxService:
     def inbox_config(self, layout: Layout) -> StreamConfig:
         """The inbox stream of a namespace: per-recipient cap that refuses new mail rather than dropping old."""
         max_age = duration_seconds(self._limits.inbox_max_age)
-        return stream_config(
-            name=layout.inbox_stream,
-            description=f"direct messages of namespace {layout.namespace}, one subject per recipient",
-            subjects=[layout.inbox_subjects],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            max_msgs_per_subject=self._limits.inbox_max_messages,
-            discard=DiscardPolicy.NEW,
-            discard_new_per_subject=True,
-            max_age=max_age,
-            duplicate_window=min(DEFAULT_DUPLICATE_WINDOW_S, max_age),
-            allow_direct=True,
-        )
+        return specs.inbox_stream(layout, max_messages=self._limits.inbox_max_messages, max_age_s=max_age)
 
     # -- read ------------------------------------------------------------------------------------
 

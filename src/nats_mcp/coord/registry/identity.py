@@ -25,6 +25,7 @@ from pathlib import Path
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.kvcache import Bucket, WatchedBucket
 from nats_mcp.bus.layout import Layout
@@ -165,7 +166,7 @@ class IdentityService:
 
     def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout) -> None:
         self._conn = conn
-        self._bucket = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
+        self._bucket = Bucket.declared(conn, specs.identity_bucket(layout))
         # Handles are read on every channel send: a watched copy answers without a round trip.
         self._handles: WatchedBucket[str] = WatchedBucket(self._bucket, _decode_handle, _ignore)
         self._ttl_s = settings.presence.stale_after_s

@@ -17,6 +17,7 @@ from typing import Any
 
 import nats.js.errors
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.kvcache import Bucket
@@ -75,7 +76,7 @@ class RegistryService:
         self._stale_after_s = settings.presence.stale_after_s
         self._store = RegistryStore(conn, layout)
         self._index = self._store.index
-        self._identity = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
+        self._identity = Bucket.declared(conn, specs.identity_bucket(layout))
         self._gc_lock = KvLock(self._identity, "gc", ttl_s=2 * settings.presence.gc_interval_s)
         self._gc_task: asyncio.Task[None] | None = None
 

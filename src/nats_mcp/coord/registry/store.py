@@ -17,9 +17,10 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.kvcache import Bucket, WatchedBucket
-from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, parse_directory_key
+from nats_mcp.bus.layout import Layout, parse_directory_key
 from nats_mcp.coord.errors import Conflict, CoordError, NatsUnavailable
 from nats_mcp.coord.models import AgentRecord
 from nats_mcp.coord.registry.index import AgentIndex
@@ -55,8 +56,8 @@ class RegistryStore:
         self.namespace = layout.namespace
         self.conn = conn
         self._layout = layout
-        self._registry = Bucket(conn, layout.registry_bucket, description="agent registry")
-        self._directory = Bucket(conn, DIRECTORY_BUCKET, description="registry entries shared across namespaces")
+        self._registry = Bucket.declared(conn, specs.registry_bucket(layout))
+        self._directory = Bucket.declared(conn, specs.directory_bucket())
         self.index = AgentIndex()
         self._own = WatchedBucket(self._registry, self._decode_own, self._own_changed)
         self._shared = WatchedBucket(self._directory, self._decode_shared, self._shared_changed)

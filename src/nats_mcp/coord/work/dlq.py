@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats.js.errors
-from nats.js.api import RetentionPolicy, StorageType
 from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord import capscope
@@ -101,17 +101,7 @@ class DlqService:
         ttl = self._settings.work.dlq_ttl_ms / 1000
         await ensure_stream(
             self._conn.jetstream,
-            stream_config(
-                name=self._layout.dlq_stream,
-                description=f"dead-lettered work items of namespace {self._layout.namespace}",
-                subjects=[self._layout.dlq_subject()],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS,
-                max_age=ttl,
-                max_msgs_per_subject=1,
-                duplicate_window=min(120.0, ttl),
-                allow_direct=True,
-            ),
+            specs.dlq_stream(self._layout, ttl_s=ttl),
             replicas=self._conn.replicas,
         )
 

@@ -30,15 +30,15 @@ from typing import Any, Literal
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg, api_prefix
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, poke, pull
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_consumer, ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.checks import check_metadata, dumps, iso, iso_epoch, parse_instant, timestamp
@@ -97,7 +97,7 @@ class WorkService:
         self.layout = layout
         self.api = api_prefix(settings.nats.jetstream_domain)
         ttl = max(STATE_TTL_S, settings.work.dlq_ttl_ms / 1000)
-        self.state = Bucket(conn, layout.work_state_bucket, description="work item state", ttl_s=ttl)
+        self.state = Bucket.declared(conn, specs.work_state_bucket(layout, ttl_s=ttl))
         self.records = ItemRecords(self.state)
         self.dlq = DlqService(conn, settings, layout, self.state)
         self._consumers: set[tuple[str, int]] = set()
@@ -118,64 +118,19 @@ class WorkService:
         # The consumers this process made stay known across reconnects: making one again needs the meta leader,
         # which is being elected right after a cluster node died, and broadcasts waited on it (a pull that finds
         # a consumer gone makes it again, so a server that lost its store is still served).
-        await ensure_stream(
-            js,
-            stream_config(
-                name=lay.work_stream,
-                description=f"work queues of namespace {lay.namespace}: one subject per capability and priority",
-                subjects=[lay.work_subjects],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.WORK_QUEUE,
-                duplicate_window=120.0,
-                allow_direct=True,
-                max_bytes=self._work.max_bytes or -1,
-                discard=DiscardPolicy.NEW,  # a full queue refuses new work; it never drops queued work
-            ),
-            replicas=self._conn.replicas,
-        )
-        await ensure_stream(
-            js,
-            stream_config(
-                name=lay.events_stream,
-                description=f"max-delivery advisories and deadline timers of namespace {lay.namespace}'s work",
-                subjects=[lay.max_deliveries_advisories, lay.events_subjects],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.WORK_QUEUE,
-                allow_msg_schedules=True,
-                duplicate_window=120.0,
-                allow_rollup_hdrs=True,  # the server turns it on with schedules; asking for it avoids an update
-            ),
-            replicas=self._conn.replicas,
-        )
-        await js.add_consumer(
-            lay.events_stream,
-            ConsumerConfig(
-                durable_name=Layout.MOVER_CONSUMER,
-                filter_subjects=[lay.max_deliveries_advisories, lay.deadline_due_subjects],
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30.0,
-                max_ack_pending=-1,
-            ),
-        )
+        await ensure_stream(js, specs.work_stream(lay, max_bytes=self._work.max_bytes), replicas=self._conn.replicas)
+        await ensure_stream(js, specs.work_events_stream(lay), replicas=self._conn.replicas)
+        await ensure_consumer(js, lay.events_stream, specs.mover_consumer(lay))
         await self.dlq.ensure()
         await self.state.kv()
 
     async def _ensure_consumer(self, capability: str, priority: int) -> None:
         if (capability, priority) in self._consumers:
             return
-        await self._conn.jetstream.add_consumer(
-            self.layout.work_stream,
-            ConsumerConfig(
-                durable_name=Layout.work_consumer(capability, priority),
-                filter_subject=self.layout.work_subject(capability, priority),
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.lease_s,
-                max_deliver=self._work.max_attempts,
-                max_ack_pending=-1,
-            ),
+        config = specs.work_consumer(
+            self.layout, capability, priority, ack_wait_s=self.lease_s, max_deliver=self._work.max_attempts
         )
+        await ensure_consumer(self._conn.jetstream, self.layout.work_stream, config)
         self._consumers.add((capability, priority))
 
     # -- broadcast -------------------------------------------------------------------------------
