@@ -46,16 +46,21 @@ from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config.settings import Settings, duration_seconds
 from nats_mcp.coord.checks import check_metadata, dumps, timestamp
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, nats_errors
+from nats_mcp.coord.dms import (
+    Filters,
+    check_content,
+    check_limit,
+    check_message_type,
+    parse_stored,
+)
+from nats_mcp.coord.errors import LimitExceeded, nats_errors
 from nats_mcp.coord.models import AgentRecord, DirectMessage
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
-from nats_mcp.core.names import InvalidNameError, validate_guid, validate_type_name
 
 log = logging.getLogger("nats_mcp.coord.inbox")
 
 READ_TOOL = "warp_messages_read_direct"
 """Cursors of :meth:`InboxService.read` are bound to this tool name."""
-MAX_READ_LIMIT = 100
 FILTERED_BATCH = 100
 """Messages fetched per direct-get request while a filtered read skips non-matching mail."""
 BATCH_MAX_BYTES = 2 * 1024 * 1024
@@ -78,90 +83,6 @@ class InboxPage:
     messages: list[DirectMessage]
     next_cursor: str | None
     has_more: bool
-
-
-# -- validation ----------------------------------------------------------------------------------
-
-
-def check_message_type(message_type: object) -> str:
-    try:
-        return validate_type_name(message_type, "messageType")
-    except InvalidNameError as exc:
-        raise InvalidName(str(exc)) from None
-
-
-def check_sender_filter(sender_guid: object) -> str:
-    try:
-        return validate_guid(sender_guid, "senderGuid")
-    except InvalidNameError as exc:
-        raise InvalidName(str(exc)) from None
-
-
-def check_content(content: object, max_bytes: int) -> str:
-    if not isinstance(content, str) or not content:
-        raise InvalidArgument("message must be a non-empty string")
-    try:
-        size = len(content.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
-        raise InvalidArgument("message must be valid Unicode text") from None
-    if size > max_bytes:
-        raise LimitExceeded(
-            f"message is {size} bytes; the limit is {max_bytes} bytes (limits.message_bytes): "
-            "shorten it, or send a pointer to where the full text lives"
-        )
-    return content
-
-
-def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_READ_LIMIT:
-        raise InvalidArgument(f"limit must be an integer from 1 to {MAX_READ_LIMIT}")
-    return limit
-
-
-# -- stored messages -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Filters:
-    message_type: str | None = None
-    sender_guid: str | None = None
-
-    @classmethod
-    def of(cls, message_type: str | None, sender_guid: str | None) -> _Filters:
-        return cls(
-            check_message_type(message_type) if message_type is not None else None,
-            check_sender_filter(sender_guid) if sender_guid is not None else None,
-        )
-
-    @property
-    def active(self) -> bool:
-        return self.message_type is not None or self.sender_guid is not None
-
-    def matches(self, message: DirectMessage) -> bool:
-        return (self.message_type is None or message.messageType == self.message_type) and (
-            self.sender_guid is None or message.senderGuid == self.sender_guid
-        )
-
-    def binding(self, owner: str) -> dict[str, str | None]:
-        """What a cursor is bound to besides tool and namespace: the inbox owner and these filters."""
-        return {"owner": owner, "messageType": self.message_type, "senderGuid": self.sender_guid}
-
-
-_FIELDS = ("id", "senderGuid", "senderHandle", "messageType", "content", "metadata", "timestamp")
-
-
-def parse_stored(data: bytes, owner: str) -> DirectMessage | None:
-    """The DM in a stored payload, or None when it is not one of ours (or not addressed to ``owner``).
-
-    Unknown fields are ignored, so mail written by a newer server version is still readable.
-    """
-    try:
-        body = json.loads(data)
-        if not isinstance(body, dict) or body.get("recipientGuid") != owner:
-            return None
-        return DirectMessage.model_validate({k: body[k] for k in _FIELDS if k in body})
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError and pydantic's ValidationError
-        return None
 
 
 # -- the service ---------------------------------------------------------------------------------
@@ -264,7 +185,7 @@ class InboxService:
     ) -> InboxPage:
         """Consume up to ``limit`` matching messages of the caller's own inbox, oldest first."""
         check_limit(limit)
-        filters = _Filters.of(message_type, sender_guid)
+        filters = Filters.of(message_type, sender_guid)
         binding = filters.binding(caller.guid)
         after = 0
         if cursor is not None:
@@ -382,7 +303,7 @@ class InboxService:
             )
 
     async def _read_isolated(
-        self, layout: Layout, owner: str, filters: _Filters, limit: int
+        self, layout: Layout, owner: str, filters: Filters, limit: int
     ) -> tuple[list[DirectMessage], bool]:
         """Consume up to ``limit`` matching messages through the owner's consumer: (oldest first, more waiting)."""
         name = await self._own_consumer(layout, owner)
@@ -480,7 +401,7 @@ class _Read:
     service: InboxService
     layout: Layout
     owner: str
-    filters: _Filters
+    filters: Filters
     limit: int
     position: int
     """Every message at or below this sequence has been claimed, skipped as non-matching, or is gone."""
