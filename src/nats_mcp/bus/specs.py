@@ -35,6 +35,8 @@ __all__ = [
     "identity_bucket",
     "inbox_stream",
     "mover_consumer",
+    "operator_consumer",
+    "operator_stream",
     "registry_bucket",
     "work_consumer",
     "work_events_stream",
@@ -172,6 +174,72 @@ def work_consumer(
         ack_wait=ack_wait_s,
         max_deliver=max_deliver,
         max_ack_pending=-1,
+    )
+
+
+# -- operator resources (the nats_* tools) ------------------------------------------------------------
+
+
+def operator_stream(
+    name: str,
+    subjects: list[str],
+    *,
+    description: str | None,
+    storage: str,
+    retention: str,
+    replicas: int,
+    max_msgs: int,
+    max_bytes: int,
+    max_age_s: float,
+    max_msg_size: int,
+    max_msgs_per_subject: int,
+    discard: str,
+    duplicate_window_s: float | None,
+    allow_direct: bool,
+) -> StreamConfig:
+    """A stream an operator creates through ``nats_stream_create``: only these settings (no sources, republish...)."""
+    return StreamConfig(
+        name=name,
+        subjects=subjects,
+        description=description,
+        storage=StorageType(storage),
+        retention=RetentionPolicy(retention),
+        num_replicas=replicas,
+        max_msgs=max_msgs,
+        max_bytes=max_bytes,
+        max_age=max_age_s,
+        max_msg_size=max_msg_size,
+        max_msgs_per_subject=max_msgs_per_subject,
+        discard=DiscardPolicy(discard),
+        duplicate_window=duplicate_window_s or 0,
+        allow_direct=allow_direct,
+    )
+
+
+def operator_consumer(
+    name: str,
+    *,
+    filter_subjects: list[str],
+    deliver_policy: str,
+    opt_start_seq: int | None,
+    ack_policy: str,
+    ack_wait_s: float | None,
+    max_deliver: int | None,
+    description: str | None,
+    inactive_threshold_s: float | None,
+) -> ConsumerConfig:
+    """A durable pull consumer an operator creates through ``nats_consumer_create`` (no deliver subject)."""
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        description=description,
+        deliver_policy=DeliverPolicy(deliver_policy),
+        opt_start_seq=opt_start_seq,
+        ack_policy=AckPolicy(ack_policy),
+        ack_wait=ack_wait_s,
+        max_deliver=max_deliver,
+        filter_subjects=filter_subjects or None,
+        inactive_threshold=inactive_threshold_s,
     )
 
 

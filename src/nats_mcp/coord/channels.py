@@ -20,16 +20,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client
-from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from pydantic import ValidationError
 
 from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch, last_at_or_before
-from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
+from nats_mcp.bus.errors import (
+    BusError,
+    ConnectionLost,
+    JetStreamError,
+    JetStreamUnavailable,
+    NatsTimeout,
+    NatsUnavailableError,
+    NoStreamResponse,
+    ResourceNotFound,
+    nats_edge,
+    origin,
+    translate,
+)
+from nats_mcp.bus.jstypes import Client
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.specs import StreamConfig, StreamState
@@ -55,13 +64,10 @@ Mode = Literal["back", "forward"]
 _SCOPES: tuple[str, ...] = get_args(Scope)
 _FIELDS = frozenset(ChannelMessage.model_fields)
 _Stored = list[StoredMsg]
-_UNAVAILABLE = (
-    nats.errors.TimeoutError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.NoServersError,
+_LOST = frozenset(
+    {"ConnectionClosedError", "ConnectionReconnectingError", "StaleConnectionError", "UnexpectedEOF", "NoServersError"}
 )
+"""The lost-connection failures a channel call reports as NATS being away (besides every timeout)."""
 
 
 @dataclass(frozen=True)
@@ -138,9 +144,9 @@ class ChannelService:
         if channel.name not in self._ready:
             return await self._ensure(channel)
         try:
-            with self._bus():
+            with nats_edge(), self._bus():
                 info = await self._conn.jetstream.stream_info(self._layout.channel_stream(channel.name))
-        except NotFoundError:
+        except ResourceNotFound:
             self._ready.discard(channel.name)
             return await self._ensure(channel)
         return info.state
@@ -178,8 +184,9 @@ class ChannelService:
         if channel.name not in self._ready:
             await self._ensure(channel)
         try:
-            return await self._publish_once(channel, payload, msg_id)
-        except NoStreamResponseError:
+            with nats_edge():
+                return await self._publish_once(channel, payload, msg_id)
+        except NoStreamResponse:
             # The stream went away (deleted, or a fresh server): recreate it; the message id dedupes a retry.
             log.warning("stream of channel %s is missing; recreating it", channel.name)
             await self._ensure(channel)
@@ -320,9 +327,9 @@ class ChannelService:
 
     async def _status(self, channel: ChannelSettings) -> ChannelStatus:
         try:
-            with self._bus():
+            with nats_edge(), self._bus():
                 info = await self._conn.jetstream.stream_info(self._layout.channel_stream(channel.name))
-        except NotFoundError:
+        except ResourceNotFound:
             return ChannelStatus(name=channel.name, messages=0, bytes=0, firstSequence=0, lastSequence=0)
         s = info.state
         return ChannelStatus(
@@ -345,16 +352,19 @@ class ChannelService:
     def _bus(self) -> Iterator[None]:
         """NATS going away mid-call is ``nats_unavailable`` (retryable), like NATS being away before it."""
         try:
-            yield
-        except _UNAVAILABLE as exc:
+            with nats_edge():
+                yield
+        except (NatsTimeout, ConnectionLost) as exc:
+            if isinstance(exc, ConnectionLost) and origin(exc) not in _LOST:
+                raise
             raise self._conn.unavailable() from exc
-        except ServiceUnavailableError as exc:
+        except JetStreamUnavailable as exc:
             raise NatsUnavailableError(
                 "JetStream is not answering; the call can be retried.",
                 "check that JetStream is enabled on the NATS server; in a cluster, wait for a leader to be elected",
             ) from exc
-        except nats.js.errors.APIError as exc:
-            known = translate(exc)
+        except JetStreamError as exc:
+            known = translate(exc.__cause__) if exc.__cause__ is not None else None
             if known is None:
                 raise
             raise known from exc

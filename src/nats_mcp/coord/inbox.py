@@ -32,12 +32,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats.errors
-from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
-
 from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
+from nats_mcp.bus.errors import (
+    JetStreamError,
+    NatsTimeout,
+    NoStreamResponse,
+    PayloadTooLargeError,
+    ResourceNotFound,
+    nats_edge,
+    raise_api_error,
+)
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import Delivery, ack, pull
 from nats_mcp.bus.setup import ensure_stream
@@ -135,23 +141,25 @@ class InboxService:
         if layout.inbox_stream not in self._ready:
             await self._ensure_inbox(layout)
         try:
-            try:
-                await self._publish_once(layout, subject, payload, msg_id)
-            except NoStreamResponseError:
-                # Deleted behind our back (or a fresh server): create it again and retry once.
-                await self._ensure_inbox(layout)
-                await self._publish_once(layout, subject, payload, msg_id)
-            except nats.errors.TimeoutError:
-                # Same Nats-Msg-Id: if the first attempt was stored after all, the stream drops the copy.
-                await self._publish_once(layout, subject, payload, msg_id)
-        except APIError as exc:
+            with nats_edge():
+                try:
+                    with nats_edge():
+                        await self._publish_once(layout, subject, payload, msg_id)
+                except NoStreamResponse:
+                    # Deleted behind our back (or a fresh server): create it again and retry once.
+                    await self._ensure_inbox(layout)
+                    await self._publish_once(layout, subject, payload, msg_id)
+                except NatsTimeout:
+                    # Same Nats-Msg-Id: if the first attempt was stored after all, the stream drops the copy.
+                    await self._publish_once(layout, subject, payload, msg_id)
+        except JetStreamError as exc:
             if _ERR_PER_SUBJECT_FULL in (exc.description or ""):
                 raise LimitExceeded(
                     f"the inbox of {recipient.handle} is full ({self._limits.inbox_max_messages} unread messages): "
                     "the message was not stored; try again after the recipient has read its inbox"
                 ) from None
             raise
-        except nats.errors.MaxPayloadError:
+        except PayloadTooLargeError:
             raise LimitExceeded("the message and its metadata are larger than the NATS server accepts") from None
 
     async def _publish_once(self, layout: Layout, subject: str, payload: bytes, msg_id: str) -> None:
@@ -250,8 +258,9 @@ class InboxService:
     async def _count(self, stream: str, subject: str) -> int:
         """Messages stored on ``subject`` (0 when the stream does not exist yet)."""
         try:
-            info = await self._conn.jetstream.stream_info(stream, subjects_filter=subject)
-        except NotFoundError:
+            with nats_edge():
+                info = await self._conn.jetstream.stream_info(stream, subjects_filter=subject)
+        except ResourceNotFound:
             return 0
         return int((info.state.subjects or {}).get(subject, 0))
 
@@ -283,7 +292,7 @@ class InboxService:
         if isinstance(error, dict):
             if error.get("err_code") == _STREAM_NOT_FOUND:
                 return None
-            APIError.from_error(error)
+            raise_api_error(error)
         self._consumers.add(f"{stream}.{name}")
         return name
 

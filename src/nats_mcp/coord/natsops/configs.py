@@ -5,18 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    ConsumerInfo,
-    DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-    StreamInfo,
-)
-
+from nats_mcp.bus import specs
+from nats_mcp.bus.jstypes import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo
 from nats_mcp.coord.errors import InvalidArgument
 from nats_mcp.coord.natsops import guard as check
 from nats_mcp.coord.natsops.models import BucketSummary, ConsumerSummary
@@ -40,20 +30,20 @@ def stream_config(
     allow_direct: bool = True,
 ) -> StreamConfig:
     """A StreamConfig from plain arguments (nothing else of a stream, e.g. sources or republish, is settable)."""
-    return StreamConfig(
-        name=name,
-        subjects=subjects,
+    return specs.operator_stream(
+        name,
+        subjects,
         description=description,
-        storage=StorageType(storage),
-        retention=RetentionPolicy(retention),
-        num_replicas=replicas,
+        storage=storage,
+        retention=retention,
+        replicas=replicas,
         max_msgs=max_msgs,
         max_bytes=max_bytes,
-        max_age=max_age_s,
+        max_age_s=max_age_s,
         max_msg_size=max_msg_size,
         max_msgs_per_subject=max_msgs_per_subject,
-        discard=DiscardPolicy(discard),
-        duplicate_window=duplicate_window_s or 0,
+        discard=discard,
+        duplicate_window_s=duplicate_window_s,
         allow_direct=allow_direct,
     )
 
@@ -75,17 +65,16 @@ def consumer_config(
         raise InvalidArgument("deliverPolicy by_start_sequence needs optStartSeq")
     if opt_start_seq and deliver_policy != "by_start_sequence":
         raise InvalidArgument("optStartSeq is only used with deliverPolicy by_start_sequence")
-    return ConsumerConfig(
-        name=name,
-        durable_name=name,
-        description=description,
-        deliver_policy=DeliverPolicy(deliver_policy),
+    return specs.operator_consumer(
+        name,
+        filter_subjects=filter_subjects,
+        deliver_policy=deliver_policy,
         opt_start_seq=opt_start_seq,
-        ack_policy=AckPolicy(ack_policy),
-        ack_wait=ack_wait_s,
+        ack_policy=ack_policy,
+        ack_wait_s=ack_wait_s,
         max_deliver=max_deliver,
-        filter_subjects=filter_subjects or None,
-        inactive_threshold=inactive_threshold_s,
+        description=description,
+        inactive_threshold_s=inactive_threshold_s,
     )
 
 

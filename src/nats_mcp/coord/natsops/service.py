@@ -15,19 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-import nats.errors
-import nats.js.errors as jserr
-from nats.js import JetStreamContext
-from nats.js.api import (
-    ConsumerConfig,
-    StreamConfig,
-    StreamInfo,
-)
-from nats.js.kv import KeyValue
-
 from nats_mcp.bus import ops as bus
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import api_prefix
+from nats_mcp.bus.errors import (
+    JetStreamError,
+    JetStreamUnavailable,
+    NatsTimeout,
+    NoResponders,
+    ResourceNotFound,
+    nats_edge,
+)
+from nats_mcp.bus.jstypes import ConsumerConfig, JetStreamContext, KeyValue, StreamConfig, StreamInfo
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NatsUnavailable, NotFound
 from nats_mcp.coord.natsops import guard as check
@@ -88,19 +87,20 @@ class Listed:
 def _nats(what: str) -> Iterator[None]:
     """nats-py's answers as domain errors with a message an agent can act on."""
     try:
-        yield
-    except (jserr.NotFoundError, jserr.BucketNotFoundError, jserr.KeyNotFoundError, jserr.KeyDeletedError):
+        with nats_edge():
+            yield
+    except ResourceNotFound:  # a KV key (deleted or not) too
         raise NotFound(f"{what}: not found") from None
-    except jserr.ServiceUnavailableError:
+    except JetStreamUnavailable:
         raise NatsUnavailable("JetStream is not available on this NATS server (or not answering)") from None
-    except jserr.APIError as exc:
+    except JetStreamError as exc:
         description = exc.description or "refused"
         if exc.err_code in _CONFLICT_CODES:
             raise Conflict(f"{what}: {description}") from None
-        if exc.code == 404:
+        if exc.status == 404:
             raise NotFound(f"{what}: {description}") from None
         raise InvalidArgument(f"{what}: {description}") from None
-    except nats.errors.TimeoutError:
+    except NatsTimeout:
         raise NatsUnavailable(f"{what}: NATS did not answer in time; the call can be retried") from None
 
 
@@ -172,7 +172,7 @@ class OpsService:
     async def server_info(self) -> dict[str, Any]:
         nc = self._conn.client
         info: dict[str, Any] = {"server": bus.connection_info(nc), "account": None, "monitor": None}
-        with contextlib.suppress(jserr.ServiceUnavailableError, nats.errors.TimeoutError, jserr.APIError):
+        with contextlib.suppress(JetStreamError, NatsTimeout), nats_edge():
             account = await self._conn.jetstream.account_info()
             limits = account.limits
             info["account"] = {
@@ -419,10 +419,13 @@ class OpsService:
                 f"timeout is above nats_ops.max_request_timeout_ms ({self.limits.max_request_timeout_ms})"
             )
         try:
-            reply = await bus.request(self._conn.client, subject, payload, check_headers(headers), timeout_ms / 1000)
-        except nats.errors.NoRespondersError:
+            with nats_edge():
+                reply = await bus.request(
+                    self._conn.client, subject, payload, check_headers(headers), timeout_ms / 1000
+                )
+        except NoResponders:
             raise NotFound(f"no service is listening on {subject} (no responders)") from None
-        except nats.errors.TimeoutError:
+        except NatsTimeout:
             raise NatsUnavailable(f"no reply on {subject} within {timeout_ms} ms; the call can be retried") from None
         return (
             reply.subject,

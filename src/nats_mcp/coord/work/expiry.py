@@ -8,10 +8,9 @@ import asyncio
 import time
 from typing import Literal, Protocol
 
-from nats.js.errors import NotFoundError
-
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg
+from nats_mcp.bus.errors import ResourceNotFound, nats_edge
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import poke
 from nats_mcp.bus.streamops import delete_msg
@@ -54,8 +53,9 @@ class WorkExpiry:
         """Have every consumer with handed-out items check them, so a last lease that ran out raises its
         max-deliveries advisory now (JetStream only checks when it next serves a pull). Returns how many."""
         try:
-            consumers = await self._work.conn.jetstream.consumers_info(self._work.layout.work_stream)
-        except NotFoundError:
+            with nats_edge():
+                consumers = await self._work.conn.jetstream.consumers_info(self._work.layout.work_stream)
+        except ResourceNotFound:
             return 0
         busy = [c.name for c in consumers if Layout.parse_work_consumer(c.name) and (c.num_ack_pending or 0) > 0]
         await asyncio.gather(

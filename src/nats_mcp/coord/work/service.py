@@ -24,13 +24,11 @@ import time
 from dataclasses import replace
 from typing import Any, Literal
 
-import nats.errors
-from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
-
 from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg, api_prefix
+from nats_mcp.bus.errors import PayloadTooLargeError, ResourceNotFound, nats_edge
+from nats_mcp.bus.jstypes import Msg
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, pull
@@ -154,10 +152,15 @@ class WorkService:
         payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
         subject = self.layout.work_subject(item.capability, item.priority)
         try:
-            ack_ = await self._conn.jetstream.publish(
-                subject, payload, stream=self.layout.work_stream, headers={"Nats-Msg-Id": msg_id}, timeout=API_TIMEOUT_S
-            )
-        except nats.errors.MaxPayloadError:
+            with nats_edge():
+                ack_ = await self._conn.jetstream.publish(
+                    subject,
+                    payload,
+                    stream=self.layout.work_stream,
+                    headers={"Nats-Msg-Id": msg_id},
+                    timeout=API_TIMEOUT_S,
+                )
+        except PayloadTooLargeError:
             raise LimitExceeded("the work item is larger than the NATS server accepts") from None
         if item.deadline is not None:
             try:
@@ -233,10 +236,11 @@ class WorkService:
     async def subject_counts(self, cap: str) -> dict[int, int]:
         """Messages stored per priority of ``cap`` (handed-out ones included)."""
         try:
-            info = await self._conn.jetstream.stream_info(
-                self.layout.work_stream, subjects_filter=self.layout.work_subject(cap)
-            )
-        except NotFoundError:
+            with nats_edge():
+                info = await self._conn.jetstream.stream_info(
+                    self.layout.work_stream, subjects_filter=self.layout.work_subject(cap)
+                )
+        except ResourceNotFound:
             await self.ensure()
             return {}
         counts: dict[int, int] = {}

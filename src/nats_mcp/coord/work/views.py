@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from nats.js.errors import NotFoundError
-
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, get_batch
+from nats_mcp.bus.errors import ResourceNotFound, nats_edge
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.streamops import get_next
 from nats_mcp.coord import capscope
@@ -221,12 +220,13 @@ class WorkViews:
         js = self._work.conn.jetstream
         with nats_errors():
             try:
-                info = await js.stream_info(
-                    self._work.layout.work_stream,
-                    subjects_filter=self._work.layout.work_subject(cap) if cap else self._work.layout.work_subjects,
-                )
-                consumers = await js.consumers_info(self._work.layout.work_stream)
-            except NotFoundError:
+                with nats_edge():
+                    info = await js.stream_info(
+                        self._work.layout.work_stream,
+                        subjects_filter=self._work.layout.work_subject(cap) if cap else self._work.layout.work_subjects,
+                    )
+                    consumers = await js.consumers_info(self._work.layout.work_stream)
+            except ResourceNotFound:
                 info, consumers = None, []
             stored: dict[str, int] = {}
             for subject, n in ((info.state.subjects or {}) if info else {}).items():
