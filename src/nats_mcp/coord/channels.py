@@ -40,6 +40,7 @@ from nats_mcp.bus.errors import (
 )
 from nats_mcp.bus.jstypes import Client
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.publish import store
 from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.specs import StreamConfig, StreamState
 from nats_mcp.config.settings import ChannelSettings, Settings
@@ -194,13 +195,13 @@ class ChannelService:
 
     async def _publish_once(self, channel: ChannelSettings, payload: bytes, msg_id: str) -> int:
         with self._bus():
-            ack = await self._conn.jetstream.publish(
+            return await store(
+                self._conn.jetstream,
                 self._layout.channel_subject(channel.name),
                 payload,
                 stream=self._layout.channel_stream(channel.name),
-                headers={"Nats-Msg-Id": msg_id},
+                msg_id=msg_id,
             )
-        return int(ack.seq)
 
     def _check_payload(self, size: int) -> None:
         # JSON escaping can grow a message past what NATS carries; refuse rather than fail half-way.

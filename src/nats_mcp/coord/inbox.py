@@ -45,6 +45,7 @@ from nats_mcp.bus.errors import (
     raise_api_error,
 )
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.publish import store
 from nats_mcp.bus.pull import Delivery, ack, pull
 from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.specs import StreamConfig
@@ -163,8 +164,8 @@ class InboxService:
             raise LimitExceeded("the message and its metadata are larger than the NATS server accepts") from None
 
     async def _publish_once(self, layout: Layout, subject: str, payload: bytes, msg_id: str) -> None:
-        await self._conn.jetstream.publish(
-            subject, payload, timeout=API_TIMEOUT_S, stream=layout.inbox_stream, headers={"Nats-Msg-Id": msg_id}
+        await store(
+            self._conn.jetstream, subject, payload, stream=layout.inbox_stream, msg_id=msg_id, timeout=API_TIMEOUT_S
         )
 
     async def ensure(self, layout: Layout) -> None:

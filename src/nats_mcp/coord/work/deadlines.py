@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.publish import store
 from nats_mcp.coord.checks import parse_instant
 from nats_mcp.coord.models import WorkItem
 
@@ -22,7 +23,8 @@ async def arm_deadline(conn: NatsConnection, layout: Layout, item: WorkItem, seq
     (and is kept until handled) whether or not any server process is running then."""
     assert item.deadline is not None
     at = datetime.fromtimestamp(math.ceil(parse_instant(item.deadline).timestamp()), UTC)
-    await conn.jetstream.publish(
+    await store(
+        conn.jetstream,
         layout.deadline_timer_subject(item.id),
         json.dumps({"id": item.id, "seq": seq}).encode(),
         stream=layout.events_stream,

@@ -31,6 +31,7 @@ from nats_mcp.bus.errors import JetStreamError, KeyNotFound, ResourceNotFound, W
 from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.publish import EXPECT_LAST_SUBJECT_SEQ, store
 from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
@@ -109,14 +110,14 @@ class DlqService:
         """Store an entry unless the item already has one: True if this call stored it."""
         subject = self._layout.dlq_subject(entry.workItem.capability, entry.id)
         try:
-            with nats_edge():
-                await self._conn.jetstream.publish(
-                    subject,
-                    dumps(entry.model_dump(exclude_none=True)),
-                    stream=self._layout.dlq_stream,
-                    headers={"Nats-Expected-Last-Subject-Sequence": "0"},
-                    timeout=API_TIMEOUT_S,
-                )
+            await store(
+                self._conn.jetstream,
+                subject,
+                dumps(entry.model_dump(exclude_none=True)),
+                stream=self._layout.dlq_stream,
+                headers={EXPECT_LAST_SUBJECT_SEQ: "0"},
+                timeout=API_TIMEOUT_S,
+            )
         except JetStreamError as exc:
             if exc.err_code == 10071:  # wrong last sequence: the entry is there already
                 return False

@@ -31,6 +31,7 @@ from nats_mcp.bus.errors import PayloadTooLargeError, ResourceNotFound, nats_edg
 from nats_mcp.bus.jstypes import Msg
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.publish import store
 from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, pull
 from nats_mcp.bus.setup import ensure_consumer, ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
@@ -152,19 +153,19 @@ class WorkService:
         payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
         subject = self.layout.work_subject(item.capability, item.priority)
         try:
-            with nats_edge():
-                ack_ = await self._conn.jetstream.publish(
-                    subject,
-                    payload,
-                    stream=self.layout.work_stream,
-                    headers={"Nats-Msg-Id": msg_id},
-                    timeout=API_TIMEOUT_S,
-                )
+            seq = await store(
+                self._conn.jetstream,
+                subject,
+                payload,
+                stream=self.layout.work_stream,
+                msg_id=msg_id,
+                timeout=API_TIMEOUT_S,
+            )
         except PayloadTooLargeError:
             raise LimitExceeded("the work item is larger than the NATS server accepts") from None
         if item.deadline is not None:
             try:
-                await arm_deadline(self._conn, self.layout, item, ack_.seq)
+                await arm_deadline(self._conn, self.layout, item, seq)
             except Exception:  # the item is queued; a claim after the deadline still dead-letters it
                 log.warning("could not arm the deadline timer of work item %s", item.id, exc_info=True)
 
