@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 import nats  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
-from nats_mcp.bus.connection import NatsConnection, connect_once, plan_connection  # noqa: E402
+from nats_mcp.bus.connection import NatsConnection, connect_once  # noqa: E402
+from nats_mcp.bus.connplan import plan_connection  # noqa: E402
 from nats_mcp.bus.embedded import EmbeddedNats  # noqa: E402
 from nats_mcp.config.loader import load_settings  # noqa: E402
 

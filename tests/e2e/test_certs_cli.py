@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.bus.connection import connect_once, plan_connection
+from nats_mcp.bus.connection import connect_once
+from nats_mcp.bus.connplan import plan_connection
 from nats_mcp.bus.errors import NatsConnectError
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.mtls import MtlsAuthenticator, cert_identity

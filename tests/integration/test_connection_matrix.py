@@ -9,7 +9,8 @@ import nats
 import nats.errors
 import pytest
 
-from nats_mcp.bus.connection import NatsConnection, connect_once, plan_connection
+from nats_mcp.bus.connection import NatsConnection, connect_once
+from nats_mcp.bus.connplan import plan_connection
 from nats_mcp.bus.diagnose import tls_details
 from nats_mcp.bus.errors import NatsConnectError
 from tests.support.certs import make_nkey_user

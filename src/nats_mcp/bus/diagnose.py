@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
-from nats_mcp.bus.connection import ConnectPlan, connect_once, plan_connection, server_version
+from nats_mcp.bus.connection import connect_once, server_version
+from nats_mcp.bus.connplan import ConnectPlan, plan_connection
 from nats_mcp.bus.errors import BusError, NatsConnectError
 from nats_mcp.config.settings import Settings
 from nats_mcp.core.redact import redact

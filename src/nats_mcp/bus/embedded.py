@@ -44,6 +44,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from nats_mcp.bus.embedded_proc import (
+    LAUNCHER,
+    POLL_MAX,
+    POLL_MIN,
+    PRIVATE_FILE,
+    EarlyExit,
+    Found,
+    exec_pending,
+    log_tail,
+    read_info,
+    runs_config,
+    write_private,
+)
 from nats_mcp.core.redact import redact
 
 if TYPE_CHECKING:
@@ -52,22 +65,9 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "nats-mcp-embedded"
 DEFAULT_TIMEOUT = 10.0
-_POLL_MIN, _POLL_MAX = 0.005, 0.05
 _TERM_GRACE = 5.0
-_PRIVATE_FILE = 0o600
 _PRIVATE_DIR = 0o700
 _ENV_PASSTHROUGH = ("PATH", "HOME", "TZ", "LANG", "LC_ALL", "TMPDIR")
-
-# The intermediate process of the double fork: starts the server in its own session, prints its
-# pid and exits, so the server is re-parented away from us and never becomes our zombie.
-_LAUNCHER = """\
-import os, subprocess, sys
-log = open(sys.argv[1], "ab")
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                     start_new_session=True, close_fds=True)
-sys.stdout.write(f"{p.pid}\\n"); sys.stdout.flush()
-os._exit(0)
-"""
 
 
 class EmbeddedNatsError(Exception):
@@ -117,15 +117,6 @@ class EmbeddedStatus:
             "started_at": self.started_at,
             "detail": self.detail,
         }
-
-
-@dataclass(frozen=True)
-class _Found:
-    pid: int
-    url: str | None
-    version: str | None
-    started_at: str | None
-    reachable: bool
 
 
 class EmbeddedNats:
@@ -245,11 +236,13 @@ class EmbeddedNats:
         port = self._preferred_port()
         try:
             pid, url = self._spawn(binary, token, port, deadline)
-        except _EarlyExit:
+        except EarlyExit:
             if port == -1:
-                raise EmbeddedNatsError(f"nats-server exited at start; its log says: {self._log_tail()}") from None
+                raise EmbeddedNatsError(
+                    f"nats-server exited at start; its log says: {log_tail(self.log_path)}"
+                ) from None
             pid, url = self._spawn(binary, token, -1, deadline)  # the old port was taken meanwhile
-        info = _read_info(url, deadline)
+        info = read_info(url, deadline)
         if info is None:
             self._terminate(pid, time.monotonic() + _TERM_GRACE)
             raise EmbeddedNatsError(f"nats-server (pid {pid}) did not answer on {url} in time")
@@ -267,18 +260,18 @@ class EmbeddedNats:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": str(self.config_path),
         }
-        _write_private(self.state_path, json.dumps(state, indent=2) + "\n")
-        _write_private(self.last_port_path, f"{port}\n")
+        write_private(self.state_path, json.dumps(state, indent=2) + "\n")
+        write_private(self.last_port_path, f"{port}\n")
 
     def _spawn(self, binary: Path, token: str, port: int, deadline: float) -> tuple[int, str]:
-        _write_private(self.config_path, self._config_text(token, port))
+        write_private(self.config_path, self._config_text(token, port))
         env = {k: v for k, v in os.environ.items() if k in _ENV_PASSTHROUGH or k.startswith("GO")}
         argv = [
             sys.executable,
             "-I",
             "-S",
             "-c",
-            _LAUNCHER,
+            LAUNCHER,
             str(self.log_path),
             str(binary),
             "-c",
@@ -297,20 +290,20 @@ class EmbeddedNats:
             pid = int(launched.stdout.strip())
         except (subprocess.SubprocessError, ValueError, OSError) as exc:
             raise EmbeddedNatsError(f"could not launch {binary}: {redact(str(exc))}") from None
-        delay = _POLL_MIN
+        delay = POLL_MIN
         while True:
             url = self._url_from_ports_file(pid)
             if url is not None:
                 return pid, url
-            if not self._is_ours(pid) and not _exec_pending(pid):
-                raise _EarlyExit
+            if not self._is_ours(pid) and not exec_pending(pid):
+                raise EarlyExit
             if time.monotonic() >= deadline:
                 self._terminate(pid, time.monotonic() + _TERM_GRACE)
                 raise EmbeddedNatsError(
-                    f"nats-server (pid {pid}) did not start listening in time; log: {self._log_tail()}"
+                    f"nats-server (pid {pid}) did not start listening in time; log: {log_tail(self.log_path)}"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+            delay = min(delay * 2, POLL_MAX)
 
     def _config_text(self, token: str, port: int) -> str:
         q = json.dumps  # NATS config strings accept JSON escapes
@@ -344,7 +337,7 @@ class EmbeddedNats:
 
     # -- finding ----------------------------------------------------------------------------------
 
-    def _find(self, deadline: float, grace: float) -> _Found | None:
+    def _find(self, deadline: float, grace: float) -> Found | None:
         """Our live server, from server.json or the pid file; ``grace`` waits for one still starting."""
         state = self._read_state()
         ours = [pid for pid in self._recorded_pids(state) if self._is_ours(pid)] or self._scan_pids()
@@ -354,9 +347,9 @@ class EmbeddedNats:
             url = url if isinstance(url, str) else self._url_from_ports_file(pid)
             started_at = state.get("started_at") if state is not None and recorded else None
             until = min(deadline, time.monotonic() + grace)
-            info = _read_info(url, until) if url is not None else None
+            info = read_info(url, until) if url is not None else None
             version = info.get("version") if info is not None else None
-            return _Found(
+            return Found(
                 pid,
                 url,
                 version if isinstance(version, str) else None,
@@ -385,7 +378,7 @@ class EmbeddedNats:
 
     def _is_ours(self, pid: int) -> bool:
         """A live (not zombie) process running ``nats-server -c <our config>`` — guards against pid reuse."""
-        return _runs_config(pid, str(self.config_path))
+        return runs_config(pid, str(self.config_path))
 
     def _scan_pids(self) -> list[int]:
         """Every process running our config (Linux /proc only; elsewhere the recorded pids suffice)."""
@@ -418,10 +411,10 @@ class EmbeddedNats:
                 return
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            delay = _POLL_MIN
+            delay = POLL_MIN
             while self._is_ours(pid) and time.monotonic() < until:
                 time.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX)
+                delay = min(delay * 2, POLL_MAX)
         if self._is_ours(pid):
             raise EmbeddedNatsError(f"nats-server (pid {pid}) is still running after SIGKILL")
 
@@ -444,9 +437,9 @@ class EmbeddedNats:
 
     @contextlib.contextmanager
     def _locked(self, deadline: float) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE_FILE)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
         try:
-            delay = _POLL_MIN
+            delay = POLL_MIN
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -457,7 +450,7 @@ class EmbeddedNats:
                             f"timed out waiting for {self.lock_path}, held by another nats-mcp process"
                         ) from None
                     time.sleep(delay)
-                    delay = min(delay * 2, _POLL_MAX)
+                    delay = min(delay * 2, POLL_MAX)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -466,7 +459,7 @@ class EmbeddedNats:
         """The token, made (O_EXCL, 0600) on first start and reused afterwards."""
         try:
             fd = os.open(
-                self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE
+                self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE
             )
         except FileExistsError:
             return self._read_token()
@@ -501,117 +494,3 @@ class EmbeddedNats:
         if not token:
             raise EmbeddedNatsError(f"token file {path} is empty; run 'nats-mcp nats stop' and delete it")
         return token
-
-    def _log_tail(self, lines: int = 5) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
-                text = fh.read().decode(errors="replace")
-        except OSError:
-            return "(no log)"
-        return redact(" | ".join(text.strip().splitlines()[-lines:])) or "(empty log)"
-
-
-class _EarlyExit(Exception):
-    """The server process died before it wrote its ports file."""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a 0600 file holding ``text``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _runs_config(pid: int, config: str) -> bool:
-    """Whether ``pid`` is a live (not zombie) process whose argv is exactly ``<binary> -c <config>``."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()  # empty for a zombie
-    except FileNotFoundError:
-        return False if Path("/proc/self").exists() else _runs_config_ps(pid, config)
-    except OSError:
-        return False
-    argv = raw.rstrip(b"\0").split(b"\0")
-    return len(argv) == 3 and argv[1:] == [b"-c", os.fsencode(config)]
-
-
-def _exec_pending(pid: int) -> bool:
-    """Whether ``pid`` is alive but still inside ``execve``: its new command line is not readable yet.
-
-    The launcher prints the pid as soon as its ``Popen`` returns, which the kernel allows before the new program's
-    arguments are in place: ``/proc/<pid>/cmdline`` then reads empty, as a zombie's does. Taking that for an exit
-    made a first start report "nats-server exited at start" for a server that was up a moment later.
-    """
-    proc = Path(f"/proc/{pid}")
-    if not proc.parent.joinpath("self").exists():  # no /proc (macOS): ps shows the old command line meanwhile
-        return _alive_ps(pid)
-    try:
-        cmdline = (proc / "cmdline").read_bytes()
-        return _in_exec(cmdline, "" if cmdline else (proc / "stat").read_text())
-    except OSError:
-        return False
-
-
-def _in_exec(cmdline: bytes, stat_line: str) -> bool:
-    """From ``/proc/<pid>/cmdline`` and ``/proc/<pid>/stat``: an empty command line of a task that has not exited."""
-    if cmdline or ")" not in stat_line:
-        return False  # another program (the pid was reused), or ours, which the caller has already checked
-    return stat_line[stat_line.rindex(")") + 2 :][:1] not in ("Z", "X", "")  # zombie or dead: it has exited
-
-
-def _alive_ps(pid: int) -> bool:
-    try:
-        out = subprocess.run(
-            ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return bool(out) and not out.startswith("Z")
-
-
-def _runs_config_ps(pid: int, config: str) -> bool:
-    """Without /proc (macOS): ps's command line, which must end with ``-c <config>``."""
-    try:
-        out = subprocess.run(
-            ["ps", "-ww", "-o", "stat=", "-o", "command=", "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return bool(out) and not out.startswith("Z") and out.endswith(f" -c {config}")
-
-
-def _read_info(url: str, deadline: float) -> dict[str, Any] | None:
-    """The server's INFO (read before any auth), polled until ``deadline``; None if it never answers."""
-    parts = urlsplit(url)
-    if parts.hostname is None or parts.port is None:
-        return None
-    delay = _POLL_MIN
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            with socket.create_connection((parts.hostname, parts.port), timeout=max(0.2, min(1.0, remaining))) as s:
-                buf = b""
-                while b"\r\n" not in buf and len(buf) < 65536:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    buf += chunk
-            line = buf.split(b"\r\n", 1)[0]
-            if line.startswith(b"INFO "):
-                data = json.loads(line[5:])
-                if isinstance(data, dict):
-                    return data
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() + delay >= deadline:
-            return None
-        time.sleep(delay)
-        delay = min(delay * 2, _POLL_MAX)

@@ -21,6 +21,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.bus.setup import ensure_kv
+from nats_mcp.bus.specs import BucketSpec
 from nats_mcp.core.aiotasks import stop_task
 
 log = logging.getLogger("nats_mcp.bus.kvcache")
@@ -47,6 +48,11 @@ class Bucket:
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def declared(cls, conn: NatsConnection, spec: BucketSpec) -> Bucket:
+        """The bucket a :mod:`nats_mcp.bus.specs` declaration describes."""
+        return cls(conn, spec.name, description=spec.description, ttl_s=spec.ttl_s)
 
     async def kv(self) -> KeyValue:
         js = self.conn.jetstream

@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig, StreamInfo
+from nats.js.api import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
@@ -104,6 +104,12 @@ async def ensure_kv(
     if _differences(info.config, wanted):
         await ensure_stream(js, wanted)
     return kv
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> ConsumerInfo:
+    """Create the durable consumer ``config`` of ``stream``, or update it to match (the server's create is idempotent
+    for an equal config and updates the fields a consumer may change)."""
+    return await js.add_consumer(stream, config)
 
 
 def stream_config(**params: Any) -> StreamConfig:

@@ -20,18 +20,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamState
-from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from pydantic import ValidationError
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch, last_at_or_before
-from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
+from nats_mcp.bus.errors import (
+    BusError,
+    ConnectionLost,
+    JetStreamError,
+    JetStreamUnavailable,
+    NatsTimeout,
+    NatsUnavailableError,
+    NoStreamResponse,
+    ResourceNotFound,
+    nats_edge,
+    origin,
+    translate,
+)
+from nats_mcp.bus.jstypes import Client
 from nats_mcp.bus.layout import Layout
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.publish import store
+from nats_mcp.bus.setup import ensure_stream
+from nats_mcp.bus.specs import StreamConfig, StreamState
 from nats_mcp.config.coordination import ChannelSettings
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord import capscope
@@ -45,7 +56,6 @@ log = logging.getLogger("nats_mcp.coord.channels")
 
 READ_TOOL = "warp_channels_read"
 MAX_LIMIT = 1000
-DEFAULT_DUPLICATE_WINDOW_S = 120.0
 WINDOW_GROWTH_CAP = 4
 """A backward window spans at most this many times the messages still needed: wider windows save round
 trips over sparse history, but a window that turns out dense is fetched whole (bounded over-fetch)."""
@@ -56,13 +66,10 @@ Mode = Literal["back", "forward"]
 _SCOPES: tuple[str, ...] = get_args(Scope)
 _FIELDS = frozenset(ChannelMessage.model_fields)
 _Stored = list[StoredMsg]
-_UNAVAILABLE = (
-    nats.errors.TimeoutError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.NoServersError,
+_LOST = frozenset(
+    {"ConnectionClosedError", "ConnectionReconnectingError", "StaleConnectionError", "UnexpectedEOF", "NoServersError"}
 )
+"""The lost-connection failures a channel call reports as NATS being away (besides every timeout)."""
 
 
 @dataclass(frozen=True)
@@ -119,19 +126,13 @@ class ChannelService:
 
     def stream_config(self, channel: ChannelSettings) -> StreamConfig:
         """The stream a channel is stored in: file storage, limits from settings, direct gets allowed."""
-        return stream_config(
-            name=self._layout.channel_stream(channel.name),
+        return specs.channel_stream(
+            self._layout,
+            channel.name,
             description=channel.description,
-            subjects=[self._layout.channel_subject(channel.name)],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            max_msgs=channel.max_messages,
+            max_messages=channel.max_messages,
             max_bytes=channel.max_bytes,
-            max_age=channel.max_age_seconds,
-            # The server refuses a dedupe window longer than max_age.
-            duplicate_window=min(DEFAULT_DUPLICATE_WINDOW_S, channel.max_age_seconds),
-            allow_direct=True,
+            max_age_s=channel.max_age_seconds,
         )
 
     async def _ensure(self, channel: ChannelSettings) -> StreamState:
@@ -145,9 +146,9 @@ class ChannelService:
         if channel.name not in self._ready:
             return await self._ensure(channel)
         try:
-            with self._bus():
+            with nats_edge(), self._bus():
                 info = await self._conn.jetstream.stream_info(self._layout.channel_stream(channel.name))
-        except NotFoundError:
+        except ResourceNotFound:
             self._ready.discard(channel.name)
             return await self._ensure(channel)
         return info.state
@@ -185,8 +186,9 @@ class ChannelService:
         if channel.name not in self._ready:
             await self._ensure(channel)
         try:
-            return await self._publish_once(channel, payload, msg_id)
-        except NoStreamResponseError:
+            with nats_edge():
+                return await self._publish_once(channel, payload, msg_id)
+        except NoStreamResponse:
             # The stream went away (deleted, or a fresh server): recreate it; the message id dedupes a retry.
             log.warning("stream of channel %s is missing; recreating it", channel.name)
             await self._ensure(channel)
@@ -194,13 +196,13 @@ class ChannelService:
 
     async def _publish_once(self, channel: ChannelSettings, payload: bytes, msg_id: str) -> int:
         with self._bus():
-            ack = await self._conn.jetstream.publish(
+            return await store(
+                self._conn.jetstream,
                 self._layout.channel_subject(channel.name),
                 payload,
                 stream=self._layout.channel_stream(channel.name),
-                headers={"Nats-Msg-Id": msg_id},
+                msg_id=msg_id,
             )
-        return int(ack.seq)
 
     def _check_payload(self, size: int) -> None:
         # JSON escaping can grow a message past what NATS carries; refuse rather than fail half-way.
@@ -327,9 +329,9 @@ class ChannelService:
 
     async def _status(self, channel: ChannelSettings) -> ChannelStatus:
         try:
-            with self._bus():
+            with nats_edge(), self._bus():
                 info = await self._conn.jetstream.stream_info(self._layout.channel_stream(channel.name))
-        except NotFoundError:
+        except ResourceNotFound:
             return ChannelStatus(name=channel.name, messages=0, bytes=0, firstSequence=0, lastSequence=0)
         s = info.state
         return ChannelStatus(
@@ -352,16 +354,19 @@ class ChannelService:
     def _bus(self) -> Iterator[None]:
         """NATS going away mid-call is ``nats_unavailable`` (retryable), like NATS being away before it."""
         try:
-            yield
-        except _UNAVAILABLE as exc:
+            with nats_edge():
+                yield
+        except (NatsTimeout, ConnectionLost) as exc:
+            if isinstance(exc, ConnectionLost) and origin(exc) not in _LOST:
+                raise
             raise self._conn.unavailable() from exc
-        except ServiceUnavailableError as exc:
+        except JetStreamUnavailable as exc:
             raise NatsUnavailableError(
                 "JetStream is not answering; the call can be retried.",
                 "check that JetStream is enabled on the NATS server; in a cluster, wait for a leader to be elected",
             ) from exc
-        except nats.js.errors.APIError as exc:
-            known = translate(exc)
+        except JetStreamError as exc:
+            known = translate(exc.__cause__) if exc.__cause__ is not None else None
             if known is None:
                 raise
             raise known from exc

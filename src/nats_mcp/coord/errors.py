@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import nats.errors
-
+from nats_mcp.bus.errors import origin, unreachable
 from nats_mcp.core.errors import NatsMcpError
 
 
@@ -55,5 +54,7 @@ def nats_errors() -> Iterator[None]:
     """NATS timeouts and lost connections become ``nats_unavailable`` (domain errors keep their own code)."""
     try:
         yield
-    except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoServersError) as exc:
-        raise NatsUnavailable(f"NATS did not answer in time ({type(exc).__name__}); the call can be retried") from None
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        raise NatsUnavailable(f"NATS did not answer in time ({origin(exc)}); the call can be retried") from None

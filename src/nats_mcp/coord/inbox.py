@@ -32,30 +32,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats.errors
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
-
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, StoredMsg, api_prefix, get_batch
+from nats_mcp.bus.errors import (
+    JetStreamError,
+    NatsTimeout,
+    NoStreamResponse,
+    PayloadTooLargeError,
+    ResourceNotFound,
+    nats_edge,
+    raise_api_error,
+)
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.publish import store
 from nats_mcp.bus.pull import Delivery, ack, pull
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.setup import ensure_stream
+from nats_mcp.bus.specs import StreamConfig
 from nats_mcp.bus.streamops import delete_msgs, get_next
 from nats_mcp.config.section import duration_seconds
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.checks import check_metadata, dumps, timestamp
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, nats_errors
+from nats_mcp.coord.dms import (
+    Filters,
+    check_content,
+    check_limit,
+    check_message_type,
+    parse_stored,
+)
+from nats_mcp.coord.errors import LimitExceeded, nats_errors
 from nats_mcp.coord.models import AgentRecord, DirectMessage
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
-from nats_mcp.core.names import InvalidNameError, validate_guid, validate_type_name
 
 log = logging.getLogger("nats_mcp.coord.inbox")
 
 READ_TOOL = "warp_messages_read_direct"
 """Cursors of :meth:`InboxService.read` are bound to this tool name."""
-MAX_READ_LIMIT = 100
 FILTERED_BATCH = 100
 """Messages fetched per direct-get request while a filtered read skips non-matching mail."""
 BATCH_MAX_BYTES = 2 * 1024 * 1024
@@ -63,7 +76,6 @@ BATCH_MAX_BYTES = 2 * 1024 * 1024
 MAX_EMPTY_RETRIES = 3
 """How often a batch whose first message was lost in transit is asked for again before the read stops."""
 API_TIMEOUT_S = 5.0
-DEFAULT_DUPLICATE_WINDOW_S = 120.0
 ISOLATED_ACK_WAIT_S = 30.0
 """How long a message an isolated read holds stays away from other reads (a crashed reader's come back after it)."""
 _STREAM_NOT_FOUND = 10059
@@ -79,90 +91,6 @@ class InboxPage:
     messages: list[DirectMessage]
     next_cursor: str | None
     has_more: bool
-
-
-# -- validation ----------------------------------------------------------------------------------
-
-
-def check_message_type(message_type: object) -> str:
-    try:
-        return validate_type_name(message_type, "messageType")
-    except InvalidNameError as exc:
-        raise InvalidName(str(exc)) from None
-
-
-def check_sender_filter(sender_guid: object) -> str:
-    try:
-        return validate_guid(sender_guid, "senderGuid")
-    except InvalidNameError as exc:
-        raise InvalidName(str(exc)) from None
-
-
-def check_content(content: object, max_bytes: int) -> str:
-    if not isinstance(content, str) or not content:
-        raise InvalidArgument("message must be a non-empty string")
-    try:
-        size = len(content.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
-        raise InvalidArgument("message must be valid Unicode text") from None
-    if size > max_bytes:
-        raise LimitExceeded(
-            f"message is {size} bytes; the limit is {max_bytes} bytes (limits.message_bytes): "
-            "shorten it, or send a pointer to where the full text lives"
-        )
-    return content
-
-
-def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_READ_LIMIT:
-        raise InvalidArgument(f"limit must be an integer from 1 to {MAX_READ_LIMIT}")
-    return limit
-
-
-# -- stored messages -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Filters:
-    message_type: str | None = None
-    sender_guid: str | None = None
-
-    @classmethod
-    def of(cls, message_type: str | None, sender_guid: str | None) -> _Filters:
-        return cls(
-            check_message_type(message_type) if message_type is not None else None,
-            check_sender_filter(sender_guid) if sender_guid is not None else None,
-        )
-
-    @property
-    def active(self) -> bool:
-        return self.message_type is not None or self.sender_guid is not None
-
-    def matches(self, message: DirectMessage) -> bool:
-        return (self.message_type is None or message.messageType == self.message_type) and (
-            self.sender_guid is None or message.senderGuid == self.sender_guid
-        )
-
-    def binding(self, owner: str) -> dict[str, str | None]:
-        """What a cursor is bound to besides tool and namespace: the inbox owner and these filters."""
-        return {"owner": owner, "messageType": self.message_type, "senderGuid": self.sender_guid}
-
-
-_FIELDS = ("id", "senderGuid", "senderHandle", "messageType", "content", "metadata", "timestamp")
-
-
-def parse_stored(data: bytes, owner: str) -> DirectMessage | None:
-    """The DM in a stored payload, or None when it is not one of ours (or not addressed to ``owner``).
-
-    Unknown fields are ignored, so mail written by a newer server version is still readable.
-    """
-    try:
-        body = json.loads(data)
-        if not isinstance(body, dict) or body.get("recipientGuid") != owner:
-            return None
-        return DirectMessage.model_validate({k: body[k] for k in _FIELDS if k in body})
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError and pydantic's ValidationError
-        return None
 
 
 # -- the service ---------------------------------------------------------------------------------
@@ -215,28 +143,30 @@ class InboxService:
         if layout.inbox_stream not in self._ready:
             await self._ensure_inbox(layout)
         try:
-            try:
-                await self._publish_once(layout, subject, payload, msg_id)
-            except NoStreamResponseError:
-                # Deleted behind our back (or a fresh server): create it again and retry once.
-                await self._ensure_inbox(layout)
-                await self._publish_once(layout, subject, payload, msg_id)
-            except nats.errors.TimeoutError:
-                # Same Nats-Msg-Id: if the first attempt was stored after all, the stream drops the copy.
-                await self._publish_once(layout, subject, payload, msg_id)
-        except APIError as exc:
+            with nats_edge():
+                try:
+                    with nats_edge():
+                        await self._publish_once(layout, subject, payload, msg_id)
+                except NoStreamResponse:
+                    # Deleted behind our back (or a fresh server): create it again and retry once.
+                    await self._ensure_inbox(layout)
+                    await self._publish_once(layout, subject, payload, msg_id)
+                except NatsTimeout:
+                    # Same Nats-Msg-Id: if the first attempt was stored after all, the stream drops the copy.
+                    await self._publish_once(layout, subject, payload, msg_id)
+        except JetStreamError as exc:
             if _ERR_PER_SUBJECT_FULL in (exc.description or ""):
                 raise LimitExceeded(
                     f"the inbox of {recipient.handle} is full ({self._limits.inbox_max_messages} unread messages): "
                     "the message was not stored; try again after the recipient has read its inbox"
                 ) from None
             raise
-        except nats.errors.MaxPayloadError:
+        except PayloadTooLargeError:
             raise LimitExceeded("the message and its metadata are larger than the NATS server accepts") from None
 
     async def _publish_once(self, layout: Layout, subject: str, payload: bytes, msg_id: str) -> None:
-        await self._conn.jetstream.publish(
-            subject, payload, timeout=API_TIMEOUT_S, stream=layout.inbox_stream, headers={"Nats-Msg-Id": msg_id}
+        await store(
+            self._conn.jetstream, subject, payload, stream=layout.inbox_stream, msg_id=msg_id, timeout=API_TIMEOUT_S
         )
 
     async def ensure(self, layout: Layout) -> None:
@@ -250,19 +180,7 @@ class InboxService:
     def inbox_config(self, layout: Layout) -> StreamConfig:
         """The inbox stream of a namespace: per-recipient cap that refuses new mail rather than dropping old."""
         max_age = duration_seconds(self._limits.inbox_max_age)
-        return stream_config(
-            name=layout.inbox_stream,
-            description=f"direct messages of namespace {layout.namespace}, one subject per recipient",
-            subjects=[layout.inbox_subjects],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            max_msgs_per_subject=self._limits.inbox_max_messages,
-            discard=DiscardPolicy.NEW,
-            discard_new_per_subject=True,
-            max_age=max_age,
-            duplicate_window=min(DEFAULT_DUPLICATE_WINDOW_S, max_age),
-            allow_direct=True,
-        )
+        return specs.inbox_stream(layout, max_messages=self._limits.inbox_max_messages, max_age_s=max_age)
 
     # -- read ------------------------------------------------------------------------------------
 
@@ -277,7 +195,7 @@ class InboxService:
     ) -> InboxPage:
         """Consume up to ``limit`` matching messages of the caller's own inbox, oldest first."""
         check_limit(limit)
-        filters = _Filters.of(message_type, sender_guid)
+        filters = Filters.of(message_type, sender_guid)
         binding = filters.binding(caller.guid)
         after = 0
         if cursor is not None:
@@ -342,8 +260,9 @@ class InboxService:
     async def _count(self, stream: str, subject: str) -> int:
         """Messages stored on ``subject`` (0 when the stream does not exist yet)."""
         try:
-            info = await self._conn.jetstream.stream_info(stream, subjects_filter=subject)
-        except NotFoundError:
+            with nats_edge():
+                info = await self._conn.jetstream.stream_info(stream, subjects_filter=subject)
+        except ResourceNotFound:
             return 0
         return int((info.state.subjects or {}).get(subject, 0))
 
@@ -375,7 +294,7 @@ class InboxService:
         if isinstance(error, dict):
             if error.get("err_code") == _STREAM_NOT_FOUND:
                 return None
-            APIError.from_error(error)
+            raise_api_error(error)
         self._consumers.add(f"{stream}.{name}")
         return name
 
@@ -395,7 +314,7 @@ class InboxService:
             )
 
     async def _read_isolated(
-        self, layout: Layout, owner: str, filters: _Filters, limit: int
+        self, layout: Layout, owner: str, filters: Filters, limit: int
     ) -> tuple[list[DirectMessage], bool]:
         """Consume up to ``limit`` matching messages through the owner's consumer: (oldest first, more waiting)."""
         name = await self._own_consumer(layout, owner)
@@ -493,7 +412,7 @@ class _Read:
     service: InboxService
     layout: Layout
     owner: str
-    filters: _Filters
+    filters: Filters
     limit: int
     position: int
     """Every message at or below this sequence has been claimed, skipped as non-matching, or is gone."""

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nats_mcp.bus.connection import backoff_delay, plan_connection
+from nats_mcp.bus.connection import backoff_delay
+from nats_mcp.bus.connplan import plan_connection
 from nats_mcp.bus.errors import NatsConfigError
 from nats_mcp.config.loader import load_settings
 from nats_mcp.config.settings import Settings

@@ -15,9 +15,9 @@ from nats_mcp.bus.embedded import (
     EmbeddedNats,
     InsecureFileError,
     ServerBinaryNotFoundError,
-    _exec_pending,
-    _in_exec,
 )
+from nats_mcp.bus.embedded_proc import exec_pending as _exec_pending
+from nats_mcp.bus.embedded_proc import in_exec as _in_exec
 
 
 def test_config_binds_loopback_and_holds_the_token(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import pytest
 
 from nats_mcp.coord.checks import check_metadata, json_depth
 from nats_mcp.coord.checks import timestamp as _timestamp
+from nats_mcp.coord.dms import Filters as _Filters
+from nats_mcp.coord.dms import check_content, check_limit, check_message_type, parse_stored
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded
-from nats_mcp.coord.inbox import _Filters, check_content, check_limit, check_message_type, parse_stored
 from nats_mcp.coord.models import DirectMessage
 
 OWNER = "a" * 32

@@ -9,40 +9,40 @@ an offset to read on.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-import nats.errors
-import nats.js.errors as jserr
-from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    ConsumerInfo,
-    DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-    StreamInfo,
-)
-from nats.js.kv import KeyValue
-
 from nats_mcp.bus import ops as bus
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import api_prefix
+from nats_mcp.bus.errors import (
+    JetStreamError,
+    JetStreamUnavailable,
+    NatsTimeout,
+    NoResponders,
+    ResourceNotFound,
+    nats_edge,
+)
+from nats_mcp.bus.jstypes import ConsumerConfig, JetStreamContext, KeyValue, StreamConfig, StreamInfo
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NatsUnavailable, NotFound
 from nats_mcp.coord.natsops import guard as check
+from nats_mcp.coord.natsops.configs import (
+    bucket_summary,
+    config_dict,
+    consumer_config,
+    consumer_summary,
+    enum_text,
+    iso,
+    num,
+    stream_config,
+)
 from nats_mcp.coord.natsops.models import (
     BucketSummary,
     ConsumerSummary,
-    Encoding,
     KvEntry,
     Page,
     Payload,
@@ -50,14 +50,12 @@ from nats_mcp.coord.natsops.models import (
     StreamDetail,
     StreamSummary,
 )
+from nats_mcp.coord.natsops.payloads import PayloadEncoding, bounded_headers, check_headers, decode_payload, preview
 from nats_mcp.coord.pagination import make_cursor, read_cursor
 from nats_mcp.core.lru import LruTable
 
 CURSOR_SCOPE = "nats-ops"
 """What cursors of the nats_* tools are bound to besides the tool and the filters (they are not namespaced)."""
-MAX_HEADERS = 32
-MAX_HEADER_VALUE = 512
-PayloadEncoding = Literal["auto", "base64", "hex"]
 Kind = Literal["subjects", "streams", "buckets"]
 Access = Literal["read", "write"]
 
@@ -82,84 +80,6 @@ class Listed:
     page: Page
 
 
-# ---- payloads -------------------------------------------------------------------------------------
-
-
-def _utf8(chunk: bytes, cut_allowed: bool) -> tuple[str, int] | None:
-    """The chunk as text and the bytes it used; a cut slice may end inside a character (drop up to 3 bytes)."""
-    for cut in range(4 if cut_allowed else 1):
-        with contextlib.suppress(UnicodeDecodeError):
-            return chunk[: len(chunk) - cut].decode("utf-8"), len(chunk) - cut
-    return None
-
-
-def preview(data: bytes, offset: int, limit: int, encoding: PayloadEncoding = "auto") -> Payload:
-    """A bounded slice of ``data`` from ``offset``: text when it is printable UTF-8, else base64 (or hex)."""
-    if offset < 0 or offset > len(data):
-        raise InvalidArgument(f"offset {offset} is outside the {len(data)}-byte payload")
-    chunk = data[offset : offset + limit]
-    shown: Encoding = "base64" if encoding == "auto" else encoding
-    text = None
-    if encoding == "auto":
-        decoded = _utf8(chunk, offset + len(chunk) < len(data))
-        if decoded is not None and all(c.isprintable() or c in "\n\r\t" for c in decoded[0]):
-            shown, text, chunk = "utf-8", decoded[0], chunk[: decoded[1]]
-    if text is None:
-        text = chunk.hex() if shown == "hex" else base64.b64encode(chunk).decode()
-    end = offset + len(chunk)
-    more = end < len(data)
-    return Payload(
-        encoding=shown,
-        data=text,
-        size=len(data),
-        offset=offset,
-        truncated=more or offset > 0,
-        nextOffset=end if more else None,
-    )
-
-
-def decode_payload(data: str, encoding: Literal["utf-8", "base64", "hex"], limit: int) -> bytes:
-    try:
-        raw = (
-            data.encode()
-            if encoding == "utf-8"
-            else base64.b64decode(data, validate=True)
-            if encoding == "base64"
-            else bytes.fromhex(data)
-        )
-    except (binascii.Error, ValueError):
-        raise InvalidArgument(f"the payload is not valid {encoding}") from None
-    if len(raw) > limit:
-        raise LimitExceeded(f"the payload is {len(raw)} bytes; the limit is {limit} (nats_ops.max_publish_bytes)")
-    return raw
-
-
-def bounded_headers(headers: dict[str, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in list((headers or {}).items())[:MAX_HEADERS]:
-        text = str(value)
-        out[str(key)[:256]] = text if len(text) <= MAX_HEADER_VALUE else text[:MAX_HEADER_VALUE] + "…"
-    return out
-
-
-def check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
-    """Headers of a publish or request; JetStream's control headers (rollup, schedules, TTLs) are refused: they
-    would turn a publish into a purge or a message to another subject. Nats-Msg-Id and Nats-Expected-* stay."""
-    if not headers:
-        return None
-    if len(headers) > MAX_HEADERS:
-        raise LimitExceeded(f"at most {MAX_HEADERS} headers")
-    for key, value in headers.items():
-        low = key.lower()
-        if low.startswith("nats-") and low != "nats-msg-id" and not low.startswith("nats-expected-"):
-            raise Forbidden(f"header {key[:100]} controls JetStream; only Nats-Msg-Id and Nats-Expected-* are allowed")
-        if not key or any(c in key for c in ": \r\n") or len(key) > 256 or "\r" in value or "\n" in value:
-            raise InvalidArgument(f"header {key[:100]!r} is not valid (no ':', spaces or line breaks; key ≤ 256)")
-        if len(value) > 4096:
-            raise LimitExceeded(f"header {key} is longer than 4096 characters")
-    return headers
-
-
 # ---- error mapping --------------------------------------------------------------------------------
 
 
@@ -167,34 +87,21 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
 def _nats(what: str) -> Iterator[None]:
     """nats-py's answers as domain errors with a message an agent can act on."""
     try:
-        yield
-    except (jserr.NotFoundError, jserr.BucketNotFoundError, jserr.KeyNotFoundError, jserr.KeyDeletedError):
+        with nats_edge():
+            yield
+    except ResourceNotFound:  # a KV key (deleted or not) too
         raise NotFound(f"{what}: not found") from None
-    except jserr.ServiceUnavailableError:
+    except JetStreamUnavailable:
         raise NatsUnavailable("JetStream is not available on this NATS server (or not answering)") from None
-    except jserr.APIError as exc:
+    except JetStreamError as exc:
         description = exc.description or "refused"
         if exc.err_code in _CONFLICT_CODES:
             raise Conflict(f"{what}: {description}") from None
-        if exc.code == 404:
+        if exc.status == 404:
             raise NotFound(f"{what}: {description}") from None
         raise InvalidArgument(f"{what}: {description}") from None
-    except nats.errors.TimeoutError:
+    except NatsTimeout:
         raise NatsUnavailable(f"{what}: NATS did not answer in time; the call can be retried") from None
-
-
-def _iso(value: datetime | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def _num(value: int | None) -> int:
-    return -1 if value is None else value
-
-
-def _enum(value: Any, default: str = "") -> str:
-    return str(getattr(value, "value", value) or default)
 
 
 # ---- the facade -----------------------------------------------------------------------------------
@@ -265,7 +172,7 @@ class OpsService:
     async def server_info(self) -> dict[str, Any]:
         nc = self._conn.client
         info: dict[str, Any] = {"server": bus.connection_info(nc), "account": None, "monitor": None}
-        with contextlib.suppress(jserr.ServiceUnavailableError, nats.errors.TimeoutError, jserr.APIError):
+        with contextlib.suppress(JetStreamError, NatsTimeout), nats_edge():
             account = await self._conn.jetstream.account_info()
             limits = account.limits
             info["account"] = {
@@ -349,7 +256,7 @@ class OpsService:
             stream=stream,
             seq=int(msg.seq or 0),
             subject=str(msg.subject or ""),
-            time=_iso(msg.time),
+            time=iso(msg.time),
             headers=bounded_headers(msg.headers),
             payload=preview(msg.data or b"", offset, self.limits.preview_bytes, encoding),
         )
@@ -369,7 +276,7 @@ class OpsService:
             self._writable_subjects(changes["subjects"])
         with _nats(f"stream {name}"):
             current = (await self._conn.jetstream.stream_info(name)).config
-            merged = StreamConfig.from_response({**current.as_dict(), **_config_dict(changes)})
+            merged = StreamConfig.from_response({**current.as_dict(), **config_dict(changes)})
             info = await bus.update_stream(self._conn.jetstream, merged)
         return self._detail(info)
 
@@ -400,13 +307,13 @@ class OpsService:
             names = await bus.consumer_names(self._conn.client, self._prefix, stream, self.limits.max_scan)
             listed = self._page("nats_consumer_list", {"stream": stream}, names, lambda _n: True, limit, cursor)
             infos = await bus.consumer_infos(self._conn.jetstream, stream, listed.names)
-        return [_consumer(i) for i in infos], listed.page
+        return [consumer_summary(i) for i in infos], listed.page
 
     async def consumer_info(self, stream: str, name: str) -> ConsumerSummary:
         check.stream_name(stream)
         check.stream_name(name, "consumer")
         with _nats(f"consumer {name} of stream {stream}"):
-            return _consumer(await self._conn.jetstream.consumer_info(stream, name))
+            return consumer_summary(await self._conn.jetstream.consumer_info(stream, name))
 
     async def consumer_create(self, stream: str, config: ConsumerConfig) -> ConsumerSummary:
         check.writable_stream(stream)
@@ -414,7 +321,7 @@ class OpsService:
         for s in config.filter_subjects or []:
             check.subject(s, wildcards=True)
         with _nats(f"creating consumer {config.durable_name} on stream {stream}"):
-            return _consumer(await bus.add_consumer(self._conn.jetstream, stream, config))
+            return consumer_summary(await bus.add_consumer(self._conn.jetstream, stream, config))
 
     async def consumer_delete(self, stream: str, name: str) -> None:
         check.writable_stream(stream)
@@ -433,7 +340,7 @@ class OpsService:
                 "nats_kv_list", {}, buckets, lambda b: scope.allows("buckets", "read", b), limit, cursor
             )
             infos = await bus.stream_infos(self._conn.jetstream, [f"KV_{b}" for b in listed.names])
-        return [_bucket(i) for i in infos], listed.page
+        return [bucket_summary(i) for i in infos], listed.page
 
     async def kv_get(
         self, bucket: str, key: str, revision: int | None, offset: int, encoding: PayloadEncoding
@@ -512,10 +419,13 @@ class OpsService:
                 f"timeout is above nats_ops.max_request_timeout_ms ({self.limits.max_request_timeout_ms})"
             )
         try:
-            reply = await bus.request(self._conn.client, subject, payload, check_headers(headers), timeout_ms / 1000)
-        except nats.errors.NoRespondersError:
+            with nats_edge():
+                reply = await bus.request(
+                    self._conn.client, subject, payload, check_headers(headers), timeout_ms / 1000
+                )
+        except NoResponders:
             raise NotFound(f"no service is listening on {subject} (no responders)") from None
-        except nats.errors.TimeoutError:
+        except NatsTimeout:
             raise NatsUnavailable(f"no reply on {subject} within {timeout_ms} ms; the call can be retried") from None
         return (
             reply.subject,
@@ -533,7 +443,7 @@ class OpsService:
             key=entry.key,
             revision=int(entry.revision or 0),
             operation=op if op in ("PUT", "DEL", "PURGE") else "PUT",  # type: ignore[arg-type]
-            created=_iso(datetime.fromtimestamp(created / 1e9, UTC) if isinstance(created, int) else created),
+            created=iso(datetime.fromtimestamp(created / 1e9, UTC) if isinstance(created, int) else created),
             payload=preview(entry.value or b"", offset, budget, encoding) if op == "PUT" else None,
         )
 
@@ -544,15 +454,15 @@ class OpsService:
             name=str(c.name),
             description=c.description,
             subjects=list(c.subjects or []),
-            storage=_enum(c.storage, "file"),
-            retention=_enum(c.retention, "limits"),
+            storage=enum_text(c.storage, "file"),
+            retention=enum_text(c.retention, "limits"),
             replicas=c.num_replicas or 1,
             messages=s.messages,
             bytes=s.bytes,
             firstSeq=s.first_seq,
             lastSeq=s.last_seq,
             consumers=s.consumer_count,
-            created=_iso(getattr(info, "created", None)),
+            created=iso(getattr(info, "created", None)),
             internal=check.internal_stream(str(c.name)),
         )
 
@@ -560,12 +470,12 @@ class OpsService:
         c, s = info.config, info.state
         return StreamDetail(
             **self._summary(info).model_dump(),
-            maxMsgs=_num(c.max_msgs),
-            maxBytes=_num(c.max_bytes),
+            maxMsgs=num(c.max_msgs),
+            maxBytes=num(c.max_bytes),
             maxAgeSeconds=float(c.max_age or 0),
-            maxMsgSize=_num(c.max_msg_size),
+            maxMsgSize=num(c.max_msg_size),
             maxMsgsPerSubject=c.max_msgs_per_subject,
-            discard=_enum(c.discard, "old"),
+            discard=enum_text(c.discard, "old"),
             duplicateWindowSeconds=float(c.duplicate_window or 0),
             numSubjects=getattr(s, "num_subjects", None),
             numDeleted=s.num_deleted,
@@ -578,116 +488,12 @@ class OpsService:
         )
 
 
-def _config_dict(changes: dict[str, Any]) -> dict[str, Any]:
-    """StreamConfig fields (nats-py names) -> the JSON API's, for merging into a current config."""
-    out = dict(changes)
-    for seconds in ("max_age", "duplicate_window"):  # the API counts nanoseconds
-        if out.get(seconds) is not None:
-            out[seconds] = int(out[seconds] * 1_000_000_000)
-    return out
-
-
-def _consumer(info: ConsumerInfo) -> ConsumerSummary:
-    c = info.config
-    filters = list(c.filter_subjects or ([c.filter_subject] if c.filter_subject else []))
-    return ConsumerSummary(
-        stream=info.stream_name,
-        name=info.name,
-        durable=bool(c.durable_name),
-        description=c.description,
-        filterSubjects=filters,
-        deliverPolicy=_enum(c.deliver_policy, "all"),
-        ackPolicy=_enum(c.ack_policy, "explicit"),
-        numPending=info.num_pending or 0,
-        numAckPending=info.num_ack_pending or 0,
-        numRedelivered=info.num_redelivered or 0,
-        numWaiting=info.num_waiting or 0,
-        deliveredStreamSeq=info.delivered.stream_seq if info.delivered else 0,
-        ackFloorStreamSeq=info.ack_floor.stream_seq if info.ack_floor else 0,
-        created=_iso(getattr(info, "created", None)),
-    )
-
-
-def _bucket(info: StreamInfo) -> BucketSummary:
-    c, s = info.config, info.state
-    name = str(c.name)[3:]
-    return BucketSummary(
-        bucket=name,
-        values=s.messages,
-        bytes=s.bytes,
-        history=c.max_msgs_per_subject,
-        ttlSeconds=float(c.max_age or 0),
-        storage=_enum(c.storage, "file"),
-        replicas=c.num_replicas or 1,
-        internal=check.internal_bucket(name),
-    )
-
-
-def stream_config(
-    name: str,
-    subjects: list[str],
-    *,
-    description: str | None = None,
-    storage: str = "file",
-    retention: str = "limits",
-    replicas: int = 1,
-    max_msgs: int = -1,
-    max_bytes: int = -1,
-    max_age_s: float = 0,
-    max_msg_size: int = -1,
-    max_msgs_per_subject: int = -1,
-    discard: str = "old",
-    duplicate_window_s: float | None = None,
-    allow_direct: bool = True,
-) -> StreamConfig:
-    """A StreamConfig from plain arguments (nothing else of a stream, e.g. sources or republish, is settable)."""
-    return StreamConfig(
-        name=name,
-        subjects=subjects,
-        description=description,
-        storage=StorageType(storage),
-        retention=RetentionPolicy(retention),
-        num_replicas=replicas,
-        max_msgs=max_msgs,
-        max_bytes=max_bytes,
-        max_age=max_age_s,
-        max_msg_size=max_msg_size,
-        max_msgs_per_subject=max_msgs_per_subject,
-        discard=DiscardPolicy(discard),
-        duplicate_window=duplicate_window_s or 0,
-        allow_direct=allow_direct,
-    )
-
-
-def consumer_config(
-    name: str,
-    *,
-    filter_subjects: list[str],
-    deliver_policy: str = "all",
-    opt_start_seq: int | None = None,
-    ack_policy: str = "explicit",
-    ack_wait_s: float | None = None,
-    max_deliver: int | None = None,
-    description: str | None = None,
-    inactive_threshold_s: float | None = None,
-) -> ConsumerConfig:
-    """A durable pull consumer: no deliver subject, so it cannot push messages to a subject the policy did not allow."""
-    if deliver_policy == "by_start_sequence" and not opt_start_seq:
-        raise InvalidArgument("deliverPolicy by_start_sequence needs optStartSeq")
-    if opt_start_seq and deliver_policy != "by_start_sequence":
-        raise InvalidArgument("optStartSeq is only used with deliverPolicy by_start_sequence")
-    return ConsumerConfig(
-        name=name,
-        durable_name=name,
-        description=description,
-        deliver_policy=DeliverPolicy(deliver_policy),
-        opt_start_seq=opt_start_seq,
-        ack_policy=AckPolicy(ack_policy),
-        ack_wait=ack_wait_s,
-        max_deliver=max_deliver,
-        filter_subjects=filter_subjects or None,
-        inactive_threshold=inactive_threshold_s,
-    )
-
-
-__all__ = ["Forbidden", "NatsScope", "OpsService", "consumer_config", "preview", "stream_config"]
+__all__ = [
+    "Forbidden",
+    "NatsScope",
+    "OpsService",
+    "consumer_config",
+    "decode_payload",
+    "preview",
+    "stream_config",
+]

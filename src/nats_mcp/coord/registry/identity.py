@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import nats.js.errors
-from nats.js.kv import KeyValue
-
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.errors import JetStreamError, KeyNotFound, WrongLastSequence, nats_edge
+from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket, WatchedBucket
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config.settings import Settings
@@ -165,7 +165,7 @@ class IdentityService:
 
     def __init__(self, conn: NatsConnection, settings: Settings, layout: Layout) -> None:
         self._conn = conn
-        self._bucket = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
+        self._bucket = Bucket.declared(conn, specs.identity_bucket(layout))
         # Handles are read on every channel send: a watched copy answers without a round trip.
         self._handles: WatchedBucket[str] = WatchedBucket(self._bucket, _decode_handle, _ignore)
         self._ttl_s = settings.presence.stale_after_s
@@ -219,21 +219,24 @@ class IdentityService:
         key = Layout.lease_key(guid)
         for _ in range(3):  # a lease released between our create and our get: try again
             try:
-                self._revision = await kv.create(key, self._lease())
-                return True
-            except nats.js.errors.KeyWrongLastSequenceError:
+                with nats_edge():
+                    self._revision = await kv.create(key, self._lease())
+                    return True
+            except WrongLastSequence:
                 pass
             try:
-                entry = await kv.get(key)
-            except nats.js.errors.KeyNotFoundError:
+                with nats_edge():
+                    entry = await kv.get(key)
+            except KeyNotFound:
                 continue
             holder = Lease.decode(entry.value)
             if holder is not None and holder.instance != self.instance and not self._stale(holder):
                 return False
             try:
-                self._revision = await kv.update(key, self._lease(), last=entry.revision)
-                return True
-            except nats.js.errors.KeyWrongLastSequenceError:
+                with nats_edge():
+                    self._revision = await kv.update(key, self._lease(), last=entry.revision)
+                    return True
+            except WrongLastSequence:
                 return False  # another instance took it over first
         return False
 
@@ -248,9 +251,10 @@ class IdentityService:
             kv = await self._bucket.kv()
             key = Layout.lease_key(self.guid)
             try:
-                self._revision = await kv.update(key, self._lease(), last=self._revision)
-                return
-            except nats.js.errors.KeyWrongLastSequenceError:
+                with nats_edge():
+                    self._revision = await kv.update(key, self._lease(), last=self._revision)
+                    return
+            except WrongLastSequence:
                 pass  # released by hand, taken over, or our previous renewal's reply was lost
             if await self._take(kv, self.guid):
                 return
@@ -268,7 +272,7 @@ class IdentityService:
             kv = await self._bucket.kv()
             revision, self._revision = self._revision, None
             # CAS: if someone took the GUID over meanwhile, their lease is not ours to delete.
-            with contextlib.suppress(nats.js.errors.APIError):
+            with contextlib.suppress(JetStreamError), nats_edge():
                 await kv.delete(Layout.lease_key(self.guid), last=revision)
 
     async def get_handle(self, guid: str) -> str | None:
@@ -280,8 +284,9 @@ class IdentityService:
             return found[1] if found else None
         kv = await self._bucket.kv()  # the copy is still loading: ask NATS directly
         try:
-            entry = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
+            with nats_edge():
+                entry = await kv.get(key)
+        except KeyNotFound:
             return None
         return _decode_handle(key, entry.value or b"")
 

@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import nats.js.errors
-
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.bus.errors import NatsUnavailableError
+from nats_mcp.bus.errors import JetStreamError, KeyNotFound, NatsUnavailableError, nats_edge
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.kvlock import KvLock
 from nats_mcp.bus.layout import Layout
@@ -75,7 +74,7 @@ class RegistryService:
         self._stale_after_s = settings.presence.stale_after_s
         self._store = RegistryStore(conn, layout)
         self._index = self._store.index
-        self._identity = Bucket(conn, layout.identity_bucket, description="agent leases, handles and locks")
+        self._identity = Bucket.declared(conn, specs.identity_bucket(layout))
         self._gc_lock = KvLock(self._identity, "gc", ttl_s=2 * settings.presence.gc_interval_s)
         self._gc_task: asyncio.Task[None] | None = None
 
@@ -375,16 +374,18 @@ class RegistryService:
         kv = await self._identity.kv()
         lease_key = Layout.lease_key(guid)
         try:
-            entry = await kv.get(lease_key)
-        except nats.js.errors.KeyNotFoundError:
+            with nats_edge():
+                entry = await kv.get(lease_key)
+        except KeyNotFound:
             entry = None
         if entry is not None:
             lease = Lease.decode(entry.value)
             if lease is not None and now - lease.renewedAt <= self._stale_after_s:
                 return  # deregistered but still running: its handle stays
             try:
-                await kv.delete(lease_key, last=entry.revision)
-            except nats.js.errors.APIError:
+                with nats_edge():
+                    await kv.delete(lease_key, last=entry.revision)
+            except JetStreamError:
                 return  # renewed meanwhile: the agent is back
         await kv.delete(Layout.handle_key(guid))
 

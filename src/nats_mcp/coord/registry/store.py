@@ -13,13 +13,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 
-import nats.js.errors
-from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.errors import JetStreamError, KeyNotFound, WrongLastSequence, nats_edge
+from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket, WatchedBucket
-from nats_mcp.bus.layout import DIRECTORY_BUCKET, Layout, parse_directory_key
+from nats_mcp.bus.layout import Layout, parse_directory_key
 from nats_mcp.coord.errors import Conflict, CoordError, NatsUnavailable
 from nats_mcp.coord.models import AgentRecord
 from nats_mcp.coord.registry.index import AgentIndex
@@ -55,8 +56,8 @@ class RegistryStore:
         self.namespace = layout.namespace
         self.conn = conn
         self._layout = layout
-        self._registry = Bucket(conn, layout.registry_bucket, description="agent registry")
-        self._directory = Bucket(conn, DIRECTORY_BUCKET, description="registry entries shared across namespaces")
+        self._registry = Bucket.declared(conn, specs.registry_bucket(layout))
+        self._directory = Bucket.declared(conn, specs.directory_bucket())
         self.index = AgentIndex()
         self._own = WatchedBucket(self._registry, self._decode_own, self._own_changed)
         self._shared = WatchedBucket(self._directory, self._decode_shared, self._shared_changed)
@@ -134,8 +135,9 @@ class RegistryStore:
         """(revision, record) straight from KV, authoritative; revision 0 when there is no entry."""
         kv = await self._registry.kv()
         try:
-            entry = await kv.get(guid)
-        except nats.js.errors.KeyNotFoundError:
+            with nats_edge():
+                entry = await kv.get(guid)
+        except KeyNotFound:
             return 0, None
         revision = int(entry.revision or 0)
         record = self._decode_own(guid, entry.value or b"")
@@ -181,10 +183,11 @@ class RegistryStore:
     async def _write(kv: KeyValue, guid: str, revision: int, record: AgentRecord) -> int | None:
         data = record.model_dump_json().encode()
         try:
-            if revision:
-                return await kv.update(guid, data, last=revision)
-            return await kv.create(guid, data)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with nats_edge():
+                if revision:
+                    return await kv.update(guid, data, last=revision)
+                return await kv.create(guid, data)
+        except WrongLastSequence:
             return None
 
     async def _mirror(self, old: AgentRecord | None, new: AgentRecord) -> None:
@@ -201,8 +204,9 @@ class RegistryStore:
         kv = await self._directory.kv()
         held = self._shared.get(key)
         try:
-            await kv.delete(key, last=last)
-        except nats.js.errors.APIError:
+            with nats_edge():
+                await kv.delete(key, last=last)
+        except JetStreamError:
             return False
         # The delete marker's revision is not returned; any later write has a higher one than this.
         self._shared.apply(key, (last or (held[0] if held else 0)) + 1, None)
@@ -213,8 +217,9 @@ class RegistryStore:
         async with self._writing.setdefault(guid, asyncio.Lock()):
             kv = await self._registry.kv()
             try:
-                await kv.delete(guid, last=revision)
-            except nats.js.errors.APIError:
+                with nats_edge():
+                    await kv.delete(guid, last=revision)
+            except JetStreamError:
                 return False  # e.g. registered again: not garbage any more
             self._own.apply(guid, revision + 1, None)
             key = self._layout.directory_key(guid)

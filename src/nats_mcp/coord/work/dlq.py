@@ -24,16 +24,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nats.js.errors
-from nats.js.api import RetentionPolicy, StorageType
-from nats.js.errors import APIError, NotFoundError
-from nats.js.kv import KeyValue
-
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, StoredMsg, api_prefix, get_batch
+from nats_mcp.bus.errors import JetStreamError, KeyNotFound, ResourceNotFound, WrongLastSequence, nats_edge
+from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.publish import EXPECT_LAST_SUBJECT_SEQ, store
+from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord import capscope
@@ -101,17 +100,7 @@ class DlqService:
         ttl = self._settings.work.dlq_ttl_ms / 1000
         await ensure_stream(
             self._conn.jetstream,
-            stream_config(
-                name=self._layout.dlq_stream,
-                description=f"dead-lettered work items of namespace {self._layout.namespace}",
-                subjects=[self._layout.dlq_subject()],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS,
-                max_age=ttl,
-                max_msgs_per_subject=1,
-                duplicate_window=min(120.0, ttl),
-                allow_direct=True,
-            ),
+            specs.dlq_stream(self._layout, ttl_s=ttl),
             replicas=self._conn.replicas,
         )
 
@@ -121,14 +110,15 @@ class DlqService:
         """Store an entry unless the item already has one: True if this call stored it."""
         subject = self._layout.dlq_subject(entry.workItem.capability, entry.id)
         try:
-            await self._conn.jetstream.publish(
+            await store(
+                self._conn.jetstream,
                 subject,
                 dumps(entry.model_dump(exclude_none=True)),
                 stream=self._layout.dlq_stream,
-                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+                headers={EXPECT_LAST_SUBJECT_SEQ: "0"},
                 timeout=API_TIMEOUT_S,
             )
-        except APIError as exc:
+        except JetStreamError as exc:
             if exc.err_code == 10071:  # wrong last sequence: the entry is there already
                 return False
             raise
@@ -195,8 +185,9 @@ class DlqService:
     async def counts(self) -> dict[str, int]:
         """Dead-lettered items per capability."""
         try:
-            info = await self._conn.jetstream.stream_info(self._layout.dlq_stream, subjects_filter=">")
-        except NotFoundError:
+            with nats_edge():
+                info = await self._conn.jetstream.stream_info(self._layout.dlq_stream, subjects_filter=">")
+        except ResourceNotFound:
             return {}
         counts: dict[str, int] = {}
         for subject, n in (info.state.subjects or {}).items():
@@ -235,8 +226,9 @@ class DlqService:
                 "item": item.model_dump(),
             }
             try:
-                revision = await kv.create(key, dumps(intent))
-            except nats.js.errors.KeyWrongLastSequenceError:
+                with nats_edge():
+                    revision = await kv.create(key, dumps(intent))
+            except WrongLastSequence:
                 continue  # another retry of the item began meanwhile: finish that one
             try:
                 await self._drop_stale(intent)
@@ -256,8 +248,9 @@ class DlqService:
     async def _intent(self, kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
         """A requeue intent left under ``key`` and its revision (None: there is none; an unreadable one is dropped)."""
         try:
-            found = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:  # also a deleted one
+            with nats_edge():
+                found = await kv.get(key)
+        except KeyNotFound:  # also a deleted one
             return None
         try:
             intent = json.loads(found.value or b"")
@@ -276,8 +269,9 @@ class DlqService:
         still on that retry that then finds the entry gone leaves the intent to this call rather than dropping it.
         None when the intent moved meanwhile."""
         try:
-            await kv.update(key, dumps(intent), last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with nats_edge():
+                await kv.update(key, dumps(intent), last=revision)
+        except WrongLastSequence:
             return None
         await self._drop_stale(intent)
         await self._delete(int(intent["dlqSeq"]))  # gone already when the other call got that far
@@ -319,9 +313,10 @@ class DlqService:
             raise NotFound(f"no dead-lettered item {item_id} (see warp_dlq_list)")
         kv = await self._state.kv()
         try:
-            await kv.get(Layout.requeue_key(item_id))
-            raise Conflict(f"item {item_id} is being retried; it is no longer in the DLQ")
-        except nats.js.errors.KeyNotFoundError:
+            with nats_edge():
+                await kv.get(Layout.requeue_key(item_id))
+                raise Conflict(f"item {item_id} is being retried; it is no longer in the DLQ")
+        except KeyNotFound:
             pass
         await self._drop_stale({"workSeq": await self._dead_seq(item_id)})
         if not await self._delete(found[0].seq):

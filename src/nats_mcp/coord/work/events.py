@@ -21,7 +21,7 @@ from nats_mcp.core.aiotasks import stop_task
 log = logging.getLogger("nats_mcp.coord.work.events")
 
 PULL_WAIT_S = 2.0
-"""Also how often consumers with handed-out items are poked (see :meth:`WorkService.poke_consumers`)."""
+"""Also how often consumers with handed-out items are poked (see :meth:`WorkExpiry.poke_consumers`)."""
 BATCH = 16
 RECOVER_EVERY_S = 30.0
 ERROR_PAUSE_S = 2.0
@@ -54,7 +54,7 @@ class WorkEvents:
                 if loop.time() >= next_recover:
                     await self._work.dlq_recover()
                     next_recover = loop.time() + RECOVER_EVERY_S
-                await self._work.poke_consumers()
+                await self._work.expiry.poke_consumers()
                 await self.drain(wait_s=PULL_WAIT_S)
             except asyncio.CancelledError:
                 raise
@@ -64,7 +64,7 @@ class WorkEvents:
 
     async def tick(self) -> int:
         """One round without waiting: poke the work consumers, then handle what is there."""
-        await self._work.poke_consumers()
+        await self._work.expiry.poke_consumers()
         return await self.drain()
 
     async def drain(self, *, wait_s: float = 0.0) -> int:
@@ -103,8 +103,8 @@ class WorkEvents:
             return None
         if delivery.subject.startswith("$JS.EVENT.ADVISORY."):
             if body.get("type") == MAX_ADVISORY and body.get("stream") == self._layout.work_stream:
-                await self._work.on_max_deliveries(int(body["stream_seq"]), int(body.get("deliveries", 0)))
+                await self._work.expiry.on_max_deliveries(int(body["stream_seq"]), int(body.get("deliveries", 0)))
             return None
         if delivery.subject.startswith(self._layout.deadline_due_subjects[:-1]):
-            return await self._work.on_deadline(str(body["id"]), int(body["seq"]))
+            return await self._work.expiry.on_deadline(str(body["id"]), int(body["seq"]))
         return None

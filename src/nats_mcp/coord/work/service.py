@@ -19,41 +19,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
 import time
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-import nats.errors
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
-from nats.js.errors import NotFoundError
-
+from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg, api_prefix
+from nats_mcp.bus.errors import PayloadTooLargeError, ResourceNotFound, nats_edge
+from nats_mcp.bus.jstypes import Msg
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
-from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, poke, pull
-from nats_mcp.bus.setup import ensure_stream, stream_config
+from nats_mcp.bus.publish import store
+from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, pull
+from nats_mcp.bus.setup import ensure_consumer, ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
-from nats_mcp.coord.checks import check_metadata, dumps, iso, iso_epoch, parse_instant, timestamp
+from nats_mcp.coord.checks import check_metadata, dumps, iso_epoch, parse_instant, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
 from nats_mcp.coord.models import DlqItem, ItemStatus, QueueStatus, Scope, WorkItem
+from nats_mcp.coord.work.deadlines import arm_deadline, disarm_deadline
 from nats_mcp.coord.work.dlq import DlqService, check_capability, check_item_id
-from nats_mcp.coord.work.store import ItemRecord, ItemRecords, ItemState
+from nats_mcp.coord.work.expiry import WorkExpiry
+from nats_mcp.coord.work.items import new_item
+from nats_mcp.coord.work.store import ItemRecord, ItemRecords
 from nats_mcp.coord.work.views import WorkPage, WorkViews
 from nats_mcp.core.lru import LruTable
-from nats_mcp.core.names import validate_uuid
 
 log = logging.getLogger("nats_mcp.coord.work.service")
 
-LIST_TOOL = "warp_work_list"
 API_TIMEOUT_S = 5.0
 STATE_TTL_S = 7 * 86_400.0
 """Minimum life of an item's state record (at least the DLQ's TTL): a second complete within it is a conflict."""
@@ -61,10 +57,6 @@ POLL_S = 0.5
 """While items of the capability are in flight, a waiting claim looks again this often (re-offers are silent)."""
 MAX_CLAIM_TIMEOUT_MS = 30_000
 MAX_BATCH = 50
-MAX_LIST_LIMIT = 100
-MAX_LIST_SCAN = 2_000
-"""Messages a deadline-filtered list examines per call before it returns what it has, with a cursor."""
-MAX_TASK_ID = 256
 MAX_REASON = 2_048
 MAX_NOTE = 2_048
 MAX_REMEMBERED = 10_000
@@ -72,17 +64,8 @@ MAX_REMEMBERED = 10_000
 FIRST_PULL_WAIT_S = 0.02
 """A pull sent right after a publish can miss it (the consumer learns of new messages asynchronously,
 nats-server 2.15.1): the first look at a priority that holds messages waits this long for one."""
-PRIORITIES = range(10, 0, -1)
 
 Outcome = Literal["retrying", "dead_lettered"]
-
-
-_WATCHED_STATE: dict[ItemState, Literal["claimed", "retrying", "completed", "dead_lettered"]] = {
-    "claimed": "claimed",
-    "released": "retrying",
-    "done": "completed",
-    "dead": "dead_lettered",
-}
 
 
 class WorkService:
@@ -97,12 +80,13 @@ class WorkService:
         self.layout = layout
         self.api = api_prefix(settings.nats.jetstream_domain)
         ttl = max(STATE_TTL_S, settings.work.dlq_ttl_ms / 1000)
-        self.state = Bucket(conn, layout.work_state_bucket, description="work item state", ttl_s=ttl)
+        self.state = Bucket.declared(conn, specs.work_state_bucket(layout, ttl_s=ttl))
         self.records = ItemRecords(self.state)
         self.dlq = DlqService(conn, settings, layout, self.state)
         self._consumers: set[tuple[str, int]] = set()
         """(capability, priority) consumers this process has created or brought to the configured settings."""
         self.views = WorkViews(self)
+        self.expiry = WorkExpiry(self)
         self._claims: LruTable[str, tuple[ItemRecord, int]] = LruTable(MAX_REMEMBERED)
 
     @property
@@ -118,64 +102,19 @@ class WorkService:
         # The consumers this process made stay known across reconnects: making one again needs the meta leader,
         # which is being elected right after a cluster node died, and broadcasts waited on it (a pull that finds
         # a consumer gone makes it again, so a server that lost its store is still served).
-        await ensure_stream(
-            js,
-            stream_config(
-                name=lay.work_stream,
-                description=f"work queues of namespace {lay.namespace}: one subject per capability and priority",
-                subjects=[lay.work_subjects],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.WORK_QUEUE,
-                duplicate_window=120.0,
-                allow_direct=True,
-                max_bytes=self._work.max_bytes or -1,
-                discard=DiscardPolicy.NEW,  # a full queue refuses new work; it never drops queued work
-            ),
-            replicas=self._conn.replicas,
-        )
-        await ensure_stream(
-            js,
-            stream_config(
-                name=lay.events_stream,
-                description=f"max-delivery advisories and deadline timers of namespace {lay.namespace}'s work",
-                subjects=[lay.max_deliveries_advisories, lay.events_subjects],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.WORK_QUEUE,
-                allow_msg_schedules=True,
-                duplicate_window=120.0,
-                allow_rollup_hdrs=True,  # the server turns it on with schedules; asking for it avoids an update
-            ),
-            replicas=self._conn.replicas,
-        )
-        await js.add_consumer(
-            lay.events_stream,
-            ConsumerConfig(
-                durable_name=Layout.MOVER_CONSUMER,
-                filter_subjects=[lay.max_deliveries_advisories, lay.deadline_due_subjects],
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30.0,
-                max_ack_pending=-1,
-            ),
-        )
+        await ensure_stream(js, specs.work_stream(lay, max_bytes=self._work.max_bytes), replicas=self._conn.replicas)
+        await ensure_stream(js, specs.work_events_stream(lay), replicas=self._conn.replicas)
+        await ensure_consumer(js, lay.events_stream, specs.mover_consumer(lay))
         await self.dlq.ensure()
         await self.state.kv()
 
     async def _ensure_consumer(self, capability: str, priority: int) -> None:
         if (capability, priority) in self._consumers:
             return
-        await self._conn.jetstream.add_consumer(
-            self.layout.work_stream,
-            ConsumerConfig(
-                durable_name=Layout.work_consumer(capability, priority),
-                filter_subject=self.layout.work_subject(capability, priority),
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.lease_s,
-                max_deliver=self._work.max_attempts,
-                max_ack_pending=-1,
-            ),
+        config = specs.work_consumer(
+            self.layout, capability, priority, ack_wait_s=self.lease_s, max_deliver=self._work.max_attempts
         )
+        await ensure_consumer(self._conn.jetstream, self.layout.work_stream, config)
         self._consumers.add((capability, priority))
 
     # -- broadcast -------------------------------------------------------------------------------
@@ -193,36 +132,15 @@ class WorkService:
         scope: Scope | None = None,
     ) -> WorkItem:
         """Queue a new item for agents with ``capability``; nothing is stored when an argument is bad."""
-        cap = check_capability(capability)
-        if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID:
-            raise InvalidArgument(f"taskId must be a non-empty string of at most {MAX_TASK_ID} characters")
-        if not isinstance(description, str) or not description.strip():
-            raise InvalidArgument("description must be a non-empty string")
-        size = len(description.encode("utf-8", "surrogatepass"))
-        if size > self._limits.description_bytes:
-            raise LimitExceeded(
-                f"description is {size} bytes; the limit is {self._limits.description_bytes} bytes "
-                "(limits.description_bytes): put the details in contextData or behind a link"
-            )
-        if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 10:
-            raise InvalidArgument("priority must be an integer from 1 (lowest) to 10 (highest)")
-        due: datetime | None = None
-        if deadline is not None:
-            due = parse_instant(deadline)
-            if due.timestamp() <= time.time():
-                raise InvalidArgument(f"deadline {deadline} has already passed")
-        context = check_metadata(context_data, self._limits.metadata_bytes, self._limits.metadata_depth)
-        item = WorkItem(
-            id=str(uuid.uuid4()),
-            taskId=task_id,
-            capability=cap,
+        item = new_item(
+            caller,
+            self._limits,
+            task_id=task_id,
             description=description,
+            capability=capability,
             priority=priority,
-            offeredBy=caller.guid,
-            offeredAt=timestamp(),
-            attempts=0,
-            deadline=iso(due) if due else None,
-            contextData=context,
+            deadline=deadline,
+            context_data=context_data,
             scope=scope,
         )
         with nats_errors():
@@ -235,38 +153,21 @@ class WorkService:
         payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
         subject = self.layout.work_subject(item.capability, item.priority)
         try:
-            ack_ = await self._conn.jetstream.publish(
-                subject, payload, stream=self.layout.work_stream, headers={"Nats-Msg-Id": msg_id}, timeout=API_TIMEOUT_S
+            seq = await store(
+                self._conn.jetstream,
+                subject,
+                payload,
+                stream=self.layout.work_stream,
+                msg_id=msg_id,
+                timeout=API_TIMEOUT_S,
             )
-        except nats.errors.MaxPayloadError:
+        except PayloadTooLargeError:
             raise LimitExceeded("the work item is larger than the NATS server accepts") from None
         if item.deadline is not None:
             try:
-                await self._arm_deadline(item, ack_.seq)
+                await arm_deadline(self._conn, self.layout, item, seq)
             except Exception:  # the item is queued; a claim after the deadline still dead-letters it
                 log.warning("could not arm the deadline timer of work item %s", item.id, exc_info=True)
-
-    async def _arm_deadline(self, item: WorkItem, seq: int) -> None:
-        """A scheduled message that the server itself publishes at the deadline, into the events stream: it fires
-        (and is kept until handled) whether or not any server process is running then."""
-        assert item.deadline is not None
-        at = datetime.fromtimestamp(math.ceil(parse_instant(item.deadline).timestamp()), UTC)
-        await self._conn.jetstream.publish(
-            self.layout.deadline_timer_subject(item.id),
-            json.dumps({"id": item.id, "seq": seq}).encode(),
-            stream=self.layout.events_stream,
-            headers={
-                "Nats-Schedule": f"@at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-                "Nats-Schedule-Target": self.layout.deadline_due_subject(item.id),
-            },
-            timeout=API_TIMEOUT_S,
-        )
-
-    async def _disarm_deadline(self, item_id: str) -> None:
-        with contextlib.suppress(Exception):  # a timer that fires later finds the item settled and is dropped
-            await self._conn.jetstream.purge_stream(
-                self.layout.events_stream, subject=self.layout.deadline_timer_subject(item_id)
-            )
 
     # -- claim -----------------------------------------------------------------------------------
 
@@ -336,10 +237,11 @@ class WorkService:
     async def subject_counts(self, cap: str) -> dict[int, int]:
         """Messages stored per priority of ``cap`` (handed-out ones included)."""
         try:
-            info = await self._conn.jetstream.stream_info(
-                self.layout.work_stream, subjects_filter=self.layout.work_subject(cap)
-            )
-        except NotFoundError:
+            with nats_edge():
+                info = await self._conn.jetstream.stream_info(
+                    self.layout.work_stream, subjects_filter=self.layout.work_subject(cap)
+                )
+        except ResourceNotFound:
             await self.ensure()
             return {}
         counts: dict[int, int] = {}
@@ -378,7 +280,7 @@ class WorkService:
                 await self._ack(delivery.reply, "+ACK")  # completed through an older delivery
                 return None
             if record is not None and same and record.state == "dead":
-                await self._settle_dead(item, record, reply=delivery.reply)
+                await self.settle_dead(item, record, reply=delivery.reply)
                 return None
             errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
             base = ItemRecord(state="claimed", seq=delivery.stream_seq, errors=errors)
@@ -387,11 +289,11 @@ class WorkService:
                     f"{timestamp()} attempt {record.attempts}: lease expired (held by {record.claimer})"
                 )
             if item.deadline is not None and parse_instant(item.deadline).timestamp() <= now:
-                if await self._dead_letter(item, base, revision, "deadline_passed", attempts - 1, reply=delivery.reply):
+                if await self.dead_letter(item, base, revision, "deadline_passed", attempts - 1, reply=delivery.reply):
                     return None
                 continue
             if attempts > self._work.max_attempts:  # attempts carried over by a DLQ retry
-                if await self._dead_letter(item, base, revision, "max_attempts", attempts - 1, reply=delivery.reply):
+                if await self.dead_letter(item, base, revision, "max_attempts", attempts - 1, reply=delivery.reply):
                     return None
                 continue
             lease = now + self.lease_s
@@ -481,7 +383,7 @@ class WorkService:
                 except Exception:  # completed all the same: a re-delivery of it is dropped at claim
                     log.warning("acknowledging completed work item %s failed", item_id, exc_info=True)
                 if record.deadline:
-                    await self._disarm_deadline(item_id)
+                    await disarm_deadline(self._conn, self.layout, item_id)
                 return
         raise Conflict(f"work item {item_id} keeps changing; try again")
 
@@ -495,12 +397,12 @@ class WorkService:
                 assert record.reply is not None
                 failed = record.with_error(f"{timestamp()} attempt {record.attempts} by {caller.guid}: {reason}")
                 if not recoverable or record.attempts >= self._work.max_attempts:
-                    stored = await self._load(record.seq)
+                    stored = await self.load(record.seq)
                     item = WorkItem.parse(stored.data) if stored is not None else None
                     if item is None:
                         raise NotFound(f"work item {item_id} is no longer queued")
                     why: Literal["unrecoverable", "max_attempts"] = "max_attempts" if recoverable else "unrecoverable"
-                    if await self._dead_letter(item, failed, revision, why, record.attempts, reply=record.reply):
+                    if await self.dead_letter(item, failed, revision, why, record.attempts, reply=record.reply):
                         return "dead_lettered", record.attempts
                     continue
                 released = replace(failed, state="released", lease_expires=0.0)
@@ -512,7 +414,7 @@ class WorkService:
                 return "retrying", record.attempts
         raise Conflict(f"work item {item_id} keeps changing; try again")
 
-    async def _dead_letter(
+    async def dead_letter(
         self,
         item: WorkItem,
         base: ItemRecord,
@@ -538,10 +440,10 @@ class WorkService:
         )
         if await self.records.write(item.id, dead, revision) is None:
             return False
-        await self._settle_dead(item, dead, reply=reply)
+        await self.settle_dead(item, dead, reply=reply)
         return True
 
-    async def _settle_dead(self, item: WorkItem, record: ItemRecord, *, reply: str | None = None) -> None:
+    async def settle_dead(self, item: WorkItem, record: ItemRecord, *, reply: str | None = None) -> None:
         """The steps after the decision: the DLQ entry (written at most once), then the queue message goes."""
         reason = (
             record.reason if record.reason in ("unrecoverable", "max_attempts", "deadline_passed") else "max_attempts"
@@ -560,12 +462,12 @@ class WorkService:
         else:
             await delete_msg(self._conn.client, self.layout.work_stream, record.seq, prefix=self.api)
         if item.deadline is not None:
-            await self._disarm_deadline(item.id)
+            await disarm_deadline(self._conn, self.layout, item.id)
 
     async def _ack(self, reply: str, kind: AckKind, *, delay_s: float | None = None) -> None:
         await ack(self._conn.client, reply, kind, delay_s=delay_s, timeout=API_TIMEOUT_S)
 
-    async def _load(self, seq: int) -> StoredMsg | None:
+    async def load(self, seq: int) -> StoredMsg | None:
         """The work message stored at ``seq`` (None once it is gone)."""
         found = await get_next(
             self._conn.client,
@@ -576,70 +478,6 @@ class WorkService:
             timeout=API_TIMEOUT_S,
         )
         return found if found is not None and found.seq == seq else None
-
-    # -- events (called by the mover) ------------------------------------------------------------
-
-    async def poke_consumers(self) -> int:
-        """Have every consumer with handed-out items check them, so a last lease that ran out raises its
-        max-deliveries advisory now (JetStream only checks when it next serves a pull). Returns how many."""
-        try:
-            consumers = await self._conn.jetstream.consumers_info(self.layout.work_stream)
-        except NotFoundError:
-            return 0
-        busy = [c.name for c in consumers if Layout.parse_work_consumer(c.name) and (c.num_ack_pending or 0) > 0]
-        await asyncio.gather(
-            *(poke(self._conn.client, self.layout.work_stream, name, prefix=self.api) for name in busy)
-        )
-        return len(busy)
-
-    async def on_max_deliveries(self, seq: int, deliveries: int) -> None:
-        """A message ran out of deliveries (its last lease expired): dead-letter it, once."""
-        stored = await self._load(seq)
-        item = WorkItem.parse(stored.data) if stored is not None else None
-        if item is None:
-            return  # settled already
-        for _ in range(3):
-            record, revision = await self.records.read(item.id)
-            same = record is not None and record.seq == seq
-            if record is not None and same and record.state == "done":
-                await delete_msg(self._conn.client, self.layout.work_stream, seq, prefix=self.api)
-                return
-            if record is not None and same and record.state == "dead":
-                await self._settle_dead(item, record)
-                return
-            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
-            base = ItemRecord(state="dead", seq=seq, errors=errors)
-            holder = record.claimer if record is not None and same else None
-            base = base.with_error(
-                f"{timestamp()} attempt {item.attempts + deliveries}: lease expired (held by {holder})"
-            )
-            if await self._dead_letter(item, base, revision, "max_attempts", item.attempts + deliveries):
-                return
-
-    async def on_deadline(self, item_id: str, seq: int) -> float | None:
-        """An item's deadline passed: dead-letter it unless it is settled. Returns a delay to look again after
-        when a claimer's lease is still running (it may still complete in time)."""
-        stored = await self._load(seq)
-        item = WorkItem.parse(stored.data) if stored is not None else None
-        if item is None or item.id != item_id:
-            return None
-        for _ in range(3):
-            record, revision = await self.records.read(item.id)
-            same = record is not None and record.seq == seq
-            if record is not None and same:
-                if record.state == "done":
-                    return None
-                if record.state == "dead":
-                    await self._settle_dead(item, record)
-                    return None
-                if record.state == "claimed" and record.lease_expires > time.time():
-                    return record.lease_expires - time.time() + 1.0
-            errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
-            attempts = record.attempts if record is not None and same else item.attempts
-            base = ItemRecord(state="dead", seq=seq, errors=errors)
-            if await self._dead_letter(item, base, revision, "deadline_passed", attempts):
-                return None
-        return 1.0
 
     # -- read-only views (coord/work_views.py) ---------------------------------------------------
 
@@ -652,49 +490,8 @@ class WorkService:
         return await self.views.status(capability)
 
     async def item_status(self, item_id: str, *, must_exist: bool = False) -> ItemStatus:
-        """Where ``item_id`` stands: its state record, else its DLQ entry, else waiting (never claimed yet).
-
-        With ``must_exist``, an id that is in none of these nor in a queue is NotFound rather than "waiting"; that
-        costs a scan of the queues (:meth:`WorkViews.may_be_queued`), so a watcher asks it once, then polls.
-        """
-        validate_uuid(item_id, "workItemId")
-        with nats_errors():
-            record, _ = await self.records.read(item_id)
-            found = None if record is not None else await self.dlq.find(item_id)
-            if record is None and found is None and must_exist and not await self.views.may_be_queued(item_id):
-                # Claimed (and maybe settled) while the queues were read: it left the queue but has a record now.
-                record, _ = await self.records.read(item_id)
-                found = None if record is not None else await self.dlq.find(item_id)
-                if record is None and found is None:
-                    raise NotFound(
-                        f"work item {item_id} not found: it was never queued in this namespace, or it "
-                        "was settled long enough ago to be forgotten"
-                    )
-            if record is None:
-                if found is None:
-                    return ItemStatus(id=item_id, state="waiting")
-                entry = found[1]
-                return ItemStatus(
-                    id=item_id,
-                    state="dead_lettered",
-                    attempts=entry.attempts,
-                    reason=entry.reason,
-                    errors=entry.errors,
-                    settledAt=entry.failedAt,
-                )
-        state = _WATCHED_STATE[record.state]
-        return ItemStatus(
-            id=item_id,
-            state=state,
-            claimer=record.claimer,
-            attempts=record.attempts or record.delivered,
-            progress=record.progress,
-            note=record.note,
-            reason=record.reason,
-            errors=record.errors,
-            settledAt=record.settled_at,
-            result=record.result,
-        )
+        """Where ``item_id`` stands (see :meth:`WorkViews.item_status`)."""
+        return await self.views.item_status(item_id, must_exist=must_exist)
 
     # -- DLQ -------------------------------------------------------------------------------------
 
@@ -704,7 +501,3 @@ class WorkService:
 
     async def dlq_recover(self) -> int:
         return await self.dlq.recover(self.publish)
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)

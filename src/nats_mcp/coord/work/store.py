@@ -14,9 +14,8 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-import nats.js.errors
-from nats.js.kv import KeyValue
-
+from nats_mcp.bus.errors import JetStreamError, KeyNotFound, WrongLastSequence, nats_edge
+from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
 
@@ -83,8 +82,9 @@ class ItemRecords:
         """The record and its revision; (None, 0) when there is none (or it is unreadable: it is then replaced)."""
         kv = await self.bucket.kv()
         try:
-            entry = await kv.get(Layout.item_key(item_id))
-        except nats.js.errors.KeyNotFoundError:  # also deleted/purged keys
+            with nats_edge():
+                entry = await kv.get(Layout.item_key(item_id))
+        except KeyNotFound:  # also deleted/purged keys
             return None, 0
         record = ItemRecord.decode(entry.value)
         if record is None:
@@ -96,10 +96,11 @@ class ItemRecords:
         kv = await self.bucket.kv()
         key = Layout.item_key(item_id)
         try:
-            if revision == 0:
-                return int(await kv.create(key, record.encode()))
-            return int(await kv.update(key, record.encode(), last=revision))
-        except nats.js.errors.KeyWrongLastSequenceError:
+            with nats_edge():
+                if revision == 0:
+                    return int(await kv.create(key, record.encode()))
+                return int(await kv.update(key, record.encode(), last=revision))
+        except WrongLastSequence:
             return None
 
     async def delete(self, item_id: str, revision: int | None = None) -> bool:
@@ -111,8 +112,9 @@ class ItemRecords:
 async def delete_at(kv: KeyValue, key: str, revision: int | None) -> bool:
     """Delete ``key`` if it is still at ``revision`` (any revision: None); False if it moved meanwhile."""
     try:
-        await kv.delete(key, last=revision)
-    except nats.js.errors.APIError as exc:
+        with nats_edge():
+            await kv.delete(key, last=revision)
+    except JetStreamError as exc:
         if exc.err_code in WRONG_LAST_SEQUENCE:
             return False
         raise

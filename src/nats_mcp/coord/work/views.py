@@ -6,21 +6,21 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
-
-from nats.js.errors import NotFoundError
+from typing import Literal, Protocol
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import Batch, DirectGetUnavailable, get_batch
+from nats_mcp.bus.errors import ResourceNotFound, nats_edge
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.streamops import get_next
 from nats_mcp.coord import capscope
 from nats_mcp.coord.checks import iso_epoch, parse_instant
-from nats_mcp.coord.errors import InvalidArgument, nats_errors
-from nats_mcp.coord.models import QueueStatus, WorkItem
+from nats_mcp.coord.errors import InvalidArgument, NotFound, nats_errors
+from nats_mcp.coord.models import ItemStatus, QueueStatus, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.dlq import DlqService, check_capability
-from nats_mcp.coord.work.store import ItemRecords
+from nats_mcp.coord.work.store import ItemRecords, ItemState
+from nats_mcp.core.names import validate_uuid
 
 
 class WorkSource(Protocol):
@@ -42,6 +42,14 @@ MAX_LIST_SCAN = 2_000
 MAX_FIND_SCAN = 100_000
 """Messages :meth:`WorkViews.may_be_queued` examines before it gives up and answers "maybe"."""
 API_TIMEOUT_S = 5.0
+
+
+_WATCHED_STATE: dict[ItemState, Literal["claimed", "retrying", "completed", "dead_lettered"]] = {
+    "claimed": "claimed",
+    "released": "retrying",
+    "done": "completed",
+    "dead": "dead_lettered",
+}
 
 
 @dataclass(frozen=True)
@@ -212,12 +220,13 @@ class WorkViews:
         js = self._work.conn.jetstream
         with nats_errors():
             try:
-                info = await js.stream_info(
-                    self._work.layout.work_stream,
-                    subjects_filter=self._work.layout.work_subject(cap) if cap else self._work.layout.work_subjects,
-                )
-                consumers = await js.consumers_info(self._work.layout.work_stream)
-            except NotFoundError:
+                with nats_edge():
+                    info = await js.stream_info(
+                        self._work.layout.work_stream,
+                        subjects_filter=self._work.layout.work_subject(cap) if cap else self._work.layout.work_subjects,
+                    )
+                    consumers = await js.consumers_info(self._work.layout.work_stream)
+            except ResourceNotFound:
                 info, consumers = None, []
             stored: dict[str, int] = {}
             for subject, n in ((info.state.subjects or {}) if info else {}).items():
@@ -258,3 +267,48 @@ class WorkViews:
         )
         stamp = _nats_time(first.time) if first is not None else None
         return round(max(time.time() - stamp, 0.0), 3) if stamp is not None else None
+
+    async def item_status(self, item_id: str, *, must_exist: bool = False) -> ItemStatus:
+        """Where ``item_id`` stands: its state record, else its DLQ entry, else waiting (never claimed yet).
+
+        With ``must_exist``, an id that is in none of these nor in a queue is NotFound rather than "waiting"; that
+        costs a scan of the queues (:meth:`WorkViews.may_be_queued`), so a watcher asks it once, then polls.
+        """
+        validate_uuid(item_id, "workItemId")
+        with nats_errors():
+            record, _ = await self._work.records.read(item_id)
+            found = None if record is not None else await self._work.dlq.find(item_id)
+            if record is None and found is None and must_exist and not await self.may_be_queued(item_id):
+                # Claimed (and maybe settled) while the queues were read: it left the queue but has a record now.
+                record, _ = await self._work.records.read(item_id)
+                found = None if record is not None else await self._work.dlq.find(item_id)
+                if record is None and found is None:
+                    raise NotFound(
+                        f"work item {item_id} not found: it was never queued in this namespace, or it "
+                        "was settled long enough ago to be forgotten"
+                    )
+            if record is None:
+                if found is None:
+                    return ItemStatus(id=item_id, state="waiting")
+                entry = found[1]
+                return ItemStatus(
+                    id=item_id,
+                    state="dead_lettered",
+                    attempts=entry.attempts,
+                    reason=entry.reason,
+                    errors=entry.errors,
+                    settledAt=entry.failedAt,
+                )
+        state = _WATCHED_STATE[record.state]
+        return ItemStatus(
+            id=item_id,
+            state=state,
+            claimer=record.claimer,
+            attempts=record.attempts or record.delivered,
+            progress=record.progress,
+            note=record.note,
+            reason=record.reason,
+            errors=record.errors,
+            settledAt=record.settled_at,
+            result=record.result,
+        )
