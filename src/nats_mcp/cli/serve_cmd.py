@@ -109,18 +109,18 @@ async def _serve_http(
     try:
         await _start_observing(obs, coordinator)
         if insecure:
-            source: web.PrincipalSource = web.InsecureDev()
+            source: web.PrincipalSource = web.InsecureDev(guard, settings)
             verifier = None
         else:
             try:
                 authenticator = Authenticator.from_settings(settings, conn, dev_audiences=[url])
             except ValueError as exc:
                 fail(str(exc), code=2)
-            verifier = web.GatewayVerifier(guard, authenticator, url)
+            verifier = web.GatewayVerifier(guard, authenticator, url, settings)
             source = verifier
         current = source.current
         security = Security(guard, current, "http", coordinator.layout.namespace)
-        caller = web.gateway_caller(source, guard, settings, coordinator.touch)
+        caller = web.gateway_caller(source, coordinator.touch)
         if authenticator is not None and settings.dashboard.enabled:  # admins only; never without authentication
             from nats_mcp.dashboard.app import DashboardApp
 
@@ -202,7 +202,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
     conn.add_listener(coordinator.on_nats_event)
     conn.add_listener(obs.on_nats_event)
     security = Security(guard, rpc.current_principal, "grpc", coordinator.layout.namespace)
-    caller = rpc.grpc_caller(guard, settings, coordinator.touch)
+    caller = rpc.grpc_caller(coordinator.touch)
     admission = rpc.Admission(guard, settings)
     service = rpc.McpGrpcService(build_server(coordinator, caller, settings.tool_prefix, security), admission)
     extra = []
