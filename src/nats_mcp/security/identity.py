@@ -5,7 +5,7 @@ Every network transport (HTTP, gRPC) and the dashboard login hand what the calle
 (:mod:`nats_mcp.security.authn.chain`), then the agent binding (:func:`nats_mcp.security.binding.caller_for`). The
 result is one frozen :class:`Identity` — principal, the agent it acts as (or why it may not), transport, credential
 kind — that the transport carries with the request in one context variable (:func:`enter`, :func:`current`); tool
-handlers read it, never the credential. Stdio's identity is the local user's (:func:`local_identity`).
+handlers read it, never the credential. Stdio's principal is the local user's (:func:`local_principal`).
 Transports take what they need of the domain (the :class:`Caller` type, the ``forbidden`` refusal) from here.
 """
 
@@ -108,11 +108,6 @@ def local_principal(settings: SecuritySettings) -> Principal:
     )
 
 
-def local_identity(settings: SecuritySettings, caller: Caller | None = None) -> Identity:
-    """Stdio's identity: the local principal, acting as the process's own agent (``caller``, once registered)."""
-    return Identity(local_principal(settings), "stdio", "none", caller)
-
-
 _current: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("nats_mcp_identity", default=None)
 """The identity of the request the running task serves (the SDK carries it into the tool handlers' context)."""
 
@@ -160,6 +155,5 @@ __all__ = [
     "current",
     "current_or_none",
     "enter",
-    "local_identity",
     "local_principal",
 ]

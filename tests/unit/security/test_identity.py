@@ -20,7 +20,7 @@ from nats_mcp.security.authn.apikeys import KEY_PREFIX, ApiKeys
 from nats_mcp.security.authn.chain import Authenticator
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import Guard
-from nats_mcp.security.identity import Caller, Identity, Resolver, local_identity
+from nats_mcp.security.identity import Caller, Identity, Resolver, local_principal
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal, agent_guid
 from nats_mcp.transports.http.auth import AGENT_HEADER, GatewayVerifier, RequestFacts, gateway_caller
@@ -148,8 +148,8 @@ def test_anonymous_and_local_identities(settings: Settings) -> None:
         "127.0.0.1",
     )
     assert dev.acting().guid == agent_guid(dev.principal, "bot")
-    local = local_identity(settings.security)
-    assert (local.transport, local.principal.issuer, local.caller) == ("stdio", "local", None)
+    local = local_principal(settings.security)
+    assert (local.subject, local.issuer, local.method) == (settings.security.local.subject, "local", "local")
 
 
 async def test_current_is_the_entered_identity_of_this_context_only(settings: Settings) -> None:
