@@ -125,10 +125,6 @@ def current(missing: str = "this request carries no verified credential") -> Ide
     return identity
 
 
-def current_or_none() -> Identity | None:
-    return _current.get()
-
-
 def acting_caller(
     identity: Callable[[], Identity], presence: Presence, bound: Callable[[Caller, Presence], None] | None = None
 ) -> CallerProvider:
@@ -153,7 +149,6 @@ __all__ = [
     "Resolver",
     "acting_caller",
     "current",
-    "current_or_none",
     "enter",
     "local_principal",
 ]
