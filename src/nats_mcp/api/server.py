@@ -34,6 +34,7 @@ from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.redact import redact
 from nats_mcp.observe import tracing
 from nats_mcp.security.guard import CallContext, Guard, Pool, Refused
+from nats_mcp.security.identity import local_principal
 from nats_mcp.security.needs import Needs, reads_capabilities, reads_channels
 from nats_mcp.security.policy import NatsScope
 from nats_mcp.security.principal import Principal
@@ -70,12 +71,6 @@ def local_security(guard: Guard, settings: SecuritySettings, namespace: str) -> 
     """Stdio: every call is the local principal's (the user who started the process)."""
     me = local_principal(settings)
     return Security(guard, lambda: me, "stdio", namespace)
-
-
-def local_principal(settings: SecuritySettings) -> Principal:
-    return Principal(
-        subject=settings.local.subject, issuer="local", method="local", roles=frozenset(settings.local.roles)
-    )
 
 
 def outcome_of(result: types.CallToolResult) -> str:

@@ -81,18 +81,18 @@ async def _serve_http(
         try:
             await _start_observing(runtime)
             if insecure:
-                source: web.PrincipalSource = web.InsecureDev()
+                source: web.PrincipalSource = web.InsecureDev(guard, settings)
                 verifier = None
             else:
                 try:
                     authenticator = Authenticator.from_settings(settings, conn, dev_audiences=[url])
                 except ValueError as exc:
                     fail(str(exc), code=2)
-                verifier = web.GatewayVerifier(guard, authenticator, url)
+                verifier = web.GatewayVerifier(guard, authenticator, url, settings)
                 source = verifier
             current = source.current
             security = Security(guard, current, "http", coordinator.layout.namespace)
-            caller = web.gateway_caller(source, guard, settings, coordinator.touch)
+            caller = web.gateway_caller(source, coordinator.touch)
             if authenticator is not None and settings.dashboard.enabled:  # admins only; never without authentication
                 from nats_mcp.dashboard.app import DashboardApp
 
@@ -117,7 +117,7 @@ async def _serve_http(
                     *(obs.routes() if obs is not None else ()),
                     *(dashboard.routes() if dashboard else ()),
                 ],
-                coordinator=coordinator,
+                nats=(conn, coordinator.layout),
             )
             if quickstart:
                 await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
@@ -163,7 +163,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
     runtime = _runtime(settings, policy, transport="grpc", connect=False)
     conn, guard, coordinator = runtime.conn, runtime.guard, runtime.coordinator
     security = Security(guard, rpc.current_principal, "grpc", coordinator.layout.namespace)
-    caller = rpc.grpc_caller(guard, settings, coordinator.touch)
+    caller = rpc.grpc_caller(coordinator.touch)
     admission = rpc.Admission(guard, settings)
     service = rpc.McpGrpcService(build_server(coordinator, caller, settings.tool_prefix, security), admission)
     extra = []

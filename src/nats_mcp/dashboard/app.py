@@ -1,7 +1,7 @@
 """The dashboard's web boundary: login (API key or token -> session cookie), logout, the page and its JSON data.
 
-Logging in authenticates exactly like the HTTP transport (:meth:`Guard.authenticate`: address filter,
-lockout, audit of every refusal), then requires the policy's admin operation ``dashboard`` and the
+Logging in authenticates exactly like the HTTP transport (:meth:`nats_mcp.security.identity.Resolver.resolve`:
+address filter, lockout, audit of every refusal), then requires the policy's admin operation ``dashboard`` and the
 namespace. The session cookie carries a random id only (``HttpOnly; SameSite=Strict; Path=<prefix>``,
 ``Secure`` over TLS); POSTs must come from an allowed Origin (and logout carries the session's CSRF token);
 every request must name an allowed Host (DNS rebinding). Responses carry a strict Content-Security-Policy:
@@ -30,10 +30,12 @@ from nats_mcp.config.settings import Settings
 from nats_mcp.dashboard.data import Dashboard
 from nats_mcp.dashboard.sessions import COOKIE, Session, Sessions
 from nats_mcp.security.audit.event import AuditEvent
-from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.authn import Provider
 from nats_mcp.security.authn.apikeys import ApiKeys
+from nats_mcp.security.authn.bearer import KEY_PREFIX, credentials_for
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import Guard
+from nats_mcp.security.identity import Resolver
 from nats_mcp.security.principal import Principal
 
 log = logging.getLogger("nats_mcp.dashboard")
@@ -56,7 +58,7 @@ LOGIN_MESSAGES = {
     "refused": "Login refused: the credential is not valid, or it does not grant the dashboard.",
     "busy": "Too many attempts from this address; wait a moment and try again.",
     "expired": "Your session ended; log in again.",
-    "empty": "Paste an API key (nmk_…) or a bearer token.",
+    "empty": f"Paste an API key ({KEY_PREFIX}…) or a bearer token.",
 }
 RECHECK_S = 1.0
 """How long a session's credential check is reused: bounds both the delay of a revocation and the KV reads."""
@@ -93,6 +95,7 @@ class DashboardApp:
         self.origins = set(origins)
         self.secure = secure
         self.transport = transport
+        self.resolver = Resolver.from_settings(guard, data.settings, transport)
         self.prefix = prefix
         cfg = data.cfg
         self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s, cfg.max_sessions)
@@ -249,12 +252,8 @@ class DashboardApp:
                 ),
             )
             return self._to_login("busy")
-        if credential.startswith("nmk_"):
-            credentials = Credentials(api_key=credential, peer=peer)
-        else:
-            credentials = Credentials(bearer=credential, peer=peer)
         try:
-            principal = await self.guard.authenticate(self.provider, credentials, self.transport)
+            principal = (await self.resolver.resolve(self.provider, credentials_for(credential, peer=peer))).principal
         except AuthenticationError as exc:
             return self._to_login("busy" if exc.reason == "locked_out" else "refused")  # audited by the guard
         policy = self.guard.policy

@@ -29,6 +29,7 @@ from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.audit.event import AuditEvent, AuditKind, AuditRecorder, NoAudit
 from nats_mcp.security.authn import Credentials, Provider
+from nats_mcp.security.authn.bearer import credential_kind
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.ipfilter import IpFilter
 from nats_mcp.security.limits import AgentNames, Lockout, RateLimiter, Shares, json_too_deep, value_too_deep
@@ -102,15 +103,6 @@ def fingerprint(credentials: Credentials) -> bytes | None:
     if credentials.peer_cert:
         return hashlib.sha256(b"c\0" + json.dumps(credentials.peer_cert, sort_keys=True, default=str).encode()).digest()
     return None
-
-
-def credential_kind(credentials: Credentials) -> str:
-    """What kind of credential was presented (a bounded label for metrics; never any of its content)."""
-    if credentials.api_key or (credentials.bearer or "").startswith("nmk_"):  # an API key may come as a bearer
-        return "api_key"
-    if credentials.bearer:
-        return "jwt" if credentials.bearer.count(".") == 2 else "bearer"
-    return "mtls" if credentials.peer_cert else "none"
 
 
 class Guard:

@@ -17,6 +17,7 @@ from nats_mcp.security.authn.mtls import cert_identity
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy
 from nats_mcp.transports.grpc import server as rpc
+from nats_mcp.transports.grpc import tls
 from tests.e2e.test_grpc import Pki
 
 
@@ -41,19 +42,19 @@ def service(records: Records) -> rpc.McpGrpcService:
     [("ipv4:127.0.0.1:5000", "127.0.0.1"), ("ipv6:%5B::1%5D:5000", "::1"), ("unix:/tmp/sock", None)],
 )
 def test_peer_address(peer: str, address: str | None) -> None:
-    assert rpc.peer_address(peer) == address
+    assert tls.peer_address(peer) == address
 
 
 def test_peer_certificate_identity_prefers_spiffe(tmp_path: Path) -> None:
     pki = Pki.create(tmp_path)
     leaf = pki.issue("agent-7", uris=["spiffe://example.org/agent/7"], dns=["agent7.example.org"], ips=["10.0.0.7"])
-    cert = rpc.peer_cert(leaf.cert_file.read_bytes())
+    cert = tls.peer_cert(leaf.cert_file.read_bytes())
     assert cert_identity(cert) == ("spiffe://example.org/agent/7", "spiffe")
     assert ("DNS", "agent7.example.org") in cert["subjectAltName"]  # type: ignore[operator]
     assert ("IP Address", "10.0.0.7") in cert["subjectAltName"]  # type: ignore[operator]
-    dns_only = rpc.peer_cert(pki.issue("dns-holder", dns=["svc.example.org"]).cert_file.read_bytes())
+    dns_only = tls.peer_cert(pki.issue("dns-holder", dns=["svc.example.org"]).cert_file.read_bytes())
     assert cert_identity(dns_only) == ("svc.example.org", "dns")
-    plain = rpc.peer_cert(pki.issue("cn-only").cert_file.read_bytes())
+    plain = tls.peer_cert(pki.issue("cn-only").cert_file.read_bytes())
     assert not plain.get("subjectAltName")  # no SAN extension: the shape real CAs issue for CN-only certificates
     assert cert_identity(plain) == ("cn-only", "cn")
 
@@ -110,7 +111,7 @@ def test_frames_over_the_cap_or_not_jsonrpc_are_refused_and_audited() -> None:
 
 
 def test_server_options_follow_the_settings() -> None:
-    options = dict(rpc.server_options(GrpcSettings(max_message_bytes=2048, max_connection_age_s=60)))
+    options = dict(tls.server_options(GrpcSettings(max_message_bytes=2048, max_connection_age_s=60)))
     assert options["grpc.max_receive_message_length"] == 2 * 2048 + 1024
     assert options["grpc.max_connection_age_ms"] == 60_000
     assert "grpc.max_connection_idle_ms" not in options
@@ -119,9 +120,9 @@ def test_server_options_follow_the_settings() -> None:
 def test_credentials_need_a_client_ca_when_client_certificates_are_required(tmp_path: Path) -> None:
     leaf = Pki.create(tmp_path).server()
     with pytest.raises(ValueError, match="client_ca_file"):
-        rpc.server_credentials(GrpcSettings(tls_cert_file=leaf.cert_file, tls_key_file=leaf.key_file))
+        tls.server_credentials(GrpcSettings(tls_cert_file=leaf.cert_file, tls_key_file=leaf.key_file))
     assert (
-        rpc.server_credentials(
+        tls.server_credentials(
             GrpcSettings(tls_cert_file=leaf.cert_file, tls_key_file=leaf.key_file, client_ca_file=leaf.ca_file)
         )
         is not None
@@ -131,7 +132,7 @@ def test_credentials_need_a_client_ca_when_client_certificates_are_required(tmp_
 def test_certificate_reloader_serves_changed_files(tmp_path: Path) -> None:
     pki = Pki.create(tmp_path)
     leaf = pki.server()
-    reloader = rpc.CertificateReloader(
+    reloader = tls.CertificateReloader(
         GrpcSettings(tls_cert_file=leaf.cert_file, tls_key_file=leaf.key_file, client_ca_file=leaf.ca_file)
     )
     assert reloader() is None  # unchanged
@@ -141,7 +142,7 @@ def test_certificate_reloader_serves_changed_files(tmp_path: Path) -> None:
 
 
 def test_a_rotation_caught_half_way_is_not_taken() -> None:
-    check_key_pair = rpc.check_key_pair
+    check_key_pair = tls.check_key_pair
     ca = trustme.CA()
     old, new = ca.issue_cert("localhost"), ca.issue_cert("localhost")
     chain, key = new.cert_chain_pems[0].bytes(), new.private_key_pem.bytes()

@@ -42,7 +42,7 @@ log = logging.getLogger("nats_mcp.security.authn.apikeys")
 
 """KV bucket of API key records, keyed by key id (deployment-wide: not namespaced)."""
 KEY_PREFIX = "nmk_"
-KEY_PATTERN = re.compile(r"^nmk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+KEY_PATTERN = re.compile(rf"^{re.escape(KEY_PREFIX)}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -334,7 +334,7 @@ class ApiKeys:
     async def _check(self, key: str) -> ApiKeyRecord:
         parsed = parse_key(key)
         if parsed is None:
-            raise AuthenticationError("malformed", "not an nmk_ API key")
+            raise AuthenticationError("malformed", f"not an {KEY_PREFIX} API key")
         key_id, secret = parsed
         try:
             record = await self.get(key_id)

@@ -1,8 +1,9 @@
 """The authentication-routing boundary: which provider checks the credentials a transport hands over.
 
-One credential decides, in this order: an API key (``X-API-Key``, or a bearer starting ``nmk_``) goes to the API-key
-store; a bearer JWT whose (unverified) ``iss`` names a trusted issuer goes to the JWT verifier; any other bearer goes
-to token introspection when configured (else it is refused); a verified client certificate goes to mTLS; nothing is
+One credential decides, in this order: an API key (``X-API-Key``, or a bearer that
+:func:`~nats_mcp.security.authn.bearer.classify` calls one) goes to the API-key store; a bearer JWT whose
+(unverified) ``iss`` names a trusted issuer goes to the JWT verifier; any other bearer goes to token introspection
+when configured (else it is refused); a verified client certificate goes to mTLS; nothing is
 ``missing_credentials``. A credential of a disabled kind is refused, never passed to another provider. Whatever a
 provider raises, only :class:`AuthenticationError` leaves here, and no credential is logged.
 """
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Literal
 from nats_mcp.config.settings import Settings
 from nats_mcp.core.redact import redact
 from nats_mcp.security.authn import Credentials, Provider
-from nats_mcp.security.authn.apikeys import KEY_PREFIX, ApiKeys
+from nats_mcp.security.authn.apikeys import ApiKeys
+from nats_mcp.security.authn.bearer import classify
 from nats_mcp.security.authn.introspection import Introspector
 from nats_mcp.security.authn.jwt import JwtVerifier, unverified_issuer
 from nats_mcp.security.authn.mtls import MtlsAuthenticator
@@ -77,7 +79,7 @@ class Authenticator:
     def route(self, credentials: Credentials) -> tuple[Route, Provider]:
         """The provider for these credentials; AuthenticationError when none may check them."""
         bearer = credentials.bearer or None
-        if credentials.api_key or (bearer is not None and bearer.startswith(KEY_PREFIX)):
+        if credentials.api_key or classify(bearer) == "api_key":
             if self.apikeys is None:
                 raise AuthenticationError("missing_credentials", "API keys are not accepted here")
             return "apikey", self.apikeys

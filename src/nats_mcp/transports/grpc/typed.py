@@ -23,8 +23,9 @@ from google.protobuf.message import DecodeError
 from mcp.shared.message import SessionMessage
 from mcp_grpc_transport_proto import mcp_messages_pb2 as pb
 
-from nats_mcp.security.principal import Principal
-from nats_mcp.transports.grpc.server import CallRefused, McpGrpcService, call_metadata, first_refusal
+from nats_mcp.security.identity import Identity
+from nats_mcp.transports.grpc.admission import CallRefused, call_metadata, first_refusal
+from nats_mcp.transports.grpc.server import McpGrpcService
 
 TYPED_SERVICE = "model_context_protocol.Mcp"
 PROTOCOL = "2026-07-28"
@@ -105,17 +106,17 @@ class TypedMcpService:
     def __init__(self, tunnel: McpGrpcService) -> None:
         self.tunnel = tunnel
 
-    async def _run(self, principal: Principal, raw: bytes, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    async def _run(self, who: Identity, raw: bytes, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The JSON-RPC result of one request, or CallRefused: its JSON-RPC error as a status."""
-        message = self.tunnel.check_frame(principal, raw)
+        message = self.tunnel.check_frame(who.principal, raw)
         if metadata is not None:
-            self.tunnel.check_metadata(principal, metadata, message)
+            self.tunnel.check_metadata(who.principal, metadata, message)
         answers: list[SessionMessage] = []
 
         async def keep(out: SessionMessage) -> None:
             answers.append(out)
 
-        await self.tunnel.exchange(principal, message, keep)
+        await self.tunnel.exchange(who, message, keep)
         answer = answers[-1].message if answers else None
         if isinstance(answer, types.JSONRPCResponse):
             return answer.result
@@ -126,11 +127,11 @@ class TypedMcpService:
     async def _serve(self, context: grpc.aio.ServicerContext[Any, Any], request: Any, work: Any) -> Any:
         refusal: CallRefused | None = None
         try:
-            principal = await self.tunnel.admit(context)
+            who = await self.tunnel.admit(context)
             if request is None:
-                self.tunnel.audit("denied", principal, principal.peer, "invalid_argument", "not_a_message")
+                self.tunnel.audit("denied", who.principal, who.peer, "invalid_argument", "not_a_message")
                 raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"the message is not a {TYPED_SERVICE} request")
-            return await work(principal)
+            return await work(who)
         except* CallRefused as group:
             refusal = first_refusal(group)
         if refusal is not None:
@@ -142,8 +143,8 @@ class TypedMcpService:
     ) -> pb.ListToolsResponse:
         """The tools this principal may call (the policy filters them, as on every transport)."""
 
-        async def work(principal: Principal) -> pb.ListToolsResponse:
-            result = await self._run(principal, request_json("tools/list", {}, request.common))
+        async def work(who: Identity) -> pb.ListToolsResponse:
+            result = await self._run(who, request_json("tools/list", {}, request.common))
             return pb.ListToolsResponse(tools=[tool_message(t) for t in result.get("tools") or ()])
 
         response: pb.ListToolsResponse = await self._serve(context, request, work)
@@ -154,19 +155,19 @@ class TypedMcpService:
     ) -> pb.CallToolResponse:
         """One tool call through the guard; a tool error is a response with ``is_error``, as in MCP."""
 
-        async def work(principal: Principal) -> pb.CallToolResponse:
+        async def work(who: Identity) -> pb.CallToolResponse:
             metadata = call_metadata(context)
             claimed = {key: metadata[key] for key in TOOL_KEYS if key in metadata}
             name = request.request.name
             wrong = [f"{key} {value!r}" for key, value in claimed.items() if value != name]
             if wrong:
-                self.tunnel.audit("denied", principal, principal.peer, "invalid_argument", "header_mismatch")
+                self.tunnel.audit("denied", who.principal, who.peer, "invalid_argument", "header_mismatch")
                 problem = f"metadata disagrees with the body: {', '.join(wrong)} but the body calls {name!r}"
                 raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, problem)
             arguments = _dict(request.request.arguments) if request.request.HasField("arguments") else {}
             raw = request_json("tools/call", {"name": name, "arguments": arguments}, request.common)
             protocol = {k: v for k, v in metadata.items() if k == "mcp-protocol-version"}
-            return call_tool_message(await self._run(principal, raw, protocol))
+            return call_tool_message(await self._run(who, raw, protocol))
 
         response: pb.CallToolResponse = await self._serve(context, request, work)
         return response

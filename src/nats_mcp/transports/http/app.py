@@ -6,11 +6,11 @@ answers 401 with a ``WWW-Authenticate`` that points at it and says what was wron
 (403 ``insufficient_scope`` with the scope needed). The metadata names authorization servers only when
 there are real ones (configured, or the JWT issuers); with none (API keys, dev tokens) the endpoints an
 OAuth client falls back to at the origin (``/register``, ``/token``, ``/authorize``) answer an OAuth
-error saying this server takes API keys, not a 404. Tokens go through the security core:
-:class:`GatewayVerifier` is the SDK's ``TokenVerifier`` seam over :meth:`Guard.authenticate` (address
-filter, lockout, audit) and the providers (JWT, OAuth introspection, API keys — ``Authorization: Bearer
-nmk_…``). The transport only says who calls; each principal acts as its own agent
-(:func:`nats_mcp.security.binding.caller_for`), and every call goes through the guard like on stdio.
+error saying this server takes API keys, not a 404. Tokens go through the security core
+(``transports/http/auth.py``: :class:`GatewayVerifier` is the SDK's ``TokenVerifier`` seam over
+:meth:`nats_mcp.security.identity.Resolver.resolve` — address filter, lockout, audit, the providers, the agent
+binding — once per request). The transport only says who calls; each principal acts as its own agent, and
+every call goes through the guard like on stdio.
 All state lives in NATS, so any number of these processes serve the same agents interchangeably.
 """
 
@@ -18,22 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import dataclasses
-import hashlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server import Server
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext, RequireAuthMiddleware
-from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
@@ -44,217 +38,41 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.layout import Layout
 from nats_mcp.config.settings import Settings
-from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import Forbidden, NotRegistered
-from nats_mcp.coord.registry.presence import GatewayPresence
-from nats_mcp.coord.service import Coordinator
-from nats_mcp.core.lru import LruTable
-from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
-from nats_mcp.security.authn import Credentials, Provider
-from nats_mcp.security.binding import caller_for
-from nats_mcp.security.errors import AuthenticationError, AuthFailure
-from nats_mcp.security.guard import Guard, Refused
+from nats_mcp.security.audit.event import AuditRecorder
 from nats_mcp.security.principal import Principal
+from nats_mcp.transports.http.auth import (
+    AGENT_HEADER,
+    ExplainedAuth,
+    GatewayVerifier,
+    InsecureDev,
+    PrincipalSource,
+    RequestFacts,
+    gateway_caller,
+    refusal_description,
+)
 from nats_mcp.transports.http.events import UNSTORED, NatsEventStore, SessionEventStore
 from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap
-from nats_mcp.transports.http.sessions import SessionAgents, SessionEnds
+from nats_mcp.transports.http.sessions import SessionEnds
 
 log = logging.getLogger("nats_mcp.http")
 
-AGENT_HEADER = "x-nats-mcp-agent"
-"""Optional: the agent name a principal acts as (one principal may run several agents the policy allows)."""
-MAX_PRINCIPALS = 10_000
-
-_peer: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_peer", default=None)
-_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_agent", default=None)
-
-
-_REFUSALS: dict[int, tuple[str, str, str]] = {
-    401: ("auth_failure", "unauthenticated", "missing_credentials"),
-    403: ("denied", "forbidden", "http_forbidden"),  # insufficient scope, or an Origin not allowed
-    413: ("limit_exceeded", "limit_exceeded", "body_too_large"),
-    421: ("denied", "forbidden", "host_not_allowed"),
-}
-_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("nats_mcp_http_audited", default=False)
-_refusal: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_refusal", default=None)
-"""Why this request's credential was refused (the 401's error_description), set by the token check."""
-
-# What a 401 says, by the reason the security core gives (security/errors.py). Fixed texts: nothing of the
-# credential is ever echoed, and none holds a '"' (they go in a quoted-string of WWW-Authenticate).
-_KEY_REFUSALS: dict[str, str] = {
-    "missing_credentials": "API keys are not accepted by this server",
-    "malformed": "malformed API key (expected nmk_<id>_<secret>)",
-    "bad_signature": "unknown API key (no key with this id and secret)",
-    "revoked": "revoked API key",
-    "expired": "expired API key",
-}
-_TOKEN_REFUSALS: dict[str, str] = {
-    "missing_credentials": "no credentials: send Authorization: Bearer <token>",
-    "malformed": "malformed bearer token (neither an nmk_ API key nor a token this server can check)",
-    "bad_signature": "the token's signature does not verify",
-    "unknown_key": "the token is signed with a key its issuer does not publish",
-    "bad_issuer": "the token's issuer is not trusted by this server",
-    "bad_audience": "the token was not issued for this server (audience)",
-    "algorithm_not_allowed": "the token's signing algorithm is not accepted",
-    "expired": "expired token",
-    "not_yet_valid": "the token is not valid yet",
-    "inactive": "the token is not active (revoked or expired at its authorization server)",
-}
-_ANY_REFUSALS: dict[str, str] = {
-    "unavailable": "the credential could not be checked right now (key store or issuer unreachable); retry",
-    "locked_out": "too many failed attempts for this credential from this address; retry later",
-    "address_denied": "this address may not connect",
-}
-
-
-def refusal_description(reason: AuthFailure, api_key: bool) -> str:
-    """What the 401 says about a refused credential: its kind and what was wrong, never any part of it."""
-    found = _ANY_REFUSALS.get(reason) or (_KEY_REFUSALS if api_key else _TOKEN_REFUSALS).get(reason)
-    return found or ("invalid API key" if api_key else "invalid bearer token")
-
-
-class RequestFacts:
-    """ASGI middleware (outermost): remembers the client address and the agent header for the token check,
-    which the SDK's authentication backend runs with the token alone; and audits the refusals the SDK answers
-    before any of our code sees the request (no credentials, scope, Origin, Host, body size)."""
-
-    def __init__(self, app: ASGIApp, audit: AuditRecorder | None = None) -> None:
-        self.app = app
-        self.audit = audit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        peer = client[0] if client else None
-        _peer.set(peer)
-        agent = None
-        for name, value in scope.get("headers", ()):
-            if name == AGENT_HEADER.encode():
-                agent = value.decode("latin-1")[:100]
-        _agent.set(agent)
-        _audited.set(False)
-        _refusal.set(None)
-        audit = self.audit
-
-        async def watch(message: Message) -> None:
-            if audit is not None and message["type"] == "http.response.start" and not _audited.get():
-                refusal = _REFUSALS.get(int(message["status"]))
-                if refusal is not None:
-                    _audited.set(True)
-                    kind, outcome, reason = refusal
-                    audit.record(
-                        AuditEvent(
-                            kind,  # type: ignore[arg-type]
-                            principal=None,
-                            transport="http",
-                            peer=peer,
-                            outcome=outcome,
-                            reason=reason,
-                        ),
-                    )
-            await send(message)
-
-        await self.app(scope, receive, watch)
-
-
-def _token_key(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class GatewayVerifier:
-    """The SDK's ``TokenVerifier`` over the security core: None (401) for any refused credential."""
-
-    def __init__(self, guard: Guard, provider: Provider, resource_url: str) -> None:
-        self.guard = guard
-        self.provider = provider
-        self.resource_url = resource_url
-        self._principals: LruTable[str, Principal] = LruTable(MAX_PRINCIPALS)
-        self.sessions = SessionAgents()
-        """Which agents each MCP session acted as: its end marks them offline (transports/http_sessions.py)."""
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        peer, agent = _peer.get(), _agent.get()
-        if token.startswith("nmk_"):
-            credentials = Credentials(api_key=token, peer=peer, agent=agent)
-        else:
-            credentials = Credentials(bearer=token, peer=peer, agent=agent)
-        try:
-            principal = await self.guard.authenticate(self.provider, credentials, "http")
-        except AuthenticationError as exc:
-            _audited.set(True)
-            _refusal.set(refusal_description(exc.reason, token.startswith("nmk_")))
-            return None  # the guard has audited it; the client gets 401 saying why, and the metadata URL
-        self._principals.put(_token_key(token), principal)
-        expires = principal.claims.get("exp")
-        return AccessToken(
-            token=token,
-            client_id=principal.subject,
-            scopes=sorted(principal.scopes),
-            expires_at=int(expires) if isinstance(expires, int | float) else None,
-            resource=self.resource_url,  # the provider has checked the audience against this server's URL
-            subject=principal.subject,
-            claims={"iss": principal.issuer},
-        )
-
-    def current(self) -> Principal:
-        """The principal of the request being handled (its token was verified by this object).
-
-        Who the token names is cached by token; the agent and the address are this request's own (from its
-        headers and connection): requests with one token and different agent headers run at the same time,
-        and must never see each other's agent.
-        """
-        access = get_access_token()
-        principal = self._principals.get(_token_key(access.token)) if access is not None else None
-        if principal is None:
-            raise NotRegistered("this request carries no verified credential")
-        agent, peer = _agent.get(), _peer.get()
-        if principal.agent == agent and principal.peer == peer:
-            return principal
-        return dataclasses.replace(principal, agent=agent, peer=peer)
-
-
-@dataclass(frozen=True)
-class InsecureDev:
-    """``--insecure-dev``: no authentication; every caller is a development principal, one agent per agent header."""
-
-    def current(self) -> Principal:
-        return Principal(
-            subject="insecure-dev",
-            issuer="insecure-dev",
-            method="anonymous",
-            roles=frozenset({"agent"}),
-            agent=_agent.get(),
-            peer=_peer.get(),
-        )
-
-
-PrincipalSource = GatewayVerifier | InsecureDev
-
-
-def gateway_caller(
-    source: PrincipalSource, guard: Guard, settings: Settings, touch: GatewayPresence
-) -> Callable[[], Awaitable[Caller]]:
-    """The domain caller of the current request: the agent its principal acts as (never chosen by arguments)."""
-    namespace = settings.resolved_namespace
-    project_id = settings.resolved_project_id
-
-    async def caller() -> Caller:
-        principal = source.current()
-        try:
-            found = caller_for(principal, guard.policy, namespace, project_id)
-        except Refused as refused:
-            raise Forbidden(refused.message) from None
-        touch(found)
-        if isinstance(source, GatewayVerifier):
-            source.sessions.bind(found, touch.leave)
-        return found
-
-    return caller
+__all__ = [  # the authentication side lives in transports/http/auth.py; these are what assembling a server names
+    "AGENT_HEADER",
+    "GatewayVerifier",
+    "InsecureDev",
+    "PrincipalSource",
+    "build_http_app",
+    "gateway_caller",
+    "health_route",
+    "refusal_description",
+    "resource_url",
+    "started",
+    "transport_security",
+]
 
 
 class QuietServer(uvicorn.Server):
@@ -299,19 +117,6 @@ def transport_security(settings: Settings, port: int) -> TransportSecuritySettin
     for host in hosts:
         origins += [f"http://{host}", f"https://{host}"]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
-
-
-class ExplainedAuth(RequireAuthMiddleware):
-    """The SDK's bearer requirement, whose 401 says what was wrong with the credential (or that there was none)."""
-
-    def __init__(self, app: Any, required_scopes: list[str], metadata_url: AnyHttpUrl, missing: str) -> None:
-        super().__init__(app, required_scopes, metadata_url)
-        self.missing = missing
-
-    async def _send_auth_error(self, send: Send, status_code: int, error: str, description: str) -> None:
-        if status_code == 401:
-            description = _refusal.get() or self.missing
-        await super()._send_auth_error(send, status_code, error, description)
 
 
 def authorization_servers(settings: Settings) -> list[str]:
@@ -374,11 +179,12 @@ def build_http_app(
     verifier: GatewayVerifier | None,
     audit: AuditRecorder | None = None,
     extra_routes: Sequence[BaseRoute] = (),
-    coordinator: Coordinator | None = None,
+    nats: tuple[NatsConnection, Layout] | None = None,
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata;
     ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only);
-    ``coordinator``: the server's, whose NATS keeps the SSE events for ``Last-Event-ID`` (none: no resumption)."""
+    ``nats``: the server's connection and namespace layout, whose NATS keeps the SSE events for ``Last-Event-ID``
+    (none: no resumption)."""
     http = settings.http
     url = resource_url(settings, port)
     auth = None
@@ -390,8 +196,8 @@ def build_http_app(
             validate_token_resource=True,
         )
     events = None
-    if coordinator is not None and http.sse_resume_s > 0:
-        events = NatsEventStore(coordinator.conn, coordinator.layout, http.sse_resume_s)
+    if nats is not None and http.sse_resume_s > 0:
+        events = NatsEventStore(*nats, http.sse_resume_s)
     app = server.streamable_http_app(
         streamable_http_path=http.path,
         event_store=events,

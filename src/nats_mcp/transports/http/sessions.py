@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nats_mcp.coord.context import Caller
+from nats_mcp.security.identity import Caller
 
 log = logging.getLogger("nats_mcp.http")
 
