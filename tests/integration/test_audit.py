@@ -21,7 +21,8 @@ from nats_mcp.bus.directget import StoredMsg
 from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject, audit_writer
 from nats_mcp.bus.natsperms import build_permissions
 from nats_mcp.security.audit.event import AuditEvent
-from nats_mcp.security.audit.log import AuditLog, record_hash
+from nats_mcp.security.audit.log import AuditLog
+from nats_mcp.security.audit.record import record_hash
 from nats_mcp.security.audit.store import (
     StreamSink,
     audit_stream_config,
