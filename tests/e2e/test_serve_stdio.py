@@ -24,6 +24,7 @@ def _params(tmp_path: Path, **env: str) -> StdioServerParameters:
     return StdioServerParameters(command=exe, args=["serve"], env=isolated_env(tmp_path, **env), cwd=str(tmp_path))
 
 
+@pytest.mark.slow
 async def test_serves_mcp_while_nats_is_down_then_connects(tmp_path: Path, nats_server: NatsServer) -> None:
     url = nats_server.url
     nats_server.stop()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 
 from tests.e2e.test_coordination_stdio import agent, err, ok
@@ -270,6 +271,7 @@ async def test_fail_backoff_dead_letter_retry_and_discard(tmp_path: Path, nats_s
 # ---- 4. a claimer that crashes: its last lease runs out and the item is dead-lettered by a live process's mover
 
 
+@pytest.mark.slow
 async def test_crashed_claimer_item_reaches_the_dlq(tmp_path: Path, nats_server: NatsServer) -> None:
     env = {"NATS_MCP_WORK_ACK_TIMEOUT_MS": "1000", "NATS_MCP_WORK_MAX_ATTEMPTS": "1"}
     async with (
