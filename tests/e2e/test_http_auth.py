@@ -76,6 +76,7 @@ def signed(
 # ---- every refusal with its status, then the audit trail -------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_authentication_failures_answer_401_403_413_and_are_audited(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:

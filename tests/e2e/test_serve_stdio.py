@@ -66,6 +66,7 @@ STOP_BOUND_S = 1.0
 """How soon after its client closes stdin a server with NATS unreachable has to be gone (issue 17)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("then", ["nothing", "SIGTERM"])
 async def test_stops_at_once_when_the_client_leaves_and_nats_is_unreachable(tmp_path: Path, then: str) -> None:
     with socket.socket() as closed:  # bound, never listening: connections are refused, and no one else gets it

@@ -300,6 +300,7 @@ class LeastPrivilegeServer(NatsServer):
         return f"nats://{user}:{user}-pw@{LOOPBACK}:{self.port}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provisioned", ["as nats-mcp would", "with other settings"])
 async def test_an_agent_with_least_privilege_appends_to_a_provisioned_stream(tmp_path: Path, provisioned: str) -> None:
     """The agent may not create or update the stream (an admin provisions it), nor delete from it, yet it writes."""
