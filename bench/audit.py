@@ -29,7 +29,8 @@ from tests.support.natsserver import start_nats_server  # noqa: E402
 
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.security.audit.event import AuditEvent  # noqa: E402
-from nats_mcp.security.audit.log import AuditLog, AuditRecord  # noqa: E402
+from nats_mcp.security.audit.log import AuditLog  # noqa: E402
+from nats_mcp.security.audit.record import AuditRecord  # noqa: E402
 from nats_mcp.security.audit.store import StreamSink  # noqa: E402
 from nats_mcp.security.principal import Principal  # noqa: E402
 

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from nats_mcp.config.settings import Settings
-from nats_mcp.security.audit.chain import Transport
+from nats_mcp.security.audit.record import Transport
 from nats_mcp.security.policy import Policy
 
 if TYPE_CHECKING:

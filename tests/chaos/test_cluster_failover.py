@@ -15,7 +15,7 @@ from tests.chaos.traffic import Tally, drain, register_when_ready, round_trip
 from tests.e2e.test_coordination_stdio import agent
 from tests.support.natsserver import NatsCluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.chaos, pytest.mark.cluster]
 
 NS = "team-failover"
 ROUNDS_PER_PHASE = 12

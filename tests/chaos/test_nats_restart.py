@@ -9,10 +9,14 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.chaos.traffic import Tally, drain, round_trip
 from tests.e2e.test_coordination_stdio import agent
 from tests.e2e.test_work_stdio import register
 from tests.support.natsserver import NatsServer
+
+pytestmark = pytest.mark.chaos
 
 NS = "team-restart"
 ROUNDS = 10

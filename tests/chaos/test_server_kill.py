@@ -48,6 +48,8 @@ from tests.chaos.served_agents import Agent, Flight, Gateway
 from tests.e2e.test_http_gateway import api_key
 from tests.support.natsserver import NatsServer, wait_for
 
+pytestmark = pytest.mark.chaos
+
 NS = "team-kill"
 CAP = "chaos"
 KILLS = int(os.environ.get("NATS_MCP_CHAOS_KILLS", "6"))

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from nats_mcp.api.tools.base import ERROR_META
 from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.e2e.test_work_stdio import claim, register
 from tests.support.natsserver import NatsServer
+
+pytestmark = pytest.mark.chaos
 
 CONFIG = """
 channels:

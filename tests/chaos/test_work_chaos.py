@@ -27,6 +27,8 @@ from tests.chaos.work_worker import ANOMALY_BUCKET, CAPABILITY, DIED, DONE_BUCKE
 from tests.support.env import connected
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
+pytestmark = pytest.mark.chaos
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "chaos"
 ITEMS = 2_000

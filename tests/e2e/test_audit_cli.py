@@ -93,6 +93,7 @@ async def rewrite(url: str, tamper: str) -> str:
     return subject.rsplit(".", 1)[1]
 
 
+@pytest.mark.slow
 async def test_verify_passes_on_real_chains(tmp_path: Path, nats_server: NatsServer) -> None:
     chains = await write_chains(tmp_path, nats_server.url)
     proc = audit(tmp_path, nats_server.url, "verify")
@@ -147,6 +148,7 @@ async def test_verify_a_file_and_a_cut_tail_with_an_anchor(tmp_path: Path, nats_
     assert removed.returncode == 1 and "(line 2)" in removed.stdout and "1 record missing" in removed.stdout
 
 
+@pytest.mark.slow
 async def test_verify_without_a_stream_or_nats_fails(tmp_path: Path, nats_server: NatsServer) -> None:
     proc = audit(tmp_path, nats_server.url, "verify")
     assert proc.returncode == 1 and "no audit stream" in proc.stderr
@@ -157,6 +159,7 @@ async def test_verify_without_a_stream_or_nats_fails(tmp_path: Path, nats_server
     assert audit(tmp_path, None, "verify").returncode == 1  # no URL, embedded not running: not started to read
 
 
+@pytest.mark.slow
 async def test_tail_prints_the_newest_records_and_never_a_secret(tmp_path: Path, nats_server: NatsServer) -> None:
     chains = await write_chains(tmp_path, nats_server.url)
     proc = audit(tmp_path, nats_server.url, "tail", "-n", "4", "--json")

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
@@ -17,6 +19,7 @@ roles:
 """
 
 
+@pytest.mark.slow
 async def test_serve_audits_every_call_and_refusal(tmp_path: Path, nats_server: NatsServer) -> None:
     trail = tmp_path / "audit.jsonl"
     policy = tmp_path / "policy.yaml"

@@ -6,10 +6,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_coordination_stdio import agent, ok
 from tests.e2e.test_human_cli import NS, cli, cli_json
 from tests.e2e.test_work_stdio import claim, register
 from tests.support.natsserver import NatsServer
+
+pytestmark = pytest.mark.slow
 
 UNKNOWN = "0f8fad5b-d9cb-469f-a165-70867728950e"
 

@@ -31,6 +31,8 @@ import pytest
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for_sync
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE22 = ROOT / "scripts" / "node22"
 CONFORMANCE_VERSION = "0.1.16"

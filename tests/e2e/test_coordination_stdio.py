@@ -78,6 +78,7 @@ async def err(client: Client, tool: str, **args: Any) -> str:
     return code
 
 
+@pytest.mark.slow
 async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "a", "team-a") as a,
@@ -164,6 +165,7 @@ async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, na
         assert (await ok(a, "warp_handle_get"))["handle"] == "alice"
 
 
+@pytest.mark.slow
 async def test_presence_offline_on_shutdown_and_guid_back_on_restart(tmp_path: Path, nats_server: NatsServer) -> None:
     async with agent(tmp_path, nats_server, "a", "team-p") as a:
         guid_a = (await ok(a, "warp_registry_register", agentType="watcher"))["agent"]["guid"]
@@ -193,6 +195,7 @@ async def test_same_project_twice_gets_two_identities(tmp_path: Path, nats_serve
         assert g1 != g2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_tools_answer_nats_unavailable_while_nats_is_down(
     tmp_path: Path, nats_server: NatsServer, mode: str

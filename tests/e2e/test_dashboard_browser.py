@@ -18,6 +18,8 @@ from tests.e2e.test_http_gateway import mcp_client
 from tests.e2e.test_work_stdio import broadcast, claim, register
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--no-sandbox",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
 from tests.e2e.test_coordination_stdio import ok
 from tests.e2e.test_http_gateway import (
@@ -31,6 +32,8 @@ from tests.e2e.test_http_gateway import (
 )
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
+
+pytestmark = pytest.mark.slow
 
 POLICY = """
 version: 1

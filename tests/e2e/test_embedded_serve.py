@@ -6,11 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 
 from nats_mcp.bus.embedded import EmbeddedNats
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import wait_for_sync
+
+pytestmark = pytest.mark.slow
 
 
 async def test_serve_starts_and_shares_the_embedded_server(tmp_path: Path) -> None:

@@ -355,6 +355,7 @@ def policy_file(tmp_path: Path) -> str:
 # ---- 1. SDK client -> bridge (stdio) -> gRPC mTLS -> server -> NATS: coordination and work, both revisions ---------
 
 
+@pytest.mark.slow
 async def test_bridge_runs_coordination_and_work_over_mutual_tls(tmp_path: Path, nats_server: NatsServer) -> None:
     pki = Pki.create(tmp_path / "pki")
     alice, bob = pki.client("alice"), pki.client("bob")
@@ -409,6 +410,7 @@ async def test_bridge_runs_coordination_and_work_over_mutual_tls(tmp_path: Path,
 # ---- 2. the attack matrix over mTLS: statuses and the audit trail ----------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_mtls_refusals_have_the_right_status_and_are_audited(tmp_path: Path, nats_server: NatsServer) -> None:
     pki = Pki.create(tmp_path / "pki")
     other = Pki.create(tmp_path / "other", "other-ca")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import httpx2
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nats_mcp.transports.grpc.client import CALL_METHOD
@@ -21,6 +22,7 @@ from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
 
+@pytest.mark.slow
 async def test_provision_makes_every_resource_once_and_again(tmp_path: Path, nats_server: NatsServer) -> None:
     env = {"NATS_URL": nats_server.url, "NATS_MCP_NAMESPACE": "team-prov"}
     code, out, error = await run_cli(tmp_path, "provision", "--json", **env)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx2
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -75,6 +76,7 @@ def signed(
 # ---- every refusal with its status, then the audit trail -------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_authentication_failures_answer_401_403_413_and_are_audited(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
@@ -303,6 +305,7 @@ def _description(refused: httpx2.Response) -> str:
     return described
 
 
+@pytest.mark.slow
 async def test_a_401_says_what_is_wrong_and_names_only_real_authorization_servers(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:

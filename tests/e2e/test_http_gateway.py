@@ -247,6 +247,7 @@ def policy_file(tmp_path: Path) -> str:
 # ---- 1. two principals through one server: the coordination and the work scenarios, both revisions -----------------
 
 
+@pytest.mark.slow
 async def test_two_principals_coordinate_and_work_through_one_server(tmp_path: Path, nats_server: NatsServer) -> None:
     env = {
         "NATS_MCP_NAMESPACE": "team-gw",
@@ -526,6 +527,7 @@ async def quickstart_banner(server: HttpServer) -> str:
     )
 
 
+@pytest.mark.slow
 async def test_quickstart_prints_a_working_key_kept_across_restarts(tmp_path: Path, nats_server: NatsServer) -> None:
     url = nats_server.url
     env = {"NATS_MCP_NAMESPACE": "team-qs"}

@@ -17,6 +17,8 @@ from tests.e2e.test_ts_client import SUCCESS_CALL, TsClient
 from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.natsserver import NatsServer, wait_for
 
+pytestmark = pytest.mark.slow
+
 EVENT_ID = r"[0-9a-f]{32}-[0-9]+"
 
 

@@ -9,11 +9,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.test_coordination_stdio import agent, ok
 from tests.e2e.test_http_gateway import run_cli
 from tests.e2e.test_work_stdio import claim, register
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
+
+pytestmark = pytest.mark.slow
 
 NS = "team-humans"
 

@@ -18,6 +18,8 @@ import pytest
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE22 = ROOT / "scripts" / "node22"
 INSPECTOR_VERSION = "2.12.0"

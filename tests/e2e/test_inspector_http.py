@@ -21,6 +21,8 @@ from tests.e2e.test_conformance_http import HttpServer, create_api_key, node22, 
 from tests.support.env import isolated_env
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 INSPECTOR_VERSION = "2.12.0"
 RUN_TIMEOUT_S = 60
 TOOL_COUNT = 24

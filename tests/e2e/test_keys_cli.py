@@ -15,6 +15,8 @@ from nats_mcp.security.errors import AuthenticationError
 from tests.support.env import connected, isolated_env, nats_mcp_exe, settings_for
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

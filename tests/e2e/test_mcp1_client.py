@@ -24,6 +24,8 @@ from tests.e2e.test_ts_client import ERROR_META
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "tests" / "clients" / "mcp1"
 SCRIPT = PROJECT / "mcp1_client.py"

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx2
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_coordination_stdio import agent, err, ok
@@ -94,6 +95,7 @@ async def test_stdio_serves_metrics_on_its_metrics_port(tmp_path: Path, nats_ser
             assert (await hc.get(f"http://127.0.0.1:{port}/")).status_code == 404
 
 
+@pytest.mark.slow
 async def test_serve_refuses_a_busy_metrics_port_and_an_exporter_not_installed(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:

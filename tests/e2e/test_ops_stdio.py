@@ -17,6 +17,8 @@ from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
 
+pytestmark = pytest.mark.slow
+
 EXAMPLE_POLICY = Path(__file__).parents[2] / "docs" / "examples" / "nats-ops-policy.yaml"
 NS = "team-e"
 WORK_STREAM = f"nmcp_{NS}_work"

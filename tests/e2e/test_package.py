@@ -12,10 +12,13 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 
 from tests.support.env import isolated_env
 from tests.support.natsserver import NatsServer
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = ROOT / ".cache" / "uv" / "bin" / "uv"

@@ -29,6 +29,7 @@ roles:
 """
 
 
+@pytest.mark.slow
 async def test_policy_hides_and_refuses_what_it_does_not_grant(tmp_path: Path, nats_server: NatsServer) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)

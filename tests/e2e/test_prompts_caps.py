@@ -163,6 +163,7 @@ async def check_the_surface(client: Client) -> None:
     assert not await progress_of_a_waiting_claim(client, "review", timeout=0)  # no wait, no progress
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_prompts_completions_and_progress_over_stdio(tmp_path: Path, nats_server: NatsServer, mode: str) -> None:
     async with agent(tmp_path, nats_server, "a", mode) as client:
@@ -170,6 +171,7 @@ async def test_prompts_completions_and_progress_over_stdio(tmp_path: Path, nats_
         await check_the_surface(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_prompts_completions_and_progress_over_http(tmp_path: Path, nats_server: NatsServer, mode: str) -> None:
     trail, env = policy_env(tmp_path)
@@ -294,6 +296,7 @@ async def test_nats_events_over_http_honour_each_sessions_level(tmp_path: Path, 
             assert warn.events() == ["nats_disconnected"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_prompts_completions_and_progress_over_grpc(tmp_path: Path, nats_server: NatsServer, mode: str) -> None:
     """The Python client straight over gRPC (mTLS): the same surface, through the same guard."""

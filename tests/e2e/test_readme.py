@@ -26,6 +26,8 @@ from tests.e2e.test_http_gateway import KEY_RE, post_init
 from tests.support.env import nats_mcp_exe
 from tests.support.natsserver import wait_for
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 

@@ -12,7 +12,7 @@ from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.env import connected
 from tests.support.natsserver import NatsCluster, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 async def replicas_of(tmp_path: Path, urls: str) -> dict[str, int]:

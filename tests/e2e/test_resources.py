@@ -173,6 +173,7 @@ async def test_list_read_and_peek(tmp_path: Path, nats_server: NatsServer, mode:
         assert (await read_json(a, ROADMAP))["total"] == 25
 
 
+@pytest.mark.slow
 async def test_subscribe_on_the_2025_handshake(tmp_path: Path, nats_server: NatsServer) -> None:
     notes = Notes()
     async with (
@@ -283,6 +284,7 @@ async def test_listen_on_2026_07_28(tmp_path: Path, nats_server: NatsServer) -> 
     print(f"\nlisten (ack): {listen_ms:.1f} ms; send -> event: {latency_ms:.1f} ms")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_notifications_survive_a_nats_restart(tmp_path: Path, nats_server: NatsServer, mode: str) -> None:
     notes = Notes()

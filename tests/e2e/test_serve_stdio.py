@@ -24,6 +24,7 @@ def _params(tmp_path: Path, **env: str) -> StdioServerParameters:
     return StdioServerParameters(command=exe, args=["serve"], env=isolated_env(tmp_path, **env), cwd=str(tmp_path))
 
 
+@pytest.mark.slow
 async def test_serves_mcp_while_nats_is_down_then_connects(tmp_path: Path, nats_server: NatsServer) -> None:
     url = nats_server.url
     nats_server.stop()
@@ -65,6 +66,7 @@ STOP_BOUND_S = 1.0
 """How soon after its client closes stdin a server with NATS unreachable has to be gone (issue 17)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("then", ["nothing", "SIGTERM"])
 async def test_stops_at_once_when_the_client_leaves_and_nats_is_unreachable(tmp_path: Path, then: str) -> None:
     with socket.socket() as closed:  # bound, never listening: connections are refused, and no one else gets it

@@ -15,6 +15,8 @@ from tests.e2e.test_coordination_stdio import agent, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 
 class RawStdioAgent:
     """`nats-mcp serve` driven with raw JSON-RPC lines (2025-11-25 handshake), so the test holds the process."""

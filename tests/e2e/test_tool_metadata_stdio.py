@@ -46,6 +46,7 @@ async def _unknown_tool(client: Client) -> MCPError:
     return caught.value
 
 
+@pytest.mark.slow
 async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server: NatsServer) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(EVERYTHING_POLICY)
@@ -105,6 +106,7 @@ async def test_server_info_and_protocol_errors(tmp_path: Path, nats_server: Nats
         assert "roadmap" in {c["name"] for c in (await ok(client, "warp_channels_list"))["channels"]}
 
 
+@pytest.mark.slow
 def test_ts_sdk_sees_the_metadata_and_the_protocol_errors(
     tmp_path: Path,
     nats_server: NatsServer,

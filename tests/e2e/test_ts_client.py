@@ -21,6 +21,8 @@ from tests.e2e.test_conformance_http import create_api_key, node22, serve_http
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).with_name("ts_client.mjs")
 TS_SDK_VERSION = "1.32.2"
 RUN_TIMEOUT_S = 90

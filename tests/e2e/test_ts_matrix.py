@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nats_mcp.api.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
 from tests.e2e.test_coordination_stdio import TOOLS
 from tests.e2e.test_http_gateway import api_key, serving
 from tests.e2e.test_ts_client import ERROR_META, TsClient, ts_client  # noqa: F401 - the fixture
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).with_name("ts_matrix.mjs")
 RUN_TIMEOUT_S = 120

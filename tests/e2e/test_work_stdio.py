@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 
 from tests.e2e.test_coordination_stdio import agent, err, ok
@@ -81,6 +82,7 @@ def _serve_pid(project: Path) -> int:
 # ---- 1. claim order, identity of the offerer, exactly-once completion, only the claimer settles -------
 
 
+@pytest.mark.slow
 async def test_priority_order_offered_by_and_exactly_once_completion(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "a", "team-w1") as a,
@@ -197,6 +199,7 @@ async def test_refused_calls_leave_nothing_queued(tmp_path: Path, nats_server: N
 # ---- 3. fail, backoff, dead-letter, DLQ retry and discard --------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_fail_backoff_dead_letter_retry_and_discard(tmp_path: Path, nats_server: NatsServer) -> None:
     env = {"NATS_MCP_WORK_RETRY_BACKOFF_MS": "1000", "NATS_MCP_WORK_MAX_ATTEMPTS": "3"}
     async with (
@@ -270,6 +273,7 @@ async def test_fail_backoff_dead_letter_retry_and_discard(tmp_path: Path, nats_s
 # ---- 4. a claimer that crashes: its last lease runs out and the item is dead-lettered by a live process's mover
 
 
+@pytest.mark.slow
 async def test_crashed_claimer_item_reaches_the_dlq(tmp_path: Path, nats_server: NatsServer) -> None:
     env = {"NATS_MCP_WORK_ACK_TIMEOUT_MS": "1000", "NATS_MCP_WORK_MAX_ATTEMPTS": "1"}
     async with (
@@ -388,6 +392,7 @@ async def test_list_pages_in_claim_order_and_status_per_capability(tmp_path: Pat
 # ---- 6. namespaces do not share queues --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_another_namespace_sees_no_queue_and_claims_nothing(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "a", "team-w6") as a,

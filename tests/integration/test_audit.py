@@ -21,7 +21,8 @@ from nats_mcp.bus.directget import StoredMsg
 from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject, audit_writer
 from nats_mcp.bus.natsperms import build_permissions
 from nats_mcp.security.audit.event import AuditEvent
-from nats_mcp.security.audit.log import AuditLog, record_hash
+from nats_mcp.security.audit.log import AuditLog
+from nats_mcp.security.audit.record import record_hash
 from nats_mcp.security.audit.store import (
     StreamSink,
     audit_stream_config,
@@ -299,6 +300,7 @@ class LeastPrivilegeServer(NatsServer):
         return f"nats://{user}:{user}-pw@{LOOPBACK}:{self.port}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provisioned", ["as nats-mcp would", "with other settings"])
 async def test_an_agent_with_least_privilege_appends_to_a_provisioned_stream(tmp_path: Path, provisioned: str) -> None:
     """The agent may not create or update the stream (an admin provisions it), nor delete from it, yet it writes."""

@@ -471,6 +471,7 @@ async def test_an_isolated_inbox_is_read_only_through_its_own_consumer(
     assert [line for line in server.violations() if "agent-c" not in line] == []
 
 
+@pytest.mark.slow
 async def test_an_isolated_agent_reads_only_its_own_inbox_with_the_real_reader(
     tmp_path: Path, provisioned: PermsNatsServer
 ) -> None:

@@ -22,6 +22,8 @@ from mcp import Client
 from tests.e2e.test_http_gateway import api_key, launch, mcp_client
 from tests.support.natsserver import NatsServer
 
+pytestmark = pytest.mark.soak
+
 AGENTS = int(os.environ.get("NATS_MCP_SOAK_AGENTS", "10"))
 SECONDS = float(os.environ.get("NATS_MCP_SOAK_SECONDS", "20"))
 WARMUP_S = max(5.0, SECONDS / 10)

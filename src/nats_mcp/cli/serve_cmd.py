@@ -17,7 +17,7 @@ from nats_mcp.cli.common import err, fail, load_policy, loopback_host, out, stat
 from nats_mcp.config.settings import Settings
 from nats_mcp.observe.logging import setup_logging
 from nats_mcp.runtime import Runtime
-from nats_mcp.security.audit.chain import Transport
+from nats_mcp.security.audit.record import Transport
 from nats_mcp.security.policy import Policy
 
 log = logging.getLogger("nats_mcp.serve")

@@ -12,17 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.security.audit.chain import (
-    GENESIS,
-    AuditRecord,
-    canonical_json,
-    digest_arguments,
-    parse_anchor,
-    record_hash,
-    verify,
-)
+from nats_mcp.security.audit.chain import parse_anchor, verify
 from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog
+from nats_mcp.security.audit.record import GENESIS, AuditRecord, canonical_json, digest_arguments, record_hash
 from nats_mcp.security.principal import Principal
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNlY3JldC12YWx1ZQ"

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from nats_mcp.config.security import AuditSettings
+from nats_mcp.security.audit.chain import ChainDivergedError, verify
 from nats_mcp.security.audit.event import AuditEvent
-from nats_mcp.security.audit.log import AuditLog, AuditRecord, ChainDivergedError, digest_arguments, verify
+from nats_mcp.security.audit.log import AuditLog
+from nats_mcp.security.audit.record import AuditRecord, digest_arguments
 from nats_mcp.security.audit.store import FileSink, verify_file
 from nats_mcp.security.principal import Principal
 from tests.support.natsserver import wait_for

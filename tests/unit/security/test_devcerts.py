@@ -19,6 +19,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from nats_mcp.security.dev import certs as devcerts
 from nats_mcp.security.dev.certs import DevCertBundle, DevCertError, DevCertSpec
+from nats_mcp.security.dev.certs import files as certfiles
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
 
@@ -257,7 +258,7 @@ def test_force_replaces_and_reports_stale_clients(tmp_path: Path, bundle: DevCer
 def test_a_failure_midway_leaves_nothing(
     tmp_path: Path, bundle: DevCertBundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = devcerts._place
+    real = certfiles._place
     calls = []
 
     def flaky(staged: Path, target: Path, force: bool) -> None:
@@ -266,7 +267,7 @@ def test_a_failure_midway_leaves_nothing(
             raise OSError(28, "No space left on device")
         real(staged, target, force)
 
-    monkeypatch.setattr(devcerts, "_place", flaky)
+    monkeypatch.setattr(certfiles, "_place", flaky)
     target = tmp_path / "new" / "certs"
     with pytest.raises(OSError, match="No space"):
         devcerts.write_bundle(target, bundle)
@@ -277,7 +278,7 @@ def test_a_failure_midway_leaves_nothing(
 def test_a_file_appearing_while_writing_is_not_replaced(
     tmp_path: Path, bundle: DevCertBundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(devcerts, "conflicts", lambda directory, spec: [])  # the check ran before the file appeared
+    monkeypatch.setattr(certfiles, "conflicts", lambda directory, spec: [])  # the check ran before the file appeared
     (tmp_path / "server.pem").write_text("someone else's")
     with pytest.raises(DevCertError, match="appeared while writing"):
         devcerts.write_bundle(tmp_path, bundle)

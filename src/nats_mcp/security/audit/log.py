@@ -1,7 +1,8 @@
 """The audit-writer boundary: :class:`AuditLog`, to which the guard hands every tool call and security event.
 
-Records and their chaining live in :mod:`nats_mcp.security.audit.chain`, the sinks (the JetStream stream,
-a JSONL file) in :mod:`nats_mcp.security.audit.store`; the names they define are re-exported here.
+Records and their sealing live in :mod:`nats_mcp.security.audit.record`, their verification in
+:mod:`nats_mcp.security.audit.chain`, the sinks (the JetStream stream, a JSONL file) in
+:mod:`nats_mcp.security.audit.store`.
 """
 
 from __future__ import annotations
@@ -13,35 +14,25 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from nats_mcp.core.aiotasks import stop_task
-from nats_mcp.security.audit.chain import (  # noqa: F401 - the public names are re-exported
+from nats_mcp.security.audit.chain import Anchor, ChainDivergedError
+from nats_mcp.security.audit.event import AuditEvent
+from nats_mcp.security.audit.record import (
     _HEX64,
     _KIND,
     _NAMESPACE,
     _TOOL,
-    DEFAULT_BATCH,
-    DEFAULT_MAX_PENDING,
-    Anchor,
     AuditPrincipal,
     AuditRecord,
-    ChainDivergedError,
     Transport,
-    Verifier,
-    VerifyResult,
     _Chain,
     _now,
     _text,
     _token,
-    canonical_json,
     digest_arguments,
-    new_chain_id,
-    parse_anchor,
-    record_hash,
-    verify,
 )
-from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -49,6 +40,9 @@ if TYPE_CHECKING:
     from nats_mcp.config.security import AuditSettings
 
 log = logging.getLogger("nats_mcp.security.audit.log")
+
+DEFAULT_MAX_PENDING: Final = 10_000
+DEFAULT_BATCH: Final = 256
 
 
 class AuditSink(Protocol):

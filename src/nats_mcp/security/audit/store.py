@@ -9,7 +9,7 @@ Each record is published with ``Nats-Expected-Last-Subject-Sequence`` set to the
 previous record of its chain, so a chain cannot fork silently: if anything else was written on the chain's
 subject, or its last record removed, the publish fails, the last stored message is read, and unless it is the
 very record being retried (a publish whose answer was lost) the writer reports the divergence
-(:class:`~nats_mcp.security.audit.log.ChainDivergedError`) and the audit log continues in a new chain. So a writer
+(:class:`~nats_mcp.security.audit.chain.ChainDivergedError`) and the audit log continues in a new chain. So a writer
 publishes one record per round trip, by design: pipelined publishes without that header could store record k+1
 after record k was lost, a hole no retry could ever close.
 
@@ -47,7 +47,8 @@ from nats_mcp.bus.layout import (
     parse_audit_subject,
 )
 from nats_mcp.bus.setup import ensure_stream, stream_config
-from nats_mcp.security.audit.chain import Anchor, AuditRecord, ChainDivergedError, Verifier, VerifyResult
+from nats_mcp.security.audit.chain import Anchor, ChainDivergedError, Verifier, VerifyResult
+from nats_mcp.security.audit.record import AuditRecord
 
 log = logging.getLogger("nats_mcp.security.audit.log")
 
@@ -352,7 +353,7 @@ async def verify_stream(
 ) -> VerifyResult | None:
     """Verify every record in the audit stream up to its last sequence now; None when there is no audit stream.
 
-    Beyond :func:`~nats_mcp.security.audit.log.verify`: each record must be on a subject of its own chain, and every
+    Beyond :func:`~nats_mcp.security.audit.chain.verify`: each record must be on a subject of its own chain, and every
     record of a chain under one writer (the first record's: each chain's writer is reported); a chain that a writer
     reported as diverged must end where that writer had left it.
     """
