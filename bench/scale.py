@@ -435,7 +435,7 @@ async def queue(svc: WorkService, capability: str, total: int, rng: random.Rando
 
 
 async def check_depth(svc: WorkService, capability: str, total: int) -> None:
-    [status] = await svc.status(capability)
+    [status] = await svc.views.status(capability)
     if (status.pending, status.inFlight) != (total, 0):
         raise BenchError(f"{capability}: {status.pending} pending, {status.inFlight} in flight; expected {total}, 0")
 

@@ -406,7 +406,7 @@ async def fill(work: WorkService, nc: Any, capability: str, total: int, rng: ran
             )
         )
     await asyncio.gather(*acks)
-    [status] = await work.status(capability)
+    [status] = await work.views.status(capability)
     if status.pending != total:
         raise BenchError(f"{capability} holds {status.pending} pending items after the fill, expected {total}")
 
@@ -467,7 +467,7 @@ async def claim_latency(ctx: Context, work: WorkService, mcp: Mcp, nc: Any, rows
             await fn()
     svc_one, svc_many, mcp_one, mcp_many = await interleave(samplers, plan.samples)
     for capability, total in ((SHALLOW, 1), (DEEP, DEEP_ITEMS)):
-        [status] = await work.status(capability)
+        [status] = await work.views.status(capability)
         if (status.pending, status.inFlight) != (total, 0):
             raise BenchError(f"{capability}: {status.pending} pending, {status.inFlight} in flight after the samples")
     rows.append(row("d. WorkService claim, 1 pending", "ms", svc_one))

@@ -226,7 +226,7 @@ async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, n
         }
         ids = await broadcast_all(work, rng)
         assert len(ids) == ITEMS
-        [queued] = await work.status(CAPABILITY)
+        [queued] = await work.views.status(CAPABILITY)
         assert (queued.pending, queued.inFlight) == (ITEMS, 0)
 
         pool = Pool(nats_server.url, tmp_path / "workers", WORKERS, seed)
@@ -242,7 +242,7 @@ async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, n
                 nonlocal last
                 assert not pool.errors, pool.errors[0]
                 assert not pool.anomalies, pool.anomalies
-                status = await work.status(CAPABILITY)
+                status = await work.views.status(CAPABILITY)
                 done = await stored(conn, DONE_BUCKET)
                 dead = status[0].deadLettered if status else 0
                 last = f"{status}, {done} completions recorded, events {dict(pool.events)}"
@@ -284,7 +284,7 @@ async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, n
             assert entry.reason == "max_attempts" and entry.attempts == 3, entry
             assert entry.workItem.id == entry.id and entry.workItem.capability == CAPABILITY
             assert sum("lease expired" in e for e in entry.errors) == 3, entry.errors
-        [status] = await work.status(CAPABILITY)
+        [status] = await work.views.status(CAPABILITY)
         assert (status.pending, status.inFlight, status.deadLettered) == (0, 0, len(dead))
         assert (await js.stream_info(layout.work_stream)).state.messages == 0
 

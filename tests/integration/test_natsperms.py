@@ -298,7 +298,7 @@ async def test_agents_with_generated_permissions_do_their_own_work(
         item = await coord_a.work.broadcast(
             alice, task_id="t1", description="review it", capability="review", deadline=in_an_hour()
         )
-        assert [i.id for i in (await coord_b.work.list_items("review")).items] == [item.id]
+        assert [i.id for i in (await coord_b.work.views.list_items("review")).items] == [item.id]
         claimed = await coord_b.work.claim(bob, "review", timeout_ms=5000)
         assert [i.id for i in claimed] == [item.id]
         await coord_b.work.complete(bob, item.id, result={"ok": True})
@@ -308,7 +308,7 @@ async def test_agents_with_generated_permissions_do_their_own_work(
         dead = await coord_a.work.dlq.page(None, 10, None)
         assert [d.id for d in dead.items] == [doomed.id]
         await coord_a.work.dlq_retry(doomed.id, True)
-        status = {s.capability: s for s in await coord_a.work.status()}
+        status = {s.capability: s for s in await coord_a.work.views.status()}
         assert status["review"].pending == 1
 
         # audit: records appended to a chain of the deployment's stream, the chain resumed from its last record

@@ -171,7 +171,7 @@ async def test_complete_exactly_once_and_only_by_the_claimer(work: WorkService) 
     await work.complete(a, item_id, result={"ok": True})
     with pytest.raises(Conflict):
         await work.complete(a, item_id)
-    status = await work.status(CAP)
+    status = await work.views.status(CAP)
     assert (status[0].pending, status[0].inFlight) == (0, 0)
 
 
@@ -201,7 +201,7 @@ async def test_recoverable_fail_backs_off_then_reoffers(work: WorkService) -> No
     [entry] = page.items
     assert entry.id == item_id and entry.reason == "max_attempts" and entry.attempts == 3
     assert [e.split(": ", 1)[1] for e in entry.errors] == ["flaky network", "still flaky", "gave up"]
-    assert (await work.status(CAP))[0].model_dump() == {
+    assert (await work.views.status(CAP))[0].model_dump() == {
         "capability": CAP,
         "pending": 0,
         "inFlight": 0,
@@ -245,7 +245,7 @@ async def test_crashed_claimer_dead_letters_after_max_deliveries_with_no_process
         [entry] = (await w.dlq.page(None, 10, None)).items
         assert entry.id == item_id and entry.reason == "max_attempts" and entry.attempts == 3
         assert sum("lease expired" in e for e in entry.errors) == 3
-        status = (await w.status(CAP))[0]
+        status = (await w.views.status(CAP))[0]
         assert (status.pending, status.inFlight, status.deadLettered) == (0, 0, 1)
 
 
@@ -275,7 +275,7 @@ async def test_deadline_timer_dead_letters_an_unclaimed_item(work: WorkService) 
 
     await eventually(dead_lettered, message="the deadline timer fires")
     assert (await work.dlq.page(None, 10, None)).items[0].id == item_id
-    assert (await work.status(CAP))[0].pending == 0
+    assert (await work.views.status(CAP))[0].pending == 0
 
 
 async def test_deadline_in_the_past_or_malformed_is_refused(work: WorkService) -> None:
@@ -283,7 +283,7 @@ async def test_deadline_in_the_past_or_malformed_is_refused(work: WorkService) -
         await offer(work, deadline="2001-01-01T00:00:00Z")
     with pytest.raises(InvalidArgument):
         await offer(work, deadline="tomorrow")
-    assert await work.status() == []  # nothing was queued
+    assert await work.views.status() == []  # nothing was queued
 
 
 # -- DLQ retry / discard / list ---------------------------------------------------------------------
@@ -365,17 +365,17 @@ async def test_dlq_list_pages_with_bound_cursors(work: WorkService) -> None:
 async def test_list_in_claim_order_never_claims_and_pages(work: WorkService) -> None:
     for task, prio in [("a", 3), ("b", 7), ("c", 3), ("d", 10), ("e", 7)]:
         await offer(work, task, priority=prio)
-    first = await work.list_items(CAP, limit=2)
+    first = await work.views.list_items(CAP, limit=2)
     assert [i.taskId for i in first.items] == ["d", "b"] and first.total == 5 and first.has_more
-    rest = await work.list_items(CAP, limit=10, cursor=first.next_cursor)
+    rest = await work.views.list_items(CAP, limit=10, cursor=first.next_cursor)
     assert [i.taskId for i in rest.items] == ["e", "a", "c"] and not rest.has_more
-    ranged = await work.list_items(CAP, min_priority=4, max_priority=9)
+    ranged = await work.views.list_items(CAP, min_priority=4, max_priority=9)
     assert [i.taskId for i in ranged.items] == ["b", "e"] and ranged.total == 2
     with pytest.raises(InvalidCursor):
-        await work.list_items(CAP, min_priority=4, cursor=first.next_cursor)
+        await work.views.list_items(CAP, min_priority=4, cursor=first.next_cursor)
     with pytest.raises(InvalidArgument):
-        await work.list_items(CAP, min_priority=8, max_priority=2)
-    assert (await work.status(CAP))[0].pending == 5  # listing claimed nothing
+        await work.views.list_items(CAP, min_priority=8, max_priority=2)
+    assert (await work.views.status(CAP))[0].pending == 5  # listing claimed nothing
 
 
 async def test_list_deadline_filters(work: WorkService) -> None:
@@ -384,8 +384,8 @@ async def test_list_deadline_filters(work: WorkService) -> None:
     await offer(work, "near", deadline=(now + timedelta(hours=1)).isoformat())
     await offer(work, "far", deadline=(now + timedelta(days=3)).isoformat())
     before = (now + timedelta(days=1)).isoformat()
-    assert [i.taskId for i in (await work.list_items(CAP, deadline_before=before)).items] == ["near"]
-    assert [i.taskId for i in (await work.list_items(CAP, deadline_after=before)).items] == ["far"]
+    assert [i.taskId for i in (await work.views.list_items(CAP, deadline_before=before)).items] == ["near"]
+    assert [i.taskId for i in (await work.views.list_items(CAP, deadline_after=before)).items] == ["far"]
 
 
 async def test_status_counts_every_capability(work: WorkService) -> None:
@@ -394,7 +394,7 @@ async def test_status_counts_every_capability(work: WorkService) -> None:
     await work.broadcast(caller(), task_id="z", description="z", capability="go_lang", priority=9)
     me = caller()
     await work.claim(me, "go_lang", timeout_ms=0)
-    statuses = {s.capability: s for s in await work.status()}
+    statuses = {s.capability: s for s in await work.views.status()}
     assert set(statuses) == {CAP, "go_lang"}
     assert (statuses["go_lang"].pending, statuses["go_lang"].inFlight) == (1, 1)
     assert statuses[CAP].pending == 1 and statuses[CAP].oldestPendingSeconds is not None
@@ -463,7 +463,7 @@ async def test_namespaces_do_not_share_queues(tmp_path: Path, nats_server: NatsS
     async with service(tmp_path, nats_server) as a, service(tmp_path, nats_server, NATS_MCP_NAMESPACE="work-b") as b:
         await offer(a, "only-in-a")
         assert await b.claim(caller("work-b"), CAP, timeout_ms=0) == []
-        assert await b.status() == []
-        assert (await a.status(CAP))[0].pending == 1
+        assert await b.views.status() == []
+        assert (await a.views.status(CAP))[0].pending == 1
         with pytest.raises(NotFoundError):
             await b._conn.jetstream.consumer_info(b.layout.work_stream, Layout.work_consumer(CAP, 5))

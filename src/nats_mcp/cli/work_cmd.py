@@ -196,7 +196,7 @@ def watch(
             while True:
                 # The first look also makes sure the id exists (an unknown one would read "waiting" for ever);
                 # that scans the queues, so later polls only read the item's state.
-                look = functools.partial(s.coordinator.work.item_status, item_id, must_exist=first)
+                look = functools.partial(s.coordinator.work.views.item_status, item_id, must_exist=first)
                 first = False
                 status = (await s.query("work_status", {"workItemId": item_id}, look)).model_dump()
                 text = _describe(status)

@@ -88,7 +88,7 @@ def coordinator_sampler(metrics: Metrics, coord: Coordinator, interval_s: float,
     """The sampler over a coordinator's read-only queries."""
 
     async def work() -> list[WorkRow]:
-        return [(q.capability, q.pending, q.inFlight, q.deadLettered) for q in await coord.work.status()]
+        return [(q.capability, q.pending, q.inFlight, q.deadLettered) for q in await coord.work.views.status()]
 
     return Sampler(
         metrics,

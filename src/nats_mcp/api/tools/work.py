@@ -218,7 +218,7 @@ async def work_fail(c: Coordinator, caller: Caller, a: FailArgs) -> Rendered:
 
 
 async def work_list(c: Coordinator, _caller: Caller, a: WorkListArgs) -> Rendered:
-    page = await c.work.list_items(
+    page = await c.work.views.list_items(
         a.capability,
         min_priority=a.minPriority,
         max_priority=a.maxPriority,
@@ -242,7 +242,7 @@ async def work_list(c: Coordinator, _caller: Caller, a: WorkListArgs) -> Rendere
 
 
 async def work_queue_status(c: Coordinator, _caller: Caller, a: QueueStatusArgs) -> Rendered:
-    queues = await c.work.status(a.capability)
+    queues = await c.work.views.status(a.capability)
     if not queues:
         return QueueStatusOut(queues=[]), "No work queues yet."
     lines = ["| capability | pending | in flight | dead-lettered | oldest (s) |", "|---|---|---|---|---|"]

@@ -39,13 +39,13 @@ from nats_mcp.config.settings import Settings
 from nats_mcp.coord.checks import check_metadata, dumps, iso_epoch, parse_instant, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
-from nats_mcp.coord.models import DlqItem, ItemStatus, QueueStatus, Scope, WorkItem
+from nats_mcp.coord.models import DlqItem, Scope, WorkItem
 from nats_mcp.coord.work.deadlines import arm_deadline, disarm_deadline
 from nats_mcp.coord.work.dlq import DlqService, check_capability, check_item_id
 from nats_mcp.coord.work.expiry import WorkExpiry
 from nats_mcp.coord.work.items import new_item
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords
-from nats_mcp.coord.work.views import WorkPage, WorkViews
+from nats_mcp.coord.work.views import WorkViews
 from nats_mcp.core.lru import LruTable
 
 log = logging.getLogger("nats_mcp.coord.work.service")
@@ -478,20 +478,6 @@ class WorkService:
             timeout=API_TIMEOUT_S,
         )
         return found if found is not None and found.seq == seq else None
-
-    # -- read-only views (coord/work_views.py) ---------------------------------------------------
-
-    async def list_items(self, capability: str, **filters: Any) -> WorkPage:
-        """Queued items in claim order, without claiming any (see :meth:`WorkViews.list_items`)."""
-        return await self.views.list_items(capability, **filters)
-
-    async def status(self, capability: str | None = None) -> list[QueueStatus]:
-        """Pending, in flight, dead-lettered and oldest age per capability (see :meth:`WorkViews.status`)."""
-        return await self.views.status(capability)
-
-    async def item_status(self, item_id: str, *, must_exist: bool = False) -> ItemStatus:
-        """Where ``item_id`` stands (see :meth:`WorkViews.item_status`)."""
-        return await self.views.item_status(item_id, must_exist=must_exist)
 
     # -- DLQ -------------------------------------------------------------------------------------
 
