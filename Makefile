@@ -7,7 +7,7 @@ serve:  ## install and serve MCP over HTTP on 127.0.0.1 (embedded NATS, a dev AP
 	scripts/serve
 test:   ## install and run lint, type checks and the whole test suite
 	scripts/test
-test-fast:  ## the same without the tests marked slow, chaos or soak: the loop while working (about 4 min)
+test-fast:  ## the same without the tests marked slow, chaos or soak: the loop while working (under 3 min on 2 idle cores)
 	scripts/test -m "$(FAST_TESTS)"
 lock:   ## re-resolve uv.lock from pyproject.toml, taking the newest allowed versions (then: make test, commit)
 	scripts/bootstrap uv && .cache/uv/bin/uv lock --upgrade

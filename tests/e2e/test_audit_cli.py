@@ -128,6 +128,7 @@ async def test_verify_fails_and_prints_the_first_bad_record(
     assert report["ok"] is False and report["problem"]["chain"] == chain and report["problem"]["seq"] == seq
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_verify_a_file_and_a_cut_tail_with_an_anchor(tmp_path: Path, nats_server: NatsServer) -> None:
     path = tmp_path / "audit.jsonl"
     await write_chains(tmp_path, nats_server.url, writers=1, file=path)

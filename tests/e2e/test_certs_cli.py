@@ -326,6 +326,7 @@ async def test_nats_server_accepts_them(tmp_path: Path) -> None:
         assert info.value.kind == "tls"
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_the_printed_grpc_commands_work_as_printed(tmp_path: Path, nats_server: NatsServer) -> None:
     """certs init, then serve with its development policy, then the bridge as agent-1: an agent over mTLS."""
     data = init(tmp_path, "quick")

@@ -185,6 +185,7 @@ async def test_presence_offline_on_shutdown_and_guid_back_on_restart(tmp_path: P
             assert (await ok(b_again, "warp_handle_get"))["agentGuid"] == guid_b
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_same_project_twice_gets_two_identities(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "same", "team-s") as one,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from mcp import Client
@@ -82,6 +83,7 @@ def tool_call(name: str, request_id: int = 7, **arguments: Any) -> Frame:
 # ---- forged tokens, rate limits and lockout ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_forged_tokens_rate_limits_and_lockout_are_refused_with_their_status_and_audited(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
@@ -322,6 +324,7 @@ async def test_listen_streams_changes_and_rotated_certificates_are_served_withou
 # ---- deadlines: a call past its deadline ends, and so does the request behind it -----------------------------------
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_a_deadline_cancels_the_request_behind_the_call(tmp_path: Path, nats_server: NatsServer) -> None:
     pki = Pki.create(tmp_path / "pki")
     alice, bob = target_of(pki, "alice"), target_of(pki, "bob")

@@ -37,6 +37,7 @@ def perms_server(tmp_path: Path) -> PermsNatsServer:
     return server
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_stdio_agents_read_their_own_inbox_under_isolated_permissions(
     tmp_path: Path, perms_server: PermsNatsServer
 ) -> None:

@@ -187,6 +187,7 @@ async def test_prompts_completions_and_progress_over_http(tmp_path: Path, nats_s
         await audited(trail, "a completion", kind="tool_call", tool="completion_complete", outcome="ok", key_id=key_id)
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_the_policy_hides_refuses_and_audits(tmp_path: Path, nats_server: NatsServer) -> None:
     trail, env = policy_env(tmp_path)
     async with (
@@ -222,6 +223,7 @@ async def test_the_policy_hides_refuses_and_audits(tmp_path: Path, nats_server: 
         await audited(trail, "the allowed prompt", kind="tool_call", tool="prompts_get", outcome="ok")
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_log_notifications_over_stdio(tmp_path: Path, nats_server: NatsServer) -> None:
     """NATS lost and back reaches a 2025 connection that set a level; the rate warning honours the level."""
     rate = {

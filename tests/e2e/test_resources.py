@@ -102,6 +102,7 @@ async def watched(server: NatsServer, subject_part: str, present: bool, what: st
     await wait_for(check, 10, message=f"NATS subscription {what}: {subject_part} present={not present}")
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_list_read_and_peek(tmp_path: Path, nats_server: NatsServer, mode: str) -> None:
     async with (
@@ -237,6 +238,7 @@ async def test_subscribe_on_the_2025_handshake(tmp_path: Path, nats_server: Nats
     print(f"\nsubscribe x3: {subscribed_ms:.1f} ms; send -> notification: {latency_ms:.1f} ms")
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_listen_on_2026_07_28(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "lis", "team-l", mode="auto") as a,

@@ -145,6 +145,7 @@ async def test_priority_order_offered_by_and_exactly_once_completion(tmp_path: P
 # ---- 2. refusals: each with its code, none leaves anything queued ---------------------------------------
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_refused_calls_leave_nothing_queued(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "a", "team-w2") as a,
@@ -310,6 +311,7 @@ async def test_crashed_claimer_item_reaches_the_dlq(tmp_path: Path, nats_server:
 # ---- 5. listing in claim order without claiming, cursors bound to filters, status of every queue -------
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_list_pages_in_claim_order_and_status_per_capability(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "a", "team-w5") as a,

@@ -172,6 +172,7 @@ HEADER_SETS = st.sampled_from(
 )
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 @WIRE
 @given(body=GARBAGE, headers=HEADER_SETS, method=st.sampled_from(["POST", "POST", "GET", "DELETE", "PUT"]))
 async def test_http_answers_garbage_below_500_and_keeps_serving(
@@ -257,6 +258,7 @@ async def still_serves(target: GrpcTarget) -> None:
         await channel.close()
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 @settings(WIRE, max_examples=EXAMPLES)
 @given(frames=st.lists(GARBAGE, min_size=1, max_size=4), raw=st.binary(max_size=64))
 async def test_grpc_answers_garbage_frames_and_bytes_with_a_status_and_keeps_serving(

@@ -227,6 +227,7 @@ async def test_tls_required_server_with_nats_url_is_refused(tmp_path: Path, nats
     assert err.kind == "tls" and "requires TLS" in str(err) and "tls://" in str(err)
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 async def test_untrusted_server_certificate(tmp_path: Path, nats_tls: TlsNatsServer) -> None:
     err = await refused(tmp_path, NATS_URL=nats_tls.tls_url, NATS_MCP_NATS_TLS_CA_FILE=str(nats_tls.untrusted_ca_file))
     assert err.kind == "tls" and "not trusted" in str(err)

@@ -195,6 +195,7 @@ async def test_token_grants_jetstream_and_its_absence_is_refused(sandbox: Sandbo
             )
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 def test_stop_stops_it_and_a_second_stop_is_fine(sandbox: Sandbox) -> None:
     pid = sandbox.cli_json("nats", "start")["pid"]
     stop = sandbox.cli("nats", "stop")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -213,6 +214,7 @@ def test_index_pages_equal_the_naive_scan(records: list[AgentRecord], who: Calle
     viewers_st,
     filters_st,
 )
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 def test_index_stays_right_through_changes_and_time(
     records: list[AgentRecord], ops: list[tuple[str, AgentRecord]], who: Caller, f: Filters
 ) -> None:

@@ -95,6 +95,7 @@ def test_every_marker_used_in_the_tests_is_registered() -> None:
     assert not unknown, f"register these markers in pyproject.toml: {unknown}"
 
 
+@pytest.mark.slow  # 4 s or more in a near-idle make test-fast
 def test_the_fast_expression_selects_no_chaos_or_soak_test() -> None:
     """What pytest itself selects: collecting tests/chaos and tests/soak with the fast expression keeps none."""
     proc = subprocess.run(
