@@ -322,7 +322,8 @@ async def test_notifications_survive_a_nats_restart(tmp_path: Path, nats_server:
 
 async def test_a_2025_connection_takes_its_watches_with_it(tmp_path: Path, nats_server: NatsServer) -> None:
     """In process (SDK in-memory transport, real NATS): the watches hang on the connection and end with it."""
-    from nats_mcp.api.resources import _PROCESS, ResourceSurface
+    from nats_mcp.api.resource_feeds import PROCESS_FEED
+    from nats_mcp.api.resources import ResourceSurface
     from nats_mcp.api.server import build_server
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.coord.service import Coordinator
@@ -348,7 +349,7 @@ async def test_a_2025_connection_takes_its_watches_with_it(tmp_path: Path, nats_
                 assert watcher.subjects.get("nmcp.team-i.chan.roadmap") == 1
                 assert [n for s, n in watcher.subjects.items() if ".inbox." in s] == [1]
                 assert len(surface._feeds) == 1
-                assert next(iter(surface._feeds)) is not _PROCESS  # keyed by the SDK connection: its exit stack
+                assert next(iter(surface._feeds)) is not PROCESS_FEED  # keyed by the SDK connection: its exit stack
                 before = notes.count(ROADMAP)
                 await ok(c, "warp_handle_set", handle="self")
                 await ok(c, "warp_channels_send", channel="roadmap", message="to myself")

@@ -30,7 +30,7 @@ from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from nats_mcp.api.prompts import BY_NAME, PROMPTS, ArgSpec, PromptSpec
-from nats_mcp.api.resource_feeds import _connection_of
+from nats_mcp.api.resource_feeds import connection_of
 from nats_mcp.api.resource_uris import CHANNEL_TEMPLATE
 from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.coord.context import Caller
@@ -283,7 +283,7 @@ class Assist:
     async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
         """This connection hears notifications at ``params.level`` and above (other connections keep theirs)."""
         self._admit_unknown("logging_set_level", {"level": params.level}, "ok")
-        connection = _connection_of(ctx)
+        connection = connection_of(ctx)
         key = connection if connection is not None else _PROCESS
         if key not in self._levels and connection is not None:
             connection.exit_stack.callback(self._forget, key)
@@ -330,7 +330,7 @@ class Assist:
         left = self._guard.rate_left(self._call_context().principal)
         if left is None or left >= RATE_WARN_SHARE:
             return
-        connection = _connection_of(ctx)
+        connection = connection_of(ctx)
         key = connection if connection is not None else _PROCESS
         modern = ctx.protocol_version >= "2026-07-28"  # the SDK applies the request's own opt-in
         if not modern:

@@ -9,16 +9,13 @@ import math
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mcp.server import ServerRequestContext
 
 from nats_mcp.api.resource_uris import ResourceRef
 from nats_mcp.coord.watch import Watch
 from nats_mcp.core.aiotasks import stop_task
-
-if TYPE_CHECKING:
-    from nats_mcp.api.resources import ResourceSurface
 
 log = logging.getLogger("nats_mcp.api.resources")
 
@@ -57,7 +54,7 @@ class Throttle:
         await stop_task(self._task)
 
 
-def _nothing_held() -> None:
+def nothing_held() -> None:
     return None
 
 
@@ -68,10 +65,18 @@ class _Subscription:
     release: Callable[[], None]
 
 
+class Watcher(Protocol):
+    """What a feed needs of the resource surface: how often to notify, and a watch on one resource."""
+
+    interval: float
+
+    async def watch(self, ref: ResourceRef, listener: Callable[[], None]) -> Watch: ...
+
+
 class Feed:
     """The subscriptions of one subscriber (a 2025 connection, or one 2026 listen stream): URI -> watch."""
 
-    def __init__(self, surface: ResourceSurface, send: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, surface: Watcher, send: Callable[[str], Awaitable[None]]) -> None:
         self._surface = surface
         self._send = send
         self._subs: dict[str, _Subscription] = {}
@@ -81,7 +86,7 @@ class Feed:
     def uris(self) -> set[str]:
         return set(self._subs)
 
-    async def add(self, ref: ResourceRef, release: Callable[[], None] = _nothing_held) -> None:
+    async def add(self, ref: ResourceRef, release: Callable[[], None] = nothing_held) -> None:
         """Watch ``ref``; ``release`` gives back the pool slot taken for it (at once if it is watched already)."""
         async with self._lock:
             if ref.uri in self._subs:
@@ -119,7 +124,7 @@ async def _end(sub: _Subscription) -> None:
     await sub.throttle.close()
 
 
-def _connection_of(ctx: ServerRequestContext[Any]) -> Any | None:
+def connection_of(ctx: ServerRequestContext[Any]) -> Any | None:
     """The SDK ``Connection`` a 2025-era request arrived on, or None.
 
     The low-level request context exposes only the per-request session; the connection (whose exit
@@ -131,5 +136,5 @@ def _connection_of(ctx: ServerRequestContext[Any]) -> Any | None:
     return connection if isinstance(getattr(connection, "exit_stack", None), AsyncExitStack) else None
 
 
-_PROCESS = object()
+PROCESS_FEED = object()
 """Key of the process-wide feed used when the connection cannot be reached."""

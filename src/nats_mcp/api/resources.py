@@ -18,7 +18,7 @@ subscriber, and reach the client by the revision's own means:
 
 - 2025-11-25 (handshake): ``resources/subscribe`` / ``resources/unsubscribe``; notifications go out on
   the connection's standalone channel. The watches of a connection end with it: they are registered on
-  the connection's exit stack (reached through the request's session, see :func:`_connection_of`).
+  the connection's exit stack (reached through the request's session, see :func:`connection_of`).
 - 2026-07-28: ``subscriptions/listen`` with ``resourceSubscriptions``; each listen stream gets its own
   watches and an SDK :class:`~mcp.server.subscriptions.ListenHandler` over a private bus (so one
   caller's inbox signals can never reach another caller's stream); they end with the stream.
@@ -44,7 +44,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, Res
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from nats_mcp.api.resource_feeds import _PROCESS, Feed, _connection_of, _nothing_held
+from nats_mcp.api.resource_feeds import PROCESS_FEED, Feed, connection_of, nothing_held
 from nats_mcp.api.resource_uris import (
     CHANNEL_TEMPLATE,
     INBOX_URI,
@@ -111,7 +111,7 @@ class Slot(Protocol):
 def no_slot(ctx: ServerRequestContext[Any], pool: Pool, tool: str | None) -> Callable[[], None]:
     """No guard: slots are not counted (tests of the bare surface)."""
     del ctx, pool, tool
-    return _nothing_held
+    return nothing_held
 
 
 class OpenGate:
@@ -279,15 +279,15 @@ class ResourceSurface:
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
         ref = self.resolve(params.uri)
-        connection = _connection_of(ctx)
-        feed = self._feeds.get(connection if connection is not None else _PROCESS)
+        connection = connection_of(ctx)
+        feed = self._feeds.get(connection if connection is not None else PROCESS_FEED)
         if feed is not None:
             await feed.remove(ref.uri)
         return types.EmptyResult()
 
     def _feed_of(self, ctx: ServerRequestContext[Any]) -> Feed:
-        connection = _connection_of(ctx)
-        key = connection if connection is not None else _PROCESS
+        connection = connection_of(ctx)
+        key = connection if connection is not None else PROCESS_FEED
         feed = self._feeds.get(key)
         if feed is None:
             session = ctx.session
