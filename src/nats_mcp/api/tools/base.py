@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -65,17 +65,21 @@ def marked_args(model: type[BaseModel]) -> dict[str, ResourceKind | None]:
     return marked
 
 
+H = TypeVar("H", Handler, OpsHandler)
+
+
 @dataclass(frozen=True)
-class ToolSpec:
+class Spec(Generic[H]):
     """One tool: its suffix (the name without prefix), human title, description, models, hints, handler, and the
-    needs the guard checks each call against (security/needs.py)."""
+    needs the guard checks each call against (security/needs.py); a spec whose marked arguments no need covers
+    cannot be built."""
 
     suffix: str
     title: str
     description: str
     args: type[Args]
     out: type[Out]
-    handler: Handler
+    handler: H
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
@@ -85,23 +89,12 @@ class ToolSpec:
         check_declared(self.suffix, marked_args(self.args), self.needs)
 
 
-@dataclass(frozen=True)
-class OpsSpec:
-    """One nats_* tool (the same shape as a ToolSpec; its handler gets the ops facade and the caller's scope)."""
+class ToolSpec(Spec[Handler]):
+    """A warp_* tool: its handler gets the coordinator and the calling agent."""
 
-    suffix: str
-    title: str
-    description: str
-    args: type[Args]
-    out: type[Out]
-    handler: OpsHandler
-    read_only: bool = False
-    destructive: bool = False
-    idempotent: bool = False
-    needs: Needs = ()
 
-    def __post_init__(self) -> None:
-        check_declared(self.suffix, marked_args(self.args), self.needs)
+class OpsSpec(Spec[OpsHandler]):
+    """A nats_* tool: its handler gets the ops facade and the caller's NATS scope."""
 
 
 ERROR_META = "io.nats-mcp/error"
