@@ -10,9 +10,9 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict
 
-from nats_mcp.bus.errors import BusError, translate
-from nats_mcp.coord.errors import CoordError
+from nats_mcp.bus.errors import translate
 from nats_mcp.coord.models import DirectMessage
+from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.names import InvalidNameError, validate_name
 from nats_mcp.core.redact import redact
 
@@ -115,7 +115,7 @@ def mcp_error(exc: Exception) -> MCPError:
         return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
     if isinstance(exc, InvalidNameError):
         return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
-    if isinstance(exc, CoordError | BusError):
+    if isinstance(exc, NatsMcpError):
         code, message = exc.code, exc.message
     elif (known := translate(exc)) is not None:
         code, message = known.code, str(known)
