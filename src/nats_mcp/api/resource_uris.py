@@ -115,9 +115,9 @@ def mcp_error(exc: Exception) -> MCPError:
         return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
     if isinstance(exc, InvalidNameError):
         return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
-    if isinstance(exc, NatsMcpError):
+    if isinstance(exc, NatsMcpError) and exc.code != "internal":  # internal: logged, its text not shown
         code, message = exc.code, exc.message
-    elif (known := translate(exc)) is not None:
+    elif not isinstance(exc, NatsMcpError) and (known := translate(exc)) is not None:
         code, message = known.code, str(known)
     else:
         log.error("resource request failed", exc_info=exc)

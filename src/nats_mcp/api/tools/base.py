@@ -157,14 +157,17 @@ async def run_rendered(
     except ValidationError as exc:
         return failure("invalid_argument", validation_message(exc))
     except NatsMcpError as exc:
-        return failure(exc.code, exc.message)
+        if exc.code != "internal":  # an internal failure's text may name the server's insides: logged, not shown
+            return failure(exc.code, exc.message)
+        log.error("tool %s failed", name, exc_info=exc)
     except Exception as exc:
         known = translate(exc)
         if known is not None:
             return failure(known.code, str(known))
         log.exception("tool %s failed", name)
-        return failure("internal", "the server failed to complete this call; it has been logged")
-    return ToolOutcome(out.model_dump(mode="json"), text)
+    else:
+        return ToolOutcome(out.model_dump(mode="json"), text)
+    return failure("internal", "the server failed to complete this call; it has been logged")
 
 
 async def run_tool(
