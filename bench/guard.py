@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from mcp import Client  # noqa: E402
 
-from nats_mcp.api.server import build_server, local_principal, local_security  # noqa: E402
+from nats_mcp.api.server import build_server, local_security  # noqa: E402
+from nats_mcp.api.tools.coordination import needs_of  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.config.security import AuditSettings  # noqa: E402
@@ -41,6 +42,7 @@ from nats_mcp.coord.context import Caller  # noqa: E402
 from nats_mcp.coord.service import Coordinator  # noqa: E402
 from nats_mcp.security.audit.log import AuditLog  # noqa: E402
 from nats_mcp.security.guard import CallContext, Guard  # noqa: E402
+from nats_mcp.security.identity import local_principal  # noqa: E402
 from nats_mcp.security.policy import Policy  # noqa: E402
 
 TOOL = "warp_channels_list"
@@ -74,7 +76,7 @@ async def guard_alone(settings: Any) -> float:
     for _ in range(5):
         started = time.perf_counter()
         for _ in range(20_000):
-            await guard.call(ctx, "channels_list", {}, nothing, outcome)
+            await guard.call(ctx, "channels_list", {}, nothing, outcome, needs=needs_of("channels_list"))
         runs.append((time.perf_counter() - started) / 20_000 * 1e6)
     return statistics.median(runs)
 

@@ -47,8 +47,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult  # noqa: E402
 
-from nats_mcp.api.server import build_server, local_principal, local_security  # noqa: E402
-from nats_mcp.api.tools.coordination import TOOLS  # noqa: E402
+from nats_mcp.api.server import build_server, local_security  # noqa: E402
+from nats_mcp.api.tools.coordination import TOOLS, needs_of  # noqa: E402
 from nats_mcp.bus.connection import NatsConnection  # noqa: E402
 from nats_mcp.config.loader import load_settings  # noqa: E402
 from nats_mcp.config.observe import AnomalySettings, TracingSettings  # noqa: E402
@@ -59,6 +59,7 @@ from nats_mcp.observe.anomaly import AnomalyDetector  # noqa: E402
 from nats_mcp.observe.metrics import Metrics  # noqa: E402
 from nats_mcp.security.audit.event import NoAudit  # noqa: E402
 from nats_mcp.security.guard import CallContext, Guard  # noqa: E402
+from nats_mcp.security.identity import local_principal  # noqa: E402
 from nats_mcp.security.observers import Fanout  # noqa: E402
 from nats_mcp.security.policy import Policy  # noqa: E402
 
@@ -139,7 +140,7 @@ async def guard_alone(settings: Any, policy: Policy, fans: dict[str, Fanout]) ->
         for name, guard in guards.items():
             started = time.perf_counter()
             for _ in range(10_000):
-                await guard.call(ctx, "channels_list", {}, nothing, outcome)
+                await guard.call(ctx, "channels_list", {}, nothing, outcome, needs=needs_of("channels_list"))
             runs[name].append((time.perf_counter() - started) / 10_000 * 1e6)
     return {name: statistics.median(values) for name, values in runs.items()}
 
