@@ -32,7 +32,7 @@ from mcp import Client
 
 from nats_mcp.api.tools.base import ERROR_META
 from tests.chaos.traffic import TRANSIENT
-from tests.e2e.test_http_gateway import HttpServer, launch, mcp_client
+from tests.support.http_server import HttpServer, launch, mcp_client
 
 CALL_TIMEOUT_S = 30.0
 """A call that gets no answer this long from a live server fails the test (no call here takes more than a second)."""

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.traffic import Tally, drain, register_when_ready, round_trip
-from tests.e2e.test_coordination_stdio import agent
 from tests.support.natsserver import NatsCluster
+from tests.support.stdio import agent
 
 pytestmark = [pytest.mark.chaos, pytest.mark.cluster]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.traffic import Tally, drain, round_trip
-from tests.e2e.test_coordination_stdio import agent
-from tests.e2e.test_work_stdio import register
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import agent
+from tests.support.work_tools import register
 
 pytestmark = pytest.mark.chaos
 

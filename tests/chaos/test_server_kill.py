@@ -45,7 +45,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.models import DlqItem
 from nats_mcp.coord.work.store import ItemRecord
 from tests.chaos.served_agents import Agent, Flight, Gateway
-from tests.e2e.test_http_gateway import api_key
+from tests.support.http_server import api_key
 from tests.support.natsserver import NatsServer, wait_for
 
 pytestmark = pytest.mark.chaos

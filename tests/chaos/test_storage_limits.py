@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from nats_mcp.api.tools.base import ERROR_META
-from tests.e2e.test_coordination_stdio import agent, err, ok
-from tests.e2e.test_work_stdio import claim, register
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import agent, err, ok
+from tests.support.work_tools import claim, register
 
 pytestmark = pytest.mark.chaos
 

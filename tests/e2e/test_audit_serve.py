@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import agent, err, ok
 
 SECRET_BODY = "launch codes: 0000-1111"
 POLICY = """

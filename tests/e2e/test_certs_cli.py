@@ -22,11 +22,11 @@ from nats_mcp.bus.connplan import plan_connection
 from nats_mcp.bus.errors import NatsConnectError
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.mtls import MtlsAuthenticator, cert_identity
-from tests.e2e.test_grpc import Leaf, bridged, serving
-from tests.e2e.test_work_stdio import register
 from tests.support.certs import CertFiles, TlsMaterial
 from tests.support.env import isolated_env, nats_mcp_exe, settings_for
+from tests.support.grpc_server import Leaf, bridged, serving
 from tests.support.natsserver import NatsServer, TlsNatsServer
+from tests.support.work_tools import register
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

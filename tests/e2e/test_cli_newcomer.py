@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_coordination_stdio import agent, ok
-from tests.e2e.test_human_cli import NS, cli, cli_json
-from tests.e2e.test_work_stdio import claim, register
+from tests.support.cli import NS, cli, cli_json
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import agent, ok
+from tests.support.work_tools import claim, register
 
 pytestmark = pytest.mark.slow
 

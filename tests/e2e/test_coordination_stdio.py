@@ -2,80 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import mcp_types as types
 import pytest
-from mcp import Client, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
-from nats_mcp.api.tools.base import ERROR_META
-from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
-
-TOOLS = {
-    "warp_handle_set",
-    "warp_handle_get",
-    "warp_channels_list",
-    "warp_channels_send",
-    "warp_channels_read",
-    "warp_channels_status",
-    "warp_registry_register",
-    "warp_registry_discover",
-    "warp_registry_get_info",
-    "warp_registry_update_presence",
-    "warp_registry_deregister",
-    "warp_messages_send_direct",
-    "warp_messages_read_direct",
-    "warp_work_broadcast",
-    "warp_work_claim",
-    "warp_work_claim_batch",
-    "warp_work_progress",
-    "warp_work_complete",
-    "warp_work_fail",
-    "warp_work_list",
-    "warp_work_queue_status",
-    "warp_dlq_list",
-    "warp_dlq_retry",
-    "warp_dlq_discard",
-}
-
-
-@contextlib.asynccontextmanager
-async def agent(
-    tmp_path: Path, server: NatsServer, name: str, namespace: str, mode: str = "auto", **env: str
-) -> AsyncIterator[Client]:
-    """One agent = one `nats-mcp serve` process over stdio, with its own project directory."""
-    project = tmp_path / name
-    project.mkdir(exist_ok=True)
-    settings = {"NATS_URL": server.url, "NATS_MCP_NAMESPACE": namespace, "MCP_PROJECT_PATH": str(project), **env}
-    environment = isolated_env(tmp_path, **settings)
-    params = StdioServerParameters(command=nats_mcp_exe(), args=["serve"], env=environment, cwd=str(project))
-    with (tmp_path / f"{name}.log").open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:  # type: ignore[arg-type]
-            yield client
-
-
-async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-    assert not result.is_error, f"{tool} failed: {text}"
-    assert isinstance(result.structured_content, dict)
-    assert text and not text.startswith("Error:")
-    return result.structured_content
-
-
-async def err(client: Client, tool: str, **args: Any) -> str:
-    result = await client.call_tool(tool, args)
-    assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
-    text = result.content[0].text  # type: ignore[union-attr]
-    assert result.structured_content is None  # it would have to match the tool's outputSchema
-    code: str = (result.meta or {})[ERROR_META]["code"]
-    assert text.startswith(f"Error: [{code}] ")
-    return code
+from tests.support.stdio import TOOLS, agent, err, ok
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.e2e.test_coordination_stdio import ok
-from tests.e2e.test_dashboard_http import WRONG_KEY, Deployment, deployment
-from tests.e2e.test_http_gateway import mcp_client
-from tests.e2e.test_work_stdio import broadcast, claim, register
+from tests.support.dashboard import WRONG_KEY, Deployment, deployment
+from tests.support.http_server import mcp_client
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import ok
+from tests.support.work_tools import broadcast, claim, register
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,6 @@ lockout, ``Listen`` streams and certificate rotation, over real serve processes,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import datetime
@@ -15,7 +14,6 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +28,24 @@ from nats_mcp.api.tools.base import ERROR_META
 from nats_mcp.security.dev import tokens as devtoken
 from nats_mcp.transports.grpc.client import LISTEN_METHOD, grpc_transport, open_channel
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
-from tests.e2e.test_grpc import (
+from tests.support.audit import audit_records
+from tests.support.grpc_server import (
     INIT,
     Leaf,
     Pki,
-    audit_records,
     call_full,
     call_status,
     frame,
-    modern,
+    listening,
+    next_frame,
     policy_file,
     serving,
     session_status,
     target,
+    tool_call,
 )
-from tests.e2e.test_http_auth import dev_key, signed
-from tests.e2e.test_http_gateway import api_key
+from tests.support.http_server import api_key
+from tests.support.keys import dev_key, signed
 from tests.support.natsserver import NatsServer, wait_for
 
 
@@ -74,10 +74,6 @@ def confused_tokens(tmp_path: Path, audience: str) -> dict[str, str]:
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key.kid}).encode())
     mac = hmac.new(public, f"{header}.{body}".encode(), hashlib.sha256).digest()
     return {"none": unsigned, "hs256-with-public-key": f"{header}.{body}.{_b64(mac)}"}
-
-
-def tool_call(name: str, request_id: int = 7, **arguments: Any) -> Frame:
-    return frame(modern("tools/call", {"name": name, "arguments": arguments}, request_id))
 
 
 # ---- forged tokens, rate limits and lockout ------------------------------------------------------------------------
@@ -170,40 +166,6 @@ async def test_forged_tokens_rate_limits_and_lockout_are_refused_with_their_stat
 
 
 # ---- Listen: change notifications for subscriptions/listen ---------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def listening(t: Any, uris: list[str]) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-    """A ``Listen`` call for ``uris``; its frames arrive on the queue until the block ends (which cancels the call)."""
-    channel = open_channel(t)
-    method = channel.unary_stream(
-        LISTEN_METHOD, request_serializer=Frame.SerializeToString, response_deserializer=Frame.FromString
-    )
-    request = modern("subscriptions/listen", {"notifications": {"resourceSubscriptions": uris}}, 99)
-    call = method(frame(request), metadata=(*t.metadata(), ("mcp-method", "subscriptions/listen")))
-    frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def pump() -> None:
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
-            async for answer in call:
-                await frames.put(json.loads(answer.json))
-
-    task = asyncio.create_task(pump())
-    try:
-        yield frames
-    finally:
-        call.cancel()
-        await asyncio.wait_for(task, 10)
-        await channel.close()
-
-
-async def next_frame(frames: asyncio.Queue[dict[str, Any]], method: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while (left := deadline - time.monotonic()) > 0:
-        message = await asyncio.wait_for(frames.get(), left)
-        if message.get("method") == method:
-            return message
-    raise AssertionError(f"no {method} within 15 s")
 
 
 def served_certificate(port: int, ca: Path, client: Leaf) -> x509.Certificate:

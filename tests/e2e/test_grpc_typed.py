@@ -13,9 +13,10 @@ from mcp_grpc_transport_proto import mcp_messages_pb2 as pb
 from mcp_grpc_transport_proto import mcp_pb2_grpc
 
 from nats_mcp.transports.grpc.client import open_channel
-from tests.e2e.test_coordination_stdio import TOOLS
-from tests.e2e.test_grpc import Pki, audit_records, policy_file, serving, target
+from tests.support.audit import audit_records
+from tests.support.grpc_server import Pki, policy_file, serving, target
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import TOOLS
 
 
 def call(name: str, **arguments: object) -> pb.CallToolRequest:

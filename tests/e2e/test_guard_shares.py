@@ -18,13 +18,13 @@ from mcp.shared.exceptions import MCPError
 
 from nats_mcp.api.resources import INBOX_URI, channel_uri
 from nats_mcp.api.tools.base import ERROR_META
-from tests.e2e.test_coordination_stdio import err, ok
-from tests.e2e.test_grpc import Pki, audit_records, call_status, target
-from tests.e2e.test_grpc import serving as grpc_serving
-from tests.e2e.test_grpc_guard import listening, next_frame, tool_call
-from tests.e2e.test_http_gateway import api_key, mcp_client, serving
-from tests.e2e.test_work_stdio import broadcast, claim, dlq, queues, register
+from tests.support.audit import audited
+from tests.support.grpc_server import Pki, call_status, listening, next_frame, target, tool_call
+from tests.support.grpc_server import serving as grpc_serving
+from tests.support.http_server import api_key, mcp_client, serving
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import err, ok
+from tests.support.work_tools import broadcast, claim, dlq, queues, register
 
 # resources/subscribe is the 2025-11-25 way, used here on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
@@ -51,22 +51,6 @@ def audit_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     policy, trail = tmp_path / "policy.yaml", tmp_path / "audit.jsonl"
     policy.write_text(POLICY)
     return trail, {"NATS_MCP_SECURITY_POLICY_FILE": str(policy), "NATS_MCP_SECURITY_AUDIT_FILE": str(trail)}
-
-
-async def audited(trail: Path, what: str, **fields: Any) -> dict[str, Any]:
-    """The first audit record whose fields (``key_id`` matched on the principal) have these values."""
-    key_id = fields.pop("key_id", None)
-
-    def find() -> dict[str, Any] | None:
-        for record in audit_records(trail):
-            if all(record.get(k) == v for k, v in fields.items()) and (
-                key_id is None or (record.get("principal") or {}).get("key_id") == key_id
-            ):
-                return record
-        return None
-
-    found: dict[str, Any] = await wait_for(find, 15, message=f"no audit record of {what}: {fields}")
-    return found
 
 
 def refusal(caught: pytest.ExceptionInfo[MCPError]) -> str:

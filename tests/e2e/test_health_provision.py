@@ -17,8 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nats_mcp.transports.grpc.client import CALL_METHOD
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
-from tests.e2e.test_http_gateway import launch, run_cli
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.http_server import launch, run_cli
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
 

@@ -8,7 +8,6 @@ import secrets
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import jwt
@@ -17,9 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nats_mcp.security.authn.apikeys import ApiKeys
-from nats_mcp.security.dev import tokens as devtoken
-from tests.e2e.test_coordination_stdio import TOOLS, err, ok
-from tests.e2e.test_http_gateway import (
+from tests.support.env import connected
+from tests.support.http_server import (
     INIT,
     MCP_HEADERS,
     api_key,
@@ -34,44 +32,10 @@ from tests.e2e.test_http_gateway import (
     run_cli,
     serving,
 )
-from tests.e2e.test_work_stdio import register
-from tests.support.env import connected
+from tests.support.keys import signed
 from tests.support.natsserver import NatsServer, wait_for
-
-
-def dev_key(tmp_path: Path) -> devtoken.DevKey:
-    """The dev signing key the serve processes of this test use (their XDG data dir, see isolated_env)."""
-    return devtoken.load_or_create_key(tmp_path / "home" / ".local" / "share" / "nats-mcp" / devtoken.KEY_FILE_NAME)
-
-
-def signed(
-    tmp_path: Path,
-    subject: str,
-    audience: str,
-    *,
-    scope: str | None = None,
-    issued: float | None = None,
-    ttl_s: int = 3600,
-    roles: tuple[str, ...] = (),
-) -> str:
-    """A dev JWT with claims `nats-mcp token issue` cannot make (a past issue time, an OAuth scope)."""
-    key = dev_key(tmp_path)
-    now = int(time.time() if issued is None else issued)
-    claims: dict[str, Any] = {
-        "iss": devtoken.DEV_ISSUER,
-        "sub": subject,
-        "aud": audience,
-        "iat": now,
-        "nbf": now,
-        "exp": now + ttl_s,
-        "jti": secrets.token_hex(8),
-        "dev": True,
-        "roles": list(roles),
-    }
-    if scope is not None:
-        claims["scope"] = scope
-    return jwt.encode(claims, key.private_key, algorithm=devtoken.DEV_ALGORITHM, headers={"kid": key.kid})
-
+from tests.support.stdio import TOOLS, err, ok
+from tests.support.work_tools import register
 
 # ---- every refusal with its status, then the audit trail -------------------------------------------------------------
 

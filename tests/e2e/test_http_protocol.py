@@ -11,11 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.e2e.test_conformance_http import node22
-from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
-from tests.e2e.test_ts_client import SUCCESS_CALL, TsClient
-from tests.e2e.test_work_stdio import broadcast, register
+from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.node import node22
+from tests.support.ts_client import SUCCESS_CALL, TsClient
+from tests.support.work_tools import broadcast, register
 
 pytestmark = pytest.mark.slow
 

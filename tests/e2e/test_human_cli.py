@@ -7,34 +7,16 @@ import asyncio
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.test_coordination_stdio import agent, ok
-from tests.e2e.test_http_gateway import run_cli
-from tests.e2e.test_work_stdio import claim, register
+from tests.support.cli import NS, cli, cli_json, trail
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import agent, ok
+from tests.support.work_tools import claim, register
 
 pytestmark = pytest.mark.slow
-
-NS = "team-humans"
-
-
-async def cli(tmp_path: Path, server: NatsServer, *args: str, **env: str) -> tuple[int, str, str]:
-    settings = {"NATS_URL": server.url, "NATS_MCP_NAMESPACE": NS, "NATS_MCP_SECURITY_AUDIT_FILE": str(trail(tmp_path))}
-    return await run_cli(tmp_path / "human", *args, **(settings | env))
-
-
-def trail(tmp_path: Path) -> Path:
-    return tmp_path / "cli-audit.jsonl"
-
-
-async def cli_json(tmp_path: Path, server: NatsServer, *args: str) -> Any:
-    code, out, error = await cli(tmp_path, server, *args, "--json")
-    assert code == 0, error
-    return json.loads(out)
 
 
 async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nats_server: NatsServer) -> None:

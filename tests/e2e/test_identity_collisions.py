@@ -11,14 +11,15 @@ from pathlib import Path
 
 import grpc
 
-from tests.e2e.test_coordination_stdio import err, ok
-from tests.e2e.test_grpc import INIT, TRUST_DOMAIN, Pki, audit_records, frame, session_status, target
-from tests.e2e.test_grpc import policy_file as grpc_policy_file
-from tests.e2e.test_grpc import serving as grpc_serving
-from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, post_init
-from tests.e2e.test_http_gateway import serving as http_serving
+from tests.support.audit import audit_records
+from tests.support.grpc_server import INIT, TRUST_DOMAIN, Pki, frame, session_status, target
+from tests.support.grpc_server import policy_file as grpc_policy_file
+from tests.support.grpc_server import serving as grpc_serving
+from tests.support.http_server import api_key, http_client, mcp_client, post_init
+from tests.support.http_server import serving as http_serving
+from tests.support.introspection import CLIENT_ID, CLIENT_SECRET, AuthServer
 from tests.support.natsserver import NatsServer, wait_for
-from tests.unit.security.test_authn_introspection import CLIENT_ID, CLIENT_SECRET, AuthServer, auth_server  # noqa: F401 (fixture)
+from tests.support.stdio import err, ok
 
 POLICY = """
 version: 1
@@ -71,7 +72,7 @@ async def test_a_dns_san_spelling_a_spiffe_id_is_not_that_agent(tmp_path: Path, 
 async def test_introspected_tokens_stay_in_their_own_namespace_and_audience(
     tmp_path: Path,
     nats_server: NatsServer,
-    auth_server: AuthServer,  # noqa: F811
+    auth_server: AuthServer,
 ) -> None:
     trail = tmp_path / "audit.jsonl"
     policy = tmp_path / "policy.yaml"

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from nats_mcp.api.tools.coordination import TOOLS
-from tests.e2e.test_conformance_http import HttpServer, create_api_key, node22, serve_http
 from tests.support.env import isolated_env
+from tests.support.http_process import HttpServer, create_api_key, serve_http
 from tests.support.natsserver import NatsServer
+from tests.support.node import node22
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from nats_mcp.bus.layout import Layout
-from tests.e2e.test_coordination_stdio import agent, ok
-from tests.integration.test_natsperms import NS, USERS, PermsNatsServer, Raw, provision
+from tests.support.natsperms import NS, USERS, PermsNatsServer, Raw, provision
 from tests.support.natsserver import wait_for
+from tests.support.stdio import agent, ok
 
 A = "a1" * 16
 C = "c3" * 16

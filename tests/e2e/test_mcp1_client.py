@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_coordination_stdio import TOOLS
-from tests.e2e.test_http_gateway import api_key, serving
-from tests.e2e.test_ts_client import ERROR_META
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.http_server import api_key, serving
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import TOOLS
+from tests.support.ts_client import ERROR_META
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_coordination_stdio import agent, err, ok
-from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, policy_file, post_init, run_cli, serving
+from tests.support.http_server import api_key, http_client, mcp_client, policy_file, post_init, run_cli, serving
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import agent, err, ok
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -13,9 +13,9 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from nats_mcp.api.tools.natsops import OPS_TOOLS
-from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import agent, err, ok
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from nats_mcp.api.resources import INBOX_URI, channel_uri
-from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import agent, err, ok
 
 POLICY = """
 version: 1

@@ -16,13 +16,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from nats_mcp.transports.grpc.client import grpc_transport
-from tests.e2e.test_coordination_stdio import ok
-from tests.e2e.test_grpc import Pki, policy_file, target
-from tests.e2e.test_grpc import serving as grpc_serving
-from tests.e2e.test_guard_shares import audited
-from tests.e2e.test_http_gateway import api_key, http_client, mcp_client, serving
+from tests.support.audit import audited
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.grpc_server import Pki, policy_file, target
+from tests.support.grpc_server import serving as grpc_serving
+from tests.support.http_server import api_key, http_client, mcp_client, serving
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import ok
 
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # setLevel: 2025
 

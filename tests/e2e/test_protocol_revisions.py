@@ -18,10 +18,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.e2e.test_coordination_stdio import TOOLS
-from tests.e2e.test_http_gateway import MCP_HEADERS, api_key, http_client, serving
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.http_server import MCP_HEADERS, api_key, http_client, serving
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec
+from tests.support.stdio import TOOLS
 
 REVISIONS = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
 UNKNOWN = "1999-01-01"

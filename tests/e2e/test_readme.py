@@ -22,8 +22,8 @@ import httpx2
 import pytest
 
 from nats_mcp.config.leaves import LEAVES
-from tests.e2e.test_http_gateway import KEY_RE, post_init
 from tests.support.env import nats_mcp_exe
+from tests.support.http_server import KEY_RE, post_init
 from tests.support.natsserver import wait_for
 
 pytestmark = pytest.mark.slow

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_coordination_stdio import agent, ok
-from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.env import connected
 from tests.support.natsserver import NatsCluster, wait_for
+from tests.support.stdio import agent, ok
+from tests.support.work_tools import broadcast, register
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

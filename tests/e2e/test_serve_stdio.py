@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 
-from tests.e2e.test_shutdown_signals import RawStdioAgent
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import LOOPBACK, NatsServer, wait_for_sync
+from tests.support.stdio import RawStdioAgent
 
 FAST = {"NATS_MCP_NATS_RECONNECT_BACKOFF_MIN_S": "0.05", "NATS_MCP_NATS_RECONNECT_BACKOFF_MAX_S": "0.5"}
 

@@ -3,55 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.test_coordination_stdio import agent, ok
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import RawStdioAgent, agent, ok
 
 pytestmark = pytest.mark.slow
-
-
-class RawStdioAgent:
-    """`nats-mcp serve` driven with raw JSON-RPC lines (2025-11-25 handshake), so the test holds the process."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.next_id = 0
-
-    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        self._send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-        assert self.proc.stdout is not None
-        while True:
-            line = await asyncio.to_thread(self.proc.stdout.readline)
-            assert line, "the server closed stdout"
-            message = json.loads(line)
-            if message.get("id") == self.next_id:
-                result: dict[str, Any] = message["result"]
-                return result
-
-    def _send(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    async def start(self) -> None:
-        await self.request(
-            "initialize",
-            {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "signal-test", "version": "1"},
-            },
-        )
-        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

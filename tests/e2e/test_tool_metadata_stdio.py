@@ -19,10 +19,10 @@ from mcp.shared.exceptions import MCPError
 
 from nats_mcp.api.about import TITLE, WEBSITE_URL
 from nats_mcp.api.resources import RESOURCE_NOT_FOUND
-from tests.e2e.test_conformance_http import node22
-from tests.e2e.test_coordination_stdio import TOOLS, agent, ok
-from tests.e2e.test_ts_client import TsClient, ts_client  # noqa: F401  (a fixture)
 from tests.support.natsserver import NatsServer
+from tests.support.node import node22
+from tests.support.stdio import TOOLS, agent, ok
+from tests.support.ts_client import TsClient
 
 AJV_SCRIPT = Path(__file__).with_name("ajv_schemas.mjs")
 # A role that is listed every tool: the coordination tools, the admin ones and the whole nats_* group.
@@ -110,7 +110,7 @@ async def test_server_info_and_protocol_errors(tmp_path: Path, nats_server: Nats
 def test_ts_sdk_sees_the_metadata_and_the_protocol_errors(
     tmp_path: Path,
     nats_server: NatsServer,
-    ts_client: TsClient,  # noqa: F811
+    ts_client: TsClient,
 ) -> None:
     calls: list[dict[str, Any]] = [
         {"name": "warp_no_such_tool", "arguments": {}},

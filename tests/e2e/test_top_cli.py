@@ -12,8 +12,8 @@ from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.registry.service import RegistryService
 from nats_mcp.coord.work.service import WorkService
-from tests.e2e.test_http_gateway import run_cli
 from tests.support.env import connected
+from tests.support.http_server import run_cli
 from tests.support.natsserver import NatsServer
 
 NS = "top-cli"

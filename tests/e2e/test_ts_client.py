@@ -9,24 +9,17 @@ what the SDK returned or threw for each call.
 
 from __future__ import annotations
 
-import json
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_conformance_http import create_api_key, node22, serve_http
-from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.http_process import create_api_key, serve_http
 from tests.support.natsserver import NatsServer
+from tests.support.ts_client import ERROR_META, SUCCESS_CALL, TsClient
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).with_name("ts_client.mjs")
-TS_SDK_VERSION = "1.32.2"
-RUN_TIMEOUT_S = 90
-ERROR_META = "io.nats-mcp/error"
 
 # (call, the stable code it must fail with, words the message must contain)
 ERROR_CALLS: list[tuple[dict[str, Any], str, str]] = [
@@ -40,41 +33,6 @@ ERROR_CALLS: list[tuple[dict[str, Any], str, str]] = [
     ({"name": "warp_registry_get_info", "arguments": {"guid": "0" * 32}}, "not_found", "agent"),
     ({"name": "warp_registry_get_info", "arguments": {"agentId": "0" * 32}}, "invalid_argument", "guid"),
 ]
-SUCCESS_CALL = {"name": "warp_channels_list", "arguments": {}}
-
-
-@dataclass(frozen=True)
-class TsClient:
-    node: str
-    modules: str
-
-    def run(self, tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
-        """What the SDK returned or threw, per call (the script's one JSON line)."""
-        proc = subprocess.run(
-            [self.node, str(SCRIPT), self.modules, json.dumps(spec)],
-            env=isolated_env(tmp_path),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-        )
-        assert proc.returncode == 0, f"ts_client.mjs exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        found: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-        return found
-
-    def stdio(self, tmp_path: Path, nats_url: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
-        env = isolated_env(tmp_path, NATS_URL=nats_url)
-        spec = {"transport": "stdio", "command": nats_mcp_exe(), "args": ["serve"], "env": env, "cwd": str(tmp_path)}
-        return self.run(tmp_path, {**spec, "calls": calls})
-
-
-@pytest.fixture(scope="module")
-def ts_client() -> TsClient:
-    """Node 22 + the TypeScript SDK, installed on first use (fails, never skips, if that is impossible)."""
-    modules = node22("--ts-sdk")
-    package = json.loads((Path(modules) / "@modelcontextprotocol" / "sdk" / "package.json").read_text())
-    assert package["version"] == TS_SDK_VERSION
-    return TsClient(node=node22(), modules=modules)
 
 
 def _check_error_results(answer: dict[str, Any]) -> None:

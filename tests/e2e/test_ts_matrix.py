@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from nats_mcp.api.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
-from tests.e2e.test_coordination_stdio import TOOLS
-from tests.e2e.test_http_gateway import api_key, serving
-from tests.e2e.test_ts_client import ERROR_META, TsClient, ts_client  # noqa: F401 - the fixture
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.http_server import api_key, serving
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import TOOLS
+from tests.support.ts_client import ERROR_META, TsClient
 
 pytestmark = pytest.mark.slow
 
@@ -219,13 +219,13 @@ def check_scenario(answer: dict[str, Any]) -> None:
     assert answer["capabilities"]["resources"]["subscribe"] is True
 
 
-def test_stdio_scenario(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:  # noqa: F811
+def test_stdio_scenario(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
     env = isolated_env(tmp_path, NATS_URL=nats_server.url)
     spec = {"transport": "stdio", "command": nats_mcp_exe(), "args": ["serve"], "env": env, "cwd": str(tmp_path)}
     check_scenario(run_matrix(ts_client, tmp_path, spec))
 
 
-async def test_http_scenario(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:  # noqa: F811
+async def test_http_scenario(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
     key, _ = await api_key(tmp_path, nats_server.url, "ts-matrix", "agent")
     # the scenario's ~60 calls come in quick succession from one key: above the default burst of 40, so raise it here
     async with serving(tmp_path, "matrix", nats_server.url, **BURST) as server:

@@ -10,59 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 
-from tests.e2e.test_coordination_stdio import agent, err, ok
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.stdio import agent, err, ok
+from tests.support.work_tools import CAP, broadcast, claim, dlq, queues, register
 
-CAP = "python"
 OTHER_GUID = "0123456789abcdef0123456789abcdef"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
-
-
-async def register(client: Client, *capabilities: str) -> str:
-    """Register the agent (with these capabilities) and return its GUID, from the registration output."""
-    args: dict[str, Any] = {"agentType": "worker"}
-    if capabilities:
-        args["capabilities"] = list(capabilities)
-    agent_info = (await ok(client, "warp_registry_register", **args))["agent"]
-    guid: str = agent_info["guid"]
-    assert len(guid) == 32
-    return guid
-
-
-async def broadcast(client: Client, task: str, capability: str = CAP, priority: int = 5, **args: Any) -> str:
-    out = await ok(
-        client,
-        "warp_work_broadcast",
-        taskId=task,
-        description=f"do {task}",
-        requiredCapability=capability,
-        priority=priority,
-        **args,
-    )
-    assert (out["taskId"], out["capability"], out["priority"]) == (task, capability, priority)
-    item_id: str = out["workItemId"]
-    return item_id
-
-
-async def claim(client: Client, capability: str = CAP, timeout: int = 0) -> dict[str, Any] | None:
-    item: dict[str, Any] | None = (await ok(client, "warp_work_claim", capability=capability, timeout=timeout))[
-        "workItem"
-    ]
-    return item
-
-
-async def queues(client: Client, capability: str | None = None) -> dict[str, tuple[int, int, int]]:
-    args = {"capability": capability} if capability else {}
-    found = (await ok(client, "warp_work_queue_status", **args))["queues"]
-    return {q["capability"]: (q["pending"], q["inFlight"], q["deadLettered"]) for q in found}
-
-
-async def dlq(client: Client, capability: str | None = None) -> list[dict[str, Any]]:
-    args = {"capability": capability} if capability else {}
-    items: list[dict[str, Any]] = (await ok(client, "warp_dlq_list", **args))["items"]
-    return items
 
 
 def _serve_pid(project: Path) -> int:

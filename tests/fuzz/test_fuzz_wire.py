@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from nats_mcp.transports.grpc.client import CALL_METHOD, SESSION_METHOD, GrpcTarget, open_channel
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
-from tests.e2e.test_http_gateway import INIT, MCP_HEADERS, HttpServer, launch
 from tests.fuzz.schemas import JSON
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.http_server import INIT, MCP_HEADERS, HttpServer, launch
 from tests.support.natsserver import NatsServer, wait_for
 
 EXAMPLES = int(os.environ.get("NATS_MCP_FUZZ_EXAMPLES", "12"))

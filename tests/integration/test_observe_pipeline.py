@@ -25,10 +25,10 @@ from nats_mcp.observe import tracing
 from nats_mcp.observe.assembly import Observability
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy
-from tests.e2e.test_coordination_stdio import err, ok
-from tests.e2e.test_work_stdio import broadcast, register
 from tests.support.env import settings_for
 from tests.support.natsserver import NatsServer
+from tests.support.stdio import err, ok
+from tests.support.work_tools import broadcast, register
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"

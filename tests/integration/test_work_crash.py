@@ -19,8 +19,8 @@ from nats_mcp.coord.checks import timestamp
 from nats_mcp.coord.errors import Conflict
 from nats_mcp.coord.models import DlqItem, WorkItem
 from nats_mcp.coord.work.service import WorkService
-from tests.integration.test_work import caller, claim_one, dead, offer, service
 from tests.support.natsserver import NatsServer
+from tests.support.work_service import caller, claim_one, dead, offer, service
 
 LEASE_OVER_MS = 2500
 """A claim that waits this long outlasts the 1 s lease of any message claimed before it."""

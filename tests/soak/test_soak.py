@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from tests.e2e.test_http_gateway import api_key, launch, mcp_client
+from tests.support.http_server import api_key, launch, mcp_client
 from tests.support.natsserver import NatsServer
 
 pytestmark = pytest.mark.soak

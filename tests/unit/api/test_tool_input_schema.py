@@ -7,7 +7,7 @@ from nats_mcp.config.security import SecuritySettings
 from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
-from tests.unit.security.test_security_guard import POLICY
+from tests.support.guard import POLICY
 
 READER = Principal(subject="spiffe://example.org/reader/r1", issuer="ca", method="mtls")
 AGENT = Principal(subject="ci-7", issuer="https://idp.example", method="jwt")

@@ -15,7 +15,7 @@ from nats_mcp.observe.logging import setup_logging
 from nats_mcp.security.guard import CallContext, Guard
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
-from tests.unit.security.test_security_guard import POLICY
+from tests.support.guard import POLICY
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
 ALICE = Principal(subject="ci-alice", issuer="https://idp.example", method="jwt")

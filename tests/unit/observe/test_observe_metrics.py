@@ -22,7 +22,7 @@ from nats_mcp.security.guard import CallContext, Guard, Refused
 from nats_mcp.security.observers import Fanout
 from nats_mcp.security.policy import Policy, parse_policy
 from nats_mcp.security.principal import Principal
-from tests.unit.security.test_security_guard import POLICY, Clock, Recorder
+from tests.support.guard import POLICY, Clock, Recorder
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "nats-mcp.json"
 SECRET = "s3cr3t-T0KEN-value-that-must-not-leak"

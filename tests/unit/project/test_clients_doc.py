@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from tests.e2e.test_ts_client import TS_SDK_VERSION
+from tests.support.ts_client import TS_SDK_VERSION
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "clients.md"

@@ -21,7 +21,7 @@ from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import Guard, address_key
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal
-from tests.unit.security.test_security_guard import Clock, Recorder
+from tests.support.guard import Clock, Recorder
 
 ISS = "https://idp.example.test"
 AUD = "https://mcp.example.test/mcp"

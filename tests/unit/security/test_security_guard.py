@@ -11,7 +11,6 @@ import pytest
 from nats_mcp.api.tools.coordination import needs_of
 from nats_mcp.config.security import LockoutSettings, RateSettings, SecuritySettings
 from nats_mcp.core.lru import LruTable
-from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
 from nats_mcp.security.guard import CallContext, Guard, Refused
@@ -20,50 +19,11 @@ from nats_mcp.security.limits import Lockout, RateLimiter, json_too_deep, value_
 from nats_mcp.security.needs import Needs
 from nats_mcp.security.policy import Decision, Policy, PolicyError, parse_policy
 from nats_mcp.security.principal import Principal, agent_guid
-
-POLICY = """
-version: 1
-roles:
-  agent:
-    tools: ["channels_*", "registry_*", "work_*", "messages_*", "handle_*"]
-    deny_tools: ["work_fail"]
-    namespaces: ["team-a"]
-    channels: {read: ["*"], send: ["general", "dev-*"]}
-    capabilities: {broadcast: ["*"], claim: ["python"]}
-  reader:
-    tools: ["channels_read", "channels_list"]
-    namespaces: ["*"]
-    channels: {read: ["general"]}
-  admin:
-    tools: ["*"]
-    namespaces: ["*"]
-    admin: [dlq]
-principals:
-  - {issuer: "https://idp.example", subject: "ci-*", roles: [agent]}
-  - {method: mtls, subject: "spiffe://example.org/reader/*", roles: [reader]}
-groups: {platform-admins: [admin]}
-scopes: {"mcp:read": [reader]}
-"""
+from tests.support.guard import POLICY, Clock, Recorder
 
 
 def principal(subject: str = "ci-1", issuer: str = "https://idp.example", **kw: Any) -> Principal:
     return Principal(subject=subject, issuer=issuer, method=kw.pop("method", "jwt"), **kw)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.records.append({"kind": event.kind, **event.fields()})
 
 
 # -- policy ---------------------------------------------------------------------------------------

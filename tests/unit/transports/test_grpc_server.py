@@ -18,7 +18,7 @@ from nats_mcp.security.guard import Guard
 from nats_mcp.security.policy import Policy
 from nats_mcp.transports.grpc import server as rpc
 from nats_mcp.transports.grpc import tls
-from tests.e2e.test_grpc import Pki
+from tests.support.grpc_server import Pki
 
 
 class Records:
