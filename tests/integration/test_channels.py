@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
-import time
 import uuid
 from pathlib import Path
 
@@ -435,29 +433,6 @@ async def test_batched_direct_get_protocol(service: ChannelService, caller: Call
 # -- cost ----------------------------------------------------------------------------------------------------
 
 
-async def read_samples(svc: ChannelService, caller: Caller, channel: str, n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        page = await svc.read(caller, channel, limit=50)
-        samples.append(time.perf_counter() - t)
-        assert len(page.messages) == 50
-    return samples
-
-
-async def median_per_sequence_ms(conn: NatsConnection, channel: str, n: int = 20) -> float:
-    """Warp's way, for comparison: stream info, then one direct get per sequence of the newest 50."""
-    js, stream = conn.jetstream, LAYOUT.channel_stream(channel)
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        last = (await js.stream_info(stream)).state.last_seq
-        for seq in range(last - 49, last + 1):
-            await js.get_msg(stream, seq, direct=True)
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1e3
-
-
 async def requests_per_read(svc: ChannelService, caller: Caller, conn: NatsConnection, **kw: object) -> tuple[int, int]:
     """(messages sent, messages received) on the connection for one read: round trips, counted not timed."""
     stats = conn.client.stats
@@ -483,25 +458,15 @@ async def test_read_cost_does_not_grow_with_history(
     assert counts == [(2, 52)] * 6
 
 
-async def test_read_latency_against_history_length(
+async def test_the_newest_page_is_right_whatever_the_history(
     service: ChannelService, caller: Caller, nats_conn: NatsConnection
 ) -> None:
-    """A measurement, printed: median read(limit=50) at 1,000 vs 20,000 messages of history (target ratio <= 1.2).
-
-    Two channels, measured in alternation, so machine noise falls on both alike."""
+    """The newest page of 50 and the page behind it, at 1,000 and at 20,000 messages of history. (How long a read
+    takes against history length is measured in bench/channels_read.py, not here: that test only printed it.)"""
     await service.ensure_streams()
-    await fill_raw(nats_conn, "errors", 1_000)
-    await fill_raw(nats_conn, "big", 20_000)
-    small: list[float] = []
-    large: list[float] = []
-    await read_samples(service, caller, "errors", 10)  # warm-up
-    await read_samples(service, caller, "big", 10)
-    for _ in range(10):
-        small += await read_samples(service, caller, "errors", 10)
-        large += await read_samples(service, caller, "big", 10)
-    s_ms, l_ms = statistics.median(small) * 1e3, statistics.median(large) * 1e3
-    naive_s, naive_l = await median_per_sequence_ms(nats_conn, "errors"), await median_per_sequence_ms(nats_conn, "big")
-    print(
-        f"\nread(limit=50) median: {s_ms:.2f} ms at 1,000 messages, {l_ms:.2f} ms at 20,000 "
-        f"(ratio {l_ms / s_ms:.2f}); one direct get per sequence: {naive_s:.2f} ms / {naive_l:.2f} ms"
-    )
+    for channel, n in (("errors", 1_000), ("big", 20_000)):
+        await fill_raw(nats_conn, channel, n)
+        newest = await service.read(caller, channel, limit=50)
+        assert seqs(newest) == list(range(n - 49, n + 1)) and newest.total == n and newest.has_more
+        behind = await service.read(caller, channel, limit=50, cursor=newest.next_cursor)
+        assert seqs(behind) == list(range(n - 99, n - 49))
