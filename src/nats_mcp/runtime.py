@@ -18,6 +18,7 @@ over NATS), the audit log (its last records go to NATS), the connection last.
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -92,18 +93,23 @@ class Runtime:
             await self.obs.start(self._coordinator)
 
     async def aclose(self) -> None:
-        """Close in the reverse order of what runs: observability, coordinator, audit log, connection."""
-        if self.obs is not None:
-            await self.obs.close()
-        if self._coordinator is not None:
-            await self._coordinator.close()
+        """Close in the reverse order of what runs: observability, coordinator, audit log, connection. A part that
+        fails to close does not keep the later ones open: each still closes, then the first failure is raised."""
+        async with contextlib.AsyncExitStack() as stack:  # unwinds last-in first-out, past failures
+            stack.push_async_callback(self.conn.close)
+            stack.push_async_callback(self._close_audit)
+            if self._coordinator is not None:
+                stack.push_async_callback(self._coordinator.close)
+            if self.obs is not None:
+                stack.push_async_callback(self.obs.close)
+
+    async def _close_audit(self) -> None:
         drain = AUDIT_DRAIN_S
         if self._offline_drain_s is not None and not self.conn.connected:
             # Waiting cannot bring NATS back, and a stuck shutdown would be killed anyway: what is queued is lost,
             # and the audit log says so.
             drain = self._offline_drain_s
         await self.audit.close(timeout=drain)
-        await self.conn.close()
 
     async def __aenter__(self) -> Runtime:
         if self._connect:

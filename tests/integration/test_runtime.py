@@ -89,6 +89,30 @@ async def test_an_error_in_the_body_still_closes_everything(tmp_path: Path, nats
     assert await _chain_end_in_nats(tmp_path, nats_server.url, runtime.audit.chain)
 
 
+async def test_a_part_that_fails_to_close_does_not_keep_the_others_open(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    settings = _settings(tmp_path, nats_server.url, NATS_MCP_OBSERVE_METRICS_PORT="0")
+    runtime = Runtime(settings, Policy.load(None), transport="stdio", local_agent=True)
+    runtime.start()
+    assert await runtime.conn.wait_connected(10)
+    await runtime.start_observing()
+    assert runtime.obs is not None
+    runtime.audit.record(AuditEvent("tool_call", tool="runtime_probe", transport="stdio"))
+    real_close = runtime.obs.close
+
+    async def close_then_fail() -> None:  # observability closes first: its failure must not stop the rest
+        await real_close()
+        raise OSError("metrics listener would not close")
+
+    runtime.obs.close = close_then_fail  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="would not close"):
+        await runtime.aclose()
+    assert not runtime.conn.connected
+    assert _file_kinds(tmp_path)[-2:] == ["tool_call", "chain_end"]
+    assert await _chain_end_in_nats(tmp_path, nats_server.url, runtime.audit.chain)
+
+
 async def test_a_cancelled_task_closes_its_runtime(tmp_path: Path, nats_server: NatsServer) -> None:
     settings = _settings(tmp_path, nats_server.url)
     runtime = Runtime(settings, Policy.load(None), transport="grpc")
