@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from nats_mcp.bus.connection import NatsConnection
@@ -53,3 +55,17 @@ async def connected(tmp_path: Path, url: str, **extra: str) -> AsyncIterator[Nat
         yield conn
     finally:
         await conn.close()
+
+
+async def stop_serve(
+    proc: asyncio.subprocess.Process, what: str, stderr: Callable[[], str], sig: signal.Signals, timeout: float
+) -> int:
+    """Signal a serve child and wait for its exit code; one that does not stop is killed and fails the test."""
+    if proc.returncode is None:
+        proc.send_signal(sig)
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{what} did not stop on {sig.name}:\n{stderr()[-3000:]}") from None

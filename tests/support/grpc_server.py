@@ -31,7 +31,7 @@ from nats_mcp.transports.grpc.client import (
     open_session,
 )
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
-from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.env import isolated_env, nats_mcp_exe, stop_serve
 from tests.support.natsserver import _pdeathsig_preexec, wait_for
 
 TRUST_DOMAIN = "spiffe://nats-mcp.test"
@@ -171,14 +171,7 @@ class GrpcServer:
         return self.logs[1].read_text(errors="replace")
 
     async def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise AssertionError(f"serve did not stop on {sig.name}:\n{self.stderr()[-3000:]}") from None
+        return await stop_serve(self.proc, "serve", self.stderr, sig, timeout)
 
 
 async def launch(tmp_path: Path, name: str, nats_url: str, server_cert: Leaf, *args: str, **env: str) -> GrpcServer:

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from nats_mcp.security.authn.apikeys import ApiKeys
-from tests.support.env import connected, isolated_env, nats_mcp_exe
+from tests.support.env import connected, isolated_env, nats_mcp_exe, stop_serve
 from tests.support.natsserver import _pdeathsig_preexec, wait_for
 from tests.support.stdio import ok
 
@@ -84,14 +84,7 @@ class HttpServer:
 
     async def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 30) -> int:
         """Signal the process and wait for it; SIGINT (Ctrl-C) is the clean stop."""
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise AssertionError(f"serve {self.name} did not stop on {sig.name}:\n{self.stderr()[-3000:]}") from None
+        return await stop_serve(self.proc, f"serve {self.name}", self.stderr, sig, timeout)
 
 
 def _log_files(tmp_path: Path, name: str) -> tuple[Path, Path]:

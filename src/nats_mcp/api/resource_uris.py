@@ -10,9 +10,8 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict
 
-from nats_mcp.bus.errors import translate
+from nats_mcp.api.tools.base import contract_error
 from nats_mcp.coord.models import DirectMessage
-from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.names import InvalidNameError, validate_name
 from nats_mcp.core.redact import redact
 
@@ -115,13 +114,11 @@ def mcp_error(exc: Exception) -> MCPError:
         return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
     if isinstance(exc, InvalidNameError):
         return MCPError(types.INVALID_PARAMS, redact(str(exc)), {"code": "invalid_name"})
-    if isinstance(exc, NatsMcpError) and exc.code != "internal":  # internal: logged, its text not shown
-        code, message = exc.code, exc.message
-    elif not isinstance(exc, NatsMcpError) and (known := translate(exc)) is not None:
-        code, message = known.code, str(known)
-    else:
+    known = contract_error(exc)
+    if known is None:
         log.error("resource request failed", exc_info=exc)
         return MCPError(types.INTERNAL_ERROR, "the server failed to complete this request; it has been logged")
+    code, message = known
     wire = types.INVALID_PARAMS if code in _CLIENT_FAULTS else types.INTERNAL_ERROR
     return MCPError(wire, redact(message), {"code": code})
 

@@ -156,18 +156,22 @@ async def run_rendered(
         out, text = await run(args_model.model_validate(arguments or {}))
     except ValidationError as exc:
         return failure("invalid_argument", validation_message(exc))
-    except NatsMcpError as exc:
-        if exc.code != "internal":  # an internal failure's text may name the server's insides: logged, not shown
-            return failure(exc.code, exc.message)
-        log.error("tool %s failed", name, exc_info=exc)
     except Exception as exc:
-        known = translate(exc)
+        known = contract_error(exc)
         if known is not None:
-            return failure(known.code, str(known))
-        log.exception("tool %s failed", name)
-    else:
-        return ToolOutcome(out.model_dump(mode="json"), text)
-    return failure("internal", "the server failed to complete this call; it has been logged")
+            return failure(*known)
+        log.error("tool %s failed", name, exc_info=exc)
+        return failure("internal", "the server failed to complete this call; it has been logged")
+    return ToolOutcome(out.model_dump(mode="json"), text)
+
+
+def contract_error(exc: BaseException) -> tuple[str, str] | None:
+    """The tool contract's (code, message) of a failure a caller may see; None for an internal one, whose text may
+    name the server's insides: the caller logs it and answers generically."""
+    if isinstance(exc, NatsMcpError):
+        return None if exc.code == "internal" else (exc.code, exc.message)
+    known = translate(exc)  # a nats-py failure that escaped the bus edge
+    return None if known is None else (known.code, str(known))
 
 
 async def run_tool(
