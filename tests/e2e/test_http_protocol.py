@@ -19,11 +19,11 @@ from tests.support.work_tools import broadcast, register
 
 pytestmark = pytest.mark.slow
 
-EVENT_ID = r"[0-9a-f]{32}-[0-9]+"
+EVENT_ID = r"[0-9a-f]{32}-[0-9a-f]{8}-[0-9]+"
 
 
 def count(event_id: str) -> int:
-    """Where an event is in its session (event ids are ``<stream>-<n>``)."""
+    """Where an event is among those one process stored for its session (ids are ``<stream>-<origin>-<n>``)."""
     return int(event_id.rpartition("-")[2])
 
 
@@ -288,9 +288,13 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         replayed = await hc.get(a.url, headers=foreign)
         assert replayed.status_code == 200 and "data: {" not in replayed.text
 
-        # the events are in NATS, but the session lives in process A: process B does not know it (the SDK's
-        # sessions are per process), so a reconnect to B cannot resume
-        assert (await hc.get(b.url, headers=resume)).status_code == 404
+        # the events and the session are in NATS: a reconnect to process B resumes the claim's stream as A would
+        async with hc.stream("GET", b.url, headers=resume) as elsewhere:
+            assert elsewhere.status_code == 200
+            there = await first_event(elsewhere)
+            while not there.get("data"):
+                there = await first_event(elsewhere)
+        assert there["id"] == answer["id"] and json.loads(there["data"]) == result
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

@@ -127,6 +127,8 @@ class Assist:
         self._rate_warned: dict[object, float] = {}
         self._nats_lost = False
         self._last_post: asyncio.Task[None] | None = None
+        self.level_sink: Callable[[str, str], Awaitable[None]] | None = None
+        """Set by a transport whose sessions outlive one process: records (session id, level) for the others."""
 
     # -- the guard -------------------------------------------------------------------------------
 
@@ -288,7 +290,18 @@ class Assist:
         if key not in self._levels and connection is not None:
             connection.exit_stack.callback(self._forget, key)
         self._levels[key] = (params.level, ctx.session)
+        session_id = getattr(connection, "session_id", None)
+        if self.level_sink is not None and isinstance(session_id, str):
+            await self.level_sink(session_id, params.level)
         return types.EmptyResult()
+
+    def restore_level(self, connection: Any, level: str) -> None:
+        """A session's connection restored on this process (or told of a change made elsewhere) hears ``level``."""
+        if level not in LEVELS:
+            return
+        if connection not in self._levels:
+            connection.exit_stack.callback(self._forget, connection)
+        self._levels[connection] = (level, _ConnectionLog(connection))
 
     def _forget(self, key: object) -> None:
         self._levels.pop(key, None)
@@ -385,6 +398,21 @@ class Assist:
             yield
         finally:
             await stop_task(task)
+
+
+class _ConnectionLog:
+    """A connection's standalone stream as :func:`_send_log` sends on it (what a request's session does there)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    async def send_log_message(
+        self, level: types.LoggingLevel, data: Any, logger: str | None = None, related_request_id: Any = None
+    ) -> None:
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger is not None:
+            params["logger"] = logger
+        await self.connection.notify("notifications/message", params)
 
 
 async def _send_log(session: Any, level: types.LoggingLevel, data: Any, request_id: types.RequestId | None) -> None:

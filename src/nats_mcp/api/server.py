@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -369,4 +370,14 @@ def build_server(
             on_set_logging_level=assist.set_level,
             **handlers,
         )
+    _ASSISTS[server] = assist
     return server
+
+
+_ASSISTS: weakref.WeakKeyDictionary[Server[Any], Assist] = weakref.WeakKeyDictionary()
+
+
+def assist_of(server: Server[Any]) -> Assist | None:
+    """The log levels and notifications of a server :func:`build_server` made (a transport whose sessions outlive
+    one process connects them to its session records)."""
+    return _ASSISTS.get(server)

@@ -135,6 +135,38 @@ async def last_at_or_before(
     return found.messages[-1] if found.messages else None
 
 
+async def last_per_subject(
+    nc: Client, stream: str, subjects: str, *, limit: int = 1024, prefix: str = "$JS.API", timeout: float = 5.0
+) -> list[StoredMsg]:
+    """The newest stored message of each subject matching ``subjects`` (a wildcard), at most ``limit`` of them.
+
+    The replies of a ``multi_last`` batch are not one run of the stream (each names the sequence of the reply
+    before it, which need not be its predecessor in the stream), so they are taken as they come, until the
+    end-of-batch; an answer of one message without it is one subject's newest.
+    """
+    request = {"multi_last": [subjects], "batch": limit}
+    collector = _Collector(chained=False)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=collector.on_msg)
+    try:
+        await nc.publish(f"{prefix}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
+        async with asyncio.timeout(timeout):
+            await collector.done
+    except TimeoutError:
+        raise nats.errors.TimeoutError from None
+    finally:
+        await sub.unsubscribe()
+    end = collector.end or {}
+    status = end.get(STATUS, END_OF_BATCH)
+    if status == NOT_FOUND:
+        return []
+    if status == NO_RESPONDERS:
+        raise DirectGetUnavailable(f"no responders for direct gets on {stream}")
+    if status != END_OF_BATCH:
+        raise DirectGetError(f"direct get on {stream} failed: {status} {end.get(DESCRIPTION, '')}".rstrip())
+    return collector.messages
+
+
 async def _request(nc: Client, api_subject: str, request: dict[str, Any], timeout: float, partial: bool) -> Batch:
     collector = _Collector()
     inbox = nc.new_inbox()
@@ -153,7 +185,9 @@ async def _request(nc: Client, api_subject: str, request: dict[str, Any], timeou
 class _Collector:
     """Gathers a batch's messages until its closing status message, a gap, or a reply that is not a batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, chained: bool = True) -> None:
+        self.chained = chained
+        """Whether each reply names its predecessor in the batch (a gap is then detected)."""
         self.messages: list[StoredMsg] = []
         self.end: dict[str, str] | None = None
         """Headers of the closing status message, if one arrived."""
@@ -168,7 +202,7 @@ class _Collector:
         # A stored message always carries Nats-Sequence (and may carry any header of its own, even "Status").
         if STATUS in headers and SEQUENCE not in headers:
             self.end = headers
-        elif not self.follows_on(headers):
+        elif self.chained and not self.follows_on(headers):
             self.gap_before = int(headers[SEQUENCE])
         else:
             self.messages.append(_stored(msg, headers))

@@ -183,6 +183,24 @@ class Layout:
         """One subject per (session, SSE stream); ``stream`` "" gives the session's prefix (ending in ".")."""
         return f"{PREFIX}.{self.namespace}.sse.{validate_guid(session, 'session id')}.{stream}"
 
+    # -- MCP sessions of the HTTP gateway (bus/sessions.py) ------------------------------------------
+    @property
+    def sessions_bucket(self) -> str:
+        """KV: ``<owner digest>.<session id>`` -> session record (JSON), with the sessions' idle TTL."""
+        return f"{PREFIX}_{self.namespace}_sessions"
+
+    @staticmethod
+    def session_key(owner: str, session: str) -> str:
+        return f"{validate_guid(owner, 'session owner')}.{validate_guid(session, 'session id')}"
+
+    @property
+    def session_control_subjects(self) -> str:
+        """Where a change to a session (its end, its log level) is announced to every gateway process."""
+        return f"{PREFIX}.{self.namespace}.sessctl.*"
+
+    def session_control_subject(self, session: str) -> str:
+        return f"{PREFIX}.{self.namespace}.sessctl.{validate_guid(session, 'session id')}"
+
 
 def parse_directory_key(key: str) -> tuple[str, str]:
     """``<namespace>.<guid>`` -> (namespace, guid), validated."""

@@ -85,13 +85,20 @@ async def ensure_kv(
     ttl: float | None = None,
     description: str = "",
     replicas: int = 1,
+    direct: bool = False,
 ) -> KeyValue:
-    """Open a KV bucket, creating it if needed; history, TTL and replicas of an existing bucket are brought in line."""
+    """Open a KV bucket, creating it if needed; history, TTL and replicas of an existing bucket are brought in line.
+    ``direct``: a new bucket allows direct gets (reads served by any replica, and batched reads)."""
     try:
         kv = await js.key_value(bucket)
     except NotFoundError:
         return await js.create_key_value(
-            bucket=bucket, history=history, ttl=ttl, description=description or None, replicas=replicas
+            bucket=bucket,
+            history=history,
+            ttl=ttl,
+            description=description or None,
+            replicas=replicas,
+            direct=direct or None,
         )
     stream = f"KV_{bucket}"
     info = await js.stream_info(stream)

@@ -32,9 +32,14 @@ class HttpSettings(Section):
     """Published in the protected-resource metadata; default: the configured JWT issuers (none for API keys and dev
     tokens; introspection needs it said here, its settings name an endpoint, not an issuer)."""
     max_sessions_per_principal: int = Field(default=32, ge=1, le=10_000)
-    """Open MCP sessions (``Mcp-Session-Id``, protocol 2025-11-25 and earlier) one credential may hold in one server
-    process; another ``initialize`` is answered 429 (audited ``too_many_sessions``) until one ends (``DELETE``, or
-    idle for 30 minutes). Env: ``NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL``."""
+    """Open MCP sessions (``Mcp-Session-Id``, protocol 2025-11-25 and earlier) one credential may hold across all
+    server processes of the namespace (sessions are in NATS); another ``initialize`` is answered 429 (audited
+    ``too_many_sessions``) until one ends (``DELETE``, or idle for ``session_idle_s``). Handshakes running at
+    the same moment on different processes may each take the last place. Env:
+    ``NATS_MCP_HTTP_MAX_SESSIONS_PER_PRINCIPAL``."""
+    session_idle_s: float = Field(default=1800.0, ge=10, le=7 * 86_400)
+    """An MCP session no request has used for this long ends (its record in NATS expires; each process's copy of it
+    ends after as long without a request there). Env: ``NATS_MCP_HTTP_SESSION_IDLE_S``."""
     initialize_rate: RateSettings = Field(default_factory=lambda: RateSettings(rate_per_s=2.0, burst=32))
     """How fast one credential may open MCP sessions in one server process (a token bucket: up to its cap at once, then
     2 a second); faster is answered 429 with ``Retry-After`` (audited ``initialize_rate_limited``). Neither bound

@@ -32,5 +32,9 @@ class LruTable(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         return self._data.pop(key, None)
 
+    def items(self) -> list[tuple[K, V]]:
+        """The entries, least recently used first (a copy: the table may change while it is read)."""
+        return list(self._data.items())
+
     def __len__(self) -> int:
         return len(self._data)

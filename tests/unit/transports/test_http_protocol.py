@@ -22,42 +22,47 @@ class Audit:
 
 
 def cap(live: set[str], now: list[float], limit: int = 2, rate: float = 1.0, burst: int = 10) -> SessionCap:
-    return SessionCap(limit, RateSettings(rate_per_s=rate, burst=burst), lambda: live, Audit(), clock=lambda: now[0])
+    """A bound whose count of a principal's open sessions is the ones it opened that are still live."""
+
+    async def counter(_owner: str, held: set[str]) -> int:
+        return sum(1 for session in held if session in live)
+
+    return SessionCap(limit, RateSettings(rate_per_s=rate, burst=burst), counter, Audit(), clock=lambda: now[0])
 
 
-def test_sessions_the_sdk_no_longer_holds_stop_counting() -> None:
+async def test_sessions_the_sdk_no_longer_holds_stop_counting() -> None:
     live: set[str] = set()
     bound = cap(live, [0.0])
     for session in ("s1", "s2"):
-        assert bound.admit(ANN) is None
+        assert await bound.admit(ANN, "o") is None
         live.add(session)
         bound.opened(ANN.key, session)
-    refused = bound.admit(ANN)
+    refused = await bound.admit(ANN, "o")
     assert refused is not None and refused[:2] == ("limit_exceeded", "too_many_sessions")
-    assert bound.admit(BEN) is None  # another principal is not affected
+    assert await bound.admit(BEN, "o") is None  # another principal is not affected
     bound.opened(BEN.key, None)  # its handshake failed: nothing opened, nothing held
-    assert bound.count(BEN.key) == 0
+    assert await bound.count(BEN.key, "o") == 0
     live.discard("s1")  # ended by its idle timeout, a crash or a DELETE: the SDK no longer holds it
-    assert bound.count(ANN.key) == 1
-    assert bound.admit(ANN) is None
+    assert await bound.count(ANN.key, "o") == 1
+    assert await bound.admit(ANN, "o") is None
 
 
-def test_handshakes_in_flight_count_until_they_end() -> None:
+async def test_handshakes_in_flight_count_until_they_end() -> None:
     bound = cap(set(), [0.0])
-    assert bound.admit(ANN) is None and bound.admit(ANN) is None  # two at once, neither answered yet
-    assert bound.admit(ANN) is not None
+    assert await bound.admit(ANN, "o") is None and await bound.admit(ANN, "o") is None  # two at once, neither answered yet
+    assert await bound.admit(ANN, "o") is not None
     bound.opened(ANN.key, None)
-    assert bound.count(ANN.key) == 1
+    assert await bound.count(ANN.key, "o") == 1
 
 
-def test_the_rate_refuses_with_the_time_to_wait_and_refills() -> None:
+async def test_the_rate_refuses_with_the_time_to_wait_and_refills() -> None:
     now = [100.0]
     bound = cap(set(), now, limit=100, rate=0.5, burst=2)
     for _ in range(2):
-        assert bound.admit(ANN) is None
+        assert await bound.admit(ANN, "o") is None
         bound.opened(ANN.key, None)
-    refused = bound.admit(ANN)
+    refused = await bound.admit(ANN, "o")
     assert refused is not None and refused[:2] == ("rate_limited", "initialize_rate_limited")
     assert refused[3] == 2.0  # one token at 0.5 a second
     now[0] += 2.0
-    assert bound.admit(ANN) is None
+    assert await bound.admit(ANN, "o") is None

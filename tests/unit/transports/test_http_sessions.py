@@ -1,80 +1,91 @@
-"""Boundary of the HTTP session-presence middleware: which session ends let which agents leave (ASGI, in process)."""
+"""Boundary of HTTP session presence: which session ends let which agents leave (pure logic, in process)."""
 
 from __future__ import annotations
 
-from starlette.types import Receive, Scope, Send
+import asyncio
+from dataclasses import asdict
 
+from nats_mcp.bus.sessions import SessionRecord
 from nats_mcp.coord.context import Caller
-from nats_mcp.transports.http.sessions import SessionAgents, SessionEnds
+from nats_mcp.transports.http.sessions import SessionAgents, enter_session
 
 ALICE = Caller(guid="a" * 32, namespace="team", project_id="0123456789abcdef", owner="o1")
 BOB = Caller(guid="b" * 32, namespace="team", project_id="0123456789abcdef", owner="o2")
+CAROL = Caller(guid="c" * 32, namespace="team", project_id="0123456789abcdef", owner="o3")
+OWNER = "f" * 32
 
 
-class Gateway:
-    """Stands for the SDK behind the middleware: a POST acts as the agent in ``x-as`` (binding it to the request's
-    session, as gateway_caller does), a DELETE ends the session with the given status."""
+class Left:
+    def __init__(self) -> None:
+        self.guids: list[str] = []
 
-    def __init__(self, agents: SessionAgents) -> None:
-        self.agents = agents
-        self.left: list[str] = []
-        self.status = 200
-
-    async def leave(self, caller: Caller) -> None:
-        self.left.append(caller.guid)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        who = dict(scope["headers"]).get(b"x-as")
-        if who is not None:
-            self.agents.bind(ALICE if who == b"alice" else BOB, self.leave)
-        await send({"type": "http.response.start", "status": self.status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    async def __call__(self, caller: Caller) -> None:
+        self.guids.append(caller.guid)
 
 
-async def request(app: SessionEnds, method: str, session: str | None, who: str | None = None) -> None:
-    headers = [(b"mcp-session-id", session.encode())] if session else []
-    if who:
-        headers.append((b"x-as", who.encode()))
-    scope = {"type": "http", "method": method, "path": "/mcp", "headers": headers}
+class Others:
+    """The other live sessions of the owner, as the session store would list them."""
 
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+    def __init__(self, *records: SessionRecord) -> None:
+        self.records = list(records)
 
-    async def send(_message: object) -> None:
-        return None
+    async def of_owner(self, owner: str) -> list[SessionRecord]:
+        return [r for r in self.records if r.owner == owner]
 
-    await app(scope, receive, send)  # type: ignore[arg-type]
+
+def record(session: str, *agents: Caller) -> SessionRecord:
+    return SessionRecord(session, OWNER, "2025-11-25", None, None, tuple(asdict(a) for a in agents))
+
+
+def act(agents: SessionAgents, session: str | None, caller: Caller, left: Left) -> None:
+    enter_session(session)
+    agents.bind(caller, left)
 
 
 async def test_a_session_ended_by_its_client_lets_its_agents_leave_unless_another_session_acts_as_them() -> None:
-    agents = SessionAgents()
-    gateway = Gateway(agents)
-    app = SessionEnds(gateway, agents)
-    await request(app, "POST", None, "alice")  # no session (2026-07-28): nothing to end later
+    agents, left = SessionAgents(), Left()
+    act(agents, None, ALICE, left)  # no session (2026-07-28): nothing to end later
     assert len(agents) == 0
-    await request(app, "POST", "s1", "alice")
-    await request(app, "POST", "s1", "bob")  # one session, two agent names
-    await request(app, "POST", "s2", "alice")
-    # A DELETE the SDK refused (another credential, an unknown id) ends nothing.
-    gateway.status = 404
-    await request(app, "DELETE", "s1")
-    assert gateway.left == [] and len(agents) == 2
-    # s1 ends: bob leaves; alice still acts in s2, so she stays.
-    gateway.status = 200
-    await request(app, "DELETE", "s1")
-    assert gateway.left == [BOB.guid]
-    await request(app, "DELETE", "s2")
-    assert gateway.left == [BOB.guid, ALICE.guid] and len(agents) == 0
-    await request(app, "DELETE", "s2")  # ended twice: once counts
-    assert gateway.left == [BOB.guid, ALICE.guid]
+    act(agents, "1" * 32, ALICE, left)
+    act(agents, "1" * 32, BOB, left)  # one session, two agent names
+    act(agents, "2" * 32, ALICE, left)
+    # s1 ends: bob leaves; alice still acts in s2 here, so she stays.
+    await agents.ended("1" * 32, None, None)
+    assert left.guids == [BOB.guid]
+    await agents.ended("2" * 32, None, None)
+    assert left.guids == [BOB.guid, ALICE.guid] and len(agents) == 0
+
+
+async def test_agents_recorded_by_other_processes_leave_and_other_live_sessions_keep_theirs() -> None:
+    agents, left = SessionAgents(), Left()
+    act(agents, "1" * 32, ALICE, left)  # this process saw alice only; another process served bob and carol
+    ended = record("1" * 32, ALICE, BOB, CAROL)
+    elsewhere = Others(ended, record("2" * 32, CAROL), SessionRecord("3" * 32, "e" * 32, "2025-11-25", None))
+    await agents.ended("1" * 32, ended, elsewhere)  # type: ignore[arg-type]
+    assert sorted(left.guids) == sorted([ALICE.guid, BOB.guid])  # carol acts in session 2 of the same credential
+
+
+async def test_each_agent_is_recorded_once_per_session() -> None:
+    agents, left = SessionAgents(), Left()
+    recorded: list[tuple[str, str]] = []
+
+    async def recorder(session: str, caller: Caller) -> None:
+        recorded.append((session, caller.guid))
+
+    agents.recorder = recorder
+    for _ in range(3):
+        act(agents, "1" * 32, ALICE, left)
+    act(agents, "1" * 32, BOB, left)
+    act(agents, "2" * 32, ALICE, left)
+    while agents._tasks:  # the records are written in the background: wait for those tasks themselves
+        await asyncio.wait(set(agents._tasks))
+    assert recorded == [("1" * 32, ALICE.guid), ("1" * 32, BOB.guid), ("2" * 32, ALICE.guid)]
 
 
 async def test_the_sessions_remembered_are_bounded() -> None:
-    agents = SessionAgents(max_sessions=2)
-    gateway = Gateway(agents)
-    app = SessionEnds(gateway, agents)
-    for session, who in (("s1", "bob"), ("s2", "alice"), ("s3", "alice")):
-        await request(app, "POST", session, who)
+    agents, left = SessionAgents(max_sessions=2), Left()
+    for session, who in (("1" * 32, BOB), ("2" * 32, ALICE), ("3" * 32, ALICE)):
+        act(agents, session, who, left)
     assert len(agents) == 2
-    await request(app, "DELETE", "s1")  # the least recently used, forgotten: bob goes stale by time instead
-    assert gateway.left == []
+    await agents.ended("1" * 32, None, None)  # the least recently used, forgotten (its record still names bob)
+    assert left.guids == []

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,8 +39,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from nats_mcp.api.server import assist_of
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.sessions import SessionStore
 from nats_mcp.config.settings import Settings
 from nats_mcp.security.audit.event import AuditRecorder
 from nats_mcp.security.principal import Principal
@@ -55,8 +57,8 @@ from nats_mcp.transports.http.auth import (
     refusal_description,
 )
 from nats_mcp.transports.http.events import UNSTORED, NatsEventStore, SessionEventStore
-from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap
-from nats_mcp.transports.http.sessions import SessionEnds
+from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap, SessionCounter
+from nats_mcp.transports.http.roaming import RoamingSessions
 
 log = logging.getLogger("nats_mcp.http")
 
@@ -203,6 +205,7 @@ def build_http_app(
         event_store=events,
         retry_interval=http.sse_retry_ms if events is not None else None,
         max_request_body_size=http.max_body_bytes,
+        session_idle_timeout=http.session_idle_s,
         transport_security=transport_security(settings, port),
         host=http.host,
         auth=auth,
@@ -213,19 +216,62 @@ def build_http_app(
     manager = server.session_manager
     if events is not None:
         _bind_events(manager, events)
+    roaming = None
+    if nats is not None:  # sessions in NATS: any process serves any request of any session (transports/http/roaming.py)
+        store = SessionStore(*nats, ttl_s=http.session_idle_s)
+        roaming = RoamingSessions(store, manager, events, verifier.sessions if verifier is not None else None)
+        roaming.install()
+        assist = assist_of(server)
+        if assist is not None:
+            roaming.restore_level = assist.restore_level
+            assist.level_sink = roaming.level_set
+        _listen_while_running(app, roaming)
     # Per-principal session bounds only with authentication: in insecure dev mode every client is one principal.
     cap = None
     if verifier is not None:
-        cap = SessionCap(
-            http.max_sessions_per_principal, http.initialize_rate, lambda: manager._server_instances, audit
-        )
+        cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate, _counter(manager, roaming), audit)
     prime = _primer(manager, http.sse_retry_ms) if events is not None else None
     _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
-    if verifier is not None:
-        app.add_middleware(SessionEnds, agents=verifier.sessions)
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
+
+
+def _listen_while_running(app: Starlette, roaming: RoamingSessions) -> None:
+    """Hear the other processes' session announcements for as long as the app runs (inside the SDK's lifespan)."""
+    running = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(instance: Any) -> AsyncIterator[Any]:
+        async with running(instance) as state:
+            subscription = None
+            try:
+                subscription = await roaming.listen()
+            except Exception as exc:  # NATS away at start: sessions ended elsewhere end here by idle timeout
+                log.warning("not listening to session announcements: %s", exc)
+            try:
+                yield state
+            finally:
+                if subscription is not None:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
+
+    app.router.lifespan_context = lifespan
+
+
+def _counter(manager: StreamableHTTPSessionManager, roaming: RoamingSessions | None) -> SessionCounter:
+    """How many sessions a principal holds: its records in NATS (every process), else this process's table."""
+
+    async def count(owner: str, principal_sessions: set[str]) -> int:
+        if roaming is not None:
+            try:
+                return len(await roaming.store.of_owner(owner))
+            except Exception as exc:
+                log.warning("sessions of a principal not counted in NATS (this process's only): %s", exc)
+        live = manager._server_instances
+        return sum(1 for s in principal_sessions if s in live)
+
+    return count
 
 
 def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:

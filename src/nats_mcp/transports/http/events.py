@@ -2,14 +2,14 @@
 
 The SDK's ``EventStore`` seam: each event of a session's SSE streams (the priming event of a 2025-11-25 POST
 stream included) is published to ``nmcp.<namespace>.sse.<session>.<stream>`` of the namespace's SSE stream
-(``Layout.sse_stream``; ``http.sse_resume_s`` is its age limit) with the session's count of events, which is in its
-event id. A client that reconnects with ``Last-Event-ID`` gets what followed on that stream, read back from NATS by
-direct get.
+(``Layout.sse_stream``; ``http.sse_resume_s`` is its age limit), its event id naming the store that wrote it. A
+client that reconnects with ``Last-Event-ID`` gets what followed on that stream, read back from NATS by direct get,
+on any server process (sessions are in NATS too: :mod:`roaming`); if the request of that stream is still being
+answered by another process, the resumed stream follows the subject until the response. A process serving a
+session's GET stream forwards to it what other processes store for it (their notifications).
 
-One store per session (:meth:`NatsEventStore.bound`): the SDK hands the store no session, and one session must not
-replay another's events by naming their ids — a session's store reads only its own subjects. Resumption works on
-the process that holds the session: the SDK keeps sessions in process memory, so another process answers 404 to
-the session id before the store is asked (the events are in NATS, but not the session they belong to).
+One store per session and process (:meth:`NatsEventStore.bound`): the SDK hands the store no session, and one
+session must not replay another's events by naming their ids — a session's store reads only its own subjects.
 
 The gateway creates the stream on first use; a least-privilege gateway user (``nats-permissions --role gateway``)
 may only open it, so `nats-mcp provision` (as admin) makes it first — until then events go out unstored (no resumption).
@@ -18,15 +18,21 @@ may only open it, so `nats-mcp provision` (as admin) makes it first — until th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+import anyio
+from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventMessage, EventStore
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
+from nats.aio.msg import Msg
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetError, api_prefix, get_batch
@@ -44,6 +50,9 @@ MAX_STREAM_BYTES = 256 * 1024 * 1024
 
 
 _TOKEN = re.compile(r"[0-9a-f]{32}")
+_ORIGIN_COUNT = re.compile(r"[0-9a-f]{8}-[0-9]{1,18}")
+SENT_MEMORY = 4096
+LIVE_QUEUE = 1024
 
 
 def sse_stream_config(layout: Layout, max_age_s: float) -> Any:
@@ -105,12 +114,20 @@ class NatsEventStore(EventStore):
 
 
 class SessionEventStore(EventStore):
-    """The events of one MCP session: event ids ``<stream token>-<n>``, ``n`` counting the session's events."""
+    """The events of one MCP session, as this process stores and replays them.
+
+    Event ids are ``<stream token>-<origin>-<n>``: ``origin`` names this store (one per session and process), ``n``
+    counts its events, so two processes serving one session never give the same id. A replay finds the id on the
+    stream's subject and sends what was stored after it, in the order NATS stored it, whoever stored it.
+    """
 
     def __init__(self, shared: NatsEventStore, session: str) -> None:
         self.shared = shared
         self.prefix = shared.layout.sse_subject(session, "")
+        self.origin = os.urandom(4).hex()
         self._count = 0
+        self._sent: OrderedDict[str, None] = OrderedDict()
+        """Ids this process sent on a resumed or forwarded stream lately: a live copy of one is not sent twice."""
 
     async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
         shared = self.shared
@@ -118,7 +135,8 @@ class SessionEventStore(EventStore):
             return UNSTORED
         self._count += 1
         token = _stream_token(stream_id)
-        body: dict[str, Any] = {"s": stream_id, "n": self._count, "m": None}
+        event_id = f"{token}-{self.origin}-{self._count}"
+        body: dict[str, Any] = {"s": stream_id, "i": event_id, "o": self.origin, "m": None}
         if message is not None:
             body["m"] = message.model_dump(mode="json", by_alias=True, exclude_unset=True)
         try:
@@ -129,35 +147,139 @@ class SessionEventStore(EventStore):
         except Exception as exc:  # the event is still sent; it just cannot be resumed after
             shared.failed(exc)
             return UNSTORED
-        return f"{token}-{self._count}"
+        return event_id
+
+    def _mark(self, event_id: str) -> bool:
+        """Remember ``event_id`` as sent; False if it was already."""
+        if event_id in self._sent:
+            return False
+        self._sent[event_id] = None
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
+        return True
 
     async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
-        token, _, count = last_event_id.partition("-")
-        if not count.isdigit() or not _TOKEN.fullmatch(token):
+        token, _, rest = last_event_id.partition("-")
+        if not _TOKEN.fullmatch(token) or not _ORIGIN_COUNT.fullmatch(rest):
             return None  # not an id this store gave (or UNSTORED)
-        after = int(count)
+        shared = self.shared
+        subject = self.prefix + token  # only this session's subjects: another session's ids find nothing here
+        live: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LIVE_QUEUE)
+        sub = None
+        try:
+            # Subscribed before reading back: what another process stores meanwhile is not missed.
+            sub = await shared.conn.client.subscribe(subject, cb=_enqueue(live))
+            found, stream_id, foreign, answered = await self._replay(subject, last_event_id, send_callback)
+            if not found:
+                return None
+            if stream_id is None or not foreign or stream_id == GET_STREAM_KEY:
+                return stream_id  # this process's own stream (or the GET stream): the SDK goes on live from here
+            if not answered:  # a request another process still answers: follow it here until its response
+                await self._follow(live, stream_id, send_callback)
+            return None  # nothing more will come for this stream here: the SDK ends the resumed response
+        except Exception as exc:  # NATS away: the stream goes on live from here, without what was missed
+            log.warning("SSE replay after %s cut short: %s", last_event_id[:80], exc)
+            return None
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _replay(self, subject: str, after: str, send: EventCallback) -> tuple[bool, str | None, bool, bool]:
+        """(found ``after``, the stream id, whether another process stored it, whether its response was sent)."""
         shared = self.shared
         nc, stream = shared.conn.client, shared.layout.sse_stream
         prefix = api_prefix(shared.conn.settings.nats.jetstream_domain)
-        subject = self.prefix + token  # only this session's subjects: another session's ids find nothing here
+        found = foreign = answered = False
         stream_id: str | None = None
         seq = 1
+        await nc.flush(timeout=FLUSH_TIMEOUT_S)  # this process's own publishes are in before reading them back
+        while True:
+            try:
+                batch = await get_batch(nc, stream, seq, REPLAY_BATCH, subject=subject, prefix=prefix)
+            except DirectGetError:
+                break  # nothing (more) on the subject: expired, or never stored
+            for stored in batch.messages:
+                body = json.loads(stored.data)
+                seq = stored.seq + 1
+                stream_id = str(body["s"])
+                foreign = foreign or body.get("o") != self.origin
+                if not found:
+                    found = body.get("i") == after
+                    continue
+                if body["m"] is not None and self._mark(str(body["i"])):  # a priming event is only a cursor
+                    answered = answered or _answers(body["m"], stream_id)
+                    await send(EventMessage(jsonrpc_message_adapter.validate_python(body["m"]), str(body["i"])))
+            if batch.at_end or not batch.messages:
+                break
+        return found, stream_id, foreign, answered
+
+    async def _follow(self, live: asyncio.Queue[dict[str, Any]], stream_id: str, send: EventCallback) -> None:
+        """Send what another process stores for ``stream_id`` until its response (or the resumption window ends)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.shared.max_age_s):
+                while True:
+                    body = await live.get()
+                    if body.get("m") is None or not self._mark(str(body.get("i"))):
+                        continue
+                    await send(EventMessage(jsonrpc_message_adapter.validate_python(body["m"]), str(body["i"])))
+                    if _answers(body["m"], stream_id):
+                        return
+
+    @contextlib.asynccontextmanager
+    async def forwarding(self, stream_of: Callable[[], Any]) -> AsyncIterator[None]:
+        """While a GET stream is served here: what other processes store for it goes out on it too.
+
+        ``stream_of`` gives the local GET stream's sender (None until the SDK has opened it).
+        """
+        subject = self.prefix + _stream_token(GET_STREAM_KEY)
+        live: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LIVE_QUEUE)
         try:
-            await nc.flush(timeout=FLUSH_TIMEOUT_S)  # this process's own publishes are in before reading them back
-            while True:
-                try:
-                    found = await get_batch(nc, stream, seq, REPLAY_BATCH, subject=subject, prefix=prefix)
-                except DirectGetError:
-                    break  # nothing (more) on the subject: expired, or never stored
-                for stored in found.messages:
-                    body = json.loads(stored.data)
-                    stream_id = str(body["s"])
-                    if body["n"] > after and body["m"] is not None:  # a priming event is only a cursor
-                        message = jsonrpc_message_adapter.validate_python(body["m"])
-                        await send_callback(EventMessage(message, f"{token}-{body['n']}"))
-                    seq = stored.seq + 1
-                if found.at_end or not found.messages:
-                    break
-        except Exception as exc:  # NATS away: the stream goes on live from here, without what was missed
-            log.warning("SSE replay after %s cut short: %s", last_event_id[:80], exc)
-        return stream_id
+            sub = await self.shared.conn.client.subscribe(subject, cb=_enqueue(live))
+        except Exception as exc:
+            log.warning("notifications of other processes will not reach this SSE stream: %s", exc)
+            yield
+            return
+        task = asyncio.get_running_loop().create_task(self._forward(live, stream_of), name="sse-forward")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _forward(self, live: asyncio.Queue[dict[str, Any]], stream_of: Callable[[], Any]) -> None:
+        while True:
+            body = await live.get()
+            if body.get("o") == self.origin or body.get("m") is None or not self._mark(str(body.get("i"))):
+                continue  # this process's own events went out here already
+            sender = stream_of()
+            if sender is None:
+                continue  # no stream open here (yet): it is stored, a resumption replays it
+            message = jsonrpc_message_adapter.validate_python(body["m"])
+            try:
+                await sender.send(EventMessage(message, str(body["i"])))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                continue
+
+
+def _answers(message: dict[str, Any], stream_id: str) -> bool:
+    """Whether ``message`` is the response that ends the POST stream of request ``stream_id``."""
+    return (
+        "method" not in message and str(message.get("id")) == stream_id and ("result" in message or "error" in message)
+    )
+
+
+def _enqueue(queue: asyncio.Queue[dict[str, Any]]) -> Callable[[Msg], Awaitable[None]]:
+    async def on_msg(msg: Msg) -> None:
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            return
+        if isinstance(body, dict):
+            with contextlib.suppress(asyncio.QueueFull):  # a client that stops reading loses live events, not memory
+                queue.put_nowait(body)
+
+    return on_msg

@@ -10,9 +10,8 @@
   and in rate (429, audited like the guard's refusals) — the SDK's only bound was 10,000 sessions for
   everyone, which one key could fill.
 
-Sessions, like the SDK's, are per process: the count is of this process's open sessions, as the SDK's session
-table has them (so a session that ended by idle timeout or crash stops counting; :mod:`http_sessions` learns of a
-session only at its first tool call, too late to bound its opening).
+The count is of the principal's sessions in NATS (every process's: :mod:`roaming`), plus the handshakes this process
+is running for it; a session that ended (``DELETE``) or expired stops counting.
 """
 
 from __future__ import annotations
@@ -33,7 +32,8 @@ from nats_mcp.core.lru import LruTable
 from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 from nats_mcp.security.limits import RateLimiter
 from nats_mcp.security.principal import Principal
-from nats_mcp.transports.http.sessions import SESSION_HEADER
+from nats_mcp.transports.http.roaming import owner_of
+from nats_mcp.transports.http.sessions import BODY_KEY, SESSION_HEADER
 
 SUPPORTED_VERSIONS: tuple[str, ...] = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
@@ -46,6 +46,8 @@ MAX_TRACKED_PRINCIPALS = 10_000
 PRIMED_VERSION = "2025-11-25"
 """The handshake revision whose SSE streams start with a priming event (the SDK's rule: 2025-11-25 and later)."""
 
+SessionCounter = Callable[[str, set[str]], Awaitable[int]]
+"""(owner digest, the ids of the sessions this process opened for the principal) -> its open sessions."""
 Primer = Callable[[str], Awaitable[tuple[str, int] | None]]
 """Stores a priming event for a session's standalone SSE stream: (its event id, the retry interval), or None."""
 
@@ -82,41 +84,37 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class SessionCap:
-    """Open MCP sessions per principal in this process, and the rate at which a principal may open them."""
+    """Open MCP sessions per principal, and the rate at which a principal may open them."""
 
     def __init__(
         self,
         max_per_principal: int,
         rate: RateSettings,
-        open_sessions: Callable[[], Any],
+        counter: SessionCounter,
         audit: AuditRecorder | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_per_principal = max_per_principal
         self.rate = RateLimiter(rate, MAX_TRACKED_PRINCIPALS, clock)
-        self.open_sessions = open_sessions
-        """The session ids the SDK holds open right now (a container): sessions end on DELETE, idle or crash."""
+        self.counter = counter
         self.audit = audit
         self._sessions: LruTable[str, set[str]] = LruTable(MAX_TRACKED_PRINCIPALS)
         self._opening: dict[str, int] = {}
 
-    def count(self, key: str) -> int:
-        """Open sessions of the principal, plus its handshakes in flight (they may each open one)."""
-        live = self.open_sessions()
+    async def count(self, key: str, owner: str) -> int:
+        """Open sessions of the principal, plus its handshakes in flight here (they may each open one)."""
         held = self._sessions.get(key)
-        if held is not None:
-            held.intersection_update(s for s in list(held) if s in live)
-        return len(held or ()) + self._opening.get(key, 0)
+        return await self.counter(owner, held or set()) + self._opening.get(key, 0)
 
-    def admit(self, principal: Principal) -> tuple[str, str, str, float | None] | None:
+    async def admit(self, principal: Principal, owner: str) -> tuple[str, str, str, float | None] | None:
         """None if the principal may open a session now; else (audit kind, reason, message, retry after)."""
         key = principal.key
-        if self.count(key) >= self.max_per_principal:
+        if await self.count(key, owner) >= self.max_per_principal:
             return (
                 "limit_exceeded",
                 "too_many_sessions",
-                f"this credential already has {self.max_per_principal} open MCP sessions on this server, its "
-                "limit: end one (DELETE with its Mcp-Session-Id) or reuse it",
+                f"this credential already has {self.max_per_principal} open MCP sessions, its limit: end one "
+                "(DELETE with its Mcp-Session-Id) or reuse it",
                 None,
             )
         wait = self.rate.take(key)
@@ -188,6 +186,7 @@ class ProtocolGate:
         messages, body = await _read_body(receive, self.max_body)
         replay = _replaying(messages, receive)
         parsed = _parse(body) if body is not None else None
+        scope[BODY_KEY] = parsed  # the session layer records an initialize's params (transports/http/roaming.py)
         if isinstance(parsed, list):
             await self._batch(scope, parsed, version, send)
             return
@@ -230,7 +229,7 @@ class ProtocolGate:
     async def _open(self, scope: Scope, receive: Receive, send: Send, parsed: Any) -> None:
         assert self.cap is not None and self.principal is not None
         principal = self.principal()
-        refused = self.cap.admit(principal)
+        refused = await self.cap.admit(principal, owner_of(scope))
         if refused is not None:
             kind, reason, message, wait = refused
             if self.cap.audit is not None:

@@ -2,15 +2,12 @@
 
 Protocol 2025-11-25 clients hold a session (``Mcp-Session-Id``) and end it with ``DELETE`` when they leave; the
 SDK answers 2xx only to the credential that opened the session. Then each agent that acted in it — unless
-another live session of this process acts as it too — is marked offline in the registry, as a local agent's
-process exit does, instead of reading online until its last heartbeat goes stale. Sessions that just stop (a
-crash, the SDK's idle timeout) and 2026-07-28 clients (no sessions: each request stands alone) still go
-stale by time; the dashboard shows them idle first. Which agents a session acted as is per process (the SDK
-keeps each session in the process that opened it); what readers see is the registry entry in NATS.
-
-Known limit: one agent (credential and agent name) with live sessions on two server processes at once reads
-offline when either session ends, and stays so until it registers again (an entry set offline is not
-heartbeated) — the same as a local agent that deregisters.
+another live session of the same credential acts as it too — is marked offline in the registry, as a local
+agent's process exit does, instead of reading online until its last heartbeat goes stale. Sessions that just
+stop (a crash, the idle timeout) and 2026-07-28 clients (no sessions: each request stands alone) still go stale by
+time; the dashboard shows them idle first. Which agents a session acted as is part of its record in NATS
+(:mod:`nats_mcp.bus.sessions`), written by whichever process served the call, so the process that serves the
+``DELETE`` knows them all.
 """
 
 from __future__ import annotations
@@ -18,96 +15,111 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
+from nats_mcp.bus.sessions import SessionRecord, SessionStore
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security.identity import Caller
 
 log = logging.getLogger("nats_mcp.http")
 
 SESSION_HEADER = b"mcp-session-id"
+BODY_KEY = "nats_mcp.body"
+"""Where the protocol gate leaves a POST's parsed JSON body in the ASGI scope (the initialize params are read there)."""
 MAX_SESSIONS = 10_000
-"""Sessions remembered (the SDK's own default bound on open sessions); the least recently used go first."""
+"""Sessions whose recorded agents this process remembers (the least recently used go first)."""
 MAX_AGENTS_PER_SESSION = 8
 LEAVE_TIMEOUT_S = 5.0
 
 Leave = Callable[[Caller], Awaitable[None]]
+Recorder = Callable[[str, Caller], Awaitable[None]]
+"""Adds an agent to a session's record in NATS."""
 
 _session: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_session", default=None)
 
 
+def enter_session(session: str | None) -> None:
+    """The request being handled belongs to ``session`` (set by the session layer before the SDK serves it)."""
+    _session.set(session)
+
+
+def current_session() -> str | None:
+    return _session.get()
+
+
 class SessionAgents:
-    """Which agents each MCP session of this process acted as, and what marks one as gone."""
+    """Which agents each MCP session acted as (recorded in NATS once per session and agent), and their leaving."""
 
     def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
-        self.max_sessions = max_sessions
-        self._table: OrderedDict[str, dict[str, tuple[Caller, Leave]]] = OrderedDict()  # least recently used first
+        self.recorder: Recorder | None = None
+        """Set by the session layer (:mod:`roaming`): without one (no NATS), only this process's table counts."""
+        self._leave: Leave | None = None
+        self._table: LruTable[str, dict[str, Caller]] = LruTable(max_sessions)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def bind(self, caller: Caller, leave: Leave) -> None:
         """The current request's session acts as ``caller`` (a no-op for requests without a session). Call it only
-        once the request is authenticated: the SDK serves a session's requests to the credential that opened it."""
+        once the request is authenticated: a session serves only the credential that opened it."""
         session = _session.get()
         if session is None:
             return
+        self._leave = leave
         agents = self._table.get(session)
         if agents is None:
-            self._table[session] = {caller.guid: (caller, leave)}
-            while len(self._table) > self.max_sessions:
-                self._table.popitem(last=False)
+            agents = {}
+            self._table.put(session, agents)
+        if caller.guid in agents or len(agents) >= MAX_AGENTS_PER_SESSION:
             return
-        self._table.move_to_end(session)
-        if caller.guid not in agents and len(agents) < MAX_AGENTS_PER_SESSION:
-            agents[caller.guid] = (caller, leave)
+        agents[caller.guid] = caller
+        if self.recorder is not None:
+            task = asyncio.get_running_loop().create_task(self._record(session, caller), name="session-agent")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def acting(self, guid: str) -> bool:
-        """Whether a remembered session acts as this agent."""
-        return any(guid in agents for agents in self._table.values())
+    async def _record(self, session: str, caller: Caller) -> None:
+        assert self.recorder is not None
+        try:
+            await self.recorder(session, caller)
+        except Exception as exc:  # the agent then goes offline by time if this session ends
+            log.warning("agent %s of MCP session %s not recorded in NATS: %s", caller.guid, session, exc)
 
-    async def ended(self, session: str) -> None:
-        """The client ended ``session``: its agents that no other session here acts as leave."""
-        agents = self._table.pop(session, None)
-        for guid, (caller, leave) in (agents or {}).items():
-            if self.acting(guid):
+    async def ended(self, session: str, record: SessionRecord | None, store: SessionStore | None) -> None:
+        """The client ended ``session``: its agents that no other live session of its credential acts as leave."""
+        local = self._table.pop(session) or {}
+        agents = dict(local)
+        for fields in record.agents if record is not None else ():
+            try:
+                agents.setdefault(str(fields["guid"]), Caller(**fields))
+            except (TypeError, ValueError, KeyError):
+                log.warning("MCP session %s: a recorded agent is malformed", session)
+        if not agents or self._leave is None:
+            return
+        others: set[str] = set()
+        if record is not None and store is not None:
+            try:
+                for other in await store.of_owner(record.owner):
+                    if other.session != session:
+                        others.update(str(a.get("guid")) for a in other.agents)
+            except Exception as exc:
+                log.warning("other sessions of MCP session %s's credential not read: %s", session, exc)
+        for table in self._live_tables(session):
+            others.update(table)
+        for guid, caller in agents.items():
+            if guid in others:
                 continue
             try:
-                await asyncio.wait_for(leave(caller), LEAVE_TIMEOUT_S)
+                await asyncio.wait_for(self._leave(caller), LEAVE_TIMEOUT_S)
             except Exception as exc:  # NATS away: the entry goes stale by time instead
                 log.warning("could not mark agent %s offline at the end of its session: %s", guid, exc)
+
+    def _live_tables(self, ended: str) -> list[dict[str, Caller]]:
+        return [agents for session, agents in self._table.items() if session != ended]
 
     def __len__(self) -> int:
         return len(self._table)
 
 
-class SessionEnds:
-    """ASGI middleware: remembers each request's session id (for :meth:`SessionAgents.bind`) and, when a ``DELETE``
-    of a session was answered 2xx (the session's own credential ended it), lets its agents leave."""
-
-    def __init__(self, app: ASGIApp, agents: SessionAgents) -> None:
-        self.app = app
-        self.agents = agents
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        session = None
-        for name, value in scope.get("headers", ()):
-            if name == SESSION_HEADER:
-                session = value.decode("latin-1")[:128]
-        _session.set(session)
-        if session is None or scope.get("method") != "DELETE":
-            await self.app(scope, receive, send)
-            return
-        status = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        await self.app(scope, receive, watch)
-        if 200 <= status < 300:
-            await self.agents.ended(session)
+def caller_fields(caller: Caller) -> dict[str, object]:
+    """A ``Caller`` as a session record keeps it."""
+    return asdict(caller)
