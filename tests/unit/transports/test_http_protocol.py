@@ -49,7 +49,8 @@ async def test_sessions_the_sdk_no_longer_holds_stop_counting() -> None:
 
 async def test_handshakes_in_flight_count_until_they_end() -> None:
     bound = cap(set(), [0.0])
-    assert await bound.admit(ANN, "o") is None and await bound.admit(ANN, "o") is None  # two at once, neither answered yet
+    # two at once, neither answered yet
+    assert await bound.admit(ANN, "o") is None and await bound.admit(ANN, "o") is None
     assert await bound.admit(ANN, "o") is not None
     bound.opened(ANN.key, None)
     assert await bound.count(ANN.key, "o") == 1
