@@ -346,11 +346,24 @@ def _namespace(lists: _Lists, scope: _Scope, channels: Sequence[str], domain: st
 
 
 def _sse_events(lists: _Lists, scope: _Scope) -> None:
-    """The HTTP gateway's SSE events, kept for Last-Event-ID resumption (transports/http_events.py)."""
+    """The HTTP gateway's MCP sessions and their SSE events (transports/http/roaming.py, events.py)."""
     lay, api = scope.layout, scope.api
     lists.allow_pub(lay.sse_subjects, f"store the SSE events of MCP sessions in {scope.ns}")
     lists.allow_pub(f"{api}.STREAM.INFO.{lay.sse_stream}", "open the SSE-event stream")
     lists.allow_pub(f"{api}.DIRECT.GET.{lay.sse_stream}", "replay a session's SSE events after a Last-Event-ID")
+    lists.allow_sub(lay.sse_subjects, "forward other processes' SSE events to the streams this process holds")
+    sessions = lay.sessions_bucket
+    _kv(
+        lists,
+        api,
+        sessions,
+        f"{scope.ns} MCP-session",
+        [(">", "MCP session records (any process serves any session)")],
+        watch=False,
+    )
+    lists.allow_pub(f"{api}.DIRECT.GET.KV_{sessions}", "count a credential's sessions (newest record of each key)")
+    lists.allow_pub(lay.session_control_subjects, "announce a session's end or log level to the other processes")
+    lists.allow_sub(lay.session_control_subjects, "hear other processes' session announcements")
 
 
 _COMMON_CAVEATS = (

@@ -98,6 +98,10 @@ class SessionStore:
             )
         return self._kv
 
+    async def open(self) -> None:
+        """Open the bucket, making it if needed (``nats-mcp provision`` does, for a gateway that may only open it)."""
+        await self._bucket()
+
     async def create(self, record: SessionRecord) -> None:
         kv = await self._bucket()
         await kv.put(self.layout.session_key(record.owner, record.session), record.to_json())

@@ -77,6 +77,9 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
 
             config = sse_stream_config(coordinator.layout, settings.http.sse_resume_s)
             await ensure_stream(conn.jetstream, config, replicas=conn.replicas)
+        from nats_mcp.bus.sessions import SessionStore  # the HTTP gateway's sessions (a gateway user may only open it)
+
+        await SessionStore(conn, coordinator.layout, settings.http.session_idle_s).open()
         ours = (f"nmcp_{coordinator.layout.namespace}_", "KV_nmcp_", "nmcp_audit")
         found = [s for s in await conn.jetstream.streams_info() if s.config.name and s.config.name.startswith(ours)]
         return sorted(
