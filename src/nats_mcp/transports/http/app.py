@@ -244,17 +244,11 @@ def _listen_while_running(app: Starlette, roaming: RoamingSessions) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(instance: Any) -> AsyncIterator[Any]:
         async with running(instance) as state:
-            subscription = None
-            try:
-                subscription = await roaming.listen()
-            except Exception as exc:  # NATS away at start: sessions ended elsewhere end here by idle timeout
-                log.warning("not listening to session announcements: %s", exc)
+            await roaming.start()
             try:
                 yield state
             finally:
-                if subscription is not None:
-                    with contextlib.suppress(Exception):
-                        await subscription.unsubscribe()
+                await roaming.stop()
 
     app.router.lifespan_context = lifespan
 

@@ -24,6 +24,7 @@ process holds the session (a client whose session copy there ends subscribes aga
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -59,7 +60,7 @@ from nats_mcp.transports.http.sessions import (
 
 log = logging.getLogger("nats_mcp.http")
 
-END_TIMEOUT_S = 5.0
+END_TIMEOUT_S = 5
 LevelRestorer = Callable[[Connection, str], None]
 
 
@@ -109,6 +110,7 @@ class RoamingSessions:
         self._touched: dict[str, float] = {}
         self._connections: dict[str, Connection] = {}
         self._owners: dict[str, str] = {}
+        self._subscription: Any = None
         if agents is not None:
             agents.recorder = self._record_agent
 
@@ -119,9 +121,31 @@ class RoamingSessions:
         manager.asgi_app = RequestBodyLimitMiddleware(self._wrap(inner), manager.max_request_body_size)
         manager._serve_opening_request = self._serve_opening  # type: ignore[method-assign, assignment]
 
-    async def listen(self) -> Any:
-        """Hear other processes' announcements (a session ended, a log level changed); returns the subscription."""
-        return await self.store.listen(self._control)
+    async def start(self) -> None:
+        """Hear other processes' announcements (a session ended, a log level changed) from the first connection to
+        NATS on (the client subscribes again by itself after a reconnect)."""
+        conn = self.store.conn
+        conn.add_listener(self._on_nats_event)
+        if conn.connected:
+            await self._subscribe()
+
+    async def _on_nats_event(self, event: str, _data: dict[str, Any]) -> None:
+        if event == "connected":
+            await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        if self._subscription is not None:
+            return
+        try:
+            self._subscription = await self.store.listen(self._control)
+        except Exception as exc:  # sessions ended elsewhere then end here by idle timeout
+            log.warning("not listening to session announcements: %s", exc)
+
+    async def stop(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -191,9 +215,9 @@ class RoamingSessions:
         """After the SDK answered a DELETE 2xx (the session's own credential ended it): end it everywhere."""
 
         async def watch(message: Message) -> None:
-            await send(message)
             if message["type"] == "http.response.start" and 200 <= int(message["status"]) < 300:
-                await self._end(session, owner)
+                await self._end(session, owner)  # told everywhere before the client hears it ended
+            await send(message)
 
         return watch
 
@@ -204,6 +228,7 @@ class RoamingSessions:
                 record = await self.store.get(owner, session)
                 await self.store.delete(owner, session)
                 await self.store.announce(session, {"event": "ended"})
+                await self.store.conn.client.flush(timeout=END_TIMEOUT_S)
         except Exception as exc:  # the record then ends by its TTL, the other copies by their idle timeout
             log.warning("end of MCP session %s not recorded in NATS: %s", session, exc)
         self._forget(session)
