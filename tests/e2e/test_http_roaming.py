@@ -15,7 +15,7 @@ from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, m
 from tests.support.lbproxy import round_robin
 from tests.support.natsserver import NatsServer, wait_for
 from tests.support.stdio import ok
-from tests.support.ts_client import TsClient, ts_client  # noqa: F401 (the fixture)
+from tests.support.ts_client import TsClient
 from tests.support.work_tools import broadcast, claim, register
 
 pytestmark = pytest.mark.slow
