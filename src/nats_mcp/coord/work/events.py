@@ -23,7 +23,8 @@ log = logging.getLogger("nats_mcp.coord.work.events")
 PULL_WAIT_S = 2.0
 """Also how often consumers with handed-out items are poked (see :meth:`WorkExpiry.poke_consumers`)."""
 BATCH = 16
-RECOVER_EVERY_S = 30.0
+RECOVER_EVERY_S = 1.0
+"""At most this often (each round, when idle: ``PULL_WAIT_S``) intents older than ``dlq.RECOVER_AFTER_S`` are finished."""
 ERROR_PAUSE_S = 2.0
 MAX_ADVISORY = "io.nats.jetstream.advisory.v1.max_deliver"
 
