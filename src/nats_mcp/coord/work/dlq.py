@@ -5,14 +5,37 @@ Each entry has its own subject (``Layout.dlq_subject(capability, item_id)``) and
 is dead-lettered at most once, and it is found by id without a scan. Entries expire after
 ``work.dlq_ttl_ms``.
 
-A retry never leaves an item in both places and never loses it, even if the process dies half way:
-the item is first written to a ``requeue.<id>`` intent in the work-state bucket, then the queue
-message it was dead-lettered with is removed (a process that died after writing the DLQ entry may
-have left it stored), then the DLQ entry is claimed by deleting it (only one caller can), then the
-item is published to the queue with a deterministic ``Nats-Msg-Id``, then the intent is removed.
-Every step can be done again: a retry of the item sent again (the agent's call was cut off) finishes
-an intent it finds at once, and any server process finishes intents left behind by a dead one
-(:meth:`DlqService.recover`).
+A retry never leaves an item in both places and never loses it, even if the process dies half way.
+Its steps: (1) the item goes into a ``requeue.<id>`` intent in the work-state bucket (created: one
+retry per item at a time); (2) the decision: the item's ``dead`` record becomes ``requeued``, naming the
+copy the retry publishes by its ``Nats-Msg-Id`` ``requeue-<id>-<DLQ seq>`` (compare-and-set: of a retry
+and a discard one wins); (3) the queue message the item died with goes (a process that died after
+writing the DLQ entry may have left it stored); (4) the DLQ entry goes; (5) the copy is published;
+(6) the intent goes. Every step can be done again: a retry of the item sent again (the agent's call was
+cut off) finishes an intent it finds at once, and every server process's events mover finishes intents
+older than ``RECOVER_AFTER_S`` (:meth:`DlqService.recover`), so an abandoned retry is finished within
+about ``RECOVER_AFTER_S`` plus one mover round (bench/dlq_recover.py). A discard is (2) to ``discarded``,
+(3), (4).
+
+The two windows this closes (issue 21; tests/integration/test_work_crash.py builds each state):
+
+* Window 1, a stale settle. A dead-letterer that died after the DLQ entry but before removing the queue
+  message leaves it stored; its lease runs out and a claim pulls it again (C1) and reads the ``dead``
+  record (C2). A retry runs to the end in between: (1)-(6). The claim then settles the dead item (C3):
+  it wrote the DLQ entry again (the item in the DLQ and in the queue) or, after a reset retry that
+  deleted the record, handed the leftover out beside the copy. Now: a claim (or the mover) that reads a
+  ``requeued``/``discarded`` record for the message it holds drops the message
+  (:func:`nats_mcp.coord.work.copies.stale_copy`); a C2 made before (2) and a C3 after (4) is caught by
+  :meth:`DlqService.file`: the entry it wrote is followed by a record that is no longer ``dead``, and
+  goes again. Left: a process killed in the one round trip between that write and its removal leaves
+  the entry listed; a retry or discard of it finds the record not ``dead``, removes it and answers
+  not_found (the item is requeued once, never killed).
+* Window 2, a finish after the duplicate window. A retry cut after (5) leaves its intent; whoever
+  finishes it published the copy again, relying on the 120 s ``Nats-Msg-Id`` window: past it, the item
+  was queued twice. Now the finisher publishes only if no copy is out: the record names a claimed copy
+  (it moved on from ``requeued``), or the item's queue subject is looked through for an unclaimed one
+  by its ``Nats-Msg-Id``. A second copy stored anyway (by an older release) is dropped by the claim
+  that meets it: the record still names the first copy's id and has moved on.
 """
 
 from __future__ import annotations
