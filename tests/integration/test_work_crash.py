@@ -242,6 +242,7 @@ async def test_a_leftover_pulled_just_before_a_retry_removed_it_is_dropped(work:
     assert await work._take(caller(), CAP, delivery) is None
     assert await dlq_empty(work)
     assert await queued(work) == 1  # the requeued copy alone
+    assert (await work.views.item_status(item_id)).state == "waiting"
     await handed_out_once(work, item_id)
 
 
