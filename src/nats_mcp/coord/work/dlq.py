@@ -359,7 +359,8 @@ class DlqService:
     async def _copy_published(self, item: WorkItem, token: str, after: int) -> bool:
         """Whether the retry's copy is in the queue or was claimed from it (window 2 of the module docstring): the
         record names a claimed copy; an unclaimed one is looked for on the item's queue subject, by its
-        ``Nats-Msg-Id``, after the message the item died with."""
+        ``Nats-Msg-Id``, after the message the item died with. Only a retry finished by another call does this:
+        one batched direct get per ``COPY_SCAN_BATCH`` items waiting at the item's capability and priority."""
         record, _ = await self._records.read(item.id)
         if record is not None and record.requeue == token and record.state != "requeued":
             return True
