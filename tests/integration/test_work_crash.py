@@ -199,9 +199,10 @@ async def cut_after_publish(work: WorkService, item_id: str) -> str:
         sent.append(msg_id)
         raise RuntimeError("process died after the publish")
 
+    before = await queued(work)
     with pytest.raises(RuntimeError):
         await work.dlq.retry(item_id, False, publish_then_crash)
-    assert await intents(work) == 1 and await queued(work) == 1
+    assert await intents(work) == 1 and await queued(work) == before + 1
     return sent[0]
 
 
@@ -292,6 +293,24 @@ async def test_finishing_a_retry_cut_after_its_publish_after_the_duplicate_windo
     assert await work.dlq.recover(work.publish, older_than_s=0) == 1
     assert await queued(work) == 1
     await handed_out_once(work, item_id)
+
+
+async def test_the_copy_is_found_behind_more_waiting_items_than_one_look_reads(work: WorkService) -> None:
+    """Window 2 with a queue: the copy waits behind 150 items of the same capability and priority (the finisher
+    reads 100 at a time); every item, the copy included, is handed out once."""
+    [item_id] = await dead(work, 1)
+    others = {await offer(work, f"other-{i}") for i in range(150)}
+    await cut_after_publish(work, item_id)
+    await duplicate_window_passed(work)
+    assert await work.dlq.recover(work.publish, older_than_s=0) == 1
+    assert await queued(work) == 151
+    me, seen = caller(), []
+    while got := await work.claim(me, CAP, max_items=50, timeout_ms=0):
+        for item in got:
+            seen.append(item.id)
+            await work.complete(me, item.id)
+    assert sorted(seen) == sorted([*others, item_id])
+    assert await queued(work) == 0 and await intents(work) == 0
 
 
 async def test_finishing_a_retry_whose_copy_was_claimed_and_completed_publishes_nothing(work: WorkService) -> None:
