@@ -39,6 +39,7 @@ SUBJECT = "Nats-Subject"
 TIME_STAMP = "Nats-Time-Stamp"
 NUM_PENDING = "Nats-Num-Pending"
 LAST_SEQUENCE = "Nats-Last-Sequence"
+MSG_ID = "Nats-Msg-Id"
 
 END_OF_BATCH = "204"
 NOT_FOUND = "404"
@@ -63,6 +64,8 @@ class StoredMsg:
     subject: str
     data: bytes
     time: str
+    msg_id: str | None = None
+    """Its ``Nats-Msg-Id`` header (batched direct gets only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,4 +250,5 @@ def _stored(msg: Msg, headers: dict[str, str]) -> StoredMsg:
         subject=headers.get(SUBJECT, ""),
         data=msg.data,
         time=headers.get(TIME_STAMP, ""),
+        msg_id=headers.get(MSG_ID),
     )

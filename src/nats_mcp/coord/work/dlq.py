@@ -5,14 +5,37 @@ Each entry has its own subject (``Layout.dlq_subject(capability, item_id)``) and
 is dead-lettered at most once, and it is found by id without a scan. Entries expire after
 ``work.dlq_ttl_ms``.
 
-A retry never leaves an item in both places and never loses it, even if the process dies half way:
-the item is first written to a ``requeue.<id>`` intent in the work-state bucket, then the queue
-message it was dead-lettered with is removed (a process that died after writing the DLQ entry may
-have left it stored), then the DLQ entry is claimed by deleting it (only one caller can), then the
-item is published to the queue with a deterministic ``Nats-Msg-Id``, then the intent is removed.
-Every step can be done again: a retry of the item sent again (the agent's call was cut off) finishes
-an intent it finds at once, and any server process finishes intents left behind by a dead one
-(:meth:`DlqService.recover`).
+A retry never leaves an item in both places and never loses it, even if the process dies half way.
+Its steps: (1) the item goes into a ``requeue.<id>`` intent in the work-state bucket (created: one
+retry per item at a time); (2) the decision: the item's ``dead`` record becomes ``requeued``, naming the
+copy the retry publishes by its ``Nats-Msg-Id`` ``requeue-<id>-<DLQ seq>`` (compare-and-set: of a retry
+and a discard one wins); (3) the queue message the item died with goes (a process that died after
+writing the DLQ entry may have left it stored); (4) the DLQ entry goes; (5) the copy is published;
+(6) the intent goes. Every step can be done again: a retry of the item sent again (the agent's call was
+cut off) finishes an intent it finds at once, and every server process's events mover finishes intents
+older than ``RECOVER_AFTER_S`` (:meth:`DlqService.recover`), so an abandoned retry is finished within
+about ``RECOVER_AFTER_S`` plus one mover round (bench/dlq_recover.py). A discard is (2) to ``discarded``,
+(3), (4).
+
+The two windows this closes (issue 21; tests/integration/test_work_crash.py builds each state):
+
+* Window 1, a stale settle. A dead-letterer that died after the DLQ entry but before removing the queue
+  message leaves it stored; its lease runs out and a claim pulls it again (C1) and reads the ``dead``
+  record (C2). A retry runs to the end in between: (1)-(6). The claim then settles the dead item (C3):
+  it wrote the DLQ entry again (the item in the DLQ and in the queue) or, after a reset retry that
+  deleted the record, handed the leftover out beside the copy. Now: a claim (or the mover) that reads a
+  ``requeued``/``discarded`` record for the message it holds drops the message
+  (:func:`nats_mcp.coord.work.copies.stale_copy`); a C2 made before (2) and a C3 after (4) is caught by
+  :meth:`DlqService.file`: the entry it wrote is followed by a record that is no longer ``dead``, and
+  goes again. Left: a process killed in the one round trip between that write and its removal leaves
+  the entry listed; a retry or discard of it finds the record not ``dead``, removes it and answers
+  not_found (the item is requeued once, never killed).
+* Window 2, a finish after the duplicate window. A retry cut after (5) leaves its intent; whoever
+  finishes it published the copy again, relying on the 120 s ``Nats-Msg-Id`` window: past it, the item
+  was queued twice. Now the finisher publishes only if no copy is out: the record names a claimed copy
+  (it moved on from ``requeued``), or the item's queue subject is looked through for an unclaimed one
+  by its ``Nats-Msg-Id``. A second copy stored anyway (by an older release) is dropped by the claim
+  that meets it: the record still names the first copy's id and has moved on.
 """
 
 from __future__ import annotations
@@ -21,7 +44,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nats_mcp.bus import specs
@@ -36,11 +59,12 @@ from nats_mcp.bus.setup import ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord import capscope
-from nats_mcp.coord.checks import dumps, parse_instant
+from nats_mcp.coord.checks import dumps, parse_instant, timestamp
 from nats_mcp.coord.errors import Conflict, InvalidArgument, InvalidName, NotFound
 from nats_mcp.coord.models import DlqItem, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
-from nats_mcp.coord.work.store import ItemRecords, delete_at
+from nats_mcp.coord.work.copies import requeue_token
+from nats_mcp.coord.work.store import ItemRecord, ItemRecords, delete_at
 from nats_mcp.core.names import InvalidNameError, validate_type_name, validate_uuid
 
 log = logging.getLogger("nats_mcp.coord.work.dlq")
@@ -49,8 +73,10 @@ LIST_TOOL = "warp_dlq_list"
 MAX_LIST_LIMIT = 100
 API_TIMEOUT_S = 5.0
 BATCH_MAX_BYTES = 4 * 1024 * 1024
-RECOVER_AFTER_S = 15.0
-"""A requeue intent older than this is taken to be left behind by a process that died."""
+RECOVER_AFTER_S = 2.0
+"""A requeue intent older than this is taken to be left behind by a process that died (a live retry takes a few
+round trips; one finished twice at once is harmless: every step is re-doable and both copies share a Nats-Msg-Id)."""
+COPY_SCAN_BATCH = 100
 
 Publish = Callable[[WorkItem, str], Awaitable[None]]
 """Put an item (back) on its queue with the given Nats-Msg-Id."""
@@ -106,11 +132,11 @@ class DlqService:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    async def add(self, entry: DlqItem) -> bool:
-        """Store an entry unless the item already has one: True if this call stored it."""
+    async def add(self, entry: DlqItem) -> int | None:
+        """Store an entry unless the item already has one: its sequence if this call stored it."""
         subject = self._layout.dlq_subject(entry.workItem.capability, entry.id)
         try:
-            await store(
+            seq = await store(
                 self._conn.jetstream,
                 subject,
                 dumps(entry.model_dump(exclude_none=True)),
@@ -120,10 +146,10 @@ class DlqService:
             )
         except JetStreamError as exc:
             if exc.err_code == 10071:  # wrong last sequence: the entry is there already
-                return False
+                return None
             raise
         log.info("work item %s dead-lettered (%s)", entry.id, entry.reason)
-        return True
+        return seq
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -198,6 +224,22 @@ class DlqService:
 
     # -- retry, discard --------------------------------------------------------------------------
 
+    async def file(self, entry: DlqItem, work_seq: int) -> int | None:
+        """Write the entry of an item whose record says it died with the message at ``work_seq`` (window 1 of the
+        module docstring): an entry written after a retry or discard took the item out of the DLQ goes again at
+        once, by its own sequence. Returns the sequence of an entry this call wrote and kept."""
+        seq = await self.add(entry)
+        if seq is None:
+            return None
+        record, _ = await self._records.read(entry.id)
+        if record is not None and record.state == "dead":
+            return seq  # (dead through a later message too: the item needs an entry, and this is it)
+        log.info(
+            "work item %s left the DLQ while its dead message %d was settled; dropping the entry", entry.id, work_seq
+        )
+        await self._delete(seq)
+        return None
+
     async def retry(self, item_id: str, reset_attempts: bool, publish: Publish) -> WorkItem:
         """Move an entry back to its queue: exactly once, never in both places, never lost. A retry of the item that
         a dying process left half done (the agent sends its call again) is finished instead."""
@@ -215,12 +257,16 @@ class DlqService:
             if found is None:
                 raise NotFound(f"no dead-lettered item {item_id} (see warp_dlq_list)")
             stored, entry = found
+            record, _ = await self._records.read(item_id)
+            if record is not None and record.state != "dead":
+                await self._delete(stored.seq)  # written by a settle cut off before it saw the item leave the DLQ
+                raise NotFound(f"dead-lettered item {item_id} was retried or discarded meanwhile")
             item = entry.workItem.model_copy(update={"attempts": 0 if reset_attempts else entry.attempts})
             if item.deadline is not None and _past(item.deadline):
                 item = item.model_copy(update={"deadline": None})  # a retry of a missed deadline gets no deadline
             intent = {
                 "dlqSeq": stored.seq,
-                "workSeq": await self._dead_seq(item_id),
+                "workSeq": record.seq if record is not None else None,
                 "reset": reset_attempts,
                 "at": time.time(),
                 "item": item.model_dump(),
@@ -231,12 +277,10 @@ class DlqService:
             except WrongLastSequence:
                 continue  # another retry of the item began meanwhile: finish that one
             try:
-                await self._drop_stale(intent)
-                if not await self._delete(stored.seq):
-                    if await delete_at(kv, key, revision):
-                        raise NotFound(f"dead-lettered item {item_id} was discarded or expired meanwhile")
-                    return item  # a repeated retry took this one over (and took the entry): it finishes it
-                await self._requeue(kv, key, intent, publish)
+                if not await self._leave_dead(intent):
+                    await delete_at(kv, key, revision)
+                    raise NotFound(f"dead-lettered item {item_id} was discarded meanwhile")
+                await self._finish(kv, key, intent, publish, again=False)
             except NotFound:
                 raise
             except Exception:
@@ -265,23 +309,82 @@ class DlqService:
     async def _take_over(
         self, kv: KeyValue, key: str, intent: dict[str, Any], revision: int, publish: Publish
     ) -> WorkItem | None:
-        """Finish a retry another call began. Its intent is rewritten first (at the revision read), so a process
-        still on that retry that then finds the entry gone leaves the intent to this call rather than dropping it.
-        None when the intent moved meanwhile."""
+        """Finish a retry another call began. Its intent is rewritten first (at the revision read), so of two
+        processes taking it over one goes on. None when the intent moved meanwhile, or the item was discarded
+        before that retry marked it (the intent is then dropped)."""
         try:
             with nats_edge():
-                await kv.update(key, dumps(intent), last=revision)
+                revision = await kv.update(key, dumps(intent), last=revision)
         except WrongLastSequence:
             return None
-        await self._drop_stale(intent)
-        await self._delete(int(intent["dlqSeq"]))  # gone already when the other call got that far
-        await self._requeue(kv, key, intent, publish)
+        if not await self._leave_dead(intent):
+            await delete_at(kv, key, revision)
+            return None
+        await self._finish(kv, key, intent, publish, again=True)
         return WorkItem.model_validate(intent["item"])
 
-    async def _dead_seq(self, item_id: str) -> int | None:
-        """Work-stream sequence of the message the item was dead-lettered with (per its state record)."""
-        record, _ = await self._records.read(item_id)
-        return record.seq if record is not None and record.state == "dead" else None
+    async def _leave_dead(self, intent: dict[str, Any]) -> bool:
+        """The retry's decision: the item's dead record becomes a ``requeued`` one that names the retry's copy, by
+        compare-and-set, so of a retry and a discard (or a stale settle) exactly one wins. True when the record
+        says this retry won, now or earlier (its own mark, or what a claim of its copy wrote since)."""
+        item = WorkItem.model_validate(intent["item"])
+        token = requeue_token(item.id, int(intent["dlqSeq"]))
+        for _ in range(3):
+            record, revision = await self._records.read(item.id)
+            if record is not None and record.requeue == token:
+                return True
+            if record is not None and record.state != "dead":
+                return False
+            if record is None:
+                mark = ItemRecord(state="requeued", seq=int(intent.get("workSeq") or 0), requeue=token)
+            else:
+                mark = replace(record, state="requeued", requeue=token, settled_at=timestamp())
+                if intent.get("reset"):
+                    mark = replace(mark, errors=[], attempts=0, reason=None)
+            if await self._records.write(item.id, mark, revision) is not None:
+                return True
+        raise Conflict(f"item {item.id} keeps changing; try again")
+
+    async def _finish(self, kv: KeyValue, key: str, intent: dict[str, Any], publish: Publish, *, again: bool) -> None:
+        """The steps after the decision, each re-doable: the leftover queue message and the DLQ entry go, the copy
+        is published, the intent goes. Finishing ``again`` publishes only if no copy is claimed or queued yet."""
+        await self._drop_stale(intent)
+        await self._delete(int(intent["dlqSeq"]))  # False: expired, or taken by the call being finished
+        item = WorkItem.model_validate(intent["item"])
+        token = requeue_token(item.id, int(intent["dlqSeq"]))
+        if not again or not await self._copy_published(item, token, int(intent.get("workSeq") or 0)):
+            await publish(item, token)
+        await kv.delete(key)
+
+    async def _copy_published(self, item: WorkItem, token: str, after: int) -> bool:
+        """Whether the retry's copy is in the queue or was claimed from it (window 2 of the module docstring): the
+        record names a claimed copy; an unclaimed one is looked for on the item's queue subject, by its
+        ``Nats-Msg-Id``, after the message the item died with. Only a retry finished by another call does this:
+        one batched direct get per ``COPY_SCAN_BATCH`` items waiting at the item's capability and priority."""
+        record, _ = await self._records.read(item.id)
+        if record is not None and record.requeue == token and record.state != "requeued":
+            return True
+        start = after + 1
+        while True:
+            try:
+                batch = await get_batch(
+                    self._conn.client,
+                    self._layout.work_stream,
+                    start,
+                    COPY_SCAN_BATCH,
+                    subject=self._layout.work_subject(item.capability, item.priority),
+                    max_bytes=BATCH_MAX_BYTES,
+                    partial=True,
+                    prefix=self._api,
+                    timeout=API_TIMEOUT_S,
+                )
+            except DirectGetUnavailable:
+                return False  # no queue yet
+            if any(stored.msg_id == token for stored in batch.messages):
+                return True
+            if batch.at_end or not batch.messages:
+                return False
+            start = batch.messages[-1].seq + 1
 
     async def _drop_stale(self, intent: dict[str, Any]) -> None:
         """The dead item's queue message goes first: a process that died after writing the DLQ entry but before
@@ -295,18 +398,9 @@ class DlqService:
                 timeout=API_TIMEOUT_S,
             )
 
-    async def _requeue(self, kv: KeyValue, key: str, intent: dict[str, Any], publish: Publish) -> None:
-        """The last steps, each re-doable: forget the dead record (reset), publish (deduplicated), drop the intent."""
-        item = WorkItem.model_validate(intent["item"])
-        if intent.get("reset"):  # before the publish: no claim of the requeued copy can have written a record yet
-            record, revision = await self._records.read(item.id)
-            seq = intent.get("workSeq")
-            if record is not None and record.state == "dead" and (seq is None or record.seq == seq):
-                await self._records.delete(item.id, revision)
-        await publish(item, f"requeue-{item.id}-{int(intent['dlqSeq'])}")
-        await kv.delete(key)
-
     async def discard(self, item_id: str) -> None:
+        """Drop an entry for good. Like a retry, the record decides first (``discarded``, which also keeps a leftover
+        queue message of the item from being handed out); a discard cut off after that is finished by the next."""
         check_item_id(item_id)
         found = await self.find(item_id)
         if found is None:
@@ -318,13 +412,21 @@ class DlqService:
                 raise Conflict(f"item {item_id} is being retried; it is no longer in the DLQ")
         except KeyNotFound:
             pass
-        await self._drop_stale({"workSeq": await self._dead_seq(item_id)})
+        for _ in range(3):
+            record, revision = await self._records.read(item_id)
+            if record is not None and record.state not in ("dead", "discarded"):
+                await self._delete(found[0].seq)  # written by a settle cut off before it saw the item leave the DLQ
+                raise NotFound(f"dead-lettered item {item_id} was retried meanwhile; it is no longer in the DLQ")
+            if record is None or record.state == "discarded":
+                break
+            gone = replace(record, state="discarded", settled_at=timestamp())
+            if await self._records.write(item_id, gone, revision) is not None:
+                break
+        else:
+            raise Conflict(f"item {item_id} keeps changing; try again")
+        await self._drop_stale({"workSeq": record.seq if record is not None else None})
         if not await self._delete(found[0].seq):
             raise NotFound(f"dead-lettered item {item_id} was retried, discarded or expired meanwhile")
-        try:
-            await self._records.delete(item_id)
-        except Exception:  # the record expires on its own
-            log.debug("could not delete the state record of %s", item_id, exc_info=True)
 
     async def _delete(self, seq: int) -> bool:
         return await delete_msg(

@@ -3,7 +3,7 @@
 The events stream stores what happened while no server process was looking (a last lease that ran
 out, a deadline that passed), so every server process runs this loop over the one shared durable
 consumer: each event goes to one of them, and handling it twice is harmless (every step is
-idempotent). The loop also finishes DLQ retries left half-done by a process that died.
+idempotent). Each round the loop also finishes DLQ retries left half-done by a process that died.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ log = logging.getLogger("nats_mcp.coord.work.events")
 PULL_WAIT_S = 2.0
 """Also how often consumers with handed-out items are poked (see :meth:`WorkExpiry.poke_consumers`)."""
 BATCH = 16
-RECOVER_EVERY_S = 30.0
+RECOVER_EVERY_S = 1.0
+"""At most this often (each round; when idle a round takes ``PULL_WAIT_S``), intents older than
+``dlq.RECOVER_AFTER_S`` are finished: an abandoned DLQ retry is finished within a few seconds."""
 ERROR_PAUSE_S = 2.0
 MAX_ADVISORY = "io.nats.jetstream.advisory.v1.max_deliver"
 

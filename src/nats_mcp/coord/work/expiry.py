@@ -16,6 +16,7 @@ from nats_mcp.bus.pull import poke
 from nats_mcp.bus.streamops import delete_msg
 from nats_mcp.coord.checks import timestamp
 from nats_mcp.coord.models import WorkItem
+from nats_mcp.coord.work.copies import WITHDRAWN
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords
 
 
@@ -72,14 +73,14 @@ class WorkExpiry:
         for _ in range(3):
             record, revision = await self._work.records.read(item.id)
             same = record is not None and record.seq == seq
-            if record is not None and same and record.state == "done":
+            if record is not None and same and record.state in ("done", *WITHDRAWN):  # settled, or superseded
                 await delete_msg(self._work.conn.client, self._work.layout.work_stream, seq, prefix=self._work.api)
                 return
             if record is not None and same and record.state == "dead":
                 await self._work.settle_dead(item, record)
                 return
             errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
-            base = ItemRecord(state="dead", seq=seq, errors=errors)
+            base = ItemRecord(state="dead", seq=seq, errors=errors, requeue=_requeue_of(record, same))
             holder = record.claimer if record is not None and same else None
             base = base.with_error(
                 f"{timestamp()} attempt {item.attempts + deliveries}: lease expired (held by {holder})"
@@ -100,6 +101,9 @@ class WorkExpiry:
             if record is not None and same:
                 if record.state == "done":
                     return None
+                if record.state in WITHDRAWN:  # superseded by a DLQ retry or discard
+                    await delete_msg(self._work.conn.client, self._work.layout.work_stream, seq, prefix=self._work.api)
+                    return None
                 if record.state == "dead":
                     await self._work.settle_dead(item, record)
                     return None
@@ -107,7 +111,15 @@ class WorkExpiry:
                     return record.lease_expires - time.time() + 1.0
             errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
             attempts = record.attempts if record is not None and same else item.attempts
-            base = ItemRecord(state="dead", seq=seq, errors=errors)
+            base = ItemRecord(state="dead", seq=seq, errors=errors, requeue=_requeue_of(record, same))
             if await self._work.dead_letter(item, base, revision, "deadline_passed", attempts):
                 return None
         return 1.0
+
+
+def _requeue_of(record: ItemRecord | None, same: bool) -> str | None:
+    """The DLQ retry copy a dead record keeps naming (see :mod:`nats_mcp.coord.work.copies`): the message's own
+    record's, or the ``requeued`` record's (whose copy it then is: the mover has no headers to check)."""
+    if record is None or not (same or record.state == "requeued"):
+        return None
+    return record.requeue

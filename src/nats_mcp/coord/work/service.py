@@ -31,7 +31,7 @@ from nats_mcp.bus.errors import PayloadTooLargeError, ResourceNotFound, nats_edg
 from nats_mcp.bus.jstypes import Msg
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
-from nats_mcp.bus.publish import store
+from nats_mcp.bus.publish import MSG_ID, store
 from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, pull
 from nats_mcp.bus.setup import ensure_consumer, ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
@@ -40,6 +40,7 @@ from nats_mcp.coord.checks import check_metadata, dumps, iso_epoch, parse_instan
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
 from nats_mcp.coord.models import DlqItem, Scope, WorkItem
+from nats_mcp.coord.work.copies import copy_token, stale_copy
 from nats_mcp.coord.work.deadlines import arm_deadline, disarm_deadline
 from nats_mcp.coord.work.dlq import DlqService, check_capability, check_item_id
 from nats_mcp.coord.work.expiry import WorkExpiry
@@ -272,9 +273,15 @@ class WorkService:
         # A first delivery of a fresh item has no record yet: try to create one without reading first (a
         # record that exists after all makes the create fail, and the next round reads it).
         fresh = delivery.delivered == 1 and item.attempts == 0
+        msg_id = delivery.headers.get(MSG_ID)
         for _ in range(3):
             record, revision = (None, 0) if fresh else await self.records.read(item.id)
             fresh = False
+            stale = stale_copy(record, delivery.stream_seq, msg_id)
+            if stale is not None:  # e.g. a leftover pulled just before a DLQ retry removed it: never handed out
+                log.info("dropping work message %d of item %s: %s", delivery.stream_seq, item.id, stale)
+                await self._ack(delivery.reply, "+TERM")
+                return None
             same = record is not None and record.seq == delivery.stream_seq
             if record is not None and same and record.state == "done":
                 await self._ack(delivery.reply, "+ACK")  # completed through an older delivery
@@ -283,7 +290,7 @@ class WorkService:
                 await self.settle_dead(item, record, reply=delivery.reply)
                 return None
             errors = list(record.errors) if record is not None and (same or item.attempts > 0) else []
-            base = ItemRecord(state="claimed", seq=delivery.stream_seq, errors=errors)
+            base = ItemRecord(state="claimed", seq=delivery.stream_seq, errors=errors, requeue=copy_token(msg_id))
             if record is not None and same and record.state == "claimed" and record.delivered < delivery.delivered:
                 base = base.with_error(
                     f"{timestamp()} attempt {record.attempts}: lease expired (held by {record.claimer})"
@@ -456,7 +463,7 @@ class WorkService:
             failedAt=record.settled_at or timestamp(),
             errors=list(record.errors),
         )
-        await self.dlq.add(entry)
+        await self.dlq.file(entry, record.seq)
         if reply is not None:
             await self._ack(reply, "+TERM")  # on a WorkQueue stream, the message goes with it
         else:

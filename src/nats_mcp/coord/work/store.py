@@ -21,7 +21,9 @@ from nats_mcp.bus.layout import Layout
 
 log = logging.getLogger("nats_mcp.coord.work.service")
 
-ItemState = Literal["claimed", "released", "done", "dead"]
+ItemState = Literal["claimed", "released", "done", "dead", "requeued", "discarded"]
+"""``requeued``/``discarded``: a DLQ retry or discard took the dead item out of the DLQ; the message at ``seq`` is
+superseded (see :mod:`nats_mcp.coord.work.copies`)."""
 WRONG_LAST_SEQUENCE = (10071, 10164)
 """JetStream's answers to a conditional write whose key moved on (nats-py turns them into KeyWrongLastSequenceError
 for create and update, not for delete)."""
@@ -51,6 +53,8 @@ class ItemRecord:
     settled_at: str | None = None
     deadline: bool = False
     """Whether the item has a deadline timer to disarm when it is settled."""
+    requeue: str | None = None
+    """``Nats-Msg-Id`` of the DLQ retry's copy this record's item came from (None: not requeued by a retry)."""
 
     def with_error(self, error: str) -> ItemRecord:
         errors = [*self.errors, error]

@@ -19,7 +19,7 @@ from nats_mcp.coord.errors import InvalidArgument, NotFound, nats_errors
 from nats_mcp.coord.models import ItemStatus, QueueStatus, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.dlq import DlqService, check_capability
-from nats_mcp.coord.work.store import ItemRecords, ItemState
+from nats_mcp.coord.work.store import ItemRecord, ItemRecords, ItemState
 from nats_mcp.core.names import validate_uuid
 
 
@@ -44,12 +44,20 @@ MAX_FIND_SCAN = 100_000
 API_TIMEOUT_S = 5.0
 
 
-_WATCHED_STATE: dict[ItemState, Literal["claimed", "retrying", "completed", "dead_lettered"]] = {
+_WATCHED_STATE: dict[ItemState, Literal["waiting", "claimed", "retrying", "completed", "dead_lettered"]] = {
     "claimed": "claimed",
     "released": "retrying",
     "done": "completed",
     "dead": "dead_lettered",
+    "requeued": "waiting",  # back in its queue by a DLQ retry, not claimed yet
+    "discarded": "waiting",  # not shown: item_status reads a discarded item's record as none (_known)
 }
+
+
+def _known(read: tuple[ItemRecord | None, int]) -> ItemRecord | None:
+    """A record as item_status shows it: a discarded item's (kept against stale copies) reads as forgotten."""
+    record, _ = read
+    return None if record is not None and record.state == "discarded" else record
 
 
 @dataclass(frozen=True)
@@ -276,11 +284,11 @@ class WorkViews:
         """
         validate_uuid(item_id, "workItemId")
         with nats_errors():
-            record, _ = await self._work.records.read(item_id)
+            record = _known(await self._work.records.read(item_id))
             found = None if record is not None else await self._work.dlq.find(item_id)
             if record is None and found is None and must_exist and not await self.may_be_queued(item_id):
                 # Claimed (and maybe settled) while the queues were read: it left the queue but has a record now.
-                record, _ = await self._work.records.read(item_id)
+                record = _known(await self._work.records.read(item_id))
                 found = None if record is not None else await self._work.dlq.find(item_id)
                 if record is None and found is None:
                     raise NotFound(
