@@ -32,6 +32,8 @@ class RoundRobin:
     """Requests each backend answered."""
     retried: int = 0
     """Requests sent to another backend because one refused the connection."""
+    failed: list[str] = field(default_factory=list)
+    """Requests a backend took but did not answer (the connection broke before a response)."""
     _turn: int = 0
     _client: httpx2.AsyncClient | None = None
 
@@ -60,6 +62,13 @@ class RoundRobin:
             except httpx2.ConnectError:
                 self.retried += 1
                 continue
+            except httpx2.HTTPError as exc:  # sent, but no answer came: the client must decide (it may resend)
+                self.failed.append(f"{backend}: {exc!r}")
+                await send(
+                    {"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]}
+                )
+                await send({"type": "http.response.body", "body": f"{backend} gave no answer: {exc!r}".encode()})
+                return
             self.served[backend] += 1
             await self._relay(response, receive, send)
             return

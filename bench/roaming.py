@@ -1,0 +1,153 @@
+"""Benchmark boundary of MCP sessions in NATS: the cost of a call when any process serves any request of a session.
+
+    .venv/bin/python bench/roaming.py [--quick] [--baseline-exe PATH]
+
+One run, one real nats-server, `nats-mcp serve --transport http` processes with one API key (rate limits raised),
+one SDK client per cell holding a 2025-11-25 session (``mode="legacy"``), calling ``warp_channels_send`` back to
+back. Cells, sampled alternately (the order rotated each round), medians of the rounds:
+
+- ``direct``: the client talks to one process (the session stays where it was opened);
+- ``proxy xN`` (N = 1, 2, 3): the same through a per-request round-robin proxy (tests/support/lbproxy.py) in front
+  of N processes, so with N > 1 consecutive requests of the session land on different processes;
+- ``baseline`` (with ``--baseline-exe``, e.g. the ``nats-mcp`` of a checkout from before sessions moved to NATS):
+  the client talks to one process of that build directly — today's per-call cost against the old one.
+
+Server CPU per call is the CPU all serve processes of the cell spent (every thread) over the calls made; it must not
+grow with the number of processes. The proxy runs in this process: its cost is in the client column, not the server's.
+Prints a table of calls/s, server CPU per call and their ratios to ``direct``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import http_tools
+from http_tools import SEND_CHANNEL, SEND_TOOL, Spec, caller, cpu_s, session
+from mcp import Client
+from tests.support.lbproxy import round_robin
+from tests.support.natsserver import NatsServer
+
+ROUNDS = {"quick": 3, "full": 9}
+SAMPLE_S = {"quick": 0.5, "full": 2.0}
+WARMUP = 20
+
+
+@dataclass
+class Cell:
+    name: str
+    servers: list[Spec]
+    proxied: bool
+    rates: list[float] = field(default_factory=list)
+    server_ms: list[float] = field(default_factory=list)
+    client_ms: list[float] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def client_of(cell: Cell) -> AsyncIterator[Client]:
+    if not cell.proxied:
+        async with session(cell.servers[0], "legacy") as client:
+            yield client
+        return
+    async with round_robin([f"http://127.0.0.1:{s.port}" for s in cell.servers]) as (base, proxy):
+        front = Spec(cell.name, "nats-mcp", token=cell.servers[0].token, port=int(base.rsplit(":", 1)[1]))
+        try:
+            async with session(front, "legacy") as client:
+                yield client
+        finally:
+            if proxy.failed:
+                print(f"{cell.name}: requests a process took but did not answer: {proxy.failed}", file=sys.stderr)
+
+
+async def measure(cells: list[Cell], rounds: int, seconds: float) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        calls = {}
+        for cell in cells:
+            client = await stack.enter_async_context(client_of(cell))
+            await http_tools.set_handle(client, cell.servers[0])
+            call = caller(client, SEND_TOOL, {"channel": SEND_CHANNEL, "message": "roaming bench"}, cell.name)
+            for _ in range(WARMUP):
+                await call()
+            calls[cell.name] = call
+        for turn in range(rounds):
+            for cell in cells[turn % len(cells) :] + cells[: turn % len(cells)]:
+                pids = [s.process.pid for s in cell.servers if s.process is not None]
+                server0 = sum(cpu_s(pid) for pid in pids)
+                client0 = sum(sys_cpu())
+                n = await http_tools.sequential(calls[cell.name], seconds)
+                elapsed = sum(sys_cpu()) - client0
+                server = sum(cpu_s(pid) for pid in pids) - server0
+                cell.rates.append(n / max(seconds, 1e-9))
+                cell.server_ms.append(1e3 * server / n)
+                cell.client_ms.append(1e3 * elapsed / n)
+
+
+def sys_cpu() -> tuple[float, float]:
+    import os
+
+    times = os.times()
+    return times.user, times.system
+
+
+def table(cells: list[Cell]) -> None:
+    base = cells[0]
+    rate0, cpu0 = statistics.median(base.rates), statistics.median(base.server_ms)
+    print(f"{'cell':<28}{'calls/s':>10}{'server ms/call':>16}{'client ms/call':>16}{'rate x':>9}{'server cpu x':>14}")
+    for cell in cells:
+        rate, cpu, client = (statistics.median(v) for v in (cell.rates, cell.server_ms, cell.client_ms))
+        print(f"{cell.name:<28}{rate:>10.1f}{cpu:>16.3f}{client:>16.3f}{rate / rate0:>9.2f}{cpu / cpu0:>14.2f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baseline-exe", type=Path, help="a nats-mcp executable of another build, sampled direct")
+    args = parser.parse_args()
+    form = "quick" if args.quick else "full"
+    with tempfile.TemporaryDirectory(prefix="roaming-bench-") as tmp:
+        base = Path(tmp)
+        specs: list[Spec] = []
+        with NatsServer(base / "nats").start() as nats:
+            try:
+                token = http_tools.create_api_key(base, nats.url)
+                procs = [Spec(f"serve-{i}", "nats-mcp", token=token) for i in range(1, 4)]
+                specs = list(procs)
+                if args.baseline_exe is not None:
+                    specs.append(Spec("baseline", "nats-mcp", token=token))
+                for spec in specs:
+                    http_tools.launch(spec, base, nats.url)
+                    if spec.name == "baseline" and spec.process is not None:  # the same command from the other build
+                        spec.process.kill()
+                        spec.process.wait()
+                        relaunch(spec, base, nats.url, args.baseline_exe)
+                await http_tools.wait_listening(specs)
+                cells = [Cell("direct", procs[:1], False)]
+                cells += [Cell(f"proxy x{n}", procs[:n], True) for n in (1, 2, 3)]
+                if args.baseline_exe is not None:
+                    cells.append(Cell("baseline direct", specs[-1:], False))
+                await measure(cells, ROUNDS[form], SAMPLE_S[form])
+                table(cells)
+            finally:
+                http_tools.stop_servers(specs)
+
+
+def relaunch(spec: Spec, base: Path, nats_url: str, exe: Path) -> None:
+    """Start ``spec`` again with another build's executable (same arguments and environment)."""
+    import subprocess
+
+    assert spec.port_file is not None and spec.log is not None
+    argv, env = http_tools.server_argv(spec, base, spec.port_file)
+    env["NATS_URL"] = nats_url
+    spec.port_file.unlink(missing_ok=True)
+    with spec.log.open("wb") as log:
+        spec.process = subprocess.Popen([str(exe), *argv[1:]], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
