@@ -22,7 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -89,8 +92,6 @@ async def measure(cells: list[Cell], rounds: int, seconds: float) -> None:
 
 
 def sys_cpu() -> tuple[float, float]:
-    import os
-
     times = os.times()
     return times.user, times.system
 
@@ -139,8 +140,6 @@ async def main() -> None:
 
 def relaunch(spec: Spec, base: Path, nats_url: str, exe: Path) -> None:
     """Start ``spec`` again with another build's executable (same arguments and environment)."""
-    import subprocess
-
     assert spec.port_file is not None and spec.log is not None
     argv, env = http_tools.server_argv(spec, base, spec.port_file)
     env["NATS_URL"] = nats_url
