@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ from mcp import Client
 from tests.support.lbproxy import round_robin
 from tests.support.natsserver import NatsServer
 
+RESULTS = Path(__file__).resolve().parent / "results"
 ROUNDS = {"quick": 3, "full": 9}
 SAMPLE_S = {"quick": 0.5, "full": 2.0}
 WARMUP = 20
@@ -97,12 +99,25 @@ def sys_cpu() -> tuple[float, float]:
 
 
 def table(cells: list[Cell]) -> None:
+    """Print the medians and ratios to ``direct``; write them to bench/results/roaming.json (bench/run_all.py)."""
     base = cells[0]
+    rows = []
     rate0, cpu0 = statistics.median(base.rates), statistics.median(base.server_ms)
     print(f"{'cell':<28}{'calls/s':>10}{'server ms/call':>16}{'client ms/call':>16}{'rate x':>9}{'server cpu x':>14}")
     for cell in cells:
         rate, cpu, client = (statistics.median(v) for v in (cell.rates, cell.server_ms, cell.client_ms))
         print(f"{cell.name:<28}{rate:>10.1f}{cpu:>16.3f}{client:>16.3f}{rate / rate0:>9.2f}{cpu / cpu0:>14.2f}")
+        rows.append(
+            {
+                "name": f"{cell.name}: server CPU per call vs direct",
+                "calls_per_s": round(rate, 1),
+                "server_ms_per_call": round(cpu, 3),
+                "client_ms_per_call": round(client, 3),
+                "ratio": round(cpu / cpu0, 3),
+            }
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "roaming.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 
 async def main() -> None:
