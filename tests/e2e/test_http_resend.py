@@ -1,0 +1,154 @@
+"""Boundary of resend deduplication over HTTP: a raw client resends a tools/call of its session, real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, policy_file, serving
+from tests.support.natsserver import NatsServer
+
+pytestmark = pytest.mark.slow
+
+NS = "team-resend"
+
+
+def call(request_id: int | str, tool: str, **arguments: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+
+
+def answer(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC response of a POST (a JSON body, or the data of the SSE event that carries it)."""
+    assert response.status_code == 200, response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        found = [json.loads(d) for d in data if d]  # the priming event has empty data
+        replies = [m for m in found if "result" in m or "error" in m]
+        assert len(replies) == 1, found
+        return replies[0]
+    reply: dict[str, Any] = response.json()
+    return reply
+
+
+class Session:
+    """One 2025-11-25 session of one credential, driven with raw JSON-RPC."""
+
+    def __init__(self, hc: httpx2.AsyncClient, url: str) -> None:
+        self.hc, self.url = hc, url
+        self.headers: dict[str, str] = {}
+
+    async def open(self) -> Session:
+        opened = await self.hc.post(self.url, json=INIT, headers=MCP_HEADERS)
+        assert opened.status_code == 200, opened.text
+        self.headers = dict(
+            MCP_HEADERS, **{"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        )
+        done = await self.hc.post(
+            self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.headers
+        )
+        assert done.status_code == 202
+        return self
+
+    async def send(self, request_id: int | str, tool: str, **arguments: Any) -> dict[str, Any]:
+        """The ``result`` of one tools/call (asserting it is no protocol error)."""
+        reply = answer(await self.hc.post(self.url, json=call(request_id, tool, **arguments), headers=self.headers))
+        assert reply["id"] == request_id and "result" in reply, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    async def ok(self, request_id: int | str, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await self.send(request_id, tool, **arguments)
+        assert not result.get("isError"), result
+        structured: dict[str, Any] = result["structuredContent"]
+        return structured
+
+
+async def history(session: Session, request_id: int, channel: str) -> list[str]:
+    page = await session.ok(request_id, "warp_channels_read", channel=channel, limit=100)
+    return [m["message"] for m in page["messages"]]
+
+
+async def test_a_resent_request_answers_the_first_outcome_with_one_effect(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    env = {"NATS_MCP_NAMESPACE": NS, "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    key, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
+    async with serving(tmp_path, "resend", nats_server.url, **env) as server, http_client(key) as hc:
+        s = await Session(hc, server.url).open()
+        await s.ok(1, "warp_registry_register", agentType="worker", capabilities=["python"])
+
+        # channels: the same request twice is one message and the same answer (id, sequence, timestamp)
+        first = await s.send(10, "warp_channels_send", channel="roadmap", message="ship it")
+        again = await s.send(10, "warp_channels_send", channel="roadmap", message="ship it")
+        assert not first.get("isError") and again == first
+        assert await history(s, 11, "roadmap") == ["ship it"]
+
+        # a new request id with the same arguments is a new message
+        other = await s.ok(12, "warp_channels_send", channel="roadmap", message="ship it")
+        assert other["id"] != first["structuredContent"]["id"]
+        assert await history(s, 13, "roadmap") == ["ship it", "ship it"]
+
+        # work: one item however often the broadcast is resent; a string request id is a key of its own
+        job = {"taskId": "t1", "description": "build", "requiredCapability": "python"}
+        queued = await s.send("b-1", "warp_work_broadcast", **job)
+        assert not queued.get("isError") and await s.send("b-1", "warp_work_broadcast", **job) == queued
+        item = queued["structuredContent"]["workItemId"]
+        status = await s.ok(19, "warp_work_queue_status", capability="python")
+        assert status["queues"][0]["pending"] == 1, status
+        claimed = await s.send(20, "warp_work_claim", capability="python", timeout=100)
+        assert claimed["structuredContent"]["workItem"]["id"] == item
+        # the resent claim answers the same item and takes no more work
+        await s.ok(21, "warp_work_broadcast", taskId="t2", description="later", requiredCapability="python")
+        assert await s.send(20, "warp_work_claim", capability="python", timeout=100) == claimed
+        status = await s.ok(22, "warp_work_queue_status", capability="python")
+        assert status["queues"][0]["pending"] == 1, status
+
+        # completion twice: the resend answers the first "completed", not a conflict
+        done = await s.send(30, "warp_work_complete", workItemId=item, result={"ok": True})
+        assert (
+            not done.get("isError")
+            and await s.send(30, "warp_work_complete", workItemId=item, result={"ok": True}) == done
+        )
+        late = await s.send(31, "warp_work_complete", workItemId=item, result={"ok": True})  # a new request: judged
+        assert late["isError"] and late["_meta"]["io.nats-mcp/error"]["code"] in ("conflict", "forbidden"), late
+
+        # the same id reused for another call is refused and runs nothing
+        reused = await s.send(10, "warp_channels_send", channel="roadmap", message="something else")
+        assert reused["isError"] and reused["_meta"]["io.nats-mcp/error"]["code"] == "invalid_argument"
+        assert await history(s, 14, "roadmap") == ["ship it", "ship it"]
+
+        # another session of the same credential reusing request id 10 is another call
+        t = await Session(hc, server.url).open()
+        fresh = await t.ok(10, "warp_channels_send", channel="roadmap", message="ship it")
+        assert fresh["id"] != first["structuredContent"]["id"]
+        assert len(await history(t, 11, "roadmap")) == 3
+
+
+async def test_another_principal_cannot_reach_a_sessions_outcome(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": NS, "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    alpha, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
+    beta, _ = await api_key(tmp_path, nats_server.url, "beta", "agent")
+    async with (
+        serving(tmp_path, "resend", nats_server.url, **env) as server,
+        http_client(alpha) as ha,
+        http_client(beta) as hb,
+    ):
+        a = await Session(ha, server.url).open()
+        await a.ok(4, "warp_registry_register", agentType="worker")
+        sent = await a.ok(5, "warp_channels_send", channel="roadmap", message="alpha's")
+        # beta presents alpha's session id and the same request id: the transport refuses the session outright
+        foreign = await hb.post(
+            server.url, json=call(5, "warp_channels_send", channel="roadmap", message="alpha's"), headers=a.headers
+        )
+        assert foreign.status_code in (403, 404), foreign.text
+        assert sent["id"] not in foreign.text
+        assert await history(a, 6, "roadmap") == ["alpha's"]
