@@ -9,8 +9,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from nats_mcp.bus.layout import Layout
+from tests.support.env import connected
 from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, policy_file, serving
-from tests.support.natsserver import NatsServer
+from tests.support.natsserver import NatsServer, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +154,68 @@ async def test_another_principal_cannot_reach_a_sessions_outcome(tmp_path: Path,
         assert foreign.status_code in (403, 404), foreign.text
         assert sent["id"] not in foreign.text
         assert await history(a, 6, "roadmap") == ["alpha's"]
+
+
+def code(result: dict[str, Any]) -> str | None:
+    return str(result["_meta"]["io.nats-mcp/error"]["code"]) if result.get("isError") else None
+
+
+async def test_a_refused_call_records_nothing_and_its_resend_is_judged_again(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    env = {
+        "NATS_MCP_NAMESPACE": NS,
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_RATE_PER_S": "2",
+        "NATS_MCP_SECURITY_RATE_PER_PRINCIPAL_BURST": "3",
+    }
+    key, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
+    async with (
+        serving(tmp_path, "resend", nats_server.url, **env) as server,
+        http_client(key) as hc,
+        connected(tmp_path, nats_server.url) as conn,
+    ):
+        s = await Session(hc, server.url).open()
+        await s.ok(1, "warp_registry_register", agentType="worker")  # idempotent: takes no record
+        sent = [await s.send(i, "warp_channels_send", channel="roadmap", message=f"m{i}") for i in (2, 3, 4)]
+        assert [code(r) for r in sent][:2] == [None, None] and code(sent[2]) == "rate_limited", sent
+        calls = await conn.jetstream.key_value(Layout(NS).calls_bucket)
+        assert len(await calls.keys()) == 2  # requests 2 and 3; the refused 4 left nothing
+
+        # the resend of the refused request is judged again: once admitted it runs, once
+        async def admitted() -> dict[str, Any] | None:
+            result = await s.send(4, "warp_channels_send", channel="roadmap", message="m4")
+            return None if code(result) == "rate_limited" else result
+
+        ran = await wait_for(admitted, 30, interval=0.2, message="the resend was never admitted")
+        assert code(ran) is None and ran["structuredContent"]["sequence"] == 3
+        assert len(await calls.keys()) == 3
+
+        async def read() -> list[str] | None:
+            page = await s.send(5, "warp_channels_read", channel="roadmap")
+            return (
+                None if code(page) == "rate_limited" else [m["message"] for m in page["structuredContent"]["messages"]]
+            )
+
+        assert await wait_for(read, 30, interval=0.2) == ["m2", "m3", "m4"]
+
+
+async def test_a_call_cut_mid_way_and_resent_runs_once(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = {"NATS_MCP_NAMESPACE": NS, "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    key, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
+    async with serving(tmp_path, "resend", nats_server.url, **env) as server, http_client(key) as hc:
+        s = await Session(hc, server.url).open()
+        await s.ok(1, "warp_registry_register", agentType="worker", capabilities=["python"])
+        waiting = call(2, "warp_work_claim", capability="python", timeout=20000)
+        # the claim waits for work; the client's connection drops after the stream opened (the call goes on)
+        async with hc.stream("POST", server.url, json=waiting, headers=s.headers) as cut:
+            assert cut.status_code == 200
+            async for line in cut.aiter_lines():
+                if line.startswith("data:"):
+                    break
+        queued = await s.ok(3, "warp_work_broadcast", taskId="t", description="d", requiredCapability="python")
+        # the resend waits for the first attempt and answers its outcome: the item, claimed once
+        resent = await s.send(2, "warp_work_claim", capability="python", timeout=20000)
+        assert resent["structuredContent"]["workItem"]["id"] == queued["workItemId"], resent
+        status = await s.ok(4, "warp_work_queue_status", capability="python")
+        assert (status["queues"][0]["pending"], status["queues"][0]["inFlight"]) == (0, 1), status
