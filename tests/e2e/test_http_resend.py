@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import httpx2
 import pytest
 
 from nats_mcp.bus.layout import Layout
+from nats_mcp.coord.replay import CallRecord
 from tests.support.env import connected
 from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, policy_file, serving
 from tests.support.natsserver import NatsServer, wait_for
@@ -219,3 +222,37 @@ async def test_a_call_cut_mid_way_and_resent_runs_once(tmp_path: Path, nats_serv
         assert resent["structuredContent"]["workItem"]["id"] == queued["workItemId"], resent
         status = await s.ok(4, "warp_work_queue_status", capability="python")
         assert (status["queues"][0]["pending"], status["queues"][0]["inFlight"]) == (0, 1), status
+
+
+async def test_a_resend_after_the_first_process_died_mid_call_stores_nothing_twice(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    env = {"NATS_MCP_NAMESPACE": NS, "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    key, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
+    async with (
+        serving(tmp_path, "resend", nats_server.url, **env) as server,
+        http_client(key) as hc,
+        connected(tmp_path, nats_server.url) as conn,
+    ):
+        s = await Session(hc, server.url).open()
+        await s.ok(1, "warp_registry_register", agentType="worker")
+        first = await s.ok(2, "warp_channels_send", channel="roadmap", message="once")
+
+        # what a process that died after its publish and before recording the outcome leaves: "running", its lease
+        # lapsed (the message itself is stored, under the id derived from the call's key)
+        calls = await conn.jetstream.key_value(Layout(NS).calls_bucket)
+        [name] = await calls.keys()
+        entry = await calls.get(name)
+        done = CallRecord.decode(entry.value)
+        assert done is not None and done.state == "done"
+        started = time.time() - 120
+        crashed = replace(done, state="running", owner="dead-process", started=started, lease_until=started + 30)
+        await calls.update(name, replace(crashed, outcome=None).encode(), last=entry.revision)
+
+        # the resend runs the call again: JetStream drops its publish and answers the first message's sequence
+        again = await s.ok(2, "warp_channels_send", channel="roadmap", message="once")
+        assert (again["id"], again["sequence"]) == (first["id"], first["sequence"])
+        page = await s.ok(3, "warp_channels_read", channel="roadmap")
+        assert [m["message"] for m in page["messages"]] == ["once"]
+        retaken = CallRecord.decode((await calls.get(name)).value)
+        assert retaken is not None and retaken.state == "done" and retaken.owner != "dead-process"

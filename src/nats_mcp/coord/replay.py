@@ -14,15 +14,17 @@ TTL :data:`WINDOW_S` after the last write) goes through these states:
 * A resend that finds **done** answers the stored outcome (same message id, sequence, item id); one with another
   fingerprint (tool and arguments) is a different call reusing the request id and is refused. One that finds
   **running** waits up to :data:`WAIT_S` for the outcome; a lease that ran out means the owner is dead (it
-  renews while alive), and the resend takes the record over (compare-and-set) and runs the tool again.
+  renews while alive), and the resend takes the record over (compare-and-set) and runs the tool again. Leases are
+  wall-clock times, so the processes' clocks must agree to well within :data:`LEASE_S` (NTP does).
 
 That re-run is why a record alone is not enough: the first owner may have died after its effect and before
 writing "done". Every attempt runs inside :func:`nats_mcp.core.reqctx.effects` with the token, so the ids of the
-records it stores (and their ``Nats-Msg-Id``) are derived from the token: the re-run's publish is dropped by the
-stream as a duplicate and answers the first sequence. That holds within the streams' duplicate window (2 minutes);
-calls whose effect is not a publish (claim, complete, fail, DLQ retry/discard) re-run as such and answer what
-they find (``conflict``, ``not_found``, or other items for a claim: the first claim's items return to the queue
-when their lease ends).
+records it stores (channel message, DM, work item; and so their ``Nats-Msg-Id``) are derived from the token: the
+re-run's publish is dropped by the stream as a duplicate and answers the first id and sequence (the answer's
+timestamp is the re-run's). That holds within the streams' duplicate window (2 minutes). Calls whose effect is
+not such a publish (claim, complete, fail, reading DMs, DLQ retry/discard, the ``nats_*`` writes) re-run as such
+and answer what they find (``conflict``, ``not_found``; other items for a claim, the first claim's items going
+back to the queue when their lease ends; a DM read by the dead attempt is not read again).
 
 If the calls bucket cannot be used (NATS permissions without it, a failure), the call runs undeduplicated (still
 with derived ids) and a warning is logged: the store must not become a reason for calls to fail.
