@@ -87,6 +87,6 @@ class ResultCodec:
     def unkept(self) -> types.CallToolResult:
         return self._error(
             "conflict",
-            "this request (same session and request id) already ran, but its result was too large to keep; "
+            "this request (same session and request id) already ran, but its result was not kept (too large); "
             "read the current state instead of sending it again",
         )

@@ -121,7 +121,7 @@ class Codec(Protocol[T]):
         """The request id was used for another call (other tool or arguments) in this session."""
 
     def unkept(self) -> T:
-        """The call ran, but its outcome was too large to keep."""
+        """The call ran, but its outcome was not kept (too large) or cannot be read back."""
 
 
 @dataclass
@@ -135,6 +135,16 @@ class _Held:
 @dataclass(frozen=True)
 class _Found(Generic[T]):
     answer: T
+
+
+def _replayed(done: CallRecord, codec: Codec[T]) -> T:
+    """The answer a "done" record gives; one that cannot be read back says the call ran (never runs it again)."""
+    if done.kept and done.outcome is not None:
+        try:
+            return codec.decode(done.outcome)
+        except Exception:
+            log.warning("the stored outcome of a call could not be read back", exc_info=True)
+    return codec.unkept()
 
 
 class CallRecords:
@@ -193,9 +203,7 @@ class CallRecords:
             if found is not None and found.fingerprint != fp:
                 return _Found(codec.reused())
             if found is not None and found.state == "done":
-                return _Found(
-                    codec.decode(found.outcome) if found.kept and found.outcome is not None else codec.unkept()
-                )
+                return _Found(_replayed(found, codec))
             if found is not None and found.lease_until > now:  # alive elsewhere: wait for its outcome
                 left = give_up - time.monotonic()
                 if left <= 0:
