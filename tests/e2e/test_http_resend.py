@@ -2,79 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.replay import CallRecord
 from tests.support.env import connected
-from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, policy_file, serving
+from tests.support.http_server import api_key, http_client, policy_file, serving
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.resend import Session, call, code
 
 pytestmark = pytest.mark.slow
 
 NS = "team-resend"
-
-
-def call(request_id: int | str, tool: str, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-
-
-def answer(response: httpx2.Response) -> dict[str, Any]:
-    """The JSON-RPC response of a POST (a JSON body, or the data of the SSE event that carries it)."""
-    assert response.status_code == 200, response.text
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
-        found = [json.loads(d) for d in data if d]  # the priming event has empty data
-        replies = [m for m in found if "result" in m or "error" in m]
-        assert len(replies) == 1, found
-        return replies[0]
-    reply: dict[str, Any] = response.json()
-    return reply
-
-
-class Session:
-    """One 2025-11-25 session of one credential, driven with raw JSON-RPC."""
-
-    def __init__(self, hc: httpx2.AsyncClient, url: str) -> None:
-        self.hc, self.url = hc, url
-        self.headers: dict[str, str] = {}
-
-    async def open(self) -> Session:
-        opened = await self.hc.post(self.url, json=INIT, headers=MCP_HEADERS)
-        assert opened.status_code == 200, opened.text
-        self.headers = dict(
-            MCP_HEADERS, **{"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-        )
-        done = await self.hc.post(
-            self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.headers
-        )
-        assert done.status_code == 202
-        return self
-
-    async def send(self, request_id: int | str, tool: str, **arguments: Any) -> dict[str, Any]:
-        """The ``result`` of one tools/call (asserting it is no protocol error)."""
-        reply = answer(await self.hc.post(self.url, json=call(request_id, tool, **arguments), headers=self.headers))
-        assert reply["id"] == request_id and "result" in reply, reply
-        result: dict[str, Any] = reply["result"]
-        return result
-
-    async def ok(self, request_id: int | str, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = await self.send(request_id, tool, **arguments)
-        assert not result.get("isError"), result
-        structured: dict[str, Any] = result["structuredContent"]
-        return structured
 
 
 async def history(session: Session, request_id: int, channel: str) -> list[str]:
@@ -157,10 +101,6 @@ async def test_another_principal_cannot_reach_a_sessions_outcome(tmp_path: Path,
         assert foreign.status_code in (403, 404), foreign.text
         assert sent["id"] not in foreign.text
         assert await history(a, 6, "roadmap") == ["alpha's"]
-
-
-def code(result: dict[str, Any]) -> str | None:
-    return str(result["_meta"]["io.nats-mcp/error"]["code"]) if result.get("isError") else None
 
 
 async def test_a_refused_call_records_nothing_and_its_resend_is_judged_again(
