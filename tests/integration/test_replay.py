@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,7 +62,7 @@ class Process:
     conn: NatsConnection
     records: CallRecords
     channels: ChannelService
-    work: WorkService
+    work: WorkService | None = None
     attempts: list[str] = field(default_factory=list)
 
     def sender(self, caller: Caller, message: str = "hello") -> Callable[[], Awaitable[Outcome]]:
@@ -215,6 +216,7 @@ async def test_a_broadcast_rerun_after_a_crash_queues_one_item(tmp_path: Path, n
     fp = fingerprint("work_broadcast", {"taskId": "t"})
 
     async def broadcast(p: Process) -> Outcome:
+        assert p.work is not None
         item = await p.work.broadcast(who, task_id="t", description="build", capability="python")
         return {"id": item.id}
 
@@ -311,3 +313,36 @@ async def test_principals_never_share_a_record(tmp_path: Path, nats_server: Nats
         first = await a.records.run(tok_a, FP, a.sender(who), CODEC)
         second = await a.records.run(tok_b, FP, a.sender(who), CODEC)
         assert first != second and a.attempts == ["hello", "hello"] and await channel_count(a) == 2
+
+
+# -- a bucket the NATS user may not use ---------------------------------------------------------------
+
+DENIED = f"""
+authorization {{
+  users = [
+    {{ user: "full", password: "full-pass" }},
+    {{ user: "gw", password: "gw-pass", permissions: {{
+        publish: {{ allow: [">"], deny: ["$KV.{LAYOUT.calls_bucket}.>", "$JS.API.*.*.KV_{LAYOUT.calls_bucket}"] }},
+        subscribe: {{ allow: [">"] }} }} }}
+  ]
+}}
+"""
+
+
+async def test_calls_run_without_a_record_when_the_bucket_is_denied(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    who, tok = caller(), token()
+    with NatsServer(tmp_path / "nats", extra_config=DENIED).start() as server:
+        url = f"nats://gw:gw-pass@127.0.0.1:{server.port}"
+        async with connected(tmp_path / "gw", url, NATS_MCP_NAMESPACE=NS) as conn:
+            p = Process(conn, CallRecords(conn, LAYOUT), ChannelService(conn, conn.settings, LAYOUT))
+            with caplog.at_level(logging.WARNING, logger="nats_mcp.coord.replay"):
+                first = await p.records.run(tok, FP, p.sender(who), CODEC)
+                again = await p.records.run(tok, FP, p.sender(who), CODEC)
+            assert p.attempts == ["hello", "hello"]  # no record: the resend ran again ...
+            assert again == first and await channel_count(p) == 1  # ... and its publish was dropped as a duplicate
+            # one failure, one warning: the second call did not try the bucket again (it would have waited for a
+            # request timeout and warned again)
+            warnings = [r.getMessage() for r in caplog.records if "without resend deduplication" in r.getMessage()]
+            assert len(warnings) == 1 and LAYOUT.calls_bucket in warnings[0]

@@ -26,8 +26,9 @@ not such a publish (claim, complete, fail, reading DMs, DLQ retry/discard, the `
 and answer what they find (``conflict``, ``not_found``; other items for a claim, the first claim's items going
 back to the queue when their lease ends; a DM read by the dead attempt is not read again).
 
-If the calls bucket cannot be used (NATS permissions without it, a failure), the call runs undeduplicated (still
-with derived ids) and a warning is logged: the store must not become a reason for calls to fail.
+If the calls bucket cannot be used (NATS permissions without it, a failure), the call runs without a record (still
+with derived ids, so a resend's publish is still dropped within the duplicate window), a warning is logged and
+calls skip the bucket for :data:`SKIP_STORE_S`: the store must not become a reason for calls to fail or wait.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.bus.errors import JetStreamError, KeyNotFound, WrongLastSequence, nats_edge
+from nats_mcp.bus.errors import JetStreamError, KeyNotFound, NatsUnavailableError, WrongLastSequence, nats_edge
 from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
@@ -63,7 +64,9 @@ MAX_KEPT_BYTES = 512 * 1024
 """Outcomes larger than this (or than NATS's max payload) are not kept: a resend learns the call ran, not its result."""
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 """This process, as a record names its owner."""
-_DEGRADED_LOG_S = 60.0
+SKIP_STORE_S = 60.0
+"""After the calls bucket failed (other than NATS being away), calls skip it this long: a user without permissions
+on it waits for a request timeout, which must not be paid by every call."""
 _MOVED = (10071, 10164)
 """JetStream's answers to a conditional write whose key moved on (nats-py does not translate them for delete)."""
 
@@ -164,14 +167,16 @@ class CallRecords:
         self.wait_s = wait_s
         self.owner = owner
         self._tasks: set[asyncio.Task[None]] = set()
-        self._degraded_at = 0.0
+        self._skip_until = 0.0
 
     async def run(self, token: str, fp: str, attempt: Callable[[], Awaitable[T]], codec: Codec[T]) -> T:
         """The outcome of the call ``token``: the stored one, or ``attempt``'s (run at most once while alive)."""
         key = Layout.call_key(token)
         try:
+            if time.monotonic() < self._skip_until:
+                raise _Skipped
             begun = await self._begin(key, fp, codec)
-        except Exception as exc:  # the store is unusable: the call itself must still work
+        except Exception as exc:  # the store is unusable: the call itself must still work (its publishes deduped)
             self._degraded(exc)
             with reqctx.effects(token):
                 return await attempt()
@@ -298,7 +303,16 @@ class CallRecords:
         task.add_done_callback(self._tasks.discard)
 
     def _degraded(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._degraded_at >= _DEGRADED_LOG_S:
-            self._degraded_at = now
-            log.warning("tool calls run without resend deduplication: the calls bucket is unusable: %s", exc)
+        if isinstance(exc, _Skipped | NatsUnavailableError):  # NATS away fails at once: no window to open
+            return
+        self._skip_until = time.monotonic() + SKIP_STORE_S
+        log.warning(
+            "tool calls run without resend deduplication for %.0f s: the calls bucket %s is unusable: %s",
+            SKIP_STORE_S,
+            self.bucket.name,
+            exc,
+        )
+
+
+class _Skipped(Exception):
+    """The calls bucket failed a moment ago: this call does not try it."""
