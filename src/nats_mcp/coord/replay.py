@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -168,6 +169,7 @@ class CallRecords:
         self.owner = owner
         self._tasks: set[asyncio.Task[None]] = set()
         self._skip_until = 0.0
+        self._attempts = itertools.count(1)
 
     async def run(self, token: str, fp: str, attempt: Callable[[], Awaitable[T]], codec: Codec[T]) -> T:
         """The outcome of the call ``token``: the stored one, or ``attempt``'s (run at most once while alive)."""
@@ -190,9 +192,10 @@ class CallRecords:
         kv = await self.bucket.kv()
         give_up = time.monotonic() + self.wait_s
         delay = 0.02
+        owner = f"{self.owner}#{next(self._attempts)}"  # this attempt: the process may run another of the same call
         while True:
             now = time.time()
-            mine = CallRecord("running", self.owner, fp, now, now + self.lease_s)
+            mine = CallRecord("running", owner, fp, now, now + self.lease_s)
             try:
                 with nats_edge():
                     return _Held(mine, int(await kv.create(key, mine.encode())))
@@ -201,13 +204,16 @@ class CallRecords:
             try:
                 with nats_edge():
                     entry = await kv.get(key)
-            except KeyNotFound:
-                continue  # settled by deletion meanwhile: try to create it again
+            except KeyNotFound:  # settled by deletion meanwhile: try to create it again
+                if time.monotonic() > give_up:
+                    return _Found(codec.busy(0.0))
+                continue
             found = CallRecord.decode(entry.value)
             revision = int(entry.revision or 0)
             if found is not None and found.fingerprint != fp:
                 return _Found(codec.reused())
             if found is not None and found.state == "done":
+                log.info("answered a resend of call %s from its record", key)
                 return _Found(_replayed(found, codec))
             if found is not None and found.lease_until > now:  # alive elsewhere: wait for its outcome
                 left = give_up - time.monotonic()
@@ -289,7 +295,7 @@ class CallRecords:
                 with nats_edge():
                     entry = await kv.get(key)
                 current = CallRecord.decode(entry.value)
-                if current is None or current.owner != self.owner or current.state != "running":
+                if current is None or current.owner != held.record.owner or current.state != "running":
                     log.warning("call %s moved on under this process; its outcome is not recorded", key)
                     return
                 held.revision = int(entry.revision or 0)
