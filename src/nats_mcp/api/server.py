@@ -20,7 +20,7 @@ from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from nats_mcp import __version__
-from nats_mcp.api import about
+from nats_mcp.api import about, resend
 from nats_mcp.api.assist import Assist
 from nats_mcp.api.fixtures import Fixtures, fixture_handlers, load_fixtures
 from nats_mcp.api.resources import LISTEN_TOOL, ResourceSurface
@@ -31,6 +31,7 @@ from nats_mcp.api.tools.natsops import OPS_TOOLS
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
+from nats_mcp.coord.replay import CallRecords, fingerprint
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.redact import redact
 from nats_mcp.observe import tracing
@@ -204,6 +205,9 @@ def build_server(
     """
     ops = coordinator is not None and security is not None and coordinator.settings.nats_ops.enabled
     table = ToolTable(prefix, ops=ops)
+    # A resend of a session's request (same id) answers the first outcome instead of running again (api/resend.py).
+    calls = CallRecords(coordinator.conn, coordinator.layout) if coordinator is not None else None
+    codec = resend.ResultCodec(error_result, outcome_of)
     # Prompts, completions, log notifications and claim progress (assist.py), through the same guard.
     assist = Assist(
         prefix,
@@ -288,9 +292,16 @@ def build_server(
                 async with assist.progress(ctx, suffix, arguments):
                     return await table.call(coordinator, caller, name, arguments, scope)
 
+        token = resend.token_of(ctx, call.principal) if resend.deduplicated(table.by_name[name]) else None
+
+        async def once() -> types.CallToolResult:  # inside the guard: a refused call leaves no record
+            if calls is None or token is None:
+                return await run()
+            return await calls.run(token, fingerprint(suffix, arguments), run, codec)
+
         async def guarded() -> types.CallToolResult:
             try:
-                result = await security.guard.call(call, suffix, arguments, run, outcome_of, needs=needs)
+                result = await security.guard.call(call, suffix, arguments, once, outcome_of, needs=needs)
             except Refused as refused:
                 return error_result(refused.code, refused.message, retry_after_s=refused.retry_after_s)
             await assist.after_call(ctx)

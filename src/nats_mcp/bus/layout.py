@@ -169,6 +169,19 @@ class Layout:
         item = item_id if item_id == "*" else validate_uuid(item_id, "itemId")
         return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}"
 
+    # -- tool calls of MCP sessions, kept to answer a resend (coord/replay.py) ----------------------
+    @property
+    def calls_bucket(self) -> str:
+        """KV: ``call.<token>`` the state and outcome of one deduplicated tool call, for the replay window."""
+        return f"{PREFIX}_{self.namespace}_calls"
+
+    @staticmethod
+    def call_key(token: str) -> str:
+        """``token`` is a sha256 hex digest (64 lowercase hex characters), never a caller's raw value."""
+        if len(token) != 64 or not set(token) <= _HEX:
+            raise InvalidNameError("a call token is a sha256 hex digest")
+        return f"call.{token}"
+
     # -- SSE events of HTTP sessions (transports/http_events.py) ------------------------------------
     @property
     def sse_stream(self) -> str:
@@ -222,6 +235,7 @@ stored before writers were named: still read and verified, never written, their 
 DEFAULT_REPLY_PREFIX = "_INBOX"
 """nats-py's reply prefix, used when ``nats.inbox_prefix`` is not set."""
 
+_HEX = frozenset("0123456789abcdef")
 _WRITER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 

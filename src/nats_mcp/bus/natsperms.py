@@ -362,6 +362,8 @@ def _sse_events(lists: _Lists, scope: _Scope) -> None:
         watch=False,
     )
     lists.allow_pub(f"{api}.DIRECT.GET.KV_{sessions}", "count a credential's sessions (newest record of each key)")
+    calls = [("call.*", "records of sessions' tool calls, to answer a resend with the first outcome")]
+    _kv(lists, api, lay.calls_bucket, f"{scope.ns} tool-call", calls, watch=False)
     lists.allow_pub(lay.session_control_subjects, "announce a session's end or log level to the other processes")
     lists.allow_sub(lay.session_control_subjects, "hear other processes' session announcements")
 

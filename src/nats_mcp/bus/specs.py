@@ -29,6 +29,7 @@ __all__ = [
     "ConsumerConfig",
     "StreamConfig",
     "StreamState",
+    "calls_bucket",
     "channel_stream",
     "directory_bucket",
     "dlq_stream",
@@ -260,3 +261,8 @@ def directory_bucket() -> BucketSpec:
 
 def work_state_bucket(layout: Layout, *, ttl_s: float) -> BucketSpec:
     return BucketSpec(layout.work_state_bucket, "work item state", ttl_s)
+
+
+def calls_bucket(layout: Layout, *, ttl_s: float) -> BucketSpec:
+    """Deduplicated tool calls of MCP sessions (coord/replay.py): each record lives ``ttl_s`` after its last write."""
+    return BucketSpec(layout.calls_bucket, "tool calls of MCP sessions, kept to answer a resend", ttl_s)

@@ -80,6 +80,9 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
         from nats_mcp.bus.sessions import SessionStore  # the HTTP gateway's sessions (a gateway user may only open it)
 
         await SessionStore(conn, coordinator.layout, settings.http.session_idle_s).open()
+        from nats_mcp.coord.replay import CallRecords  # the records that answer a resent call (HTTP sessions)
+
+        await CallRecords(conn, coordinator.layout).bucket.kv()
         ours = (f"nmcp_{coordinator.layout.namespace}_", "KV_nmcp_", "nmcp_audit")
         found = [s for s in await conn.jetstream.streams_info() if s.config.name and s.config.name.startswith(ours)]
         return sorted(

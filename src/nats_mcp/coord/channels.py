@@ -13,7 +13,6 @@ import builtins
 import json
 import logging
 import math
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded, NotFound
 from nats_mcp.coord.models import ChannelInfo, ChannelMessage, ChannelStatus, Scope
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.core import reqctx
 from nats_mcp.core.names import InvalidNameError, validate_name
 
 log = logging.getLogger("nats_mcp.coord.channels")
@@ -162,7 +162,7 @@ class ChannelService:
         chan = self._channel(channel)
         self._check_message(message)
         record = ChannelMessage(
-            id=str(uuid.uuid4()),
+            id=reqctx.new_uuid(),
             sequence=0,
             handle=_name(handle, "handle"),
             senderGuid=caller.guid,

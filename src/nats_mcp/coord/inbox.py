@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from nats_mcp.coord.dms import (
 from nats_mcp.coord.errors import LimitExceeded, nats_errors
 from nats_mcp.coord.models import AgentRecord, DirectMessage
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
+from nats_mcp.core import reqctx
 
 log = logging.getLogger("nats_mcp.coord.inbox")
 
@@ -124,7 +124,7 @@ class InboxService:
         """Store a DM in the recipient's inbox (in the recipient's namespace), online or not."""
         limits = self._limits
         message = DirectMessage(
-            id=str(uuid.uuid4()),
+            id=reqctx.new_uuid(),
             senderGuid=caller.guid,
             senderHandle=sender_handle,
             messageType=check_message_type(message_type),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, LimitExceeded
 from nats_mcp.coord.models import Scope, WorkItem
 from nats_mcp.coord.work.dlq import check_capability
+from nats_mcp.core import reqctx
 
 MAX_TASK_ID = 256
 
@@ -50,7 +50,7 @@ def new_item(
             raise InvalidArgument(f"deadline {deadline} has already passed")
     context = check_metadata(context_data, limits.metadata_bytes, limits.metadata_depth)
     item = WorkItem(
-        id=str(uuid.uuid4()),
+        id=reqctx.new_uuid(),
         taskId=task_id,
         capability=cap,
         description=description,
