@@ -52,6 +52,9 @@ MAX_STREAM_BYTES = 256 * 1024 * 1024
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _ORIGIN_COUNT = re.compile(r"[0-9a-f]{8}-[0-9]{1,18}")
 SENT_MEMORY = 4096
+FOLLOW_MAX_S = 120.0
+"""How long a resumed stream follows a request another process answers (the longest call, a claim, waits 30 s); if
+that process died meanwhile nothing more comes, and the client resends the request (deduplicated) instead."""
 LIVE_QUEUE = 1024
 
 
@@ -217,7 +220,7 @@ class SessionEventStore(EventStore):
     async def _follow(self, live: asyncio.Queue[dict[str, Any]], stream_id: str, send: EventCallback) -> None:
         """Send what another process stores for ``stream_id`` until its response (or the resumption window ends)."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.shared.max_age_s):
+            async with asyncio.timeout(min(self.shared.max_age_s, FOLLOW_MAX_S)):
                 while True:
                     body = await live.get()
                     if body.get("m") is None or not self._mark(str(body.get("i"))):
