@@ -51,6 +51,8 @@ class Cell:
     proxied: bool
     rates: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
+    nats_msgs: list[float] = field(default_factory=list)
+    """Messages nats-server took in per call (publishes, requests and their replies' sends: its ``in_msgs``)."""
     client_ms: list[float] = field(default_factory=list)
 
 
@@ -70,7 +72,7 @@ async def client_of(cell: Cell) -> AsyncIterator[Client]:
                 print(f"{cell.name}: requests a process took but did not answer: {proxy.failed}", file=sys.stderr)
 
 
-async def measure(cells: list[Cell], rounds: int, seconds: float) -> None:
+async def measure(cells: list[Cell], rounds: int, seconds: float, nats: NatsServer) -> None:
     async with contextlib.AsyncExitStack() as stack:
         calls = {}
         for cell in cells:
@@ -85,9 +87,11 @@ async def measure(cells: list[Cell], rounds: int, seconds: float) -> None:
                 pids = [s.process.pid for s in cell.servers if s.process is not None]
                 server0 = sum(cpu_s(pid) for pid in pids)
                 client0 = sum(sys_cpu())
+                msgs0 = nats.monitor("varz")["in_msgs"]
                 n = await http_tools.sequential(calls[cell.name], seconds)
                 elapsed = sum(sys_cpu()) - client0
                 server = sum(cpu_s(pid) for pid in pids) - server0
+                cell.nats_msgs.append((nats.monitor("varz")["in_msgs"] - msgs0) / n)
                 cell.rates.append(n / max(seconds, 1e-9))
                 cell.server_ms.append(1e3 * server / n)
                 cell.client_ms.append(1e3 * elapsed / n)
@@ -103,16 +107,23 @@ def table(cells: list[Cell]) -> None:
     base = cells[0]
     rows = []
     rate0, cpu0 = statistics.median(base.rates), statistics.median(base.server_ms)
-    print(f"{'cell':<28}{'calls/s':>10}{'server ms/call':>16}{'client ms/call':>16}{'rate x':>9}{'server cpu x':>14}")
+    print(
+        f"{'cell':<24}{'calls/s':>9}{'server ms/call':>16}{'client ms/call':>16}{'NATS msgs/call':>16}"
+        f"{'rate x':>8}{'server cpu x':>14}"
+    )
     for cell in cells:
-        rate, cpu, client = (statistics.median(v) for v in (cell.rates, cell.server_ms, cell.client_ms))
-        print(f"{cell.name:<28}{rate:>10.1f}{cpu:>16.3f}{client:>16.3f}{rate / rate0:>9.2f}{cpu / cpu0:>14.2f}")
+        rate, cpu, client, msgs = (
+            statistics.median(v) for v in (cell.rates, cell.server_ms, cell.client_ms, cell.nats_msgs)
+        )
+        ratios = f"{rate / rate0:>8.2f}{cpu / cpu0:>14.2f}"
+        print(f"{cell.name:<24}{rate:>9.1f}{cpu:>16.3f}{client:>16.3f}{msgs:>16.1f}{ratios}")
         rows.append(
             {
                 "name": f"{cell.name}: server CPU per call vs direct",
                 "calls_per_s": round(rate, 1),
                 "server_ms_per_call": round(cpu, 3),
                 "client_ms_per_call": round(client, 3),
+                "nats_msgs_per_call": round(msgs, 1),
                 "ratio": round(cpu / cpu0, 3),
             }
         )
@@ -147,7 +158,7 @@ async def main() -> None:
                 cells += [Cell(f"proxy x{n}", procs[:n], True) for n in (1, 2, 3)]
                 if args.baseline_exe is not None:
                     cells.append(Cell("baseline direct", specs[-1:], False))
-                await measure(cells, ROUNDS[form], SAMPLE_S[form])
+                await measure(cells, ROUNDS[form], SAMPLE_S[form], nats)
                 table(cells)
             finally:
                 http_tools.stop_servers(specs)

@@ -29,7 +29,7 @@ from nats_mcp.coord.registry.identity import (
     derive_subagent_guid,
     pid_namespace,
 )
-from tests.support.env import settings_for
+from tests.support.env import connected, settings_for
 from tests.support.natsserver import NatsServer
 
 NS = "alpha"
@@ -169,6 +169,22 @@ async def test_handles_live_in_kv(tmp_path: Path, nats_server: NatsServer, nats_
             await first.set_handle(guid, bad)
     with pytest.raises(InvalidName):
         await first.get_handle("not-a-guid")
+
+
+async def test_a_handle_set_by_one_process_is_there_for_the_next_call_on_another(
+    tmp_path: Path, nats_server: NatsServer, nats_conn: NatsConnection
+) -> None:
+    """Behind a load balancer an agent's next call lands on another process at once: that process's copy of the
+    handles (kept by a KV watch) may not have heard of the new handle yet, and must not answer "no handle"."""
+    settings = make_settings(tmp_path, nats_server)
+    here = service(nats_conn, settings)
+    async with connected(tmp_path / "there", nats_server.url, NATS_MCP_NAMESPACE=NS) as other:
+        there = service(other, settings)
+        assert await there.get_handle("0" * 32) is None  # its copy is loaded and watching
+        for n in range(20):
+            guid = f"{n:032x}"
+            await here.set_handle(guid, f"agent-{n}")
+            assert await there.get_handle(guid) == f"agent-{n}"
 
 
 async def test_identity_bucket_holds_no_path_or_user(

@@ -281,14 +281,22 @@ class IdentityService:
         self._handles.start()
         if await self._handles.wait_ready(HANDLE_SYNC_S):
             found = self._handles.get(key)
-            return found[1] if found else None
-        kv = await self._bucket.kv()  # the copy is still loading: ask NATS directly
+            if found is not None:
+                return found[1]
+        # Not in the copy (or it is still loading): ask NATS. A handle another process set a moment ago may not have
+        # reached this copy's watch yet, and "set a handle first" must never answer an agent that just set one (a
+        # load balancer sends its next call anywhere). An agent has a handle on every call but its first, so this
+        # round trip is rare.
+        kv = await self._bucket.kv()
         try:
             with nats_edge():
                 entry = await kv.get(key)
         except KeyNotFound:
             return None
-        return _decode_handle(key, entry.value or b"")
+        handle = _decode_handle(key, entry.value or b"")
+        if handle is not None and entry.revision is not None:
+            self._handles.apply(key, int(entry.revision), handle)
+        return handle
 
     async def set_handle(self, guid: str, handle: str) -> None:
         key = Layout.handle_key(checked(validate_guid, guid, "agent GUID"))
