@@ -231,6 +231,11 @@ async def test_real_clients_through_a_round_robin_proxy_land_every_request_elsew
             await ok(w, "warp_work_complete", workItemId=item, result="done")
             page = await ok(w, "warp_channels_read", channel="roadmap", limit=5)
             assert sent["id"] in [m["id"] for m in page["messages"]]
+        # the 2026-07-28 revision (no sessions: every request stands alone) works through the proxy as it does direct
+        async with mcp_client(url, boss, agent="modern") as modern:
+            await ok(modern, "warp_handle_set", handle="modern")
+            for n in range(3):
+                await ok(modern, "warp_channels_send", channel="roadmap", message=f"modern {n}")
         # the TypeScript SDK (2025-11-25 with a session, as Claude Code, Cursor and VS Code speak)
         calls = [
             {"name": "warp_registry_register", "arguments": {"agentType": "ts"}},
