@@ -31,6 +31,7 @@ from nats_mcp.bus.setup import ensure_kv
 log = logging.getLogger("nats_mcp.bus.sessions")
 
 ANONYMOUS = "anonymous"
+FLUSH_TIMEOUT_S = 5
 MAX_UPDATE_TRIES = 8
 """Compare-and-set rounds before an update gives up (two processes changing one session at once)."""
 
@@ -157,7 +158,10 @@ class SessionStore:
     # -- announcements ---------------------------------------------------------------------------
 
     async def announce(self, session: str, what: Mapping[str, Any]) -> None:
-        await self.conn.client.publish(self.layout.session_control_subject(session), json.dumps(dict(what)).encode())
+        """Tell every process (sent at once: announcements are rare, and a client may act on the next process next)."""
+        client = self.conn.client
+        await client.publish(self.layout.session_control_subject(session), json.dumps(dict(what)).encode())
+        await client.flush(timeout=FLUSH_TIMEOUT_S)
 
     async def listen(self, control: Control) -> Subscription:
         """Hear every session's announcements (until the subscription is unsubscribed)."""

@@ -228,7 +228,6 @@ class RoamingSessions:
                 record = await self.store.get(owner, session)
                 await self.store.delete(owner, session)
                 await self.store.announce(session, {"event": "ended"})
-                await self.store.conn.client.flush(timeout=END_TIMEOUT_S)
         except Exception as exc:  # the record then ends by its TTL, the other copies by their idle timeout
             log.warning("end of MCP session %s not recorded in NATS: %s", session, exc)
         self._forget(session)
