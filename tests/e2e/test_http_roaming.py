@@ -14,6 +14,7 @@ import pytest
 from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
 from tests.support.lbproxy import round_robin
 from tests.support.natsserver import NatsServer, wait_for
+from tests.support.resend import answer, call
 from tests.support.stdio import ok
 from tests.support.ts_client import TsClient
 from tests.support.work_tools import broadcast, claim, register
@@ -21,26 +22,6 @@ from tests.support.work_tools import broadcast, claim, register
 pytestmark = pytest.mark.slow
 
 VERSION = "2025-11-25"
-
-
-def call(request_id: int, tool: str, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-
-
-def answer_of(response: httpx2.Response) -> dict[str, Any]:
-    """The JSON-RPC answer of a POST (an SSE stream's last data event, or a JSON body)."""
-    assert response.status_code == 200, (response.status_code, response.text[:500])
-    if response.headers.get("content-type", "").startswith("application/json"):
-        found: dict[str, Any] = response.json()
-        return found
-    datas = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()]
-    found = json.loads(datas[-1])
-    return found
 
 
 def structured(answer: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +55,7 @@ class Session:
         return await self.hc.post(url, json=body, headers=self.headers)
 
     async def tool(self, url: str, name: str, **arguments: Any) -> dict[str, Any]:
-        return structured(answer_of(await self.post(url, "tools/call", name=name, arguments=arguments)))
+        return structured(answer(await self.post(url, "tools/call", name=name, arguments=arguments)))
 
 
 async def status_of(client: Any, guid: str) -> str | None:
@@ -96,7 +77,7 @@ async def test_any_process_serves_any_request_of_a_session_and_its_end_reaches_t
     ):
         session = await Session.open(hc, a.url)
         # the issue's reproduction: initialize on A, tools/list on B (it answered 404 Session not found)
-        listed = answer_of(await session.post(b.url, "tools/list"))
+        listed = answer(await session.post(b.url, "tools/list"))
         assert any(t["name"] == "warp_registry_register" for t in listed["result"]["tools"])
         me = (await session.tool(b.url, "warp_registry_register", agentType="roamer"))["agent"]["guid"]
         assert (await session.tool(a.url, "warp_handle_get"))["agentGuid"] == me  # the same agent on both
@@ -155,7 +136,7 @@ async def test_a_notification_made_on_one_process_reaches_the_stream_held_by_ano
         get = {k: v for k, v in session.headers.items() if k != "content-type"} | {"accept": "text/event-stream"}
         async with listener.stream("GET", b.url, headers=get) as stream:  # the client's stream is held by B
             assert stream.status_code == 200
-            subscribed = answer_of(await session.post(a.url, "resources/subscribe", uri=uri))  # the feed runs on A
+            subscribed = answer(await session.post(a.url, "resources/subscribe", uri=uri))  # the feed runs on A
             assert "error" not in subscribed, subscribed
             await session.tool(b.url, "warp_channels_send", channel="roadmap", message="second")
             heard = await asyncio.wait_for(_next_notification(stream, "notifications/resources/updated"), 20)

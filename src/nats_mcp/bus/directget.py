@@ -147,31 +147,29 @@ async def last_per_subject(
     before it, which need not be its predecessor in the stream), so they are taken as they come, until the
     end-of-batch; an answer of one message without it is one subject's newest.
     """
-    request = {"multi_last": [subjects], "batch": limit}
-    collector = _Collector(chained=False)
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=collector.on_msg)
-    try:
-        await nc.publish(f"{prefix}.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
-        async with asyncio.timeout(timeout):
-            await collector.done
-    except TimeoutError:
-        raise nats.errors.TimeoutError from None
-    finally:
-        await sub.unsubscribe()
+    api_subject = f"{prefix}.DIRECT.GET.{stream}"
+    collector = await _exchange(nc, api_subject, {"multi_last": [subjects], "batch": limit}, timeout, chained=False)
     end = collector.end or {}
     status = end.get(STATUS, END_OF_BATCH)
     if status == NOT_FOUND:
         return []
     if status == NO_RESPONDERS:
-        raise DirectGetUnavailable(f"no responders for direct gets on {stream}")
+        raise DirectGetUnavailable(f"no responders for {api_subject}: the stream does not exist or denies direct gets")
     if status != END_OF_BATCH:
-        raise DirectGetError(f"direct get on {stream} failed: {status} {end.get(DESCRIPTION, '')}".rstrip())
+        raise DirectGetError(f"direct get on {api_subject} failed: {status} {end.get(DESCRIPTION, '')}".rstrip())
     return collector.messages
 
 
 async def _request(nc: Client, api_subject: str, request: dict[str, Any], timeout: float, partial: bool) -> Batch:
-    collector = _Collector()
+    return _finish(api_subject, await _exchange(nc, api_subject, request, timeout), partial)
+
+
+async def _exchange(
+    nc: Client, api_subject: str, request: dict[str, Any], timeout: float, *, chained: bool = True
+) -> _Collector:
+    """Send one direct-get request and collect its replies until the batch ends (or the first reply of a server
+    without batches)."""
+    collector = _Collector(chained)
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, cb=collector.on_msg)
     try:
@@ -182,7 +180,7 @@ async def _request(nc: Client, api_subject: str, request: dict[str, Any], timeou
         raise nats.errors.TimeoutError from None
     finally:
         await sub.unsubscribe()
-    return _finish(api_subject, collector, partial)
+    return collector
 
 
 class _Collector:
