@@ -16,6 +16,8 @@ from nats.js.api import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from nats_mcp.bus.failover import LeaderFirstKeyValue
+
 log = logging.getLogger("nats_mcp.bus.setup")
 
 # Fields a running stream may change without being recreated; anything else we set is creation-only.
@@ -86,13 +88,18 @@ async def ensure_kv(
     description: str = "",
     replicas: int = 1,
 ) -> KeyValue:
-    """Open a KV bucket, creating it if needed; history, TTL and replicas of an existing bucket are brought in line."""
+    """Open a KV bucket, creating it if needed; history, TTL and replicas of an existing bucket are brought in line.
+
+    Buckets allow direct gets, and the returned KeyValue reads from a follower when no leader answers (see
+    :mod:`nats_mcp.bus.failover`).
+    """
     try:
         kv = await js.key_value(bucket)
     except NotFoundError:
-        return await js.create_key_value(
-            bucket=bucket, history=history, ttl=ttl, description=description or None, replicas=replicas
+        made = await js.create_key_value(
+            bucket=bucket, history=history, ttl=ttl, description=description or None, replicas=replicas, direct=True
         )
+        return LeaderFirstKeyValue(made)
     stream = f"KV_{bucket}"
     info = await js.stream_info(stream)
     wanted = replace(
@@ -100,10 +107,11 @@ async def ensure_kv(
         max_msgs_per_subject=history,
         max_age=ttl if ttl is not None else info.config.max_age,
         num_replicas=replicas,
+        allow_direct=True,  # a follower answers a get while the bucket elects a leader (bus/failover.py)
     )
     if _differences(info.config, wanted):
         await ensure_stream(js, wanted)
-    return kv
+    return LeaderFirstKeyValue(kv)
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> ConsumerInfo:
