@@ -775,6 +775,17 @@ class NatsCluster:
                 return found
         return found
 
+    def direct_getters(self, stream: str) -> set[str]:
+        """The running nodes that answer direct gets of ``stream`` (a follower starts to, once current, on a 2 s
+        tick of nats-server's stream monitor)."""
+        found = set()
+        for node in self.nodes:
+            if node.is_running:
+                subs = node.monitor("subsz?subs=1&acc=%24G").get("subscriptions_list") or []
+                if any(sub.get("subject") == f"$JS.API.DIRECT.GET.{stream}" for sub in subs):
+                    found.add(node.name)
+        return found
+
     def elections_since(self, since: datetime) -> dict[str, float]:
         """Seconds from ``since`` (local wall clock, as in the logs) to the first new leader of each asset after it."""
         got: dict[str, float] = {}

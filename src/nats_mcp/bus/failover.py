@@ -1,20 +1,20 @@
-"""The leader-failover boundary: how JetStream reads ride out the election that follows a cluster node's death.
+"""The leader-failover boundary: how JetStream calls ride out the election that follows a cluster node's death.
 
 When a node dies, every stream, KV bucket and consumer it led has no leader until the survivors' raft
 election timers fire (nats-server 2.15.1: 4–9 s after the last heartbeat, not configurable). Meanwhile a
 publish to such a stream fails at once (no responders), but a JetStream API request (stream info, a
-message get) is simply not answered: only the leader answers it. Left alone, such a request holds the call
-for its whole timeout (5 s) even when the new leader is elected a moment after it was sent, so a kind of
-call came back only after one or two whole timeouts past the election (measured: 10 s where the election
-took 6 s). Two remedies:
+message get, a consumer create) is simply not answered: only the leader answers it. Left alone, such a
+request holds the call for its whole timeout (5 s) even when the new leader is elected a moment after it
+was sent, so a kind of call came back only one or two whole timeouts after the election (measured: 10 s
+where the election took 6 s). The remedies:
 
-* idempotent reads of the JetStream API are sent again every :data:`RESEND_AFTER_S` within the caller's
-  timeout (:func:`resending`), so one is answered soon after a leader is back; so is a publish that carries a
-  ``Nats-Msg-Id`` (the stream drops a repeat): a publish is answered "no responders" at once when nobody
-  listens on its subject, but a core subscriber on it (a waiting claim listens for new work) makes it wait
-  for its whole timeout instead;
-* a conditional KV write that no stream received (no responders: nothing was written) is tried again for up to
-  :data:`RIDE_OUT_S` (:func:`riding_out`): a claim that took a message and could not record it left the
+* idempotent JetStream API requests (reads, named consumer creates) are sent again every
+  :data:`RESEND_AFTER_S` within the caller's timeout (:func:`resending`), so one is answered soon after a
+  leader is back; so is a publish that carries a ``Nats-Msg-Id`` (the stream drops a repeat): a publish is
+  answered "no responders" at once when nobody listens on its subject, but a core subscriber on it (a
+  waiting claim listens for new work) makes it wait for its whole timeout instead;
+* a conditional KV write that no stream received (no responders: nothing was written) is tried again for up
+  to :data:`RIDE_OUT_S` (:func:`riding_out`): a claim that took a message and could not record it left the
   message unavailable for a whole lease;
 * a KV get asks the leader first and, when no leader answers within :data:`LEADER_READ_S`, reads a
   follower's copy by a direct get (:class:`LeaderFirstKeyValue`; the buckets allow direct gets). While a
@@ -44,10 +44,13 @@ LEADER_READ_S = 1.5
 """A KV get the leader has not answered within this long is answered by a follower (direct get)."""
 
 _JS_READ = re.compile(
-    r"^\$JS\.(?:[^.]+\.)?API\.(?:INFO|STREAM\.(?:INFO|MSG\.GET|NAMES|LIST)\.?|CONSUMER\.(?:INFO|NAMES|LIST)\.|DIRECT\.GET\.)"
+    r"^\$JS\.(?:[^.]+\.)?API\.(?:INFO|STREAM\.(?:INFO|MSG\.GET|NAMES|LIST)\.?|CONSUMER\.(?:INFO|NAMES|LIST)\.|DIRECT\.GET\."
+    r"|CONSUMER\.CREATE\.[^.]+\.[^.]+|CONSUMER\.DURABLE\.CREATE\.)"
 )
-"""JetStream API requests that only read: sending one twice changes nothing (creates, updates, deletes, pulls and
-acknowledgements are never resent)."""
+"""JetStream API requests that sending twice changes nothing: reads, and the create of a *named* consumer (the
+server answers an equal config with the consumer as it is; a work pull that finds its consumer without a leader
+makes it again, and that create is answered once the consumer's new leader is elected). Unnamed creates, stream
+creates and updates, deletes, pulls and acknowledgements are never resent."""
 
 Send = Callable[[float], Awaitable[Msg]]
 

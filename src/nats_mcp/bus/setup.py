@@ -11,6 +11,7 @@ import logging
 from dataclasses import fields, replace
 from typing import Any
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
@@ -109,7 +110,20 @@ async def ensure_kv(
         num_replicas=replicas,
         allow_direct=True,  # a follower answers a get while the bucket elects a leader (bus/failover.py)
     )
-    if _differences(info.config, wanted):
+    diff = _differences(info.config, wanted)
+    if set(diff) == {"allow_direct"}:
+        # A bucket made before buckets allowed direct gets: an admin brings it over (`nats-mcp provision`), a
+        # least-privilege agent may not update streams and goes on with it as it is (reads wait for its leader).
+        try:
+            await ensure_stream(js, wanted)
+        except nats.errors.Error as exc:
+            log.warning(
+                "KV bucket %s does not allow direct gets and could not be changed (%s): while it elects a leader "
+                "its reads wait; run `nats-mcp provision` as the admin user",
+                bucket,
+                type(exc).__name__,
+            )
+    elif diff:
         await ensure_stream(js, wanted)
     return LeaderFirstKeyValue(kv)
 

@@ -1,0 +1,144 @@
+"""The failover rules of bus/failover.py: which JetStream requests are resent, how resending and riding out a
+leaderless stream end, and that nothing else is retried."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nats_mcp.bus import failover
+from nats_mcp.bus.errors import NoStreamResponse, WrongLastSequence
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "$JS.API.INFO",
+        "$JS.API.STREAM.INFO.nmcp_work",
+        "$JS.API.STREAM.MSG.GET.KV_reg",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.CONSUMER.INFO.nmcp_work.w_python_5",
+        "$JS.API.DIRECT.GET.KV_reg.$KV.reg.abc",
+        "$JS.hub.API.STREAM.INFO.nmcp_work",
+        "$JS.API.CONSUMER.CREATE.nmcp_work.w_python_5",
+        "$JS.API.CONSUMER.CREATE.nmcp_inbox.inbox_abc.nmcp.team.inbox.abc",
+        "$JS.API.CONSUMER.DURABLE.CREATE.nmcp_work.w_python_5",
+    ],
+)
+def test_reads_and_named_creates_are_resent(subject: str) -> None:
+    assert failover.is_js_read(subject)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "$JS.API.STREAM.CREATE.nmcp_work",
+        "$JS.API.STREAM.UPDATE.nmcp_work",
+        "$JS.API.STREAM.MSG.DELETE.nmcp_work",
+        "$JS.API.CONSUMER.CREATE.KV_reg",
+        "$JS.API.CONSUMER.MSG.NEXT.nmcp_work.w_python_5",
+        "$JS.ACK.nmcp_work.w_python_5.1.2.3.4.0",
+        "$KV.reg.abc",
+        "nmcp.team.work.python.5",
+        "_INBOX.abc",
+    ],
+)
+def test_writes_unnamed_creates_pulls_and_acks_are_not(subject: str) -> None:
+    assert not failover.is_js_read(subject)
+
+
+class Unanswered:
+    """A request the server leaves unanswered ``misses`` times (each attempt waits out its timeout), then answers."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+        self.timeouts: list[float] = []
+
+    async def __call__(self, attempt_timeout: float) -> str:
+        self.timeouts.append(attempt_timeout)
+        if len(self.timeouts) <= self.misses:
+            await asyncio.sleep(attempt_timeout)
+            raise TimeoutError
+        return "answer"
+
+
+async def test_an_unanswered_read_is_resent_until_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
+    send = Unanswered(misses=2)
+    assert await failover.resending("$JS.API.STREAM.INFO.s", 1.0, send) == "answer"
+    assert send.timeouts == [0.01, 0.01, 0.01]
+
+
+async def test_resending_ends_with_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
+    send = Unanswered(misses=1_000)
+    with pytest.raises(TimeoutError):
+        await failover.resending("$JS.API.STREAM.INFO.s", 0.05, send)
+    assert len(send.timeouts) >= 2  # sent again, never past the caller's timeout, never longer than the interval
+    assert sum(send.timeouts) <= 0.05 + 1e-9
+    assert max(send.timeouts) <= 0.01
+
+
+async def test_anything_but_a_read_is_sent_once_with_the_whole_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
+    send = Unanswered(misses=1)
+    with pytest.raises(TimeoutError):
+        await failover.resending("$JS.API.STREAM.CREATE.s", 0.03, send)
+    assert send.timeouts == [0.03]
+
+
+async def test_other_failures_are_not_resent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
+    calls = 0
+
+    async def refused(_timeout: float) -> str:
+        nonlocal calls
+        calls += 1
+        raise NoStreamResponse("no responders")
+
+    with pytest.raises(NoStreamResponse):
+        await failover.resend_until(1.0, refused)
+    assert calls == 1
+
+
+async def test_a_write_nobody_received_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RIDE_OUT_PAUSE_S", 0.001)
+    attempts = 0
+
+    async def write() -> int:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise NoStreamResponse("no responders")
+        return 7
+
+    assert await failover.riding_out(write) == 7
+    assert attempts == 3
+
+
+async def test_riding_out_gives_up_after_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RIDE_OUT_PAUSE_S", 0.01)
+    attempts = 0
+
+    async def write() -> int:
+        nonlocal attempts
+        attempts += 1
+        raise NoStreamResponse("no responders")
+
+    with pytest.raises(NoStreamResponse):
+        await failover.riding_out(write, budget_s=0.05)
+    assert 2 <= attempts <= 6
+
+
+async def test_a_refused_write_is_not_tried_again() -> None:
+    attempts = 0
+
+    async def write() -> int:
+        nonlocal attempts
+        attempts += 1
+        raise WrongLastSequence("moved on", err_code=10071)
+
+    with pytest.raises(WrongLastSequence):
+        await failover.riding_out(write)
+    assert attempts == 1
