@@ -31,13 +31,14 @@ from tests.support.natsserver import NatsCluster, start_nats_cluster
 from tests.support.stdio import agent
 
 RUNS = int(os.environ.get("NATS_MCP_FAILOVER_RUNS", "1"))
-RECOVERY_BOUND_S = float(os.environ.get("NATS_MCP_FAILOVER_BOUND_S", "10"))
+RECOVERY_BOUND_S = float(os.environ.get("NATS_MCP_FAILOVER_BOUND_S", "12"))
 """Robustness limit, asserted: every kind of call is acknowledged again within this many seconds of the death.
-Why 10 and not less: a call that writes to a stream, bucket or consumer the dead node led cannot be acknowledged
-before the survivors elect its new leader, and nats-server 2.15.1 starts that election when a follower's raft
-election timer fires — a random 4–9 s after the last heartbeat from the dead leader, not configurable. The
-product adds at most one resend interval (0.5 s, bus/failover.py) on top. The long form reports each run against
-the 5 s target of issue 21 too: it is met only in runs where the assets each kind writes were re-elected in time."""
+Why not 5: a call that writes to a stream, bucket or consumer the dead node led cannot be acknowledged before the
+survivors elect its new leader, and nats-server 2.15.1 starts that election when a follower's raft election timer
+fires — a random 4–9 s after the last heartbeat from the dead leader, not configurable (measured in the long form:
+up to ~9 s). The product adds up to about a second on top (a JetStream request is resent every 0.5 s, a KV get
+waits 1.5 s for a leader before it asks a follower), so the floor is ~10 s; 12 leaves room for a loaded 2-core
+machine, where timers fire late. The long form reports every run against the 5 s target of issue 21 too."""
 TARGET_S = 5.0
 """The recovery target of issue 21 (reported per run, not asserted: see RECOVERY_BOUND_S)."""
 
