@@ -1,14 +1,18 @@
-"""The failover rules of bus/failover.py: which JetStream requests are resent, how resending and riding out a
-leaderless stream end, and that nothing else is retried."""
+"""The failover rules of bus/failover.py: which JetStream requests and publishes are resent, how resending and
+riding out a leaderless stream end, and that nothing else is retried."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
+import nats.errors
 import pytest
 
 from nats_mcp.bus import failover
-from nats_mcp.bus.errors import NoStreamResponse, WrongLastSequence
+from nats_mcp.bus.errors import NatsTimeout, NoStreamResponse, WrongLastSequence
+from nats_mcp.bus.publish import store
 
 
 @pytest.mark.parametrize(
@@ -142,3 +146,34 @@ async def test_a_refused_write_is_not_tried_again() -> None:
     with pytest.raises(WrongLastSequence):
         await failover.riding_out(write)
     assert attempts == 1
+
+
+class SlowStream:
+    """A JetStream context whose stream answers a publish only from the ``answer_from``-th attempt on."""
+
+    def __init__(self, answer_from: int) -> None:
+        self.answer_from = answer_from
+        self.sent: list[tuple[float, dict[str, str] | None]] = []
+
+    async def publish(self, subject: str, payload: bytes, *, timeout: float, stream: str, headers: Any) -> Any:
+        self.sent.append((timeout, headers))
+        if len(self.sent) < self.answer_from:
+            await asyncio.sleep(timeout)
+            raise nats.errors.TimeoutError
+        return SimpleNamespace(seq=42)
+
+
+async def test_a_publish_with_a_dedupe_id_is_resent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
+    js = SlowStream(answer_from=3)
+    assert await store(js, "s.x", b"p", stream="S", msg_id="m-1", timeout=1.0) == 42  # type: ignore[arg-type]
+    assert [headers for _, headers in js.sent] == [{"Nats-Msg-Id": "m-1"}] * 3
+    assert all(timeout == 0.01 for timeout, _ in js.sent)
+
+
+async def test_a_publish_without_a_dedupe_id_is_sent_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
+    js = SlowStream(answer_from=2)
+    with pytest.raises(NatsTimeout):
+        await store(js, "s.x", b"p", stream="S", timeout=0.05)  # type: ignore[arg-type]
+    assert [timeout for timeout, _ in js.sent] == [0.05]
