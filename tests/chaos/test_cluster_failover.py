@@ -222,8 +222,12 @@ async def failover_run(tmp_path: Path, cluster: NatsCluster) -> RunResult:
     ):
         await register_when_ready(tally, a, "python")
         traffic = Traffic(tally, a, b, await register_when_ready(tally, b))
-        for _ in range(WARMUP_ROUNDS):  # a backlog of offered work, so every claim below has an item to take
-            assert await traffic.send() and await traffic.message() and await traffic.broadcast()
+        # a backlog of offered work, so every claim below has an item to take (freshly made R3 streams may answer a
+        # transient error until their leaders are elected)
+        warm = time.monotonic() + 30
+        for step in [traffic.send, traffic.message, traffic.broadcast] * WARMUP_ROUNDS:
+            while not await step():
+                assert time.monotonic() < warm, f"not served before the kill: {tally.transient[-3:]}"
 
         # kill the meta leader (the node most likely to lead the streams too) in the middle of the traffic
         victim = cluster.node(cluster.meta_leader() or "n1")
