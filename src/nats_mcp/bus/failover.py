@@ -16,9 +16,10 @@ where the election took 6 s). The remedies:
 * a conditional KV write that no stream received (no responders: nothing was written) is tried again for up
   to :data:`RIDE_OUT_S` (:func:`riding_out`): a claim that took a message and could not record it left the
   message unavailable for a whole lease;
-* a KV get asks the leader first and, when no leader answers within :data:`LEADER_READ_S`, reads a
-  follower's copy by a direct get (:class:`LeaderFirstKeyValue`; the buckets allow direct gets). While a
-  bucket has no leader nothing new can be committed to it, so a follower's copy is as current as any.
+* a KV get asks the leader first and, when no leader answers within :data:`LEADER_READ_S` (or the meta
+  leader answers that the bucket has none), reads a follower's copy by a direct get
+  (:class:`LeaderFirstKeyValue`; the buckets allow direct gets). While a bucket has no leader nothing new can
+  be committed to it, so a follower's copy is as current as any.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.aio.msg import Msg
+from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from nats_mcp.bus.errors import NoStreamResponse
@@ -107,5 +109,7 @@ class LeaderFirstKeyValue(KeyValue):
     async def _get(self, key: str, revision: int | None = None) -> KeyValue.Entry:
         try:
             return await asyncio.wait_for(super()._get(key, revision), LEADER_READ_S)
-        except TimeoutError:
+        except (TimeoutError, ServiceUnavailableError):
+            # Not answered, or answered by the meta leader that the bucket has no leader now (503, "JetStream
+            # system temporarily unavailable"): what the followers hold is as current as it gets.
             return await self._follower._get(key, revision)

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import pytest
+from nats.js.kv import KeyValue
 
 from nats_mcp.bus import failover
 from nats_mcp.bus.errors import NatsTimeout, NoStreamResponse, WrongLastSequence
@@ -177,3 +179,39 @@ async def test_a_publish_without_a_dedupe_id_is_sent_once(monkeypatch: pytest.Mo
     with pytest.raises(NatsTimeout):
         await store(js, "s.x", b"p", stream="S", timeout=0.05)  # type: ignore[arg-type]
     assert [timeout for timeout, _ in js.sent] == [0.05]
+
+
+class Replicas:
+    """A JetStream context whose bucket leader fails a get with ``leader_error``; followers answer direct gets."""
+
+    def __init__(self, leader_error: Exception) -> None:
+        self.leader_error = leader_error
+        self.asked: list[bool] = []
+
+    async def get_msg(
+        self, stream: str, seq: int | None = None, subject: str | None = None, direct: bool = False
+    ) -> Any:
+        self.asked.append(direct)
+        if not direct:
+            raise self.leader_error
+        return SimpleNamespace(subject=subject, data=b"v", seq=7, headers=None)
+
+
+def leader_first(js: Replicas) -> failover.LeaderFirstKeyValue:
+    return failover.LeaderFirstKeyValue(KeyValue(name="b", stream="KV_b", pre="$KV.b.", js=js, direct=True))  # type: ignore[arg-type]
+
+
+async def test_a_bucket_without_a_leader_is_read_from_a_follower() -> None:
+    js = Replicas(
+        nats.js.errors.ServiceUnavailableError()
+    )  # the meta leader: "JetStream system temporarily unavailable"
+    entry = await leader_first(js).get("k")
+    assert (entry.value, entry.revision) == (b"v", 7)
+    assert js.asked == [False, True]  # the leader first
+
+
+async def test_a_missing_key_is_not_looked_up_on_a_follower() -> None:
+    js = Replicas(nats.js.errors.NotFoundError())
+    with pytest.raises(nats.js.errors.KeyNotFoundError):
+        await leader_first(js).get("k")
+    assert js.asked == [False]
