@@ -10,6 +10,7 @@ import glob
 import inspect
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -24,6 +25,7 @@ import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
@@ -39,6 +41,11 @@ STOP_TIMEOUT = 10.0
 PORT_REUSE_TIMEOUT = 5.0
 POLL_INTERVAL = 0.02
 _ADDRESS_IN_USE = "address already in use"
+_ELECTED = re.compile(
+    r"^\[\d+\] (?P<at>\S+ \S+) \[INF\] (?:JetStream cluster new (?:stream|consumer) leader for "
+    r"'[^ ]+ > (?P<asset>[^']+)'|Self is new JetStream cluster metadata leader|JetStream cluster new metadata leader)"
+)
+"""A log line saying an asset (a stream, ``stream > consumer``; none: the meta group) has a new leader."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -750,6 +757,48 @@ class NatsCluster:
                 if leader:
                     return str(leader)
         return None
+
+    def leaders(self) -> dict[str, str]:
+        """Who leads each stream (``name``) and consumer (``stream > consumer``), from a running node's ``jsz``."""
+        found: dict[str, str] = {}
+        for node in self.nodes:
+            if not node.is_running:
+                continue
+            jsz = node.monitor("jsz?streams=true&consumers=true")
+            for account in jsz.get("account_details") or []:
+                for stream in account.get("stream_detail") or []:
+                    name = stream.get("name", "?")
+                    found[name] = (stream.get("cluster") or {}).get("leader", "")
+                    for consumer in stream.get("consumer_detail") or []:
+                        found[f"{name} > {consumer.get('name')}"] = (consumer.get("cluster") or {}).get("leader", "")
+            if found:
+                return found
+        return found
+
+    def direct_getters(self, stream: str) -> set[str]:
+        """The running nodes that answer direct gets of ``stream`` (a follower starts to, once current, on a 2 s
+        tick of nats-server's stream monitor)."""
+        found = set()
+        for node in self.nodes:
+            if node.is_running:
+                subs = node.monitor("subsz?subs=1&acc=%24G").get("subscriptions_list") or []
+                if any(sub.get("subject") == f"$JS.API.DIRECT.GET.{stream}" for sub in subs):
+                    found.add(node.name)
+        return found
+
+    def elections_since(self, since: datetime) -> dict[str, float]:
+        """Seconds from ``since`` (local wall clock, as in the logs) to the first new leader of each asset after it."""
+        got: dict[str, float] = {}
+        for node in self.nodes:
+            for line in node.log_text().splitlines():
+                match = _ELECTED.search(line)
+                if match is None:
+                    continue
+                at = datetime.strptime(match["at"], "%Y/%m/%d %H:%M:%S.%f")
+                asset = match["asset"] or "$META"
+                if at >= since and (asset not in got or got[asset] > (at - since).total_seconds()):
+                    got[asset] = (at - since).total_seconds()
+        return got
 
     def stop(self) -> None:
         for node in self.nodes:

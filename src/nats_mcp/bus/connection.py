@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 
 from nats_mcp.bus.connplan import ConnectPlan, TlsPolicyError, classify, plan_connection
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
+from nats_mcp.bus.failover import resending
 from nats_mcp.config.settings import Settings
 from nats_mcp.core.aiotasks import stop_task
 from nats_mcp.core.redact import redact
@@ -102,10 +103,14 @@ class _GuardedClient(Client):
         old_style: bool = False,
         headers: dict[str, Any] | None = None,
     ) -> Msg:
+        async def send(attempt_timeout: float) -> Msg:
+            return await super(_GuardedClient, self).request(subject, payload, attempt_timeout, old_style, headers)
+
+        # A JetStream read a leaderless stream left unanswered is sent again (bus/failover.py).
         if not trace.get_current_span().is_recording():
-            return await super().request(subject, payload, timeout, old_style, headers)
+            return await resending(subject, timeout, send)
         with _tracer.start_as_current_span("nats request", kind=SpanKind.CLIENT, attributes=_span_attributes(subject)):
-            return await super().request(subject, payload, timeout, old_style, headers)
+            return await resending(subject, timeout, send)
 
     async def publish(
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None

@@ -13,9 +13,12 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from nats_mcp.bus.errors import nats_edge
+from nats_mcp.bus.failover import resend_until
 
 MSG_ID = "Nats-Msg-Id"
 """The dedupe header: a second message with the same id within the stream's duplicate window is dropped."""
+DEFAULT_TIMEOUT_S = 5.0
+"""nats-py's JetStream timeout, when the caller gives none."""
 EXPECT_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 """Store only if the subject's last message has this sequence ("0": the subject holds none)."""
 
@@ -35,8 +38,13 @@ async def store(
     if msg_id is not None:
         sent[MSG_ID] = msg_id
     options: dict[str, Any] = {"stream": stream, "headers": sent or None}
-    if timeout is not None:
-        options["timeout"] = timeout
+
+    async def send(attempt_timeout: float) -> Any:
+        return await js.publish(subject, payload, timeout=attempt_timeout, **options)
+
+    budget = timeout if timeout is not None else DEFAULT_TIMEOUT_S
     with nats_edge():
-        ack = await js.publish(subject, payload, **options)
+        # With a dedupe id a publish whose answer did not come is sent again (bus/failover.py): a stream electing
+        # a leader stores the first one that reaches the new leader, and drops any repeat.
+        ack = await (resend_until(budget, send) if msg_id is not None else send(budget))
     return int(ack.seq)

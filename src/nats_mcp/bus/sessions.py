@@ -95,7 +95,6 @@ class SessionStore:
                 ttl=self.ttl_s,
                 description="MCP sessions of the HTTP gateway",
                 replicas=self.conn.replicas,
-                direct=True,
             )
         return self._kv
 

@@ -11,10 +11,13 @@ import logging
 from dataclasses import fields, replace
 from typing import Any
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
+
+from nats_mcp.bus.failover import LeaderFirstKeyValue
 
 log = logging.getLogger("nats_mcp.bus.setup")
 
@@ -85,21 +88,19 @@ async def ensure_kv(
     ttl: float | None = None,
     description: str = "",
     replicas: int = 1,
-    direct: bool = False,
 ) -> KeyValue:
     """Open a KV bucket, creating it if needed; history, TTL and replicas of an existing bucket are brought in line.
-    ``direct``: a new bucket allows direct gets (reads served by any replica, and batched reads)."""
+
+    Buckets allow direct gets, and the returned KeyValue reads from a follower when no leader answers (see
+    :mod:`nats_mcp.bus.failover`).
+    """
     try:
         kv = await js.key_value(bucket)
     except NotFoundError:
-        return await js.create_key_value(
-            bucket=bucket,
-            history=history,
-            ttl=ttl,
-            description=description or None,
-            replicas=replicas,
-            direct=direct or None,
+        made = await js.create_key_value(
+            bucket=bucket, history=history, ttl=ttl, description=description or None, replicas=replicas, direct=True
         )
+        return LeaderFirstKeyValue(made)
     stream = f"KV_{bucket}"
     info = await js.stream_info(stream)
     wanted = replace(
@@ -107,10 +108,24 @@ async def ensure_kv(
         max_msgs_per_subject=history,
         max_age=ttl if ttl is not None else info.config.max_age,
         num_replicas=replicas,
+        allow_direct=True,  # a follower answers a get while the bucket elects a leader (bus/failover.py)
     )
-    if _differences(info.config, wanted):
+    diff = _differences(info.config, wanted)
+    if set(diff) == {"allow_direct"}:
+        # A bucket made before buckets allowed direct gets: an admin brings it over (`nats-mcp provision`), a
+        # least-privilege agent may not update streams and goes on with it as it is (reads wait for its leader).
+        try:
+            await ensure_stream(js, wanted)
+        except nats.errors.Error as exc:
+            log.warning(
+                "KV bucket %s does not allow direct gets and could not be changed (%s): while it elects a leader "
+                "its reads wait; run `nats-mcp provision` as the admin user",
+                bucket,
+                type(exc).__name__,
+            )
+    elif diff:
         await ensure_stream(js, wanted)
-    return kv
+    return LeaderFirstKeyValue(kv)
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> ConsumerInfo:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from nats_mcp.bus.errors import JetStreamError, KeyNotFound, WrongLastSequence, nats_edge
+from nats_mcp.bus.failover import riding_out
 from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
@@ -99,11 +100,17 @@ class ItemRecords:
         """Store ``record`` if the key is still at ``revision`` (0: absent); the new revision, or None if it moved."""
         kv = await self.bucket.kv()
         key = Layout.item_key(item_id)
-        try:
+
+        async def attempt() -> int:
             with nats_edge():
                 if revision == 0:
                     return int(await kv.create(key, record.encode()))
                 return int(await kv.update(key, record.encode(), last=revision))
+
+        try:
+            # While the bucket elects a leader (a cluster node died) the write is tried again: a claim that took a
+            # message and could not record it would leave the message unavailable for a whole lease.
+            return await riding_out(attempt)
         except WrongLastSequence:
             return None
 
