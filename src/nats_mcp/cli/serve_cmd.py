@@ -185,10 +185,10 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
         extra.append((TYPED_SERVICE, TypedMcpService(service).handler()))
     transport = rpc.GrpcTransport(service, insecure=insecure, extra=extra)
     conn.add_listener(transport.on_nats_event)
-    stop = asyncio.Event()
+    stop, again = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # our own graceful stop, then the cleanup below
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # our own graceful stop (a second signal cuts it short), then
+        loop.add_signal_handler(sig, lambda: (again if stop.is_set() else stop).set())  # the cleanup below
     async with runtime:
         authenticator = None
         try:
@@ -217,6 +217,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
                 g.port_file.write_text(f"{port}\n")  # only once the server listens
             await stop.wait()
             log.info("shutting down on a signal")
+            await transport.drain(g.drain_delay_s, g.drain_timeout_s, again)
         finally:  # ours first; then the runtime closes observability, coordinator, audit log, connection
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
