@@ -74,12 +74,11 @@ async def test_sigterm_finishes_calls_in_flight_ends_streams_and_refuses_new_one
 
             server.proc.send_signal(signal.SIGTERM)
 
-            # readiness turns false while the process still runs; liveness stays true
+            # readiness turns false while the process still runs
             await wait_for(lambda: _is(server, 503), 30, message="readiness never turned 503")
             async with http_client() as probe:
                 draining = await probe.get(f"{server.base}/readyz")
             assert (draining.status_code, draining.json()["status"]) == (503, "draining")
-            assert await status(server, "/healthz") == 200
 
             # the standalone stream ends with a reconnect hint
             hint = await next_event(get_lines)
@@ -92,6 +91,9 @@ async def test_sigterm_finishes_calls_in_flight_ends_streams_and_refuses_new_one
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "1" and refused.headers["connection"] == "close"
             assert refused.json()["error"]["data"]["code"] == "draining"
+            # ... while the probes' routes still answer: liveness (and the resource metadata it may use instead)
+            assert await status(server, "/healthz") == 200
+            assert await status(server, "/.well-known/oauth-protected-resource/mcp") == 200
 
             # the call in flight completes with its answer once work arrives (broadcast through another process)
             assert server.proc.returncode is None

@@ -58,7 +58,6 @@ async def _serve_http(
     import socket
 
     import uvicorn
-    from starlette.routing import Route
 
     from nats_mcp.api.server import Security, build_server
     from nats_mcp.security.authn.apikeys import ApiKeys
@@ -129,7 +128,7 @@ async def _serve_http(
             if quickstart:
                 await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
             config = uvicorn.Config(
-                drainage.DrainGate(app, drain, exempt={r.path for r in probes if isinstance(r, Route)}),
+                drainage.DrainGate(app, drain, exempt=_probe_paths(probes, url)),
                 log_level="warning",
                 timeout_graceful_shutdown=HTTP_LINGER_S,
                 lifespan="on",
@@ -224,6 +223,18 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
             await transport.stop()
             if authenticator is not None:
                 await authenticator.aclose()
+
+
+def _probe_paths(probes: list[Any], url: str) -> set[str]:
+    """What the HTTP drain keeps answering: health, readiness, metrics and the resource metadata (the Kubernetes
+    liveness probe: a draining replica is alive)."""
+    from urllib.parse import urlsplit
+
+    from starlette.routing import Route
+
+    from nats_mcp.transports.http.app import metadata_url
+
+    return {r.path for r in probes if isinstance(r, Route)} | {urlsplit(str(metadata_url(url))).path}
 
 
 def _runtime(
