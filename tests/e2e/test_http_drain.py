@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from pathlib import Path
 
 import httpx2
 import pytest
+from mcp.client.subscriptions import SubscriptionLost
 
-from tests.support.http_server import HttpServer, api_key, http_client, policy_file, serving
+from tests.support.http_server import HttpServer, api_key, http_client, mcp_client, policy_file, serving
 from tests.support.natsserver import NatsServer, wait_for
 from tests.support.sse import answer, call, next_event, open_session, sse_events
 from tests.support.stdio import agent
@@ -168,6 +170,25 @@ async def test_the_delay_still_serves_and_a_second_signal_cuts_the_drain_short(
         server.proc.send_signal(signal.SIGTERM)
         assert await exited(server) == 0
     assert "draining cut short by a second signal" in server.stderr()
+
+
+async def test_a_listen_stream_ends_at_once_and_does_not_hold_the_drain(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    env = {
+        "NATS_MCP_NAMESPACE": "team-drain-listen",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_HTTP_DRAIN_TIMEOUT_S": "600",  # a listen stream held to this deadline would fail the exit below
+    }
+    key, _ = await api_key(tmp_path, nats_server.url, "listener", "agent")
+    async with serving(tmp_path, "listen", nats_server.url, **env) as server:
+        async with mcp_client(server.url, key, agent="l1") as client, client.listen(tools_list_changed=True) as sub:
+            server.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(SubscriptionLost):  # the stream ends (2026-07-28 listens have no replay)
+                async for _ in sub:
+                    pass
+        assert await exited(server) == 0
+    assert "refusing new requests; 1 stream(s) ended with a reconnect hint" in server.stderr()
 
 
 async def test_readiness_follows_nats_while_serving(tmp_path: Path, nats_server: NatsServer) -> None:
