@@ -119,10 +119,10 @@ class Flight:
         # Whole events go out one per message, so this lands between two events; the final empty chunk ends the
         # response, after which uvicorn answers the app's receive() with http.disconnect and its SSE writer stops.
         assert self._send is not None
-        self.done = self.cut = True
         hint = f"retry: {self._retry_ms}\n\n".encode()
         await self._send({"type": "http.response.body", "body": hint, "more_body": True})
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.done = self.cut = True
 
 
 class Drain:
