@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -30,6 +31,24 @@ async def status(server: HttpServer, path: str) -> int:
 
 async def exited(server: HttpServer) -> int:
     return await asyncio.wait_for(server.proc.wait(), EXIT_TIMEOUT_S)
+
+
+async def stall(server: HttpServer, key: str) -> asyncio.StreamWriter:
+    """A POST in flight in the server whose body never finishes (a client that never completes its request)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        (
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            "Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    # uvicorn answers 100 Continue when the server first reads the body: the request is in flight
+    assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"HTTP/1.1 100")
+    writer.write(b'{"jsonrpc": "2.0", "id": 1, ')  # ... and the rest never comes
+    await writer.drain()
+    return writer
 
 
 async def test_sigterm_finishes_calls_in_flight_ends_streams_and_refuses_new_ones(
@@ -124,26 +143,42 @@ async def test_a_request_that_never_finishes_does_not_hold_the_exit(tmp_path: Pa
     }
     key, _ = await api_key(tmp_path, nats_server.url, "staller", "agent")
     async with serving(tmp_path, "stall", nats_server.url, **env) as server:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer = await stall(server, key)
         try:
-            writer.write(
-                (
-                    f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {key}\r\n"
-                    "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
-                    "Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
-                ).encode()
-            )
-            await writer.drain()
-            # uvicorn answers 100 Continue when the server first reads the body: the request is in flight
-            assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"HTTP/1.1 100")
-            writer.write(b'{"jsonrpc": "2.0", "id": 1, ')  # ... and the rest never comes
-            await writer.drain()
-
             server.proc.send_signal(signal.SIGTERM)
             assert await exited(server) == 0
         finally:
             writer.close()
     assert "0 refused, 1 still open" in server.stderr()
+
+
+async def test_idle_connections_are_closed_when_the_refusals_start(tmp_path: Path, nats_server: NatsServer) -> None:
+    """A client's idle keep-alive connection is closed (it reconnects elsewhere) instead of meeting a 503 later."""
+    env = {
+        "NATS_MCP_NAMESPACE": "team-drain-idle",
+        "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
+        "NATS_MCP_HTTP_DRAIN_TIMEOUT_S": "600",  # the stalled request below holds the drain; a second signal ends it
+    }
+    key, _ = await api_key(tmp_path, nats_server.url, "idler", "agent")
+    async with serving(tmp_path, "idle", nats_server.url, **env) as server:
+        stalled = await stall(server, key)
+        idle_reader, idle = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            idle.write(f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+            await idle.drain()
+            head = await asyncio.wait_for(idle_reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower()
+            length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+            await idle_reader.readexactly(length)  # the connection is idle now, kept alive
+
+            server.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(idle_reader.read(), 30) == b""  # closed by the server, nothing sent
+            assert server.proc.returncode is None  # ... while the stalled request still holds the drain
+            server.proc.send_signal(signal.SIGTERM)
+            assert await exited(server) == 0
+        finally:
+            idle.close()
+            stalled.close()
 
 
 async def test_the_delay_still_serves_and_a_second_signal_cuts_the_drain_short(

@@ -138,7 +138,7 @@ async def _serve_http(
                 ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
             )
             server = web.QuietServer(config)
-            stopping = drainage.OnSignals(drain, server.stop, http.drain_delay_s, http.drain_timeout_s)
+            stopping = drainage.OnSignals(drain, server, http.drain_delay_s, http.drain_timeout_s)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):  # drain, stop, then the cleanup below (uvicorn's own
                 loop.add_signal_handler(sig, stopping.signal)  # handling re-raised the signal and skipped it)

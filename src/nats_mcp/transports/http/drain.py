@@ -5,7 +5,8 @@ A stopping replica (SIGTERM in a rolling restart) goes through :meth:`Drain.run`
 1. **draining** — ``GET /readyz`` answers 503 at once, so load balancers stop sending; requests are still served
    for ``http.drain_delay_s`` (those already on their way), each answer with ``Connection: close`` so no client
    keeps a connection to this replica;
-2. **refusing** — a new request is answered 503 with ``Retry-After`` and ``Connection: close`` before anything
+2. **refusing** — idle keep-alive connections are closed (their clients reconnect through the load balancer);
+   a new request is answered 503 with ``Retry-After`` and ``Connection: close`` before anything
    reaches the MCP server, so a client or proxy can send it to another replica (it was not started here); streams
    that never end by themselves (``GET`` SSE streams, ``subscriptions/listen``) end now with an SSE ``retry:``
    field, and the client reconnects (to another replica, resuming with ``Last-Event-ID``); requests in flight get
@@ -27,6 +28,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -166,12 +168,17 @@ class Drain:
             log.warning("draining cut short by a second signal")
         self._interrupt.set()
 
-    async def run(self, delay_s: float, timeout_s: float) -> DrainReport:
+    async def run(
+        self, delay_s: float, timeout_s: float, before_refusing: Callable[[], None] | None = None
+    ) -> DrainReport:
         """The whole drain (module docstring): ``delay_s`` still serving, then refusing new requests while those
-        in flight get ``timeout_s`` to finish; returns at once after :meth:`interrupt`."""
+        in flight get ``timeout_s`` to finish; returns at once after :meth:`interrupt`. ``before_refusing``: what
+        closes the idle connections (:func:`close_idle`)."""
         self.begin()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._interrupt.wait(), delay_s)
+        if before_refusing is not None:
+            before_refusing()
         self.phase = REFUSING
         ended = await self._end([f for f in self._flights if f.standing])
         log.info(
@@ -285,12 +292,22 @@ class DrainGate:
         await JSONResponse(body, status_code=503, headers=headers)(scope, receive, send)
 
 
-class OnSignals:
-    """A server's SIGTERM/SIGINT: the first drains (:meth:`Drain.run`) and then calls ``stop``; a later one cuts
-    the drain short. What runs after the server (key revocation, the audit chain's end) runs either way."""
+def close_idle(server: uvicorn.Server) -> None:
+    """Close the server's idle keep-alive connections now, and each busy one after its answer (uvicorn's own
+    first step of a shutdown, without closing the listening socket).
 
-    def __init__(self, drain: Drain, stop: Callable[[], None], delay_s: float, timeout_s: float) -> None:
-        self.drain, self.stop, self.delay_s, self.timeout_s = drain, stop, delay_s, timeout_s
+    A client notices a connection closed while idle before it reuses it and opens a new one, through the load
+    balancer, to another replica; a request sent on it later would only have met a refusal."""
+    for connection in list(server.server_state.connections):
+        connection.shutdown()
+
+
+class OnSignals:
+    """A uvicorn server's SIGTERM/SIGINT: the first drains (:meth:`Drain.run`) and then stops the server; a later
+    one cuts the drain short. What runs after the server (key revocation, the audit chain's end) runs either way."""
+
+    def __init__(self, drain: Drain, server: uvicorn.Server, delay_s: float, timeout_s: float) -> None:
+        self.drain, self.server, self.delay_s, self.timeout_s = drain, server, delay_s, timeout_s
         self.task: asyncio.Task[None] | None = None
 
     def signal(self) -> None:
@@ -302,9 +319,9 @@ class OnSignals:
 
     async def _run(self) -> None:
         try:
-            await self.drain.run(self.delay_s, self.timeout_s)
+            await self.drain.run(self.delay_s, self.timeout_s, lambda: close_idle(self.server))
         finally:
-            self.stop()
+            self.server.should_exit = True  # uvicorn's shutdown: listening socket, linger, lifespan
 
     def cancel(self) -> None:
         if self.task is not None:
