@@ -152,9 +152,6 @@ class Drain:
     def ready(self) -> bool:
         return self.phase == SERVING and self.connected()
 
-    def in_flight(self) -> int:
-        return len(self._flights)
-
     def begin(self) -> None:
         """Readiness false from now on (the signal handler calls this first, synchronously)."""
         if self.phase == SERVING:
