@@ -301,7 +301,8 @@ def close_idle(server: uvicorn.Server) -> None:
 
 class OnSignals:
     """A uvicorn server's SIGTERM/SIGINT: the first drains (:meth:`Drain.run`) and then stops the server; a later
-    one cuts the drain short. What runs after the server (key revocation, the audit chain's end) runs either way."""
+    one cuts the drain short. What runs after the server (the authenticator, the runtime: the audit chain's end, the
+    NATS connection) runs either way."""
 
     def __init__(self, drain: Drain, server: uvicorn.Server, delay_s: float, timeout_s: float) -> None:
         self.drain, self.server, self.delay_s, self.timeout_s = drain, server, delay_s, timeout_s
