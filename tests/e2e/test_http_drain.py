@@ -152,8 +152,10 @@ async def test_a_request_that_never_finishes_does_not_hold_the_exit(tmp_path: Pa
     assert "0 refused, 1 still open" in server.stderr()
 
 
-async def test_idle_connections_are_closed_when_the_refusals_start(tmp_path: Path, nats_server: NatsServer) -> None:
-    """A client's idle keep-alive connection is closed (it reconnects elsewhere) instead of meeting a 503 later."""
+async def test_a_request_on_a_kept_alive_connection_is_refused_whole_then_the_connection_closes(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """A client that kept a connection from before the drain gets a whole answer on it, never a reset."""
     env = {
         "NATS_MCP_NAMESPACE": "team-drain-idle",
         "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path),
@@ -162,23 +164,43 @@ async def test_idle_connections_are_closed_when_the_refusals_start(tmp_path: Pat
     key, _ = await api_key(tmp_path, nats_server.url, "idler", "agent")
     async with serving(tmp_path, "idle", nats_server.url, **env) as server:
         stalled = await stall(server, key)
-        idle_reader, idle = await asyncio.open_connection("127.0.0.1", server.port)
+        reader, idle = await asyncio.open_connection("127.0.0.1", server.port)
+        host = f"Host: 127.0.0.1:{server.port}\r\n"
         try:
-            idle.write(f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+            idle.write(f"GET /readyz HTTP/1.1\r\n{host}\r\n".encode())
             await idle.drain()
-            head = await asyncio.wait_for(idle_reader.readuntil(b"\r\n\r\n"), 30)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
             assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower()
-            length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
-            await idle_reader.readexactly(length)  # the connection is idle now, kept alive
+            await reader.readexactly(content_length(head))  # the connection is idle now, kept alive
 
             server.proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(idle_reader.read(), 30) == b""  # closed by the server, nothing sent
+            await wait_for(lambda: _is(server, 503), 30, message="readiness never turned 503")
+            body = json.dumps(call(1, "warp_handle_get")).encode()
+            idle.write(
+                (
+                    f"POST /mcp HTTP/1.1\r\n{host}Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                    f"Accept: application/json, text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+            )
+            await idle.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 503") and b"connection: close" in head.lower(), head
+            answer_body = await reader.readexactly(content_length(head))
+            assert json.loads(answer_body)["error"]["data"]["code"] == "draining"
+            assert await asyncio.wait_for(reader.read(), 30) == b""  # then closed, nothing more
             assert server.proc.returncode is None  # ... while the stalled request still holds the drain
             server.proc.send_signal(signal.SIGTERM)
             assert await exited(server) == 0
         finally:
             idle.close()
             stalled.close()
+
+
+def content_length(head: bytes) -> int:
+    found = re.search(rb"content-length: (\d+)", head.lower())
+    assert found is not None, head
+    return int(found.group(1))
 
 
 async def test_the_delay_still_serves_and_a_second_signal_cuts_the_drain_short(

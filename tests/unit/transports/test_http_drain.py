@@ -207,3 +207,30 @@ async def test_readiness_says_why() -> None:
     up[0] = True
     drain.begin()
     assert await ask() == (503, {"status": "draining", "nats": "connected"})
+
+
+async def test_requests_still_arriving_keep_the_port_open_until_they_stop_or_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A balancer that has not noticed yet still gets answers: the drain ends only after a quiet spell."""
+    monkeypatch.setattr(drainage, "QUIET_S", 300)
+    idle = Drain(lambda: True, 1500)
+    assert (await asyncio.wait_for(idle.run(0, 600), 5)).refused == 0  # no request came for a while: done at once
+
+    drain = Drain(lambda: True, 1500)
+    drain.arrived()  # traffic up to the signal
+    running = asyncio.create_task(drain.run(0, 600))
+    await asyncio.wait({running}, timeout=0.05)  # nothing in flight: only the quiet spell holds it
+    assert not running.done()
+    wire = Wire([b"{}"])
+    await DrainGate(Reply(), drain, ()).__call__(scope(), wire.receive, wire.send)
+    assert wire.status() == 503
+    await asyncio.wait({running}, timeout=0.05)
+    assert not running.done()  # a request arrived just now: still listening
+    drain.interrupt()
+    assert (await asyncio.wait_for(running, 5)).refused == 1
+
+    bounded = Drain(lambda: True, 1500)
+    bounded.arrived()
+    report = await asyncio.wait_for(bounded.run(0, 0.05), 5)  # the deadline ends the quiet spell too
+    assert not report.interrupted

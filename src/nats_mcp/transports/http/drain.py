@@ -5,14 +5,17 @@ A stopping replica (SIGTERM in a rolling restart) goes through :meth:`Drain.run`
 1. **draining** — ``GET /readyz`` answers 503 at once, so load balancers stop sending; requests are still served
    for ``http.drain_delay_s`` (those already on their way), each answer with ``Connection: close`` so no client
    keeps a connection to this replica;
-2. **refusing** — idle keep-alive connections are closed (their clients reconnect through the load balancer);
-   a new request is answered 503 with ``Retry-After`` and ``Connection: close`` before anything
-   reaches the MCP server, so a client or proxy can send it to another replica (it was not started here); streams
-   that never end by themselves (``GET`` SSE streams, ``subscriptions/listen``) end now with an SSE ``retry:``
-   field, and the client reconnects (to another replica, resuming with ``Last-Event-ID``); requests in flight get
-   until ``http.drain_timeout_s`` to finish;
-3. **closing** — at the deadline (or at once on a second signal) every SSE stream still open ends with the same
-   hint; the caller then stops uvicorn, which cancels what is left after a short linger.
+2. **refusing** — a new request is answered 503 with ``Retry-After`` and ``Connection: close`` before anything
+   reaches the MCP server, so a client or proxy can send it to another replica (it was not started here); so is
+   one on a keep-alive connection opened before the drain (closing idle connections here would race a client
+   writing on one, which then sees a reset instead of an answer; uvicorn closes them at the end, once none has
+   been used for ``QUIET_S``). Streams that never end by themselves (``GET`` SSE streams,
+   ``subscriptions/listen``) end now with an SSE ``retry:`` field, and the client reconnects (to another replica,
+   resuming with ``Last-Event-ID``); requests in flight get until ``http.drain_timeout_s`` to finish;
+3. **closing** — once nothing is in flight and no request arrived for ``QUIET_S`` (a balancer that is late still
+   gets answers), at the latest at the deadline (at once on a second signal), every SSE stream still open ends
+   with the same hint; the caller then stops uvicorn (the port closes), which cancels what is left after a short
+   linger.
 
 The whole drain lasts at most ``drain_delay_s`` + ``drain_timeout_s`` (+ the linger); a second signal cuts it short.
 
@@ -46,6 +49,10 @@ REFUSAL_BODY_LIMIT = 1024 * 1024
 REFUSAL_READ_TIMEOUT_S = 1.0
 """A refused request's body is read (up to these bounds) before the answer: closing a socket with unread bytes
 sends a reset that can reach the client before the 503 does."""
+QUIET_S = 0.5
+"""Before the server stops listening, how long no request may have arrived: while a load balancer that has not
+noticed yet still sends, requests are answered (refused, retried elsewhere) rather than met by a closed port or a
+reset of connections the client had just opened."""
 SNIFF_LIMIT = 64 * 1024
 LISTEN = b"subscriptions/listen"
 SSE = b"text/event-stream"
@@ -139,6 +146,7 @@ class Drain:
         self._idle.set()
         self._interrupt = asyncio.Event()
         self._finished = 0
+        self._last_arrival = 0.0
         self.refused = 0
 
     @property
@@ -165,17 +173,12 @@ class Drain:
             log.warning("draining cut short by a second signal")
         self._interrupt.set()
 
-    async def run(
-        self, delay_s: float, timeout_s: float, before_refusing: Callable[[], None] | None = None
-    ) -> DrainReport:
+    async def run(self, delay_s: float, timeout_s: float) -> DrainReport:
         """The whole drain (module docstring): ``delay_s`` still serving, then refusing new requests while those
-        in flight get ``timeout_s`` to finish; returns at once after :meth:`interrupt`. ``before_refusing``: what
-        closes the idle connections (:func:`close_idle`)."""
+        in flight get ``timeout_s`` to finish; returns at once after :meth:`interrupt`."""
         self.begin()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._interrupt.wait(), delay_s)
-        if before_refusing is not None:
-            before_refusing()
         self.phase = REFUSING
         ended = await self._end([f for f in self._flights if f.standing])
         log.info(
@@ -183,8 +186,16 @@ class Drain:
             ended,
             sum(1 for f in self._flights if not f.done),
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle_or_interrupt(), timeout_s)
+        while not self._interrupt.is_set() and (quiet := QUIET_S - (loop.time() - self._last_arrival)) > 0:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._interrupt.wait(), min(quiet, remaining))
         self.phase = CLOSING
         ended += await self._end([f for f in self._flights if not f.standing])
         left = sum(1 for f in self._flights if not f.done)
@@ -209,6 +220,10 @@ class Drain:
         finally:
             idle.cancel()
             stop.cancel()
+
+    def arrived(self) -> None:
+        """A request (not a probe) arrived: the drain keeps listening until they stop coming (``QUIET_S``)."""
+        self._last_arrival = asyncio.get_running_loop().time()
 
     def add(self, flight: Flight) -> None:
         self._flights.add(flight)
@@ -236,6 +251,7 @@ class DrainGate:
             await self.app(scope, receive, send)
             return
         drain = self.drain
+        drain.arrived()
         if drain.refusing:
             await self._refuse(scope, receive, send)
             return
@@ -289,16 +305,6 @@ class DrainGate:
         await JSONResponse(body, status_code=503, headers=headers)(scope, receive, send)
 
 
-def close_idle(server: uvicorn.Server) -> None:
-    """Close the server's idle keep-alive connections now, and each busy one after its answer (uvicorn's own
-    first step of a shutdown, without closing the listening socket).
-
-    A client notices a connection closed while idle before it reuses it and opens a new one, through the load
-    balancer, to another replica; a request sent on it later would only have met a refusal."""
-    for connection in list(server.server_state.connections):
-        connection.shutdown()
-
-
 class OnSignals:
     """A uvicorn server's SIGTERM/SIGINT: the first drains (:meth:`Drain.run`) and then stops the server; a later
     one cuts the drain short. What runs after the server (the authenticator, the runtime: the audit chain's end, the
@@ -317,7 +323,7 @@ class OnSignals:
 
     async def _run(self) -> None:
         try:
-            await self.drain.run(self.delay_s, self.timeout_s, lambda: close_idle(self.server))
+            await self.drain.run(self.delay_s, self.timeout_s)
         finally:
             self.server.should_exit = True  # uvicorn's shutdown: listening socket, linger, lifespan
 
