@@ -1,6 +1,6 @@
 """Benchmark boundary of the HTTP drain under load: rolling restarts of two replicas while workers call tools.
 
-    .venv/bin/python bench/http_rolling.py [--workers 20] [--cycles 2] [--delay 1] [--sticky]
+    .venv/bin/python bench/http_rolling.py [--quick] [--workers 20] [--cycles 2] [--delay 1] [--sticky]
 
 One real nats-server, two ``nats-mcp serve --transport http --insecure-dev`` replicas (rate limits raised), a
 client-side balancer that follows ``/readyz`` (polled every 0.2 s, as a load balancer's health check would), and
@@ -207,5 +207,8 @@ if __name__ == "__main__":
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--delay", type=float, default=1.0, help="http.drain_delay_s")
     parser.add_argument("--sticky", action="store_true", help="keep a replica until Connection: close")
+    parser.add_argument("--quick", action="store_true", help="10 workers, one cycle")
     args = parser.parse_args()
+    if args.quick:
+        args.workers, args.cycles = 10, 1
     asyncio.run(main(args.workers, args.cycles, args.delay, args.sticky))
