@@ -25,6 +25,9 @@ log = logging.getLogger("nats_mcp.serve")
 AUDIT_DRAIN_OFFLINE_S = 0.25
 """At a stdio shutdown with NATS unreachable, how long queued audit records may take to reach their sinks: long
 enough for the file sink, not a wait for NATS to come back (the client has gone)."""
+HTTP_LINGER_S = 2
+"""After the HTTP drain (transports/http/drain.py), how long uvicorn waits for connections still open before it
+cancels their requests: the streams the drain ended close at once; only requests past the drain deadline remain."""
 
 
 async def _serve(settings: Settings, policy: Policy) -> None:
@@ -60,6 +63,7 @@ async def _serve_http(
     from nats_mcp.security.authn.apikeys import ApiKeys
     from nats_mcp.security.authn.chain import Authenticator
     from nats_mcp.transports.http import app as web
+    from nats_mcp.transports.http import drain as drainage
 
     http = settings.http
     family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
@@ -106,24 +110,27 @@ async def _serve_http(
                     origins=checks.allowed_origins,
                     secure=http.tls or url.startswith("https://"),
                 )
+            drain = drainage.Drain(lambda: conn.connected, http.sse_retry_ms)
+            probes = [
+                web.health_route(lambda: conn.connected),
+                drainage.readiness_route(drain),
+                *(obs.routes() if obs is not None else ()),
+            ]
             app = web.build_http_app(
                 build_server(coordinator, caller, settings.tool_prefix, security),
                 settings,
                 port,
                 verifier,
                 guard.audit,
-                extra_routes=[
-                    web.health_route(lambda: conn.connected),
-                    *(obs.routes() if obs is not None else ()),
-                    *(dashboard.routes() if dashboard else ()),
-                ],
+                extra_routes=[*probes, *(dashboard.routes() if dashboard else ())],
                 nats=(conn, coordinator.layout),
             )
             if quickstart:
                 await _quickstart(ApiKeys(conn), conn, url, settings, rotate=rotate_key)
             config = uvicorn.Config(
-                app,
+                drainage.DrainGate(app, drain, exempt=_probe_paths(probes, url)),
                 log_level="warning",
+                timeout_graceful_shutdown=HTTP_LINGER_S,
                 lifespan="on",
                 access_log=False,
                 timeout_keep_alive=75,  # longer than clients keep idle connections, so the client always lets go first
@@ -131,9 +138,10 @@ async def _serve_http(
                 ssl_keyfile=str(http.tls_key_file) if http.tls_key_file else None,
             )
             server = web.QuietServer(config)
+            stopping = drainage.OnSignals(drain, server, http.drain_delay_s, http.drain_timeout_s)
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):  # graceful stop, then the cleanup below (uvicorn's own
-                loop.add_signal_handler(sig, server.stop)  # handling re-raised the signal and skipped it)
+            for sig in (signal.SIGTERM, signal.SIGINT):  # drain, stop, then the cleanup below (uvicorn's own
+                loop.add_signal_handler(sig, stopping.signal)  # handling re-raised the signal and skipped it)
             serving = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
             listening = asyncio.create_task(server.listening.wait())
             await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
@@ -145,7 +153,10 @@ async def _serve_http(
                     err.print(f"nats-mcp: dashboard (admins) at {base}{dashboard.prefix}", highlight=False)
                 if http.port_file is not None:
                     http.port_file.write_text(f"{port}\n")  # only once the socket listens
-            await serving
+            try:
+                await serving
+            finally:
+                stopping.cancel()
         finally:  # ours first; then the runtime closes observability, coordinator, audit log, connection
             if authenticator is not None:
                 await authenticator.aclose()
@@ -173,10 +184,10 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
         extra.append((TYPED_SERVICE, TypedMcpService(service).handler()))
     transport = rpc.GrpcTransport(service, insecure=insecure, extra=extra)
     conn.add_listener(transport.on_nats_event)
-    stop = asyncio.Event()
+    stop, again = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # our own graceful stop, then the cleanup below
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # our own graceful stop (a second signal cuts it short), then
+        loop.add_signal_handler(sig, lambda: (again if stop.is_set() else stop).set())  # the cleanup below
     async with runtime:
         authenticator = None
         try:
@@ -205,12 +216,25 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
                 g.port_file.write_text(f"{port}\n")  # only once the server listens
             await stop.wait()
             log.info("shutting down on a signal")
+            await transport.drain(g.drain_delay_s, g.drain_timeout_s, again)
         finally:  # ours first; then the runtime closes observability, coordinator, audit log, connection
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await transport.stop()
             if authenticator is not None:
                 await authenticator.aclose()
+
+
+def _probe_paths(probes: list[Any], url: str) -> set[str]:
+    """What the HTTP drain keeps answering: health, readiness, metrics and the resource metadata (the Kubernetes
+    liveness probe: a draining replica is alive)."""
+    from urllib.parse import urlsplit
+
+    from starlette.routing import Route
+
+    from nats_mcp.transports.http.app import metadata_url
+
+    return {r.path for r in probes if isinstance(r, Route)} | {urlsplit(str(metadata_url(url))).path}
 
 
 def _runtime(

@@ -44,6 +44,13 @@ class GrpcSettings(Section):
     """Connections are closed (gracefully) after this long, so clients reconnect and rebalance; None: no limit."""
     max_connection_age_grace_s: float = Field(default=30, ge=0)
     max_connection_idle_s: float | None = Field(default=None, gt=0)
+    drain_delay_s: float = Field(default=0.0, ge=0, le=300)
+    """On SIGTERM/SIGINT ``grpc.health.v1`` answers NOT_SERVING at once; calls are still taken for this long (so
+    load balancers see it) before the server stops taking new ones. Env: ``NATS_MCP_GRPC_DRAIN_DELAY_S``."""
+    drain_timeout_s: float = Field(default=20.0, ge=0, le=3600)
+    """Then how long calls in flight get to finish (``server.stop(grace)``; new calls are refused with UNAVAILABLE,
+    which gRPC clients retry on another connection); streams still open then are cancelled. A second signal cuts
+    the wait short. Env: ``NATS_MCP_GRPC_DRAIN_TIMEOUT_S``."""
     port_file: Path | None = None
     """Write the bound port here once listening (tests and scripts with port 0)."""
     reflection: bool = False

@@ -52,6 +52,15 @@ class HttpSettings(Section):
     sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
     """The ``retry`` field of the priming event that starts each SSE stream (protocol 2025-11-25): how long a
     client waits before it reconnects a dropped stream. Env: ``NATS_MCP_HTTP_SSE_RETRY_MS``."""
+    drain_delay_s: float = Field(default=0.0, ge=0, le=300)
+    """On SIGTERM/SIGINT ``GET /readyz`` answers 503 at once; requests are still served for this long (so load
+    balancers see it and stop sending) before new ones are refused (503, ``Retry-After``, ``Connection: close``).
+    The Kubernetes manifests set it to the time endpoints take to drop the pod (docs/deployment.md).
+    Env: ``NATS_MCP_HTTP_DRAIN_DELAY_S``."""
+    drain_timeout_s: float = Field(default=20.0, ge=0, le=3600)
+    """Then how long requests in flight get to finish; SSE streams still open at this deadline end with a
+    ``retry:`` hint (``GET`` streams and ``subscriptions/listen`` at once) so clients reconnect elsewhere. A second
+    signal cuts the wait short. Env: ``NATS_MCP_HTTP_DRAIN_TIMEOUT_S``."""
     port_file: Path | None = None
     """Write the bound port here once listening (tests and scripts with port 0)."""
 

@@ -19,6 +19,7 @@ record can be written from Python.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -415,6 +416,29 @@ class GrpcTransport:
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+    async def drain(self, delay_s: float, timeout_s: float, again: asyncio.Event) -> None:
+        """The graceful stop of a signal: health NOT_SERVING at once (load balancers stop sending), calls still
+        taken for ``delay_s``, then no new ones (UNAVAILABLE, which clients retry on another connection) while
+        those in flight get ``timeout_s``; ``again`` (a second signal) cuts either wait short."""
+        await self.health.enter_graceful_shutdown()
+        log.info("draining: grpc.health.v1 answers NOT_SERVING")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(again.wait(), delay_s)
+        if self._server is None:
+            return
+        log.info("draining: no new calls; calls in flight get %s s", timeout_s)
+        stopping = asyncio.ensure_future(self._server.stop(timeout_s))
+        cut = asyncio.ensure_future(again.wait())
+        try:
+            await asyncio.wait([stopping, cut], return_when=asyncio.FIRST_COMPLETED)
+            if not stopping.done():
+                log.warning("draining cut short by a second signal")
+                await self._server.stop(0)  # a shorter grace ends the first stop sooner
+                await stopping
+        finally:
+            cut.cancel()
+        log.info("drained")
 
     async def stop(self, grace: float = 5) -> None:
         """Health says NOT_SERVING, calls in flight get ``grace`` seconds, then the server loop's resources close."""
