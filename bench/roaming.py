@@ -68,8 +68,8 @@ async def client_of(cell: Cell) -> AsyncIterator[Client]:
             async with session(front, "legacy") as client:
                 yield client
         finally:
-            if proxy.failed:
-                print(f"{cell.name}: requests a process took but did not answer: {proxy.failed}", file=sys.stderr)
+            if proxy.failed or proxy.refusals:
+                print(f"{cell.name}: unanswered {proxy.failed}, refused {proxy.refusals[:20]}", file=sys.stderr)
 
 
 async def measure(cells: list[Cell], rounds: int, seconds: float, nats: NatsServer) -> None:

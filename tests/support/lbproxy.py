@@ -34,6 +34,8 @@ class RoundRobin:
     """Requests sent to another backend because one refused the connection."""
     failed: list[str] = field(default_factory=list)
     """Requests a backend took but did not answer (the connection broke before a response)."""
+    refusals: list[str] = field(default_factory=list)
+    """Requests a backend answered with an HTTP error (method, backend, status)."""
     _turn: int = 0
     _client: httpx2.AsyncClient | None = None
 
@@ -70,6 +72,8 @@ class RoundRobin:
                 await send({"type": "http.response.body", "body": f"{backend} gave no answer: {exc!r}".encode()})
                 return
             self.served[backend] += 1
+            if response.status_code >= 400:
+                self.refusals.append(f"{scope['method']} {backend}: {response.status_code}")
             await self._relay(response, receive, send)
             return
         await send({"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]})

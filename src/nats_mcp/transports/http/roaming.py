@@ -24,6 +24,7 @@ process holds the session (a client whose session copy there ends subscribes aga
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -111,6 +112,7 @@ class RoamingSessions:
         self._connections: dict[str, Connection] = {}
         self._owners: dict[str, str] = {}
         self._subscription: Any = None
+        self._restoring: dict[tuple[str, str], asyncio.Future[None]] = {}
         if agents is not None:
             agents.recorder = self._record_agent
 
@@ -273,26 +275,42 @@ class RoamingSessions:
     # -- the sessions' server tasks ----------------------------------------------------------------
 
     async def _restore(self, session: str, owner: str, requestor: AuthorizationContext | None) -> None:
-        """Serve here a session another process opened (nothing, and the SDK's 404, if there is no such record)."""
+        """Serve here a session another process opened (nothing, and the SDK's 404, if there is no such record).
+
+        The session is entered in the SDK's table only once its server task runs (a request handed to a transport
+        not yet connected fails); requests of the session that arrive meanwhile wait for this restoration.
+        """
+        key = (owner, session)
+        pending = self._restoring.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._restoring[key] = done
+        try:
+            await self._restore_now(session, owner, requestor)
+        finally:
+            del self._restoring[key]
+            done.set_result(None)
+
+    async def _restore_now(self, session: str, owner: str, requestor: AuthorizationContext | None) -> None:
         try:
             record = await self.store.get(owner, session)
         except Exception as exc:
             log.warning("MCP session %s could not be looked up in NATS: %s", session, exc)
             return
-        if record is None:
-            return
         manager = self.manager
+        if record is None or session in manager._server_instances:
+            return
+        transport = self._transport(session)
+        assert manager._task_group is not None
+        await manager._task_group.start(self._run, transport, record)  # connected: it takes requests from here
         async with manager._session_creation_lock:
-            if session in manager._server_instances:
-                return
-            transport = self._transport(session)
             manager._server_instances[session] = transport
             if requestor is not None:
                 manager._session_owners[session] = requestor
         self._touched[session] = time.monotonic()
         self._owners[session] = owner
-        assert manager._task_group is not None
-        await manager._task_group.start(self._run, transport, record)
 
     def _transport(self, session: str) -> StreamableHTTPServerTransport:
         manager = self.manager
