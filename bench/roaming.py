@@ -12,8 +12,9 @@ back. Cells, sampled alternately (the order rotated each round), medians of the 
 - ``baseline`` (with ``--baseline-exe``, e.g. the ``nats-mcp`` of a checkout from before sessions moved to NATS):
   the client talks to one process of that build directly — today's per-call cost against the old one.
 
-Server CPU per call is the CPU all serve processes of the cell spent (every thread) over the calls made; it must not
-grow with the number of processes. The proxy runs in this process: its cost is in the client column, not the server's.
+Server CPU per call is the CPU all serve processes of the cell spent (every thread) over the calls made, less what
+each spends when idle (measured once, before the rounds); it must not grow with the number of processes. The proxy
+runs in this process: its cost is in the client column, not the server's.
 Prints a table of calls/s, server CPU per call and their ratios to ``direct``.
 """
 
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,19 +84,31 @@ async def measure(cells: list[Cell], rounds: int, seconds: float, nats: NatsServ
             for _ in range(WARMUP):
                 await call()
             calls[cell.name] = call
+        idle = await idle_rates([s for cell in cells for s in cell.servers])
         for turn in range(rounds):
             for cell in cells[turn % len(cells) :] + cells[: turn % len(cells)]:
                 pids = [s.process.pid for s in cell.servers if s.process is not None]
                 server0 = sum(cpu_s(pid) for pid in pids)
                 client0 = sum(sys_cpu())
                 msgs0 = nats.monitor("varz")["in_msgs"]
+                wall0 = time.perf_counter()
                 n = await http_tools.sequential(calls[cell.name], seconds)
-                elapsed = sum(sys_cpu()) - client0
-                server = sum(cpu_s(pid) for pid in pids) - server0
+                wall = time.perf_counter() - wall0
+                client = sum(sys_cpu()) - client0
+                # what the processes spend anyway (timers, watches, heartbeats) is not the calls' cost
+                server = sum(cpu_s(pid) for pid in pids) - server0 - wall * sum(idle.get(pid, 0.0) for pid in pids)
                 cell.nats_msgs.append((nats.monitor("varz")["in_msgs"] - msgs0) / n)
-                cell.rates.append(n / max(seconds, 1e-9))
+                cell.rates.append(n / wall)
                 cell.server_ms.append(1e3 * server / n)
-                cell.client_ms.append(1e3 * elapsed / n)
+                cell.client_ms.append(1e3 * client / n)
+
+
+async def idle_rates(servers: list[Spec], seconds: float = 3.0) -> dict[int, float]:
+    """CPU seconds per second each server process spends with no call in flight (measured once, all at once)."""
+    pids = {s.process.pid for s in servers if s.process is not None}
+    before = {pid: cpu_s(pid) for pid in pids}
+    await asyncio.sleep(seconds)  # the measuring window itself
+    return {pid: (cpu_s(pid) - before[pid]) / seconds for pid in pids}
 
 
 def sys_cpu() -> tuple[float, float]:
