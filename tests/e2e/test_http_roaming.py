@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import nats
 import pytest
 
+from nats_mcp.bus.directget import last_per_subject
+from nats_mcp.bus.layout import Layout
 from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
 from tests.support.lbproxy import round_robin
 from tests.support.natsserver import NatsServer, wait_for
@@ -84,6 +87,9 @@ async def test_any_process_serves_any_request_of_a_session_and_its_end_reaches_t
         listed = answer(await session.post(b.url, "tools/list"))
         assert any(t["name"] == "warp_registry_register" for t in listed["result"]["tools"])
         me = (await session.tool(b.url, "warp_registry_register", agentType="roamer"))["agent"]["guid"]
+        # a log level set on A is the session's, in its record (B restores a session with it)
+        assert "error" not in answer(await session.post(a.url, "logging/setLevel", level="warning"))
+        assert (await recorded(nats_server, "team-roam", session.id))["level"] == "warning"
         assert (await session.tool(a.url, "warp_handle_get"))["agentGuid"] == me  # the same agent on both
 
         # another credential naming the session finds nothing on either process (as the SDK answers it)
@@ -97,6 +103,19 @@ async def test_any_process_serves_any_request_of_a_session_and_its_end_reaches_t
         await wait_for(lambda: _gone(session, a.url), 10, message="A still serves the session B ended")
         async with mcp_client(a.url, boss, agent="observer") as observer:
             await wait_for(lambda: _is(observer, me, "offline"), 10, message="the agent did not go offline")
+
+
+async def recorded(server: NatsServer, namespace: str, session: str) -> dict[str, Any]:
+    """A session's record as NATS holds it (found by its id under whichever owner)."""
+    nc = await nats.connect(server.url)
+    try:
+        bucket = Layout(namespace).sessions_bucket
+        stored = await last_per_subject(nc, f"KV_{bucket}", f"$KV.{bucket}.*.{session}")
+        assert len(stored) == 1, stored
+        found: dict[str, Any] = json.loads(stored[0].data)
+        return found
+    finally:
+        await nc.close()
 
 
 async def _gone(session: Session, url: str) -> bool:
