@@ -159,6 +159,7 @@ async def read_all(agent: Agent, tally: Tally) -> list[str]:
             return texts
 
 
+@pytest.mark.timeout(240 + 150 * CYCLES)  # a restart of three processes, then a kill whose resends wait out a lease
 async def test_a_rolling_restart_under_load_loses_nothing_acknowledged_and_doubles_nothing(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
