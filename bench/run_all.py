@@ -41,6 +41,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "observe": ("observe_overhead.py", "observe_overhead.json"),
     "ops": ("ops_tools.py", "ops_tools.json"),
     "dashboard": ("dashboard_snapshot.py", "dashboard_snapshot.json"),
+    "soak": ("soak.py", "soak.json"),
     "scale": ("scale.py", "scale.json"),
 }
 QUICK_FLAG = {"audit": ["--records", "300", "--rounds", "2"]}
