@@ -4,12 +4,14 @@ and the floor scripts/coverage reads is the one pyproject.toml declares."""
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
+from coverage import CoverageData
 
-from tests.support.env import COVERAGE_VARS, isolated_env
+from tests.support.env import COVERAGE_VARS, isolated_env, nats_mcp_exe
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,3 +47,21 @@ def test_the_floor_scripts_coverage_reads_is_the_declared_one() -> None:
     # the data of every process goes to one place, combined afterwards
     run = tomllib.loads(text)["tool"]["coverage"]["run"]
     assert run["parallel"] is True and "_exit" in run["patch"] and run["source_pkgs"] == ["nats_mcp"]
+
+
+def test_a_nats_mcp_child_is_measured_when_given_the_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole mechanism on one child: coverage's .pth starts measuring it, and its exit saves the data."""
+    data = tmp_path / "cov" / "data"
+    data.parent.mkdir()
+    monkeypatch.setenv("COVERAGE_PROCESS_START", str(ROOT / "pyproject.toml"))
+    monkeypatch.setenv("COVERAGE_FILE", str(data))
+    done = subprocess.run(
+        [nats_mcp_exe(), "--help"], env=isolated_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    files = list(data.parent.glob("data.*"))
+    assert len(files) == 1, files  # one process, one data file (parallel = true)
+    measured = CoverageData(basename=str(files[0]))
+    measured.read()
+    main = [f for f in measured.measured_files() if f.endswith("nats_mcp/cli/main.py")]
+    assert main and measured.lines(main[0]), sorted(measured.measured_files())[:5]
