@@ -38,3 +38,7 @@ def pytest_report_header() -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     shuffled(items, _SEED)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"shuffled order: {SEED_ENV}={_SEED}")  # -q drops the header: the seed goes last too
