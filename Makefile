@@ -2,13 +2,15 @@
 # checks that every chaos and soak module carries its marker).
 FAST_TESTS := not slow and not chaos and not soak
 
-.PHONY: serve test test-fast lint lock deps-latest dist bench bench-quick
+.PHONY: serve test test-fast coverage lint lock deps-latest dist bench bench-quick
 serve:  ## install and serve MCP over HTTP on 127.0.0.1 (embedded NATS, a dev API key, client config printed)
 	scripts/serve
 test:   ## install and run lint, type checks and the whole test suite
 	scripts/test
 test-fast:  ## the same without the tests marked slow, chaos or soak: the loop while working (under 3 min on 2 idle cores)
 	scripts/test -m "$(FAST_TESTS)"
+coverage:  ## the whole suite with coverage of every process it starts: table per module, .cache/coverage/html, the floor
+	scripts/coverage
 lock:   ## re-resolve uv.lock from pyproject.toml, taking the newest allowed versions (then: make test, commit)
 	scripts/bootstrap uv && .cache/uv/bin/uv lock --upgrade
 deps-latest:  ## the newest allowed versions in a scratch venv: what moved, then the unit and integration suites

@@ -43,6 +43,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "ops": ("ops_tools.py", "ops_tools.json"),
     "dashboard": ("dashboard_snapshot.py", "dashboard_snapshot.json"),
     "roaming": ("roaming.py", "roaming.json"),
+    "soak": ("soak.py", "soak.json"),
     "scale": ("scale.py", "scale.json"),
 }
 QUICK_FLAG = {"audit": ["--records", "300", "--rounds", "2"]}

@@ -45,6 +45,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.models import DlqItem
 from nats_mcp.coord.work.store import ItemRecord
 from tests.chaos.served_agents import Agent, Flight, Gateway
+from tests.support.chaos_seed import SLOTS, chaos_seed, replay_hint
 from tests.support.http_server import api_key
 from tests.support.natsserver import NatsServer, wait_for
 
@@ -69,6 +70,12 @@ TARGETS = ("dlq_retry", "claim", "complete", "fail")
 DLQ retry undoes: cut half way it left the item's queue message stored)."""
 WRITTEN = {"claim": "claimed", "complete": "done", "fail": "dead"}
 """The state a record is written with in the middle of a call of each kind."""
+TRANSIENT_SHARE = 0.02
+"""At most this share of all sends may be answered with a transient error (nats_unavailable, timeout), counted
+over the run and asserted: the kills stop serve processes, never NATS, so a transient answer is a NATS call slow on
+a busy machine, and rare; more is a server that answers "try again" for what it should handle."""
+TRANSIENT_FLOOR = 3
+"""... but always allowed this many (a short run on a loaded machine may meet a slow NATS answer or two)."""
 JITTER_S = 0.05
 """A kill lands up to this long after a call of its target kind went out (if one is still under way then)."""
 TARGET_WAIT_S = 60.0
@@ -384,11 +391,13 @@ async def aim(flight: Flight, target: str, rng: random.Random) -> None:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("slot", SLOTS)
 async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_completes_once(
-    tmp_path: Path, nats_server: NatsServer
+    tmp_path: Path, nats_server: NatsServer, slot: str, request: pytest.FixtureRequest
 ) -> None:
-    seed = random.randrange(1_000_000)
-    print(f"\nserver-kill seed {seed}, {KILLS} kills, at least {ITEMS} items")
+    seed = chaos_seed(slot)
+    print(f"\nserver-kill {replay_hint(request.node.nodeid.partition('[')[0], seed)}")
+    print(f"server-kill: {KILLS} kills, at least {ITEMS} items")
     rng = random.Random(seed)
     started = time.monotonic()
     layout = Layout(NS)
@@ -441,7 +450,10 @@ async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_compl
         finally:
             phase.over = phase.draining = True
             killer.cancel()
-            await asyncio.gather(killer, *roles, return_exceptions=True)
+            ended = await asyncio.gather(killer, *roles, return_exceptions=True)
+        # an agent that failed after the last check fails the test as well (its error is not lost at teardown)
+        late = [repr(e) for e in ended if isinstance(e, BaseException) and not isinstance(e, asyncio.CancelledError)]
+        assert not late, f"agents failed after the final check: {late}"
 
         # -- the audit --------------------------------------------------------------------------------------------
         store = await read_store(nc.jetstream(), layout)
@@ -460,6 +472,9 @@ async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_compl
     assert all(hit[target] >= 1 for target in ("dlq_retry", "claim", "complete")), hit
     done = sum(1 for i in items if (r := store.records[i]) is not None and r.state == "done")
     cuts = sum((a.cuts for a in agents), Counter[str]())
+    transient = sum((a.transient for a in agents), Counter[str]())
+    sends = sum((a.sends for a in agents), Counter[str]())
+    allowed = max(TRANSIENT_FLOOR, int(TRANSIENT_SHARE * sum(sends.values())))
     print(
         f"server-kill: {len(kills)} kills in {run_s:.1f} s, then drained in {drain_s:.1f} s "
         f"(total {time.monotonic() - started:.1f} s); in flight at each kill (target: counts): "
@@ -477,6 +492,8 @@ async def test_serve_killed_mid_retry_claim_and_complete_loses_nothing_and_compl
         f"retries sent, cut-off retries answered {dict(Counter(ledger.cut_retries.values()))}"
     )
     print(f"  answers: {dict(sorted(ledger.answers.items()))}")
+    print(f"  sends: {sum(sends.values())} {dict(sends)}; answered transiently and sent again: {dict(transient)}")
+    assert sum(transient.values()) <= allowed, f"{dict(transient)} transient answers in {sum(sends.values())} sends"
 
 
 async def watch(task: asyncio.Task[None], roles: list[asyncio.Task[None]]) -> None:

@@ -24,6 +24,7 @@ from nats_mcp.coord.models import DlqItem
 from nats_mcp.coord.work.events import WorkEvents
 from nats_mcp.coord.work.service import WorkService
 from tests.chaos.work_worker import ANOMALY_BUCKET, CAPABILITY, DIED, DONE_BUCKET, INTENT_BUCKET, POISON
+from tests.support.chaos_seed import SLOTS, chaos_seed, replay_hint
 from tests.support.env import connected
 from tests.support.natsserver import NatsServer, _pdeathsig_preexec, wait_for
 
@@ -47,6 +48,10 @@ ENV = {
     "NATS_MCP_WORK_RETRY_BACKOFF_MS": "300,600",
 }
 SETTLE_TIMEOUT_S = 200.0
+RETRY_LIMIT = 20
+"""Claims a worker may send again after NatsUnavailable (a slow NATS answer on a loaded machine), and errors the
+mover may carry on past, each counted over the run and asserted: the workers' crashes never touch NATS, so these
+stay rare (0 to a few in a run); more is an outage the retries would otherwise hide."""
 
 
 @dataclass
@@ -211,9 +216,12 @@ async def stored(conn: NatsConnection, bucket: str) -> int:
 
 
 @pytest.mark.timeout(300)
-async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, nats_server: NatsServer) -> None:
-    seed = random.randrange(1_000_000)
-    print(f"\nchaos seed {seed}")
+@pytest.mark.parametrize("slot", SLOTS)
+async def test_crashing_workers_settle_every_item_exactly_once(
+    tmp_path: Path, nats_server: NatsServer, slot: str, request: pytest.FixtureRequest
+) -> None:
+    seed = chaos_seed(slot)
+    print(f"\nchaos {replay_hint(request.node.nodeid.partition('[')[0], seed)}")
     rng = random.Random(seed)
     async with connected(tmp_path / "harness", nats_server.url, **ENV) as conn:
         layout = Layout(NAMESPACE)
@@ -264,6 +272,8 @@ async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, n
         anomalies = await kvs[ANOMALY_BUCKET].keys() if await stored(conn, ANOMALY_BUCKET) else []
         assert not pool.errors, pool.errors
         assert anomalies == [] and pool.anomalies == [], (anomalies, pool.anomalies)
+        assert pool.events["RETRY"] <= RETRY_LIMIT, f"{pool.events['RETRY']} claims sent again after NatsUnavailable"
+        assert len(mover_failures) <= RETRY_LIMIT, mover_failures[:5]
         assert len(dead_letters) == len(dead), "an item was dead-lettered twice"
         assert not completed & dead, f"completed and dead-lettered: {sorted(completed & dead)[:5]}"
         lost = sorted(set(ids) - completed - dead)
@@ -292,5 +302,6 @@ async def test_crashing_workers_settle_every_item_exactly_once(tmp_path: Path, n
         f"chaos: {len(completed)} completed, {len(dead)} dead-lettered ({len(poisoned)} poisoned), "
         f"{len(pool.crashed)} crashes ({pool.deaths} process deaths leaving {kinds['exit']} items, {kinds['abandon']} "
         f"items abandoned), {pool.events['STALL']} stalls past the lease ({pool.events['LOST']} completes refused), "
-        f"{pool.spawned} worker processes, {len(mover_failures)} mover errors, wall {wall:.1f} s"
+        f"{pool.spawned} worker processes, {pool.events['RETRY']} claims sent again, {len(mover_failures)} mover "
+        f"errors, wall {wall:.1f} s"
     )

@@ -325,13 +325,13 @@ async def test_a_revoked_key_ends_its_dashboard_session(tmp_path: Path, nats_ser
         key_id = d.admin_key.split("_")[1]
         code, out, error = await run_cli(tmp_path, "keys", "revoke", key_id, NATS_URL=nats_server.url)
         assert code == 0 and f"revoked {key_id}" in out, error
-        revoked_at = asyncio.get_running_loop().time()
 
         async def refused() -> bool:
             return (await hc.get(f"{d.dashboard}/api/snapshot")).status_code == 401
 
+        # The deadline is the robustness limit: refused after RECHECK_S (1 s) and the round trips, where a session
+        # that outlived its key would get data for the rest of its life (hours).
         await wait_for(refused, 10, interval=0.1, message="the revoked key's session still gets data")
-        assert asyncio.get_running_loop().time() - revoked_at < 5  # RECHECK_S (1 s) and the round trips
         page = await hc.get(d.dashboard)
         assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"  # the session is gone
         await wait_for(lambda: any(r["reason"] == "dashboard_session_revoked" for r in d.audit()), 10)

@@ -317,7 +317,7 @@ async def test_a_deadline_cancels_the_request_behind_the_call(tmp_path: Path, na
                 async for _ in waiting:
                     pass
             assert await waiting.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert time.monotonic() - started < 10
+            assert time.monotonic() - started < 10  # robustness limit: the 1 s deadline ends it, not the 30 s claim
         finally:
             await channel.close()
 

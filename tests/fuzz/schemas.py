@@ -1,4 +1,5 @@
-"""Hypothesis strategies from our tools' JSON input schemas: arguments a schema accepts, and arguments it should not.
+"""Hypothesis strategies from our tools' JSON input schemas: arguments a schema accepts (tests/fuzz/domain.py builds
+on them: arguments the domain takes too, and arguments with one thing wrong).
 
 Our schemas are small (objects of strings, integers, booleans, enums, arrays, free objects and ``anyOf`` with
 null), so a direct translation is enough; hypothesis-jsonschema 0.23 does not run with this Hypothesis.
@@ -50,47 +51,3 @@ def valid(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     if kind == "null":
         return st.none()
     return JSON
-
-
-def _wrong_for(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """A value of the wrong kind or out of bounds for one property."""
-    kind = schema.get("type")
-    options: list[st.SearchStrategy[Any]] = [
-        st.just({"nested": [1, {"deep": None}]}),
-        st.lists(st.integers(), max_size=3),
-    ]
-    if kind != "string" and "anyOf" not in schema:
-        options.append(st.text(max_size=20))
-    if kind == "integer":
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if low is not None:
-            options.append(st.integers(max_value=low - 1))
-        if high is not None:
-            options.append(st.integers(min_value=high + 1))
-        options.append(st.floats(allow_nan=True))
-    if kind == "string":
-        options.append(st.integers())
-        options.append(st.text(alphabet=" .*>\x00\n\t/ÄÖ\u202e", min_size=1, max_size=20))  # never a valid name
-        options.append(st.just("x" * (schema.get("maxLength", 300) + 1)))
-    return st.one_of(options)
-
-
-@st.composite
-def invalid(draw: st.DrawFn, schema: dict[str, Any]) -> dict[str, Any]:
-    """An arguments object with one thing wrong: a bad value, an unknown key, or a required key missing."""
-    props: dict[str, Any] = schema.get("properties", {})
-    args: dict[str, Any] = draw(valid(schema)) if props else {}
-    choices = ["unknown"]
-    if props:
-        choices.append("bad_value")
-    if schema.get("required"):
-        choices.append("missing")
-    how = draw(st.sampled_from(choices))
-    if how == "unknown":
-        args[draw(st.text(min_size=1, max_size=12).filter(lambda k: k not in props))] = draw(JSON)
-    elif how == "bad_value":
-        key = draw(st.sampled_from(sorted(props)))
-        args[key] = draw(_wrong_for(props[key]))
-    else:
-        del args[draw(st.sampled_from(sorted(schema["required"])))]
-    return args

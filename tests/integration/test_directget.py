@@ -170,8 +170,10 @@ async def test_a_server_without_batches_answers_one_message(nats_conn: NatsConne
     assert await fake_get(nc, partial=True) == ([1], False, 0)
     started = time.perf_counter()
     with pytest.raises(DirectGetError, match="not a batch"):
-        await fake_get(nc, partial=False, timeout=3.0)
-    assert time.perf_counter() - started < 1.0  # told at once, not after the timeout
+        await fake_get(nc, partial=False, timeout=30.0)
+    # A robustness limit, not a speed target: told at once, where a reader that waited for an end-of-batch would
+    # only fail after its whole 30 s timeout; half of it tells the two apart on any machine.
+    assert time.perf_counter() - started < 15.0
 
 
 async def test_a_stored_message_with_its_own_status_header_is_a_message(

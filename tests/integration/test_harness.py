@@ -143,12 +143,19 @@ def _hold_port(port: int) -> socket.socket:
 def test_restart_waits_for_port_to_be_released(nats_server: NatsServer) -> None:
     nats_server.stop()
     holder = _hold_port(nats_server.port)
-    timer = threading.Timer(0.5, holder.close)
-    timer.start()
+
+    def release_once_refused() -> None:  # the port comes free only after the server was refused it at least once
+        try:
+            wait_for_sync(lambda: "address already in use" in nats_server.log_text(), 30, message="never refused")
+        finally:
+            holder.close()
+
+    releaser = threading.Thread(target=release_once_refused, daemon=True)
+    releaser.start()
     try:
         nats_server.start()
     finally:
-        timer.cancel()
+        releaser.join(35)
         holder.close()
     assert nats_server.is_running
     assert "address already in use" in nats_server.log_text()

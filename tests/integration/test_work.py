@@ -24,8 +24,8 @@ from nats_mcp.coord.errors import (
     NotFound,
 )
 from nats_mcp.coord.work.events import WorkEvents
-from nats_mcp.coord.work.service import WorkService
-from tests.support.natsserver import NatsServer
+from nats_mcp.coord.work.service import MAX_CLAIM_TIMEOUT_MS, WorkService
+from tests.support.natsserver import NatsServer, wait_for
 from tests.support.work_service import CAP, NS, caller, claim_one, dead, offer, service
 
 
@@ -33,6 +33,17 @@ from tests.support.work_service import CAP, NS, caller, claim_one, dead, offer, 
 async def work(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[WorkService]:
     async with service(tmp_path, nats_server) as w:
         yield w
+
+
+def subscriptions(server: NatsServer) -> list[str]:
+    """Every subscription subject the NATS server holds (all clients), from its monitoring endpoint."""
+    connz = server.monitor("connz?subs=1")
+    return [s for c in connz.get("connections", []) for s in c.get("subscriptions_list") or []]
+
+
+async def passed(moment: datetime) -> None:
+    """Wait until the wall clock is past ``moment`` (a lease's or a deadline's end the scenario needs behind it)."""
+    await wait_for(lambda: datetime.now(UTC) > moment, 30, message=f"the clock did not pass {moment}")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, message: str = "condition") -> None:
@@ -68,22 +79,20 @@ async def test_claim_batch_follows_priority_and_stops_at_max(work: WorkService) 
     assert all(i.attempts == 1 and i.leaseExpiresAt for i in got)
 
 
-async def test_claim_waits_for_new_work_and_times_out_empty(work: WorkService) -> None:
+async def test_claim_waits_for_new_work_and_times_out_empty(work: WorkService, nats_server: NatsServer) -> None:
     me = caller()
-    start = time.monotonic()
-    assert await work.claim(me, CAP, timeout_ms=300) == []
-    assert time.monotonic() - start >= 0.29
+    assert await work.claim(me, CAP, timeout_ms=300) == []  # nothing came within the wait: empty
 
-    async def later() -> None:
-        await asyncio.sleep(0.3)
-        await offer(work, "arrives")
-
-    task = asyncio.create_task(later())
-    start = time.monotonic()
-    got = await work.claim(me, CAP, timeout_ms=5000)
-    await task
+    # A claim waiting on an empty queue is woken by a broadcast: the item is offered once the claim listens on
+    # the work subject (the server shows its subscription), so the first look cannot have found it.
+    waiting = asyncio.create_task(work.claim(me, CAP, timeout_ms=MAX_CLAIM_TIMEOUT_MS))
+    subject = work.layout.work_subject(CAP)
+    await wait_for(lambda: subject in subscriptions(nats_server), 10, message=f"no claim listening on {subject}")
+    await offer(work, "arrives")
+    # A robustness limit, not a speed target: a claim the broadcast did not wake waits out its whole 30 s on an
+    # empty queue (it polls only for re-offers), so half of that tells the two apart on any machine.
+    got = await asyncio.wait_for(waiting, MAX_CLAIM_TIMEOUT_MS / 2000)
     assert [i.taskId for i in got] == ["arrives"]
-    assert time.monotonic() - start < 3.0  # woken by the publish, not by the timeout
 
 
 # -- leases -----------------------------------------------------------------------------------------
@@ -105,12 +114,18 @@ async def test_lease_expiry_reoffers_with_attempts_counted(work: WorkService) ->
 async def test_progress_renews_the_lease(work: WorkService) -> None:
     item_id = await offer(work, "long")
     a, b = caller(), caller()
-    assert (await claim_one(work, a)).id == item_id
-    for _ in range(4):  # 4 x 0.4 s = 1.6 s > the 1 s lease
-        await asyncio.sleep(0.4)
+    first = await claim_one(work, a)
+    assert first.id == item_id
+    # renewed every quarter of the 1 s lease until well past the first lease's end: still a's, never re-offered
+    outlived = datetime.fromisoformat(first.leaseExpiresAt) + timedelta(seconds=0.5)
+    renewals = 0
+    while datetime.now(UTC) < outlived:
+        await asyncio.sleep(0.25)  # the renewing agent's own pace (the scenario), not a wait for the system
         expires = await work.progress(a, item_id, progress=50, note="halfway")
+        renewals += 1
         assert datetime.fromisoformat(expires) > datetime.now(UTC)
         assert await claim_one(work, b) is None
+    assert renewals >= 2
     await work.complete(a, item_id)
 
 
@@ -147,11 +162,9 @@ async def test_recoverable_fail_backs_off_then_reoffers(work: WorkService) -> No
     a = caller()
     await claim_one(work, a)
     assert await work.fail(a, item_id, "flaky network") == ("retrying", 1)
-    released = time.monotonic()
-    assert await claim_one(work, a) is None  # held back for the first backoff step (300 ms)
+    assert await claim_one(work, a) is None  # held back for the first backoff step (300 ms), not offered at once
     again = await claim_one(work, a, timeout_ms=5000)
     assert again is not None and again.id == item_id and again.attempts == 2
-    assert time.monotonic() - released >= 0.25
     assert await work.fail(a, item_id, "still flaky") == ("retrying", 2)
     third = await claim_one(work, a, timeout_ms=5000)
     assert third.attempts == 3
@@ -191,9 +204,10 @@ async def test_crashed_claimer_dead_letters_after_max_deliveries_with_no_process
     async with service(tmp_path, nats_server) as w:
         item_id = await offer(w)
         for _ in range(3):  # three claimers that "crash": none of them settles the item
-            assert (await claim_one(w, caller(), timeout_ms=5000)).id == item_id
+            last = await claim_one(w, caller(), timeout_ms=5000)
+            assert last.id == item_id
     # every process is gone when the last lease runs out: the advisory waits in the events stream
-    await asyncio.sleep(1.5)
+    await passed(datetime.fromisoformat(last.leaseExpiresAt))
     async with service(tmp_path, nats_server) as w:
         events = WorkEvents(w._conn, w)
 
@@ -213,10 +227,10 @@ async def test_crashed_claimer_dead_letters_after_max_deliveries_with_no_process
 
 
 async def test_deadline_passed_item_is_never_handed_out(work: WorkService) -> None:
-    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-    item_id = await offer(work, "urgent", priority=9, deadline=soon)
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    item_id = await offer(work, "urgent", priority=9, deadline=soon.isoformat())
     later_id = await offer(work, "normal", priority=1)
-    await asyncio.sleep(1.2)
+    await passed(soon)
     me = caller()
     got = await claim_one(work, me)
     assert got.id == later_id  # the expired one was skipped and dead-lettered

@@ -25,11 +25,22 @@ def nats_mcp_exe() -> str:
     return str(exe)
 
 
+COVERAGE_VARS = ("COVERAGE_PROCESS_START", "COVERAGE_FILE")
+"""Passed on to children when set: under scripts/coverage every process the tests start is measured too."""
+
+
+def coverage_env() -> dict[str, str]:
+    """The coverage variables of this process (none outside scripts/coverage)."""
+    return {name: os.environ[name] for name in COVERAGE_VARS if name in os.environ}
+
+
 def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """PATH plus a private HOME, XDG dirs and project path: nothing of the developer's setup leaks in."""
+    """PATH plus a private HOME, XDG dirs and project path: nothing of the developer's setup leaks in (only the
+    coverage variables, which measure the child and change nothing it does)."""
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
     return {
+        **coverage_env(),
         "PATH": os.pathsep.join([str(BIN_DIR), os.environ.get("PATH", "")]),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),

@@ -24,6 +24,7 @@ from nats_mcp.api.resource_uris import (
 )
 from nats_mcp.coord.errors import InvalidArgument, NatsUnavailable, NotFound
 from nats_mcp.core.names import InvalidNameError
+from tests.support.virtual_clock import run_virtual
 
 
 @pytest.mark.parametrize(
@@ -113,44 +114,58 @@ def test_error_mapping() -> None:
     assert crash.code == types.INTERNAL_ERROR and "internal detail" not in crash.message
 
 
-async def test_throttle_sends_the_first_at_once_and_coalesces_a_burst() -> None:
-    sent: list[float] = []
-    loop = asyncio.get_running_loop()
+# The throttle's timing is its logic: it runs on a virtual clock (tests/support/virtual_clock.py), where sleeps
+# and loop.time() are exact, so the times below are asserted exactly and no real time passes.
 
-    async def send() -> None:
-        sent.append(loop.time())
 
-    throttle = Throttle(0.1, send)
-    start = loop.time()
-    for _ in range(50):
+def test_throttle_sends_the_first_at_once_and_coalesces_a_burst() -> None:
+    async def scenario() -> tuple[list[float], int]:
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+
+        async def send() -> None:
+            sent.append(loop.time())
+
+        throttle = Throttle(0.1, send)
+        for _ in range(40):  # a burst: 40 pokes 2 ms apart, t = 0 .. 0.078
+            throttle.poke()
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.25)  # t = 0.33: quiet for longer than an interval
+        throttle.poke()  # after a quiet interval: at once again (t = 0.33)
+        await asyncio.sleep(0.02)
+        throttle.poke()  # within the interval: held until t = 0.43 ...
+        await asyncio.sleep(0.05)
+        throttle.poke()  # ... and this one rides on the same send
+        await asyncio.sleep(0.2)
+        await throttle.close()
+        return sent, throttle.sent
+
+    sent, counted = run_virtual(scenario)
+    # the first at once, the burst's rest once at the interval's end, then at once after quiet, then one per interval
+    assert sent == pytest.approx([0.0, 0.1, 0.33, 0.43])
+    assert counted == 4
+    assert all(later - earlier >= 0.1 - 1e-9 for earlier, later in itertools.pairwise(sent))
+
+
+def test_throttle_survives_a_failing_send_and_closes() -> None:
+    async def scenario() -> tuple[list[float], int]:
+        loop = asyncio.get_running_loop()
+        calls: list[float] = []
+
+        async def send() -> None:
+            calls.append(loop.time())
+            raise ConnectionError("client gone")
+
+        throttle = Throttle(0.01, send)
         throttle.poke()
-        await asyncio.sleep(0.002)  # a burst of ~100 ms
-    await asyncio.sleep(0.35)
-    assert sent[0] - start < 0.05  # the first at once
-    assert 2 <= len(sent) <= 3  # then at most one per interval, the burst's end included
-    assert all(later - earlier >= 0.099 for earlier, later in itertools.pairwise(sent))
-    assert sent[-1] > start + 0.09  # the trailing one covers the burst's last poke
+        await asyncio.sleep(0.02)
+        throttle.poke()  # the failed send did not stop the throttle
+        await asyncio.sleep(0.03)
+        seen = len(calls)
+        throttle.poke()
+        await throttle.close()  # closed before the pending send ran: it never does
+        await asyncio.sleep(0.1)
+        return calls, seen
 
-    quiet = len(sent)
-    throttle.poke()  # after a quiet interval: at once again
-    await asyncio.sleep(0.01)
-    assert len(sent) == quiet + 1
-    await throttle.close()
-
-
-async def test_throttle_survives_a_failing_send_and_closes() -> None:
-    calls = 0
-
-    async def send() -> None:
-        nonlocal calls
-        calls += 1
-        raise ConnectionError("client gone")
-
-    throttle = Throttle(0.01, send)
-    throttle.poke()
-    await asyncio.sleep(0.02)
-    throttle.poke()
-    await asyncio.sleep(0.03)
-    assert calls == 2
-    throttle.poke()
-    await throttle.close()
+    calls, seen = run_virtual(scenario)
+    assert seen == 2 and calls == pytest.approx([0.0, 0.02])

@@ -100,8 +100,9 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def _stale(lease: Lease, ttl: float = 10.0) -> bool:
-    return lease_is_stale(lease, now=time.time(), ttl_s=ttl, hostname=socket.gethostname(), pidns=pid_namespace())
+def _stale(lease: Lease, ttl: float = 10.0, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    return lease_is_stale(lease, now=now, ttl_s=ttl, hostname=socket.gethostname(), pidns=pid_namespace())
 
 
 def test_lease_of_a_live_local_process_is_not_stale() -> None:
@@ -109,8 +110,9 @@ def test_lease_of_a_live_local_process_is_not_stale() -> None:
 
 
 def test_lease_not_renewed_within_the_ttl_is_stale() -> None:
-    assert _stale(_lease(renewedAt=time.time() - 11))
-    assert not _stale(_lease(renewedAt=time.time() - 9))
+    now = time.time()  # one moment for both: a pause between two clock reads cannot move the answer
+    assert _stale(_lease(renewedAt=now - 11), now=now)
+    assert not _stale(_lease(renewedAt=now - 9), now=now)
 
 
 def test_lease_of_a_dead_local_process_is_stale_at_once() -> None:

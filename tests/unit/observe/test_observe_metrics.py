@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from nats_mcp.api.tools.coordination import TOOLS, needs_of
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.observe.metrics import Metrics
 from nats_mcp.observe.sampler import Sampler
+from nats_mcp.security import guard as guard_module
 from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.errors import AuthenticationError
@@ -44,8 +46,12 @@ def value(m: Metrics, name: str, **labels: str) -> float:
     return 0.0 if found is None else found
 
 
-async def test_scripted_scenario_counts_every_call_refusal_and_failure() -> None:
+async def test_scripted_scenario_counts_every_call_refusal_and_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     metrics, audit, clock = Metrics(spec.suffix for spec in TOOLS), Recorder(), Clock()
+    # The guard times a call with time.perf_counter: a scripted one here, so the durations (and the histogram
+    # buckets they land in) are exact whatever the machine's load.
+    perf = Clock()
+    monkeypatch.setattr(guard_module, "time", SimpleNamespace(perf_counter=perf, monotonic=time.monotonic))
     settings = SecuritySettings.model_validate(
         {
             "rate_per_principal": {"rate_per_s": 1, "burst": 6},
@@ -60,7 +66,7 @@ async def test_scripted_scenario_counts_every_call_refusal_and_failure() -> None
         return "ok"
 
     async def slow() -> str:
-        await asyncio.sleep(0.03)
+        perf.now += 0.03  # a call that takes 30 ms
         return "ok"
 
     async def missing() -> str:
@@ -89,7 +95,7 @@ async def test_scripted_scenario_counts_every_call_refusal_and_failure() -> None
     assert value(metrics, hist + "_count", tool="channels_list", transport="http") == 3
     assert value(metrics, hist + "_bucket", tool="channels_list", transport="http", le="0.025") == 2
     assert value(metrics, hist + "_bucket", tool="channels_list", transport="http", le="+Inf") == 3
-    assert value(metrics, hist + "_sum", tool="channels_list", transport="http") >= 0.03
+    assert value(metrics, hist + "_sum", tool="channels_list", transport="http") == pytest.approx(0.03)
     refusals = "nats_mcp_refusals_total"
     assert value(metrics, refusals, kind="denied", reason="policy_denied", transport="http") == 1
     assert value(metrics, refusals, kind="limit_exceeded", reason="request_too_large", transport="http") == 1
