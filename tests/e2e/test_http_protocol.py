@@ -14,6 +14,8 @@ import pytest
 from tests.support.http_server import INIT, MCP_HEADERS, api_key, http_client, mcp_client, policy_file, serving
 from tests.support.natsserver import NatsServer, wait_for
 from tests.support.node import node22
+from tests.support.resend import call
+from tests.support.sse import sse_events
 from tests.support.ts_client import SUCCESS_CALL, TsClient
 from tests.support.work_tools import broadcast, register
 
@@ -170,21 +172,6 @@ async def test_sessions_are_bounded_per_principal_in_count_and_rate(tmp_path: Pa
         ]
 
 
-def sse_events(text: str) -> list[dict[str, str]]:
-    """The events of a raw SSE body, each as its fields (``data`` lines joined)."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.split("\n"):
-            name, _, value = line.partition(":")
-            if name and not name.startswith(" "):
-                value = value.removeprefix(" ")
-                fields[name] = fields[name] + "\n" + value if name in fields else value
-        if fields:
-            events.append(fields)
-    return events
-
-
 async def first_event(response: httpx2.Response) -> dict[str, str]:
     """Read a streaming SSE response up to the end of its first event."""
     lines = []
@@ -193,15 +180,6 @@ async def first_event(response: httpx2.Response) -> dict[str, str]:
             break
         lines.append(line)
     return sse_events("\n".join(lines))[0]
-
-
-def call(request_id: int, tool: str, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
 
 
 async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_server: NatsServer) -> None:
