@@ -202,6 +202,8 @@ class RoamingSessions:
         return watch
 
     async def _touch(self, session: str, owner: str) -> None:
+        if self._owners.get(session) != owner:
+            return  # another credential naming the session (the SDK answers it 404) must not hold its refresh back
         now = time.monotonic()
         if now - self._touched.get(session, 0.0) < self.touch_every_s:
             return
@@ -385,6 +387,9 @@ class RoamingSessions:
                 await manager._discard_session(session, transport)
                 if self._connections.get(session) is connection:
                     self._connections.pop(session, None)
+                if session not in manager._server_instances:  # this copy ended (idle): what it kept goes too
+                    self._touched.pop(session, None)
+                    self._owners.pop(session, None)
 
     def _event_store(self, session: str) -> SessionEventStore | None:
         transport = self.manager._server_instances.get(session)
