@@ -201,9 +201,8 @@ def _domain_defects(tool: str, key: str) -> list[tuple[st.SearchStrategy[Any], s
     if key == "capability" and tool in ("warp_work_claim", "warp_work_claim_batch"):
         return [(other_names.filter(lambda c: c != WORK_CAP), "forbidden")]
     if key == "message" and tool == "warp_messages_send_direct":
-        # A DM of white space only is taken (coord/dms.check_content refuses only ""), where a channel message
-        # refuses it (coord/channels._check_message): the fuzzer found the difference; reported, not decided here.
-        return [(st.just(""), "invalid_argument")]
+        # empty, or white space only: refused as a channel message is (the fuzzer found DMs took white space)
+        return [(st.sampled_from(["", " ", "\n\t "]), "invalid_argument")]
     return table.get(key, [])
 
 

@@ -32,8 +32,8 @@ def check_sender_filter(sender_guid: object) -> str:
 
 
 def check_content(content: object, max_bytes: int) -> str:
-    if not isinstance(content, str) or not content:
-        raise InvalidArgument("message must be a non-empty string")
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidArgument("message must not be empty (nor white space only), as a channel message")
     try:
         size = len(content.encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
