@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import traceback
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -32,6 +33,14 @@ GROWTH_LIMIT = 0.25
 measured +0.7 to +2.4 % (50 agents for 10 minutes: 114.5 -> 116.8 MiB); state kept per call (a session, a
 subscription, a cache entry never freed) grows with the calls, and at a few KiB a call crosses this in the short
 form already. bench/soak.py reports the growth itself (target there: 1.10x)."""
+
+
+async def failure_of(runs: list[asyncio.Task[None]]) -> str | None:
+    """Wait for the agents; the first one's error with its traceback, or None if every agent ended well."""
+    for outcome in await asyncio.gather(*runs, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            return "an agent failed:\n" + "".join(traceback.format_exception(outcome))[-4000:]
+    return None
 
 
 # The long form runs for minutes: the suite's 120 s per test is for the short one.
@@ -62,18 +71,24 @@ async def test_soak_mixed_load_answers_every_call_loses_nothing_and_bounds_memor
                 SECONDS + 60,
                 message="the agents did not warm up",
             )
+            # An agent whose call failed fails the test, with its own error: raised inside the ten clients' contexts
+            # it came out nested deeper than pytest prints.
+            problem = None
             if any(r.done() for r in runs):
-                await asyncio.gather(*runs)  # an agent whose call failed fails here
-                pytest.fail(f"the run ended before every agent made {WARM_CALLS} calls: make it longer")
-            rss_warm = rss_kib(server.proc.pid)
-            await asyncio.gather(*runs)  # an agent whose call failed fails here
-            rss_end = rss_kib(server.proc.pid)
-            # nothing lost: every item broadcast was completed (what a claim missed is drained now), none left
-            drained = Tally()
-            await drain(clients[0], drained)
-            status = await call_ok(clients[0], "warp_work_queue_status", capability=CAPABILITY)
+                problem = await failure_of(runs) or f"the run ended before every agent made {WARM_CALLS} calls"
+            else:
+                rss_warm = rss_kib(server.proc.pid)
+                problem = await failure_of(runs)
+            if problem is None:
+                rss_end = rss_kib(server.proc.pid)
+                # nothing lost: every item broadcast was completed (what a claim missed is drained now), none left
+                drained = Tally()
+                await drain(clients[0], drained)
+                status = await call_ok(clients[0], "warp_work_queue_status", capability=CAPABILITY)
     finally:
         assert await server.stop() == 0, server.stderr()[-2000:]
+    if problem is not None:
+        pytest.fail(problem)
 
     calls = sum(t.calls for t in tallies)
     broadcast = sum(t.broadcast for t in tallies)
