@@ -33,7 +33,7 @@ from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 from nats_mcp.security.limits import RateLimiter
 from nats_mcp.security.principal import Principal
 from nats_mcp.transports.http.roaming import owner_of
-from nats_mcp.transports.http.sessions import BODY_KEY, SESSION_HEADER
+from nats_mcp.transports.http.sessions import BODY_KEY, SESSION_HEADER, header
 
 SUPPORTED_VERSIONS: tuple[str, ...] = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
@@ -74,13 +74,6 @@ async def _answer(send: Send, response: tuple[int, list[tuple[bytes, bytes]], by
     status, headers, body = response
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class SessionCap:
@@ -164,7 +157,7 @@ class ProtocolGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        version = _header(scope, _VERSION_HEADER)
+        version = header(scope, _VERSION_HEADER)
         if version is not None and version not in SUPPORTED_VERSIONS:
             await _answer(
                 send,
@@ -190,7 +183,7 @@ class ProtocolGate:
         if isinstance(parsed, list):
             await self._batch(scope, parsed, version, send)
             return
-        session = _header(scope, _SESSION_HEADER)
+        session = header(scope, _SESSION_HEADER)
         opening = session is None and (version is None or version in HANDSHAKE_PROTOCOL_VERSIONS)
         if not opening or self.cap is None or self.principal is None:
             await self.app(scope, replay, send)
@@ -200,9 +193,9 @@ class ProtocolGate:
     async def _get(self, scope: Scope, receive: Receive, send: Send, version: str | None) -> None:
         """The standalone SSE stream of a 2025-11-25 session starts with a priming event too (the SDK primes only the
         streams of POSTs and of resumptions), so a client can resume it with ``Last-Event-ID`` from the start."""
-        session = _header(scope, _SESSION_HEADER)
+        session = header(scope, _SESSION_HEADER)
         prime = self.prime
-        if prime is None or session is None or version != PRIMED_VERSION or _header(scope, b"last-event-id"):
+        if prime is None or session is None or version != PRIMED_VERSION or header(scope, b"last-event-id"):
             await self.app(scope, receive, send)
             return
 
@@ -280,7 +273,7 @@ class ProtocolGate:
                 send, _error(400, f"Invalid Request: a batch holds 1 to {MAX_BATCH} messages", INVALID_REQUEST)
             )
             return
-        if _header(scope, _SESSION_HEADER) is None or any(
+        if header(scope, _SESSION_HEADER) is None or any(
             isinstance(m, dict) and m.get("method") == "initialize" for m in batch
         ):
             await _answer(

@@ -57,19 +57,13 @@ from nats_mcp.transports.http.sessions import (
     SessionAgents,
     caller_fields,
     enter_session,
+    header,
 )
 
 log = logging.getLogger("nats_mcp.http")
 
 END_TIMEOUT_S = 5
 LevelRestorer = Callable[[Connection, str], None]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def requestor_of(scope: Scope) -> AuthorizationContext | None:
@@ -153,11 +147,11 @@ class RoamingSessions:
 
     def _wrap(self, inner: Callable[[Scope, Receive, Send], Awaitable[None]]) -> Any:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            version = _header(scope, b"mcp-protocol-version")
+            version = header(scope, b"mcp-protocol-version")
             if scope.get("type") != "http" or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS):
                 await inner(scope, receive, send)  # 2026-07-28: no sessions
                 return
-            session = _header(scope, SESSION_HEADER)
+            session = header(scope, SESSION_HEADER)
             if session is None:
                 await inner(scope, receive, self._recording(scope, send) if scope.get("method") == "POST" else send)
                 return

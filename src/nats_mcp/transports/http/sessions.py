@@ -18,6 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
+from starlette.types import Scope
+
 from nats_mcp.bus.sessions import SessionRecord, SessionStore
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.identity import Caller
@@ -37,6 +39,14 @@ Recorder = Callable[[str, Caller], Awaitable[None]]
 """Adds an agent to a session's record in NATS."""
 
 _session: contextvars.ContextVar[str | None] = contextvars.ContextVar("nats_mcp_http_session", default=None)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The value of a request header (``name`` lower case, as ASGI gives it)."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def enter_session(session: str | None) -> None:
