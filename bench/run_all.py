@@ -43,6 +43,8 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "ops": ("ops_tools.py", "ops_tools.json"),
     "dashboard": ("dashboard_snapshot.py", "dashboard_snapshot.json"),
     "roaming": ("roaming.py", "roaming.json"),
+    "peers": ("peers.py", "peers.json"),
+    "peers_http": ("peers_http.py", "peers_http.json"),
     "soak": ("soak.py", "soak.json"),
     "scale": ("scale.py", "scale.json"),
 }
