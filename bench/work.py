@@ -8,7 +8,7 @@ a. one broadcast -> claim -> complete cycle through MCP over stdio (a real `nats
    SDK client: warp_work_broadcast, warp_work_claim, warp_work_complete), sequential cycles/s; beside it
    the floor of any three-call cycle over MCP: three calls of an echo tool (bench/echo_server.py), no NATS;
 b. the baseline: the same cycle in raw nats-py on a WorkQueue stream (js.publish, a durable pull
-   subscription's fetch(1), ack_sync), sequential cycles/s (target: a >= 0.5x b);
+   subscription's fetch(1), ack_sync), sequential cycles/s (target: a >= 0.3x b, issue 22's);
 c. the same cycle through ``WorkService`` in this process (no MCP), so the MCP share of a is visible;
 d. claim latency with 1 pending item vs 10,000 pending items (target <= 1.3x), through ``WorkService``
    and through MCP: only the claim is timed; the claimed item is completed and a replacement is broadcast
@@ -365,7 +365,7 @@ async def throughput(ctx: Context, work: WorkService, mcp: Mcp, echo: Client, nc
         print(f"  {name:<8} cycles/s per run: {', '.join(f'{r:.0f}' for r in values)}", flush=True)
     base = ("raw nats-py", rates["raw"])
     rows.append(row("b. raw nats-py: publish + fetch(1) + ack_sync (baseline)", "cycles/s", rates["raw"]))
-    rows.append(row("a. MCP: broadcast + claim + complete tools", "cycles/s", rates["mcp"], base, at_least=0.5))
+    rows.append(row("a. MCP: broadcast + claim + complete tools", "cycles/s", rates["mcp"], base, at_least=0.3))
     rows.append(row("a. (floor) MCP: 3 calls of an echo tool, no NATS", "cycles/s", rates["echo x3"], base))
     rows.append(row("c. WorkService: broadcast + claim + complete", "cycles/s", rates["service"], base))
     in_process = ("WorkService", rates["service"])
