@@ -103,11 +103,11 @@ def audit(
     installed and fixed version printed). 2: no verdict: the file is unreadable or not OSV, holds no PyPI record,
     or a record about an installed package could not be evaluated.
     """
-    from nats_mcp.supply.osv import OsvError, check, load
+    from nats_mcp.supply.osv import OsvError, check, records
 
     installed = {name: v for name, v in _installed().items() if v is not None}
     try:
-        verdict = check(load(osv), installed)
+        verdict = check(records(osv), installed)
     except OsvError as exc:
         fail(str(exc), EXIT_USAGE)
     code = EXIT_FAIL if verdict.findings else EXIT_USAGE if verdict.undetermined else EXIT_OK

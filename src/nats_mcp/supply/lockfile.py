@@ -174,8 +174,8 @@ def render(lock_text: str) -> str:
         lock = tomllib.loads(lock_text)
     except tomllib.TOMLDecodeError as exc:
         raise LockError(f"uv.lock is not TOML: {exc}") from exc
-    project_version = next(str(p["version"]) for p in lock.get("package", []) if p.get("name") == PROJECT)
-    packages, direct = runtime_set(lock)
+    packages, direct = runtime_set(lock)  # raises LockError unless the project is in the lock, once
+    project_version = next(str(p["version"]) for p in lock["package"] if p.get("name") == PROJECT)
     root_ref = purl(PROJECT, project_version)
     components = [_component(p) for p in packages]
     dependencies = [{"ref": root_ref, "dependsOn": direct}]

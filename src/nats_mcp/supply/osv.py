@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,19 +52,17 @@ class Verdict:
     undetermined: list[Undetermined] = field(default_factory=list)
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    """Every OSV record of the export at ``path``; OsvError when it is unreadable, not OSV, or empty."""
-    records: list[dict[str, Any]] = []
+def records(path: Path) -> Iterator[dict[str, Any]]:
+    """The OSV records of the export at ``path``, one document at a time (an all.zip holds hundreds of MB of
+    JSON: only one member is in memory at once). Raises OsvError, while iterating, on what is unreadable or not
+    OSV."""
     try:
         for where, raw in _documents(path):
-            records += _records(where, raw)
+            yield from _records(where, raw)
     except OSError as exc:
         raise OsvError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except zipfile.BadZipFile as exc:
         raise OsvError(f"{path} is a damaged zip file: {exc}") from exc
-    if not records:
-        raise OsvError(f"{path} holds no OSV records")
-    return records
 
 
 def _documents(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -121,10 +119,11 @@ def _validate(where: str, record: Any) -> None:
                     raise OsvError(f"{bad}: a range event is not an object of strings")
 
 
-def check(records: list[dict[str, Any]], installed: dict[str, str]) -> Verdict:
-    """Match ``records`` against ``installed`` (normalised name -> version); OsvError without any PyPI record."""
-    verdict = Verdict(records=len(records))
-    for record in records:
+def check(export: Iterable[dict[str, Any]], installed: dict[str, str]) -> Verdict:
+    """Match the records against ``installed`` (normalised name -> version); OsvError without any PyPI record."""
+    verdict = Verdict()
+    for record in export:
+        verdict.records += 1
         pypi = [a for a in record.get("affected", []) if a.get("package", {}).get("ecosystem") == ECOSYSTEM]
         verdict.pypi_records += bool(pypi)
         if record.get("withdrawn"):
@@ -143,16 +142,22 @@ def check(records: list[dict[str, Any]], installed: dict[str, str]) -> Verdict:
             verdict.findings.append(
                 Finding(
                     id=record["id"],
-                    aliases=tuple(str(a) for a in record.get("aliases", []) if isinstance(a, str)),
+                    aliases=tuple(a for a in _list(record.get("aliases")) if isinstance(a, str)),
                     package=name,
                     installed=installed[name],
                     fixed=tuple(sorted(fixed, key=_sort_key)),
                     summary=str(record.get("summary", "")),
                 )
             )
+    if not verdict.records:
+        raise OsvError("the export holds no OSV records")
     if not verdict.pypi_records:
         raise OsvError(f"the export holds no {ECOSYSTEM} records: it cannot clear Python packages")
     return verdict
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _sort_key(text: str) -> tuple[int, Version | str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nats_mcp.supply.osv import OsvError, check, load
+from nats_mcp.supply.osv import OsvError, check, records
 
 INSTALLED = {"pyyaml": "6.0.4", "typing-extensions": "4.16.0", "nats-py": "2.16.0"}
 
@@ -24,8 +24,8 @@ def record(vid: str, name: str, *events: dict[str, str], versions: list[str] | N
     return {"id": vid, "modified": "2026-12-01T00:00:00Z", "affected": [affected], **extra}
 
 
-def found(*records: Any) -> list[tuple[str, str, str, tuple[str, ...]]]:
-    return [(f.id, f.package, f.installed, f.fixed) for f in check(list(records), INSTALLED).findings]
+def found(*recs: Any) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    return [(f.id, f.package, f.installed, f.fixed) for f in check(list(recs), INSTALLED).findings]
 
 
 def test_ranges_and_version_lists_decide_per_the_osv_schema() -> None:
@@ -77,12 +77,12 @@ def test_exports_are_read_as_a_file_a_list_a_directory_or_an_all_zip(tmp_path: P
     tree = tmp_path / "tree" / "PyPI"
     tree.mkdir(parents=True)
     (tree / "V-2.json").write_text(json.dumps(clean))
-    assert [r["id"] for r in load(tmp_path / "one.json")] == ["V-1"]
-    assert [r["id"] for r in load(tmp_path / "list.json")] == ["V-1", "V-2"]
-    assert sorted(r["id"] for r in load(tmp_path / "all.zip")) == ["V-1", "V-2"]
-    assert [r["id"] for r in load(tmp_path / "tree")] == ["V-2"]
-    assert len(check(load(tmp_path / "all.zip"), INSTALLED).findings) == 1
-    assert check(load(tmp_path / "tree"), INSTALLED).findings == []
+    assert [r["id"] for r in records(tmp_path / "one.json")] == ["V-1"]
+    assert [r["id"] for r in records(tmp_path / "list.json")] == ["V-1", "V-2"]
+    assert sorted(r["id"] for r in records(tmp_path / "all.zip")) == ["V-1", "V-2"]
+    assert [r["id"] for r in records(tmp_path / "tree")] == ["V-2"]
+    assert len(check(records(tmp_path / "all.zip"), INSTALLED).findings) == 1
+    assert check(records(tmp_path / "tree"), INSTALLED).findings == []
 
 
 @pytest.mark.parametrize(
@@ -102,18 +102,18 @@ def test_what_is_not_osv_is_refused_with_its_reason(tmp_path: Path, content: byt
     path = tmp_path / "export.json"
     path.write_bytes(content)
     with pytest.raises(OsvError, match=re.escape(message)):
-        load(path)
+        check(records(path), INSTALLED)
 
 
 def test_exports_that_cannot_clear_anything_are_refused(tmp_path: Path) -> None:
     with pytest.raises(OsvError, match="cannot read"):
-        load(tmp_path / "missing.json")
+        check(records(tmp_path / "missing.json"), INSTALLED)
     (tmp_path / "empty").mkdir()
     with pytest.raises(OsvError, match=r"without \.json files"):
-        load(tmp_path / "empty")
+        check(records(tmp_path / "empty"), INSTALLED)
     (tmp_path / "broken.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty archive
     with pytest.raises(OsvError, match="no OSV records"):
-        load(tmp_path / "broken.zip")
+        check(records(tmp_path / "broken.zip"), INSTALLED)
     npm = record("V-1", "left-pad", {"introduced": "0"})
     npm["affected"][0]["package"]["ecosystem"] = "npm"
     with pytest.raises(OsvError, match="no PyPI records"):
