@@ -2,7 +2,7 @@
 # checks that every chaos and soak module carries its marker).
 FAST_TESTS := not slow and not chaos and not soak
 
-.PHONY: serve test test-fast coverage lint lock deps-latest dist bench bench-quick
+.PHONY: serve test test-fast coverage lint lock sbom deps-latest dist bench bench-quick
 serve:  ## install and serve MCP over HTTP on 127.0.0.1 (embedded NATS, a dev API key, client config printed)
 	scripts/serve
 test:   ## install and run lint, type checks and the whole test suite
@@ -13,6 +13,8 @@ coverage:  ## the whole suite with coverage of every process it starts: table pe
 	scripts/coverage
 lock:   ## re-resolve uv.lock from pyproject.toml, taking the newest allowed versions (then: make test, commit)
 	scripts/bootstrap uv && .cache/uv/bin/uv lock --upgrade
+sbom:   ## re-render src/nats_mcp/supply/sbom.cdx.json from uv.lock (after make lock; a unit test checks they agree)
+	.venv/bin/python -m nats_mcp.supply.lockfile --write
 deps-latest:  ## the newest allowed versions in a scratch venv: what moved, then the unit and integration suites
 	scripts/deps-latest
 dist:   ## the sdist and wheel in dist/, and dist/constraints.txt (the lock's versions, for installs elsewhere)

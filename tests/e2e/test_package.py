@@ -30,6 +30,7 @@ MUST_SHIP = [
     "nats_mcp/transports/grpc/gen/transport_pb2_grpc.py",
     "nats_mcp/dashboard/static/index.html",
     "nats_mcp/dashboard/static/app.js",
+    "nats_mcp/supply/sbom.cdx.json",
 ]
 
 
@@ -100,6 +101,17 @@ async def test_the_wheel_runs_without_the_repository(tmp_path: Path, nats_server
         check=True,
     ).stdout
     assert where.startswith(str(venv)), where  # the installed copy, not the source tree
+
+    # The SBOM in the wheel is the repository's, and the lock's versions installed here match it.
+    with zipfile.ZipFile(wheel) as archive:
+        assert (
+            archive.read("nats_mcp/supply/sbom.cdx.json") == (ROOT / "src/nats_mcp/supply/sbom.cdx.json").read_bytes()
+        )
+    version = subprocess.run(
+        [str(exe), "version", "--json", "--check"], capture_output=True, text=True, env=env, cwd=elsewhere, timeout=60
+    )
+    assert version.returncode == 0, version.stdout + version.stderr
+    assert json.loads(version.stdout)["sbom"]["matches"] is True
 
     doctor = subprocess.run(
         [str(exe), "doctor", "--json"], capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120

@@ -17,6 +17,7 @@ from nats_mcp.cli import (
     channels_cmd,
     config_cmd,
     dashboard_cmd,
+    deps_cmd,
     dlq_cmd,
     doctor_cmd,
     keys_cmd,
@@ -68,6 +69,8 @@ app.add_typer(dlq_cmd.app, name="dlq")
 app.command("provision")(provision_cmd.provision)
 app.command("dashboard")(dashboard_cmd.dashboard)
 app.command("top")(top_cmd.top)
+app.command("version")(deps_cmd.version)
+app.add_typer(deps_cmd.app, name="deps")
 
 
 def _version(value: bool) -> None:

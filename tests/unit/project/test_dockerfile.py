@@ -139,6 +139,11 @@ def check_dockerfile(text: str) -> list[str]:
         problems.append("the build stage does not install from uv.lock (uv sync --locked)")
     if any(i.keyword == "RUN" and re.search(r"pip install (?!.*--require-hashes)", i.args) for i in build):
         problems.append("pip installs something without --require-hashes")
+    if not any(
+        i.keyword == "RUN" and "nats-mcp version --check" in i.args and "> /opt/nats-mcp/sbom.cdx.json" in i.args
+        for i in build
+    ):
+        problems.append("the build stage does not check the installed set against the SBOM and ship it")
     return problems
 
 
@@ -175,6 +180,7 @@ BROKEN = [
     ("unnamed build", lambda t: t.replace(" AS build", ""), "no name"),
     ("no lock", lambda t: t.replace("uv sync --locked", "uv sync"), "uv.lock"),
     ("lock not copied", lambda t: t.replace("COPY pyproject.toml uv.lock", "COPY pyproject.toml"), "uv.lock"),
+    ("no sbom", lambda t: t.replace(" version --check", " --version"), "SBOM"),
     ("pip resolves", lambda t: t.replace("RUN uv sync --locked", "RUN pip install . && uv sync --locked"), "hashes"),
 ]
 
