@@ -15,7 +15,7 @@ import nats.errors
 
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError
 from nats_mcp.config.settings import Settings
-from nats_mcp.core.pins import PinMismatchError, pin_context
+from nats_mcp.core.pins import pin_context, pin_error
 from nats_mcp.core.redact import redact
 
 
@@ -55,18 +55,6 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_REQUIRED
     # Every handshake made with this context, reconnects included, checks the pins before nats-py writes CONNECT.
     return pin_context(ctx, tls.pins, "nats.tls.pins")
-
-
-def pin_error(exc: BaseException | None) -> PinMismatchError | None:
-    """The pin refusal behind ``exc`` (nats-py and aiohttp wrap the handshake's error), if there is one."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, PinMismatchError):
-            return exc
-        seen.add(id(exc))
-        inner = getattr(exc, "os_error", None) or getattr(exc, "_os_error", None)
-        exc = inner if isinstance(inner, BaseException) else (exc.__cause__ or exc.__context__)
-    return None
 
 
 def _readable(path: Path, what: str, setting: str) -> str:

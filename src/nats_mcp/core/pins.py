@@ -44,6 +44,18 @@ class PinMismatchError(ssl.SSLError):
         return self.message
 
 
+def pin_error(exc: BaseException | None) -> PinMismatchError | None:
+    """The pin refusal behind ``exc`` (nats-py, aiohttp and httpx wrap the handshake's error), if there is one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, PinMismatchError):
+            return exc
+        seen.add(id(exc))
+        inner = getattr(exc, "os_error", None) or getattr(exc, "_os_error", None)
+        exc = inner if isinstance(inner, BaseException) else (exc.__cause__ or exc.__context__)
+    return None
+
+
 def parse_pin(text: str, setting: str) -> str:
     """``text`` as a pin (surrounding spaces dropped), or ValueError naming ``setting`` and the expected form."""
     pin = text.strip()
@@ -157,6 +169,20 @@ def pin_context(ctx: ssl.SSLContext, pins: Sequence[str], setting: str) -> ssl.S
     return ctx
 
 
+def client_context(ca_file: Path | None, pins: Sequence[str], setting: str, url: str) -> ssl.SSLContext | None:
+    """A verifying client context trusting ``ca_file`` (else the system store) with ``pins``; None when neither is
+    set (the HTTP client's own default). ValueError for pins or a CA file on a URL that is not https."""
+    if not pins and ca_file is None:
+        return None
+    if not url.lower().startswith("https://"):
+        raise ValueError(f"{setting}: pins and a CA file need an https:// URL")
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_file.expanduser()) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"{setting}: cannot load the CA file {ca_file}: {exc}") from None
+    return pin_context(ctx, pins, setting)
+
+
 def context_pins(ctx: ssl.SSLContext | None) -> tuple[str, ...]:
     """The pins :func:`pin_context` put on ``ctx`` (empty: not pinned)."""
     return tuple(getattr(ctx, "nats_mcp_pins", ()))
@@ -167,10 +193,12 @@ __all__ = [
     "PinMismatchError",
     "chain_pins",
     "check_chain",
+    "client_context",
     "context_pins",
     "parse_pin",
     "parse_pins",
     "pin_context",
+    "pin_error",
     "pin_of_der",
     "pins_of_file",
     "pins_of_pem",
