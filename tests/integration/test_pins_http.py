@@ -1,8 +1,9 @@
 """Certificate pinning of the JWKS and introspection fetches, against a real HTTPS server (aiohttp, trustme certs).
 
 The right pin fetches keys and answers; two pins stage a rotation; a wrong pin is refused with the setting and the
-key seen in the log and no request reaching the server (no token, no client secret); the server coming back on the
-same port with another key is refused on the new connection.
+key seen in the log and no request reaching the server (no token, no client secret); the doctor's probe shows the
+keys and whether the pins match; the server coming back on the same port with another key is refused on the new
+connection.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nats_mcp.config.security import IntrospectionSettings, JwtIssuerSettings
+from nats_mcp.config.security import IntrospectionSettings, JwtIssuerSettings, SecuritySettings
+from nats_mcp.config.settings import Settings
 from nats_mcp.core.pins import pins_of_file
+from nats_mcp.security.authn.endpoints import probe_all
 from nats_mcp.security.authn.introspection import Introspector
 from nats_mcp.security.authn.jwt import JwksCache, TrustedIssuer
 from nats_mcp.security.errors import AuthenticationError
@@ -81,6 +84,18 @@ def introspector(server: HttpsServer, ca_file: Path, *pins: str) -> Introspector
     return Introspector(cfg)
 
 
+def probe_settings(server: HttpsServer, ca_file: Path, jwks_pins: list[str], intro_pins: list[str]) -> Settings:
+    issuer = JwtIssuerSettings(
+        issuer="https://idp.test",
+        audience=RESOURCE,
+        jwks_url=server.url("/jwks.json"),
+        jwks_ca_file=ca_file,
+        jwks_pins=jwks_pins,
+    )
+    intro = IntrospectionSettings(url=server.url("/introspect"), ca_file=ca_file, pins=intro_pins)
+    return Settings(security=SecuritySettings(jwt_issuers=[issuer], introspection=intro))
+
+
 def jwks(server: HttpsServer, ca_file: Path, *pins: str) -> JwksCache:
     cfg = JwtIssuerSettings(
         issuer="https://idp.test",
@@ -130,6 +145,13 @@ async def test_jwks_and_introspection_pins(tmp_path: Path, caplog: pytest.LogCap
         logged = caplog.text
         assert "security.jwt_issuers[].jwks_pins" in logged and "security.introspection.pins" in logged
         assert leaf in logged and TOKEN not in logged and SECRET not in logged
+
+        # What `nats-mcp doctor` shows: the chain's keys and whether the configured pins match (nothing is sent).
+        seen = await probe_all(probe_settings(server, bundle, [ca], [WRONG_PIN]), 5)
+        assert [(e.name, e.status) for e in seen] == [("jwks https://idp.test", "pass"), ("introspection", "fail")]
+        assert f"jwks_pins matches {ca}" in seen[0].detail and f"{leaf}, {ca}" in seen[0].detail
+        assert "security.introspection.pins" in seen[1].detail and leaf in seen[1].detail
+        assert server.requests == []
 
         # The server comes back on its port with another key: the pinned client's next connection is refused.
         await server.stop()
