@@ -33,6 +33,7 @@ WRONG_PIN = "sha256/" + "C" * 43 + "="
 HEALTH = health_pb2.HealthCheckRequest(service="nats_mcp.v1.McpTransport")
 
 
+@pytest.mark.slow  # a serve --transport grpc process: 4 s or more
 async def test_pinned_sessions_and_a_key_change_on_reconnect(tmp_path: Path, nats_server: NatsServer) -> None:
     pki = Pki.create(tmp_path / "pki")
     alice, server_cert = pki.client("alice"), pki.server()
