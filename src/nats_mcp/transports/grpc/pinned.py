@@ -70,7 +70,8 @@ class PinnedLink:
         """Pinned handshakes that succeeded (one per connection gRPC opened)."""
         self._dir: str | None = None
         self._server: asyncio.Server | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
+        self._carriers: set[asyncio.Task[None]] = set()
+        self._open: set[tuple[asyncio.StreamWriter, ...]] = set()
         self.channel: grpc.aio.Channel | None = None
 
     async def __aenter__(self) -> PinnedLink:
@@ -87,17 +88,19 @@ class PinnedLink:
             await self.channel.close()
         if self._server is not None:
             self._server.close()
-        for task in list(self._pumps):
-            task.cancel()
-        if self._pumps:
-            await asyncio.gather(*self._pumps, return_exceptions=True)
+        # Closing both ends lets each carrier finish by itself (asyncio's stream server mishandles a cancelled one).
+        for writers in list(self._open):
+            for writer in writers:
+                writer.close()
+        if self._carriers:
+            await asyncio.wait(list(self._carriers), timeout=CONNECT_TIMEOUT_S)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     async def _carry(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._pumps.add(task)
+            self._carriers.add(task)
         try:
             try:
                 remote_reader, remote_writer = await asyncio.wait_for(
@@ -115,6 +118,8 @@ class PinnedLink:
                     log.warning("cannot reach %s over TLS: %s", self.target.address, exc)
                 return
             self.handshakes += 1
+            both = (local_writer, remote_writer)
+            self._open.add(both)
             # HTTP/2 never half-closes: when either side ends, the connection ends.
             pumps = [
                 asyncio.ensure_future(_pump(local_reader, remote_writer)),
@@ -127,10 +132,11 @@ class PinnedLink:
                     pump.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
                 remote_writer.close()
+                self._open.discard(both)
         finally:
             local_writer.close()
             if task is not None:
-                self._pumps.discard(task)
+                self._carriers.discard(task)
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
