@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from nats_mcp.cli.main import app
 from nats_mcp.core.pins import PinMismatchError, pins_of_file
-from nats_mcp.transports.grpc.client import GrpcTarget, bridge, connect, grpc_transport
+from nats_mcp.transports.grpc.client import GrpcTarget, bridge, connect, grpc_transport, open_channel
 from tests.support.grpc_server import Pki, policy_file, serving, target
 from tests.support.http_server import run_cli
 from tests.support.natsserver import NatsServer, wait_for
@@ -119,5 +119,11 @@ async def test_a_wrong_pin_sends_nothing_and_the_bridge_says_why(tmp_path: Path)
             attempt.cancel()
             await asyncio.gather(attempt, return_exceptions=True)
 
+    with pytest.raises(ValueError, match="connect"):
+        open_channel(wrong)  # gRPC's own TLS would not check the pins: refused, never silently unpinned
+    with pytest.raises(ValueError, match="--pin"):
+        GrpcTarget(address, pins=("sha256/short",))
+    with pytest.raises(ValueError, match="TLS"):
+        GrpcTarget(address, plaintext=True, pins=(right_pin,))
     malformed = CliRunner().invoke(app, ["bridge", "--grpc", address, "--pin", "sha256/not-a-pin"])
     assert malformed.exit_code == 2 and "--pin" in malformed.output and "not a pin" in malformed.output

@@ -75,6 +75,8 @@ class GrpcTarget:
 
 def open_channel(target: GrpcTarget) -> grpc.aio.Channel:
     """A channel to ``target`` (TLS with the client certificate if given; plaintext only if asked)."""
+    if target.pins:  # gRPC's own TLS cannot check them: only connect() reaches a pinned target
+        raise ValueError("a pinned target's channel comes from connect(), which checks the pins on every connection")
     options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
     if target.plaintext:
         return grpc.aio.insecure_channel(target.address, options=options)
