@@ -1,6 +1,6 @@
 """Certificate pinning towards NATS (``nats.tls.pins``): real nats-server with TLS and a recording fake server.
 
-The right pin (leaf or CA key) connects; two pins stage a rotation; a wrong pin is refused naming the setting and the
+The right pin (leaf or CA key) connects, over tls:// and wss://; two pins stage a rotation; a wrong pin is refused naming the setting and the
 fingerprint seen, and a fake NATS server that records every byte after the TLS upgrade receives no CONNECT and no
 token; a supervised connection whose server comes back with another key is refused on the reconnect.
 """
@@ -8,6 +8,7 @@ token; a supervised connection whose server comes back with another key is refus
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from nats_mcp.bus.errors import NatsConnectError
 from nats_mcp.core.pins import pins_of_file
 from tests.support.certs import make_tls_material
 from tests.support.env import settings_for
-from tests.support.natsserver import TlsNatsServer, wait_for
+from tests.support.natsserver import NatsServer, TlsNatsServer, wait_for
 
 WRONG_PIN = "sha256/" + "A" * 43 + "="
 
@@ -124,6 +125,27 @@ async def test_a_wrong_pin_sends_nothing_after_the_handshake(tmp_path: Path) -> 
             with pytest.raises((asyncio.CancelledError, NatsConnectError)):
                 await attempt
         assert b"CONNECT" in received
+
+
+async def test_pins_over_websocket_tls(tmp_path: Path) -> None:
+    """wss:// goes through aiohttp, which wraps the handshake's error: the refusal still names the pin."""
+    material = make_tls_material(tmp_path / "certs")
+    cert, key = (json.dumps(str(f)) for f in (material.server.cert_file, material.server.key_file))
+    tls = f"tls {{ cert_file: {cert}, key_file: {key} }}"
+    server = NatsServer(tmp_path / "ws", jetstream=False, extra_config=f'websocket {{ listen: "127.0.0.1:-1", {tls} }}')
+    with server.start():
+        url = server.ports["websocket"][0].replace("wss://0.0.0.0", "wss://127.0.0.1")
+        env = {"NATS_URL": url, "NATS_MCP_NATS_TLS_CA_FILE": str(material.ca_file)}
+        nc = await connect_once(
+            plan_connection(settings_for(tmp_path, **env, NATS_MCP_NATS_TLS_PINS=pins_of_file(material.ca_file)[0]))
+        )
+        try:
+            await nc.flush(timeout=2)
+        finally:
+            await nc.close()
+        with pytest.raises(NatsConnectError) as info:
+            await connect_once(plan_connection(settings_for(tmp_path, **env, NATS_MCP_NATS_TLS_PINS=WRONG_PIN)))
+        assert "nats.tls.pins" in str(info.value) and pins_of_file(material.server.cert_file)[0] in str(info.value)
 
 
 @pytest.mark.parametrize(
