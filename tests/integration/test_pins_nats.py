@@ -1,8 +1,9 @@
 """Certificate pinning towards NATS (``nats.tls.pins``): real nats-server with TLS and a recording fake server.
 
-The right pin (leaf or CA key) connects, over tls:// and wss://; two pins stage a rotation; a wrong pin is refused naming the setting and the
-fingerprint seen, and a fake NATS server that records every byte after the TLS upgrade receives no CONNECT and no
-token; a supervised connection whose server comes back with another key is refused on the reconnect.
+The right pin (leaf or CA key) connects, over tls:// and wss://; two pins stage a rotation; a wrong pin is refused
+naming the setting and the fingerprint seen, and a fake NATS server that records every byte after the TLS upgrade
+receives no CONNECT and no token; a supervised connection whose server comes back with another key is refused on
+the reconnect.
 """
 
 from __future__ import annotations
