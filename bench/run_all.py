@@ -39,6 +39,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "resend": ("resend.py", "resend.json"),
     "http": ("http_tools.py", "http.json"),
     "grpc": ("grpc_tools.py", "grpc.json"),
+    "grpc_pinned": ("grpc_pinned.py", "grpc_pinned.json"),
     "observe": ("observe_overhead.py", "observe_overhead.json"),
     "ops": ("ops_tools.py", "ops_tools.json"),
     "dashboard": ("dashboard_snapshot.py", "dashboard_snapshot.json"),

@@ -20,6 +20,7 @@ import pytest
 from nats_mcp.bus.connection import connect_once
 from nats_mcp.bus.connplan import plan_connection
 from nats_mcp.bus.errors import NatsConnectError
+from nats_mcp.core.pins import pins_of_file
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.mtls import MtlsAuthenticator, cert_identity
 from tests.support.certs import CertFiles, TlsMaterial
@@ -81,12 +82,14 @@ def test_init_writes_the_set(tmp_path: Path) -> None:
         "key": str(d / "ca-key.pem"),
         "subject_cn": data["ca"]["subject_cn"],
         "sha256": None,
+        "pin": pins_of_file(d / "ca.pem")[0],
     }
     assert data["server"] == {
         "cert": str(d / "server.pem"),
         "key": str(d / "server-key.pem"),
         "dns_names": ["localhost", "mcp.example.test"],
         "ip_addresses": ["127.0.0.1", "::1", "10.9.8.7"],
+        "pin": pins_of_file(d / "server.pem")[0],
     }
     assert data["clients"] == [
         {
@@ -125,7 +128,11 @@ def test_text_output_says_development_and_how_to_use_it(tmp_path: Path) -> None:
     out = " ".join(done.stdout.split())  # whatever the terminal width folded
     assert "NOT FOR PRODUCTION" in out
     assert f"--tls-cert '{d}/server.pem' --tls-key '{d}/server-key.pem' --client-ca '{d}/ca.pem'" in out
-    assert f"--ca '{d}/ca.pem' --cert '{d}/clients/agent-1.pem' --key '{d}/clients/agent-1-key.pem'" in out
+    ca_pin = pins_of_file(d / "ca.pem")[0]
+    assert (
+        f"--ca '{d}/ca.pem' --cert '{d}/clients/agent-1.pem' --key '{d}/clients/agent-1-key.pem' --pin {ca_pin}" in out
+    )
+    assert f"pins CA {ca_pin} server {pins_of_file(d / 'server.pem')[0]}" in out
     assert "spiffe://nats-mcp.dev/agent/agent-1" in out
     assert 'principals: [{method: mtls, subject: "spiffe://nats-mcp.dev/agent/*", roles: [agent]}]' in out
     assert f"NATS_MCP_SECURITY_POLICY_FILE='{d}/policy.yaml' nats-mcp serve --transport grpc" in out
@@ -336,6 +343,6 @@ async def test_the_printed_grpc_commands_work_as_printed(tmp_path: Path, nats_se
     env = {"NATS_MCP_SECURITY_POLICY_FILE": data["policy"], "NATS_MCP_NAMESPACE": "team-quick"}
     async with (
         serving(tmp_path, "quick", nats_server.url, server, "--client-ca", str(ca), **env) as srv,
-        bridged(tmp_path, srv, client) as agent,
+        bridged(tmp_path, srv, client, "--pin", data["ca"]["pin"]) as agent,  # pinned as printed
     ):
         assert len(await register(agent, "python")) == 32

@@ -7,6 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from nats_mcp.core.pins import pins_of_file
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, TlsNatsServer, UserPassNatsServer
 
@@ -71,10 +74,26 @@ def test_tls_state_is_reported(tmp_path: Path, nats_tls: TlsNatsServer) -> None:
     code, report, _ = doctor(tmp_path, NATS_URL=nats_tls.tls_url, NATS_MCP_NATS_TLS_CA_FILE=str(nats_tls.ca_file))
     assert code == 0
     assert by_name(report)["tls"]["detail"].startswith("TLSv1.")
+    # The keys the server's chain presents, to pin (leaf first, then its CA).
+    leaf, ca = pins_of_file(nats_tls.server_cert_file)[0], pins_of_file(nats_tls.ca_file)[0]
+    pins = by_name(report)["pins"]
+    assert pins["status"] == "pass" and "not pinned" in pins["detail"] and f"{leaf}, {ca}" in pins["detail"]
+    assert "nats.tls.pins" in pins["hint"]
     code, report, _ = doctor(tmp_path, NATS_URL=nats_tls.url)
     assert code == 1
     assert by_name(report)["tls"]["status"] == "fail"
     assert "tls://" in by_name(report)["tls"]["hint"]
+
+
+@pytest.mark.slow  # two more doctor runs: 4 s or more
+def test_pins_are_shown_matching_or_not(tmp_path: Path, nats_tls: TlsNatsServer) -> None:
+    leaf, ca = pins_of_file(nats_tls.server_cert_file)[0], pins_of_file(nats_tls.ca_file)[0]
+    tls_env = {"NATS_URL": nats_tls.tls_url, "NATS_MCP_NATS_TLS_CA_FILE": str(nats_tls.ca_file)}
+    code, report, _ = doctor(tmp_path, **tls_env, NATS_MCP_NATS_TLS_PINS=ca)
+    assert code == 0 and by_name(report)["pins"]["detail"].startswith(f"nats.tls.pins matches {ca}")
+    code, report, _ = doctor(tmp_path, **tls_env, NATS_MCP_NATS_TLS_PINS="sha256/" + "D" * 43 + "=")
+    assert code == 1 and by_name(report)["tls"]["status"] == "fail"
+    assert "nats.tls.pins" in by_name(report)["tls"]["detail"] and leaf in by_name(report)["tls"]["detail"]
 
 
 def test_jetstream_missing_fails(tmp_path: Path) -> None:

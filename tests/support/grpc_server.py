@@ -232,8 +232,11 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def bridged(tmp_path: Path, server: GrpcServer, leaf: Leaf, mode: str = "auto") -> AsyncIterator[Client]:
-    """The SDK client over stdio to `nats-mcp bridge`, which forwards over gRPC with this client certificate."""
+async def bridged(
+    tmp_path: Path, server: GrpcServer, leaf: Leaf, *extra: str, mode: str = "auto"
+) -> AsyncIterator[Client]:
+    """The SDK client over stdio to `nats-mcp bridge`, which forwards over gRPC with this client certificate (and
+    ``extra`` arguments, e.g. ``--pin``)."""
     args = [
         "bridge",
         "--grpc",
@@ -244,6 +247,7 @@ async def bridged(tmp_path: Path, server: GrpcServer, leaf: Leaf, mode: str = "a
         str(leaf.cert_file),
         "--key",
         str(leaf.key_file),
+        *extra,
     ]
     params = StdioServerParameters(command=nats_mcp_exe(), args=args, env=isolated_env(tmp_path), cwd=str(tmp_path))
     with (tmp_path / f"bridge-{leaf.cert_file.stem}.log").open("a") as errlog:

@@ -2,9 +2,10 @@
 
 Auth: credentials in the URL (``nats://user:pass@h``, ``nats://token@h``), user/password, token, NKey
 seed file, creds file (JWT + seed), the embedded server's token. TLS: CA file, client certificate,
-server name, minimum version; a ``tls://``/``wss://`` URL or any TLS setting means TLS or failure, and a
-server that demands TLS from a client not configured for it is refused too, so credentials never
-cross in plaintext by surprise. The supervisor reconnects forever with exponential backoff and
+server name, minimum version, key pins (``nats.tls.pins``: the context checks them after every handshake,
+reconnects included, before CONNECT is written; core/pins.py); a ``tls://``/``wss://`` URL or any TLS setting
+means TLS or failure, and a server that demands TLS from a client not configured for it is refused too, so
+credentials never cross in plaintext by surprise. The supervisor reconnects forever with exponential backoff and
 jitter; callers that need NATS while it is away get :class:`NatsUnavailableError` with a hint.
 """
 

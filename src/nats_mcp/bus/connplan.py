@@ -15,6 +15,7 @@ import nats.errors
 
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError
 from nats_mcp.config.settings import Settings
+from nats_mcp.core.pins import pin_context, pin_error
 from nats_mcp.core.redact import redact
 
 
@@ -52,7 +53,8 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+    # Every handshake made with this context, reconnects included, checks the pins before nats-py writes CONNECT.
+    return pin_context(ctx, tls.pins, "nats.tls.pins")
 
 
 def _readable(path: Path, what: str, setting: str) -> str:
@@ -166,6 +168,16 @@ def classify(exc: BaseException, plan: ConnectPlan) -> NatsConnectError:
     """A connection failure as a clear, secret-free message naming the method and a hint."""
     servers = plan.describe()
     text = plan.scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    pinned = pin_error(exc)
+    if pinned is not None:
+        return NatsConnectError(
+            f"{pinned.setting}: {servers} presented no pinned key (saw {', '.join(pinned.seen) or 'no certificate'}); "
+            "refused before CONNECT.",
+            "if the server's key was rotated on purpose, add its new pin to nats.tls.pins (`nats-mcp doctor` shows "
+            "the pins it sees); otherwise this may not be your server",
+            kind="tls",
+            method=plan.method,
+        )
     if isinstance(exc, TlsPolicyError):
         if "does not offer" in str(exc):
             return NatsConnectError(

@@ -23,12 +23,14 @@ from nats_mcp.bus.connection import connect_once, server_version
 from nats_mcp.bus.connplan import ConnectPlan, plan_connection
 from nats_mcp.bus.errors import BusError, NatsConnectError
 from nats_mcp.config.settings import Settings
+from nats_mcp.core.pins import chain_pins, context_pins
 from nats_mcp.core.redact import redact
 
 Status = Literal["pass", "warn", "fail", "skip"]
 MIN_SERVER_VERSION = (2, 10, 0)
 MAX_CLOCK_SKEW_S = 2.0
 _DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "ws": 80, "wss": 443}
+PIN_HINT = "to pin the server, put one of these (its CA's, to survive leaf renewals) in nats.tls.pins"
 
 
 @dataclass
@@ -66,15 +68,33 @@ async def _tcp_reachable(url: str, timeout: float) -> str | None:
     return None
 
 
-def tls_details(nc: Client) -> str | None:
-    """Protocol and cipher of the live connection, or None if it is plaintext (best effort)."""
+def _ssl_object(nc: Client) -> Any:
     transport: Any = getattr(nc, "_transport", None)
     writer: Any = getattr(transport, "_io_writer", None)
-    ssl_object = writer.get_extra_info("ssl_object") if writer is not None else None
+    return writer.get_extra_info("ssl_object") if writer is not None else None
+
+
+def tls_details(nc: Client) -> str | None:
+    """Protocol and cipher of the live connection, or None if it is plaintext (best effort)."""
+    ssl_object = _ssl_object(nc)
     if ssl_object is None:
         return None
     cipher = ssl_object.cipher()
     return f"{ssl_object.version()} ({cipher[0] if cipher else 'unknown cipher'}), certificate verified"
+
+
+def pin_check(nc: Client, plan: ConnectPlan) -> Check | None:
+    """The keys (pins) of the chain the live TLS connection verified, and whether ``nats.tls.pins`` names one."""
+    ssl_object = _ssl_object(nc)
+    if ssl_object is None:
+        return None
+    seen = chain_pins(ssl_object)
+    pins = context_pins(plan.options.get("tls"))
+    shown = ", ".join(seen)
+    if not pins:
+        return Check("pins", "pass", f"not pinned; the server's chain (leaf first): {shown}", PIN_HINT)
+    matched = ", ".join(p for p in seen if p in pins)
+    return Check("pins", "pass", f"nats.tls.pins matches {matched}; the server's chain (leaf first): {shown}")
 
 
 async def _clock_skew(nc: Client) -> float:
@@ -152,6 +172,9 @@ async def run_checks(settings: Settings, *, timeout: float = 5.0) -> list[Check]
         tls = tls_details(nc)
         if tls:
             checks.append(Check("tls", "pass", tls))
+            pinned = pin_check(nc, plan)
+            if pinned is not None:
+                checks.append(pinned)
         elif plan.tls:  # wss:// is TLS at the WebSocket layer, not visible on the NATS transport
             checks.append(Check("tls", "pass", "TLS at the WebSocket layer (wss://)"))
         else:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nats_mcp.cli.common import err, fail, loopback_host
+from nats_mcp.core.pins import parse_pins
 
 if TYPE_CHECKING:
     from nats_mcp.transports.grpc.client import GrpcTarget
@@ -43,6 +44,14 @@ def bridge(
     insecure_dev: Annotated[
         bool, typer.Option("--insecure-dev", help="Plaintext, for a server started with --insecure-dev (loopback).")
     ] = False,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pin",
+            metavar="sha256/BASE64",
+            help="SPKI pin of the server's key (or its CA's); repeat to stage a rotation. Every connection must match.",
+        ),
+    ] = None,
 ) -> None:
     """Serve MCP over stdio, forwarding every message to a remote nats-mcp gRPC server (mutual TLS)."""
     from nats_mcp.transports.grpc.client import GrpcTarget
@@ -57,8 +66,12 @@ def bridge(
         token = token_file.read_text(encoding="utf-8").strip() or None
         if token is None:
             fail(f"--token-file: {token_file} is empty", code=2)
-    if insecure_dev and (cert or token):
-        fail("--insecure-dev sends plaintext: it does not go with --cert or --token-file", code=2)
+    if insecure_dev and (cert or token or pin):
+        fail("--insecure-dev sends plaintext: it does not go with --cert, --token-file or --pin", code=2)
+    try:
+        pins = tuple(parse_pins(pin or (), "--pin"))
+    except ValueError as exc:
+        fail(str(exc), code=2)
     host = grpc_address.rsplit(":", 1)[0].strip("[]")
     if insecure_dev and not loopback_host(host):
         fail("--insecure-dev is for a loopback server only", code=2)
@@ -71,6 +84,7 @@ def bridge(
         agent=agent,
         server_name=server_name,
         plaintext=insecure_dev,
+        pins=pins,
     )
     ended = None
     with contextlib.suppress(KeyboardInterrupt):

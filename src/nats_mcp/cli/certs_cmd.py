@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from nats_mcp.cli.common import EXIT_USAGE, fail, out, print_json
+from nats_mcp.core.pins import pins_of_pem
 from nats_mcp.security.dev import certs as devcerts
 from nats_mcp.security.dev.certs import DevCertError
 
@@ -79,6 +80,9 @@ def init(
     except OSError as exc:
         fail(f"cannot write {target}: {exc.strerror or exc}")
     stale = devcerts.stale_client_files(target, spec)
+    # SPKI pins (core/pins.py) of what was made: the CA's survives a reissued server certificate, the server's does not.
+    made = {f.relpath: f.data for f in bundle.files}
+    ca_pin, server_pin = pins_of_pem(made[devcerts.CA_CERT])[0], pins_of_pem(made[devcerts.SERVER_CERT])[0]
 
     def at(rel: str) -> str:
         return str(target / rel)
@@ -106,12 +110,14 @@ def init(
                     "key": at(devcerts.CA_KEY),
                     "subject_cn": devcerts.CA_COMMON_NAME,
                     "sha256": bundle.ca_fingerprint,
+                    "pin": ca_pin,
                 },
                 "server": {
                     "cert": at(devcerts.SERVER_CERT),
                     "key": at(devcerts.SERVER_KEY),
                     "dns_names": list(spec.dns_names),
                     "ip_addresses": [str(ip) for ip in spec.ips],
+                    "pin": server_pin,
                 },
                 "clients": clients,
                 "readme": at(devcerts.README),
@@ -138,13 +144,17 @@ def init(
     ]
     lines += [f"  client  {c['cert']}, {Path(c['key']).name}  identity {c['identity']}" for c in clients]
     lines += [
+        f"  pins    CA {ca_pin}",
+        f"          server {server_pin}",
+    ]
+    lines += [
         "",
         "Serve gRPC with mutual TLS (the development policy gives every client certificate the agent role):",
         f"  NATS_MCP_SECURITY_POLICY_FILE={q(devcerts.POLICY)} nats-mcp serve --transport grpc "
         f"--tls-cert {q(devcerts.SERVER_CERT)} --tls-key {q(devcerts.SERVER_KEY)} --client-ca {q(devcerts.CA_CERT)}",
         f"Connect as {first} (the stdio bridge):",
         f"  nats-mcp bridge --grpc localhost:PORT --ca {q(devcerts.CA_CERT)} "
-        f"--cert {q(devcerts.client_cert_path(first))} --key {q(devcerts.client_key_path(first))}",
+        f"--cert {q(devcerts.client_cert_path(first))} --key {q(devcerts.client_key_path(first))} --pin {ca_pin}",
         f"Your own policy gives them roles with: principals: [{{method: mtls, subject: "
         f'"{spec.principal_pattern}", roles: [agent]}}]',
         f"More in {at(devcerts.README)}. Never trust this CA outside development.",

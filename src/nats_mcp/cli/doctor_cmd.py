@@ -22,6 +22,7 @@ def doctor(
 ) -> None:
     """Check settings, reachability, authentication, TLS, server version, JetStream and clock skew."""
     from nats_mcp.bus.diagnose import Check, run_checks  # nats-py (+aiohttp) only for commands that talk to NATS
+    from nats_mcp.security.authn.endpoints import probe_all
 
     st = state(ctx)
     checks: list[Check] = []
@@ -33,6 +34,9 @@ def doctor(
         files = ", ".join(loaded.files) or "no files"
         checks.append(Check("settings", "pass", f"valid ({files})"))
         checks += asyncio.run(run_checks(loaded.settings, timeout=timeout))
+        # The identity endpoints' keys (pins) as the JWKS and introspection fetches would see them.
+        endpoints = asyncio.run(probe_all(loaded.settings, timeout))
+        checks += [Check(e.name, e.status, e.detail, e.hint) for e in endpoints]
     ok = all(c.status != "fail" for c in checks)
     if as_json:
         print_json({"ok": ok, "checks": [c.as_dict() for c in checks]})

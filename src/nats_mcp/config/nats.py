@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from nats_mcp.config.section import Section
+from nats_mcp.core.pins import parse_pins
 from nats_mcp.core.redact import redact
 
 
@@ -22,6 +23,14 @@ class TlsSettings(Section):
     server_name: str | None = None
     min_version: Literal["1.2", "1.3"] = "1.2"
     handshake_first: bool = False
+    pins: list[str] = Field(default_factory=list)
+    """SPKI pins (``sha256/<base64>``): the server's verified chain must hold one of these keys, on every connect
+    and reconnect, or the connection is refused before CONNECT. Several stage a key rotation (old and new)."""
+
+    @field_validator("pins")
+    @classmethod
+    def _pins(cls, value: list[str]) -> list[str]:
+        return parse_pins(value, "nats.tls.pins")
 
     @model_validator(mode="after")
     def _pair(self) -> TlsSettings:
@@ -31,7 +40,9 @@ class TlsSettings(Section):
 
     @property
     def configured(self) -> bool:
-        return bool(self.required or self.ca_file or self.cert_file or self.server_name or self.handshake_first)
+        return bool(
+            self.required or self.ca_file or self.cert_file or self.server_name or self.handshake_first or self.pins
+        )
 
 
 class NatsSettings(Section):

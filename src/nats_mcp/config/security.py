@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from nats_mcp.config.section import Section
+from nats_mcp.core.pins import parse_pins
 
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 """Asymmetric algorithms only: a shared-secret (HS*) or ``none`` token is never accepted."""
@@ -71,12 +72,22 @@ class JwtIssuerSettings(Section):
         return value
 
     jwks_url: str | None = Field(default=None, max_length=2048)
+    jwks_ca_file: Path | None = None
+    """CA bundle (PEM) the JWKS endpoint's certificate must chain to (default: the system trust store)."""
+    jwks_pins: list[str] = Field(default_factory=list)
+    """SPKI pins (``sha256/<base64>``) of the JWKS endpoint: its verified chain must hold one of these keys on every
+    connection, or the fetch is refused before the request is sent. Several stage a key rotation."""
     public_key_files: list[Path] = Field(default_factory=list)
     algorithms: list[Algorithm] = Field(default_factory=_rs256, min_length=1)
     roles_claim: str = Field(default="roles", min_length=1, max_length=128)
     leeway_s: float = Field(default=30.0, ge=0, le=300)
     jwks_refresh_min_s: float = Field(default=60.0, ge=1, le=86_400)
     """An unknown ``kid`` refetches the JWKS at most this often (a flood of made-up kids cannot hammer the IdP)."""
+
+    @field_validator("jwks_pins")
+    @classmethod
+    def _pins(cls, value: list[str]) -> list[str]:
+        return parse_pins(value, "security.jwt_issuers[].jwks_pins")
 
 
 class IntrospectionSettings(Section):
@@ -89,6 +100,16 @@ class IntrospectionSettings(Section):
     cache_s: float = Field(default=30.0, ge=0, le=600)
     cache_max: int = Field(default=10_000, ge=1, le=1_000_000)
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+    ca_file: Path | None = None
+    """CA bundle (PEM) the endpoint's certificate must chain to (default: the system trust store)."""
+    pins: list[str] = Field(default_factory=list)
+    """SPKI pins (``sha256/<base64>``) of the endpoint: its verified chain must hold one of these keys on every
+    connection, or the request is refused before the token or the client secret is sent."""
+
+    @field_validator("pins")
+    @classmethod
+    def _pins(cls, value: list[str]) -> list[str]:
+        return parse_pins(value, "security.introspection.pins")
 
 
 class AuditSettings(Section):

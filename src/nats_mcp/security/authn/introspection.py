@@ -29,6 +29,7 @@ import httpx2
 
 from nats_mcp.config.security import IntrospectionSettings
 from nats_mcp.config.settings import Settings
+from nats_mcp.core.pins import client_context, pin_error
 from nats_mcp.core.redact import redact
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.authn.jwt import MAX_TOKEN_BYTES, secure_url
@@ -93,6 +94,10 @@ class Introspector:
         if not cfg.url:
             raise ValueError("security.introspection.url is not set")
         self.url = secure_url(cfg.url, "security.introspection.url")
+        # Pins are checked in every handshake, before the token or the client secret is written (core/pins.py).
+        self.tls = client_context(cfg.ca_file, cfg.pins, "security.introspection.pins", self.url)
+        if self.tls is not None and client is not None:
+            raise ValueError("security.introspection: pins and ca_file apply to the introspector's own HTTP client")
         self.audiences = frozenset([cfg.audience] if cfg.audience is not None else resource_urls)
         """What ``aud`` must name: the configured audience, else this server's resource URL(s)."""
         if not self.audiences:
@@ -189,7 +194,9 @@ class Introspector:
 
     async def _introspect(self, token: str) -> Mapping[str, Any]:
         if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self.cfg.timeout_s, follow_redirects=False)
+            self._client = httpx2.AsyncClient(
+                timeout=self.cfg.timeout_s, follow_redirects=False, verify=self.tls or True
+            )
         auth = None
         if self.cfg.client_id is not None:
             secret = self.cfg.client_secret.get_secret_value() if self.cfg.client_secret is not None else ""
@@ -211,7 +218,9 @@ class Introspector:
                         raise AuthenticationError("unavailable", "introspection response too large")
                 status = resp.status_code
         except httpx2.HTTPError as exc:
-            log.warning("introspection at %s failed: %s", redact(self.url), redact(type(exc).__name__, [token]))
+            pinned = pin_error(exc)  # its message names the setting and the keys seen, never the token
+            why = str(pinned) if pinned is not None else redact(type(exc).__name__, [token])
+            log.warning("introspection at %s failed: %s", redact(self.url), why)
             raise AuthenticationError("unavailable", "introspection endpoint unreachable") from None
         if status != 200:
             log.warning("introspection at %s answered HTTP %d", redact(self.url), status)

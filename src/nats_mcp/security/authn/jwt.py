@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from nats_mcp.config.security import JwtIssuerSettings
 from nats_mcp.config.settings import Settings
+from nats_mcp.core.pins import client_context
 from nats_mcp.core.redact import redact
 from nats_mcp.security.authn import Credentials
 from nats_mcp.security.dev import tokens as devtoken
@@ -139,8 +141,12 @@ class JwksCache:
         max_keys: int = MAX_JWKS_KEYS,
         clock: Callable[[], float] = time.monotonic,
         client: httpx2.AsyncClient | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = secure_url(url, "jwks_url")
+        self.tls = tls  # with jwks_pins, checks them in every handshake, before the GET is written (core/pins.py)
+        if tls is not None and client is not None:
+            raise ValueError("jwks_pins and jwks_ca_file apply to the JWKS cache's own HTTP client")
         self.refresh_min_s = refresh_min_s
         self.timeout_s = timeout_s
         self.max_age_s = max_age_s
@@ -199,7 +205,7 @@ class JwksCache:
 
     async def _fetch(self) -> bytes:
         if self.client is None:
-            self.client = httpx2.AsyncClient(timeout=self.timeout_s, follow_redirects=False)
+            self.client = httpx2.AsyncClient(timeout=self.timeout_s, follow_redirects=False, verify=self.tls or True)
             self._own_client = True
         async with self.client.stream("GET", self.url, headers={"Accept": "application/json"}) as resp:
             if resp.status_code != 200:
@@ -285,7 +291,8 @@ class TrustedIssuer:
         if cfg.public_key_files:
             sources.append(StaticKeys([load_public_key_file(p) for p in cfg.public_key_files]))
         if cfg.jwks_url:
-            sources.append(JwksCache(cfg.jwks_url, refresh_min_s=cfg.jwks_refresh_min_s, client=client))
+            tls = client_context(cfg.jwks_ca_file, cfg.jwks_pins, "security.jwt_issuers[].jwks_pins", cfg.jwks_url)
+            sources.append(JwksCache(cfg.jwks_url, refresh_min_s=cfg.jwks_refresh_min_s, client=client, tls=tls))
         if not sources:
             raise ValueError(f"JWT issuer {cfg.issuer!r} has neither jwks_url nor public_key_files")
         return cls(

@@ -21,7 +21,9 @@ import mcp_types as types
 from mcp.shared._context_streams import ContextReceiveStream, ContextSendStream, create_context_streams
 from mcp.shared.message import SessionMessage
 
+from nats_mcp.core.pins import parse_pins
 from nats_mcp.transports.grpc.gen.transport_pb2 import Frame
+from nats_mcp.transports.grpc.pinned import PinnedLink
 
 log = logging.getLogger("nats_mcp.grpc.client")
 
@@ -52,6 +54,15 @@ class GrpcTarget:
     """TLS name to verify instead of the address's host."""
     plaintext: bool = False
     """No TLS (only for a server started with ``--insecure-dev``)."""
+    pins: tuple[str, ...] = ()
+    """SPKI pins (``sha256/<base64>``, :mod:`nats_mcp.core.pins`): the server's verified chain must hold one of
+    these keys on every connection, or nothing is sent (transports/grpc/pinned.py)."""
+
+    def __post_init__(self) -> None:
+        if self.pins:
+            parse_pins(self.pins, "--pin")
+            if self.plaintext:
+                raise ValueError("pins need TLS: they do not go with a plaintext target")
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         found: list[tuple[str, str]] = []
@@ -64,6 +75,8 @@ class GrpcTarget:
 
 def open_channel(target: GrpcTarget) -> grpc.aio.Channel:
     """A channel to ``target`` (TLS with the client certificate if given; plaintext only if asked)."""
+    if target.pins:  # gRPC's own TLS cannot check them: only connect() reaches a pinned target
+        raise ValueError("a pinned target's channel comes from connect(), which checks the pins on every connection")
     options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
     if target.plaintext:
         return grpc.aio.insecure_channel(target.address, options=options)
@@ -77,6 +90,22 @@ def open_channel(target: GrpcTarget) -> grpc.aio.Channel:
         certificate_chain=target.cert_file.read_bytes() if target.cert_file else None,
     )
     return grpc.aio.secure_channel(target.address, credentials, options=options)
+
+
+@contextlib.asynccontextmanager
+async def connect(target: GrpcTarget) -> AsyncIterator[tuple[grpc.aio.Channel, PinnedLink | None]]:
+    """A channel to ``target``, closed on exit; with pins, over a :class:`PinnedLink` (also yielded: its
+    ``refusal`` says why a call failed when a handshake's pins did not match)."""
+    if not target.pins:
+        channel = open_channel(target)
+        try:
+            yield channel, None
+        finally:
+            await channel.close()
+        return
+    async with PinnedLink(target, [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]) as link:
+        assert link.channel is not None
+        yield link.channel, link
 
 
 async def open_session(channel: grpc.aio.Channel, target: GrpcTarget) -> grpc.aio.StreamStreamCall[Frame, Frame]:
@@ -132,12 +161,15 @@ class GrpcTransport:
 
     @contextlib.asynccontextmanager
     async def _streams(self) -> AsyncIterator[Streams]:
-        channel = open_channel(self.target)
-        try:
+        async with connect(self.target) as (channel, link):
             call = await open_session(channel, self.target)
-        except BaseException:
-            await channel.close()
-            raise
+            if link is not None and link.refusal is not None and call.done():
+                raise link.refusal  # the server's key is not pinned: nothing was sent
+            async with self._relay(call) as streams:
+                yield streams
+
+    @contextlib.asynccontextmanager
+    async def _relay(self, call: grpc.aio.StreamStreamCall[Frame, Frame]) -> AsyncIterator[Streams]:
         to_client, read_stream = create_context_streams[SessionMessage | Exception](0)
         write_stream, from_client = create_context_streams[SessionMessage](0)
 
@@ -178,7 +210,6 @@ class GrpcTransport:
             call.cancel()
             for stream in (read_stream, write_stream):
                 stream.close()
-            await channel.close()
 
 
 def grpc_transport(target: GrpcTarget) -> GrpcTransport:
@@ -196,14 +227,22 @@ async def bridge(
 ) -> str | None:
     """Forward JSON-RPC lines from ``read_line`` (b"" at end of input) to the server, its frames to ``write``.
 
-    Returns None when the session ended cleanly (the client closed its input), else the gRPC status that ended it.
+    Returns None when the session ended cleanly (the client closed its input), else the gRPC status that ended it
+    (or the pin refusal, when the server's key is not pinned).
     """
-    channel = open_channel(target)
-    try:
+    async with connect(target) as (channel, link):
         call = await open_session(channel, target)
-    except BaseException:
-        await channel.close()
-        raise
+        ended = await _forward(call, read_line, write)
+        if ended is not None and link is not None and link.refusal is not None:
+            return str(link.refusal)
+        return ended
+
+
+async def _forward(
+    call: grpc.aio.StreamStreamCall[Frame, Frame],
+    read_line: Callable[[], Awaitable[bytes]],
+    write: Callable[[bytes], Awaitable[None]],
+) -> str | None:
     ended: str | None = None
 
     async def upstream() -> None:
@@ -237,5 +276,4 @@ async def bridge(
         ended = describe(error) if isinstance(error, grpc.aio.AioRpcError) else str(error)
     finally:
         call.cancel()
-        await channel.close()
     return ended
