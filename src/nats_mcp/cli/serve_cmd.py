@@ -110,7 +110,9 @@ async def _serve_http(
                     origins=checks.allowed_origins,
                     secure=http.tls or url.startswith("https://"),
                 )
-            drain = drainage.Drain(lambda: conn.connected, http.sse_retry_ms)
+            drain = drainage.Drain(
+                lambda: conn.connected, http.sse_retry_ms, on_refusing=coordinator.waits.stop_waiting
+            )
             probes = [
                 web.health_route(lambda: conn.connected),
                 drainage.readiness_route(drain),

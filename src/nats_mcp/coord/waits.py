@@ -1,0 +1,127 @@
+"""The wait boundary: a read that answers as soon as a matching message arrives, or as it was at its deadline.
+
+A wait is driven by NATS, not by polling: it listens on the subject the message will be stored on (one
+shared core subscription per subject and process, :mod:`nats_mcp.coord.watch`, fanned out to every wait
+on it) *before* its first read, so nothing published after that read goes unheard; it reads again only
+when a signal comes. A wait holds no thread and no task of its own: it is the calling coroutine parked on
+an :class:`asyncio.Event` under a deadline. With nothing arriving it costs the first read's requests and
+one subscription (shared), however long it lasts.
+
+A stored message can reach a core subscriber a moment before the stream answers reads with it: a read that
+follows a signal and finds nothing is repeated a bounded number of times (:data:`SETTLE_S`) before the wait
+goes back to listening. Filters that reject the new message also end up there: a few reads per arriving
+message, never per unit of time.
+
+How many waits a principal may hold is the guard's business (``security.pools.read_waits``); this module
+only ends them: :meth:`Waits.stop_waiting` (an HTTP drain, shutdown) answers every wait at once with what
+its last read found (empty), so a client asks again, elsewhere, rather than be cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.layout import Layout
+from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import InvalidArgument
+from nats_mcp.coord.watch import ChangeWatcher, Listener, Watch
+
+MAX_WAIT_MS = 60_000
+SETTLE_S = (0.01, 0.05, 0.2)
+"""After a signal whose read found nothing: read again after these pauses (the store may trail the signal)."""
+
+T = TypeVar("T")
+
+
+def check_wait(wait_ms: object) -> int:
+    if not isinstance(wait_ms, int) or isinstance(wait_ms, bool) or not 0 <= wait_ms <= MAX_WAIT_MS:
+        raise InvalidArgument(f"waitMs must be an integer from 0 to {MAX_WAIT_MS} (milliseconds)")
+    return wait_ms
+
+
+class Waits:
+    """The waits of one process: each parked on its own event, woken by the shared subscriptions."""
+
+    def __init__(self, conn: NatsConnection, layout: Layout) -> None:
+        self.watcher = ChangeWatcher(conn, layout)
+        self._waiting: set[asyncio.Event] = set()
+        self.stopping = False
+        """Set by :meth:`stop_waiting`: waits answer at once from then on."""
+
+    @property
+    def pending(self) -> int:
+        """Waits parked right now (for tests and status)."""
+        return len(self._waiting)
+
+    async def channel(
+        self, channel: str, read: Callable[[], Awaitable[T]], found: Callable[[T], bool], wait_ms: int
+    ) -> T:
+        """``read`` until ``found`` says it found something, for at most ``wait_ms`` (listening on ``channel``)."""
+
+        async def watch(listener: Listener) -> Watch:
+            return await self.watcher.channel(channel, listener)
+
+        return await self._until(watch, read, found, wait_ms)
+
+    async def inbox(
+        self, caller: Caller, read: Callable[[], Awaitable[T]], found: Callable[[T], bool], wait_ms: int
+    ) -> T:
+        """Like :meth:`channel`, listening on the caller's own inbox."""
+
+        async def watch(listener: Listener) -> Watch:
+            return await self.watcher.inbox(caller, listener)
+
+        return await self._until(watch, read, found, wait_ms)
+
+    def stop_waiting(self) -> None:
+        """End every wait now (each answers with its last read) and let new ones answer without waiting."""
+        self.stopping = True
+        for woken in self._waiting:
+            woken.set()
+
+    async def close(self) -> None:
+        self.stop_waiting()
+        await self.watcher.close()
+
+    async def _until(
+        self,
+        watch: Callable[[Listener], Awaitable[Watch]],
+        read: Callable[[], Awaitable[T]],
+        found: Callable[[T], bool],
+        wait_ms: int,
+    ) -> T:
+        if check_wait(wait_ms) == 0 or self.stopping:
+            return await read()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        woken = asyncio.Event()
+        handle = await watch(woken.set)  # listening before the first read: a later message is heard
+        self._waiting.add(woken)
+        try:
+            settle = 0  # 0: listening until the deadline; n > 0: the n-th read after a signal found nothing yet
+            while True:
+                woken.clear()
+                result = await read()
+                if found(result) or self.stopping:
+                    return result
+                pause = SETTLE_S[settle - 1] if 0 < settle <= len(SETTLE_S) else None
+                until = deadline if pause is None else min(deadline, loop.time() + pause)
+                if until <= loop.time():
+                    return result
+                try:
+                    async with asyncio.timeout_at(until):
+                        await woken.wait()
+                except TimeoutError:
+                    if until >= deadline:
+                        return result  # nothing came: the last read stands, no further request
+                    settle += 1  # a settle pause ran out: read again
+                    continue
+                if self.stopping:
+                    return result
+                settle = 1  # a signal: read, and if the message is not readable yet, settle
+        finally:
+            self._waiting.discard(woken)
+            await handle.close()
