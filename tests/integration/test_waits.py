@@ -117,8 +117,8 @@ async def test_channel_waits_wake_on_publish_share_one_subscription_and_cost_lit
         args = {"channel": "roadmap", "afterSequence": last, "waitMs": 30_000}
         read = reader(svc, me, "roadmap", last)
 
-        async def wait_once() -> ChannelPage:
-            return await waits.channel("roadmap", read, found, 30_000)
+        async def wait_once() -> ChannelPage:  # as the tool does: waits reading the same page share a read
+            return await waits.channel("roadmap", read, found, 30_000, key=last)
 
         threads = threading.active_count()
         tasks = len(asyncio.all_tasks())
@@ -138,9 +138,12 @@ async def test_channel_waits_wake_on_publish_share_one_subscription_and_cost_lit
         immediate = {**args, "waitMs": 0}  # a read that does not wait needs no share
         assert (await g.call(ctx, "channels_read", immediate, read, lambda _: "ok", needs=needs)).messages == []
 
+        requests_before_wake = nats_conn.client.stats["out_msgs"]
         sent = await sender.send(me, "bob", "roadmap", "news")
         pages = await asyncio.wait_for(asyncio.gather(*waiting), 30)
         assert {tuple(m.sequence for m in p.messages) for p in pages} == {(sent.sequence,)}
+        woke = nats_conn.client.stats["out_msgs"] - requests_before_wake
+        assert woke < 20, woke  # one shared read (2 requests) answered the 500, not a read each (1000)
         assert waits.pending == 0 and g.pools["read_waits"].in_use == 0
         assert waits.watcher.subjects.subscribed == set()  # the last wait gone, its subscription with it
 

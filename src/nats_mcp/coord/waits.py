@@ -7,6 +7,9 @@ when a signal comes. A wait holds no thread and no task of its own: it is the ca
 an :class:`asyncio.Event` under a deadline. With nothing arriving it costs the first read's requests and
 one subscription (shared), however long it lasts.
 
+Waits that read the same thing (a channel after the same sequence: reads that consume nothing and answer
+everyone alike) share one read in flight, so a publish that wakes 500 of them costs one read, not 500.
+
 A stored message can reach a core subscriber a moment before the stream answers reads with it: a read that
 follows a signal and finds nothing is repeated a bounded number of times (:data:`SETTLE_S`) before the wait
 goes back to listening. Filters that reject the new message also end up there: a few reads per arriving
@@ -20,8 +23,8 @@ its last read found (empty), so a client asks again, elsewhere, rather than be c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
@@ -48,6 +51,8 @@ class Waits:
     def __init__(self, conn: NatsConnection, layout: Layout) -> None:
         self.watcher = ChangeWatcher(conn, layout)
         self._waiting: set[asyncio.Event] = set()
+        self._reads: dict[Hashable, asyncio.Future[Any]] = {}
+        """Shared reads in flight, by key (:meth:`channel`)."""
         self.stopping = False
         """Set by :meth:`stop_waiting`: waits answer at once from then on."""
 
@@ -57,14 +62,26 @@ class Waits:
         return len(self._waiting)
 
     async def channel(
-        self, channel: str, read: Callable[[], Awaitable[T]], found: Callable[[T], bool], wait_ms: int
+        self,
+        channel: str,
+        read: Callable[[], Awaitable[T]],
+        found: Callable[[T], bool],
+        wait_ms: int,
+        key: Hashable | None = None,
     ) -> T:
-        """``read`` until ``found`` says it found something, for at most ``wait_ms`` (listening on ``channel``)."""
+        """``read`` until ``found`` says it found something, for at most ``wait_ms`` (listening on ``channel``).
+
+        Waits with the same ``key`` share a read in flight: give one only for a read that consumes nothing and
+        answers every caller alike (the channel, its position, the page size).
+        """
 
         async def watch(listener: Listener) -> Watch:
             return await self.watcher.channel(channel, listener)
 
-        return await self._until(watch, read, found, wait_ms)
+        async def shared() -> T:
+            return await self._shared(("channel", channel, key), read)
+
+        return await self._until(watch, read if key is None else shared, found, wait_ms)
 
     async def inbox(
         self, caller: Caller, read: Callable[[], Awaitable[T]], found: Callable[[T], bool], wait_ms: int
@@ -75,6 +92,33 @@ class Waits:
             return await self.watcher.inbox(caller, listener)
 
         return await self._until(watch, read, found, wait_ms)
+
+    async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """The result of the read of ``key`` in flight, or of a new one the others may join."""
+        running = self._reads.get(key)
+        if running is not None:
+            try:
+                result: T = await asyncio.shield(running)
+                return result
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this wait was cancelled
+                return await read()  # the one that read was cancelled, not this wait: read for itself
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" without joiners
+        self._reads[key] = future
+        try:
+            result = await read()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del self._reads[key]
+        future.set_result(result)
+        return result
 
     def stop_waiting(self) -> None:
         """End every wait now (each answers with its last read) and let new ones answer without waiting."""

@@ -98,7 +98,8 @@ async def channels_read(c: Coordinator, caller: Caller, a: ChannelsReadArgs) -> 
     async def read() -> ChannelPage:
         return await c.channels.read(caller, a.channel, limit=a.limit, cursor=a.cursor, after_sequence=a.afterSequence)
 
-    page = await c.waits.channel(a.channel, read, lambda p: bool(p.messages), a.waitMs)
+    same = (a.afterSequence, a.cursor, a.limit)  # waits reading the same page share one read in flight
+    page = await c.waits.channel(a.channel, read, lambda p: bool(p.messages), a.waitMs, key=same)
     out = ChannelsReadOut(
         channel=a.channel, messages=page.messages, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total
     )
