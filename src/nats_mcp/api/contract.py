@@ -274,7 +274,9 @@ def prompts_part() -> list[str]:
         f"serves it). Asking a teammate: `{PREFIX}messages_send_direct` returns the `threadId` it used (a new "
         "thread, named by the message's id, when none is given); the teammate answers with that `threadId` and "
         f"`inReplyTo`, and `{PREFIX}messages_read_direct` with `threadId` and `waitMs` waits for the answer, leaving "
-        "other mail unread. `inReplyTo` is checked for its form only (the message it names has been consumed).",
+        "other mail unread. `inReplyTo` is checked for its form only (the message it names has been consumed). "
+        "A waiting read sends no progress notifications: keep `waitMs` under the client's request timeout (the "
+        "TypeScript SDK's default is 60 s; see clients.md).",
         "",
     ]
     return out
