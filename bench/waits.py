@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -165,15 +166,19 @@ async def measure(settings: Settings, rounds: int) -> dict[str, Any]:
             for _ in range(FANOUT)
         ]
         await parked(waits, FANOUT)
+        requests = waiter_conn.client.stats["out_msgs"]
         start = time.perf_counter()
         await sender.send(them, "them", "bench", "all of you")
         await asyncio.gather(*tasks)
         out["fanout"] = [e - start for e in ended]
+        fanout = row(f"{FANOUT} channel waits, one publish", out["fanout"], out["channel_read"])
+        fanout["nats_requests"] = waiter_conn.client.stats["out_msgs"] - requests  # one shared read: 2
         await waits.close()
         return {
             "channel": row("channel wait wake", out["channel"], out["channel_read"]),
             "inbox": row("inbox thread wait wake", out["inbox"], out["inbox_read"]),
-            "fanout": row(f"{FANOUT} channel waits, one publish", out["fanout"], out["channel_read"]),
+            "fanout": fanout,
+            "load_average": list(os.getloadavg()),
         }
     finally:
         for conn in (waiter_conn, sender_conn):
@@ -193,12 +198,14 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(30 if args.quick else 200))
     print(f"{'measure':<34}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'read p95':>10}{'ratio':>7}  verdict")
-    for r in results.values():
+    for r in (results["channel"], results["inbox"], results["fanout"]):
         verdict = f"{r['target']} {'ok' if r['met'] else 'MISSED'}"
         print(
             f"{r['measure']:<34}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['max_ms']:>9.2f}"
             f"{r['baseline_p95_ms']:>10.2f}{r['ratio']:>7}  {verdict}"
         )
+    print(f"{FANOUT} waits woken by one publish made {results['fanout']['nats_requests']} NATS requests")
+    print(f"load average at the end: {results['load_average']}")
     out = ROOT / "bench" / "results" / "waits.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

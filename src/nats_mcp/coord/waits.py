@@ -8,7 +8,8 @@ an :class:`asyncio.Event` under a deadline. With nothing arriving it costs the f
 one subscription (shared), however long it lasts.
 
 Waits that read the same thing (a channel after the same sequence: reads that consume nothing and answer
-everyone alike) share one read in flight, so a publish that wakes 500 of them costs one read, not 500.
+everyone alike) share one read in flight, so a publish that wakes 500 of them costs one read, not 500. A wait
+joins only a read that started after everything it must see: its subscription, and the last signal it heard.
 
 A stored message can reach a core subscriber a moment before the stream answers reads with it: a read that
 follows a signal and finds nothing is repeated a bounded number of times (:data:`SETTLE_S`) before the wait
@@ -51,14 +52,14 @@ class Waits:
     def __init__(self, conn: NatsConnection, layout: Layout) -> None:
         self.watcher = ChangeWatcher(conn, layout)
         self._waiting: set[asyncio.Event] = set()
-        self._reads: dict[Hashable, asyncio.Future[Any]] = {}
-        """Shared reads in flight, by key (:meth:`channel`)."""
+        self._reads: dict[Hashable, tuple[asyncio.Future[Any], float]] = {}
+        """Shared reads in flight, by key (:meth:`channel`), with when they started (loop time)."""
         self.stopping = False
         """Set by :meth:`stop_waiting`: waits answer at once from then on."""
 
     @property
     def pending(self) -> int:
-        """Waits parked right now (for tests and status)."""
+        """Waits parked right now, listening between reads (for tests and status)."""
         return len(self._waiting)
 
     async def channel(
@@ -78,10 +79,13 @@ class Waits:
         async def watch(listener: Listener) -> Watch:
             return await self.watcher.channel(channel, listener)
 
-        async def shared() -> T:
-            return await self._shared(("channel", channel, key), read)
+        async def shared(since: float) -> T:
+            return await self._shared(("channel", channel, key), read, since)
 
-        return await self._until(watch, read if key is None else shared, found, wait_ms)
+        async def alone(_since: float) -> T:
+            return await read()
+
+        return await self._until(watch, alone if key is None else shared, found, wait_ms)
 
     async def inbox(
         self, caller: Caller, read: Callable[[], Awaitable[T]], found: Callable[[T], bool], wait_ms: int
@@ -91,12 +95,18 @@ class Waits:
         async def watch(listener: Listener) -> Watch:
             return await self.watcher.inbox(caller, listener)
 
-        return await self._until(watch, read, found, wait_ms)
+        async def alone(_since: float) -> T:  # a read consumes what it returns: never shared
+            return await read()
 
-    async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        """The result of the read of ``key`` in flight, or of a new one the others may join."""
-        running = self._reads.get(key)
-        if running is not None:
+        return await self._until(watch, alone, found, wait_ms)
+
+    async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]], since: float) -> T:
+        """The result of the read of ``key`` in flight if it started after ``since``, else of a new one that later
+        waits may join."""
+        loop = asyncio.get_running_loop()
+        entry = self._reads.get(key)
+        if entry is not None and entry[1] > since:
+            running = entry[0]
             try:
                 result: T = await asyncio.shield(running)
                 return result
@@ -104,9 +114,9 @@ class Waits:
                 if not running.cancelled():
                     raise  # this wait was cancelled
                 return await read()  # the one that read was cancelled, not this wait: read for itself
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" without joiners
-        self._reads[key] = future
+        self._reads[key] = (future, loop.time())
         try:
             result = await read()
         except asyncio.CancelledError:
@@ -116,7 +126,8 @@ class Waits:
             future.set_exception(exc)
             raise
         finally:
-            del self._reads[key]
+            if self._reads.get(key, (None,))[0] is future:  # a newer read may have taken the key meanwhile
+                del self._reads[key]
         future.set_result(result)
         return result
 
@@ -133,28 +144,36 @@ class Waits:
     async def _until(
         self,
         watch: Callable[[Listener], Awaitable[Watch]],
-        read: Callable[[], Awaitable[T]],
+        read: Callable[[float], Awaitable[T]],
         found: Callable[[T], bool],
         wait_ms: int,
     ) -> T:
-        if check_wait(wait_ms) == 0 or self.stopping:
-            return await read()
+        """``read(since)`` (``since``: the loop time after which a shared read must have started) until ``found``."""
         loop = asyncio.get_running_loop()
+        if check_wait(wait_ms) == 0 or self.stopping:
+            return await read(loop.time())
         deadline = loop.time() + wait_ms / 1000
         woken = asyncio.Event()
-        handle = await watch(woken.set)  # listening before the first read: a later message is heard
-        self._waiting.add(woken)
+        heard = [0.0]
+
+        def signal() -> None:
+            heard[0] = loop.time()
+            woken.set()
+
+        handle = await watch(signal)  # listening before the first read: a later message is heard
+        heard[0] = loop.time()
         try:
             settle = 0  # 0: listening until the deadline; n > 0: the n-th read after a signal found nothing yet
             while True:
                 woken.clear()
-                result = await read()
+                result = await read(heard[0])
                 if found(result) or self.stopping:
                     return result
                 pause = SETTLE_S[settle - 1] if 0 < settle <= len(SETTLE_S) else None
                 until = deadline if pause is None else min(deadline, loop.time() + pause)
                 if until <= loop.time():
                     return result
+                self._waiting.add(woken)
                 try:
                     async with asyncio.timeout_at(until):
                         await woken.wait()
@@ -163,9 +182,10 @@ class Waits:
                         return result  # nothing came: the last read stands, no further request
                     settle += 1  # a settle pause ran out: read again
                     continue
+                finally:
+                    self._waiting.discard(woken)
                 if self.stopping:
                     return result
                 settle = 1  # a signal: read, and if the message is not readable yet, settle
         finally:
-            self._waiting.discard(woken)
             await handle.close()
