@@ -5,7 +5,8 @@
 Starts its own nats-server and two connections (the waiter's server process and the sender's). Each round
 parks one wait — a channel read after the last sequence, then an inbox read filtered to a thread — waits until
 it is parked, then publishes from the other connection and takes the time from the start of the publish to the
-wait's answer. Then 500 waits at once on one channel and one publish: the time until each one answers. The
+wait's answer. Then 500 waits at once on one channel and one publish (a few rounds): the time until each one
+answers, and how many NATS requests the wake made (one read shared by all: 2). The
 baseline, measured in the same run and rounds, is one plain read that finds the new message (what a client
 polling at no interval at all would spend per look): the ratio says how much a wake costs on top of that.
 Target (issue 23): a wait answers within 50 ms (p95) of the publish. Prints a table and writes
@@ -154,25 +155,28 @@ async def measure(settings: Settings, rounds: int) -> dict[str, Any]:
                 out["inbox"].append(ended[0] - start)
                 out["inbox_read"].append(time.perf_counter() - t)
 
-        # 500 waits on one channel, one publish: when each answers
-        after = last
+        # 500 waits on one channel, one publish: when each answers (a few rounds: one slow store is one round)
+        requests = 0
+        for _ in range(max(3, rounds // 20)):
+            after = last
 
-        async def fan_read() -> ChannelPage:
-            return await channels.read(me, "bench", after_sequence=after)
+            async def fan_read(after: int = after) -> ChannelPage:
+                return await channels.read(me, "bench", after_sequence=after)
 
-        ended = []
-        tasks = [
-            asyncio.create_task(timed(lambda: waits.channel("bench", fan_read, found, WAIT_MS, key=after), ended))
-            for _ in range(FANOUT)
-        ]
-        await parked(waits, FANOUT)
-        requests = waiter_conn.client.stats["out_msgs"]
-        start = time.perf_counter()
-        await sender.send(them, "them", "bench", "all of you")
-        await asyncio.gather(*tasks)
-        out["fanout"] = [e - start for e in ended]
+            async def fan_wait(fan_read: Callable[[], Awaitable[ChannelPage]] = fan_read, key: int = after) -> Any:
+                return await waits.channel("bench", fan_read, found, WAIT_MS, key=key)
+
+            ended = []
+            tasks = [asyncio.create_task(timed(fan_wait, ended)) for _ in range(FANOUT)]
+            await parked(waits, FANOUT)
+            before = waiter_conn.client.stats["out_msgs"]
+            start = time.perf_counter()
+            last = (await sender.send(them, "them", "bench", "all of you")).sequence
+            await asyncio.gather(*tasks)
+            out["fanout"] += [e - start for e in ended]
+            requests = max(requests, waiter_conn.client.stats["out_msgs"] - before)
         fanout = row(f"{FANOUT} channel waits, one publish", out["fanout"], out["channel_read"])
-        fanout["nats_requests"] = waiter_conn.client.stats["out_msgs"] - requests  # one shared read: 2
+        fanout["nats_requests"] = requests  # the most one wake made (one shared read: 2)
         await waits.close()
         return {
             "channel": row("channel wait wake", out["channel"], out["channel_read"]),
@@ -204,7 +208,7 @@ def main() -> None:
             f"{r['measure']:<34}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['max_ms']:>9.2f}"
             f"{r['baseline_p95_ms']:>10.2f}{r['ratio']:>7}  {verdict}"
         )
-    print(f"{FANOUT} waits woken by one publish made {results['fanout']['nats_requests']} NATS requests")
+    print(f"{FANOUT} waits woken by one publish made at most {results['fanout']['nats_requests']} NATS requests")
     print(f"load average at the end: {results['load_average']}")
     out = ROOT / "bench" / "results" / "waits.json"
     out.parent.mkdir(parents=True, exist_ok=True)
