@@ -2,10 +2,11 @@
 
 A wait is driven by NATS, not by polling: it listens on the subject the message will be stored on (one
 shared core subscription per subject and process, :mod:`nats_mcp.coord.watch`, fanned out to every wait
-on it and to the resource change feeds, which use the same watcher) *before* its first read, so nothing published after that read goes unheard; it reads again only
-when a signal comes. A wait holds no thread and no task of its own: it is the calling coroutine parked on
-an :class:`asyncio.Event` under a deadline. With nothing arriving it costs the first read's requests and
-one subscription (shared), however long it lasts.
+on it and to the resource change feeds, which use the same watcher) *before* its first read, so nothing
+published after that read goes unheard; it reads again only when a signal comes. A wait holds no thread
+and no task of its own: it is the calling coroutine parked on an :class:`asyncio.Event` under a deadline.
+With nothing arriving it costs the first read's requests and one subscription (shared), however long it
+lasts.
 
 Waits that read the same thing (a channel after the same sequence: reads that consume nothing and answer
 everyone alike) share one read in flight, so a publish that wakes 500 of them costs one read, not 500. A wait
