@@ -35,6 +35,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "audit": ("audit.py", "audit.json"),
     "stdio": ("stdio_tools.py", "stdio_tools.json"),
     "channels_read": ("channels_read.py", "channels_read.json"),
+    "waits": ("waits.py", "waits.json"),
     "work": ("work.py", "work.json"),
     "resend": ("resend.py", "resend.json"),
     "http": ("http_tools.py", "http.json"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -9,15 +11,21 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from nats_mcp.api.tools.base import ERROR_META
 from tests.support.natsserver import NatsServer, wait_for
 from tests.support.stdio import TOOLS, agent, err, ok
+
+READ_WAITS_SHARE_1 = {
+    "NATS_MCP_SECURITY_POOLS_READ_WAITS_TOTAL": "10",
+    "NATS_MCP_SECURITY_POOLS_READ_WAITS_PER_PRINCIPAL": "1",
+}
 
 
 @pytest.mark.slow
 async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
         agent(tmp_path, nats_server, "a", "team-a") as a,
-        agent(tmp_path, nats_server, "b", "team-a", mode="legacy") as b,
+        agent(tmp_path, nats_server, "b", "team-a", mode="legacy", **READ_WAITS_SHARE_1) as b,
         agent(tmp_path, nats_server, "c", "team-c") as c,
     ):
         assert {t.name for t in (await a.list_tools()).tools} == TOOLS
@@ -83,7 +91,56 @@ async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, na
         assert [m["content"] for m in (await ok(c, "warp_messages_read_direct"))["messages"]] == ["to the ops team"]
         assert await err(c, "warp_messages_send_direct", recipientGuid=ra["guid"], message="x") == "not_found"
 
+        # asking a teammate: A asks in a new thread; B waits for it and answers in it; A's waiting read, filtered to
+        # the thread, returns the answer; other mail stays
+        asked = await ok(a, "warp_messages_send_direct", recipientGuid=rb["guid"], message="is the build green?")
+        thread = asked["threadId"]
+        await ok(a, "warp_messages_send_direct", recipientGuid=rb["guid"], message="other topic")
+        [question] = (await ok(b, "warp_messages_read_direct", threadId=thread, waitMs=10_000))["messages"]
+        assert (question["content"], question["threadId"], question["inReplyTo"]) == (
+            "is the build green?",
+            thread,
+            None,
+        )
+        waiting = asyncio.create_task(ok(a, "warp_messages_read_direct", threadId=thread, waitMs=30_000))
+        reply = {"threadId": thread, "inReplyTo": question["id"]}
+        assert (await ok(b, "warp_messages_send_direct", recipientGuid=ra["guid"], message="yes", **reply))[
+            "threadId"
+        ] == thread
+        [answer] = (await asyncio.wait_for(waiting, 30))["messages"]
+        assert (answer["content"], answer["senderGuid"], answer["threadId"], answer["inReplyTo"]) == (
+            "yes",
+            rb["guid"],
+            thread,
+            question["id"],
+        )
+        assert [m["content"] for m in (await ok(b, "warp_messages_read_direct"))["messages"]] == ["other topic"]
+
+        # a waiting read is cancellable: notifications/cancelled ends it and gives back its share (B's share is 1)
+        after = {"channel": "roadmap", "afterSequence": 120}
+        held: list[asyncio.Task[types.CallToolResult]] = []
+
+        async def share_held() -> bool:
+            if not held or held[-1].done():  # (again, if a probe held the share when it came)
+                held.append(asyncio.create_task(b.call_tool("warp_channels_read", {**after, "waitMs": 60_000})))
+            probe = await b.call_tool("warp_channels_read", {**after, "waitMs": 1})  # waits 1 ms if admitted
+            return bool(probe.is_error) and (probe.meta or {})[ERROR_META]["code"] == "limit_exceeded"
+
+        await wait_for(share_held, 10, message="the waiting read did not hold B's share")
+        held[-1].cancel()  # the SDK client sends notifications/cancelled for an abandoned request
+        with contextlib.suppress(asyncio.CancelledError):
+            await held[-1]
+
+        async def share_back() -> bool:
+            return not (await b.call_tool("warp_channels_read", {**after, "waitMs": 1})).is_error
+
+        await wait_for(share_back, 10, message="the cancelled wait kept its share")
+
         # bad input: the spec's codes, and the server keeps serving
+        assert await err(a, "warp_channels_read", channel="roadmap", waitMs=1000) == "invalid_argument"  # no afterSeq
+        assert await err(a, "warp_messages_read_direct", waitMs=60_001) == "invalid_argument"
+        bad_thread = {"recipientGuid": rb["guid"], "message": "x", "threadId": "not-a-uuid"}
+        assert await err(a, "warp_messages_send_direct", **bad_thread) == "invalid_name"
         for bad in ("road.map", "a.>", "Roadmap", "road map", "*"):
             assert await err(a, "warp_channels_send", channel=bad, message="x") == "invalid_name", bad
         assert await err(a, "warp_handle_set", handle="Bad Handle") == "invalid_name"

@@ -102,6 +102,33 @@ async def test_two_principals_coordinate_and_work_through_one_server(tmp_path: P
                 assert (await ok(a2, "warp_handle_get"))["handle"] != "alice"
                 seen_by_b = {x["guid"] for x in (await ok(b, "warp_registry_discover"))["agents"]}
                 assert seen_by_b == {guid_a, guid_b, guid_a2}
+            # asking a teammate: A asks in a new thread; B waits for it and answers in it; A's waiting read, filtered
+            # to the thread, returns the answer and leaves "hi A" unread
+            asked = await ok(a, "warp_messages_send_direct", recipientGuid=guid_b, message="is the build green?")
+            thread = asked["threadId"]
+            [question] = (await ok(b, "warp_messages_read_direct", threadId=thread, waitMs=10_000))["messages"]
+            assert (question["content"], question["threadId"], question["inReplyTo"]) == (
+                "is the build green?",
+                thread,
+                None,
+            )
+            waiting = asyncio.create_task(ok(a, "warp_messages_read_direct", threadId=thread, waitMs=30_000))
+            replied = await ok(
+                b,
+                "warp_messages_send_direct",
+                recipientGuid=guid_a,
+                message="yes",
+                threadId=thread,
+                inReplyTo=question["id"],
+            )
+            assert replied["threadId"] == thread
+            [answer] = (await asyncio.wait_for(waiting, 30))["messages"]
+            assert (answer["content"], answer["threadId"], answer["inReplyTo"], answer["senderGuid"]) == (
+                "yes",
+                thread,
+                question["id"],
+                guid_b,
+            )
             assert [m["content"] for m in (await ok(a, "warp_messages_read_direct"))["messages"]] == ["hi A"]
 
         # -- work: reconnected, revisions swapped; each principal is the same agent again

@@ -4,6 +4,7 @@ consumer; the other agent's inbox is refused by nats-server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -57,6 +58,12 @@ async def test_stdio_agents_read_their_own_inbox_under_isolated_permissions(
             assert [m["id"] for m in got["messages"]] == [sent["id"]]
             assert got["messages"][0]["senderGuid"] == A
             assert (await ok(carol, "warp_messages_read_direct"))["messages"] == []
+
+            # a waiting read under these permissions: it listens on carol's own inbox subject (allowed: a refused
+            # subscription would be a violation below, which names no stream) and returns the DM sent meanwhile
+            waiting = asyncio.create_task(ok(carol, "warp_messages_read_direct", waitMs=20_000))
+            later = await ok(alice, "warp_messages_send_direct", recipientGuid=C, message="are you there?")
+            assert [m["id"] for m in (await asyncio.wait_for(waiting, 30))["messages"]] == [later["id"]]
 
             # the attack, with carol's NATS credentials: alice's inbox through the stream-wide API
             team = Layout(NS)

@@ -374,7 +374,8 @@ class Assist:
         meta: Mapping[str, Any] = ctx.meta or {}
         token = meta.get("progress_token", meta.get("progressToken"))  # the SDK validates _meta: its field name
         timeout = args.get(wait.arg, wait.default_ms) if wait is not None else 0
-        if token is None or not isinstance(timeout, int) or timeout <= 0:
+        claim = wait is not None and wait.pool == "claim_waits"  # a waiting read answers without progress reports
+        if token is None or not claim or not isinstance(timeout, int) or timeout <= 0:
             yield
             return
         capability = str(args.get("capability", "?"))[:64]

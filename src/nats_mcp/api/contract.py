@@ -265,6 +265,19 @@ def prompts_part() -> list[str]:
         f"0) and carries a `progressToken` reports about every {PROGRESS_INTERVAL_S:g} s: seconds waited of the "
         "timeout's, with the message `waiting for work on CAPABILITY`.",
         "",
+        f"Waiting reads: `{PREFIX}channels_read` (with `afterSequence`) and `{PREFIX}messages_read_direct` take "
+        "`waitMs` (0 to 60000): when nothing matches yet, the call answers as soon as a matching message is stored, "
+        "else with an empty page at the deadline (no error). While it waits it holds one slot of the principal's "
+        "share of `security.pools.read_waits` (default 2000 per process, 64 per principal; over it: "
+        "`limit_exceeded`); `notifications/cancelled` ends it at once and gives the slot back. A server that starts "
+        "refusing requests while draining answers its waiting reads at once, empty: ask again (another replica "
+        f"serves it). Asking a teammate: `{PREFIX}messages_send_direct` returns the `threadId` it used (a new "
+        "thread, named by the message's id, when none is given); the teammate answers with that `threadId` and "
+        f"`inReplyTo`, and `{PREFIX}messages_read_direct` with `threadId` and `waitMs` waits for the answer, leaving "
+        "other mail unread. `inReplyTo` is checked for its form only (the message it names has been consumed). "
+        "A waiting read sends no progress notifications: keep `waitMs` under the client's request timeout (the "
+        "TypeScript SDK's default is 60 s; see clients.md).",
+        "",
     ]
     return out
 

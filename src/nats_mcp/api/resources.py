@@ -154,7 +154,7 @@ class ResourceSurface:
         self._caller = caller
         self._prefix = prefix
         self.interval = interval
-        self.watcher = watcher or ChangeWatcher(coordinator.conn, coordinator.layout)
+        self.watcher = watcher or coordinator.waits.watcher  # one subscription per subject for feeds and waits
         self._feeds: dict[object, Feed] = {}
 
     # -- listing ---------------------------------------------------------------------------------

@@ -110,7 +110,9 @@ async def _serve_http(
                     origins=checks.allowed_origins,
                     secure=http.tls or url.startswith("https://"),
                 )
-            drain = drainage.Drain(lambda: conn.connected, http.sse_retry_ms)
+            drain = drainage.Drain(
+                lambda: conn.connected, http.sse_retry_ms, on_refusing=coordinator.waits.stop_waiting
+            )
             probes = [
                 web.health_route(lambda: conn.connected),
                 drainage.readiness_route(drain),
@@ -216,6 +218,7 @@ async def _serve_grpc(settings: Settings, policy: Policy, *, insecure: bool) -> 
                 g.port_file.write_text(f"{port}\n")  # only once the server listens
             await stop.wait()
             log.info("shutting down on a signal")
+            coordinator.waits.stop_waiting()  # waiting reads answer now (empty) rather than be cancelled at the end
             await transport.drain(g.drain_delay_s, g.drain_timeout_s, again)
         finally:  # ours first; then the runtime closes observability, coordinator, audit log, connection
             for sig in (signal.SIGTERM, signal.SIGINT):

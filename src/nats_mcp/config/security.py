@@ -54,6 +54,8 @@ class PoolSettings(Section):
     """Resource subscriptions of 2025-11-25 connections (``resources/subscribe``, one per URI and connection)."""
     claim_waits: ShareSettings = Field(default_factory=lambda: ShareSettings(total=1000, per_principal=32))
     """Claims waiting for work (``work_claim`` / ``work_claim_batch`` with a timeout above 0)."""
+    read_waits: ShareSettings = Field(default_factory=lambda: ShareSettings(total=2000, per_principal=64))
+    """Reads waiting for a message (``channels_read`` / ``messages_read_direct`` with ``waitMs`` above 0)."""
 
 
 class JwtIssuerSettings(Section):

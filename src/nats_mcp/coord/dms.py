@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nats_mcp.coord.errors import InvalidArgument, InvalidName, LimitExceeded
 from nats_mcp.coord.models import DirectMessage
-from nats_mcp.core.names import InvalidNameError, validate_guid, validate_type_name
+from nats_mcp.core.names import InvalidNameError, validate_guid, validate_type_name, validate_uuid
 
 MAX_READ_LIMIT = 100
 
@@ -27,6 +27,14 @@ def check_message_type(message_type: object) -> str:
 def check_sender_filter(sender_guid: object) -> str:
     try:
         return validate_guid(sender_guid, "senderGuid")
+    except InvalidNameError as exc:
+        raise InvalidName(str(exc)) from None
+
+
+def check_message_id(value: object, what: str) -> str:
+    """A thread id or a message id (``threadId``, ``inReplyTo``): the UUID form the server gives both."""
+    try:
+        return validate_uuid(value, what)
     except InvalidNameError as exc:
         raise InvalidName(str(exc)) from None
 
@@ -57,33 +65,50 @@ def check_limit(limit: object) -> int:
 
 @dataclass(frozen=True)
 class Filters:
-    """What a read keeps: mail of one message type and/or from one sender."""
+    """What a read keeps: mail of one message type, from one sender and/or of one thread."""
 
     message_type: str | None = None
     sender_guid: str | None = None
+    thread_id: str | None = None
 
     @classmethod
-    def of(cls, message_type: str | None, sender_guid: str | None) -> Filters:
+    def of(cls, message_type: str | None, sender_guid: str | None, thread_id: str | None = None) -> Filters:
         return cls(
             check_message_type(message_type) if message_type is not None else None,
             check_sender_filter(sender_guid) if sender_guid is not None else None,
+            check_message_id(thread_id, "threadId") if thread_id is not None else None,
         )
 
     @property
     def active(self) -> bool:
-        return self.message_type is not None or self.sender_guid is not None
+        return self.message_type is not None or self.sender_guid is not None or self.thread_id is not None
 
     def matches(self, message: DirectMessage) -> bool:
-        return (self.message_type is None or message.messageType == self.message_type) and (
-            self.sender_guid is None or message.senderGuid == self.sender_guid
+        return (
+            (self.message_type is None or message.messageType == self.message_type)
+            and (self.sender_guid is None or message.senderGuid == self.sender_guid)
+            and (self.thread_id is None or message.threadId == self.thread_id)
         )
 
     def binding(self, owner: str) -> dict[str, str | None]:
         """What a cursor is bound to besides tool and namespace: the inbox owner and these filters."""
-        return {"owner": owner, "messageType": self.message_type, "senderGuid": self.sender_guid}
+        binding = {"owner": owner, "messageType": self.message_type, "senderGuid": self.sender_guid}
+        if self.thread_id is not None:  # only then: cursors made before threads existed stay valid
+            binding["threadId"] = self.thread_id
+        return binding
 
 
-_FIELDS = ("id", "senderGuid", "senderHandle", "messageType", "content", "metadata", "timestamp")
+_FIELDS = (
+    "id",
+    "senderGuid",
+    "senderHandle",
+    "messageType",
+    "content",
+    "metadata",
+    "timestamp",
+    "threadId",
+    "inReplyTo",
+)
 
 
 def parse_stored(data: bytes, owner: str) -> DirectMessage | None:

@@ -9,8 +9,8 @@ A read walks the owner's subject with batched direct gets (:func:`nats_mcp.bus.d
 from a start sequence and claims each message it returns by deleting it: a delete of one sequence
 succeeds for exactly one caller (:func:`nats_mcp.bus.streamops.delete_msg`), so two concurrent
 readers never return the same message. Messages that do not match the filters are only looked at,
-never deleted (M2), and the cursor is a real position (M3). Nothing waits: an empty inbox answers at
-once.
+never deleted (M2), and the cursor is a real position (M3). A read itself never waits: an empty inbox
+answers at once (a tool's ``waitMs`` repeats the read when mail arrives: :mod:`nats_mcp.coord.waits`).
 
 With ``nats.isolate_inbox`` (an agent whose NATS user may touch only its own inbox: the stream-wide direct-get
 and delete APIs name the stream, not the subject, so they cannot be scoped) the owner reads through its own
@@ -57,6 +57,7 @@ from nats_mcp.coord.dms import (
     Filters,
     check_content,
     check_limit,
+    check_message_id,
     check_message_type,
     parse_stored,
 )
@@ -120,17 +121,28 @@ class InboxService:
         message_type: str = "text",
         content: str,
         metadata: dict[str, Any] | None = None,
+        thread_id: str | None = None,
+        in_reply_to: str | None = None,
     ) -> DirectMessage:
-        """Store a DM in the recipient's inbox (in the recipient's namespace), online or not."""
+        """Store a DM in the recipient's inbox (in the recipient's namespace), online or not.
+
+        Without ``thread_id`` the message starts a thread named by its own id. ``in_reply_to`` is checked for its
+        form only: the message it names was consumed from its reader's inbox and is stored nowhere to look at.
+        """
         limits = self._limits
+        thread = check_message_id(thread_id, "threadId") if thread_id is not None else None
+        reply_to = check_message_id(in_reply_to, "inReplyTo") if in_reply_to is not None else None
+        message_id = reqctx.new_uuid()
         message = DirectMessage(
-            id=reqctx.new_uuid(),
+            id=message_id,
             senderGuid=caller.guid,
             senderHandle=sender_handle,
             messageType=check_message_type(message_type),
             content=check_content(content, limits.message_bytes),
             metadata=check_metadata(metadata, limits.metadata_bytes, limits.metadata_depth),
             timestamp=timestamp(),
+            threadId=thread or message_id,
+            inReplyTo=reply_to,
         )
         layout = Layout(recipient.namespace)
         subject = layout.inbox_subject(recipient.guid)
@@ -192,10 +204,11 @@ class InboxService:
         cursor: str | None = None,
         message_type: str | None = None,
         sender_guid: str | None = None,
+        thread_id: str | None = None,
     ) -> InboxPage:
         """Consume up to ``limit`` matching messages of the caller's own inbox, oldest first."""
         check_limit(limit)
-        filters = Filters.of(message_type, sender_guid)
+        filters = Filters.of(message_type, sender_guid, thread_id)
         binding = filters.binding(caller.guid)
         after = 0
         if cursor is not None:

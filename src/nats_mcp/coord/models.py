@@ -90,6 +90,10 @@ class DirectMessage(_Model):
     content: str
     metadata: dict[str, Any] | None = None
     timestamp: str
+    threadId: str | None = None
+    """The conversation the message belongs to (None: mail stored before threads existed)."""
+    inReplyTo: str | None = None
+    """The id of the message this one answers, as its sender gave it."""
 
 
 class WorkItem(_Model):

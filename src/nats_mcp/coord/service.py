@@ -27,6 +27,7 @@ from nats_mcp.coord.natsops.service import OpsService
 from nats_mcp.coord.registry.identity import IdentityService
 from nats_mcp.coord.registry.presence import GatewayPresence, PresenceKeeper
 from nats_mcp.coord.registry.service import RegistryService
+from nats_mcp.coord.waits import Waits
 from nats_mcp.coord.work.events import WorkEvents
 from nats_mcp.coord.work.service import WorkService
 from nats_mcp.core.aiotasks import stop_task
@@ -63,6 +64,8 @@ class Coordinator:
         self.inbox = InboxService(conn, settings)
         self.work = WorkService(conn, settings, self.layout)
         self.ops = OpsService(conn, settings)
+        self.waits = Waits(conn, self.layout)
+        """Reads that wait for a message (``waitMs``); :meth:`Waits.stop_waiting` ends them (drain)."""
         self._work_events = WorkEvents(conn, self.work)
         self.hostname = socket.gethostname()
         self._local: Caller | None = None
@@ -174,6 +177,7 @@ class Coordinator:
         """Clean shutdown: mark the local agent offline, give the lease back, stop background work."""
         self._closed = True
         await stop_task(self._setup_task)
+        await self.waits.close()
         await self._work_events.stop()
         if self._presence is not None:
             await self._presence.stop()

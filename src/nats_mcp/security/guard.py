@@ -41,7 +41,7 @@ log = logging.getLogger("nats_mcp.security")
 
 T = TypeVar("T")
 RefusalCode = Literal["forbidden", "rate_limited", "limit_exceeded"]
-Pool = Literal["listen", "watches", "claim_waits"]
+Pool = Literal["listen", "watches", "claim_waits", "read_waits"]
 MAX_AUDITED_NAME = 128
 NOT_GUESSES = frozenset({"missing_credentials", "unavailable", "expired", "not_yet_valid", "revoked"})
 """Failures that are no evidence of guessing, so do not count towards an address's lockout: no credential at all (an
@@ -57,6 +57,7 @@ _POOL_NAMES: dict[Pool, str] = {
     "listen": "listen streams",
     "watches": "resource subscriptions",
     "claim_waits": "waiting claims",
+    "read_waits": "waiting reads",
 }
 
 
@@ -132,6 +133,7 @@ class Guard:
             "listen": Shares(pools.listen),
             "watches": Shares(pools.watches),
             "claim_waits": Shares(pools.claim_waits),
+            "read_waits": Shares(pools.read_waits),
         }
 
     # -- authentication --------------------------------------------------------------------------
@@ -254,7 +256,7 @@ class Guard:
             self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
         wait = waits(needs)
         holding = (
-            self.hold(ctx, "claim_waits", tool)
+            self.hold(ctx, wait.pool, tool)
             if wait is not None and args.get(wait.arg, wait.default_ms) != 0
             else contextlib.nullcontext()
         )

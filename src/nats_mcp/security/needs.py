@@ -91,11 +91,13 @@ class NatsAccess:
 
 @dataclass(frozen=True)
 class Waits:
-    """The call may wait up to ``arg`` ms (``default_ms`` when omitted): while it does, it holds a ``claim_waits``
-    slot of the principal's share."""
+    """The call may wait up to ``arg`` ms (``default_ms`` when omitted): while it does, it holds a slot of the
+    principal's share of ``pool`` (``claim_waits``: claims waiting for work; ``read_waits``: reads waiting for a
+    message)."""
 
     arg: str = "timeout"
     default_ms: int = 5000
+    pool: Literal["claim_waits", "read_waits"] = "claim_waits"
 
 
 Need = ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Waits

@@ -98,7 +98,8 @@ def test_marks_are_found_wherever_the_argument_type_holds_them() -> None:
 OLD_TABLES: dict[str, Needs] = {
     # What security/policy.py's and guard.py's name tables said before the needs moved beside the tools.
     "channels_send": (ChannelSend("channel"),),
-    "channels_read": (ChannelRead("channel"),),
+    "channels_read": (ChannelRead("channel"), Waits("waitMs", 0, pool="read_waits")),  # waitMs: issue 23
+    "messages_read_direct": (Waits("waitMs", 0, pool="read_waits"),),
     "channels_status": (ChannelRead("channel"),),
     "work_broadcast": (CapabilityUse("requiredCapability", "broadcast"),),
     "work_claim": (CapabilityUse("capability", "claim"), Waits("timeout", 5000)),

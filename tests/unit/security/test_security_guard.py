@@ -430,6 +430,26 @@ async def test_waiting_claims_hold_a_slot_and_an_immediate_claim_does_not() -> N
     assert g.pools["claim_waits"].in_use == 0
 
 
+async def test_waiting_reads_hold_a_read_waits_slot_and_an_immediate_read_does_not() -> None:
+    g, rec, _ = guard(
+        pools={"read_waits": {"total": 10, "per_principal": 1}}, rate_per_principal={"rate_per_s": 100, "burst": 100}
+    )
+    ctx = CallContext(principal(), "http", "team-a")
+    needs = needs_of("messages_read_direct")
+
+    async def inner_read() -> str:  # while one read waits, a second waiting read of the same principal is refused
+        assert g.pools["read_waits"].in_use == 1 and g.pools["claim_waits"].in_use == 0
+        with pytest.raises(Refused) as info:
+            await g.call(ctx, "messages_read_direct", {"waitMs": 1}, ok, outcome, needs=needs)
+        assert info.value.code == "limit_exceeded" and "waiting reads" in info.value.message
+        return await g.call(ctx, "messages_read_direct", {"waitMs": 0}, ok, outcome, needs=needs)
+
+    assert await g.call(ctx, "messages_read_direct", {"waitMs": 5000}, inner_read, outcome, needs=needs) == "ok"
+    assert [r["reason"] for r in rec.records if r["kind"] == "limit_exceeded"] == ["read_waits_share_exhausted"]
+    assert g.pools["read_waits"].in_use == 0
+    assert await g.call(ctx, "messages_read_direct", {}, ok, outcome, needs=needs) == "ok"  # waitMs omitted: 0
+
+
 async def test_unknown_tools_are_rate_limited_and_audited() -> None:
     g, rec, _ = guard()
     ctx = CallContext(principal(), "http", "team-a")

@@ -176,6 +176,20 @@ async def test_at_the_deadline_open_streams_end_and_a_stalled_one_is_left_to_uvi
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_waiting_reads_are_told_to_answer_when_refusing_starts_not_before() -> None:
+    call = Reply()  # a waiting read: it answers when told to (coord.waits.Waits.stop_waiting)
+    drain = Drain(lambda: True, 1500, on_refusing=call.release.set)
+    wire = Wire([b"{}"])
+    task = asyncio.create_task(DrainGate(call, drain, ()).__call__(scope(), wire.receive, wire.send))
+    await call.started.wait()
+    drain.begin()  # draining, still serving: a wait goes on
+    assert not call.release.is_set()
+    report = await asyncio.wait_for(drain.run(0, 300), 5)  # would hold the drain 300 s had it not answered
+    await task
+    assert call.release.is_set() and wire.status() == 200
+    assert (report.finished, report.left) == (1, 0)
+
+
 async def test_interrupt_cuts_the_delay_and_the_wait_short() -> None:
     drain = Drain(lambda: True, 1500)
     call = Reply()

@@ -6,10 +6,13 @@ from pydantic import Field
 
 from nats_mcp.api.schema import ChannelName
 from nats_mcp.api.tools.base import Args, NoArgs, Out, Rendered, ToolSpec, more_hint
+from nats_mcp.coord.channels import ChannelPage
 from nats_mcp.coord.context import Caller
+from nats_mcp.coord.errors import InvalidArgument
 from nats_mcp.coord.models import ChannelInfo, ChannelMessage, ChannelStatus, Scope
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.security.needs import ChannelRead, ChannelSend
+from nats_mcp.coord.waits import MAX_WAIT_MS
+from nats_mcp.security.needs import ChannelRead, ChannelSend, Waits
 
 _CURSOR = "nextCursor of the previous page, to continue (same filters)."
 
@@ -29,6 +32,12 @@ class ChannelsReadArgs(Args):
     cursor: str | None = Field(default=None, description=_CURSOR)
     afterSequence: int | None = Field(
         default=None, ge=0, description="Poll: only messages after this sequence, oldest first."
+    )
+    waitMs: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_WAIT_MS,
+        description="With afterSequence: if nothing is new yet, wait up to this many ms for a message (0: at once).",
     )
 
 
@@ -83,7 +92,14 @@ async def channels_send(c: Coordinator, caller: Caller, a: ChannelsSendArgs) -> 
 
 
 async def channels_read(c: Coordinator, caller: Caller, a: ChannelsReadArgs) -> Rendered:
-    page = await c.channels.read(caller, a.channel, limit=a.limit, cursor=a.cursor, after_sequence=a.afterSequence)
+    if a.waitMs and a.afterSequence is None:
+        raise InvalidArgument("waitMs needs afterSequence: a wait is for messages after a point you have read up to")
+
+    async def read() -> ChannelPage:
+        return await c.channels.read(caller, a.channel, limit=a.limit, cursor=a.cursor, after_sequence=a.afterSequence)
+
+    same = (a.afterSequence, a.cursor, a.limit)  # waits reading the same page share one read in flight
+    page = await c.waits.channel(a.channel, read, lambda p: bool(p.messages), a.waitMs, key=same)
     out = ChannelsReadOut(
         channel=a.channel, messages=page.messages, nextCursor=page.next_cursor, hasMore=page.has_more, total=page.total
     )
@@ -137,14 +153,15 @@ CHANNEL_TOOLS: tuple[ToolSpec, ...] = (
         "channels_read",
         "Read channel",
         "Read a channel without consuming it: newest page first (each page "
-        "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new. Handles are "
-        "not unique: identify a sender by senderGuid, set by the server from the sender's identity.",
+        "oldest to newest, continue with nextCursor), or pass afterSequence to poll for what is new (with waitMs "
+        "to wait for it instead of polling). Handles are not unique: identify a sender by senderGuid, set by the "
+        "server from the sender's identity.",
         ChannelsReadArgs,
         ChannelsReadOut,
         channels_read,
         read_only=True,
         idempotent=True,
-        needs=(ChannelRead("channel"),),
+        needs=(ChannelRead("channel"), Waits("waitMs", 0, pool="read_waits")),
     ),
     ToolSpec(
         "channels_status",

@@ -11,7 +11,8 @@ A stopping replica (SIGTERM in a rolling restart) goes through :meth:`Drain.run`
    writing on one, which then sees a reset instead of an answer; uvicorn closes them at the end, once none has
    been used for ``QUIET_S``). Streams that never end by themselves (``GET`` SSE streams,
    ``subscriptions/listen``) end now with an SSE ``retry:`` field, and the client reconnects (to another replica,
-   resuming with ``Last-Event-ID``); requests in flight get until ``http.drain_timeout_s`` to finish;
+   resuming with ``Last-Event-ID``); reads waiting for a message (``waitMs``) answer now with what they have (an
+   empty page: the client asks again, elsewhere); requests in flight get until ``http.drain_timeout_s`` to finish;
 3. **closing** — once nothing is in flight and no request arrived for ``QUIET_S`` (a balancer that is late still
    gets answers), at the latest at the deadline (at once on a second signal), every SSE stream still open ends
    with the same hint; the caller then stops uvicorn (the port closes), which cancels what is left after a short
@@ -137,9 +138,14 @@ class Flight:
 class Drain:
     """The drain state of one HTTP server process: readiness, the requests in flight, and the drain routine."""
 
-    def __init__(self, connected: Callable[[], bool], retry_ms: int) -> None:
+    def __init__(
+        self, connected: Callable[[], bool], retry_ms: int, *, on_refusing: Callable[[], None] | None = None
+    ) -> None:
         self.connected = connected
         self.retry_ms = retry_ms
+        self.on_refusing = on_refusing
+        """Called when new requests start being refused: waiting reads (``waitMs``) answer then, empty, rather than
+        hold the drain up to ``http.drain_timeout_s`` and be cut."""
         self.phase = SERVING
         self._flights: set[Flight] = set()
         self._idle = asyncio.Event()
@@ -180,6 +186,8 @@ class Drain:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._interrupt.wait(), delay_s)
         self.phase = REFUSING
+        if self.on_refusing is not None:
+            self.on_refusing()
         ended = await self._end([f for f in self._flights if f.standing])
         log.info(
             "draining: refusing new requests; %d stream(s) ended with a reconnect hint, %d request(s) in flight",
