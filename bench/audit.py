@@ -2,17 +2,19 @@
 sink, measured in the same run (medians and ratios; these machines are shared and noisy); then the stream writer's
 modes side by side, and the loss window of a crash.
 
-    .venv/bin/python bench/audit.py [--records N] [--rounds R] [--callers C] [--kills K]
+    .venv/bin/python bench/audit.py [--records N] [--rounds R] [--callers C] [--kills K] [--rate CALLS_PER_S]
 
 Three figures per sink: ``record`` alone (the synchronous cost a tool call pays: digest, seal, queue), the same
 with the event loop given a turn after each record (as a server between calls: the writer runs alongside), and
 end to end (record N, then ``flush`` until all are stored).
 
-Modes (bench/audit_modes.py): ``serial`` (one acknowledged publish per record, as before atomic batches),
-``async`` (atomic batches, the answer never waits), ``async+wait`` (``batch_wait_ms`` 2), ``sync`` (each call
-waits for its record's acknowledgement), with ``C`` concurrent callers: nats-server CPU per record (from
-/proc), round trips per record and the time a call waits, as ratios to ``serial``. The loss window: a writer
-process answering calls as fast as it can is SIGKILLed; the calls it answered whose records the stream lacks.
+Modes (bench/audit_modes.py), each call doing a NATS round trip of its own first: ``no audit`` (the baseline),
+``serial`` (one acknowledged publish per record, as before atomic batches), ``async`` (the default: backlogs of 64+
+records as atomic batches, the answer never waits), ``async+wait100ms`` (``batch_wait_ms`` 100), ``sync`` (each call
+waits for its record's acknowledgement); with 1 and ``C`` concurrent callers: nats-server CPU per call (from /proc)
+and the audit's share of it (minus ``no audit``) as a ratio to ``serial``, round trips per record, the time a call
+waits. The loss window: a writer process answering ``--rate`` calls a second is SIGKILLed; the calls it answered
+whose records the stream lacks.
 Prints tables and writes bench/results/audit.json.
 """
 
@@ -98,7 +100,7 @@ async def one_round(make: Any, n: int) -> dict[str, float]:
     return figures
 
 
-async def main(n: int, rounds: int, callers: int, kills: int) -> None:
+async def main(n: int, rounds: int, callers: int, kills: int, rate: float) -> None:
     from audit_modes import compare_modes, loss_window  # bench/, beside this script
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +110,7 @@ async def main(n: int, rounds: int, callers: int, kills: int) -> None:
                 results = await bench(conn, n, rounds)
                 assert server.pid is not None
                 results["modes"] = await compare_modes(conn, server.pid, n, rounds, callers)
-            results["loss"] = await loss_window(Path(tmp), server.url, kills)
+            results["loss"] = await loss_window(Path(tmp), server.url, kills, rate)
         finally:
             server.close()
     out = ROOT / "bench" / "results"
@@ -145,5 +147,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--callers", type=int, default=8, help="concurrent callers in the modes comparison")
     parser.add_argument("--kills", type=int, default=5, help="writer processes killed to measure the loss window")
+    parser.add_argument("--rate", type=float, default=1000, help="calls/s of the killed writer (0: flat out)")
     args = parser.parse_args()
-    asyncio.run(main(args.records, args.rounds, args.callers, args.kills))
+    asyncio.run(main(args.records, args.rounds, args.callers, args.kills, args.rate))

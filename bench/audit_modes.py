@@ -144,8 +144,11 @@ async def compare_modes(conn: NatsConnection, pid: int, n: int, rounds: int, cal
     return rows
 
 
-async def loss_window(tmp: Path, url: str, kills: int, answered_before_kill: int = 3000) -> list[dict[str, Any]]:
-    """Per mode: SIGKILL a writer answering calls flat out; how many answered calls the stream lacks."""
+async def loss_window(
+    tmp: Path, url: str, kills: int, rate: float, answered_before_kill: int = 2000
+) -> list[dict[str, Any]]:
+    """Per mode: SIGKILL a writer answering ``rate`` calls a second (0: flat out); how many answered calls the stream
+    lacks, and how long before the kill the first of them was answered."""
     rows: list[dict[str, Any]] = []
     async with connected(tmp / "reader", url) as conn:
         for mode in (m for m in MODES if MODES[m]["atomic"] is not None):
@@ -158,6 +161,7 @@ async def loss_window(tmp: Path, url: str, kills: int, answered_before_kill: int
                     url,
                     mode,
                     str(tmp / f"writer-{mode}-{k}"),
+                    str(rate),
                     stdout=asyncio.subprocess.PIPE,
                 )
                 assert proc.stdout is not None
@@ -178,7 +182,8 @@ async def loss_window(tmp: Path, url: str, kills: int, answered_before_kill: int
             row = {"mode": mode, "kills": kills, "lost_max": max(lost), "lost_median": statistics.median(lost)}
             row["lost_ms_max"] = max(lost_ms)
             rows.append(row)
-    print(f"\nloss window: writer answering flat out, SIGKILLed after {answered_before_kill} answers, {kills} kills")
+    pace = f"{rate:g} calls/s" if rate else "flat out"
+    print(f"\nloss window: writer answering {pace}, SIGKILLed after {answered_before_kill} answers, {kills} kills")
     print(f"{'mode':<14} {'lost (median)':>13} {'lost (max)':>10} {'max ms of answers lost':>23}")
     for row in rows:
         print(f"{row['mode']:<14} {row['lost_median']:>13.0f} {row['lost_max']:>10} {row['lost_ms_max']:>23.1f}")
@@ -192,13 +197,17 @@ def _stored_time(records: list[Any]) -> float:
     return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
 
 
-async def _writer(url: str, mode: str, tmp: Path) -> None:
-    """The killed process: audits calls flat out, printing each answered call's seq and record time."""
+async def _writer(url: str, mode: str, tmp: Path, rate: float) -> None:
+    """The killed process: audits calls at ``rate`` a second (0: flat out), printing each answered call's seq and
+    the time it was answered."""
     async with connected(tmp, url) as conn:
         log, _ = make_log(conn, mode, 100_000)
         print(log.chain, flush=True)
         i = 0
+        started = time.monotonic()
         while True:
+            if rate:
+                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))  # the pace of the callers
             record = log.append(event(i))
             assert record is not None
             await log.settle()
@@ -209,4 +218,4 @@ async def _writer(url: str, mode: str, tmp: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_writer(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
+    asyncio.run(_writer(sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])))
