@@ -22,7 +22,7 @@ from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog
 from nats_mcp.security.audit.record import AuditRecord
 from nats_mcp.security.audit.store import newest, read_range, stream_info, verify_stream
-from nats_mcp.security.audit.streamsink import ATOMIC_MIN, StreamSink
+from nats_mcp.security.audit.streamsink import ATOMIC_MIN, StreamSink, audit_stream_config
 from nats_mcp.security.guard import CallContext
 from nats_mcp.security.policy import Policy
 from nats_mcp.security.principal import Principal
@@ -51,6 +51,9 @@ def event(i: int) -> AuditEvent:
 
 
 async def test_a_backlog_goes_as_atomic_batches_and_a_lost_answer_doubles_nothing(nats_conn: NatsConnection) -> None:
+    before = audit_stream_config()
+    before.allow_atomic = None
+    await nats_conn.jetstream.add_stream(before)  # made before atomic batches: the writer's start updates it
     sink = AnswerLostOnce(nats_conn)
     log = AuditLog([sink], transport="http")
     for i in range(3 * ATOMIC_MIN):  # queued before the writer runs: one backlog
@@ -65,7 +68,7 @@ async def test_a_backlog_goes_as_atomic_batches_and_a_lost_answer_doubles_nothin
     assert sink.round_trips == trips + 3
     await log.close()
     info = await stream_info(nats_conn)
-    assert info is not None
+    assert info is not None and info.config.allow_atomic
     stored = [json.loads(m.data) async for m in read_range(nats_conn.client, 1, info.state.last_seq)]
     assert [r["seq"] for r in stored] == list(range(1, 3 * ATOMIC_MIN + 5))  # in order, nothing doubled or missing
     assert len({r["args_digest"] for r in stored[:-1]}) == 3 * ATOMIC_MIN + 3

@@ -33,7 +33,6 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any, Final
 
 import nats.errors
@@ -193,9 +192,7 @@ class StreamSink:
         up: then a stream made by an admin is written as it is, and a differing setting is logged once."""
         wanted = audit_stream_config(self._replicas or self._conn.replicas)
         try:
-            info = await ensure_stream(js, wanted)
-            if not info.config.allow_atomic:  # a stream made before batches: ensure_stream leaves the flag alone
-                info = await js.update_stream(replace(info.config, allow_atomic=True))
+            info = await ensure_stream(js, wanted)  # a stream made before batches gains allow_atomic here
         except Exception as exc:
             try:
                 info = await js.stream_info(AUDIT_STREAM)
