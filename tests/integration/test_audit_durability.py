@@ -66,12 +66,22 @@ async def test_a_backlog_goes_as_atomic_batches_and_a_lost_answer_doubles_nothin
         log.record(event(i))
         assert await log.flush(10)
     assert sink.round_trips == trips + 3
-    await log.close()
     info = await stream_info(nats_conn)
     assert info is not None and info.config.allow_atomic
+    info.config.allow_atomic = False  # an operator switches atomic batches off under a running writer
+    await nats_conn.jetstream.update_stream(info.config)
+    total = 3 * ATOMIC_MIN + 3 + ATOMIC_MIN
+    for i in range(3 * ATOMIC_MIN + 3, total):
+        log.record(event(i))
+    assert await log.flush(30), log.stats()
+    assert sink.round_trips == trips + 3 + 1 + ATOMIC_MIN  # the refused batch, then one publish per record
+    assert not sink.atomic  # and no more batches tried
+    await log.close()
+    info = await stream_info(nats_conn)
+    assert info is not None
     stored = [json.loads(m.data) async for m in read_range(nats_conn.client, 1, info.state.last_seq)]
-    assert [r["seq"] for r in stored] == list(range(1, 3 * ATOMIC_MIN + 5))  # in order, nothing doubled or missing
-    assert len({r["args_digest"] for r in stored[:-1]}) == 3 * ATOMIC_MIN + 3
+    assert [r["seq"] for r in stored] == list(range(1, total + 2))  # in order, nothing doubled or missing
+    assert len({r["args_digest"] for r in stored[:-1]}) == total
     result = await verify_stream(nats_conn)
     assert result is not None and result.ok and result.open_chains == [], result.summary
 

@@ -55,6 +55,8 @@ BATCH_SEQ: Final = "Nats-Batch-Sequence"
 BATCH_COMMIT: Final = "Nats-Batch-Commit"
 WRONG_LAST_SEQUENCE: Final = 10071
 STREAM_NOT_FOUND: Final = 10059
+ATOMIC_DISABLED: Final = 10174
+"""The stream does not allow atomic batches (any more)."""
 API_TIMEOUT_S: Final = 5.0
 ATOMIC_MIN: Final = 64
 """The shortest run written as an atomic batch (below it, acknowledged publishes cost the server less CPU)."""
@@ -218,13 +220,22 @@ class StreamSink:
             expected, done = await self._locate(js, part, written, resuming=True)
             self._last[chain] = expected
         expected = expected or 0
+        step = len(part)
         while done < len(part):
             try:
-                expected = await self._send(js, part[done:], expected)
-                done = len(part)
+                expected = await self._send(js, part[done : done + step], expected)
+                done += len(part[done : done + step])
             except APIError as exc:
                 if exc.err_code != WRONG_LAST_SEQUENCE:
-                    raise
+                    if step == 1 or len(part) - done == 1:
+                        raise
+                    # The batch was refused whole (the stream's in-flight batch limit, atomic batches switched
+                    # off): nothing of it is stored, so the same records go one publish each.
+                    log.info("audit stream: an atomic batch was refused (%s); one publish per record", exc)
+                    step = 1
+                    if exc.err_code == ATOMIC_DISABLED:
+                        self.atomic = False  # until the stream is looked up again
+                    continue
                 # An earlier attempt was stored and its answer lost — or the chain diverged.
                 expected, stored = await self._locate(js, part[done:], written + done, resuming=False)
                 done += stored
