@@ -135,7 +135,9 @@ async def compare_modes(conn: NatsConnection, pid: int, n: int, rounds: int, cal
         for mode, m in medians.items():
             audit = m["server_cpu_us_per_record"] - none
             ratio = audit / base if base > 0 else float("nan")
-            rows.append({"mode": mode, "callers": width, **m, "audit_cpu_us": audit, "cpu_vs_serial": ratio})
+            rows.append(
+                {"mode": mode, "callers": width, **m, "audit_cpu_us": audit, "ratio": ratio, "baseline": "serial"}
+            )
             print(
                 f"{mode:<16} {m['server_cpu_us_per_record']:>15.1f} {audit:>12.1f} {ratio:>9.2f} "
                 f"{m['round_trips_per_record']:>9.3f} {m['records_per_s']:>8,.0f} {m['wait_us_p50']:>11.0f} "

@@ -65,7 +65,7 @@ async def cpu_per_call(conn: NatsConnection, pid: int, calls: int, rounds: int) 
         print(f"{name:<24} {row['cpu']:>23.1f} {row['wall']:>9.1f}")
     ratio = after["cpu"] / before["cpu"] if before["cpu"] else float("nan")
     print(f"server CPU after/before: {ratio:.3f}; check time after/before: {after['wall'] / before['wall']:.3f}")
-    return {"calls": calls, "rounds": rounds, "rows": rows, "cpu_ratio": ratio}
+    return {"calls": calls, "rounds": rounds, "rows": rows, "ratio": ratio, "baseline": "read per call (before)"}
 
 
 async def revocation_latency(tmp: Path, url: str, conn: NatsConnection, count: int) -> dict[str, Any]:
