@@ -1,11 +1,21 @@
 """Audit benchmark: records per second through ``AuditLog.record`` with the JetStream stream sink against a no-op
-sink, measured in the same run (medians and ratios; these machines are shared and noisy).
+sink, measured in the same run (medians and ratios; these machines are shared and noisy); then the stream writer's
+modes side by side, and the loss window of a crash.
 
-    .venv/bin/python bench/audit.py [--records N] [--rounds R]
+    .venv/bin/python bench/audit.py [--records N] [--rounds R] [--callers C] [--kills K] [--rate CALLS_PER_S]
 
 Three figures per sink: ``record`` alone (the synchronous cost a tool call pays: digest, seal, queue), the same
 with the event loop given a turn after each record (as a server between calls: the writer runs alongside), and
-end to end (record N, then ``flush`` until all are stored). Prints a table and writes bench/results/audit.json.
+end to end (record N, then ``flush`` until all are stored).
+
+Modes (bench/audit_modes.py), each call doing a NATS round trip of its own first: ``no audit`` (the baseline),
+``serial`` (one acknowledged publish per record, as before atomic batches), ``async`` (the default: backlogs of 64+
+records as atomic batches, the answer never waits), ``async+wait100ms`` (``batch_wait_ms`` 100), ``sync`` (each call
+waits for its record's acknowledgement); with 1 and ``C`` concurrent callers: nats-server CPU per call (from /proc)
+and the audit's share of it (minus ``no audit``) as a ratio to ``serial``, round trips per record, the time a call
+waits. The loss window: a writer process answering ``--rate`` calls a second is SIGKILLed; the calls it answered
+whose records the stream lacks.
+Prints tables and writes bench/results/audit.json.
 """
 
 from __future__ import annotations
@@ -90,17 +100,25 @@ async def one_round(make: Any, n: int) -> dict[str, float]:
     return figures
 
 
-async def main(n: int, rounds: int) -> None:
+async def main(n: int, rounds: int, callers: int, kills: int, rate: float) -> None:
+    from audit_modes import compare_modes, loss_window  # bench/, beside this script
+
     with tempfile.TemporaryDirectory() as tmp:
         server = start_nats_server(Path(tmp) / "nats")
         try:
             async with connected(Path(tmp), server.url) as conn:
-                await bench(conn, n, rounds)
+                results = await bench(conn, n, rounds)
+                assert server.pid is not None
+                results["modes"] = await compare_modes(conn, server.pid, n, rounds, callers)
+            results["loss"] = await loss_window(Path(tmp), server.url, kills, rate)
         finally:
             server.close()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "audit.json").write_text(json.dumps(results, indent=2))
 
 
-async def bench(conn: NatsConnection, n: int, rounds: int) -> None:
+async def bench(conn: NatsConnection, n: int, rounds: int) -> dict[str, Any]:
     sinks: dict[str, Any] = {
         "noop": lambda **kw: AuditLog([NoopSink()], **kw),
         "stream": lambda **kw: AuditLog([StreamSink(conn)], **kw),
@@ -120,14 +138,15 @@ async def bench(conn: NatsConnection, n: int, rounds: int) -> None:
         print(f"{key:<14} {noop:>12,.0f} {stream:>12,.0f} {stream / noop:>12.2f}")
     per_record_us = 1e6 / statistics.median(samples["noop"]["record"])
     print(f"record() costs {per_record_us:.1f} µs per call (median, noop sink)")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audit.json").write_text(json.dumps({"records": n, "rounds": rounds, "rows": rows}, indent=2))
+    return {"records": n, "rounds": rounds, "rows": rows}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--callers", type=int, default=8, help="concurrent callers in the modes comparison")
+    parser.add_argument("--kills", type=int, default=5, help="writer processes killed to measure the loss window")
+    parser.add_argument("--rate", type=float, default=1000, help="calls/s of the killed writer (0: flat out)")
     args = parser.parse_args()
-    asyncio.run(main(args.records, args.rounds))
+    asyncio.run(main(args.records, args.rounds, args.callers, args.kills, args.rate))

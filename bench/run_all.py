@@ -33,6 +33,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "foundation": ("foundation.py", "foundation.json"),
     "guard": ("guard.py", "guard.json"),
     "audit": ("audit.py", "audit.json"),
+    "keys": ("keys.py", "keys.json"),
     "stdio": ("stdio_tools.py", "stdio_tools.json"),
     "channels_read": ("channels_read.py", "channels_read.json"),
     "waits": ("waits.py", "waits.json"),
@@ -50,7 +51,10 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "soak": ("soak.py", "soak.json"),
     "scale": ("scale.py", "scale.json"),
 }
-QUICK_FLAG = {"audit": ["--records", "300", "--rounds", "2"]}
+QUICK_FLAG = {
+    "audit": ["--records", "300", "--rounds", "2", "--kills", "1"],
+    "keys": ["--calls", "300", "--rounds", "2", "--revocations", "10"],
+}
 """Scripts whose quick form is spelled differently."""
 
 

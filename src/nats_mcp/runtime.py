@@ -68,7 +68,12 @@ class Runtime:
         self.conn: NatsConnection = NatsConnection(settings)
         self.audit: AuditLog = AuditLog.from_settings(settings.security.audit, self.conn, transport=transport)
         self.obs: Observability | None = _observability(settings, self.audit) if observe else None
-        self.guard: Guard = Guard(settings.security, policy, self.obs.recorder if self.obs else self.audit)
+        self.guard: Guard = Guard(
+            settings.security,
+            policy,
+            self.obs.recorder if self.obs else self.audit,
+            settle=self.audit.settle if self.audit.durability == "sync" and self.audit.enabled else None,
+        )
         self._coordinator: Coordinator | None = None
         if coordinate:
             self._coordinator = Coordinator(self.conn, settings, local_agent=local_agent)

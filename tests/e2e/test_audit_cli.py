@@ -134,12 +134,15 @@ async def test_verify_a_file_and_a_cut_tail_with_an_anchor(tmp_path: Path, nats_
     await write_chains(tmp_path, nats_server.url, writers=1, file=path)
     proc = audit(tmp_path, None, "verify", "--file", str(path))
     assert proc.returncode == 0 and "7 records in 1 chain verified" in proc.stdout, proc.stdout + proc.stderr
+    assert audit(tmp_path, None, "verify", "--file", str(path), "--closed").returncode == 0  # it ended cleanly
     report = json.loads(audit(tmp_path, None, "verify", "--file", str(path), "--json").stdout)
     head = report["chains"][0]
     lines = path.read_bytes().splitlines()
     path.write_bytes(b"\n".join(lines[:-1]) + b"\n")  # cut the last record
     cut = audit(tmp_path, None, "verify", "--file", str(path))
     assert cut.returncode == 0 and "have no end record" in cut.stdout  # a bare chain cannot tell; it says so
+    crashed = audit(tmp_path, None, "verify", "--file", str(path), "--closed")  # what a crashed writer leaves
+    assert crashed.returncode == 1 and f"chain {head['chain']}: no end record after seq 6" in crashed.stderr
     anchored = audit(
         tmp_path, None, "verify", "--file", str(path), "--anchor", f"{head['chain']}:{head['last_seq']}:{head['head']}"
     )

@@ -405,7 +405,11 @@ async def test_quickstart_prints_a_working_key_kept_across_restarts(tmp_path: Pa
             assert new_key != key
             assert key_file.read_text().strip() == new_key
             async with http_client() as hc:
-                assert (await post_init(hc, other.url, key)).status_code == 401  # the rotated-out key is revoked
+
+                async def rotated_out() -> bool:  # revoked: the other process learns it from its watch of the keys
+                    return (await post_init(hc, other.url, key)).status_code == 401
+
+                await wait_for(rotated_out, 10, message="the rotated-out key still gets in")
                 assert (await post_init(hc, other.url, new_key)).status_code == 200
         finally:
             assert await rotated.stop(signal.SIGINT) == 0, rotated.stderr()[-3000:]

@@ -1,6 +1,7 @@
 """API keys in a real nats-server's KV: only salted scrypt hashes stored; wrong, unknown, malformed, expired and
-revoked keys refused; one scrypt per first use (the unknown-id path too), none after; revocation takes effect on the
-next call, on every server process."""
+revoked keys refused; one scrypt per first use (the unknown-id path too), none after; records looked up in a watched
+copy, not read per call; revocation takes effect on the next call of the revoking process and on every other process
+as soon as its watch delivers it; a copy that is not live (NATS away) is never trusted."""
 
 from __future__ import annotations
 
@@ -126,14 +127,34 @@ async def test_revocation_takes_effect_on_the_next_call_on_every_process(
         connected(tmp_path / "b", nats_server.url) as conn_b,
     ):
         admin, server = ApiKeys(conn_a), ApiKeys(conn_b)
-        key, record = await admin.create("laptop", ["agent"])
-        assert (await server.verify(key)).subject == "laptop"  # now in server's scrypt cache
-        revoked, changed = await admin.revoke(record.id)
-        assert changed and revoked.revoked and revoked.revoked_at is not None
-        assert (await refused(server, key)).reason == "revoked"
-        assert (await refused(admin, key)).reason == "revoked"
-        again, changed = await admin.revoke(record.id)
-        assert not changed and again.revoked
+        try:
+            key, record = await admin.create("laptop", ["agent"])
+            assert (await server.verify(key)).subject == "laptop"  # made elsewhere a moment ago: read through
+            assert (await server.verify(key)).subject == "laptop"  # now in server's scrypt cache
+            reads = server.reads
+            for _ in range(5):
+                await server.verify(key)
+            assert server.reads == reads, "checks of a known key read the watched copy, not the bucket"
+            assert server.derivations == 1
+            revoked, changed = await admin.revoke(record.id)
+            assert changed and revoked.revoked and revoked.revoked_at is not None
+            assert (await refused(admin, key)).reason == "revoked"  # the revoking process: at once
+
+            async def server_refuses() -> bool:
+                try:
+                    await server.verify(key)
+                except AuthenticationError as exc:
+                    return exc.reason == "revoked"  # anything else fails the wait, and the assertion below
+                return False
+
+            await wait_for(server_refuses, 10, message="the other process never saw the revocation")
+            assert (await refused(server, key)).reason == "revoked"
+            assert server.reads == reads
+            again, changed = await admin.revoke(record.id)
+            assert not changed and again.revoked
+        finally:
+            await admin.aclose()
+            await server.aclose()
 
 
 async def test_an_expired_key_is_refused(nats_conn: NatsConnection) -> None:
@@ -182,10 +203,25 @@ async def test_bad_requests_are_refused(nats_conn: NatsConnection) -> None:
 async def test_nats_down_is_unavailable(tmp_path: Path, nats_server: NatsServer) -> None:
     async with connected(tmp_path, nats_server.url) as conn:
         keys = ApiKeys(conn)
-        key, _ = await keys.create("svc", ["agent"])
-        nats_server.stop()
-        await wait_for(lambda: not conn.connected, 10, message="the client never noticed the server is gone")
-        assert (await refused(keys, key)).reason == "unavailable"
+        try:
+            key, _ = await keys.create("svc", ["agent"])
+            assert await keys.verify(key)  # the watched copy holds it, its secret is in the scrypt cache
+            nats_server.stop()
+            await wait_for(lambda: not conn.connected, 10, message="the client never noticed the server is gone")
+            # The copy may be stale now (a revocation could be stored on another server): never trusted.
+            assert (await refused(keys, key)).reason == "unavailable"
+            nats_server.start()
+            await wait_for(lambda: conn.connected, 30, message="no reconnection")
+            assert await keys.verify(key)  # read through while the watch reloads
+
+            async def served_from_the_copy() -> bool:
+                before = keys.reads
+                await keys.verify(key)
+                return keys.reads == before
+
+            await wait_for(served_from_the_copy, 30, message="the watch never resumed")
+        finally:
+            await keys.aclose()
 
 
 async def test_nothing_secret_in_logs(nats_conn: NatsConnection, caplog: pytest.LogCaptureFixture) -> None:

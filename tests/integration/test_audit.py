@@ -303,24 +303,26 @@ class LeastPrivilegeServer(NatsServer):
 @pytest.mark.slow
 @pytest.mark.parametrize("provisioned", ["as nats-mcp would", "with other settings"])
 async def test_an_agent_with_least_privilege_appends_to_a_provisioned_stream(tmp_path: Path, provisioned: str) -> None:
-    """The agent may not create or update the stream (an admin provisions it), nor delete from it, yet it writes."""
+    """The agent may not create or update the stream (an admin provisions it), nor delete from it, yet it writes: a
+    backlog as one atomic batch where the stream allows them, one publish per record where it does not."""
     with LeastPrivilegeServer(tmp_path / "nats").start() as server:
         async with connected(tmp_path / "admin", server.url_for("admin")) as admin:
             config = audit_stream_config()
             if provisioned != "as nats-mcp would":
                 config.description, config.deny_delete, config.deny_purge = "made by hand", False, False
+                config.allow_atomic = False  # made before atomic batches: the agent cannot change that
             await admin.jetstream.add_stream(config)
             extra = {"NATS_MCP_NATS_INBOX_PREFIX": AGENT_PERMS.inbox_prefix}
             async with connected(tmp_path / "agent", server.url_for("agent"), **extra) as agent:
                 log = writer(agent)
-                for i in range(5):
+                for i in range(100):  # queued at once: more than an atomic batch's minimum
                     call(log, i)
                 assert await log.flush(30), log.stats()
                 await log.close()
                 with pytest.raises(Exception):  # noqa: B017, PT011 - a refusal is a timeout or an API error
                     await agent.jetstream.delete_msg(AUDIT_STREAM, 1)
             result = await verify_stream(admin)
-            assert result is not None and result.ok and result.records == 6, result.summary
+            assert result is not None and result.ok and result.records == 101, result.summary
             violations = [line for line in server.log_text().splitlines() if "Violation" in line]
             assert any(f"STREAM.MSG.DELETE.{AUDIT_STREAM}" in v for v in violations)
             if provisioned == "as nats-mcp would":  # nothing to update: the agent never asks for what it may not do

@@ -81,6 +81,23 @@ class WatchedBucket(Generic[T]):
         self._stopping = False
         self.ready = asyncio.Event()
         """Set once the first full copy is loaded (stays set while a resync runs)."""
+        self._live_on: tuple[object, int] | None = None
+        self._live = asyncio.Event()
+
+    @property
+    def live(self) -> bool:
+        """The copy is following the bucket now: loaded over the current connection and its watch running. False from
+        the moment the connection drops or is replaced until a new watch has loaded a fresh copy (what readers that
+        must never act on stale news — a revoked key — check; :attr:`ready` stays set meanwhile)."""
+        return self._live_on is not None and self._live_on == self._generation()
+
+    async def wait_live(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the copy to be :attr:`live`."""
+        if self.live:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._live.wait(), timeout)
+        return self.live
 
     # -- reads and writes ------------------------------------------------------------------------
 
@@ -161,6 +178,8 @@ class WatchedBucket(Generic[T]):
             raise
         try:
             await self._load(watcher)
+            self._live_on = generation
+            self._live.set()
             while self._generation() == generation and not self._stopping:
                 try:
                     entry = await watcher.updates(timeout=self._check_s)  # type: ignore[no-untyped-call]
@@ -169,6 +188,8 @@ class WatchedBucket(Generic[T]):
                 if entry is not None:
                     self.apply(*self._unpack(entry))
         finally:
+            self._live_on = None
+            self._live.clear()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(watcher.stop(), 2.0)  # type: ignore[no-untyped-call]
 

@@ -39,6 +39,7 @@ _UPDATABLE = (
     "deny_delete",
     "deny_purge",
     "allow_msg_ttl",
+    "allow_atomic",
 )
 
 

@@ -185,6 +185,20 @@ def _report(result: VerifyResult, source: str, as_json: bool, verbose: bool) -> 
             out.print(f"{c.chain}:{c.last_seq}:{c.head}", markup=False, highlight=False)
 
 
+def _report_open(result: VerifyResult) -> None:
+    """--closed: name every chain without an end record (on stderr, so --json stays one document)."""
+    for c in result.chains:
+        if not c.ended:
+            writer = f", writer {c.writer}" if c.writer else ""
+            err.print(
+                f"chain {c.chain}{writer}: no end record after seq {c.last_seq} ({c.last_time}): its server still "
+                "runs, or it crashed and records it sealed after that one are lost (the audit loss window, "
+                "docs/deployment.md)",
+                markup=False,
+                highlight=False,
+            )
+
+
 def _writers(result: VerifyResult) -> None:
     """Who wrote the chains: the writer token of their subjects (the NATS user's reply prefix), never what the
     records claim; chains stored before writers were named cannot be attributed, and are counted as such."""
@@ -237,6 +251,14 @@ def verify(
         bool, typer.Option("--allow-expired", help="Accept chains whose oldest records are gone (stream limits).")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list every chain and its anchor.")] = False,
+    closed: Annotated[
+        bool,
+        typer.Option(
+            "--closed",
+            help="Also fail when a chain has no end record: once its server has stopped, such a chain is one whose "
+            "process crashed, and the records it had answered for but not yet stored are lost.",
+        ),
+    ] = False,
     as_json: _Json = False,
     timeout: _Timeout = 5.0,
 ) -> None:
@@ -245,6 +267,8 @@ def verify(
     Each record's hash must recompute, each prev must be the previous record's hash, and seq must run from 1
     without a gap: a record altered, removed, repeated or reordered breaks its chain. In the stream, each chain's
     writer (the NATS user, by the subject it may publish to) is reported, and a chain found under two writers fails.
+    With --closed, a chain without an end record fails too: run it when the servers have stopped, and it finds the
+    ones that crashed, losing what they had not stored yet.
     """
     from nats_mcp.security.audit.chain import parse_anchor
     from nats_mcp.security.audit.store import verify_file
@@ -267,6 +291,9 @@ def verify(
         result = found
         source = "stream nmcp_audit"
     _report(result, source, as_json, verbose)
+    if closed and result.ok and result.open_chains:
+        _report_open(result)
+        raise typer.Exit(EXIT_FAIL)
     if not result.ok and result.problem and result.problem.what.startswith("the chain starts at seq"):
         err.print(
             "hint: if the stream has age or size limits, its oldest records expired: use --allow-expired",

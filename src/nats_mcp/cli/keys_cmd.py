@@ -48,7 +48,7 @@ def _run(settings: Settings, timeout: float, action: Callable[[ApiKeys], Awaitab
             with err.status("connecting to NATS…"):
                 if not await conn.wait_connected(timeout):
                     raise conn.unavailable()
-            return await action(ApiKeys(conn))
+            return await action(ApiKeys(conn, watch=False))  # makes and revokes keys, never checks one
         finally:
             await conn.close()
 

@@ -120,6 +120,15 @@ class AuditSettings(Section):
     """Write records to the deployment's audit stream in NATS."""
     file: Path | None = None
     """Also append them to this JSONL file."""
+    durability: Literal["async", "sync"] = "async"
+    """``sync``: a tool call is answered once its record is stored by every sink (the stream acknowledged it), and
+    answered with an error when that takes longer than ``sync_timeout_s``. ``async``: answered at once, the record
+    written in the background within milliseconds — a crash of the process loses what it had not written yet (the
+    loss window, docs/deployment.md "Audit durability"); ``audit verify --closed`` reports such a chain."""
+    sync_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    """``async`` only: how long the writer waits for more records before writing what it has (fewer, larger
+    batches: less nats-server CPU per record; the loss window grows by as much). 0: write as soon as there is one."""
 
 
 class LocalPrincipalSettings(Section):

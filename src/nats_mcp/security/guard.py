@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.config.security import SecuritySettings
 from nats_mcp.core import reqctx
 from nats_mcp.core.errors import NatsMcpError
@@ -116,10 +117,13 @@ class Guard:
         audit: AuditRecorder | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        settle: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.audit: AuditRecorder = audit or NoAudit()
+        self._settle = settle
+        """Awaited before a call is answered (``security.audit.durability: sync``: until its record is stored)."""
         self.ip = IpFilter(settings.ip_allow, settings.ip_deny)
         self.per_principal = RateLimiter(settings.rate_per_principal, settings.state_max_entries, clock)
         self.per_address = RateLimiter(settings.rate_per_address, settings.state_max_entries, clock)
@@ -267,7 +271,6 @@ class Guard:
             try:
                 result = await run()
                 outcome = outcome_of(result)
-                return result
             finally:
                 reqctx.leave(scope)
                 self.audit.record(
@@ -283,6 +286,10 @@ class Guard:
                         arguments=args,
                     ),
                 )
+            if self._settle is not None and not await self._settle():
+                # The call ran, but its record is not stored: with durable audit, no answer claims success.
+                raise NatsUnavailableError("the audit record of this call could not be stored (audit durability sync)")
+            return result
 
     def admit(self, ctx: CallContext, name: str, arguments: Mapping[str, Any] | None, outcome: str) -> None:
         """Limit and audit a request that authorizes nothing: a call of a tool that does not exist (``outcome``

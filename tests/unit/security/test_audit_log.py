@@ -246,3 +246,54 @@ def test_from_settings_builds_the_sinks_the_settings_ask_for(tmp_path: Path) -> 
     log = AuditLog.from_settings(AuditSettings(stream=False, file=tmp_path / "a.jsonl"), None, transport="http")
     assert log.enabled and log.transport == "http"
     assert list(log.stats()["sinks"]) == ["file"]
+
+
+async def test_durability_sync_settles_once_written_async_never_waits_and_bad_values_are_refused() -> None:
+    sink = MemorySink()
+    sink.up.clear()  # the store is away
+    eager = AuditLog([sink], durability="async")
+    call(eager, 0)
+    assert await eager.settle() and sink.records == []  # answered at once: the record waits in the queue
+    durable = AuditLog([MemorySink()], durability="sync")
+    call(durable, 0)
+    assert await durable.settle()  # written
+    stuck = AuditLog([sink], durability="sync", sync_timeout_s=0.05)
+    call(stuck, 0)
+    assert not await stuck.settle()  # never claims a record stored that is not
+    sink.up.set()
+    assert await stuck.settle() and await eager.flush(5)
+    for log in (eager, durable, stuck):
+        await log.close()
+    for bad in ({"durability": "later"}, {"sync_timeout_s": 0}, {"batch_wait_s": -1}):
+        with pytest.raises(ValueError, match="durability"):
+            AuditLog([MemorySink()], **bad)  # type: ignore[arg-type]
+    settings = AuditSettings(durability="sync", sync_timeout_s=2, batch_wait_ms=50)
+    from_settings = AuditLog.from_settings(settings, None)  # no stream without a connection: no sink, no waiting
+    assert from_settings.durability == "sync" and from_settings.sync_timeout_s == 2 and not from_settings.enabled
+
+
+async def test_batch_wait_gathers_records_and_a_flush_or_a_full_batch_cuts_it_short() -> None:
+    sink = MemorySink()
+    writes: list[int] = []
+    plain_write = sink.write
+
+    async def counted(batch: Sequence[AuditRecord]) -> int:
+        writes.append(len(batch))
+        return await plain_write(batch)
+
+    sink.write = counted  # type: ignore[method-assign]
+    log = AuditLog([sink], batch_wait_s=3600)  # an hour: only a flush or a full batch makes it write
+    call(log, 0)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the writer runs and waits for more
+    for i in range(1, 10):
+        call(log, i)
+    assert writes == []
+    assert await log.flush(5)  # hurried: everything so far, in one write
+    assert writes == [10]
+    for i in range(10, 10 + 64):  # a full batch: written without a flush
+        call(log, i)
+    await wait_for(lambda: sum(writes) == 74, 5, message="a full batch was held back")
+    assert [r.seq for r in sink.records] == list(range(1, 75))
+    assert AuditLog([MemorySink()], durability="sync", batch_wait_s=1).batch_wait_s == 0  # sync never lingers
+    await log.close()

@@ -8,9 +8,10 @@ chain's clean end. Limits of a hash chain without a secret key, and what covers 
 
 * Removing the *last* records of a chain leaves a shorter valid chain. A cleanly stopped writer ends its chain
   with a ``chain_end`` record, so a chain without one is reported as *open* (its process still runs, crashed —
-  or its tail was cut). A live writer notices: its next write expects the stream's last sequence of its
-  subject and fails, and it continues in a new chain whose first record (``chain_conflict``) names the old
-  chain and the last sequence it had stored, which the stream verifier then checks. An *anchor* — a chain's
+  or its tail was cut; ``audit verify --closed`` fails on it). A live writer notices: its next write expects the
+  stream's last sequence of its subject and fails, and it continues in a new chain whose first record
+  (``chain_conflict``) names the old chain and the last sequence it had stored, which the stream verifier then
+  checks. An *anchor* — a chain's
   ``(seq, hash)`` kept elsewhere, e.g. the line the writer logs when it closes — catches the rest.
 * Someone able to rewrite a whole chain from some record on, recomputing every hash, is caught only by an
   anchor past that record. The stream refuses message deletes and purges (``deny_delete``, ``deny_purge``), so

@@ -8,13 +8,14 @@ Records and their sealing live in :mod:`nats_mcp.security.audit.record`, their v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from nats_mcp.core.aiotasks import stop_task
 from nats_mcp.security.audit.chain import Anchor, ChainDivergedError
@@ -43,6 +44,9 @@ log = logging.getLogger("nats_mcp.security.audit.log")
 
 DEFAULT_MAX_PENDING: Final = 10_000
 DEFAULT_BATCH: Final = 256
+GATHERED: Final = 64
+"""Records enough for a writer to stop waiting (``batch_wait_s``): the stream sink writes them as one atomic batch."""
+Durability = Literal["async", "sync"]
 
 
 class AuditSink(Protocol):
@@ -69,6 +73,8 @@ class _SinkState:
     offset: int
     """Absolute index of the next record this sink writes."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
+    """Cuts a ``batch_wait`` short (a flush, a full batch)."""
     task: asyncio.Task[None] | None = None
     written: int = 0
     failing: bool = False
@@ -86,6 +92,10 @@ class AuditLog:
     within the bound wait, in order, for their sink to come back (reconnection wakes the stream sink at once).
     :meth:`flush` waits for the queue to drain; :meth:`close` seals a ``chain_end`` record, drains (up to its
     timeout — what is still queued then is lost, and logged) and logs the chain's head as an anchor.
+
+    ``durability`` ``sync``: :meth:`settle` (which the guard awaits before answering a call) waits until every
+    record sealed so far is written, at most ``sync_timeout_s``; ``async``: it returns at once. ``batch_wait_s``
+    (async only) lets a writer wait that long for more records before it writes (fewer, larger batches).
     """
 
     def __init__(
@@ -97,9 +107,17 @@ class AuditLog:
         batch_size: int = DEFAULT_BATCH,
         chain: str | None = None,
         enabled: bool = True,
+        durability: Durability = "async",
+        sync_timeout_s: float = 5.0,
+        batch_wait_s: float = 0.0,
     ) -> None:
         if max_pending < 2 or batch_size < 1:
             raise ValueError("max_pending must be at least 2 and batch_size at least 1")
+        if durability not in ("async", "sync") or sync_timeout_s <= 0 or batch_wait_s < 0:
+            raise ValueError("durability is async or sync, sync_timeout_s positive, batch_wait_s not negative")
+        self.durability: Durability = durability
+        self.sync_timeout_s = sync_timeout_s
+        self.batch_wait_s = batch_wait_s if durability == "async" else 0.0
         self.enabled = enabled and bool(sinks)
         self.transport: str = transport
         self.max_pending = max_pending
@@ -129,6 +147,9 @@ class AuditLog:
             sinks.append(StreamSink(conn))
         if settings.enabled and settings.file is not None:
             sinks.append(FileSink(settings.file))
+        options.setdefault("durability", settings.durability)
+        options.setdefault("sync_timeout_s", settings.sync_timeout_s)
+        options.setdefault("batch_wait_s", settings.batch_wait_ms / 1000)
         return cls(sinks, transport=transport, enabled=settings.enabled, **options)
 
     # -- recording (synchronous, cheap) ------------------------------------------------------------
@@ -237,8 +258,11 @@ class AuditLog:
         self.recorded += 1
         if not self._started:
             self._start_soon()
+        full = self.batch_wait_s and len(self._pending) >= min(self.batch_size, GATHERED)
         for st in self._sinks:
             st.wake.set()
+            if full:
+                st.hurry.set()
         return record
 
     # -- background writing ----------------------------------------------------------------------
@@ -269,6 +293,9 @@ class AuditLog:
                 st.wake.clear()
                 await st.wake.wait()
                 continue
+            if self.batch_wait_s and not st.failing and not self._closing:
+                await self._gather(st, start)
+                start = st.offset - self._base
             batch = list(itertools.islice(self._pending, start, start + self.batch_size))
             try:
                 written = await st.sink.write(batch)
@@ -288,6 +315,14 @@ class AuditLog:
             st.failing = True
             attempt += 1
             await st.sink.wait_ready(min(0.05 * 2**attempt, 5.0))
+
+    async def _gather(self, st: _SinkState, start: int) -> None:
+        """Wait up to ``batch_wait_s`` for a fuller batch (a flush or enough records cut it short)."""
+        if len(self._pending) - start >= min(self.batch_size, GATHERED):
+            return
+        st.hurry.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(st.hurry.wait(), self.batch_wait_s)
 
     def _advance(self, st: _SinkState, written: int) -> None:
         if written <= 0:
@@ -348,6 +383,8 @@ class AuditLog:
         if not self._sinks or min(s.offset for s in self._sinks) >= target:
             return True
         self.start()
+        for st in self._sinks:
+            st.hurry.set()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, fut))
         try:
@@ -355,6 +392,16 @@ class AuditLog:
         except TimeoutError:
             return False
         return True
+
+    async def settle(self) -> bool:
+        """``sync``: wait until every record sealed so far is written by every sink (False after ``sync_timeout_s``,
+        logged); ``async``, or auditing off: True at once."""
+        if self.durability != "sync" or not self.enabled:
+            return True
+        if await self.flush(self.sync_timeout_s):
+            return True
+        log.error("audit: a record was not stored within %gs (durability sync)", self.sync_timeout_s)
+        return False
 
     async def close(self, timeout: float = 10.0) -> None:
         """Seal ``chain_end``, drain for up to ``timeout`` seconds, stop the writers, close the sinks."""

@@ -1,17 +1,9 @@
 """The audit storage boundary: where the audit chain is written (the deployment's JetStream stream, a JSONL file)
 and read back (verify, tail, follow).
 
-The stream (``nmcp_audit``, file storage, subjects ``nmcp.audit.<writer>.<chain>``) refuses message deletes and
-purges. The writer token is the NATS user's reply prefix (:func:`~nats_mcp.bus.layout.audit_writer`): the printed
-permissions let a user publish only under its own token, so the subject a chain is stored on proves which NATS user
-wrote it, and the stream verifier refuses a chain found under two writers.
-Each record is published with ``Nats-Expected-Last-Subject-Sequence`` set to the stream sequence of the
-previous record of its chain, so a chain cannot fork silently: if anything else was written on the chain's
-subject, or its last record removed, the publish fails, the last stored message is read, and unless it is the
-very record being retried (a publish whose answer was lost) the writer reports the divergence
-(:class:`~nats_mcp.security.audit.chain.ChainDivergedError`) and the audit log continues in a new chain. So a writer
-publishes one record per round trip, by design: pipelined publishes without that header could store record k+1
-after record k was lost, a hole no retry could ever close.
+The stream and its writer (:class:`StreamSink`, re-exported here) are
+:mod:`nats_mcp.security.audit.streamsink`'s part: the stream refuses message deletes and purges, each chain is stored
+on a subject naming its writer, and every write expects the stream sequence of the chain's previous record.
 
 The JSONL file is appended under an exclusive ``flock`` (several processes may share one file, each with its own
 chain), one write per batch, then ``fsync``; a failed write is truncated back, so a retry never doubles a line.
@@ -32,190 +24,24 @@ from typing import Any, Final
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
-from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+from nats.js.api import StreamInfo
+from nats.js.errors import NotFoundError
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg, api_prefix, get_batch
-from nats_mcp.bus.errors import BusError, translate
-from nats_mcp.bus.layout import (
-    AUDIT_STREAM,
-    AUDIT_SUBJECTS,
-    audit_chain_filter,
-    audit_subject,
-    audit_writer,
-    parse_audit_subject,
-)
-from nats_mcp.bus.setup import ensure_stream, stream_config
-from nats_mcp.security.audit.chain import Anchor, ChainDivergedError, Verifier, VerifyResult
+from nats_mcp.bus.errors import BusError
+from nats_mcp.bus.layout import AUDIT_STREAM, AUDIT_SUBJECTS, audit_chain_filter, parse_audit_subject
+from nats_mcp.security.audit.chain import Anchor, Verifier, VerifyResult
 from nats_mcp.security.audit.record import AuditRecord
+
+# re-exported: the sinks, with the stream's config, in one place
+from nats_mcp.security.audit.streamsink import StreamSink as StreamSink
+from nats_mcp.security.audit.streamsink import audit_stream_config as audit_stream_config
 
 log = logging.getLogger("nats_mcp.security.audit.log")
 
-EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
-WRONG_LAST_SEQUENCE: Final = 10071
-STREAM_NOT_FOUND: Final = 10059
-API_TIMEOUT_S: Final = 5.0
 READ_BATCH: Final = 500
 READ_MAX_BYTES: Final = 1 << 20
-
-
-def audit_stream_config(replicas: int | None = None) -> StreamConfig:
-    """The deployment's audit stream: kept until an operator sets limits; no message can be deleted or purged."""
-    return stream_config(
-        name=AUDIT_STREAM,
-        description="hash-chained audit records of every nats-mcp server process, one subject per chain",
-        subjects=[AUDIT_SUBJECTS],
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        discard=DiscardPolicy.OLD,
-        deny_delete=True,
-        deny_purge=True,
-        allow_direct=True,
-        duplicate_window=120.0,  # the server's default, spelled out: a differing value would be "updated" each start
-        num_replicas=replicas,
-    )
-
-
-class StreamSink:
-    """Writes records to the audit stream, one chain subject per chain, each publish expecting the previous one."""
-
-    name = "stream"
-
-    def __init__(self, conn: NatsConnection, *, replicas: int | None = None, timeout: float = API_TIMEOUT_S) -> None:
-        self._conn = conn
-        self._replicas = replicas
-        self._timeout = timeout
-        self._ensured = False
-        self.writer = audit_writer(conn.settings.nats.inbox_prefix)
-        """This process's writer token: its chains go to ``nmcp.audit.<writer>.<chain>``."""
-        self._last: dict[str, int] = {}
-        """chain -> stream sequence of its last record written by this sink."""
-        self._ready = asyncio.Event()
-        self._failing: str | None = None
-        self._closed = False
-        conn.add_listener(self._on_event)
-
-    def _on_event(self, event: str, _data: dict[str, Any]) -> None:
-        if event in ("connected", "reconnected") and not self._closed:
-            self._ready.set()
-
-    async def wait_ready(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
-
-    async def close(self) -> None:
-        self._closed = True
-
-    def _failed(self, why: str) -> None:
-        if self._failing != why:
-            log.warning("audit stream: %s; records stay queued and are written when it works again", why)
-        self._failing = why
-
-    async def write(self, batch: Sequence[AuditRecord]) -> int:
-        self._ready.clear()  # a reconnection from now on wakes the retry
-        try:
-            js = self._conn.jetstream
-            if not self._ensured:
-                await self._ensure(js)
-                self._ensured = True
-        except Exception as exc:
-            self._failed(_why(exc, "cannot reach the audit stream"))
-            return 0
-        written = 0
-        for record in batch:
-            try:
-                await self._publish(js, record, written)
-            except ChainDivergedError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, NoStreamResponseError | nats.errors.NoRespondersError) or (
-                    isinstance(exc, APIError) and exc.err_code == STREAM_NOT_FOUND
-                ):
-                    self._ensured = False  # the stream is gone: create it again on the next try
-                self._failed(_why(exc, "publishing to the audit stream failed"))
-                return written
-            written += 1
-        if self._failing:
-            log.info("audit stream: writing again")
-            self._failing = None
-        return written
-
-    async def _ensure(self, js: Any) -> None:
-        """Create the stream, or bring it to its settings; a least-privilege user (agent, gateway) may only look it
-        up: then a stream made by an admin is written as it is, and a differing setting is logged once."""
-        try:
-            await ensure_stream(js, audit_stream_config(self._replicas or self._conn.replicas))
-        except Exception as exc:
-            try:
-                await js.stream_info(AUDIT_STREAM)
-            except Exception:
-                raise exc from None
-            log.warning(
-                "audit stream: cannot bring %s to its settings (%s); writing to it as it is",
-                AUDIT_STREAM,
-                _why(exc, "update refused"),
-            )
-
-    async def _publish(self, js: Any, record: AuditRecord, written: int) -> None:
-        subject = audit_subject(record.chain, self.writer)
-        expected = self._last.get(record.chain)
-        if expected is None and record.seq > 1:
-            expected, stored = await self._resume(js, record, written)
-            if stored:
-                self._last[record.chain] = expected
-                return
-        expected = expected or 0
-        try:
-            ack = await js.publish(
-                subject,
-                record.to_json(),
-                timeout=self._timeout,
-                stream=AUDIT_STREAM,
-                headers={EXPECTED_LAST_SUBJECT_SEQ: str(expected)},
-            )
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
-                raise
-            self._last[record.chain] = await self._already_stored(js, record, written)
-            return
-        self._last[record.chain] = int(ack.seq)
-
-    async def _last_on(self, js: Any, record: AuditRecord) -> tuple[int, dict[str, Any] | None] | None:
-        """(stream seq, parsed record) of the last message on the record's chain subject; None if there is none."""
-        try:
-            msg = await js.get_last_msg(AUDIT_STREAM, audit_subject(record.chain, self.writer))
-        except NotFoundError:
-            return None
-        try:
-            data = json.loads(msg.data or b"")
-        except ValueError:
-            data = None
-        return int(msg.seq), data if isinstance(data, dict) else None
-
-    async def _already_stored(self, js: Any, record: AuditRecord, written: int) -> int:
-        """After "wrong last sequence": the stream seq of ``record`` if it is the chain's last message (an earlier
-        attempt was stored, its answer lost); otherwise the chain diverged."""
-        last = await self._last_on(js, record)
-        if last is not None and last[1] is not None and last[1].get("hash") == record.hash:
-            return last[0]
-        found = "no record" if last is None else f"stream sequence {last[0]}"
-        raise ChainDivergedError(written, f"expected this writer's record seq {record.seq - 1}, found {found}")
-
-    async def _resume(self, js: Any, record: AuditRecord, written: int) -> tuple[int, bool]:
-        """A chain this sink has not written yet, not at its start (the sink was replaced): the last message on
-        the subject must be the record's predecessor (or the record itself). (its stream seq, record stored)."""
-        last = await self._last_on(js, record)
-        if last is not None and last[1] is not None and last[1].get("hash") in (record.prev, record.hash):
-            return last[0], last[1].get("hash") == record.hash
-        raise ChainDivergedError(written, f"the chain's last stored record is not seq {record.seq - 1}")
-
-
-def _why(exc: BaseException, what: str) -> str:
-    bus = exc if isinstance(exc, BusError) else translate(exc)
-    if bus is not None:
-        return f"{what}: {bus.message}"
-    return f"{what}: {type(exc).__name__}: {exc}"
 
 
 class FileSink:

@@ -2,11 +2,19 @@
 
 A key is ``nmk_<12 hex id>_<43 base64url secret>``; it is shown once, when made. The bucket keeps, per id, the
 name, roles, namespaces, creation and expiry times, a revoked flag and ``scrypt(secret, salt)`` — never the secret.
-Checking a key: parse, read the record by id (an unknown id still costs one scrypt, on a dummy record, so timing
+Checking a key: parse, look the record up by id (an unknown id still costs one scrypt, on a dummy record, so timing
 does not tell ids apart), compare in constant time, then expiry and revocation. Unknown id and wrong secret are
 refused with the same reason. Successful scrypt results are remembered briefly (keyed by the SHA-256 of the whole
-key, bounded), so a valid key costs one KV get per call; the record is read on every call, so a revocation takes
-effect on the next one.
+key and checked against the record's hash, bounded), so a valid key costs no scrypt after its first use.
+
+Records are looked up in a watched copy of the bucket kept by each process (:class:`~nats_mcp.bus.kvcache.
+WatchedBucket`), not read from NATS per request: a revocation or change made anywhere reaches every process with
+the watch's next message (milliseconds; bench/keys.py measures it), this process's own writes at once. The copy is
+used only while it is *live* — loaded over the current connection, its watch running; from the moment the
+connection drops until a new watch has loaded a fresh copy, records are read from the bucket (and refused as
+``unavailable`` when NATS is away), so a stale copy never lets a revoked key in. An id the copy does not hold is read
+from the bucket too, so a key made on another process a moment ago works at once. The first request waits (up to
+``ready_timeout_s``) for the copy to load.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import nats.js.errors
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError
-from nats_mcp.bus.kvcache import Bucket
+from nats_mcp.bus.kvcache import Bucket, WatchedBucket
 from nats_mcp.bus.layout import APIKEYS_BUCKET
 from nats_mcp.core.names import InvalidNameError, validate_name
 from nats_mcp.security.authn import Credentials
@@ -196,8 +204,17 @@ class ApiKeys:
         cache_ttl_s: float = 60.0,
         cache_max: int = 10_000,
         clock: Callable[[], float] = time.time,
+        watch: bool = True,
+        ready_timeout_s: float = 5.0,
     ) -> None:
         self.bucket = Bucket(conn, APIKEYS_BUCKET, description="nats-mcp API keys (salted scrypt hashes only)")
+        self._copy: WatchedBucket[ApiKeyRecord] | None = (
+            WatchedBucket(self.bucket, _decode_entry, _unchanged) if watch else None
+        )
+        """The watched copy of the bucket that checks read (``watch=False``: every check reads the bucket)."""
+        self.ready_timeout_s = ready_timeout_s
+        self.reads = 0
+        """Records read from the bucket by checks (the copy missed, or was not live): for tests and metrics."""
         self.cache_ttl_s = cache_ttl_s
         self.cache_max = cache_max
         self.clock = clock
@@ -240,9 +257,11 @@ class ApiKeys:
                 hash=await asyncio.to_thread(derive, secret, salt),
             )
             try:
-                await kv.create(key_id, record.encode())
+                revision = await kv.create(key_id, record.encode())
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue  # a 48-bit id collided: draw another
+            if self._copy is not None:
+                self._copy.apply(key_id, revision, record)
             log.info("API key %s (%s) created", key_id, name)
             return f"{KEY_PREFIX}{key_id}_{secret}", record
         raise ApiKeyError("could not allocate a key id")  # pragma: no cover - five 48-bit collisions in a row
@@ -297,9 +316,11 @@ class ApiKeys:
                 return record, False
             updated = replace(record, revoked=True, revoked_at=self.clock())
             try:
-                await kv.update(key_id, updated.encode(), last=entry.revision)
+                revision = await kv.update(key_id, updated.encode(), last=entry.revision)
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue  # changed underneath: read again
+            if self._copy is not None:
+                self._copy.apply(key_id, revision, updated)  # refused here at once, elsewhere with the watch's news
             log.info("API key %s (%s) revoked", key_id, record.name)
             return updated, True
         raise ApiKeyError(f"no API key with id {key_id[:40]!r}")
@@ -337,7 +358,7 @@ class ApiKeys:
             raise AuthenticationError("malformed", f"not an {KEY_PREFIX} API key")
         key_id, secret = parsed
         try:
-            record = await self.get(key_id)
+            record = await self._lookup(key_id)
         except (NatsUnavailableError, nats.errors.Error, TimeoutError) as exc:
             log.warning("cannot read API key records: %s", type(exc).__name__)
             raise AuthenticationError("unavailable", "API key store unreachable", subject=key_id) from None
@@ -348,6 +369,26 @@ class ApiKeys:
         if status != "active":
             raise AuthenticationError(status, subject=key_id)
         return record
+
+    async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
+        """The record of ``key_id`` from the watched copy while it is live (starting it on first use), else — and for
+        an id the copy does not hold — from the bucket."""
+        copy = self._copy
+        if copy is not None:
+            copy.start()
+            # Only the first load is waited for; a copy catching up after a reconnection is read around at once.
+            first = not copy.ready.is_set() and self.bucket.conn.connected
+            if copy.live or (first and await copy.wait_live(self.ready_timeout_s)):
+                held = copy.get(key_id)
+                if held is not None:
+                    return held[1]
+        self.reads += 1
+        return await self.get(key_id)
+
+    async def aclose(self) -> None:
+        """Stop the watch of the bucket (if it was started)."""
+        if self._copy is not None:
+            await self._copy.close()
 
     async def _matches(self, key: str, secret: str, record: ApiKeyRecord | None) -> bool:
         digest = hashlib.sha256(key.encode()).digest()
@@ -387,6 +428,18 @@ class ApiKeys:
         async with self._scrypt:
             self.derivations += 1
             return await asyncio.to_thread(derive, secret, salt, n, r, p)
+
+
+def _decode_entry(key_id: str, raw: bytes) -> ApiKeyRecord | None:
+    try:
+        return ApiKeyRecord.decode(raw)
+    except ValueError as exc:
+        log.warning("API key record %s is unreadable: %s", key_id, exc)
+        return None
+
+
+def _unchanged(_key_id: str, _record: ApiKeyRecord | None) -> None:
+    return None  # checks read the copy itself; the verified-secret cache is checked against the record's hash
 
 
 __all__ = ["APIKEYS_BUCKET", "ApiKeyError", "ApiKeyRecord", "ApiKeys", "check_new_key", "derive", "parse_key"]

@@ -116,7 +116,9 @@ class Authenticator:
             raise AuthenticationError("unavailable", f"{route} provider error") from None
 
     async def aclose(self) -> None:
-        """Close the HTTP clients of the JWKS caches and the introspection client."""
+        """Close the HTTP clients of the JWKS caches and the introspection client, and the API keys' watch."""
+        if self.apikeys is not None:
+            await self.apikeys.aclose()
         if self.jwt is not None:
             await self.jwt.aclose()
         if self.introspection is not None:
