@@ -1,0 +1,194 @@
+"""Benchmark boundary of the stdio hot path: per-call cost of the busiest tools next to the SDK echo floor.
+
+    .venv/bin/python bench/stdio_hot.py [--quick] [--profile]
+
+One real nats-server; the SDK echo (bench/echo_server.py) and ``nats-mcp serve`` over stdio, each driven by the
+SDK's Python client, sampled alternately run by run. For each of ``warp_handle_get``, ``warp_channels_send``,
+``warp_work_broadcast``, ``warp_work_claim`` and ``warp_channels_read`` (limit 50): sequential calls/s, the ratio
+to the echo in the same run, and the server process's CPU per call (user+system from /proc, so the client's own
+cost is not in it). ``--profile`` runs ``nats-mcp serve`` under cProfile (switched on around the measured loops
+only, as bench/stdio_tools.py does) and prints the top functions by own time. Writes bench/results/stdio_hot.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pstats
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from stdio_tools import (  # noqa: E402
+    ECHO_SERVER,
+    MESSAGE,
+    NAMESPACE,
+    PROFILED_SERVER,
+    RESULTS,
+    SEND_CHANNEL,
+    Context,
+    Plan,
+    call,
+    nats_mcp_command,
+    repeat,
+    write_project_config,
+)
+from tests.support.natsserver import NatsServer  # noqa: E402
+
+CAPABILITY = "bench"
+CPU_PROFILED = PROFILED_SERVER.replace("cProfile.Profile()", "cProfile.Profile(__import__('time').process_time)")
+"""The profiled server of bench/stdio_tools.py, timed in CPU time: on a shared machine wall time in a profile is
+mostly the scheduler (a pipe write that wakes the client shows as a millisecond's ``posix.write``)."""
+TICKS = os.sysconf("SC_CLK_TCK")
+TOP = 30
+
+
+def children() -> set[int]:
+    """Pids of this process's direct children (the stdio servers the SDK client spawned)."""
+    me, out = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                out.add(int(entry))
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+Call = Callable[[], Awaitable[object]]
+
+
+async def measure(fn: Call, n: int, pid: int) -> tuple[float, float]:
+    """(calls/s, server CPU ms per call) of ``n`` sequential calls."""
+    cpu0, t0 = cpu_s(pid), time.perf_counter()
+    for _ in range(n):
+        await fn()
+    elapsed, cpu = time.perf_counter() - t0, cpu_s(pid) - cpu0
+    return n / elapsed, cpu * 1e3 / n
+
+
+async def run(plan: Plan, profile: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-hot-") as tmp:
+        base = Path(tmp)
+        project = base / "project"
+        project.mkdir()
+        write_project_config(project)
+        command = nats_mcp_command()
+        prof_out, echo_prof = RESULTS / "stdio_hot.prof", RESULTS / "stdio_hot_echo.prof"
+        argv = [sys.executable, "-c", CPU_PROFILED, str(prof_out), str(base / "pid"), *command.python_target]
+        echo_argv = [sys.executable, "-c", CPU_PROFILED, str(echo_prof), str(base / "echo.pid"), str(ECHO_SERVER)]
+        if not profile:
+            argv, echo_argv = command.argv, [sys.executable, str(ECHO_SERVER)]
+        ctx = Context(plan, command, base, project, "", {})
+        with NatsServer(base / "nats").start() as server:
+            ctx.url = server.url
+            before = children()
+            async with ctx.server("echo", echo_argv, NAMESPACE, needs_nats=False) as echo:
+                (echo_pid,) = children() - before
+                before = children()
+                async with ctx.server("serve", argv, NAMESPACE) as serve:
+                    (serve_pid,) = children() - before
+                    await call(serve, "warp_handle_set", {"handle": "bench"})
+                    await call(serve, "warp_registry_register", {"agentType": "bench", "capabilities": [CAPABILITY]})
+                    n = 0
+
+                    async def echo_call() -> object:
+                        return await call(echo, "echo", {"text": MESSAGE})
+
+                    async def handle_get() -> object:
+                        return await call(serve, "warp_handle_get", {})
+
+                    async def send() -> object:
+                        return await call(serve, "warp_channels_send", {"channel": SEND_CHANNEL, "message": MESSAGE})
+
+                    async def broadcast() -> object:
+                        nonlocal n
+                        n += 1
+                        args = {"taskId": f"t{n}", "description": MESSAGE, "requiredCapability": CAPABILITY}
+                        return await call(serve, "warp_work_broadcast", args)
+
+                    async def claim() -> object:
+                        got = await call(serve, "warp_work_claim", {"capability": CAPABILITY, "timeout": 0})
+                        if got.get("workItem") is None:
+                            raise RuntimeError("warp_work_claim found no item: the broadcasts did not land")
+                        return got
+
+                    async def read() -> object:
+                        return await call(serve, "warp_channels_read", {"channel": SEND_CHANNEL, "limit": 50})
+
+                    loops: dict[str, tuple[Call, int]] = {
+                        "echo": (echo_call, echo_pid),
+                        "handle_get": (handle_get, serve_pid),
+                        "channels_send": (send, serve_pid),
+                        "work_broadcast": (broadcast, serve_pid),
+                        "work_claim": (claim, serve_pid),
+                        "channels_read": (read, serve_pid),
+                    }
+                    for fn, _pid in loops.values():
+                        if fn is not claim:
+                            await repeat(fn, plan.warmup)
+                    await repeat(broadcast, plan.warmup)  # claim's warm-up takes these
+                    await repeat(claim, plan.warmup)
+                    if profile:
+                        profiled = [int((base / name).read_text()) for name in ("pid", "echo.pid")]
+                        for each in profiled:
+                            os.kill(each, signal.SIGUSR1)
+                    rates: dict[str, list[float]] = {name: [] for name in loops}
+                    cpus: dict[str, list[float]] = {name: [] for name in loops}
+                    for _ in range(plan.runs):
+                        for name, (fn, pid) in loops.items():
+                            rate, cpu = await measure(fn, plan.calls, pid)
+                            rates[name].append(rate)
+                            cpus[name].append(cpu)
+                    if profile:
+                        for each in profiled:
+                            os.kill(each, signal.SIGUSR2)
+                        await handle_get()  # answered after the profile is written
+                        await echo_call()
+    rows = {}
+    echo_rate = statistics.median(rates["echo"])
+    print(f"\n{'tool':<16} {'calls/s':>9} {'x echo':>7} {'server CPU ms/call':>19}")
+    for name in loops:
+        rate, cpu = statistics.median(rates[name]), statistics.median(cpus[name])
+        rows[name] = {"calls_per_s": rate, "ratio_to_echo": rate / echo_rate, "server_cpu_ms": cpu}
+        print(f"{name:<16} {rate:9.0f} {rate / echo_rate:7.2f} {cpu:19.3f}")
+    out: dict[str, Any] = {"plan": plan.__dict__, "rows": rows}
+    if profile:
+        for name, path in (("nats-mcp serve", prof_out), ("SDK echo", echo_prof)):
+            print(f"--- {name}: top functions by own CPU time ---")
+            pstats.Stats(str(path)).sort_stats("tottime").print_stats(TOP)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few repetitions")
+    parser.add_argument("--profile", action="store_true", help="run the server under cProfile and print its top")
+    args = parser.parse_args()
+    plan = Plan(runs=3, calls=150, samples=0, warmup=20, profile_calls=0) if args.quick else Plan(7, 400, 0, 50, 0)
+    result = asyncio.run(run(plan, args.profile))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "stdio_hot.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
