@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.server import Server
+from mcp.server import runner as sdk_runner
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
@@ -80,10 +82,33 @@ class PipeReadStream:
     def __init__(self, lines: PipeLines) -> None:
         self._lines = lines
         self._closed = False
+        self._lead: deque[SessionMessage | Exception] = deque()
+
+    async def opening_request(self) -> types.JSONRPCRequest | None:
+        """Read ahead to the client's first request (None: it closed first), which decides the protocol era.
+
+        It and the frames before it (at most the SDK's limit of them) are received again, first: what the SDK's
+        ``serve_dual_era_loop`` does by relaying the whole stream through another task, done here once.
+        """
+        while True:
+            try:
+                item = await self._parse_next()
+            except anyio.EndOfStream:
+                return None
+            if isinstance(item, SessionMessage) and isinstance(item.message, types.JSONRPCRequest):
+                self._lead.append(item)
+                return item.message
+            if len(self._lead) < sdk_runner._PRE_REQUEST_REPLAY_LIMIT:
+                self._lead.append(item)
 
     async def receive(self) -> SessionMessage | Exception:
         if self._closed:
             raise anyio.ClosedResourceError
+        if self._lead:
+            return self._lead.popleft()
+        return await self._parse_next()
+
+    async def _parse_next(self) -> SessionMessage | Exception:
         try:
             line = await self._lines.__anext__()
         except StopAsyncIteration:
@@ -197,12 +222,47 @@ def _pipes_usable() -> bool:
     return all(stat.S_ISFIFO(m) or stat.S_ISSOCK(m) for m in modes) and sys.platform != "win32"
 
 
+async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream) -> None:
+    """``Server.run`` (the lifespan, then ``serve_dual_era_loop``) without the loop's relay task.
+
+    The SDK decides the era by the first request and then relays every later message through a second memory
+    stream and task (one more hand-off per message for the whole session). Our read stream can hand the first
+    request back itself, so the era's serving loop reads the pipe directly. Its two loops are private SDK
+    functions: the SDK is pinned (uv.lock), and tests/e2e/test_protocol_revisions.py runs both eras over stdio.
+    """
+    async with server.lifespan(server) as lifespan_state:
+        try:
+            opening = await read_stream.opening_request()
+            modern = (
+                opening is not None
+                and opening.method != "initialize"
+                and sdk_runner._has_modern_envelope(opening.params)
+            )
+            if modern:
+                await sdk_runner._serve_modern_stream(
+                    server, read_stream, write_stream, lifespan_state=lifespan_state, raise_exceptions=False
+                )
+            else:
+                await sdk_runner._serve_legacy_stream(
+                    server,
+                    read_stream,
+                    write_stream,
+                    lifespan_state=lifespan_state,
+                    session_id=None,
+                    init_options=server.create_initialization_options(),
+                    raise_exceptions=False,
+                )
+        finally:
+            await read_stream.aclose()
+            await write_stream.aclose()
+
+
 async def serve_stdio(server: Server[Any]) -> None:
     """Serve until the client closes stdin."""
     if _pipes_usable():
         async with _pipe_streams() as (read_stream, write_stream):
             log.info("serving MCP over stdio (event-loop pipes)")
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+            await _serve_pipes(server, read_stream, write_stream)
     else:
         async with stdio_server() as (read_stream, write_stream):
             log.info("serving MCP over stdio (threaded: stdin/stdout are not pipes)")

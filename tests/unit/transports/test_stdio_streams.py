@@ -84,3 +84,22 @@ async def test_a_closed_write_stream_refuses_to_write() -> None:
     with pytest.raises(anyio.ClosedResourceError):
         await stream.send(RESPONSE)
     os.close(read_fd)
+
+
+async def test_the_opening_request_is_read_ahead_and_received_again_after_what_came_before_it() -> None:
+    note = b'{"jsonrpc": "2.0", "method": "notifications/x"}\n'
+    ping = b'{"jsonrpc": "2.0", "id": 3, "method": "ping"}\n'
+    stream = await reader_of(note * 10 + ping + b'{"jsonrpc": "2.0", "id": 4, "method": "ping"}\n', limit=65536)
+    opening = await stream.opening_request()
+    assert opening is not None and opening.id == 3
+    got = [item async for item in stream]
+    # The SDK's limit of frames kept ahead of the first request (8), then the request, then the rest, once each.
+    assert [getattr(item.message, "id", None) for item in got if isinstance(item, SessionMessage)] == [None] * 8 + [
+        3,
+        4,
+    ]
+    closed = await reader_of(note)
+    assert await closed.opening_request() is None  # the client left before any request
+    assert [type(item.message) for item in [x async for x in closed] if isinstance(item, SessionMessage)] == [
+        types.JSONRPCNotification
+    ]
