@@ -1,12 +1,14 @@
 """Benchmark boundary of the stdio hot path: per-call cost of the busiest tools next to the SDK echo floor.
 
-    .venv/bin/python bench/stdio_hot.py [--quick] [--profile]
+    .venv/bin/python bench/stdio_hot.py [--quick] [--profile] [--baseline-src DIR]
 
 One real nats-server; the SDK echo (bench/echo_server.py) and ``nats-mcp serve`` over stdio, each driven by the
 SDK's Python client, sampled alternately run by run. For each of ``warp_handle_get``, ``warp_channels_send``,
 ``warp_work_broadcast``, ``warp_work_claim`` and ``warp_channels_read`` (limit 50): sequential calls/s, the ratio
-to the echo in the same run, and the server process's CPU per call (user+system from /proc, so the client's own
-cost is not in it). ``--profile`` runs ``nats-mcp serve`` under cProfile (switched on around the measured loops
+to the echo in the same run, the server process's CPU per call (user+system from /proc, so the client's own
+cost is not in it) and the client's (this process: what reading the reply costs). ``--baseline-src DIR`` also runs
+the ``nats-mcp serve`` of another source tree (DIR/src first on PYTHONPATH, e.g. ``git archive main src | tar -x -C
+DIR``) in the same run, as the "before" of a change. ``--profile`` runs ``nats-mcp serve`` under cProfile (switched on around the measured loops
 only, as bench/stdio_tools.py does) and prints the top functions by own time. Writes bench/results/stdio_hot.json.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pstats
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from mcp import Client  # noqa: E402
 from stdio_tools import (  # noqa: E402
     ECHO_SERVER,
     MESSAGE,
@@ -41,10 +45,12 @@ from stdio_tools import (  # noqa: E402
     Plan,
     call,
     nats_mcp_command,
+    nats_ready,
     repeat,
+    session,
     write_project_config,
 )
-from tests.support.natsserver import NatsServer  # noqa: E402
+from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 
 CAPABILITY = "bench"
 CPU_PROFILED = PROFILED_SERVER.replace("cProfile.Profile()", "cProfile.Profile(__import__('time').process_time)")
@@ -77,16 +83,50 @@ def cpu_s(pid: int) -> float:
 Call = Callable[[], Awaitable[object]]
 
 
-async def measure(fn: Call, n: int, pid: int) -> tuple[float, float]:
-    """(calls/s, server CPU ms per call) of ``n`` sequential calls."""
-    cpu0, t0 = cpu_s(pid), time.perf_counter()
+async def measure(fn: Call, n: int, pid: int) -> tuple[float, float, float]:
+    """(calls/s, server CPU ms per call, client CPU ms per call) of ``n`` sequential calls.
+
+    The client is this process (the SDK client and nothing else runs here while a loop runs): its CPU is what a
+    reply costs to read (parsing, the result model, validating structuredContent against the output schema).
+    """
+    cpu0, mine0, t0 = cpu_s(pid), time.process_time(), time.perf_counter()
     for _ in range(n):
         await fn()
-    elapsed, cpu = time.perf_counter() - t0, cpu_s(pid) - cpu0
-    return n / elapsed, cpu * 1e3 / n
+    elapsed, cpu, mine = time.perf_counter() - t0, cpu_s(pid) - cpu0, time.process_time() - mine0
+    return n / elapsed, cpu * 1e3 / n, mine * 1e3 / n
 
 
-async def run(plan: Plan, profile: bool) -> dict[str, Any]:
+def tool_loops(serve: Client, pid: int, tag: str) -> dict[str, tuple[Call, int]]:
+    """The measured calls of one ``nats-mcp serve`` (its own agent, work queue and channel)."""
+    n = 0
+
+    async def handle_get() -> object:
+        return await call(serve, "warp_handle_get", {})
+
+    async def send() -> object:
+        return await call(serve, "warp_channels_send", {"channel": SEND_CHANNEL, "message": MESSAGE})
+
+    async def broadcast() -> object:
+        nonlocal n
+        n += 1
+        args = {"taskId": f"t{n}", "description": MESSAGE, "requiredCapability": CAPABILITY}
+        return await call(serve, "warp_work_broadcast", args)
+
+    async def claim() -> object:
+        got = await call(serve, "warp_work_claim", {"capability": CAPABILITY, "timeout": 0})
+        if got.get("workItem") is None:
+            raise RuntimeError("warp_work_claim found no item: the broadcasts did not land")
+        return got
+
+    async def read() -> object:
+        return await call(serve, "warp_channels_read", {"channel": SEND_CHANNEL, "limit": 50})
+
+    loops = {"handle_get": handle_get, "channels_send": send, "work_broadcast": broadcast, "work_claim": claim}
+    loops["channels_read"] = read
+    return {f"{name}{tag}": (fn, pid) for name, fn in loops.items()}
+
+
+async def run(plan: Plan, profile: bool, baseline_src: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-hot-") as tmp:
         base = Path(tmp)
         project = base / "project"
@@ -101,76 +141,61 @@ async def run(plan: Plan, profile: bool) -> dict[str, Any]:
         ctx = Context(plan, command, base, project, "", {})
         with NatsServer(base / "nats").start() as server:
             ctx.url = server.url
-            before = children()
-            async with ctx.server("echo", echo_argv, NAMESPACE, needs_nats=False) as echo:
-                (echo_pid,) = children() - before
-                before = children()
-                async with ctx.server("serve", argv, NAMESPACE) as serve:
-                    (serve_pid,) = children() - before
-                    await call(serve, "warp_handle_set", {"handle": "bench"})
-                    await call(serve, "warp_registry_register", {"agentType": "bench", "capabilities": [CAPABILITY]})
-                    n = 0
+            async with contextlib.AsyncExitStack() as stack:
 
-                    async def echo_call() -> object:
-                        return await call(echo, "echo", {"text": MESSAGE})
+                async def start(name: str, argv: list[str], namespace: str, **extra: str) -> tuple[Client, int]:
+                    before = children()
+                    env = ctx.env(namespace) | extra
+                    errlog = stack.enter_context((base / f"{name}.log").open("w"))
+                    client = await stack.enter_async_context(session(argv, env, project, errlog))
+                    (pid,) = children() - before
+                    if name != "echo":
+                        await wait_for(lambda: nats_ready(client), 30, message=f"{name}: NATS never became available")
+                        await call(client, "warp_handle_set", {"handle": f"bench-{name}"})
+                        agent = {"agentType": "bench", "capabilities": [CAPABILITY]}
+                        await call(client, "warp_registry_register", agent)
+                    return client, pid
 
-                    async def handle_get() -> object:
-                        return await call(serve, "warp_handle_get", {})
+                echo, echo_pid = await start("echo", echo_argv, NAMESPACE)
 
-                    async def send() -> object:
-                        return await call(serve, "warp_channels_send", {"channel": SEND_CHANNEL, "message": MESSAGE})
+                async def echo_call() -> object:
+                    return await call(echo, "echo", {"text": MESSAGE})
 
-                    async def broadcast() -> object:
-                        nonlocal n
-                        n += 1
-                        args = {"taskId": f"t{n}", "description": MESSAGE, "requiredCapability": CAPABILITY}
-                        return await call(serve, "warp_work_broadcast", args)
-
-                    async def claim() -> object:
-                        got = await call(serve, "warp_work_claim", {"capability": CAPABILITY, "timeout": 0})
-                        if got.get("workItem") is None:
-                            raise RuntimeError("warp_work_claim found no item: the broadcasts did not land")
-                        return got
-
-                    async def read() -> object:
-                        return await call(serve, "warp_channels_read", {"channel": SEND_CHANNEL, "limit": 50})
-
-                    loops: dict[str, tuple[Call, int]] = {
-                        "echo": (echo_call, echo_pid),
-                        "handle_get": (handle_get, serve_pid),
-                        "channels_send": (send, serve_pid),
-                        "work_broadcast": (broadcast, serve_pid),
-                        "work_claim": (claim, serve_pid),
-                        "channels_read": (read, serve_pid),
-                    }
-                    for fn, _pid in loops.values():
-                        if fn is not claim:
-                            await repeat(fn, plan.warmup)
-                    await repeat(broadcast, plan.warmup)  # claim's warm-up takes these
-                    await repeat(claim, plan.warmup)
-                    if profile:
-                        profiled = [int((base / name).read_text()) for name in ("pid", "echo.pid")]
-                        for each in profiled:
-                            os.kill(each, signal.SIGUSR1)
-                    rates: dict[str, list[float]] = {name: [] for name in loops}
-                    cpus: dict[str, list[float]] = {name: [] for name in loops}
-                    for _ in range(plan.runs):
-                        for name, (fn, pid) in loops.items():
-                            rate, cpu = await measure(fn, plan.calls, pid)
-                            rates[name].append(rate)
-                            cpus[name].append(cpu)
-                    if profile:
-                        for each in profiled:
-                            os.kill(each, signal.SIGUSR2)
-                        await handle_get()  # answered after the profile is written
-                        await echo_call()
+                loops: dict[str, tuple[Call, int]] = {"echo": (echo_call, echo_pid)}
+                loops |= tool_loops(*await start("serve", argv, NAMESPACE), "")
+                if baseline_src is not None:  # the same server from another source tree, in its own namespace
+                    started = await start("base", command.argv, "bench-base", PYTHONPATH=str(baseline_src / "src"))
+                    loops |= tool_loops(*started, " (base)")
+                for name, (fn, _pid) in loops.items():
+                    if name.startswith("work_claim"):
+                        await repeat(loops[name.replace("claim", "broadcast")][0], plan.warmup)  # what claim takes
+                    await repeat(fn, plan.warmup)
+                if profile:
+                    profiled = [int((base / name).read_text()) for name in ("pid", "echo.pid")]
+                    for each in profiled:
+                        os.kill(each, signal.SIGUSR1)
+                rates: dict[str, list[float]] = {name: [] for name in loops}
+                cpus: dict[str, list[float]] = {name: [] for name in loops}
+                clients: dict[str, list[float]] = {name: [] for name in loops}
+                for _ in range(plan.runs):
+                    for name, (fn, pid) in loops.items():
+                        rate, cpu, client = await measure(fn, plan.calls, pid)
+                        rates[name].append(rate)
+                        cpus[name].append(cpu)
+                        clients[name].append(client)
+                if profile:
+                    for each in profiled:
+                        os.kill(each, signal.SIGUSR2)
+                    for fn, _pid in loops.values():  # answered after the profiles are written
+                        await fn()
     rows = {}
-    echo_rate = statistics.median(rates["echo"])
-    print(f"\n{'tool':<16} {'calls/s':>9} {'x echo':>7} {'server CPU ms/call':>19}")
+    echo_rate, echo_cpu = statistics.median(rates["echo"]), statistics.median(cpus["echo"])
+    print(f"\n{'tool':<23} {'calls/s':>8} {'x echo':>7} {'server CPU ms':>14} {'x echo':>7} {'client CPU ms':>14}")
     for name in loops:
-        rate, cpu = statistics.median(rates[name]), statistics.median(cpus[name])
+        rate, cpu, client = (statistics.median(x[name]) for x in (rates, cpus, clients))
         rows[name] = {"calls_per_s": rate, "ratio_to_echo": rate / echo_rate, "server_cpu_ms": cpu}
-        print(f"{name:<16} {rate:9.0f} {rate / echo_rate:7.2f} {cpu:19.3f}")
+        rows[name]["client_cpu_ms"] = client
+        print(f"{name:<23} {rate:8.0f} {rate / echo_rate:7.2f} {cpu:14.3f} {cpu / echo_cpu:7.2f} {client:14.3f}")
     out: dict[str, Any] = {"plan": plan.__dict__, "rows": rows}
     if profile:
         for name, path in (("nats-mcp serve", prof_out), ("SDK echo", echo_prof)):
@@ -183,9 +208,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few repetitions")
     parser.add_argument("--profile", action="store_true", help="run the server under cProfile and print its top")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="a checkout (e.g. `git archive main | tar -x -C DIR`) whose src/ is measured too, as the 'before'",
+    )
     args = parser.parse_args()
     plan = Plan(runs=3, calls=150, samples=0, warmup=20, profile_calls=0) if args.quick else Plan(7, 400, 0, 50, 0)
-    result = asyncio.run(run(plan, args.profile))
+    baseline = args.baseline_src.resolve() if args.baseline_src else None
+    result = asyncio.run(run(plan, args.profile, baseline))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stdio_hot.json").write_text(json.dumps(result, indent=2) + "\n")
 
