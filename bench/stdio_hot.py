@@ -8,8 +8,9 @@ SDK's Python client, sampled alternately run by run. For each of ``warp_handle_g
 to the echo in the same run, the server process's CPU per call (user+system from /proc, so the client's own
 cost is not in it) and the client's (this process: what reading the reply costs). ``--baseline-src DIR`` also runs
 the ``nats-mcp serve`` of another source tree (DIR/src first on PYTHONPATH, e.g. ``git archive main src | tar -x -C
-DIR``) in the same run, as the "before" of a change. ``--profile`` runs ``nats-mcp serve`` under cProfile (switched on around the measured loops
-only, as bench/stdio_tools.py does) and prints the top functions by own time. Writes bench/results/stdio_hot.json.
+DIR``) in the same run, as the "before" of a change. ``--profile`` runs ``nats-mcp serve`` and the echo under
+cProfile in CPU time (switched on around the measured loops only, as bench/stdio_tools.py does) and prints the top
+functions by own time. Writes bench/results/stdio_hot.json.
 """
 
 from __future__ import annotations
