@@ -1,6 +1,6 @@
 """Benchmark boundary of the stdio hot path: per-call cost of the busiest tools next to the SDK echo floor.
 
-    .venv/bin/python bench/stdio_hot.py [--quick] [--profile] [--baseline-src DIR]
+    .venv/bin/python bench/stdio_hot.py [--quick] [--profile] [--baseline-src DIR] [--only TOOL ...]
 
 One real nats-server; the SDK echo (bench/echo_server.py) and ``nats-mcp serve`` over stdio, each driven by the
 SDK's Python client, sampled alternately run by run. For each of ``warp_handle_get``, ``warp_channels_send``,
@@ -127,7 +127,7 @@ def tool_loops(serve: Client, pid: int, tag: str) -> dict[str, tuple[Call, int]]
     return {f"{name}{tag}": (fn, pid) for name, fn in loops.items()}
 
 
-async def run(plan: Plan, profile: bool, baseline_src: Path | None) -> dict[str, Any]:
+async def run(plan: Plan, profile: bool, baseline_src: Path | None, only: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-hot-") as tmp:
         base = Path(tmp)
         project = base / "project"
@@ -167,9 +167,13 @@ async def run(plan: Plan, profile: bool, baseline_src: Path | None) -> dict[str,
                 if baseline_src is not None:  # the same server from another source tree, in its own namespace
                     started = await start("base", command.argv, "bench-base", PYTHONPATH=str(baseline_src / "src"))
                     loops |= tool_loops(*started, " (base)")
+                every = dict(loops)
+                if only:  # the echo stays (every ratio is of it); claims take what broadcasts leave, so both go
+                    wanted = {*only, "work_broadcast"} if "work_claim" in only else set(only)
+                    loops = {k: v for k, v in loops.items() if k == "echo" or k.split(" ")[0] in wanted}
                 for name, (fn, _pid) in loops.items():
                     if name.startswith("work_claim"):
-                        await repeat(loops[name.replace("claim", "broadcast")][0], plan.warmup)  # what claim takes
+                        await repeat(every[name.replace("claim", "broadcast")][0], plan.warmup)  # what claim takes
                     await repeat(fn, plan.warmup)
                 if profile:
                     profiled = [int((base / name).read_text()) for name in ("pid", "echo.pid")]
@@ -214,10 +218,11 @@ def main() -> None:
         type=Path,
         help="a checkout (e.g. `git archive main | tar -x -C DIR`) whose src/ is measured too, as the 'before'",
     )
+    parser.add_argument("--only", nargs="+", default=[], metavar="TOOL", help="measure only these (e.g. handle_get)")
     args = parser.parse_args()
     plan = Plan(runs=3, calls=150, samples=0, warmup=20, profile_calls=0) if args.quick else Plan(7, 400, 0, 50, 0)
     baseline = args.baseline_src.resolve() if args.baseline_src else None
-    result = asyncio.run(run(plan, args.profile, baseline))
+    result = asyncio.run(run(plan, args.profile, baseline, args.only))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stdio_hot.json").write_text(json.dumps(result, indent=2) + "\n")
 
