@@ -507,7 +507,7 @@ PROBES = (
     ("        ApiKeyRecord.decode", "nats_mcp/security/authn/apikeys.py", "decode"),
     ("        ApiKeys._matches (SHA-256, cached-hash compare)", "nats_mcp/security/authn/apikeys.py", "_matches"),
     ("  SDK MCP handling (StreamableHTTPSessionManager.__call__)", "mcp/server/streamable_http_manager.py", "__call__"),
-    ("    SDK dispatch: OpenTelemetry middleware and the handler", "mcp/server/_otel.py", "__call__"),
+    ("    SDK dispatch: validation, the handler, the result's wire form", "mcp/server/runner.py", "_on_request"),
     ("      nats-mcp call_tool (guard, tool, audit record)", "nats_mcp/api/server.py", "call_tool"),
     ("        Guard.call (limits, size/depth, policy, audit)", "nats_mcp/security/guard.py", "call"),
     ("          ToolTable.call (validate, run channels_list, render)", "nats_mcp/api/server.py", "call"),

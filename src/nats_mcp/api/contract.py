@@ -75,6 +75,13 @@ def type_text(schema: dict[str, Any]) -> str:
     branches = schema.get("anyOf")
     if isinstance(branches, list):
         return " or ".join(type_text(b) for b in branches)
+    kinds = schema.get("type")
+    if isinstance(kinds, list) and len(kinds) == 2 and "null" in kinds:  # a nullable scalar (schema.typed_nullables)
+        (kind,) = [k for k in kinds if k != "null"]
+        alone = {**schema, "type": kind}
+        if isinstance(schema.get("enum"), list):
+            alone["enum"] = [v for v in schema["enum"] if v is not None]
+        return type_text(alone) + " or null"
     if "const" in schema:
         return _code(schema["const"])
     if "enum" in schema:

@@ -133,7 +133,67 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
     return plain_optionals(cleaned)
 
 
-def output_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A tool's ``outputSchema``: self-contained, no generated titles (nullable fields stay nullable)."""
-    cleaned: dict[str, Any] = without_titles(inline_refs(model.model_json_schema()))
+def without_closed_objects(schema: Any) -> Any:
+    """The schema without ``additionalProperties: false`` (keyword positions only; a schema-valued one stays).
+
+    For output schemas: a client validating a result checks it for every object, every list item included, and in
+    the Python SDK's jsonschema that was about a third of checking a 50-message channel page. It told a client
+    nothing it can use: the server cannot emit a field its schema leaves out (every output model forbids extras,
+    tests/unit/api/test_tool_schemas.py), and a reader of a result ignores fields it does not know.
+    """
+    if isinstance(schema, list):
+        return [without_closed_objects(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    cleaned: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "additionalProperties" and value is False:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            cleaned[key] = {name: without_closed_objects(sub) for name, sub in value.items()}
+        elif key in _DATA:
+            cleaned[key] = value
+        else:
+            cleaned[key] = without_closed_objects(value)
     return cleaned
+
+
+_SCALARS = frozenset({"string", "integer", "number", "boolean"})
+
+
+def typed_nullables(schema: Any) -> Any:
+    """The schema with each nullable scalar ``anyOf [S, {type: null}]`` as S with ``type: [T, "null"]``.
+
+    The same values are valid; a validator checks one type list instead of trying two branches and collecting the
+    first one's errors (in the Python SDK's jsonschema, a nullable ``scope`` on every message of a channel page
+    was a quarter of checking the page). An enum gains ``null`` so that null still passes it.
+    """
+    if isinstance(schema, list):
+        return [typed_nullables(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    branches = schema.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        (other,) = [b for b in branches if b != {"type": "null"}]
+        if isinstance(other, dict) and other.get("type") in _SCALARS and "anyOf" not in other:
+            merged = {**other, **{k: v for k, v in schema.items() if k != "anyOf"}, "type": [other["type"], "null"]}
+            if isinstance(other.get("enum"), list):
+                merged["enum"] = [*other["enum"], None]
+            return merged
+    cleaned: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            cleaned[key] = {name: typed_nullables(sub) for name, sub in value.items()}
+        elif key in _DATA:
+            cleaned[key] = value
+        else:
+            cleaned[key] = typed_nullables(value)
+    return cleaned
+
+
+def output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A tool's ``outputSchema``: self-contained, no generated titles, nullable scalars as type lists
+    (:func:`typed_nullables`), objects left open (:func:`without_closed_objects`)."""
+    cleaned = without_titles(inline_refs(model.model_json_schema()))
+    out: dict[str, Any] = typed_nullables(without_closed_objects(cleaned))
+    return out

@@ -1,12 +1,15 @@
 """The stdio transport: MCP over stdin/stdout for one local agent (stdout carries only protocol).
 
-The SDK's ``stdio_server`` reads and writes through anyio worker threads: three thread hand-offs per
-call (read a line, write, flush), which profiling showed as the largest share of a tool call's time.
-Here stdin and stdout are asyncio pipes read and written on the event loop itself; the SDK's
-transport is still used, with these streams plugged in. Like the SDK, the real descriptors are
-claimed: fd 0 is pointed at /dev/null and fd 1 at stderr while serving, so a stray print or a child
-process can never corrupt the protocol stream. Where stdin/stdout are not pipes or sockets (a regular
-file, a terminal that epoll refuses), the SDK's threaded transport is used unchanged.
+The SDK's ``stdio_server`` reads and writes through anyio worker threads, and between those and the
+server it puts a reader task and a writer task joined to it by memory streams: per call three thread
+hand-offs (read a line, write, flush) and two task hand-offs, which profiling showed as the largest
+share of a tool call's time. Here stdin and stdout are asyncio pipes on the event loop itself, and the
+server's read and write streams are those pipes directly: ``receive`` reads and parses a line (one
+``mcp_types`` validation of the envelope, as the SDK's reader does), ``send`` serialises and writes
+(as its writer does), so no task sits between the wire and the SDK's dispatcher. Like the SDK, the
+real descriptors are claimed: fd 0 is pointed at /dev/null and fd 1 at stderr while serving, so a stray
+print or a child process can never corrupt the protocol stream. Where stdin/stdout are not pipes or
+sockets (a regular file, a terminal that epoll refuses), the SDK's threaded transport is used unchanged.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ import contextlib
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
 from typing import Any
 
+import anyio
+import mcp_types as types
 from mcp.server import Server
+from mcp.server import runner as sdk_runner
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
 log = logging.getLogger("nats_mcp.transports.stdio")
 
@@ -63,17 +72,106 @@ class PipeLines:
                 return
 
 
-class PipeWriter:
-    """``write``/``flush`` on a pipe through an asyncio transport (no worker thread)."""
+class PipeReadStream:
+    """The server's read stream: each ``receive`` parses the next stdin line into a message, on the caller's task.
+
+    A line that is not a JSON-RPC message is handed on as its validation error, as the SDK's reader does (the
+    dispatcher logs it and the session goes on).
+    """
+
+    def __init__(self, lines: PipeLines) -> None:
+        self._lines = lines
+        self._closed = False
+        self._lead: deque[SessionMessage | Exception] = deque()
+
+    async def opening_request(self) -> types.JSONRPCRequest | None:
+        """Read ahead to the client's first request (None: it closed first), which decides the protocol era.
+
+        It and the frames before it (at most the SDK's limit of them) are received again, first: what the SDK's
+        ``serve_dual_era_loop`` does by relaying the whole stream through another task, done here once.
+        """
+        while True:
+            try:
+                item = await self._parse_next()
+            except anyio.EndOfStream:
+                return None
+            if isinstance(item, SessionMessage) and isinstance(item.message, types.JSONRPCRequest):
+                self._lead.append(item)
+                return item.message
+            if len(self._lead) < sdk_runner._PRE_REQUEST_REPLAY_LIMIT:
+                self._lead.append(item)
+
+    async def receive(self) -> SessionMessage | Exception:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._lead:
+            return self._lead.popleft()
+        return await self._parse_next()
+
+    async def _parse_next(self) -> SessionMessage | Exception:
+        try:
+            line = await self._lines.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None
+        try:
+            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except Exception as exc:  # any parse failure is reported in-band, never ends the session
+            return exc
+
+    def __aiter__(self) -> PipeReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> PipeReadStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class PipeWriteStream:
+    """The server's write stream: each ``send`` writes one line to stdout, on the caller's task.
+
+    ``transport.write`` takes a whole line at once, so concurrent senders never interleave; ``drain`` waits only
+    while the client is not reading (the pipe's buffer is over its high-water mark).
+    """
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._closed = False
 
-    async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._writer.transport.is_closing():
+            raise anyio.BrokenResourceError
+        data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        try:
+            self._writer.write(data.encode("utf-8") + b"\n")
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as exc:  # the client closed stdout's far end
+            raise anyio.BrokenResourceError from exc
 
-    async def flush(self) -> None:
-        await self._writer.drain()
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> PipeWriteStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 @contextlib.contextmanager
@@ -91,7 +189,7 @@ def _claimed(fd: int, flags: int, diversion: str | int) -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def _pipe_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter]]:
+async def _pipe_streams() -> AsyncIterator[tuple[PipeReadStream, PipeWriteStream]]:
     loop = asyncio.get_running_loop()
     with _claimed(0, os.O_RDONLY, os.devnull) as in_fd, _claimed(1, os.O_WRONLY, 2) as out_fd:
         stdin = os.fdopen(in_fd, "rb", buffering=0)
@@ -105,7 +203,7 @@ async def _pipe_streams() -> AsyncIterator[tuple[PipeLines, PipeWriter]]:
             raise
         writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
         try:
-            yield PipeLines(reader), PipeWriter(writer)
+            yield PipeReadStream(PipeLines(reader)), PipeWriteStream(writer)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.drain(), 5)
@@ -124,16 +222,47 @@ def _pipes_usable() -> bool:
     return all(stat.S_ISFIFO(m) or stat.S_ISSOCK(m) for m in modes) and sys.platform != "win32"
 
 
+async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream) -> None:
+    """``Server.run`` (the lifespan, then ``serve_dual_era_loop``) without the loop's relay task.
+
+    The SDK decides the era by the first request and then relays every later message through a second memory
+    stream and task (one more hand-off per message for the whole session). Our read stream can hand the first
+    request back itself, so the era's serving loop reads the pipe directly. Its two loops are private SDK
+    functions: the SDK is pinned (uv.lock), and tests/e2e/test_protocol_revisions.py runs both eras over stdio.
+    """
+    async with server.lifespan(server) as lifespan_state:
+        try:
+            opening = await read_stream.opening_request()
+            modern = (
+                opening is not None
+                and opening.method != "initialize"
+                and sdk_runner._has_modern_envelope(opening.params)
+            )
+            if modern:
+                await sdk_runner._serve_modern_stream(
+                    server, read_stream, write_stream, lifespan_state=lifespan_state, raise_exceptions=False
+                )
+            else:
+                await sdk_runner._serve_legacy_stream(
+                    server,
+                    read_stream,
+                    write_stream,
+                    lifespan_state=lifespan_state,
+                    session_id=None,
+                    init_options=server.create_initialization_options(),
+                    raise_exceptions=False,
+                )
+        finally:
+            await read_stream.aclose()
+            await write_stream.aclose()
+
+
 async def serve_stdio(server: Server[Any]) -> None:
     """Serve until the client closes stdin."""
     if _pipes_usable():
-        # The SDK's transport with our streams: it types them as anyio files, which they imitate.
-        async with (
-            _pipe_streams() as (lines, out),
-            stdio_server(stdin=lines, stdout=out) as (read_stream, write_stream),  # type: ignore[arg-type]
-        ):
+        async with _pipe_streams() as (read_stream, write_stream):
             log.info("serving MCP over stdio (event-loop pipes)")
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+            await _serve_pipes(server, read_stream, write_stream)
     else:
         async with stdio_server() as (read_stream, write_stream):
             log.info("serving MCP over stdio (threaded: stdin/stdout are not pipes)")

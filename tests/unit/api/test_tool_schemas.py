@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from re import _parser
-from typing import Any
+from typing import Any, get_args
 
+import jsonschema
 import mcp_types as types
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nats_mcp.api.schema import plain_optionals, without_titles
 from nats_mcp.api.server import ToolTable, build_server
+from nats_mcp.api.tools.channels import ChannelsReadOut
+from nats_mcp.api.tools.coordination import TOOLS as TOOL_SPECS
+from nats_mcp.api.tools.natsops import OPS_TOOLS
 from nats_mcp.api.tools.registry import RegisterArgs
 
 TOOLS = ToolTable("warp_", ops=True).tools
@@ -78,7 +82,18 @@ def test_optional_inputs_read_as_their_type_and_nullable_outputs_stay_nullable()
     channel = table["warp_channels_status"].input_schema["properties"]["channel"]
     assert channel["type"] == "string" and channel["pattern"].startswith("^[a-z0-9]") and "anyOf" not in channel
     out = table["warp_registry_discover"].output_schema
-    assert out is not None and out["properties"]["nextCursor"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert out is not None and out["properties"]["nextCursor"] == {"type": ["string", "null"]}  # one check, not two
+    read = table["warp_channels_read"].output_schema
+    assert read is not None
+    scope = read["properties"]["messages"]["items"]["properties"]["scope"]
+    assert scope["type"] == ["string", "null"] and scope["enum"] == ["private", "personal", "team", "public", None]
+    validator = jsonschema.Draft202012Validator(read)
+    page: dict[str, Any] = {"channel": "c", "messages": [], "nextCursor": None, "hasMore": False, "total": None}
+    message = {"id": "i", "sequence": 1, "handle": "h", "senderGuid": "g", "message": "m", "timestamp": "t"}
+    for scope_value in ("team", None):
+        assert validator.is_valid({**page, "messages": [{**message, "scope": scope_value}]})
+    assert not validator.is_valid({**page, "messages": [{**message, "scope": "everyone"}]})
+    assert not validator.is_valid({**page, "total": "3"})
     # a required nullable input is left alone: null is then a value, not an omission
     schema = {"properties": {"x": {"anyOf": [{"type": "string"}, {"type": "null"}]}}, "required": ["x"]}
     assert plain_optionals(schema) == schema
@@ -126,3 +141,35 @@ def test_the_warp_tool_list_stays_small() -> None:
     warp = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in TOOLS if t.name.startswith("warp_")]
     assert len(warp) == 24
     assert len(json.dumps(warp)) <= 36_000
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _models_in(arg)
+
+
+def test_output_objects_are_open_in_the_schema_and_closed_in_the_models() -> None:
+    """Clients are not asked to check for unknown fields (costly, per list item); the server cannot emit one."""
+    seen: set[type[BaseModel]] = set()
+    todo: list[type[BaseModel]] = [*(spec.out for spec in TOOL_SPECS), *(spec.out for spec in OPS_TOOLS)]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        assert model.model_config.get("extra") == "forbid", model.__name__
+        for field in model.model_fields.values():
+            todo.extend(_models_in(field.annotation))
+    assert len(seen) > len(TOOLS)  # nested models (a channel message, a work item) were walked too
+    for name, which, schema in schemas():
+        for where, sub in subschemas(schema):
+            if which == "output":
+                assert sub.get("additionalProperties") is not False, (name, where)
+    read = {tool.name: tool for tool in TOOLS}["warp_channels_read"].output_schema
+    assert read is not None and read["properties"]["messages"]["items"]["required"]  # still says what each has
+    page: dict[str, Any] = {"channel": "c", "messages": [], "nextCursor": None, "hasMore": False, "total": 0}
+    ChannelsReadOut.model_validate(page)
+    with pytest.raises(ValidationError):  # an output model refuses a field its schema does not describe
+        ChannelsReadOut.model_validate({**page, "surprise": 1})
