@@ -17,6 +17,7 @@ READ_ONLY = {
     "registry_get_info",
     "work_list",
     "work_queue_status",
+    "work_get",
     "dlq_list",
 }
 DESTRUCTIVE = {"messages_read_direct", "dlq_discard"}
@@ -42,6 +43,8 @@ SPEC_TOOLS = {
     "work_fail",
     "work_list",
     "work_queue_status",
+    "work_get",
+    "work_cancel",
     "dlq_list",
     "dlq_retry",
     "dlq_discard",

@@ -44,13 +44,16 @@ MAX_FIND_SCAN = 100_000
 API_TIMEOUT_S = 5.0
 
 
-_WATCHED_STATE: dict[ItemState, Literal["waiting", "claimed", "retrying", "completed", "dead_lettered"]] = {
+_WATCHED_STATE: dict[
+    ItemState, Literal["waiting", "claimed", "retrying", "completed", "dead_lettered", "cancelled"]
+] = {
     "claimed": "claimed",
     "released": "retrying",
     "done": "completed",
     "dead": "dead_lettered",
     "requeued": "waiting",  # back in its queue by a DLQ retry, not claimed yet
     "discarded": "waiting",  # not shown: item_status reads a discarded item's record as none (_known)
+    "cancelled": "cancelled",
 }
 
 
