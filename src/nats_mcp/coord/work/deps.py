@@ -21,7 +21,9 @@ id is made at its broadcast, so every edge points from a newer item to an older 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Literal, Protocol
@@ -37,6 +39,8 @@ from nats_mcp.core.names import InvalidNameError, validate_uuid
 log = logging.getLogger("nats_mcp.coord.work.deps")
 
 MAX_DEPENDS = 50
+ORPHAN_AFTER_S = 30.0
+"""A blocked mark without a submission this old is dropped by the sweep (a broadcast writes the mark first)."""
 RELEASE_PREFIX = "release-"
 FAILED_STATES = ("dead", "cancelled", "discarded")
 Standing = Literal["done", "waiting", "failed"]
@@ -60,6 +64,27 @@ class Host(Protocol):
         *,
         reply: str | None = None,
     ) -> bool: ...
+
+
+_settling: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("nmcp_dep_settling", default=None)
+_retrying: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("nmcp_dep_retrying", default=None)
+
+
+async def _cascade(
+    var: contextvars.ContextVar[list[str] | None], item_id: str, step: Callable[[str], Awaitable[None]]
+) -> None:
+    """Run ``step`` for ``item_id``, and for every id a nested call (in the same task) hands in meanwhile, as a loop."""
+    queue = var.get()
+    if queue is not None:
+        queue.append(item_id)  # an outer call of this task runs it
+        return
+    queue = [item_id]
+    token = var.set(queue)
+    try:
+        while queue:
+            await step(queue.pop(0))
+    finally:
+        var.reset(token)
 
 
 def check_depends_on(depends_on: object) -> list[str]:
@@ -116,7 +141,7 @@ class Dependencies:
         deps = list(item.dependsOn or [])
         # Edges and the blocked mark first: a crash before the submission leaves only marks the sweeper drops.
         await asyncio.gather(*(self.subs.put(rdep_key(d, item.id)) for d in deps))
-        await self.subs.put(blocked_key(item.id), timestamp().encode())
+        await self.subs.put(blocked_key(item.id), str(time.time()).encode())
         sub = Submission(
             state="blocked",
             offered_by=caller.guid,
@@ -133,7 +158,7 @@ class Dependencies:
     async def block(self, item: WorkItem, msg_id: str) -> None:
         """Put a dependent item back to blocked (a DLQ retry of it): it is released again when its dependencies
         are done, with ``msg_id`` (the retry's copy name). Doing it again is harmless."""
-        await self.subs.put(blocked_key(item.id), timestamp().encode())
+        await self.subs.put(blocked_key(item.id), str(time.time()).encode())
         for _ in range(5):
             sub, revision = await self.subs.read(item.id)
             if sub is not None and sub.msg_id == msg_id and sub.state in ("blocked", "pending"):
@@ -157,7 +182,9 @@ class Dependencies:
         """Move a blocked item on if it can (released, or dead-lettered), and finish a move left half done."""
         for _ in range(5):
             sub, revision = await self.subs.read(item_id)
-            if sub is None or sub.state in ("pending", "cancelled"):
+            if sub is None:
+                return  # a broadcast on its way (its mark comes first), or one that died: see sweep
+            if sub.state in ("pending", "cancelled"):
                 await self.subs.unblock(item_id)  # nothing (left) to do
                 return
             if sub.state == "blocked":
@@ -198,8 +225,10 @@ class Dependencies:
         dep = sub.dependency or "?"
         for _ in range(3):
             record, revision = await self._host.records.read(item_id)
-            if record is not None and record.state in ("dead", "cancelled", "discarded", "done"):
-                return  # decided already (a retry of it resets the submission first)
+            if record is not None and (record.state in FAILED_STATES or record.state == "done"):
+                return  # decided already
+            if record is not None and record.requeue != sub.msg_id:
+                return  # a DLQ retry took it out meanwhile (its block of the item is on the way): not dead again
             errors = list(record.errors) if record is not None else []
             base = ItemRecord(state="dead", seq=0, errors=errors, dependency=dep)
             base = base.with_error(f"{timestamp()} dependency {dep} was dead-lettered or cancelled")
@@ -208,7 +237,12 @@ class Dependencies:
                 return
 
     async def on_settled(self, item_id: str) -> None:
-        """``item_id`` completed, died or was cancelled: move its blocked dependents on."""
+        """``item_id`` completed, died or was cancelled: move its blocked dependents on. A dependent dead-lettered
+        here settles its own dependents in turn: queued in this same loop rather than nested (a long chain would
+        otherwise nest a call per link)."""
+        await _cascade(_settling, item_id, self._settle_dependents)
+
+    async def _settle_dependents(self, item_id: str) -> None:
         for dependent in await self.subs.dependents(item_id):
             try:
                 await self.settle(dependent)
@@ -216,7 +250,10 @@ class Dependencies:
                 log.warning("could not settle work item %s after %s", dependent, item_id, exc_info=True)
 
     async def on_retried(self, item_id: str) -> None:
-        """``item_id`` went back to its queue from the DLQ: retry its dependents that died of it."""
+        """``item_id`` went back to its queue from the DLQ: retry its dependents that died of it (and theirs)."""
+        await _cascade(_retrying, item_id, self._retry_dependents)
+
+    async def _retry_dependents(self, item_id: str) -> None:
         if self._retry is None:
             return
         for dependent in await self.subs.dependents(item_id):
@@ -234,6 +271,8 @@ class Dependencies:
         for item_id in names:
             try:
                 await self.settle(item_id)
+                if (await self.subs.read(item_id))[0] is None and await self.subs.mark_age(item_id) > ORPHAN_AFTER_S:
+                    await self.subs.unblock(item_id)  # a broadcast that died before writing the submission
             except Exception:
                 log.warning("sweeping blocked work item %s failed", item_id, exc_info=True)
         return len(names)

@@ -118,6 +118,16 @@ class Submissions:
         with nats_edge():
             await kv.put(key, value)
 
+    async def mark_age(self, item_id: str) -> float:
+        """Seconds since ``blocked.<id>`` was written (0 when it is gone or unreadable)."""
+        kv = await self.bucket.kv()
+        try:
+            with nats_edge():
+                entry = await kv.get(blocked_key(item_id))
+            return max(time.time() - float((entry.value or b"").decode()), 0.0)
+        except (KeyNotFound, ValueError):
+            return 0.0
+
     async def unblock(self, item_id: str) -> None:
         """Drop ``blocked.<id>`` without a marker (a purge of its subject), so listings stop naming it."""
         js = self.bucket.conn.jetstream
