@@ -56,7 +56,7 @@ async def measure(client: Client, runs: int, calls: int) -> dict[str, list[float
     pending = (await ok(client, "warp_work_broadcast", taskId="pending", **job))["workItemId"]
     blocked = (await ok(client, "warp_work_broadcast", taskId="blocked", dependsOn=[pending], **job))["workItemId"]
     ops: dict[str, Callable[[], Awaitable[object]]] = {
-        "channels_send": lambda: ok(client, "warp_channels_send", channel="bench", message="m"),
+        "channels_send": lambda: ok(client, "warp_channels_send", channel="roadmap", message="m"),
         "work_get_completed": lambda: ok(client, "warp_work_get", workItemId=done),
         "work_get_pending": lambda: ok(client, "warp_work_get", workItemId=pending),
         "work_get_blocked": lambda: ok(client, "warp_work_get", workItemId=blocked),
