@@ -58,7 +58,7 @@ async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server
     async with agent(tmp_path, nats_server, "lister", "team-m", **everything) as client:
         listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
-    assert len(tools) == 44 and {t["name"] for t in tools} >= TOOLS
+    assert len(tools) == 46 and {t["name"] for t in tools} >= TOOLS
     assert all(t.get("title") for t in tools)
     tools_file = tmp_path / "tools.json"
     tools_file.write_text(json.dumps(tools))
