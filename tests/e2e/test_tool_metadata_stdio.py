@@ -68,7 +68,7 @@ async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["failures"] == [], report["failures"]
-    assert report["compiled"] == 88  # an input and an output schema per tool
+    assert report["compiled"] == 92  # an input and an output schema per tool
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
