@@ -44,6 +44,7 @@ async def test_results_dependencies_and_who_may_see_them(work: WorkService, nats
     c = await submit(work, boss, "c", [a, b])
     assert (await work.lookup.get(boss, b)).status == "blocked"
     assert await stored(work) == 1  # blocked items are not in the queue at all: nothing to redeliver or refuse
+    assert (await work.views.item_status(b, must_exist=True)).state == "waiting"  # `work watch` knows it
     panel = await blocked_work(work)  # the dashboard's blocked-work panel
     assert panel["total"] == 2 and {(b["id"], b["dependsOnCount"]) for b in panel["shown"]} == {(b, 1), (c, 2)}
 
