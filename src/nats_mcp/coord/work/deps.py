@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -39,6 +40,8 @@ from nats_mcp.core.names import InvalidNameError, validate_uuid
 log = logging.getLogger("nats_mcp.coord.work.deps")
 
 MAX_DEPENDS = 50
+MAX_SWEEP = 200
+"""Blocked items one sweep looks at (each costs a read of it and two per dependency)."""
 ORPHAN_AFTER_S = 30.0
 """A blocked mark without a submission this old is dropped by the sweep (a broadcast writes the mark first)."""
 RELEASE_PREFIX = "release-"
@@ -268,6 +271,8 @@ class Dependencies:
     async def sweep(self) -> int:
         """Finish what the blocked list still names (a releaser that died half way); returns how many were looked at."""
         names = await self.subs.blocked()
+        if len(names) > MAX_SWEEP:  # a random share each round: every item is looked at, the round stays bounded
+            names = random.sample(names, MAX_SWEEP)
         for item_id in names:
             try:
                 await self.settle(item_id)
