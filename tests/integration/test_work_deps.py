@@ -150,6 +150,17 @@ async def test_cancel_pending_blocked_and_claimed(work: WorkService) -> None:
     with pytest.raises(NotFound):
         await work.cancel(boss, str(uuid.uuid4()))
 
+    # Cancels racing a claim of the same items: each item is either claimed (the cancel only marks it) or
+    # cancelled (never handed out), never both.
+    racing = [await submit(work, boss, f"race-{i}") for i in range(20)]
+    outcomes, claimed = await asyncio.gather(
+        asyncio.gather(*(work.cancel(boss, i) for i in racing)),
+        work.claim(worker, CAP, max_items=20, timeout_ms=0),
+    )
+    taken = {i.id for i in claimed}
+    assert all((outcome == "cancel_requested") == (i in taken) for i, outcome in zip(racing, outcomes, strict=True))
+    assert await claim_one(work, worker) is None and await stored(work) == len(taken)
+
 
 async def test_a_release_left_undone_is_finished_by_the_sweep_and_never_doubled(work: WorkService) -> None:
     boss, worker = caller(), caller()
