@@ -197,6 +197,14 @@ async def test_a_release_left_undone_is_finished_by_the_sweep_and_never_doubled(
     assert await claim_one(work, worker) is None and await stored(work) == 0
     assert not await work.subs.keys(blocked_key(b))
 
+    # The same broadcast again (a resend carries the first attempt's item id) changes nothing; another's is refused.
+    d = await work.broadcast(boss, task_id="d", description="do d", capability=CAP, depends_on=[b])
+    assert await stored(work) == 1
+    await work.deps.submit(boss, d)
+    assert await stored(work) == 1 and (await work.lookup.get(boss, d.id)).status == "pending"
+    with pytest.raises(Conflict):
+        await work.deps.submit(worker, d)
+
 
 async def test_a_chain_of_200_by_8_workers_runs_in_order_and_survives_a_dead_link(
     tmp_path: Path, nats_server: NatsServer

@@ -155,7 +155,10 @@ class Dependencies:
             msg_id=f"{RELEASE_PREFIX}{item.id}",
         )
         if await self.subs.write(item.id, sub, 0) is None:
-            raise Conflict(f"work item {item.id} exists already")
+            # The same broadcast again (a resend: the item id comes from the request) finishes what it began.
+            found, _ = await self.subs.read(item.id)
+            if found is None or found.offered_by != caller.guid or found.depends_on != deps:
+                raise Conflict(f"work item {item.id} exists already")
         await self.settle(item.id)
 
     async def block(self, item: WorkItem, msg_id: str) -> None:
