@@ -20,7 +20,7 @@ READ_ONLY = {
     "work_get",
     "dlq_list",
 }
-DESTRUCTIVE = {"messages_read_direct", "dlq_discard"}
+DESTRUCTIVE = {"messages_read_direct", "dlq_discard", "work_cancel"}
 SPEC_TOOLS = {
     "handle_set",
     "handle_get",

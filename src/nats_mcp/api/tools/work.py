@@ -419,6 +419,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         WorkCancelArgs,
         WorkCancelOut,
         work_cancel,
+        destructive=True,
         idempotent=True,
     ),
     ToolSpec(
