@@ -6,6 +6,9 @@ Storage (all per namespace, names from :class:`~nats_mcp.bus.layout.Layout`):
   (``ack_wait`` = the lease, ``max_deliver`` = ``work.max_attempts``);
 * a state record per handed-out item (:mod:`nats_mcp.coord.work.store`), changed by compare-and-set:
   the decision point of every transition;
+* a submission record per broadcast item (:mod:`nats_mcp.coord.work.submissions`): its submitter for
+  ``warp_work_get`` and ``warp_work_cancel``, and an item blocked on ``dependsOn`` until it is released
+  (:mod:`nats_mcp.coord.work.deps`);
 * the DLQ (:mod:`nats_mcp.coord.work.dlq`), and an events stream that durably captures the work stream's
   max-delivery advisories and each item's deadline timer, for :mod:`nats_mcp.coord.work.events`.
 
