@@ -21,7 +21,7 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, NotFound, nats_errors
-from nats_mcp.coord.work.dlq import DlqService, check_item_id
+from nats_mcp.coord.work.dlq import DlqService, check_capability, check_item_id
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords
 from nats_mcp.coord.work.submissions import Submission, Submissions, sub_key
 
@@ -151,6 +151,7 @@ class WorkLookup:
     async def get(self, caller: Caller, item_id: str, *, wait_ms: int = 0, capability: str | None = None) -> WorkStatus:
         """The item's status; with ``wait_ms``, once it is completed, dead or cancelled, or the wait is over."""
         check_item_id(item_id, "workItemId")
+        capability = check_capability(capability) if capability is not None else None
         if not isinstance(wait_ms, int) or isinstance(wait_ms, bool) or not 0 <= wait_ms <= MAX_WAIT_MS:
             raise InvalidArgument(f"waitMs must be an integer from 0 to {MAX_WAIT_MS}")
         with nats_errors():
