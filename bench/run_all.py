@@ -38,6 +38,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "channels_read": ("channels_read.py", "channels_read.json"),
     "waits": ("waits.py", "waits.json"),
     "work": ("work.py", "work.json"),
+    "work_get": ("work_get.py", "work_get.json"),
     "resend": ("resend.py", "resend.json"),
     "http": ("http_tools.py", "http.json"),
     "grpc": ("grpc_tools.py", "grpc.json"),

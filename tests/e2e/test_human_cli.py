@@ -13,7 +13,7 @@ import pytest
 from tests.support.cli import NS, cli, cli_json, trail
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
-from tests.support.stdio import agent, ok
+from tests.support.stdio import agent, err, ok
 from tests.support.work_tools import claim, register
 
 pytestmark = pytest.mark.slow
@@ -101,16 +101,33 @@ async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nat
         code, _, error = await cli(tmp_path, nats_server, "dlq", "discard", unknown)
         assert code == 3 and "not_found" in error
 
+        # work get / cancel: the person cancels the claimed item; the agent learns it on its next call
+        got = await cli_json(tmp_path, nats_server, "work", "get", doomed)
+        assert (got["status"], got["claimer"]) == ("claimed", worker_guid)
+        code, _, error = await cli(tmp_path, nats_server, "work", "cancel", doomed)
+        assert code == 0 and "claimed: its claimer is told" in error, error
+        assert await err(worker, "warp_work_complete", workItemId=doomed) == "cancelled"
+        code, _, error = await cli(tmp_path, nats_server, "work", "cancel", unknown)
+        assert code == 3 and "not_found" in error
+
     # the person's calls are audited as the local principal's agent "human", over the cli transport
     await wait_for(
-        lambda: trail(tmp_path).exists() and "dlq_discard" in trail(tmp_path).read_text(),
+        lambda: trail(tmp_path).exists() and "work_cancel" in trail(tmp_path).read_text(),
         15,
         message="the CLI's calls were not audited",
     )
     records = [json.loads(line) for line in trail(tmp_path).read_text().splitlines()]
     assert {r["transport"] for r in records} == {"cli"}
     tools = {r["tool"] for r in records if r["kind"] == "tool_call"}
-    assert {"work_broadcast", "work_status", "channels_send", "dlq_retry", "dlq_discard"} <= tools
+    assert {
+        "work_broadcast",
+        "work_status",
+        "channels_send",
+        "dlq_retry",
+        "dlq_discard",
+        "work_get",
+        "work_cancel",
+    } <= tools
 
 
 async def test_bad_input_and_an_unreachable_nats_have_their_exit_codes(tmp_path: Path, nats_server: NatsServer) -> None:
@@ -121,6 +138,7 @@ async def test_bad_input_and_an_unreachable_nats_have_their_exit_codes(tmp_path:
         ("work", "submit", "python", "x", "--context", "[1, 2]"),
         ("work", "submit", "bad capability!", "x"),
         ("work", "watch", "not-a-uuid"),
+        ("work", "get", "0f8fad5b-d9cb-469f-a165-70867728950e", "--wait", "1h"),
     ):
         code, _, error = await cli(tmp_path, nats_server, *args)
         assert code == 2, (args, error)

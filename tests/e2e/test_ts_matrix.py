@@ -130,6 +130,20 @@ SCENARIO: list[Step] = [
     fails("warp_dlq_retry", "not_found", "", itemId=UNKNOWN_ID),
     ok("warp_dlq_discard", itemId="$third"),
     fails("warp_dlq_discard", "not_found", "", itemId=UNKNOWN_ID),
+    ok("warp_work_get", workItemId="$first"),
+    fails("warp_work_get", "not_found", "", workItemId=UNKNOWN_ID),
+    ok(
+        "warp_work_broadcast",
+        {"fifth": "structuredContent.workItemId"},
+        taskId="t5",
+        description="do t5",
+        requiredCapability=CAP,
+        priority=10,
+    ),
+    ok("warp_work_claim", capability=CAP, timeout=0),  # t5: the highest priority
+    ok("warp_work_cancel", workItemId="$fifth"),
+    fails("warp_work_cancel", "not_found", "", workItemId=UNKNOWN_ID),
+    fails("warp_work_progress", "cancelled", "cancelled", workItemId="$fifth"),  # the claimer is told
     ok("warp_registry_deregister"),
     fails("warp_registry_deregister", "invalid_argument", "bogus", bogus=1),
     # resources: list, read, a subscription that hears a send, an unknown channel's read

@@ -21,7 +21,7 @@ CHANNELS = ("roadmap", "parallel-work", "errors")
 """The channels a server configures by default (the fuzz fixture checks warp_channels_list says so)."""
 WORK_CAP = "fuzz_work"
 """The capability the set-up registers and offers items for (claims need it registered)."""
-UUID_FIELDS = {"workItemId", "itemId"}
+UUID_FIELDS = {"workItemId", "itemId", "dependsOn"}
 """Pattern fields whose bad values are invalid arguments; every other pattern field is a name: invalid_name."""
 FREE = st.text(max_size=200).filter(lambda s: s.strip() != "")
 """Free text the domain takes: anything with a character that is not white space."""
@@ -53,6 +53,9 @@ NEEDS: dict[str, str] = {
     "warp_work_fail": "claimed",
     "warp_dlq_retry": "dead",
     "warp_dlq_discard": "dead",
+    "warp_work_broadcast": "claimed",  # an item to name in dependsOn
+    "warp_work_get": "claimed",
+    "warp_work_cancel": "claimed",
 }
 """The set-up a tool's example needs before its call: the agent registered (with WORK_CAP), an item offered for
 WORK_CAP, one claimed, or one dead-lettered. Other tools need none."""
@@ -100,8 +103,12 @@ def _field(tool: str, key: str, schema: dict[str, Any], given: Given) -> st.Sear
         return st.dictionaries(st.text(max_size=10), JSON, max_size=4)
     if key == "result":
         return JSON
-    if key == "capability" and tool in ("warp_work_claim", "warp_work_claim_batch"):
+    if key == "capability" and tool in ("warp_work_claim", "warp_work_claim_batch", "warp_work_get"):
         return st.just(WORK_CAP)
+    if key == "dependsOn":
+        return st.just([given.item]) if given.item else None
+    if key == "waitMs":
+        return st.integers(0, 200)  # the item is claimed and stays so: a long wait is only a hang
     if key == "timeout":
         return st.integers(0, 200)  # a waiting claim is not what is fuzzed
     return valid(schema)
@@ -189,6 +196,7 @@ def _domain_defects(tool: str, key: str) -> list[tuple[st.SearchStrategy[Any], s
         "recipientGuid": [(unknown_guid, "not_found")],
         "workItemId": [(unknown_uuid, "not_found")],
         "itemId": [(unknown_uuid, "not_found")],
+        "dependsOn": [(unknown_uuid.map(lambda u: [u]), "not_found")],
         "hostname": [(st.just("\x00"), "invalid_argument")],
         "cursor": [(st.sampled_from(["abc", "not-a-cursor"]), "invalid_cursor")],
         "deadline": [

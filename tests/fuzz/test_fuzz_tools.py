@@ -39,6 +39,7 @@ CONTRACT_CODES = {
     "forbidden",
     "limit_exceeded",
     "conflict",
+    "cancelled",
     "rate_limited",
 }
 """What a tool may answer to arguments a fuzzer makes (``internal`` would be a crash; NATS is up throughout)."""

@@ -38,6 +38,8 @@ TOOLS = {
     "warp_work_fail",
     "warp_work_list",
     "warp_work_queue_status",
+    "warp_work_get",
+    "warp_work_cancel",
     "warp_dlq_list",
     "warp_dlq_retry",
     "warp_dlq_discard",

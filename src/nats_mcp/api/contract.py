@@ -37,6 +37,7 @@ ERROR_CODES: dict[str, str] = {
     "limit_exceeded": "A size or count limit: nothing was written.",
     "rate_limited": "Too many calls: `retryAfterS` in the error says when a call would be admitted.",
     "conflict": "The item changed state first (already completed, claimed by another, ...).",
+    "cancelled": "The work item was cancelled by its submitter or an admin: stop working on it.",
     "nats_unavailable": "NATS is unreachable right now; the same call can be retried.",
     "internal": "The server failed; it logged the cause. Not worth retrying as is.",
 }

@@ -166,7 +166,7 @@ def _describe(status: dict[str, Any]) -> str:
         return f"back in the queue after attempt {status['attempts']}"
     if state == "dead_lettered":
         return f"dead-lettered ({status.get('reason')}) after {status['attempts']} attempt(s)"
-    return "completed"
+    return str(state)  # completed, cancelled
 
 
 @app.command("watch")
@@ -205,7 +205,7 @@ def watch(
                     if not as_json:
                         err.print(f"[dim]{datetime.now(UTC):%H:%M:%S}[/] {escape(text)}", highlight=False)
                     shown = text
-                if status["state"] in ("completed", "dead_lettered"):
+                if status["state"] in ("completed", "dead_lettered", "cancelled"):
                     return status
                 if ends is not None and time.monotonic() >= ends:
                     return None
@@ -218,5 +218,84 @@ def watch(
         print_json(final)
     elif final["state"] == "completed" and final.get("result") is not None:
         out.print(json.dumps(final["result"], indent=2, ensure_ascii=False), highlight=False)
-    if final["state"] == "dead_lettered":
+    if final["state"] in ("dead_lettered", "cancelled"):
         raise typer.Exit(EXIT_DEAD)
+
+
+def _status_line(status: dict[str, Any]) -> str:
+    state = status["status"]
+    if state == "claimed":
+        progress = f" {status['progress']}%" if status.get("progress") is not None else ""
+        asked = " — cancel requested" if status.get("cancelRequested") else ""
+        return f"claimed by {status['claimer']} (attempt {status['attempts']}){progress}{asked}"
+    if state == "blocked":
+        return f"blocked until {len(status['dependsOn'])} item(s) complete: {', '.join(status['dependsOn'])}"
+    if state == "dead":
+        why = f", dependency {status['dependency']} failed" if status.get("dependency") else ""
+        return f"dead-lettered ({status.get('reason')}{why}) after {status['attempts']} attempt(s)"
+    return str(state)  # pending, completed, cancelled
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    item_id: Annotated[str, typer.Argument(help="The work item id (from `work submit`).")],
+    wait: Annotated[
+        str | None, typer.Option("--wait", help="Wait up to this long (at most 30s) for it to finish, e.g. 10s.")
+    ] = None,
+    as_json: Json = False,
+    agent: AsAgent = DEFAULT_AGENT,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Where an item stands (and its result once completed); exit 6 if dead-lettered, 3 if no such item."""
+    wait_ms = 0
+    if wait is not None:
+        try:
+            wait_ms = round(duration_seconds(wait) * 1000)
+        except ValueError as exc:
+            fail(f"--wait: {exc}", code=EXIT_USAGE)
+        if not 0 <= wait_ms <= 30_000:
+            fail("--wait: at most 30s", code=EXIT_USAGE)
+
+    async def action(s: HumanSession) -> dict[str, Any]:
+        return await s.call("work_get", workItemId=item_id, waitMs=wait_ms)
+
+    status = run(settings_of(ctx), agent, timeout, action)
+    if as_json:
+        print_json(status)
+    else:
+        err.print(escape(_status_line(status)), highlight=False)
+        if status["status"] == "completed" and status.get("result") is not None:
+            out.print(json.dumps(status["result"], indent=2, ensure_ascii=False), highlight=False)
+    if status["status"] == "dead":
+        raise typer.Exit(EXIT_DEAD)
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    item_id: Annotated[str, typer.Argument(help="The work item id.")],
+    as_json: Json = False,
+    agent: AsAgent = DEFAULT_AGENT,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Cancel an item you submitted (any item, with the policy's `admin: [dlq]`): a pending or blocked one is
+    removed, a claimed one is marked and its claimer told on its next call."""
+
+    async def action(s: HumanSession) -> dict[str, Any]:
+        if not s.guard.policy.admin_allowed(s.context.principal, "dlq"):
+            return await s.call("work_cancel", workItemId=item_id)
+        me = s.caller
+
+        async def as_admin() -> dict[str, Any]:
+            return {"workItemId": item_id, "status": await s.coordinator.work.cancel(me, item_id, admin=True)}
+
+        return await s.query("work_cancel", {"workItemId": item_id}, as_admin)
+
+    done = run(settings_of(ctx), agent, timeout, action)
+    if as_json:
+        print_json(done)
+    elif done["status"] == "cancel_requested":
+        err.print("claimed: its claimer is told it was cancelled on its next call", highlight=False)
+    else:
+        err.print("cancelled", highlight=False)

@@ -45,6 +45,12 @@ class Conflict(CoordError):
     code = "conflict"
 
 
+class Cancelled(CoordError):
+    """The item was cancelled by its submitter (or an admin): stop working on it."""
+
+    code = "cancelled"
+
+
 class NatsUnavailable(CoordError):
     code = "nats_unavailable"
 

@@ -113,6 +113,8 @@ class WorkItem(_Model):
     scope: Scope | None = None
     leaseExpiresAt: str | None = None
     """Set on a claimed item: when the claim runs out unless renewed with warp_work_progress."""
+    dependsOn: list[str] | None = None
+    """Items that had to complete before this one could be claimed."""
 
     @classmethod
     def parse(cls, data: bytes) -> WorkItem | None:
@@ -128,17 +130,19 @@ class DlqItem(_Model):
 
     id: str
     workItem: WorkItem
-    reason: Literal["unrecoverable", "max_attempts", "deadline_passed"]
+    reason: Literal["unrecoverable", "max_attempts", "deadline_passed", "dependency_failed"]
     attempts: int
     failedAt: str
     errors: list[str] = Field(default_factory=list)
+    dependency: str | None = None
+    """With reason dependency_failed: the item it depended on that was dead-lettered or cancelled."""
 
 
 class ItemStatus(_Model):
     """Where one work item stands, for someone watching it (the human CLI's ``work watch``)."""
 
     id: str
-    state: Literal["waiting", "claimed", "retrying", "completed", "dead_lettered"]
+    state: Literal["waiting", "claimed", "retrying", "completed", "dead_lettered", "cancelled"]
     """waiting: queued and not claimed yet (or unknown here: an id of another namespace, or expired state);
     retrying: released after a lease ran out or a recoverable fail, back in the queue."""
     claimer: str | None = None

@@ -26,6 +26,7 @@ from nats_mcp.coord.registry.visibility import effective_status, format_time, pa
 from nats_mcp.coord.work.service import WorkService
 from nats_mcp.core.redact import redact
 from nats_mcp.dashboard.audit_feed import AgentsOf, AuditFeed, audit_source
+from nats_mcp.dashboard.blocked import blocked_work
 
 log = logging.getLogger("nats_mcp.dashboard")
 
@@ -101,10 +102,11 @@ class Dashboard:
                 errors.append(f"{name}: {redact(getattr(exc, 'message', None) or str(exc) or type(exc).__name__)}")
                 return empty
 
-        agents, channels, queues, _ = await asyncio.gather(
+        agents, channels, queues, blocked, _ = await asyncio.gather(
             part("agents", self._agents(), {"total": 0, "shown": []}),
             part("channels", self._channels(), []),
             part("queues", self._queues(), []),
+            part("blocked work", blocked_work(self.work), {"total": 0, "shown": []}),
             part("audit", self.audit.refresh(), None, needs_nats=self.audit.source == "stream"),
         )
         if not connected:
@@ -119,6 +121,7 @@ class Dashboard:
             "agents": agents,
             "channels": channels,
             "queues": queues,
+            "blocked": blocked,
             "security": self.audit.security(agents_of),
             "traffic": self.audit.traffic(agents_of=agents_of),
             "errors": errors,

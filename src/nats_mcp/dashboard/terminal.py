@@ -77,6 +77,8 @@ def render(snap: dict[str, Any]) -> RenderableType:
         )
     parts.append(table)
 
+    parts.extend(_blocked(snap.get("blocked")))
+
     table = _table("Channels", "channel", "messages", "latest")
     for c in snap["channels"]:
         latest = c["recent"][0] if c["recent"] else None
@@ -115,3 +117,15 @@ def render(snap: dict[str, Any]) -> RenderableType:
         table.add_row(plain(who, 50), plain(edge["tool"], 40), str(edge["calls"]), str(edge["errors"]))
     parts.append(table)
     return Group(*parts)
+
+
+def _blocked(blocked: dict[str, Any] | None) -> list[RenderableType]:
+    """Items waiting for their dependencies (none: no table)."""
+    if not blocked or not blocked["total"]:
+        return []
+    table = _table(f"Blocked work ({blocked['total']})", "task", "capability", "waits for")
+    for b in blocked["shown"]:
+        more = b["dependsOnCount"] - len(b["dependsOn"])
+        waits = ", ".join(d[:8] for d in b["dependsOn"]) + (f" +{more}" if more else "")
+        table.add_row(plain(b["taskId"], 40), plain(b["capability"], 30), plain(waits, 60))
+    return [table]

@@ -17,9 +17,10 @@ READ_ONLY = {
     "registry_get_info",
     "work_list",
     "work_queue_status",
+    "work_get",
     "dlq_list",
 }
-DESTRUCTIVE = {"messages_read_direct", "dlq_discard"}
+DESTRUCTIVE = {"messages_read_direct", "dlq_discard", "work_cancel"}
 SPEC_TOOLS = {
     "handle_set",
     "handle_get",
@@ -42,6 +43,8 @@ SPEC_TOOLS = {
     "work_fail",
     "work_list",
     "work_queue_status",
+    "work_get",
+    "work_cancel",
     "dlq_list",
     "dlq_retry",
     "dlq_discard",

@@ -33,6 +33,12 @@ class BroadcastArgs(Args):
     )
     contextData: dict[str, Any] | None = Field(default=None, description="Any JSON object (at most 16 KiB).")
     scope: Scope | None = Field(default=None, description="Stored with the item for information.")
+    dependsOn: list[UuidStr] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="Up to 50 existing item ids: blocked until all complete; dead-lettered if one fails.",
+    )
 
 
 class ClaimArgs(Args):
@@ -73,6 +79,21 @@ class WorkListArgs(Args):
     cursor: str | None = Field(default=None, description=_CURSOR)
 
 
+class WorkGetArgs(Args):
+    workItemId: UuidStr = Field(description="The work item's id (workItemId from warp_work_broadcast).")
+    waitMs: int = Field(
+        default=0,
+        ge=0,
+        le=30000,
+        description="Wait up to this many ms for it to complete, die or be cancelled.",
+    )
+    capability: CapabilityName | None = Field(default=None, description="The item's capability, if known.")
+
+
+class WorkCancelArgs(Args):
+    workItemId: UuidStr = Field(description="The work item's id (workItemId from warp_work_broadcast).")
+
+
 class QueueStatusArgs(Args):
     capability: CapabilityName | None = Field(default=None, description="One capability; all when omitted.")
 
@@ -86,6 +107,7 @@ class BroadcastOut(Out):
     capability: str
     priority: int
     deadline: str | None
+    status: Literal["pending", "blocked"]
 
 
 class ClaimOut(Out):
@@ -117,6 +139,30 @@ class WorkListOut(Out):
     nextCursor: str | None
     hasMore: bool
     total: int | None
+
+
+class WorkGetOut(Out):
+    workItemId: str
+    status: Literal["pending", "blocked", "claimed", "completed", "dead", "cancelled"]
+    capability: str | None
+    taskId: str | None
+    offeredBy: str | None
+    dependsOn: list[str]
+    attempts: int
+    claimer: str | None
+    progress: int | None
+    note: str | None
+    result: Any = None
+    reason: str | None
+    dependency: str | None
+    errors: list[str]
+    settledAt: str | None
+    cancelRequested: bool
+
+
+class WorkCancelOut(Out):
+    workItemId: str
+    status: Literal["cancelled", "cancel_requested"]
 
 
 class QueueStatusOut(Out):
@@ -155,6 +201,7 @@ async def work_broadcast(c: Coordinator, caller: Caller, a: BroadcastArgs) -> Re
         deadline=a.deadline,
         context_data=a.contextData,
         scope=a.scope,
+        depends_on=a.dependsOn,
     )
     out = BroadcastOut(
         workItemId=item.id,
@@ -162,11 +209,14 @@ async def work_broadcast(c: Coordinator, caller: Caller, a: BroadcastArgs) -> Re
         capability=item.capability,
         priority=item.priority,
         deadline=item.deadline,
+        status="blocked" if item.dependsOn else "pending",
     )
     due = f", deadline {item.deadline}" if item.deadline else ""
+    waits = f", blocked until {len(item.dependsOn)} item(s) complete" if item.dependsOn else ""
     return (
         out,
-        f"Work item `{item.id}` ({item.taskId}) queued for **{item.capability}** at priority {item.priority}{due}.",
+        f"Work item `{item.id}` ({item.taskId}) queued for **{item.capability}** at priority {item.priority}"
+        f"{due}{waits}. Follow it with warp_work_get.",
     )
 
 
@@ -239,6 +289,33 @@ async def work_list(c: Coordinator, _caller: Caller, a: WorkListArgs) -> Rendere
     ]
     head = f"{len(page.items)}{total} queued item(s) for **{a.capability}**, in claim order:\n"
     return out, head + "\n".join(lines) + more_hint(page.next_cursor)
+
+
+async def work_get(c: Coordinator, caller: Caller, a: WorkGetArgs) -> Rendered:
+    got = await c.work.lookup.get(caller, a.workItemId, wait_ms=a.waitMs, capability=a.capability)
+    out = WorkGetOut(**got.model_dump())
+    head = f"Work item `{got.workItemId}`"
+    if got.status == "completed":
+        result = json.dumps(got.result, indent=2, ensure_ascii=False) if got.result is not None else "null"
+        return out, f"{head} completed at {got.settledAt}.\n\n```json\n{result}\n```"
+    if got.status == "dead":
+        why = f" (dependency `{got.dependency}` failed)" if got.dependency else ""
+        return out, f"{head} is dead-lettered: {got.reason}{why}, after {got.attempts} attempt(s); see warp_dlq_list."
+    if got.status == "claimed":
+        done = f", {got.progress} %" if got.progress is not None else ""
+        ask = " (cancel requested)" if got.cancelRequested else ""
+        return out, f"{head} is claimed by `{got.claimer}` (attempt {got.attempts}{done}){ask}."
+    if got.status == "blocked":
+        return out, f"{head} is blocked until its dependencies complete: {', '.join(got.dependsOn)}."
+    return out, f"{head} is {got.status}" + (f" after {got.attempts} attempt(s)." if got.attempts else ".")
+
+
+async def work_cancel(c: Coordinator, caller: Caller, a: WorkCancelArgs) -> Rendered:
+    status = await c.work.cancel(caller, a.workItemId)
+    out = WorkCancelOut(workItemId=a.workItemId, status=status)
+    if status == "cancel_requested":
+        return out, f"Work item `{a.workItemId}` is claimed: its claimer is told it was cancelled on its next call."
+    return out, f"Work item `{a.workItemId}` cancelled."
 
 
 async def work_queue_status(c: Coordinator, _caller: Caller, a: QueueStatusArgs) -> Rendered:
@@ -323,6 +400,27 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         read_only=True,
         idempotent=True,
         needs=(CapabilityRead("capability"),),
+    ),
+    ToolSpec(
+        "work_get",
+        "Get work item",
+        "Status of a work item you submitted (result, attempts, claimer, errors); waitMs waits for it to end.",
+        WorkGetArgs,
+        WorkGetOut,
+        work_get,
+        read_only=True,
+        idempotent=True,
+        needs=(CapabilityRead("capability"), Waits("waitMs", 0)),
+    ),
+    ToolSpec(
+        "work_cancel",
+        "Cancel work item",
+        "Cancel a work item you submitted: removed if not claimed, else its claimer's next call answers cancelled.",
+        WorkCancelArgs,
+        WorkCancelOut,
+        work_cancel,
+        destructive=True,
+        idempotent=True,
     ),
     ToolSpec(
         "work_queue_status",

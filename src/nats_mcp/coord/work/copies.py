@@ -15,8 +15,8 @@ from __future__ import annotations
 from nats_mcp.coord.work.store import ItemRecord
 
 REQUEUE_PREFIX = "requeue-"
-WITHDRAWN = ("requeued", "discarded")
-"""Record states that say the message at ``record.seq`` left the queue with the item's DLQ entry."""
+WITHDRAWN = ("requeued", "discarded", "cancelled")
+"""Record states that say the message at ``record.seq`` left the queue (with the item's DLQ entry, or cancelled)."""
 
 
 def requeue_token(item_id: str, dlq_seq: int) -> str:
@@ -42,6 +42,8 @@ def stale_copy(record: ItemRecord | None, seq: int, msg_id: str | None) -> str |
     """
     if record is None:
         return None
+    if record.state == "cancelled" or (record.cancelled and record.seq != seq):
+        return "the item was cancelled"
     token = copy_token(msg_id)
     if record.seq == seq:
         if record.state == "requeued":

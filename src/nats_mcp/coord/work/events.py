@@ -26,6 +26,8 @@ BATCH = 16
 RECOVER_EVERY_S = 1.0
 """At most this often (each round; when idle a round takes ``PULL_WAIT_S``), intents older than
 ``dlq.RECOVER_AFTER_S`` are finished: an abandoned DLQ retry is finished within a few seconds."""
+SWEEP_EVERY_S = 5.0
+"""How often blocked items are looked at for a release (or dead-letter) that a process dying half way left undone."""
 ERROR_PAUSE_S = 2.0
 MAX_ADVISORY = "io.nats.jetstream.advisory.v1.max_deliver"
 
@@ -50,12 +52,15 @@ class WorkEvents:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_recover = loop.time()
+        next_recover = next_sweep = loop.time()
         while True:
             try:
                 if loop.time() >= next_recover:
                     await self._work.dlq_recover()
                     next_recover = loop.time() + RECOVER_EVERY_S
+                if loop.time() >= next_sweep:
+                    await self._work.deps.sweep()
+                    next_sweep = loop.time() + SWEEP_EVERY_S
                 await self._work.expiry.poke_consumers()
                 await self.drain(wait_s=PULL_WAIT_S)
             except asyncio.CancelledError:

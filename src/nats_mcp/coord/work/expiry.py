@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Literal, Protocol
 
 from nats_mcp.bus.connection import NatsConnection
@@ -73,6 +74,10 @@ class WorkExpiry:
         for _ in range(3):
             record, revision = await self._work.records.read(item.id)
             same = record is not None and record.seq == seq
+            if record is not None and same and record.cancelled and record.state == "claimed":
+                if await self._cancelled(item.id, record, revision, seq):
+                    return
+                continue
             if record is not None and same and record.state in ("done", *WITHDRAWN):  # settled, or superseded
                 await delete_msg(self._work.conn.client, self._work.layout.work_stream, seq, prefix=self._work.api)
                 return
@@ -101,6 +106,10 @@ class WorkExpiry:
             if record is not None and same:
                 if record.state == "done":
                     return None
+                if record.cancelled and record.state == "claimed":
+                    if await self._cancelled(item.id, record, revision, seq):
+                        return None
+                    continue
                 if record.state in WITHDRAWN:  # superseded by a DLQ retry or discard
                     await delete_msg(self._work.conn.client, self._work.layout.work_stream, seq, prefix=self._work.api)
                     return None
@@ -115,6 +124,14 @@ class WorkExpiry:
             if await self._work.dead_letter(item, base, revision, "deadline_passed", attempts):
                 return None
         return 1.0
+
+    async def _cancelled(self, item_id: str, record: ItemRecord, revision: int, seq: int) -> bool:
+        """A claim whose cancel was asked ran out of time: it is cancelled now (False: the record moved)."""
+        gone = replace(record, state="cancelled", settled_at=timestamp(), reply=None, lease_expires=0.0)
+        if await self._work.records.write(item_id, gone, revision) is None:
+            return False
+        await delete_msg(self._work.conn.client, self._work.layout.work_stream, seq, prefix=self._work.api)
+        return True
 
 
 def _requeue_of(record: ItemRecord | None, same: bool) -> str | None:

@@ -6,6 +6,9 @@ Storage (all per namespace, names from :class:`~nats_mcp.bus.layout.Layout`):
   (``ack_wait`` = the lease, ``max_deliver`` = ``work.max_attempts``);
 * a state record per handed-out item (:mod:`nats_mcp.coord.work.store`), changed by compare-and-set:
   the decision point of every transition;
+* a submission record per broadcast item (:mod:`nats_mcp.coord.work.submissions`): its submitter for
+  ``warp_work_get`` and ``warp_work_cancel``, and an item blocked on ``dependsOn`` until it is released
+  (:mod:`nats_mcp.coord.work.deps`);
 * the DLQ (:mod:`nats_mcp.coord.work.dlq`), and an events stream that durably captures the work stream's
   max-delivery advisories and each item's deadline timer, for :mod:`nats_mcp.coord.work.events`.
 
@@ -22,7 +25,7 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, get_args
 
 from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
@@ -36,18 +39,22 @@ from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, pull
 from nats_mcp.bus.setup import ensure_consumer, ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
-from nats_mcp.coord.checks import check_metadata, dumps, iso_epoch, parse_instant, timestamp
+from nats_mcp.coord.checks import dumps, iso_epoch, parse_instant, timestamp
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.errors import Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
+from nats_mcp.coord.errors import InvalidArgument, LimitExceeded, nats_errors
 from nats_mcp.coord.models import DlqItem, Scope, WorkItem
+from nats_mcp.coord.work.cancel import CancelOutcome, cancel
 from nats_mcp.coord.work.copies import copy_token, stale_copy
 from nats_mcp.coord.work.deadlines import arm_deadline, disarm_deadline
-from nats_mcp.coord.work.dlq import DlqService, check_capability, check_item_id
+from nats_mcp.coord.work.deps import DeadReason, Dependencies, check_depends_on
+from nats_mcp.coord.work.dlq import DlqService, check_capability
 from nats_mcp.coord.work.expiry import WorkExpiry
 from nats_mcp.coord.work.items import new_item
+from nats_mcp.coord.work.lookup import WorkLookup
+from nats_mcp.coord.work.settle import ClaimSettling, Outcome
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords
+from nats_mcp.coord.work.submissions import Submission, Submissions
 from nats_mcp.coord.work.views import WorkViews
-from nats_mcp.core.lru import LruTable
 
 log = logging.getLogger("nats_mcp.coord.work.service")
 
@@ -58,15 +65,9 @@ POLL_S = 0.5
 """While items of the capability are in flight, a waiting claim looks again this often (re-offers are silent)."""
 MAX_CLAIM_TIMEOUT_MS = 30_000
 MAX_BATCH = 50
-MAX_REASON = 2_048
-MAX_NOTE = 2_048
-MAX_REMEMBERED = 10_000
-"""Claims this process keeps in memory to settle them without a read."""
 FIRST_PULL_WAIT_S = 0.02
 """A pull sent right after a publish can miss it (the consumer learns of new messages asynchronously,
 nats-server 2.15.1): the first look at a priority that holds messages waits this long for one."""
-
-Outcome = Literal["retrying", "dead_lettered"]
 
 
 class WorkService:
@@ -88,7 +89,11 @@ class WorkService:
         """(capability, priority) consumers this process has created or brought to the configured settings."""
         self.views = WorkViews(self)
         self.expiry = WorkExpiry(self)
-        self._claims: LruTable[str, tuple[ItemRecord, int]] = LruTable(MAX_REMEMBERED)
+        self.subs = Submissions(self.state, self.api)
+        self.deps = Dependencies(self, self.subs)
+        self.deps.on_retry(lambda item_id: self.dlq_retry(item_id, False))
+        self.settling = ClaimSettling(self, settings.work, settings.limits)
+        self.lookup = WorkLookup(self)
 
     @property
     def lease_s(self) -> float:
@@ -131,8 +136,11 @@ class WorkService:
         deadline: str | None = None,
         context_data: dict[str, Any] | None = None,
         scope: Scope | None = None,
+        depends_on: list[str] | None = None,
     ) -> WorkItem:
-        """Queue a new item for agents with ``capability``; nothing is stored when an argument is bad."""
+        """Queue a new item for agents with ``capability`` (blocked until ``depends_on`` items complete); nothing
+        is stored when an argument is bad."""
+        deps = check_depends_on(depends_on) if depends_on is not None else None
         item = new_item(
             caller,
             self._limits,
@@ -143,12 +151,25 @@ class WorkService:
             deadline=deadline,
             context_data=context_data,
             scope=scope,
-        )
+        ).model_copy(update={"dependsOn": deps})
         with nats_errors():
-            await self.publish(item, item.id)
+            if deps is not None:
+                await self.deps.check_existing(deps)
+                await self.deps.submit(caller, item)
+                return item
+            seq = await self.enqueue(item, item.id)
+            sub = Submission("pending", caller.guid, item.capability, item.taskId, seq=seq)
+            await self.subs.write(item.id, sub, 0)  # (a repeat of the broadcast finds it written: same item)
         return item
 
     async def publish(self, item: WorkItem, msg_id: str) -> None:
+        """Put ``item`` on its queue, or block it until its dependencies complete (a DLQ retry of a dependent)."""
+        if item.dependsOn:
+            await self.deps.block(item, msg_id)
+        else:
+            await self.enqueue(item, msg_id)
+
+    async def enqueue(self, item: WorkItem, msg_id: str) -> int:
         """Put ``item`` on its queue (``Nats-Msg-Id`` ``msg_id`` drops a repeat) and arm its deadline timer."""
         await self._ensure_consumer(item.capability, item.priority)
         payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
@@ -169,6 +190,7 @@ class WorkService:
                 await arm_deadline(self._conn, self.layout, item, seq)
             except Exception:  # the item is queued; a claim after the deadline still dead-letters it
                 log.warning("could not arm the deadline timer of work item %s", item.id, exc_info=True)
+        return seq
 
     # -- claim -----------------------------------------------------------------------------------
 
@@ -266,7 +288,12 @@ class WorkService:
         item = WorkItem.parse(delivery.data)
         if item is None or item.capability != cap:
             log.warning("terminating unreadable work message %d on %s", delivery.stream_seq, delivery.subject)
-            await self._ack(delivery.reply, "+TERM")
+            await self.ack(delivery.reply, "+TERM")
+            return None
+        held = await self.deps.admit(item, delivery.stream_seq) if item.dependsOn else None
+        if held is not None:
+            log.info("dropping work message %d of item %s: %s", delivery.stream_seq, item.id, held)
+            await self.ack(delivery.reply, "+TERM")
             return None
         now = time.time()
         attempts = item.attempts + delivery.delivered
@@ -280,11 +307,15 @@ class WorkService:
             stale = stale_copy(record, delivery.stream_seq, msg_id)
             if stale is not None:  # e.g. a leftover pulled just before a DLQ retry removed it: never handed out
                 log.info("dropping work message %d of item %s: %s", delivery.stream_seq, item.id, stale)
-                await self._ack(delivery.reply, "+TERM")
+                await self.ack(delivery.reply, "+TERM")
                 return None
             same = record is not None and record.seq == delivery.stream_seq
+            if record is not None and same and record.cancelled:  # cancelled while claimed; the lease ran out
+                if await self.settling.cancel_claimed(item.id, replace(record, reply=delivery.reply), revision):
+                    return None
+                continue
             if record is not None and same and record.state == "done":
-                await self._ack(delivery.reply, "+ACK")  # completed through an older delivery
+                await self.ack(delivery.reply, "+ACK")  # completed through an older delivery
                 return None
             if record is not None and same and record.state == "dead":
                 await self.settle_dead(item, record, reply=delivery.reply)
@@ -315,118 +346,33 @@ class WorkService:
             )
             written = await self.records.write(item.id, claimed, revision)
             if written is not None:
-                self._remember(item.id, claimed, written)
+                self.settling.remember(item.id, claimed, written)
                 return item.model_copy(update={"attempts": attempts, "leaseExpiresAt": iso_epoch(lease)})
         log.warning("gave up claiming work item %s after repeated conflicts; it is offered again later", item.id)
         return None
 
     # -- settle ----------------------------------------------------------------------------------
 
-    def _remember(self, item_id: str, record: ItemRecord, revision: int) -> None:
-        """Keep this process's own claims at hand: settling one then needs no read (a stale copy only makes the
-        conditional write fail, and the caller reads again)."""
-        self._claims.put(item_id, (record, revision))
-
-    async def _owned(self, caller: Caller, item_id: str, *, cached: bool = True) -> tuple[ItemRecord, int]:
-        """The caller's live claim on ``item_id``, or the error that says why it is not one."""
-        check_item_id(item_id, "workItemId")
-        mine = self._claims.pop(item_id) if cached else None
-        if mine is not None and mine[0].claimer == caller.guid and mine[0].state == "claimed":
-            return mine
-        record, revision = await self.records.read(item_id)
-        if record is None:
-            raise NotFound(f"no claimed work item {item_id}: claim it first with warp_work_claim")
-        if record.state == "done":
-            raise Conflict(f"work item {item_id} is already completed")
-        if record.state == "dead":
-            raise Conflict(f"work item {item_id} was dead-lettered ({record.reason}); see warp_dlq_list")
-        if record.claimer != caller.guid:
-            raise Forbidden(f"work item {item_id} is claimed by another agent; only its claimer may settle it")
-        if record.state != "claimed":
-            raise Conflict(f"work item {item_id} was released for a retry; claim it again to work on it")
-        return record, revision
-
     async def progress(
         self, caller: Caller, item_id: str, *, progress: int | None = None, note: str | None = None
     ) -> str:
-        """Renew the caller's lease on an item (and record progress); returns the new expiry."""
-        if progress is not None and (
-            isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100
-        ):
-            raise InvalidArgument("progress must be an integer from 0 to 100")
-        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
-            raise InvalidArgument(f"note must be a string of at most {MAX_NOTE} characters")
-        with nats_errors():
-            for attempt in range(3):
-                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
-                assert record.reply is not None
-                await self._ack(record.reply, "+WPI")
-                lease = time.time() + self.lease_s
-                updated = replace(
-                    record,
-                    lease_expires=lease,
-                    progress=progress if progress is not None else record.progress,
-                    note=note if note is not None else record.note,
-                )
-                written = await self.records.write(item_id, updated, revision)
-                if written is not None:
-                    self._remember(item_id, updated, written)
-                    return iso_epoch(lease)
-        raise Conflict(f"work item {item_id} keeps changing; try again")
+        return await self.settling.progress(caller, item_id, progress=progress, note=note)
 
     async def complete(self, caller: Caller, item_id: str, result: Any = None) -> None:
-        """Finish the caller's item exactly once: the state record decides, then the message is acknowledged."""
-        if result is not None:
-            check_metadata({"result": result}, self._limits.metadata_bytes, self._limits.metadata_depth)
-        with nats_errors():
-            for attempt in range(3):
-                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
-                done = replace(record, state="done", settled_at=timestamp(), result=result, reply=None)
-                if await self.records.write(item_id, done, revision) is None:
-                    continue  # something changed: look again (a second complete now gets conflict)
-                assert record.reply is not None
-                try:
-                    await self._ack(record.reply, "+ACK")
-                except Exception:  # completed all the same: a re-delivery of it is dropped at claim
-                    log.warning("acknowledging completed work item %s failed", item_id, exc_info=True)
-                if record.deadline:
-                    await disarm_deadline(self._conn, self.layout, item_id)
-                return
-        raise Conflict(f"work item {item_id} keeps changing; try again")
+        await self.settling.complete(caller, item_id, result)
 
     async def fail(self, caller: Caller, item_id: str, reason: str, *, recoverable: bool = True) -> tuple[Outcome, int]:
-        """Give an item back for a retry after a backoff, or dead-letter it (unrecoverable, or out of attempts)."""
-        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-            raise InvalidArgument(f"reason must be a non-empty string of at most {MAX_REASON} characters")
-        with nats_errors():
-            for attempt in range(3):
-                record, revision = await self._owned(caller, item_id, cached=attempt == 0)
-                assert record.reply is not None
-                failed = record.with_error(f"{timestamp()} attempt {record.attempts} by {caller.guid}: {reason}")
-                if not recoverable or record.attempts >= self._work.max_attempts:
-                    stored = await self.load(record.seq)
-                    item = WorkItem.parse(stored.data) if stored is not None else None
-                    if item is None:
-                        raise NotFound(f"work item {item_id} is no longer queued")
-                    why: Literal["unrecoverable", "max_attempts"] = "max_attempts" if recoverable else "unrecoverable"
-                    if await self.dead_letter(item, failed, revision, why, record.attempts, reply=record.reply):
-                        return "dead_lettered", record.attempts
-                    continue
-                released = replace(failed, state="released", lease_expires=0.0)
-                if await self.records.write(item_id, released, revision) is None:
-                    continue
-                steps = self._work.retry_backoff_ms
-                delay = steps[min(record.attempts, len(steps)) - 1] / 1000
-                await self._ack(record.reply, "-NAK", delay_s=delay)
-                return "retrying", record.attempts
-        raise Conflict(f"work item {item_id} keeps changing; try again")
+        return await self.settling.fail(caller, item_id, reason, recoverable=recoverable)
+
+    async def cancel(self, caller: Caller, item_id: str, *, admin: bool = False) -> CancelOutcome:
+        return await cancel(self, caller, item_id, admin=admin)
 
     async def dead_letter(
         self,
         item: WorkItem,
         base: ItemRecord,
         revision: int,
-        reason: Literal["unrecoverable", "max_attempts", "deadline_passed"],
+        reason: DeadReason,
         attempts: int,
         *,
         reply: str | None = None,
@@ -452,9 +398,7 @@ class WorkService:
 
     async def settle_dead(self, item: WorkItem, record: ItemRecord, *, reply: str | None = None) -> None:
         """The steps after the decision: the DLQ entry (written at most once), then the queue message goes."""
-        reason = (
-            record.reason if record.reason in ("unrecoverable", "max_attempts", "deadline_passed") else "max_attempts"
-        )
+        reason = record.reason if record.reason in get_args(DeadReason) else "max_attempts"
         entry = DlqItem(
             id=item.id,
             workItem=item.model_copy(update={"attempts": record.attempts, "leaseExpiresAt": None}),
@@ -462,16 +406,21 @@ class WorkService:
             attempts=record.attempts,
             failedAt=record.settled_at or timestamp(),
             errors=list(record.errors),
+            dependency=record.dependency,
         )
         await self.dlq.file(entry, record.seq)
         if reply is not None:
-            await self._ack(reply, "+TERM")  # on a WorkQueue stream, the message goes with it
-        else:
+            await self.ack(reply, "+TERM")  # on a WorkQueue stream, the message goes with it
+        elif record.seq:  # (0: a blocked item, never queued)
             await delete_msg(self._conn.client, self.layout.work_stream, record.seq, prefix=self.api)
         if item.deadline is not None:
             await disarm_deadline(self._conn, self.layout, item.id)
+        try:
+            await self.deps.on_settled(item.id)
+        except Exception:  # the sweeper dead-letters its dependents
+            log.warning("settling the dependents of dead work item %s failed", item.id, exc_info=True)
 
-    async def _ack(self, reply: str, kind: AckKind, *, delay_s: float | None = None) -> None:
+    async def ack(self, reply: str, kind: AckKind, *, delay_s: float | None = None) -> None:
         await ack(self._conn.client, reply, kind, delay_s=delay_s, timeout=API_TIMEOUT_S)
 
     async def load(self, seq: int) -> StoredMsg | None:
@@ -490,7 +439,12 @@ class WorkService:
 
     async def dlq_retry(self, item_id: str, reset_attempts: bool) -> WorkItem:
         with nats_errors():
-            return await self.dlq.retry(item_id, reset_attempts, self.publish)
+            item = await self.dlq.retry(item_id, reset_attempts, self.publish)
+            try:
+                await self.deps.on_retried(item_id)
+            except Exception:  # its dependents stay in the DLQ, where they can be retried by hand
+                log.warning("retrying the dependents of work item %s failed", item_id, exc_info=True)
+            return item
 
     async def dlq_recover(self) -> int:
         return await self.dlq.recover(self.publish)

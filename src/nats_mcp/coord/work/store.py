@@ -22,9 +22,10 @@ from nats_mcp.bus.layout import Layout
 
 log = logging.getLogger("nats_mcp.coord.work.service")
 
-ItemState = Literal["claimed", "released", "done", "dead", "requeued", "discarded"]
+ItemState = Literal["claimed", "released", "done", "dead", "requeued", "discarded", "cancelled"]
 """``requeued``/``discarded``: a DLQ retry or discard took the dead item out of the DLQ; the message at ``seq`` is
-superseded (see :mod:`nats_mcp.coord.work.copies`)."""
+superseded (see :mod:`nats_mcp.coord.work.copies`). ``cancelled``: its submitter (or an admin) cancelled it; no
+message of the item is handed out any more (:mod:`nats_mcp.coord.work.cancel`)."""
 WRONG_LAST_SEQUENCE = (10071, 10164)
 """JetStream's answers to a conditional write whose key moved on (nats-py turns them into KeyWrongLastSequenceError
 for create and update, not for delete)."""
@@ -56,6 +57,10 @@ class ItemRecord:
     """Whether the item has a deadline timer to disarm when it is settled."""
     requeue: str | None = None
     """``Nats-Msg-Id`` of the DLQ retry's copy this record's item came from (None: not requeued by a retry)."""
+    cancelled: bool = False
+    """On a claimed item: a cancel was asked; the claimer's next progress/complete/fail settles it as cancelled."""
+    dependency: str | None = None
+    """With reason ``dependency_failed``: the dependency that was dead-lettered or cancelled."""
 
     def with_error(self, error: str) -> ItemRecord:
         errors = [*self.errors, error]

@@ -20,6 +20,7 @@ from nats_mcp.coord.models import ItemStatus, QueueStatus, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.dlq import DlqService, check_capability
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords, ItemState
+from nats_mcp.coord.work.submissions import Submissions
 from nats_mcp.core.names import validate_uuid
 
 
@@ -30,6 +31,7 @@ class WorkSource(Protocol):
     layout: Layout
     api: str
     records: ItemRecords
+    subs: Submissions
     dlq: DlqService
 
     async def subject_counts(self, cap: str) -> dict[int, int]: ...
@@ -44,13 +46,16 @@ MAX_FIND_SCAN = 100_000
 API_TIMEOUT_S = 5.0
 
 
-_WATCHED_STATE: dict[ItemState, Literal["waiting", "claimed", "retrying", "completed", "dead_lettered"]] = {
+_WATCHED_STATE: dict[
+    ItemState, Literal["waiting", "claimed", "retrying", "completed", "dead_lettered", "cancelled"]
+] = {
     "claimed": "claimed",
     "released": "retrying",
     "done": "completed",
     "dead": "dead_lettered",
     "requeued": "waiting",  # back in its queue by a DLQ retry, not claimed yet
     "discarded": "waiting",  # not shown: item_status reads a discarded item's record as none (_known)
+    "cancelled": "cancelled",
 }
 
 
@@ -286,7 +291,14 @@ class WorkViews:
         with nats_errors():
             record = _known(await self._work.records.read(item_id))
             found = None if record is not None else await self._work.dlq.find(item_id)
-            if record is None and found is None and must_exist and not await self.may_be_queued(item_id):
+            submitted = record is None and found is None and (await self._work.subs.read(item_id))[0] is not None
+            if (
+                record is None
+                and found is None
+                and must_exist
+                and not submitted
+                and not await self.may_be_queued(item_id)
+            ):
                 # Claimed (and maybe settled) while the queues were read: it left the queue but has a record now.
                 record = _known(await self._work.records.read(item_id))
                 found = None if record is not None else await self._work.dlq.find(item_id)

@@ -104,6 +104,22 @@
     }
   }
 
+  function blocked(data) {
+    // Items broadcast with dependsOn, waiting out of the queue until every dependency completes.
+    const b = data.blocked;
+    $("blocked-count").textContent = b.total > b.shown.length ? `${b.shown.length} of ${b.total}` : `${b.total}`;
+    const list = $("blocked");
+    list.replaceChildren();
+    if (!b.shown.length) list.append(el("li", "empty", "nothing waits for a dependency"));
+    for (const it of b.shown) {
+      const more = it.dependsOnCount > it.dependsOn.length ? ` +${it.dependsOnCount - it.dependsOn.length}` : "";
+      const li = el("li", "", el("span", "badge st-blocked", "blocked"), " ", el("strong", "", it.taskId),
+        el("span", "sub", ` ${it.capability} · waits for ${it.dependsOn.map((d) => d.slice(0, 8)).join(", ")}${more}`));
+      li.dataset.item = it.id;
+      list.append(li);
+    }
+  }
+
   function channels(data) {
     const box = $("channels");
     box.replaceChildren();
@@ -199,6 +215,7 @@
     errors.textContent = data.errors.join(" · ");
     agents(data);
     queues(data);
+    blocked(data);
     channels(data);
     security(data);
     traffic(data);
