@@ -283,6 +283,7 @@ def prompts_part() -> list[str]:
         "thread, named by the message's id, when none is given); the teammate answers with that `threadId` and "
         f"`inReplyTo`, and `{PREFIX}messages_read_direct` with `threadId` and `waitMs` waits for the answer, leaving "
         "other mail unread. `inReplyTo` is checked for its form only (the message it names has been consumed). "
+        f"`{PREFIX}work_get` with `waitMs` (0 to 30000) waits for the item to end and holds a slot of the same share. "
         "A waiting read sends no progress notifications: keep `waitMs` under the client's request timeout (the "
         "TypeScript SDK's default is 60 s; see clients.md).",
         "",

@@ -106,7 +106,7 @@ OLD_TABLES: dict[str, Needs] = {
     "work_claim_batch": (CapabilityUse("capability", "claim"), Waits("timeout", 5000)),
     "work_list": (CapabilityRead("capability"),),
     "work_queue_status": (CapabilityRead("capability"),),
-    "work_get": (CapabilityRead("capability"), Waits("waitMs", 0)),
+    "work_get": (CapabilityRead("capability"), Waits("waitMs", 0, pool="read_waits")),
     "dlq_list": (CapabilityRead("capability"),),
     "dlq_retry": (Admin("dlq"),),
     "dlq_discard": (Admin("dlq"),),

@@ -410,7 +410,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         work_get,
         read_only=True,
         idempotent=True,
-        needs=(CapabilityRead("capability"), Waits("waitMs", 0)),
+        needs=(CapabilityRead("capability"), Waits("waitMs", 0, pool="read_waits")),
     ),
     ToolSpec(
         "work_cancel",
