@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import mcp_types as types
-from mcp.server import Server, ServerRequestContext
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
 from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 

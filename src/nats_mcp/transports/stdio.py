@@ -19,7 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from mcp.server import Server
+from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 log = logging.getLogger("nats_mcp.transports.stdio")
