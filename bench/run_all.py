@@ -33,6 +33,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "foundation": ("foundation.py", "foundation.json"),
     "guard": ("guard.py", "guard.json"),
     "audit": ("audit.py", "audit.json"),
+    "startup": ("startup.py", "startup.json"),
     "stdio": ("stdio_tools.py", "stdio_tools.json"),
     "channels_read": ("channels_read.py", "channels_read.json"),
     "work": ("work.py", "work.json"),
