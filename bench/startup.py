@@ -103,6 +103,7 @@ class Row:
     exit: int | None = None
     cpu_ms: float | None = None
     """Median CPU time (user + system) of the process measured: steadier than wall time on a loaded machine."""
+    baseline_cpu_ms: float | None = None
 
 
 def ms_row(measure: str, samples: dict[str, list[float]], key: str, baseline: str | None, exit_code: int | None) -> Row:
@@ -116,6 +117,7 @@ def ms_row(measure: str, samples: dict[str, list[float]], key: str, baseline: st
         out.baseline, out.baseline_median = baseline, statistics.median(base)
         out.ratio = med / out.baseline_median
         out.paired = statistics.median(v / b for v, b in zip(values, base, strict=True))
+        out.baseline_cpu_ms = statistics.median(samples[f"{baseline}{CPU}"])
     out.target, out.met = f"<= {TARGET_MS:.0f} ms", med <= TARGET_MS
     return out
 
@@ -245,16 +247,19 @@ def print_report(rows: list[Row], profile: dict[str, Any]) -> None:
     print("top modules by cumulative import time:")
     for m in profile["cumulative"]:
         print(f"  {m['module']:<52} {m['cumulative_ms']:8.1f} ms (own {m['own_ms']:.1f})")
-    print(f"\n{'measure':<50} {'median':>8} {'min':>8} {'max':>8} {'cpu':>6} {'baseline':>9} {'paired':>7}  target")
+    print(f"\n{'measure':<50} {'median':>8} {'min':>8} {'max':>8} {'cpu':>12} {'baseline':>9} {'paired':>7}  target")
     for r in rows:
         base = f"{r.baseline_median:9.1f}" if r.baseline_median is not None else f"{'-':>9}"
         ratio = f"{r.paired:6.2f}x" if r.paired is not None else f"{'':>7}"
         verdict = f"{r.target} {'ok' if r.met else 'MISSED'}"
         note = f" (exit {r.exit})" if r.exit else ""
-        cpu = f"{r.cpu_ms:6.0f}" if r.cpu_ms is not None else f"{'':>6}"
-        print(f"{r.measure:<50} {r.median:8.1f} {r.min:8.1f} {r.max:8.1f} {cpu} {base} {ratio}  {verdict}{note}")
-    print("(ms, lower is better; wall time from spawn; cpu: the median CPU time of the process, the whole session for")
-    print(" the stdio servers; paired: the median over rounds of the ratio to the baseline measured in the same round;")
+        cpu = f"{r.cpu_ms:.0f}" if r.cpu_ms is not None else ""
+        if r.baseline_cpu_ms is not None:
+            cpu += f" ({r.baseline_cpu_ms:.0f})"
+        print(f"{r.measure:<50} {r.median:8.1f} {r.min:8.1f} {r.max:8.1f} {cpu:>12} {base} {ratio}  {verdict}{note}")
+    print("(ms, lower is better; wall time from spawn; cpu: the median CPU time of the process (the baseline's in")
+    print(" brackets), the whole session for the stdio servers; paired: the median over rounds of the ratio to the")
+    print(" baseline measured in the same round;")
     print(f" target: 1.5x Warp's {WARP_MS:.0f} ms start-up, issue 22)")
 
 
