@@ -2,7 +2,7 @@
 
 ``import mcp.server.lowlevel.server`` runs ``mcp/__init__.py`` and ``mcp/server/__init__.py`` first, and those import
 the SDK's client, its high-level ``MCPServer``, httpx and more that a stdio server never uses (~0.3 s of CPU).
-nats-py imports aiohttp (~0.2 s) at the top of ``nats.aio.transport`` and touches it only for a websocket URL.
+nats-py imports aiohttp (~0.15 s) at the top of ``nats.aio.transport`` and touches it only for a websocket URL.
 :func:`defer_packages` puts each of these packages in ``sys.modules`` unexecuted: its submodules import as usual,
 and the first attribute the package itself would have defined (``mcp.Client``, ``aiohttp.ClientSession``) runs its
 ``__init__`` then, so nothing that uses them behaves differently. Called by the console script only (``run``): a
@@ -20,6 +20,9 @@ from typing import Any
 DEFERRED = ("mcp", "mcp.server", "aiohttp")
 """Packages whose ``__init__`` waits for first use (a parent before its subpackage)."""
 
+_PROBES = frozenset({"__path__", "__file__", "__cached__", "__loader__", "__package__", "__spec__", "__wrapped__"})
+"""Names whose absence answers the asker: any other (``__version__``, ``__all__`` too) runs the ``__init__``."""
+
 _lock = threading.RLock()
 _loading: set[str] = set()
 
@@ -28,8 +31,8 @@ class DeferredPackage(types.ModuleType):
     """A package in ``sys.modules`` whose ``__init__`` has not run yet (``__path__``, ``__spec__`` are set)."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)  # the import system's probes (__file__ is set; __getattr__, __all__ ... not yet)
+        if name in _PROBES:
+            raise AttributeError(name)  # asked by the import system and introspection, not a use of the package
         spec = self.__spec__
         if spec is None or spec.loader is None:  # pragma: no cover - defer_packages installs only specs with one
             raise AttributeError(name)

@@ -31,11 +31,12 @@ SCENARIO = textwrap.dedent(
         "aiohttp.client": "aiohttp.client" in sys.modules,
     }
 
+    import aiohttp
+    out["dunder_runs_init"] = isinstance(aiohttp.__version__, str) and "aiohttp.client" in sys.modules
     import mcp
     from mcp import Client
     from mcp.client.client import Client as RealClient
     from mcp.server import MCPServer, Server as Reexported
-    import aiohttp
     out["first_use_runs_init"] = {
         "mcp": type(sys.modules["mcp"]).__name__,
         "client": Client is RealClient and mcp.Client is RealClient,
@@ -75,4 +76,5 @@ def test_deferred_packages_initialise_on_first_use() -> None:
         "aiohttp": "aiohttp.client",
         "aiohttp_type": "module",
     }
+    assert out["dunder_runs_init"]  # a dunder the package defines (__version__) is a use too
     assert out["unknown_name"] == "AttributeError"
