@@ -34,6 +34,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "guard": ("guard.py", "guard.json"),
     "audit": ("audit.py", "audit.json"),
     "keys": ("keys.py", "keys.json"),
+    "startup": ("startup.py", "startup.json"),
     "stdio": ("stdio_tools.py", "stdio_tools.json"),
     "channels_read": ("channels_read.py", "channels_read.json"),
     "waits": ("waits.py", "waits.json"),

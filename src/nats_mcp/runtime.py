@@ -22,16 +22,15 @@ import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from nats_mcp.config.settings import Settings
-from nats_mcp.security.audit.record import Transport
-from nats_mcp.security.policy import Policy
-
 if TYPE_CHECKING:
     from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.config.settings import Settings
     from nats_mcp.coord.service import Coordinator
     from nats_mcp.observe.assembly import Observability
     from nats_mcp.security.audit.log import AuditLog
+    from nats_mcp.security.audit.record import Transport
     from nats_mcp.security.guard import Guard
+    from nats_mcp.security.policy import Policy
 
 AUDIT_DRAIN_S = 10.0
 """At shutdown, how long queued audit records may take to reach their sinks."""

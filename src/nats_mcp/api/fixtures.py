@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import mcp_types as types
-from mcp.server import ServerRequestContext
+from mcp.server.context import ServerRequestContext
 
 import nats_mcp
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
-from mcp.server import ServerRequestContext
+from mcp.server.context import ServerRequestContext
 
 from nats_mcp.api.tools.base import OpsSpec, ToolSpec
 from nats_mcp.coord.replay import Outcome, call_token

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mcp.server import ServerRequestContext
+from mcp.server.context import ServerRequestContext
 
 from nats_mcp.api.resource_uris import ResourceRef
 from nats_mcp.coord.watch import Watch

@@ -17,8 +17,9 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import mcp_types as types
-from mcp.server import Server, ServerRequestContext
 from mcp.server._otel import OpenTelemetryMiddleware
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
 from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 

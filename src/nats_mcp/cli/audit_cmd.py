@@ -14,10 +14,10 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_OK, err, fail, out, print_json, state
-from nats_mcp.config.settings import Settings
 
 if TYPE_CHECKING:
     from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.config.settings import Settings
     from nats_mcp.security.audit.chain import VerifyResult
 
 app = typer.Typer(

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.console import Console
 
-from nats_mcp.config.loader import ConfigError, LoadedSettings, load_settings, parse_set_options
 from nats_mcp.core.redact import redact
 
 if TYPE_CHECKING:
+    from nats_mcp.config.loader import LoadedSettings
     from nats_mcp.security.policy import Policy
 
 EXIT_OK = 0
@@ -47,6 +47,10 @@ class CliState:
         """The settings, or exit 2 with one clear message naming key, source and what is allowed."""
         if self._loaded is not None and not extra:
             return self._loaded
+        # Imported here, as in build_state: pydantic-settings and the settings models cost ~0.3 s of CPU, which
+        # `--help`, `--version` and a command's usage error should not pay.
+        from nats_mcp.config.loader import ConfigError, load_settings
+
         overrides = {**self.overrides, **{k: v for k, v in (extra or {}).items() if v is not None}}
         try:
             loaded = load_settings(overrides, config_file=self.config_file, flags={**self.flags, **(extra_flags or {})})
@@ -68,10 +72,14 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def build_state(config: Path | None, sets: list[str], **flags: Any) -> CliState:
-    try:
-        overrides: dict[str, Any] = dict(parse_set_options(sets))
-    except ConfigError as exc:
-        fail(str(exc), code=EXIT_USAGE)
+    overrides: dict[str, Any] = {}
+    if sets:  # the loader only when there is something to parse: the root runs before every command, --help too
+        from nats_mcp.config.loader import ConfigError, parse_set_options
+
+        try:
+            overrides = dict(parse_set_options(sets))
+        except ConfigError as exc:
+            fail(str(exc), code=EXIT_USAGE)
     flag_names = {key: f"--set {key}" for key in overrides}
     for name, value in flags.items():
         if value is None:

@@ -9,7 +9,6 @@ import typer
 
 from nats_mcp.cli import tables
 from nats_mcp.cli.common import out, print_json, state
-from nats_mcp.config.loader import effective_settings
 
 app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 COLUMNS = (
@@ -26,6 +25,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print every setting, where it came from, and its environment variable. Secrets are masked."""
+    from nats_mcp.config.loader import effective_settings
+
     loaded = state(ctx).load()
     rows = effective_settings(loaded)
     if as_json:

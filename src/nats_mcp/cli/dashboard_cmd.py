@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import signal
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nats_mcp.cli.common import err, fail, load_policy, loopback_host, state
-from nats_mcp.config.settings import Settings
-from nats_mcp.observe.logging import setup_logging
-from nats_mcp.runtime import Runtime
-from nats_mcp.security.policy import Policy
+
+if TYPE_CHECKING:
+    from nats_mcp.config.settings import Settings
+    from nats_mcp.runtime import Runtime
+    from nats_mcp.security.policy import Policy
 
 
 async def _run(settings: Settings, policy: Policy) -> None:
@@ -33,6 +34,8 @@ async def _run(settings: Settings, policy: Policy) -> None:
     if loopback_host(d.host):
         hosts += [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]
     origins = [*http.allowed_origins, *(f"{scheme}://{h}" for h in hosts for scheme in ("http", "https"))]
+    from nats_mcp.runtime import Runtime
+
     # Neither coordinator nor observability: the dashboard reads NATS itself and audits its logins.
     async with Runtime(settings, policy, transport="http", observe=False, coordinate=False) as runtime:
         await _serve(runtime, sock, base, hosts, origins)
@@ -99,6 +102,8 @@ def dashboard(
 
     The same page `serve --transport http` mounts at /dashboard. Off loopback it needs TLS (http.tls_cert_file and
     http.tls_key_file), since a session cookie would otherwise cross the network in clear."""
+    from nats_mcp.observe.logging import setup_logging
+
     loaded = state(ctx).load(
         {"dashboard.host": host, "dashboard.port": port}, {"dashboard.host": "--host", "dashboard.port": "--port"}
     )

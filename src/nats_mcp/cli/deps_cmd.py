@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nats_mcp import __version__
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, err, fail, out, print_json
 
 if TYPE_CHECKING:
@@ -45,6 +44,7 @@ def version(
     ] = False,
 ) -> None:
     """The server's version and its dependencies' installed versions, compared with the shipped SBOM."""
+    from nats_mcp import __version__  # here: every other command would pay the version lookup
     from nats_mcp.supply.installed import FINE, compare, sbom_entries, shipped_sbom_text
 
     sbom = json.loads(shipped_sbom_text())

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_OK, out, print_json, state
-from nats_mcp.config.loader import ConfigError, load_settings
 from nats_mcp.core.redact import redact
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -22,6 +21,7 @@ def doctor(
 ) -> None:
     """Check settings, reachability, authentication, TLS, server version, JetStream and clock skew."""
     from nats_mcp.bus.diagnose import Check, run_checks  # nats-py (+aiohttp) only for commands that talk to NATS
+    from nats_mcp.config.loader import ConfigError, load_settings
     from nats_mcp.security.authn.endpoints import probe_all
 
     st = state(ctx)

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, load_policy, state
-from nats_mcp.config.settings import Settings
-from nats_mcp.runtime import Runtime
 
 if TYPE_CHECKING:
     from nats_mcp.api.tools.base import ToolSpec
+    from nats_mcp.config.settings import Settings
     from nats_mcp.coord.context import Caller
     from nats_mcp.coord.service import Coordinator
     from nats_mcp.security.guard import CallContext, Guard
@@ -140,6 +139,7 @@ async def human_session(settings: Settings, agent: str, timeout: float) -> Async
     """Connect (the embedded server when no URL is set), assemble the stack a serve process has, yield a session."""
     from nats_mcp.api.tools.coordination import TOOLS
     from nats_mcp.coord.errors import NatsUnavailable
+    from nats_mcp.runtime import Runtime
     from nats_mcp.security.binding import caller_for
     from nats_mcp.security.guard import CallContext, Refused
     from nats_mcp.security.principal import Principal

@@ -13,10 +13,9 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, out, print_json, state
-from nats_mcp.config.section import duration_seconds
-from nats_mcp.config.settings import Settings
 
 if TYPE_CHECKING:
+    from nats_mcp.config.settings import Settings
     from nats_mcp.security.authn.apikeys import ApiKeys
 
 app = typer.Typer(
@@ -78,6 +77,7 @@ def create(
 ) -> None:
     """Make an API key and print it once on stdout (its id and details go to stderr). Only a salted scrypt hash is
     stored: a lost key cannot be shown again; revoke it and make another."""
+    from nats_mcp.config.section import duration_seconds
     from nats_mcp.security.authn.apikeys import ApiKeyError, check_new_key
 
     ttl_s: float | None = None

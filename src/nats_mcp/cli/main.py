@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperOption
 
-from nats_mcp import __version__
 from nats_mcp.cli import (
     agents_cmd,
     audit_cmd,
@@ -75,6 +74,8 @@ app.add_typer(deps_cmd.app, name="deps")
 
 def _version(value: bool) -> None:
     if value:
+        from nats_mcp import __version__
+
         typer.echo(f"nats-mcp {__version__}")
         raise typer.Exit(0)
 
@@ -116,6 +117,9 @@ def root(
 
 def run() -> None:
     """Console-script entry point."""
+    from nats_mcp.cli.deferred import defer_packages
+
+    defer_packages()  # this process only: the SDK's and aiohttp's package __init__ wait for first use
     app()
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nats_mcp.bus.natsperms import ROLES, Role, build_permissions
 from nats_mcp.cli.common import EXIT_USAGE, fail, print_json, state
+
+if TYPE_CHECKING:
+    from nats_mcp.bus.natsperms import Role
 
 
 def nats_permissions(
@@ -55,6 +57,8 @@ def nats_permissions(
     buckets and consumers are created by the admin role; agents and gateways only use them. The comments of the
     block say which inbox prefix the client must connect with and what these permissions cannot enforce.
     """
+    from nats_mcp.bus.natsperms import ROLES, build_permissions
+
     if role not in ROLES:
         fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}", code=EXIT_USAGE)
     chosen: Role = role  # narrowed by the check above

@@ -9,8 +9,6 @@ import typer
 from rich.table import Table
 
 from nats_mcp.cli.common import err, fail, out, print_json
-from nats_mcp.security.policy import Policy, PolicyError, cross_provider_warnings, parse_policy
-from nats_mcp.security.principal import Principal
 
 app = typer.Typer(help="Authorization policy files: check one.", no_args_is_help=True)
 
@@ -28,6 +26,9 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Validate a policy file: exit 0 and a summary if it can be used, exit 2 and the problem if not."""
+    from nats_mcp.security.policy import Policy, PolicyError, cross_provider_warnings, parse_policy
+    from nats_mcp.security.principal import Principal
+
     try:
         doc = parse_policy(file.read_text(encoding="utf-8"), str(file))
     except OSError as exc:

@@ -9,16 +9,17 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from nats_mcp.cli.common import err, fail, load_policy, loopback_host, out, state
-from nats_mcp.config.settings import Settings
-from nats_mcp.observe.logging import setup_logging
-from nats_mcp.runtime import Runtime
-from nats_mcp.security.audit.record import Transport
-from nats_mcp.security.policy import Policy
+
+if TYPE_CHECKING:
+    from nats_mcp.config.settings import Settings
+    from nats_mcp.runtime import Runtime
+    from nats_mcp.security.audit.record import Transport
+    from nats_mcp.security.policy import Policy
 
 log = logging.getLogger("nats_mcp.serve")
 
@@ -251,6 +252,7 @@ def _runtime(
 ) -> Runtime:
     """The process's :class:`~nats_mcp.runtime.Runtime`, observing; tracing that cannot be set up is a usage error."""
     from nats_mcp.observe.tracing import TracingError
+    from nats_mcp.runtime import Runtime
 
     try:
         return Runtime(
@@ -340,6 +342,8 @@ def serve(
         "grpc.client_ca_file": "--client-ca",
         "observe.metrics.port": "--metrics-port",
     }
+    from nats_mcp.observe.logging import setup_logging
+
     loaded = state(ctx).load(extra, flags)
     settings = loaded.settings
     setup_logging(settings.logging)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from nats_mcp.cli.common import EXIT_USAGE, err, fail, state
-from nats_mcp.config.section import duration_seconds
 from nats_mcp.core.names import InvalidNameError, validate_name
 
 app = typer.Typer(
@@ -39,6 +38,7 @@ def issue(
 
     Issuer urn:nats-mcp:dev, claim "dev": true; --role values go to the roles claim (the policy maps them to roles).
     """
+    from nats_mcp.config.section import duration_seconds
     from nats_mcp.security.dev import tokens as devtoken
 
     settings = state(ctx).load().settings

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nats_mcp.cli.common import fail, out, print_json, state
-from nats_mcp.config.settings import Settings
+
+if TYPE_CHECKING:
+    from nats_mcp.config.settings import Settings
 
 
 async def _top(settings: Settings, interval: float, once: bool, as_json: bool) -> None:

@@ -26,7 +26,6 @@ from nats_mcp.cli.human import (
     settings_of,
 )
 from nats_mcp.cli.tables import Column, fit, one_line, show, when
-from nats_mcp.config.section import duration_seconds
 
 app = typer.Typer(
     help="Submit work, list queues, watch an item until it completes or is dead-lettered.", no_args_is_help=True
@@ -36,6 +35,8 @@ WATCH_POLL_S = 0.5
 
 def deadline_of(text: str | None) -> str | None:
     """An ISO 8601 instant as given, or one a duration (``30m``, ``2h``) from now."""
+    from nats_mcp.config.section import duration_seconds
+
     if text is None:
         return None
     try:
@@ -181,6 +182,8 @@ def watch(
     timeout: Timeout = 10.0,
 ) -> None:
     """A live status line until the item completes (exit 0) or is dead-lettered (exit 6); exit 3 if no such item."""
+    from nats_mcp.config.section import duration_seconds
+
     limit_s: float | None = None
     if max_wait is not None:
         try:
@@ -248,6 +251,8 @@ def get(
     timeout: Timeout = 10.0,
 ) -> None:
     """Where an item stands (and its result once completed); exit 6 if dead-lettered, 3 if no such item."""
+    from nats_mcp.config.section import duration_seconds
+
     wait_ms = 0
     if wait is not None:
         try:

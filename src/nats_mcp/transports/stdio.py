@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import mcp.server.runner as sdk_runner
 import mcp_types as types
-from mcp.server import Server
-from mcp.server import runner as sdk_runner
+from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 

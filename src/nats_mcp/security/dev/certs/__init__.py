@@ -21,8 +21,9 @@ README in memory), :mod:`.files` (writing the set). This package is their one do
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nats_mcp.security.dev.certs.files import conflicts, stale_client_files, write_bundle
-from nats_mcp.security.dev.certs.make import agent_policy, issue, policy_text, readme_text
 from nats_mcp.security.dev.certs.spec import (
     CA_CERT,
     CA_COMMON_NAME,
@@ -47,6 +48,19 @@ from nats_mcp.security.dev.certs.spec import (
     make_spec,
     spiffe_id,
 )
+
+if TYPE_CHECKING:
+    from nats_mcp.security.dev.certs.make import agent_policy, issue, policy_text, readme_text
+
+
+def __getattr__(name: str) -> Any:
+    # .make imports cryptography (~0.1 s): loaded when a certificate is made, not when `nats-mcp` starts.
+    if name not in ("agent_policy", "issue", "policy_text", "readme_text"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from nats_mcp.security.dev.certs import make
+
+    return getattr(make, name)
+
 
 __all__ = [
     "CA_CERT",
