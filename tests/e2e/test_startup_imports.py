@@ -16,6 +16,7 @@ from mcp import Client, StdioServerParameters, stdio_client
 
 from tests.support.env import isolated_env
 from tests.support.natsserver import NatsServer, wait_for_sync
+from tests.support.stdio import TOOLS
 
 IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$", re.MULTILINE)
 
@@ -70,7 +71,7 @@ async def test_stdio_serve_imports_no_transport_or_auth_library(tmp_path: Path, 
     )
     with log.open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
-            assert len((await client.list_tools()).tools) == 24
+            assert len((await client.list_tools()).tools) == len(TOOLS)
             wait_for_sync(lambda: "NATS connected" in log.read_text(), 20, message=log.read_text)
             assert not (await client.call_tool("warp_handle_set", {"handle": "startup"})).is_error
             sent = await client.call_tool("warp_channels_send", {"channel": "roadmap", "message": "hello"})
