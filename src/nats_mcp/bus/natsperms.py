@@ -314,6 +314,8 @@ def _work(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.STREAM.MSG.DELETE.{dlq}", "retry or discard a DLQ entry")
     state_writes = [("item.*", "work item state (compare-and-set)"), ("requeue.*", "DLQ retry intents")]
     _kv(lists, api, lay.work_state_bucket, f"{ns} work-state", state_writes, watch=False)
+    table = [(Layout.RESERVATIONS_KEY, "the reservation table (compare-and-set)")]
+    _kv(lists, api, lay.reservations_bucket, f"{ns} reservation", table, watch=True)
 
 
 def _audit(lists: _Lists, api: str, inbox_prefix: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-AdminOp = Literal["dlq", "dashboard"]
+AdminOp = Literal["dlq", "dashboard", "reservations"]
 NatsNeed = Literal["read", "write", "server"]
 NatsKind = Literal["subjects", "streams", "buckets"]
 ResourceKind = Literal["channel", "capability", "stream", "bucket", "subject"]
@@ -90,6 +90,14 @@ class NatsAccess:
 
 
 @dataclass(frozen=True)
+class Reserve:
+    """Reserving the project resources (paths, globs) listed in ``arg``: each must lie inside a glob of a role's
+    ``reservations`` list (core/pathglob.py decides containment, conservatively)."""
+
+    arg: str = "resources"
+
+
+@dataclass(frozen=True)
 class Waits:
     """The call may wait up to ``arg`` ms (``default_ms`` when omitted): while it does, it holds a ``claim_waits``
     slot of the principal's share."""
@@ -98,7 +106,7 @@ class Waits:
     default_ms: int = 5000
 
 
-Need = ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Waits
+Need = ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Reserve | Waits
 Needs = tuple[Need, ...]
 
 _NATS_KIND: dict[NatsKind, ResourceKind] = {"streams": "stream", "buckets": "bucket", "subjects": "subject"}
@@ -149,7 +157,7 @@ def check_declared(tool: str, marked: Mapping[str, ResourceKind | None], needs: 
                     f"as one (mark it with a {kind} type of api/schema.py)"
                 )
             covered.add(arg)
-        if isinstance(need, Waits) and need.arg not in marked:
+        if isinstance(need, Waits | Reserve) and need.arg not in marked:
             raise UndeclaredNeed(f"tool {tool}: need {need!r} names argument {need.arg!r}, which the tool lacks")
     for arg, touched in marked.items():
         if touched is not None and arg not in covered:
