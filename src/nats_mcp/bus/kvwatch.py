@@ -2,7 +2,8 @@
 
 ``async with KeyWatch(kv, key) as watch: await watch.changed(revision, timeout)`` — the watch starts before the
 caller reads the key, and a change is any value of the key newer than the revision the caller read, so a write
-made between the caller's read and its wait is not missed.
+made between the caller's read and its wait is not missed. The change comes with the new value, so a crowd of
+waiters woken by one write need not each read the key again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import nats.errors
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from nats_mcp.bus.errors import nats_edge
 
@@ -39,17 +40,19 @@ class KeyWatch:
             with contextlib.suppress(Exception):
                 await watcher.stop()
 
-    async def changed(self, revision: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a value (or delete) of the key newer than ``revision``."""
+    async def changed(self, revision: int, timeout: float) -> tuple[int, bytes] | None:
+        """Wait up to ``timeout`` seconds for a value of the key newer than ``revision``: (its revision, its value,
+        empty for a delete); None when the time passed first."""
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return None
             try:
                 with nats_edge():
                     entry = await self._watcher.updates(timeout=left)
             except (nats.errors.TimeoutError, TimeoutError):
-                return False
+                return None
             if entry is not None and int(entry.revision or 0) > revision:
-                return True
+                deleted = entry.operation in (KV_DEL, KV_PURGE)
+                return int(entry.revision or 0), b"" if deleted else bytes(entry.value or b"")

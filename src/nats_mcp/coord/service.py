@@ -186,6 +186,8 @@ class Coordinator:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.identity.release(), 5)
         with contextlib.suppress(Exception):
+            await self.reservations.close()
+        with contextlib.suppress(Exception):
             await self.registry.close()
         with contextlib.suppress(Exception):
             await self.identity.close()

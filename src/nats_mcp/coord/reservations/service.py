@@ -6,7 +6,8 @@ live reservation, and writes the table with the new reservation in one CAS — a
 number of server processes (a lost CAS is read again and decided again). The table also holds the fencing
 counter, so a token is never handed out twice, also after every server restarted. Expired reservations are
 ignored when read and dropped by the next write; a holder whose registry entry reads offline for longer than
-its reservation's TTL loses it the same way. A waiting acquire sleeps on a watch of the key, not in a poll loop.
+its reservation's TTL loses it the same way. A waiting acquire sleeps on the process's one watch of the key
+(``waits.py``), not in a poll loop.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import KeyNotFound, WrongLastSequence, nats_edge
 from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
-from nats_mcp.bus.kvwatch import KeyWatch
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict as ConflictError
 from nats_mcp.coord.errors import Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
 from nats_mcp.coord.registry.visibility import format_time
 from nats_mcp.coord.reservations.models import Conflict, Mode, Outcome, Reservation, Table
+from nats_mcp.coord.reservations.waits import SharedWatch
 from nats_mcp.core import pathglob
 from nats_mcp.core.reqctx import new_uuid
 
@@ -46,6 +47,7 @@ MAX_TABLE_BYTES = 900_000
 """Under NATS's default 1 MiB payload limit."""
 MAX_REASON = 500
 _CAS_ATTEMPTS = 64
+_WAKE_SPREAD_S = 0.02
 
 OfflineSince = Callable[[str], float | None]
 """Agent GUID -> when it was last heard of if it reads offline now, else None (the registry's presence)."""
@@ -93,10 +95,14 @@ class ReservationService:
         self.namespace = layout.namespace
         self.bucket = Bucket.declared(conn, specs.reservations_bucket(layout))
         self._offline_since = offline_since
+        self._watch = SharedWatch(self.bucket, Layout.RESERVATIONS_KEY)
 
     async def ensure(self) -> None:
         with nats_errors():
             await self.bucket.kv()
+
+    async def close(self) -> None:
+        await self._watch.close()
 
     # -- the table -------------------------------------------------------------------------------
 
@@ -108,9 +114,13 @@ class ReservationService:
                 entry = await kv.get(Layout.RESERVATIONS_KEY)
         except KeyNotFound:
             return 0, Table()
-        if not entry.value:  # deleted (an operator purged the key): start over from the empty table
-            return int(entry.revision or 0), Table()
-        return int(entry.revision or 0), Table.model_validate_json(entry.value)
+        return int(entry.revision or 0), self._decode(entry.value)
+
+    @staticmethod
+    def _decode(raw: bytes | None) -> Table:
+        if not raw:  # deleted (an operator purged the key): start over from the empty table
+            return Table()
+        return Table.model_validate_json(raw)
 
     async def _write(self, kv: KeyValue, revision: int, table: Table) -> bool:
         data = table.model_dump_json().encode()
@@ -138,12 +148,16 @@ class ReservationService:
         since = self._offline_since(r.holderGuid)
         return r.expires if since is None else min(r.expires, since + r.ttlSeconds)
 
-    async def _change(self, change: Callable[[Table, float], tuple[Table, Any] | None]) -> Any:
+    async def _change(
+        self, change: Callable[[Table, float], tuple[Table, Any] | None], known: tuple[int, Table] | None = None
+    ) -> Any:
         """Apply ``change`` (table, now) -> (new table, result) by CAS, the dead reservations dropped first;
-        ``change`` returning None writes nothing (and the result is None)."""
+        ``change`` returning None writes nothing (and the result is None). ``known``: a (revision, table) just
+        read, tried first (a stale one only costs a lost CAS)."""
         kv = await self.bucket.kv()
         for attempt in range(_CAS_ATTEMPTS):
-            revision, table = await self._read(kv)
+            revision, table = known or await self._read(kv)
+            known = None
             now = time.time()
             live = table.model_copy(update={"reservations": [r for r in table.reservations if self.alive(r, now)]})
             changed = change(live, now)
@@ -206,14 +220,26 @@ class ReservationService:
 
         kv = await self.bucket.kv()
         async with contextlib.AsyncExitStack() as stack:
-            watch = await stack.enter_async_context(KeyWatch(kv, Layout.RESERVATIONS_KEY)) if wait_ms else None
+            watch = await stack.enter_async_context(self._watch.joined()) if wait_ms else None
+            seen: tuple[int, Table] | None = None
             while True:
-                revision, table = await self._read(kv)
+                woken, (revision, table) = seen is not None, seen or await self._read(kv)
+                seen = None
                 now = time.time()
                 live = [r for r in table.reservations if self.alive(r, now)]
                 conflicts = _conflicts(live, wanted, mode, caller.guid)
+                if not conflicts and woken and watch is not None:
+                    # Every waiter woke on the same release: each first waits a random moment on the watch, so
+                    # the first to try takes it and the others learn so from the watch, not from lost CAS rounds.
+                    pause = random.uniform(0, _WAKE_SPREAD_S)  # noqa: S311 - not security
+                    change = await watch.changed(revision, min(pause, max(deadline - time.monotonic(), 0.0)))
+                    if change is not None:
+                        seen = change[0], self._decode(change[1])
+                        continue
                 if not conflicts:
-                    outcome: Outcome | None = await self._change(lambda t, n: self._grant_or_none(grant(t, n)))
+                    outcome: Outcome | None = await self._change(
+                        lambda t, n: self._grant_or_none(grant(t, n)), (revision, table)
+                    )
                     if outcome is not None:
                         return outcome.model_copy(update={"waitedMs": int((time.monotonic() - started) * 1000)})
                     continue  # a conflict appeared between the read and the write: decide again
@@ -223,7 +249,9 @@ class ReservationService:
                     return Outcome(granted=False, conflicts=conflicts, waitedMs=waited)
                 # Wake on the next change of the table, or when the first conflicting reservation ends by itself.
                 ends = min(self._end(r) for r in live if r.reservationId in {c.reservationId for c in conflicts})
-                await watch.changed(revision, min(left, max(ends - now, 0.0) + 0.05))
+                change = await watch.changed(revision, min(left, max(ends - now, 0.0) + 0.05))
+                if change is not None:
+                    seen = change[0], self._decode(change[1])
 
     @staticmethod
     def _grant_or_none(result: tuple[Table, Outcome]) -> tuple[Table, Outcome] | None:
