@@ -380,6 +380,8 @@ _COMMON_CAVEATS = (
     "senderGuid) are set by nats-mcp servers, but this user can publish a message with any senderGuid directly",
     "agents of one namespace share its work queues, DLQ and work state: any of them may claim, settle or delete any "
     "item there, and purge the work-events stream",
+    "agents of one namespace share its reservation table (one key): a NATS user of an agent can rewrite anyone's "
+    "reservations there directly; the server's ownership rules hold only for calls through nats-mcp",
     "the shared directory is readable by every user of the deployment (registry entries with scope public/personal)",
 )
 

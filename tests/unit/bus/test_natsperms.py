@@ -95,6 +95,7 @@ def test_an_agent_writes_only_its_own_keys() -> None:
         f"$KV.{DIRECTORY_BUCKET}.{NS}.{GUID}",
         f"$KV.{lay.work_state_bucket}.item.*",
         f"$KV.{lay.work_state_bucket}.requeue.*",
+        f"$KV.{lay.reservations_bucket}.table",  # the namespace's one reservation table, shared like the work state
     ]
 
 
