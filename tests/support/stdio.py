@@ -41,6 +41,11 @@ TOOLS = {
     "warp_dlq_list",
     "warp_dlq_retry",
     "warp_dlq_discard",
+    "warp_reservations_acquire",
+    "warp_reservations_renew",
+    "warp_reservations_release",
+    "warp_reservations_list",
+    "warp_reservations_force_release",
 }
 
 

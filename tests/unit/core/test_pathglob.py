@@ -80,7 +80,7 @@ _SAMPLES = ["/".join(parts) for n in range(1, 4) for parts in itertools.product(
 patterns = st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=4).map("/".join).map(normalise)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(patterns, patterns)
 def test_overlap_is_conservative(a: str, b: str) -> None:
     """Two patterns a sample path matches both of always overlap (never a missed conflict); the rule is symmetric;
@@ -93,7 +93,7 @@ def test_overlap_is_conservative(a: str, b: str) -> None:
         assert overlap(a, path) == matches(a, path)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(patterns, patterns)
 def test_covers_is_sound(grant: str, wanted: str) -> None:
     """When the policy's containment says a grant covers a pattern, no sample path of the pattern escapes it."""
