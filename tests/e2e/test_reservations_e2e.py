@@ -3,15 +3,18 @@ tokens growing across a server restart, and a role without reservation grants re
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import cli, trail
 from tests.support.http_server import api_key, mcp_client, serving
 from tests.support.natsserver import NatsServer
 from tests.support.reservations import ACQUIRE, contend
 from tests.support.stdio import agent, err, ok
 
+NS = "resv"
 POLICY = """
 version: 1
 roles:
@@ -28,11 +31,28 @@ roles:
 @pytest.mark.slow
 async def test_three_agents_over_stdio(tmp_path: Path, nats_server: NatsServer) -> None:
     async with (
-        agent(tmp_path, nats_server, "a", "resv") as a,
-        agent(tmp_path, nats_server, "b", "resv") as b,
-        agent(tmp_path, nats_server, "c", "resv") as c,
+        agent(tmp_path, nats_server, "a", NS) as a,
+        agent(tmp_path, nats_server, "b", NS) as b,
+        agent(tmp_path, nats_server, "c", NS) as c,
     ):
         await contend(a, b, c)  # (fencing across a restart: the HTTP test below and tests/integration)
+
+        # People: `nats-mcp reservations list` shows them; `release` is the admin force-release, audited.
+        code, listed, error = await cli(tmp_path, nats_server, "reservations", "list", "--json", NATS_MCP_NAMESPACE=NS)
+        assert code == 0, error
+        held = {r["resources"][0]: r for r in json.loads(listed)["reservations"]}
+        assert set(held) == {"src/api/app.py", "tmp/**"}
+        victim = held["src/api/app.py"]["reservationId"]
+        code, said, error = await cli(tmp_path, nats_server, "reservations", "release", victim, NATS_MCP_NAMESPACE=NS)
+        assert code == 0 and victim in said, error
+        assert [r["resources"] for r in (await ok(a, "warp_reservations_list"))["reservations"]] == [["tmp/**"]]
+        code, _, error = await cli(tmp_path, nats_server, "reservations", "release", victim, NATS_MCP_NAMESPACE=NS)
+        assert code == 3 and "not_found" in error
+        audited = [json.loads(line) for line in trail(tmp_path).read_text().splitlines()]
+        assert [e.get("outcome") for e in audited if e.get("tool") == "reservations_force_release"] == [
+            "ok",
+            "not_found",
+        ]
 
 
 @pytest.mark.slow
