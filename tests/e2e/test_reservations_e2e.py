@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from nats_mcp.api.resource_uris import RESERVATIONS_URI
 from tests.support.cli import cli, trail
 from tests.support.http_server import api_key, mcp_client, serving
-from tests.support.natsserver import NatsServer
-from tests.support.reservations import ACQUIRE, contend
+from tests.support.natsserver import NatsServer, wait_for
+from tests.support.reservations import ACQUIRE, Updates, contend, read_reservations
 from tests.support.stdio import agent, err, ok
 
 NS = "resv"
@@ -29,13 +30,21 @@ roles:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 async def test_three_agents_over_stdio(tmp_path: Path, nats_server: NatsServer) -> None:
+    updates = Updates()
     async with (
         agent(tmp_path, nats_server, "a", NS) as a,
         agent(tmp_path, nats_server, "b", NS) as b,
-        agent(tmp_path, nats_server, "c", NS) as c,
+        agent(tmp_path, nats_server, "c", NS, mode="legacy", message_handler=updates) as c,
     ):
-        await contend(a, b, c)  # (fencing across a restart: the HTTP test below and tests/integration)
+        await c.subscribe_resource(RESERVATIONS_URI)  # the 2025-11-25 way; listen is the resources test's
+        await contend(a, b, c)
+        await wait_for(lambda: updates.count >= 1, 10, message="no resources/updated for nats-mcp://reservations")
+        body = await read_reservations(c)
+        assert (
+            body == await ok(c, "warp_reservations_list") and body["count"] == 2
+        )  # (fencing across a restart: the HTTP test below and tests/integration)
 
         # People: `nats-mcp reservations list` shows them; `release` is the admin force-release, audited.
         code, listed, error = await cli(tmp_path, nats_server, "reservations", "list", "--json", NATS_MCP_NAMESPACE=NS)

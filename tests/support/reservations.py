@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import mcp_types as types
 from mcp import Client
+from mcp.client.session import IncomingMessage
 
+from nats_mcp.api.resource_uris import RESERVATIONS_URI
 from tests.support.natsserver import wait_for
 from tests.support.stdio import err, ok
 
@@ -53,3 +57,22 @@ async def contend(a: Client, b: Client, c: Client) -> int:
     late = await wait_for(free, 15, interval=0.2)
     assert isinstance(late["fencingToken"], int) and late["fencingToken"] > short["fencingToken"]
     return late["fencingToken"]
+
+
+class Updates:
+    """How many ``notifications/resources/updated`` of the reservations resource a client received."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification) and message.params.uri == RESERVATIONS_URI:
+            self.count += 1
+
+
+async def read_reservations(client: Client) -> dict[str, object]:
+    result = await client.read_resource(RESERVATIONS_URI)
+    [content] = result.contents
+    assert isinstance(content, types.TextResourceContents) and content.mime_type == "application/json"
+    body: dict[str, object] = json.loads(content.text)
+    return body

@@ -51,7 +51,13 @@ TOOLS = {
 
 @contextlib.asynccontextmanager
 async def agent(
-    tmp_path: Path, server: NatsServer, name: str, namespace: str, mode: str = "auto", **env: str
+    tmp_path: Path,
+    server: NatsServer,
+    name: str,
+    namespace: str,
+    mode: str = "auto",
+    message_handler: Any = None,
+    **env: str,
 ) -> AsyncIterator[Client]:
     """One agent = one `nats-mcp serve` process over stdio, with its own project directory."""
     project = tmp_path / name
@@ -60,7 +66,8 @@ async def agent(
     environment = isolated_env(tmp_path, **settings)
     params = StdioServerParameters(command=nats_mcp_exe(), args=["serve"], env=environment, cwd=str(project))
     with (tmp_path / f"{name}.log").open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:  # type: ignore[arg-type]
+        client = Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=message_handler)  # type: ignore[arg-type]
+        async with client:
             yield client
 
 

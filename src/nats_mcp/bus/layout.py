@@ -191,6 +191,11 @@ class Layout:
 
     RESERVATIONS_KEY = "table"
 
+    @property
+    def reservations_subject(self) -> str:
+        """Where every write of the reservation table is published (a core subscription hears each change)."""
+        return f"$KV.{self.reservations_bucket}.{self.RESERVATIONS_KEY}"
+
     # -- SSE events of HTTP sessions (transports/http_events.py) ------------------------------------
     @property
     def sse_stream(self) -> str:

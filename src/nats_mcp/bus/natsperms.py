@@ -316,6 +316,7 @@ def _work(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     _kv(lists, api, lay.work_state_bucket, f"{ns} work-state", state_writes, watch=False)
     table = [(Layout.RESERVATIONS_KEY, "the reservation table (compare-and-set)")]
     _kv(lists, api, lay.reservations_bucket, f"{ns} reservation", table, watch=True)
+    lists.allow_sub(lay.reservations_subject, "change signals of the reservation table (the resource's subscribers)")
 
 
 def _audit(lists: _Lists, api: str, inbox_prefix: str) -> None:

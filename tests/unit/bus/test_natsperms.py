@@ -64,6 +64,7 @@ def test_an_agent_subscribes_only_to_its_own_inbox_replies_and_namespace_signals
             lay.channel_subject("errors"),
             lay.inbox_subject(GUID),
             lay.work_subjects,
+            lay.reservations_subject,
         ],
         "deny": [],
     }
