@@ -128,6 +128,6 @@ def test_ts_sdk_sees_the_metadata_and_the_protocol_errors(
     assert resource["error"]["code"] == RESOURCE_NOT_FOUND, resource  # the SDK speaks 2025-11-25
     assert resource["error"]["data"]["uri"] == "nats-mcp://channels/nope"
     tools = listed["result"]["tools"]
-    assert len(tools) == 24 and all(t["title"] for t in tools)
+    assert len(tools) == 29 and all(t["title"] for t in tools)
     register = next(t for t in tools if t["name"] == "warp_registry_register")
     assert "visibility" not in register["inputSchema"]["properties"]

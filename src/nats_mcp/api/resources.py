@@ -258,7 +258,7 @@ class ResourceSurface:
                 )
             elif isinstance(ref, ReservationsResource):
                 held = await self._coordinator.reservations.current()
-                body = ReservationsOut(reservations=held, count=len(held))
+                body = ReservationsOut(reservations=[r.info() for r in held], count=len(held))
             else:
                 count, messages = await self._coordinator.inbox.peek(caller, limit=PEEK_LIMIT)
                 body = InboxPeek(agentGuid=caller.guid, count=count, messages=messages, hasMore=count > len(messages))

@@ -83,6 +83,4 @@ def release(
     if as_json:
         print_json(done)
         return
-    held = done["reservation"]
-    who = held.get("holderHandle") or held["holderGuid"]
-    out.print(f"{reservation_id} of {who} released ({', '.join(held['resources'])})", highlight=False)
+    out.print(f"{reservation_id} of {done['holderGuid']} released ({', '.join(done['resources'])})", highlight=False)

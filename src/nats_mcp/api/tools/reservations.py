@@ -9,16 +9,13 @@ from pydantic import Field
 from nats_mcp.api.schema import GuidStr, UuidStr
 from nats_mcp.api.tools.base import Args, Out, Rendered, ToolSpec
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.reservations.models import Conflict, Mode, Reservation
+from nats_mcp.coord.reservations.models import Conflict, Mode, ReservationInfo
 from nats_mcp.coord.reservations.service import DEFAULT_TTL_S, MAX_REASON, MAX_RESOURCES, MAX_TTL_S, MAX_WAIT_MS
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.security.needs import Admin, Reserve, Waits
 
 _ID = "The reservation's id (reservationId from warp_reservations_acquire)."
-_PATHS = (
-    "Paths relative to the project, or globs over them: '*' and '?' within a segment, '**' any number of segments "
-    "(src/api/** is everything under src/api). No absolute paths, no '..'."
-)
+_PATHS = "Project-relative paths or globs ('*', '?' in a segment; '**' any depth: src/api/**). No '..'."
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -26,14 +23,10 @@ _PATHS = (
 
 class AcquireArgs(Args):
     resources: list[str] = Field(min_length=1, max_length=MAX_RESOURCES, description=_PATHS)
-    mode: Mode = Field(
-        default="exclusive", description="exclusive (nobody else) or shared (other shared holders allowed)."
-    )
+    mode: Mode = Field(default="exclusive", description="shared: other shared holders allowed.")
     ttlSeconds: int = Field(default=DEFAULT_TTL_S, ge=1, le=MAX_TTL_S, description="Lifetime; renew to extend.")
-    reason: str = Field(default="", max_length=MAX_REASON, description="What you are doing (shown to others).")
-    waitMs: int = Field(
-        default=0, ge=0, le=MAX_WAIT_MS, description="Wait up to this long for conflicting reservations to end."
-    )
+    reason: str = Field(default="", max_length=MAX_REASON, description="Shown to others.")
+    waitMs: int = Field(default=0, ge=0, le=MAX_WAIT_MS, description="Wait this long for conflicts to end.")
 
 
 class RenewArgs(Args):
@@ -67,24 +60,28 @@ class AcquireOut(Out):
     waitedMs: int
 
 
-class ReservationOut(Out):
-    reservation: Reservation
+class RenewOut(Out):
+    reservationId: str
+    fencingToken: int
+    expiresAt: str
+
+
+class ReleaseOut(Out):
+    reservationId: str
+    released: Literal[True]
+    holderGuid: str
+    resources: list[str]
 
 
 class ListOut(Out):
-    reservations: list[Reservation]
+    reservations: list[ReservationInfo]
     count: int
-
-
-class ForceReleaseOut(Out):
-    released: Literal[True]
-    reservation: Reservation
 
 
 # ---- handlers -----------------------------------------------------------------------------------
 
 
-def _line(r: Reservation) -> str:
+def _line(r: ReservationInfo) -> str:
     who = f"{r.holderHandle} (`{r.holderGuid}`)" if r.holderHandle else f"`{r.holderGuid}`"
     why = f" — {r.reason}" if r.reason else ""
     return f"- `{r.reservationId}` {r.mode} {', '.join(r.resources)} · {who} · until {r.expiresAt}{why}"
@@ -123,18 +120,23 @@ async def reservations_acquire(c: Coordinator, caller: Caller, a: AcquireArgs) -
 
 async def reservations_renew(c: Coordinator, caller: Caller, a: RenewArgs) -> Rendered:
     r = await c.reservations.renew(caller, a.reservationId, a.ttlSeconds)
-    return ReservationOut(reservation=r), f"Reservation `{r.reservationId}` renewed until {r.expiresAt}."
+    out = RenewOut(reservationId=r.reservationId, fencingToken=r.fencingToken, expiresAt=r.expiresAt)
+    return out, f"Reservation `{r.reservationId}` renewed until {r.expiresAt}."
+
+
+def _released(r: ReservationInfo) -> ReleaseOut:
+    return ReleaseOut(reservationId=r.reservationId, released=True, holderGuid=r.holderGuid, resources=r.resources)
 
 
 async def reservations_release(c: Coordinator, caller: Caller, a: ReleaseArgs) -> Rendered:
     r = await c.reservations.release(caller, a.reservationId)
-    return ReservationOut(reservation=r), f"Reservation `{r.reservationId}` released ({', '.join(r.resources)})."
+    return _released(r), f"Reservation `{r.reservationId}` released ({', '.join(r.resources)})."
 
 
 async def reservations_list(c: Coordinator, caller: Caller, a: ListArgs) -> Rendered:
     holder = caller.guid if a.mine else a.holderGuid
     found = await c.reservations.current(resource=a.resource, holder=holder)
-    out = ListOut(reservations=found, count=len(found))
+    out = ListOut(reservations=[r.info() for r in found], count=len(found))
     if not found:
         return out, "No reservations."
     return out, f"{len(found)} reservation(s):\n" + "\n".join(map(_line, found))
@@ -142,7 +144,7 @@ async def reservations_list(c: Coordinator, caller: Caller, a: ListArgs) -> Rend
 
 async def reservations_force_release(c: Coordinator, _caller: Caller, a: ReleaseArgs) -> Rendered:
     r = await c.reservations.force_release(a.reservationId)
-    return ForceReleaseOut(released=True, reservation=r), (
+    return _released(r), (
         f"Reservation `{r.reservationId}` of `{r.holderGuid}` force-released ({', '.join(r.resources)})."
     )
 
@@ -154,9 +156,8 @@ RESERVATION_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "reservations_acquire",
         "Reserve project resources",
-        "Reserve paths or globs of the project (advisory: tell other agents you are working on them), all or none. "
-        "Granted: a reservationId and a fencingToken that only grows. Refused: the conflicting holders, to negotiate "
-        "with; or wait up to waitMs for them to finish.",
+        "Reserve project paths or globs (advisory: others see you work on them), all or none. Granted: "
+        "reservationId and an ever-growing fencingToken. Refused: the holders in the way (ask them, or use waitMs).",
         AcquireArgs,
         AcquireOut,
         reservations_acquire,
@@ -167,7 +168,7 @@ RESERVATION_TOOLS: tuple[ToolSpec, ...] = (
         "Renew a reservation",
         "Extend your reservation (same fencing token) before it expires.",
         RenewArgs,
-        ReservationOut,
+        RenewOut,
         reservations_renew,
         idempotent=True,
     ),
@@ -176,14 +177,14 @@ RESERVATION_TOOLS: tuple[ToolSpec, ...] = (
         "Release a reservation",
         "Release your reservation so others may take its resources.",
         ReleaseArgs,
-        ReservationOut,
+        ReleaseOut,
         reservations_release,
         destructive=True,
     ),
     ToolSpec(
         "reservations_list",
         "List reservations",
-        "The namespace's live reservations (optionally only those overlapping a path or glob, or one agent's).",
+        "The namespace's live reservations (filters: overlapping a path or glob, one agent's, yours).",
         ListArgs,
         ListOut,
         reservations_list,
@@ -192,10 +193,10 @@ RESERVATION_TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "reservations_force_release",
-        "Force-release a reservation (admin)",
-        "Admin: end any agent's reservation (e.g. of an agent that is gone). Audited.",
+        "Force-release a reservation",
+        "Admin: end any agent's reservation. Audited.",
         ReleaseArgs,
-        ForceReleaseOut,
+        ReleaseOut,
         reservations_force_release,
         destructive=True,
         needs=(Admin("reservations"),),

@@ -13,9 +13,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Reservation(_Model):
-    """One reservation as stored and shown: its resources (normalised), holder, mode, fencing token and times."""
-
+class ReservationInfo(_Model):
+    # A reservation as tools show it (no docstring: it would be repeated in every tool's outputSchema).
     reservationId: str
     holderGuid: str
     holderHandle: str | None = None
@@ -26,7 +25,15 @@ class Reservation(_Model):
     fencingToken: int
     acquiredAt: str
     expiresAt: str
-    expires: float = Field(description="expiresAt as epoch seconds (what expiry is decided by)")
+
+
+class Reservation(ReservationInfo):
+    """One reservation as stored: what tools show, and its expiry as epoch seconds (what expiry is decided by)."""
+
+    expires: float
+
+    def info(self) -> ReservationInfo:
+        return ReservationInfo.model_validate(self.model_dump(exclude={"expires"}))
 
 
 class Table(_Model):
@@ -42,7 +49,7 @@ class Table(_Model):
 
 
 class Conflict(_Model):
-    """A requested resource and the live reservation of another agent in its way."""
+    # A requested resource and the live reservation of another agent in its way (no docstring: see above).
 
     resource: str
     heldResource: str
