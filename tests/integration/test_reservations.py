@@ -17,6 +17,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, InvalidArgument, NotFound
 from nats_mcp.coord.registry.service import RegistryService
 from nats_mcp.coord.reservations.service import ReservationService
+from nats_mcp.dashboard.data import Dashboard
 from tests.support.env import connected, settings_for
 from tests.support.natsserver import NatsServer, wait_for
 
@@ -191,3 +192,23 @@ async def test_many_processes_acquire_one_resource_one_holder_at_a_time(
         )
     assert most == 1
     assert len(grants) == processes * per_process and grants == sorted(set(grants))
+
+
+async def test_the_dashboard_shows_reservations_without_creating_the_bucket(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    settings = settings_for(
+        tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE=NS, NATS_MCP_SECURITY_AUDIT_STREAM="false"
+    )
+    async with connected(tmp_path, nats_server.url) as conn:
+        dash = Dashboard(conn, settings)
+        try:
+            snap = await dash.build()
+            assert snap["reservations"] == [] and not snap["errors"]  # no bucket yet: nothing shown, none made
+            assert Layout(NS).reservations_bucket not in [s.config.name for s in await conn.jetstream.streams_info()]
+            await service(conn).acquire(agent(1), "alice", ["src/**"], reason="x" * 400)
+            [shown] = (await dash.build())["reservations"]
+            assert shown["resources"] == ["src/**"] and shown["holderHandle"] == "alice" and shown["fencingToken"] == 1
+            assert len(shown["reason"]) == 300 and 0 < shown["expiresInS"] <= 1800  # untrusted text, clipped
+        finally:
+            await dash.aclose()

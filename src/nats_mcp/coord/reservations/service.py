@@ -91,9 +91,11 @@ def _conflicts(table: list[Reservation], wanted: list[str], mode: Mode, guid: st
 class ReservationService:
     """The reservations of one namespace."""
 
-    def __init__(self, conn: NatsConnection, layout: Layout, offline_since: OfflineSince) -> None:
+    def __init__(
+        self, conn: NatsConnection, layout: Layout, offline_since: OfflineSince, *, read_only: bool = False
+    ) -> None:
         self.namespace = layout.namespace
-        self.bucket = Bucket.declared(conn, specs.reservations_bucket(layout))
+        self.bucket = Bucket.declared(conn, specs.reservations_bucket(layout), create=not read_only)
         self._offline_since = offline_since
         self._watch = SharedWatch(self.bucket, Layout.RESERVATIONS_KEY)
 
