@@ -37,6 +37,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "channels_read": ("channels_read.py", "channels_read.json"),
     "work": ("work.py", "work.json"),
     "resend": ("resend.py", "resend.json"),
+    "reservations": ("reservations.py", "reservations.json"),
     "http": ("http_tools.py", "http.json"),
     "grpc": ("grpc_tools.py", "grpc.json"),
     "observe": ("observe_overhead.py", "observe_overhead.json"),
