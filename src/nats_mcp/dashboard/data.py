@@ -279,7 +279,6 @@ class Dashboard:
             for i in page.items
         ]
 
-
     # -- reservations (their own panel) ---------------------------------------------------------------
 
     def _offline_since(self, guid: str) -> float | None:

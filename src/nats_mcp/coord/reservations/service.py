@@ -30,11 +30,12 @@ from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict as ConflictError
-from nats_mcp.coord.errors import Forbidden, InvalidArgument, LimitExceeded, NotFound, nats_errors
+from nats_mcp.coord.errors import Forbidden, InvalidArgument, InvalidName, LimitExceeded, NotFound, nats_errors
 from nats_mcp.coord.registry.visibility import format_time
 from nats_mcp.coord.reservations.models import Conflict, Mode, Outcome, Reservation, Table
 from nats_mcp.coord.reservations.waits import SharedWatch
 from nats_mcp.core import pathglob
+from nats_mcp.core.names import InvalidNameError, validate_guid, validate_uuid
 from nats_mcp.core.reqctx import new_uuid
 
 MAX_RESOURCES = 100
@@ -62,6 +63,13 @@ def checked_resources(resources: list[str]) -> list[str]:
     try:
         return list(dict.fromkeys(pathglob.normalise(r) for r in resources))
     except pathglob.BadPath as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def checked_id(reservation_id: object) -> str:
+    try:
+        return validate_uuid(reservation_id, "reservationId")
+    except InvalidNameError as exc:
         raise InvalidArgument(str(exc)) from None
 
 
@@ -264,6 +272,7 @@ class ReservationService:
         """Extend the caller's live reservation to now + ``ttl_s`` (its own TTL when None); same token."""
         if ttl_s is not None and not 1 <= ttl_s <= MAX_TTL_S:
             raise InvalidArgument(f"ttlSeconds must be from 1 to {MAX_TTL_S}")
+        reservation_id = checked_id(reservation_id)
 
         def renew(table: Table, now: float) -> tuple[Table, Reservation]:
             held = self._own(table, caller, reservation_id)
@@ -279,6 +288,7 @@ class ReservationService:
 
     async def release(self, caller: Caller, reservation_id: str) -> Reservation:
         """End the caller's reservation now."""
+        reservation_id = checked_id(reservation_id)
 
         def release(table: Table, _now: float) -> tuple[Table, Reservation]:
             held = self._own(table, caller, reservation_id)
@@ -289,6 +299,7 @@ class ReservationService:
 
     async def force_release(self, reservation_id: str) -> Reservation:
         """End anyone's reservation (the admin operation; the guard audits the call)."""
+        reservation_id = checked_id(reservation_id)
 
         def release(table: Table, _now: float) -> tuple[Table, Reservation]:
             held = next((r for r in table.reservations if r.reservationId == reservation_id), None)
@@ -312,6 +323,11 @@ class ReservationService:
     async def current(self, *, resource: str | None = None, holder: str | None = None) -> list[Reservation]:
         """The namespace's live reservations, oldest first; only those overlapping ``resource`` / of ``holder``."""
         pattern = checked_resources([resource])[0] if resource is not None else None
+        if holder is not None:
+            try:
+                validate_guid(holder, "holderGuid")
+            except InvalidNameError as exc:
+                raise InvalidName(str(exc)) from None
         kv = await self.bucket.kv()
         _, table = await self._read(kv)
         now = time.time()
