@@ -17,6 +17,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Forbidden, InvalidArgument, NotFound
 from nats_mcp.coord.registry.service import RegistryService
 from nats_mcp.coord.reservations.service import ReservationService
+from nats_mcp.core import reqctx
 from nats_mcp.dashboard.data import Dashboard
 from tests.support.env import connected, settings_for
 from tests.support.natsserver import NatsServer, wait_for
@@ -107,8 +108,16 @@ async def test_conflicts_all_or_nothing_wait_ownership_expiry(
     assert await wait_for(granted, 10, interval=0.2)
     assert all(r.reservationId != short.reservation.reservationId for r in await svc_b.current())  # type: ignore[union-attr]
 
+    # A resent acquire re-run after its first attempt wrote (the same derived id) answers that grant, adds nothing.
+    with reqctx.effects("resent-call"):
+        once = await svc_a.acquire(c, None, ["notes/**"])
+    with reqctx.effects("resent-call"):
+        twice = await svc_b.acquire(c, None, ["notes/**"])
+    assert once.reservation is not None and twice.reservation == once.reservation
+    assert len(await svc_a.current(holder=c.guid)) == 3  # docs/x.md, src/api/v2/** and notes/**, once each
+
     # Deregistering releases everything of an agent; an admin force-releases anyone's.
-    assert await svc_a.release_agent(c.guid) == 2
+    assert await svc_a.release_agent(c.guid) == 3
     held = (await svc_b.current(holder=b.guid))[0]
     assert (await svc_a.force_release(held.reservationId)).holderGuid == b.guid
     assert [r.holderGuid for r in await svc_a.current()] == [b.guid]  # bob's tmp/** is left

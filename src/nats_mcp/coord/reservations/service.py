@@ -206,6 +206,10 @@ class ReservationService:
         deadline = started + wait_ms / 1000
 
         def grant(table: Table, now: float) -> tuple[Table, Outcome]:
+            again = next((r for r in table.reservations if r.reservationId == reservation_id), None)
+            if again is not None and again.holderGuid == caller.guid:
+                # A resent call re-run after its first attempt wrote (same derived id): that grant is the answer.
+                return table, Outcome(granted=True, reservation=again)
             conflicts = _conflicts(table.reservations, wanted, mode, caller.guid)
             if conflicts:
                 return table, Outcome(granted=False, conflicts=conflicts)
