@@ -98,6 +98,11 @@ class Reserve:
 
 
 @dataclass(frozen=True)
+class ReservationsRead:
+    """Listing reservations: the call sees only those of paths a role's ``reservations`` globs overlap."""
+
+
+@dataclass(frozen=True)
 class Waits:
     """The call may wait up to ``arg`` ms (``default_ms`` when omitted): while it does, it holds a ``claim_waits``
     slot of the principal's share."""
@@ -106,7 +111,9 @@ class Waits:
     default_ms: int = 5000
 
 
-Need = ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Reserve | Waits
+Need = (
+    ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Reserve | ReservationsRead | Waits
+)
 Needs = tuple[Need, ...]
 
 _NATS_KIND: dict[NatsKind, ResourceKind] = {"streams": "stream", "buckets": "bucket", "subjects": "subject"}
@@ -130,6 +137,10 @@ def waits(needs: Needs) -> Waits | None:
 
 def reads_channels(needs: Needs) -> bool:
     return any(isinstance(n, ChannelRead) for n in needs)
+
+
+def reads_reservations(needs: Needs) -> bool:
+    return any(isinstance(n, ReservationsRead) for n in needs)
 
 
 def reads_capabilities(needs: Needs) -> bool:

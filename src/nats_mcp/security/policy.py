@@ -309,6 +309,14 @@ class Policy:
             return None
         return functools.partial(self.capability_readable, p, roles=roles)
 
+    def reservation_reader(self, p: Principal) -> Callable[[str], bool] | None:
+        """Which reservations ``p`` may see: those of resources overlapping a glob it may reserve (None: all, as a
+        ``**`` grant says)."""
+        grants = [pathglob.normalise(g) for r in self.roles_of(p) for g in r.reservations]
+        if "**" in grants:
+            return None
+        return lambda resource: any(pathglob.overlap(g, resource) for g in grants)
+
     def channel_reader(self, p: Principal) -> Callable[[str], bool] | None:
         """Which channels ``p`` may read (None: every one, as a '*' grant says)."""
         roles = self.roles_of(p)

@@ -90,3 +90,15 @@ def test_a_grant_that_is_no_project_path_is_refused_at_load() -> None:
 def test_an_invalid_path_is_left_to_the_tool() -> None:
     """The tool refuses it as invalid_argument (nothing written); the policy does not turn it into forbidden."""
     assert allowed("dev", "reservations_acquire", {"resources": ["../etc/passwd"]})
+
+
+def test_listing_shows_reservations_of_paths_the_role_may_reserve() -> None:
+    policy = Policy(parse_policy(POLICY))
+    dev = policy.reservation_reader(who("dev"))
+    assert dev is not None
+    assert dev("src/api/x.py") and dev("src/**") and dev("**") and dev("docs/readme.md")
+    assert not dev("src/web/**") and not dev("deploy/x")
+    plain = policy.reservation_reader(who("plain"))
+    assert plain is not None and not plain("**")  # no globs: sees none
+    local = Principal("local", "local", "local", roles=frozenset({"agent"}))
+    assert Policy(BUILTIN).reservation_reader(local) is None  # '**': everything, unfiltered

@@ -12,7 +12,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.reservations.models import Conflict, Mode, ReservationInfo
 from nats_mcp.coord.reservations.service import DEFAULT_TTL_S, MAX_REASON, MAX_RESOURCES, MAX_TTL_S, MAX_WAIT_MS
 from nats_mcp.coord.service import Coordinator
-from nats_mcp.security.needs import Admin, Reserve, Waits
+from nats_mcp.security.needs import Admin, ReservationsRead, Reserve, Waits
 
 _ID = "The reservation's id (reservationId from warp_reservations_acquire)."
 _PATHS = "Project-relative paths or globs ('*', '?' in a segment; '**' any depth: src/api/**). No '..'."
@@ -190,6 +190,7 @@ RESERVATION_TOOLS: tuple[ToolSpec, ...] = (
         reservations_list,
         read_only=True,
         idempotent=True,
+        needs=(ReservationsRead(),),
     ),
     ToolSpec(
         "reservations_force_release",

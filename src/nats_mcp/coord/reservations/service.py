@@ -28,6 +28,7 @@ from nats_mcp.bus.errors import KeyNotFound, WrongLastSequence, nats_edge
 from nats_mcp.bus.jstypes import KeyValue
 from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
+from nats_mcp.coord import capscope
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import Conflict as ConflictError
 from nats_mcp.coord.errors import Forbidden, InvalidArgument, InvalidName, LimitExceeded, NotFound, nats_errors
@@ -325,7 +326,8 @@ class ReservationService:
         return result or 0
 
     async def current(self, *, resource: str | None = None, holder: str | None = None) -> list[Reservation]:
-        """The namespace's live reservations, oldest first; only those overlapping ``resource`` / of ``holder``."""
+        """The namespace's live reservations, oldest first; only those overlapping ``resource`` / of ``holder``, and
+        (in a tool call) those of paths the caller's policy lets it reserve (``coord/capscope.py``)."""
         pattern = checked_resources([resource])[0] if resource is not None else None
         if holder is not None:
             try:
@@ -341,6 +343,7 @@ class ReservationService:
             if self.alive(r, now)
             and (holder is None or r.holderGuid == holder)
             and (pattern is None or any(pathglob.overlap(pattern, h) for h in r.resources))
+            and any(capscope.reservation_visible(h) for h in r.resources)
         ]
 
     @staticmethod
