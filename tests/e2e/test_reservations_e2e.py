@@ -26,10 +26,6 @@ roles:
   bystander:
     tools: ["*"]
     namespaces: ["*"]
-  tmp-writer:
-    tools: ["*"]
-    namespaces: ["*"]
-    reservations: ["tmp/*.log", "tmp/x/**"]
 """
 
 
@@ -75,7 +71,6 @@ async def test_three_agents_over_http_and_a_restart(tmp_path: Path, nats_server:
     env = {"NATS_MCP_NAMESPACE": "resv-gw", "NATS_MCP_SECURITY_POLICY_FILE": str(policy)}
     key, _ = await api_key(tmp_path, nats_server.url, "team", "agent")
     outsider, _ = await api_key(tmp_path, nats_server.url, "outsider", "bystander")
-    docs, _ = await api_key(tmp_path, nats_server.url, "docs", "tmp-writer")
     async with serving(tmp_path, "gw", nats_server.url, **env) as server:
         async with (
             mcp_client(server.url, key, agent="a") as a,
@@ -93,10 +88,7 @@ async def test_three_agents_over_http_and_a_restart(tmp_path: Path, nats_server:
             # Listing shows only reservations of paths the caller may reserve: none for a role without globs.
             assert (await ok(o, "warp_reservations_list"))["count"] == 0
             assert (await read_reservations(o))["count"] == 0  # the resource shows what the tool does
-        async with mcp_client(server.url, docs, agent="e") as e:
-            seen = await ok(e, "warp_reservations_list")
-            assert [r["resources"] for r in seen["reservations"]] == [["tmp/**"]]
-            assert await read_reservations(e) == seen
+            # (a role with some globs sees the reservations overlapping them: tests/unit/security)
     async with serving(tmp_path, "gw2", nats_server.url, **env) as server, mcp_client(server.url, key, agent="d") as d:
         again = await ok(d, ACQUIRE, resources=["docs/**"])
         assert again["granted"] and again["fencingToken"] > last
