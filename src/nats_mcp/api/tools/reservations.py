@@ -134,8 +134,9 @@ async def reservations_release(c: Coordinator, caller: Caller, a: ReleaseArgs) -
 
 
 async def reservations_list(c: Coordinator, caller: Caller, a: ListArgs) -> Rendered:
-    holder = caller.guid if a.mine else a.holderGuid
-    found = await c.reservations.current(resource=a.resource, holder=holder)
+    found = await c.reservations.current(resource=a.resource, holder=a.holderGuid)
+    if a.mine:  # with holderGuid too: both filters apply
+        found = [r for r in found if r.holderGuid == caller.guid]
     out = ListOut(reservations=[r.info() for r in found], count=len(found))
     if not found:
         return out, "No reservations."
