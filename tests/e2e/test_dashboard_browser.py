@@ -108,6 +108,14 @@ async def watch_live(browser: Browser, ops: BrowserContext, page: Page, d: Deplo
         await expect(item).to_have_attribute("data-state", "claimed")
         await expect(page.locator('#queues tr[data-capability="python"] td').nth(2)).to_have_text("1")
 
+        # A reservation: on the page with its paths and holder; its reason (agent input) shown as text.
+        held = await ok(agent, "warp_reservations_acquire", resources=["src/api/**"], reason=XSS)
+        reserved = page.locator(f'#reservations tr[data-reservation="{held["reservationId"]}"]')
+        await expect(reserved).to_contain_text("src/api/**")
+        await expect(reserved).to_contain_text(XSS[:40])
+        assert await page.evaluate("window.__xss") is None
+        assert await reserved.locator("img, script, b").count() == 0
+
     # Someone else tries a wrong key, three times: refused at the form, and the operator sees one security event
     # counted three times (not three rows).
     intruder = await browser.new_context()

@@ -23,6 +23,7 @@ from mcp.client.session import IncomingMessage
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPError
 
+from nats_mcp.api.resource_uris import RESERVATIONS_URI
 from nats_mcp.api.resources import INBOX_URI, RESOURCE_NOT_FOUND, channel_uri
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer, wait_for
@@ -113,7 +114,7 @@ async def test_list_read_and_peek(tmp_path: Path, nats_server: NatsServer, mode:
         assert caps is not None and caps.subscribe is True
 
         listed = {r.uri: r for r in (await a.list_resources()).resources}
-        assert set(listed) == {channel_uri(c) for c in CHANNELS} | {INBOX_URI}
+        assert set(listed) == {channel_uri(c) for c in CHANNELS} | {INBOX_URI, RESERVATIONS_URI}
         assert all(r.mime_type == "application/json" and r.description for r in listed.values())
         templates = (await a.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == ["nats-mcp://channels/{channel}"]

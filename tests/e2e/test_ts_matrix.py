@@ -144,6 +144,17 @@ SCENARIO: list[Step] = [
     ok("warp_work_cancel", workItemId="$fifth"),
     fails("warp_work_cancel", "not_found", "", workItemId=UNKNOWN_ID),
     fails("warp_work_progress", "cancelled", "cancelled", workItemId="$fifth"),  # the claimer is told
+    ok("warp_reservations_acquire", {"resv": "structuredContent.reservationId"}, resources=["src/api/**"]),
+    fails("warp_reservations_acquire", "invalid_argument", "escapes the project", resources=["../outside"]),
+    ok("warp_reservations_renew", reservationId="$resv", ttlSeconds=600),
+    fails("warp_reservations_renew", "not_found", "", reservationId=UNKNOWN_ID),
+    ok("warp_reservations_list", resource="src/**"),
+    fails("warp_reservations_list", "invalid_name", "holderGuid", holderGuid="nope"),
+    ok("warp_reservations_release", reservationId="$resv"),
+    fails("warp_reservations_release", "not_found", "", reservationId="$resv"),
+    ok("warp_reservations_acquire", {"resv2": "structuredContent.reservationId"}, resources=["docs/**"]),
+    ok("warp_reservations_force_release", reservationId="$resv2"),
+    fails("warp_reservations_force_release", "not_found", "", reservationId=UNKNOWN_ID),
     ok("warp_registry_deregister"),
     fails("warp_registry_deregister", "invalid_argument", "bogus", bogus=1),
     # resources: list, read, a subscription that hears a send, an unknown channel's read

@@ -21,11 +21,22 @@ CHANNELS = ("roadmap", "parallel-work", "errors")
 """The channels a server configures by default (the fuzz fixture checks warp_channels_list says so)."""
 WORK_CAP = "fuzz_work"
 """The capability the set-up registers and offers items for (claims need it registered)."""
-UUID_FIELDS = {"workItemId", "itemId", "dependsOn"}
+UUID_FIELDS = {"workItemId", "itemId", "dependsOn", "reservationId"}
 """Pattern fields whose bad values are invalid arguments; every other pattern field is a name: invalid_name."""
 FREE = st.text(max_size=200).filter(lambda s: s.strip() != "")
 """Free text the domain takes: anything with a character that is not white space."""
 LONG_AGO, FAR_AHEAD = datetime(2000, 1, 1), datetime(2100, 1, 1)
+PATH = st.lists(
+    st.text(alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=12).filter(
+        lambda s: s not in (".", "..")
+    )
+    | st.sampled_from(["*", "**", "*.py"]),
+    min_size=1,
+    max_size=4,
+).map("/".join)
+"""Project paths and globs a reservation takes (core/pathglob.py)."""
+ESCAPES = st.sampled_from(["../x", "src/../../x", "/etc/passwd", "C:/x", "a\x00b", "a\\b", "./"])
+"""Paths a reservation refuses (invalid_argument): outside the project, control characters, backslashes, empty."""
 """Naive bounds: Hypothesis draws naive moments between them, then gives them UTC."""
 
 
@@ -39,6 +50,8 @@ class Given:
     """A work item claimed by the fuzzing agent (progress, complete, fail)."""
     dead: str = ""
     """A dead-lettered work item (DLQ retry, discard)."""
+    reservation: str = ""
+    """A live reservation of the fuzzing agent (renew, release, force-release)."""
 
 
 AT_LEAST_ONE = {"warp_registry_update_presence": ("status", "currentTaskCount", "capabilities")}
@@ -56,9 +69,14 @@ NEEDS: dict[str, str] = {
     "warp_work_broadcast": "claimed",  # an item to name in dependsOn
     "warp_work_get": "claimed",
     "warp_work_cancel": "claimed",
+    "warp_reservations_acquire": "unreserved",
+    "warp_reservations_renew": "reserved",
+    "warp_reservations_release": "reserved",
+    "warp_reservations_force_release": "reserved",
 }
 """The set-up a tool's example needs before its call: the agent registered (with WORK_CAP), an item offered for
-WORK_CAP, one claimed, or one dead-lettered. Other tools need none."""
+WORK_CAP, one claimed, or one dead-lettered; none of the agent's reservations left (an agent holds at most 100), or
+one made. Other tools need none."""
 
 
 def _iso(low: datetime, high: datetime) -> st.SearchStrategy[str]:
@@ -84,6 +102,8 @@ def _field(tool: str, key: str, schema: dict[str, Any], given: Given) -> st.Sear
         "recipientGuid": given.peer,
         "workItemId": given.item,
         "itemId": given.dead,
+        "reservationId": given.reservation,
+        "holderGuid": given.peer,
     }
     if key in fixed:
         return st.just(fixed[key])
@@ -111,6 +131,10 @@ def _field(tool: str, key: str, schema: dict[str, Any], given: Given) -> st.Sear
         return st.integers(0, 200)  # the item is claimed and stays so: a long wait is only a hang
     if key == "timeout":
         return st.integers(0, 200)  # a waiting claim is not what is fuzzed
+    if key == "resources":
+        return st.lists(PATH, min_size=1, max_size=5)
+    if key == "resource":
+        return PATH
     return valid(schema)
 
 
@@ -208,6 +232,12 @@ def _domain_defects(tool: str, key: str) -> list[tuple[st.SearchStrategy[Any], s
     }
     if key == "capability" and tool in ("warp_work_claim", "warp_work_claim_batch"):
         return [(other_names.filter(lambda c: c != WORK_CAP), "forbidden")]
+    if tool.startswith("warp_reservations_"):
+        return {
+            "resources": [(ESCAPES.map(lambda p: ["ok/path", p]), "invalid_argument")],
+            "resource": [(ESCAPES, "invalid_argument")],
+            "reservationId": [(unknown_uuid, "not_found")],
+        }.get(key, [])  # a blank reason is no defect here: it is optional
     if key == "message" and tool == "warp_messages_send_direct":
         # empty, or white space only: refused as a channel message is (the fuzzer found DMs took white space)
         return [(st.sampled_from(["", " ", "\n\t "]), "invalid_argument")]

@@ -123,6 +123,13 @@ class Fuzzing:
             claimed = self.agent.ok("warp_work_claim", {"capability": WORK_CAP, "timeout": 5000})["workItem"]
             assert isinstance(claimed, dict), "the item just offered was not handed out"
             given.item = claimed["id"]
+        if need in ("unreserved", "reserved"):
+            for held in self.agent.ok("warp_reservations_list", {"mine": True})["reservations"]:
+                self.agent.ok("warp_reservations_release", {"reservationId": held["reservationId"]})
+        if need == "reserved":
+            made = self.agent.ok("warp_reservations_acquire", {"resources": ["set-up/**"]})
+            assert made["granted"], made
+            given.reservation = made["reservationId"]
         if need == "dead":
             failed = {"workItemId": given.item, "reason": "set-up", "recoverable": False}
             assert self.agent.ok("warp_work_fail", failed)["status"] == "dead_lettered"

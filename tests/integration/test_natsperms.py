@@ -155,6 +155,22 @@ async def test_agents_with_generated_permissions_do_their_own_work(
         status = {s.capability: s for s in await coord_a.work.views.status()}
         assert status["review"].pending == 1
 
+        # reservations: a conflict, a waiting acquire (the table's watch) let through by a release, the change signal
+        changed = asyncio.Event()
+        table_watcher = ChangeWatcher(conn_b, Layout(NS))
+        table_watch = await table_watcher.reservations(changed.set)
+        held = (await coord_a.reservations.acquire(alice, "alice", ["src/**"])).reservation
+        assert held is not None
+        await asyncio.wait_for(changed.wait(), 10)
+        assert not (await coord_b.reservations.acquire(bob, "bob", ["src/a.py"])).granted
+        waiting = asyncio.create_task(coord_b.reservations.acquire(bob, "bob", ["src/a.py"], wait_ms=20_000))
+        await wait_for(lambda: coord_b.reservations._watch._waiters == 1, 10)  # it waits on the table's watch
+        await coord_a.reservations.release(alice, held.reservationId)
+        got_it = await asyncio.wait_for(waiting, 25)
+        assert got_it.granted and got_it.reservation is not None and got_it.reservation.fencingToken > held.fencingToken
+        await table_watch.close()
+        await table_watcher.close()
+
         # audit: records appended to a chain of the deployment's stream, the chain resumed from its last record
         await append_audit(conn_a, CHAIN)
 

@@ -29,6 +29,7 @@ roles:
     namespaces: ["*"]
     channels: {read: ["*"], send: ["*"]}
     capabilities: {broadcast: ["*"], claim: ["*"]}
+    reservations: ["src/**"]
     admin: [dlq]
 groups: {admin: [admin], agent: [agent]}  # the role claims of (dev) JWTs
 """

@@ -33,7 +33,8 @@ roles:
     namespaces: ["*"]
     channels: {read: ["*"], send: ["*"]}
     capabilities: {broadcast: ["*"], claim: ["*"]}
-    admin: [dlq]
+    reservations: ["**"]
+    admin: [dlq, reservations]
   reader:
     tools: ["handle_*", "registry_*", "channels_*"]
     namespaces: ["*"]

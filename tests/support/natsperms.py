@@ -135,7 +135,12 @@ async def provision(tmp_path: Path, server: PermsNatsServer) -> None:
             await ChannelService(conn, settings, layout).ensure_streams()
             await WorkService(conn, settings, layout).ensure()
             await ensure_stream(conn.jetstream, InboxService(conn, settings).inbox_config(layout))
-            for bucket in (layout.registry_bucket, layout.identity_bucket, DIRECTORY_BUCKET):
+            for bucket in (
+                layout.registry_bucket,
+                layout.identity_bucket,
+                DIRECTORY_BUCKET,
+                layout.reservations_bucket,
+            ):
                 await Bucket(conn, bucket).kv()
             await ensure_stream(conn.jetstream, audit_stream_config())  # as `nats-mcp provision` makes it
             assert conn.errors == []

@@ -43,12 +43,23 @@ TOOLS = {
     "warp_dlq_list",
     "warp_dlq_retry",
     "warp_dlq_discard",
+    "warp_reservations_acquire",
+    "warp_reservations_renew",
+    "warp_reservations_release",
+    "warp_reservations_list",
+    "warp_reservations_force_release",
 }
 
 
 @contextlib.asynccontextmanager
 async def agent(
-    tmp_path: Path, server: NatsServer, name: str, namespace: str, mode: str = "auto", **env: str
+    tmp_path: Path,
+    server: NatsServer,
+    name: str,
+    namespace: str,
+    mode: str = "auto",
+    message_handler: Any = None,
+    **env: str,
 ) -> AsyncIterator[Client]:
     """One agent = one `nats-mcp serve` process over stdio, with its own project directory."""
     project = tmp_path / name
@@ -57,7 +68,8 @@ async def agent(
     environment = isolated_env(tmp_path, **settings)
     params = StdioServerParameters(command=nats_mcp_exe(), args=["serve"], env=environment, cwd=str(project))
     with (tmp_path / f"{name}.log").open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:  # type: ignore[arg-type]
+        client = Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=message_handler)  # type: ignore[arg-type]
+        async with client:
             yield client
 
 

@@ -50,6 +50,7 @@ _GROUPS = (
     ("messages_", "Direct messages"),
     ("work_", "Work distribution"),
     ("dlq_", "Dead-letter queue"),
+    ("reservations_", "Reservations"),
 )
 
 

@@ -1,5 +1,6 @@
-"""Resource URIs and errors: the forms ``nats-mcp://channels/{channel}`` and ``nats-mcp://inbox``, and failures as
-JSON-RPC errors (``-32002`` or ``INVALID_PARAMS`` for a resource that does not exist, as the revision says)."""
+"""Resource URIs and errors: ``nats-mcp://channels/{channel}``, ``nats-mcp://inbox``, ``nats-mcp://reservations``;
+failures as JSON-RPC errors (``-32002`` or ``INVALID_PARAMS`` for a resource that does not exist, as the revision
+says)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ SCHEME = "nats-mcp://"
 CHANNEL_PREFIX = SCHEME + "channels/"
 CHANNEL_TEMPLATE = CHANNEL_PREFIX + "{channel}"
 INBOX_URI = SCHEME + "inbox"
+RESERVATIONS_URI = SCHEME + "reservations"
 MAX_URI_LENGTH = 512
 
 
@@ -57,7 +59,14 @@ class InboxResource:
         return INBOX_URI
 
 
-ResourceRef = ChannelResource | InboxResource
+@dataclass(frozen=True)
+class ReservationsResource:
+    @property
+    def uri(self) -> str:
+        return RESERVATIONS_URI
+
+
+ResourceRef = ChannelResource | InboxResource | ReservationsResource
 
 
 def channel_uri(channel: str) -> str:
@@ -72,12 +81,16 @@ def parse_uri(uri: object) -> ResourceRef:
         raise ResourceUriError(f"resource URI longer than {MAX_URI_LENGTH} characters")
     if uri == INBOX_URI:
         return InboxResource()
+    if uri == RESERVATIONS_URI:
+        return ReservationsResource()
     if uri.startswith(CHANNEL_PREFIX):
         try:
             return ChannelResource(validate_name(uri.removeprefix(CHANNEL_PREFIX), "channel"))
         except InvalidNameError as exc:
             raise ResourceUriError(f"{_shown(uri)}: {exc}") from None
-    raise ResourceUriError(f"unknown resource URI {_shown(uri)}; expected {CHANNEL_TEMPLATE} or {INBOX_URI}")
+    raise ResourceUriError(
+        f"unknown resource URI {_shown(uri)}; expected {CHANNEL_TEMPLATE}, {INBOX_URI} or {RESERVATIONS_URI}"
+    )
 
 
 def _shown(uri: str) -> str:

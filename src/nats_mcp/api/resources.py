@@ -6,6 +6,8 @@ Resources:
   as JSON with the shape of the channels-read tool's result (its ``nextCursor`` continues with that tool).
 - ``nats-mcp://inbox``: how many DMs wait in the caller's own inbox and the oldest :data:`PEEK_LIMIT`
   of them. Reading it never consumes a message; the read-direct tool does.
+- ``nats-mcp://reservations``: the namespace's live reservations, as the reservations-list tool returns them;
+  it changes with every acquire, renewal and release.
 
 A URI that is malformed or names no configured channel is ``INVALID_PARAMS``; a domain failure keeps
 its stable code in the error's ``data.code`` (``nats_unavailable`` is retryable). ``resources/read`` of a URI
@@ -49,9 +51,11 @@ from nats_mcp.api.resource_feeds import PROCESS_FEED, Feed, connection_of, nothi
 from nats_mcp.api.resource_uris import (
     CHANNEL_TEMPLATE,
     INBOX_URI,
+    RESERVATIONS_URI,
     RESOURCE_NOT_FOUND,
     ChannelResource,
     InboxPeek,
+    ReservationsResource,
     ResourceRef,
     ResourceUriError,
     channel_uri,
@@ -60,6 +64,7 @@ from nats_mcp.api.resource_uris import (
     parse_uri,
 )
 from nats_mcp.api.tools.channels import ChannelsReadOut
+from nats_mcp.api.tools.reservations import ListOut as ReservationsOut
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.watch import ChangeWatcher, Watch
@@ -132,6 +137,8 @@ def _as_tool(ref: ResourceRef) -> tuple[str, dict[str, Any]]:
     """The tool a resource read amounts to, for the policy: a channel's history, or one's own inbox."""
     if isinstance(ref, ChannelResource):
         return "channels_read", {"channel": ref.channel}
+    if isinstance(ref, ReservationsResource):
+        return "reservations_list", {}
     return "messages_read_direct", {}
 
 
@@ -182,6 +189,16 @@ class ResourceSurface:
                 title="Your inbox (peek)",
                 description=f"How many direct messages wait for you and the oldest {PEEK_LIMIT} of them. Reading "
                 f"this consumes nothing; {p}messages_read_direct reads and consumes. Subscribe to hear of new mail.",
+                mime_type=MIME_TYPE,
+            )
+        )
+        resources.append(
+            types.Resource(
+                uri=RESERVATIONS_URI,
+                name="reservations",
+                title="Reservations of project paths",
+                description=f"Who holds which paths and globs of the project, why, and until when (as "
+                f"{p}reservations_list). Subscribe to hear of every acquire, renewal and release.",
                 mime_type=MIME_TYPE,
             )
         )
@@ -240,6 +257,9 @@ class ResourceSurface:
                     hasMore=page.has_more,
                     total=page.total,
                 )
+            elif isinstance(ref, ReservationsResource):
+                held = await self._coordinator.reservations.current()
+                body = ReservationsOut(reservations=[r.info() for r in held], count=len(held))
             else:
                 count, messages = await self._coordinator.inbox.peek(caller, limit=PEEK_LIMIT)
                 body = InboxPeek(agentGuid=caller.guid, count=count, messages=messages, hasMore=count > len(messages))
@@ -259,6 +279,8 @@ class ResourceSurface:
         try:
             if isinstance(ref, ChannelResource):
                 return await self.watcher.channel(ref.channel, listener)
+            if isinstance(ref, ReservationsResource):
+                return await self.watcher.reservations(listener)
             return await self.watcher.inbox(await self._caller(), listener)
         except Exception as exc:
             raise mcp_error(exc) from None

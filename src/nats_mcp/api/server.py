@@ -41,7 +41,7 @@ from nats_mcp.core.redact import redact
 from nats_mcp.observe import tracing
 from nats_mcp.security.guard import CallContext, Guard, Pool, Refused
 from nats_mcp.security.identity import local_principal
-from nats_mcp.security.needs import Needs, reads_capabilities, reads_channels
+from nats_mcp.security.needs import Needs, reads_capabilities, reads_channels, reads_reservations
 from nats_mcp.security.policy import NatsScope
 from nats_mcp.security.principal import Principal
 
@@ -308,9 +308,14 @@ def build_server(
         policy = security.guard.policy
         readable = policy.capability_reader(call.principal) if reads_capabilities(needs) else None
         channels = policy.channel_reader(call.principal) if reads_channels(needs) else None
+        reserved = policy.reservation_reader(call.principal) if reads_reservations(needs) else None
 
         async def run() -> types.CallToolResult:
-            with capscope.limited_to(readable), capscope.channels_limited_to(channels):
+            with (
+                capscope.limited_to(readable),
+                capscope.channels_limited_to(channels),
+                capscope.reservations_limited_to(reserved),
+            ):
                 async with assist.progress(ctx, suffix, arguments):
                     return await table.call(coordinator, caller, name, arguments, scope)
 
@@ -341,8 +346,16 @@ def build_server(
         if security is None:
             return await run()
         call = CallContext(security.principal(), security.transport, security.namespace)
+        needs = needs_of(tool)
+        # The reservations resource shows what the list tool would: reservations of paths the caller may reserve.
+        reserved = security.guard.policy.reservation_reader(call.principal) if reads_reservations(needs) else None
+
+        async def scoped() -> T:
+            with capscope.reservations_limited_to(reserved):
+                return await run()
+
         try:
-            return await security.guard.call(call, tool, args, run, lambda _result: "ok", needs=needs_of(tool))
+            return await security.guard.call(call, tool, args, scoped, lambda _result: "ok", needs=needs)
         except Refused as refused:
             raise MCPError(types.INVALID_PARAMS, refused.message, refusal_data(refused)) from None
 

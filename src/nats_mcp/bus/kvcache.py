@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from nats_mcp.bus.connection import NatsConnection
-from nats_mcp.bus.errors import NatsUnavailableError
+from nats_mcp.bus.errors import NatsUnavailableError, nats_edge
 from nats_mcp.bus.setup import ensure_kv
 from nats_mcp.bus.specs import BucketSpec
 from nats_mcp.core.aiotasks import stop_task
@@ -40,8 +40,12 @@ class Bucket:
     connection. Every access goes through ``conn.jetstream``, so it raises NatsUnavailableError while NATS is away.
     """
 
-    def __init__(self, conn: NatsConnection, name: str, *, description: str = "", ttl_s: float | None = None) -> None:
+    def __init__(
+        self, conn: NatsConnection, name: str, *, description: str = "", ttl_s: float | None = None, create: bool = True
+    ) -> None:
         self.conn = conn
+        self._create = create
+        """False for a read-only user of the bucket (the dashboard): a missing bucket is ResourceNotFound."""
         self.name = name
         self._description = description
         self._ttl_s = ttl_s
@@ -50,9 +54,9 @@ class Bucket:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def declared(cls, conn: NatsConnection, spec: BucketSpec) -> Bucket:
+    def declared(cls, conn: NatsConnection, spec: BucketSpec, *, create: bool = True) -> Bucket:
         """The bucket a :mod:`nats_mcp.bus.specs` declaration describes."""
-        return cls(conn, spec.name, description=spec.description, ttl_s=spec.ttl_s)
+        return cls(conn, spec.name, description=spec.description, ttl_s=spec.ttl_s, create=create)
 
     async def kv(self) -> KeyValue:
         js = self.conn.jetstream
@@ -60,6 +64,11 @@ class Bucket:
             return self._kv
         async with self._lock:
             if self._kv is None or self._js is not js:
+                if not self._create:
+                    with nats_edge():
+                        self._kv = await js.key_value(self.name)
+                    self._js = js
+                    return self._kv
                 self._kv = await ensure_kv(
                     js, self.name, ttl=self._ttl_s, description=self._description, replicas=self.conn.replicas
                 )

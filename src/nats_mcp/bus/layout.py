@@ -182,6 +182,20 @@ class Layout:
             raise InvalidNameError("a call token is a sha256 hex digest")
         return f"call.{token}"
 
+    # -- reservations (coord/reservations/) ---------------------------------------------------------
+    @property
+    def reservations_bucket(self) -> str:
+        """KV: ``table`` the namespace's reservation table (every live reservation and the fencing counter), one key
+        written by compare-and-set so an acquire of up to 100 resources is all or nothing."""
+        return f"{PREFIX}_{self.namespace}_resv"
+
+    RESERVATIONS_KEY = "table"
+
+    @property
+    def reservations_subject(self) -> str:
+        """Where every write of the reservation table is published (a core subscription hears each change)."""
+        return f"$KV.{self.reservations_bucket}.{self.RESERVATIONS_KEY}"
+
     # -- SSE events of HTTP sessions (transports/http_events.py) ------------------------------------
     @property
     def sse_stream(self) -> str:

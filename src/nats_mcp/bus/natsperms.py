@@ -314,6 +314,9 @@ def _work(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.STREAM.MSG.DELETE.{dlq}", "retry or discard a DLQ entry")
     state_writes = [("item.*", "work item state (compare-and-set)"), ("requeue.*", "DLQ retry intents")]
     _kv(lists, api, lay.work_state_bucket, f"{ns} work-state", state_writes, watch=False)
+    table = [(Layout.RESERVATIONS_KEY, "the reservation table (compare-and-set)")]
+    _kv(lists, api, lay.reservations_bucket, f"{ns} reservation", table, watch=True)
+    lists.allow_sub(lay.reservations_subject, "change signals of the reservation table (the resource's subscribers)")
 
 
 def _audit(lists: _Lists, api: str, inbox_prefix: str) -> None:
@@ -378,6 +381,8 @@ _COMMON_CAVEATS = (
     "senderGuid) are set by nats-mcp servers, but this user can publish a message with any senderGuid directly",
     "agents of one namespace share its work queues, DLQ and work state: any of them may claim, settle or delete any "
     "item there, and purge the work-events stream",
+    "agents of one namespace share its reservation table (one key): a NATS user of an agent can rewrite anyone's "
+    "reservations there directly; the server's ownership rules hold only for calls through nats-mcp",
     "the shared directory is readable by every user of the deployment (registry entries with scope public/personal)",
 )
 

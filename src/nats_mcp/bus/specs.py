@@ -39,6 +39,7 @@ __all__ = [
     "operator_consumer",
     "operator_stream",
     "registry_bucket",
+    "reservations_bucket",
     "work_consumer",
     "work_events_stream",
     "work_state_bucket",
@@ -266,3 +267,8 @@ def work_state_bucket(layout: Layout, *, ttl_s: float) -> BucketSpec:
 def calls_bucket(layout: Layout, *, ttl_s: float) -> BucketSpec:
     """Deduplicated tool calls of MCP sessions (coord/replay.py): each record lives ``ttl_s`` after its last write."""
     return BucketSpec(layout.calls_bucket, "tool calls of MCP sessions, kept to answer a resend", ttl_s)
+
+
+def reservations_bucket(layout: Layout) -> BucketSpec:
+    """The reservation table of a namespace (coord/reservations/): no TTL, its fencing counter must never go back."""
+    return BucketSpec(layout.reservations_bucket, "reservations of project resources and their fencing counter")

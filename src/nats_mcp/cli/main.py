@@ -24,6 +24,7 @@ from nats_mcp.cli import (
     perms_cmd,
     policy_cmd,
     provision_cmd,
+    reservations_cmd,
     serve_cmd,
     token_cmd,
     top_cmd,
@@ -65,6 +66,7 @@ app.add_typer(agents_cmd.app, name="agents")
 app.add_typer(channels_cmd.app, name="channels")
 app.add_typer(work_cmd.app, name="work")
 app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(reservations_cmd.app, name="reservations")
 app.command("provision")(provision_cmd.provision)
 app.command("dashboard")(dashboard_cmd.dashboard)
 app.command("top")(top_cmd.top)

@@ -63,7 +63,7 @@ def check(
             }
         )
         return
-    table = Table("role", "tools", "namespaces", "send to", "claim", "admin")
+    table = Table("role", "tools", "namespaces", "send to", "claim", "reserve", "admin")
     for name, r in doc.roles.items():
         table.add_row(
             name,
@@ -71,6 +71,7 @@ def check(
             ", ".join(r.namespaces) or "-",
             ", ".join(r.channels.send) or "-",
             ", ".join(r.capabilities.claim) or "-",
+            ", ".join(r.reservations) or "-",
             ", ".join(r.admin) or "-",
         )
     out.print(f"{file}: valid; {len(doc.roles)} role(s), {len(doc.principals)} principal rule(s)", highlight=False)

@@ -3,8 +3,8 @@
 Least-privilege server users (``nats-permissions --role gateway|agent``) may use the streams and buckets but not
 create them; an operator runs this once per namespace as the admin user (a Kubernetes Job, a CI step). It makes
 everything a server would make on first use — channel, inbox, work, events and DLQ streams, the registry,
-directory, identity, work-state and API-key buckets, the audit and SSE-event streams — with ``nats.replicas``,
-or brings what exists to the settings. Idempotent.
+directory, identity, work-state, reservation and API-key buckets, the audit and SSE-event streams — with
+``nats.replicas``, or brings what exists to the settings. Idempotent.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Queue status and dead-letter listings without a capability argument span every capability of the namespace;
 the server narrows them to what the caller's policy grants (a claim or broadcast grant) around each such
 call. Channel status without a channel argument likewise shows only the channels the policy lets the caller
-read. Contextvars, so concurrent calls never see each other's scope; unset (the CLI, the dashboard, tests
-of the domain) means every capability and every channel.
+read, and a reservation listing only the reservations of paths the policy lets the caller reserve. Contextvars,
+so concurrent calls never see each other's scope; unset (the CLI, the dashboard, tests of the domain) means
+every capability, channel and reservation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ Readable = Callable[[str], bool]
 
 _readable: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_caps", default=None)
 _channels: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_chans", default=None)
+_reserved: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_resv", default=None)
 
 
 def visible(capability: str) -> bool:
@@ -54,3 +56,19 @@ def channels_limited_to(readable: Readable | None) -> Iterator[None]:
         yield
     finally:
         _channels.reset(token)
+
+
+def reservation_visible(resource: str) -> bool:
+    """Whether the running call may see reservations of ``resource`` (a normalised path or glob)."""
+    readable = _reserved.get()
+    return readable is None or readable(resource)
+
+
+@contextlib.contextmanager
+def reservations_limited_to(readable: Readable | None) -> Iterator[None]:
+    """Within the block, only reservations of resources ``readable`` accepts are visible (None: all of them)."""
+    token = _reserved.set(readable)
+    try:
+        yield
+    finally:
+        _reserved.reset(token)

@@ -27,6 +27,7 @@ from nats_mcp.coord.natsops.service import OpsService
 from nats_mcp.coord.registry.identity import IdentityService
 from nats_mcp.coord.registry.presence import GatewayPresence, PresenceKeeper
 from nats_mcp.coord.registry.service import RegistryService
+from nats_mcp.coord.reservations.service import ReservationService
 from nats_mcp.coord.waits import Waits
 from nats_mcp.coord.work.events import WorkEvents
 from nats_mcp.coord.work.service import WorkService
@@ -48,7 +49,7 @@ def handle_from_agent_type(agent_type: str) -> str:
 
 
 class Coordinator:
-    """Owns identity, registry, channels, inbox, work queues and presence for this process."""
+    """Owns identity, registry, channels, inbox, work queues, reservations and presence for this process."""
 
     def __init__(self, conn: NatsConnection, settings: Settings, *, local_agent: bool = True) -> None:
         self.conn = conn
@@ -66,6 +67,7 @@ class Coordinator:
         self.ops = OpsService(conn, settings)
         self.waits = Waits(conn, self.layout)
         """Reads that wait for a message (``waitMs``); :meth:`Waits.stop_waiting` ends them (drain)."""
+        self.reservations = ReservationService(conn, self.layout, self.registry.offline_since)
         self._work_events = WorkEvents(conn, self.work)
         self.hostname = socket.gethostname()
         self._local: Caller | None = None
@@ -91,6 +93,7 @@ class Coordinator:
                 await self.channels.ensure_streams()
                 await self.registry.start()
                 await self.work.ensure()
+                await self.reservations.ensure()
                 self._work_events.start()
                 if self.local_agent and self._local is None:
                     guid = await self.identity.acquire()
@@ -186,6 +189,8 @@ class Coordinator:
                 await asyncio.wait_for(self.registry.mark_offline(self._local), 5)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.identity.release(), 5)
+        with contextlib.suppress(Exception):
+            await self.reservations.close()
         with contextlib.suppress(Exception):
             await self.registry.close()
         with contextlib.suppress(Exception):

@@ -33,5 +33,9 @@ class ChangeWatcher:
         """Signals for every DM stored in ``caller``'s own inbox (only the owner's subject is ever watched)."""
         return await self.subjects.watch(Layout(caller.namespace).inbox_subject(caller.guid), listener)
 
+    async def reservations(self, listener: Listener) -> Watch:
+        """Signals for every change of the namespace's reservation table (coord/reservations)."""
+        return await self.subjects.watch(self._layout.reservations_subject, listener)
+
     async def close(self) -> None:
         await self.subjects.close()

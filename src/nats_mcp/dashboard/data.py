@@ -16,6 +16,7 @@ from typing import Any
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetUnavailable, api_prefix, get_batch
+from nats_mcp.bus.errors import ResourceNotFound
 from nats_mcp.bus.layout import Layout
 from nats_mcp.config.settings import Settings
 from nats_mcp.coord.channels import ChannelService
@@ -23,6 +24,7 @@ from nats_mcp.coord.channels import _decode_all as decode_messages  # the channe
 from nats_mcp.coord.models import AgentRecord
 from nats_mcp.coord.registry.store import RegistryStore
 from nats_mcp.coord.registry.visibility import effective_status, format_time, parse_time
+from nats_mcp.coord.reservations.service import ReservationService
 from nats_mcp.coord.work.service import WorkService
 from nats_mcp.core.redact import redact
 from nats_mcp.dashboard.audit_feed import AgentsOf, AuditFeed, audit_source
@@ -59,6 +61,7 @@ class Dashboard:
         self.registry = RegistryStore(conn, self.layout)
         self.channels = ChannelService(conn, settings, self.layout)
         self.work = WorkService(conn, settings, self.layout)
+        self.reservations = ReservationService(conn, self.layout, self._offline_since, read_only=True)
         stream, file = audit_source(settings.security.audit, conn)
         self.audit = AuditFeed(
             stream,
@@ -102,11 +105,12 @@ class Dashboard:
                 errors.append(f"{name}: {redact(getattr(exc, 'message', None) or str(exc) or type(exc).__name__)}")
                 return empty
 
-        agents, channels, queues, blocked, _ = await asyncio.gather(
+        agents, channels, queues, blocked, reservations, _ = await asyncio.gather(
             part("agents", self._agents(), {"total": 0, "shown": []}),
             part("channels", self._channels(), []),
             part("queues", self._queues(), []),
             part("blocked work", blocked_work(self.work), {"total": 0, "shown": []}),
+            part("reservations", self._reservations(), []),
             part("audit", self.audit.refresh(), None, needs_nats=self.audit.source == "stream"),
         )
         if not connected:
@@ -122,6 +126,7 @@ class Dashboard:
             "channels": channels,
             "queues": queues,
             "blocked": blocked,
+            "reservations": reservations,
             "security": self.audit.security(agents_of),
             "traffic": self.audit.traffic(agents_of=agents_of),
             "errors": errors,
@@ -275,6 +280,31 @@ class Dashboard:
                 "leaseExpiresAt": i.leaseExpiresAt,
             }
             for i in page.items
+        ]
+
+    # -- reservations (their own panel) ---------------------------------------------------------------
+
+    def _offline_since(self, guid: str) -> float | None:
+        """The registry's presence, from the dashboard's own watched copy (as ``RegistryService.offline_since``)."""
+        record = self.registry.index.get(self.layout.namespace, guid)
+        if record is None or effective_status(record, self._clock(), self.settings.presence.stale_after_s) != "offline":
+            return None
+        return parse_time(record.lastHeartbeat)
+
+    async def _reservations(self) -> list[dict[str, Any]]:
+        """Live reservations, soonest to expire first; none while the namespace has no reservation bucket yet."""
+        try:
+            held = await self.reservations.current()
+        except ResourceNotFound:
+            return []
+        now = self._clock()
+        return [
+            {
+                **r.info().model_dump(exclude={"reason"}),
+                "reason": clip(r.reason),
+                "expiresInS": max(0.0, round(r.expires - now, 1)),
+            }
+            for r in sorted(held, key=lambda r: r.expires)
         ]
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-AdminOp = Literal["dlq", "dashboard"]
+AdminOp = Literal["dlq", "dashboard", "reservations"]
 NatsNeed = Literal["read", "write", "server"]
 NatsKind = Literal["subjects", "streams", "buckets"]
 ResourceKind = Literal["channel", "capability", "stream", "bucket", "subject"]
@@ -90,6 +90,19 @@ class NatsAccess:
 
 
 @dataclass(frozen=True)
+class Reserve:
+    """Reserving the project resources (paths, globs) listed in ``arg``: each must lie inside a glob of a role's
+    ``reservations`` list (core/pathglob.py decides containment, conservatively)."""
+
+    arg: str = "resources"
+
+
+@dataclass(frozen=True)
+class ReservationsRead:
+    """Listing reservations: the call sees only those of paths a role's ``reservations`` globs overlap."""
+
+
+@dataclass(frozen=True)
 class Waits:
     """The call may wait up to ``arg`` ms (``default_ms`` when omitted): while it does, it holds a slot of the
     principal's share of ``pool`` (``claim_waits``: claims waiting for work; ``read_waits``: reads waiting for a
@@ -100,7 +113,9 @@ class Waits:
     pool: Literal["claim_waits", "read_waits"] = "claim_waits"
 
 
-Need = ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Waits
+Need = (
+    ChannelSend | ChannelRead | CapabilityUse | CapabilityRead | Admin | NatsAccess | Reserve | ReservationsRead | Waits
+)
 Needs = tuple[Need, ...]
 
 _NATS_KIND: dict[NatsKind, ResourceKind] = {"streams": "stream", "buckets": "bucket", "subjects": "subject"}
@@ -124,6 +139,10 @@ def waits(needs: Needs) -> Waits | None:
 
 def reads_channels(needs: Needs) -> bool:
     return any(isinstance(n, ChannelRead) for n in needs)
+
+
+def reads_reservations(needs: Needs) -> bool:
+    return any(isinstance(n, ReservationsRead) for n in needs)
 
 
 def reads_capabilities(needs: Needs) -> bool:
@@ -151,7 +170,7 @@ def check_declared(tool: str, marked: Mapping[str, ResourceKind | None], needs: 
                     f"as one (mark it with a {kind} type of api/schema.py)"
                 )
             covered.add(arg)
-        if isinstance(need, Waits) and need.arg not in marked:
+        if isinstance(need, Waits | Reserve) and need.arg not in marked:
             raise UndeclaredNeed(f"tool {tool}: need {need!r} names argument {need.arg!r}, which the tool lacks")
     for arg, touched in marked.items():
         if touched is not None and arg not in covered:

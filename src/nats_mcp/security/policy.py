@@ -11,7 +11,9 @@ A policy file::
         namespaces: ["team-a"]         # where the role may act
         channels: {read: ["*"], send: ["general", "dev-*"]}
         capabilities: {broadcast: ["*"], claim: ["python", "review"]}   # reading a queue needs either
-        admin: []                      # admin operations: dlq (retry, discard), dashboard (the web page, top)
+        admin: []                      # admin operations: dlq (retry, discard), dashboard (the web page, top),
+                                       # reservations (force-release anyone's)
+        reservations: ["src/**"]       # project paths and globs the role may reserve (empty: none)
         agents: ["*"]                  # agent names a gateway principal may act as
         max_agents: 16                 # how many distinct agent names at once (default: the setting)
         nats:                          # the nats_* operations tools (docs/nats-ops-tools.md); empty: none
@@ -51,6 +53,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nats_mcp.core import pathglob
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.needs import (
     Admin,
@@ -64,6 +67,7 @@ from nats_mcp.security.needs import (
     NatsNeed,
     Need,
     Needs,
+    Reserve,
 )
 from nats_mcp.security.principal import Principal
 
@@ -138,6 +142,16 @@ class Role(_Model):
     agents: list[str] = Field(default_factory=lambda: ["*"])
     max_agents: int | None = Field(default=None, ge=1, le=100_000)
     nats: NatsGrant = Field(default_factory=NatsGrant)
+    reservations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _project_globs(self) -> Role:
+        for grant in self.reservations:
+            try:
+                pathglob.normalise(grant)
+            except pathglob.BadPath as exc:
+                raise ValueError(f"reservations: {exc}") from None
+        return self
 
 
 class PrincipalRule(_Model):
@@ -186,7 +200,8 @@ BUILTIN = PolicyDoc(
             namespaces=["*"],
             channels=ReadSend(read=["*"], send=["*"]),
             capabilities=BroadcastClaim(broadcast=["*"], claim=["*"]),
-            admin=["dlq", "dashboard"],  # the quick start's key may open the dashboard; a policy file decides
+            admin=["dlq", "dashboard", "reservations"],  # the quick start's key may open the dashboard; a policy
+            reservations=["**"],  # file decides
         )
     }
 )
@@ -294,6 +309,14 @@ class Policy:
             return None
         return functools.partial(self.capability_readable, p, roles=roles)
 
+    def reservation_reader(self, p: Principal) -> Callable[[str], bool] | None:
+        """Which reservations ``p`` may see: those of resources overlapping a glob it may reserve (None: all, as a
+        ``**`` grant says)."""
+        grants = [pathglob.normalise(g) for r in self.roles_of(p) for g in r.reservations]
+        if "**" in grants:
+            return None
+        return lambda resource: any(pathglob.overlap(g, resource) for g in grants)
+
     def channel_reader(self, p: Principal) -> Callable[[str], bool] | None:
         """Which channels ``p`` may read (None: every one, as a '*' grant says)."""
         roles = self.roles_of(p)
@@ -362,7 +385,23 @@ class Policy:
                 )
         elif isinstance(need, NatsAccess):
             return _nats_decision(roles, need, arguments)
+        elif isinstance(need, Reserve):
+            return _reserve_decision(roles, arguments.get(need.arg))
         return ALLOW
+
+
+def _reserve_decision(roles: list[Role], value: Any) -> Decision:
+    """Every resource a reservation names must lie inside a ``reservations`` glob of one of the roles. A value that
+    is no project path is left to the tool, which refuses it (``invalid_argument``) with nothing written."""
+    for raw in value if isinstance(value, list) else []:
+        try:
+            wanted = pathglob.normalise(raw)
+        except pathglob.BadPath:
+            continue
+        grants = (pathglob.normalise(g) for r in roles for g in r.reservations)
+        if not any(pathglob.covers(g, wanted) for g in grants):
+            return Decision(False, f"the policy does not allow reserving {wanted[:200]}")
+    return ALLOW
 
 
 def _nats_decision(roles: list[Role], need: NatsAccess, arguments: Mapping[str, Any]) -> Decision:

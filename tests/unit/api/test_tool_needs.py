@@ -19,6 +19,8 @@ from nats_mcp.security.needs import (
     ChannelSend,
     NatsAccess,
     Needs,
+    ReservationsRead,
+    Reserve,
     UndeclaredNeed,
     Waits,
 )
@@ -110,6 +112,10 @@ OLD_TABLES: dict[str, Needs] = {
     "dlq_list": (CapabilityRead("capability"),),
     "dlq_retry": (Admin("dlq"),),
     "dlq_discard": (Admin("dlq"),),
+    # Added with the reservations (not in the old tables): the reserved paths against the role's globs, the wait.
+    "reservations_acquire": (Reserve("resources"), Waits("waitMs", 0)),
+    "reservations_force_release": (Admin("reservations"),),
+    "reservations_list": (ReservationsRead(),),
     "nats_server_info": (NatsAccess("server"),),
     "nats_stream_list": (NatsAccess("read"),),
     "nats_stream_info": (NatsAccess("read", streams="stream"),),

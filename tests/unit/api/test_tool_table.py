@@ -19,8 +19,16 @@ READ_ONLY = {
     "work_queue_status",
     "work_get",
     "dlq_list",
+    "reservations_list",
 }
-DESTRUCTIVE = {"messages_read_direct", "dlq_discard", "work_cancel"}
+# Releasing deletes a reservation (anyone's, by force): destructive, as discarding a dead letter is.
+DESTRUCTIVE = {
+    "messages_read_direct",
+    "dlq_discard",
+    "work_cancel",
+    "reservations_release",
+    "reservations_force_release",
+}
 SPEC_TOOLS = {
     "handle_set",
     "handle_get",
@@ -48,6 +56,11 @@ SPEC_TOOLS = {
     "dlq_list",
     "dlq_retry",
     "dlq_discard",
+    "reservations_acquire",
+    "reservations_renew",
+    "reservations_release",
+    "reservations_list",
+    "reservations_force_release",
 }
 
 

@@ -126,3 +126,5 @@ def test_buckets() -> None:
     assert specs.identity_bucket(LAY) == specs.BucketSpec("nmcp_team_identity", "agent leases, handles and locks")
     assert specs.directory_bucket() == specs.BucketSpec("nmcp_directory", "registry entries shared across namespaces")
     assert specs.work_state_bucket(LAY, ttl_s=9.0) == specs.BucketSpec("nmcp_team_workstate", "work item state", 9.0)
+    resv = specs.reservations_bucket(LAY)
+    assert (resv.name, resv.ttl_s) == ("nmcp_team_resv", None)  # no TTL: the fencing counter must never go back

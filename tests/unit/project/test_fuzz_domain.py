@@ -15,7 +15,7 @@ from nats_mcp.api.server import ToolTable
 from tests.fuzz.domain import AT_LEAST_ONE, Given, _bad_values, domain_valid, one_thing_wrong
 
 SCHEMAS = {tool.name: tool.input_schema for tool in ToolTable("warp_").tools}
-GIVEN = Given(peer="ab" * 16, item=str(uuid.uuid4()), dead=str(uuid.uuid4()))
+GIVEN = Given(peer="ab" * 16, item=str(uuid.uuid4()), dead=str(uuid.uuid4()), reservation=str(uuid.uuid4()))
 QUICK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

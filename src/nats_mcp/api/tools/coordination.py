@@ -16,10 +16,12 @@ from nats_mcp.api.tools.dlq import DLQ_TOOLS
 from nats_mcp.api.tools.handles import HANDLE_TOOLS
 from nats_mcp.api.tools.natsops import OPS_TOOLS
 from nats_mcp.api.tools.registry import REGISTRY_TOOLS
+from nats_mcp.api.tools.reservations import RESERVATION_TOOLS
 from nats_mcp.api.tools.work import WORK_TOOLS
 from nats_mcp.security.needs import Needs
 
 TOOLS: tuple[ToolSpec, ...] = HANDLE_TOOLS + CHANNEL_TOOLS + REGISTRY_TOOLS + DIRECT_TOOLS + WORK_TOOLS + DLQ_TOOLS
+TOOLS += RESERVATION_TOOLS
 
 
 def needs_of(suffix: str) -> Needs:

@@ -139,6 +139,7 @@ async def registry_update_presence(c: Coordinator, caller: Caller, a: UpdatePres
 
 async def registry_deregister(c: Coordinator, caller: Caller, _a: NoArgs) -> Rendered:
     await c.registry.deregister(caller)
+    await c.reservations.release_agent(caller.guid)  # a deregistered agent holds nothing
     return DeregisterOut(guid=caller.guid, status="offline"), f"Deregistered `{caller.guid}`: now offline."
 
 

@@ -247,6 +247,14 @@ class RegistryService:
         """The status ``record`` reads as now (offline once its heartbeat is older than the stale threshold)."""
         return effective_status(record, time.time(), self._stale_after_s)
 
+    def offline_since(self, guid: str) -> float | None:
+        """When the agent ``guid`` of this namespace was last heard of, if it reads as offline now (its last
+        heartbeat); None while online or when it has no entry (reservations: ``coord/reservations``)."""
+        record = self._index.get(self.namespace, guid)
+        if record is None or effective_status(record, time.time(), self._stale_after_s) != "offline":
+            return None
+        return parse_time(record.lastHeartbeat)
+
     def status_counts(self) -> dict[str, int]:
         """Agents of this namespace by the status they read as now, from the watched copy (no NATS round trip)."""
         now = time.time()

@@ -120,6 +120,29 @@
     }
   }
 
+  function inSeconds(seconds) {
+    if (seconds < 60) return `in ${Math.round(seconds)}s`;
+    if (seconds < 3600) return `in ${Math.round(seconds / 60)}m`;
+    return `in ${Math.round(seconds / 3600)}h`;
+  }
+
+  function reservations(data) {
+    const held = data.reservations || [];
+    $("reservations-count").textContent = `${held.length}`;
+    const rows = held.map((r) => {
+      const tr = el("tr", "",
+        el("td", "", ...r.resources.map((p) => el("span", "chip", p)), r.reason ? el("div", "sub", r.reason) : ""),
+        el("td", "", el("strong", "", r.holderHandle || r.holderGuid.slice(0, 8)), el("div", "sub", r.holderGuid.slice(0, 8))),
+        el("td", "", r.mode),
+        el("td", "num", r.fencingToken),
+        el("td", "", inSeconds(r.expiresInS)));
+      tr.dataset.reservation = r.reservationId;
+      tr.title = `reserved ${r.acquiredAt}, expires ${r.expiresAt}`;
+      return tr;
+    });
+    fill($("reservations").tBodies[0], rows, 5, "no reservations");
+  }
+
   function channels(data) {
     const box = $("channels");
     box.replaceChildren();
@@ -216,6 +239,7 @@
     agents(data);
     queues(data);
     blocked(data);
+    reservations(data);
     channels(data);
     security(data);
     traffic(data);

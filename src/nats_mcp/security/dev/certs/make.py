@@ -185,7 +185,8 @@ roles:
     namespaces: ["*"]
     channels: {{read: ["*"], send: ["*"]}}
     capabilities: {{broadcast: ["*"], claim: ["*"]}}
-    admin: [dlq]
+    reservations: ["**"]
+    admin: [dlq, reservations]
 principals:
   - {{method: mtls, subject: "{principal_pattern}", roles: [agent]}}
 """

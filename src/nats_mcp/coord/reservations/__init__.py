@@ -1,0 +1,1 @@
+"""Reservations: advisory leases on project resources (paths and globs), all or nothing, with fencing tokens."""
