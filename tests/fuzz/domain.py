@@ -127,6 +127,8 @@ def _field(tool: str, key: str, schema: dict[str, Any], given: Given) -> st.Sear
         return st.just(WORK_CAP)
     if key == "dependsOn":
         return st.just([given.item]) if given.item else None
+    if key == "waitMs" and tool == "warp_channels_read":
+        return st.just(0)  # a wait needs afterSequence (its own refusal); the waiting reads have their own tests
     if key == "waitMs":
         return st.integers(0, 200)  # the item is claimed and stays so: a long wait is only a hang
     if key == "timeout":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from nats_mcp.bus.errors import ResourceNotFound
 from nats_mcp.coord.work.service import WorkService
 
 MAX_SHOWN = 50
@@ -13,8 +14,12 @@ DEPS_SHOWN = 5
 
 
 async def blocked_work(work: WorkService, limit: int = MAX_SHOWN) -> dict[str, Any]:
-    """How many items are blocked, and the first ``limit`` of them with what they wait for."""
-    names = await work.subs.blocked()
+    """How many items are blocked, and the first ``limit`` of them with what they wait for (none while the namespace
+    has no work-state bucket yet: a fresh deployment shows an empty panel, not an error)."""
+    try:
+        names = await work.subs.blocked()
+    except ResourceNotFound:
+        return {"total": 0, "shown": []}
     subs = await asyncio.gather(*(work.subs.read(item_id) for item_id in names[:limit]))
     shown = [
         {
