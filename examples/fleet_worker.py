@@ -1,7 +1,7 @@
 """An example agent for `nats-mcp fleet`: claims work for its capabilities over MCP, works, completes, until stopped.
 
 It is what a real coding agent does, minus the thinking: it starts `nats-mcp serve` over stdio (the MCP Python SDK
-client), registers with the capabilities the fleet gave it, then claims (waiting up to a second), "works" for
+client), registers with the capabilities the fleet gave it, then claims (waiting up to half a second), "works" for
 ``WORK_MS`` milliseconds, completes, and claims again. SIGTERM (the fleet stopping it) ends it after the item in
 hand. The fleet passes everything in the environment:
 
@@ -56,7 +56,7 @@ async def main() -> int:
         me = (await _call(client, "warp_registry_register", agentType="fleet-worker", capabilities=caps))["agent"]
         while not stop.is_set():
             for cap in caps:
-                item = (await _call(client, "warp_work_claim", capability=cap, timeout=1000))["workItem"]
+                item = (await _call(client, "warp_work_claim", capability=cap, timeout=500))["workItem"]
                 if item is None:
                     continue
                 if work_s:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 
@@ -95,7 +97,9 @@ class FleetEngine:
             return []
         if not self.leading:
             self._lead(True)
-            await self.store.put_info("leader", {"id": self.id, "since": time.time()})
+            await self.store.put_info(
+                "leader", {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+            )
             await self.store.put_info("targets", [_summary(t) for t in self.doc.targets])
         started = time.perf_counter()
         records = await self.store.instances()
@@ -181,8 +185,13 @@ class FleetEngine:
             idle_since=st.idle_since,
             backoff_until=st.backoff_until,
         )
-        for decision in decide(view, now):
-            done.append(await self._apply(target, decision, live, st))
+        decisions = decide(view, now)
+        # Stops run together (each may wait for an agent to finish its item); starts one by one, each recorded first.
+        stops = [d for d in decisions if d.action == "stop"]
+        done += await asyncio.gather(*(self._apply(target, d, live, st) for d in stops))
+        for decision in decisions:
+            if decision.action == "start":
+                done.append(await self._apply(target, decision, live, st))
         self.metrics.live.labels(target.name).set(len(live) + sum(1 for d in done if d.action == "start" and d.ok))
         await self.store.put_target_state(target.name, st)
         return done
@@ -256,7 +265,7 @@ class FleetEngine:
         self.audit.record(
             AuditEvent(
                 "fleet_decision",
-                tool=f"fleet.{action}",
+                tool=f"fleet_{action}",  # the audit keeps tool-like names only
                 namespace=self.coord.layout.namespace,
                 outcome="ok" if ok else "failed",
                 reason=f"{target}/{instance or '-'}: {reason}",

@@ -84,7 +84,8 @@ class LocalMechanism:
         if not self._ours(handle):
             return None
         start = handle.ref.get("pidStart")
-        return True if process_alive(pid, str(start) if start is not None else None) else Exit(None)
+        alive = process_alive(pid, str(start) if start is not None else None) and not _zombie(pid)
+        return True if alive else Exit(None)
 
     async def stop(self, handle: Handle) -> None:
         pid = int(handle.ref.get("pid", 0))
@@ -107,6 +108,16 @@ class LocalMechanism:
     def check_cwd(self) -> list[str]:
         """Targets whose working directory does not exist (a start would fail)."""
         return [name for name, s in self.specs.items() if s.cwd is not None and not Path(s.cwd).is_dir()]
+
+
+def _zombie(pid: int) -> bool:
+    """An ended process nobody reaped yet (its parent, our dead predecessor, is gone; a container's pid 1 may never
+    reap it): it still answers kill(pid, 0) but runs no more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -23,7 +23,7 @@ from nats_mcp.bus.kvlock import KvLock
 from nats_mcp.bus.layout import Layout
 from nats_mcp.fleet.mechanism import Handle
 
-KEEP_DECISIONS = 50
+KEEP_DECISIONS = 100
 LEASE_NAME = "fleet"
 InstanceState = Literal["starting", "running"]
 

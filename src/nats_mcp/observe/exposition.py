@@ -28,6 +28,7 @@ class Exposes(Protocol):
 
     def exposition(self) -> bytes: ...
 
+
 log = logging.getLogger("nats_mcp.observe")
 
 PATH = "/metrics"
