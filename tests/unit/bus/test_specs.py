@@ -126,3 +126,4 @@ def test_buckets() -> None:
     assert specs.identity_bucket(LAY) == specs.BucketSpec("nmcp_team_identity", "agent leases, handles and locks")
     assert specs.directory_bucket() == specs.BucketSpec("nmcp_directory", "registry entries shared across namespaces")
     assert specs.work_state_bucket(LAY, ttl_s=9.0) == specs.BucketSpec("nmcp_team_workstate", "work item state", 9.0)
+    assert specs.fleet_bucket(LAY).name == "nmcp_team_fleet"

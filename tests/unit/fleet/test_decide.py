@@ -33,7 +33,7 @@ def views(draw: st.DrawFn) -> TargetView:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(views())
 def test_invariants(view: TargetView) -> None:
     decisions = decide(view, NOW)
