@@ -39,6 +39,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "waits": ("waits.py", "waits.json"),
     "work": ("work.py", "work.json"),
     "resend": ("resend.py", "resend.json"),
+    "fleet": ("fleet.py", "fleet.json"),
     "http": ("http_tools.py", "http.json"),
     "grpc": ("grpc_tools.py", "grpc.json"),
     "grpc_pinned": ("grpc_pinned.py", "grpc_pinned.json"),
