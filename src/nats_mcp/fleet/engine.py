@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from nats_mcp.coord.context import Caller, owner_key
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.work.views import WorkViews
+from nats_mcp.core.aiotasks import stop_task
 from nats_mcp.fleet.decide import Decision, Instance, TargetView, backoff_s, decide
 from nats_mcp.fleet.mechanism import Exit, Mechanism, MechanismError, StartSpec
 from nats_mcp.fleet.metrics import FleetMetrics
@@ -67,6 +68,10 @@ class FleetEngine:
         self.views = WorkViews(coordinator.work)
         self.id = self.store.lease.owner
         self.leading = False
+        self._announced = False
+        for target in doc.targets:  # every series from the start (a scrape shows 0, not nothing)
+            for counter in (metrics.starts, metrics.stops, metrics.failures):
+                counter.labels(target.name)
         self.caller = Caller(
             guid=secrets.token_hex(16),
             namespace=coordinator.layout.namespace,
@@ -77,30 +82,45 @@ class FleetEngine:
     # -- the loop ----------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until ``stop`` is set; then, if leading, stop the instances this process started and step down."""
+        """Rounds until ``stop`` is set; then, if leading, stop the instances this process started and step down.
+
+        The lease is renewed by a task of its own, not by the rounds: a round that waits for agents to stop (up to
+        their stop timeout) must not let the lease lapse and a second leader start agents meanwhile."""
+        keeper = asyncio.get_running_loop().create_task(self._keep_lease(stop), name="fleet-lease")
         try:
             while not stop.is_set():
                 try:
                     await self.round()
                 except Exception as exc:  # NATS away, a bucket missing: the next round tries again
                     log.warning("fleet round failed: %s", exc)
-                    self._lead(False)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.tick_s)
         finally:
+            await stop_task(keeper)
             await self.shutdown()
 
+    async def _keep_lease(self, stop: asyncio.Event) -> None:
+        every = min(self.tick_s, self.store.lease.ttl_s / 3)
+        while not stop.is_set():
+            try:
+                self._lead(await self.store.lease.acquire())
+            except Exception as exc:  # NATS away: whoever holds the lease when it is back leads
+                log.warning("fleet lease: %s", exc)
+                self._lead(False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
     async def round(self) -> list[DecisionRecord]:
-        """One round: renew or take the lease; if held, decide and act. Returns the decisions made."""
-        if not await self.store.lease.acquire():
-            self._lead(False)
-            return []
+        """One round, if this process holds the lease: read, decide, act, record. Returns the decisions made."""
         if not self.leading:
-            self._lead(True)
+            self._announced = False
+            return []
+        if not self._announced:
             await self.store.put_info(
                 "leader", {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
             )
             await self.store.put_info("targets", [_summary(t) for t in self.doc.targets])
+            self._announced = True
         started = time.perf_counter()
         records = await self.store.instances()
         queues = await self._queues()
@@ -236,6 +256,8 @@ class FleetEngine:
             live.remove(record)
             self.metrics.stops.labels(target.name).inc()
             return self._record(target.name, "stop", decision.reason, record.id)
+        if not self.leading:  # the lease was lost during this round: the new leader decides
+            return self._record(target.name, "start", f"{decision.reason}; skipped: no longer active", None, ok=False)
         guid = secrets.token_hex(16)
         instance = secrets.token_hex(6)
         record = InstanceRecord(target.name, instance, guid, f"{target.name}-{instance}", time.time(), leader=self.id)
