@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from nats_mcp.coord.work.views import WorkViews
 from nats_mcp.fleet.state import FleetStore
 from tests.support.audit import audit_records
 from tests.support.env import isolated_env, nats_mcp_exe
-from tests.support.fleet import agent_pids, fleets, store, worker_target, write_targets
+from tests.support.fleet import SECRET, agent_pids, fleets, store, worker_target, write_targets
 from tests.support.natsserver import NatsServer, wait_for
 from tests.support.work_service import caller, service
 
@@ -69,13 +70,18 @@ async def test_scale_up_failover_exactly_once_scale_down_and_crash_backoff(
 
         most = {"py": 0, "crashy": 0, "procs": 0}
         sampling = True
+        got_secret: set[bool] = set()
 
         async def sample() -> None:
             while sampling:
                 records = await kv.instances()
                 for name in ("py", "crashy"):
                     most[name] = max(most[name], sum(1 for r in records if r.target == name))
-                most["procs"] = max(most["procs"], len(agent_pids(NS, "py")))
+                running = agent_pids(NS, "py")
+                most["procs"] = max(most["procs"], len(running))
+                for pid in running:  # the secret reaches the agent, by its environment only
+                    with contextlib.suppress(OSError):
+                        got_secret.add(f"API_TOKEN={SECRET}".encode() in Path(f"/proc/{pid}/environ").read_bytes())
                 await asyncio.sleep(0.02)  # a sampling period, not a synchronisation
 
         sampler = asyncio.create_task(sample())
@@ -127,7 +133,13 @@ async def test_scale_up_failover_exactly_once_scale_down_and_crash_backoff(
         trail = audit_records(tmp_path / f"audit{procs.index(standby)}.jsonl")
         fleet_records = [r for r in trail if r.get("kind") == "fleet_decision"]
         assert {r["tool"] for r in fleet_records} >= {"fleet_start", "fleet_stop", "fleet_crashed"}
-        assert not any(str(done_log) in json.dumps(r) for r in fleet_records)
+        assert got_secret == {True}
+        # nothing secret in the logs, the audit or the fleet's KV state
+        kept = json.dumps([r.encode().decode() for r in await kv.instances()]) + json.dumps(
+            [d.__dict__ for d in decisions]
+        )
+        for text in (procs[0].text(), procs[1].text(), json.dumps(trail), kept):
+            assert SECRET not in text
 
         # what people see
         env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE=NS)

@@ -19,6 +19,8 @@ from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.natsserver import NatsServer
 
 WORKER = str(Path(__file__).resolve().parents[2] / "examples" / "fleet_worker.py")
+SECRET = "fleet-secret-9f3c1e"
+"""What the coordinators' environment holds for the worker target's ``API_TOKEN`` (fromEnv): never to be logged."""
 COMMAND = [sys.executable.encode(), WORKER.encode()]
 
 
@@ -39,6 +41,7 @@ def worker_target(name: str, cap: str, *, max_: int, log: Path, work_ms: int, **
             "env": {
                 "WORK_MS": {"value": str(work_ms)},
                 "FLEET_WORKER_LOG": {"value": str(log)},
+                "API_TOKEN": {"fromEnv": "FLEET_SECRET"},
                 "NATS_MCP_SECURITY_AUDIT_ENABLED": {"value": "false"},  # the trail checked is the coordinator's
             },
             "stopTimeoutS": 5,
@@ -63,7 +66,9 @@ async def fleets(
     tmp_path: Path, server: NatsServer, namespace: str, targets: Path, count: int
 ) -> AsyncIterator[list[Fleet]]:
     """``count`` coordinators over ``targets``; on exit every coordinator and every agent they started is ended."""
-    env = isolated_env(tmp_path, NATS_URL=server.url, NATS_MCP_NAMESPACE=namespace, NATS_MCP_FLEET_TEST=namespace)
+    env = isolated_env(
+        tmp_path, NATS_URL=server.url, NATS_MCP_NAMESPACE=namespace, NATS_MCP_FLEET_TEST=namespace, FLEET_SECRET=SECRET
+    )
     started: list[Fleet] = []
     try:
         for k in range(count):
