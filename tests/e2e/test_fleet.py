@@ -141,6 +141,13 @@ async def test_scale_up_failover_exactly_once_scale_down_and_crash_backoff(
         for text in (procs[0].text(), procs[1].text(), json.dumps(trail), kept):
             assert SECRET not in text
 
+        # the metrics of the coordinator that took over
+        series = standby.metrics()
+        assert series['nats_mcp_fleet_stops_total{target="py"}'] >= 1
+        assert series['nats_mcp_fleet_failures_total{target="crashy"}'] >= 1
+        assert series["nats_mcp_fleet_leader"] == 1
+        assert series["nats_mcp_fleet_decision_duration_seconds_count"] >= 1
+
         # what people see
         env = isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE=NS)
         shown = subprocess.run(

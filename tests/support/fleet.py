@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -60,6 +62,14 @@ class Fleet:
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics (the listener's address from its log), as series -> value."""
+        found = re.search(r"metrics at (http://[0-9.:]+/metrics)", self.text())
+        assert found, self.text()
+        with urllib.request.urlopen(found.group(1), timeout=10) as answer:  # noqa: S310 - loopback http only
+            lines = answer.read().decode().splitlines()
+        return {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if not line.startswith("#"))}
+
 
 @contextlib.asynccontextmanager
 async def fleets(
@@ -76,7 +86,18 @@ async def fleets(
             env["NATS_MCP_SECURITY_AUDIT_FILE"] = str(tmp_path / f"audit{k}.jsonl")
             with log.open("wb") as errlog:
                 proc = await asyncio.create_subprocess_exec(
-                    *(nats_mcp_exe(), "fleet", "run", str(targets), "--tick", "0.2", "--lease", "2"),
+                    *(
+                        nats_mcp_exe(),
+                        "fleet",
+                        "run",
+                        str(targets),
+                        "--tick",
+                        "0.2",
+                        "--lease",
+                        "2",
+                        "--metrics-port",
+                        "0",
+                    ),
                     env=env,
                     cwd=str(tmp_path),
                     stdin=asyncio.subprocess.DEVNULL,
