@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.env import connected, isolated_env, nats_mcp_exe  # noqa: E402
-from tests.support.fleet import WORKER, agent_pids, store, worker_target, write_targets  # noqa: E402
+from tests.support.fleet import SECRET, WORKER, agent_pids, store, worker_target, write_targets  # noqa: E402
 from tests.support.natsserver import NatsServer, wait_for  # noqa: E402
 from tests.support.work_service import caller  # noqa: E402
 
@@ -61,7 +61,7 @@ async def _bench(runs: int) -> dict[str, Any]:
             tmp / "fleet.yaml",
             [worker_target("py", CAP, max_=2, log=done, work_ms=0, idleTimeoutS=1, min=0, pendingPerAgent=5)],
         )
-        env = isolated_env(tmp, NATS_URL=server.url, NATS_MCP_NAMESPACE=NS, NATS_MCP_FLEET_TEST=NS)
+        env = isolated_env(tmp, NATS_URL=server.url, NATS_MCP_NAMESPACE=NS, NATS_MCP_FLEET_TEST=NS, FLEET_SECRET=SECRET)
         baseline, to_start, to_done = [], [], []
         async with connected(tmp / "c", server.url, NATS_MCP_NAMESPACE=NS) as conn:
             work = WorkService(conn, conn.settings, Layout(NS))

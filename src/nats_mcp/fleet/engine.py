@@ -242,7 +242,7 @@ class FleetEngine:
         if isinstance(state, Exit):
             st.last_exit = "exited" if state.code == 0 else "ended (exit code unknown: not this process's child)"
             return self._record(target.name, "exited", st.last_exit, record.id)
-        reason = f"lost: not online within the {target.startup_grace_s:g}s grace and not checkable from here"
+        reason = f"lost: its agent is not online ({target.startup_grace_s:g}s grace over) and this host cannot check it"
         return self._record(target.name, "lost", reason, record.id, ok=False)
 
     async def _apply(
