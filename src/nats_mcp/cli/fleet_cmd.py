@@ -132,9 +132,18 @@ def run(
     ] = None,
 ) -> None:
     """Run a fleet coordinator: one of any number running acts (KV lease), the others take over if it dies."""
+    import os
+
+    from nats_mcp.fleet.targets import TargetsError, resolve_env
     from nats_mcp.observe.logging import setup_logging
 
     doc = _load(file)
+    for target in doc.targets:  # a missing variable or unreadable file now, not at the first start
+        try:
+            if target.local is not None:
+                resolve_env(target.local, dict(os.environ))
+        except TargetsError as exc:
+            fail(f"{file}: target {target.name}: {exc}", code=2)
     cli = state(ctx)
     settings = cli.load().settings
     setup_logging(settings.logging)

@@ -89,7 +89,7 @@ class LocalSpec(_Model):
             if not _ENV_NAME.match(name):
                 raise ValueError(f"env name {name!r} is not a valid variable name")
             if value.value is not None and _SECRET_NAME.search(name):
-                raise ValueError(f"env {name} looks secret: give it fromEnv or fromFile, never inline")
+                raise ValueError(f"env {name} looks like a secret, so give it fromEnv or fromFile, never inline")
         return self
 
 
@@ -177,18 +177,19 @@ def load_targets(path: Path) -> TargetsDoc:
 
 
 def resolve_env(spec: LocalSpec, environ: dict[str, str]) -> dict[str, str]:
-    """The extra environment of one start, secrets read now (TargetsError naming the variable, never its value)."""
+    """The extra environment of one start, secrets read now (TargetsError naming the variable, never its value;
+    worded so that the redaction of logged text, which masks ``<secret-like name>: <value>``, leaves it readable)."""
     resolved: dict[str, str] = {}
     for name, src in spec.env.items():
         if src.value is not None:
             resolved[name] = src.value
         elif src.from_env is not None:
             if src.from_env not in environ:
-                raise TargetsError(f"env {name}: the environment has no {src.from_env}")
+                raise TargetsError(f"env {name} (fromEnv {src.from_env}) is not set in this environment")
             resolved[name] = environ[src.from_env]
         elif src.from_file is not None:
             try:
                 resolved[name] = src.from_file.read_text(encoding="utf-8").rstrip("\n")
             except OSError as exc:
-                raise TargetsError(f"env {name}: cannot read {src.from_file}: {exc.strerror}") from None
+                raise TargetsError(f"env {name} (fromFile {src.from_file}) cannot be read ({exc.strerror})") from None
     return resolved

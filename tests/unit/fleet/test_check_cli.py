@@ -31,3 +31,13 @@ def test_check_accepts_and_refuses(tmp_path: Path) -> None:
     assert "mechanism 'kubernetes' is not available yet; available: local" in refused.stderr
     missing = runner.invoke(app, ["fleet", "check", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
+
+
+def test_run_refuses_a_missing_secret_before_connecting(tmp_path: Path) -> None:
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        GOOD.replace("command: [python, w.py]}", "command: [python, w.py], env: {API_TOKEN: {fromEnv: NOPE_X}}}")
+    )
+    result = CliRunner().invoke(app, ["fleet", "run", str(targets)])
+    assert result.exit_code == 2
+    assert "target py: env API_TOKEN (fromEnv NOPE_X) is not set in this environment" in result.stderr

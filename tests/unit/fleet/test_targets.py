@@ -40,7 +40,7 @@ def test_valid_file_and_secrets_read_at_start(tmp_path: Path) -> None:
     assert target.local is not None
     env = resolve_env(target.local, {"MY_TOKEN": "tok"})
     assert env == {"WORK_MS": "5", "API_TOKEN": "tok", "DB_PASSWORD": "s3cret"}
-    with pytest.raises(TargetsError, match="no MY_TOKEN") as missing:
+    with pytest.raises(TargetsError, match=r"API_TOKEN \(fromEnv MY_TOKEN\) is not set") as missing:
         resolve_env(target.local, {})
     assert "tok" not in str(missing.value)
 
@@ -50,7 +50,7 @@ def test_valid_file_and_secrets_read_at_start(tmp_path: Path) -> None:
     [
         ({"mechanism: local": "mechanism: ssh"}, "mechanism 'ssh' is not available yet; available: local"),
         ({"mechanism: local": "mechanism: carrier-pigeon"}, "unknown mechanism 'carrier-pigeon'"),
-        ({"{fromEnv: MY_TOKEN}": '{value: "abc"}'}, "API_TOKEN looks secret: give it fromEnv or fromFile"),
+        ({"{fromEnv: MY_TOKEN}": '{value: "abc"}'}, "API_TOKEN looks like a secret, so give it fromEnv or fromFile"),
         ({"max: 2": "max: 2\n    min: 3"}, "min (3) is above max (2)"),
         ({"{agent_name}": "{password}"}, "command placeholder {password} unknown"),
         ({"name: py": "name: Py_x"}, "invalid target name"),
