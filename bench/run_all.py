@@ -42,6 +42,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "work_get": ("work_get.py", "work_get.json"),
     "resend": ("resend.py", "resend.json"),
     "reservations": ("reservations.py", "reservations.json"),
+    "fleet": ("fleet.py", "fleet.json"),
     "http": ("http_tools.py", "http.json"),
     "grpc": ("grpc_tools.py", "grpc.json"),
     "grpc_pinned": ("grpc_pinned.py", "grpc_pinned.json"),

@@ -56,6 +56,12 @@ class Layout:
         """KV: ``lease.<guid>`` live-instance leases, ``handle.<guid>`` handles, ``lock.<name>`` locks."""
         return f"{PREFIX}_{self.namespace}_identity"
 
+    @property
+    def fleet_bucket(self) -> str:
+        """KV: ``lock.fleet`` the active coordinator's lease, ``inst.<target>.<id>`` instances, ``target.<name>``,
+        ``decisions`` (fleet/state.py)."""
+        return f"{PREFIX}_{self.namespace}_fleet"
+
     @staticmethod
     def lease_key(guid: str) -> str:
         return f"lease.{validate_guid(guid)}"

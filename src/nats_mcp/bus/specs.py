@@ -33,6 +33,7 @@ __all__ = [
     "channel_stream",
     "directory_bucket",
     "dlq_stream",
+    "fleet_bucket",
     "identity_bucket",
     "inbox_stream",
     "mover_consumer",
@@ -254,6 +255,11 @@ def registry_bucket(layout: Layout) -> BucketSpec:
 
 def identity_bucket(layout: Layout) -> BucketSpec:
     return BucketSpec(layout.identity_bucket, "agent leases, handles and locks")
+
+
+def fleet_bucket(layout: Layout) -> BucketSpec:
+    """The fleet coordinator's lease, its instances and recent decisions (fleet/state.py)."""
+    return BucketSpec(layout.fleet_bucket, "fleet coordinator: leader lease, instances, decisions")
 
 
 def directory_bucket() -> BucketSpec:

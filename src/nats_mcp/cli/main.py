@@ -19,6 +19,7 @@ from nats_mcp.cli import (
     deps_cmd,
     dlq_cmd,
     doctor_cmd,
+    fleet_cmd,
     keys_cmd,
     nats_cmd,
     perms_cmd,
@@ -67,6 +68,7 @@ app.add_typer(channels_cmd.app, name="channels")
 app.add_typer(work_cmd.app, name="work")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(reservations_cmd.app, name="reservations")
+app.add_typer(fleet_cmd.app, name="fleet")
 app.command("provision")(provision_cmd.provision)
 app.command("dashboard")(dashboard_cmd.dashboard)
 app.command("top")(top_cmd.top)

@@ -13,13 +13,21 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from nats_mcp.observe.metrics import CONTENT_TYPE, Metrics
+from nats_mcp.observe.metrics import CONTENT_TYPE
 from nats_mcp.security.ipfilter import IpFilter
+
+
+class Exposes(Protocol):
+    """Anything with a Prometheus text exposition: a server's Metrics, the fleet coordinator's."""
+
+    def exposition(self) -> bytes: ...
+
 
 log = logging.getLogger("nats_mcp.observe")
 
@@ -35,7 +43,7 @@ def metrics_filter(allow_from: Iterable[str]) -> IpFilter:
     return IpFilter(cidrs or ["0.0.0.0/32"], ())
 
 
-def http_route(metrics: Metrics, allow_from: Iterable[str]) -> Route:
+def http_route(metrics: Exposes, allow_from: Iterable[str]) -> Route:
     """``GET /metrics`` for the HTTP transport's Starlette app (no credential: the address filter decides)."""
     gate = metrics_filter(allow_from)
 
@@ -51,7 +59,7 @@ def http_route(metrics: Metrics, allow_from: Iterable[str]) -> Route:
 class MetricsListener:
     """A minimal HTTP/1.x server answering ``GET /metrics`` (404 elsewhere, 403 to addresses not allowed)."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, allow_from: Iterable[str]) -> None:
+    def __init__(self, metrics: Exposes, host: str, port: int, allow_from: Iterable[str]) -> None:
         self.metrics = metrics
         self.host = host
         self.port = port

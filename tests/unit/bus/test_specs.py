@@ -128,3 +128,4 @@ def test_buckets() -> None:
     assert specs.work_state_bucket(LAY, ttl_s=9.0) == specs.BucketSpec("nmcp_team_workstate", "work item state", 9.0)
     resv = specs.reservations_bucket(LAY)
     assert (resv.name, resv.ttl_s) == ("nmcp_team_resv", None)  # no TTL: the fencing counter must never go back
+    assert specs.fleet_bucket(LAY).name == "nmcp_team_fleet"

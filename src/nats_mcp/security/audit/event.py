@@ -13,7 +13,9 @@ from typing import Any, Literal, Protocol
 
 from nats_mcp.security.principal import Principal
 
-AuditKind = Literal["tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded", "anomaly"]
+AuditKind = Literal[
+    "tool_call", "auth_failure", "denied", "rate_limited", "locked_out", "limit_exceeded", "anomaly", "fleet_decision"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,240 @@
+"""`nats-mcp fleet`: the command-line boundary of the fleet coordinator — run it, check a targets file, show status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nats_mcp.cli.common import fail, out, print_json, state
+
+if TYPE_CHECKING:
+    from nats_mcp.config.settings import Settings
+    from nats_mcp.fleet.targets import TargetsDoc
+
+app = typer.Typer(
+    help="Start agents when work waits, stop them when idle: the fleet coordinator.", no_args_is_help=True
+)
+log = logging.getLogger("nats_mcp.fleet")
+
+
+def _load(file: Path) -> TargetsDoc:
+    from nats_mcp.fleet.targets import TargetsError, load_targets
+
+    try:
+        return load_targets(file)
+    except TargetsError as exc:
+        fail(str(exc), code=2)
+
+
+@app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="The targets YAML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Validate a targets file: exit 0 and a summary if it can be used, exit 2 and the problem if not."""
+    doc = _load(file)
+    rows: list[dict[str, Any]] = [
+        {"name": t.name, "capabilities": t.capabilities, "min": t.min, "max": t.max, "mechanism": t.mechanism}
+        for t in doc.targets
+    ]
+    if as_json:
+        print_json({"file": str(file), "valid": True, "targets": rows})
+        return
+    out.print(f"{file}: valid; {len(rows)} target(s)", highlight=False)
+    table = Table("target", "capabilities", "min", "max", "mechanism")
+    for r in rows:
+        table.add_row(str(r["name"]), ", ".join(r["capabilities"]), str(r["min"]), str(r["max"]), str(r["mechanism"]))
+    out.print(table)
+
+
+def _nats_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
+    """What an agent needs to reach the same NATS and namespace (credentials come by the inherited environment or
+    the same config file, never copied into the command line)."""
+    env = {"NATS_MCP_NAMESPACE": settings.resolved_namespace}
+    if settings.nats.url:
+        env["NATS_URL"] = settings.nats.url
+    if config_file is not None:
+        env["NATS_MCP_CONFIG"] = str(config_file.resolve())
+    return env
+
+
+async def _run(
+    settings: Settings,
+    doc: TargetsDoc,
+    config_file: Path | None,
+    tick_s: float,
+    lease_s: float,
+    metrics_port: int | None,
+) -> None:
+    import os
+
+    from nats_mcp.fleet.engine import EnvFor, FleetEngine
+    from nats_mcp.fleet.local import LocalMechanism
+    from nats_mcp.fleet.mechanism import Mechanism
+    from nats_mcp.fleet.metrics import FleetMetrics
+    from nats_mcp.observe.exposition import MetricsListener
+    from nats_mcp.runtime import Runtime
+    from nats_mcp.security.policy import Policy
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    local = LocalMechanism({t.name: t.local for t in doc.targets if t.local is not None})
+    mechanisms: dict[str, Mechanism] = {"local": local}
+    metrics = FleetMetrics()
+    listener = None
+    async with Runtime(settings, Policy.load(None), transport="cli", observe=False) as runtime:
+        if not await runtime.coordinator.wait_ready(settings.nats.connect_timeout_s + 10):
+            why = runtime.coordinator.setup_error or runtime.conn.unavailable()
+            fail(f"cannot reach NATS or set up the namespace: {why}")
+        if metrics_port is not None:
+            listener = MetricsListener(metrics, "127.0.0.1", metrics_port, settings.observe.metrics.allow_from)
+            await listener.start()
+        engine = FleetEngine(
+            runtime.coordinator,
+            doc,
+            mechanisms,
+            runtime.audit,
+            metrics,
+            EnvFor(_nats_env(settings, config_file), dict(os.environ)),
+            tick_s=tick_s,
+            lease_ttl_s=lease_s,
+        )
+        log.info("fleet coordinator %s over %d target(s)", engine.id, len(doc.targets))
+        try:
+            await engine.run(stop)
+        finally:
+            if listener is not None:
+                await listener.close()
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The targets YAML file.")],
+    tick: Annotated[float, typer.Option(help="Seconds between decision rounds.", min=0.05, max=60)] = 0.5,
+    lease: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the active coordinator's lease lasts without renewal (failover time).", min=1, max=300
+        ),
+    ] = 3.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics on 127.0.0.1:PORT (0: any free port).")
+    ] = None,
+) -> None:
+    """Run a fleet coordinator: one of any number running acts (KV lease), the others take over if it dies."""
+    import os
+
+    from nats_mcp.fleet.targets import TargetsError, resolve_env
+    from nats_mcp.observe.logging import setup_logging
+
+    doc = _load(file)
+    for target in doc.targets:  # a missing variable or unreadable file now, not at the first start
+        try:
+            if target.local is not None:
+                resolve_env(target.local, dict(os.environ))
+        except TargetsError as exc:
+            fail(f"{file}: target {target.name}: {exc}", code=2)
+    cli = state(ctx)
+    settings = cli.load().settings
+    setup_logging(settings.logging)
+    if lease <= tick:
+        fail("--lease must be longer than --tick (the leader renews its lease every round)", code=2)
+    asyncio.run(_run(settings, doc, cli.config_file, tick, lease, metrics_port))
+
+
+async def _status(settings: Settings) -> dict[str, Any]:
+    from nats_mcp.bus.connection import NatsConnection
+    from nats_mcp.bus.layout import Layout
+    from nats_mcp.fleet.state import FleetStore
+
+    conn = NatsConnection(settings)
+    conn.start()
+    try:
+        if not await conn.wait_connected(settings.nats.connect_timeout_s):
+            fail(f"cannot reach NATS: {conn.unavailable()}; try `nats-mcp doctor`")
+        store = FleetStore(conn, Layout(settings.resolved_namespace), 3.0)
+        targets = await store.info("targets") or []
+        leader = await store.info("leader")
+        instances = await store.instances()
+        decisions = await store.decisions()
+        pending = await _pending(conn, settings)
+    finally:
+        await conn.close()
+    now = time.time()
+    return {
+        "leader": leader,
+        "targets": [
+            {
+                **t,
+                "instances": [
+                    {
+                        "id": r.id,
+                        "agent": r.agent_name,
+                        "guid": r.agent_guid,
+                        "state": r.state,
+                        "ageS": round(now - r.started_at, 1),
+                    }
+                    for r in instances
+                    if r.target == t["name"]
+                ],
+            }
+            for t in targets
+        ],
+        "pending": pending,
+        "decisions": [d.__dict__ for d in decisions[-20:]],
+    }
+
+
+async def _pending(conn: Any, settings: Settings) -> dict[str, dict[str, int]]:
+    from nats_mcp.bus.layout import Layout
+    from nats_mcp.coord.work.service import WorkService
+    from nats_mcp.coord.work.views import WorkViews
+
+    views = WorkViews(WorkService(conn, settings, Layout(settings.resolved_namespace)))
+    return {q.capability: {"pending": q.pending, "inFlight": q.inFlight} for q in await views.status()}
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Targets, their live instances, pending work per capability and the recent decisions of the active coordinator."""
+    snap = asyncio.run(_status(state(ctx).load().settings))
+    if as_json:
+        print_json(snap)
+        return
+    leader = snap["leader"]
+    out.print(f"active coordinator: {leader['id'] if leader else 'none yet'}", highlight=False)
+    table = Table("target", "capabilities", "min", "max", "live", "pending")
+    for t in snap["targets"]:
+        waiting = sum(snap["pending"].get(c, {}).get("pending", 0) for c in t["capabilities"])
+        table.add_row(
+            t["name"],
+            ", ".join(t["capabilities"]),
+            str(t["min"]),
+            str(t["max"]),
+            str(len(t["instances"])),
+            str(waiting),
+        )
+    out.print(table)
+    recent = Table("when", "target", "action", "instance", "reason")
+    for d in snap["decisions"]:
+        recent.add_row(
+            time.strftime("%H:%M:%S", time.gmtime(d["at"])),
+            d["target"],
+            d["action"] + ("" if d["ok"] else "!"),
+            d["instance"] or "-",
+            d["reason"],
+        )
+    out.print(recent)

@@ -1,0 +1,195 @@
+"""The fleet targets boundary: the YAML file naming how to start agents for which capabilities, validated before use.
+
+A targets file::
+
+    version: 1
+    targets:
+      - name: py-workers
+        capabilities: [python]          # queues this target serves (pending there asks for agents)
+        min: 0                          # instances kept even when idle
+        max: 2                          # never more, counting instances still starting
+        pendingPerAgent: 5              # start another agent while pending / live agents is above this
+        startupGraceS: 15               # a started agent may take this long to show up in the registry
+        idleTimeoutS: 30                # no pending and nothing in flight this long: stop down to min
+        restartBackoffS: 1              # after a crash: wait 1 s, doubling per crash in a row ...
+        restartBackoffMaxS: 60          # ... up to this
+        mechanism: local                # how to start it (only `local` exists for now)
+        local:
+          command: ["python", "examples/fleet_worker.py", "--name", "{agent_name}"]
+          cwd: .
+          env:                          # extra environment: every value from a file or the environment,
+            WORK_MS: {value: "50"}      #   or inline only when the name does not look secret
+            API_TOKEN: {fromEnv: PY_WORKER_TOKEN}
+            DB_PASSWORD: {fromFile: /run/secrets/db}
+
+Secrets are never inline: an ``env`` entry whose name looks secret (token, secret, password, key, credential)
+must come ``fromEnv`` or ``fromFile``; the values are read at start time and never logged or audited.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name
+
+KNOWN_MECHANISMS = ("local",)
+PLANNED_MECHANISMS = ("ssh", "webhook", "kubernetes")
+PLACEHOLDERS = frozenset({"agent_name", "agent_guid", "target", "instance", "capabilities"})
+"""What a command template may name: ``{agent_name}`` etc. (``{{`` for a literal brace)."""
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TargetsError(ValueError):
+    """A targets file that cannot be used; the message says where and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EnvValue(_Model):
+    """One environment value: inline (non-secret names only), from another environment variable, or from a file."""
+
+    value: str | None = None
+    from_env: str | None = Field(default=None, alias="fromEnv")
+    from_file: Path | None = Field(default=None, alias="fromFile")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvValue:
+        given = [x for x in (self.value, self.from_env, self.from_file) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of value, fromEnv, fromFile")
+        return self
+
+
+class LocalSpec(_Model):
+    """The ``local`` mechanism: a command template run as a child process of the active coordinator."""
+
+    command: list[str] = Field(min_length=1)
+    cwd: Path | None = None
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    stop_timeout_s: float = Field(default=10.0, gt=0, le=300, alias="stopTimeoutS")
+
+    @model_validator(mode="after")
+    def _checks(self) -> LocalSpec:
+        for part in self.command:
+            for _, field, _, _ in string.Formatter().parse(part):
+                if field is not None and field not in PLACEHOLDERS:
+                    raise ValueError(
+                        f"command placeholder {{{field}}} unknown; known: {', '.join(sorted(PLACEHOLDERS))}"
+                    )
+        for name, value in self.env.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"env name {name!r} is not a valid variable name")
+            if value.value is not None and _SECRET_NAME.search(name):
+                raise ValueError(f"env {name} looks like a secret, so give it fromEnv or fromFile, never inline")
+        return self
+
+
+class Target(_Model):
+    """A named way to start agents for some capabilities, with its limits and timings."""
+
+    name: str
+    capabilities: list[str] = Field(min_length=1)
+    min: int = Field(default=0, ge=0)
+    max: int = Field(ge=1, le=1000)
+    pending_per_agent: int = Field(default=1, ge=1, alias="pendingPerAgent")
+    startup_grace_s: float = Field(default=15.0, gt=0, le=3600, alias="startupGraceS")
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=7 * 86400, alias="idleTimeoutS")
+    restart_backoff_s: float = Field(default=1.0, gt=0, le=3600, alias="restartBackoffS")
+    restart_backoff_max_s: float = Field(default=60.0, gt=0, le=86400, alias="restartBackoffMaxS")
+    mechanism: str
+    local: LocalSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mechanism_known(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            mech = data.get("mechanism")
+            if mech in PLANNED_MECHANISMS:
+                raise ValueError(f"mechanism {mech!r} is not available yet; available: {', '.join(KNOWN_MECHANISMS)}")
+            if mech is not None and mech not in KNOWN_MECHANISMS:
+                raise ValueError(f"unknown mechanism {mech!r}; available: {', '.join(KNOWN_MECHANISMS)}")
+        return data
+
+    @model_validator(mode="after")
+    def _checks(self) -> Target:
+        try:
+            validate_name(self.name, "target name")
+            for cap in self.capabilities:
+                validate_type_name(cap, "capability")
+        except InvalidNameError as exc:
+            raise ValueError(str(exc)) from None
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError("restartBackoffMaxS is below restartBackoffS")
+        if self.mechanism == "local" and self.local is None:
+            raise ValueError("mechanism local needs a `local:` section with the command")
+        return self
+
+
+class TargetsDoc(_Model):
+    version: Literal[1] = 1
+    targets: list[Target] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> TargetsDoc:
+        names = [t.name for t in self.targets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"target names must be unique: {', '.join(twice)}")
+        return self
+
+
+def parse_targets(text: str, where: str = "targets") -> TargetsDoc:
+    """Parse and validate a targets document; TargetsError names the file, the place and the problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TargetsError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise TargetsError(f"{where}: expected a mapping with version and targets")
+    try:
+        return TargetsDoc.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'targets'}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()[:10]
+        )
+        raise TargetsError(f"{where}: {problems}") from None
+
+
+def load_targets(path: Path) -> TargetsDoc:
+    """The targets file at ``path`` (TargetsError if unreadable or invalid)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TargetsError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_targets(text, str(path))
+
+
+def resolve_env(spec: LocalSpec, environ: dict[str, str]) -> dict[str, str]:
+    """The extra environment of one start, secrets read now (TargetsError naming the variable, never its value;
+    worded so that the redaction of logged text, which masks ``<secret-like name>: <value>``, leaves it readable)."""
+    resolved: dict[str, str] = {}
+    for name, src in spec.env.items():
+        if src.value is not None:
+            resolved[name] = src.value
+        elif src.from_env is not None:
+            if src.from_env not in environ:
+                raise TargetsError(f"env {name} (fromEnv {src.from_env}) is not set in this environment")
+            resolved[name] = environ[src.from_env]
+        elif src.from_file is not None:
+            try:
+                resolved[name] = src.from_file.read_text(encoding="utf-8").rstrip("\n")
+            except OSError as exc:
+                raise TargetsError(f"env {name} (fromFile {src.from_file}) cannot be read ({exc.strerror})") from None
+    return resolved
