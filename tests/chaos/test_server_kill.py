@@ -145,6 +145,8 @@ class Store:
     other_keys: list[str]
     dlq: dict[str, list[DlqItem]]
     queued: int
+    submissions: list[str]
+    """Items with a submission record (``sub.<id>``, what warp_work_get reads): kept, but only of real items."""
 
     def settled(self, item_id: str) -> bool:
         record = self.records.get(item_id)
@@ -177,6 +179,7 @@ async def read_store(js: JetStreamContext, layout: Layout) -> Store:
     records: dict[str, ItemRecord | None] = {}
     intents: list[str] = []
     other: list[str] = []
+    submissions: list[str] = []
     for key in keys:
         kind, _, item_id = key.partition(".")
         if kind == "item":
@@ -184,6 +187,8 @@ async def read_store(js: JetStreamContext, layout: Layout) -> Store:
                 records[item_id] = ItemRecord.decode((await kv.get(key)).value)
         elif kind == "requeue":
             intents.append(item_id)
+        elif kind == "sub":
+            submissions.append(item_id)
         else:
             other.append(key)
     dlq: dict[str, list[DlqItem]] = defaultdict(list)
@@ -194,7 +199,7 @@ async def read_store(js: JetStreamContext, layout: Layout) -> Store:
             entry = DlqItem.model_validate_json((await js.get_last_msg(layout.dlq_stream, subject)).data or b"")
             dlq[item_id].extend([entry] * count)
     queued = (await js.stream_info(layout.work_stream)).state.messages
-    return Store(records, intents, other, dict(dlq), queued)
+    return Store(records, intents, other, dict(dlq), queued, submissions)
 
 
 # ---- the agents ------------------------------------------------------------------------------------------------------
@@ -517,6 +522,8 @@ def audit(ledger: Ledger, store: Store, items: set[str]) -> None:
     assert not phantom, f"claims handed out items nobody broadcast: {phantom}"
     assert not store.intents, f"requeue intents left: {store.intents}"
     assert not store.other_keys, store.other_keys
+    strays = set(store.submissions) - items
+    assert not strays, f"submission records of no item: {sorted(strays)[:5]}"
     assert store.queued == 0, f"{store.queued} messages left in the work stream"
     orphans = set(store.records) - items
     assert not orphans, f"state records of no item: {sorted(orphans)[:5]}"

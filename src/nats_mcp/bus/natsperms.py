@@ -312,8 +312,19 @@ def _work(lists: _Lists, scope: _Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.DIRECT.GET.{dlq}", "list DLQ entries")
     lists.allow_pub(f"{api}.STREAM.MSG.GET.{dlq}", "find a DLQ entry by item id")
     lists.allow_pub(f"{api}.STREAM.MSG.DELETE.{dlq}", "retry or discard a DLQ entry")
-    state_writes = [("item.*", "work item state (compare-and-set)"), ("requeue.*", "DLQ retry intents")]
+    state_writes = [
+        ("item.*", "work item state (compare-and-set)"),
+        ("requeue.*", "DLQ retry intents"),
+        ("sub.*", "submission records (what warp_work_get reads)"),
+        ("blocked.*", "items waiting for their dependencies (dependsOn)"),
+        ("rdep.*.*", "the reverse dependency index (one key per edge)"),
+    ]
     _kv(lists, api, lay.work_state_bucket, f"{ns} work-state", state_writes, watch=False)
+    state = f"KV_{lay.work_state_bucket}"
+    lists.allow_pub(f"{api}.STREAM.PURGE.{state}", "drop a released item's blocked key (a purge of its subject)")
+    lists.allow_pub(f"{api}.DIRECT.GET.{state}", "the first dependent of a settled item (a direct get by subject)")
+    for key in ("item.*", "sub.*"):
+        lists.allow_sub(f"$KV.{lay.work_state_bucket}.{key}", "a waiting warp_work_get: changes of the item's records")
     table = [(Layout.RESERVATIONS_KEY, "the reservation table (compare-and-set)")]
     _kv(lists, api, lay.reservations_bucket, f"{ns} reservation", table, watch=True)
     lists.allow_sub(lay.reservations_subject, "change signals of the reservation table (the resource's subscribers)")
