@@ -10,26 +10,30 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.server import Server
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 from starlette.types import Message
 
+from nats_mcp.config.settings import Settings
 from nats_mcp.transports.http import plain
+from nats_mcp.transports.http.app import build_http_app
 from nats_mcp.transports.http.plain import PlainAnswers
 from nats_mcp.transports.http.sessions import BODY_KEY
 from tests.support.sse import sse_events
 
 SESSION = "0123456789abcdef0123456789abcdef"
 BOTH = b"application/json, text/event-stream"
-Server = Callable[[JSONRPCRequest, Any], Awaitable[None]]
+Behind = Callable[[JSONRPCRequest, Any], Awaitable[None]]
 
 
 def request(method: str = "tools/call", **params: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": 7, "method": method, "params": params or {"name": "echo", "arguments": {}}}
 
 
-async def answer(server: Server, body: dict[str, Any], accept: bytes = BOTH) -> tuple[int, dict[str, str], str]:
+async def answer(server: Behind, body: dict[str, Any], accept: bytes = BOTH) -> tuple[int, dict[str, str], str]:
     """POST ``body`` to a session transport whose MCP server is ``server``: (status, headers, body text)."""
     transport = PlainAnswers(mcp_session_id=SESSION)
     raw = json.dumps(body).encode()
@@ -137,3 +141,12 @@ def test_the_sdk_transport_is_the_base() -> None:
     """The subclass adds behaviour only: a transport the SDK made answers plain once its class is swapped."""
     made = StreamableHTTPServerTransport(mcp_session_id=SESSION)
     assert isinstance(plain.plain(made), PlainAnswers) and made.mcp_session_id == SESSION
+
+
+@pytest.mark.parametrize("tracing", [False, True])
+def test_the_sdks_span_per_request_only_with_tracing(tracing: bool) -> None:
+    """No OpenTelemetry middleware of the SDK on the hot path when tracing is off; kept when it is on."""
+    server: Server[Any] = Server("plain")
+    settings = Settings(observe={"tracing": {"enabled": tracing}})  # type: ignore[arg-type]
+    build_http_app(server, settings, 8080, verifier=None)
+    assert any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware) is tracing

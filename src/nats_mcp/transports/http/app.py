@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server import Server
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext, RequireAuthMiddleware
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
@@ -190,6 +191,10 @@ def build_http_app(
     (none: no resumption)."""
     http = settings.http
     url = resource_url(settings, port)
+    if not settings.observe.tracing.enabled:
+        # The SDK wraps every request in its OpenTelemetry span (no-op spans without a provider, still ~2 % of a
+        # call's CPU); with tracing on, observe/tracing.py makes the call's span and the SDK's joins it.
+        server.middleware = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     auth = None
     if verifier is not None:
         auth = AuthSettings(
