@@ -38,7 +38,15 @@ from mcp.server.streamable_http import (
     StreamableHTTPServerTransport,
     check_accept_headers,
 )
-from mcp_types import INTERNAL_ERROR, JSONRPCError, JSONRPCRequest, JSONRPCResponse, jsonrpc_message_adapter
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    INTERNAL_ERROR,
+    JSONRPCError,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
@@ -68,7 +76,7 @@ class PlainAnswers(StreamableHTTPServerTransport):
         writer = self._read_stream_writer
         assert writer is not None  # connect() ran: the session's server task is up before it takes requests
         request_id = str(message.id)
-        protocol_version = request.headers.get("mcp-protocol-version", "2025-03-26")
+        protocol_version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
         stream_writer, stream_reader = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
         self._request_streams[request_id] = (stream_writer, stream_reader)
         store = self._event_store if isinstance(self._event_store, SessionEventStore) else None
