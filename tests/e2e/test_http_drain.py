@@ -15,7 +15,7 @@ from mcp.client.subscriptions import SubscriptionLost
 
 from tests.support.http_server import HttpServer, api_key, http_client, mcp_client, policy_file, serving
 from tests.support.natsserver import NatsServer, wait_for
-from tests.support.sse import answer, call, next_event, open_session, sse_events
+from tests.support.sse import answer, answer_of, call, next_event, open_session
 from tests.support.stdio import agent
 from tests.support.work_tools import broadcast, register
 
@@ -76,7 +76,7 @@ async def test_sigterm_finishes_calls_in_flight_ends_streams_and_refuses_new_one
             json=call(2, "warp_registry_register", agentType="worker", capabilities=["python"]),
             headers=headers,
         )
-        assert "error" not in answer(sse_events(registered.text))
+        assert "error" not in answer_of(registered)
         get_headers = {k: v for k, v in headers.items() if k not in ("content-type",)}
         get_headers["accept"] = "text/event-stream"
 
@@ -222,7 +222,7 @@ async def test_the_delay_still_serves_and_a_second_signal_cuts_the_drain_short(
         async with http_client(key, agent="d1") as late:
             served = await late.post(server.url, json=call(2, "warp_handle_get"), headers=headers)
         assert served.status_code == 200 and served.headers["connection"] == "close"
-        assert "agentGuid" in json.dumps(answer(sse_events(served.text)))
+        assert "agentGuid" in json.dumps(answer_of(served))
 
         server.proc.send_signal(signal.SIGTERM)
         assert await exited(server) == 0

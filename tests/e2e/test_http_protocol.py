@@ -201,25 +201,12 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert (await hc.post(a.url, json=initialized, headers=headers)).status_code == 202
 
-        # every POST stream starts with a priming event: an id, empty data and the retry interval
+        # a quick call is answered as one JSON body (transports/http/plain.py): no stream, nothing to resume
         registered = await hc.post(
             a.url, json=call(2, "warp_registry_register", agentType="worker", capabilities=["python"]), headers=headers
         )
-        events = sse_events(registered.text)
-        assert events[0]["data"] == "" and re.fullmatch(EVENT_ID, events[0]["id"]) and events[0]["retry"] == "1500"
-        assert json.loads(events[1]["data"])["id"] == 2 and count(events[1]["id"]) > count(events[0]["id"])
-
-        # a finished stream replays from NATS: the answer after its priming event, with the same event id
-        replay = {
-            "accept": "text/event-stream",
-            "mcp-session-id": session,
-            "mcp-protocol-version": "2025-11-25",
-            "last-event-id": events[0]["id"],
-        }
-        async with hc.stream("GET", a.url, headers=replay) as replayed:
-            assert replayed.status_code == 200
-            again = await first_event(replayed)
-        assert again["id"] == events[1]["id"] and json.loads(again["data"]) == json.loads(events[1]["data"])
+        assert registered.headers["content-type"].startswith("application/json"), registered.headers
+        assert registered.json()["id"] == 2 and "result" in registered.json()
 
         # a claim that waits for work: its stream drops after the priming event
         async with hc.stream(
@@ -227,7 +214,7 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         ) as waiting:
             assert waiting.status_code == 200
             primed = await first_event(waiting)
-        assert primed["data"] == "" and primed["retry"] == "1500"
+        assert primed["data"] == "" and primed["retry"] == "1500" and re.fullmatch(EVENT_ID, primed["id"])
 
         # work arrives meanwhile; the client reconnects with Last-Event-ID and gets the claim's answer
         async with mcp_client(a.url, boss, agent="boss") as other:
@@ -266,7 +253,7 @@ async def test_sse_streams_are_primed_and_resume_from_nats(tmp_path: Path, nats_
         replayed = await hc.get(a.url, headers=foreign)
         assert replayed.status_code == 200 and "data: {" not in replayed.text
 
-        # the events and the session are in NATS: a reconnect to process B resumes the claim's stream as A would
+        # the events and the session are in NATS: a reconnect to B replays the claim's finished stream as A would
         async with hc.stream("GET", b.url, headers=resume) as elsewhere:
             assert elsewhere.status_code == 200
             there = await first_event(elsewhere)
@@ -313,3 +300,66 @@ async def test_real_clients_meet_the_session_bound(tmp_path: Path, nats_server: 
         assert any("2 open MCP sessions" in str(e) for e in leaves(python_refused.value)), python_refused.value
         async with mcp_client(server.url, free, mode="legacy") as client:  # its second session (the TS client's first)
             assert (await client.list_tools()).tools
+
+
+def generated_requests(tools: list[dict[str, Any]], resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Requests of the methods answered plain (transports/http/plain.py): every read-only tool with no arguments
+    and with arguments of the wrong type (most answer a validation error), an unknown tool, every resource and an
+    unknown one, the lists and a ping."""
+    out: list[dict[str, Any]] = [{"method": "tools/list"}, {"method": "ping"}]
+    for tool in tools:
+        if not (tool.get("annotations") or {}).get("readOnlyHint"):
+            continue  # a second run of a write would differ (or be deduplicated): the comparison needs repeatable calls
+        props = list((tool.get("inputSchema") or {}).get("properties") or {})
+        out.append({"method": "tools/call", "params": {"name": tool["name"], "arguments": {}}})
+        if props:
+            wrong = {props[0]: {"not": ["what", "it", "takes"]}}
+            out.append({"method": "tools/call", "params": {"name": tool["name"], "arguments": wrong}})
+    out.append({"method": "tools/call", "params": {"name": "warp_no_such_tool", "arguments": {}}})
+    out += [{"method": "resources/read", "params": {"uri": r["uri"]}} for r in resources]
+    out.append({"method": "resources/read", "params": {"uri": "warp://no/such/resource"}})
+    return out
+
+
+async def test_plain_answers_match_the_sdk_streams(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Differential: each generated request answered plain (one JSON body) and through the SDK's SSE path (the same
+    request with a progressToken, which keeps the SDK's stream) gives the same JSON-RPC response."""
+    env = {"NATS_MCP_NAMESPACE": "team-plain", "NATS_MCP_SECURITY_POLICY_FILE": policy_file(tmp_path)}
+    key, _ = await api_key(tmp_path, nats_server.url, "plain", "agent")
+    async with serving(tmp_path, "plain", nats_server.url, **env) as server, http_client(key, agent="p1") as hc:
+        session = (await open_session(hc, server.url)).headers["mcp-session-id"]
+        headers = dict(MCP_HEADERS, **{"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await hc.post(server.url, json=initialized, headers=headers)).status_code == 202
+        registered = await hc.post(server.url, json=call(2, "warp_registry_register", agentType="w"), headers=headers)
+        assert "error" not in registered.json(), registered.text
+
+        async def both(n: int, request: dict[str, Any]) -> tuple[Any, Any]:
+            plain = await hc.post(server.url, json=dict(request, jsonrpc="2.0", id=n), headers=headers)
+            assert plain.status_code == 200 and plain.headers["content-type"] == "application/json", plain.text
+            assert plain.headers["mcp-session-id"] == session
+            params = dict(request.get("params", {}), _meta={"progressToken": f"p{n}"})
+            sdk = await hc.post(server.url, json=dict(request, jsonrpc="2.0", id=n + 1, params=params), headers=headers)
+            assert sdk.headers["content-type"].startswith("text/event-stream"), sdk.text
+            streamed = [json.loads(e["data"]) for e in sse_events(sdk.text) if e.get("data")]
+            streamed = [m for m in streamed if m.get("id") == n + 1]
+            assert len(streamed) == 1, sdk.text
+            return {**plain.json(), "id": None}, {**streamed[0], "id": None}
+
+        listed, _ = await both(10, {"method": "tools/list"})
+        listing = await hc.post(
+            server.url, json={"jsonrpc": "2.0", "id": 14, "method": "resources/list"}, headers=headers
+        )
+        found = [json.loads(e["data"]) for e in sse_events(listing.text) if e.get("data")]
+        requests = generated_requests(listed["result"]["tools"], found[-1]["result"]["resources"])
+        assert len(requests) > 20
+        errors = 0
+        for i, request in enumerate(requests):
+            plain, sdk = await both(100 + 2 * i, request)
+            assert plain == sdk, request
+            errors += "error" in plain or bool(plain.get("result", {}).get("isError"))
+        assert 0 < errors < len(requests)  # both kinds were compared
+
+        # an envelope the SDK refuses reads the same as before: the gate leaves it to the SDK
+        bad = await hc.post(server.url, json={"jsonrpc": "2.0", "id": 7, "method": "tools/call"}, headers=headers)
+        assert bad.status_code in (200, 400) and '"error"' in bad.text

@@ -116,6 +116,9 @@ def _retry_after(result: dict[str, Any] | None) -> float | None:
 def _answer(response: httpx2.Response) -> dict[str, Any] | None:
     if response.status_code != 200:
         return None
+    if response.headers.get("content-type", "").startswith("application/json"):  # a quick call's plain answer
+        plain: dict[str, Any] = response.json()
+        return plain
     datas = [ln[5:].strip() for ln in response.text.splitlines() if ln.startswith("data:") and ln[5:].strip()]
     if not datas:
         return None

@@ -67,3 +67,11 @@ def answer(events: list[dict[str, str]]) -> dict[str, Any]:
     assert len(answers) == 1, events
     result: dict[str, Any] = answers[0]
     return result
+
+
+def answer_of(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC answer of a POST: its JSON body (a quick call, transports/http/plain.py) or its one SSE answer."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        body: dict[str, Any] = response.json()
+        return body
+    return answer(sse_events(response.text))

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from mcp.server import Server
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext, RequireAuthMiddleware
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
@@ -57,6 +58,7 @@ from nats_mcp.transports.http.auth import (
     refusal_description,
 )
 from nats_mcp.transports.http.events import UNSTORED, NatsEventStore, SessionEventStore
+from nats_mcp.transports.http.plain import plain
 from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap, SessionCounter
 from nats_mcp.transports.http.roaming import RoamingSessions
 
@@ -189,6 +191,10 @@ def build_http_app(
     (none: no resumption)."""
     http = settings.http
     url = resource_url(settings, port)
+    if not settings.observe.tracing.enabled:
+        # The SDK wraps every request in its OpenTelemetry span (no-op spans without a provider, still ~2 % of a
+        # call's CPU); with tracing on, observe/tracing.py makes the call's span and the SDK's joins it.
+        server.middleware = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     auth = None
     if verifier is not None:
         auth = AuthSettings(
@@ -214,8 +220,7 @@ def build_http_app(
     if auth is not None:
         _explain_refusals(app, settings, url)
     manager = server.session_manager
-    if events is not None:
-        _bind_events(manager, events)
+    _bind_events(manager, events)
     roaming = None
     if nats is not None:  # sessions in NATS: any process serves any request of any session (transports/http/roaming.py)
         store = SessionStore(*nats, ttl_s=http.session_idle_s)
@@ -296,15 +301,18 @@ def _explain_refusals(app: Starlette, settings: Settings, url: str) -> None:
         routes.extend(no_oauth_routes(url, takes))
 
 
-def _bind_events(manager: StreamableHTTPSessionManager, events: NatsEventStore) -> None:
+def _bind_events(manager: StreamableHTTPSessionManager, events: NatsEventStore | None) -> None:
     """Give each new session a store of its own events (the SDK gives every session the one store it was given, and
-    a store that knows no session would replay any session's events to whoever names their id)."""
+    a store that knows no session would replay any session's events to whoever names their id), and quick answers
+    as plain JSON (transports/http/plain.py)."""
     admit = manager._admit_session
 
     def admitting(requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         transport = admit(requestor)
         if transport is not None and transport.mcp_session_id is not None:
-            transport._event_store = events.bound(transport.mcp_session_id)
+            if events is not None:
+                transport._event_store = events.bound(transport.mcp_session_id)
+            plain(transport)
         return transport
 
     manager._admit_session = admitting  # type: ignore[method-assign]

@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventMessage, EventStore
-from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCResponse, jsonrpc_message_adapter
 from nats.aio.msg import Msg
 
 from nats_mcp.bus.connection import NatsConnection
@@ -131,8 +131,15 @@ class SessionEventStore(EventStore):
         self._count = 0
         self._sent: OrderedDict[str, None] = OrderedDict()
         """Ids this process sent on a resumed or forwarded stream lately: a live copy of one is not sent twice."""
+        self.held: set[str] = set()
+        """Request streams whose answer may still go out as plain JSON (:mod:`plain`): their response, if it comes
+        first, is not stored (no stream to resume); anything else first makes the stream an SSE one, stored."""
 
     async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        if stream_id in self.held:
+            if isinstance(message, JSONRPCResponse | JSONRPCError):
+                return UNSTORED
+            self.held.discard(stream_id)  # a notification first: the answer is a stream, its response stored too
         shared = self.shared
         if not shared.available():
             return UNSTORED

@@ -50,6 +50,7 @@ from nats_mcp.bus.sessions import SessionRecord, SessionStore, owner_digest, wit
 from nats_mcp.core.names import InvalidNameError, validate_guid
 from nats_mcp.security.identity import Caller
 from nats_mcp.transports.http.events import NatsEventStore, SessionEventStore
+from nats_mcp.transports.http.plain import PlainAnswers
 from nats_mcp.transports.http.sessions import (
     BODY_KEY,
     MAX_AGENTS_PER_SESSION,
@@ -310,7 +311,7 @@ class RoamingSessions:
 
     def _transport(self, session: str) -> StreamableHTTPServerTransport:
         manager = self.manager
-        return StreamableHTTPServerTransport(
+        return PlainAnswers(
             mcp_session_id=session,
             is_json_response_enabled=manager.json_response,
             event_store=self.events.bound(session) if self.events is not None else manager.event_store,
