@@ -3,7 +3,7 @@
 (Not named bench/grpc.py: a script run from bench/ has bench/ first on sys.path, so a bench/grpc.py would shadow
 the ``grpc`` package for every script there.)
 
-    .venv/bin/python bench/grpc_tools.py [--quick]
+    .venv/bin/python bench/grpc_tools.py [--quick] [--rounds N] [--sample-s S] [--baseline SRC]
 
 One run, one real nats-server, every server in its own process, all sampled alternately (round-robin, the order
 rotated each round), each sample a fixed time of calls, sequentially and with 50 calls in flight:
