@@ -3,7 +3,7 @@
 (Not named bench/grpc.py: a script run from bench/ has bench/ first on sys.path, so a bench/grpc.py would shadow
 the ``grpc`` package for every script there.)
 
-    .venv/bin/python bench/grpc_tools.py [--quick]
+    .venv/bin/python bench/grpc_tools.py [--quick] [--rounds N] [--sample-s S] [--baseline SRC]
 
 One run, one real nats-server, every server in its own process, all sampled alternately (round-robin, the order
 rotated each round), each sample a fixed time of calls, sequentially and with 50 calls in flight:
@@ -22,6 +22,10 @@ c. ``nats-mcp serve --transport http`` with an API key (plaintext loopback; a cr
    the nearest HTTP kind to per-call mTLS identity), the same tool through the SDK client over
    ``streamable_http_client`` — b target >= 2x c;
 context: c with ``--insecure-dev`` (no authentication at all).
+
+With ``--baseline SRC`` (a ``src`` directory of another checkout, e.g. ``git archive main src | tar -x -C DIR``) a
+second gRPC server runs that code (``PYTHONPATH``) and b, b2 and b3 are measured against it too (``(base) ...``
+cells, paired in the same rounds): a change's effect without the noise of two runs.
 
 Both MCP sessions negotiate the newest revision (``mode="auto"``). The nats-mcp servers run with the rate limits
 raised. Targets are judged on the paired ratio (median of per-round ratios). Prints a table; writes
@@ -288,6 +292,9 @@ class Cell:
 
     @property
     def short(self) -> str:
+        """``a``, ``b2``, ``ctx``, ``base b2``: how the ratio table names a cell."""
+        if self.label.startswith("(base) "):
+            return "base " + self.label.removeprefix("(base) ").split(".")[0]
         return self.label.split(".")[0] if not self.label.startswith("(") else "ctx"
 
     @property
@@ -299,16 +306,24 @@ class Cell:
         return [s.rate for s in self.samples]
 
 
-def make_cells() -> list[Cell]:
+def make_cells(baseline: bool = False) -> list[Cell]:
     cells: list[Cell] = []
     for width in (1, IN_FLIGHT):
         a = Cell("a. bare grpc.aio echo, mTLS", "echo", width)
         c = Cell("c. nats-mcp HTTP, API key", "http key", width)
         dev = Cell("(ctx) nats-mcp HTTP, --insecure-dev", "http dev", width)
-        b = Cell("b. nats-mcp gRPC, mTLS", "grpc", width, ((a.key, 0.6), (c.key, 2.0), (dev.key, None)))
-        raw = Cell("b2. gRPC Call, raw frames", "grpc call", width, ((a.key, 0.6), (c.key, 2.0)))
-        typed = Cell("b3. gRPC typed CallTool", "grpc typed", width, ((a.key, 0.6), (c.key, 2.0)))
-        cells += [a, b, raw, typed, c, dev]
+        bases: list[Cell] = []
+        if baseline:
+            bases = [
+                Cell("(base) b. gRPC, baseline source", "base grpc", width, ((a.key, None),)),
+                Cell("(base) b2. Call, baseline source", "base grpc call", width, ((a.key, None),)),
+                Cell("(base) b3. typed, baseline source", "base grpc typed", width, ((a.key, None),)),
+            ]
+        vs_base: list[tuple[tuple[str, float | None], ...]] = [((x.key, None),) for x in bases] or [(), (), ()]
+        b = Cell("b. nats-mcp gRPC, mTLS", "grpc", width, ((a.key, 0.6), (c.key, 2.0), (dev.key, None), *vs_base[0]))
+        raw = Cell("b2. gRPC Call, raw frames", "grpc call", width, ((a.key, 0.6), (c.key, 2.0), *vs_base[1]))
+        typed = Cell("b3. gRPC typed CallTool", "grpc typed", width, ((a.key, 0.6), (c.key, 2.0), *vs_base[2]))
+        cells += [a, b, raw, typed, *bases, c, dev]
     return cells
 
 
@@ -329,6 +344,7 @@ def lines_of(cells: list[Cell]) -> list[dict[str, Any]]:
     for cell in cells:
         line: dict[str, Any] = {
             "measure": cell.label,
+            "short": cell.short,
             "load": "seq" if cell.width == 1 else f"{cell.width} in flight",
             "median": statistics.median(cell.rates),
             "min": min(cell.rates),
@@ -365,7 +381,7 @@ def print_table(lines: list[dict[str, Any]]) -> None:
     print(f"\n{'ratio':<64} {'medians':>7} {'paired':>7} {'target':>14}")
     for x in lines:
         for v in x["vs"]:
-            what = f"{x['measure'][:2].strip('. ')}/{v['short']} ({x['load']}) vs {v['baseline']}"
+            what = f"{x['short']}/{v['short']} ({x['load']}) vs {v['baseline']}"
             verdict = "" if v["target"] is None else f">= {v['target']:.1f}x {'ok' if v['met'] else 'MISSED'}"
             print(f"{what:<64} {v['ratio']:6.2f}x {v['paired']:6.2f}x {verdict:>14}")
     print(
@@ -375,7 +391,7 @@ def print_table(lines: list[dict[str, Any]]) -> None:
     )
 
 
-async def run(plan: Plan) -> list[Cell]:
+async def run(plan: Plan, baseline: Path | None = None) -> list[Cell]:
     with tempfile.TemporaryDirectory(prefix="bench-grpc-") as tmp:
         base = Path(tmp)
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -434,6 +450,21 @@ async def run(plan: Plan) -> list[Cell]:
                     base / "grpc.port",
                 )
                 processes.append(served.process)
+                based: Proc | None = None
+                if baseline is not None:
+                    (base / "base-project").mkdir()
+                    base_env = isolated_env(
+                        base / "base-project",
+                        NATS_URL=nats.url,
+                        NATS_MCP_NAMESPACE="bench",
+                        NATS_MCP_GRPC_PORT_FILE=str(base / "grpc-base.port"),
+                        NATS_MCP_SECURITY_POLICY_FILE=str(policy),
+                        PYTHONPATH=str(baseline),
+                        **UNLIMITED,
+                    )
+                    argv = [str(a) for a in served.process.args]  # type: ignore[union-attr]
+                    based = start("grpc-base", argv, base_env, base, base / "grpc-base.port")
+                    processes.append(based.process)
                 for spec in http_specs:
                     launch_http(spec, base, nats.url)
                     assert spec.process is not None
@@ -442,6 +473,8 @@ async def run(plan: Plan) -> list[Cell]:
                 http_specs[0].token = api_key
                 await wait_port(echo)
                 await wait_port(served)
+                if based is not None:
+                    await wait_port(based)
                 for spec in http_specs:
                     assert spec.process is not None and spec.port_file is not None and spec.log is not None
                     proc = Proc(spec.name, spec.process, spec.port_file, spec.log)
@@ -454,13 +487,20 @@ async def run(plan: Plan) -> list[Cell]:
                     "grpc typed": served.process.pid,
                 }
                 pids |= {spec.name: spec.process.pid for spec in http_specs if spec.process is not None}
-                cells = make_cells()
+                if based is not None:
+                    pids |= {f"base {k}": based.process.pid for k in ("grpc", "grpc call", "grpc typed")}
+                cells = make_cells(based is not None)
                 async with contextlib.AsyncExitStack() as stack:
                     calls: dict[str, Call] = {"echo": await stack.enter_async_context(echo_caller(echo.port, certs))}
                     client = await stack.enter_async_context(grpc_session(served.port, certs))
                     calls["grpc"] = caller(client, LIST_TOOL, {}, "grpc")
                     calls["grpc call"] = await stack.enter_async_context(raw_call_caller(served.port, certs))
                     calls["grpc typed"] = await stack.enter_async_context(typed_caller(served.port, certs))
+                    if based is not None:
+                        base_client = await stack.enter_async_context(grpc_session(based.port, certs))
+                        calls["base grpc"] = caller(base_client, LIST_TOOL, {}, "base grpc")
+                        calls["base grpc call"] = await stack.enter_async_context(raw_call_caller(based.port, certs))
+                        calls["base grpc typed"] = await stack.enter_async_context(typed_caller(based.port, certs))
                     for spec in http_specs:
                         http = await stack.enter_async_context(session(spec, MODE))
                         calls[spec.name] = caller(http, LIST_TOOL, {}, spec.name)
@@ -482,10 +522,17 @@ async def run(plan: Plan) -> list[Cell]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few, short samples (under a minute)")
+    parser.add_argument("--baseline", type=Path, help="a src directory: also measure a gRPC server running it")
+    parser.add_argument("--rounds", type=int, help="override the plan's rounds")
+    parser.add_argument("--sample-s", type=float, help="override the plan's seconds per sample")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    plan = Plan(args.rounds or plan.rounds, args.sample_s or plan.sample_s, plan.warmup)
     started = time.perf_counter()
-    cells = asyncio.run(run(plan))
+    baseline = args.baseline.resolve() if args.baseline else None
+    if baseline is not None and not (baseline / "nats_mcp").is_dir():
+        parser.error(f"{baseline} holds no nats_mcp package")
+    cells = asyncio.run(run(plan, baseline))
     lines = lines_of(cells)
     print_table(lines)
     report = {
@@ -502,6 +549,7 @@ def main() -> None:
         },
         "in_flight": IN_FLIGHT,
         "mode": MODE,
+        "baseline": str(baseline) if baseline else None,
         "rows": lines,
         "samples": {cell.key: [asdict(s) for s in cell.samples] for cell in cells},
     }

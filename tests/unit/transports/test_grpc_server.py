@@ -153,3 +153,102 @@ def test_a_rotation_caught_half_way_is_not_taken() -> None:
     for args in ((chain[:100], key, None), (chain, key[:60], None), (chain, key, b"")):
         with pytest.raises(ValueError, match="Unable to load PEM"):
             check_key_pair(*args)
+
+
+class Peer:
+    """The part of a ``grpc.aio.ServicerContext`` admission reads: metadata, peer, TLS auth context."""
+
+    def __init__(self, peer: str, pem: bytes, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self._peer, self.metadata = peer, metadata
+        self.auth = {"ssl_tls_version": [b"TLSv1.3"], "x509_pem_cert": [pem]}
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def peer(self) -> str:
+        return self._peer
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self.auth
+
+
+class Counting:
+    """The mTLS authenticator, counting what it resolves; a bearer ``good`` is a principal too."""
+
+    def __init__(self) -> None:
+        from nats_mcp.security.authn.mtls import MtlsAuthenticator
+
+        self.mtls = MtlsAuthenticator()
+        self.calls = 0
+
+    async def authenticate(self, credentials: Any) -> Any:
+        from nats_mcp.security.errors import AuthenticationError
+        from nats_mcp.security.principal import Principal
+
+        self.calls += 1
+        if credentials.bearer is None:
+            return await self.mtls.authenticate(credentials)
+        if credentials.bearer != "good":
+            raise AuthenticationError("bad_signature")
+        return Principal(
+            subject="bearer", issuer="test", method="jwt", roles=frozenset({"agent"}), peer=credentials.peer
+        )
+
+
+async def test_a_connection_certificate_identity_is_resolved_once_bearers_and_refusals_every_call(
+    tmp_path: Path,
+) -> None:
+    from nats_mcp.security.dev.certs import agent_policy
+    from nats_mcp.transports.grpc.admission import CallRefused, Gatekeeper, KnownPeers
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(agent_policy("spiffe://nats-mcp.test/agent/*"))
+    records, provider = Records(), Counting()
+    settings = Settings()
+    guard = Guard(settings.security, Policy.load(policy), records)  # type: ignore[arg-type]
+    gate = Gatekeeper(rpc.Admission(guard, settings, provider))
+    pki = Pki.create(tmp_path / "pki")
+    pem = pki.client("agent-1").cert_file.read_bytes()
+    other = pki.client("agent-2").cert_file.read_bytes()
+
+    # the same connection (address and port), certificate and agent: resolved once, the same identity after
+    first = await gate.admit(Peer("ipv4:127.0.0.1:5000", pem))  # type: ignore[arg-type]
+    again = await gate.admit(Peer("ipv4:127.0.0.1:5000", pem))  # type: ignore[arg-type]
+    assert again is first and provider.calls == 1
+    assert first.principal.subject == "spiffe://nats-mcp.test/agent/agent-1" and first.caller is not None
+    # another connection, another certificate or another agent is resolved for itself
+    assert (await gate.admit(Peer("ipv4:127.0.0.1:5001", pem))).caller is not None  # type: ignore[arg-type]
+    second = await gate.admit(Peer("ipv4:127.0.0.1:5000", other))  # type: ignore[arg-type]
+    assert second.principal.subject.endswith("/agent-2")
+    named = await gate.admit(Peer("ipv4:127.0.0.1:5000", pem, (("x-nats-mcp-agent", "helper"),)))  # type: ignore[arg-type]
+    assert named.caller is not None and named.caller.guid != first.caller.guid
+    assert provider.calls == 4
+    # a bearer credential is resolved on every call (a key or token may be revoked at any moment) ...
+    bearer = (("authorization", "Bearer good"),)
+    for _ in range(2):
+        assert (await gate.admit(Peer("ipv4:127.0.0.1:5000", pem, bearer))).principal.subject == "bearer"  # type: ignore[arg-type]
+    assert provider.calls == 6
+    with pytest.raises(CallRefused) as refused:
+        await gate.admit(Peer("ipv4:127.0.0.1:5000", pem, (("authorization", "Bearer forged"),)))  # type: ignore[arg-type]
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED and provider.calls == 7
+    # ... and a refused identity (an agent name the policy cannot bind) is refused and audited on every call
+    bad = (("x-nats-mcp-agent", "no such/agent"),)
+    for _ in range(2):
+        with pytest.raises(CallRefused) as refused:
+            await gate.admit(Peer("ipv4:127.0.0.1:5000", pem, bad))  # type: ignore[arg-type]
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert provider.calls == 9
+    assert [fields["reason"] for kind, fields in records.seen if kind == "denied"] == ["agent_denied"] * 2
+    # the TLS version is checked on every call, cached identity or not
+    old = Peer("ipv4:127.0.0.1:5000", pem)
+    old.auth["ssl_tls_version"] = [b"TLSv1.2"]
+    gate.grpc_settings = GrpcSettings(min_tls="1.3")
+    with pytest.raises(CallRefused) as refused:
+        await gate.admit(old)  # type: ignore[arg-type]
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+    # an entry lives for its time only, counted from when its resolution began
+    known = KnownPeers(ttl_s=0.0)
+    known.put(("ipv4:127.0.0.1:5000", pem, None), first, since=0.0)
+    assert known.get(("ipv4:127.0.0.1:5000", pem, None)) is None
+    assert gate.known.ttl_s == min(60.0, settings.security.lockout.window_s)

@@ -3,12 +3,15 @@
 Every RPC starts here: the verified client certificate (its SPIFFE ID or SAN, from the TLS layer's ``auth_context``)
 and/or an ``authorization: Bearer`` JWT or API key in the call metadata go to :meth:`Resolver.resolve` (address
 filter, lockout, audit, the authenticator chain, the agent binding) once per call or stream; the identity is entered
-in the call's context, where the tool handlers read it. Refusals are :class:`CallRefused` statuses, each audited:
+in the call's context, where the tool handlers read it. A certificate-only call reuses the identity its connection's
+certificate resolved to within the last :data:`KNOWN_FOR_S` seconds (:class:`KnownPeers`; bearer credentials are
+resolved on every call, so revocation stays immediate). Refusals are :class:`CallRefused` statuses, each audited:
 UNAUTHENTICATED with a ``www-authenticate`` trailer, PERMISSION_DENIED (TLS version, an agent the policy refuses).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import grpc
 
 from nats_mcp.config.settings import Settings
+from nats_mcp.core.lru import LruTable
 from nats_mcp.security import identity
 from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.authn import Credentials, Provider
@@ -29,6 +33,9 @@ AGENT_KEY = "x-nats-mcp-agent"
 """Optional metadata: the agent name a principal acts as (one principal may run several agents the policy allows)."""
 REALM = 'Bearer realm="nats-mcp"'
 NO_CREDENTIAL = "this call carries no verified credential"
+KNOWN_FOR_S = 60.0
+"""How long a connection's certificate identity is reused (capped by the lockout window, see :class:`KnownPeers`)."""
+KNOWN_PEERS = 4096
 
 
 class CallRefused(Exception):
@@ -96,6 +103,37 @@ def grpc_caller(presence: Presence) -> Callable[[], Awaitable[Caller]]:
     return identity.acting_caller(current_identity, presence)
 
 
+class KnownPeers:
+    """Identities resolved from a verified client certificate alone, per connection (peer address and port, the
+    certificate's PEM, the agent asked for), each reused for at most ``ttl_s``.
+
+    Resolving was a tenth of a cheap ``Call``'s server time and gives the same answer every time within that
+    window: the certificate -> principal mapping and the agent binding are pure functions of the certificate, the
+    agent and the (static) policy; the address filter is static; and the guard lets a credential that verified
+    within the lockout window in even from a locked address, so a cached entry (``ttl_s`` <= that window, set
+    before the resolution it records) never admits a call the full path would refuse. Refusals are not cached
+    (each is audited and counted by the guard again), nor is anything with a bearer credential (API keys and
+    tokens can be revoked or expire at any moment).
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = KNOWN_PEERS) -> None:
+        self.ttl_s = ttl_s
+        self._table: LruTable[tuple[str, bytes, str | None], tuple[Identity, float]] = LruTable(max_entries)
+
+    def get(self, key: tuple[str, bytes, str | None]) -> Identity | None:
+        hit = self._table.get(key)
+        if hit is None:
+            return None
+        if hit[1] <= time.monotonic():
+            self._table.pop(key)
+            return None
+        return hit[0]
+
+    def put(self, key: tuple[str, bytes, str | None], found: Identity, since: float) -> None:
+        """Remember ``found``, resolved by a resolution that started at ``since`` (monotonic)."""
+        self._table.put(key, (found, since + self.ttl_s))
+
+
 class Gatekeeper:
     """Admits calls: who calls (:meth:`admit`), and the audit record of a refusal made on this transport."""
 
@@ -105,6 +143,7 @@ class Gatekeeper:
         self.grpc_settings = admission.settings.grpc
         self.namespace = admission.settings.resolved_namespace
         self.resolver = Resolver.from_settings(admission.guard, admission.settings, "grpc")
+        self.known = KnownPeers(min(KNOWN_FOR_S, admission.guard.settings.lockout.window_s))
 
     def audit(self, kind: Any, principal: Principal | None, peer: str | None, outcome: str, reason: str) -> None:
         self.guard.audit.record(
@@ -122,7 +161,8 @@ class Gatekeeper:
     async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
         """Authenticate the call and check it may act at all; CallRefused (audited) otherwise."""
         metadata = call_metadata(context)
-        peer = peer_address(context.peer())
+        connection = context.peer()
+        peer = peer_address(connection)
         agent = metadata.get(AGENT_KEY)
         agent = agent[:100] if agent is not None else None
         auth = context.auth_context()
@@ -148,14 +188,23 @@ class Gatekeeper:
                         f'{REALM}, error="invalid_request"',
                     )
                 bearer = value.strip()
-            pem = first_value(auth, "x509_pem_cert")
-            cert = peer_cert(pem) if pem else None  # only present once the handshake verified it against the CA
-            credentials = Credentials(bearer=bearer, peer_cert=cert, peer=peer, agent=agent)
-            try:
-                found = await self.resolver.resolve(provider, credentials)
-            except AuthenticationError:  # audited by the guard; the client gets a generic answer
-                challenge = f'{REALM}, error="invalid_token"' if bearer else REALM
-                raise CallRefused(grpc.StatusCode.UNAUTHENTICATED, "authentication failed", challenge) from None
+            pem = first_value(auth, "x509_pem_cert")  # only present once the handshake verified it against the CA
+            key = (connection, pem, agent) if pem and bearer is None else None
+            known = self.known.get(key) if key is not None else None
+            if known is not None:
+                found = known
+            else:
+                since = time.monotonic()
+                credentials = Credentials(
+                    bearer=bearer, peer_cert=peer_cert(pem) if pem else None, peer=peer, agent=agent
+                )
+                try:
+                    found = await self.resolver.resolve(provider, credentials)
+                except AuthenticationError:  # audited by the guard; the client gets a generic answer
+                    challenge = f'{REALM}, error="invalid_token"' if bearer else REALM
+                    raise CallRefused(grpc.StatusCode.UNAUTHENTICATED, "authentication failed", challenge) from None
+                if key is not None and found.caller is not None:
+                    self.known.put(key, found, since)
         if found.caller is None:
             self.audit("denied", found.principal, peer, "forbidden", "agent_denied")
             raise CallRefused(grpc.StatusCode.PERMISSION_DENIED, found.refusal or "forbidden")
