@@ -36,7 +36,7 @@ async def test_serves_mcp_while_nats_is_down_then_connects(tmp_path: Path, nats_
             async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
                 assert client.protocol_version == revision
                 tools = await client.list_tools()
-                assert len(tools.tools) == 31  # listed at once, even while NATS is down
+                assert len(tools.tools) == 32  # listed at once, even while NATS is down
         wait_for_sync(lambda: "NATS connection failed" in log_path.read_text(), 15, message=log_path.read_text)
         text = log_path.read_text()
         assert "cannot reach NATS" in text and "doctor" in text
@@ -45,7 +45,7 @@ async def test_serves_mcp_while_nats_is_down_then_connects(tmp_path: Path, nats_
             wait_for_sync(lambda: log_path.read_text().count("NATS connection failed") >= 3, 15)
             nats_server.restart()
             wait_for_sync(lambda: "NATS connected to" in log_path.read_text(), 15, message=log_path.read_text)
-            assert len((await client.list_tools()).tools) == 31
+            assert len((await client.list_tools()).tools) == 32
 
 
 async def test_logs_are_json_lines_on_stderr_without_secrets(tmp_path: Path, nats_server: NatsServer) -> None:

@@ -59,7 +59,7 @@ async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server
     async with agent(tmp_path, nats_server, "lister", "team-m", **everything) as client:
         listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
-    assert len(tools) == 51 and {t["name"] for t in tools} >= TOOLS
+    assert len(tools) == 52 and {t["name"] for t in tools} >= TOOLS
     assert all(t.get("title") for t in tools)
     tools_file = tmp_path / "tools.json"
     tools_file.write_text(json.dumps(tools))
@@ -69,7 +69,7 @@ async def test_live_schemas_compile_under_strict_ajv(tmp_path: Path, nats_server
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["failures"] == [], report["failures"]
-    assert report["compiled"] == 102  # an input and an output schema per tool
+    assert report["compiled"] == 104  # an input and an output schema per tool
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -129,6 +129,6 @@ def test_ts_sdk_sees_the_metadata_and_the_protocol_errors(
     assert resource["error"]["code"] == RESOURCE_NOT_FOUND, resource  # the SDK speaks 2025-11-25
     assert resource["error"]["data"]["uri"] == "nats-mcp://channels/nope"
     tools = listed["result"]["tools"]
-    assert len(tools) == 31 and all(t["title"] for t in tools)
+    assert len(tools) == 32 and all(t["title"] for t in tools)
     register = next(t for t in tools if t["name"] == "warp_registry_register")
     assert "visibility" not in register["inputSchema"]["properties"]

@@ -144,6 +144,15 @@ SCENARIO: list[Step] = [
     ok("warp_work_cancel", workItemId="$fifth"),
     fails("warp_work_cancel", "not_found", "", workItemId=UNKNOWN_ID),
     fails("warp_work_progress", "cancelled", "cancelled", workItemId="$fifth"),  # the claimer is told
+    ok(
+        "warp_work_broadcast",
+        {"sixth": "structuredContent.workItemId"},
+        taskId="t6",
+        description="do t6",
+        requiredCapability=CAP,
+    ),
+    ok("warp_work_force_cancel", workItemId="$sixth"),  # an admin's cancel (this principal may admin the DLQ)
+    fails("warp_work_force_cancel", "not_found", "", workItemId=UNKNOWN_ID),
     ok("warp_reservations_acquire", {"resv": "structuredContent.reservationId"}, resources=["src/api/**"]),
     fails("warp_reservations_acquire", "invalid_argument", "escapes the project", resources=["../outside"]),
     ok("warp_reservations_renew", reservationId="$resv", ttlSeconds=600),

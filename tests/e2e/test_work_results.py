@@ -29,6 +29,10 @@ roles:
     tools: ["*"]
     namespaces: ["*"]
     capabilities: {broadcast: ["other"], claim: ["other"]}
+  ops:
+    tools: ["*"]
+    namespaces: ["*"]
+    admin: [dlq]
 groups: {}
 """
 
@@ -83,11 +87,13 @@ async def test_results_dependencies_and_cancel_over_http(tmp_path: Path, nats_se
     env = {"NATS_MCP_NAMESPACE": "team-r2", "NATS_MCP_SECURITY_POLICY_FILE": str(policy)}
     key, _ = await api_key(tmp_path, nats_server.url, "alpha", "agent")
     narrow, _ = await api_key(tmp_path, nats_server.url, "beta", "other")
+    admin, _ = await api_key(tmp_path, nats_server.url, "gamma", "ops")
     async with (
         serving(tmp_path, "results", nats_server.url, **env) as server,
         mcp_client(server.url, key, agent="boss") as boss,
         mcp_client(server.url, key, agent="worker") as worker,
         mcp_client(server.url, narrow) as outsider,
+        mcp_client(server.url, admin) as operator,
     ):
         await scenario(boss, worker)
         # A role without a grant for the capability is refused, and does not see another's item by id.
@@ -96,3 +102,8 @@ async def test_results_dependencies_and_cancel_over_http(tmp_path: Path, nats_se
         assert await err(outsider, "warp_work_get", workItemId=mine) == "not_found"
         assert await err(outsider, "warp_work_cancel", workItemId=mine) == "forbidden"
         assert (await ok(boss, "warp_work_get", workItemId=mine))["status"] == "pending"
+        # Only an admin (policy `admin: [dlq]`) cancels another's item, by the force-cancel tool.
+        assert await err(boss, "warp_work_force_cancel", workItemId=mine) == "forbidden"
+        assert await err(outsider, "warp_work_force_cancel", workItemId=mine) == "forbidden"
+        assert (await ok(operator, "warp_work_force_cancel", workItemId=mine))["status"] == "cancelled"
+        assert (await ok(boss, "warp_work_get", workItemId=mine))["status"] == "cancelled"

@@ -69,6 +69,7 @@ NEEDS: dict[str, str] = {
     "warp_work_broadcast": "claimed",  # an item to name in dependsOn
     "warp_work_get": "claimed",
     "warp_work_cancel": "claimed",
+    "warp_work_force_cancel": "claimed",
     "warp_reservations_acquire": "unreserved",
     "warp_reservations_renew": "reserved",
     "warp_reservations_release": "reserved",

@@ -196,6 +196,8 @@ def test_arguments_from_the_schema_get_a_result_or_a_contract_error(live: LiveAg
     arguments = data.draw(valid(SCHEMAS[name]), label="arguments")
     if name in ("warp_work_claim", "warp_work_claim_batch") and isinstance(arguments.get("timeout"), int):
         arguments["timeout"] = min(arguments["timeout"], 200)  # a waiting claim is not a hang
+    if isinstance(arguments.get("waitMs"), int):
+        arguments["waitMs"] = min(arguments["waitMs"], 200)  # nor a waiting read, acquire or work_get
     check(live.call(name, arguments), name, arguments)
 
 

@@ -146,7 +146,7 @@ def test_stdio_answers_garbage_with_json_rpc_and_keeps_serving(stdio: RawStdio, 
     for line in lines:
         stdio.send(line)
     answer = stdio.request("tools/list", {})
-    assert len(answer["result"]["tools"]) == 31
+    assert len(answer["result"]["tools"]) == 32
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ async def still_serves(target: GrpcTarget) -> None:
                 Frame(json=json.dumps(request).encode()), metadata=target.metadata(), timeout=ANSWER_TIMEOUT_S
             )
         ]
-        assert len(json.loads(frames[-1])["result"]["tools"]) == 31
+        assert len(json.loads(frames[-1])["result"]["tools"]) == 32
     finally:
         await channel.close()
 

@@ -40,6 +40,7 @@ TOOLS = {
     "warp_work_queue_status",
     "warp_work_get",
     "warp_work_cancel",
+    "warp_work_force_cancel",
     "warp_dlq_list",
     "warp_dlq_retry",
     "warp_dlq_discard",

@@ -112,6 +112,7 @@ OLD_TABLES: dict[str, Needs] = {
     "dlq_list": (CapabilityRead("capability"),),
     "dlq_retry": (Admin("dlq"),),
     "dlq_discard": (Admin("dlq"),),
+    "work_force_cancel": (Admin("dlq"),),
     # Added with the reservations (not in the old tables): the reserved paths against the role's globs, the wait.
     "reservations_acquire": (Reserve("resources"), Waits("waitMs", 0)),
     "reservations_force_release": (Admin("reservations"),),

@@ -26,6 +26,7 @@ DESTRUCTIVE = {
     "messages_read_direct",
     "dlq_discard",
     "work_cancel",
+    "work_force_cancel",
     "reservations_release",
     "reservations_force_release",
 }
@@ -53,6 +54,7 @@ SPEC_TOOLS = {
     "work_queue_status",
     "work_get",
     "work_cancel",
+    "work_force_cancel",
     "dlq_list",
     "dlq_retry",
     "dlq_discard",

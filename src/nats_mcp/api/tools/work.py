@@ -13,7 +13,7 @@ from nats_mcp.coord.context import Caller
 from nats_mcp.coord.models import QueueStatus, Scope, WorkItem
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.work.dlq import check_capability
-from nats_mcp.security.needs import CapabilityRead, CapabilityUse, Waits
+from nats_mcp.security.needs import Admin, CapabilityRead, CapabilityUse, Waits
 
 _CAP = "A capability, e.g. typescript or code-review (a-z, 0-9, '-', '_')."
 _ITEM = "The work item's id (workItemId from the claim)."
@@ -311,11 +311,19 @@ async def work_get(c: Coordinator, caller: Caller, a: WorkGetArgs) -> Rendered:
 
 
 async def work_cancel(c: Coordinator, caller: Caller, a: WorkCancelArgs) -> Rendered:
-    status = await c.work.cancel(caller, a.workItemId)
-    out = WorkCancelOut(workItemId=a.workItemId, status=status)
+    return _cancelled(a.workItemId, await c.work.cancel(caller, a.workItemId))
+
+
+async def work_force_cancel(c: Coordinator, caller: Caller, a: WorkCancelArgs) -> Rendered:
+    """The admin's cancel (the guard admitted ``admin: [dlq]``): any submitter's item, otherwise as work_cancel."""
+    return _cancelled(a.workItemId, await c.work.cancel(caller, a.workItemId, admin=True))
+
+
+def _cancelled(item_id: str, status: Literal["cancelled", "cancel_requested"]) -> Rendered:
+    out = WorkCancelOut(workItemId=item_id, status=status)
     if status == "cancel_requested":
-        return out, f"Work item `{a.workItemId}` is claimed: its claimer is told it was cancelled on its next call."
-    return out, f"Work item `{a.workItemId}` cancelled."
+        return out, f"Work item `{item_id}` is claimed: its claimer is told it was cancelled on its next call."
+    return out, f"Work item `{item_id}` cancelled."
 
 
 async def work_queue_status(c: Coordinator, _caller: Caller, a: QueueStatusArgs) -> Rendered:
@@ -421,6 +429,17 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         work_cancel,
         destructive=True,
         idempotent=True,
+    ),
+    ToolSpec(
+        "work_force_cancel",
+        "Force-cancel work item",
+        "Admin: cancel anyone's work item, as work_cancel does for its submitter (audited).",
+        WorkCancelArgs,
+        WorkCancelOut,
+        work_force_cancel,
+        destructive=True,
+        idempotent=True,
+        needs=(Admin("dlq"),),
     ),
     ToolSpec(
         "work_queue_status",
