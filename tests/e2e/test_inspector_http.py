@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 INSPECTOR_VERSION = "2.12.0"
 RUN_TIMEOUT_S = 60
-TOOL_COUNT = 24
+TOOL_COUNT = 32
 TOOL_NAMES = {f"warp_{spec.suffix}" for spec in TOOLS}
 DEFAULT_CHANNELS = {"roadmap", "parallel-work", "errors"}
 

@@ -29,14 +29,20 @@ def sse_events(text: str) -> list[dict[str, str]]:
 
 
 async def next_event(lines: Any) -> dict[str, str] | None:
-    """The next event of a streaming SSE response's ``aiter_lines()``; None once the stream has ended."""
+    """The next event of a streaming SSE response's ``aiter_lines()``; None once the stream has ended.
+
+    A block of comment lines only (a keep-alive ``: ping``, sent while a call waits long) is no event: skipped."""
     block: list[str] = []
     async for line in lines:
         if not line and block:
-            return sse_events("\n".join(block))[0]
+            events = sse_events("\n".join(block))
+            block = []
+            if events:
+                return events[0]
         if line:
             block.append(line)
-    return sse_events("\n".join(block))[0] if block else None
+    events = sse_events("\n".join(block))
+    return events[0] if events else None
 
 
 def call(request_id: int, tool: str, **arguments: Any) -> dict[str, Any]:
