@@ -123,6 +123,7 @@ async def test_two_agents_one_namespace_and_a_third_elsewhere(tmp_path: Path, na
         async def share_held() -> bool:
             if not held or held[-1].done():  # (again, if a probe held the share when it came)
                 held.append(asyncio.create_task(b.call_tool("warp_channels_read", {**after, "waitMs": 60_000})))
+                return False  # probe on the next round: a probe sent now can reach the server first and win the share
             probe = await b.call_tool("warp_channels_read", {**after, "waitMs": 1})  # waits 1 ms if admitted
             return bool(probe.is_error) and (probe.meta or {})[ERROR_META]["code"] == "limit_exceeded"
 

@@ -64,6 +64,8 @@ def test_an_agent_subscribes_only_to_its_own_inbox_replies_and_namespace_signals
             lay.channel_subject("errors"),
             lay.inbox_subject(GUID),
             lay.work_subjects,
+            f"$KV.{lay.work_state_bucket}.item.*",  # a waiting warp_work_get: the namespace's shared work state
+            f"$KV.{lay.work_state_bucket}.sub.*",
             lay.reservations_subject,
         ],
         "deny": [],
@@ -96,6 +98,9 @@ def test_an_agent_writes_only_its_own_keys() -> None:
         f"$KV.{DIRECTORY_BUCKET}.{NS}.{GUID}",
         f"$KV.{lay.work_state_bucket}.item.*",
         f"$KV.{lay.work_state_bucket}.requeue.*",
+        f"$KV.{lay.work_state_bucket}.sub.*",  # submissions and dependencies: the namespace's shared work state
+        f"$KV.{lay.work_state_bucket}.blocked.*",
+        f"$KV.{lay.work_state_bucket}.rdep.*.*",
         f"$KV.{lay.reservations_bucket}.table",  # the namespace's one reservation table, shared like the work state
     ]
 
