@@ -35,6 +35,8 @@ async def exited(server: HttpServer) -> int:
 
 async def stall(server: HttpServer, key: str) -> asyncio.StreamWriter:
     """A POST in flight in the server whose body never finishes (a client that never completes its request)."""
+    # Ready first: before the server's NATS connection is up, the key cannot be checked (401 "retry").
+    await wait_for(lambda: _is(server, 200), 30, message="the server never became ready")
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
         (

@@ -223,6 +223,12 @@ async def duplicate_window_passed(work: WorkService) -> None:
     await js.publish(probe, b"probe", stream=stream, headers={"Nats-Msg-Id": "window-probe"})
 
     async def forgotten() -> bool:
+        # A WorkService of the test that (re)connects meanwhile brings the stream back to its settings (the 120 s
+        # window), as a server should: shorten it again, or the probe would stay a duplicate for two minutes.
+        current = (await js.stream_info(stream)).config
+        if current.duplicate_window is None or current.duplicate_window > 0.2:
+            current.duplicate_window = 0.2
+            await js.update_stream(current)
         ack = await js.publish(probe, b"probe", stream=stream, headers={"Nats-Msg-Id": "window-probe"})
         return not ack.duplicate
 

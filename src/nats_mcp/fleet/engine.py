@@ -221,6 +221,13 @@ class FleetEngine:
     ) -> DecisionRecord | None:
         """None while ``record`` lives (marking it running once its agent is online); else its removal, recorded."""
         state = None
+        if record.handle is None:  # its starter died before recording it: adopt it (else it would be orphaned)
+            for candidate in self.mechanisms.values():
+                find = getattr(candidate, "find", None)  # mechanisms that can find an unrecorded instance (local)
+                if find is not None and (found := find(target.name, record.id)) is not None:
+                    record.handle = found
+                    await self.store.put_instance(record)
+                    break
         if record.handle is not None:
             mechanism = self.mechanisms.get(record.handle.mechanism)
             state = await mechanism.poll(record.handle) if mechanism is not None else None

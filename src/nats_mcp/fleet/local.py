@@ -68,6 +68,24 @@ class LocalMechanism:
         }
         return Handle(self.name, ref)
 
+    def find(self, target: str, instance: str) -> Handle | None:
+        """The handle of ``instance`` if its command runs on this host though none was recorded: the coordinator
+        that started it died between the start and recording its pid. Found by the marker its environment carries
+        (``NATS_MCP_FLEET_INSTANCE``); the session leader only (what it starts inherits the marker, not the session
+        leadership). Linux ``/proc``; None elsewhere or when it is not running."""
+        marker = f"NATS_MCP_FLEET_INSTANCE={instance}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(entry.name)
+                if marker in (entry / "environ").read_bytes().split(b"\0") and os.getsid(pid) == pid:
+                    if _zombie(pid):
+                        return None
+                    ref = {"target": target, "host": self.host, "pidns": self.pidns, "pid": pid}
+                    return Handle(self.name, {**ref, "pidStart": process_start(pid)})
+        return None
+
     def _ours(self, handle: Handle) -> bool:
         """Whether the handle's process is one this host and pid namespace can see."""
         return bool(handle.ref.get("host") == self.host and handle.ref.get("pidns") == self.pidns)
