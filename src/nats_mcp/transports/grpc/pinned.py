@@ -19,14 +19,30 @@ import ssl
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
 from nats_mcp.core.pins import PinMismatchError, pin_context, pin_error
 
-if TYPE_CHECKING:
-    from nats_mcp.transports.grpc.client import GrpcTarget
+
+class PinnedTarget(Protocol):
+    """What the forwarder reads of a target (client.py's ``GrpcTarget``): named here so this module, which client.py
+    imports, imports nothing back."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def cert_file(self) -> Path | None: ...
+    @property
+    def key_file(self) -> Path | None: ...
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def pins(self) -> tuple[str, ...]: ...
+
 
 log = logging.getLogger("nats_mcp.grpc.client")
 
@@ -43,7 +59,7 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def tls_context(target: GrpcTarget) -> ssl.SSLContext:
+def tls_context(target: PinnedTarget) -> ssl.SSLContext:
     """The client TLS context of a pinned target: its CA (else the system store), client certificate, h2, pins."""
     ctx = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
     if target.cert_file is not None and target.key_file is not None:
@@ -56,7 +72,7 @@ def tls_context(target: GrpcTarget) -> ssl.SSLContext:
 class PinnedLink:
     """``async with PinnedLink(target) as link``: ``link.channel`` reaches the target over pinned TLS only."""
 
-    def __init__(self, target: GrpcTarget, options: list[tuple[str, Any]]) -> None:
+    def __init__(self, target: PinnedTarget, options: list[tuple[str, Any]]) -> None:
         if not target.pins:
             raise ValueError("a pinned link needs pins")
         self.target = target
