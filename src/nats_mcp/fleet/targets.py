@@ -33,9 +33,9 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nats_mcp.config.documents import parse_document
 from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name
 
 KNOWN_MECHANISMS = ("local",)
@@ -151,20 +151,7 @@ class TargetsDoc(_Model):
 
 def parse_targets(text: str, where: str = "targets") -> TargetsDoc:
     """Parse and validate a targets document; TargetsError names the file, the place and the problem."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TargetsError(f"{where}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise TargetsError(f"{where}: expected a mapping with version and targets")
-    try:
-        return TargetsDoc.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'targets'}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()[:10]
-        )
-        raise TargetsError(f"{where}: {problems}") from None
+    return parse_document(text, TargetsDoc, where, TargetsError, "version and targets", "targets")
 
 
 def load_targets(path: Path) -> TargetsDoc:

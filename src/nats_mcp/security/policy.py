@@ -50,9 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nats_mcp.config.documents import parse_document
 from nats_mcp.core import pathglob
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.needs import (
@@ -461,17 +461,4 @@ def cross_provider_warnings(doc: PolicyDoc) -> list[str]:
 
 def parse_policy(text: str, where: str = "policy") -> PolicyDoc:
     """Parse and validate a policy document; PolicyError names the file and the problem."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{where}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{where}: expected a mapping with version, roles, principals")
-    try:
-        return PolicyDoc.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'policy'}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()[:10]
-        )
-        raise PolicyError(f"{where}: {problems}") from None
+    return parse_document(text, PolicyDoc, where, PolicyError, "version, roles, principals", "policy")
