@@ -170,6 +170,18 @@ def _describe(status: dict[str, Any]) -> str:
     return str(state)  # completed, cancelled
 
 
+def _duration(flag: str, text: str | None) -> float | None:
+    """Seconds of a duration option (``10s``, ``5m``); None when not given; a usage error naming ``flag``."""
+    if text is None:
+        return None
+    from nats_mcp.config.section import duration_seconds
+
+    try:
+        return duration_seconds(text)
+    except ValueError as exc:
+        fail(f"{flag}: {exc}", code=EXIT_USAGE)
+
+
 @app.command("watch")
 def watch(
     ctx: typer.Context,
@@ -182,14 +194,7 @@ def watch(
     timeout: Timeout = 10.0,
 ) -> None:
     """A live status line until the item completes (exit 0) or is dead-lettered (exit 6); exit 3 if no such item."""
-    from nats_mcp.config.section import duration_seconds
-
-    limit_s: float | None = None
-    if max_wait is not None:
-        try:
-            limit_s = duration_seconds(max_wait)
-        except ValueError as exc:
-            fail(f"--max-wait: {exc}", code=EXIT_USAGE)
+    limit_s = _duration("--max-wait", max_wait)
 
     async def action(s: HumanSession) -> dict[str, Any] | None:
         ends = None if limit_s is None else time.monotonic() + limit_s
@@ -251,16 +256,10 @@ def get(
     timeout: Timeout = 10.0,
 ) -> None:
     """Where an item stands (and its result once completed); exit 6 if dead-lettered, 3 if no such item."""
-    from nats_mcp.config.section import duration_seconds
-
-    wait_ms = 0
-    if wait is not None:
-        try:
-            wait_ms = round(duration_seconds(wait) * 1000)
-        except ValueError as exc:
-            fail(f"--wait: {exc}", code=EXIT_USAGE)
-        if not 0 <= wait_ms <= 30_000:
-            fail("--wait: at most 30s", code=EXIT_USAGE)
+    wait_s = _duration("--wait", wait)
+    wait_ms = 0 if wait_s is None else round(wait_s * 1000)
+    if not 0 <= wait_ms <= 30_000:
+        fail("--wait: at most 30s", code=EXIT_USAGE)
 
     async def action(s: HumanSession) -> dict[str, Any]:
         return await s.call("work_get", workItemId=item_id, waitMs=wait_ms)
