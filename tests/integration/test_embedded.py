@@ -325,7 +325,10 @@ def test_a_first_start_raises_no_false_alarm(sandbox: Sandbox) -> None:
 
 def test_a_server_that_exits_at_start_is_reported_with_its_log(sandbox: Sandbox) -> None:
     failing = sandbox.root / "failing-nats-server"
-    failing.write_text("#!/bin/sh\necho 'nats-server: config line 3: this server cannot start' >&2\nexit 1\n")
+    # A wrapper that takes a moment before it fails: alive as /bin/sh meanwhile, which is no exit yet.
+    failing.write_text(
+        "#!/bin/sh\nsleep 0.3\necho 'nats-server: config line 3: this server cannot start' >&2\nexit 1\n"
+    )
     failing.chmod(0o700)
     sandbox.env["NATS_MCP_NATS_SERVER_BIN"] = str(failing)
     start = sandbox.cli("nats", "start")

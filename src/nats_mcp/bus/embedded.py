@@ -51,7 +51,7 @@ from nats_mcp.bus.embedded_proc import (
     PRIVATE_FILE,
     EarlyExit,
     Found,
-    exec_pending,
+    has_exited,
     log_tail,
     read_info,
     runs_config,
@@ -295,7 +295,7 @@ class EmbeddedNats:
             url = self._url_from_ports_file(pid)
             if url is not None:
                 return pid, url
-            if not self._is_ours(pid) and not exec_pending(pid):
+            if has_exited(pid):
                 raise EarlyExit
             if time.monotonic() >= deadline:
                 self._terminate(pid, time.monotonic() + _TERM_GRACE)

@@ -46,28 +46,28 @@ def runs_config(pid: int, config: str) -> bool:
     return len(argv) == 3 and argv[1:] == [b"-c", os.fsencode(config)]
 
 
-def exec_pending(pid: int) -> bool:
-    """Whether ``pid`` is alive but still inside ``execve``: its new command line is not readable yet.
+def has_exited(pid: int) -> bool:
+    """Whether the process ``pid`` has ended: no such process, or a zombie or dead task.
 
-    The launcher prints the pid as soon as its ``Popen`` returns, which the kernel allows before the new program's
-    arguments are in place: ``/proc/<pid>/cmdline`` then reads empty, as a zombie's does. Taking that for an exit
-    made a first start report "nats-server exited at start" for a server that was up a moment later.
+    Only the end of the process counts. A process that is alive but not (yet) our server is still starting: inside
+    ``execve`` its ``/proc/<pid>/cmdline`` reads empty, and a wrapper script runs as its interpreter before it
+    execs the server or fails. Taking either for an exit reported "exited at start" for a server that came up a
+    moment later, or an empty log for one whose wrapper had not yet written its error.
     """
-    proc = Path(f"/proc/{pid}")
-    if not proc.parent.joinpath("self").exists():  # no /proc (macOS): ps shows the old command line meanwhile
-        return alive_ps(pid)
+    if not Path("/proc/self").exists():  # no /proc (macOS)
+        return not alive_ps(pid)
     try:
-        cmdline = (proc / "cmdline").read_bytes()
-        return in_exec(cmdline, "" if cmdline else (proc / "stat").read_text())
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
+        return True
+    return ended(stat_line)
 
 
-def in_exec(cmdline: bytes, stat_line: str) -> bool:
-    """From ``/proc/<pid>/cmdline`` and ``/proc/<pid>/stat``: an empty command line of a task that has not exited."""
-    if cmdline or ")" not in stat_line:
-        return False  # another program (the pid was reused), or ours, which the caller has already checked
-    return stat_line[stat_line.rindex(")") + 2 :][:1] not in ("Z", "X", "")  # zombie or dead: it has exited
+def ended(stat_line: str) -> bool:
+    """From ``/proc/<pid>/stat``: whether the task is a zombie or dead (the state follows the last ``)``)."""
+    if ")" not in stat_line:
+        return True
+    return stat_line[stat_line.rindex(")") + 2 :][:1] in ("Z", "X", "")
 
 
 def alive_ps(pid: int) -> bool:

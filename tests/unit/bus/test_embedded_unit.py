@@ -16,8 +16,8 @@ from nats_mcp.bus.embedded import (
     InsecureFileError,
     ServerBinaryNotFoundError,
 )
-from nats_mcp.bus.embedded_proc import exec_pending as _exec_pending
-from nats_mcp.bus.embedded_proc import in_exec as _in_exec
+from nats_mcp.bus.embedded_proc import ended as _ended
+from nats_mcp.bus.embedded_proc import has_exited as _has_exited
 
 
 def test_config_binds_loopback_and_holds_the_token(tmp_path: Path) -> None:
@@ -113,19 +113,18 @@ def test_info_repr_hides_the_token(tmp_path: Path) -> None:
     assert "s3cr3t-token" not in repr(info)
 
 
-def test_a_process_inside_execve_is_not_taken_for_one_that_exited() -> None:
-    # Right after the launcher's Popen returns, the server's /proc command line can still read empty: alive.
-    assert _in_exec(b"", "4242 (nats-server) R 1 4242 4242 0 -1") is True
-    assert _in_exec(b"", "4242 (nats) server) S 1 4242 4242 0 -1") is True  # the name may hold ") "
-    # An empty command line of a zombie or a dead task, or any command line at all, is no start in progress.
-    assert _in_exec(b"", "4242 (nats-server) Z 1 4242 4242 0 -1") is False
-    assert _in_exec(b"", "4242 (nats-server) X 1 4242 4242 0 -1") is False
-    assert _in_exec(b"/usr/bin/other\0", "4242 (other) S 1 4242 4242 0 -1") is False
-    assert _in_exec(b"", "") is False
+def test_only_a_zombie_or_dead_task_counts_as_exited() -> None:
+    # Inside execve (empty command line) or running a wrapper's interpreter, a process is still starting.
+    assert _ended("4242 (nats-server) R 1 4242 4242 0 -1") is False
+    assert _ended("4242 (nats) server) S 1 4242 4242 0 -1") is False  # the name may hold ") "
+    assert _ended("4242 (sh) S 1 4242 4242 0 -1") is False
+    assert _ended("4242 (nats-server) Z 1 4242 4242 0 -1") is True
+    assert _ended("4242 (nats-server) X 1 4242 4242 0 -1") is True
+    assert _ended("") is True
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
-def test_exited_running_and_unknown_processes_are_not_pending() -> None:
+def test_exited_and_running_processes_are_told_apart() -> None:
     exited = subprocess.Popen([sys.executable, "-c", "pass"])
     running = subprocess.Popen(
         [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
@@ -134,12 +133,12 @@ def test_exited_running_and_unknown_processes_are_not_pending() -> None:
     )
     try:
         os.waitid(os.P_PID, exited.pid, os.WEXITED | os.WNOWAIT)  # it has exited, and stays a zombie (not reaped)
-        assert _exec_pending(exited.pid) is False
-        assert running.stdout is not None and running.stdout.readline() == b"up\n"  # its execve is long done
-        assert _exec_pending(running.pid) is False
+        assert _has_exited(exited.pid) is True
+        assert running.stdout is not None and running.stdout.readline() == b"up\n"
+        assert _has_exited(running.pid) is False  # alive, though not a nats-server
     finally:
         assert running.stdin is not None
         running.stdin.close()
         running.wait(10)
         exited.wait(10)
-    assert _exec_pending(exited.pid) is False  # reaped: no such process
+    assert _has_exited(exited.pid) is True  # reaped: no such process
