@@ -1,5 +1,5 @@
 """The embedded server's process plumbing: the double-fork launcher, 0600 files, the log tail, and the probes (is a
-pid our nats-server by its command line, is it still starting, what does its INFO line say); Linux reads /proc,
+pid our nats-server by its command line, has it ended, what does its INFO line say); Linux reads /proc,
 macOS asks ``ps``. Used by :mod:`nats_mcp.bus.embedded`.
 """
 
