@@ -5,6 +5,7 @@ an unreachable host are clear, secret-free errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ import pytest
 
 from nats_mcp.fleet.mechanism import Exit, Handle, MechanismError, StartSpec
 from nats_mcp.fleet.ssh import SshMechanism, SshSpec
-from tests.support.natsserver import wait_for
+from tests.support.fleet import SECRET, fleets, write_targets
+from tests.support.natsserver import NatsServer, wait_for
 from tests.support.sshd import Sshd, cmdlines, pid_running, sshd
 
 ENV_SECRET = "env-secret-4b1f9a"
@@ -170,3 +172,42 @@ async def test_host_key_and_client_key_refusals_and_unreachable_are_clear_and_se
         assert str(refused.value).startswith("ssh start on "), refused.value
         assert not [s for s in SECRETS if s in str(refused.value)]
     assert not (tmp_path / "state").exists()  # refused before anything ran on the host
+
+
+async def test_fleet_run_starts_an_ssh_target_and_stops_it_when_stopped(
+    remote: Sshd, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The wiring end to end: `nats-mcp fleet run` keeps `min: 1` of an ssh target running with the agent
+    environment (NATS settings, identity, the target's secret) and, stopped cleanly, stops it over ssh."""
+    work = tmp_path / "work"
+    work.mkdir()
+    ssh = _spec(
+        remote,
+        tmp_path,
+        ["sh", "-c", "env > {instance}.tmp && mv {instance}.tmp {instance}.env; exec sleep 60"],
+        cwd=str(work),
+        env={"API_TOKEN": {"fromEnv": "FLEET_SECRET"}},
+    ).model_dump(mode="json", by_alias=True)
+    target = {"name": "far", "capabilities": ["python"], "min": 1, "max": 1, "startupGraceS": 120}
+    targets = write_targets(tmp_path / "fleet.yaml", [{**target, "mechanism": "ssh", "ssh": ssh}])
+    async with fleets(tmp_path, nats_server, "fleet-ssh", targets, 1) as (fleet,):
+        written = await wait_for(lambda: next(work.glob("*.env"), None), 60, message=fleet.text)
+        agent_env = dict(line.split("=", 1) for line in written.read_text().splitlines() if "=" in line)
+        assert agent_env["API_TOKEN"] == SECRET and agent_env["NATS_URL"] == nats_server.url
+        assert agent_env["NATS_MCP_NAMESPACE"] == "fleet-ssh" and agent_env["NATS_MCP_FLEET_TARGET"] == "far"
+        marker = f"NATS_MCP_FLEET_INSTANCE={written.stem}".encode()
+        assert _with_env(marker)
+    assert fleet.proc.returncode == 0
+    assert not _with_env(marker)  # the coordinator stopped what it started, over ssh
+    assert SECRET not in fleet.text()
+
+
+def _with_env(marker: bytes) -> list[int]:
+    """Running processes whose environment holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_running(int(entry.name)):
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found

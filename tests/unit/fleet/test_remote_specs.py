@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from nats_mcp.cli.main import app
 from nats_mcp.fleet.ssh_remote import env_script
 from nats_mcp.fleet.targets import TargetsError, parse_targets
 from nats_mcp.fleet.webhook import sign, verify
@@ -104,3 +106,16 @@ def test_example_file_with_its_remote_targets_switched_on() -> None:
     switched = "\n".join(line.replace("# ", "", 1) if line.startswith("  # ") else line for line in text.splitlines())
     mechanisms = {t.mechanism for t in parse_targets(switched, str(EXAMPLE)).targets}
     assert {"local", "ssh", "webhook"} <= mechanisms
+
+
+def test_run_refuses_an_unreadable_key_or_a_missing_webhook_secret_before_connecting(tmp_path: Path) -> None:
+    targets = tmp_path / "t.yaml"
+    runner = CliRunner()
+    targets.write_text(SSH.replace("/etc/nats-mcp/fleet_key", str(tmp_path / "no-key")))
+    refused = runner.invoke(app, ["fleet", "run", str(targets)], env={"TOKEN": "x"})
+    assert refused.exit_code == 2
+    assert f"target remote: identityFile {tmp_path / 'no-key'} cannot be read" in refused.stderr
+    targets.write_text(HOOK)
+    refused = runner.invoke(app, ["fleet", "run", str(targets)], env={"HOOK_SECRET": None})
+    assert refused.exit_code == 2
+    assert "target hooked: webhook secret (fromEnv HOOK_SECRET) is not set in this environment" in refused.stderr
