@@ -5,9 +5,11 @@ accepted, a wrong secret refused (401, not retried), 5xx retried with backoff to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +27,7 @@ from starlette.routing import Route
 
 from nats_mcp.fleet.mechanism import MechanismError, StartSpec
 from nats_mcp.fleet.webhook import WebhookMechanism, WebhookSpec
+from tests.support.certs import CertFiles, issue_server_cert, write_ca
 from tests.support.natsserver import wait_for
 
 SECRET = "hook-secret-5e8a21"
@@ -48,8 +52,9 @@ def _verified(secret: bytes, header: str, body: bytes) -> bool:
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+@contextlib.asynccontextmanager
+async def running_receiver(tls: CertFiles | None = None) -> AsyncIterator[Receiver]:
+    """The receiver on 127.0.0.1 and a free port (plain http, or https with ``tls``'s certificate)."""
     state = Receiver("")
 
     async def hook(request: Request) -> Response:
@@ -73,8 +78,10 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    state.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    scheme = "https" if tls else "http"
+    state.url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
+    certs = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)} if tls else {}
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **certs))  # type: ignore[arg-type]
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     await wait_for(lambda: server.started, 10, message="the receiver did not start")
     try:
@@ -83,6 +90,12 @@ async def receiver() -> AsyncIterator[Receiver]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with running_receiver() as state:
+        yield state
 
 
 def _hook(url: str, **kw: object) -> WebhookSpec:
@@ -161,3 +174,30 @@ async def test_signed_start_and_stop_env_only_when_asked_retries_and_refusals(
             await away.start(_start("x"))
     finally:
         await away.close()
+
+
+async def test_https_receiver_certificate_checked_and_an_untrusted_one_refused_without_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "nats_mcp.fleet")
+    trusted = trustme.CA()
+    ca_file = write_ca(trusted, tmp_path, "ca")
+    other_ca = write_ca(trustme.CA(), tmp_path, "other-ca")
+    async with running_receiver(issue_server_cert(trusted, ca_file, tmp_path)) as recv:
+        specs = {"t": _hook(f"{recv.url}/t")}
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # read when the client is made (the default CA bundle)
+        trusting = WebhookMechanism(specs, environ={"HOOK_SECRET": SECRET})
+        try:
+            handle = await trusting.start(_start("t"))
+        finally:
+            await trusting.close()
+        assert handle.ref["ref"] == "job-1" and recv.seen[0]["verified"]
+        monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))
+        doubting = WebhookMechanism(specs, environ={"HOOK_SECRET": SECRET})
+        try:
+            with pytest.raises(MechanismError, match=r"to https://127\.0\.0\.1:\d+/t: TLS failed \(.+\); not retried"):
+                await doubting.start(_start("t"))
+        finally:
+            await doubting.close()
+        assert len(recv.seen) == 1  # nothing reached the receiver
+    assert "retrying" not in caplog.text  # and no second attempt: a retry cannot make the certificate trusted

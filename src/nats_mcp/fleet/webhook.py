@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -178,6 +179,10 @@ class WebhookMechanism:
             try:
                 resp = await self._client.post(hook.url, content=data, headers=headers, timeout=hook.timeout_s)
             except httpx2.TransportError as exc:
+                if (tls := _tls_failure(exc)) is not None:  # retrying cannot make a certificate trusted
+                    raise MechanismError(
+                        f"webhook {what} to {hook.safe_url}: TLS failed ({tls}); not retried"
+                    ) from None
                 why = f"no answer ({type(exc).__name__})"
             else:
                 if 200 <= resp.status_code < 300:
@@ -202,6 +207,18 @@ def _hint(status: int) -> str:
     if status == 403:
         return " (the receiver refused the request)"
     return ""
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """The certificate or TLS error behind a transport error, if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or "certificate not trusted"
+        if isinstance(seen, ssl.SSLError):
+            return seen.reason or type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _loopback(host: str) -> bool:
