@@ -89,10 +89,11 @@ async def test_detached_agent_env_poll_exit_code_stop_by_another_coordinator_no_
     sleeper = _spec(
         remote,
         tmp_path,
-        ["sh", "-c", "env > {instance}.tmp && mv {instance}.tmp {instance}.env; exec sleep 60"],
+        ["sh", "-c", "trap '' TERM; env > {instance}.tmp && mv {instance}.tmp {instance}.env; exec sleep 60"],
         cwd=str(work),
         env={**env, "WORK_MS": {"value": "5"}},
         log="{instance}.log",
+        stopTimeoutS=1,  # it ignores SIGTERM: the stop ends it with SIGKILL after this
     )
     crasher = _spec(remote, tmp_path, ["sh", "-c", "exit 3"])
     specs = {"sleep": sleeper, "crash": crasher}
@@ -120,13 +121,11 @@ async def test_detached_agent_env_poll_exit_code_stop_by_another_coordinator_no_
     assert "StrictHostKeyChecking=yes" in given and "BatchMode=yes" in given
     assert not [s for s in SECRETS if s in given]
 
-    assert await mech.poll(handle) is True
     heir = SshMechanism(specs, environ={})  # another coordinator (any host with the same key and known hosts)
     assert await heir.poll(handle) is True
     await heir.stop(handle)
-    assert not pid_running(pid)
+    assert not pid_running(pid)  # killed: it ignored the SIGTERM
     assert await heir.poll(handle) == Exit(None)  # stopped: gone, its record removed
-    await heir.stop(handle)  # stopping what has ended is no error
 
     crash = await mech.start(_start("crash", "i2"))
 
@@ -184,7 +183,12 @@ async def test_fleet_run_starts_an_ssh_target_and_stops_it_when_stopped(
     ssh = _spec(
         remote,
         tmp_path,
-        ["sh", "-c", "env > {instance}.tmp && mv {instance}.tmp {instance}.env; exec sleep 60"],
+        [
+            "sh",
+            "-c",
+            "trap 'echo TERM > {instance}.term; exit 0' TERM; env > {instance}.tmp && mv {instance}.tmp {instance}.env;"
+            " sleep 60 & wait",
+        ],
         cwd=str(work),
         env={"API_TOKEN": {"fromEnv": "FLEET_SECRET"}},
     ).model_dump(mode="json", by_alias=True)
@@ -198,7 +202,8 @@ async def test_fleet_run_starts_an_ssh_target_and_stops_it_when_stopped(
         marker = f"NATS_MCP_FLEET_INSTANCE={written.stem}".encode()
         assert _with_env(marker)
     assert fleet.proc.returncode == 0
-    assert not _with_env(marker)  # the coordinator stopped what it started, over ssh
+    assert not _with_env(marker)  # the coordinator stopped what it started, over ssh ...
+    assert (work / f"{written.stem}.term").read_text() == "TERM\n"  # ... with a SIGTERM first
     assert SECRET not in fleet.text()
 
 

@@ -67,16 +67,17 @@ if [ -r "$out" ]; then echo "NMCP-EXIT $(cat "$out")"; rm -f "$out"; else echo N
 """
 )
 
-# $1 pid, $2 its start time, $3 state directory, $4 instance, $5 whole seconds to wait after TERM before KILL (sent
-# to the process group).
+# $1 pid, $2 its start time, $3 state directory, $4 instance, $5 whole seconds (at least) to wait after TERM before
+# KILL, both sent to the process group.
 STOP = (
     _STAT
     + r"""pid=$1 start=$2 out=$(home "$3")/$4.exit
 if alive "$pid" "$start"; then
   kill -TERM "-$pid" 2>/dev/null
-  end=$(( $(date +%s) + $5 ))
+  n=$(( $5 * 10 ))
   while alive "$pid" "$start"; do
-    if [ "$(date +%s)" -ge "$end" ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
+    if [ "$n" -le 0 ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
+    n=$(( n - 1 ))
     sleep 0.1
   done
 fi
