@@ -42,6 +42,7 @@ START = (
 env_script=$(cat) || { echo NMCP-ERR stdin; exit 90; }
 if [ -n "$cwd" ]; then cd "$cwd" 2>/dev/null || { echo NMCP-ERR cwd; exit 91; }; fi
 command -v "$1" >/dev/null 2>&1 || { echo NMCP-ERR command; exit 92; }
+command -v setsid >/dev/null 2>&1 || { echo NMCP-ERR setsid; exit 97; }
 : >>"$log" 2>/dev/null || { echo NMCP-ERR log; exit 96; }
 um=$(umask); umask 077
 mkdir -p "$dir" 2>/dev/null || { echo NMCP-ERR state; exit 93; }
@@ -94,6 +95,7 @@ ERRORS = {
     "env": "the host's shell refused the environment",
     "gone": "the agent ended at once (see its log on the host)",
     "log": "cannot write the log file {log!r} on the host",
+    "setsid": "setsid (util-linux) not found on the host",
 }
 
 
