@@ -203,7 +203,7 @@ class WebhookMechanism:
 
 def _hint(status: int) -> str:
     if status == 401:
-        return " (the receiver refused the signature: is the secret the same on both sides?)"
+        return " (the receiver refused the signature or the request; check that both sides hold the same secret)"
     if status == 403:
         return " (the receiver refused the request)"
     return ""
