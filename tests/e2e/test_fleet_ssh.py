@@ -150,6 +150,9 @@ async def test_host_key_and_client_key_refusals_and_unreachable_are_clear_and_se
     unknown = tmp_path / "empty_known_hosts"
     unknown.write_text("")
     secret_env = {"API_TOKEN": {"fromEnv": "COORD_TOKEN"}}
+    loose = tmp_path / "loose_key"  # the accepted key, readable by others
+    loose.write_bytes(remote.key.read_bytes())
+    loose.chmod(0o644)
     closed = remote.port  # a port nothing listens on: found free, then released
     import socket
 
@@ -160,6 +163,7 @@ async def test_host_key_and_client_key_refusals_and_unreachable_are_clear_and_se
         ({"knownHostsFile": remote.wrong_known_hosts}, "host key not accepted: missing from"),
         ({"knownHostsFile": unknown}, "host key not accepted: missing from"),
         ({"identityFile": remote.other_key}, f"the host refused the key {remote.other_key}"),
+        ({"identityFile": loose}, f"identityFile {loose} is readable by others: ssh ignores it \\(chmod 600\\)"),
         ({"identityFile": tmp_path / "no-key"}, "identityFile .*no-key cannot be read \\(No such file or directory\\)"),
         ({"port": closed}, "unreachable \\(connection refused\\)"),
     ]
