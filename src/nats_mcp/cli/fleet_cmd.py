@@ -79,6 +79,8 @@ async def _run(
     from nats_mcp.fleet.local import LocalMechanism
     from nats_mcp.fleet.mechanism import Mechanism
     from nats_mcp.fleet.metrics import FleetMetrics
+    from nats_mcp.fleet.ssh import SshMechanism
+    from nats_mcp.fleet.webhook import WebhookMechanism
     from nats_mcp.observe.exposition import MetricsListener
     from nats_mcp.runtime import Runtime
     from nats_mcp.security.policy import Policy
@@ -88,7 +90,9 @@ async def _run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     local = LocalMechanism({t.name: t.local for t in doc.targets if t.local is not None})
-    mechanisms: dict[str, Mechanism] = {"local": local}
+    ssh = SshMechanism({t.name: t.ssh for t in doc.targets if t.ssh is not None})
+    webhook = WebhookMechanism({t.name: t.webhook for t in doc.targets if t.webhook is not None})
+    mechanisms: dict[str, Mechanism] = {"local": local, "ssh": ssh, "webhook": webhook}
     metrics = FleetMetrics()
     listener = None
     async with Runtime(settings, Policy.load(None), transport="cli", observe=False) as runtime:
@@ -112,6 +116,7 @@ async def _run(
         try:
             await engine.run(stop)
         finally:
+            await webhook.close()
             if listener is not None:
                 await listener.close()
 
@@ -134,6 +139,7 @@ def run(
     """Run a fleet coordinator: one of any number running acts (KV lease), the others take over if it dies."""
     import os
 
+    from nats_mcp.fleet.ssh import SshMechanism
     from nats_mcp.fleet.targets import TargetsError, resolve_env
     from nats_mcp.observe.logging import setup_logging
 
@@ -142,8 +148,16 @@ def run(
         try:
             if target.local is not None:
                 resolve_env(target.local, dict(os.environ))
+            if target.ssh is not None:
+                resolve_env(target.ssh, dict(os.environ))
+            if target.webhook is not None:
+                resolve_env(target.webhook, dict(os.environ))
+                target.webhook.secret.read("webhook secret", dict(os.environ))
         except TargetsError as exc:
             fail(f"{file}: target {target.name}: {exc}", code=2)
+    unreadable = SshMechanism({t.name: t.ssh for t in doc.targets if t.ssh is not None}).check_files()
+    if unreadable:
+        fail(f"{file}: {'; '.join(unreadable)}", code=2)
     cli = state(ctx)
     settings = cli.load().settings
     setup_logging(settings.logging)

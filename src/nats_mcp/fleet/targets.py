@@ -13,7 +13,7 @@ A targets file::
         idleTimeoutS: 30                # no pending and nothing in flight this long: stop down to min
         restartBackoffS: 1              # after a crash: wait 1 s, doubling per crash in a row ...
         restartBackoffMaxS: 60          # ... up to this
-        mechanism: local                # how to start it (only `local` exists for now)
+        mechanism: local                # how to start it: local, ssh or webhook (docs/fleet.md)
         local:
           command: ["python", "examples/fleet_worker.py", "--name", "{agent_name}"]
           cwd: .
@@ -28,45 +28,23 @@ must come ``fromEnv`` or ``fromFile``; the values are read at start time and nev
 
 from __future__ import annotations
 
-import re
-import string
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from nats_mcp.config.documents import parse_document
 from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name
+from nats_mcp.fleet.specparts import PLACEHOLDERS as PLACEHOLDERS
+from nats_mcp.fleet.specparts import EnvValue, check_command, check_env
+from nats_mcp.fleet.specparts import SpecModel as _Model
+from nats_mcp.fleet.specparts import TargetsError as TargetsError
+from nats_mcp.fleet.specparts import resolve_env as resolve_env
+from nats_mcp.fleet.ssh import SshSpec
+from nats_mcp.fleet.webhook import WebhookSpec
 
-KNOWN_MECHANISMS = ("local",)
-PLANNED_MECHANISMS = ("ssh", "webhook", "kubernetes")
-PLACEHOLDERS = frozenset({"agent_name", "agent_guid", "target", "instance", "capabilities"})
-"""What a command template may name: ``{agent_name}`` etc. (``{{`` for a literal brace)."""
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class TargetsError(ValueError):
-    """A targets file that cannot be used; the message says where and why."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class EnvValue(_Model):
-    """One environment value: inline (non-secret names only), from another environment variable, or from a file."""
-
-    value: str | None = None
-    from_env: str | None = Field(default=None, alias="fromEnv")
-    from_file: Path | None = Field(default=None, alias="fromFile")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EnvValue:
-        given = [x for x in (self.value, self.from_env, self.from_file) if x is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of value, fromEnv, fromFile")
-        return self
+KNOWN_MECHANISMS = ("local", "ssh", "webhook")
+PLANNED_MECHANISMS = ("kubernetes",)
 
 
 class LocalSpec(_Model):
@@ -79,17 +57,8 @@ class LocalSpec(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> LocalSpec:
-        for part in self.command:
-            for _, field, _, _ in string.Formatter().parse(part):
-                if field is not None and field not in PLACEHOLDERS:
-                    raise ValueError(
-                        f"command placeholder {{{field}}} unknown; known: {', '.join(sorted(PLACEHOLDERS))}"
-                    )
-        for name, value in self.env.items():
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"env name {name!r} is not a valid variable name")
-            if value.value is not None and _SECRET_NAME.search(name):
-                raise ValueError(f"env {name} looks like a secret, so give it fromEnv or fromFile, never inline")
+        check_command(self.command)
+        check_env(self.env)
         return self
 
 
@@ -107,6 +76,8 @@ class Target(_Model):
     restart_backoff_max_s: float = Field(default=60.0, gt=0, le=86400, alias="restartBackoffMaxS")
     mechanism: str
     local: LocalSpec | None = None
+    ssh: SshSpec | None = None
+    webhook: WebhookSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -133,6 +104,9 @@ class Target(_Model):
             raise ValueError("restartBackoffMaxS is below restartBackoffS")
         if self.mechanism == "local" and self.local is None:
             raise ValueError("mechanism local needs a `local:` section with the command")
+        for mech in ("ssh", "webhook"):
+            if self.mechanism == mech and getattr(self, mech) is None:
+                raise ValueError(f"mechanism {mech} needs an `{mech}:` section")
         return self
 
 
@@ -161,22 +135,3 @@ def load_targets(path: Path) -> TargetsDoc:
     except OSError as exc:
         raise TargetsError(f"cannot read {path}: {exc.strerror}") from None
     return parse_targets(text, str(path))
-
-
-def resolve_env(spec: LocalSpec, environ: dict[str, str]) -> dict[str, str]:
-    """The extra environment of one start, secrets read now (TargetsError naming the variable, never its value;
-    worded so that the redaction of logged text, which masks ``<secret-like name>: <value>``, leaves it readable)."""
-    resolved: dict[str, str] = {}
-    for name, src in spec.env.items():
-        if src.value is not None:
-            resolved[name] = src.value
-        elif src.from_env is not None:
-            if src.from_env not in environ:
-                raise TargetsError(f"env {name} (fromEnv {src.from_env}) is not set in this environment")
-            resolved[name] = environ[src.from_env]
-        elif src.from_file is not None:
-            try:
-                resolved[name] = src.from_file.read_text(encoding="utf-8").rstrip("\n")
-            except OSError as exc:
-                raise TargetsError(f"env {name} (fromFile {src.from_file}) cannot be read ({exc.strerror})") from None
-    return resolved

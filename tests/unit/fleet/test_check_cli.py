@@ -28,7 +28,7 @@ def test_check_accepts_and_refuses(tmp_path: Path) -> None:
     ]
     refused = runner.invoke(app, ["fleet", "check", str(bad)])
     assert refused.exit_code == 2
-    assert "mechanism 'kubernetes' is not available yet; available: local" in refused.stderr
+    assert "mechanism 'kubernetes' is not available yet; available: local, ssh, webhook" in refused.stderr
     missing = runner.invoke(app, ["fleet", "check", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
 

@@ -48,7 +48,11 @@ def test_valid_file_and_secrets_read_at_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"mechanism: local": "mechanism: ssh"}, "mechanism 'ssh' is not available yet; available: local"),
+        (
+            {"mechanism: local": "mechanism: kubernetes"},
+            "mechanism 'kubernetes' is not available yet; available: local, ssh, webhook",
+        ),
+        ({"mechanism: local": "mechanism: ssh"}, "mechanism ssh needs an `ssh:` section"),
         ({"mechanism: local": "mechanism: carrier-pigeon"}, "unknown mechanism 'carrier-pigeon'"),
         ({"{fromEnv: MY_TOKEN}": '{value: "abc"}'}, "API_TOKEN looks like a secret, so give it fromEnv or fromFile"),
         ({"max: 2": "max: 2\n    min: 3"}, "min (3) is above max (2)"),
