@@ -1,4 +1,4 @@
-"""The mechanism boundary: how an agent instance is started, stopped and watched (local now; ssh, webhook, k8s later).
+"""The mechanism boundary: how an agent instance is started, stopped and watched (local, ssh, webhook, kubernetes).
 
 A mechanism is small on purpose. ``start`` returns a :class:`Handle`: everything needed to find the instance again,
 recorded in the fleet's KV bucket *before* the coordinator moves on, so that a new leader, after the old one died,
