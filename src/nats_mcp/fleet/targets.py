@@ -13,7 +13,7 @@ A targets file::
         idleTimeoutS: 30                # no pending and nothing in flight this long: stop down to min
         restartBackoffS: 1              # after a crash: wait 1 s, doubling per crash in a row ...
         restartBackoffMaxS: 60          # ... up to this
-        mechanism: local                # how to start it (only `local` exists for now)
+        mechanism: local                # how to start it: `local` or `kubernetes` (fleet/k8s_spec.py)
         local:
           command: ["python", "examples/fleet_worker.py", "--name", "{agent_name}"]
           cwd: .
@@ -37,9 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nats_mcp.config.documents import parse_document
 from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name
+from nats_mcp.fleet.k8s_spec import KubernetesSpec
 
-KNOWN_MECHANISMS = ("local",)
-PLANNED_MECHANISMS = ("ssh", "webhook", "kubernetes")
+KNOWN_MECHANISMS = ("local", "kubernetes")
+PLANNED_MECHANISMS = ("ssh", "webhook")
 PLACEHOLDERS = frozenset({"agent_name", "agent_guid", "target", "instance", "capabilities"})
 """What a command template may name: ``{agent_name}`` etc. (``{{`` for a literal brace)."""
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
@@ -107,6 +108,7 @@ class Target(_Model):
     restart_backoff_max_s: float = Field(default=60.0, gt=0, le=86400, alias="restartBackoffMaxS")
     mechanism: str
     local: LocalSpec | None = None
+    kubernetes: KubernetesSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -133,6 +135,8 @@ class Target(_Model):
             raise ValueError("restartBackoffMaxS is below restartBackoffS")
         if self.mechanism == "local" and self.local is None:
             raise ValueError("mechanism local needs a `local:` section with the command")
+        if self.mechanism == "kubernetes" and self.kubernetes is None:
+            raise ValueError("mechanism kubernetes needs a `kubernetes:` section with the image or a jobTemplate")
         return self
 
 
