@@ -4,7 +4,10 @@
 built from scratch) and, when the target has values the coordinator reads itself (``fromEnv``/``fromFile``, or a
 ``NATS_URL`` carrying a password), a ``v1`` Secret of the instance that the Job's container reads by
 ``secretKeyRef``. So no secret value is ever in the Job spec (visible to whoever may read Jobs, and in every
-``kubectl describe``). :func:`job_outcome` and :func:`exit_code` read the answers back, also as dicts.
+``kubectl describe``). Such a Job is created suspended; the Secret follows, owned by the Job (so the garbage
+collector deletes it with the Job), then the Job is resumed: no pod ever starts before its Secret exists, and the
+coordinator needs no right to change or delete Secrets. :func:`job_outcome` and :func:`exit_code` read the answers
+back, also as dicts.
 """
 
 from __future__ import annotations
@@ -105,12 +108,19 @@ def render(spec: KubernetesSpec, start: StartSpec, resolved: dict[str, str], tem
         "capabilities": ",".join(start.capabilities),
     }
     command = [part.format_map(values) for part in spec.command] if spec.command is not None else None
-    job = _job(spec, template, name, tags, list(entries.values()), command)
+    job = _job(spec, template, name, tags, list(entries.values()), command, secret=secret is not None)
     return Rendered(job, secret)
 
 
 def _job(
-    spec: KubernetesSpec, template: Obj | None, name: str, tags: dict[str, str], env: list[Obj], cmd: list[str] | None
+    spec: KubernetesSpec,
+    template: Obj | None,
+    name: str,
+    tags: dict[str, str],
+    env: list[Obj],
+    cmd: list[str] | None,
+    *,
+    secret: bool,
 ) -> Obj:
     job: Obj = copy.deepcopy(template) if template is not None else {"apiVersion": "batch/v1", "kind": "Job"}
     if job.get("apiVersion") != "batch/v1" or job.get("kind") != "Job":
@@ -122,6 +132,7 @@ def _job(
     meta.update(name=name, namespace=spec.namespace, labels={**(meta.get("labels") or {}), **tags})
     jspec = job.setdefault("spec", {})
     jspec["backoffLimit"] = spec.backoff_limit  # the fleet restarts, with its own backoff
+    jspec["suspend"] = secret  # with a Secret: no pod until the Secret, made after the Job (its owner), exists
     if spec.ttl_seconds_after_finished is not None:
         jspec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     for key in ("selector", "manualSelector"):  # the Job controller makes its own selector
@@ -152,9 +163,10 @@ def _job(
     return job
 
 
-def owner_reference(job: str, uid: str) -> Obj:
-    """Makes the Job own its Secret: the garbage collector deletes the Secret with the Job (stop or TTL)."""
-    return {"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": uid}
+def owned_by(secret: Obj, job: str, uid: str) -> Obj:
+    """``secret`` owned by the Job ``job``/``uid``: the garbage collector deletes it with the Job (stop or TTL)."""
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": uid}
+    return {**secret, "metadata": {**secret["metadata"], "ownerReferences": [owner]}}
 
 
 def job_outcome(job: Obj) -> str:

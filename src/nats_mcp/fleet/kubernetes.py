@@ -3,8 +3,9 @@
 The client (``pip install 'nats-mcp-server[kubernetes]'``) is imported here only, when a kubernetes target is used:
 ``nats-mcp`` runs without it. Its calls block, so each runs in a thread. The objects sent are those of
 :func:`~nats_mcp.fleet.k8s_render.render` (a Job, and a Secret of the instance holding the values the coordinator
-read itself, owned by the Job so the garbage collector deletes it with the Job). The handle is the namespace, Job
-name and uid (plain data: any coordinator with the same cluster access polls and stops it).
+read itself, owned by the Job so the garbage collector deletes it with the Job; such a Job is created suspended and
+resumed once its Secret exists). The handle is the namespace, Job name and uid (plain data: any coordinator with the
+same cluster access polls and stops it).
 
 - poll: the Job's conditions: ``Complete`` / ``Failed`` -> :class:`Exit` with the agent container's exit code
   when the pod still shows it (else 0 / 1); gone, replaced (another uid) or being deleted -> ``Exit(None)``; an API
@@ -36,7 +37,7 @@ from nats_mcp.fleet.k8s_render import (
     exit_code,
     instance_selector,
     job_outcome,
-    owner_reference,
+    owned_by,
     render,
 )
 from nats_mcp.fleet.k8s_spec import KubernetesSpec
@@ -192,41 +193,25 @@ class KubernetesMechanism:
     def _create(self, k: KubernetesSpec, spec: StartSpec, rendered: Rendered) -> Handle:
         apis = self._apis_for(k)
         ns, name = k.namespace, str(rendered.job["metadata"]["name"])
-        secret = rendered.secret
-        sname = str(secret["metadata"]["name"]) if secret is not None else None
-        if secret is not None:
-            try:
-                apis.core.create_namespaced_secret(ns, apis.secret_body(secret), _request_timeout=TIMEOUT_S)
-            except Exception as exc:
-                raise MechanismError(
-                    f"kubernetes: cannot create Secret {ns}/{sname}: {_why(exc, detail=False)}"
-                ) from None
         try:
             created = apis.to_dict(
                 apis.batch.create_namespaced_job(ns, apis.job_body(rendered.job), _request_timeout=TIMEOUT_S)
             )
         except Exception as exc:
-            if sname is not None:
-                self._delete_secret(apis, ns, sname)
             raise MechanismError(f"kubernetes: cannot create Job {ns}/{name}: {_why(exc, detail=True)}") from None
         uid = str(created["metadata"]["uid"])
-        if sname is not None:
-            try:  # the Secret lives as long as its Job (stop, TTL): the garbage collector follows this reference
-                owner = {"metadata": {"ownerReferences": [owner_reference(name, uid)]}}
-                apis.core.patch_namespaced_secret(sname, ns, owner, _request_timeout=TIMEOUT_S)
-            except Exception as exc:  # stop still deletes it by name
-                log.warning("kubernetes: Secret %s/%s not tied to its Job: %s", ns, sname, _why(exc, detail=False))
-        ref: dict[str, Any] = {
-            "target": spec.target,
-            "instance": spec.instance,
-            "namespace": ns,
-            "name": name,
-            "uid": uid,
-            "container": k.container,
-        }
-        if sname is not None:
-            ref["secret"] = sname
-        return Handle(self.name, ref)
+        if rendered.secret is not None:  # the Job waits suspended: its Secret, owned by it, then resume it
+            what = f"create Secret {ns}/{rendered.secret['metadata']['name']}"
+            try:
+                body = apis.secret_body(owned_by(rendered.secret, name, uid))
+                apis.core.create_namespaced_secret(ns, body, _request_timeout=TIMEOUT_S)
+                what = f"resume Job {ns}/{name}"
+                apis.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}}, _request_timeout=TIMEOUT_S)
+            except Exception as exc:
+                self._delete_job(apis, ns, name, uid, 0)  # its Secret goes with it: nothing half-made remains
+                raise MechanismError(f"kubernetes: cannot {what}: {_why(exc, detail=False)}") from None
+        ref = {"target": spec.target, "instance": spec.instance, "namespace": ns, "name": name, "uid": uid}
+        return Handle(self.name, {**ref, "container": k.container})
 
     def find(self, target: str, instance: str) -> Handle | None:
         """The Job of ``instance`` when its starter died before recording the handle (found by its labels).
@@ -248,6 +233,9 @@ class KubernetesMechanism:
         if len(items) != 1:
             return None
         meta = items[0]["metadata"]
+        if (items[0].get("spec") or {}).get("suspend"):  # its start stopped before its Secret: never ran, drop it
+            self._delete_job(apis, k.namespace, meta["name"], meta["uid"], 0)
+            return None
         ref = {"target": target, "instance": instance, "namespace": k.namespace, "name": meta["name"]}
         return Handle(self.name, {**ref, "uid": meta["uid"], "container": k.container})
 
@@ -303,32 +291,22 @@ class KubernetesMechanism:
 
     def _stop(self, k: KubernetesSpec, handle: Handle) -> None:
         ns, name = str(handle.ref["namespace"]), str(handle.ref["name"])
-        grace = int(k.stop_timeout_s)
-        options = {
-            "propagationPolicy": "Background",
-            "gracePeriodSeconds": grace,
-            "preconditions": {"uid": handle.ref["uid"]},
-        }
         try:
             apis = self._apis_for(k)
         except MechanismError as exc:
             log.warning("kubernetes: cannot stop Job %s/%s: %s", ns, name, exc)
             return
+        self._delete_job(apis, ns, name, str(handle.ref["uid"]), int(k.stop_timeout_s))
+
+    @staticmethod
+    def _delete_job(apis: Apis, ns: str, name: str, uid: str, grace_s: int) -> None:
+        """Delete the Job ``uid`` (never another of that name), its pods and Secret by the garbage collector."""
+        options = {"propagationPolicy": "Background", "gracePeriodSeconds": grace_s, "preconditions": {"uid": uid}}
         try:
             apis.batch.delete_namespaced_job(name, ns, body=apis.delete_body(options), _request_timeout=TIMEOUT_S)
         except Exception as exc:
             if _status(exc) not in (404, 409):  # gone already, or another Job of that name now (uid precondition)
                 log.warning("kubernetes: cannot delete Job %s/%s: %s", ns, name, _why(exc, detail=False))
-        if handle.ref.get("secret"):
-            self._delete_secret(apis, ns, str(handle.ref["secret"]))
-
-    @staticmethod
-    def _delete_secret(apis: Apis, ns: str, name: str) -> None:
-        try:
-            apis.core.delete_namespaced_secret(name, ns, _request_timeout=TIMEOUT_S)
-        except Exception as exc:
-            if _status(exc) != 404:
-                log.warning("kubernetes: cannot delete Secret %s/%s: %s", ns, name, _why(exc, detail=False))
 
 
 def problems(doc: TargetsDoc) -> list[str]:

@@ -67,6 +67,11 @@ class FakeCluster:
             raise ApiException(status=404, reason="Not Found")
         return V1Job.from_dict(self.objects["Job", namespace, name])
 
+    def patch_namespaced_job(self, name: str, namespace: str, body: dict[str, Any], **kw: Any) -> None:
+        self.calls.append(("patch_job", body))
+        self._maybe_fail("patch_job")
+        self.objects["Job", namespace, name]["spec"].update(body["spec"])
+
     def list_namespaced_job(self, namespace: str, label_selector: str, **kw: Any) -> dict[str, Any]:
         want = dict(pair.split("=") for pair in label_selector.split(","))
         items = [
@@ -78,27 +83,22 @@ class FakeCluster:
 
     def delete_namespaced_job(self, name: str, namespace: str, body: V1DeleteOptions, **kw: Any) -> None:
         self.calls.append(("delete_job", _serialize(body)))
+        self._maybe_fail("delete_job")
         obj = self.objects.get(("Job", namespace, name))
         if obj is None:
             raise ApiException(status=404, reason="Not Found")
         if obj["metadata"]["uid"] != body.preconditions.uid:  # type: ignore[union-attr]
             raise ApiException(status=409, reason="Conflict")
         del self.objects["Job", namespace, name]
+        for key, dependent in list(self.objects.items()):  # the garbage collector, following ownerReferences
+            if any(o["uid"] == obj["metadata"]["uid"] for o in dependent["metadata"].get("ownerReferences") or []):
+                del self.objects[key]
 
     # CoreV1Api
     def create_namespaced_secret(self, namespace: str, body: V1Secret, **kw: Any) -> V1Secret:
         self.calls.append(("create_secret", body))
         self._maybe_fail("create_secret")
         return self._create("Secret", namespace, body)
-
-    def patch_namespaced_secret(self, name: str, namespace: str, body: dict[str, Any], **kw: Any) -> None:
-        self.calls.append(("patch_secret", body))
-        self.objects["Secret", namespace, name]["metadata"].update(body["metadata"])
-
-    def delete_namespaced_secret(self, name: str, namespace: str, **kw: Any) -> None:
-        self.calls.append(("delete_secret", name))
-        if self.objects.pop(("Secret", namespace, name), None) is None:
-            raise ApiException(status=404, reason="Not Found")
 
     def list_namespaced_pod(self, namespace: str, label_selector: str, **kw: Any) -> dict[str, Any]:
         return {"items": self.pods}
@@ -136,11 +136,12 @@ async def test_start_poll_stop_against_the_fake(caplog: pytest.LogCaptureFixture
             "name": "nmcp-k-0123456789ab",
             "uid": job["metadata"]["uid"],
             "container": "agent",
-            "secret": "nmcp-k-0123456789ab-env",
         },
     )
-    # The Secret first (the pod needs it), then the Job, then the Secret owned by the Job.
-    assert [c for c, _ in cluster.calls] == ["create_secret", "create_job", "patch_secret"]
+    # The Job suspended, then its Secret, owned by it, then the Job resumed: no pod runs before its Secret exists.
+    assert [c for c, _ in cluster.calls] == ["create_job", "create_secret", "patch_job"]
+    assert _serialize(cluster.calls[0][1])["spec"]["suspend"] is True
+    assert cluster.calls[2][1] == {"spec": {"suspend": False}} and job["spec"]["suspend"] is False
     owner = secret["metadata"]["ownerReferences"]
     assert owner == [
         {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
@@ -163,7 +164,7 @@ async def test_start_poll_stop_against_the_fake(caplog: pytest.LogCaptureFixture
     deleted = next(body for call, body in cluster.calls if call == "delete_job")
     assert deleted["propagationPolicy"] == "Background" and deleted["gracePeriodSeconds"] == 30
     assert deleted["preconditions"] == {"uid": handle.ref["uid"]}
-    assert not cluster.objects  # the Job and its Secret
+    assert not cluster.objects  # the Job, and its Secret by the garbage collector
     assert await mech.poll(handle) == Exit(None)  # gone
     await mech.stop(handle)  # stopping what is gone is no error
     assert SECRET_VALUE not in caplog.text
@@ -173,7 +174,8 @@ async def test_a_replaced_job_an_api_error_and_find() -> None:
     cluster = FakeCluster()
     mech = mechanism(cluster, env={})
     handle = await mech.start(start_spec())
-    assert "secret" not in handle.ref and [c for c, _ in cluster.calls] == ["create_job"]
+    assert [c for c, _ in cluster.calls] == ["create_job"]  # nothing secret: no Secret, not suspended
+    assert _serialize(cluster.calls[0][1])["spec"]["suspend"] is False
     assert mech.find("k", "0123456789ab") == handle  # a successor finds an unrecorded instance by its labels
     assert mech.find("k", "ffffffffffff") is None and mech.find("other", "0123456789ab") is None
     cluster.fail["read_job"] = ApiException(status=500, reason="Internal Server Error")
@@ -192,16 +194,36 @@ async def test_failed_starts_leave_nothing_and_say_no_secret(caplog: pytest.LogC
     cluster.fail["create_job"] = ApiException(status=422, reason="Unprocessable Entity", body=body)
     with pytest.raises(MechanismError, match=r"cannot create Job agents/nmcp-k-0123456789ab: 422 .*Required value"):
         await mech.start(start_spec())
-    assert not cluster.objects  # the Secret made for it was deleted again
+    assert not cluster.objects
+    del cluster.fail["create_job"]
     echo = json.dumps({"message": f"secret has data {SECRET_VALUE}"})
     cluster.fail["create_secret"] = ApiException(status=403, reason="Forbidden", body=echo)
     with pytest.raises(MechanismError) as failed:
         await mech.start(start_spec())
     assert "cannot create Secret agents/nmcp-k-0123456789ab-env: 403 Forbidden" in str(failed.value)
     assert SECRET_VALUE not in str(failed.value) and SECRET_VALUE not in caplog.text
+    assert not cluster.objects  # the suspended Job was deleted again
+    del cluster.fail["create_secret"]
+    cluster.fail["patch_job"] = ApiException(status=403, reason="Forbidden")
+    with pytest.raises(MechanismError, match="cannot resume Job agents/nmcp-k-0123456789ab: 403 Forbidden"):
+        await mech.start(start_spec())
+    assert not cluster.objects  # the Job, and its Secret with it
     unset = KubernetesMechanism(mech.specs, {}, apis=mech._make_apis)
     with pytest.raises(TargetsError, match="env API_TOKEN \\(fromEnv WORKER_TOKEN\\) is not set"):
         await unset.start(start_spec())
+
+
+async def test_find_drops_a_job_whose_start_never_finished() -> None:
+    cluster = FakeCluster()
+    mech = mechanism(cluster)
+    cluster.fail["create_secret"] = ApiException(status=500, reason="Internal Server Error")
+    cluster.fail["delete_job"] = ApiException(status=500, reason="Internal Server Error")
+    with pytest.raises(MechanismError):  # as if the coordinator died here: a suspended Job, no Secret
+        await mech.start(start_spec())
+    assert list(cluster.objects) == [("Job", "agents", "nmcp-k-0123456789ab")]
+    del cluster.fail["delete_job"]
+    assert mech.find("k", "0123456789ab") is None
+    assert not cluster.objects
 
 
 TARGETS = """

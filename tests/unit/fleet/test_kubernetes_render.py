@@ -17,7 +17,7 @@ import pytest
 from kubernetes.client import V1Job, V1Secret
 from pydantic import ValidationError
 
-from nats_mcp.fleet.k8s_render import RenderError, job_name, job_outcome, render
+from nats_mcp.fleet.k8s_render import RenderError, job_name, job_outcome, owned_by, render
 from nats_mcp.fleet.k8s_spec import KubernetesSpec
 from nats_mcp.fleet.mechanism import StartSpec
 from nats_mcp.fleet.targets import TargetsError, parse_targets
@@ -62,7 +62,7 @@ def test_job_and_secret_validate_and_hold_no_secret_in_the_job() -> None:
     job, secret = out.job, out.secret
     assert secret is not None
     valid(job, V1Job)
-    valid(secret, V1Secret)
+    valid(owned_by(secret, job["metadata"]["name"], "0f8fad5b-d9cb-469f-a165-70867728950e"), V1Secret)
     # No secret value anywhere in the Job (nor in the repr of what render returned, which a log line might show).
     text = json.dumps(job)
     for value in (SECRET_VALUE, URL_PASSWORD):
@@ -87,6 +87,7 @@ def test_job_and_secret_validate_and_hold_no_secret_in_the_job() -> None:
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "fleet-agent"
     assert pod["terminationGracePeriodSeconds"] == 30
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["ttlSecondsAfterFinished"] == 600
+    assert job["spec"]["suspend"] is True  # resumed once its Secret exists (the mechanism's test)
     want = {
         "app.kubernetes.io/managed-by": "nats-mcp-fleet",
         "fleet.nats-mcp.io/target": "py-k8s",
@@ -99,7 +100,7 @@ def test_job_and_secret_validate_and_hold_no_secret_in_the_job() -> None:
 def test_without_secrets_there_is_no_secret_object_and_names_fit() -> None:
     plain = spec(env={"WORK_MS": {"value": "1"}}, command=None, resources=None)
     out = render(plain, start("t" * 63), {})
-    assert out.secret is None
+    assert out.secret is None and out.job["spec"]["suspend"] is False
     valid(out.job, V1Job)
     assert len(out.job["metadata"]["name"]) <= 63 and out.job["metadata"]["name"].endswith("-0123456789ab")
     assert "command" not in out.job["spec"]["template"]["spec"]["containers"][0]  # the image's entrypoint
