@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +256,17 @@ def test_fleet_check_of_kubernetes_targets(tmp_path: Path) -> None:
     template.unlink()
     gone = runner.invoke(app, ["fleet", "check", str(targets)])
     assert gone.exit_code == 2 and "jobTemplate" in gone.stderr and "cannot be read" in gone.stderr
+
+
+def test_the_commented_example_passes_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/fleet.yaml's kubernetes target, uncommented, is a valid target (its jobTemplate path is relative)."""
+    text = (ROOT / "examples" / "fleet.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"^  #   ", "    ", re.sub(r"^  # (- name: py-k8s)", r"  \1", text, flags=re.M), flags=re.M)
+    (tmp_path / "fleet.yaml").write_text(text)
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, ["fleet", "check", str(tmp_path / "fleet.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [t["mechanism"] for t in json.loads(result.stdout)["targets"]] == ["local", "kubernetes"]
 
 
 def test_nats_mcp_runs_without_the_client_and_check_says_how_to_install(tmp_path: Path) -> None:
