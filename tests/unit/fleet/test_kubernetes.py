@@ -1,9 +1,7 @@
 """The kubernetes mechanism's start/poll/stop logic, against a FAKE cluster (pure-logic unit test: no API server).
 
-The fake stands in for ``BatchV1Api``/``CoreV1Api`` only: it stores what it is sent and answers with the
-official client's exceptions. The bodies still go through the client's real models (``V1Job.from_dict`` ...)
-and come back through its real serializer, so the shapes are the client's. `fleet check` and the lazy import
-are tested through the real CLI.
+The fake (tests/support/kube.py) stands in for ``BatchV1Api``/``CoreV1Api`` only. `fleet check` and the lazy
+import are tested through the real CLI.
 """
 
 from __future__ import annotations
@@ -17,92 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, V1DeleteOptions, V1Job, V1Secret
 from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
 from nats_mcp.cli.main import app
 from nats_mcp.fleet.k8s_spec import KubernetesSpec
-from nats_mcp.fleet.kubernetes import INSTALL_HINT, Apis, KubernetesMechanism
+from nats_mcp.fleet.kubernetes import INSTALL_HINT, KubernetesMechanism
 from nats_mcp.fleet.mechanism import Exit, Handle, MechanismError, StartSpec
 from nats_mcp.fleet.targets import TargetsError
+from tests.support.kube import FakeCluster, serialize
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET_VALUE = "tok-Very-Secret-9"
-_serialize = ApiClient().sanitize_for_serialization
-
-
-class FakeCluster:
-    """A BatchV1Api- and CoreV1Api-shaped fake: dict objects by (kind, namespace, name), a call log, failures."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.calls: list[tuple[str, Any]] = []
-        self.fail: dict[str, ApiException] = {}
-        self.pods: list[dict[str, Any]] = []
-        self._uid = 0
-
-    def _maybe_fail(self, call: str) -> None:
-        if call in self.fail:
-            raise self.fail[call]
-
-    def _create(self, kind: str, ns: str, body: Any) -> Any:
-        obj = _serialize(body)
-        key = (kind, ns, obj["metadata"]["name"])
-        if key in self.objects:
-            raise ApiException(status=409, reason="Conflict")
-        self._uid += 1
-        obj["metadata"]["uid"] = f"uid-{self._uid}"
-        self.objects[key] = obj
-        return type(body).from_dict(obj)
-
-    # BatchV1Api
-    def create_namespaced_job(self, namespace: str, body: V1Job, **kw: Any) -> V1Job:
-        self.calls.append(("create_job", body))
-        self._maybe_fail("create_job")
-        return self._create("Job", namespace, body)
-
-    def read_namespaced_job(self, name: str, namespace: str, **kw: Any) -> V1Job:
-        self._maybe_fail("read_job")
-        if ("Job", namespace, name) not in self.objects:
-            raise ApiException(status=404, reason="Not Found")
-        return V1Job.from_dict(self.objects["Job", namespace, name])
-
-    def patch_namespaced_job(self, name: str, namespace: str, body: dict[str, Any], **kw: Any) -> None:
-        self.calls.append(("patch_job", body))
-        self._maybe_fail("patch_job")
-        self.objects["Job", namespace, name]["spec"].update(body["spec"])
-
-    def list_namespaced_job(self, namespace: str, label_selector: str, **kw: Any) -> dict[str, Any]:
-        want = dict(pair.split("=") for pair in label_selector.split(","))
-        items = [
-            o
-            for (kind, ns, _), o in self.objects.items()
-            if kind == "Job" and ns == namespace and want.items() <= o["metadata"]["labels"].items()
-        ]
-        return {"items": items}
-
-    def delete_namespaced_job(self, name: str, namespace: str, body: V1DeleteOptions, **kw: Any) -> None:
-        self.calls.append(("delete_job", _serialize(body)))
-        self._maybe_fail("delete_job")
-        obj = self.objects.get(("Job", namespace, name))
-        if obj is None:
-            raise ApiException(status=404, reason="Not Found")
-        if obj["metadata"]["uid"] != body.preconditions.uid:  # type: ignore[union-attr]
-            raise ApiException(status=409, reason="Conflict")
-        del self.objects["Job", namespace, name]
-        for key, dependent in list(self.objects.items()):  # the garbage collector, following ownerReferences
-            if any(o["uid"] == obj["metadata"]["uid"] for o in dependent["metadata"].get("ownerReferences") or []):
-                del self.objects[key]
-
-    # CoreV1Api
-    def create_namespaced_secret(self, namespace: str, body: V1Secret, **kw: Any) -> V1Secret:
-        self.calls.append(("create_secret", body))
-        self._maybe_fail("create_secret")
-        return self._create("Secret", namespace, body)
-
-    def list_namespaced_pod(self, namespace: str, label_selector: str, **kw: Any) -> dict[str, Any]:
-        return {"items": self.pods}
 
 
 def mechanism(cluster: FakeCluster, **kube: Any) -> KubernetesMechanism:
@@ -112,9 +36,8 @@ def mechanism(cluster: FakeCluster, **kube: Any) -> KubernetesMechanism:
         "env": {"API_TOKEN": {"fromEnv": "WORKER_TOKEN"}, "WORK_MS": {"value": "5"}},
         **kube,
     }
-    apis = Apis(cluster, cluster, _serialize, V1Job.from_dict, V1Secret.from_dict, V1DeleteOptions.from_dict)
     specs = {"k": KubernetesSpec.model_validate(data)}
-    return KubernetesMechanism(specs, {"WORKER_TOKEN": SECRET_VALUE}, apis=lambda _: apis, poll_every_s=0)
+    return KubernetesMechanism(specs, {"WORKER_TOKEN": SECRET_VALUE}, apis=cluster.apis, poll_every_s=0)
 
 
 def start_spec(instance: str = "0123456789ab") -> StartSpec:
@@ -141,7 +64,7 @@ async def test_start_poll_stop_against_the_fake(caplog: pytest.LogCaptureFixture
     )
     # The Job suspended, then its Secret, owned by it, then the Job resumed: no pod runs before its Secret exists.
     assert [c for c, _ in cluster.calls] == ["create_job", "create_secret", "patch_job"]
-    assert _serialize(cluster.calls[0][1])["spec"]["suspend"] is True
+    assert serialize(cluster.calls[0][1])["spec"]["suspend"] is True
     assert cluster.calls[2][1] == {"spec": {"suspend": False}} and job["spec"]["suspend"] is False
     owner = secret["metadata"]["ownerReferences"]
     assert owner == [
@@ -176,7 +99,7 @@ async def test_a_replaced_job_an_api_error_and_find() -> None:
     mech = mechanism(cluster, env={})
     handle = await mech.start(start_spec())
     assert [c for c, _ in cluster.calls] == ["create_job"]  # nothing secret: no Secret, not suspended
-    assert _serialize(cluster.calls[0][1])["spec"]["suspend"] is False
+    assert serialize(cluster.calls[0][1])["spec"]["suspend"] is False
     assert mech.find("k", "0123456789ab") == handle  # a successor finds an unrecorded instance by its labels
     assert mech.find("k", "ffffffffffff") is None and mech.find("other", "0123456789ab") is None
     cluster.fail["read_job"] = ApiException(status=500, reason="Internal Server Error")
