@@ -50,6 +50,10 @@ INSTALL_HINT = (
     "the kubernetes mechanism needs the Kubernetes Python client: pip install 'nats-mcp-server[kubernetes]' "
     "(or pip install 'kubernetes>=37,<38' beside nats-mcp)"
 )
+MERGE_PATCH = "application/merge-patch+json"
+"""Named, not left to the client: its default for a patch is JSON Patch (a list of operations)."""
+JSON = {"Content-Type": "application/json"}
+"""The client (37.x) sends a create's or delete's body with no Content-Type at all: say what it is."""
 TIMEOUT_S = 10.0
 """Each API call's limit: a hung API server must not hold a round (or the lease keeper's thread) for long."""
 
@@ -195,7 +199,9 @@ class KubernetesMechanism:
         ns, name = k.namespace, str(rendered.job["metadata"]["name"])
         try:
             created = apis.to_dict(
-                apis.batch.create_namespaced_job(ns, apis.job_body(rendered.job), _request_timeout=TIMEOUT_S)
+                apis.batch.create_namespaced_job(
+                    ns, apis.job_body(rendered.job), _headers=JSON, _request_timeout=TIMEOUT_S
+                )
             )
         except Exception as exc:
             raise MechanismError(f"kubernetes: cannot create Job {ns}/{name}: {_why(exc, detail=True)}") from None
@@ -204,9 +210,10 @@ class KubernetesMechanism:
             what = f"create Secret {ns}/{rendered.secret['metadata']['name']}"
             try:
                 body = apis.secret_body(owned_by(rendered.secret, name, uid))
-                apis.core.create_namespaced_secret(ns, body, _request_timeout=TIMEOUT_S)
+                apis.core.create_namespaced_secret(ns, body, _headers=JSON, _request_timeout=TIMEOUT_S)
                 what = f"resume Job {ns}/{name}"
-                apis.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}}, _request_timeout=TIMEOUT_S)
+                resume = {"spec": {"suspend": False}}
+                apis.batch.patch_namespaced_job(name, ns, resume, _content_type=MERGE_PATCH, _request_timeout=TIMEOUT_S)
             except Exception as exc:
                 self._delete_job(apis, ns, name, uid, 0)  # its Secret goes with it: nothing half-made remains
                 raise MechanismError(f"kubernetes: cannot {what}: {_why(exc, detail=False)}") from None
@@ -303,7 +310,8 @@ class KubernetesMechanism:
         """Delete the Job ``uid`` (never another of that name), its pods and Secret by the garbage collector."""
         options = {"propagationPolicy": "Background", "gracePeriodSeconds": grace_s, "preconditions": {"uid": uid}}
         try:
-            apis.batch.delete_namespaced_job(name, ns, body=apis.delete_body(options), _request_timeout=TIMEOUT_S)
+            body = apis.delete_body(options)
+            apis.batch.delete_namespaced_job(name, ns, body=body, _headers=JSON, _request_timeout=TIMEOUT_S)
         except Exception as exc:
             if _status(exc) not in (404, 409):  # gone already, or another Job of that name now (uid precondition)
                 log.warning("kubernetes: cannot delete Job %s/%s: %s", ns, name, _why(exc, detail=False))
