@@ -51,7 +51,8 @@ INSTALL_HINT = (
     "(or pip install 'kubernetes>=37,<38' beside nats-mcp)"
 )
 MERGE_PATCH = "application/merge-patch+json"
-"""Named, not left to the client: its default for a patch is JSON Patch (a list of operations)."""
+"""Named, not left to the client, whose default is JSON Patch (a list of operations; its transport then swaps in a
+strategic merge for a mapping body): a merge patch of one field means the same on every API server."""
 JSON = {"Content-Type": "application/json"}
 """The client (37.x) sends a create's or delete's body with no Content-Type at all: say what it is."""
 TIMEOUT_S = 10.0
