@@ -22,7 +22,7 @@ import yaml
 
 from nats_mcp.fleet.k8s_spec import KubernetesSpec
 from nats_mcp.fleet.kubernetes import KubernetesMechanism
-from nats_mcp.fleet.mechanism import Exit, StartSpec
+from nats_mcp.fleet.mechanism import Exit, MechanismError, StartSpec
 
 TOKEN = "kubeconfig-bearer-token-1f2e"
 SECRET_VALUE = "value-from-env-77aa"
@@ -147,3 +147,18 @@ async def test_the_real_client_sends_what_the_api_expects(
         or handler.requests[6][3]["propagationPolicy"] == "Background"
     )
     assert TOKEN not in caplog.text and SECRET_VALUE not in caplog.text
+
+
+async def test_a_cluster_configuration_that_cannot_load_fails_the_start_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = StartSpec("k", "0123456789ab", "d" * 32, "k-0123456789ab", ("python",), {})
+    missing = KubernetesSpec.model_validate({"image": "a:1", "kubeconfig": str(tmp_path / "none")})
+    with pytest.raises(MechanismError, match="kubernetes: cannot load the cluster configuration"):
+        await KubernetesMechanism({"k": missing}, {}).start(start)
+    # In a pod (KUBERNETES_SERVICE_HOST set) with no kubeconfig named: the in-cluster loader, here without its token.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    incluster = KubernetesSpec.model_validate({"image": "a:1"})
+    with pytest.raises(MechanismError, match=r"cannot load the cluster configuration: .*token"):
+        await KubernetesMechanism({"k": incluster}, {}).start(start)
