@@ -29,7 +29,6 @@ so deleted with it) and the Job names them by ``secretKeyRef``.
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -113,9 +112,6 @@ class KubernetesSpec(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> KubernetesSpec:
-        # Imported here: targets.py imports this module, and these are the rules a local target follows too.
-        from nats_mcp.fleet.targets import _ENV_NAME, _SECRET_NAME, PLACEHOLDERS
-
         if not _DNS_LABEL.match(self.namespace):
             raise ValueError(f"namespace {self.namespace!r} is not a valid Kubernetes namespace name")
         if self.service_account_name is not None and not _DNS_SUBDOMAIN.match(self.service_account_name):
@@ -124,17 +120,23 @@ class KubernetesSpec(_Model):
             raise ValueError(f"container {self.container!r} is not a valid container name")
         if self.image is None and self.job_template is None:
             raise ValueError("give an image, or a jobTemplate whose container has one")
-        for part in self.command or []:
-            for _, field, _, _ in string.Formatter().parse(part):
-                if field is not None and field not in PLACEHOLDERS:
-                    raise ValueError(
-                        f"command placeholder {{{field}}} unknown; known: {', '.join(sorted(PLACEHOLDERS))}"
-                    )
-        for name, value in self.env.items():
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"env name {name!r} is not a valid variable name")
-            if value.value is not None and _SECRET_NAME.search(name):
-                raise ValueError(
-                    f"env {name} looks like a secret, so give it fromEnv, fromFile or secretKeyRef, never inline"
-                )
+        _local_rules(self.command, self.env)
         return self
+
+
+def _local_rules(command: list[str] | None, env: dict[str, KubeEnvValue]) -> None:
+    """The command placeholders and env names follow the rules of a ``local`` section, checked by that section
+    itself so the two cannot drift (imported here: targets.py imports this module). A secretKeyRef counts as a
+    source that is not inline."""
+    from pydantic import ValidationError
+
+    from nats_mcp.fleet.targets import EnvValue, LocalSpec
+
+    as_local = {
+        name: EnvValue(value=v.value) if v.value is not None else EnvValue(fromEnv="-") for name, v in env.items()
+    }
+    try:
+        LocalSpec(command=command or ["-"], env=as_local)
+    except ValidationError as exc:
+        why = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ValueError(why.replace("fromEnv or fromFile", "fromEnv, fromFile or secretKeyRef")) from None

@@ -198,7 +198,11 @@ targets:
 @pytest.mark.parametrize(
     ("kube", "message"),
     [
-        ("{image: x, env: {API_TOKEN: {value: abc}}}", "env API_TOKEN looks like a secret"),
+        (
+            "{image: x, env: {API_TOKEN: {value: abc}}}",
+            "env API_TOKEN looks like a secret, so give it fromEnv, fromFile or",
+        ),
+        ("{image: x, env: {1BAD: {value: abc}}}", "env name .1BAD. is not a valid variable name"),
         ("{image: x, command: ['{nope}']}", "command placeholder {nope} unknown"),
         ("{namespace: agents}", "give an image, or a jobTemplate"),
         ("{image: x, namespace: Bad_NS}", "not a valid Kubernetes namespace"),
