@@ -40,6 +40,7 @@ def check(
 ) -> None:
     """Validate a targets file: exit 0 and a summary if it can be used, exit 2 and the problem if not."""
     doc = _load(file)
+    _check_kubernetes(file, doc)
     rows: list[dict[str, Any]] = [
         {"name": t.name, "capabilities": t.capabilities, "min": t.min, "max": t.max, "mechanism": t.mechanism}
         for t in doc.targets
@@ -52,6 +53,18 @@ def check(
     for r in rows:
         table.add_row(str(r["name"]), ", ".join(r["capabilities"]), str(r["min"]), str(r["max"]), str(r["mechanism"]))
     out.print(table)
+
+
+def _check_kubernetes(file: Path, doc: TargetsDoc) -> None:
+    """Kubernetes targets need the client installed and a jobTemplate that makes a valid Job (exit 2 if not)."""
+    if any(t.kubernetes is not None for t in doc.targets):
+        from rich.markup import escape
+
+        from nats_mcp.fleet.kubernetes import problems
+
+        found = problems(doc)
+        if found:  # escaped: fail() prints rich markup, which would eat the `[kubernetes]` of the install hint
+            fail(escape(f"{file}: " + "; ".join(found)), code=2)
 
 
 def _nats_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
@@ -93,6 +106,10 @@ async def _run(
     ssh = SshMechanism({t.name: t.ssh for t in doc.targets if t.ssh is not None})
     webhook = WebhookMechanism({t.name: t.webhook for t in doc.targets if t.webhook is not None})
     mechanisms: dict[str, Mechanism] = {"local": local, "ssh": ssh, "webhook": webhook}
+    if kube := {t.name: t.kubernetes for t in doc.targets if t.kubernetes is not None}:
+        from nats_mcp.fleet.kubernetes import KubernetesMechanism
+
+        mechanisms["kubernetes"] = KubernetesMechanism(kube, dict(os.environ))
     metrics = FleetMetrics()
     listener = None
     async with Runtime(settings, Policy.load(None), transport="cli", observe=False) as runtime:
@@ -144,6 +161,7 @@ def run(
     from nats_mcp.observe.logging import setup_logging
 
     doc = _load(file)
+    _check_kubernetes(file, doc)
     for target in doc.targets:  # a missing variable or unreadable file now, not at the first start
         try:
             if target.local is not None:
@@ -153,6 +171,10 @@ def run(
             if target.webhook is not None:
                 resolve_env(target.webhook, dict(os.environ))
                 target.webhook.secret.read("webhook secret", dict(os.environ))
+            if target.kubernetes is not None:
+                from nats_mcp.fleet.kubernetes import resolve_values
+
+                resolve_values(target.kubernetes, dict(os.environ))
         except TargetsError as exc:
             fail(f"{file}: target {target.name}: {exc}", code=2)
     unreadable = SshMechanism({t.name: t.ssh for t in doc.targets if t.ssh is not None}).check_files()

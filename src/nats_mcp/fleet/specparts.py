@@ -85,13 +85,20 @@ def check_placeholders(parts: list[str], known: frozenset[str], what: str) -> No
                 raise ValueError(f"{what} placeholder {{{field}}} unknown; known: {', '.join(sorted(known))}")
 
 
-def check_env(env: Mapping[str, EnvValue]) -> None:
-    """ValueError for an invalid variable name or a secret-looking one given inline."""
+class Valued(Protocol):
+    """An env entry of any mechanism's section: what matters here is whether it is given inline."""
+
+    @property
+    def value(self) -> str | None: ...
+
+
+def check_env(env: Mapping[str, Valued], sources: str = "fromEnv or fromFile") -> None:
+    """ValueError for an invalid variable name or a secret-looking one given inline (``sources``: what to use)."""
     for name, value in env.items():
         if not ENV_NAME.match(name):
             raise ValueError(f"env name {name!r} is not a valid variable name")
         if value.value is not None and _SECRET_NAME.search(name):
-            raise ValueError(f"env {name} looks like a secret, so give it fromEnv or fromFile, never inline")
+            raise ValueError(f"env {name} looks like a secret, so give it {sources}, never inline")
 
 
 def resolve_env(spec: HasEnv, environ: Mapping[str, str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ A targets file::
         idleTimeoutS: 30                # no pending and nothing in flight this long: stop down to min
         restartBackoffS: 1              # after a crash: wait 1 s, doubling per crash in a row ...
         restartBackoffMaxS: 60          # ... up to this
-        mechanism: local                # how to start it: local, ssh or webhook (docs/fleet.md)
+        mechanism: local                # how to start it: local, ssh, webhook or kubernetes (docs/fleet.md)
         local:
           command: ["python", "examples/fleet_worker.py", "--name", "{agent_name}"]
           cwd: .
@@ -35,6 +35,7 @@ from pydantic import Field, model_validator
 
 from nats_mcp.config.documents import parse_document
 from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name
+from nats_mcp.fleet.k8s_spec import KubernetesSpec
 from nats_mcp.fleet.specparts import PLACEHOLDERS as PLACEHOLDERS
 from nats_mcp.fleet.specparts import EnvValue, check_command, check_env
 from nats_mcp.fleet.specparts import SpecModel as _Model
@@ -43,8 +44,7 @@ from nats_mcp.fleet.specparts import resolve_env as resolve_env
 from nats_mcp.fleet.ssh import SshSpec
 from nats_mcp.fleet.webhook import WebhookSpec
 
-KNOWN_MECHANISMS = ("local", "ssh", "webhook")
-PLANNED_MECHANISMS = ("kubernetes",)
+KNOWN_MECHANISMS = ("local", "ssh", "webhook", "kubernetes")
 
 
 class LocalSpec(_Model):
@@ -78,14 +78,13 @@ class Target(_Model):
     local: LocalSpec | None = None
     ssh: SshSpec | None = None
     webhook: WebhookSpec | None = None
+    kubernetes: KubernetesSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _mechanism_known(cls, data: Any) -> Any:
         if isinstance(data, dict):
             mech = data.get("mechanism")
-            if mech in PLANNED_MECHANISMS:
-                raise ValueError(f"mechanism {mech!r} is not available yet; available: {', '.join(KNOWN_MECHANISMS)}")
             if mech is not None and mech not in KNOWN_MECHANISMS:
                 raise ValueError(f"unknown mechanism {mech!r}; available: {', '.join(KNOWN_MECHANISMS)}")
         return data
@@ -104,9 +103,9 @@ class Target(_Model):
             raise ValueError("restartBackoffMaxS is below restartBackoffS")
         if self.mechanism == "local" and self.local is None:
             raise ValueError("mechanism local needs a `local:` section with the command")
-        for mech in ("ssh", "webhook"):
+        for mech in ("ssh", "webhook", "kubernetes"):
             if self.mechanism == mech and getattr(self, mech) is None:
-                raise ValueError(f"mechanism {mech} needs an `{mech}:` section")
+                raise ValueError(f"mechanism {mech} needs {'an' if mech == 'ssh' else 'a'} `{mech}:` section")
         return self
 
 

@@ -19,7 +19,7 @@ targets:
 def test_check_accepts_and_refuses(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(GOOD)
-    bad.write_text(GOOD.replace("mechanism: local", "mechanism: kubernetes"))
+    bad.write_text(GOOD.replace("mechanism: local", "mechanism: nomad"))
     runner = CliRunner()
     ok = runner.invoke(app, ["fleet", "check", str(good), "--json"])
     assert ok.exit_code == 0, ok.output
@@ -28,7 +28,7 @@ def test_check_accepts_and_refuses(tmp_path: Path) -> None:
     ]
     refused = runner.invoke(app, ["fleet", "check", str(bad)])
     assert refused.exit_code == 2
-    assert "mechanism 'kubernetes' is not available yet; available: local, ssh, webhook" in refused.stderr
+    assert "unknown mechanism 'nomad'; available: local, ssh, webhook, kubernetes" in refused.stderr
     missing = runner.invoke(app, ["fleet", "check", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
 

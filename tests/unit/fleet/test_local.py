@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 
 import pytest
 
@@ -44,16 +45,20 @@ async def test_start_poll_exit_code_and_stop() -> None:
 async def test_a_successor_finds_an_instance_whose_starter_died_before_recording_it() -> None:
     """The leader records an instance, starts it, and dies before recording its pid: the next leader finds it by the
     marker in its environment (the session leader, not what it started) and can stop it, so it is not orphaned."""
+    mine, other = f"i-{uuid.uuid4().hex}", f"i-{uuid.uuid4().hex}"  # unique: another run on this host has its own
     mech = LocalMechanism({"sleep": SLEEPER}, base_env={})
-    started = await mech.start(_spec("sleep", NATS_MCP_FLEET_INSTANCE="i1"))
-    heir = LocalMechanism({"sleep": SLEEPER}, base_env={})
-    found = heir.find("sleep", "i1")
-    assert found is not None and found.ref["pid"] == started.ref["pid"]
-    assert found.ref["pidStart"] == started.ref["pidStart"]
-    assert heir.find("sleep", "i2") is None  # another instance's marker: nothing
-    await heir.stop(found)
-    assert await _ended(mech, started) == Exit(-15)
-    assert heir.find("sleep", "i1") is None  # ended: nothing to adopt
+    started = await mech.start(_spec("sleep", NATS_MCP_FLEET_INSTANCE=mine))
+    try:
+        heir = LocalMechanism({"sleep": SLEEPER}, base_env={})
+        found = heir.find("sleep", mine)
+        assert found is not None and found.ref["pid"] == started.ref["pid"]
+        assert found.ref["pidStart"] == started.ref["pidStart"]
+        assert heir.find("sleep", other) is None  # another instance's marker: nothing
+        await heir.stop(found)
+        assert await _ended(mech, started) == Exit(-15)
+        assert heir.find("sleep", mine) is None  # ended: nothing to adopt
+    finally:
+        await mech.stop(started)
 
 
 async def test_missing_command_is_a_clear_error() -> None:

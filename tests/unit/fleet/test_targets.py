@@ -50,7 +50,7 @@ def test_valid_file_and_secrets_read_at_start(tmp_path: Path) -> None:
     [
         (
             {"mechanism: local": "mechanism: kubernetes"},
-            "mechanism 'kubernetes' is not available yet; available: local, ssh, webhook",
+            "mechanism kubernetes needs a `kubernetes:` section",
         ),
         ({"mechanism: local": "mechanism: ssh"}, "mechanism ssh needs an `ssh:` section"),
         ({"mechanism: local": "mechanism: carrier-pigeon"}, "unknown mechanism 'carrier-pigeon'"),
