@@ -9,7 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from nats_mcp.bus.kvcache import Bucket
 from nats_mcp.bus.layout import Layout
+from nats_mcp.bus.specs import fleet_bucket
 from nats_mcp.cli.main import app
 from nats_mcp.dashboard.data import Dashboard
 from tests.support.env import isolated_env, settings_for
@@ -54,6 +56,9 @@ async def test_status_and_dashboard_show_a_fleet_and_create_nothing_where_none_r
             snap = await dash.build()
             assert snap["fleet"] is None and not snap["errors"], snap["errors"]
             assert bucket not in await streams()
+            await Bucket.declared(conn, fleet_bucket(Layout(NS))).kv()  # as `nats-mcp provision` makes it: empty
+            assert (await dash.build())["fleet"] is None
+            assert (await fleet_status(tmp_path, nats_server.url, "--json"))[1].count('"fleet": false') == 1
 
             # A coordinator's state: 3 items wait for python.
             store = await write_fleet_state(conn, NS)
@@ -90,7 +95,6 @@ async def test_status_and_dashboard_show_a_fleet_and_create_nothing_where_none_r
 
             # The coordinator stops cleanly (lease given back): the panel no longer calls it active.
             await store.lease.release()
-            dash._snapshot = None
             leader = (await dash.build())["fleet"]["leader"]
             assert leader["id"] == store.lease.owner and not leader["active"] and leader["leaseExpiresInS"] is None
             code, text = await fleet_status(tmp_path, nats_server.url)

@@ -233,6 +233,10 @@ def _work(lists: Grants, scope: Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.DIRECT.GET.{state}", "the first dependent of a settled item (a direct get by subject)")
     for key in ("item.*", "sub.*"):
         lists.allow_sub(f"$KV.{lay.work_state_bucket}.{key}", "a waiting warp_work_get: changes of the item's records")
+
+
+def _reservations(lists: Grants, scope: Scope) -> None:
+    lay, api, ns = scope.layout, scope.api, scope.ns
     table = [(Layout.RESERVATIONS_KEY, "the reservation table (compare-and-set)")]
     _kv(lists, api, lay.reservations_bucket, f"{ns} reservation", table, watch=True)
     lists.allow_sub(lay.reservations_subject, "change signals of the reservation table (the resource's subscribers)")
@@ -263,8 +267,10 @@ def grant_namespace(lists: Grants, scope: Scope, channels: Sequence[str], domain
     _inbox(lists, scope, domain)
     _registry(lists, scope)
     _work(lists, scope, domain)
+    _reservations(lists, scope)
     if scope.role == "gateway":
         _sse_events(lists, scope)
+        _fleet_bucket(lists, scope, write=False)  # the dashboard's fleet panel
 
 
 def _sse_events(lists: Grants, scope: Scope) -> None:
@@ -293,3 +299,47 @@ def _sse_events(lists: Grants, scope: Scope) -> None:
 def grant_api_keys(lists: Grants, api: str) -> None:
     """A gateway authenticates its callers by reading their key records."""
     _kv(lists, api, APIKEYS_BUCKET, "API key", (), watch=False)
+
+
+# -- the fleet coordinator (`nats-mcp fleet run`) --------------------------------------------------
+
+
+def _open(lists: Grants, api: str, stream: str, what: str) -> None:
+    lists.allow_pub(f"{api}.STREAM.INFO.{stream}", f"open {what} at start-up (it must exist: created by admin)")
+
+
+def _fleet_bucket(lists: Grants, scope: Scope, *, write: bool) -> None:
+    lay, api = scope.layout, scope.api
+    writes = [(">", "the coordinator's lease, instances, target state, decisions (it is the bucket's only writer)")]
+    what = f"{scope.ns} fleet"
+    _kv(lists, api, lay.fleet_bucket, what, writes if write else (), watch=True)  # keys() reads through a watch
+
+
+def grant_fleet(lists: Grants, scope: Scope, channels: Sequence[str], domain: str | None) -> None:
+    """A fleet coordinator of one namespace: its own bucket, the queue counts and the registry's presence it decides
+    on, and what every nats-mcp process runs (the work-events mover, so the work grants of an agent). No channel
+    sends, no inbox, no registry writes: it is nobody's agent."""
+    lay, api = scope.layout, scope.api
+    _fleet_bucket(lists, scope, write=True)
+    for channel in channels:
+        _open(lists, api, lay.channel_stream(channel), f"channel {channel}")
+    _kv(lists, api, lay.registry_bucket, f"{scope.ns} registry", (), watch=True)  # which agents are online
+    _kv(lists, api, DIRECTORY_BUCKET, "shared directory", (), watch=True)
+    _kv(
+        lists,
+        api,
+        lay.identity_bucket,
+        f"{scope.ns} identity",
+        [("lock.*", "the namespace's maintenance locks")],
+        watch=False,
+    )
+    _open(lists, api, f"KV_{lay.reservations_bucket}", f"the {scope.ns} reservation bucket")
+    _work(lists, scope, domain)
+    lists.caveat(
+        f"the fleet user is the only writer of {lay.fleet_bucket}: agents and gateways get no write grant on it "
+        "(gateways read it for the dashboard)"
+    )
+    lists.caveat(
+        "registry GC runs in every nats-mcp process; this user may not remove other agents' entries, so its GC "
+        "rounds are refused when there is something to collect (run GC from a gateway or admin process)"
+    )

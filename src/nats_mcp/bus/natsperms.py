@@ -21,6 +21,8 @@ What the roles are:
 * Every user appends audit records only under its own writer token (its reply prefix): the subject
   a chain is stored on says which user wrote it.
 * ``gateway`` serves any agent of its namespaces: the agent's grants for every GUID, plus the audit stream.
+* ``fleet`` is one fleet coordinator (``nats-mcp fleet run``) of one namespace: the only writer of the fleet
+  bucket; reads the queues' counts and the registry's presence; runs the work-events mover as every process does.
 
 What subject permissions cannot do (also printed as caveats with each block):
 
@@ -53,6 +55,7 @@ from nats_mcp.bus.natsgrants import (
     grant_api_keys,
     grant_audit,
     grant_dm_targets,
+    grant_fleet,
     grant_namespace,
     inbox_consumer,
     rules,
@@ -89,6 +92,8 @@ def default_inbox_prefix(role: Role, namespaces: Sequence[str], agent: str | Non
         if agent is not None:
             return f"_INBOX_{validate_guid(agent)}"
         return f"_INBOX_ns_{validate_name(namespaces[0], 'namespace')}"
+    if role == "fleet":
+        return f"_INBOX_fleet_{validate_name(namespaces[0], 'namespace')}"
     digest = hashlib.sha256("\0".join(sorted(namespaces)).encode()).hexdigest()[:12]
     return f"_INBOX_gw_{digest}"
 
@@ -165,6 +170,8 @@ def build_permissions(
         raise ValueError("the admin role covers every namespace: give no namespace, agent or isolate_inbox")
     if role == "agent" and len(spaces) != 1:
         raise ValueError("the agent role needs exactly one namespace")
+    if role == "fleet" and (len(spaces) != 1 or guid is not None or isolate_inbox or dms):
+        raise ValueError("the fleet role needs exactly one namespace, and no agent GUID, isolate_inbox or DM namespace")
     if role == "gateway" and (not spaces or guid is not None or isolate_inbox):
         raise ValueError("the gateway role needs at least one namespace and serves every agent (no agent GUID)")
     if isolate_inbox and guid is None:
@@ -178,7 +185,7 @@ def build_permissions(
         lists.allow_sub(f"{prefix}.>", "replies to this user's requests (connect with this inbox prefix)")
         for namespace in spaces:
             scope = Scope(Layout(namespace), api, role, guid, isolate_inbox)
-            grant_namespace(lists, scope, chans, jetstream_domain)
+            (grant_fleet if role == "fleet" else grant_namespace)(lists, scope, chans, jetstream_domain)
         grant_dm_targets(lists, api, dms)
         if audit or role == "gateway":
             grant_audit(lists, api, prefix)

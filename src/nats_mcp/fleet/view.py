@@ -30,8 +30,9 @@ async def read_fleet(
     *,
     recent: int = RECENT_DECISIONS,
 ) -> dict[str, Any] | None:
-    """The fleet of ``layout``'s namespace as of ``now``, or None when its bucket does not exist (no fleet has run
-    there). ``pending``: queued items per capability, summed per target over its capabilities."""
+    """The fleet of ``layout``'s namespace as of ``now``, or None when no coordinator has run there (no bucket, or
+    the empty one provisioning made). ``pending``: queued items per capability, summed per target over its
+    capabilities."""
     store = FleetStore(conn, layout, 3.0, create=False)
     try:
         kv = await store.bucket.kv()
@@ -41,6 +42,8 @@ async def read_fleet(
     leader = await store.info("leader")
     instances = await store.instances()
     decisions = await store.decisions()
+    if not (targets or leader or instances or decisions):
+        return None  # made empty by `nats-mcp provision`: no coordinator has run here either
     lease: dict[str, Any] | None = None
     try:
         entry = await kv.get(Layout.lock_key(LEASE_NAME))
