@@ -19,6 +19,7 @@ from nats_mcp.bus.layout import AUDIT_STREAM, Layout, audit_writer
 from nats_mcp.coord.work.service import WorkService
 from nats_mcp.fleet.state import FleetStore
 from tests.support.env import isolated_env, nats_mcp_exe
+from tests.support.fleet import Fleet
 from tests.support.natsperms import NS, USERS, PermsNatsServer, Raw, connection, provision
 from tests.support.natsserver import wait_for
 from tests.support.work_service import caller
@@ -69,7 +70,7 @@ async def test_fleet_run_works_under_the_fleet_role_and_agents_cannot_write_its_
         work = WorkService(agent, agent.settings, Layout(NS))
         await work.broadcast(caller(NS), task_id="t1", description="x", capability="python")
     with log.open("wb") as out:
-        command = [nats_mcp_exe(), "fleet", "run", str(targets), "--tick", "0.2", "--lease", "2"]
+        command = [nats_mcp_exe(), "fleet", "run", str(targets), "--tick", "0.2", "--lease", "2", "--metrics-port", "0"]
         proc = await asyncio.create_subprocess_exec(
             *command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
         )
@@ -84,6 +85,13 @@ async def test_fleet_run_works_under_the_fleet_role_and_agents_cannot_write_its_
             leader = await store.info("leader")
             assert leader["pid"] == proc.pid
             assert [(r.target, r.leader) for r in await store.instances()] == [("py", leader["id"])]
+        # what --metrics-port exports: starts, stops, failures, decisions, the round's latency, leadership
+        series = Fleet(proc, log).metrics()
+        assert series['nats_mcp_fleet_starts_total{target="py"}'] == 1
+        assert series['nats_mcp_fleet_stops_total{target="py"}'] == 0  # exported before the first stop
+        assert series['nats_mcp_fleet_failures_total{target="py"}'] == 0
+        assert series['nats_mcp_fleet_decisions_total{action="start",target="py"}'] == 1
+        assert series["nats_mcp_fleet_decision_duration_seconds_count"] >= 1 and series["nats_mcp_fleet_leader"] == 1
         assert server.violations() == [], server.violations()
         proc.send_signal(signal.SIGTERM)  # a clean stop: its instance stopped, its lease given back
         assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text(errors="replace")
