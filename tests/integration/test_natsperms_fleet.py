@@ -1,6 +1,6 @@
 """Least privilege for the fleet coordinator against a real nats-server: `nats-mcp fleet run` under exactly the
-`fleet` role's generated permissions takes its lease and makes a start decision with no refusal, and neither an
-agent nor a gateway user may write its bucket."""
+`fleet` role's generated permissions takes its lease and makes a start decision with no refusal, a gateway user reads
+the fleet for the dashboard, and neither an agent nor a gateway user may write its bucket."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from nats_mcp.bus.layout import AUDIT_STREAM, Layout, audit_writer
 from nats_mcp.coord.work.service import WorkService
 from nats_mcp.fleet.state import FleetStore
+from nats_mcp.fleet.view import read_fleet
 from tests.support.env import isolated_env, nats_mcp_exe
 from tests.support.fleet import Fleet
 from tests.support.natsperms import NS, USERS, PermsNatsServer, Raw, connection, provision
@@ -92,6 +94,9 @@ async def test_fleet_run_works_under_the_fleet_role_and_agents_cannot_write_its_
         assert series['nats_mcp_fleet_failures_total{target="py"}'] == 0
         assert series['nats_mcp_fleet_decisions_total{action="start",target="py"}'] == 1
         assert series["nats_mcp_fleet_decision_duration_seconds_count"] >= 1 and series["nats_mcp_fleet_leader"] == 1
+        async with connection(tmp_path, server, "gateway", NS) as gateway:  # the dashboard's read, as a gateway
+            shown = await read_fleet(gateway, Layout(NS), time.time())
+            assert shown is not None and [t["name"] for t in shown["targets"]] == ["py"] and gateway.errors == []
         assert server.violations() == [], server.violations()
         proc.send_signal(signal.SIGTERM)  # a clean stop: its instance stopped, its lease given back
         assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text(errors="replace")
