@@ -13,6 +13,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.support.dashboard import WRONG_KEY, Deployment, deployment
+from tests.support.env import connected
+from tests.support.fleet_state import write_fleet_state
 from tests.support.http_server import mcp_client
 from tests.support.natsserver import NatsServer
 from tests.support.stdio import ok
@@ -65,7 +67,7 @@ async def test_operator_watches_agents_work_and_a_refused_login_live(
         ops = await browser.new_context(viewport={"width": 1440, "height": 900})
         page = await logged_in(ops, d, d.admin_key)
         try:
-            await watch_live(browser, ops, page, d, tmp_path)
+            await watch_live(browser, ops, page, d, tmp_path, nats_server.url)
         except BaseException:
             # What the operator saw when it failed, and what the server said.
             ARTIFACTS.mkdir(exist_ok=True)
@@ -75,7 +77,9 @@ async def test_operator_watches_agents_work_and_a_refused_login_live(
             raise
 
 
-async def watch_live(browser: Browser, ops: BrowserContext, page: Page, d: Deployment, tmp_path: Path) -> None:
+async def watch_live(
+    browser: Browser, ops: BrowserContext, page: Page, d: Deployment, tmp_path: Path, nats_url: str
+) -> None:
     await expect(page).to_have_url(d.dashboard)
     await expect(page.locator("#ns")).to_have_text("dash-browser")
     await expect(page.locator("#conn")).to_have_text("NATS connected")
@@ -115,6 +119,15 @@ async def watch_live(browser: Browser, ops: BrowserContext, page: Page, d: Deplo
         await expect(reserved).to_contain_text(XSS[:40])
         assert await page.evaluate("window.__xss") is None
         assert await reserved.locator("img, script, b").count() == 0
+
+    # The fleet panel: empty until a coordinator has run here, then its targets, leader and decisions.
+    await expect(page.locator("#fleet")).to_contain_text("no fleet has run in this namespace")
+    async with connected(tmp_path / "fleet", nats_url) as conn:
+        await write_fleet_state(conn, "dash-browser")
+    target = page.locator('#fleet tr[data-target="py"]')
+    await expect(target).to_contain_text("1 / 2")
+    await expect(page.locator("#fleet-leader")).to_have_attribute("data-active", "true")
+    await expect(page.locator('#fleet-decisions li[data-target="docs"]')).to_contain_text("start")
 
     # Someone else tries a wrong key, three times: refused at the form, and the operator sees one security event
     # counted three times (not three rows).

@@ -39,6 +39,7 @@ async def test_provision_makes_every_resource_once_and_again(tmp_path: Path, nat
         "KV_nmcp_team-prov_identity",
         "KV_nmcp_team-prov_workstate",
         "KV_nmcp_team-prov_resv",
+        "KV_nmcp_team-prov_fleet",
         "KV_nmcp_apikeys",
         "KV_nmcp_directory",
         "nmcp_team-prov_sse",

@@ -63,6 +63,7 @@ USERS = {
     "agent-c": User("agent-c", "c-pw", build_permissions("agent", [NS], agent=C)),  # isolated: the default
     "agent-o": User("agent-o", "o-pw", build_permissions("agent", [OTHER], agent=D)),
     "gateway": User("gateway", "g-pw", build_permissions("gateway", [NS], dm_namespaces=[OTHER])),
+    "fleet": User("fleet", "f-pw", build_permissions("fleet", [NS])),
 }
 
 
@@ -140,6 +141,7 @@ async def provision(tmp_path: Path, server: PermsNatsServer) -> None:
                 layout.identity_bucket,
                 DIRECTORY_BUCKET,
                 layout.reservations_bucket,
+                layout.fleet_bucket,
             ):
                 await Bucket(conn, bucket).kv()
             await ensure_stream(conn.jetstream, audit_stream_config())  # as `nats-mcp provision` makes it

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-Role = Literal["agent", "gateway", "admin"]
+Role = Literal["agent", "gateway", "fleet", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 

@@ -188,47 +188,31 @@ def run(
     asyncio.run(_run(settings, doc, cli.config_file, tick, lease, metrics_port))
 
 
+NO_FLEET = "no fleet has run in this namespace"
+
+
 async def _status(settings: Settings) -> dict[str, Any]:
+    """Read only: a namespace without the fleet bucket reads as no fleet (the bucket is not created)."""
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.bus.layout import Layout
-    from nats_mcp.fleet.state import FleetStore
+    from nats_mcp.fleet.view import read_fleet
 
     conn = NatsConnection(settings)
     conn.start()
     try:
         if not await conn.wait_connected(settings.nats.connect_timeout_s):
             fail(f"cannot reach NATS: {conn.unavailable()}; try `nats-mcp doctor`")
-        store = FleetStore(conn, Layout(settings.resolved_namespace), 3.0)
-        targets = await store.info("targets") or []
-        leader = await store.info("leader")
-        instances = await store.instances()
-        decisions = await store.decisions()
+        layout = Layout(settings.resolved_namespace)
+        fleet = await read_fleet(conn, layout, time.time())
+        if fleet is None:
+            return {"namespace": layout.namespace, "fleet": False, "message": NO_FLEET}
         pending = await _pending(conn, settings)
     finally:
         await conn.close()
-    now = time.time()
-    return {
-        "leader": leader,
-        "targets": [
-            {
-                **t,
-                "instances": [
-                    {
-                        "id": r.id,
-                        "agent": r.agent_name,
-                        "guid": r.agent_guid,
-                        "state": r.state,
-                        "ageS": round(now - r.started_at, 1),
-                    }
-                    for r in instances
-                    if r.target == t["name"]
-                ],
-            }
-            for t in targets
-        ],
-        "pending": pending,
-        "decisions": [d.__dict__ for d in decisions[-20:]],
-    }
+    waiting = {cap: q["pending"] for cap, q in pending.items()}
+    for target in fleet["targets"]:  # the view counted none: the queues were read after it
+        target["pending"] = sum(waiting.get(c, 0) for c in target["capabilities"])
+    return {"namespace": layout.namespace, "fleet": True, **fleet, "pending": pending}
 
 
 async def _pending(conn: Any, settings: Settings) -> dict[str, dict[str, int]]:
@@ -250,18 +234,26 @@ def status(
     if as_json:
         print_json(snap)
         return
+    if not snap["fleet"]:
+        out.print(f"namespace {snap['namespace']}: {NO_FLEET}", highlight=False)
+        return
     leader = snap["leader"]
-    out.print(f"active coordinator: {leader['id'] if leader else 'none yet'}", highlight=False)
-    table = Table("target", "capabilities", "min", "max", "live", "pending")
+    if leader is None:
+        out.print("active coordinator: none yet", highlight=False)
+    else:
+        lease = leader["leaseExpiresInS"]
+        held = f"lease {lease:g}s left" if leader["active"] else "lease expired or released"
+        out.print(f"coordinator: {leader['id']} on {leader.get('host')} ({held})", highlight=False)
+    table = Table("target", "capabilities", "min", "max", "live", "starting", "pending")
     for t in snap["targets"]:
-        waiting = sum(snap["pending"].get(c, {}).get("pending", 0) for c in t["capabilities"])
         table.add_row(
             t["name"],
             ", ".join(t["capabilities"]),
             str(t["min"]),
             str(t["max"]),
-            str(len(t["instances"])),
-            str(waiting),
+            str(t["live"]),
+            str(t["starting"]),
+            str(t["pending"]),
         )
     out.print(table)
     recent = Table("when", "target", "action", "instance", "reason")

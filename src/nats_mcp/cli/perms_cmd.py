@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 def nats_permissions(
     ctx: typer.Context,
-    role: Annotated[str, typer.Option("--role", help="agent, gateway or admin.", show_default=False)],
+    role: Annotated[
+        str, typer.Option("--role", help="agent, gateway, fleet (a fleet coordinator) or admin.", show_default=False)
+    ],
     namespace: Annotated[
         list[str] | None,
         typer.Option(
@@ -54,8 +56,9 @@ def nats_permissions(
     """Print the nats-server permissions block a nats-mcp process of ROLE needs, and nothing more.
 
     Paste the `permissions: {...}` stanza into that user's entry of the server's authorization block. Streams,
-    buckets and consumers are created by the admin role; agents and gateways only use them. The comments of the
-    block say which inbox prefix the client must connect with and what these permissions cannot enforce.
+    buckets and consumers are created by the admin role; agents, gateways and fleet coordinators only use them. The
+    comments of the block say which inbox prefix the client must connect with and what these permissions cannot
+    enforce.
     """
     from nats_mcp.bus.natsperms import ROLES, build_permissions
 

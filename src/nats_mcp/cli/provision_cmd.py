@@ -3,7 +3,7 @@
 Least-privilege server users (``nats-permissions --role gateway|agent``) may use the streams and buckets but not
 create them; an operator runs this once per namespace as the admin user (a Kubernetes Job, a CI step). It makes
 everything a server would make on first use — channel, inbox, work, events and DLQ streams, the registry,
-directory, identity, work-state, reservation and API-key buckets, the audit and SSE-event streams — with
+directory, identity, work-state, reservation, fleet and API-key buckets, the audit and SSE-event streams — with
 ``nats.replicas``, or brings what exists to the settings. Idempotent.
 """
 
@@ -83,6 +83,10 @@ async def _provision(settings: Any, timeout: float) -> list[dict[str, Any]]:
         from nats_mcp.coord.replay import CallRecords  # the records that answer a resent call (HTTP sessions)
 
         await CallRecords(conn, coordinator.layout).bucket.kv()
+        from nats_mcp.bus.kvcache import Bucket  # the fleet coordinator's (a fleet user may only open it)
+        from nats_mcp.bus.specs import fleet_bucket
+
+        await Bucket.declared(conn, fleet_bucket(coordinator.layout)).kv()
         ours = (f"nmcp_{coordinator.layout.namespace}_", "KV_nmcp_", "nmcp_audit")
         found = [s for s in await conn.jetstream.streams_info() if s.config.name and s.config.name.startswith(ours)]
         return sorted(

@@ -78,4 +78,13 @@ WARP_ENV: dict[str, KeyPath] = {
     "WORKQUEUE_MAX_ATTEMPTS": ("work", "max_attempts"),
     "WORKQUEUE_DLQ_TTL": ("work", "dlq_ttl_ms"),
 }
-SPECIAL_ENV = {ENV_PREFIX + "CONFIG"}
+FLEET_AGENT_ENV: dict[str, str] = {
+    ENV_PREFIX + "FLEET_TARGET": "the fleet target that started this agent",
+    ENV_PREFIX + "FLEET_INSTANCE": "its instance id (the coordinator finds its process by it)",
+    ENV_PREFIX + "FLEET_AGENT_NAME": "the agent name the fleet gave it (<target>-<instance>)",
+    ENV_PREFIX + "FLEET_CAPABILITIES": "the target's capabilities, comma-separated",
+    ENV_PREFIX + "FLEET_IDLE_S": "the target's idle timeout, for an agent that ends itself when idle",
+}
+"""What `nats-mcp fleet run` sets for the agents it starts (docs/fleet.md), for the agent's own code: no setting
+reads them, but they are known, so a fleet agent's `nats-mcp serve` does not warn about them."""
+SPECIAL_ENV = {ENV_PREFIX + "CONFIG", *FLEET_AGENT_ENV}

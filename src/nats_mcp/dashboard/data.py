@@ -1,4 +1,4 @@
-"""The dashboard's data boundary: one snapshot of a namespace (agents, channels, work queues, security, traffic).
+"""The dashboard's data boundary: one snapshot of a namespace (agents, channels, work queues, fleet, security, traffic).
 
 Read-only: the registry is watched through its own :class:`RegistryStore` copy, channels and queues are read
 with stream info and direct gets, never creating or changing anything. A snapshot is built at most once per
@@ -29,6 +29,7 @@ from nats_mcp.coord.work.service import WorkService
 from nats_mcp.core.redact import redact
 from nats_mcp.dashboard.audit_feed import AgentsOf, AuditFeed, audit_source
 from nats_mcp.dashboard.blocked import blocked_work
+from nats_mcp.dashboard.fleet import fleet_panel, with_pending
 
 log = logging.getLogger("nats_mcp.dashboard")
 
@@ -105,12 +106,13 @@ class Dashboard:
                 errors.append(f"{name}: {redact(getattr(exc, 'message', None) or str(exc) or type(exc).__name__)}")
                 return empty
 
-        agents, channels, queues, blocked, reservations, _ = await asyncio.gather(
+        agents, channels, queues, blocked, reservations, fleet, _ = await asyncio.gather(
             part("agents", self._agents(), {"total": 0, "shown": []}),
             part("channels", self._channels(), []),
             part("queues", self._queues(), []),
             part("blocked work", blocked_work(self.work), {"total": 0, "shown": []}),
             part("reservations", self._reservations(), []),
+            part("fleet", fleet_panel(self.conn, self.layout, self._clock()), None),
             part("audit", self.audit.refresh(), None, needs_nats=self.audit.source == "stream"),
         )
         if not connected:
@@ -127,6 +129,7 @@ class Dashboard:
             "queues": queues,
             "blocked": blocked,
             "reservations": reservations,
+            "fleet": with_pending(fleet, queues),
             "security": self.audit.security(agents_of),
             "traffic": self.audit.traffic(agents_of=agents_of),
             "errors": errors,

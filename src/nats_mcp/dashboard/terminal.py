@@ -78,6 +78,7 @@ def render(snap: dict[str, Any]) -> RenderableType:
     parts.append(table)
 
     parts.extend(_blocked(snap.get("blocked")))
+    parts.extend(_fleet(snap.get("fleet")))
 
     table = _table("Channels", "channel", "messages", "latest")
     for c in snap["channels"]:
@@ -129,3 +130,29 @@ def _blocked(blocked: dict[str, Any] | None) -> list[RenderableType]:
         waits = ", ".join(d[:8] for d in b["dependsOn"]) + (f" +{more}" if more else "")
         table.add_row(plain(b["taskId"], 40), plain(b["capability"], 30), plain(waits, 60))
     return [table]
+
+
+def _fleet(fleet: dict[str, Any] | None) -> list[RenderableType]:
+    """The fleet coordinator's targets and last decisions (no fleet in this namespace: no table)."""
+    if not fleet:
+        return []
+    leader = fleet["leader"]
+    if leader is None:
+        who = "no coordinator yet"
+    else:
+        lease = f"lease {leader['leaseExpiresInS']:.0f}s" if leader["active"] else "lease expired"
+        who = f"leader {leader['id']} on {leader.get('host')}, {lease}"
+    table = _table(f"Fleet — {who}", "target", "capabilities", "live/max", "starting", "pending")
+    for t in fleet["targets"]:
+        table.add_row(
+            plain(t["name"], 40),
+            plain(", ".join(t["capabilities"]), 60),
+            f"{t['live']}/{t['max']}",
+            str(t["starting"]),
+            str(t["pending"]),
+        )
+    decisions = _table("Fleet decisions", "action", "target", "reason")
+    for d in fleet["decisions"][:5]:
+        action = Text(str(d["action"]), style="" if d["ok"] else "red")
+        decisions.add_row(action, plain(d["target"], 40), plain(d["reason"], 100))
+    return [table, decisions] if fleet["decisions"] else [table]

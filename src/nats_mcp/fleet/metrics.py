@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from nats_mcp.observe.metrics import LATENCY_BUCKETS
+from nats_mcp.observe.metrics import LATENCY_BUCKETS, series_names
 
 
 class FleetMetrics:
@@ -39,3 +39,7 @@ class FleetMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def names(self) -> set[str]:
+        """Every series name it can expose (what deploy/grafana's fleet row may name)."""
+        return series_names(self.registry)

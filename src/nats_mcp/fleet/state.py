@@ -83,8 +83,9 @@ class DecisionRecord:
 class FleetStore:
     """The fleet's KV bucket of one namespace."""
 
-    def __init__(self, conn: NatsConnection, layout: Layout, lease_ttl_s: float) -> None:
-        self.bucket = Bucket.declared(conn, specs.fleet_bucket(layout))
+    def __init__(self, conn: NatsConnection, layout: Layout, lease_ttl_s: float, *, create: bool = True) -> None:
+        """``create=False``: a reader (status, the dashboard) that must not make the bucket (ResourceNotFound)."""
+        self.bucket = Bucket.declared(conn, specs.fleet_bucket(layout), create=create)
         self.lease = KvLock(self.bucket, LEASE_NAME, lease_ttl_s)
 
     async def _entries(self, prefix: str) -> dict[str, bytes]:

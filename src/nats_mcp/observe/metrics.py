@@ -157,14 +157,19 @@ class Metrics:
         return generate_latest(self.registry)
 
     def names(self) -> set[str]:
-        """Every series name the registry can expose (``_total``, ``_bucket``, ... included), labelled children or
-        not yet: what a dashboard query may name."""
-        suffixes = {
-            "counter": ("_total", "_created"),
-            "histogram": ("_bucket", "_sum", "_count", "_created"),
-            "gauge": ("",),
-            "summary": ("", "_sum", "_count", "_created"),
-        }
-        return {
-            family.name + suffix for family in self.registry.collect() for suffix in suffixes.get(family.type, ("",))
-        }
+        """Every series name the registry can expose: what a dashboard query may name (:func:`series_names`)."""
+        return series_names(self.registry)
+
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+    "summary": ("", "_sum", "_count", "_created"),
+}
+
+
+def series_names(registry: CollectorRegistry) -> set[str]:
+    """Every series name ``registry`` can expose (``_total``, ``_bucket``, ... included), labelled children or not
+    yet (the fleet coordinator's registry too)."""
+    return {family.name + suffix for family in registry.collect() for suffix in _SUFFIXES.get(family.type, ("",))}

@@ -143,6 +143,41 @@
     fill($("reservations").tBodies[0], rows, 5, "no reservations");
   }
 
+  function fleet(data) {
+    // The fleet coordinator (`nats-mcp fleet run`): null until one has run in this namespace.
+    const f = data.fleet;
+    const leader = $("fleet-leader");
+    const list = $("fleet-decisions");
+    list.replaceChildren();
+    if (!f) {
+      leader.textContent = "";
+      fill($("fleet").tBodies[0], [], 5, "no fleet has run in this namespace");
+      return;
+    }
+    const l = f.leader;
+    leader.textContent = !l ? "no coordinator yet"
+      : l.active ? `leader ${l.id} on ${l.host} · lease ${Math.max(0, Math.round(l.leaseExpiresInS))}s`
+      : `leader ${l.id} on ${l.host} · lease expired`;
+    leader.dataset.active = l && l.active ? "true" : "false";
+    const rows = f.targets.map((t) => {
+      const tr = el("tr", "", el("td", "", el("strong", "", t.name), el("div", "sub", t.mechanism)),
+        el("td", "", ...t.capabilities.map((c) => el("span", "chip", c))),
+        el("td", "num", `${t.live} / ${t.max}`), el("td", "num", t.starting), el("td", "num", t.pending));
+      tr.dataset.target = t.name;
+      tr.title = `min ${t.min}, max ${t.max}`;
+      return tr;
+    });
+    fill($("fleet").tBodies[0], rows, 5, "no targets");
+    for (const d of f.decisions) {
+      const li = el("li", "", el("span", `badge ${d.ok ? "st-online" : "k-anomaly"}`, d.action), " ",
+        el("strong", "", d.target), el("span", "sub", ` ${clock(d.at * 1000)} · ${d.reason}`));
+      li.dataset.action = d.action;
+      li.dataset.target = d.target;
+      list.append(li);
+    }
+    if (!f.decisions.length) list.append(el("li", "empty", "no decisions yet"));
+  }
+
   function channels(data) {
     const box = $("channels");
     box.replaceChildren();
@@ -240,6 +275,7 @@
     queues(data);
     blocked(data);
     reservations(data);
+    fleet(data);
     channels(data);
     security(data);
     traffic(data);
