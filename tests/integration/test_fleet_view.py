@@ -26,7 +26,7 @@ async def fleet_status(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
     """`nats-mcp fleet status` in this process (its own event loop, in a thread: the test's loop is running)."""
     env = isolated_env(tmp_path / "cli", NATS_URL=url, NATS_MCP_NAMESPACE=NS)
     result = await asyncio.to_thread(CliRunner().invoke, app, ["fleet", "status", *args], env=env)
-    return result.exit_code, result.stdout + result.stderr
+    return result.exit_code, result.stdout if "--json" in args else result.stdout + result.stderr
 
 
 async def test_status_and_dashboard_show_a_fleet_and_create_nothing_where_none_ran(

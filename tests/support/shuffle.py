@@ -29,7 +29,13 @@ def shuffled(items: MutableSequence[T], seed: int) -> None:
 
 
 _SEED = shuffle_seed()
-os.environ[SEED_ENV] = str(_SEED)  # xdist workers start after this and inherit it: they all collect one order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set only where the plugin is loaded (importing this module, as its unit test does, must leave the environment
+    # alone: in-process CLI tests would read the variable as an unknown setting). xdist workers start after this and
+    # inherit it: they all collect one order.
+    os.environ[SEED_ENV] = str(_SEED)
 
 
 def pytest_report_header() -> str:
