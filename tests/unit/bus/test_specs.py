@@ -60,8 +60,8 @@ def test_inbox_stream() -> None:
 def test_work_stream() -> None:
     want = StreamConfig(
         name="nmcp_team_work",
-        description="work queues of namespace team: one subject per capability and priority",
-        subjects=["nmcp.team.work.*.*"],
+        description="work queues of namespace team: one subject per capability, priority and boundary",
+        subjects=["nmcp.team.work.>"],
         storage=StorageType.FILE,
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=120.0,

@@ -65,7 +65,7 @@ from nats_mcp.coord.models import DlqItem, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.copies import requeue_token
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords, delete_at
-from nats_mcp.core.names import InvalidNameError, validate_type_name, validate_uuid
+from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name, validate_uuid
 
 log = logging.getLogger("nats_mcp.coord.work.dlq")
 
@@ -100,6 +100,14 @@ def check_item_id(item_id: object, what: str = "itemId") -> str:
 def check_capability(capability: object) -> str:
     try:
         return validate_type_name(capability, "capability")
+    except InvalidNameError as exc:
+        raise InvalidName(str(exc)) from None
+
+
+def check_boundary(boundary: object) -> str:
+    """A work boundary's name (a label such as ``corporate``: a-z, 0-9, '-'), or InvalidName."""
+    try:
+        return validate_name(boundary, "boundary")
     except InvalidNameError as exc:
         raise InvalidName(str(exc)) from None
 
@@ -196,6 +204,9 @@ class DlqService:
         hidden = cap is None and capscope.narrowed()
         if hidden:
             items = [entry for entry in items if capscope.visible(entry.workItem.capability)]
+        # Entries of a boundary the caller may not see are left out like those of another capability.
+        hidden = hidden or capscope.boundaries_narrowed()
+        items = [e for e in items if capscope.boundary_visible(e.workItem.capability, e.workItem.boundary)]
         more = not batch.at_end and bool(batch.messages)
         last = batch.messages[-1].seq if batch.messages else after
         shown = seen + len(batch.messages)
@@ -372,7 +383,7 @@ class DlqService:
                     self._layout.work_stream,
                     start,
                     COPY_SCAN_BATCH,
-                    subject=self._layout.work_subject(item.capability, item.priority),
+                    subject=self._layout.work_subject(item.capability, item.priority, item.boundary),
                     max_bytes=BATCH_MAX_BYTES,
                     partial=True,
                     prefix=self._api,
