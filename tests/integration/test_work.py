@@ -563,5 +563,10 @@ async def test_a_work_stream_made_before_boundaries_is_brought_up_to_date(
         bounded = (
             await w.broadcast(caller("work-old"), task_id="b", description="d", capability=CAP, boundary="personal")
         ).id
+        # a list pages across the boundaries of one priority in claim order: unbounded first
+        first = await w.views.list_items(CAP, limit=1)
+        assert [i.taskId for i in first.items] == ["legacy"] and first.next_cursor is not None
+        second = await w.views.list_items(CAP, limit=1, cursor=first.next_cursor)
+        assert [i.id for i in second.items] == [bounded] and second.next_cursor is None
         got = await w.claim(caller("work-old"), CAP, max_items=5, timeout_ms=0)
         assert [(i.taskId, i.boundary) for i in got] == [("legacy", None), ("b", "personal")] and got[1].id == bounded

@@ -124,7 +124,7 @@ def bounded(draw: st.DrawFn) -> tuple[list[str], list[str], Queues, int, int]:
     return caps, bounds, queues, draw(st.integers(1, 4)), draw(st.integers(0, 3))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(bounded())
 def test_a_target_never_starts_for_a_boundary_it_may_not_take(
     case: tuple[list[str], list[str], Queues, int, int],

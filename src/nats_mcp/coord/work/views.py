@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,13 +16,13 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.streamops import get_next
 from nats_mcp.coord import capscope
 from nats_mcp.coord.checks import iso_epoch, parse_instant
-from nats_mcp.coord.errors import InvalidArgument, NotFound, nats_errors
+from nats_mcp.coord.errors import InvalidArgument, InvalidCursor, NotFound, nats_errors
 from nats_mcp.coord.models import ItemStatus, QueueStatus, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.dlq import DlqService, check_capability
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords, ItemState
 from nats_mcp.coord.work.submissions import Submissions
-from nats_mcp.core.names import validate_uuid
+from nats_mcp.core.names import NAME_PATTERN, validate_uuid
 
 
 class WorkSource(Protocol):
@@ -102,9 +103,12 @@ def claim_order(counts: dict[tuple[int, str | None], int]) -> list[tuple[int, st
 def _boundary_position(position: dict[str, object]) -> str | None:
     """The boundary a list cursor stopped at ("" or absent: the unbounded items)."""
     value = position.get("b", "")
-    if not isinstance(value, str):
-        raise InvalidArgument("the cursor is malformed: pass back nextCursor exactly as a previous call returned it")
+    if not isinstance(value, str) or (value and NAME.fullmatch(value) is None):
+        raise InvalidCursor("the cursor is malformed: pass back nextCursor exactly as a previous call returned it")
     return value or None
+
+
+NAME = re.compile(NAME_PATTERN)
 
 
 class WorkViews:
