@@ -570,3 +570,7 @@ async def test_a_work_stream_made_before_boundaries_is_brought_up_to_date(
         assert [i.id for i in second.items] == [bounded] and second.next_cursor is None
         got = await w.claim(caller("work-old"), CAP, max_items=5, timeout_ms=0)
         assert [(i.taskId, i.boundary) for i in got] == [("legacy", None), ("b", "personal")] and got[1].id == bounded
+        # a message whose boundary is not its subject's was not written by us: never handed out
+        forged = {**item, "id": str(uuid.uuid4()), "taskId": "forged", "boundary": "corporate"}
+        await w._conn.jetstream.publish(w.layout.work_subject(CAP, 5, "personal"), json.dumps(forged).encode())
+        assert await w.claim(caller("work-old"), CAP, timeout_ms=0) == []
