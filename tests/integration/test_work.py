@@ -505,9 +505,11 @@ async def test_an_item_of_a_boundary_is_invisible_and_unclaimable_without_it(wor
         await work.fail(corp, corporate, "no", recoverable=False)
         dead = (await work.dlq.page(None, 10, None)).items  # its dependent with it
         assert [(e.id, e.workItem.boundary) for e in dead] == [(corporate, "corporate"), (after, "corporate")]
+        assert (await work.views.status(CAP))[0].deadLettered == 2
     with boundaries_of("worker"):
         page = await work.dlq.page(None, 10, None)
         assert page.items == [] and page.total is None
+        assert (await work.views.status(CAP))[0].deadLettered == 0  # not even counted
         assert await work.claim(plain, CAP, timeout_ms=0) == []
     retried = await work.dlq_retry(corporate, True)
     assert retried.boundary == "corporate"
@@ -535,7 +537,7 @@ async def test_an_item_of_a_boundary_is_invisible_and_unclaimable_without_it(wor
 async def test_a_work_stream_made_before_boundaries_is_brought_up_to_date(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    """A stream of the older layout (subjects ``work.*.*`` only) and its consumer: setup widens the subjects, the
+    """Streams of the older layout (subjects ``work.*.*``, ``dlq.*.*``) and a consumer: setup widens the subjects, the
     queued unbounded item is still claimed through the old consumer, and a bounded item can be queued beside it."""
     old = Layout("work-old")
     async with connected(tmp_path / "old", nats_server.url, NATS_MCP_NAMESPACE="work-old") as conn:
@@ -548,6 +550,7 @@ async def test_a_work_stream_made_before_boundaries_is_brought_up_to_date(
                 allow_direct=True,
             )
         )
+        await js.add_stream(StreamConfig(name=old.dlq_stream, subjects=["nmcp.work-old.dlq.*.*"], allow_direct=True))
         await js.add_consumer(
             old.work_stream,
             ConsumerConfig(
@@ -560,6 +563,7 @@ async def test_a_work_stream_made_before_boundaries_is_brought_up_to_date(
     async with service(tmp_path, nats_server, NATS_MCP_NAMESPACE="work-old") as w:
         info = await w._conn.jetstream.stream_info(old.work_stream)
         assert info.config.subjects == ["nmcp.work-old.work.>"]
+        assert (await w._conn.jetstream.stream_info(old.dlq_stream)).config.subjects == ["nmcp.work-old.dlq.>"]
         bounded = (
             await w.broadcast(caller("work-old"), task_id="b", description="d", capability=CAP, boundary="personal")
         ).id

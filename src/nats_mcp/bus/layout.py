@@ -195,11 +195,23 @@ class Layout:
     def dlq_stream(self) -> str:
         return f"{PREFIX}_{self.namespace}_dlq"
 
-    def dlq_subject(self, capability: str = "*", item_id: str = "*") -> str:
+    @property
+    def dlq_subjects(self) -> str:
+        """Every DLQ subject: ``dlq.<cap>.<id>`` (the only form before boundaries existed) and, for an item of a work
+        boundary, ``dlq.<cap>.<id>.<boundary>`` (so counts per capability can leave a boundary out)."""
+        return f"{PREFIX}.{self.namespace}.dlq.>"
+
+    def dlq_subject(self, capability: str = "*", item_id: str = "*", boundary: str | None = None) -> str:
         """One subject per dead-lettered item, so an entry is created at most once and found by id."""
         cap = capability if capability == "*" else validate_type_name(capability, "capability")
         item = item_id if item_id == "*" else validate_uuid(item_id, "itemId")
-        return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}"
+        tail = "" if boundary is None else "." + validate_name(boundary, "boundary")
+        return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}{tail}"
+
+    def dlq_filter(self, capability: str | None = None) -> str:
+        """Every entry of one capability (None: of all), whatever its boundary."""
+        cap = "*" if capability is None else validate_type_name(capability, "capability")
+        return f"{PREFIX}.{self.namespace}.dlq.{cap}.>"
 
     # -- tool calls of MCP sessions, kept to answer a resend (coord/replay.py) ----------------------
     @property

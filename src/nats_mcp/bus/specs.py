@@ -140,7 +140,7 @@ def dlq_stream(layout: Layout, *, ttl_s: float) -> StreamConfig:
     return stream_config(
         name=layout.dlq_stream,
         description=f"dead-lettered work items of namespace {layout.namespace}",
-        subjects=[layout.dlq_subject()],
+        subjects=[layout.dlq_subjects],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         max_age=ttl_s,

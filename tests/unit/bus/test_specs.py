@@ -90,7 +90,7 @@ def test_dlq_stream() -> None:
     assert specs.dlq_stream(LAY, ttl_s=604800.0) == StreamConfig(
         name="nmcp_team_dlq",
         description="dead-lettered work items of namespace team",
-        subjects=["nmcp.team.dlq.*.*"],
+        subjects=["nmcp.team.dlq.>"],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         max_age=604800.0,
