@@ -206,19 +206,22 @@ class DlqService:
         hidden = cap is None and capscope.narrowed()
         if hidden:
             items = [entry for entry in items if capscope.visible(entry.workItem.capability)]
-        # Entries of a boundary the caller may not see are left out like those of another capability.
-        hidden = hidden or capscope.boundaries_narrowed()
+        # Entries of a boundary the caller may not see are left out, and from the total (counted by their subjects).
         items = [e for e in items if capscope.boundary_visible(e.workItem.capability, e.workItem.boundary)]
         more = not batch.at_end and bool(batch.messages)
         last = batch.messages[-1].seq if batch.messages else after
         shown = seen + len(batch.messages)
+        total = shown + batch.pending if batch.complete and not hidden else None
+        if total is not None and capscope.boundaries_narrowed():
+            dead = await self.counts()
+            total = dead.get(cap, 0) if cap is not None else sum(dead.values())
         return DlqPage(
             items=items,
             next_cursor=make_cursor(LIST_TOOL, self._layout.namespace, binding, {"after": last, "seen": shown})
             if more
             else None,
             has_more=more,
-            total=shown + batch.pending if batch.complete and not hidden else None,
+            total=total,
         )
 
     async def counts(self) -> dict[str, int]:
