@@ -29,6 +29,7 @@ from tests.support.work_tools import broadcast, claim, dlq, queues, register
 # resources/subscribe is the 2025-11-25 way, used here on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
+SECRET = {"token": "the corporate context"}
 ROADMAP, ERRORS, PARALLEL = channel_uri("roadmap"), channel_uri("errors"), channel_uri("parallel-work")
 POLICY = """
 version: 1
@@ -37,12 +38,12 @@ roles:
     tools: ["*"]
     namespaces: ["*"]
     channels: {read: ["*"], send: ["*"]}
-    capabilities: {broadcast: ["*"], claim: ["*"]}
+    capabilities: {broadcast: ["*"], claim: ["*"], boundaries: ["*"]}
   py:
     tools: ["*"]
     namespaces: ["*"]
     channels: {read: ["roadmap", "parallel-work"], send: ["roadmap"]}
-    capabilities: {claim: ["python"]}
+    capabilities: {broadcast: ["python"], claim: ["python"]}
   nobody: {}
 """
 
@@ -273,6 +274,21 @@ async def test_queue_reads_are_limited_to_the_capabilities_a_role_is_granted(
         listed = (await ok(py, "warp_work_list", capability="python"))["items"]
         assert [i["taskId"] for i in listed] == ["py-task"]
         assert "the secret's context" not in json.dumps([await ok(py, "warp_work_queue_status"), seen])
+
+        # Work boundaries (issue 24): py's role grants none, so a corporate python item does not exist for it.
+        corp = await broadcast(chief, "corp-task", "python", priority=10, boundary="corporate", contextData=SECRET)
+        offer = {"taskId": "x", "description": "x", "requiredCapability": "python", "boundary": "corporate"}
+        assert await err(py, "warp_work_broadcast", **offer) == "forbidden"
+        await audited(trail, "the refused boundary", kind="denied", tool="work_broadcast", key_id=worker_id)
+        assert (await queues(py, "python"))["python"][0] == 1 and (await queues(chief, "python"))["python"][0] == 2
+        listed = (await ok(py, "warp_work_list", capability="python"))["items"]
+        assert [i["taskId"] for i in listed] == ["py-task"]
+        assert await err(py, "warp_work_get", workItemId=corp) == "not_found"
+        mine = await claim(py, "python")
+        assert mine is not None and mine["taskId"] == "py-task" and await claim(py, "python") is None
+        got = await claim(chief, "python")
+        assert got is not None and (got["id"], got["boundary"]) == (corp, "corporate")
+        assert (await ok(chief, "warp_work_get", workItemId=corp))["boundary"] == "corporate"
 
 
 # ---- findings 10 and 11: unknown tool names and agent names do not escape the limits ------------------------------

@@ -35,12 +35,32 @@ ERROR_CALLS: list[tuple[dict[str, Any], str, str]] = [
 ]
 
 
-def _check_error_results(answer: dict[str, Any]) -> None:
+# A policy refusal (stdio, under BOUNDED_POLICY): broadcasting to a work boundary the local role is not granted.
+REFUSED_BOUNDARY = (
+    {
+        "name": "warp_work_broadcast",
+        "arguments": {"taskId": "t", "description": "d", "requiredCapability": "python", "boundary": "corporate"},
+    },
+    "forbidden",
+    "boundary corporate",
+)
+BOUNDED_POLICY = """
+version: 1
+roles:
+  agent:
+    tools: ["*"]
+    namespaces: ["*"]
+    channels: {read: ["*"], send: ["*"]}
+    capabilities: {broadcast: ["*"], claim: ["*"], boundaries: [open-source]}
+"""
+
+
+def _check_error_results(answer: dict[str, Any], expected: list[tuple[dict[str, Any], str, str]] = ERROR_CALLS) -> None:
     """Each error call is a result the SDK accepted: isError, our message and code in the text and in ``_meta``."""
     assert answer.get("connected"), answer
     calls = answer["calls"]
-    assert len(calls) == len(ERROR_CALLS) + 1, answer
-    for (call, code, words), got in zip(ERROR_CALLS, calls, strict=False):
+    assert len(calls) == len(expected) + 1, answer
+    for (call, code, words), got in zip(expected, calls, strict=False):
         assert "error" not in got, f"{call['name']}: the SDK threw {got['error']}"  # e.g. McpError -32602
         result = got["result"]
         text = result["content"][0]["text"]
@@ -59,8 +79,12 @@ def _check_error_results(answer: dict[str, Any]) -> None:
 
 
 def test_stdio_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
-    calls = [call for call, _, _ in ERROR_CALLS] + [SUCCESS_CALL]
-    _check_error_results(ts_client.stdio(tmp_path, nats_server.url, calls))
+    expected = [*ERROR_CALLS, REFUSED_BOUNDARY]
+    calls = [call for call, _, _ in expected] + [SUCCESS_CALL]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BOUNDED_POLICY)
+    answer = ts_client.stdio(tmp_path, nats_server.url, calls, NATS_MCP_SECURITY_POLICY_FILE=str(policy))
+    _check_error_results(answer, expected)
 
 
 def test_http_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:

@@ -64,11 +64,13 @@ async def test_status_and_dashboard_show_a_fleet_and_create_nothing_where_none_r
             store = await write_fleet_state(conn, NS)
             for k in range(3):
                 await work.broadcast(caller(NS), task_id=f"t{k}", description="x", capability="python")
+            # One corporate item: only the target that may take that boundary counts it (as the coordinator does).
+            await work.broadcast(caller(NS), task_id="c", description="x", capability="python", boundary="corporate")
             fleet = (await dash.build())["fleet"]
             assert fleet is not None
             py, docs = fleet["targets"]
             assert (py["name"], py["live"], py["starting"], py["max"], py["pending"]) == ("py", 1, 1, 2, 3)
-            assert (docs["name"], docs["live"], docs["starting"], docs["pending"]) == ("docs", 0, 0, 3)
+            assert (docs["name"], docs["live"], docs["starting"], docs["pending"]) == ("docs", 0, 0, 4)
             assert fleet["leader"]["id"] == store.lease.owner and fleet["leader"]["active"]
             assert 0 < fleet["leader"]["leaseExpiresInS"] <= 30
             newest, oldest = fleet["decisions"]  # newest first, the reason clipped
@@ -85,13 +87,13 @@ async def test_status_and_dashboard_show_a_fleet_and_create_nothing_where_none_r
             assert code == 0 and shown["fleet"] and shown["leader"]["active"]
             assert [(t["name"], t["live"], t["starting"], t["pending"]) for t in shown["targets"]] == [
                 ("py", 1, 1, 3),
-                ("docs", 0, 0, 3),
+                ("docs", 0, 0, 4),
             ]
             assert {i["id"]: i["state"] for i in shown["targets"][0]["instances"]} == {
                 "a1": "running",
                 "b2": "starting",
             }
-            assert shown["pending"]["python"]["pending"] == 3 and len(shown["decisions"]) == 2
+            assert shown["pending"]["python"]["pending"] == 4 and len(shown["decisions"]) == 2
 
             # The coordinator stops cleanly (lease given back): the panel no longer calls it active.
             await store.lease.release()

@@ -195,6 +195,11 @@ async def test_a_gateway_serves_agents_of_its_namespace(tmp_path: Path, provisio
         item = await coord.work.broadcast(caller, task_id="b1", description="build", capability="build")
         assert [i.id for i in await coord.work.claim(caller, "build", timeout_ms=5000)] == [item.id]
         await coord.work.complete(caller, item.id)
+        # an item of a work boundary: its own subjects and consumer, within the same permissions
+        bounded = await coord.work.broadcast(caller, task_id="b2", description="b", capability="build", boundary="corp")
+        assert [i.boundary for i in await coord.work.claim(caller, "build", timeout_ms=5000)] == ["corp"]
+        await coord.work.fail(caller, bounded.id, "no", recoverable=False)  # its DLQ subject names the boundary
+        assert bounded.id in [e.id for e in (await coord.work.dlq.page("build", 10, None)).items]
         other = Layout(OTHER)
         await conn.jetstream.publish(other.inbox_subject(D), b"{}", stream=other.inbox_stream)
         await append_audit(conn, CHAIN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 
 from nats_mcp.bus.layout import Layout
+from nats_mcp.coord import capscope
 from nats_mcp.coord.errors import (
     Conflict,
     Forbidden,
@@ -25,6 +28,9 @@ from nats_mcp.coord.errors import (
 )
 from nats_mcp.coord.work.events import WorkEvents
 from nats_mcp.coord.work.service import MAX_CLAIM_TIMEOUT_MS, WorkService
+from nats_mcp.security.policy import Policy, parse_policy
+from nats_mcp.security.principal import Principal
+from tests.support.env import connected
 from tests.support.natsserver import NatsServer, wait_for
 from tests.support.work_service import CAP, NS, caller, claim_one, dead, offer, service
 
@@ -430,3 +436,146 @@ async def test_namespaces_do_not_share_queues(tmp_path: Path, nats_server: NatsS
         assert (await a.views.status(CAP))[0].pending == 1
         with pytest.raises(NotFoundError):
             await b._conn.jetstream.consumer_info(b.layout.work_stream, Layout.work_consumer(CAP, 5))
+
+
+# -- work boundaries (issue 24) ---------------------------------------------------------------------
+
+BOUNDED = """
+version: 1
+roles:
+  worker: {tools: ["*"], namespaces: ["*"], capabilities: {broadcast: [python], claim: [python]}}
+  corp: {tools: ["*"], namespaces: ["*"], capabilities: {broadcast: [python], claim: [python], boundaries: [corporate]}}
+"""
+
+
+def boundaries_of(role: str) -> Any:
+    """The per-call boundary scope the server sets for a principal holding ``role`` (real policy, real reader)."""
+    policy = Policy(parse_policy(BOUNDED))
+    reader = policy.boundary_reader(Principal(role, "local", "local", roles=frozenset({role})))
+    assert reader is not None  # neither role grants '*'
+    return capscope.boundaries_limited_to(reader)
+
+
+async def test_an_item_of_a_boundary_is_invisible_and_unclaimable_without_it(work: WorkService) -> None:
+    boss, plain, corp = caller(), caller(), caller()
+    secret = {"token": "corporate context"}
+    corporate = (
+        await work.broadcast(
+            boss, task_id="corp", description="d", capability=CAP, priority=9, boundary="corporate", context_data=secret
+        )
+    ).id
+    after = (
+        await work.broadcast(
+            boss, task_id="after", description="d", capability=CAP, depends_on=[corporate], boundary="corporate"
+        )
+    ).id
+    open_id = await offer(work, "open", priority=2)
+    with pytest.raises(InvalidName):
+        await work.broadcast(boss, task_id="x", description="d", capability=CAP, boundary="Corp.*")
+
+    with boundaries_of("worker"):
+        listed = await work.views.list_items(CAP)
+        assert [i.id for i in listed.items] == [open_id] and listed.total == 1
+        [status] = await work.views.status(CAP)
+        assert (status.pending, status.inFlight) == (1, 0)
+        with pytest.raises(NotFound):
+            await work.lookup.get(plain, corporate)
+        with pytest.raises(NotFound):  # not even its submitter, once its role lost the boundary
+            await work.lookup.get(boss, corporate)
+        got = await work.claim(plain, CAP, max_items=5, timeout_ms=0)  # the corporate item has the higher priority
+        assert [i.id for i in got] == [open_id]
+        assert await work.claim(plain, CAP, timeout_ms=0) == []
+        await work.complete(plain, open_id)
+    # Never delivered to it, not even to be given back: the corporate consumer handed out nothing.
+    consumer = Layout.work_consumer(CAP, 9, "corporate")
+    info = await work._conn.jetstream.consumer_info(work.layout.work_stream, consumer)
+    assert info.delivered.stream_seq == 0 and info.config.filter_subject == work.layout.work_subject(
+        CAP, 9, "corporate"
+    )
+
+    with boundaries_of("corp"):
+        assert [i.id for i in (await work.views.list_items(CAP)).items] == [corporate]
+        assert (await work.lookup.get(corp, corporate)).boundary == "corporate"
+        blocked = await work.lookup.get(corp, after)
+        assert (blocked.status, blocked.boundary) == ("blocked", "corporate")
+        [item] = await work.claim(corp, CAP, timeout_ms=0)
+        assert (item.id, item.boundary, item.contextData) == (corporate, "corporate", secret)
+        assert (await work.views.status(CAP))[0].inFlight == 1
+        # dead-lettered, it stays in its boundary: the DLQ listing and the retry keep it there
+        await work.fail(corp, corporate, "no", recoverable=False)
+        dead = await work.dlq.page(None, 10, None)  # its dependent with it
+        assert [(e.id, e.workItem.boundary) for e in dead.items] == [(corporate, "corporate"), (after, "corporate")]
+        assert dead.total == 2
+        assert (await work.views.status(CAP))[0].deadLettered == 2
+    with boundaries_of("worker"):
+        page = await work.dlq.page(None, 10, None)
+        assert page.items == [] and page.total == 0
+        assert (await work.views.status(CAP))[0].deadLettered == 0  # not even counted
+        assert await work.claim(plain, CAP, timeout_ms=0) == []
+    retried = await work.dlq_retry(corporate, True)
+    assert retried.boundary == "corporate"
+    assert (await work.lookup.get(boss, after)).status == "blocked"  # its dependent came back with it
+    with boundaries_of("worker"):
+        assert await work.claim(plain, CAP, timeout_ms=0) == []
+    with boundaries_of("corp"):
+        [again] = await work.claim(corp, CAP, timeout_ms=0)
+        assert (again.id, again.boundary) == (corporate, "corporate")
+        await work.complete(corp, corporate)
+
+        async def released() -> bool:
+            return (await work.lookup.get(corp, after)).status == "pending"
+
+        await eventually(released, message="the dependent released")
+    with boundaries_of("worker"):  # the released dependent is queued in its boundary too
+        assert await work.claim(plain, CAP, timeout_ms=0) == []
+        [status] = await work.views.status(CAP)
+        assert (status.pending, status.inFlight, status.oldestPendingSeconds) == (0, 0, None)
+    with boundaries_of("corp"):
+        [dependent] = await work.claim(corp, CAP, timeout_ms=0)
+        assert (dependent.id, dependent.boundary) == (after, "corporate")
+
+
+async def test_a_work_stream_made_before_boundaries_is_brought_up_to_date(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Streams of the older layout (subjects ``work.*.*``, ``dlq.*.*``) and a consumer: setup widens the subjects, the
+    queued unbounded item is still claimed through the old consumer, and a bounded item can be queued beside it."""
+    old = Layout("work-old")
+    async with connected(tmp_path / "old", nats_server.url, NATS_MCP_NAMESPACE="work-old") as conn:
+        js = conn.jetstream
+        await js.add_stream(
+            StreamConfig(
+                name=old.work_stream,
+                subjects=["nmcp.work-old.work.*.*"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                allow_direct=True,
+            )
+        )
+        await js.add_stream(StreamConfig(name=old.dlq_stream, subjects=["nmcp.work-old.dlq.*.*"], allow_direct=True))
+        await js.add_consumer(
+            old.work_stream,
+            ConsumerConfig(
+                durable_name="w_python_5", filter_subject="nmcp.work-old.work.python.5", ack_policy=AckPolicy.EXPLICIT
+            ),
+        )
+        item = {"id": str(uuid.uuid4()), "taskId": "legacy", "capability": CAP, "description": "d", "priority": 5}
+        item |= {"offeredBy": "0" * 32, "offeredAt": "2026-01-01T00:00:00Z", "attempts": 0}
+        await js.publish("nmcp.work-old.work.python.5", json.dumps(item).encode())
+    async with service(tmp_path, nats_server, NATS_MCP_NAMESPACE="work-old") as w:
+        info = await w._conn.jetstream.stream_info(old.work_stream)
+        assert info.config.subjects == ["nmcp.work-old.work.>"]
+        assert (await w._conn.jetstream.stream_info(old.dlq_stream)).config.subjects == ["nmcp.work-old.dlq.>"]
+        bounded = (
+            await w.broadcast(caller("work-old"), task_id="b", description="d", capability=CAP, boundary="personal")
+        ).id
+        # a list pages across the boundaries of one priority in claim order: unbounded first
+        first = await w.views.list_items(CAP, limit=1)
+        assert [i.taskId for i in first.items] == ["legacy"] and first.next_cursor is not None
+        second = await w.views.list_items(CAP, limit=1, cursor=first.next_cursor)
+        assert [i.id for i in second.items] == [bounded] and second.next_cursor is None
+        got = await w.claim(caller("work-old"), CAP, max_items=5, timeout_ms=0)
+        assert [(i.taskId, i.boundary) for i in got] == [("legacy", None), ("b", "personal")] and got[1].id == bounded
+        # a message whose boundary is not its subject's was not written by us: never handed out
+        forged = {**item, "id": str(uuid.uuid4()), "taskId": "forged", "boundary": "corporate"}
+        await w._conn.jetstream.publish(w.layout.work_subject(CAP, 5, "personal"), json.dumps(forged).encode())
+        assert await w.claim(caller("work-old"), CAP, timeout_ms=0) == []

@@ -183,7 +183,7 @@ async def leftover_delivery(work: WorkService, seq: int) -> Delivery:
     """A claim's pull of the dead item's leftover message, once the lease of the claimer that died ran out."""
 
     async def pulled() -> list[Delivery]:
-        return await work._pull(CAP, 5, 1, wait_s=1.0)
+        return await work._pull(CAP, 5, None, 1, wait_s=1.0)
 
     [delivery] = await wait_for(pulled, timeout=10, message="the leftover message is delivered again")
     assert delivery.stream_seq == seq and delivery.delivered == 2

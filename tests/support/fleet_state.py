@@ -24,7 +24,14 @@ async def write_fleet_state(conn: NatsConnection, namespace: str) -> FleetStore:
         "targets",
         [
             {"name": "py", "capabilities": ["python"], "min": 0, "max": 2, "mechanism": "local"},
-            {"name": "docs", "capabilities": ["docs", "python"], "min": 0, "max": 1, "mechanism": "local"},
+            {
+                "name": "docs",
+                "capabilities": ["docs", "python"],
+                "min": 0,
+                "max": 1,
+                "mechanism": "local",
+                "boundaries": ["corporate"],
+            },
         ],
     )
     now = time.time()

@@ -47,8 +47,9 @@ class TsClient:
         found: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
         return found
 
-    def stdio(self, tmp_path: Path, nats_url: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
-        env = isolated_env(tmp_path, NATS_URL=nats_url)
+    def stdio(self, tmp_path: Path, nats_url: str, calls: list[dict[str, Any]], **extra: str) -> dict[str, Any]:
+        """``extra``: more environment of the server (settings)."""
+        env = isolated_env(tmp_path, NATS_URL=nats_url, **extra)
         spec = {"transport": "stdio", "command": nats_mcp_exe(), "args": ["serve"], "env": env, "cwd": str(tmp_path)}
         return self.run(tmp_path, {**spec, "calls": calls})
 

@@ -41,7 +41,7 @@ from nats_mcp.core.redact import redact
 from nats_mcp.observe import tracing
 from nats_mcp.security.guard import CallContext, Guard, Pool, Refused
 from nats_mcp.security.identity import local_principal
-from nats_mcp.security.needs import Needs, reads_capabilities, reads_channels, reads_reservations
+from nats_mcp.security.needs import Needs, reads_capabilities, reads_channels, reads_reservations, uses_queues
 from nats_mcp.security.policy import NatsScope
 from nats_mcp.security.principal import Principal
 
@@ -309,10 +309,12 @@ def build_server(
         readable = policy.capability_reader(call.principal) if reads_capabilities(needs) else None
         channels = policy.channel_reader(call.principal) if reads_channels(needs) else None
         reserved = policy.reservation_reader(call.principal) if reads_reservations(needs) else None
+        bounds = policy.boundary_reader(call.principal) if uses_queues(needs) else None  # work items' boundaries
 
         async def run() -> types.CallToolResult:
             with (
                 capscope.limited_to(readable),
+                capscope.boundaries_limited_to(bounds),
                 capscope.channels_limited_to(channels),
                 capscope.reservations_limited_to(reserved),
             ):

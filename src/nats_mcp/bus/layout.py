@@ -93,38 +93,64 @@ class Layout:
     # -- work queues, dead-letter queue ------------------------------------------------------------
     @property
     def work_stream(self) -> str:
-        """WorkQueue stream of every capability's items; one subject per (capability, priority)."""
+        """WorkQueue stream of every capability's items; one subject per (capability, priority[, boundary])."""
         return f"{PREFIX}_{self.namespace}_work"
 
     @property
     def work_subjects(self) -> str:
-        return f"{PREFIX}.{self.namespace}.work.*.*"
+        """Every work subject: ``work.<cap>.<prio>`` (unbounded items, the only form before boundaries existed, so a
+        stream and consumers made by an older version keep serving them) and ``work.<cap>.<prio>.<boundary>``."""
+        return f"{PREFIX}.{self.namespace}.work.>"
 
-    def work_subject(self, capability: str, priority: int | str = "*") -> str:
-        """``priority`` "*" gives the wildcard over every priority of the capability."""
-        if priority != "*" and not (isinstance(priority, int) and 1 <= priority <= 10):
+    def work_subject(self, capability: str, priority: int | str = "*", boundary: str | None = None) -> str:
+        """``priority`` "*" gives the wildcard over every priority and boundary of the capability."""
+        cap = validate_type_name(capability, "capability")
+        if priority == "*":
+            return f"{PREFIX}.{self.namespace}.work.{cap}.>"
+        if not (isinstance(priority, int) and 1 <= priority <= 10):
             raise ValueError("priority must be an integer from 1 to 10")
-        return f"{PREFIX}.{self.namespace}.work.{validate_type_name(capability, 'capability')}.{priority}"
+        tail = "" if boundary is None else "." + validate_name(boundary, "boundary")
+        return f"{PREFIX}.{self.namespace}.work.{cap}.{priority}{tail}"
 
-    def parse_work_subject(self, subject: str) -> tuple[str, int] | None:
-        """(capability, priority) of a work subject of this namespace, or None."""
+    def work_boundary_subjects(self, capability: str, boundary: str | None) -> str:
+        """The filter over every priority of one boundary of a capability (None: its unbounded items)."""
+        cap = validate_type_name(capability, "capability")
+        tail = "" if boundary is None else "." + validate_name(boundary, "boundary")
+        return f"{PREFIX}.{self.namespace}.work.{cap}.*{tail}"
+
+    def parse_work_subject(self, subject: str) -> tuple[str, int, str | None] | None:
+        """(capability, priority, boundary or None) of a work subject of this namespace, or None."""
         parts = subject.split(".")
-        if len(parts) != 5 or parts[:3] != [PREFIX, self.namespace, "work"] or not parts[4].isdigit():
+        if len(parts) not in (5, 6) or parts[:3] != [PREFIX, self.namespace, "work"] or not parts[4].isdigit():
             return None
         priority = int(parts[4])
-        return (parts[3], priority) if 1 <= priority <= 10 else None
+        return (parts[3], priority, parts[5] if len(parts) == 6 else None) if 1 <= priority <= 10 else None
 
     @staticmethod
-    def work_consumer(capability: str, priority: int) -> str:
-        """Durable pull consumer of one (capability, priority): filters never overlap, as a WorkQueue requires."""
-        return f"w_{validate_type_name(capability, 'capability')}_{priority}"
+    def work_consumer(capability: str, priority: int, boundary: str | None = None) -> str:
+        """Durable pull consumer of one (capability, priority, boundary): filters never overlap, as a WorkQueue
+        requires. Unbounded: ``w_<cap>_<prio>`` (the name older versions gave); bounded: ``wb_<boundary>_<cap>_<prio>``
+        (a boundary has no '_', so the name reads back unambiguously)."""
+        base = f"{validate_type_name(capability, 'capability')}_{priority}"
+        return f"w_{base}" if boundary is None else f"wb_{validate_name(boundary, 'boundary')}_{base}"
 
     @staticmethod
-    def parse_work_consumer(name: str) -> tuple[str, int] | None:
+    def parse_work_consumer(name: str) -> tuple[str, int, str | None] | None:
+        """(capability, priority, boundary or None) of a work consumer's name, or None."""
+        boundary: str | None = None
+        if name.startswith("wb_"):
+            boundary, _, name = name[3:].partition("_")
+            name = "w_" + name
         head, _, tail = name.rpartition("_")
-        if not head.startswith("w_") or not tail.isdigit() or not 1 <= int(tail) <= 10:
+        if (
+            not head.startswith("w_")
+            or len(head) < 3
+            or not tail.isdigit()
+            or not 1 <= int(tail) <= 10
+            or boundary == ""
+        ):
             return None
-        return head[2:], int(tail)
+        return head[2:], int(tail), boundary
 
     @property
     def work_state_bucket(self) -> str:
@@ -169,11 +195,23 @@ class Layout:
     def dlq_stream(self) -> str:
         return f"{PREFIX}_{self.namespace}_dlq"
 
-    def dlq_subject(self, capability: str = "*", item_id: str = "*") -> str:
+    @property
+    def dlq_subjects(self) -> str:
+        """Every DLQ subject: ``dlq.<cap>.<id>`` (the only form before boundaries existed) and, for an item of a work
+        boundary, ``dlq.<cap>.<id>.<boundary>`` (so counts per capability can leave a boundary out)."""
+        return f"{PREFIX}.{self.namespace}.dlq.>"
+
+    def dlq_subject(self, capability: str = "*", item_id: str = "*", boundary: str | None = None) -> str:
         """One subject per dead-lettered item, so an entry is created at most once and found by id."""
         cap = capability if capability == "*" else validate_type_name(capability, "capability")
         item = item_id if item_id == "*" else validate_uuid(item_id, "itemId")
-        return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}"
+        tail = "" if boundary is None else "." + validate_name(boundary, "boundary")
+        return f"{PREFIX}.{self.namespace}.dlq.{cap}.{item}{tail}"
+
+    def dlq_filter(self, capability: str | None = None) -> str:
+        """Every entry of one capability (None: of all), whatever its boundary."""
+        cap = "*" if capability is None else validate_type_name(capability, "capability")
+        return f"{PREFIX}.{self.namespace}.dlq.{cap}.>"
 
     # -- tool calls of MCP sessions, kept to answer a resend (coord/replay.py) ----------------------
     @property

@@ -215,7 +215,7 @@ def _work(lists: Grants, scope: Scope, domain: str | None) -> None:
     lists.allow_pub(f"{api}.CONSUMER.DURABLE.CREATE.{events}.{Layout.MOVER_CONSUMER}", "the work-events consumer")
     lists.allow_pub(f"{api}.CONSUMER.MSG.NEXT.{events}.{Layout.MOVER_CONSUMER}", "take work events")
     _acks(lists, events, Layout.MOVER_CONSUMER, "settle work events", domain)
-    lists.allow_pub(lay.dlq_subject(), f"dead-letter work items of {ns}")
+    lists.allow_pub(lay.dlq_subjects, f"dead-letter work items of {ns}")
     lists.allow_pub(f"{api}.STREAM.INFO.{dlq}", "open the DLQ; counts per capability")
     lists.allow_pub(f"{api}.DIRECT.GET.{dlq}", "list DLQ entries")
     lists.allow_pub(f"{api}.STREAM.MSG.GET.{dlq}", "find a DLQ entry by item id")

@@ -110,7 +110,7 @@ def work_stream(layout: Layout, *, max_bytes: int | None) -> StreamConfig:
     """The WorkQueue stream of a namespace's work items; ``max_bytes`` 0 or None means unlimited."""
     return stream_config(
         name=layout.work_stream,
-        description=f"work queues of namespace {layout.namespace}: one subject per capability and priority",
+        description=f"work queues of namespace {layout.namespace}: one subject per capability, priority and boundary",
         subjects=[layout.work_subjects],
         storage=StorageType.FILE,
         retention=RetentionPolicy.WORK_QUEUE,
@@ -140,7 +140,7 @@ def dlq_stream(layout: Layout, *, ttl_s: float) -> StreamConfig:
     return stream_config(
         name=layout.dlq_stream,
         description=f"dead-lettered work items of namespace {layout.namespace}",
-        subjects=[layout.dlq_subject()],
+        subjects=[layout.dlq_subjects],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         max_age=ttl_s,
@@ -166,12 +166,18 @@ def mover_consumer(layout: Layout) -> ConsumerConfig:
 
 
 def work_consumer(
-    layout: Layout, capability: str, priority: int, *, ack_wait_s: float, max_deliver: int
+    layout: Layout,
+    capability: str,
+    priority: int,
+    *,
+    ack_wait_s: float,
+    max_deliver: int,
+    boundary: str | None = None,
 ) -> ConsumerConfig:
-    """The durable pull consumer of one (capability, priority) of the work stream."""
+    """The durable pull consumer of one (capability, priority, boundary) of the work stream."""
     return ConsumerConfig(
-        durable_name=Layout.work_consumer(capability, priority),
-        filter_subject=layout.work_subject(capability, priority),
+        durable_name=Layout.work_consumer(capability, priority, boundary),
+        filter_subject=layout.work_subject(capability, priority, boundary),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait_s,

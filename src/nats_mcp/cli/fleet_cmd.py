@@ -195,7 +195,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
     """Read only: a namespace without the fleet bucket reads as no fleet (the bucket is not created)."""
     from nats_mcp.bus.connection import NatsConnection
     from nats_mcp.bus.layout import Layout
-    from nats_mcp.fleet.view import read_fleet
+    from nats_mcp.fleet.view import pending_for, read_fleet
 
     conn = NatsConnection(settings)
     conn.start()
@@ -206,22 +206,27 @@ async def _status(settings: Settings) -> dict[str, Any]:
         fleet = await read_fleet(conn, layout, time.time())
         if fleet is None:
             return {"namespace": layout.namespace, "fleet": False, "message": NO_FLEET}
-        pending = await _pending(conn, settings)
+        queues = await _queues(conn, settings)
     finally:
         await conn.close()
-    waiting = {cap: q["pending"] for cap, q in pending.items()}
+    pending: dict[str, dict[str, int]] = {}
+    for (capability, _), (waiting, taken) in queues.items():
+        counts = pending.setdefault(capability, {"pending": 0, "inFlight": 0})
+        counts["pending"] += waiting
+        counts["inFlight"] += taken
     for target in fleet["targets"]:  # the view counted none: the queues were read after it
-        target["pending"] = sum(waiting.get(c, 0) for c in target["capabilities"])
+        target["pending"] = pending_for(target, queues)
     return {"namespace": layout.namespace, "fleet": True, **fleet, "pending": pending}
 
 
-async def _pending(conn: Any, settings: Settings) -> dict[str, dict[str, int]]:
+async def _queues(conn: Any, settings: Settings) -> dict[tuple[str, str | None], tuple[int, int]]:
+    """(pending, in flight) per (capability, work boundary), every boundary (the people's view, as the dashboard's)."""
     from nats_mcp.bus.layout import Layout
     from nats_mcp.coord.work.service import WorkService
     from nats_mcp.coord.work.views import WorkViews
 
     views = WorkViews(WorkService(conn, settings, Layout(settings.resolved_namespace)))
-    return {q.capability: {"pending": q.pending, "inFlight": q.inFlight} for q in await views.status()}
+    return await views.boundary_counts()
 
 
 @app.command("status")

@@ -1,9 +1,12 @@
-"""The read-scope boundary: which capabilities' queues and which channels the running call may see, set per call.
+"""The read-scope boundary: which capabilities' queues, work boundaries and channels the running call may see, per call.
 
 Queue status and dead-letter listings without a capability argument span every capability of the namespace;
 the server narrows them to what the caller's policy grants (a claim or broadcast grant) around each such
 call. Channel status without a channel argument likewise shows only the channels the policy lets the caller
-read, and a reservation listing only the reservations of paths the policy lets the caller reserve. Contextvars,
+read, and a reservation listing only the reservations of paths the policy lets the caller reserve. Work items of a
+boundary (``corporate``, ``personal``, ...) are seen and taken only by a caller the policy grants that boundary for
+the item's capability, in every work call: a claim pulls only from the consumers of such boundaries, a listing, a
+status count or a lookup leaves the others out as if they did not exist. Contextvars,
 so concurrent calls never see each other's scope; unset (the CLI, the dashboard, tests of the domain) means
 every capability, channel and reservation.
 """
@@ -15,10 +18,13 @@ import contextvars
 from collections.abc import Callable, Iterator
 
 Readable = Callable[[str], bool]
+BoundaryReader = Callable[[str, str, bool], bool]
+"""(capability, boundary, take) -> whether the caller may see (take False) or claim (take True) such items."""
 
 _readable: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_caps", default=None)
 _channels: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_chans", default=None)
 _reserved: contextvars.ContextVar[Readable | None] = contextvars.ContextVar("nats_mcp_readable_resv", default=None)
+_bounds: contextvars.ContextVar[BoundaryReader | None] = contextvars.ContextVar("nats_mcp_bounds", default=None)
 
 
 def visible(capability: str) -> bool:
@@ -72,3 +78,27 @@ def reservations_limited_to(readable: Readable | None) -> Iterator[None]:
         yield
     finally:
         _reserved.reset(token)
+
+
+def boundary_visible(capability: str, boundary: str | None, *, take: bool = False) -> bool:
+    """Whether the running call may see (``take``: claim) items of ``capability`` in ``boundary`` (None: unbounded
+    items, which every caller of the capability may see and take)."""
+    if boundary is None:
+        return True
+    reader = _bounds.get()
+    return reader is None or reader(capability, boundary, take)
+
+
+def boundaries_narrowed() -> bool:
+    """Whether some boundaries may be hidden from the running call (a count must then leave their items out)."""
+    return _bounds.get() is not None
+
+
+@contextlib.contextmanager
+def boundaries_limited_to(reader: BoundaryReader | None) -> Iterator[None]:
+    """Within the block, only items of boundaries ``reader`` accepts are visible (None: every boundary)."""
+    token = _bounds.set(reader)
+    try:
+        yield
+    finally:
+        _bounds.reset(token)

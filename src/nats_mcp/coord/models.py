@@ -102,6 +102,8 @@ class WorkItem(_Model):
     id: str
     taskId: str
     capability: str
+    boundary: str | None = None
+    """The work boundary the item belongs to (e.g. corporate); None: unbounded, any taker of the capability."""
     description: str
     priority: int
     offeredBy: str

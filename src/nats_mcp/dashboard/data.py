@@ -29,7 +29,7 @@ from nats_mcp.coord.work.service import WorkService
 from nats_mcp.core.redact import redact
 from nats_mcp.dashboard.audit_feed import AgentsOf, AuditFeed, audit_source
 from nats_mcp.dashboard.blocked import blocked_work
-from nats_mcp.dashboard.fleet import fleet_panel, with_pending
+from nats_mcp.dashboard.fleet import fleet_panel
 
 log = logging.getLogger("nats_mcp.dashboard")
 
@@ -112,7 +112,7 @@ class Dashboard:
             part("queues", self._queues(), []),
             part("blocked work", blocked_work(self.work), {"total": 0, "shown": []}),
             part("reservations", self._reservations(), []),
-            part("fleet", fleet_panel(self.conn, self.layout, self._clock()), None),
+            part("fleet", fleet_panel(self.conn, self.layout, self._clock(), self.work.views.boundary_counts), None),
             part("audit", self.audit.refresh(), None, needs_nats=self.audit.source == "stream"),
         )
         if not connected:
@@ -129,7 +129,7 @@ class Dashboard:
             "queues": queues,
             "blocked": blocked,
             "reservations": reservations,
-            "fleet": with_pending(fleet, queues),
+            "fleet": fleet,
             "security": self.audit.security(agents_of),
             "traffic": self.audit.traffic(agents_of=agents_of),
             "errors": errors,

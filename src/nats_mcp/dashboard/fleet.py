@@ -6,24 +6,31 @@ coordinator has run shows an empty panel (``None``), not an error.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
-from nats_mcp.fleet.view import read_fleet
+from nats_mcp.fleet.decide import Queues
+from nats_mcp.fleet.view import pending_for, read_fleet
 
 DECISIONS_SHOWN = 10
 REASON_CHARS = 200
 """A decision's reason is the coordinator's own text, but it may quote a mechanism's error: kept short."""
 
 
-async def fleet_panel(conn: NatsConnection, layout: Layout, now: float) -> dict[str, Any] | None:
-    """The fleet of the namespace (targets, leader, the last decisions newest first), or None when there is none."""
+async def fleet_panel(
+    conn: NatsConnection, layout: Layout, now: float, queues: Callable[[], Awaitable[Queues]]
+) -> dict[str, Any] | None:
+    """The fleet of the namespace (targets with the pending work each may take, leader, the last decisions newest
+    first), or None when there is none; ``queues`` is read only when there is a fleet."""
     fleet = await read_fleet(conn, layout, now, recent=DECISIONS_SHOWN)
     if fleet is None:
         return None
+    counts = await queues()
     for target in fleet["targets"]:
         target.pop("instances", None)  # the counts are the panel; `nats-mcp fleet status` lists them
+        target["pending"] = pending_for(target, counts)
     fleet["decisions"] = [
         {
             "at": d["at"],
@@ -35,13 +42,4 @@ async def fleet_panel(conn: NatsConnection, layout: Layout, now: float) -> dict[
         }
         for d in reversed(fleet["decisions"])
     ]
-    return fleet
-
-
-def with_pending(fleet: dict[str, Any] | None, queues: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Each target's pending items from the queue counts of the same snapshot (read once for both panels)."""
-    if fleet is not None:
-        waiting = {q["capability"]: q["pending"] for q in queues}
-        for target in fleet["targets"]:
-            target["pending"] = sum(waiting.get(c, 0) for c in target.get("capabilities", []))
     return fleet

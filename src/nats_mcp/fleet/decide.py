@@ -8,10 +8,13 @@ a crash backoff runs, and gives every decision its reason.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 Action = Literal["start", "stop"]
+Queues = Mapping[tuple[str, str | None], tuple[int, int]]
+"""(pending, in flight) per (capability, work boundary or None for unbounded items), as the queues count them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,9 @@ class TargetView:
     """Since when nothing was pending or in flight for the target (None: busy now)."""
     backoff_until: float = 0.0
     """No start before this (a crash backoff)."""
+    bounded_pending: int = 0
+    """The part of ``pending`` in work boundaries: agents the fleet did not start may lack those, so they do not
+    count against it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +61,28 @@ class Decision:
     """The instance to stop (None for a start: the mechanism names the new one)."""
 
 
+def takes(boundaries: Sequence[str], boundary: str | None) -> bool:
+    """Whether a target declaring ``boundaries`` may take items of ``boundary`` (None: unbounded, any target)."""
+    return boundary is None or "*" in boundaries or boundary in boundaries
+
+
+def work_for(capabilities: Sequence[str], boundaries: Sequence[str], queues: Queues) -> tuple[int, int, int]:
+    """(pending, in flight, pending in boundaries) over a target's capabilities and only the boundaries it may take:
+    work of any other boundary never asks for (or keeps) one of its instances."""
+    pending = in_flight = bounded = 0
+    for (capability, boundary), (waiting, taken) in queues.items():
+        if capability in capabilities and takes(boundaries, boundary):
+            pending, in_flight = pending + waiting, in_flight + taken
+            bounded += waiting if boundary is not None else 0
+    return pending, in_flight, bounded
+
+
 def wanted(view: TargetView) -> int:
     """How many instances the target should have for its pending work, before idleness is considered."""
-    need = math.ceil(view.pending / view.pending_per_agent) - view.others_online if view.pending > 0 else 0
+    need = 0
+    if view.pending > 0:
+        need = math.ceil(view.pending / view.pending_per_agent) - view.others_online
+        need = max(need, math.ceil(view.bounded_pending / view.pending_per_agent))
     return min(max(need, view.min), view.max)
 
 

@@ -2,7 +2,8 @@
 
 Any number of processes run it; the one holding the KV lease (``lock.fleet``, renewed every round, expiring after
 ``lease_ttl_s``) acts, the others wait to take over. Each round the leader reads its instances from KV, the queues'
-pending and in-flight counts (``WorkViews.status``, the same read as ``warp_work_queue_status``) and the registry's
+pending and in-flight counts per capability and work boundary (``WorkViews.boundary_counts``, the read behind
+``warp_work_queue_status``: a target counts only the boundaries it may take) and the registry's
 presence (``discover``); it reaps instances that ended (a crash sets the target's backoff), feeds one
 :class:`~nats_mcp.fleet.decide.TargetView` per target to the pure :func:`~nats_mcp.fleet.decide.decide`, applies
 the starts and stops, and writes every decision to KV, the audit log and the metrics, with its reason.
@@ -17,13 +18,12 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass
 
 from nats_mcp.coord.context import Caller, owner_key
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.coord.work.views import WorkViews
 from nats_mcp.core.aiotasks import stop_task
-from nats_mcp.fleet.decide import Decision, Instance, TargetView, backoff_s, decide
+from nats_mcp.fleet.decide import Decision, Instance, Queues, TargetView, backoff_s, decide, work_for
 from nats_mcp.fleet.mechanism import Exit, Mechanism, MechanismError, StartSpec
 from nats_mcp.fleet.metrics import FleetMetrics
 from nats_mcp.fleet.state import DecisionRecord, FleetStore, InstanceRecord, TargetState
@@ -33,12 +33,6 @@ from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 log = logging.getLogger("nats_mcp.fleet")
 
 DISCOVER_PAGE = 100
-
-
-@dataclass
-class Queue:
-    pending: int = 0
-    in_flight: int = 0
 
 
 class FleetEngine:
@@ -150,8 +144,8 @@ class FleetEngine:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    async def _queues(self) -> dict[str, Queue]:
-        return {q.capability: Queue(q.pending, q.inFlight) for q in await self.views.status()}
+    async def _queues(self) -> Queues:
+        return await self.views.boundary_counts()
 
     async def _online(self, capabilities: list[str]) -> set[str]:
         """GUIDs of agents with one of ``capabilities`` whose registry presence reads online (or busy, away)."""
@@ -171,7 +165,7 @@ class FleetEngine:
     # -- one target --------------------------------------------------------------------------------
 
     async def _target_round(
-        self, target: Target, records: list[InstanceRecord], queues: dict[str, Queue]
+        self, target: Target, records: list[InstanceRecord], queues: Queues
     ) -> list[DecisionRecord]:
         now = time.time()
         st = await self.store.target_state(target.name)
@@ -184,8 +178,7 @@ class FleetEngine:
                 live.append(record)
             else:
                 done.append(ended)
-        pending = sum(queues.get(c, Queue()).pending for c in target.capabilities)
-        in_flight = sum(queues.get(c, Queue()).in_flight for c in target.capabilities)
+        pending, in_flight, bounded = work_for(target.capabilities, target.boundaries, queues)
         if pending or in_flight:
             st.idle_since = None
         elif st.idle_since is None:
@@ -204,6 +197,7 @@ class FleetEngine:
             others_online=len(online - ours),
             idle_since=st.idle_since,
             backoff_until=st.backoff_until,
+            bounded_pending=bounded,
         )
         decisions = decide(view, now)
         # Stops run together (each may wait for an agent to finish its item); starts one by one, each recorded first.
@@ -310,6 +304,7 @@ def _summary(target: Target) -> dict[str, object]:
         "min": target.min,
         "max": target.max,
         "mechanism": target.mechanism,
+        "boundaries": target.boundaries,
     }
 
 

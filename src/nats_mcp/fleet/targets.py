@@ -6,6 +6,7 @@ A targets file::
     targets:
       - name: py-workers
         capabilities: [python]          # queues this target serves (pending there asks for agents)
+        boundaries: [open-source]       # work boundaries it may take ('*': all; default []: unbounded items only)
         min: 0                          # instances kept even when idle
         max: 2                          # never more, counting instances still starting
         pendingPerAgent: 5              # start another agent while pending / live agents is above this
@@ -67,6 +68,8 @@ class Target(_Model):
 
     name: str
     capabilities: list[str] = Field(min_length=1)
+    boundaries: list[str] = Field(default_factory=list)
+    """Work boundaries whose items its agents may take ('*': every one); pending items of others never start it."""
     min: int = Field(default=0, ge=0)
     max: int = Field(ge=1, le=1000)
     pending_per_agent: int = Field(default=1, ge=1, alias="pendingPerAgent")
@@ -95,6 +98,9 @@ class Target(_Model):
             validate_name(self.name, "target name")
             for cap in self.capabilities:
                 validate_type_name(cap, "capability")
+            for boundary in self.boundaries:
+                if boundary != "*":
+                    validate_name(boundary, "boundary")
         except InvalidNameError as exc:
             raise ValueError(str(exc)) from None
         if self.min > self.max:

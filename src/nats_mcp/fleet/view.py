@@ -17,22 +17,29 @@ import nats.js.errors
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import ResourceNotFound
 from nats_mcp.bus.layout import Layout
+from nats_mcp.fleet.decide import Queues, work_for
 from nats_mcp.fleet.state import LEASE_NAME, FleetStore
 
 RECENT_DECISIONS = 20
+
+
+def pending_for(target: Mapping[str, Any], queues: Queues) -> int:
+    """Queued items a target (its summary as stored) may take: over its capabilities and only the work boundaries it
+    declares, as the coordinator's decisions count them."""
+    return work_for(target.get("capabilities", []), target.get("boundaries", []), queues)[0]
 
 
 async def read_fleet(
     conn: NatsConnection,
     layout: Layout,
     now: float,
-    pending: Mapping[str, int] | None = None,
+    queues: Queues | None = None,
     *,
     recent: int = RECENT_DECISIONS,
 ) -> dict[str, Any] | None:
     """The fleet of ``layout``'s namespace as of ``now``, or None when no coordinator has run there (no bucket, or
-    the empty one provisioning made). ``pending``: queued items per capability, summed per target over its
-    capabilities."""
+    the empty one provisioning made). ``queues``: (pending, in flight) per (capability, boundary), each target's
+    pending counted as the coordinator counts it (:func:`pending_for`)."""
     store = FleetStore(conn, layout, 3.0, create=False)
     try:
         kv = await store.bucket.kv()
@@ -50,7 +57,6 @@ async def read_fleet(
         lease = json.loads(entry.value or b"null")
     except (nats.js.errors.KeyNotFoundError, ValueError):
         lease = None  # released (a clean stop) or never taken
-    waiting = pending or {}
     shown = []
     for t in targets:
         mine = [r for r in instances if r.target == t.get("name")]
@@ -59,7 +65,7 @@ async def read_fleet(
                 **t,
                 "live": sum(1 for r in mine if r.state == "running"),
                 "starting": sum(1 for r in mine if r.state == "starting"),
-                "pending": sum(waiting.get(c, 0) for c in t.get("capabilities", [])),
+                "pending": pending_for(t, queues or {}),
                 "instances": [
                     {
                         "id": r.id,

@@ -47,10 +47,12 @@ class ChannelRead:
 @dataclass(frozen=True)
 class CapabilityUse:
     """Broadcasting to or claiming from the queue of the capability named by ``arg`` (required): a role must grant
-    ``capabilities.<action>`` for it."""
+    ``capabilities.<action>`` for it; with ``boundary``, the work boundary that argument names (when given) too,
+    in ``capabilities.boundaries`` of the same role."""
 
     arg: str
     action: Literal["broadcast", "claim"]
+    boundary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ def reads_reservations(needs: Needs) -> bool:
 
 def reads_capabilities(needs: Needs) -> bool:
     return any(isinstance(n, CapabilityRead) for n in needs)
+
+
+def uses_queues(needs: Needs) -> bool:
+    """Whether the tool reads or takes work items (and so sees only the work boundaries its caller is granted)."""
+    return any(isinstance(n, CapabilityRead | CapabilityUse) for n in needs)
 
 
 class UndeclaredNeed(ValueError):

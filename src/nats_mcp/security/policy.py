@@ -11,6 +11,7 @@ A policy file::
         namespaces: ["team-a"]         # where the role may act
         channels: {read: ["*"], send: ["general", "dev-*"]}
         capabilities: {broadcast: ["*"], claim: ["python", "review"]}   # reading a queue needs either
+                                       # + boundaries: [corporate]: work boundaries ('*': all; none: unbounded only)
         admin: []                      # admin operations: dlq (retry, discard), dashboard (the web page, top),
                                        # reservations (force-release anyone's)
         reservations: ["src/**"]       # project paths and globs the role may reserve (empty: none)
@@ -88,6 +89,26 @@ class ReadSend(_Model):
 class BroadcastClaim(_Model):
     broadcast: list[str] = Field(default_factory=list)
     claim: list[str] = Field(default_factory=list)
+    boundaries: list[str] = Field(default_factory=list)
+    """Globs of the boundaries whose items the grants reach; empty (the default): unbounded items only, as before."""
+
+    @model_validator(mode="after")
+    def _boundary_globs(self) -> BroadcastClaim:
+        bad = [b for b in self.boundaries if not _BOUNDARY_GLOB.match(b)]
+        if bad:
+            raise ValueError(f"boundaries are names (a-z, 0-9, '-') or globs with '*': {', '.join(bad)}")
+        return self
+
+    def takes(self, capability: str, boundary: str, action: Literal["broadcast", "claim", "read"]) -> bool:
+        """Whether this grant reaches ``capability``'s items in ``boundary`` for ``action`` (read: either)."""
+        if not _any(self.boundaries, boundary):
+            return False
+        if action == "read":
+            return _any(self.claim, capability) or _any(self.broadcast, capability)
+        return _any(getattr(self, action), capability)
+
+
+_BOUNDARY_GLOB = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
 
 
 NatsRW = Literal["read", "write"]
@@ -199,7 +220,7 @@ BUILTIN = PolicyDoc(
             tools=["*"],
             namespaces=["*"],
             channels=ReadSend(read=["*"], send=["*"]),
-            capabilities=BroadcastClaim(broadcast=["*"], claim=["*"]),
+            capabilities=BroadcastClaim(broadcast=["*"], claim=["*"], boundaries=["*"]),
             admin=["dlq", "dashboard", "reservations"],  # the quick start's key may open the dashboard; a policy
             reservations=["**"],  # file decides
         )
@@ -309,6 +330,14 @@ class Policy:
             return None
         return functools.partial(self.capability_readable, p, roles=roles)
 
+    def boundary_reader(self, p: Principal) -> Callable[[str, str, bool], bool] | None:
+        """Which work boundaries' items ``p`` may see (take False) or claim (take True), per capability: those a role
+        grants beside the capability (None: every one, as '*' in each role that grants any capability says)."""
+        roles = [r for r in self.roles_of(p) if r.capabilities.claim or r.capabilities.broadcast]
+        if all("*" in r.capabilities.boundaries for r in roles):
+            return None
+        return lambda cap, bnd, take: any(r.capabilities.takes(cap, bnd, "claim" if take else "read") for r in roles)
+
     def reservation_reader(self, p: Principal) -> Callable[[str], bool] | None:
         """Which reservations ``p`` may see: those of resources overlapping a glob it may reserve (None: all, as a
         ``**`` grant says)."""
@@ -375,6 +404,9 @@ class Policy:
             capability = str(arguments.get(need.arg))
             if not any(_any(getattr(r.capabilities, need.action), capability) for r in roles):
                 return Decision(False, f"the policy does not allow {need.action} for capability {capability}")
+            bnd = arguments.get(need.boundary) if need.boundary is not None else None
+            if bnd is not None and not any(r.capabilities.takes(capability, str(bnd), need.action) for r in roles):
+                return Decision(False, f"the policy does not allow {need.action} for {capability} in boundary {bnd}")
         elif isinstance(need, CapabilityRead):
             queue = arguments.get(need.arg)
             if queue is not None and not self.capability_readable(p, str(queue), roles):

@@ -103,7 +103,7 @@ OLD_TABLES: dict[str, Needs] = {
     "channels_read": (ChannelRead("channel"), Waits("waitMs", 0, pool="read_waits")),  # waitMs: issue 23
     "messages_read_direct": (Waits("waitMs", 0, pool="read_waits"),),
     "channels_status": (ChannelRead("channel"),),
-    "work_broadcast": (CapabilityUse("requiredCapability", "broadcast"),),
+    "work_broadcast": (CapabilityUse("requiredCapability", "broadcast", boundary="boundary"),),
     "work_claim": (CapabilityUse("capability", "claim"), Waits("timeout", 5000)),
     "work_claim_batch": (CapabilityUse("capability", "claim"), Waits("timeout", 5000)),
     "work_list": (CapabilityRead("capability"),),

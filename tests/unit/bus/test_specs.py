@@ -60,8 +60,8 @@ def test_inbox_stream() -> None:
 def test_work_stream() -> None:
     want = StreamConfig(
         name="nmcp_team_work",
-        description="work queues of namespace team: one subject per capability and priority",
-        subjects=["nmcp.team.work.*.*"],
+        description="work queues of namespace team: one subject per capability, priority and boundary",
+        subjects=["nmcp.team.work.>"],
         storage=StorageType.FILE,
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=120.0,
@@ -90,7 +90,7 @@ def test_dlq_stream() -> None:
     assert specs.dlq_stream(LAY, ttl_s=604800.0) == StreamConfig(
         name="nmcp_team_dlq",
         description="dead-lettered work items of namespace team",
-        subjects=["nmcp.team.dlq.*.*"],
+        subjects=["nmcp.team.dlq.>"],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         max_age=604800.0,

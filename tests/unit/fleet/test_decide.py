@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nats_mcp.fleet.decide import Instance, TargetView, backoff_s, decide, wanted
+from nats_mcp.fleet.decide import Instance, Queues, TargetView, backoff_s, decide, takes, wanted, work_for
 
 NOW = 1_000.0
 
@@ -102,3 +102,53 @@ def test_examples() -> None:
 
 def test_backoff_doubles_and_caps() -> None:
     assert [backoff_s(n, 1, 5) for n in range(5)] == [0, 1, 2, 4, 5]
+
+
+# -- work boundaries: a target starts only for work it may take ---------------------------------------------------
+
+CAPS, BOUNDS = ("python", "rust"), (None, "corporate", "personal")
+
+
+def _for(capabilities: list[str], boundaries: list[str], queues: Queues, **kw: object) -> TargetView:
+    pending, in_flight, bounded = work_for(capabilities, boundaries, queues)
+    return _view(pending=pending, in_flight=in_flight, bounded_pending=bounded, **kw)
+
+
+@st.composite
+def bounded(draw: st.DrawFn) -> tuple[list[str], list[str], Queues, int, int]:
+    queues = {
+        (c, b): (draw(st.integers(0, 6)), draw(st.integers(0, 2))) for c in CAPS for b in BOUNDS if draw(st.booleans())
+    }
+    caps = draw(st.lists(st.sampled_from(CAPS), min_size=1, unique=True))
+    bounds = draw(st.lists(st.sampled_from(["corporate", "personal", "*"]), unique=True))
+    return caps, bounds, queues, draw(st.integers(1, 4)), draw(st.integers(0, 3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(bounded())
+def test_a_target_never_starts_for_a_boundary_it_may_not_take(
+    case: tuple[list[str], list[str], Queues, int, int],
+) -> None:
+    caps, bounds, queues, most, others = case
+    view = _for(caps, bounds, queues, max=most, others_online=others)
+    starts = [d for d in decide(view, NOW) if d.action == "start"]
+    mine = {k: v for k, v in queues.items() if k[0] in caps and takes(bounds, k[1])}
+    # work it may not take changes nothing: the decisions are those without it
+    assert decide(_for(caps, bounds, mine, max=most, others_online=others), NOW) == decide(view, NOW)
+    if not any(waiting for waiting, _ in mine.values()):
+        assert starts == [], "no pending work it may take: no start"
+    # agents the fleet did not start may lack the boundary: they never stand in for its bounded work
+    if any(waiting for (_, b), (waiting, _) in mine.items() if b is not None):
+        assert starts
+
+
+def test_a_pending_corporate_item_starts_only_the_corporate_target() -> None:
+    queues: Queues = {("python", "corporate"): (1, 0), ("python", None): (0, 0)}
+    corporate, plain = _for(["python"], ["corporate"], queues), _for(["python"], [], queues)
+    assert [d.action for d in decide(corporate, NOW)] == ["start"] and decide(plain, NOW) == []
+    assert [d.action for d in decide(_for(["python"], ["*"], queues), NOW)] == ["start"]
+    # someone's online python agent (maybe without corporate) does not cover it; it does cover unbounded work
+    assert wanted(_for(["python"], ["corporate"], queues, others_online=1)) == 1
+    assert wanted(_for(["python"], [], {("python", None): (1, 0)}, others_online=1)) == 0
+    # in flight in a boundary it may not take: not its work, so it may go idle
+    assert work_for(["python"], [], {("python", "corporate"): (0, 2)}) == (0, 0, 0)

@@ -37,6 +37,11 @@ def test_valid_file_and_secrets_read_at_start(tmp_path: Path) -> None:
     doc = parse_targets(GOOD.replace("SECRET_FILE", str(secret)))
     (target,) = doc.targets
     assert (target.name, target.min, target.max, target.mechanism) == ("py", 0, 2, "local")
+    assert target.boundaries == []  # unbounded work only
+    assert parse_targets(_with(**{"[python]": "[python]\n    boundaries: [corporate, '*']"})).targets[0].boundaries == [
+        "corporate",
+        "*",
+    ]
     assert target.local is not None
     env = resolve_env(target.local, {"MY_TOKEN": "tok"})
     assert env == {"WORK_MS": "5", "API_TOKEN": "tok", "DB_PASSWORD": "s3cret"}
@@ -59,6 +64,7 @@ def test_valid_file_and_secrets_read_at_start(tmp_path: Path) -> None:
         ({"{agent_name}": "{password}"}, "command placeholder {password} unknown"),
         ({"name: py": "name: Py_x"}, "invalid target name"),
         ({"[python]": "[]"}, "capabilities"),
+        ({"[python]": "[python]\n    boundaries: [Corp.x]"}, "invalid boundary"),
         ({'{value: "5"}': '{value: "5", fromEnv: X}'}, "exactly one of value, fromEnv, fromFile"),
         ({"version: 1": "version: 2"}, "version"),
         ({"    local:\n": "    lokal:\n"}, "lokal"),

@@ -67,7 +67,9 @@ async def dlq_list(c: Coordinator, _caller: Caller, a: DlqListArgs) -> Rendered:
     for e in page.items:
         errors = "\n".join(f"  - {err}" for err in e.errors[-5:])
         blocks.append(
-            f"- **{e.workItem.taskId}** `{e.id}` ({e.workItem.capability}): {e.reason} after "
+            f"- **{e.workItem.taskId}** `{e.id}` ({e.workItem.capability}"
+            + (f", boundary {e.workItem.boundary}" if e.workItem.boundary else "")
+            + f"): {e.reason} after "
             f"{e.attempts} attempt(s), {e.failedAt}" + (f"\n{errors}" if errors else "")
         )
     total = f" of {page.total}" if page.total is not None else ""

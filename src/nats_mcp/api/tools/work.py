@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from nats_mcp.api.schema import CapabilityName, UuidStr
+from nats_mcp.api.schema import CapabilityName, NameStr, UuidStr
 from nats_mcp.api.tools.base import Args, Out, Rendered, ToolSpec, more_hint
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.models import QueueStatus, Scope, WorkItem
@@ -38,6 +38,10 @@ class BroadcastArgs(Args):
         min_length=1,
         max_length=50,
         description="Up to 50 existing item ids: blocked until all complete; dead-lettered if one fails.",
+    )
+    boundary: NameStr | None = Field(
+        default=None,
+        description="Only agents granted this boundary (e.g. corporate) see and claim the item; omitted: any agent.",
     )
 
 
@@ -105,6 +109,7 @@ class BroadcastOut(Out):
     workItemId: str
     taskId: str
     capability: str
+    boundary: str | None
     priority: int
     deadline: str | None
     status: Literal["pending", "blocked"]
@@ -145,6 +150,7 @@ class WorkGetOut(Out):
     workItemId: str
     status: Literal["pending", "blocked", "claimed", "completed", "dead", "cancelled"]
     capability: str | None
+    boundary: str | None
     taskId: str | None
     offeredBy: str | None
     dependsOn: list[str]
@@ -174,7 +180,8 @@ class QueueStatusOut(Out):
 
 def _item_text(item: WorkItem) -> str:
     lines = [
-        f"**{item.taskId}** · `{item.id}` · priority {item.priority} · attempt {item.attempts}",
+        f"**{item.taskId}** · `{item.id}` · priority {item.priority} · attempt {item.attempts}"
+        + (f" · boundary {item.boundary}" if item.boundary else ""),
         f"Offered by `{item.offeredBy}` at {item.offeredAt}"
         + (f" · deadline {item.deadline}" if item.deadline else ""),
     ]
@@ -202,20 +209,23 @@ async def work_broadcast(c: Coordinator, caller: Caller, a: BroadcastArgs) -> Re
         context_data=a.contextData,
         scope=a.scope,
         depends_on=a.dependsOn,
+        boundary=a.boundary,
     )
     out = BroadcastOut(
         workItemId=item.id,
         taskId=item.taskId,
         capability=item.capability,
+        boundary=item.boundary,
         priority=item.priority,
         deadline=item.deadline,
         status="blocked" if item.dependsOn else "pending",
     )
     due = f", deadline {item.deadline}" if item.deadline else ""
     waits = f", blocked until {len(item.dependsOn)} item(s) complete" if item.dependsOn else ""
+    bound = f" in boundary **{item.boundary}**" if item.boundary else ""
     return (
         out,
-        f"Work item `{item.id}` ({item.taskId}) queued for **{item.capability}** at priority {item.priority}"
+        f"Work item `{item.id}` ({item.taskId}) queued for **{item.capability}**{bound} at priority {item.priority}"
         f"{due}{waits}. Follow it with warp_work_get.",
     )
 
@@ -283,6 +293,7 @@ async def work_list(c: Coordinator, _caller: Caller, a: WorkListArgs) -> Rendere
     total = f" of {page.total}" if page.total is not None else ""
     lines = [
         f"- p{i.priority} **{i.taskId}** `{i.id}` attempts {i.attempts}"
+        + (f", boundary {i.boundary}" if i.boundary else "")
         + (f", deadline {i.deadline}" if i.deadline else "")
         + (", claimed" if i.leaseExpiresAt else "")
         for i in page.items
@@ -294,7 +305,7 @@ async def work_list(c: Coordinator, _caller: Caller, a: WorkListArgs) -> Rendere
 async def work_get(c: Coordinator, caller: Caller, a: WorkGetArgs) -> Rendered:
     got = await c.work.lookup.get(caller, a.workItemId, wait_ms=a.waitMs, capability=a.capability)
     out = WorkGetOut(**got.model_dump())
-    head = f"Work item `{got.workItemId}`"
+    head = f"Work item `{got.workItemId}`" + (f" (boundary {got.boundary})" if got.boundary else "")
     if got.status == "completed":
         result = json.dumps(got.result, indent=2, ensure_ascii=False) if got.result is not None else "null"
         return out, f"{head} completed at {got.settledAt}.\n\n```json\n{result}\n```"
@@ -349,7 +360,7 @@ WORK_TOOLS: tuple[ToolSpec, ...] = (
         BroadcastArgs,
         BroadcastOut,
         work_broadcast,
-        needs=(CapabilityUse("requiredCapability", "broadcast"),),
+        needs=(CapabilityUse("requiredCapability", "broadcast", boundary="boundary"),),
     ),
     ToolSpec(
         "work_claim",

@@ -1,6 +1,6 @@
 """The dead-letter boundary: the namespace's DLQ stream, entries written once, listed in pages, retried or discarded.
 
-Each entry has its own subject (``Layout.dlq_subject(capability, item_id)``) and is written with
+Each entry has its own subject (``Layout.dlq_subject(capability, item_id[, boundary])``) and is written with
 ``Nats-Expected-Last-Subject-Sequence: 0``, so however often a crashed mover repeats a step an item
 is dead-lettered at most once, and it is found by id without a scan. Entries expire after
 ``work.dlq_ttl_ms``.
@@ -40,6 +40,7 @@ The two windows this closes (issue 21; tests/integration/test_work_crash.py buil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -65,7 +66,7 @@ from nats_mcp.coord.models import DlqItem, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.copies import requeue_token
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords, delete_at
-from nats_mcp.core.names import InvalidNameError, validate_type_name, validate_uuid
+from nats_mcp.core.names import InvalidNameError, validate_name, validate_type_name, validate_uuid
 
 log = logging.getLogger("nats_mcp.coord.work.dlq")
 
@@ -104,6 +105,14 @@ def check_capability(capability: object) -> str:
         raise InvalidName(str(exc)) from None
 
 
+def check_boundary(boundary: object) -> str:
+    """A work boundary's name (a label such as ``corporate``: a-z, 0-9, '-'), or InvalidName."""
+    try:
+        return validate_name(boundary, "boundary")
+    except InvalidNameError as exc:
+        raise InvalidName(str(exc)) from None
+
+
 def parse_entry(data: bytes) -> DlqItem | None:
     try:
         return DlqItem.model_validate_json(data)
@@ -134,7 +143,7 @@ class DlqService:
 
     async def add(self, entry: DlqItem) -> int | None:
         """Store an entry unless the item already has one: its sequence if this call stored it."""
-        subject = self._layout.dlq_subject(entry.workItem.capability, entry.id)
+        subject = self._layout.dlq_subject(entry.workItem.capability, entry.id, entry.workItem.boundary)
         try:
             seq = await store(
                 self._conn.jetstream,
@@ -154,14 +163,15 @@ class DlqService:
     # -- reading ---------------------------------------------------------------------------------
 
     async def find(self, item_id: str) -> tuple[StoredMsg, DlqItem] | None:
-        stored = await get_next(
-            self._conn.client,
-            self._layout.dlq_stream,
-            1,
-            self._layout.dlq_subject("*", item_id),
-            prefix=self._api,
-            timeout=API_TIMEOUT_S,
+        # One direct get per subject form (an unbounded item's, a bounded one's), at once.
+        subject = self._layout.dlq_subject("*", item_id)
+        found = await asyncio.gather(
+            *(
+                get_next(self._conn.client, self._layout.dlq_stream, 1, s, prefix=self._api, timeout=API_TIMEOUT_S)
+                for s in (subject, f"{subject}.*")
+            )
         )
+        stored = found[0] or found[1]
         if stored is None:
             return None
         entry = parse_entry(stored.data)
@@ -183,7 +193,7 @@ class DlqService:
                 self._layout.dlq_stream,
                 after + 1,
                 limit,
-                subject=self._layout.dlq_subject(cap or "*"),
+                subject=self._layout.dlq_filter(cap),
                 max_bytes=BATCH_MAX_BYTES,
                 partial=True,
                 prefix=self._api,
@@ -196,20 +206,26 @@ class DlqService:
         hidden = cap is None and capscope.narrowed()
         if hidden:
             items = [entry for entry in items if capscope.visible(entry.workItem.capability)]
+        # Entries of a boundary the caller may not see are left out, and from the total (counted by their subjects).
+        items = [e for e in items if capscope.boundary_visible(e.workItem.capability, e.workItem.boundary)]
         more = not batch.at_end and bool(batch.messages)
         last = batch.messages[-1].seq if batch.messages else after
         shown = seen + len(batch.messages)
+        total = shown + batch.pending if batch.complete and not hidden else None
+        if total is not None and capscope.boundaries_narrowed():
+            dead = await self.counts()
+            total = dead.get(cap, 0) if cap is not None else sum(dead.values())
         return DlqPage(
             items=items,
             next_cursor=make_cursor(LIST_TOOL, self._layout.namespace, binding, {"after": last, "seen": shown})
             if more
             else None,
             has_more=more,
-            total=shown + batch.pending if batch.complete and not hidden else None,
+            total=total,
         )
 
     async def counts(self) -> dict[str, int]:
-        """Dead-lettered items per capability."""
+        """Dead-lettered items per capability, of the boundaries the running call may see."""
         try:
             with nats_edge():
                 info = await self._conn.jetstream.stream_info(self._layout.dlq_stream, subjects_filter=">")
@@ -218,7 +234,7 @@ class DlqService:
         counts: dict[str, int] = {}
         for subject, n in (info.state.subjects or {}).items():
             parts = subject.split(".")
-            if len(parts) == 5:
+            if len(parts) in (5, 6) and capscope.boundary_visible(parts[3], parts[5] if len(parts) == 6 else None):
                 counts[parts[3]] = counts.get(parts[3], 0) + n
         return counts
 
@@ -372,7 +388,7 @@ class DlqService:
                     self._layout.work_stream,
                     start,
                     COPY_SCAN_BATCH,
-                    subject=self._layout.work_subject(item.capability, item.priority),
+                    subject=self._layout.work_subject(item.capability, item.priority, item.boundary),
                     max_bytes=BATCH_MAX_BYTES,
                     partial=True,
                     prefix=self._api,

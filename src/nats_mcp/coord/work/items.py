@@ -11,7 +11,7 @@ from nats_mcp.coord.checks import check_metadata, iso, parse_instant, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, LimitExceeded
 from nats_mcp.coord.models import Scope, WorkItem
-from nats_mcp.coord.work.dlq import check_capability
+from nats_mcp.coord.work.dlq import check_boundary, check_capability
 from nats_mcp.core import reqctx
 
 MAX_TASK_ID = 256
@@ -28,9 +28,11 @@ def new_item(
     deadline: str | None,
     context_data: dict[str, Any] | None,
     scope: Scope | None,
+    boundary: str | None = None,
 ) -> WorkItem:
     """A new queued item offered by ``caller``; raises the domain error of the first bad argument."""
     cap = check_capability(capability)
+    bound = check_boundary(boundary) if boundary is not None else None
     if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID:
         raise InvalidArgument(f"taskId must be a non-empty string of at most {MAX_TASK_ID} characters")
     if not isinstance(description, str) or not description.strip():
@@ -53,6 +55,7 @@ def new_item(
         id=reqctx.new_uuid(),
         taskId=task_id,
         capability=cap,
+        boundary=bound,
         description=description,
         priority=priority,
         offeredBy=caller.guid,

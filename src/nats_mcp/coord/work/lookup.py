@@ -48,6 +48,8 @@ class WorkStatus(BaseModel):
     workItemId: str
     status: WorkState
     capability: str | None = None
+    boundary: str | None = None
+    """The item's work boundary (None: unbounded)."""
     taskId: str | None = None
     offeredBy: str | None = None
     dependsOn: list[str] = Field(default_factory=list)
@@ -90,6 +92,7 @@ def status_of(item_id: str, record: ItemRecord | None, sub: Submission | None) -
         workItemId=item_id,
         status=state,
         capability=sub.capability if sub is not None else None,
+        boundary=sub.boundary if sub is not None else None,
         taskId=sub.task_id if sub is not None else None,
         offeredBy=sub.offered_by if sub is not None else None,
         dependsOn=list(sub.depends_on) if sub is not None else [],
@@ -126,6 +129,7 @@ class WorkLookup:
             workItemId=item_id,
             status="dead",
             capability=entry.workItem.capability,
+            boundary=entry.workItem.boundary,
             taskId=entry.workItem.taskId,
             offeredBy=entry.workItem.offeredBy,
             dependsOn=list(entry.workItem.dependsOn or []),
@@ -138,12 +142,14 @@ class WorkLookup:
 
     async def _visible(self, caller: Caller, item_id: str, capability: str | None) -> WorkStatus:
         status = await self.look(item_id)
-        # The submitter sees its own items; anyone else needs a read grant for the item's capability.
+        # The submitter sees its own items; anyone else needs a read grant for the item's capability. An item of a
+        # boundary the caller's policy does not grant it is not there for it, whoever submitted it.
         mine = status is not None and status.offeredBy == caller.guid
         if (
             status is None
             or (capability is not None and status.capability != capability)
             or not (mine or (capscope.visible(status.capability) if status.capability else not capscope.narrowed()))
+            or not capscope.boundary_visible(status.capability or "", status.boundary)
         ):
             raise NotFound(f"no work item {item_id} that you may see (its submitter, or a reader of its capability)")
         return status

@@ -2,8 +2,10 @@
 
 Storage (all per namespace, names from :class:`~nats_mcp.bus.layout.Layout`):
 
-* one WorkQueue stream, one subject per (capability, priority), one durable pull consumer per subject
-  (``ack_wait`` = the lease, ``max_deliver`` = ``work.max_attempts``);
+* one WorkQueue stream, one subject per (capability, priority, boundary), one durable pull consumer per subject
+  (``ack_wait`` = the lease, ``max_deliver`` = ``work.max_attempts``); an item of a boundary (``corporate``, ...)
+  lives on its own subject, so a claim pulls only from the consumers of boundaries its caller may take
+  (:mod:`nats_mcp.coord.capscope`) and never receives, even briefly, an item it may not see;
 * a state record per handed-out item (:mod:`nats_mcp.coord.work.store`), changed by compare-and-set:
   the decision point of every transition;
 * a submission record per broadcast item (:mod:`nats_mcp.coord.work.submissions`): its submitter for
@@ -12,9 +14,10 @@ Storage (all per namespace, names from :class:`~nats_mcp.bus.layout.Layout`):
 * the DLQ (:mod:`nats_mcp.coord.work.dlq`), and an events stream that durably captures the work stream's
   max-delivery advisories and each item's deadline timer, for :mod:`nats_mcp.coord.work.events`.
 
-A claim asks the stream which priorities of the capability hold messages (one request) and pulls
-from the highest first, so its cost does not grow with the number of waiting items. Within a
-priority JetStream delivers oldest first. Nothing here needs a coordinator process: any server
+A claim asks the stream which (priority, boundary) subjects of the capability hold messages (one
+request) and pulls from the highest priority first, unbounded items before bounded ones within a
+priority, so its cost does not grow with the number of waiting items. Within a subject JetStream
+delivers oldest first. Nothing here needs a coordinator process: any server
 process can settle any item, because acknowledgements go to the reply subject kept in the record.
 """
 
@@ -39,6 +42,7 @@ from nats_mcp.bus.pull import AckKind, Delivery, PullError, ack, pull
 from nats_mcp.bus.setup import ensure_consumer, ensure_stream
 from nats_mcp.bus.streamops import delete_msg, get_next
 from nats_mcp.config.settings import Settings
+from nats_mcp.coord import capscope
 from nats_mcp.coord.checks import dumps, iso_epoch, parse_instant, timestamp
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.errors import InvalidArgument, LimitExceeded, nats_errors
@@ -54,7 +58,7 @@ from nats_mcp.coord.work.lookup import WorkLookup
 from nats_mcp.coord.work.settle import ClaimSettling, Outcome
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords
 from nats_mcp.coord.work.submissions import Submission, Submissions
-from nats_mcp.coord.work.views import WorkViews
+from nats_mcp.coord.work.views import WorkViews, claim_order
 
 log = logging.getLogger("nats_mcp.coord.work.service")
 
@@ -85,8 +89,8 @@ class WorkService:
         self.state = Bucket.declared(conn, specs.work_state_bucket(layout, ttl_s=ttl))
         self.records = ItemRecords(self.state)
         self.dlq = DlqService(conn, settings, layout, self.state)
-        self._consumers: set[tuple[str, int]] = set()
-        """(capability, priority) consumers this process has created or brought to the configured settings."""
+        self._consumers: set[tuple[str, int, str | None]] = set()
+        """(capability, priority, boundary) consumers this process has created or brought to the configured settings."""
         self.views = WorkViews(self)
         self.expiry = WorkExpiry(self)
         self.subs = Submissions(self.state, self.api)
@@ -114,14 +118,19 @@ class WorkService:
         await self.dlq.ensure()
         await self.state.kv()
 
-    async def _ensure_consumer(self, capability: str, priority: int) -> None:
-        if (capability, priority) in self._consumers:
+    async def _ensure_consumer(self, capability: str, priority: int, boundary: str | None) -> None:
+        if (capability, priority, boundary) in self._consumers:
             return
         config = specs.work_consumer(
-            self.layout, capability, priority, ack_wait_s=self.lease_s, max_deliver=self._work.max_attempts
+            self.layout,
+            capability,
+            priority,
+            ack_wait_s=self.lease_s,
+            max_deliver=self._work.max_attempts,
+            boundary=boundary,
         )
         await ensure_consumer(self._conn.jetstream, self.layout.work_stream, config)
-        self._consumers.add((capability, priority))
+        self._consumers.add((capability, priority, boundary))
 
     # -- broadcast -------------------------------------------------------------------------------
 
@@ -137,9 +146,10 @@ class WorkService:
         context_data: dict[str, Any] | None = None,
         scope: Scope | None = None,
         depends_on: list[str] | None = None,
+        boundary: str | None = None,
     ) -> WorkItem:
-        """Queue a new item for agents with ``capability`` (blocked until ``depends_on`` items complete); nothing
-        is stored when an argument is bad."""
+        """Queue a new item for agents with ``capability`` (blocked until ``depends_on`` items complete), only for
+        takers of ``boundary`` if given; nothing is stored when an argument is bad."""
         deps = check_depends_on(depends_on) if depends_on is not None else None
         item = new_item(
             caller,
@@ -151,6 +161,7 @@ class WorkService:
             deadline=deadline,
             context_data=context_data,
             scope=scope,
+            boundary=boundary,
         ).model_copy(update={"dependsOn": deps})
         with nats_errors():
             if deps is not None:
@@ -158,7 +169,7 @@ class WorkService:
                 await self.deps.submit(caller, item)
                 return item
             seq = await self.enqueue(item, item.id)
-            sub = Submission("pending", caller.guid, item.capability, item.taskId, seq=seq)
+            sub = Submission("pending", caller.guid, item.capability, item.taskId, seq=seq, boundary=item.boundary)
             await self.subs.write(item.id, sub, 0)  # (a repeat of the broadcast finds it written: same item)
         return item
 
@@ -171,9 +182,9 @@ class WorkService:
 
     async def enqueue(self, item: WorkItem, msg_id: str) -> int:
         """Put ``item`` on its queue (``Nats-Msg-Id`` ``msg_id`` drops a repeat) and arm its deadline timer."""
-        await self._ensure_consumer(item.capability, item.priority)
+        await self._ensure_consumer(item.capability, item.priority, item.boundary)
         payload = dumps(item.model_dump(exclude_none=True, exclude={"leaseExpiresAt"}))
-        subject = self.layout.work_subject(item.capability, item.priority)
+        subject = self.layout.work_subject(item.capability, item.priority, item.boundary)
         try:
             seq = await store(
                 self._conn.jetstream,
@@ -197,7 +208,8 @@ class WorkService:
     async def claim(
         self, caller: Caller, capability: str, *, max_items: int = 1, timeout_ms: int = 5000
     ) -> list[WorkItem]:
-        """Take up to ``max_items`` items, highest priority first, waiting up to ``timeout_ms`` for the first."""
+        """Take up to ``max_items`` items, highest priority first, waiting up to ``timeout_ms`` for the first; only
+        unbounded items and those of boundaries the running call may take (:func:`capscope.boundary_visible`)."""
         cap = check_capability(capability)
         if not isinstance(max_items, int) or isinstance(max_items, bool) or not 1 <= max_items <= MAX_BATCH:
             raise InvalidArgument(f"max must be an integer from 1 to {MAX_BATCH}")
@@ -236,16 +248,21 @@ class WorkService:
     async def _claim_pass(
         self, caller: Caller, cap: str, max_items: int, *, first: bool = False
     ) -> tuple[list[WorkItem], bool]:
-        """One look at every non-empty priority, highest first; also says whether any message is stored at all."""
-        counts = await self.subject_counts(cap)
+        """One look at every non-empty (priority, boundary) the caller may take, highest priority first; also says
+        whether any such message is stored at all."""
+        counts = {
+            key: n
+            for key, n in (await self.subject_counts(cap)).items()
+            if capscope.boundary_visible(cap, key[1], take=True)
+        }
         got: list[WorkItem] = []
         may_wait = first
-        for priority in sorted(counts, reverse=True):
+        for priority, boundary in claim_order(counts):
             while len(got) < max_items:
                 want = max_items - len(got)
-                deliveries = await self._pull(cap, priority, want)
+                deliveries = await self._pull(cap, priority, boundary, want)
                 if not deliveries and may_wait:  # see FIRST_PULL_WAIT_S; once per claim
-                    deliveries = await self._pull(cap, priority, want, wait_s=FIRST_PULL_WAIT_S)
+                    deliveries = await self._pull(cap, priority, boundary, want, wait_s=FIRST_PULL_WAIT_S)
                 may_wait = False
                 for delivery in deliveries:
                     item = await self._take(caller, cap, delivery)
@@ -257,8 +274,8 @@ class WorkService:
                 break
         return got, any(counts.values())
 
-    async def subject_counts(self, cap: str) -> dict[int, int]:
-        """Messages stored per priority of ``cap`` (handed-out ones included)."""
+    async def subject_counts(self, cap: str) -> dict[tuple[int, str | None], int]:
+        """Messages stored per (priority, boundary) of ``cap`` (handed-out ones included; every boundary)."""
         try:
             with nats_edge():
                 info = await self._conn.jetstream.stream_info(
@@ -267,26 +284,31 @@ class WorkService:
         except ResourceNotFound:
             await self.ensure()
             return {}
-        counts: dict[int, int] = {}
+        counts: dict[tuple[int, str | None], int] = {}
         for subject, n in (info.state.subjects or {}).items():
             parsed = self.layout.parse_work_subject(subject)
             if parsed is not None and n > 0:
-                counts[parsed[1]] = n
+                counts[(parsed[1], parsed[2])] = n
         return counts
 
-    async def _pull(self, cap: str, priority: int, batch: int, *, wait_s: float = 0.0) -> list[Delivery]:
-        consumer, nc = Layout.work_consumer(cap, priority), self._conn.client
+    async def _pull(
+        self, cap: str, priority: int, boundary: str | None, batch: int, *, wait_s: float = 0.0
+    ) -> list[Delivery]:
+        consumer, nc = Layout.work_consumer(cap, priority, boundary), self._conn.client
         try:
             return await pull(nc, self.layout.work_stream, consumer, batch, wait_s=wait_s, prefix=self.api)
         except PullError:
-            self._consumers.discard((cap, priority))
-            await self._ensure_consumer(cap, priority)  # deleted, or items queued by a process that made none
+            self._consumers.discard((cap, priority, boundary))
+            await self._ensure_consumer(cap, priority, boundary)  # deleted, or queued by a process that made none
             return await pull(nc, self.layout.work_stream, consumer, batch, wait_s=wait_s, prefix=self.api)
 
     async def _take(self, caller: Caller, cap: str, delivery: Delivery) -> WorkItem | None:
         """Make a delivery the caller's claim, or settle it if it must not be handed out; None in that case."""
         item = WorkItem.parse(delivery.data)
-        if item is None or item.capability != cap:
+        where = self.layout.parse_work_subject(delivery.subject)
+        # An item's boundary is its subject's (what the consumer selected by): a message that says otherwise was not
+        # written by us and is never handed out.
+        if item is None or item.capability != cap or where is None or where[2] != item.boundary:
             log.warning("terminating unreadable work message %d on %s", delivery.stream_seq, delivery.subject)
             await self.ack(delivery.reply, "+TERM")
             return None

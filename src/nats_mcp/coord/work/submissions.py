@@ -47,6 +47,8 @@ class Submission:
     """Work-stream sequence of the item's message once published (0: not yet, or not known)."""
     dependency: str | None = None
     """state ``dead``: the dependency that failed."""
+    boundary: str | None = None
+    """The item's work boundary (None: unbounded); who may see the item depends on it."""
     at: float = field(default_factory=time.time)
 
     def encode(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,13 +16,13 @@ from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.streamops import get_next
 from nats_mcp.coord import capscope
 from nats_mcp.coord.checks import iso_epoch, parse_instant
-from nats_mcp.coord.errors import InvalidArgument, NotFound, nats_errors
+from nats_mcp.coord.errors import InvalidArgument, InvalidCursor, NotFound, nats_errors
 from nats_mcp.coord.models import ItemStatus, QueueStatus, WorkItem
 from nats_mcp.coord.pagination import int_position, make_cursor, read_cursor
 from nats_mcp.coord.work.dlq import DlqService, check_capability
 from nats_mcp.coord.work.store import ItemRecord, ItemRecords, ItemState
 from nats_mcp.coord.work.submissions import Submissions
-from nats_mcp.core.names import validate_uuid
+from nats_mcp.core.names import NAME_PATTERN, validate_uuid
 
 
 class WorkSource(Protocol):
@@ -34,7 +35,7 @@ class WorkSource(Protocol):
     subs: Submissions
     dlq: DlqService
 
-    async def subject_counts(self, cap: str) -> dict[int, int]: ...
+    async def subject_counts(self, cap: str) -> dict[tuple[int, str | None], int]: ...
 
 
 LIST_TOOL = "warp_work_list"
@@ -84,6 +85,32 @@ async def _none() -> None:
     return None
 
 
+Bounded = tuple[str, str | None]
+"""(capability, boundary or None)."""
+
+
+def _order(key: tuple[int, str | None]) -> tuple[int, bool, str]:
+    """The sort key of :func:`claim_order`."""
+    return (-key[0], key[1] is not None, key[1] or "")
+
+
+def claim_order(counts: dict[tuple[int, str | None], int]) -> list[tuple[int, str | None]]:
+    """Non-empty (priority, boundary) subjects in the order a claim pulls them: highest priority first, then the
+    unbounded items, then boundaries by name."""
+    return sorted((k for k, n in counts.items() if n > 0), key=_order)
+
+
+def _boundary_position(position: dict[str, object]) -> str | None:
+    """The boundary a list cursor stopped at ("" or absent: the unbounded items)."""
+    value = position.get("b", "")
+    if not isinstance(value, str) or (value and NAME.fullmatch(value) is None):
+        raise InvalidCursor("the cursor is malformed: pass back nextCursor exactly as a previous call returned it")
+    return value or None
+
+
+NAME = re.compile(NAME_PATTERN)
+
+
 class WorkViews:
     """Read-only queries over one namespace's work stream, state records and DLQ."""
 
@@ -114,11 +141,15 @@ class WorkViews:
         before = parse_instant(deadline_before, "deadlineBefore").timestamp() if deadline_before is not None else None
         after_t = parse_instant(deadline_after, "deadlineAfter").timestamp() if deadline_after is not None else None
         binding = {"capability": cap, "min": low, "max": high, "before": before, "after": after_t}
-        priority, after = high, 0
+        resume: tuple[int, str | None] = (high, None)
+        after = 0
         if cursor is not None:
             position = read_cursor(cursor, LIST_TOOL, self._work.layout.namespace, binding)
-            priority, after = int_position(position, "p", 1), int_position(position, "after")
-            if not low <= priority <= high:
+            resume, after = (
+                (int_position(position, "p", 1), _boundary_position(position)),
+                int_position(position, "after"),
+            )
+            if not low <= resume[0] <= high:
                 raise InvalidArgument("the cursor does not fit these priorities; start over without it")
 
         def wanted(item: WorkItem) -> bool:
@@ -132,18 +163,25 @@ class WorkViews:
         filtered = before is not None or after_t is not None
         found: list[tuple[int, WorkItem]] = []
         scanned = 0
-        more: tuple[int, int] | None = None
+        more: tuple[int, str | None, int] | None = None
         with nats_errors():
-            counts = await self._work.subject_counts(cap)
-            while priority >= low and more is None:
-                if counts.get(priority, 0) == 0:
-                    priority, after = priority - 1, 0
-                    continue
+            # Only the subjects of boundaries the caller may see exist for it: their items and their counts.
+            counts = {
+                k: n
+                for k, n in (await self._work.subject_counts(cap)).items()
+                if low <= k[0] <= high and capscope.boundary_visible(cap, k[1])
+            }
+            keys = [k for k in claim_order(counts) if _order(k) >= _order(resume)]
+            if not keys or keys[0] != resume:
+                after = 0  # the page stopped on a subject emptied since
+            while keys and more is None:
+                priority, boundary = keys[0]
                 # One more than needed tells whether a next page exists; a filtered list reads in larger steps.
-                batch = await self._list_batch(cap, priority, after, 100 if filtered else limit - len(found) + 1)
+                step = 100 if filtered else limit - len(found) + 1
+                batch = await self._list_batch(cap, priority, boundary, after, step)
                 for stored in batch.messages:
                     if len(found) == limit or scanned >= MAX_LIST_SCAN:
-                        more = (priority, after)
+                        more = (priority, boundary, after)
                         break
                     scanned += 1
                     after = stored.seq
@@ -152,11 +190,13 @@ class WorkViews:
                         found.append((stored.seq, item))
                 else:
                     if batch.at_end or not batch.messages:
-                        priority, after = priority - 1, 0
+                        keys, after = keys[1:], 0
             items = await self._with_state(found)
-        total = sum(n for p, n in counts.items() if low <= p <= high) if before is None and after_t is None else None
+        total = sum(counts.values()) if before is None and after_t is None else None
         next_cursor = (
-            make_cursor(LIST_TOOL, self._work.layout.namespace, binding, {"p": more[0], "after": more[1]})
+            make_cursor(
+                LIST_TOOL, self._work.layout.namespace, binding, {"p": more[0], "b": more[1] or "", "after": more[2]}
+            )
             if more
             else None
         )
@@ -200,14 +240,14 @@ class WorkViews:
                 after = batch.messages[-1].seq
         return True
 
-    async def _list_batch(self, cap: str, priority: int, after: int, count: int) -> Batch:
+    async def _list_batch(self, cap: str, priority: int, boundary: str | None, after: int, count: int) -> Batch:
         try:
             return await get_batch(
                 self._work.conn.client,
                 self._work.layout.work_stream,
                 after + 1,
                 max(count, 1),
-                subject=self._work.layout.work_subject(cap, priority),
+                subject=self._work.layout.work_subject(cap, priority, boundary),
                 max_bytes=4 * 1024 * 1024,
                 partial=True,
                 prefix=self._work.api,
@@ -227,54 +267,69 @@ class WorkViews:
             shown.append(item)
         return shown
 
-    async def status(self, capability: str | None = None) -> list[QueueStatus]:
-        """Pending, in flight, dead-lettered and oldest age per capability of the namespace (or just one)."""
+    async def boundary_counts(self, capability: str | None = None) -> dict[Bounded, tuple[int, int]]:
+        """(pending, in flight) per (capability, boundary) with items, of the namespace (or one capability); only
+        boundaries the running call may see (the fleet's snapshot reads them all)."""
         cap = check_capability(capability) if capability is not None else None
-        js = self._work.conn.jetstream
+        js, layout = self._work.conn.jetstream, self._work.layout
         with nats_errors():
             try:
                 with nats_edge():
-                    info = await js.stream_info(
-                        self._work.layout.work_stream,
-                        subjects_filter=self._work.layout.work_subject(cap) if cap else self._work.layout.work_subjects,
-                    )
-                    consumers = await js.consumers_info(self._work.layout.work_stream)
+                    filtered = layout.work_subject(cap) if cap else layout.work_subjects
+                    info = await js.stream_info(layout.work_stream, subjects_filter=filtered)
+                    consumers = await js.consumers_info(layout.work_stream)
             except ResourceNotFound:
                 info, consumers = None, []
-            stored: dict[str, int] = {}
-            for subject, n in ((info.state.subjects or {}) if info else {}).items():
-                parsed = self._work.layout.parse_work_subject(subject)
-                if parsed is not None:
-                    stored[parsed[0]] = stored.get(parsed[0], 0) + n
-            in_flight: dict[str, int] = {}
-            for consumer in consumers:
-                parsed = Layout.parse_work_consumer(consumer.name)
-                if parsed is not None:
-                    in_flight[parsed[0]] = in_flight.get(parsed[0], 0) + int(consumer.num_ack_pending or 0)
+        stored: dict[Bounded, int] = {}
+        for subject, n in ((info.state.subjects or {}) if info else {}).items():
+            parsed = layout.parse_work_subject(subject)
+            if parsed is not None:
+                stored[(parsed[0], parsed[2])] = stored.get((parsed[0], parsed[2]), 0) + n
+        in_flight: dict[Bounded, int] = {}
+        for consumer in consumers:
+            named = Layout.parse_work_consumer(consumer.name)
+            if named is not None and (cap is None or named[0] == cap):
+                key = (named[0], named[2])
+                in_flight[key] = in_flight.get(key, 0) + int(consumer.num_ack_pending or 0)
+        # Items of a boundary the caller may not see are left out of every count, as if they did not exist.
+        return {
+            k: (max(stored.get(k, 0) - in_flight.get(k, 0), 0), min(in_flight.get(k, 0), stored.get(k, 0)))
+            for k in sorted(set(stored) | set(in_flight), key=lambda k: (k[0], k[1] is not None, k[1] or ""))
+            if capscope.boundary_visible(*k)  # (a queue with a consumer and nothing stored is listed, with zeros)
+        }
+
+    async def status(self, capability: str | None = None) -> list[QueueStatus]:
+        """Pending, in flight, dead-lettered and oldest age per capability of the namespace (or just one)."""
+        cap = check_capability(capability) if capability is not None else None
+        counts = await self.boundary_counts(cap)
+        with nats_errors():
             dead = await self._work.dlq.counts()
-            names = sorted((set(stored) | set(in_flight) | set(dead)) if cap is None else {cap})
+            names = sorted(({k[0] for k in counts} | set(dead)) if cap is None else {cap})
             names = [n for n in names if capscope.visible(n)]  # the caller's policy may grant only some
-            if cap is not None:
-                names = [n for n in names if n == cap]
-            oldest = await asyncio.gather(*(self._oldest(name) if stored.get(name) else _none() for name in names))
+            ages = await asyncio.gather(*(self._oldest(k) if sum(n) else _none() for k, n in counts.items()))
+        oldest: dict[str, float] = {}
+        for (name, _), age in zip(counts, ages, strict=True):
+            if age is not None:
+                oldest[name] = max(age, oldest.get(name, age))
         return [
             QueueStatus(
                 capability=name,
-                pending=max(stored.get(name, 0) - in_flight.get(name, 0), 0),
-                inFlight=min(in_flight.get(name, 0), stored.get(name, 0)),
+                pending=sum(p for k, (p, _) in counts.items() if k[0] == name),
+                inFlight=sum(f for k, (_, f) in counts.items() if k[0] == name),
                 deadLettered=dead.get(name, 0),
-                oldestPendingSeconds=age,
+                oldestPendingSeconds=oldest.get(name),
             )
-            for name, age in zip(names, oldest, strict=True)
+            for name in names
         ]
 
-    async def _oldest(self, cap: str) -> float | None:
+    async def _oldest(self, key: Bounded) -> float | None:
+        """Age of the oldest stored message of one capability's boundary, over its priorities."""
         layout = self._work.layout
         first = await get_next(
             self._work.conn.client,
             layout.work_stream,
             1,
-            layout.work_subject(cap),
+            layout.work_boundary_subjects(*key),
             prefix=self._work.api,
             timeout=API_TIMEOUT_S,
         )
