@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -115,6 +115,18 @@ class CallChannel:
         await self.notify("notifications/progress", params)
 
 
+class _Shaping:
+    """What ``ServerRunner._serialize`` reads of the server, with the ``serverInfo`` stamp dumped once.
+
+    The SDK hands each result a fresh copy of the stamp because a result may be kept and changed by whoever holds
+    it; here a result is shaped and written out at once, and nothing writes into its ``_meta``.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self.cache_hints = server.cache_hints
+        self.server_info_stamp = server.server_info_stamp
+
+
 @dataclass(eq=False)
 class _InFlight:
     scope: anyio.CancelScope
@@ -138,9 +150,9 @@ class DirectCalls:
         self._session = session
         self._writer_outbound = WriterOutbound(write)
         self._modern_outbound = NotifyOnlyOutbound(self._writer_outbound)
-        # The SDK's result shaping needs only the server; the kernel is built once, not per request.
+        # The SDK's result shaping reads two things of the server; the kernel is built once, not per request.
         shaping = session or Connection.from_envelope(LATEST_MODERN_VERSION, None, None)
-        self._shaper: ServerRunner[Any] = ServerRunner(server, shaping, lifespan_state)
+        self._shaper: ServerRunner[Any] = ServerRunner(cast(Any, _Shaping(server)), shaping, lifespan_state)
         self._entries = {m: e for m in HOT_METHODS if (e := server.get_request_handler(m)) is not None}
         self._in_flight: dict[types.RequestId, _InFlight] = {}
         self._tasks: dict[asyncio.Task[None], anyio.CancelScope] = {}
