@@ -9,8 +9,8 @@ handshake, 2026-07-28 with the per-request envelope): every tool with arguments 
 (Hypothesis, derandomized), with one thing wrong of each kind, unknown tools, params of the wrong shapes, ids of both
 JSON types, a request without an id, calls the policy refuses, tool errors, ``_meta.progressToken`` with and without
 progress sent, calls in flight together, a cancelled call (never answered, and it took nothing), and a call still
-running at the end of input (answered all the same). The answers are compared after :func:`normalised`,
-which names every field that legitimately differs.
+waiting at the end of input (answered ``Connection closed``). The answers are compared after :func:`normalised`, which
+names every field that legitimately differs.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ SCHEMAS = {tool.name: tool.input_schema for tool in TABLE.tools}
 WAITS = ("waitMs", "timeout")
 """Arguments that make a call wait: 0 in generated calls (the waiting calls are scripted below)."""
 CAPABILITIES = ["diff", "idle", "late", "never"]
+CLOSED = {"code": types.CONNECTION_CLOSED, "message": "Connection closed"}
 ENVELOPE = {
     types.PROTOCOL_VERSION_META_KEY: "2026-07-28",
     types.CLIENT_CAPABILITIES_META_KEY: {},
@@ -133,6 +134,8 @@ class Script:
     def __init__(self, client: LineClient, modern: bool) -> None:
         self.client, self.modern, self.next = client, modern, 0
         self.ids: list[Any] = []
+        self.running: Any = None
+        """The call left running when the input ends."""
 
     def new_id(self) -> Any:
         self.next += 1
@@ -274,8 +277,8 @@ async def run_script(client: LineClient, modern: bool, calls: list[tuple[str, An
     again = await s.call("warp_work_claim", {"capability": "late", "timeout": 0})
     assert (await s.result(again))["workItem"]["id"] == late_item
     assert client.answer_of(cancelled) is None
-    # A call still running when the input ends is still answered (a claim cut short: "no work").
-    s.running = await s.call("warp_work_claim", {"capability": "never", "timeout": 10_000}, wait=False)
+    # A call still waiting when the input ends is answered "Connection closed".
+    s.running = await s.call("warp_messages_read_direct", {"waitMs": 10_000}, wait=False)
     await s.request("ping")  # the claim is in flight by now
     return s
 
@@ -316,7 +319,8 @@ async def test_own_dispatch_answers_as_the_sdk_does(tmp_path: Path, nats_server:
                     script = await run_script(client, modern, calls)
                     direct = client.stream.direct
                 assert (direct is not None and direct.taken > len(calls)) if own else direct is None
-                assert client.answer_of(script.running) is not None  # answered at the end of input, alike below
+                cut_short = client.answer_of(script.running)
+                assert cut_short is not None and cut_short.get("error") == CLOSED, cut_short
                 transcripts[side] = (client, script)
             compare(transcripts, modern)
 
