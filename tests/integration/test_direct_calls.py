@@ -279,7 +279,7 @@ async def run_script(client: LineClient, modern: bool, calls: list[tuple[str, An
     assert client.answer_of(cancelled) is None
     # A call still waiting when the input ends is answered "Connection closed".
     s.running = await s.call("warp_messages_read_direct", {"waitMs": 10_000}, wait=False)
-    await s.request("ping")  # the claim is in flight by now
+    await s.request("ping")  # the read is in flight by now (requests are read in order)
     return s
 
 
