@@ -201,6 +201,14 @@ async def run(plan: Plan, profile: bool, baseline_src: Path | None, only: list[s
         rows[name] = {"calls_per_s": rate, "ratio_to_echo": rate / echo_rate, "server_cpu_ms": cpu}
         rows[name]["client_cpu_ms"] = client
         print(f"{name:<23} {rate:8.0f} {rate / echo_rate:7.2f} {cpu:14.3f} {cpu / echo_cpu:7.2f} {client:14.3f}")
+    if baseline_src is not None:  # each run measured both trees back to back: the ratio of each run's pair
+        print(f"\n{'paired, after/before':<23} {'calls/s':>8} {'server CPU':>11}  (median of the per-run ratios)")
+        for name in loops:
+            if (before := f"{name} (base)") in loops:
+                rate_ratio = statistics.median(a / b for a, b in zip(rates[name], rates[before], strict=True))
+                cpu_ratio = statistics.median(a / b for a, b in zip(cpus[name], cpus[before], strict=True) if b > 0)
+                rows[name] |= {"paired_rate_vs_base": rate_ratio, "paired_cpu_vs_base": cpu_ratio}
+                print(f"{name:<23} {rate_ratio:8.2f} {cpu_ratio:11.2f}")
     out: dict[str, Any] = {"plan": plan.__dict__, "rows": rows}
     if profile:
         for name, path in (("nats-mcp serve", prof_out), ("SDK echo", echo_prof)):

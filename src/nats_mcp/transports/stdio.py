@@ -20,18 +20,29 @@ import logging
 import os
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import anyio
 import mcp.server.runner as sdk_runner
 import mcp_types as types
+from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
+from mcp.server.runner import ServerRunner, aclose_shielded
 from mcp.server.stdio import stdio_server
+from mcp.shared.dispatcher import DispatchContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import SessionMessage
+from mcp.shared.transport_context import TransportContext
+
+from nats_mcp.api.direct import DirectCalls
 
 log = logging.getLogger("nats_mcp.transports.stdio")
+
+OWN_DISPATCH_ENV = "NATS_MCP_STDIO_OWN_DISPATCH"
+"""``0``: every request goes through the SDK's dispatcher (api/direct.py off; the differential test's other side)."""
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """One JSON-RPC message per line; a longer line is refused (and skipped), not buffered without bound."""
@@ -83,6 +94,8 @@ class PipeReadStream:
         self._lines = lines
         self._closed = False
         self._lead: deque[SessionMessage | Exception] = deque()
+        self.direct: DirectCalls | None = None
+        """Offered each message first: what it takes (the hot requests) the SDK's dispatcher never sees."""
 
     async def opening_request(self) -> types.JSONRPCRequest | None:
         """Read ahead to the client's first request (None: it closed first), which decides the protocol era.
@@ -104,9 +117,18 @@ class PipeReadStream:
     async def receive(self) -> SessionMessage | Exception:
         if self._closed:
             raise anyio.ClosedResourceError
-        if self._lead:
-            return self._lead.popleft()
-        return await self._parse_next()
+        while True:
+            if self._lead:
+                item = self._lead.popleft()
+            else:
+                try:
+                    item = await self._parse_next()
+                except anyio.EndOfStream:
+                    if self.direct is not None:  # its calls still running answer before the dispatcher closes
+                        await self.direct.close()
+                    raise
+            if self.direct is None or not self.direct.offer(item):
+                return item
 
     async def _parse_next(self) -> SessionMessage | Exception:
         try:
@@ -222,13 +244,17 @@ def _pipes_usable() -> bool:
     return all(stat.S_ISFIFO(m) or stat.S_ISSOCK(m) for m in modes) and sys.platform != "win32"
 
 
-async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream) -> None:
+async def _serve_pipes(
+    server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream, *, own_dispatch: bool = True
+) -> None:
     """``Server.run`` (the lifespan, then ``serve_dual_era_loop``) without the loop's relay task.
 
     The SDK decides the era by the first request and then relays every later message through a second memory
     stream and task (one more hand-off per message for the whole session). Our read stream can hand the first
-    request back itself, so the era's serving loop reads the pipe directly. Its two loops are private SDK
-    functions: the SDK is pinned (uv.lock), and tests/e2e/test_protocol_revisions.py runs both eras over stdio.
+    request back itself, so the era's serving loop reads the pipe directly. With ``own_dispatch`` the hot requests
+    (``tools/call``, ``ping``) are taken off the stream by api/direct.py before the SDK's dispatcher sees them. The
+    SDK's era loops are private functions: the SDK is pinned (uv.lock), and tests/e2e/test_protocol_revisions.py
+    runs both eras over stdio.
     """
     async with server.lifespan(server) as lifespan_state:
         try:
@@ -239,9 +265,13 @@ async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_s
                 and sdk_runner._has_modern_envelope(opening.params)
             )
             if modern:
+                if own_dispatch:
+                    read_stream.direct = DirectCalls(server, lifespan_state, write_stream, None)
                 await sdk_runner._serve_modern_stream(
                     server, read_stream, write_stream, lifespan_state=lifespan_state, raise_exceptions=False
                 )
+            elif own_dispatch:
+                await _serve_handshake(server, read_stream, write_stream, lifespan_state)
             else:
                 await sdk_runner._serve_legacy_stream(
                     server,
@@ -253,16 +283,56 @@ async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_s
                     raise_exceptions=False,
                 )
         finally:
+            if read_stream.direct is not None:
+                await read_stream.direct.close()
             await read_stream.aclose()
             await write_stream.aclose()
 
 
-async def serve_stdio(server: Server[Any]) -> None:
-    """Serve until the client closes stdin."""
+async def _serve_handshake(
+    server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream, lifespan_state: Any
+) -> None:
+    """The SDK's handshake-era loop (``_serve_legacy_stream``), built here so api/direct.py reads its connection.
+
+    The guard's and the log's per-session state (client info, the negotiated revision, the log level) stays the
+    SDK's: ``initialize`` and ``notifications/initialized`` still go to its kernel, which writes them there.
+    """
+    dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+        read_stream, write_stream, raise_handler_exceptions=False, inline_methods=frozenset({"initialize"})
+    )
+    connection = Connection.for_loop(dispatcher)
+    runner = ServerRunner(server, connection, lifespan_state, init_options=server.create_initialization_options())
+    read_stream.direct = DirectCalls(server, lifespan_state, write_stream, connection)
+
+    async def on_request(
+        dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        if method != "initialize" and sdk_runner._has_modern_envelope(params):
+            raise MCPError(
+                code=types.INVALID_REQUEST,
+                message="this connection serves the handshake protocol era; "
+                "requests carrying the 2026-07-28 envelope are not accepted on it",
+            )
+        return await runner.on_request(dctx, method, params)
+
+    try:
+        await dispatcher.run(on_request, runner.on_notify)
+    finally:
+        await aclose_shielded(connection)
+
+
+def own_dispatch_default() -> bool:
+    """Whether api/direct.py answers the hot requests (``NATS_MCP_STDIO_OWN_DISPATCH=0``: the SDK answers all)."""
+    return os.environ.get(OWN_DISPATCH_ENV, "1").strip() != "0"
+
+
+async def serve_stdio(server: Server[Any], *, own_dispatch: bool | None = None) -> None:
+    """Serve until the client closes stdin; ``own_dispatch`` None: as ``NATS_MCP_STDIO_OWN_DISPATCH`` says (on)."""
     if _pipes_usable():
+        own = own_dispatch_default() if own_dispatch is None else own_dispatch
         async with _pipe_streams() as (read_stream, write_stream):
-            log.info("serving MCP over stdio (event-loop pipes)")
-            await _serve_pipes(server, read_stream, write_stream)
+            log.info("serving MCP over stdio (event-loop pipes%s)", "" if own else ", the SDK's dispatch only")
+            await _serve_pipes(server, read_stream, write_stream, own_dispatch=own)
     else:
         async with stdio_server() as (read_stream, write_stream):
             log.info("serving MCP over stdio (threaded: stdin/stdout are not pipes)")
