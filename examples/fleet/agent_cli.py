@@ -75,9 +75,10 @@ def cli_argv(cli: str, prompt: str, config_file: str, prefix: str, extra: Sequen
         # -p: print mode (headless); --allowedTools: our tools only, as Claude Code names MCP tools.
         allowed = ",".join(f"mcp__{SERVER}__{t}" for t in tools(prefix))
         return ["claude", "-p", prompt, "--mcp-config", config_file, "--allowedTools", allowed, *extra]
-    # -p: non-interactive; -s: the answer only; --additional-mcp-config @FILE: our server next to the user's own.
-    # --allow-all-tools: required without a person to approve (run it in a sandbox; see docs/fleet.md, Recipes).
-    return ["copilot", "-p", prompt, "-s", "--allow-all-tools", "--additional-mcp-config", f"@{config_file}", *extra]
+    # -p: non-interactive; -s: the answer only; --additional-mcp-config @FILE: our server next to the user's own;
+    # --allow-tool SERVER: every tool of our MCP server and nothing else without a person to approve (add the shell and
+    # write permissions the work needs after --, e.g. --allow-tool 'shell(git:*)' --allow-tool write).
+    return ["copilot", "-p", prompt, "-s", "--allow-tool", SERVER, "--additional-mcp-config", f"@{config_file}", *extra]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
