@@ -31,6 +31,9 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
+from nats_mcp.transports.stdio_front import Opening
+from nats_mcp.transports.stdio_handover import DropFirstReply
+
 log = logging.getLogger("nats_mcp.transports.stdio")
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -189,12 +192,14 @@ def _claimed(fd: int, flags: int, diversion: str | int) -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def _pipe_streams() -> AsyncIterator[tuple[PipeReadStream, PipeWriteStream]]:
+async def _pipe_streams(lead: bytes = b"") -> AsyncIterator[tuple[PipeReadStream, PipeWriteStream]]:
     loop = asyncio.get_running_loop()
     with _claimed(0, os.O_RDONLY, os.devnull) as in_fd, _claimed(1, os.O_WRONLY, 2) as out_fd:
         stdin = os.fdopen(in_fd, "rb", buffering=0)
         stdout = os.fdopen(out_fd, "wb", buffering=0)
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+        if lead:  # what the stdio front read and left to the SDK comes before the rest of the pipe
+            reader.feed_data(lead)
         read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
         try:
             write_transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout)
@@ -222,7 +227,13 @@ def _pipes_usable() -> bool:
     return all(stat.S_ISFIFO(m) or stat.S_ISSOCK(m) for m in modes) and sys.platform != "win32"
 
 
-async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream) -> None:
+async def _serve_pipes(
+    server: Server[Any],
+    read_stream: PipeReadStream,
+    write_stream: PipeWriteStream | DropFirstReply,
+    *,
+    modern: bool = False,
+) -> None:
     """``Server.run`` (the lifespan, then ``serve_dual_era_loop``) without the loop's relay task.
 
     The SDK decides the era by the first request and then relays every later message through a second memory
@@ -233,7 +244,7 @@ async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_s
     async with server.lifespan(server) as lifespan_state:
         try:
             opening = await read_stream.opening_request()
-            modern = (
+            modern = modern or (
                 opening is not None
                 and opening.method != "initialize"
                 and sdk_runner._has_modern_envelope(opening.params)
@@ -257,13 +268,19 @@ async def _serve_pipes(server: Server[Any], read_stream: PipeReadStream, write_s
             await write_stream.aclose()
 
 
-async def serve_stdio(server: Server[Any]) -> None:
-    """Serve until the client closes stdin."""
+async def serve_stdio(server: Server[Any], opening: Opening | None = None) -> None:
+    """Serve until the client closes stdin; ``opening``: where the stdio front (stdio_front.py) left the session."""
     if _pipes_usable():
-        async with _pipe_streams() as (read_stream, write_stream):
+        async with _pipe_streams(opening.lead if opening else b"") as (read_stream, write_stream):
             log.info("serving MCP over stdio (event-loop pipes)")
-            await _serve_pipes(server, read_stream, write_stream)
-    else:
+            drop = opening.drop_reply_to if opening else None
+            await _serve_pipes(
+                server,
+                read_stream,
+                write_stream if drop is None else DropFirstReply(write_stream, drop),
+                modern=opening is not None and opening.modern,
+            )
+    else:  # the front runs only on pipes (stdio_front.pipes_usable), so there is no opening here
         async with stdio_server() as (read_stream, write_stream):
             log.info("serving MCP over stdio (threaded: stdin/stdout are not pipes)")
             await server.run(read_stream, write_stream, server.create_initialization_options())
