@@ -154,7 +154,7 @@ class Front:
             if len(self._buffer) > 1 << 20:  # a long line (a big tool call) is the SDK's to read
                 return None
             ready, _, _ = select.select([self._in, self._wake_r], [], [])
-            if self._wake_r in ready:
+            if self._in not in ready:  # what the client has sent is read first: a hand-over waits for a quiet pipe
                 return None
             data = os.read(self._in, 65536)
             if not data:
