@@ -34,6 +34,8 @@ GLOBAL_OPTIONS = {
     "--set": "set",
 }
 """The root command's options that take a value (cli/app.py ``root``), by the name ``build_state`` takes."""
+RECORD_WAIT_S = 10
+"""At the end of a stdio session, how long the start-up cache's recording (a few in-memory exchanges) may finish."""
 
 
 @dataclass
@@ -162,3 +164,22 @@ async def record_answers(server: Any, startup: Startup) -> None:
         startup_cache.store(startup.key, startup.deps, await capture(server))
     except Exception:  # an unwritable cache directory, an SDK that answers otherwise: serve as without a cache
         log.warning("could not record the start-up cache", exc_info=True)
+
+
+async def serve_session(server: Any, startup: Startup) -> None:
+    """``serve_stdio`` from where the front left the session; without a front, recording the entry for the next."""
+    import asyncio  # here: the front's path (this module's import) stays on the standard library's light part
+    import contextlib
+
+    from nats_mcp.transports.stdio import serve_stdio
+
+    opening = startup.front.handover() if startup.front is not None else None
+    if opening is not None:
+        log.info("the start-up cache answered %d message(s) before the server was ready", opening.answered)
+    recording = asyncio.create_task(record_answers(server, startup)) if startup.front is None else None
+    try:
+        await serve_stdio(server, opening)
+    finally:
+        if recording is not None:  # a short session still leaves the entry for the next one
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(recording, RECORD_WAIT_S)

@@ -27,8 +27,6 @@ log = logging.getLogger("nats_mcp.serve")
 AUDIT_DRAIN_OFFLINE_S = 0.25
 """At a stdio shutdown with NATS unreachable, how long queued audit records may take to reach their sinks: long
 enough for the file sink, not a wait for NATS to come back (the client has gone)."""
-RECORD_WAIT_S = 10
-"""At the end of a stdio session, how long the start-up cache's recording (a few in-memory exchanges) may finish."""
 HTTP_LINGER_S = 2
 """After the HTTP drain (transports/http/drain.py), how long uvicorn waits for connections still open before it
 cancels their requests: the streams the drain ended close at once; only requests past the drain deadline remain."""
@@ -52,20 +50,12 @@ async def _serve(settings: Settings, policy: Policy, startup: Startup | None = N
             coordinator = runtime.coordinator
             security = local_security(runtime.guard, settings.security, coordinator.layout.namespace)
             server = build_server(coordinator, coordinator.local_caller, settings.tool_prefix, security)
-            opening = startup.front.handover() if startup is not None and startup.front is not None else None
-            if opening is not None:
-                log.info("the start-up cache answered %d message(s) before the server was ready", opening.answered)
-            recording = None
-            if startup is not None and startup.front is None:
-                from nats_mcp.cli.fastpath import record_answers
+            if startup is None:
+                await serve_stdio(server)
+            else:  # the console script's fast path: where the front left the session, or record the entry
+                from nats_mcp.cli.fastpath import serve_session
 
-                recording = asyncio.create_task(record_answers(server, startup))
-            try:
-                await serve_stdio(server, opening)
-            finally:
-                if recording is not None:  # a short session still leaves the entry for the next one
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(recording, RECORD_WAIT_S)
+                await serve_session(server, startup)
         except asyncio.CancelledError:
             log.info("shutting down on a signal")
 
