@@ -31,6 +31,9 @@ ENV_PREFIXES = ("NATS_", "MCP_", "LOOMINAL_", "LOG_", "WORKQUEUE_", "OTEL_", "XD
 """Environment variables that settings (config/leaves.py: ``NATS_MCP_*`` and Warp's names), tracing or the file
 locations read; tests/unit/transports/test_startup_cache.py checks every settings name matches one."""
 ENV_NAMES = ("HOME", "USER", "LOGNAME")
+MAX_ENTRIES = 8
+"""Entries kept (~250 kB each): the least recently used beyond these are removed when one is written, so
+configurations that never repeat (a fleet's agents, each with its own instance variables) cannot fill the disk."""
 
 _CODE_PACKAGES = ("nats_mcp", "mcp", "mcp_types", "pydantic", "pydantic_core")
 """Whose files make the answers: ours by every module, the others by their top-level files (a reinstall
@@ -143,7 +146,11 @@ def load(key: str, directory: Path | None = None) -> Entry | None:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-    return _entry_of(data, key)
+    entry = _entry_of(data, key)
+    if entry is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: kept by store()'s eviction
+    return entry
 
 
 def store(key: str, deps: dict[str, str | None], answers: dict[str, Any], directory: Path | None = None) -> Path:
@@ -161,4 +168,16 @@ def store(key: str, deps: dict[str, str | None], answers: dict[str, Any], direct
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _evict(folder)
     return target
+
+
+def _evict(folder: Path) -> None:
+    """Remove the least recently used entries beyond :data:`MAX_ENTRIES` (a concurrent writer's are fine to lose)."""
+    entries = []
+    for path in folder.glob("*.json"):
+        with contextlib.suppress(OSError):
+            entries.append((path.stat().st_mtime_ns, path))
+    for _, path in sorted(entries, reverse=True)[MAX_ENTRIES:]:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -4,6 +4,7 @@ stdio fast path's command line: only a stdio `serve` with options it reads goes 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,15 @@ def test_a_damaged_or_foreign_entry_is_a_miss(tmp_path: Path, damage: Any) -> No
     assert load("k", tmp_path) is not None
     path.write_text(damage(json.loads(path.read_text())))
     assert load("k", tmp_path) is None
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path: Path) -> None:
+    for i in range(startup_cache.MAX_ENTRIES):
+        os.utime(store(f"k{i}", {}, ANSWERS, tmp_path), ns=(i * 10**9, i * 10**9))
+    assert load("k0", tmp_path) is not None  # used now: the newest
+    store("new", {}, ANSWERS, tmp_path)
+    kept = {p.stem for p in tmp_path.glob("*.json")}
+    assert len(kept) == startup_cache.MAX_ENTRIES and {"k0", "new"} <= kept and "k1" not in kept
 
 
 def test_store_leaves_no_temporary_file_and_is_private(tmp_path: Path) -> None:
