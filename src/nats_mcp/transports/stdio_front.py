@@ -36,8 +36,8 @@ CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
 _ENVELOPE_KEYS = {PROTOCOL_VERSION_KEY, CLIENT_INFO_KEY, CLIENT_CAPABILITIES_KEY}
 
 _CAPABILITY_KEYS = {"roots": {"listChanged"}, "sampling": {"context", "tools"}, "elicitation": {"form", "url"}}
-"""Client capabilities whose shape the front checks itself; ``experimental`` and ``extensions`` are objects of
-objects. Anything else (``tasks``, a key of a later revision) goes to the SDK."""
+"""Client capabilities whose shape the front checks itself; ``experimental`` is an object of objects and
+``extensions`` must be empty. Anything else (``tasks``, a key of a later revision) goes to the SDK."""
 _IMPLEMENTATION_KEYS = {"name", "version", "title", "description", "websiteUrl"}
 
 
@@ -80,8 +80,11 @@ def _capabilities(value: Any) -> bool:
     for name, body in value.items():
         if not isinstance(body, dict):
             return False
-        if name in ("experimental", "extensions"):
+        if name == "experimental":
             if not all(isinstance(v, dict) for v in body.values()):
+                return False
+        elif name == "extensions":  # a declared extension may change what the SDK answers: its to answer
+            if body:
                 return False
         elif name == "roots":
             if not set(body) <= _CAPABILITY_KEYS["roots"] or not all(isinstance(v, bool) for v in body.values()):

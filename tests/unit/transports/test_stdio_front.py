@@ -16,13 +16,14 @@ from typing import Any
 import anyio
 import mcp_types
 import pytest
+from mcp.shared.message import SessionMessage
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
 from nats_mcp.api.server import build_server
 from nats_mcp.transports import stdio_front
 from nats_mcp.transports.startup_cache import Entry
 from nats_mcp.transports.stdio_front import Front, Opening
-from nats_mcp.transports.stdio_handover import capture
+from nats_mcp.transports.stdio_handover import DropFirstReply, capture
 
 MODERN = MODERN_PROTOCOL_VERSIONS[-1]
 
@@ -160,6 +161,7 @@ def test_modern_era_answered_and_left_with_its_era(entry: Entry, pipes: tuple[in
         json.dumps({"jsonrpc": "2.0", "id": True, "method": "initialize", "params": init()["params"]}),
         json.dumps(modern("tools/list", 1, version="2099-01-01")),  # the SDK refuses an unsupported revision
         json.dumps(modern("tools/list", 1, capabilities={"sampling": {"tools": True}})),
+        json.dumps(modern("tools/list", 1, capabilities={"extensions": {"io.example/x": {}}})),
         json.dumps(modern("tools/call", 1)),
     ],
 )
@@ -194,3 +196,30 @@ def test_end_of_input_stops_the_front(entry: Entry, pipes: tuple[int, int, int, 
     front.start()
     opening = front.handover()
     assert opening.lead == lines(init()) and opening.answered == 1
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, item: Any) -> None:
+        self.sent.append(item.message)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_replayed_answer_is_dropped_and_only_it() -> None:
+    """The SDK's first line answers the replayed initialize: dropped; from then on every message goes through. A
+    first line that is something else (it never is with the SDK in uv.lock) is sent, not lost."""
+    answer = SessionMessage(mcp_types.JSONRPCResponse(jsonrpc="2.0", id=7, result={}))
+    later = SessionMessage(mcp_types.JSONRPCResponse(jsonrpc="2.0", id=7, result={"x": 1}))
+    inner = Collect()
+    stream = DropFirstReply(inner, 7)
+    await stream.send(answer)
+    await stream.send(later)
+    assert inner.sent == [later.message]
+    inner = Collect()
+    stream = DropFirstReply(inner, 8)
+    await stream.send(answer)
+    assert inner.sent == [answer.message]
