@@ -139,7 +139,7 @@ class Front:
                 return
             try:
                 answered = self._answer(line)
-            except OSError:  # the client went away: the SDK sees the same when it reads and writes
+            except Exception:  # the client went away (the SDK sees the same), or a bug: the SDK answers the line
                 answered = False
             if not answered:
                 self._buffer[0:0] = line  # the SDK reads it first
