@@ -240,6 +240,7 @@ async def _serve_pipes(
     stream and task (one more hand-off per message for the whole session). Our read stream can hand the first
     request back itself, so the era's serving loop reads the pipe directly. Its two loops are private SDK
     functions: the SDK is pinned (uv.lock), and tests/e2e/test_protocol_revisions.py runs both eras over stdio.
+    ``modern``: the stdio front already answered 2026-07-28 requests on this session (stdio_front.py), so that era.
     """
     async with server.lifespan(server) as lifespan_state:
         try:
