@@ -50,6 +50,27 @@ NEVER_IN_PLAIN_COMMANDS = (
 )
 NEVER_FOR_VERSION = (*NEVER_IN_PLAIN_COMMANDS, "pydantic_settings", "nats_mcp.config.settings", "yaml")
 NEVER_FOR_HELP = (*NEVER_FOR_VERSION, "importlib.metadata")  # the installed version is looked up on first use only
+NEVER_BEFORE_FIRST_ANSWER = (
+    *NEVER_FOR_HELP,
+    "pydantic",
+    "pydantic_core",
+    "typer",
+    "click",
+    "rich",
+    "anyio",
+    "asyncio",
+    "nats_mcp.config",
+    "nats_mcp.security",
+    "nats_mcp.cli.app",
+    "nats_mcp.cli.common",
+    "nats_mcp.cli.serve_cmd",
+)
+"""What the stdio front's answers need none of: the fast path's modules up to the thread that answers from the
+start-up cache (cli/main.py ``run`` to transports/stdio_front.py) import only the standard library."""
+FRONT_PATH = (
+    "import nats_mcp.cli.main, nats_mcp.cli.deferred, nats_mcp.cli.fastpath, nats_mcp.transports.startup_cache, "
+    "nats_mcp.transports.stdio_front"
+)
 
 
 def imported(stderr: str) -> set[str]:
@@ -105,3 +126,20 @@ def test_plain_commands_import_neither_nats_nor_the_sdk(tmp_path: Path) -> None:
         modules = imported(proc.stderr)
         assert "nats_mcp.cli.main" in modules or "typer" in modules, argv  # read right: the command's own imports
         assert offenders(modules, forbidden) == [], argv
+
+
+def test_the_front_answers_on_the_standard_library_alone(tmp_path: Path) -> None:
+    """The floor of the first answer: what serve_fast runs before the front's thread starts, and the thread."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", FRONT_PATH],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=isolated_env(tmp_path),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = imported(proc.stderr)
+    assert {"nats_mcp.cli.fastpath", "nats_mcp.transports.stdio_front", "hashlib"} <= modules  # read right
+    assert offenders(modules, NEVER_BEFORE_FIRST_ANSWER) == []

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nats_mcp.cli.common import err, fail, load_policy, loopback_host, out, state
+from nats_mcp.cli.common import CliState, err, fail, load_policy, loopback_host, out, state
 
 if TYPE_CHECKING:
+    from nats_mcp.cli.fastpath import Startup
     from nats_mcp.config.settings import Settings
     from nats_mcp.runtime import Runtime
     from nats_mcp.security.audit.record import Transport
@@ -31,7 +32,7 @@ HTTP_LINGER_S = 2
 cancels their requests: the streams the drain ended close at once; only requests past the drain deadline remain."""
 
 
-async def _serve(settings: Settings, policy: Policy) -> None:
+async def _serve(settings: Settings, policy: Policy, startup: Startup | None = None) -> None:
     # Imported here: the SDK costs ~0.75 s to import, which no other command should pay.
     from nats_mcp.api.server import build_server, local_security
     from nats_mcp.transports.stdio import serve_stdio
@@ -48,7 +49,13 @@ async def _serve(settings: Settings, policy: Policy) -> None:
             await _start_observing(runtime)
             coordinator = runtime.coordinator
             security = local_security(runtime.guard, settings.security, coordinator.layout.namespace)
-            await serve_stdio(build_server(coordinator, coordinator.local_caller, settings.tool_prefix, security))
+            server = build_server(coordinator, coordinator.local_caller, settings.tool_prefix, security)
+            if startup is None:
+                await serve_stdio(server)
+            else:  # the console script's fast path: where the front left the session, or record the entry
+                from nats_mcp.cli.fastpath import serve_session
+
+                await serve_session(server, startup)
         except asyncio.CancelledError:
             log.info("shutting down on a signal")
 
@@ -317,11 +324,42 @@ def serve(
 ) -> None:
     """Serve the MCP tools over stdio (default), streamable HTTP or gRPC (mutual TLS). Starts the embedded NATS if no
     NATS URL is set."""
+    serve_command(
+        state(ctx),
+        transport=transport,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
+        insecure_dev=insecure_dev,
+        quickstart=quickstart,
+        rotate_key=rotate_key,
+        metrics_port=metrics_port,
+    )
+
+
+def serve_command(
+    cli: CliState,
+    *,
+    transport: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    client_ca: Path | None = None,
+    insecure_dev: bool = False,
+    quickstart: bool = False,
+    rotate_key: bool = False,
+    metrics_port: int | None = None,
+    startup: Startup | None = None,
+) -> None:
+    """`serve` once its options are read (by Typer, or by hand on the stdio fast path: cli/fastpath.py)."""
     section = "http"
     if transport == "grpc" or (
         transport is None
         and any(v is not None for v in (host, port, tls_cert, tls_key))
-        and state(ctx).load().settings.transport == "grpc"
+        and cli.load().settings.transport == "grpc"
     ):
         section = "grpc"  # --host/--port/--tls-* set the section of the transport being served
     extra = {
@@ -344,7 +382,7 @@ def serve(
     }
     from nats_mcp.observe.logging import setup_logging
 
-    loaded = state(ctx).load(extra, flags)
+    loaded = cli.load(extra, flags)
     settings = loaded.settings
     setup_logging(settings.logging)
     if settings.transport == "grpc":
@@ -382,9 +420,13 @@ def serve(
                 _serve_http(settings, policy, insecure=insecure_dev, quickstart=quickstart, rotate_key=rotate_key)
             )
         return
+    if startup is not None and startup.front is None:
+        from nats_mcp.cli.fastpath import cache_deps
+
+        startup.deps = cache_deps(loaded)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(settings, policy))
+            asyncio.run(_serve(settings, policy, startup))
     except asyncio.CancelledError:  # a signal during the shutdown itself (a client that stops waiting kills us)
         log.warning("shutdown cut short by a signal; audit records not yet written are lost")
     _exit_at_once()

@@ -204,25 +204,33 @@ def warp_layer(path: Path, name: str) -> Layer:
     return layer
 
 
-def find_project_file(project_path: Path) -> Path | None:
-    """``.mcp-config.json`` in the project path or up to 4 parents (Warp's search)."""
+def project_candidates(project_path: Path) -> list[Path]:
+    """Where ``.mcp-config.json`` is looked for: the project path and up to 4 parents (Warp's search)."""
+    found = []
     current = project_path
     for _ in range(PROJECT_SEARCH_PARENTS + 1):
-        candidate = current / PROJECT_FILE
-        if candidate.is_file():
-            return candidate
+        found.append(current / PROJECT_FILE)
         if current.parent == current:
             break
         current = current.parent
-    return None
+    return found
+
+
+def find_project_file(project_path: Path) -> Path | None:
+    """The first project file of :func:`project_candidates` that exists."""
+    return next((candidate for candidate in project_candidates(project_path) if candidate.is_file()), None)
+
+
+def user_candidates(environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+    """The user files that may exist, lowest precedence first."""
+    home = Path(environ.get("HOME") or Path.home())
+    xdg = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return [(home / ".nats-mcp" / "config.json", "warp"), (xdg / "nats-mcp" / "config.yaml", "yaml")]
 
 
 def user_files(environ: Mapping[str, str]) -> list[tuple[Path, str]]:
     """The user files that exist, lowest precedence first."""
-    home = Path(environ.get("HOME") or Path.home())
-    xdg = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
-    candidates = [(home / ".nats-mcp" / "config.json", "warp"), (xdg / "nats-mcp" / "config.yaml", "yaml")]
-    return [(p, kind) for p, kind in candidates if p.is_file()]
+    return [(p, kind) for p, kind in user_candidates(environ) if p.is_file()]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,6 +287,8 @@ class LoadedSettings:
     sources: dict[str, str]
     files: list[str]
     warnings: list[str]
+    consulted: list[str] = field(default_factory=list)
+    """Every file whose content or existence the settings depend on (read or looked for)."""
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "default")
@@ -372,7 +382,10 @@ def load_settings(
     except ValidationError as exc:
         messages = [_describe(err, sources) for err in exc.errors()]
         raise ConfigError("; ".join(dict.fromkeys(messages))) from None
-    return LoadedSettings(settings, {".".join(k): v for k, v in sources.items()}, files, warnings)
+    consulted = [str(p) for p, _ in user_candidates(env)] + [str(p) for p in project_candidates(project_path)]
+    if yaml_path is not None:
+        consulted.append(str(yaml_path))
+    return LoadedSettings(settings, {".".join(k): v for k, v in sources.items()}, files, warnings, consulted)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from mcp.shared.message import SessionMessage
 from mcp.shared.transport_context import TransportContext
 
 from nats_mcp.api.direct import DirectCalls
+from nats_mcp.transports.stdio_front import Opening
+from nats_mcp.transports.stdio_handover import DropFirstReply
 
 log = logging.getLogger("nats_mcp.transports.stdio")
 
@@ -211,12 +213,14 @@ def _claimed(fd: int, flags: int, diversion: str | int) -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def _pipe_streams() -> AsyncIterator[tuple[PipeReadStream, PipeWriteStream]]:
+async def _pipe_streams(lead: bytes = b"") -> AsyncIterator[tuple[PipeReadStream, PipeWriteStream]]:
     loop = asyncio.get_running_loop()
     with _claimed(0, os.O_RDONLY, os.devnull) as in_fd, _claimed(1, os.O_WRONLY, 2) as out_fd:
         stdin = os.fdopen(in_fd, "rb", buffering=0)
         stdout = os.fdopen(out_fd, "wb", buffering=0)
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+        if lead:  # what the stdio front read and left to the SDK comes before the rest of the pipe
+            reader.feed_data(lead)
         read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
         try:
             write_transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout)
@@ -245,7 +249,12 @@ def _pipes_usable() -> bool:
 
 
 async def _serve_pipes(
-    server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream, *, own_dispatch: bool = True
+    server: Server[Any],
+    read_stream: PipeReadStream,
+    write_stream: PipeWriteStream | DropFirstReply,
+    *,
+    own_dispatch: bool = True,
+    modern: bool = False,
 ) -> None:
     """``Server.run`` (the lifespan, then ``serve_dual_era_loop``) without the loop's relay task.
 
@@ -254,12 +263,13 @@ async def _serve_pipes(
     request back itself, so the era's serving loop reads the pipe directly. With ``own_dispatch`` the hot requests
     (``tools/call``, ``ping``) are taken off the stream by api/direct.py before the SDK's dispatcher sees them. The
     SDK's era loops are private functions: the SDK is pinned (uv.lock), and tests/e2e/test_protocol_revisions.py
-    runs both eras over stdio.
+    runs both eras over stdio. ``modern``: the stdio front already answered 2026-07-28 requests on this session
+    (stdio_front.py), so that era.
     """
     async with server.lifespan(server) as lifespan_state:
         try:
             opening = await read_stream.opening_request()
-            modern = (
+            modern = modern or (
                 opening is not None
                 and opening.method != "initialize"
                 and sdk_runner._has_modern_envelope(opening.params)
@@ -290,7 +300,10 @@ async def _serve_pipes(
 
 
 async def _serve_handshake(
-    server: Server[Any], read_stream: PipeReadStream, write_stream: PipeWriteStream, lifespan_state: Any
+    server: Server[Any],
+    read_stream: PipeReadStream,
+    write_stream: PipeWriteStream | DropFirstReply,
+    lifespan_state: Any,
 ) -> None:
     """The SDK's handshake-era loop (``_serve_legacy_stream``), built here so api/direct.py reads its connection.
 
@@ -326,14 +339,22 @@ def own_dispatch_default() -> bool:
     return os.environ.get(OWN_DISPATCH_ENV, "1").strip() != "0"
 
 
-async def serve_stdio(server: Server[Any], *, own_dispatch: bool | None = None) -> None:
-    """Serve until the client closes stdin; ``own_dispatch`` None: as ``NATS_MCP_STDIO_OWN_DISPATCH`` says (on)."""
+async def serve_stdio(server: Server[Any], opening: Opening | None = None, *, own_dispatch: bool | None = None) -> None:
+    """Serve until the client closes stdin; ``opening``: where the stdio front (stdio_front.py) left the session;
+    ``own_dispatch`` None: as ``NATS_MCP_STDIO_OWN_DISPATCH`` says (on)."""
     if _pipes_usable():
         own = own_dispatch_default() if own_dispatch is None else own_dispatch
-        async with _pipe_streams() as (read_stream, write_stream):
+        async with _pipe_streams(opening.lead if opening else b"") as (read_stream, write_stream):
             log.info("serving MCP over stdio (event-loop pipes%s)", "" if own else ", the SDK's dispatch only")
-            await _serve_pipes(server, read_stream, write_stream, own_dispatch=own)
-    else:
+            drop = opening.drop_reply_to if opening else None
+            await _serve_pipes(
+                server,
+                read_stream,
+                write_stream if drop is None else DropFirstReply(write_stream, drop),
+                own_dispatch=own,
+                modern=opening is not None and opening.modern,
+            )
+    else:  # the front runs only on pipes (stdio_front.pipes_usable), so there is no opening here
         async with stdio_server() as (read_stream, write_stream):
             log.info("serving MCP over stdio (threaded: stdin/stdout are not pipes)")
             await server.run(read_stream, write_stream, server.create_initialization_options())
