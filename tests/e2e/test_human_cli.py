@@ -110,6 +110,14 @@ async def test_a_person_drives_a_work_cycle_next_to_an_agent(tmp_path: Path, nat
         code, _, error = await cli(tmp_path, nats_server, "work", "cancel", unknown)
         assert code == 3 and "not_found" in error
 
+        # a work boundary: queued under it, listed with it
+        code, out, error = await cli(
+            tmp_path, nats_server, "work", "submit", "python", "corporate task", "--boundary", "corporate"
+        )
+        assert code == 0 and "queued for python (boundary corporate)" in error, error
+        listed = await cli_json(tmp_path, nats_server, "work", "list", "python")
+        assert [(i["id"], i["boundary"]) for i in listed["items"]] == [(out.strip(), "corporate")]
+
     # the person's calls are audited as the local principal's agent "human", over the cli transport
     await wait_for(
         lambda: trail(tmp_path).exists() and "work_cancel" in trail(tmp_path).read_text(),
@@ -137,6 +145,7 @@ async def test_bad_input_and_an_unreachable_nats_have_their_exit_codes(tmp_path:
         ("work", "submit", "python", "x", "--deadline", "someday"),
         ("work", "submit", "python", "x", "--context", "[1, 2]"),
         ("work", "submit", "bad capability!", "x"),
+        ("work", "submit", "python", "x", "--boundary", "Not A Name!"),
         ("work", "watch", "not-a-uuid"),
         ("work", "get", "0f8fad5b-d9cb-469f-a165-70867728950e", "--wait", "1h"),
     ):

@@ -61,6 +61,12 @@ def submit(
     ] = None,
     task_id: Annotated[str | None, typer.Option("--task-id", help="Your reference (default: a timestamp).")] = None,
     context: Annotated[str | None, typer.Option("--context", help="A JSON object handed to the claimer.")] = None,
+    boundary: Annotated[
+        str | None,
+        typer.Option(
+            "--boundary", help="A work boundary (e.g. corporate): only roles granted it see or claim the item."
+        ),
+    ] = None,
     as_json: Json = False,
     agent: AsAgent = DEFAULT_AGENT,
     timeout: Timeout = 10.0,
@@ -87,6 +93,7 @@ def submit(
             priority=priority,
             deadline=due,
             contextData=context_data,
+            **({"boundary": boundary} if boundary is not None else {}),
         )
 
     item = run(settings_of(ctx), agent, timeout, action)
@@ -95,7 +102,10 @@ def submit(
         return
     out.print(item["workItemId"], highlight=False)
     due_text = f", deadline {item['deadline']}" if item.get("deadline") else ""
-    err.print(f"queued for {escape(item['capability'])} at priority {item['priority']}{due_text}", highlight=False)
+    bound = f" (boundary {escape(item['boundary'])})" if item.get("boundary") else ""
+    err.print(
+        f"queued for {escape(item['capability'])}{bound} at priority {item['priority']}{due_text}", highlight=False
+    )
 
 
 @app.command("list")
@@ -129,6 +139,7 @@ ITEM_COLUMNS = (
     Column("deadline", rank=2),
     Column("task", rank=3, flexible=True, min_width=10),
     Column("attempts", rank=4, justify="right"),
+    Column("boundary", rank=5),
 )
 
 
@@ -149,6 +160,7 @@ def items_table(
             when(i.get("deadline"), now),
             one_line(i["taskId"]),
             str(i["attempts"]),
+            i.get("boundary") or "-",
         )
         for i in items
     ]

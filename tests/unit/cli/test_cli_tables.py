@@ -100,6 +100,11 @@ def test_work_items_read_at_80_and_200_columns(width: int) -> None:
     assert row.startswith(ITEM) and "lint the repository and f" in row and "3m ago" in row
     if width == 200:
         assert " ".join(description.split()) in row and "in 2h" in row and "task-7" in row
+        assert row.rstrip().endswith("-")  # unbounded
+        bounded = rendered(
+            items_table("python", queue, [{**queued(description), "boundary": "corporate"}], width, NOW), width
+        )
+        assert bounded[3].rstrip().endswith("corporate")
     else:
         assert row.endswith("3m ago") and "…" in row  # the description gives way, in one line
 
