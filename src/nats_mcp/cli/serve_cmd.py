@@ -16,7 +16,7 @@ import typer
 from nats_mcp.cli.common import CliState, err, fail, load_policy, loopback_host, out, state
 
 if TYPE_CHECKING:
-    from nats_mcp.cli.fastpath import Startup
+    from nats_mcp.cli.stdio_start import Startup
     from nats_mcp.config.settings import Settings
     from nats_mcp.runtime import Runtime
     from nats_mcp.security.audit.record import Transport
@@ -53,7 +53,7 @@ async def _serve(settings: Settings, policy: Policy, startup: Startup | None = N
             if startup is None:
                 await serve_stdio(server)
             else:  # the console script's fast path: where the front left the session, or record the entry
-                from nats_mcp.cli.fastpath import serve_session
+                from nats_mcp.cli.stdio_start import serve_session
 
                 await serve_session(server, startup)
         except asyncio.CancelledError:
@@ -421,7 +421,7 @@ def serve_command(
             )
         return
     if startup is not None and startup.front is None:
-        from nats_mcp.cli.fastpath import cache_deps
+        from nats_mcp.cli.stdio_start import cache_deps
 
         startup.deps = cache_deps(loaded)
     try:
