@@ -53,6 +53,16 @@ _DUPLEX = TransportContext(kind="jsonrpc", can_send_request=True)
 _NO_REQUESTS = TransportContext(kind="jsonrpc", can_send_request=False)
 
 
+def progress_params(token: Any, progress: float, total: float | None, message: str | None) -> dict[str, Any]:
+    """The params of a ``notifications/progress`` (the fields the caller left out are not sent)."""
+    params: dict[str, Any] = {"progressToken": token, "progress": progress}
+    if total is not None:
+        params["total"] = total
+    if message is not None:
+        params["message"] = message
+    return params
+
+
 class WriterOutbound:
     """Notifications written straight to the transport's one writer (what the SDK dispatcher's ``notify`` does)."""
 
@@ -105,14 +115,8 @@ class CallChannel:
         return await self.outbound.send_raw_request(method, params, opts)
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        if self.progress_token is None:
-            return
-        params: dict[str, Any] = {"progressToken": self.progress_token, "progress": progress}
-        if total is not None:
-            params["total"] = total
-        if message is not None:
-            params["message"] = message
-        await self.notify("notifications/progress", params)
+        if self.progress_token is not None:
+            await self.notify("notifications/progress", progress_params(self.progress_token, progress, total, message))
 
 
 class _Shaping:

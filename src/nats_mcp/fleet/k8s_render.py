@@ -100,14 +100,7 @@ def render(spec: KubernetesSpec, start: StartSpec, resolved: dict[str, str], tem
             "immutable": True,
             "stringData": hidden,
         }
-    values = {
-        "agent_name": start.agent_name,
-        "agent_guid": start.agent_guid,
-        "target": start.target,
-        "instance": start.instance,
-        "capabilities": ",".join(start.capabilities),
-    }
-    command = [part.format_map(values) for part in spec.command] if spec.command is not None else None
+    command = start.command(spec.command) if spec.command is not None else None
     job = _job(spec, template, name, tags, list(entries.values()), command, secret=secret is not None)
     return Rendered(job, secret)
 

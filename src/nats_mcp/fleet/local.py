@@ -39,14 +39,7 @@ class LocalMechanism:
 
     async def start(self, spec: StartSpec) -> Handle:
         local = self.specs[spec.target]
-        values = {
-            "agent_name": spec.agent_name,
-            "agent_guid": spec.agent_guid,
-            "target": spec.target,
-            "instance": spec.instance,
-            "capabilities": ",".join(spec.capabilities),
-        }
-        argv = [part.format_map(values) for part in local.command]
+        argv = spec.command(local.command)
         cwd = str(local.cwd) if local.cwd is not None else None
         try:
             proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the child is watched by poll()

@@ -29,6 +29,23 @@ class StartSpec:
     env: dict[str, str] = field(repr=False)
     """The agent's extra environment (NATS settings, identity, the target's env): may hold secrets, never logged."""
 
+    @property
+    def placeholders(self) -> dict[str, str]:
+        """What a command template's ``{agent_name}``, ``{agent_guid}``, ``{target}``, ``{instance}`` and
+        ``{capabilities}`` stand for in this start (specparts.PLACEHOLDERS names them)."""
+        return {
+            "agent_name": self.agent_name,
+            "agent_guid": self.agent_guid,
+            "target": self.target,
+            "instance": self.instance,
+            "capabilities": ",".join(self.capabilities),
+        }
+
+    def command(self, template: list[str]) -> list[str]:
+        """``template`` with this start's placeholders filled in."""
+        values = self.placeholders
+        return [part.format_map(values) for part in template]
+
 
 @dataclass(frozen=True, slots=True)
 class Handle:

@@ -100,14 +100,8 @@ class SshMechanism:
 
     async def start(self, spec: StartSpec) -> Handle:
         ssh = self.specs[spec.target]
-        values = {
-            "agent_name": spec.agent_name,
-            "agent_guid": spec.agent_guid,
-            "target": spec.target,
-            "instance": spec.instance,
-            "capabilities": ",".join(spec.capabilities),
-        }
-        argv = [part.format_map(values) for part in ssh.command]
+        values = spec.placeholders
+        argv = spec.command(ssh.command)
         log_file = ssh.log.format_map(values)
         env = {**forwarded_env(self.environ), **spec.env}
         env.pop("NATS_MCP_CONFIG", None)

@@ -27,6 +27,8 @@ from mcp.shared.message import SessionMessage
 from mcp.shared.transport_context import TransportContext
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from nats_mcp.api.direct import progress_params
+
 Emit = Callable[[SessionMessage], Awaitable[None]]
 TRANSPORT = TransportContext(kind="grpc", can_send_request=False)
 
@@ -53,14 +55,8 @@ class _OneRequest:
         await self.emit(SessionMessage(types.JSONRPCNotification(jsonrpc="2.0", method=method, params=body)))
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        if self.progress_token is None:
-            return
-        params: dict[str, Any] = {"progressToken": self.progress_token, "progress": progress}
-        if total is not None:
-            params["total"] = total
-        if message is not None:
-            params["message"] = message
-        await self.notify("notifications/progress", params)
+        if self.progress_token is not None:
+            await self.notify("notifications/progress", progress_params(self.progress_token, progress, total, message))
 
 
 def _refusal(request: types.JSONRPCRequest) -> types.ErrorData | None:
