@@ -220,7 +220,10 @@ async def test_sdk_clients_through_the_front(warm: Warm, ts_client: TsClient) ->
             assert not (await client.call_tool("warp_handle_set", {"handle": "py"})).is_error
             failed = await client.call_tool("warp_channels_read", {"channel": "Not A Channel!"})
             assert failed.is_error and "[invalid_name]" in failed.content[0].text  # type: ignore[union-attr]
-    assert answered(log) == 2  # server/discover, tools/list
+    # A hit (the front ran: -1 would be a miss). How much it answered before the server was built depends on when the
+    # client's first message came: 2 (server/discover, tools/list) on an idle machine; on a loaded one the client can
+    # come after the whole load (seen in CI: 0). The front's answers themselves are checked byte for byte above.
+    assert 0 <= answered(log) <= 2
 
     # The TypeScript SDK (initialize on the handshake era): its server's stderr to a log, its argv still `serve`.
     log = tmp_path / "ts.log"
@@ -241,4 +244,4 @@ async def test_sdk_clients_through_the_front(warm: Warm, ts_client: TsClient) ->
     listed, ok, failed = (c["result"] for c in answer["calls"])
     assert {tool["name"] for tool in listed["tools"]} == TOOLS
     assert not ok.get("isError") and failed["isError"] and "[invalid_name]" in failed["content"][0]["text"]
-    assert answered(log) >= 2  # initialize, initialized, tools/list as the client's timing has them
+    assert 0 <= answered(log) <= 3  # a hit; initialize, initialized, tools/list as the client's timing has them
