@@ -14,10 +14,10 @@ unchanged.
 
 Like the SDK's SSE mode, the answer is one JSON body unless the handler sends a notification first (a log message) or
 runs past :data:`PING_INTERVAL_S` silent: then the response becomes an SSE stream (the notifications, pings, the
-answer); a client that disconnects cancels the call. Left to the SDK: every other method, a request with a
-``progressToken`` (it asked for a stream), a body the gate could not parse, and everything while server middleware
-(the tracing span) is on. ``NATS_MCP_HTTP_OWN_DISPATCH=0`` leaves everything to the SDK;
-tests/integration/test_http_direct.py sends generated requests through both and compares the answers.
+answer); a client that disconnects cancels the call (noticed from :data:`WATCH_AFTER_S` on). Left to the SDK: every
+other method, a request with a ``progressToken`` (it asked for a stream), a body the gate could not parse, and
+everything while server middleware (the tracing span) is on. ``NATS_MCP_HTTP_OWN_DISPATCH=0`` leaves everything to
+the SDK; tests/integration/test_http_direct.py sends generated requests through both and compares the answers.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ from nats_mcp.transports.http.sessions import BODY_KEY, header
 OWN_DISPATCH_ENV = "NATS_MCP_HTTP_OWN_DISPATCH"
 PING_INTERVAL_S = 15.0
 """How long a silent call may run before its response becomes an SSE stream with keepalive pings (the SDK's)."""
+WATCH_AFTER_S = 0.05
+"""When a running call starts watching for its client's disconnect (and the ping interval starts): the SDK watches
+from the start with a task per request; a call answered sooner has no client to lose."""
 
 _VERSION_HEADER = b"mcp-protocol-version"
 
@@ -77,7 +80,7 @@ class _Stream:
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self.lock = anyio.Lock()
+        self.lock = asyncio.Lock()  # not anyio's: it checkpoints even when free, ~50 µs a request
         self.committed = False
         self.ended = False
 
@@ -197,16 +200,23 @@ class ModernCalls:
             return
         stream = _Stream(send)
         dctx.sink = cast(Any, stream)
+        loop = asyncio.get_running_loop()
+        watching: list[asyncio.Task[None]] = []
         with anyio.CancelScope() as call:
-            watch = asyncio.get_running_loop().create_task(_watch(receive, stream, call))
+            # A quick call (almost all) is over before the watch would start: no task, no timer of its own.
+            later = loop.call_later(
+                WATCH_AFTER_S, lambda: watching.append(loop.create_task(_watch(receive, stream, call)))
+            )
             try:
                 answer = await _to_jsonrpc_response(req.id, run())
             finally:
+                later.cancel()
                 async with stream.lock:
                     stream.ended = True
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+                for watch in watching:
+                    watch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watch
         if call.cancelled_caught:
             return  # the client disconnected: nothing to answer, as the SDK's entry
         await _finish(answer, stream, scope, receive, send)
