@@ -26,14 +26,24 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from nats_mcp.api.server import Security, build_server
 from nats_mcp.runtime import Runtime
+from nats_mcp.security.authn.apikeys import ApiKeys
+from nats_mcp.security.authn.chain import Authenticator
 from nats_mcp.security.policy import Policy, parse_policy
-from nats_mcp.transports.http.app import InsecureDev, QuietServer, build_http_app, gateway_caller
+from nats_mcp.transports.http.app import (
+    GatewayVerifier,
+    InsecureDev,
+    PrincipalSource,
+    QuietServer,
+    build_http_app,
+    gateway_caller,
+)
 from nats_mcp.transports.http.modern import ModernCalls
 from nats_mcp.transports.http.protocol import ProtocolGate
 from tests.support.differential import CAPABILITIES, ENVELOPE, POLICY, generated_calls, normalised
@@ -42,7 +52,7 @@ from tests.support.http_server import mcp_client
 from tests.support.natsserver import NatsServer
 from tests.support.sse import sse_events
 
-NAMESPACES = {"sdk": "hdiff-sdk", "own": "hdiff-own"}
+NAMESPACES = {"sdk": "hdiff-sdk", "own": "hdiff-own", "keyed": "hdiff-keyed"}
 MODERN = "2026-07-28"
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 UNLIMITED = {
@@ -61,9 +71,22 @@ def modern_of(app: Starlette) -> ModernCalls | None:
     raise AssertionError("no protocol gate on /mcp")
 
 
+def modern_of_keyed(app: Starlette) -> ModernCalls:
+    """The own path inside the bearer check and the protocol gate of an authenticated app."""
+    for route in app.router.routes:
+        if isinstance(route, Route) and isinstance(route.endpoint, RequireAuthMiddleware):
+            gate = route.endpoint.app
+            assert isinstance(gate, ProtocolGate) and isinstance(gate.app, ModernCalls)
+            return gate.app
+    raise AssertionError("no bearer check on /mcp")
+
+
 @contextlib.asynccontextmanager
-async def side(tmp_path: Path, nats_server: NatsServer, name: str, own: bool) -> AsyncIterator[tuple[str, Starlette]]:
-    """One server as ``serve --transport http --insecure-dev`` builds it: (its /mcp URL, its app)."""
+async def side(
+    tmp_path: Path, nats_server: NatsServer, name: str, own: bool, keys: list[str] | None = None
+) -> AsyncIterator[tuple[str, Starlette]]:
+    """One server as ``serve --transport http --insecure-dev`` builds it: (its /mcp URL, its app); with ``keys``, as
+    ``serve --transport http`` does, with an API key (role ``agent``) created into ``keys``."""
     home = tmp_path / name
     home.mkdir()
     config = settings_for(  # one project directory: the same project id on both sides
@@ -80,19 +103,28 @@ async def side(tmp_path: Path, nats_server: NatsServer, name: str, own: bool) ->
     async with Runtime(config, Policy(parse_policy(POLICY)), transport="http", observe=False) as runtime:
         assert await runtime.conn.wait_connected(10)
         coordinator = runtime.coordinator
-        source = InsecureDev(runtime.guard, config)
+        url = f"http://127.0.0.1:{port}/mcp"
+        source: PrincipalSource = InsecureDev(runtime.guard, config)
+        verifier = None
+        authenticator = None
+        if keys is not None:
+            keys.append((await ApiKeys(runtime.conn).create("differ", ["agent"]))[0])
+            authenticator = Authenticator.from_settings(config, runtime.conn, dev_audiences=[url])
+            source = verifier = GatewayVerifier(runtime.guard, authenticator, url, config)
         security = Security(runtime.guard, source.current, "http", coordinator.layout.namespace)
         server = build_server(coordinator, gateway_caller(source, coordinator.touch), "warp_", security)
         nats = (runtime.conn, coordinator.layout)
-        app = build_http_app(server, config, port, None, runtime.guard.audit, nats=nats, own_dispatch=own)
+        app = build_http_app(server, config, port, verifier, runtime.guard.audit, nats=nats, own_dispatch=own)
         web = QuietServer(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
         serving = asyncio.create_task(web.serve(sockets=[sock]))
         try:
             await asyncio.wait_for(web.listening.wait(), 30)
-            yield f"http://127.0.0.1:{port}/mcp", app
+            yield url, app
         finally:
             web.stop()
             await serving
+            if authenticator is not None:
+                await authenticator.aclose()
 
 
 def enveloped(params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -256,3 +288,25 @@ async def test_own_http_path_answers_as_the_sdk_does(tmp_path: Path, nats_server
             with pytest.raises(MCPError, match="warp_no_such_tool"):
                 await client.call_tool("warp_no_such_tool", {})
         assert own.taken >= before + 2
+
+
+async def test_authentication_stays_in_front_of_the_own_path(tmp_path: Path, nats_server: NatsServer) -> None:
+    keys: list[str] = []
+    async with (
+        side(tmp_path, nats_server, "keyed", own=True, keys=keys) as (url, app),
+        httpx2.AsyncClient(timeout=30, trust_env=False) as hc,
+    ):
+        own = modern_of_keyed(app)
+        handle = ("set", call(1, "warp_handle_set", {"handle": "keyed"}), [])
+        for credential in (None, "nmk_000000000000_" + "A" * 43):  # none; a well-formed key that does not exist
+            extra = [("authorization", f"Bearer {credential}")] if credential else []
+            refused = await post(hc, url, (handle[0], handle[1], extra))
+            assert refused["status"] == 401, refused
+        assert own.taken == 0  # refused before the own path saw anything
+        bearer = [("authorization", f"Bearer {keys[0]}")]
+        assert (await post(hc, url, ("set", handle[1], bearer)))["status"] == 200
+        got = await post(hc, url, ("get", call(2, "warp_handle_get"), bearer))
+        assert got["body"]["result"]["structuredContent"]["handle"] == "keyed"  # the key's agent, via the guard
+        assert own.taken == 2
+        foreign = await post(hc, url, ("origin", call(3, "warp_handle_get"), [*bearer, ("origin", "http://x.example")]))
+        assert foreign["status"] == 403 and own.taken == 3  # taken, then refused by the SDK's Host/Origin check
