@@ -22,9 +22,11 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.types import Message
 
+from nats_mcp.config.loader import load_settings
 from nats_mcp.transports.http import modern
 from nats_mcp.transports.http.modern import OWN_DISPATCH_ENV, ModernCalls, own_dispatch_default
 from nats_mcp.transports.http.sessions import BODY_KEY
+from nats_mcp.transports.stdio import OWN_DISPATCH_ENV as STDIO_OWN_DISPATCH_ENV
 from tests.support.sse import sse_events
 
 ENVELOPE = {
@@ -177,5 +179,8 @@ async def test_middleware_and_the_switch_leave_it_to_the_sdk(monkeypatch: pytest
         assert (await post(own, "plain"))[0] == 200 and own.taken == 1
     monkeypatch.setenv(OWN_DISPATCH_ENV, "0")
     assert not own_dispatch_default()
+    switches = {OWN_DISPATCH_ENV: "0", STDIO_OWN_DISPATCH_ENV: "0", "NATS_MCP_HTTP_OWN_DISPATCHES": "0"}
+    warned = load_settings(environ={"HOME": "/nonexistent", **switches}).warnings
+    assert warned == ["ignoring unknown environment variable NATS_MCP_HTTP_OWN_DISPATCHES"]  # the switches are known
     monkeypatch.setenv(OWN_DISPATCH_ENV, "1")
     assert own_dispatch_default()
