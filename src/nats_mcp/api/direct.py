@@ -17,6 +17,9 @@ by the dispatcher's ladder, a task per request, ``notifications/cancelled`` canc
 of input an in-flight call answered ``Connection closed``. tests/integration/test_direct_calls.py sends generated
 requests through both paths and compares the answers. With any server middleware (tracing on) nothing is taken: the
 SDK's span middleware wraps each request there.
+
+The kernel's steps themselves (:class:`HotCore`) are shared with the HTTP transport, which answers a 2026-07-28
+``tools/call`` or ``ping`` POST through them (transports/http/modern.py).
 """
 
 from __future__ import annotations
