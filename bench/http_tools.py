@@ -157,6 +157,8 @@ class Spec:
     pid_file: Path | None = None
     port_file: Path | None = None
     handle_set: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the server process."""
 
     @property
     def url(self) -> str:
@@ -183,7 +185,7 @@ def server_argv(spec: Spec, base: Path, port_file: Path) -> tuple[list[str], dic
     env = isolated_env(project, NATS_MCP_NAMESPACE="bench", NATS_MCP_HTTP_PORT_FILE=str(port_file), **UNLIMITED)
     if not spec.audit:
         env["NATS_MCP_SECURITY_AUDIT_ENABLED"] = "false"
-    return argv, env
+    return argv, {**env, **spec.env}
 
 
 def launch(spec: Spec, base: Path, nats_url: str) -> None:

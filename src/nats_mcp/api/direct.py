@@ -17,6 +17,9 @@ by the dispatcher's ladder, a task per request, ``notifications/cancelled`` canc
 of input an in-flight call answered ``Connection closed``. tests/integration/test_direct_calls.py sends generated
 requests through both paths and compares the answers. With any server middleware (tracing on) nothing is taken: the
 SDK's span middleware wraps each request there.
+
+The kernel's steps themselves (:class:`HotCore`) are shared with the HTTP transport, which answers a 2026-07-28
+``tools/call`` or ``ping`` POST through them (transports/http/modern.py).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from mcp.server.session import ServerSession
 from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.dispatcher import CallOptions, Outbound, as_request_id, coerce_request_id
 from mcp.shared.exceptions import MCPError, NoBackChannelError
-from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp.shared.inbound import InboundLadderRejection, InboundModernRoute, classify_inbound_request
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data, progress_token_from_params
 from mcp.shared.message import SessionMessage
 from mcp.shared.transport_context import TransportContext
@@ -137,6 +140,95 @@ class _InFlight:
     channel: CallChannel
 
 
+class HotCore:
+    """The SDK kernel's steps for the hot methods of one server, shared by every transport that answers them itself
+    (stdio's :class:`DirectCalls`, HTTP's transports/http/modern.py): the handler lookup, the typed params, the
+    request context, the result shaping and the error mapping, with no middleware chain (see :attr:`enabled`)."""
+
+    def __init__(self, server: Any, lifespan_state: Any, session: Connection | None = None) -> None:
+        self.server = server
+        self.lifespan_state = lifespan_state
+        # The SDK's result shaping reads two things of the server; the kernel is built once, not per request.
+        shaping = session or Connection.from_envelope(LATEST_MODERN_VERSION, None, None)
+        self._shaper: ServerRunner[Any] = ServerRunner(cast(Any, _Shaping(server)), shaping, lifespan_state)
+        self.entries = {m: e for m in HOT_METHODS if (e := server.get_request_handler(m)) is not None}
+        self._last_envelope: tuple[str, Any, Any, Connection] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return not self.server.middleware  # middleware (the tracing span) must see every request: the SDK's path
+
+    def takes(self, method: Any) -> bool:
+        """Whether a request of ``method`` is answered here rather than by the SDK."""
+        return method in self.entries and self.enabled
+
+    def modern_connection(self, route: InboundModernRoute, outbound: Outbound) -> Connection:
+        """A fresh connection for one 2026-07-28 request, as ``Connection.from_envelope`` makes it; the client's
+        identity typed once while it does not change (a client sends the same envelope on every request; the SDK
+        types it again each time)."""
+        info, capabilities = route.client_info, route.client_capabilities
+        last = self._last_envelope
+        if last is None or last[0] != route.protocol_version or last[1] != info or last[2] != capabilities:
+            typed = Connection.from_envelope(route.protocol_version, info, capabilities)
+            last = self._last_envelope = (route.protocol_version, info, capabilities, typed)
+        connection = Connection(outbound, protocol_version=last[0], client_params=last[3].client_params)
+        connection.client_capabilities = last[3].client_capabilities
+        connection.initialized.set()
+        return connection
+
+    async def handle(
+        self,
+        request: types.JSONRPCRequest,
+        connection: Connection,
+        channel: Any,
+        http_request: Any = None,
+    ) -> dict[str, Any]:
+        """The SDK kernel's steps for one request, less its middleware chain (there is none: see ``enabled``);
+        ``http_request``: the Starlette request an HTTP entry gives the context (``ServerRequestContext.request``)."""
+        method, params = request.method, request.params
+        version = connection.protocol_version
+        try:
+            sdk_methods.validate_client_request(method, version, params)
+        except KeyError:
+            raise MCPError(code=types.METHOD_NOT_FOUND, message="Method not found", data=method) from None
+        entry = self.entries[method]
+        typed = entry.params_type.model_validate({} if params is None else params, by_name=False)
+        meta = typed.meta  # what the SDK lifts out of the same params with a model of its own
+        ctx: ServerRequestContext[Any, Any] = ServerRequestContext(
+            session=ServerSession(channel, connection, request_meta=meta),
+            lifespan_context=self.lifespan_state,
+            method=method,
+            params=params,
+            request_id=request.id,
+            meta=meta,
+            protocol_version=version,
+            request=http_request,
+        )
+        result = await entry.handler(ctx, typed)
+        if isinstance(result, types.ErrorData):
+            raise MCPError.from_error_data(result)
+        return self._shaper._serialize(method, version, result)
+
+    @staticmethod
+    def error_data(exc: Exception, modern: bool, method: str) -> types.ErrorData:
+        """The wire error of a handler's exception: the dispatcher's ladder, then the era's fallback."""
+        error = handler_exception_to_error_data(exc)
+        if error is not None:
+            return error
+        if modern:  # the SDK's 2026-07-28 entries (``modern_error_data``): an internal error, no details
+            log.exception("modern request handler raised")
+            return types.ErrorData(code=types.INTERNAL_ERROR, message="Internal server error")
+        log.exception("handler for %r raised", method)  # its handshake loop: code 0, the text (v1 compatibility)
+        return types.ErrorData(code=0, message=str(exc))
+
+    @staticmethod
+    async def finish(connection: Connection) -> None:
+        """The SDK unwinds each 2026-07-28 request's connection under a shielded, bounded scope; one with nothing
+        registered on it (the usual case) has nothing to unwind."""
+        if getattr(connection.exit_stack, "_exit_callbacks", True):
+            await aclose_shielded(connection)
+
+
 class DirectCalls:
     """Takes the hot requests of one stream connection; ``session`` is the SDK's handshake connection (None: the
     2026-07-28 era, where each request brings its own envelope)."""
@@ -148,25 +240,19 @@ class DirectCalls:
         write: WriteStream[SessionMessage],
         session: Connection | None,
     ) -> None:
-        self._server = server
-        self._lifespan_state = lifespan_state
+        self._core = HotCore(server, lifespan_state, session)
         self._write = write
         self._session = session
         self._writer_outbound = WriterOutbound(write)
         self._modern_outbound = NotifyOnlyOutbound(self._writer_outbound)
-        # The SDK's result shaping reads two things of the server; the kernel is built once, not per request.
-        shaping = session or Connection.from_envelope(LATEST_MODERN_VERSION, None, None)
-        self._shaper: ServerRunner[Any] = ServerRunner(cast(Any, _Shaping(server)), shaping, lifespan_state)
-        self._entries = {m: e for m in HOT_METHODS if (e := server.get_request_handler(m)) is not None}
         self._in_flight: dict[types.RequestId, _InFlight] = {}
         self._tasks: dict[asyncio.Task[None], anyio.CancelScope] = {}
-        self._last_envelope: tuple[str, Any, Any, Connection] | None = None
         self.taken = 0
         """How many requests this path has answered (or is answering) instead of the SDK's."""
 
     @property
     def enabled(self) -> bool:
-        return not self._server.middleware  # middleware (the tracing span) must see every request: the SDK's path
+        return self._core.enabled
 
     def offer(self, item: SessionMessage | Exception) -> bool:
         """Take ``item`` (True: it is ours now and the SDK must not see it) or leave it to the SDK (False)."""
@@ -177,7 +263,7 @@ class DirectCalls:
             if message.method == "notifications/cancelled":
                 self._cancel(message.params)  # and the SDK sees it too: it may be one of its own requests
             return False
-        if not isinstance(message, types.JSONRPCRequest) or message.method not in self._entries or not self.enabled:
+        if not isinstance(message, types.JSONRPCRequest) or not self._core.takes(message.method):
             return False
         connection = self._connection_for(message.method, message.params)
         if connection is None:
@@ -206,17 +292,7 @@ class DirectCalls:
         route = classify_inbound_request({"method": method, "params": params})
         if isinstance(route, InboundLadderRejection):
             return None
-        info, capabilities = route.client_info, route.client_capabilities
-        last = self._last_envelope
-        if last is None or last[0] != route.protocol_version or last[1] != info or last[2] != capabilities:
-            typed = Connection.from_envelope(route.protocol_version, info, capabilities)
-            last = self._last_envelope = (route.protocol_version, info, capabilities, typed)
-        # A fresh connection per request, as the SDK's; the client's identity typed once while it does not change
-        # (a client sends the same envelope on every request; the SDK types it again each time).
-        connection = Connection(self._modern_outbound, protocol_version=last[0], client_params=last[3].client_params)
-        connection.client_capabilities = last[3].client_capabilities
-        connection.initialized.set()
-        return connection
+        return self._core.modern_connection(route, self._modern_outbound)
 
     def _cancel(self, params: Mapping[str, Any] | None) -> None:
         request_id = as_request_id((params or {}).get("requestId"))
@@ -252,7 +328,7 @@ class DirectCalls:
         try:
             with scope:
                 try:
-                    result = await self._handle(request, connection, channel)
+                    result = await self._core.handle(request, connection, channel)
                 finally:
                     channel.closed = True
                     key = coerce_request_id(request.id)
@@ -268,47 +344,12 @@ class DirectCalls:
                     await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=closed))
             raise
         except Exception as exc:
-            error = handler_exception_to_error_data(exc)
-            if error is None and self._session is None:  # the SDK's 2026-07-28 loop: an internal error, no details
-                log.exception("modern request handler raised")
-                error = types.ErrorData(code=types.INTERNAL_ERROR, message="Internal server error")
-            elif error is None:  # its handshake loop: code 0 and the exception's text (its v1 compatibility)
-                log.exception("handler for %r raised", request.method)
-                error = types.ErrorData(code=0, message=str(exc))
+            error = HotCore.error_data(exc, self._session is None, request.method)
             if not channel.cancel_requested.is_set():
                 await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=error))
         finally:
-            # The SDK unwinds each 2026-07-28 request's connection under a shielded, bounded scope; one with nothing
-            # registered on it (the usual case) has nothing to unwind.
-            if self._session is None and getattr(connection.exit_stack, "_exit_callbacks", True):
-                await aclose_shielded(connection)
-
-    async def _handle(
-        self, request: types.JSONRPCRequest, connection: Connection, channel: CallChannel
-    ) -> dict[str, Any]:
-        """The SDK kernel's steps for one request, less its middleware chain (there is none: see ``enabled``)."""
-        method, params = request.method, request.params
-        version = connection.protocol_version
-        try:
-            sdk_methods.validate_client_request(method, version, params)
-        except KeyError:
-            raise MCPError(code=types.METHOD_NOT_FOUND, message="Method not found", data=method) from None
-        entry = self._entries[method]
-        typed = entry.params_type.model_validate({} if params is None else params, by_name=False)
-        meta = typed.meta  # what the SDK lifts out of the same params with a model of its own
-        ctx: ServerRequestContext[Any, Any] = ServerRequestContext(
-            session=ServerSession(channel, connection, request_meta=meta),
-            lifespan_context=self._lifespan_state,
-            method=method,
-            params=params,
-            request_id=request.id,
-            meta=meta,
-            protocol_version=version,
-        )
-        result = await entry.handler(ctx, typed)
-        if isinstance(result, types.ErrorData):
-            raise MCPError.from_error_data(result)
-        return self._shaper._serialize(method, version, result)
+            if self._session is None:
+                await HotCore.finish(connection)
 
     async def _send(self, message: types.JSONRPCResponse | types.JSONRPCError) -> None:
         try:

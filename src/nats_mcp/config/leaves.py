@@ -87,4 +87,7 @@ FLEET_AGENT_ENV: dict[str, str] = {
 }
 """What `nats-mcp fleet run` sets for the agents it starts (docs/fleet.md), for the agent's own code: no setting
 reads them, but they are known, so a fleet agent's `nats-mcp serve` does not warn about them."""
-SPECIAL_ENV = {ENV_PREFIX + "CONFIG", *FLEET_AGENT_ENV}
+OWN_DISPATCH_ENV = (ENV_PREFIX + "STDIO_OWN_DISPATCH", ENV_PREFIX + "HTTP_OWN_DISPATCH")
+"""The switches of the own hot paths (transports/stdio.py, transports/http/modern.py): read by the transports, not
+settings, and known so that setting one does not warn that it is ignored."""
+SPECIAL_ENV = {ENV_PREFIX + "CONFIG", *FLEET_AGENT_ENV, *OWN_DISPATCH_ENV}

@@ -39,6 +39,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from nats_mcp.api.server import assist_of
 from nats_mcp.bus.connection import NatsConnection
@@ -58,6 +59,7 @@ from nats_mcp.transports.http.auth import (
     refusal_description,
 )
 from nats_mcp.transports.http.events import UNSTORED, NatsEventStore, SessionEventStore
+from nats_mcp.transports.http.modern import ModernCalls, own_dispatch_default
 from nats_mcp.transports.http.plain import plain
 from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap, SessionCounter
 from nats_mcp.transports.http.roaming import RoamingSessions
@@ -184,11 +186,13 @@ def build_http_app(
     audit: AuditRecorder | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     nats: tuple[NatsConnection, Layout] | None = None,
+    own_dispatch: bool | None = None,
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (authenticated unless ``verifier`` is None: insecure dev mode) and the metadata;
     ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only);
     ``nats``: the server's connection and namespace layout, whose NATS keeps the SSE events for ``Last-Event-ID``
-    (none: no resumption)."""
+    (none: no resumption); ``own_dispatch``: whether api/direct.py answers the hot 2026-07-28 requests
+    (transports/http/modern.py; None: as ``NATS_MCP_HTTP_OWN_DISPATCH`` says, on)."""
     http = settings.http
     url = resource_url(settings, port)
     if not settings.observe.tracing.enabled:
@@ -236,7 +240,9 @@ def build_http_app(
     if verifier is not None:
         cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate, _counter(manager, roaming), audit)
     prime = _primer(manager, http.sse_retry_ms) if events is not None else None
-    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime)
+    own = own_dispatch_default() if own_dispatch is None else own_dispatch
+    modern = (lambda sdk: ModernCalls(sdk, server, manager)) if own else None
+    _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime, modern)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)
     app.add_middleware(RequestFacts, audit=audit)  # outermost: runs before the SDK's authentication
     return app
@@ -339,16 +345,20 @@ def _gate(
     principal: Callable[[], Principal] | None,
     max_body: int,
     prime: Primer | None,
+    modern: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> None:
-    """Put the protocol gate (transports/http_protocol.py) between the bearer check and the SDK's session manager."""
+    """Put the protocol gate (transports/http/protocol.py) between the bearer check and the SDK's session manager,
+    and ``modern`` (the own 2026-07-28 hot path, transports/http/modern.py) between the gate and the manager."""
     for i, route in enumerate(app.router.routes):
         if not isinstance(route, Route) or route.path != path:
             continue
         endpoint = route.endpoint
         if isinstance(endpoint, RequireAuthMiddleware):
-            endpoint.app = ProtocolGate(endpoint.app, max_body, cap, principal, prime)
+            inner = modern(endpoint.app) if modern is not None else endpoint.app
+            endpoint.app = ProtocolGate(inner, max_body, cap, principal, prime)
         else:
-            app.router.routes[i] = Route(path, endpoint=ProtocolGate(endpoint, max_body, cap, principal, prime))
+            inner = modern(endpoint) if modern is not None else endpoint
+            app.router.routes[i] = Route(path, endpoint=ProtocolGate(inner, max_body, cap, principal, prime))
         return
     raise RuntimeError(f"the SDK's app has no {path} route to guard")
 
