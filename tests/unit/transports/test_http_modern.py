@@ -20,13 +20,12 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPDeprecationWarning
-from starlette.types import Message
 
 from nats_mcp.config.loader import load_settings
 from nats_mcp.transports.http import modern
 from nats_mcp.transports.http.modern import OWN_DISPATCH_ENV, ModernCalls, own_dispatch_default
-from nats_mcp.transports.http.sessions import BODY_KEY
 from nats_mcp.transports.stdio import OWN_DISPATCH_ENV as STDIO_OWN_DISPATCH_ENV
+from tests.support import asgi
 from tests.support.sse import sse_events
 
 ENVELOPE = {
@@ -75,41 +74,18 @@ async def post(app: Any, name: str, disconnect: anyio.Event | None = None) -> tu
         "method": "tools/call",
         "params": {"name": name, "arguments": {}, "_meta": ENVELOPE},
     }
-    raw = json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/mcp",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
+    exchange = asgi.post(
+        body,
+        [
             (b"accept", b"application/json, text/event-stream"),
             (b"mcp-protocol-version", b"2026-07-28"),
             (b"mcp-method", b"tools/call"),
             (b"mcp-name", name.encode()),
-            (b"content-length", str(len(raw)).encode()),
         ],
-        BODY_KEY: body,  # what the protocol gate leaves for the layers behind it
-    }
-    given = False
-
-    async def receive() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        if disconnect is not None:
-            await disconnect.wait()
-            return {"type": "http.disconnect"}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+        disconnect,
+    )
+    sent = exchange.sent
+    await app(exchange.scope, exchange.receive, exchange.send)
     if not sent:
         return 0, "", []
     start = sent[0]

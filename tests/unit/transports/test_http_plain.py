@@ -15,13 +15,12 @@ from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
-from starlette.types import Message
 
 from nats_mcp.config.settings import Settings
 from nats_mcp.transports.http import plain
 from nats_mcp.transports.http.app import build_http_app
 from nats_mcp.transports.http.plain import PlainAnswers
-from nats_mcp.transports.http.sessions import BODY_KEY
+from tests.support import asgi
 from tests.support.sse import sse_events
 
 SESSION = "0123456789abcdef0123456789abcdef"
@@ -36,35 +35,10 @@ def request(method: str = "tools/call", **params: Any) -> dict[str, Any]:
 async def answer(server: Behind, body: dict[str, Any], accept: bytes = BOTH) -> tuple[int, dict[str, str], str]:
     """POST ``body`` to a session transport whose MCP server is ``server``: (status, headers, body text)."""
     transport = PlainAnswers(mcp_session_id=SESSION)
-    raw = json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/mcp",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"accept", accept),
-            (b"mcp-session-id", SESSION.encode()),
-            (b"mcp-protocol-version", b"2025-11-25"),
-            (b"content-length", str(len(raw)).encode()),
-        ],
-        BODY_KEY: body,
-    }
-    sent: list[Message] = []
-    given = False
-
-    async def receive() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
+    exchange = asgi.post(
+        body, [(b"accept", accept), (b"mcp-session-id", SESSION.encode()), (b"mcp-protocol-version", b"2025-11-25")]
+    )
+    sent = exchange.sent
     async with transport.connect() as (read_stream, write_stream), anyio.create_task_group() as tg:
 
         async def serve() -> None:
@@ -73,7 +47,7 @@ async def answer(server: Behind, body: dict[str, Any], accept: bytes = BOTH) -> 
                 await server(got.message, write_stream)
 
         tg.start_soon(serve)
-        await transport.handle_request(scope, receive, send)
+        await transport.handle_request(exchange.scope, exchange.receive, exchange.send)
         tg.cancel_scope.cancel()
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
