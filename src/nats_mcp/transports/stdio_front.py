@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import select
 import stat
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats_mcp.transports.startup_cache import Entry
+
+log = logging.getLogger("nats_mcp.transports.stdio")
 
 PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
@@ -140,6 +143,7 @@ class Front:
             try:
                 answered = self._answer(line)
             except Exception:  # the client went away (the SDK sees the same), or a bug: the SDK answers the line
+                log.debug("stdio front: a line left to the SDK after an error", exc_info=True)
                 answered = False
             if not answered:
                 self._buffer[0:0] = line  # the SDK reads it first
