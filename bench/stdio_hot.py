@@ -10,7 +10,10 @@ cost is not in it) and the client's (this process: what reading the reply costs)
 the ``nats-mcp serve`` of another source tree (DIR/src first on PYTHONPATH, e.g. ``git archive main src | tar -x -C
 DIR``) in the same run, as the "before" of a change. ``--profile`` runs ``nats-mcp serve`` and the echo under
 cProfile in CPU time (switched on around the measured loops only, as bench/stdio_tools.py does) and prints the top
-functions by own time. Writes bench/results/stdio_hot.json.
+functions by own time (cProfile inflates code that makes many small calls: read shares with care); ``--py-spy``
+instead samples the unprofiled server with py-spy (``scripts/bootstrap bench``) over one more loop of each measured
+tool and prints its innermost frames and its samples by area (bench/grpc_profile.py's reading), the figures that
+hold without a profiler's overhead. Writes bench/results/stdio_hot.json.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from grpc_profile import report_samples, sampled  # noqa: E402
 from mcp import Client  # noqa: E402
 from stdio_tools import (  # noqa: E402
     ECHO_SERVER,
@@ -127,7 +131,9 @@ def tool_loops(serve: Client, pid: int, tag: str) -> dict[str, tuple[Call, int]]
     return {f"{name}{tag}": (fn, pid) for name, fn in loops.items()}
 
 
-async def run(plan: Plan, profile: bool, baseline_src: Path | None, only: list[str]) -> dict[str, Any]:
+async def run(
+    plan: Plan, profile: bool, baseline_src: Path | None, only: list[str], py_spy: Path | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-hot-") as tmp:
         base = Path(tmp)
         project = base / "project"
@@ -193,6 +199,16 @@ async def run(plan: Plan, profile: bool, baseline_src: Path | None, only: list[s
                         os.kill(each, signal.SIGUSR2)
                     for fn, _pid in loops.values():  # answered after the profiles are written
                         await fn()
+                if py_spy is not None:
+                    for name, (fn, pid) in loops.items():
+                        if name == "echo" or name.endswith("(base)"):
+                            continue
+                        if name.startswith("work_claim"):
+                            await repeat(every[name.replace("claim", "broadcast")][0], plan.calls)
+                        out = RESULTS / f"stdio_hot_{name}.spy.txt"
+                        rate = await sampled(py_spy, pid, fn, plan.calls, out)
+                        print(f"\n--- py-spy: {name} ---")
+                        report_samples(out, plan.calls, rate, TOP)
     rows = {}
     echo_rate, echo_cpu = statistics.median(rates["echo"]), statistics.median(cpus["echo"])
     print(f"\n{'tool':<23} {'calls/s':>8} {'x echo':>7} {'server CPU ms':>14} {'x echo':>7} {'client CPU ms':>14}")
@@ -226,11 +242,17 @@ def main() -> None:
         type=Path,
         help="a checkout (e.g. `git archive main | tar -x -C DIR`) whose src/ is measured too, as the 'before'",
     )
+    parser.add_argument("--py-spy", action="store_true", help="sample the unprofiled server with py-spy (bench extra)")
     parser.add_argument("--only", nargs="+", default=[], metavar="TOOL", help="measure only these (e.g. handle_get)")
     args = parser.parse_args()
     plan = Plan(runs=3, calls=150, samples=0, warmup=20, profile_calls=0) if args.quick else Plan(7, 400, 0, 50, 0)
     baseline = args.baseline_src.resolve() if args.baseline_src else None
-    result = asyncio.run(run(plan, args.profile, baseline, args.only))
+    spy = None
+    if args.py_spy:
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            parser.error(f"--py-spy needs {spy}: run scripts/bootstrap bench")
+    result = asyncio.run(run(plan, args.profile, baseline, args.only, spy))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stdio_hot.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -18,6 +20,7 @@ from nats.js.errors import APIError
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import DirectGetError, DirectGetUnavailable, StoredMsg, get_batch
 from nats_mcp.bus.streamops import already_gone, delete_msg, delete_msgs, get_next
+from tests.support.natsserver import NatsServer, wait_for
 
 STREAM = "DG"
 PAYLOAD = b"x" * 100
@@ -68,6 +71,39 @@ async def test_max_bytes_caps_the_batch_but_never_below_one_message(nats_conn: N
     assert seqs(both.messages) == [2] and both.pending == 2
     with pytest.raises(ValueError, match="max_bytes"):
         await get_batch(nc, stream, 1, 9, max_bytes=0)
+
+
+async def test_batches_share_one_inline_reply_subscription_and_a_plain_client_reads_the_same(
+    nats_conn: NatsConnection, nats_server: NatsServer, stream: str
+) -> None:
+    nc = nats_conn.client
+    await get_batch(nc, stream, 1, 1)  # makes the connection's reply subscription
+    subscriptions = len(nc._subs)
+    got = await asyncio.gather(*(get_batch(nc, stream, first, 3) for first in range(1, 8)))
+    assert [seqs(b.messages) for b in got] == [[s, s + 1, s + 2] for s in range(1, 8)]  # each inbox its own batch
+    asked: list[Msg] = []
+
+    async def take(msg: Msg) -> None:
+        asked.append(msg)  # takes the request, never answers
+
+    silent = await nc.subscribe("$JS.NOWHERE.API.DIRECT.GET.SILENT", cb=take)
+    waiting = [
+        asyncio.ensure_future(get_batch(nc, "SILENT", 1, 2, prefix="$JS.NOWHERE.API", timeout=2)) for _ in range(3)
+    ]
+    await wait_for(lambda: len(asked) == 3, 10)
+    assert len(nc._subs) == subscriptions + 1  # the responder's: no subscription per batch (SUB, UNSUB, a task each)
+    for each in waiting:
+        with pytest.raises(nats.errors.TimeoutError):
+            await each
+    assert not nc._nmcp_direct_replies.result()._waiting  # type: ignore[attr-defined]  # the collectors forgotten
+    await silent.unsubscribe()
+    plain = await nats.connect(nats_server.url)  # nats-py's own client: a subscription per batch, as before
+    try:
+        assert [seqs((await get_batch(plain, stream, s, 3)).messages) for s in range(1, 8)] == [
+            seqs(b.messages) for b in got
+        ]
+    finally:
+        await plain.close()
 
 
 async def test_missing_stream_or_no_direct_gets_is_unavailable(nats_conn: NatsConnection, stream: str) -> None:

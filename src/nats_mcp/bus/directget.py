@@ -170,8 +170,12 @@ async def _exchange(
     """Send one direct-get request and collect its replies until the batch ends (or the first reply of a server
     without batches)."""
     collector = _Collector(chained)
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=collector.on_msg)
+    replies = await _replies_of(nc)
+    if replies is None:  # a plain nats-py client: a subscription of its own for this batch
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=collector.on_msg)
+    else:
+        inbox = replies.expect(collector)
     try:
         await nc.publish(api_subject, json.dumps(request).encode(), reply=inbox)
         async with asyncio.timeout(timeout):
@@ -179,8 +183,65 @@ async def _exchange(
     except TimeoutError:
         raise nats.errors.TimeoutError from None
     finally:
-        await sub.unsubscribe()
+        if replies is None:
+            await sub.unsubscribe()
+        else:
+            replies.forget(inbox)
     return collector
+
+
+class _Replies:
+    """One wildcard reply subscription per connection for every batch, its messages filed in the read loop.
+
+    A subscription per batch cost a SUB and an UNSUB, a task, and a task hop per message (50 for a channel page);
+    here the connection hands each reply straight to the collector its inbox names (bus/connection.py's
+    ``deliver_inline``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._raw_prefix = len(prefix.encode())
+        self._waiting: dict[str, _Collector] = {}
+        self._next = 0
+
+    def expect(self, collector: _Collector) -> str:
+        self._next += 1
+        inbox = f"{self.prefix}{self._next}"
+        self._waiting[inbox] = collector
+        return inbox
+
+    def forget(self, inbox: str) -> None:
+        self._waiting.pop(inbox, None)
+
+    def deliver(self, subject: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+        collector = self._waiting.get(subject.decode())
+        if collector is not None:
+            collector.take(data, headers or {})
+
+
+_REPLIES = "_nmcp_direct_replies"
+
+
+async def _replies_of(nc: Client) -> _Replies | None:
+    """The connection's reply subscription (made on first use), or None for a client that cannot file inline."""
+    deliver_inline = getattr(nc, "deliver_inline", None)
+    if deliver_inline is None:
+        return None
+    made: asyncio.Future[_Replies] | None = getattr(nc, _REPLIES, None)
+    if made is None:
+        made = asyncio.get_running_loop().create_future()
+        setattr(nc, _REPLIES, made)
+        try:
+            prefix = nc.new_inbox() + "."
+            sub = await nc.subscribe(prefix + "*")
+            replies = _Replies(prefix)
+            deliver_inline(sub._id, replies.deliver)
+            made.set_result(replies)
+        except BaseException as exc:
+            delattr(nc, _REPLIES)  # the next batch tries again
+            made.set_exception(exc)
+            made.exception()  # retrieved: concurrent waiters get it through their await
+            raise
+    return await asyncio.shield(made)
 
 
 class _Collector:
@@ -197,16 +258,18 @@ class _Collector:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_msg(self, msg: Msg) -> None:
+        self.take(msg.data, msg.headers or {})
+
+    def take(self, data: bytes, headers: dict[str, str]) -> None:
         if self.done.done():
             return
-        headers = msg.headers or {}
         # A stored message always carries Nats-Sequence (and may carry any header of its own, even "Status").
         if STATUS in headers and SEQUENCE not in headers:
             self.end = headers
         elif self.chained and not self.follows_on(headers):
             self.gap_before = int(headers[SEQUENCE])
         else:
-            self.messages.append(_stored(msg, headers))
+            self.messages.append(_stored(data, headers))
             if NUM_PENDING in headers:
                 return
             # else: a server without batch support answers one message and no end-of-batch
@@ -242,11 +305,11 @@ def _finish(api_subject: str, collector: _Collector, partial: bool) -> Batch:
     raise DirectGetError(f"direct get on {api_subject} {problem}")
 
 
-def _stored(msg: Msg, headers: dict[str, str]) -> StoredMsg:
+def _stored(data: bytes, headers: dict[str, str]) -> StoredMsg:
     return StoredMsg(
         seq=int(headers[SEQUENCE]),
         subject=headers.get(SUBJECT, ""),
-        data=msg.data,
+        data=data,
         time=headers.get(TIME_STAMP, ""),
         msg_id=headers.get(MSG_ID),
     )

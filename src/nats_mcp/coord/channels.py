@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import logging
 import math
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, create_model
 
 from nats_mcp.bus import specs
 from nats_mcp.bus.connection import NatsConnection
@@ -64,7 +63,12 @@ MAX_SEQUENCE = 2**63 - 1
 
 Mode = Literal["back", "forward"]
 _SCOPES: tuple[str, ...] = get_args(Scope)
-_FIELDS = frozenset(ChannelMessage.model_fields)
+_STORED = create_model(  # type: ignore[call-overload]
+    "StoredChannelMessage",
+    __config__=ConfigDict(extra="ignore"),
+    **{name: (field.annotation, field) for name, field in ChannelMessage.model_fields.items() if name != "sequence"},
+)
+"""A stored message's body as ChannelMessage reads it, minus the sequence (the stream's), other fields ignored."""
 _Stored = list[StoredMsg]
 _LOST = frozenset(
     {"ConnectionClosedError", "ConnectionReconnectingError", "StaleConnectionError", "UnexpectedEOF", "NoServersError"}
@@ -412,14 +416,15 @@ def _decode_all(stored: list[StoredMsg]) -> list[ChannelMessage]:
 
 
 def _decode(stored: StoredMsg) -> ChannelMessage | None:
-    """A stored message, or None if it is not ours (someone published raw data on the subject)."""
+    """A stored message, or None if it is not ours (someone published raw data on the subject).
+
+    Only the fields we know are read: a newer writer may add some without hiding its messages from us. The body is
+    validated once, from its JSON, by a model of the stored fields; the message is then put together from what that
+    model holds without validating it again (half the CPU of a channel page's decoding)."""
     try:
-        body = json.loads(stored.data)
-        if not isinstance(body, dict):
-            raise ValueError("not an object")
-        # Only the fields we know: a newer writer may add some without hiding its messages from us.
-        known = {k: v for k, v in body.items() if k in _FIELDS}
-        return ChannelMessage.model_validate({**known, "sequence": stored.seq})
-    except (ValueError, ValidationError, RecursionError):
+        body: BaseModel = _STORED.model_validate_json(stored.data)
+    except (ValueError, RecursionError):  # ValidationError included
         log.warning("skipping unreadable message %d on %s", stored.seq, stored.subject)
         return None
+    fields = body.model_fields_set | {"sequence"}
+    return ChannelMessage.model_construct(fields, sequence=stored.seq, **body.__dict__)
