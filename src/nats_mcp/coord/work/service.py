@@ -227,23 +227,31 @@ class WorkService:
             arrived.set()
 
         with nats_errors():
-            sub = await self._conn.client.subscribe(self.layout.work_subject(cap), cb=wake) if timeout_ms else None
+            # The first look needs no subscription: most claims find an item there (a SUB, an UNSUB and a task saved).
+            got, _ = await self._claim_pass(caller, cap, max_items, first=True)
+            if got or not timeout_ms or loop.time() >= end:
+                return got
+            # Nothing yet: listen for new items, then look again at once (one may have come in between).
+            sub = await self._conn.client.subscribe(self.layout.work_subject(cap), cb=wake)
             try:
-                first = True
+                woken = False
                 while True:
                     arrived.clear()
-                    got, waiting = await self._claim_pass(caller, cap, max_items, first=first)
-                    first = False
+                    got, waiting = await self._claim_pass(caller, cap, max_items)
                     left = end - loop.time()
                     if got or left <= 0:
                         return got
                     # New items announce themselves; re-offers (expired leases, retry backoffs) do not: poll for those.
+                    # A wake can come before the stream has stored the item it announces (the server delivers to
+                    # this subscription and to the stream's intake apart): after one, look again soon too.
+                    bound = min(left, POLL_S) if waiting or woken else left
+                    woken = False
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(arrived.wait(), min(left, POLL_S) if waiting else left)
+                        await asyncio.wait_for(arrived.wait(), bound)
+                        woken = True
             finally:
-                if sub is not None:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def _claim_pass(
         self, caller: Caller, cap: str, max_items: int, *, first: bool = False
