@@ -42,6 +42,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.bus.layout import AUDIT_STREAM, AUDIT_SUBJECTS, audit_subject, audit_writer
+from nats_mcp.bus.publish import acked
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.security.audit.chain import ChainDivergedError
 from nats_mcp.security.audit.record import AuditRecord
@@ -253,8 +254,8 @@ class StreamSink:
         self.round_trips += 1
         nc = self._conn.client
         if len(part) == 1:
-            # What js.publish sends (the expectation, the stream), asked on the connection directly: its answer is
-            # read for the sequence alone, without building nats-py's PubAck per record.
+            # What js.publish sends (the expectation, the stream), asked on the connection directly (bus/publish.py
+            # acked): its answer is read for the sequence alone, without building nats-py's PubAck per record.
             headers = {EXPECTED_LAST_SUBJECT_SEQ: str(expected), EXPECTED_STREAM: AUDIT_STREAM}
             return await self._request(nc, subject, part[0].to_json(), headers, 1)
         batch_id = uuid.uuid4().hex
@@ -271,7 +272,7 @@ class StreamSink:
         """Send the write that is answered (a publish, a batch's commit); the stream sequence of its last record.
         Refusals raise as js.publish raises them (an APIError by its code; no stream: NoStreamResponseError)."""
         try:
-            msg = await nc.request(subject, payload, timeout=self._timeout, headers=headers)
+            msg = await acked(nc, subject, payload, headers, self._timeout)
         except nats.errors.NoRespondersError:
             raise NoStreamResponseError from None
         answer = json.loads(msg.data)
