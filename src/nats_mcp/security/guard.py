@@ -29,7 +29,6 @@ from nats_mcp.core import reqctx
 from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.lru import LruTable
 from nats_mcp.security.audit.event import AuditEvent, AuditKind, AuditRecorder, NoAudit
-from nats_mcp.security.audit.record import encode_arguments
 from nats_mcp.security.authn import Credentials, Provider
 from nats_mcp.security.authn.bearer import credential_kind
 from nats_mcp.security.errors import AuthenticationError
@@ -255,7 +254,7 @@ class Guard:
         ``needs`` it declares (security/needs.py; ``()`` for a tool touching nothing the policy guards)."""
         args: Mapping[str, Any] = arguments or {}
         principal, peer = ctx.principal, ctx.principal.peer
-        digest = self._limit(ctx, tool, args)  # given, the audit log records it instead of digesting args again
+        self._limit(ctx, tool, args)
         decision = self.policy.decide(principal, tool, ctx.namespace, args, needs)
         if not decision.allowed:
             self._refuse(ctx, tool, "denied", "forbidden", decision.reason, arguments=args, reason="policy_denied")
@@ -285,7 +284,6 @@ class Guard:
                         outcome=outcome,
                         latency_ms=(time.perf_counter() - started) * 1000,
                         arguments=args,
-                        args_digest=digest,
                     ),
                 )
             if self._settle is not None and not await self._settle():
@@ -301,7 +299,7 @@ class Guard:
         """
         args: Mapping[str, Any] = arguments or {}
         name = name[:MAX_AUDITED_NAME]
-        digest = self._limit(ctx, name, args)
+        self._limit(ctx, name, args)
         self.audit.record(
             AuditEvent(
                 "tool_call",
@@ -313,7 +311,6 @@ class Guard:
                 outcome=outcome,
                 latency_ms=0.0,
                 arguments=args,
-                args_digest=digest,
             ),
         )
 
@@ -332,7 +329,7 @@ class Guard:
         """
         args: Mapping[str, Any] = arguments or {}
         name = name[:MAX_AUDITED_NAME]
-        digest = self._limit(ctx, name, args)
+        self._limit(ctx, name, args)
         principal, policy = ctx.principal, self.policy
         for tool, needs in tools:
             if not (policy.tool_allowed(principal, tool, needs) and policy.namespace_allowed(principal, ctx.namespace)):
@@ -356,7 +353,6 @@ class Guard:
                 outcome="ok",
                 latency_ms=0.0,
                 arguments=args,
-                args_digest=digest,
             ),
         )
 
@@ -402,9 +398,8 @@ class Guard:
         finally:
             release()
 
-    def _limit(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> str | None:
-        """Address filter, rate limits, the agent-name cap, size and depth: everything but the policy; the arguments'
-        audit digest (None where they cannot be encoded: the audit log digests them itself, as it did)."""
+    def _limit(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> None:
+        """Address filter, rate limits, the agent-name cap, size and depth: everything but the policy."""
         principal, peer = ctx.principal, ctx.principal.peer
         if not self.ip.allowed(peer):
             self._refuse(
@@ -437,9 +432,9 @@ class Guard:
                 f"(a name unused for {self.settings.agent_idle_s:g}s no longer counts)",
                 reason="too_many_agents",
             )
-        return self._check_size(ctx, tool, args)
+        self._check_size(ctx, tool, args)
 
-    def _check_size(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> str | None:
+    def _check_size(self, ctx: CallContext, tool: str, args: Mapping[str, Any]) -> None:
         s = self.settings
         if value_too_deep(args, s.max_json_depth):
             self._refuse(
@@ -450,15 +445,10 @@ class Guard:
                 f"the arguments nest deeper than {s.max_json_depth} levels",
                 reason="request_too_deep",
             )
-        encoded: bytes | None = None
-        try:  # the canonical form the audit digests (sorted keys: the same length), so arguments are encoded once
-            encoded = encode_arguments(args)
-            size = len(encoded)
-        except (TypeError, ValueError):  # keys that cannot be sorted: measured unsorted, as before
-            try:
-                size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-            except (TypeError, ValueError):
-                size = 0
+        try:
+            size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        except (TypeError, ValueError):
+            size = 0
         if size > s.max_request_bytes:
             self._refuse(
                 ctx,
@@ -468,7 +458,6 @@ class Guard:
                 f"the arguments are {size} bytes; the limit is {s.max_request_bytes}",
                 reason="request_too_large",
             )
-        return None if encoded is None else hashlib.sha256(encoded).hexdigest()
 
     def _refuse(
         self,

@@ -72,17 +72,11 @@ def canonical_json(value: Any) -> bytes:
     return _CANONICAL.encode(value).encode()
 
 
-def encode_arguments(args: Mapping[str, Any] | None) -> bytes:
-    """The canonical JSON of a call's arguments that :func:`digest_arguments` hashes (the guard measures their size
-    on it too, so they are encoded once per call). Raises as ``json`` does (keys that cannot be sorted, a cycle)."""
-    value = args if isinstance(args, dict) else dict(args or {})
-    return _ARGUMENTS.encode(value).encode()
-
-
 def digest_arguments(args: Mapping[str, Any] | None) -> str:
     """SHA-256 (hex) of the canonical JSON of a call's arguments: lets anyone holding the arguments prove which call
     they were, without the audit ever holding them."""
-    return hashlib.sha256(encode_arguments(args)).hexdigest()
+    value = args if isinstance(args, dict) else dict(args or {})
+    return hashlib.sha256(_ARGUMENTS.encode(value).encode()).hexdigest()
 
 
 def record_hash(body: Mapping[str, Any]) -> str:
