@@ -3,6 +3,11 @@ sink, measured in the same run (medians and ratios; these machines are shared an
 modes side by side, and the loss window of a crash.
 
     .venv/bin/python bench/audit.py [--records N] [--rounds R] [--callers C] [--kills K] [--rate CALLS_PER_S]
+    .venv/bin/python bench/audit.py --sink-cpu [--records N] [--rounds R]
+
+``--sink-cpu`` measures only this process's CPU per record of a sequential caller's audit: ``record`` alone, and the
+stream sink's write of one record (an acknowledged publish: what a stdio call's record costs the server); run it
+with ``PYTHONPATH=DIR/src`` (``git archive main src | tar -x -C DIR``) for the "before".
 
 Three figures per sink: ``record`` alone (the synchronous cost a tool call pays: digest, seal, queue), the same
 with the event loop given a turn after each record (as a server between calls: the writer runs alongside), and
@@ -100,6 +105,44 @@ async def one_round(make: Any, n: int) -> dict[str, float]:
     return figures
 
 
+async def sink_cpu(conn: NatsConnection, n: int, rounds: int) -> dict[str, float]:
+    """µs of this process's CPU per record, medians of ``rounds``: ``record`` alone (no-op sink: digest, seal,
+    queue), and the stream sink writing sealed records one acknowledged publish each (``write`` awaited per record,
+    as a sequential caller's records go), the writer's task and the flush machinery left out."""
+    alone: list[float] = []
+    written: list[float] = []
+    for _ in range(rounds + 1):  # the first round is a warm-up (creates the stream)
+        log = AuditLog([NoopSink()], max_pending=n + 10)
+        records = []
+        t = time.process_time()
+        for i in range(n):
+            call(log, i)
+        alone.append((time.process_time() - t) / n * 1e6)
+        records = list(log._pending)  # sealed, in order (the no-op writer has not run: no await since)
+        await log.close()
+        sink = StreamSink(conn, atomic=False)
+        t = time.process_time()
+        for record in records:
+            assert await sink.write((record,)) == 1
+        written.append((time.process_time() - t) / n * 1e6)
+    figures = {"record_us": statistics.median(alone[1:]), "publish_us": statistics.median(written[1:])}
+    print(
+        f"CPU per record (this process, median of {rounds} x {n}): record {figures['record_us']:.1f} µs; "
+        f"stream sink write (one acknowledged publish) {figures['publish_us']:.1f} µs"
+    )
+    return figures
+
+
+async def main_sink_cpu(n: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_nats_server(Path(tmp) / "nats")
+        try:
+            async with connected(Path(tmp), server.url) as conn:
+                await sink_cpu(conn, n, rounds)
+        finally:
+            server.close()
+
+
 async def main(n: int, rounds: int, callers: int, kills: int, rate: float) -> None:
     from audit_modes import compare_modes, loss_window  # bench/, beside this script
 
@@ -148,5 +191,9 @@ if __name__ == "__main__":
     parser.add_argument("--callers", type=int, default=8, help="concurrent callers in the modes comparison")
     parser.add_argument("--kills", type=int, default=5, help="writer processes killed to measure the loss window")
     parser.add_argument("--rate", type=float, default=1000, help="calls/s of the killed writer (0: flat out)")
+    parser.add_argument("--sink-cpu", action="store_true", help="only this process's CPU per record (see above)")
     args = parser.parse_args()
-    asyncio.run(main(args.records, args.rounds, args.callers, args.kills, args.rate))
+    if args.sink_cpu:
+        asyncio.run(main_sink_cpu(args.records, args.rounds))
+    else:
+        asyncio.run(main(args.records, args.rounds, args.callers, args.kills, args.rate))

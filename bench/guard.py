@@ -61,10 +61,26 @@ async def rate(client: Client, calls: int) -> float:
     return calls / (time.perf_counter() - started)
 
 
-async def guard_alone(settings: Any) -> float:
-    """Microseconds one Guard.call costs around a call that does nothing (median of 5 x 20,000)."""
-    guard = Guard(settings.security, Policy.load(None))
+class _NoopSink:
+    name = "noop"
+
+    async def write(self, batch: Any) -> int:
+        return len(batch)
+
+    async def wait_ready(self, timeout: float) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def guard_alone(settings: Any, *, audited: bool = False) -> float:
+    """Microseconds one Guard.call costs around a call that does nothing (median of 5 x 20,000); ``audited``: with
+    the audit log sealing each record (a no-op sink) and arguments to check and digest, as a real call has."""
+    audit = AuditLog([_NoopSink()], max_pending=50_000) if audited else None
+    guard = Guard(settings.security, Policy.load(None), audit)
     ctx = CallContext(local_principal(settings.security), "stdio", "bench")
+    args = {"channel": "general", "message": "x" * 200, "metadata": {"k": "v"}} if audited else {}
 
     async def nothing() -> str:
         return "ok"
@@ -76,8 +92,12 @@ async def guard_alone(settings: Any) -> float:
     for _ in range(5):
         started = time.perf_counter()
         for _ in range(20_000):
-            await guard.call(ctx, "channels_list", {}, nothing, outcome, needs=needs_of("channels_list"))
+            await guard.call(ctx, "channels_list", args, nothing, outcome, needs=needs_of("channels_list"))
         runs.append((time.perf_counter() - started) / 20_000 * 1e6)
+        if audit is not None:
+            assert await audit.flush(10)
+    if audit is not None:
+        await audit.close()
     return statistics.median(runs)
 
 
@@ -142,6 +162,8 @@ async def main(quick: bool) -> dict[str, Any]:
         report["variants"][name] = {"median": median, "min": min(values), "max": max(values), "added": added}
         print(f"{name:24} {median:15.0f} {min(values):8.0f}..{max(values):<8.0f} {added * 100:15.1f}%")
     report["guard_alone_us"] = direct
+    report["guard_audited_alone_us"] = audited = await guard_alone(settings, audited=True)
+    print(f"the guard + audit record (no-op sink, 3 arguments) around a no-op call: {audited:.1f} us")
     share = direct / (1e6 / base)
     print(
         f"the guard alone (no-op call, {direct:.1f} us) is {share * 100:.1f} % of a baseline call ({1e6 / base:.0f} us)"
@@ -161,7 +183,19 @@ async def main(quick: bool) -> dict[str, Any]:
     return report
 
 
+async def alone_only() -> None:
+    """``--alone``: only the in-process figures (run with ``PYTHONPATH=DIR/src`` for another tree's "before")."""
+    tmp = Path(tempfile.mkdtemp(prefix="nmcp-guard-bench-"))
+    settings = load_settings(
+        environ={"HOME": str(tmp), "NATS_URL": "nats://127.0.0.1:1", "NATS_MCP_NAMESPACE": "bench"}
+    ).settings
+    plain, audited = await guard_alone(settings), await guard_alone(settings, audited=True)
+    print(f"Guard.call around a no-op call: {plain:.1f} us; with the audit record and 3 arguments: {audited:.1f} us")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--alone", action="store_true", help="only Guard.call in process, without and with audit")
+    options = parser.parse_args()
+    asyncio.run(alone_only() if options.alone else main(options.quick))

@@ -20,6 +20,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.directget import StoredMsg
 from nats_mcp.bus.layout import AUDIT_STREAM, audit_subject, audit_writer
 from nats_mcp.bus.natsperms import build_permissions
+from nats_mcp.bus.publish import acked
 from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.log import AuditLog
 from nats_mcp.security.audit.record import record_hash
@@ -437,3 +438,30 @@ async def test_chains_stored_before_writers_were_named_verify_without_a_writer(
         result = await verify_stream(conn)
         assert result is not None and not result.ok and result.problem is not None
         assert "written by writer _INBOX, but the chain was written by an unknown writer" in result.problem.what
+
+
+async def test_the_sinks_acknowledged_write_answers_as_a_request_would(nats_conn: NatsConnection) -> None:
+    """bus/publish.py ``acked`` (how the stream sink sends each write): every caller gets its own answer, concurrent
+    or not; no responders is NoRespondersError; nothing answering in time is a nats TimeoutError, after which the
+    late answer is not taken for the next write's and no reply slot is left behind."""
+    nc = nats_conn.client
+    late: list[Any] = []
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(msg.data)
+
+    async def silent(msg: Any) -> None:
+        late.append(msg)  # answered only after the writer gave up
+
+    await nc.subscribe("test.acked.echo", cb=echo)
+    await nc.subscribe("test.acked.silent", cb=silent)
+    answers = await asyncio.gather(*(acked(nc, "test.acked.echo", b"%d" % i, {"X": str(i)}, 5) for i in range(20)))
+    assert [m.data for m in answers] == [b"%d" % i for i in range(20)]
+    with pytest.raises(nats.errors.NoRespondersError):
+        await acked(nc, "test.acked.nobody", b"x", {}, 5)
+    with pytest.raises(nats.errors.TimeoutError):
+        await acked(nc, "test.acked.silent", b"x", {}, 0.2)
+    await wait_for(lambda: late, 5, message="the silent responder never got the request")
+    await late[0].respond(b"too late")
+    assert (await acked(nc, "test.acked.echo", b"next", {}, 5)).data == b"next"
+    assert not [t for t in nc._resp_map if t.startswith("a")]  # acked's tokens; nats-py's own are NUIDs

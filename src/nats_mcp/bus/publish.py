@@ -7,9 +7,14 @@ limit, a failed expectation such as ``Nats-Expected-Last-Subject-Sequence``, err
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from nats_mcp.bus.errors import nats_edge
@@ -48,3 +53,39 @@ async def store(
         # a leader stores the first one that reaches the new leader, and drops any repeat.
         ack = await (resend_until(budget, send) if msg_id is not None else send(budget))
     return int(ack.seq)
+
+
+_tokens = itertools.count()
+NO_RESPONDERS = "503"
+
+
+async def acked(nc: Client, subject: str, payload: bytes, headers: dict[str, str], timeout: float) -> Msg:
+    """Publish and wait for the one answer (a JetStream acknowledgement), as ``nc.request`` does — through the
+    connection's reply subscription, no responders raised as ``NoRespondersError``, no answer in ``timeout`` as
+    nats ``TimeoutError`` — without its per-call machinery (``asyncio.wait_for``, a random token drawn from the OS,
+    a done callback, the tracing and resending wrapper): the audit sink's writes, one per record, each awaited.
+
+    The token is a process-wide counter; nats-py's own are 26 characters of NUID and hex, so they never meet.
+    """
+    if not nc._resp_sub_prefix:
+        await nc._init_request_sub()
+    assert nc._resp_sub_prefix is not None
+    token = f"a{next(_tokens)}"
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Msg] = loop.create_future()
+    timer = loop.call_later(timeout, _expire, answer)
+    nc._resp_map[token] = answer
+    try:
+        await nc.publish(subject, payload, reply=nc._resp_sub_prefix.decode() + token, headers=headers)
+        msg = await answer
+    finally:
+        timer.cancel()
+        nc._resp_map.pop(token, None)
+    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+        raise nats.errors.NoRespondersError
+    return msg
+
+
+def _expire(answer: asyncio.Future[Msg]) -> None:
+    if not answer.done():
+        answer.set_exception(nats.errors.TimeoutError)

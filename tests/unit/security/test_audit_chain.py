@@ -3,6 +3,7 @@ alteration, removal, repetition and reordering (with a property test over random
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -368,3 +369,28 @@ def test_tampering_is_always_detected(n: int, mutation: str, data: st.DataObject
     assert not verify(tampered, anchors=[head]).ok
     if not (mutation == "alter" and i == n - 1):
         assert not verify(tampered).ok  # only a recomputed last record needs the anchor
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reason=st.one_of(st.none(), st.text(max_size=60), st.just(',"kind":"forged","hash":"x"')),
+    outcome=st.text(max_size=20),
+    peer=st.one_of(st.none(), st.text(max_size=20)),
+    issuer=st.text(max_size=30),
+    latency=st.one_of(st.none(), st.floats(min_value=0, max_value=1e6)),
+)
+def test_the_stored_form_kept_at_sealing_is_the_canonical_json_of_the_record(
+    reason: str | None, outcome: str, peer: str | None, issuer: str, latency: float | None
+) -> None:
+    """Sealing keeps the stored form (the encoded body with the hash spliced in) so a write does not encode the record
+    again: it must be byte for byte the canonical JSON of every field, whatever text the fields hold."""
+    log = AuditLog([_Discard()], max_pending=4)
+    who = Principal(subject="s", issuer=issuer, method="jwt", peer=peer)
+    event = AuditEvent("denied", principal=who, outcome=outcome, reason=reason, latency_ms=latency, arguments={})
+    record = log.append(event)
+    assert record is not None
+    assert record.to_json() == canonical_json(record.to_dict())
+    assert record_hash(json.loads(record.to_json())) == record.hash
+    # A record changed after sealing carries no stale stored form.
+    changed = dataclasses.replace(record, outcome=outcome + "!")
+    assert json.loads(changed.to_json())["outcome"] == outcome + "!"

@@ -173,6 +173,8 @@ class AuditRecord:
     prev: str
     hash: str
     v: int = FORMAT_VERSION
+    _stored: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    """The stored form, kept by :meth:`_Chain.seal` (which has just encoded the body): no second encoding per write."""
 
     def body(self) -> dict[str, Any]:
         """Every field but ``hash``: what the hash is computed over (keys in sorted order)."""
@@ -201,7 +203,8 @@ class AuditRecord:
 
     def to_json(self) -> bytes:
         """The stored form: canonical JSON of every field, hash included."""
-        return canonical_json(self.to_dict())
+        stored = self._stored
+        return stored if stored is not None else canonical_json(self.to_dict())
 
 
 class _Chain:
@@ -235,13 +238,20 @@ class _Chain:
             f["transport"],
             FORMAT_VERSION,
         )
-        digest = hashlib.sha256(_PRESORTED.encode(body).encode()).hexdigest()
+        encoded = _PRESORTED.encode(body)
+        digest = hashlib.sha256(encoded.encode()).hexdigest()
         record = AuditRecord(**fields, chain=self.id, seq=seq, prev=self.head, hash=digest)
+        # The stored form is the body with "hash" in its sorted place, before "kind": the keys before it
+        # (args_digest, chain, count) hold hex, digits or null, so the first ',"kind":' is that key.
+        at = encoded.index(',"kind":')
+        object.__setattr__(record, "_stored", f'{encoded[:at]},"hash":"{digest}"{encoded[at:]}'.encode())
         self.seq, self.head = seq, digest
         return record
 
     def reseal(self, record: AuditRecord) -> AuditRecord:
-        fields = {k: v for k, v in _fields_of(record).items() if k not in ("v", "chain", "seq", "prev", "hash")}
+        fields = {
+            k: v for k, v in _fields_of(record).items() if k not in ("v", "chain", "seq", "prev", "hash", "_stored")
+        }
         return self.seal(fields)
 
 

@@ -42,6 +42,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import BusError, translate
 from nats_mcp.bus.layout import AUDIT_STREAM, AUDIT_SUBJECTS, audit_subject, audit_writer
+from nats_mcp.bus.publish import acked
 from nats_mcp.bus.setup import ensure_stream, stream_config
 from nats_mcp.security.audit.chain import ChainDivergedError
 from nats_mcp.security.audit.record import AuditRecord
@@ -111,6 +112,8 @@ class StreamSink:
         """This process's writer token: its chains go to ``nmcp.audit.<writer>.<chain>``."""
         self._last: dict[str, int] = {}
         """chain -> stream sequence of its last record written by this sink."""
+        self._subjects: dict[str, str] = {}
+        """chain -> its subject (checked once, not per record)."""
         self._ready = asyncio.Event()
         self._failing: str | None = None
         self._closed = False
@@ -244,18 +247,17 @@ class StreamSink:
     async def _send(self, js: Any, part: Sequence[AuditRecord], expected: int) -> int:
         """One round trip: ``part`` as an atomic batch (one record: a plain publish) expecting ``expected`` as the
         subject's last sequence; the stream sequence of its last record."""
-        subject = audit_subject(part[0].chain, self.writer)
+        chain = part[0].chain
+        subject = self._subjects.get(chain)
+        if subject is None:
+            subject = self._subjects[chain] = audit_subject(chain, self.writer)
         self.round_trips += 1
-        if len(part) == 1:
-            ack = await js.publish(
-                subject,
-                part[0].to_json(),
-                timeout=self._timeout,
-                stream=AUDIT_STREAM,
-                headers={EXPECTED_LAST_SUBJECT_SEQ: str(expected)},
-            )
-            return int(ack.seq)
         nc = self._conn.client
+        if len(part) == 1:
+            # What js.publish sends (the expectation, the stream), asked on the connection directly (bus/publish.py
+            # acked): its answer is read for the sequence alone, without building nats-py's PubAck per record.
+            headers = {EXPECTED_LAST_SUBJECT_SEQ: str(expected), EXPECTED_STREAM: AUDIT_STREAM}
+            return await self._request(nc, subject, part[0].to_json(), headers, 1)
         batch_id = uuid.uuid4().hex
         last = len(part)
         for i, record in enumerate(part[:-1], start=1):
@@ -264,14 +266,19 @@ class StreamSink:
                 headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
             await nc.publish(subject, record.to_json(), headers=headers)
         headers = {BATCH_ID: batch_id, BATCH_SEQ: str(last), BATCH_COMMIT: "1", EXPECTED_STREAM: AUDIT_STREAM}
+        return await self._request(nc, subject, part[-1].to_json(), headers, last)
+
+    async def _request(self, nc: Any, subject: str, payload: bytes, headers: dict[str, str], count: int) -> int:
+        """Send the write that is answered (a publish, a batch's commit); the stream sequence of its last record.
+        Refusals raise as js.publish raises them (an APIError by its code; no stream: NoStreamResponseError)."""
         try:
-            msg = await nc.request(subject, part[-1].to_json(), timeout=self._timeout, headers=headers)
+            msg = await acked(nc, subject, payload, headers, self._timeout)
         except nats.errors.NoRespondersError:
             raise NoStreamResponseError from None
         answer = json.loads(msg.data)
         if "error" in answer:
             raise APIError.from_error(answer["error"])
-        if int(answer.get("count", last)) != last:
+        if count > 1 and int(answer.get("count", count)) != count:
             raise BusError("the audit stream stored part of a batch")  # atomic: not expected to happen, never hidden
         return int(answer["seq"])
 
