@@ -395,8 +395,8 @@ async def throughput(
     rows.append(row("b. raw nats-py: publish + fetch(1) + ack_sync (baseline)", "cycles/s", rates["raw"]))
     rows.append(row("a. MCP: broadcast + claim + complete tools", "cycles/s", rates["mcp"], base, at_least=0.3))
     rows.append(row("a. (floor) MCP: 3 calls of an echo tool, no NATS", "cycles/s", rates["echo x3"], base))
-    for mode, what in (("none", "no NATS"), ("publish", "audit records published")):
-        name = f"a. (floor) bare Python: 3 calls, {what}"
+    for mode, what in (("none", "no NATS"), ("publish", "each audited")):
+        name = f"a. (floor) Python floor: 3 calls, {what}"
         rows.append(row(name, "cycles/s", rates[f"floor {mode}"], base, at_least=0.3))
     rows.append(row("c. WorkService: broadcast + claim + complete", "cycles/s", rates["service"], base))
     in_process = ("WorkService", rates["service"])
