@@ -8,8 +8,8 @@ a. one broadcast -> claim -> complete cycle through MCP over stdio (a real `nats
    SDK client: warp_work_broadcast, warp_work_claim, warp_work_complete), sequential cycles/s; beside it
    the floor of any three-call cycle over MCP: three calls of an echo tool (bench/echo_server.py), no NATS, and
    three calls (the same tools and arguments, canned results) of the Python floor (bench/floor_server.py, no SDK per
-   call): bare (``--nats none``) and with each call's audit record published (``--nats publish``); a floor row
-   that misses the 0.3x target proves it out of reach for a Python server behind this client;
+   call): bare (``--nats none``) and with each call's audit record published (``--nats publish``); a floor that
+   misses a's 0.3x target proves it out of reach for a Python server behind this client (said under the table);
 b. the baseline: the same cycle in raw nats-py on a WorkQueue stream (js.publish, a durable pull
    subscription's fetch(1), ack_sync), sequential cycles/s (target: a >= 0.3x b, issue 22's);
 c. the same cycle through ``WorkService`` in this process (no MCP), so the MCP share of a is visible;
@@ -75,6 +75,8 @@ DEEP_ITEMS = 10_000
 RAW_STREAM, RAW_SUBJECT, RAW_CONSUMER = "BENCH_RAW_WORK", "bench.raw.work", "bench-raw"
 DESCRIPTION = "benchmark work item: " + "x" * 80
 CLAIM_TIMEOUT_MS = 5000
+MCP_TARGET = 0.3
+"""Issue 22's target for a: the MCP cycle at least this times the raw nats-py cycle."""
 """The claim tool's default: the item is always there, so a claim never waits, but it sets up its wake-up."""
 CALL_TIMEOUT_S = 30.0
 
@@ -144,7 +146,10 @@ def print_table(rows: list[Row]) -> None:
         verdict = "" if r.target is None else f"{r.target} {'ok' if r.met else 'MISSED'}"
         print(f"{r.measure:<58} {r.unit:>8} {r.median:9.2f} {r.min:9.2f} {r.max:9.2f} {base} {ratio}  {verdict}")
     print("(baseline: raw nats-py for a, b and c, the WorkService cycle for the MCP share, 1 pending item for d;")
-    print(" a (floor) rows: a MISSED target there is out of reach for any Python server behind this client;")
+    for r in rows:  # not targets of their own (bench/run_all.py would count them): what they say of a's target
+        if r.measure.startswith("a. (floor) Python floor") and r.ratio is not None:
+            reach = "out of reach for any Python server" if r.ratio < MCP_TARGET else "not out of reach for Python"
+            print(f" {r.measure[11:]}: {r.ratio:.2f}x raw, so a's {MCP_TARGET}x is {reach} behind this client;")
     print(" steps: latency of each call inside the timed cycles;")
     print(" cycles/s: higher is better, ms: lower is better)")
 
@@ -393,11 +398,11 @@ async def throughput(
         print(f"  {name:<8} cycles/s per run: {', '.join(f'{r:.0f}' for r in values)}", flush=True)
     base = ("raw nats-py", rates["raw"])
     rows.append(row("b. raw nats-py: publish + fetch(1) + ack_sync (baseline)", "cycles/s", rates["raw"]))
-    rows.append(row("a. MCP: broadcast + claim + complete tools", "cycles/s", rates["mcp"], base, at_least=0.3))
+    rows.append(row("a. MCP: broadcast + claim + complete tools", "cycles/s", rates["mcp"], base, at_least=MCP_TARGET))
     rows.append(row("a. (floor) MCP: 3 calls of an echo tool, no NATS", "cycles/s", rates["echo x3"], base))
     for mode, what in (("none", "no NATS"), ("publish", "each audited")):
         name = f"a. (floor) Python floor: 3 calls, {what}"
-        rows.append(row(name, "cycles/s", rates[f"floor {mode}"], base, at_least=0.3))
+        rows.append(row(name, "cycles/s", rates[f"floor {mode}"], base))
     rows.append(row("c. WorkService: broadcast + claim + complete", "cycles/s", rates["service"], base))
     in_process = ("WorkService", rates["service"])
     rows.append(row("c. MCP share: MCP cycle vs WorkService cycle", "cycles/s", rates["mcp"], in_process))
