@@ -221,11 +221,11 @@ class Row:
         """Whether the Python floor itself misses the target: then no Python server doing this work meets it."""
         if self.target is None or not self.higher_is_better or self.floor_ratio is None:
             return "-"
+        if self.floor_ratio >= self.target:  # (a bare floor measured below it is noise: it does less)
+            return "floor clears it"
         if self.bare_ratio is not None and self.bare_ratio < self.target:
             return "out of reach, even without NATS"
-        if self.floor_ratio < self.target:
-            return "out of reach"
-        return "floor clears it"
+        return "out of reach"
 
     @property
     def verdict(self) -> str:
