@@ -1,4 +1,4 @@
-"""Benchmark boundary of the side-by-side comparison: our server against Warp and the SDK's echo floor, in one run.
+"""Benchmark boundary of the side-by-side comparison: our server against Warp, the SDK's echo and the Python floor.
 
     scripts/peers                              # once: builds Warp (and mcp-nats) into .cache/peers/
     .venv/bin/python bench/peers.py [--quick]
@@ -7,12 +7,19 @@ Not in CI. Each side is driven by the same Python SDK client over stdio against 
 
 * ours: ``nats-mcp serve`` (embedded settings off, the shared nats-server, a private HOME and project);
 * Warp: loominal/warp built by ``scripts/peers`` (skipped, and said so, when it is not built);
-* the floor: an echo tool on the SDK's low-level ``Server`` (bench/echo_server.py): what any Python MCP server pays.
+* the SDK echo: an echo tool on the SDK's low-level ``Server`` (bench/echo_server.py): what a Python MCP server
+  built on the SDK pays (ours no longer is: it owns ``tools/call`` on stdio, api/direct.py);
+* the Python floor (bench/floor_server.py), our tools with canned results on plain asyncio and ``json``, no SDK per
+  call, in both modes: ``py floor`` (``--nats publish``: each call's audit record published and acknowledged in the
+  background, ``channels_send``'s message published before answering: the least NATS work our calls do) and
+  ``bare`` (``--nats none``: Python's stdio JSON-RPC floor).
 
-For every operation the sides run in paired rounds (ours then Warp, then Warp then ours, ...), N sequential calls per
-round per side; the table gives the median calls/s of each side and the ratio ours/Warp, next to the issue's target
-and a verdict. Start-up is spawn → ``initialize`` → first ``tools/list``, alternating fresh processes. Memory is each
-server's peak RSS (VmHWM) after the workload. Writes bench/results/peers.json.
+For every operation the sides run in paired rounds (ours, Warp, py floor, bare, then the reverse order, ...), N
+sequential calls per round per side; the table gives the median calls/s of each side, the ratios ours/Warp and
+floor/Warp, the issue's target and verdict, and the floor's verdict: when even the floor is below the target times
+Warp, that target is out of reach for any Python server doing that work (this client, this machine). Start-up is
+spawn → ``initialize`` → first ``tools/list``, alternating fresh processes (ours, Warp, the echo). Memory is each
+peer's peak RSS (VmHWM) after the workload. Writes bench/results/peers.json.
 """
 
 from __future__ import annotations
@@ -49,12 +56,17 @@ RESULTS = ROOT / "bench" / "results"
 PEERS = ROOT / ".cache" / "peers"
 WARP = PEERS / "warp" / "dist" / "index.js"
 ECHO_SERVER = ROOT / "bench" / "echo_server.py"
+FLOOR_SERVER = ROOT / "bench" / "floor_server.py"
+FLOORS = {"floor": "publish", "bare": "none"}
+"""The Python floor's sides and their ``--nats`` mode."""
+FLOOR_HANDLE = "bench-floor"
 NAMESPACE = "peers"
 CHANNEL = "parallel-work"
 CAPABILITY = "bench"
 MESSAGE = "benchmark message: " + "x" * 80
 AGENTS = 500
 CALL_TIMEOUT_S = 30.0
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,10 @@ class Servers:
         if name == "warp":
             env = isolated_env(project, NATS_URL=self.url, MCP_PROJECT_PATH=str(project), LOG_LEVEL="ERROR")
             return ["node", str(WARP)], env, project
+        if name in FLOORS:
+            prefix = f"floor-{uuid.uuid4().hex[:8]}"  # its own stream: the sides share one nats-server
+            argv = [sys.executable, str(FLOOR_SERVER), "--nats", FLOORS[name], "--url", self.url, "--prefix", prefix]
+            return argv, isolated_env(project), project
         env = isolated_env(project)
         return [sys.executable, str(ECHO_SERVER)], env, project
 
@@ -178,10 +194,38 @@ class Row:
     target: float | None
     """ours/Warp must be at least this (calls/s) or at most this (ms, MiB); None: shown for context."""
     higher_is_better: bool = True
+    floor: float | None = None
+    """The Python floor with its NATS work (bench/floor_server.py --nats publish)."""
+    bare: float | None = None
+    """The Python floor without NATS (--nats none)."""
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    """Server CPU ms per call of each side (calls/s rows)."""
+
+    def _of_warp(self, value: float | None) -> float | None:
+        return None if value is None or self.warp is None or self.warp == 0 else value / self.warp
 
     @property
     def ratio(self) -> float | None:
-        return None if self.warp is None or self.warp == 0 else self.ours / self.warp
+        return self._of_warp(self.ours)
+
+    @property
+    def floor_ratio(self) -> float | None:
+        return self._of_warp(self.floor)
+
+    @property
+    def bare_ratio(self) -> float | None:
+        return self._of_warp(self.bare)
+
+    @property
+    def floor_verdict(self) -> str:
+        """Whether the Python floor itself misses the target: then no Python server doing this work meets it."""
+        if self.target is None or not self.higher_is_better or self.floor_ratio is None:
+            return "-"
+        if self.floor_ratio >= self.target:  # (a bare floor measured below it is noise: it does less)
+            return "floor clears it"
+        if self.bare_ratio is not None and self.bare_ratio < self.target:
+            return "out of reach, even without NATS"
+        return "out of reach"
 
     @property
     def verdict(self) -> str:
@@ -191,13 +235,36 @@ class Row:
         return "met" if met else "NOT met"
 
 
-async def paired(sides: list[Side], ops: dict[str, Call], n: int, rounds: int) -> dict[str, float]:
-    """Median calls/s per side over ``rounds`` rounds, the order of the sides alternating between rounds."""
+def rates_row(
+    op: str, got: tuple[dict[str, float], dict[str, float]], echo: float | None = None, target: float | None = None
+) -> Row:
+    """A calls/s row of every side measured (no Warp when it is not built), with their CPU per call."""
+    rates, cpu = got
+    out = Row(op, rates["ours"], rates.get("warp"), echo, "calls/s", target, floor=rates.get("floor"))
+    out.bare, out.cpu_ms = rates.get("bare"), cpu
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (as bench/stdio_hot.py reads it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def paired(
+    sides: list[Side], ops: dict[str, Call], n: int, rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median calls/s and server CPU ms per call of each side over ``rounds`` rounds, the order of the sides
+    alternating between rounds. The CPU is the server process's own (user + system, /proc), not the client's."""
     runs: dict[str, list[float]] = {s.name: [] for s in sides}
+    cpus: dict[str, list[float]] = {s.name: [] for s in sides}
     for r in range(rounds):
         for side in sides if r % 2 == 0 else list(reversed(sides)):
+            before = cpu_s(side.pid)
             runs[side.name].append(await rate(ops[side.name], n))
-    return {name: statistics.median(v) for name, v in runs.items()}
+            cpus[side.name].append((cpu_s(side.pid) - before) * 1e3 / n)
+    median = statistics.median
+    return {k: median(v) for k, v in runs.items()}, {k: median(v) for k, v in cpus.items()}
 
 
 def ops_of(side: Side, counter: list[int]) -> dict[str, Call]:
@@ -273,11 +340,15 @@ async def run(plan: Plan) -> dict[str, Any]:
                 rows.append(
                     Row("startup → first tools/list", med["ours"], med.get("warp"), med["echo"], "ms", 1.5, False)
                 )
-                sides = [await servers.start(n) for n in names]
+                peers = [await servers.start(n) for n in names]
+                floors = [await servers.start(n) for n in FLOORS]
+                for side in floors:
+                    side.handle = FLOOR_HANDLE
+                sides = peers + floors
                 echo = await servers.start("echo")
                 ours = sides[0]
                 await wait_for(lambda: nats_ready(ours.client), 30, message="ours: NATS never became available")
-                for side in sides:
+                for side in peers:
                     await prepare(side)
                 counter = [0]
                 table = {s.name: ops_of(s, counter) for s in sides}
@@ -292,19 +363,17 @@ async def run(plan: Plan) -> dict[str, Any]:
                         for _ in range(10 if op != "work_claim" else 0):
                             await table[side.name][op]()
                     got = await paired(sides, {k: v[op] for k, v in table.items()}, plan.calls, plan.rounds)
-                    rows.append(Row(op, got["ours"], got.get("warp"), echo_rate, "calls/s", targets[op]))
+                    rows.append(rates_row(op, got, echo_rate, targets[op]))
                 got = await paired(sides, {k: v["channels_read"] for k, v in table.items()}, plan.reads, plan.rounds)
-                rows.append(Row("channels_read limit 50", got["ours"], got.get("warp"), None, "calls/s", 3.0))
+                rows.append(rates_row("channels_read limit 50", got, None, 3.0))
                 env = isolated_env(base, NATS_URL=server.url, NATS_MCP_NAMESPACE=NAMESPACE)
                 await register_agents(load_settings(environ=env).settings, AGENTS - 1)
                 if have_warp:
                     await fill_warp_registry(server.url, AGENTS - 1)
-                ops = {k: v["registry_discover"] for k, v in table.items()}
-                got = await paired(sides, ops, plan.discovers, plan.rounds)
-                rows.append(
-                    Row(f"registry_discover at {AGENTS} agents", got["ours"], got.get("warp"), None, "calls/s", None)
-                )
-                rss = {s.name: peak_rss_mib(s.pid) for s in sides}
+                ops = {k: v["registry_discover"] for k, v in table.items() if k not in FLOORS}
+                discovers = (plan.discovers, plan.rounds)
+                rows.append(rates_row(f"registry_discover at {AGENTS} agents", await paired(peers, ops, *discovers)))
+                rss = {s.name: peak_rss_mib(s.pid) for s in peers}
                 rows.append(Row("peak RSS after the workload", rss["ours"], rss.get("warp"), None, "MiB", 1.0, False))
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -322,21 +391,34 @@ def row_json(r: Row) -> dict[str, Any]:
         target = f"<= {r.target}x"
     met = None if r.verdict == "-" else r.verdict == "met"
     named = {"name": f"{r.op} (ours/Warp)", "ratio": r.ratio, "target": target, "met": met, "verdict": r.verdict}
-    return {**asdict(r), **named}
+    floor = {"floor_ratio": r.floor_ratio, "bare_ratio": r.bare_ratio, "floor_verdict": r.floor_verdict}
+    return {**asdict(r), **named, **floor}
+
+
+def _cell(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"{'op':<36} {'unit':>8} {'ours':>9} {'Warp':>9} {'SDK echo':>9} {'ours/Warp':>10} {'target':>8}  verdict")
+    head = f"{'op':<32} {'unit':>7} {'ours':>8} {'Warp':>8} {'SDK echo':>8} {'py floor':>8} {'bare':>8}"
+    print(f"{head} {'ours/Warp':>9} {'floor/Warp':>10} {'bare/Warp':>9} {'target':>8}  verdict; the floor's")
     for r in result["rows"]:
-        warp = "-" if r["warp"] is None else f"{r['warp']:.1f}"
-        echo = "-" if r["echo"] is None else f"{r['echo']:.1f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         target = r["target"] if isinstance(r["target"], str) or r["target"] is None else f">= {r['target']}x"
-        target = target or "-"
-        cells = f"{r['unit']:>8} {r['ours']:>9.1f} {warp:>9} {echo:>9} {ratio:>10} {target:>8}"
-        print(f"{r['op']:<36} {cells}  {r['verdict']}")
+        sides = f"{_cell(r['ours']):>8} {_cell(r['warp']):>8} {_cell(r['echo']):>8} {_cell(r['floor']):>8}"
+        ratios = f"{_cell(r['ratio'], 2):>9} {_cell(r['floor_ratio'], 2):>10} {_cell(r['bare_ratio'], 2):>9}"
+        verdicts = r["verdict"] if r["floor_verdict"] == "-" else f"{r['verdict']}; {r['floor_verdict']}"
+        print(f"{r['op']:<32} {r['unit']:>7} {sides} {_cell(r['bare']):>8} {ratios} {target or '-':>8}  {verdicts}")
+    print("py floor: bench/floor_server.py --nats publish (canned results; each call's audit record published and")
+    print("acknowledged in the background, channels_send's message before the answer); bare: --nats none (no NATS).")
+    print("'out of reach': the floor's own ratio to Warp is below the target, so no Python server doing that work")
+    print("over this client meets it.")
     if result["warp"] is None:
-        print("Warp is not built (run scripts/peers): only our side and the SDK floor were measured.")
+        print("Warp is not built (run scripts/peers): only our side, the SDK echo and the Python floor were measured.")
+    names = {"ours": "ours", "warp": "Warp", "floor": "py floor", "bare": "bare"}
+    print(f"\n{'server CPU ms per call':<32} " + " ".join(f"{n:>8}" for n in names.values()))
+    for r in result["rows"]:
+        if r["cpu_ms"]:
+            print(f"{r['op']:<32} " + " ".join(f"{_cell(r['cpu_ms'].get(k), 3):>8}" for k in names))
 
 
 def main() -> None:
