@@ -469,3 +469,35 @@ async def test_caches_recover_after_nats_restarts(
 
         await wait_for(lambda: register(writer, caller(2)), 15, ignore=(Exception,))
         await wait_for(sees_new_agent, 15, ignore=(Exception,), message="the watch did not recover after a restart")
+
+
+async def test_admission_answers_from_the_live_copy_and_asks_kv_only_when_the_copy_does_not_admit(
+    open_registry: OpenRegistry,
+) -> None:
+    here, there = await open_registry(), await open_registry()  # two processes' copies of one bucket
+    me, stranger = caller(1), caller(2)
+    store = there._store
+    reads: list[str] = []
+    read = store.read
+
+    async def counted(guid: str) -> tuple[int, AgentRecord | None]:
+        reads.append(guid)
+        return await read(guid)
+
+    store.read = counted  # type: ignore[method-assign]  # observes the round trips; the reads still happen
+    await register(here, me, caps=["py"])
+    # Registered a moment ago elsewhere: admitted at once, whether or not the copy has it yet (KV answers then).
+    assert (entry := await there.admission(me, "py")) is not None and entry.guid == me.guid
+    await wait_for(lambda: store.copied(me.guid) is not None, 5, message="the copy never got the entry")
+    reads.clear()
+    for _ in range(3):
+        assert (entry := await there.admission(me, "py")) is not None and entry.capabilities == ["py"]
+    assert reads == []  # the live copy admitted: no round trip per call
+    # A capability added elsewhere a moment ago is admitted at once: the copy does not admit it yet, KV does.
+    await here.update_presence(me, capabilities=["py", "go"])
+    assert (entry := await there.admission(me, "go")) is not None and "go" in entry.capabilities
+    # What KV does not admit either stays refused; every refusal was asked of KV, never of the copy alone.
+    reads.clear()
+    assert (entry := await there.admission(me, "rust")) is not None and "rust" not in entry.capabilities
+    assert await there.admission(stranger) is None
+    assert reads == [me.guid, stranger.guid]

@@ -217,14 +217,14 @@ class Coordinator:
         return handle
 
     async def require_registered_handle(self, caller: Caller) -> str:
-        record = await self.registry.own_record(caller)
+        record = await self.registry.admission(caller)
         if record is None:
             raise NotRegistered("register first with warp_registry_register")
         return record.handle
 
     async def require_capability(self, caller: Caller, capability: str) -> None:
         """Claiming needs the caller registered with the capability (Warp's rule, checked against stored state)."""
-        record = await self.registry.own_record(caller)
+        record = await self.registry.admission(caller, capability)
         if record is None:
             raise NotRegistered("register first with warp_registry_register, listing the capabilities you can work on")
         if capability not in record.capabilities:

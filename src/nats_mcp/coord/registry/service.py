@@ -238,6 +238,21 @@ class RegistryService:
         _, record = await self._store.read(caller.guid)
         return record
 
+    async def admission(self, caller: Caller, capability: str | None = None) -> AgentRecord | None:
+        """The caller's entry for an admission check (registered; with ``capability`` if one is named).
+
+        This process's live copy of the bucket answers when it admits: its own writes are in it at once, other
+        processes' within the watch's delay, so no round trip per call. Otherwise KV answers, so an agent registered
+        (or given the capability) a moment ago on another process is never refused ("register first" must not
+        answer an agent that just registered: a load balancer sends its next call anywhere); one deregistered there
+        is refused once the watch brings the change (milliseconds), as a revoked API key is."""
+        self._own_caller(caller)
+        record = self._store.copied(caller.guid)
+        if record is not None and (capability is None or capability in record.capabilities):
+            return record
+        _, record = await self._store.read(caller.guid)
+        return record
+
     # -- reading ---------------------------------------------------------------------------------
 
     def _entry(self, caller: Caller, record: AgentRecord) -> AgentEntry:

@@ -129,6 +129,13 @@ class RegistryStore:
         """Directory copies of other namespaces' entries."""
         return (item for item in self._shared.items() if item[2].namespace != self.namespace)
 
+    def copied(self, guid: str) -> AgentRecord | None:
+        """The entry as the local copy holds it while that copy follows the bucket (None: not there, or not live)."""
+        if not self._own.live:
+            return None
+        found = self._own.get(guid)
+        return found[1] if found is not None else None
+
     # -- reading and writing KV ------------------------------------------------------------------
 
     async def read(self, guid: str) -> tuple[int, AgentRecord | None]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nats_mcp.bus.errors import KeyNotFound, WrongLastSequence, nats_edge
@@ -52,7 +52,9 @@ class Submission:
     at: float = field(default_factory=time.time)
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+        # The fields as they are (json.dumps copies nothing): asdict's deep copy was a third of a broadcast's encoding.
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Submission | None:
