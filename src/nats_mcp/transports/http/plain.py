@@ -158,9 +158,11 @@ class PlainAnswers(StreamableHTTPServerTransport):
         reader: Any,
         first: EventMessage | None,
         protocol_version: str,
+        primed: SSEEvent | None = None,
     ) -> None:
-        """The SDK's SSE answer from here: ``first`` (a notification already stored) or else a priming event."""
-        lead = self._create_event_data(first) if first is not None else None
+        """The SDK's SSE answer from here: ``first`` (a notification already stored) or else a priming event
+        (``primed``: one already minted)."""
+        lead = self._create_event_data(first) if first is not None else primed
         if lead is None:
             lead = await self._mint_priming_event(request_id, protocol_version)
         sse_writer, sse_reader = anyio.create_memory_object_stream[SSEEvent](0)

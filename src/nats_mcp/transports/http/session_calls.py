@@ -158,6 +158,7 @@ class SessionCalls:
             outcome = None  # the client cancelled it: never answered, the transport ends it "Request cancelled"
         terminated = call.cancelled_caught and not channel.cancel_requested.is_set()
         if channel.task is not None:  # a stream already: the rest goes as the dispatcher writes it
+            await channel.primed.wait()  # after its first event, as in the store (a resumption replays from it)
             await _written(dispatcher, message, outcome, terminated, metadata)
             await channel.task
             return
@@ -216,6 +217,8 @@ class _Channel:
         self.cancel_requested = anyio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self.primed = asyncio.Event()
+        """Set once the stream's first event is stored (what comes after it must be stored after it)."""
 
     @property
     def transport(self) -> TransportContext:
@@ -259,13 +262,21 @@ class _Channel:
         request_id = str(self._request_id)
         writer, reader = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
         transport._request_streams[request_id] = (writer, reader)  # from here the router routes into it
+        if lead_waits:
+            self.primed.set()  # the first event is the message being sent, stored before the response
         self.task = asyncio.get_running_loop().create_task(self._serve(request_id, reader, lead_waits))
 
     async def _serve(self, request_id: str, reader: Any, lead_waits: bool) -> None:
         scope, receive, send, protocol_version = self._exchange
         transport = self._transport
         first: EventMessage | None = None
-        if lead_waits:
+        lead = None
+        if not lead_waits:
+            try:
+                lead = await transport._mint_priming_event(request_id, protocol_version)
+            finally:
+                self.primed.set()
+        else:
             try:
                 first = await reader.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -275,4 +286,4 @@ class _Channel:
                 )
                 await response(scope, receive, send)
                 return
-        await transport._stream(scope, receive, send, request_id, reader, first, protocol_version)
+        await transport._stream(scope, receive, send, request_id, reader, first, protocol_version, lead)
