@@ -95,6 +95,7 @@ class SessionCalls:
         self.dispatcher = dispatcher
         self._running: set[anyio.CancelScope] = set()
         self.ended = False
+        self._said = False
 
     def takes(self, message: JSONRPCRequest) -> bool:
         """Whether this request is answered here (else the SDK's dispatcher answers it, as before)."""
@@ -121,6 +122,9 @@ class SessionCalls:
     ) -> None:
         """Run ``message`` and answer it as ``PlainAnswers`` answers what the dispatcher sends back."""
         self.hot.taken += 1
+        if not self._said:  # once a session: which path its calls take, for whoever reads a debug log
+            self._said = True
+            log.debug("MCP session %s: tools/call and ping answered by api/direct.py", transport.mcp_session_id)
         request_id = str(message.id)
         # The very metadata the transport frames the request with (the request, the close callbacks, the
         # unanswered hook), so the handler's context and a cancelled call's answer are the SDK's.
