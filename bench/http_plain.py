@@ -8,6 +8,9 @@ plain answers switched off (``PLAIN_METHODS`` emptied before the server starts: 
 SSE stream, as before). The Python SDK client (legacy mode, 2025-11-25 sessions) calls ``nats_publish``,
 ``nats_kv_get``, ``nats_stream_info`` and ``nats_request`` on each, sequentially and 10 in flight, in paired rounds
 (order alternated). Prints median time per call and server CPU per call (all threads), with the ratios after/before.
+
+``--against own-dispatch``: ``before`` is the shipped code with ``NATS_MCP_HTTP_OWN_DISPATCH=0`` instead (plain answers
+on, the sessions' ``tools/call`` answered by the SDK's dispatcher rather than transports/http/session_calls.py).
 """
 
 from __future__ import annotations
@@ -39,17 +42,19 @@ SWITCHED_OFF = (
 """``python -c`` of the ``before`` server: the shipped code with no method answered plain."""
 
 
-def launch(spec: Spec, base: Path, nats_url: str, off: bool) -> None:
+def launch(spec: Spec, base: Path, nats_url: str, off: bool, against: str = "plain") -> None:
     spec.port_file, spec.log = base / f"{spec.name}.port", base / f"{spec.name}.log"
     argv, env = server_argv(spec, base, spec.port_file)
-    if off:
+    if off and against == "plain":
         argv = [sys.executable, "-c", SWITCHED_OFF, *argv[1:]]
     env |= {"NATS_URL": nats_url, **ops_env()}
+    if off and against == "own-dispatch":
+        env["NATS_MCP_HTTP_OWN_DISPATCH"] = "0"
     with spec.log.open("wb") as log:
         spec.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(base))
 
 
-async def run(rounds: int, seconds: float) -> list[dict[str, Any]]:
+async def run(rounds: int, seconds: float, against: str = "plain") -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-http-plain-") as tmp:
         base = Path(tmp)
@@ -59,7 +64,7 @@ async def run(rounds: int, seconds: float) -> list[dict[str, Any]]:
             specs = {name: Spec(name, "nats-mcp", token=token) for name in ("before", "after")}
             try:
                 for name, spec in specs.items():
-                    launch(spec, base, server.url, off=name == "before")
+                    launch(spec, base, server.url, off=name == "before", against=against)
                 await wait_listening(list(specs.values()))
                 async with contextlib.AsyncExitStack() as stack:
                     clients = {}
@@ -101,11 +106,12 @@ def print_row(row: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds")
+    parser.add_argument("--against", choices=("plain", "own-dispatch"), default="plain", help="what before lacks")
     args = parser.parse_args()
     head = f"{'op':<18}{'width':>6}{'ms before':>11}{'ms after':>10}{'ratio':>7}"
     print(head + f"{'CPU before':>12}{'CPU after':>11}{'ratio':>7}")
     try:
-        asyncio.run(run(3, 1.5) if args.quick else run(5, 4.0))
+        asyncio.run(run(3, 1.5, args.against) if args.quick else run(5, 4.0, args.against))
     except BenchError as exc:
         sys.exit(f"bench/http_plain.py: {exc}")
 

@@ -88,11 +88,18 @@ def test_stdio_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, t
 
 
 def test_http_errors_reach_the_model(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:
+    """Over its 2025-11-25 session, whose calls the server answers through api/direct.py (the default; the
+    session differential in tests/integration/test_http_direct.py holds that path equal to the SDK's dispatcher)."""
     key = create_api_key(tmp_path, nats_server.url, "ts-client")
-    calls = [call for call, _, _ in ERROR_CALLS] + [SUCCESS_CALL]
-    with serve_http(tmp_path, nats_server.url) as server:
+    calls = [call for call, _, _ in ERROR_CALLS] + [SUCCESS_CALL, {"name": "warp_no_such_tool", "arguments": {}}]
+    with serve_http(tmp_path, nats_server.url, LOG_LEVEL="DEBUG") as server:
         answer = ts_client.run(tmp_path, {"transport": "http", "url": server.url, "bearer": key, "calls": calls})
+        # Answered through the own path: it says so once per session (absent with NATS_MCP_HTTP_OWN_DISPATCH=0).
+        assert "tools/call and ping answered by api/direct.py" in server.log_text()
+        unknown = answer["calls"].pop()
         _check_error_results(answer)
+        error = unknown["error"]  # thrown by the SDK: our JSON-RPC error, its code and words
+        assert error["code"] == -32602 and "Unknown tool: 'warp_no_such_tool'" in error["message"], unknown
 
 
 def test_http_wrong_key_says_the_key_is_invalid(tmp_path: Path, nats_server: NatsServer, ts_client: TsClient) -> None:

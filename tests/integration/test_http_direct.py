@@ -52,8 +52,10 @@ from tests.support.http_server import mcp_client
 from tests.support.natsserver import NatsServer
 from tests.support.sse import sse_events
 
-NAMESPACES = {"sdk": "hdiff-sdk", "own": "hdiff-own", "keyed": "hdiff-keyed"}
+NAMESPACES = {"sdk": "hdiff-sdk", "own": "hdiff-own", "keyed": "hdiff-keyed", "roam": "hdiff-own"}
+"""``roam``: a second process of ``own``'s namespace, which restores ``own``'s sessions from NATS."""
 MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 UNLIMITED = {
     f"NATS_MCP_SECURITY_RATE_PER_{who}_{what}": value
@@ -227,16 +229,20 @@ def routing(body: Any) -> dict[str, str]:
     return found
 
 
-async def post(hc: httpx2.AsyncClient, url: str, item: Post) -> dict[str, Any]:
+async def post(hc: httpx2.AsyncClient, url: str, item: Post, session: str | None = None) -> dict[str, Any]:
     """One POST; its answer as compared: status, content type, body (JSON, the SSE events' data, or the text).
 
-    Extra headers replace the usual ones of their name; a name starting with ``+`` is sent besides them."""
+    Extra headers replace the usual ones of their name; a name starting with ``+`` is sent besides them.
+    ``session``: a 2025-11-25 session's id (no routing headers then)."""
     _, body, extra = item
-    usual = {
-        **HEADERS,
-        "mcp-protocol-version": MODERN,
-        **routing(body if not isinstance(body, str) else json.loads(body)),
-    }
+    if session is not None:
+        usual = {**HEADERS, "mcp-protocol-version": LEGACY, "mcp-session-id": session}
+    else:
+        usual = {
+            **HEADERS,
+            "mcp-protocol-version": MODERN,
+            **routing(body if not isinstance(body, str) else json.loads(body)),
+        }
     replaced = {k for k, _ in extra if not k.startswith("+")}
     headers = [(k, v) for k, v in usual.items() if k not in replaced] + [(k.lstrip("+"), v) for k, v in extra]
     content = body if isinstance(body, str) else json.dumps(body)
@@ -310,3 +316,127 @@ async def test_authentication_stays_in_front_of_the_own_path(tmp_path: Path, nat
         assert own.taken == 2
         foreign = await post(hc, url, ("origin", call(3, "warp_handle_get"), [*bearer, ("origin", "http://x.example")]))
         assert foreign["status"] == 403 and own.taken == 3  # taken, then refused by the SDK's Host/Origin check
+
+
+def session_script() -> list[Post]:
+    """The requests of a 2025-11-25 session (no envelope), in order, the domain ones first."""
+    posts: list[Post] = []
+    n = 0
+
+    def add(label: str, body: Any, *headers: tuple[str, str]) -> None:
+        posts.append((label, body, list(headers)))
+
+    def rid() -> Any:
+        nonlocal n
+        n += 1
+        return n if n % 2 else f"s-{n}"
+
+    def tool(request_id: Any, name: str, args: Any = None, **meta: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name}
+        if args is not None:
+            params["arguments"] = args
+        if meta:
+            params["_meta"] = meta
+        return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+    add("ping", {"jsonrpc": "2.0", "id": rid(), "method": "ping"})
+    add("ping+progress", {"jsonrpc": "2.0", "id": rid(), "method": "ping", "params": {"_meta": {"progressToken": 3}}})
+    add("tools/list", {"jsonrpc": "2.0", "id": rid(), "method": "tools/list"})
+    add("register", tool(rid(), "warp_registry_register", {"agentType": "differ", "capabilities": CAPABILITIES}))
+    add("send", tool(rid(), "warp_channels_send", {"channel": "roadmap", "message": "hello"}))
+    add("read", tool(rid(), "warp_channels_read", {"channel": "roadmap", "limit": 5}))
+    add("tool error", tool(rid(), "warp_channels_read", {"channel": "no-such-channel"}))
+    add("policy refusal", tool(rid(), "warp_channels_send", {"channel": "errors", "message": "x"}))
+    add("denied tool", tool(rid(), "warp_dlq_discard", {"itemId": "00000000-0000-4000-8000-000000000000"}))
+    add(
+        "broadcast",
+        tool(rid(), "warp_work_broadcast", {"taskId": "t", "description": "d", "requiredCapability": "diff"}),
+    )
+    add("claim", tool(rid(), "warp_work_claim", {"capability": "diff", "timeout": 0}))
+    add("waiting claim", tool(rid(), "warp_work_claim", {"capability": "idle", "timeout": 300}))
+    add("claim past the hold", tool(rid(), "warp_work_claim", {"capability": "late", "timeout": 900}))  # SSE
+    add("unknown tool", tool(rid(), "warp_no_such_tool", {}))
+    add("long name", tool(rid(), "x" * 200))
+    add("meta", tool(rid(), "warp_handle_get", None, custom={"a": 1}))
+    add("envelope", tool(rid(), "warp_handle_get", None, **ENVELOPE))  # left to the SDK
+    for i, params in enumerate(({}, {"name": 5}, {"name": "warp_handle_get", "arguments": "str"}, [1])):
+        add(f"bad params {i}", {"jsonrpc": "2.0", "id": rid(), "method": "tools/call", "params": params})
+    for i, request_id in enumerate((0, "", 9007199254740993, -1.5, [1], None, {"a": 1}, True)):
+        add(f"id {i}", tool(request_id, "warp_handle_get"))
+    add("no params", {"jsonrpc": "2.0", "id": rid(), "method": "tools/call"})
+    add("no jsonrpc", {"id": rid(), "method": "ping"})
+    add("origin", tool(rid(), "warp_handle_get"), ("origin", "http://evil.example"))
+    add("json only", tool(rid(), "warp_handle_get"), ("accept", "application/json"))
+    add("sse only", tool(rid(), "warp_handle_get"), ("accept", "text/event-stream"))
+    add("text body", tool(rid(), "warp_handle_get"), ("content-type", "text/plain"))
+    add("no session", tool(rid(), "warp_handle_get"), ("mcp-session-id", "0" * 32))
+    add("notification", {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1}})
+    add("raw", '{"jsonrpc": "2.0", "id": 77, "method": "ping"}')
+    for name, args in generated_calls():
+        add(f"generated {name}", tool(rid(), name, args))
+    return posts
+
+
+async def open_session(hc: httpx2.AsyncClient, url: str) -> str:
+    """A 2025-11-25 session opened as a client opens it (initialize, then its notification): its id."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "differ", "version": "1"}},
+    }
+    opened = await hc.post(url, json=init, headers=HEADERS)
+    assert opened.status_code == 200, opened.text
+    session = opened.headers["mcp-session-id"]
+    done = ("initialized", {"jsonrpc": "2.0", "method": "notifications/initialized"}, [])
+    assert (await post(hc, url, done, session))["status"] == 202
+    return session
+
+
+async def test_own_session_path_answers_as_the_sdk_does(tmp_path: Path, nats_server: NatsServer) -> None:
+    """2025-11-25 sessions (transports/http/session_calls.py): the same requests in a session on each app, answered
+    alike; the session restored on another process answered by the path there; the Python SDK client through it."""
+    posts = session_script()
+    async with (
+        side(tmp_path, nats_server, "sdk", own=False) as (sdk_url, sdk_app),
+        side(tmp_path, nats_server, "own", own=True) as (own_url, own_app),
+        httpx2.AsyncClient(timeout=30, trust_env=False) as hc,
+    ):
+        assert getattr(sdk_app.state, "session_hot", None) is None
+        hot = own_app.state.session_hot
+        sessions = {sdk_url: await open_session(hc, sdk_url), own_url: await open_session(hc, own_url)}
+
+        async def run(url: str, namespace: str) -> list[Any]:
+            return [normalised(await post(hc, url, item, sessions[url]), namespace) for item in posts]
+
+        sdk_answers, own_answers = await asyncio.gather(
+            run(sdk_url, NAMESPACES["sdk"]), run(own_url, NAMESPACES["own"])
+        )
+        differ = [
+            f"{label}:\n  sdk {json.dumps(a)[:600]}\n  own {json.dumps(b)[:600]}"
+            for (label, _, _), a, b in zip(posts, sdk_answers, own_answers, strict=True)
+            if a != b
+        ]
+        assert not differ, f"{len(differ)} answers differ:\n" + "\n".join(differ[:8])
+        hot_posts = [p for p in posts if isinstance(p[1], dict) and p[1].get("method") in ("tools/call", "ping")]
+        assert hot.taken >= len(hot_posts) - 16, (hot.taken, len(hot_posts))  # all but those refused before it
+        streamed = own_answers[[p[0] for p in posts].index("claim past the hold")]
+        assert streamed["type"] == "text/event-stream" and streamed["status"] == 200, streamed
+        assert any(isinstance(a["body"], dict) and a["body"].get("result", {}).get("isError") for a in own_answers)
+
+        # The session on a second process of the same namespace: restored from NATS, answered by the path there.
+        async with side(tmp_path, nats_server, "roam", own=True) as (roam_url, roam_app):
+            read = ("read", posts[[p[0] for p in posts].index("read")][1], [])
+            here = normalised(await post(hc, own_url, read, sessions[own_url]), NAMESPACES["own"])
+            there = normalised(await post(hc, roam_url, read, sessions[own_url]), NAMESPACES["own"])
+            assert there == here and there["status"] == 200, (here, there)
+            assert roam_app.state.session_hot.taken == 1
+
+        # The Python SDK client in a 2025-11-25 session through the path: a tool error, an unknown tool.
+        before = hot.taken
+        async with mcp_client(own_url, mode="legacy") as client:
+            failed = await client.call_tool("warp_channels_read", {"channel": "no-such-channel"})
+            assert failed.is_error and "no-such-channel" in json.dumps(failed.model_dump(mode="json"))
+            with pytest.raises(MCPError, match="warp_no_such_tool"):
+                await client.call_tool("warp_no_such_tool", {})
+        assert hot.taken >= before + 2

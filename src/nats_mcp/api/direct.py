@@ -19,7 +19,8 @@ requests through both paths and compares the answers. With any server middleware
 SDK's span middleware wraps each request there.
 
 The kernel's steps themselves (:class:`HotCore`) are shared with the HTTP transport, which answers a 2026-07-28
-``tools/call`` or ``ping`` POST through them (transports/http/modern.py).
+``tools/call`` or ``ping`` POST (transports/http/modern.py) and one of a 2025-era session
+(transports/http/session_calls.py) through them.
 """
 
 from __future__ import annotations
@@ -182,9 +183,12 @@ class HotCore:
         connection: Connection,
         channel: Any,
         http_request: Any = None,
+        close_sse_stream: Any = None,
+        close_standalone_sse_stream: Any = None,
     ) -> dict[str, Any]:
         """The SDK kernel's steps for one request, less its middleware chain (there is none: see ``enabled``);
-        ``http_request``: the Starlette request an HTTP entry gives the context (``ServerRequestContext.request``)."""
+        ``http_request``: the Starlette request an HTTP entry gives the context (``ServerRequestContext.request``),
+        the ``close_*`` callbacks those a 2025-era session's transport gives it (transports/http/session_calls.py)."""
         method, params = request.method, request.params
         version = connection.protocol_version
         try:
@@ -203,6 +207,8 @@ class HotCore:
             meta=meta,
             protocol_version=version,
             request=http_request,
+            close_sse_stream=close_sse_stream,
+            close_standalone_sse_stream=close_standalone_sse_stream,
         )
         result = await entry.handler(ctx, typed)
         if isinstance(result, types.ErrorData):

@@ -63,6 +63,7 @@ from nats_mcp.transports.http.modern import ModernCalls, own_dispatch_default
 from nats_mcp.transports.http.plain import plain
 from nats_mcp.transports.http.protocol import Primer, ProtocolGate, SessionCap, SessionCounter
 from nats_mcp.transports.http.roaming import RoamingSessions
+from nats_mcp.transports.http.session_calls import SessionHot
 
 log = logging.getLogger("nats_mcp.http")
 
@@ -192,7 +193,8 @@ def build_http_app(
     ``extra_routes``: the dashboard's (it checks its own sessions: the SDK's bearer check guards ``/mcp`` only);
     ``nats``: the server's connection and namespace layout, whose NATS keeps the SSE events for ``Last-Event-ID``
     (none: no resumption); ``own_dispatch``: whether api/direct.py answers the hot 2026-07-28 requests
-    (transports/http/modern.py; None: as ``NATS_MCP_HTTP_OWN_DISPATCH`` says, on)."""
+    (transports/http/modern.py) and those of the sessions kept in ``nats`` (transports/http/session_calls.py;
+    None: as ``NATS_MCP_HTTP_OWN_DISPATCH`` says, on)."""
     http = settings.http
     url = resource_url(settings, port)
     if not settings.observe.tracing.enabled:
@@ -225,11 +227,14 @@ def build_http_app(
         _explain_refusals(app, settings, url)
     manager = server.session_manager
     _bind_events(manager, events)
+    own = own_dispatch_default() if own_dispatch is None else own_dispatch
     roaming = None
     if nats is not None:  # sessions in NATS: any process serves any request of any session (transports/http/roaming.py)
         store = SessionStore(*nats, ttl_s=http.session_idle_s)
         roaming = RoamingSessions(store, manager, events, verifier.sessions if verifier is not None else None)
         roaming.install()
+        if own:  # the sessions' hot requests answered by api/direct.py (transports/http/session_calls.py)
+            roaming.hot = app.state.session_hot = SessionHot(server)
         assist = assist_of(server)
         if assist is not None:
             roaming.restore_level = assist.restore_level
@@ -240,7 +245,6 @@ def build_http_app(
     if verifier is not None:
         cap = SessionCap(http.max_sessions_per_principal, http.initialize_rate, _counter(manager, roaming), audit)
     prime = _primer(manager, http.sse_retry_ms) if events is not None else None
-    own = own_dispatch_default() if own_dispatch is None else own_dispatch
     modern = (lambda sdk: ModernCalls(sdk, server, manager)) if own else None
     _gate(app, http.path, cap, verifier.current if verifier is not None else None, http.max_body_bytes, prime, modern)
     app.router.routes.extend(extra_routes)  # e.g. /metrics (observe/exposition.py: its own address filter)

@@ -18,7 +18,9 @@ the server sends on the request's stream.
 Only the methods in :data:`PLAIN_METHODS` of a session's requests are held (``initialize``, the 2026-07-28 path and
 everything else is the SDK's), and only when the client accepts both forms (what the SDK requires of a POST) and
 sent no ``progressToken`` (it asked for a stream of progress). What is checked before dispatch is the SDK's own
-code (content type, envelope validation, session), so errors read the same on both paths.
+code (content type, envelope validation, session), so errors read the same on both paths. Once those pass, a
+``tools/call`` or ``ping`` is run by session_calls.py (api/direct.py's kernel on the session's connection) instead of
+the SDK's dispatcher, answered in the same forms by the same rules.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.streamable_http import (
@@ -55,6 +57,9 @@ from starlette.types import Receive, Scope, Send
 from nats_mcp.transports.http.events import SessionEventStore
 from nats_mcp.transports.http.sessions import BODY_KEY
 
+if TYPE_CHECKING:
+    from nats_mcp.transports.http.session_calls import SessionCalls
+
 log = logging.getLogger("nats_mcp.http")
 
 HOLD_S = 0.5
@@ -66,6 +71,14 @@ PLAIN_METHODS = frozenset({"tools/call", "tools/list", "resources/read", "ping"}
 class PlainAnswers(StreamableHTTPServerTransport):
     """The SDK's session transport, answering quick requests as plain JSON (the module docstring says when)."""
 
+    own: SessionCalls | None = None
+    """Set once the session's connection exists: the hot requests it answers itself (session_calls.py)."""
+
+    async def terminate(self) -> None:
+        if self.own is not None:
+            self.own.end()  # its calls end with the session, as the dispatcher's handlers do
+        await super().terminate()
+
     async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
         message = self._holdable(scope, request)
         if message is None:
@@ -73,10 +86,14 @@ class PlainAnswers(StreamableHTTPServerTransport):
             return
         if not await self._validate_request_headers(request, send):
             return
+        protocol_version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
+        own = self.own
+        if own is not None and own.takes(message):
+            await own.answer(self, scope, receive, send, message, request, protocol_version)
+            return
         writer = self._read_stream_writer
         assert writer is not None  # connect() ran: the session's server task is up before it takes requests
         request_id = str(message.id)
-        protocol_version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
         stream_writer, stream_reader = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
         self._request_streams[request_id] = (stream_writer, stream_reader)
         store = self._event_store if isinstance(self._event_store, SessionEventStore) else None
@@ -141,9 +158,11 @@ class PlainAnswers(StreamableHTTPServerTransport):
         reader: Any,
         first: EventMessage | None,
         protocol_version: str,
+        primed: SSEEvent | None = None,
     ) -> None:
-        """The SDK's SSE answer from here: ``first`` (a notification already stored) or else a priming event."""
-        lead = self._create_event_data(first) if first is not None else None
+        """The SDK's SSE answer from here: ``first`` (a notification already stored) or else a priming event
+        (``primed``: one already minted)."""
+        lead = self._create_event_data(first) if first is not None else primed
         if lead is None:
             lead = await self._mint_priming_event(request_id, protocol_version)
         sse_writer, sse_reader = anyio.create_memory_object_stream[SSEEvent](0)

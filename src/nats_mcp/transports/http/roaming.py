@@ -51,6 +51,7 @@ from nats_mcp.core.names import InvalidNameError, validate_guid
 from nats_mcp.security.identity import Caller
 from nats_mcp.transports.http.events import NatsEventStore, SessionEventStore
 from nats_mcp.transports.http.plain import PlainAnswers
+from nats_mcp.transports.http.session_calls import SessionHot
 from nats_mcp.transports.http.sessions import (
     BODY_KEY,
     MAX_AGENTS_PER_SESSION,
@@ -102,6 +103,8 @@ class RoamingSessions:
         self.agents = agents
         self.restore_level: LevelRestorer | None = None
         """Set by the MCP server: gives a restored connection its recorded log level."""
+        self.hot: SessionHot | None = None
+        """Set when api/direct.py answers the sessions' hot requests (session_calls.py)."""
         self.touch_every_s = store.ttl_s / 4
         self._touched: dict[str, float] = {}
         self._connections: dict[str, Connection] = {}
@@ -373,6 +376,8 @@ class RoamingSessions:
                         if record.level is not None and self.restore_level is not None:
                             self.restore_level(connection, record.level)
                     self._connections[session] = connection
+                    if self.hot is not None and isinstance(transport, PlainAnswers):
+                        transport.own = self.hot.calls(connection, manager._lifespan_state)
                     await serve_connection(
                         manager.app, dispatcher, connection=connection, lifespan_state=manager._lifespan_state
                     )
