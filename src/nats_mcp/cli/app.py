@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperOption
 
-from nats_mcp.cli.common import build_state
+from nats_mcp.cli.common import build_state, imported
 
 _type_of_option = TyperOption.display_type_rich
 
@@ -64,7 +63,7 @@ def build(only: str | None = None) -> typer.Typer:
     for name, (module_name, function) in COMMANDS.items():
         if only is not None and name != only:
             continue
-        module = importlib.import_module(f"nats_mcp.cli.{module_name}")
+        module = imported(f"nats_mcp.cli.{module_name}")
         if function is None:
             app.add_typer(module.app, name=name)
         else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, load_policy, state
+from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, imported, load_policy, state
 
 if TYPE_CHECKING:
     from nats_mcp.api.tools.base import ToolSpec
@@ -85,7 +84,7 @@ def tool_spec(suffix: str) -> ToolSpec:
     family = FAMILIES.get(suffix.split("_", 1)[0])
     if family is None:
         raise KeyError(suffix)
-    module = importlib.import_module(f"nats_mcp.api.tools.{family[0]}")
+    module = imported(f"nats_mcp.api.tools.{family[0]}")
     table: tuple[ToolSpec, ...] = getattr(module, family[1])
     for spec in table:
         if spec.suffix == suffix:
