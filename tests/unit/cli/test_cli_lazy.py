@@ -1,11 +1,14 @@
 """The console script's start-up savings (issue 22): a root with only the command a line names (cli/app.py
 ``for_argv``) reads, runs and fails exactly as the whole tree; a human command finds its tool without the whole
-tool table (cli/human.py ``tool_spec``); the cyclic collector pauses while a command starts (cli/main.py)."""
+tool table (cli/human.py ``tool_spec``); the cyclic collector pauses while a command starts, and a finished command
+skips the interpreter's teardown (cli/main.py)."""
 
 from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from nats_mcp.cli import main
 from nats_mcp.cli.app import COMMANDS, build, for_argv
 from nats_mcp.cli.human import tool_spec
 from nats_mcp.cli.main import app
+from tests.support.env import isolated_env
 from tests.support.natsserver import wait_for_sync
 
 LINES = [
@@ -91,3 +95,46 @@ def test_the_collector_pauses_while_a_command_starts(monkeypatch: pytest.MonkeyP
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+RUN = "from nats_mcp.cli.main import run\nrun()"
+
+
+def _console(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` then the console script's entry point (``run`` with ``sys.argv`` as ``code`` left it)."""
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\n{RUN}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=isolated_env(tmp_path),
+        cwd=tmp_path,
+        check=False,
+    )
+
+
+def test_a_finished_command_ends_at_once_as_it_would_have(tmp_path: Path) -> None:
+    """cli/main.py ``exit_now``: exit handlers run, the whole output arrives, the status is the command's; a
+    non-daemon thread still running gets the interpreter's usual wait."""
+    handler = "import atexit; atexit.register(lambda: print('handler ran', file=sys.stderr))"
+    helped = _console(tmp_path, f"{handler}\nsys.argv = ['nats-mcp', '--help']")
+    whole = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
+    assert helped.returncode == 0 and helped.stderr == "handler ran\n", helped.stderr
+    assert helped.stdout.rstrip().splitlines()[-1] == whole.stdout.rstrip().splitlines()[-1]  # all of it arrived
+    bad = _console(tmp_path, f"{handler}\nsys.argv = ['nats-mcp', 'config', 'show', '--bogus']")
+    assert bad.returncode == 2 and "No such option" in bad.stderr and bad.stderr.endswith("handler ran\n")
+    message = _console(tmp_path, "from nats_mcp.cli.main import exit_now; exit_now('gave up')")
+    assert (message.returncode, message.stderr) == (1, "gave up\n")
+    # A non-daemon thread still running when the command ends (it prints stdin once it is closed, which happens
+    # after the command printed) is waited for, as without exit_now: its line arrives.
+    echo = "import threading; threading.Thread(target=lambda: print(sys.stdin.read().upper())).start()"
+    argv = [sys.executable, "-u", "-c", f"import sys\n{echo}\nsys.argv = ['nats-mcp', '--version']\n{RUN}"]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=isolated_env(tmp_path), cwd=tmp_path
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().startswith("nats-mcp ")  # the command is done
+        proc.stdin.write("from the thread")
+        proc.stdin.close()
+        assert proc.stdout.read() == "FROM THE THREAD\n"
+        assert proc.wait(60) == 0
