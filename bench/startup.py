@@ -83,11 +83,18 @@ CLI: dict[str, list[str]] = {
     "channels read": ["channels", "read", "roadmap", "--limit", "5"],
     "work list": ["work", "list", "bench"],
     "dlq list": ["dlq", "list"],
+    "work get": ["work", "get", "{item}"],
+    "reservations list": ["reservations", "list"],
+    "audit tail": ["audit", "tail", "-n", "5"],
+    "audit verify": ["audit", "verify"],
     "keys list": ["keys", "list"],
     "doctor": ["doctor"],
 }
 """Every human command that finishes by itself (serve, dashboard, top and --follow run until stopped); those from
-``agents list`` on talk to NATS."""
+``agents list`` on talk to NATS. ``work get`` reads the one item submitted before the rounds (to a queue of its
+own, so ``work list bench`` stays empty); ``audit verify`` checks the audit stream those commands write to (a few
+hundred records by the last round)."""
+ITEM_QUEUE = "bench-get"
 
 
 @dataclass
@@ -150,6 +157,13 @@ def wall_ms(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int
     return (time.perf_counter() - start) * 1e3, done.returncode, done.stderr.decode(errors="replace")[:300]
 
 
+def submit_item(exe: str, env: dict[str, str], cwd: Path) -> str:
+    """The id of a work item submitted for ``work get`` to read."""
+    argv = [exe, "work", "submit", ITEM_QUEUE, "an item for `work get`"]
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)$")
 
 
@@ -192,7 +206,8 @@ async def run(rounds: int, against: Path | None) -> dict[str, Any]:
             "lean echo": [sys.executable, "-c", LEAN_ECHO, str(DEFERRED), str(ECHO_SERVER)],
         }
         pass_argv = [sys.executable, "-c", "pass"]
-        cli = {name: [exe, *(a.replace("{policy}", str(POLICY)) for a in args)] for name, args in CLI.items()}
+        fill = {"{policy}": str(POLICY), "{item}": submit_item(exe, env, project)}
+        cli = {name: [exe, *(fill.get(a, a) for a in args)] for name, args in CLI.items()}
         samples: dict[str, list[float]] = defaultdict(list)
         exits: dict[str, int] = {}
         tools: dict[str, int] = {}

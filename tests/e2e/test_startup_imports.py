@@ -48,6 +48,27 @@ NEVER_IN_PLAIN_COMMANDS = (
     "nats_mcp.bus.connection",
     "nats_mcp.api",
 )
+OTHER_COMMANDS = tuple(f"nats_mcp.cli.{m}" for m in ("serve_cmd", "agents_cmd", "fleet_cmd", "dashboard_cmd", "human"))
+"""Command modules `config show` and `policy check` do not use: a command line builds its own command alone."""
+NEVER_IN_HUMAN_COMMANDS = (
+    *NEVER_ON_STDIO,
+    "mcp",
+    "mcp_types",
+    "prometheus_client",
+    "starlette",
+    "uvicorn",
+    "yaml",  # no config or policy file here
+    "nats_mcp.api.server",
+    "nats_mcp.api.tools.coordination",  # the whole tool table: the command's tool comes from its family alone
+    "nats_mcp.api.tools.work",
+    "nats_mcp.api.tools.natsops",
+    "nats_mcp.coord.natsops",
+    "nats_mcp.observe",
+    "nats_mcp.transports",
+    "nats_mcp.cli.serve_cmd",
+    "nats_mcp.cli.work_cmd",
+)
+"""What `agents list` (a human command: settings, NATS, the guard, one tool) needs none of."""
 NEVER_FOR_VERSION = (*NEVER_IN_PLAIN_COMMANDS, "pydantic_settings", "nats_mcp.config.settings", "yaml")
 NEVER_FOR_HELP = (*NEVER_FOR_VERSION, "importlib.metadata")  # the installed version is looked up on first use only
 NEVER_BEFORE_FIRST_ANSWER = (
@@ -110,8 +131,8 @@ def test_plain_commands_import_neither_nats_nor_the_sdk(tmp_path: Path) -> None:
     for argv, forbidden in (
         (["--help"], NEVER_FOR_HELP),
         (["--version"], NEVER_FOR_VERSION),
-        (["config", "show"], NEVER_IN_PLAIN_COMMANDS),
-        (["policy", "check", str(policy)], NEVER_IN_PLAIN_COMMANDS),
+        (["config", "show"], (*NEVER_IN_PLAIN_COMMANDS, *OTHER_COMMANDS, "yaml")),  # no config file: no YAML parser
+        (["policy", "check", str(policy)], (*NEVER_IN_PLAIN_COMMANDS, *OTHER_COMMANDS)),
     ):
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "nats_mcp.cli.main", *argv],
@@ -126,6 +147,25 @@ def test_plain_commands_import_neither_nats_nor_the_sdk(tmp_path: Path) -> None:
         modules = imported(proc.stderr)
         assert "nats_mcp.cli.main" in modules or "typer" in modules, argv  # read right: the command's own imports
         assert offenders(modules, forbidden) == [], argv
+
+
+def test_a_human_command_imports_its_tool_alone(tmp_path: Path, nats_server: NatsServer) -> None:
+    """`agents list` against a running nats-server: settings, NATS, the guard and one tool's family, nothing more."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nats_mcp.cli.main", "agents", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=isolated_env(tmp_path, NATS_URL=nats_server.url, NATS_MCP_NAMESPACE="startup"),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"agents": []' in proc.stdout  # it did reach NATS
+    modules = imported(proc.stderr)
+    # Read right: the command's own modules are in the profile.
+    assert {"nats_mcp.cli.agents_cmd", "nats_mcp.api.tools.registry", "nats.aio.client", "nats_mcp.runtime"} <= modules
+    assert offenders(modules, NEVER_IN_HUMAN_COMMANDS) == []
 
 
 def test_the_front_answers_on_the_standard_library_alone(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -106,6 +107,14 @@ def load_policy(path: Path | None) -> Policy:
         fail(str(exc), code=EXIT_USAGE)
     except OSError as exc:
         fail(f"cannot read the policy file {path}: {exc.strerror}", code=EXIT_USAGE)
+
+
+def imported(name: str) -> ModuleType:
+    """Module ``name``, imported by the interpreter's own import statement path (``__import__``), which
+    ``-X importtime`` reports (bench/startup.py, tests/e2e/test_startup_imports.py); ``importlib.import_module``'s
+    is not reported."""
+    __import__(name)
+    return sys.modules[name]
 
 
 def print_json(data: Any) -> None:

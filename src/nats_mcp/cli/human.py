@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, load_policy, state
+from nats_mcp.cli.common import EXIT_FAIL, EXIT_USAGE, err, fail, imported, load_policy, state
 
 if TYPE_CHECKING:
     from nats_mcp.api.tools.base import ToolSpec
@@ -65,14 +65,39 @@ def failed(exc: ToolFailed) -> NoReturn:
     fail(f"{exc.code}: {exc.message}", code=exit_code(exc.code))
 
 
+FAMILIES = {
+    "handle": ("handles", "HANDLE_TOOLS"),
+    "channels": ("channels", "CHANNEL_TOOLS"),
+    "registry": ("registry", "REGISTRY_TOOLS"),
+    "messages": ("direct", "DIRECT_TOOLS"),
+    "work": ("work", "WORK_TOOLS"),
+    "dlq": ("dlq", "DLQ_TOOLS"),
+    "reservations": ("reservations", "RESERVATION_TOOLS"),
+}
+"""A tool's family module under api/tools/ and its table there, by the first word of the tool's name."""
+
+
+def tool_spec(suffix: str) -> ToolSpec:
+    """The coordination tool named ``suffix`` (its name without prefix), from its family's module alone: the whole
+    table (api/tools/coordination.py) imports every family and the NATS operations tools, ~30 ms that a command
+    calling one or two tools does not need (issue 22). KeyError for a name that is no tool."""
+    family = FAMILIES.get(suffix.split("_", 1)[0])
+    if family is None:
+        raise KeyError(suffix)
+    module = imported(f"nats_mcp.api.tools.{family[0]}")
+    table: tuple[ToolSpec, ...] = getattr(module, family[1])
+    for spec in table:
+        if spec.suffix == suffix:
+            return spec
+    raise KeyError(suffix)
+
+
 @dataclass
 class HumanSession:
     """The tools, as the local principal's agent ``NAME``, through the guard."""
 
     coordinator: Coordinator
     guard: Guard
-    tools: dict[str, ToolSpec]
-    """Every tool by its name without prefix."""
     context: CallContext
     caller: Caller
     prefix: str
@@ -83,7 +108,7 @@ class HumanSession:
         from nats_mcp.security.guard import Refused
 
         args = {k: v for k, v in arguments.items() if v is not None}
-        spec = self.tools[tool]
+        spec = tool_spec(tool)
 
         async def me() -> Caller:
             return self.caller
@@ -137,7 +162,6 @@ class HumanSession:
 @contextlib.asynccontextmanager
 async def human_session(settings: Settings, agent: str, timeout: float) -> AsyncIterator[HumanSession]:
     """Connect (the embedded server when no URL is set), assemble the stack a serve process has, yield a session."""
-    from nats_mcp.api.tools.coordination import TOOLS
     from nats_mcp.coord.errors import NatsUnavailable
     from nats_mcp.runtime import Runtime
     from nats_mcp.security.binding import caller_for
@@ -166,7 +190,6 @@ async def human_session(settings: Settings, agent: str, timeout: float) -> Async
         yield HumanSession(
             coordinator,
             runtime.guard,
-            {spec.suffix: spec for spec in TOOLS},
             CallContext(principal, "cli", namespace),
             caller,
             settings.tool_prefix,

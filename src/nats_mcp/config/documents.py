@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -13,6 +12,8 @@ M = TypeVar("M", bound=BaseModel)
 def parse_document(text: str, model: type[M], where: str, error: type[Exception], shape: str, top: str) -> M:
     """``text`` as ``model``; else ``error`` naming ``where``, the place (``top`` for the document itself) and the
     problem (the first ten). ``shape`` says what the document must be when it is not a mapping."""
+    import yaml  # here: importing the policy module (every command that calls a tool) parses no YAML (issue 22)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

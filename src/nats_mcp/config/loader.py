@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from nats_mcp.config.leaves import ENV_PREFIX, LEAVES, SPECIAL_ENV, WARP_ENV, KeyPath, Leaf
@@ -130,6 +129,8 @@ def _take_env(layer: Layer, environ: Mapping[str, str], var: str, leaf: Leaf) ->
 
 
 def _load_file(path: Path, kind: str) -> Any:
+    import yaml  # here: most processes read no YAML file, and PyYAML costs ~10 ms of a CLI command's start (issue 22)
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

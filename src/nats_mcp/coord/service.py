@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import logging
 import re
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import BusError, NatsUnavailableError, translate
@@ -23,7 +24,6 @@ from nats_mcp.coord.channels import ChannelService
 from nats_mcp.coord.context import Caller, owner_key
 from nats_mcp.coord.errors import Forbidden, InvalidName, LimitExceeded, NatsUnavailable, NotRegistered
 from nats_mcp.coord.inbox import InboxService
-from nats_mcp.coord.natsops.service import OpsService
 from nats_mcp.coord.registry.identity import IdentityService
 from nats_mcp.coord.registry.presence import GatewayPresence, PresenceKeeper
 from nats_mcp.coord.registry.service import RegistryService
@@ -33,6 +33,9 @@ from nats_mcp.coord.work.events import WorkEvents
 from nats_mcp.coord.work.service import WorkService
 from nats_mcp.core.aiotasks import stop_task
 from nats_mcp.core.names import InvalidNameError, validate_name
+
+if TYPE_CHECKING:
+    from nats_mcp.coord.natsops.service import OpsService
 
 log = logging.getLogger("nats_mcp.coord")
 
@@ -64,7 +67,6 @@ class Coordinator:
         self.channels = ChannelService(conn, settings, self.layout)
         self.inbox = InboxService(conn, settings)
         self.work = WorkService(conn, settings, self.layout)
-        self.ops = OpsService(conn, settings)
         self.waits = Waits(conn, self.layout)
         """Reads that wait for a message (``waitMs``); :meth:`Waits.stop_waiting` ends them (drain)."""
         self.reservations = ReservationService(conn, self.layout, self.registry.offline_since)
@@ -79,6 +81,14 @@ class Coordinator:
         self._closed = False
         self.setup_error: BusError | None = None
         """Why the last setup attempt failed (None once it succeeded)."""
+
+    @functools.cached_property
+    def ops(self) -> OpsService:
+        """The NATS operations facade (the nats_* tools), built on first use: a process that serves none of them
+        (a human CLI command) does not import it (issue 22)."""
+        from nats_mcp.coord.natsops.service import OpsService
+
+        return OpsService(self.conn, self.settings)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nats_mcp.bus.errors import translate
 from nats_mcp.coord.context import Caller
-from nats_mcp.coord.natsops.service import NatsScope, OpsService
 from nats_mcp.coord.service import Coordinator
 from nats_mcp.core.errors import NatsMcpError
 from nats_mcp.core.redact import redact
 from nats_mcp.security.needs import Needs, ResourceKind, Touches, check_declared
+
+if TYPE_CHECKING:  # the nats_* tools' module imports it; a coordination tool's caller need not (issue 22)
+    from nats_mcp.coord.natsops.service import NatsScope, OpsService
 
 log = logging.getLogger("nats_mcp.api")
 
@@ -40,7 +42,7 @@ class NoArgs(Args):
 
 Rendered = tuple[Out, str]
 Handler = Callable[[Coordinator, Caller, Any], Awaitable[Rendered]]
-OpsHandler = Callable[[OpsService, NatsScope, Any], Awaitable[Rendered]]
+OpsHandler = Callable[["OpsService", "NatsScope", Any], Awaitable[Rendered]]
 
 
 def more_hint(next_cursor: str | None) -> str:
