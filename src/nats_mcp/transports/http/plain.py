@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 from mcp.server.streamable_http import (
@@ -57,9 +57,6 @@ from starlette.types import Receive, Scope, Send
 from nats_mcp.transports.http.events import SessionEventStore
 from nats_mcp.transports.http.sessions import BODY_KEY
 
-if TYPE_CHECKING:
-    from nats_mcp.transports.http.session_calls import SessionCalls
-
 log = logging.getLogger("nats_mcp.http")
 
 HOLD_S = 0.5
@@ -68,10 +65,29 @@ PLAIN_METHODS = frozenset({"tools/call", "tools/list", "resources/read", "ping"}
 """The requests that may be answered plain: the hot ones. Others (subscriptions, prompts...) keep the SDK's stream."""
 
 
+class OwnCalls(Protocol):
+    """What a session's own answering of its hot requests offers the transport (session_calls.py's SessionCalls)."""
+
+    def takes(self, message: JSONRPCRequest) -> bool: ...
+
+    def end(self) -> None: ...
+
+    async def answer(
+        self,
+        transport: PlainAnswers,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        message: JSONRPCRequest,
+        request: Request,
+        protocol_version: str,
+    ) -> None: ...
+
+
 class PlainAnswers(StreamableHTTPServerTransport):
     """The SDK's session transport, answering quick requests as plain JSON (the module docstring says when)."""
 
-    own: SessionCalls | None = None
+    own: OwnCalls | None = None
     """Set once the session's connection exists: the hot requests it answers itself (session_calls.py)."""
 
     async def terminate(self) -> None:
