@@ -46,7 +46,7 @@ from nats_mcp.coord.registry.visibility import (
     is_stale,
     parse_time,
 )
-from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.aiotasks import cancel_requested, stop_task
 from nats_mcp.core.names import validate_guid, validate_name, validate_project_id, validate_type_name
 
 log = logging.getLogger("nats_mcp.coord.registry.service")
@@ -421,8 +421,12 @@ class RegistryService:
                 if removed:
                     log.info("registry GC removed %d expired agent entries", removed)
             except NatsUnavailableError:
-                pass  # NATS away is normal; the next round retries
+                if cancel_requested():  # the close's cancel, turned into an error by the closing connection
+                    raise asyncio.CancelledError from None
+                # NATS away is normal; the next round retries
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.exception("registry GC failed; retrying next round")
             await asyncio.sleep(interval)
 

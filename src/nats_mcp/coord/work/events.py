@@ -16,7 +16,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.layout import Layout
 from nats_mcp.bus.pull import Delivery, ack, pull
 from nats_mcp.coord.work.service import WorkService
-from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.aiotasks import cancel_requested, stop_task
 
 log = logging.getLogger("nats_mcp.coord.work.events")
 
@@ -66,6 +66,8 @@ class WorkEvents:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_requested():  # e.g. the cancel reached a read of the closing connection, turned into an error
+                    raise asyncio.CancelledError from exc
                 log.debug("work events paused: %s", exc)
                 await asyncio.sleep(ERROR_PAUSE_S)
 
