@@ -17,6 +17,7 @@ UNLIMITED = {
     for what, value in (("RATE_PER_S", "1000000"), ("BURST", "10000000"))
 }
 UNLIMITED["NATS_MCP_SECURITY_MAX_AGENTS_PER_PRINCIPAL"] = "100000"  # one key runs every agent of the soak
+UNLIMITED["NATS_MCP_SECURITY_POOLS_CLAIM_WAITS_PER_PRINCIPAL"] = "100000"  # ... and every agent's waiting claim
 CAPABILITY = "soak"
 
 

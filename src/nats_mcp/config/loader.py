@@ -312,6 +312,33 @@ def _merge(layers: list[Layer]) -> tuple[dict[str, Any], dict[KeyPath, str]]:
     return merged, sources
 
 
+def _keep_defaults(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with what a section given only in part must keep of its field's own default.
+
+    A layer that sets one key of a section (``security.pools.claim_waits.per_principal``) gives pydantic a partial
+    dict, which it validates against the section's class alone: keys without a class default were "required", and
+    keys whose field default differs from the class's (``rate_per_address`` is 50/s, a ``RateSettings`` 20/s)
+    silently took the class's. Those keys are filled from the field's default; every other key is left to pydantic.
+    """
+    out = dict(data)
+    for name, info in model.model_fields.items():
+        part = out.get(name)
+        section = info.annotation
+        if not isinstance(part, dict) or not (isinstance(section, type) and issubclass(section, BaseModel)):
+            continue
+        default = info.get_default(call_default_factory=True)
+        filled = dict(part)
+        if isinstance(default, section):
+            for key, sub in section.model_fields.items():
+                if key in filled:
+                    continue
+                value = getattr(default, key)
+                if sub.is_required() or value != sub.get_default(call_default_factory=True):
+                    filled[key] = value
+        out[name] = _keep_defaults(section, filled)
+    return out
+
+
 def _source_for(loc: tuple[int | str, ...], sources: Mapping[KeyPath, str]) -> tuple[str, str]:
     parts = [str(p) for p in loc]
     key = ".".join(parts)
@@ -379,7 +406,7 @@ def load_settings(
     layers += [yaml_l, env_l, cli_l]
     merged, sources = _merge(layers)
     try:
-        settings = Settings(**merged)
+        settings = Settings(**_keep_defaults(Settings, merged))
     except ValidationError as exc:
         messages = [_describe(err, sources) for err in exc.errors()]
         raise ConfigError("; ".join(dict.fromkeys(messages))) from None

@@ -240,3 +240,29 @@ def test_cli_version(tmp_path: Path) -> None:
 
     proc = run_cli(["--version"], {**env(tmp_path), "PATH": os.environ["PATH"]}, tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == f"nats-mcp {__version__}"
+
+
+def test_setting_one_key_of_a_section_keeps_the_others_at_their_defaults(tmp_path: Path) -> None:
+    """Every scalar leaf set alone to its own default value (an environment variable, as people set one) leaves the
+    whole settings equal to the defaults. Was: a pool given one key failed as "total ... Field required", and
+    ``rate_per_address`` given its burst fell back to a ``RateSettings``' 20/s instead of its 50/s."""
+    from nats_mcp.config.leaves import LEAVES
+
+    base = env(tmp_path, MCP_PROJECT_PATH=str(tmp_path))
+    defaults = load_settings(environ=base).settings
+    tried = 0
+    for leaf in LEAVES.values():
+        value: object = defaults
+        for part in leaf.path:
+            value = getattr(value, part)
+        if isinstance(value, bool) or not isinstance(value, int | float) or leaf.secret:
+            continue  # numbers cover the sections at stake; strings and lists have parse rules of their own
+        got = load_settings(environ={**base, leaf.env: str(value)}).settings
+        assert got == defaults, leaf.key
+        tried += 1
+    assert tried > 50
+    pools = load_settings(environ={**base, "NATS_MCP_SECURITY_POOLS_CLAIM_WAITS_PER_PRINCIPAL": "64"}).settings
+    assert (pools.security.pools.claim_waits.total, pools.security.pools.claim_waits.per_principal) == (1000, 64)
+    yaml_file = write(tmp_path / "c.yaml", "security:\n  rate_per_address:\n    burst: 200\n")
+    rate = load_settings(config_file=yaml_file, environ=base).settings.security.rate_per_address
+    assert (rate.rate_per_s, rate.burst) == (50.0, 200)
