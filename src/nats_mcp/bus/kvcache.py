@@ -22,7 +22,7 @@ from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import NatsUnavailableError, nats_edge
 from nats_mcp.bus.setup import ensure_kv
 from nats_mcp.bus.specs import BucketSpec
-from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.aiotasks import cancel_requested, stop_task
 
 log = logging.getLogger("nats_mcp.bus.kvcache")
 
@@ -171,6 +171,8 @@ class WatchedBucket(Generic[T]):
                 await self.bucket.conn.wait_connected(5.0)
                 continue
             except Exception as exc:
+                if cancel_requested():  # the close's cancel, which nats-py turned into an error on the closing link
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 log.warning("watch of KV bucket %s failed (%s); retrying", self.bucket.name, exc)
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))

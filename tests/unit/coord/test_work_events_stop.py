@@ -60,3 +60,28 @@ async def test_an_error_without_a_cancel_pauses_and_retries(monkeypatch: Any) ->
     loop.start()
     await asyncio.wait_for(three.wait(), 5)  # the loop carries on after errors that no cancel caused
     await loop.stop()
+
+
+async def test_the_presence_keeper_stops_at_a_cancel_turned_into_an_error() -> None:
+    """The same for the presence keeper, whose failed beats are reported and waited out until the next beat."""
+    from nats_mcp.coord.context import Caller
+    from nats_mcp.coord.registry.presence import PresenceKeeper
+
+    work = ClosingWork()  # its dlq_recover is the renewal: it waits, then errs when cancelled
+
+    class Identity:
+        async def renew(self) -> None:
+            await work.dlq_recover()
+
+    class Registry:
+        async def heartbeat(self, _caller: Caller) -> bool:
+            return True
+
+    me = Caller(guid="a" * 32, namespace="ns", project_id="p" * 16, owner="o", hostname="h")
+    keeper = PresenceKeeper(Identity(), Registry(), me, interval=3600)  # type: ignore[arg-type]
+    keeper.start()
+    await asyncio.wait_for(work.waiting.wait(), 5)
+    task = keeper._task
+    assert task is not None
+    await asyncio.wait_for(stop_task(task, retry_s=60), 5)  # not the hour until the next beat
+    assert task.cancelled()

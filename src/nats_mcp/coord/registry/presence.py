@@ -24,7 +24,7 @@ from nats_mcp.bus.errors import NatsUnavailableError
 from nats_mcp.coord.context import Caller
 from nats_mcp.coord.registry.identity import IdentityService
 from nats_mcp.coord.registry.service import RegistryService
-from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.aiotasks import cancel_requested, stop_task
 
 log = logging.getLogger("nats_mcp.coord.registry.presence")
 
@@ -78,6 +78,8 @@ class PresenceKeeper:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if cancel_requested():  # the stop's cancel, turned into an error by a read of the closing connection
+                raise asyncio.CancelledError from exc
             self._report(what, exc)
             return None
         if self._failing.pop(what, None) is not None:
