@@ -26,6 +26,7 @@ from nats_mcp.coord.errors import (
     LimitExceeded,
     NotFound,
 )
+from nats_mcp.coord.work import service as service_module
 from nats_mcp.coord.work.events import WorkEvents
 from nats_mcp.coord.work.service import MAX_CLAIM_TIMEOUT_MS, WorkService
 from nats_mcp.security.policy import Policy, parse_policy
@@ -85,14 +86,19 @@ async def test_claim_batch_follows_priority_and_stops_at_max(work: WorkService) 
     assert all(i.attempts == 1 and i.leaseExpiresAt for i in got)
 
 
-async def test_claim_waits_for_new_work_and_times_out_empty(work: WorkService, nats_server: NatsServer) -> None:
+async def test_claim_waits_for_new_work_and_times_out_empty(
+    work: WorkService, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     me = caller()
     assert await work.claim(me, CAP, timeout_ms=300) == []  # nothing came within the wait: empty
+    subject = work.layout.work_subject(CAP)
+    await wait_for(lambda: subject not in subscriptions(nats_server), 10, message="the first claim still listens")
 
     # A claim waiting on an empty queue is woken by a broadcast: the item is offered once the claim listens on
-    # the work subject (the server shows its subscription), so the first look cannot have found it.
+    # the work subject (the server shows its subscription, made after its first look), so no look before found it;
+    # its look again after subscribing is put off past this test's bound, so only the wake can deliver the item.
+    monkeypatch.setattr(service_module, "RECHECK_S", MAX_CLAIM_TIMEOUT_MS / 1000)
     waiting = asyncio.create_task(work.claim(me, CAP, timeout_ms=MAX_CLAIM_TIMEOUT_MS))
-    subject = work.layout.work_subject(CAP)
     await wait_for(lambda: subject in subscriptions(nats_server), 10, message=f"no claim listening on {subject}")
     await offer(work, "arrives")
     # A robustness limit, not a speed target: a claim the broadcast did not wake waits out its whole 30 s on an

@@ -69,6 +69,9 @@ POLL_S = 0.5
 """While items of the capability are in flight, a waiting claim looks again this often (re-offers are silent)."""
 MAX_CLAIM_TIMEOUT_MS = 30_000
 MAX_BATCH = 50
+RECHECK_S = POLL_S
+"""Right after a waiting claim subscribed, when its look found nothing: look again this soon (an item published just
+before the subscription may be stored after that look)."""
 FIRST_PULL_WAIT_S = 0.02
 """A pull sent right after a publish can miss it (the consumer learns of new messages asynchronously,
 nats-server 2.15.1): the first look at a priority that holds messages waits this long for one."""
@@ -234,7 +237,7 @@ class WorkService:
             # Nothing yet: listen for new items, then look again at once (one may have come in between).
             sub = await self._conn.client.subscribe(self.layout.work_subject(cap), cb=wake)
             try:
-                woken = False
+                woken, fresh = False, True
                 while True:
                     arrived.clear()
                     got, waiting = await self._claim_pass(caller, cap, max_items)
@@ -243,9 +246,15 @@ class WorkService:
                         return got
                     # New items announce themselves; re-offers (expired leases, retry backoffs) do not: poll for those.
                     # A wake can come before the stream has stored the item it announces (the server delivers to
-                    # this subscription and to the stream's intake apart): after one, look again soon too.
-                    bound = min(left, POLL_S) if waiting or woken else left
-                    woken = False
+                    # this subscription and to the stream's intake apart): after one, look again soon too. And once
+                    # right after subscribing: an item published before the subscription and stored after the look
+                    # that followed it wakes nobody.
+                    bound = left
+                    if waiting or woken:
+                        bound = min(left, POLL_S)
+                    elif fresh:
+                        bound = min(left, RECHECK_S)
+                    woken = fresh = False
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(arrived.wait(), bound)
                         woken = True
