@@ -199,7 +199,6 @@ class _Replies:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._raw_prefix = len(prefix.encode())
         self._waiting: dict[str, _Collector] = {}
         self._next = 0
 
