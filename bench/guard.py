@@ -30,7 +30,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from audit_modes import NoopSink  # noqa: E402
 from mcp import Client  # noqa: E402
 
 from nats_mcp.api.server import build_server, local_security  # noqa: E402
@@ -61,23 +63,10 @@ async def rate(client: Client, calls: int) -> float:
     return calls / (time.perf_counter() - started)
 
 
-class _NoopSink:
-    name = "noop"
-
-    async def write(self, batch: Any) -> int:
-        return len(batch)
-
-    async def wait_ready(self, timeout: float) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
 async def guard_alone(settings: Any, *, audited: bool = False) -> float:
     """Microseconds one Guard.call costs around a call that does nothing (median of 5 x 20,000); ``audited``: with
     the audit log sealing each record (a no-op sink) and arguments to check and digest, as a real call has."""
-    audit = AuditLog([_NoopSink()], max_pending=50_000) if audited else None
+    audit = AuditLog([NoopSink()], max_pending=50_000) if audited else None
     guard = Guard(settings.security, Policy.load(None), audit)
     ctx = CallContext(local_principal(settings.security), "stdio", "bench")
     args = {"channel": "general", "message": "x" * 200, "metadata": {"k": "v"}} if audited else {}
