@@ -172,7 +172,8 @@ def areas(path: Path) -> list[tuple[str, float]]:
 async def sampled(py_spy: Path, pid: int, call: Any, calls: int, out: Path) -> float:
     """The same loop sampled by py-spy (``--native``: grpc's C core and Cython frames too, no profiler overhead);
     calls/s."""
-    argv = [str(py_spy), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out), "--native"]
+    hz = os.environ.get("BENCH_SPY_HZ", "200")  # more for a longer, finer sample (py-spy's own cost grows with it)
+    argv = [str(py_spy), "record", "-p", str(pid), "-r", hz, "-f", "raw", "-o", str(out), "--native"]
     spy = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     await asyncio.sleep(1.0)  # py-spy attaches
     started = time.perf_counter()

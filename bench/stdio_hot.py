@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import pstats
@@ -243,9 +244,12 @@ def main() -> None:
         help="a checkout (e.g. `git archive main | tar -x -C DIR`) whose src/ is measured too, as the 'before'",
     )
     parser.add_argument("--py-spy", action="store_true", help="sample the unprofiled server with py-spy (bench extra)")
+    parser.add_argument("--calls", type=int, help="calls per measured loop (and per py-spy loop)")
     parser.add_argument("--only", nargs="+", default=[], metavar="TOOL", help="measure only these (e.g. handle_get)")
     args = parser.parse_args()
     plan = Plan(runs=3, calls=150, samples=0, warmup=20, profile_calls=0) if args.quick else Plan(7, 400, 0, 50, 0)
+    if args.calls:
+        plan = dataclasses.replace(plan, calls=args.calls)
     baseline = args.baseline_src.resolve() if args.baseline_src else None
     spy = None
     if args.py_spy:

@@ -7,6 +7,7 @@ recorders of :mod:`nats_mcp.observe` are plugged in where the server is assemble
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
@@ -16,17 +17,41 @@ log = logging.getLogger("nats_mcp.security")
 
 class Fanout:
     """An :class:`AuditRecorder` that records to ``audit`` (errors pass through, as before), then to each observer
-    (an observer's failure is logged and never fails a tool call)."""
+    (an observer's failure is logged and never fails a tool call).
+
+    Inside the event loop the observers see each event in the loop's next step, in order, not during the call
+    that records it: a tool call's answer goes out first (the audit log defers its own sealing the same way,
+    security/audit/log.py). Outside a loop they see it at once."""
 
     def __init__(self, audit: AuditRecorder, *observers: AuditRecorder) -> None:
         self.audit = audit
         self.observers: list[AuditRecorder] = list(observers)
+        self._waiting: list[AuditEvent] = []
 
     def add(self, observer: AuditRecorder) -> None:
         self.observers.append(observer)
 
     def record(self, event: AuditEvent) -> None:
         self.audit.record(event)
+        if not self.observers:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._observe(event)
+            return
+        self._waiting.append(event)
+        if len(self._waiting) == 1:
+            loop.call_soon(self.observe_waiting)
+
+    def observe_waiting(self) -> None:
+        """Hand the events waiting for the loop's next step to the observers, in order."""
+        while self._waiting:
+            events, self._waiting = self._waiting, []
+            for event in events:
+                self._observe(event)
+
+    def _observe(self, event: AuditEvent) -> None:
         for observer in self.observers:
             try:
                 observer.record(event)

@@ -60,7 +60,8 @@ async def test_scripted_scenario_counts_every_call_refusal_and_failure(monkeypat
             "lockout": {"max_failures": 2, "base_s": 30, "max_s": 60, "window_s": 60},
         }
     )
-    guard = Guard(settings, Policy(parse_policy(POLICY)), Fanout(audit, metrics), clock=clock)
+    fanout = Fanout(audit, metrics)
+    guard = Guard(settings, Policy(parse_policy(POLICY)), fanout, clock=clock)
     ctx = CallContext(ALICE, "http", "team-a")
 
     async def quick() -> str:
@@ -88,6 +89,8 @@ async def test_scripted_scenario_counts_every_call_refusal_and_failure(monkeypat
     with pytest.raises(AuthenticationError):
         await guard.authenticate(Refuser("unknown_key"), Credentials(api_key=f"nmk_abc_{SECRET}"), "grpc")
 
+    assert value(metrics, "nats_mcp_tool_calls_total", tool="channels_list", transport="http", outcome="ok") == 0
+    fanout.observe_waiting()  # observers see events in the loop's next step (after the answer); this test never yields
     calls = "nats_mcp_tool_calls_total"
     assert value(metrics, calls, tool="channels_list", transport="http", outcome="ok") == 3
     assert value(metrics, calls, tool="registry_get_info", transport="http", outcome="not_found") == 1

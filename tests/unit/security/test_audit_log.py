@@ -297,3 +297,40 @@ async def test_batch_wait_gathers_records_and_a_flush_or_a_full_batch_cuts_it_sh
     assert [r.seq for r in sink.records] == list(range(1, 75))
     assert AuditLog([MemorySink()], durability="sync", batch_wait_s=1).batch_wait_s == 0  # sync never lingers
     await log.close()
+
+
+async def test_async_records_are_sealed_in_the_next_step_in_order_and_nothing_reads_around_them() -> None:
+    """``async``: record() leaves the sealing for the loop's next step (the answer goes out first); append(),
+    head, pending, flush and close seal what waits first, so no reader sees the chain without them."""
+    sink = MemorySink()
+    log = AuditLog([sink])
+    call(log, 1)
+    call(log, 2)
+    assert log.recorded == 0  # nothing sealed during the call that recorded
+    await asyncio.sleep(0)  # one step of the loop: the callback record() scheduled runs before this task resumes
+    assert log.recorded == 2
+    call(log, 3)
+    sealed = log.append(AuditEvent("tool_call", principal=BOB, tool="after", outcome="ok"))
+    assert sealed is not None and sealed.seq == 4  # the waiting record went first
+    call(log, 5)
+    assert log.head[1] == 5
+    call(log, 6)
+    assert log.pending >= 1 and log.recorded == 6
+    call(log, 7)
+    await log.close()  # seals the waiting record before chain_end
+    assert [r.seq for r in sink.records] == list(range(1, 9))
+    assert [json.loads(r.to_json())["tool"] for r in sink.records[:7]] == ["echo"] * 3 + ["after"] + ["echo"] * 3
+    assert sink.records[-1].kind == "chain_end" and verify(sink.records).ok
+
+
+async def test_sync_records_and_bad_kinds_are_handled_at_once() -> None:
+    sink = MemorySink()
+    log = AuditLog([sink], durability="sync")
+    call(log, 1)
+    assert log.recorded == 1  # sync: the guard's settle() waits for this very record
+    deferred = AuditLog([MemorySink()])
+    with pytest.raises(ValueError, match="invalid audit kind"):
+        deferred.record(AuditEvent("Not A Kind", principal=BOB))  # refused to the caller, not in a later step
+    assert deferred.recorded == 0
+    await log.close()
+    await deferred.close()

@@ -133,6 +133,8 @@ class AuditLog:
         self.dropped_total = 0
         self._dropped = 0  # since the last records_dropped record
         self._last_principal: tuple[Principal, AuditPrincipal] | None = None
+        self._unsealed: list[AuditEvent] = []
+        """Events :meth:`record` left for the loop's next step (``async``)."""
 
     @classmethod
     def from_settings(
@@ -162,22 +164,52 @@ class AuditLog:
     @property
     def head(self) -> Anchor:
         """(chain, seq, hash) of the last sealed record: an anchor."""
+        self.seal_waiting()
         return self._chain.id, self._chain.seq, self._chain.head
 
     def record(self, event: AuditEvent) -> None:
-        """Audit one tool call or security event (see :meth:`append`, which also returns the sealed record)."""
+        """Audit one tool call or security event (see :meth:`append`, which also returns the sealed record).
+
+        ``async`` durability, inside the event loop: the record is sealed in the loop's next step, not now, so the
+        answer that follows (a tool call's) goes out first; the order of records is the order of ``record`` calls,
+        and everything that reads or extends the chain (:meth:`append`, :attr:`head`, :meth:`flush`, :meth:`close`,
+        :meth:`stats`) seals what waits first. ``sync`` (the answer waits for the record), or outside a loop: now.
+        """
+        if not _KIND.fullmatch(event.kind):
+            raise ValueError(f"invalid audit kind {event.kind!r}")
+        if self.durability == "async" and self.enabled and not self._closing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._unsealed.append(event)
+                if len(self._unsealed) == 1:
+                    loop.call_soon(self.seal_waiting)
+                return
         self.append(event)
 
+    def seal_waiting(self) -> None:
+        """Seal the records :meth:`record` left for the loop's next step, in order."""
+        while self._unsealed:
+            events, self._unsealed = self._unsealed, []
+            for event in events:
+                self._append(event)
+
     def append(self, event: AuditEvent) -> AuditRecord | None:
-        """Seal and queue one record; returns it, or None when auditing is off or the record was dropped.
-        Call it from the event loop's thread (it wakes the writers).
+        """Seal and queue one record now (after those :meth:`record` left waiting); returns it, or None when auditing
+        is off or the record was dropped. Call it from the event loop's thread (it wakes the writers).
 
         ``arguments`` are digested here and never kept (or pass ``args_digest`` from :func:`digest_arguments`).
         ``peer`` defaults to the principal's; ``transport`` to the log's. Never raises for data (bad kinds do).
         """
+        if not _KIND.fullmatch(event.kind):
+            raise ValueError(f"invalid audit kind {event.kind!r}")
+        self.seal_waiting()
+        return self._append(event)
+
+    def _append(self, event: AuditEvent) -> AuditRecord | None:
         kind, principal, peer, args_digest = event.kind, event.principal, event.peer, event.args_digest
-        if not _KIND.fullmatch(kind):
-            raise ValueError(f"invalid audit kind {kind!r}")
         if not self.enabled:
             return None
         if self._closing:
@@ -375,10 +407,12 @@ class AuditLog:
     @property
     def pending(self) -> int:
         """Records not yet written by every sink."""
+        self.seal_waiting()
         return len(self._pending)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record sealed so far is written by every sink; False if ``timeout`` passed first."""
+        self.seal_waiting()
         target = self._base + len(self._pending)
         if not self._sinks or min(s.offset for s in self._sinks) >= target:
             return True
@@ -407,6 +441,7 @@ class AuditLog:
         """Seal ``chain_end``, drain for up to ``timeout`` seconds, stop the writers, close the sinks."""
         if self._closing:
             return
+        self.seal_waiting()
         if self.enabled and self._chain.seq > 0:
             if self._dropped:
                 self._seal_dropped()
@@ -432,6 +467,7 @@ class AuditLog:
 
     def stats(self) -> dict[str, Any]:
         """A snapshot for health checks and metrics."""
+        self.seal_waiting()
         return {
             "enabled": self.enabled,
             "chain": self._chain.id,
