@@ -364,20 +364,30 @@ class Assist:
 
     # -- progress --------------------------------------------------------------------------------
 
+    @staticmethod
+    def reports_progress(ctx: ServerRequestContext[Any], tool: str, arguments: Mapping[str, Any] | None) -> bool:
+        """Whether a call of ``tool`` reports progress while it runs (:meth:`progress` does something): a waiting
+        claim whose client asked for progress; the server enters :meth:`progress` only then."""
+        wait = waits(needs_of(tool))
+        if wait is None or wait.pool != "claim_waits":  # a waiting read answers without progress reports
+            return False
+        meta: Mapping[str, Any] = ctx.meta or {}
+        if meta.get("progress_token", meta.get("progressToken")) is None:  # the SDK validates _meta: its field name
+            return False
+        timeout = (arguments or {}).get(wait.arg, wait.default_ms)
+        return isinstance(timeout, int) and timeout > 0
+
     @contextlib.asynccontextmanager
     async def progress(
         self, ctx: ServerRequestContext[Any], tool: str, arguments: Mapping[str, Any] | None
     ) -> AsyncIterator[None]:
         """While the block runs (a waiting claim), report progress every second if the client asked for it."""
         wait = waits(needs_of(tool))
-        args = arguments or {}
-        meta: Mapping[str, Any] = ctx.meta or {}
-        token = meta.get("progress_token", meta.get("progressToken"))  # the SDK validates _meta: its field name
-        timeout = args.get(wait.arg, wait.default_ms) if wait is not None else 0
-        claim = wait is not None and wait.pool == "claim_waits"  # a waiting read answers without progress reports
-        if token is None or not claim or not isinstance(timeout, int) or timeout <= 0:
+        if wait is None or not self.reports_progress(ctx, tool, arguments):
             yield
             return
+        args = arguments or {}
+        timeout = args.get(wait.arg, wait.default_ms)
         capability = str(args.get("capability", "?"))[:64]
         total = timeout / 1000
 

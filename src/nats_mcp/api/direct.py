@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
 import mcp_types as types
+from anyio._core._eventloop import get_async_backend
 from mcp.server.connection import Connection, NotifyOnlyOutbound
 from mcp.server.context import ServerRequestContext
 from mcp.server.runner import ServerRunner, aclose_shielded
@@ -98,8 +99,24 @@ class CallChannel:
     outbound: Outbound
     progress_token: types.ProgressToken | None
     message_metadata: None = None
-    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
     closed: bool = False
+    cancelled: bool = False
+    """The client cancelled the request (``notifications/cancelled``): it is not answered."""
+    _cancel_event: anyio.Event | None = None
+
+    @property
+    def cancel_requested(self) -> anyio.Event:
+        """The ``DispatchContext``'s event, made when someone reads it (few calls do; the flag is ``cancelled``)."""
+        if self._cancel_event is None:
+            self._cancel_event = anyio.Event()
+            if self.cancelled:
+                self._cancel_event.set()
+        return self._cancel_event
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()
 
     @property
     def can_send_request(self) -> bool:
@@ -253,6 +270,8 @@ class DirectCalls:
         self._modern_outbound = NotifyOnlyOutbound(self._writer_outbound)
         self._in_flight: dict[types.RequestId, _InFlight] = {}
         self._tasks: dict[asyncio.Task[None], anyio.CancelScope] = {}
+        self._loop = asyncio.get_running_loop()
+        self._backend = get_async_backend()  # its scopes, without looking the backend up on every call
         self.taken = 0
         """How many requests this path has answered (or is answering) instead of the SDK's."""
 
@@ -281,11 +300,10 @@ class DirectCalls:
             self._writer_outbound if modern else connection.outbound,
             progress_token_from_params(message.params),
         )
-        scope = anyio.CancelScope()
+        scope = self._backend.create_cancel_scope()  # one per call: a cancel by the client or at the end of input
         self._in_flight[coerce_request_id(message.id)] = _InFlight(scope, channel)  # a reused id replaces, as the SDK
-        stop = anyio.CancelScope()
-        task = asyncio.get_running_loop().create_task(self._run(stop, message, connection, channel, scope))
-        self._tasks[task] = stop
+        task = self._loop.create_task(self._answer(message, connection, channel, scope))
+        self._tasks[task] = scope
         task.add_done_callback(self._forget)
         self.taken += 1
         return True
@@ -303,7 +321,7 @@ class DirectCalls:
     def _cancel(self, params: Mapping[str, Any] | None) -> None:
         request_id = as_request_id((params or {}).get("requestId"))
         if request_id is not None and (call := self._in_flight.get(coerce_request_id(request_id))) is not None:
-            call.channel.cancel_requested.set()
+            call.channel.cancel()
             call.scope.cancel()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -322,17 +340,16 @@ class DirectCalls:
         if tasks:
             await asyncio.gather(*(task for task, _ in tasks), return_exceptions=True)
 
-    async def _run(self, stop: anyio.CancelScope, *call: Any) -> None:
-        with stop:
-            await self._answer(*call)
-
     async def _answer(
         self, request: types.JSONRPCRequest, connection: Connection, channel: CallChannel, scope: anyio.CancelScope
     ) -> None:
-        """Run one request and write its answer: the SDK dispatcher's ``_handle_request``, for our requests."""
+        """Run one request and write its answer: the SDK dispatcher's ``_handle_request``, for our requests.
+
+        ``scope`` is cancelled by the client's ``notifications/cancelled`` (``channel.cancelled``: no answer) or at
+        the end of input (answered ``Connection closed``); either way the scope absorbs the cancellation."""
         answered = False
-        try:
-            with scope:
+        with scope:
+            try:
                 try:
                     result = await self._core.handle(request, connection, channel)
                 finally:
@@ -340,22 +357,22 @@ class DirectCalls:
                     key = coerce_request_id(request.id)
                     if (entry := self._in_flight.get(key)) is not None and entry.channel is channel:
                         del self._in_flight[key]
-                if not channel.cancel_requested.is_set():
+                if not channel.cancelled:
                     answered = True
                     await self._send(types.JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result))
-        except anyio.get_cancelled_exc_class():
-            if not answered and not channel.cancel_requested.is_set():
-                closed = types.ErrorData(code=types.CONNECTION_CLOSED, message="Connection closed")
-                with anyio.move_on_after(CLOSE_WRITE_TIMEOUT_S, shield=True):
-                    await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=closed))
-            raise
-        except Exception as exc:
-            error = HotCore.error_data(exc, self._session is None, request.method)
-            if not channel.cancel_requested.is_set():
-                await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=error))
-        finally:
-            if self._session is None:
-                await HotCore.finish(connection)
+            except anyio.get_cancelled_exc_class():
+                if not answered and not channel.cancelled:
+                    closed = types.ErrorData(code=types.CONNECTION_CLOSED, message="Connection closed")
+                    with anyio.move_on_after(CLOSE_WRITE_TIMEOUT_S, shield=True):
+                        await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=closed))
+                raise
+            except Exception as exc:
+                error = HotCore.error_data(exc, self._session is None, request.method)
+                if not channel.cancelled:
+                    await self._send(types.JSONRPCError(jsonrpc="2.0", id=request.id, error=error))
+            finally:
+                if self._session is None:
+                    await HotCore.finish(connection)
 
     async def _send(self, message: types.JSONRPCResponse | types.JSONRPCError) -> None:
         try:

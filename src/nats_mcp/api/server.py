@@ -312,12 +312,9 @@ def build_server(
         bounds = policy.boundary_reader(call.principal) if uses_queues(needs) else None  # work items' boundaries
 
         async def run() -> types.CallToolResult:
-            with (
-                capscope.limited_to(readable),
-                capscope.boundaries_limited_to(bounds),
-                capscope.channels_limited_to(channels),
-                capscope.reservations_limited_to(reserved),
-            ):
+            with capscope.Scope(readable, bounds, channels, reserved):
+                if not assist.reports_progress(ctx, suffix, arguments):
+                    return await table.call(coordinator, caller, name, arguments, scope)
                 async with assist.progress(ctx, suffix, arguments):
                     return await table.call(coordinator, caller, name, arguments, scope)
 

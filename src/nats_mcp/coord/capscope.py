@@ -102,3 +102,32 @@ def boundaries_limited_to(reader: BoundaryReader | None) -> Iterator[None]:
         yield
     finally:
         _bounds.reset(token)
+
+
+class Scope:
+    """All four limits of one call at once (what the server sets around each tool call): each variable is set
+    for the block, except one that would be set to None while it is None already (the usual case, for a tool
+    that reads none of them: nothing to set, nothing to reset)."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(
+        self,
+        readable: Readable | None,
+        bounds: BoundaryReader | None,
+        channels: Readable | None,
+        reserved: Readable | None,
+    ) -> None:
+        self._values = (readable, bounds, channels, reserved)
+        self._tokens: list[tuple[contextvars.ContextVar[object], contextvars.Token[object]]] = []
+
+    def __enter__(self) -> None:
+        variables: tuple[contextvars.ContextVar[object], ...] = (_readable, _bounds, _channels, _reserved)  # type: ignore[assignment]
+        for var, value in zip(variables, self._values, strict=True):
+            if value is not None or var.get() is not None:
+                self._tokens.append((var, var.set(value)))
+
+    def __exit__(self, *_: object) -> None:
+        tokens, self._tokens = self._tokens, []
+        for var, token in reversed(tokens):
+            var.reset(token)
