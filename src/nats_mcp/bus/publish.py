@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,9 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
+from opentelemetry import trace
 
 from nats_mcp.bus.errors import nats_edge
 from nats_mcp.bus.failover import resend_until
@@ -24,6 +28,8 @@ MSG_ID = "Nats-Msg-Id"
 """The dedupe header: a second message with the same id within the stream's duplicate window is dropped."""
 DEFAULT_TIMEOUT_S = 5.0
 """nats-py's JetStream timeout, when the caller gives none."""
+EXPECTED_STREAM = "Nats-Expected-Stream"
+"""Store only in this stream (js.publish's ``stream``)."""
 EXPECT_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 """Store only if the subject's last message has this sequence ("0": the subject holds none)."""
 
@@ -38,14 +44,29 @@ async def store(
     headers: Mapping[str, str] | None = None,
     timeout: float | None = None,
 ) -> int:
-    """Publish ``payload`` on ``subject``, expecting ``stream`` to store it; its stream sequence."""
+    """Publish ``payload`` on ``subject``, expecting ``stream`` to store it; its stream sequence.
+
+    What ``js.publish`` does (the ``Nats-Expected-Stream`` header, no responders as ``NoStreamResponseError``, a
+    refusal as its ``APIError``), sent through :func:`acked` rather than nats-py's request machinery; inside a
+    recording trace span through ``js.publish`` itself, whose request is the span's child."""
     sent = dict(headers or {})
     if msg_id is not None:
         sent[MSG_ID] = msg_id
     options: dict[str, Any] = {"stream": stream, "headers": sent or None}
+    sent[EXPECTED_STREAM] = stream  # (js.publish adds it to the headers it is given: ``options`` above)
+    nc = js._nc
 
     async def send(attempt_timeout: float) -> Any:
-        return await js.publish(subject, payload, timeout=attempt_timeout, **options)
+        if trace.get_current_span().is_recording():
+            return await js.publish(subject, payload, timeout=attempt_timeout, **options)
+        try:
+            msg = await acked(nc, subject, payload, sent, attempt_timeout)
+        except nats.errors.NoRespondersError:
+            raise NoStreamResponseError from None
+        answer = json.loads(msg.data)
+        if "error" in answer:
+            raise APIError.from_error(answer["error"])
+        return PubAck.from_response(answer)
 
     budget = timeout if timeout is not None else DEFAULT_TIMEOUT_S
     with nats_edge():

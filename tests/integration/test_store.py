@@ -1,0 +1,43 @@
+"""Integration tests of bus/publish.py ``store`` against a real nats-server: what nats-py's ``js.publish`` gives and
+raises (a sequence, a dedupe, a refused expectation, no stream), given and raised by the leaner path it takes, and
+the same answers inside a recording trace span (where it goes through ``js.publish`` for the span's child)."""
+
+from __future__ import annotations
+
+import pytest
+from nats.js.api import StreamConfig
+from opentelemetry.sdk.trace import TracerProvider
+
+from nats_mcp.bus.connection import NatsConnection
+from nats_mcp.bus.errors import JetStreamError, NoStreamResponse
+from nats_mcp.bus.publish import EXPECT_LAST_SUBJECT_SEQ, store
+
+
+@pytest.mark.parametrize("traced", [False, True])
+async def test_store_answers_and_refuses_as_js_publish_does(nats_conn: NatsConnection, traced: bool) -> None:
+    js = nats_conn.jetstream
+    await js.add_stream(StreamConfig(name="STORE", subjects=["store.>"], duplicate_window=60))
+    await js.add_stream(StreamConfig(name="OTHER", subjects=["other.>"]))
+    span = TracerProvider().get_tracer("test").start_as_current_span("call") if traced else None
+    if span is not None:
+        span.__enter__()
+    try:
+        first = await store(js, "store.a", b"1", stream="STORE", msg_id="m-1")
+        assert await store(js, "store.a", b"1 again", stream="STORE", msg_id="m-1") == first  # a repeat: dropped
+        second = await store(js, "store.a", b"2", stream="STORE")
+        assert second == first + 1
+        assert (await js.get_msg("STORE", second)).data == b"2"
+        ok = await store(js, "store.b", b"x", stream="STORE", headers={EXPECT_LAST_SUBJECT_SEQ: "0"})
+        with pytest.raises(JetStreamError) as refused:  # the subject holds a message now: the expectation fails
+            await store(js, "store.b", b"y", stream="STORE", headers={EXPECT_LAST_SUBJECT_SEQ: "0"})
+        assert refused.value.err_code == 10071
+        with pytest.raises(JetStreamError) as wrong:  # stored by another stream than expected: refused, not stored
+            await store(js, "other.x", b"z", stream="STORE")
+        assert wrong.value.err_code == 10060
+        with pytest.raises(NoStreamResponse):  # nobody stores this subject
+            await store(js, "nowhere.x", b"z", stream="STORE", timeout=2)
+        assert (await js.stream_info("STORE")).state.last_seq == ok
+        assert (await js.stream_info("OTHER")).state.messages == 0
+    finally:
+        if span is not None:
+            span.__exit__(None, None, None)
