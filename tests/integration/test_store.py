@@ -1,21 +1,24 @@
-"""Integration tests of bus/publish.py ``store`` against a real nats-server: what nats-py's ``js.publish`` gives and
-raises (a sequence, a dedupe, a refused expectation, no stream), given and raised by the leaner path it takes, and
-the same answers inside a recording trace span (where it goes through ``js.publish`` for the span's child)."""
+"""Integration tests of the stream writes of bus/publish.py against a real nats-server: ``store`` and the KV writes
+through ``LeanJetStream.publish`` give and raise what nats-py's ``js.publish`` does (a sequence, a dedupe, a refused
+expectation, no stream; a KV create of an existing key, of a deleted one, an update at the wrong revision), and the
+same inside a recording trace span (where nats-py's own ``publish`` sends it, for the span's child)."""
 
 from __future__ import annotations
 
 import pytest
-from nats.js.api import StreamConfig
+from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.errors import KeyWrongLastSequenceError
 from opentelemetry.sdk.trace import TracerProvider
 
 from nats_mcp.bus.connection import NatsConnection
 from nats_mcp.bus.errors import JetStreamError, NoStreamResponse
-from nats_mcp.bus.publish import EXPECT_LAST_SUBJECT_SEQ, store
+from nats_mcp.bus.publish import EXPECT_LAST_SUBJECT_SEQ, LeanJetStream, store
 
 
 @pytest.mark.parametrize("traced", [False, True])
 async def test_store_answers_and_refuses_as_js_publish_does(nats_conn: NatsConnection, traced: bool) -> None:
     js = nats_conn.jetstream
+    assert isinstance(js, LeanJetStream)
     await js.add_stream(StreamConfig(name="STORE", subjects=["store.>"], duplicate_window=60))
     await js.add_stream(StreamConfig(name="OTHER", subjects=["other.>"]))
     span = TracerProvider().get_tracer("test").start_as_current_span("call") if traced else None
@@ -38,6 +41,18 @@ async def test_store_answers_and_refuses_as_js_publish_does(nats_conn: NatsConne
             await store(js, "nowhere.x", b"z", stream="STORE", timeout=2)
         assert (await js.stream_info("STORE")).state.last_seq == ok
         assert (await js.stream_info("OTHER")).state.messages == 0
+        kv = await js.create_key_value(KeyValueConfig(bucket="leankv", history=5))
+        created = await kv.create("k", b"v1")
+        with pytest.raises(KeyWrongLastSequenceError):
+            await kv.create("k", b"again")  # it exists
+        with pytest.raises(KeyWrongLastSequenceError):
+            await kv.update("k", b"v2", last=created + 7)
+        updated = await kv.update("k", b"v2", last=created)
+        assert (await kv.get("k")).value == b"v2" and updated > created
+        await kv.delete("k")
+        recreated = await kv.create("k", b"v3")  # a deleted key may be created again (at its marker's revision)
+        assert (await kv.get("k")).value == b"v3" and recreated > updated
+        assert await kv.put("p", b"x") > recreated
     finally:
         if span is not None:
             span.__exit__(None, None, None)

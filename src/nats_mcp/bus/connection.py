@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind
 from nats_mcp.bus.connplan import ConnectPlan, TlsPolicyError, classify, plan_connection
 from nats_mcp.bus.errors import NatsConfigError, NatsConnectError, NatsUnavailableError
 from nats_mcp.bus.failover import resending
+from nats_mcp.bus.publish import LeanJetStream
 from nats_mcp.config.settings import Settings
 from nats_mcp.core.aiotasks import stop_task
 from nats_mcp.core.redact import redact
@@ -88,6 +89,10 @@ class _GuardedClient(Client):
         if self._inline is None:
             self._inline = {}
         self._inline[sid] = handler
+
+    def jetstream(self, **opts: Any) -> JetStreamContext:
+        """A JetStream context whose stream writes take the lean acknowledged path (bus/publish.py)."""
+        return LeanJetStream(self, **opts)
 
     async def _init_request_sub(self) -> None:
         await super()._init_request_sub()

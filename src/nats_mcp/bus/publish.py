@@ -29,7 +29,7 @@ MSG_ID = "Nats-Msg-Id"
 DEFAULT_TIMEOUT_S = 5.0
 """nats-py's JetStream timeout, when the caller gives none."""
 EXPECTED_STREAM = "Nats-Expected-Stream"
-"""Store only in this stream (js.publish's ``stream``)."""
+"""Store only in this stream (``js.publish``'s ``stream``)."""
 EXPECT_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 """Store only if the subject's last message has this sequence ("0": the subject holds none)."""
 
@@ -44,29 +44,14 @@ async def store(
     headers: Mapping[str, str] | None = None,
     timeout: float | None = None,
 ) -> int:
-    """Publish ``payload`` on ``subject``, expecting ``stream`` to store it; its stream sequence.
-
-    What ``js.publish`` does (the ``Nats-Expected-Stream`` header, no responders as ``NoStreamResponseError``, a
-    refusal as its ``APIError``), sent through :func:`acked` rather than nats-py's request machinery; inside a
-    recording trace span through ``js.publish`` itself, whose request is the span's child."""
+    """Publish ``payload`` on ``subject``, expecting ``stream`` to store it; its stream sequence."""
     sent = dict(headers or {})
     if msg_id is not None:
         sent[MSG_ID] = msg_id
     options: dict[str, Any] = {"stream": stream, "headers": sent or None}
-    sent[EXPECTED_STREAM] = stream  # (js.publish adds it to the headers it is given: ``options`` above)
-    nc = js._nc
 
     async def send(attempt_timeout: float) -> Any:
-        if trace.get_current_span().is_recording():
-            return await js.publish(subject, payload, timeout=attempt_timeout, **options)
-        try:
-            msg = await acked(nc, subject, payload, sent, attempt_timeout)
-        except nats.errors.NoRespondersError:
-            raise NoStreamResponseError from None
-        answer = json.loads(msg.data)
-        if "error" in answer:
-            raise APIError.from_error(answer["error"])
-        return PubAck.from_response(answer)
+        return await js.publish(subject, payload, timeout=attempt_timeout, **options)
 
     budget = timeout if timeout is not None else DEFAULT_TIMEOUT_S
     with nats_edge():
@@ -80,7 +65,7 @@ _tokens = itertools.count()
 NO_RESPONDERS = "503"
 
 
-async def acked(nc: Client, subject: str, payload: bytes, headers: dict[str, str], timeout: float) -> Msg:
+async def acked(nc: Client, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float) -> Msg:
     """Publish and wait for the one answer (a JetStream acknowledgement), as ``nc.request`` does — through the
     connection's reply subscription, no responders raised as ``NoRespondersError``, no answer in ``timeout`` as
     nats ``TimeoutError`` — without its per-call machinery (``asyncio.wait_for``, a random token drawn from the OS,
@@ -110,3 +95,35 @@ async def acked(nc: Client, subject: str, payload: bytes, headers: dict[str, str
 def _expire(answer: asyncio.Future[Msg]) -> None:
     if not answer.done():
         answer.set_exception(nats.errors.TimeoutError)
+
+
+class LeanJetStream(JetStreamContext):
+    """nats-py's JetStream context, whose ``publish`` (every stream write: :func:`store`, a KV put, create, update
+    or delete) goes through :func:`acked` rather than the client's request machinery, with what ``js.publish``
+    sends, returns and raises: the ``Nats-Expected-Stream`` header, a ``PubAck``, no responders as
+    ``NoStreamResponseError``, a refusal as its ``APIError`` (which a KV write turns into its own errors, as
+    before). Inside a recording trace span (the request is then the span's child) or with a per-message TTL,
+    nats-py's own ``publish``. ``bus/connection.py``'s client makes its contexts of this class."""
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float | None = None,
+        stream: str | None = None,
+        headers: dict[str, Any] | None = None,
+        msg_ttl: float | None = None,
+    ) -> PubAck:
+        if msg_ttl is not None or trace.get_current_span().is_recording():
+            return await super().publish(subject, payload, timeout, stream, headers, msg_ttl)
+        sent = headers
+        if stream is not None:
+            sent = {**(headers or {}), EXPECTED_STREAM: stream}
+        try:
+            msg = await acked(self._nc, subject, payload, sent, self._timeout if timeout is None else timeout)
+        except nats.errors.NoRespondersError:
+            raise NoStreamResponseError from None
+        answer = json.loads(msg.data)
+        if "error" in answer:
+            raise APIError.from_error(answer["error"])
+        return PubAck.from_response(answer)

@@ -151,29 +151,26 @@ async def test_a_refused_write_is_not_tried_again() -> None:
 
 
 class SlowStream:
-    """A JetStream context whose stream answers a publish only from the ``answer_from``-th attempt on, through the
-    connection's reply map as nats-py files an answer (``store`` publishes with bus/publish.py's ``acked``)."""
+    """A JetStream context whose stream answers a publish only from the ``answer_from``-th attempt on."""
 
     def __init__(self, answer_from: int) -> None:
         self.answer_from = answer_from
-        self.sent: list[dict[str, str] | None] = []
-        self._nc = self  # the connection of the context: this fake is both
-        self._resp_sub_prefix = b"_INBOX.test."
-        self._resp_map: dict[str, asyncio.Future[Any]] = {}
+        self.sent: list[tuple[float, dict[str, str] | None]] = []
 
-    async def publish(self, subject: str, payload: bytes, reply: str = "", headers: Any = None) -> None:
-        self.sent.append(headers)
-        if len(self.sent) >= self.answer_from:  # answered; the earlier attempts time out unanswered
-            token = reply[len(self._resp_sub_prefix) :]
-            self._resp_map[token].set_result(SimpleNamespace(data=b'{"stream":"S","seq":42}', headers=None))
+    async def publish(self, subject: str, payload: bytes, *, timeout: float, stream: str, headers: Any) -> Any:
+        self.sent.append((timeout, headers))
+        if len(self.sent) < self.answer_from:
+            await asyncio.sleep(timeout)
+            raise nats.errors.TimeoutError
+        return SimpleNamespace(seq=42)
 
 
 async def test_a_publish_with_a_dedupe_id_is_resent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(failover, "RESEND_AFTER_S", 0.01)
     js = SlowStream(answer_from=3)
     assert await store(js, "s.x", b"p", stream="S", msg_id="m-1", timeout=1.0) == 42  # type: ignore[arg-type]
-    assert js.sent == [{"Nats-Msg-Id": "m-1", "Nats-Expected-Stream": "S"}] * 3
-    assert js._resp_map == {}  # no attempt's reply slot is left behind
+    assert [headers for _, headers in js.sent] == [{"Nats-Msg-Id": "m-1"}] * 3
+    assert all(timeout == 0.01 for timeout, _ in js.sent)
 
 
 async def test_a_publish_without_a_dedupe_id_is_sent_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,7 +178,7 @@ async def test_a_publish_without_a_dedupe_id_is_sent_once(monkeypatch: pytest.Mo
     js = SlowStream(answer_from=2)
     with pytest.raises(NatsTimeout):
         await store(js, "s.x", b"p", stream="S", timeout=0.05)  # type: ignore[arg-type]
-    assert js.sent == [{"Nats-Expected-Stream": "S"}]
+    assert [timeout for timeout, _ in js.sent] == [0.05]
 
 
 class Replicas:
