@@ -251,3 +251,38 @@ def compare(transcripts: dict[str, tuple[LineClient, Script]], modern: bool) -> 
     assert not differ, f"{era}: {len(differ)} answers differ:\n" + "\n".join(differ[:8])
     assert notes["own"] == notes["sdk"], era
     assert any("notifications/progress" in note for note in notes["own"]), era  # the waiting claim reported
+
+
+async def test_own_answers_are_the_sdks_bytes() -> None:
+    """The answers api/direct.py writes without building the envelope's model are the SDK writer's bytes exactly
+    (the field order, the escaping, the number forms): ``ping`` and a tool call answered through the whole handler
+    (a server without coordination services answers its ``internal`` tool error, with the era's serverInfo stamp),
+    ids of both JSON types, both eras."""
+    server = build_server()
+    arguments = {"text": 'héllo \u2028 "q" \\ \x00', "n": 1.5, "big": 10**20}
+    for modern in (False, True):
+        raw: dict[bool, list[bytes]] = {}
+        for own in (False, True):
+            async with piped(server, own_dispatch=own) as client:
+                if not modern:
+                    init = {
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "b", "version": "1"},
+                    }
+                    await client.send({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": init})
+                    await client.answer("init")
+                    await client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                meta = {"_meta": ENVELOPE} if modern else {}
+                requests = [
+                    (1, "ping", {**meta}),
+                    ("two", "tools/call", {"name": "warp_handle_get", "arguments": arguments, **meta}),
+                    (3, "tools/call", {"name": "warp_channels_send", "arguments": {}, **meta}),
+                ]
+                for rid, method, params in requests:
+                    await client.send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+                    await client.answer(rid)
+                taken = client.stream.direct.taken if client.stream.direct is not None else 0
+                assert taken == (len(requests) if own else 0)
+                raw[own] = [line for line in client.raw if b'"id":"init"' not in line]
+        assert raw[True] == raw[False] and len(raw[True]) == 3

@@ -23,6 +23,8 @@ class LineClient:
         self._writer = writer
         self.stream = stream
         self.lines: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+        """Every line as written, bytes and all (``lines`` has them parsed)."""
         self._seen = asyncio.Condition()
         self.eof = False
         self._pump = asyncio.get_running_loop().create_task(self._read(reader))
@@ -30,6 +32,7 @@ class LineClient:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
             async with self._seen:
+                self.raw.append(line)
                 self.lines.append(json.loads(line))
                 self._seen.notify_all()
         async with self._seen:

@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import anyio
 import mcp_types as types
+import pydantic_core
 from anyio._core._eventloop import get_async_backend
 from mcp.server.connection import Connection, NotifyOnlyOutbound
 from mcp.server.context import ServerRequestContext
@@ -359,7 +360,7 @@ class DirectCalls:
                         del self._in_flight[key]
                 if not channel.cancelled:
                     answered = True
-                    await self._send(types.JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result))
+                    await self._send_result(request.id, result)
             except anyio.get_cancelled_exc_class():
                 if not answered and not channel.cancelled:
                     closed = types.ErrorData(code=types.CONNECTION_CLOSED, message="Connection closed")
@@ -373,6 +374,18 @@ class DirectCalls:
             finally:
                 if self._session is None:
                     await HotCore.finish(connection)
+
+    async def _send_result(self, request_id: types.RequestId, result: dict[str, Any]) -> None:
+        """A success answer, written as the SDK writes ``JSONRPCResponse(...).model_dump_json(by_alias=True,
+        exclude_unset=True)`` (its fields in that order; ``result`` is already the JSON-mode dump of ``_serialize``),
+        without building and validating the envelope's model, where the stream takes bytes (transports/stdio.py)."""
+        send_json = getattr(self._write, "send_json", None)
+        if send_json is None:
+            return await self._send(types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result=result))
+        try:
+            await send_json(pydantic_core.to_json({"jsonrpc": "2.0", "id": request_id, "result": result}))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            log.debug("dropped the answer to %r: write stream closed", request_id)
 
     async def _send(self, message: types.JSONRPCResponse | types.JSONRPCError) -> None:
         try:

@@ -179,9 +179,17 @@ class PipeWriteStream:
             raise anyio.ClosedResourceError
         if self._writer.transport.is_closing():
             raise anyio.BrokenResourceError
-        data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        await self.send_json(item.message.model_dump_json(by_alias=True, exclude_unset=True).encode("utf-8"))
+
+    async def send_json(self, data: bytes, /) -> None:
+        """Write one message already serialised as the SDK's writer does (compact JSON, UTF-8): api/direct.py's
+        answers, made without building the envelope's model."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._writer.transport.is_closing():
+            raise anyio.BrokenResourceError
         try:
-            self._writer.write(data.encode("utf-8") + b"\n")
+            self._writer.write(data + b"\n")
             await self._writer.drain()
         except (ConnectionError, RuntimeError) as exc:  # the client closed stdout's far end
             raise anyio.BrokenResourceError from exc

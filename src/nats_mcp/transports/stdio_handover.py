@@ -42,6 +42,11 @@ class DropFirstReply:
         log.warning("stdio hand-over: the SDK's first message was not its answer to the replayed initialize")
         await self._inner.send(item)
 
+    async def send_json(self, data: bytes, /) -> None:
+        """A direct answer (api/direct.py): never the answer to the replayed ``initialize`` (the SDK writes that
+        before any call is taken), so it goes straight through."""
+        await self._inner.send_json(data)
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 
