@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from nats_mcp.bus.errors import BusError
+from nats_mcp.core.aiotasks import cancel_requested
 
 AckKind = Literal["+ACK", "+WPI", "-NAK", "+TERM"]
 
@@ -101,7 +102,11 @@ async def pull(
     sub = await nc.subscribe(inbox, pending_msgs_limit=max(batch * 4, 64))
     found: list[Delivery] = []
     try:
+        # nats-py's flush swallows a cancel that reaches it while the connection closes (``_flush_pending``: ``except
+        # CancelledError: pass``); the task's cancel count still says so, and the pull must not wait out its expiry.
+        _stop_if_cancelled()
         await nc.publish(f"{prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(request).encode(), reply=inbox)
+        _stop_if_cancelled()
         deadline = asyncio.get_running_loop().time() + wait_s + timeout
         while len(found) < batch:
             left = deadline - asyncio.get_running_loop().time()
@@ -129,6 +134,11 @@ async def pull(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     return found
+
+
+def _stop_if_cancelled() -> None:
+    if cancel_requested():
+        raise asyncio.CancelledError
 
 
 async def ack(nc: Client, reply: str, kind: AckKind, *, delay_s: float | None = None, timeout: float = 5.0) -> None:
