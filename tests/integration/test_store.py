@@ -5,6 +5,8 @@ same inside a recording trace span (where nats-py's own ``publish`` sends it, fo
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import KeyWrongLastSequenceError
@@ -21,10 +23,8 @@ async def test_store_answers_and_refuses_as_js_publish_does(nats_conn: NatsConne
     assert isinstance(js, LeanJetStream)
     await js.add_stream(StreamConfig(name="STORE", subjects=["store.>"], duplicate_window=60))
     await js.add_stream(StreamConfig(name="OTHER", subjects=["other.>"]))
-    span = TracerProvider().get_tracer("test").start_as_current_span("call") if traced else None
-    if span is not None:
-        span.__enter__()
-    try:
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("call") if traced else contextlib.nullcontext():
         first = await store(js, "store.a", b"1", stream="STORE", msg_id="m-1")
         assert await store(js, "store.a", b"1 again", stream="STORE", msg_id="m-1") == first  # a repeat: dropped
         second = await store(js, "store.a", b"2", stream="STORE")
@@ -53,6 +53,3 @@ async def test_store_answers_and_refuses_as_js_publish_does(nats_conn: NatsConne
         recreated = await kv.create("k", b"v3")  # a deleted key may be created again (at its marker's revision)
         assert (await kv.get("k")).value == b"v3" and recreated > updated
         assert await kv.put("p", b"x") > recreated
-    finally:
-        if span is not None:
-            span.__exit__(None, None, None)

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from nats_mcp.bus.errors import BusError
-from nats_mcp.core.aiotasks import cancel_requested
+from nats_mcp.core.aiotasks import stop_if_cancel_requested
 
 AckKind = Literal["+ACK", "+WPI", "-NAK", "+TERM"]
 
@@ -104,9 +104,9 @@ async def pull(
     try:
         # nats-py's flush swallows a cancel that reaches it while the connection closes (``_flush_pending``: ``except
         # CancelledError: pass``); the task's cancel count still says so, and the pull must not wait out its expiry.
-        _stop_if_cancelled()
+        stop_if_cancel_requested()
         await nc.publish(f"{prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}", json.dumps(request).encode(), reply=inbox)
-        _stop_if_cancelled()
+        stop_if_cancel_requested()
         deadline = asyncio.get_running_loop().time() + wait_s + timeout
         while len(found) < batch:
             left = deadline - asyncio.get_running_loop().time()
@@ -134,11 +134,6 @@ async def pull(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     return found
-
-
-def _stop_if_cancelled() -> None:
-    if cancel_requested():
-        raise asyncio.CancelledError
 
 
 async def ack(nc: Client, reply: str, kind: AckKind, *, delay_s: float | None = None, timeout: float = 5.0) -> None:

@@ -54,16 +54,6 @@ def channel_visible(channel: str) -> bool:
     return readable is None or readable(channel)
 
 
-@contextlib.contextmanager
-def channels_limited_to(readable: Readable | None) -> Iterator[None]:
-    """Within the block, only channels ``readable`` accepts are visible (None: all of them)."""
-    token = _channels.set(readable)
-    try:
-        yield
-    finally:
-        _channels.reset(token)
-
-
 def reservation_visible(resource: str) -> bool:
     """Whether the running call may see reservations of ``resource`` (a normalised path or glob)."""
     readable = _reserved.get()

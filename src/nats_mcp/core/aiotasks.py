@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 async def stop_task(task: asyncio.Task[None] | None, *, retry_s: float = 0.5) -> None:
@@ -29,3 +33,37 @@ def cancel_requested() -> bool:
     got into another exception."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def stop_if_cancel_requested() -> None:
+    """Raise CancelledError when the running task was asked to stop though the cancel itself was swallowed on the
+    way (nats-py's flush drops one that reaches it while the connection closes)."""
+    if cancel_requested():
+        raise asyncio.CancelledError
+
+
+class NextStep(Generic[T]):
+    """Items handed to ``handle`` in the event loop's next step, in the order they came, by one scheduled callback
+    for all that wait: work a caller wants done after what it does now (a tool call's answer) without a task."""
+
+    def __init__(self, handle: Callable[[T], object]) -> None:
+        self._handle = handle
+        self._waiting: list[T] = []
+
+    def add(self, item: T) -> bool:
+        """Queue ``item`` for the loop's next step; False outside a running loop (the caller handles it itself)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._waiting.append(item)
+        if len(self._waiting) == 1:
+            loop.call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Hand over every waiting item now, in order (the scheduled callback then finds none)."""
+        while self._waiting:
+            items, self._waiting = self._waiting, []
+            for item in items:
+                self._handle(item)

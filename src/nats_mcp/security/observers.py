@@ -7,9 +7,9 @@ recorders of :mod:`nats_mcp.observe` are plugged in where the server is assemble
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from nats_mcp.core.aiotasks import NextStep
 from nats_mcp.security.audit.event import AuditEvent, AuditRecorder
 
 log = logging.getLogger("nats_mcp.security")
@@ -26,30 +26,19 @@ class Fanout:
     def __init__(self, audit: AuditRecorder, *observers: AuditRecorder) -> None:
         self.audit = audit
         self.observers: list[AuditRecorder] = list(observers)
-        self._waiting: list[AuditEvent] = []
+        self._waiting: NextStep[AuditEvent] = NextStep(self._observe)
 
     def add(self, observer: AuditRecorder) -> None:
         self.observers.append(observer)
 
     def record(self, event: AuditEvent) -> None:
         self.audit.record(event)
-        if not self.observers:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        if self.observers and not self._waiting.add(event):
             self._observe(event)
-            return
-        self._waiting.append(event)
-        if len(self._waiting) == 1:
-            loop.call_soon(self.observe_waiting)
 
     def observe_waiting(self) -> None:
         """Hand the events waiting for the loop's next step to the observers, in order."""
-        while self._waiting:
-            events, self._waiting = self._waiting, []
-            for event in events:
-                self._observe(event)
+        self._waiting.flush()
 
     def _observe(self, event: AuditEvent) -> None:
         for observer in self.observers:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from nats_mcp.core.aiotasks import stop_task
+from nats_mcp.core.aiotasks import NextStep, stop_task
 from nats_mcp.security.audit.chain import Anchor, ChainDivergedError
 from nats_mcp.security.audit.event import AuditEvent
 from nats_mcp.security.audit.record import (
@@ -133,7 +133,7 @@ class AuditLog:
         self.dropped_total = 0
         self._dropped = 0  # since the last records_dropped record
         self._last_principal: tuple[Principal, AuditPrincipal] | None = None
-        self._unsealed: list[AuditEvent] = []
+        self._unsealed: NextStep[AuditEvent] = NextStep(self._append)
         """Events :meth:`record` left for the loop's next step (``async``)."""
 
     @classmethod
@@ -177,24 +177,13 @@ class AuditLog:
         """
         if not _KIND.fullmatch(event.kind):
             raise ValueError(f"invalid audit kind {event.kind!r}")
-        if self.durability == "async" and self.enabled and not self._closing:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is not None:
-                self._unsealed.append(event)
-                if len(self._unsealed) == 1:
-                    loop.call_soon(self.seal_waiting)
-                return
+        if self.durability == "async" and self.enabled and not self._closing and self._unsealed.add(event):
+            return
         self.append(event)
 
     def seal_waiting(self) -> None:
         """Seal the records :meth:`record` left for the loop's next step, in order."""
-        while self._unsealed:
-            events, self._unsealed = self._unsealed, []
-            for event in events:
-                self._append(event)
+        self._unsealed.flush()
 
     def append(self, event: AuditEvent) -> AuditRecord | None:
         """Seal and queue one record now (after those :meth:`record` left waiting); returns it, or None when auditing
